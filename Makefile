@@ -1,0 +1,71 @@
+# hyblua — plain GNU make. Targets: all (./hyblua), run, test, bench, asan, data, clean, deps.
+# core/ and kernels/ build into build/libhbcore.a without Lua; lua/ adds the binding and the executable.
+
+PKGS      := lua5.4 openblas yaml-0.1 libcjson libedit
+CC        ?= gcc
+OPT       ?= -O2 -march=native
+CFLAGS    += $(OPT) -g -std=c11 -Wall -Wextra -D_GNU_SOURCE -fno-fast-math
+CORE_CFLAGS := $(shell pkg-config --cflags openblas yaml-0.1 libcjson 2>/dev/null)
+CORE_LIBS   := $(shell pkg-config --libs openblas yaml-0.1 libcjson 2>/dev/null) -lpthread -lm
+LUA_CFLAGS  := $(shell pkg-config --cflags lua5.4 libedit 2>/dev/null)
+LUA_LIBS    := $(shell pkg-config --libs lua5.4 libedit 2>/dev/null)
+
+B := build
+CORE_SRC    := $(wildcard core/*.c)
+KERNEL_SRC  := $(wildcard kernels/*.c)
+LUA_SRC     := $(wildcard lua/*.c)
+CORE_OBJ    := $(CORE_SRC:%.c=$(B)/%.o) $(KERNEL_SRC:%.c=$(B)/%_f32.o) $(KERNEL_SRC:%.c=$(B)/%_f64.o)
+LUA_OBJ     := $(LUA_SRC:%.c=$(B)/%.o)
+CTEST_SRC   := $(filter-out tests/test_repl.c,$(wildcard tests/test_*.c))
+CTEST_BIN   := $(CTEST_SRC:tests/%.c=$(B)/tests/%)
+HEADERS     := $(wildcard core/*.h kernels/*.h lua/*.h tests/*.h)
+
+.PHONY: all run test bench asan data clean deps
+all: hyblua
+
+deps:
+	@bash .ci/deps.sh
+
+$(B)/core/%.o: core/%.c $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(CORE_CFLAGS) -c $< -o $@
+$(B)/kernels/%_f32.o: kernels/%.c $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(CORE_CFLAGS) -c $< -o $@
+$(B)/kernels/%_f64.o: kernels/%.c $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(CORE_CFLAGS) -DHB_KERNEL_F64 -c $< -o $@
+$(B)/lua/%.o: lua/%.c $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(CORE_CFLAGS) $(LUA_CFLAGS) -DHB_LUADIR='"$(CURDIR)/lua"' -c $< -o $@
+
+$(B)/libhbcore.a: $(CORE_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+hyblua: $(LUA_OBJ) $(B)/libhbcore.a
+	$(CC) $(CFLAGS) -o $@ $(LUA_OBJ) $(B)/libhbcore.a $(LUA_LIBS) $(CORE_LIBS) -Wl,-E
+
+$(B)/tests/%: tests/%.c $(B)/libhbcore.a $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(CORE_CFLAGS) $< -o $@ $(B)/libhbcore.a $(CORE_LIBS)
+$(B)/tests/test_repl: tests/test_repl.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $< -o $@ -lutil
+
+test: hyblua $(CTEST_BIN) $(if $(wildcard tests/test_repl.c),$(B)/tests/test_repl)
+	HB_FIXTURES=$(abspath ../shared/fixtures) prove -e tests/runtest $(CTEST_BIN) \
+	  $(if $(wildcard tests/test_repl.c),$(B)/tests/test_repl) $(sort $(wildcard tests/*.lua))
+
+run: deps hyblua
+	./hyblua recipes/gdn_3to1.lua
+
+bench: hyblua
+	./hyblua bench/run.lua
+
+asan:
+	$(MAKE) B=build-asan OPT="-O1 -fsanitize=address,undefined -fno-omit-frame-pointer" \
+	  CFLAGS="-fsanitize=address,undefined" test
+
+clean:
+	rm -rf build build-asan hyblua

@@ -1,0 +1,206 @@
+/* autograd.c — the tape: nodes, grad mode, and the backward engine.
+ *
+ * hb_backward does an iterative depth-first search from the root to order every tensor that has a
+ * grad_fn (post-order = inputs before outputs), seeds root->bgrad, then walks the order backwards:
+ * each tensor's accumulated bgrad is handed to its node, and the returned input gradients are added to
+ * the inputs' bgrad (non-leaves) or grad (leaves that require grad). A per-call mark distinguishes
+ * visited tensors without a hash set.
+ */
+#include "autograd.h"
+#include <stdlib.h>
+#include <string.h>
+
+static _Thread_local int grad_disabled = 0;
+int hb_grad_enabled(void) { return !grad_disabled; }
+int hb_grad_set(int enabled) {
+    int prev = !grad_disabled;
+    grad_disabled = !enabled;
+    return prev;
+}
+
+int hb_needs_grad(int n, hb_tensor_t **in) {
+    if (grad_disabled) return 0;
+    for (int i = 0; i < n; i++)
+        if (in[i] && in[i]->requires_grad) return 1;
+    return 0;
+}
+
+hb_node_t *hb_node_attach(hb_tensor_t *out, const char *name, hb_backward_fn bw, int nin, hb_tensor_t **in) {
+    if (!out || !hb_needs_grad(nin, in)) return NULL;
+    hb_node_t *n = calloc(1, sizeof *n);
+    if (!n) return NULL; /* out of memory: the output simply has no history */
+    n->refcount = 1;
+    n->name = name;
+    n->backward = bw;
+    n->nin = nin;
+    for (int i = 0; i < nin; i++) n->in[i] = hb_tensor_ref(in[i]);
+    if (out->grad_fn) hb_node_free(out->grad_fn);
+    out->grad_fn = n;
+    out->requires_grad = 1;
+    return n;
+}
+
+void hb_node_free(hb_node_t *n) {
+    if (!n || --n->refcount > 0) return;
+    for (int i = 0; i < n->nin; i++) hb_tensor_free(n->in[i]);
+    for (int i = 0; i < HB_NODE_MAXSAVED; i++) hb_tensor_free(n->saved[i]);
+    if (n->free_ctx) n->free_ctx(n->ctx);
+    free(n);
+}
+
+int hb_set_requires_grad(hb_tensor_t *t, int on) {
+    if (on && !hb_dtype_is_float(t->dtype)) {
+        hb_seterr("requires_grad: only float tensors can require grad (got %s)", hb_dtype_name(t->dtype));
+        return -1;
+    }
+    if (!on && t->grad_fn) {
+        hb_seterr("requires_grad(false): tensor is not a leaf (it was produced by '%s'); use detach()",
+                  t->grad_fn->name);
+        return -1;
+    }
+    t->requires_grad = on;
+    return 0;
+}
+
+int hb_accumulate(hb_tensor_t **acc, hb_tensor_t *g) {
+    if (!*acc) {
+        /* own a contiguous private copy so later in-place adds never touch a view of someone else */
+        hb_tensor_t *c = hb_tensor_empty(g->dtype, g->ndim, g->size);
+        if (!c || hb_copy_(c, g)) { hb_tensor_free(c); return -1; }
+        *acc = c;
+        return 0;
+    }
+    if (!hb_same_shape(*acc, g)) {
+        char a[64], b[64];
+        hb_seterr("gradient shape %s does not match accumulated %s", hb_shape_str(g, a, sizeof a),
+                  hb_shape_str(*acc, b, sizeof b));
+        return -1;
+    }
+    return hb_add_(*acc, g, 1.0);
+}
+
+static uint64_t mark_counter = 0;
+
+typedef struct {
+    hb_tensor_t **v;
+    int64_t n, cap;
+} vec_t;
+static int vec_push(vec_t *a, hb_tensor_t *t) {
+    if (a->n == a->cap) {
+        int64_t c = a->cap ? a->cap * 2 : 256;
+        hb_tensor_t **nv = realloc(a->v, (size_t)c * sizeof *nv);
+        if (!nv) { hb_seterr("backward: out of memory"); return -1; }
+        a->v = nv;
+        a->cap = c;
+    }
+    a->v[a->n++] = t;
+    return 0;
+}
+
+int hb_backward(hb_tensor_t *root, hb_tensor_t *gout, int retain_graph) {
+    if (!root->requires_grad) {
+        hb_seterr("backward: tensor does not require grad (no parameter in its history requires grad)");
+        return -1;
+    }
+    if (!gout && hb_numel(root) != 1) {
+        char b[64];
+        hb_seterr("backward: implicit gradient only for single-element tensors (got %s); pass a gradient",
+                  hb_shape_str(root, b, sizeof b));
+        return -1;
+    }
+    if (gout && !hb_same_shape(gout, root)) {
+        char a[64], b[64];
+        hb_seterr("backward: gradient shape %s does not match tensor %s", hb_shape_str(gout, a, sizeof a),
+                  hb_shape_str(root, b, sizeof b));
+        return -1;
+    }
+    uint64_t mark = ++mark_counter;
+    /* iterative DFS producing post-order */
+    vec_t order = {0}, stack = {0};
+    vec_t expanded = {0};
+    int rc = -1;
+    if (vec_push(&stack, root)) goto out;
+    /* a parallel stack of "children pushed" flags, packed into expanded (same indices as stack) */
+    if (vec_push(&expanded, NULL)) goto out;
+    root->mark = mark;
+    while (stack.n) {
+        hb_tensor_t *t = stack.v[stack.n - 1];
+        if (expanded.v[stack.n - 1] == NULL) {
+            expanded.v[stack.n - 1] = t; /* mark expanded */
+            if (t->grad_fn)
+                for (int i = 0; i < t->grad_fn->nin; i++) {
+                    hb_tensor_t *c = t->grad_fn->in[i];
+                    if (!c || !c->requires_grad || c->mark == mark) continue;
+                    c->mark = mark;
+                    if (vec_push(&stack, c) || vec_push(&expanded, NULL)) goto out;
+                }
+        } else {
+            stack.n--;
+            expanded.n--;
+            if (vec_push(&order, t)) goto out;
+        }
+    }
+    int prev = hb_grad_set(0);
+    hb_tensor_t *seed = gout ? hb_tensor_ref(gout) : hb_tensor_full(root->dtype, root->ndim, root->size, 1.0);
+    if (!seed) { hb_grad_set(prev); goto out; }
+    if (root->grad_fn) {
+        root->bgrad = seed;
+    } else {
+        int e = hb_accumulate(&root->grad, seed);
+        hb_tensor_free(seed);
+        hb_grad_set(prev);
+        rc = e;
+        goto out;
+    }
+    for (int64_t k = order.n - 1; k >= 0; k--) {
+        hb_tensor_t *t = order.v[k];
+        if (!t->grad_fn || !t->bgrad) continue;
+        hb_node_t *n = t->grad_fn;
+        hb_tensor_t *gin[HB_NODE_MAXIN] = {0};
+        if (n->backward(n, t->bgrad, gin)) {
+            char msg[1024];
+            strncpy(msg, hb_errmsg(), sizeof msg - 1);
+            msg[sizeof msg - 1] = 0;
+            hb_seterr("backward of '%s': %s", n->name, msg);
+            for (int i = 0; i < n->nin; i++) hb_tensor_free(gin[i]);
+            hb_grad_set(prev);
+            goto cleanup;
+        }
+        if (t->retain_grad) hb_accumulate(&t->grad, t->bgrad);
+        hb_tensor_free(t->bgrad);
+        t->bgrad = NULL;
+        for (int i = 0; i < n->nin; i++) {
+            hb_tensor_t *c = n->in[i];
+            if (!gin[i]) continue;
+            if (c && c->requires_grad) {
+                int e = c->grad_fn ? hb_accumulate(&c->bgrad, gin[i]) : hb_accumulate(&c->grad, gin[i]);
+                if (e) {
+                    for (int j = i; j < n->nin; j++) hb_tensor_free(gin[j]);
+                    hb_grad_set(prev);
+                    goto cleanup;
+                }
+            }
+            hb_tensor_free(gin[i]);
+        }
+    }
+    hb_grad_set(prev);
+    rc = 0;
+cleanup:
+    for (int64_t k = 0; k < order.n; k++) {
+        hb_tensor_t *t = order.v[k];
+        hb_tensor_free(t->bgrad);
+        t->bgrad = NULL;
+    }
+    if (!retain_graph) {
+        /* release the graph: drop every node (children stay alive while the order holds them) */
+        for (int64_t k = 0; k < order.n; k++) {
+            hb_tensor_t *t = order.v[k];
+            if (t->grad_fn) { hb_node_t *n = t->grad_fn; t->grad_fn = NULL; hb_node_free(n); }
+        }
+    }
+out:
+    free(order.v);
+    free(stack.v);
+    free(expanded.v);
+    return rc;
+}

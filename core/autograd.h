@@ -1,0 +1,55 @@
+/* autograd.h — reverse-mode automatic differentiation on hb tensors.
+ *
+ * An op whose inputs require grad (and grad mode is on) creates a node holding references to its
+ * inputs and whatever it saved, and attaches it to its output as grad_fn. hb_backward(root) orders the
+ * graph topologically and calls each node's backward with the gradient of its output; the node returns
+ * one gradient per input (NULL where not needed). Gradients of leaves that require grad are
+ * accumulated (+=) into leaf->grad. Backward runs with grad mode off (no higher-order gradients).
+ * Unless retain_graph is set, the graph is released afterwards (non-leaf grad_fn cleared).
+ *
+ * Saved tensors must never be the node's own output (that would be a reference cycle): save a
+ * hb_detach() alias instead.
+ */
+#ifndef HB_AUTOGRAD_H
+#define HB_AUTOGRAD_H
+#include "tensor.h"
+
+#define HB_NODE_MAXIN 8
+#define HB_NODE_MAXSAVED 8
+
+typedef struct hb_node hb_node_t;
+/* Compute gin[i] (new references, or NULL) for each input from gout. Return 0, or -1 with hb_seterr. */
+typedef int (*hb_backward_fn)(hb_node_t *n, hb_tensor_t *gout, hb_tensor_t **gin);
+
+struct hb_node {
+    int64_t refcount;
+    const char *name;                         /* op name, for error messages */
+    hb_backward_fn backward;
+    int nin;
+    hb_tensor_t *in[HB_NODE_MAXIN];           /* inputs (owned refs) */
+    hb_tensor_t *saved[HB_NODE_MAXSAVED];     /* saved tensors (owned refs, may be NULL) */
+    double d[8];                              /* saved scalars */
+    int64_t i[HB_MAXDIM * 2];                 /* saved integers (dims, sizes) */
+    void *ctx;                                /* op-specific state */
+    void (*free_ctx)(void *ctx);
+};
+
+/* Grad mode: on by default; per thread. hb_grad_set returns the previous value. */
+int hb_grad_enabled(void);
+int hb_grad_set(int enabled);
+
+/* Does an op over these inputs need to record a node? */
+int hb_needs_grad(int n, hb_tensor_t **in);
+/* Create a node over inputs (refs taken) and attach it to out (out->requires_grad = 1).
+ * Returns the node so the caller can save things, or NULL when no grad is needed. */
+hb_node_t *hb_node_attach(hb_tensor_t *out, const char *name, hb_backward_fn bw, int nin, hb_tensor_t **in);
+void hb_node_free(hb_node_t *n);
+
+/* Run backward from root. gout may be NULL only for a single-element root (gradient 1). */
+int hb_backward(hb_tensor_t *root, hb_tensor_t *gout, int retain_graph);
+/* Mark a leaf as requiring grad (or not). Non-float tensors cannot require grad. */
+int hb_set_requires_grad(hb_tensor_t *t, int on);
+/* Accumulate g into *acc (creating it if NULL); no autograd. */
+int hb_accumulate(hb_tensor_t **acc, hb_tensor_t *g);
+
+#endif

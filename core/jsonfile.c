@@ -1,0 +1,200 @@
+/* jsonfile.c — JSON files in and out, and atomic file replacement (see jsonfile.h).
+ *
+ * Reading slurps the file and parses it with cJSON_ParseWithLengthOpts; on failure cJSON reports the
+ * position where it gave up (the same pointer cJSON_GetErrorPtr would return, but without the global
+ * state), which is turned into line/column/byte for the message. Writing renders with cJSON_Print
+ * and replaces the file by write-to-temporary + fsync + rename + fsync(directory).
+ */
+#ifndef _POSIX_C_SOURCE
+#define _POSIX_C_SOURCE 200809L
+#endif
+#include "jsonfile.h"
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static void set_err(char *err, size_t errlen, const char *fmt, ...) {
+    if (!err || errlen == 0) return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+/* Read the whole file into a NUL-terminated malloc'ed buffer. */
+static char *slurp(const char *path, size_t *len, char *err, size_t errlen) {
+    FILE *f = fopen(path, "rb");
+    if (!f) { set_err(err, errlen, "%s: cannot open: %s", path, strerror(errno)); return NULL; }
+    size_t cap = 4096, n = 0;
+    char *buf = malloc(cap);
+    while (buf) {
+        if (n + 1 >= cap) {
+            char *nb = realloc(buf, cap * 2);
+            if (!nb) { free(buf); buf = NULL; break; }
+            buf = nb;
+            cap *= 2;
+        }
+        size_t got = fread(buf + n, 1, cap - 1 - n, f);
+        n += got;
+        if (got == 0) break;
+    }
+    if (!buf) { fclose(f); set_err(err, errlen, "%s: out of memory", path); return NULL; }
+    if (ferror(f)) {
+        int e = errno;
+        fclose(f);
+        free(buf);
+        set_err(err, errlen, "%s: cannot read: %s", path, strerror(e));
+        return NULL;
+    }
+    fclose(f);
+    buf[n] = '\0';
+    *len = n;
+    return buf;
+}
+
+cJSON *hb_json_read_file(const char *path, char *err, size_t errlen) {
+    if (!path) { set_err(err, errlen, "hb_json_read_file: path is NULL"); return NULL; }
+    size_t len = 0;
+    char *buf = slurp(path, &len, err, errlen);
+    if (!buf) return NULL;
+    const char *end = NULL;
+    cJSON *j = len ? cJSON_ParseWithLengthOpts(buf, len, &end, 0) : NULL;
+    size_t pos = 0;
+    if (j) {                                   /* only whitespace may follow the value */
+        pos = (size_t)(end - buf);
+        while (pos < len && buf[pos] && strchr(" \t\r\n", buf[pos])) pos++;
+        if (pos < len) { cJSON_Delete(j); j = NULL; }
+    } else if (end && end >= buf && end <= buf + len) {
+        pos = (size_t)(end - buf);
+    }
+    if (!j) {
+        size_t line = 1, col = 1;
+        for (size_t i = 0; i < pos; i++) {
+            if (buf[i] == '\n') { line++; col = 1; } else col++;
+        }
+        if (len == 0) set_err(err, errlen, "%s: invalid JSON: the file is empty", path);
+        else if (pos >= len)
+            set_err(err, errlen, "%s: invalid JSON: unexpected end of file at line %zu, column %zu "
+                    "(byte %zu)", path, line, col, pos);
+        else
+            set_err(err, errlen, "%s: invalid JSON at line %zu, column %zu (byte %zu)",
+                    path, line, col, pos);
+    }
+    free(buf);
+    return j;
+}
+
+/* Find a non-finite number in j or below it; name its key in where. */
+static int find_nonfinite(const cJSON *j, char *where, size_t wlen) {
+    if (cJSON_IsNumber(j) && !isfinite(j->valuedouble)) {
+        snprintf(where, wlen, "%s", j->string ? j->string : "(array element or top level)");
+        return 1;
+    }
+    for (const cJSON *c = j->child; c; c = c->next)
+        if (find_nonfinite(c, where, wlen)) return 1;
+    return 0;
+}
+
+int hb_json_write_file(const char *path, const cJSON *j, char *err, size_t errlen) {
+    if (!path || !j) { set_err(err, errlen, "hb_json_write_file: path or tree is NULL"); return -1; }
+    char where[256];
+    if (find_nonfinite(j, where, sizeof where)) {
+        set_err(err, errlen, "%s: value of '%s' is not finite (NaN or inf cannot be written as JSON)",
+                path, where);
+        return -1;
+    }
+    char *text = cJSON_Print(j);
+    if (!text) { set_err(err, errlen, "%s: out of memory rendering JSON", path); return -1; }
+    char *tmp = NULL;
+    FILE *f = hb_atomic_open(path, &tmp, err, errlen);
+    if (!f) { free(text); return -1; }
+    size_t n = strlen(text);
+    int ok = fwrite(text, 1, n, f) == n && fputc('\n', f) != EOF;
+    int e = errno;
+    free(text);
+    if (!ok) {
+        hb_atomic_abort(f, tmp);
+        set_err(err, errlen, "%s: write failed: %s", path, strerror(e));
+        return -1;
+    }
+    return hb_atomic_commit(f, tmp, path, err, errlen);
+}
+
+FILE *hb_atomic_open(const char *path, char **tmp, char *err, size_t errlen) {
+    *tmp = NULL;
+    size_t n = strlen(path) + 32;
+    char *t = malloc(n);
+    if (!t) { set_err(err, errlen, "%s: out of memory", path); return NULL; }
+    snprintf(t, n, "%s.tmp.%ld", path, (long)getpid());
+    int fd = open(t, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
+    FILE *f = fd >= 0 ? fdopen(fd, "wb") : NULL;
+    if (!f) {
+        set_err(err, errlen, "%s: cannot create temporary file '%s': %s", path, t, strerror(errno));
+        if (fd >= 0) { close(fd); unlink(t); }
+        free(t);
+        return NULL;
+    }
+    *tmp = t;
+    return f;
+}
+
+void hb_atomic_abort(FILE *f, char *tmp) {
+    if (f) fclose(f);
+    if (tmp) { unlink(tmp); free(tmp); }
+}
+
+/* fsync the directory holding path so the rename itself is durable. */
+static int fsync_dir(const char *path) {
+    const char *slash = strrchr(path, '/');
+    char *dir;
+    if (!slash) dir = strdup(".");
+    else if (slash == path) dir = strdup("/");
+    else dir = strndup(path, (size_t)(slash - path));
+    if (!dir) return -1;
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    free(dir);
+    if (fd < 0) return -1;
+    int rc = fsync(fd);
+    if (rc != 0 && (errno == EINVAL || errno == EROFS)) rc = 0;   /* fs without directory fsync */
+    int e = errno;
+    close(fd);
+    errno = e;
+    return rc;
+}
+
+int hb_atomic_commit(FILE *f, char *tmp, const char *path, char *err, size_t errlen) {
+    const char *step = NULL;
+    if (ferror(f)) { step = "write"; errno = EIO; }
+    else if (fflush(f) != 0) step = "write";
+    else if (fsync(fileno(f)) != 0) step = "fsync";
+    if (step) {
+        int e = errno;
+        hb_atomic_abort(f, tmp);
+        set_err(err, errlen, "%s: %s failed: %s", path, step, strerror(e));
+        return -1;
+    }
+    if (fclose(f) != 0) {
+        int e = errno;
+        hb_atomic_abort(NULL, tmp);
+        set_err(err, errlen, "%s: close failed: %s", path, strerror(e));
+        return -1;
+    }
+    if (rename(tmp, path) != 0) {
+        int e = errno;
+        set_err(err, errlen, "%s: cannot rename '%s' over it: %s", path, tmp, strerror(e));
+        hb_atomic_abort(NULL, tmp);
+        return -1;
+    }
+    free(tmp);
+    if (fsync_dir(path) != 0) {
+        set_err(err, errlen, "%s: written, but fsync of its directory failed: %s", path,
+                strerror(errno));
+        return -1;
+    }
+    return 0;
+}

@@ -1,0 +1,212 @@
+/* linalg.c — matmul / batched matmul / linear through cblas_sgemm and cblas_dgemm.
+ *
+ * A 2-D operand whose last two dims are row-major (stride[-1] == 1) or column-major (stride[-2] == 1)
+ * is handed to BLAS as is, with NoTrans/Trans and the matching leading dimension: transposed views
+ * (e.g. a weight W used as Wᵀ) never get copied. Anything else is made contiguous first.
+ * Batched operands broadcast their batch dims; when the right operand is 2-D and the left one's batch
+ * dims are contiguous, the whole batch runs as ONE gemm of (batch·M) rows.
+ */
+#include "autograd.h"
+#include "tensor.h"
+#include <cblas.h>
+#include <string.h>
+
+/* Describe the last two dims of t for BLAS: returns 1 and sets trans/ld if usable in place. */
+static int blas_layout(const hb_tensor_t *t, CBLAS_TRANSPOSE *tr, int64_t *ld) {
+    int n = t->ndim;
+    int64_t r = t->size[n - 2], c = t->size[n - 1], sr = t->stride[n - 2], sc = t->stride[n - 1];
+    if ((sc == 1 || c == 1) && (sr >= (c > 1 ? c : 1) || r == 1)) {
+        *tr = CblasNoTrans;
+        *ld = r == 1 ? (c > 1 ? c : 1) : sr;
+        if (*ld < c) *ld = c;
+        return 1;
+    }
+    if ((sr == 1 || r == 1) && (sc >= (r > 1 ? r : 1) || c == 1)) {
+        *tr = CblasTrans;
+        *ld = c == 1 ? (r > 1 ? r : 1) : sc;
+        if (*ld < r) *ld = r;
+        return 1;
+    }
+    return 0;
+}
+
+static void gemm(hb_dtype_t dt, CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int64_t M, int64_t N, int64_t K, const void *A,
+                 int64_t lda, const void *B, int64_t ldb, double beta, void *C, int64_t ldc) {
+    if (dt == HB_F32)
+        cblas_sgemm(CblasRowMajor, ta, tb, (int)M, (int)N, (int)K, 1.0f, A, (int)lda, B, (int)ldb, (float)beta, C, (int)ldc);
+    else
+        cblas_dgemm(CblasRowMajor, ta, tb, (int)M, (int)N, (int)K, 1.0, A, (int)lda, B, (int)ldb, beta, C, (int)ldc);
+}
+
+static hb_tensor_t *matmul_raw(hb_tensor_t *a, hb_tensor_t *b);
+
+static int bw_matmul(hb_node_t *n, hb_tensor_t *g, hb_tensor_t **gin) {
+    hb_tensor_t *a = n->in[0], *b = n->in[1];
+    if (a->requires_grad) {
+        hb_tensor_t *bt = hb_transpose(b, -1, -2);
+        hb_tensor_t *ga = bt ? matmul_raw(g, bt) : NULL;
+        hb_tensor_free(bt);
+        if (!ga) return -1;
+        gin[0] = hb_sum_to(ga, a->ndim, a->size);
+        hb_tensor_free(ga);
+        if (!gin[0]) return -1;
+    }
+    if (b->requires_grad) {
+        hb_tensor_t *gb = NULL;
+        if (b->ndim == 2 && a->ndim > 2) {
+            /* sum over the batch as one gemm: (a as [(batch·M), K])ᵀ · (g as [(batch·M), N]) */
+            int64_t s1[2] = {-1, a->size[a->ndim - 1]}, s2[2] = {-1, g->size[g->ndim - 1]};
+            hb_tensor_t *a2 = hb_view(a, 2, s1), *g2 = hb_view(g, 2, s2);
+            hb_tensor_t *a2t = a2 ? hb_transpose(a2, 0, 1) : NULL;
+            gb = a2t && g2 ? matmul_raw(a2t, g2) : NULL;
+            hb_tensor_free(a2); hb_tensor_free(g2); hb_tensor_free(a2t);
+        } else {
+            hb_tensor_t *at = hb_transpose(a, -1, -2);
+            hb_tensor_t *full = at ? matmul_raw(at, g) : NULL;
+            hb_tensor_free(at);
+            gb = full ? hb_sum_to(full, b->ndim, b->size) : NULL;
+            hb_tensor_free(full);
+        }
+        if (!gb) return -1;
+        gin[1] = gb;
+    }
+    return 0;
+}
+
+static hb_tensor_t *matmul_raw(hb_tensor_t *a_in, hb_tensor_t *b_in) {
+    char x[64], y[64];
+    if (a_in->ndim < 1 || b_in->ndim < 1) { hb_seterr("matmul: operands must have at least 1 dim"); return NULL; }
+    if (!hb_dtype_is_float(a_in->dtype) || a_in->dtype != b_in->dtype) {
+        hb_seterr("matmul: operands must be float tensors of one dtype (got %s and %s)", hb_dtype_name(a_in->dtype),
+                  hb_dtype_name(b_in->dtype));
+        return NULL;
+    }
+    /* promote 1-d operands like numpy: a [K] → [1, K], b [K] → [K, 1] */
+    hb_tensor_t *a = a_in->ndim == 1 ? hb_unsqueeze(a_in, 0) : hb_tensor_ref(a_in);
+    hb_tensor_t *b = b_in->ndim == 1 ? hb_unsqueeze(b_in, 1) : hb_tensor_ref(b_in);
+    hb_tensor_t *o = NULL;
+    if (!a || !b) goto done;
+    int64_t M = a->size[a->ndim - 2], K = a->size[a->ndim - 1], K2 = b->size[b->ndim - 2], N = b->size[b->ndim - 1];
+    if (K != K2) {
+        hb_seterr("matmul: inner dimensions differ: %s @ %s (%lld vs %lld)", hb_shape_str(a_in, x, sizeof x),
+                  hb_shape_str(b_in, y, sizeof y), (long long)K, (long long)K2);
+        goto done;
+    }
+    /* broadcast batch dims */
+    int nba = a->ndim - 2, nbb = b->ndim - 2, nb = nba > nbb ? nba : nbb;
+    int64_t bshape[HB_MAXDIM];
+    for (int i = 0; i < nb; i++) {
+        int ia = i - (nb - nba), ib = i - (nb - nbb);
+        int64_t sa = ia >= 0 ? a->size[ia] : 1, sb = ib >= 0 ? b->size[ib] : 1;
+        if (sa != sb && sa != 1 && sb != 1) {
+            hb_seterr("matmul: batch dims of %s and %s cannot be broadcast", hb_shape_str(a_in, x, sizeof x),
+                      hb_shape_str(b_in, y, sizeof y));
+            goto done;
+        }
+        bshape[i] = sa == 1 ? sb : sa;
+    }
+    int64_t oshape[HB_MAXDIM];
+    memcpy(oshape, bshape, sizeof(int64_t) * (size_t)nb);
+    oshape[nb] = M;
+    oshape[nb + 1] = N;
+    o = hb_tensor_empty(a->dtype, nb + 2, oshape);
+    if (!o) goto done;
+    int64_t nbatch = 1;
+    for (int i = 0; i < nb; i++) nbatch *= bshape[i];
+    if (M == 0 || N == 0 || nbatch == 0) goto done;
+    if (K == 0) { hb_fill_(o, 0); goto done; }
+    CBLAS_TRANSPOSE ta, tb;
+    int64_t lda, ldb;
+    size_t es = hb_dtype_size(a->dtype);
+    /* fast path: 2-D right operand, left operand contiguous → one big gemm */
+    if (nbb == 0 && nba > 0 && hb_is_contiguous(a)) {
+        if (!blas_layout(b, &tb, &ldb)) {
+            hb_tensor_t *bc = hb_contiguous(b);
+            hb_tensor_free(b);
+            b = bc;
+            if (!b) { hb_tensor_free(o); o = NULL; goto done; }
+            blas_layout(b, &tb, &ldb);
+        }
+        gemm(a->dtype, CblasNoTrans, tb, nbatch * M, N, K, hb_data(a), K, hb_data(b), ldb, 0.0, hb_data(o), N);
+        goto done;
+    }
+    if (!blas_layout(a, &ta, &lda)) {
+        hb_tensor_t *c = hb_contiguous(a);
+        hb_tensor_free(a);
+        a = c;
+        if (!a) { hb_tensor_free(o); o = NULL; goto done; }
+        blas_layout(a, &ta, &lda);
+    }
+    if (!blas_layout(b, &tb, &ldb)) {
+        hb_tensor_t *c = hb_contiguous(b);
+        hb_tensor_free(b);
+        b = c;
+        if (!b) { hb_tensor_free(o); o = NULL; goto done; }
+        blas_layout(b, &tb, &ldb);
+    }
+    int64_t idx[HB_MAXDIM] = {0};
+    for (int64_t k = 0; k < nbatch; k++) {
+        int64_t oa = a->offset, ob = b->offset;
+        for (int i = 0; i < nb; i++) {
+            int ia = i - (nb - nba), ib = i - (nb - nbb);
+            if (ia >= 0 && a->size[ia] != 1) oa += idx[i] * a->stride[ia];
+            if (ib >= 0 && b->size[ib] != 1) ob += idx[i] * b->stride[ib];
+        }
+        gemm(a->dtype, ta, tb, M, N, K, (char *)a->storage->data + (size_t)oa * es, lda,
+             (char *)b->storage->data + (size_t)ob * es, ldb, 0.0, (char *)hb_data(o) + (size_t)(k * M * N) * es, N);
+        for (int i = nb - 1; i >= 0; i--) { if (++idx[i] < bshape[i]) break; idx[i] = 0; }
+    }
+done:
+    if (o && (a_in->ndim == 1 || b_in->ndim == 1)) {
+        /* drop the promoted dims */
+        int g = hb_grad_set(0);
+        hb_tensor_t *r = o;
+        if (b_in->ndim == 1) { r = hb_squeeze(o, -1); hb_tensor_free(o); o = r; }
+        if (o && a_in->ndim == 1) { r = hb_squeeze(o, o->ndim - (b_in->ndim == 1 ? 1 : 2)); hb_tensor_free(o); o = r; }
+        hb_grad_set(g);
+        if (o && o->grad_fn == NULL && !hb_is_contiguous(o)) { r = hb_contiguous(o); hb_tensor_free(o); o = r; }
+    }
+    hb_tensor_free(a);
+    hb_tensor_free(b);
+    return o;
+}
+
+hb_tensor_t *hb_matmul(hb_tensor_t *a, hb_tensor_t *b) {
+    int g = hb_grad_set(0);
+    hb_tensor_t *o = matmul_raw(a, b);
+    hb_grad_set(g);
+    if (!o) return NULL;
+    hb_tensor_t *in[2] = {a, b};
+    if (a->ndim >= 2 && b->ndim >= 2) hb_node_attach(o, "matmul", bw_matmul, 2, in);
+    else if (hb_needs_grad(2, in)) {
+        /* 1-d operands: differentiate through explicit unsqueeze views */
+        hb_tensor_free(o);
+        hb_tensor_t *a2 = a->ndim == 1 ? hb_unsqueeze(a, 0) : hb_tensor_ref(a);
+        hb_tensor_t *b2 = b->ndim == 1 ? hb_unsqueeze(b, 1) : hb_tensor_ref(b);
+        hb_tensor_t *r = a2 && b2 ? hb_matmul(a2, b2) : NULL;
+        hb_tensor_free(a2);
+        hb_tensor_free(b2);
+        if (!r) return NULL;
+        if (b->ndim == 1) { hb_tensor_t *s = hb_squeeze(r, -1); hb_tensor_free(r); r = s; }
+        if (r && a->ndim == 1) { hb_tensor_t *s = hb_squeeze(r, r->ndim - (b->ndim == 1 ? 1 : 2)); hb_tensor_free(r); r = s; }
+        return r;
+    }
+    return o;
+}
+
+hb_tensor_t *hb_linear(hb_tensor_t *x, hb_tensor_t *w, hb_tensor_t *bias) {
+    char a[64], b[64];
+    if (w->ndim != 2 || x->ndim < 1 || x->size[x->ndim - 1] != w->size[1]) {
+        hb_seterr("linear: input %s does not match weight %s (expected last dim %lld)", hb_shape_str(x, a, sizeof a),
+                  hb_shape_str(w, b, sizeof b), w->ndim == 2 ? (long long)w->size[1] : -1LL);
+        return NULL;
+    }
+    hb_tensor_t *wt = hb_transpose(w, 0, 1);
+    if (!wt) return NULL;
+    hb_tensor_t *y = hb_matmul(x, wt);
+    hb_tensor_free(wt);
+    if (!y || !bias) return y;
+    hb_tensor_t *r = hb_add(y, bias);
+    hb_tensor_free(y);
+    return r;
+}

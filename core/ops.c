@@ -1,0 +1,1261 @@
+/* ops.c — elementwise, reduction and shape ops with their backward passes.
+ *
+ * Elementwise ops work on float32/float64 tensors of one dtype and broadcast NumPy-style. Every loop
+ * walks the output in row-major order with an outer strided iterator and an inner loop over the last
+ * dimension (strides 0 or 1 for broadcast/contiguous operands), so contiguous cases run at memory speed
+ * without special-casing every op. Values are computed in double and stored in the output dtype.
+ * Backward passes are fused loops (e.g. d silu computed from x in one pass), not compositions.
+ */
+#include "autograd.h"
+#include "tensor.h"
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- small helpers -------------------------------------------------------------------------------- */
+static int check_float(const hb_tensor_t *t, const char *op, const char *arg) {
+    if (!hb_dtype_is_float(t->dtype)) {
+        hb_seterr("%s: %s must be a float tensor (got %s)", op, arg, hb_dtype_name(t->dtype));
+        return -1;
+    }
+    return 0;
+}
+static int check_same_dtype(const hb_tensor_t *a, const hb_tensor_t *b, const char *op) {
+    if (a->dtype != b->dtype) {
+        hb_seterr("%s: dtypes differ (%s vs %s); convert with :float() or :double()", op, hb_dtype_name(a->dtype),
+                  hb_dtype_name(b->dtype));
+        return -1;
+    }
+    return 0;
+}
+static int normdim(int dim, int ndim, const char *op) {
+    int d = dim < 0 ? dim + ndim : dim;
+    if (d < 0 || d >= ndim) {
+        hb_seterr("%s: dim %d out of range for a %d-d tensor", op, dim, ndim);
+        return -1;
+    }
+    return d;
+}
+static inline double ld(const void *p, hb_dtype_t dt, int64_t o) {
+    return dt == HB_F32 ? (double)((const float *)p)[o] : ((const double *)p)[o];
+}
+static inline void st(void *p, hb_dtype_t dt, int64_t o, double v) {
+    if (dt == HB_F32) ((float *)p)[o] = (float)v;
+    else ((double *)p)[o] = v;
+}
+
+/* Broadcast shapes a and b into out; returns ndim or -1. */
+static int broadcast_shape(const hb_tensor_t *a, const hb_tensor_t *b, int64_t *out, const char *op) {
+    int nd = a->ndim > b->ndim ? a->ndim : b->ndim;
+    for (int i = 0; i < nd; i++) {
+        int ia = i - (nd - a->ndim), ib = i - (nd - b->ndim);
+        int64_t sa = ia >= 0 ? a->size[ia] : 1, sb = ib >= 0 ? b->size[ib] : 1;
+        if (sa != sb && sa != 1 && sb != 1) {
+            char x[64], y[64];
+            hb_seterr("%s: shapes %s and %s cannot be broadcast (dim %d: %lld vs %lld)", op, hb_shape_str(a, x, sizeof x),
+                      hb_shape_str(b, y, sizeof y), i, (long long)sa, (long long)sb);
+            return -1;
+        }
+        out[i] = sa == 1 ? sb : sa;
+    }
+    return nd;
+}
+
+/* Strides of t broadcast to an nd-dim shape (0 on broadcast dims). */
+static void bstrides(const hb_tensor_t *t, int nd, const int64_t *shape, int64_t *s) {
+    for (int i = 0; i < nd; i++) {
+        int j = i - (nd - t->ndim);
+        s[i] = (j >= 0 && t->size[j] == shape[i]) ? t->stride[j] : 0;
+        if (j >= 0 && t->size[j] == 1) s[i] = 0;
+    }
+}
+
+/* Multi-operand row-major walk over `shape` giving per-operand offsets; inner dim left to the caller. */
+typedef struct {
+    int nd, nops;
+    int64_t shape[HB_MAXDIM];
+    int64_t str[4][HB_MAXDIM];
+    int64_t idx[HB_MAXDIM];
+    int64_t off[4];
+} mwalk_t;
+
+static void mwalk_init(mwalk_t *w, int nd, const int64_t *shape, int nops, hb_tensor_t **ops) {
+    memset(w, 0, sizeof *w);
+    w->nd = nd;
+    w->nops = nops;
+    memcpy(w->shape, shape, sizeof(int64_t) * (size_t)nd);
+    for (int k = 0; k < nops; k++) {
+        bstrides(ops[k], nd, shape, w->str[k]);
+        w->off[k] = ops[k]->offset;
+    }
+}
+/* advance over all dims except the last */
+static void mwalk_next_outer(mwalk_t *w) {
+    for (int d = w->nd - 2; d >= 0; d--) {
+        w->idx[d]++;
+        for (int k = 0; k < w->nops; k++) w->off[k] += w->str[k][d];
+        if (w->idx[d] < w->shape[d]) return;
+        for (int k = 0; k < w->nops; k++) w->off[k] -= w->str[k][d] * w->shape[d];
+        w->idx[d] = 0;
+    }
+}
+
+/* ---- binary -------------------------------------------------------------------------------------- */
+static inline double binop(hb_binop_t op, double a, double b) {
+    switch (op) {
+    case HB_OP_ADD: return a + b;
+    case HB_OP_SUB: return a - b;
+    case HB_OP_MUL: return a * b;
+    case HB_OP_DIV: return a / b;
+    case HB_OP_POW: return pow(a, b);
+    case HB_OP_MAXIMUM: return a >= b || isnan(a) ? a : b;
+    case HB_OP_MINIMUM: return a <= b || isnan(a) ? a : b;
+    }
+    return 0;
+}
+
+static const char *binop_name(hb_binop_t op) {
+    static const char *n[] = {"add", "sub", "mul", "div", "pow", "maximum", "minimum"};
+    return n[op];
+}
+
+/* out = a op b over a broadcast shape; no autograd. */
+static hb_tensor_t *binary_raw(hb_binop_t op, hb_tensor_t *a, hb_tensor_t *b) {
+    int64_t shape[HB_MAXDIM];
+    int nd = broadcast_shape(a, b, shape, binop_name(op));
+    if (nd < 0) return NULL;
+    hb_tensor_t *o = hb_tensor_empty(a->dtype, nd, shape);
+    if (!o) return NULL;
+    int64_t n = hb_numel(o);
+    if (n == 0) return o;
+    hb_dtype_t dt = a->dtype;
+    /* fast path: float32, same shape, both contiguous */
+    if (dt == HB_F32 && hb_same_shape(a, b) && hb_is_contiguous(a) && hb_is_contiguous(b)) {
+        const float *x = hb_data(a), *y = hb_data(b);
+        float *z = hb_data(o);
+        switch (op) {
+        case HB_OP_ADD: for (int64_t i = 0; i < n; i++) z[i] = x[i] + y[i]; return o;
+        case HB_OP_SUB: for (int64_t i = 0; i < n; i++) z[i] = x[i] - y[i]; return o;
+        case HB_OP_MUL: for (int64_t i = 0; i < n; i++) z[i] = x[i] * y[i]; return o;
+        case HB_OP_DIV: for (int64_t i = 0; i < n; i++) z[i] = x[i] / y[i]; return o;
+        default: break;
+        }
+    }
+    hb_tensor_t *ops[3] = {o, a, b};
+    if (nd == 0) {
+        st(hb_data(o), dt, 0, binop(op, ld(hb_data(a), dt, 0), ld(hb_data(b), dt, 0)));
+        return o;
+    }
+    mwalk_t w;
+    mwalk_init(&w, nd, shape, 3, ops);
+    int64_t inner = shape[nd - 1], sa = w.str[1][nd - 1], sb = w.str[2][nd - 1];
+    void *pa = a->storage->data, *pb = b->storage->data, *po = o->storage->data;
+    for (int64_t k = 0; k < n; k += inner) {
+        int64_t oo = w.off[0], oa = w.off[1], ob = w.off[2];
+        if (dt == HB_F32) {
+            const float *x = (const float *)pa + oa, *y = (const float *)pb + ob;
+            float *z = (float *)po + oo;
+            if (op == HB_OP_MUL) for (int64_t j = 0; j < inner; j++) z[j] = x[j * sa] * y[j * sb];
+            else if (op == HB_OP_ADD) for (int64_t j = 0; j < inner; j++) z[j] = x[j * sa] + y[j * sb];
+            else for (int64_t j = 0; j < inner; j++) z[j] = (float)binop(op, x[j * sa], y[j * sb]);
+        } else {
+            const double *x = (const double *)pa + oa, *y = (const double *)pb + ob;
+            double *z = (double *)po + oo;
+            for (int64_t j = 0; j < inner; j++) z[j] = binop(op, x[j * sa], y[j * sb]);
+        }
+        mwalk_next_outer(&w);
+    }
+    return o;
+}
+
+static int bw_binary(hb_node_t *n, hb_tensor_t *g, hb_tensor_t **gin) {
+    hb_binop_t op = (hb_binop_t)n->i[0];
+    hb_tensor_t *a = n->in[0], *b = n->in[1];
+    hb_tensor_t *ga = NULL, *gb = NULL;
+    int need_a = a->requires_grad, need_b = b->requires_grad;
+    switch (op) {
+    case HB_OP_ADD:
+        if (need_a) ga = hb_tensor_ref(g);
+        if (need_b) gb = hb_tensor_ref(g);
+        break;
+    case HB_OP_SUB:
+        if (need_a) ga = hb_tensor_ref(g);
+        if (need_b) gb = hb_unary(HB_U_NEG, g);
+        break;
+    case HB_OP_MUL:
+        if (need_a) ga = binary_raw(HB_OP_MUL, g, b);
+        if (need_b) gb = binary_raw(HB_OP_MUL, g, a);
+        break;
+    case HB_OP_DIV:
+        if (need_a) ga = binary_raw(HB_OP_DIV, g, b);
+        if (need_b) { /* -g a / b^2 */
+            hb_tensor_t *t1 = binary_raw(HB_OP_MUL, g, a), *b2 = binary_raw(HB_OP_MUL, b, b);
+            hb_tensor_t *t2 = t1 && b2 ? binary_raw(HB_OP_DIV, t1, b2) : NULL;
+            gb = t2 ? hb_binary_scalar(HB_OP_MUL, t2, -1.0, 0) : NULL;
+            hb_tensor_free(t1); hb_tensor_free(b2); hb_tensor_free(t2);
+        }
+        break;
+    case HB_OP_POW: { /* d/da = b a^(b-1); d/db = a^b log a */
+        if (need_a) {
+            hb_tensor_t *bm1 = hb_binary_scalar(HB_OP_SUB, b, 1.0, 0);
+            hb_tensor_t *p = bm1 ? binary_raw(HB_OP_POW, a, bm1) : NULL;
+            hb_tensor_t *q = p ? binary_raw(HB_OP_MUL, p, b) : NULL;
+            ga = q ? binary_raw(HB_OP_MUL, g, q) : NULL;
+            hb_tensor_free(bm1); hb_tensor_free(p); hb_tensor_free(q);
+        }
+        if (need_b) {
+            hb_tensor_t *p = binary_raw(HB_OP_POW, a, b), *la = hb_unary(HB_U_LOG, a);
+            hb_tensor_t *q = p && la ? binary_raw(HB_OP_MUL, p, la) : NULL;
+            gb = q ? binary_raw(HB_OP_MUL, g, q) : NULL;
+            hb_tensor_free(p); hb_tensor_free(la); hb_tensor_free(q);
+        }
+        break;
+    }
+    case HB_OP_MAXIMUM:
+    case HB_OP_MINIMUM: {
+        /* gradient goes to the selected operand (a on ties) */
+        hb_tensor_t *sel = binary_raw(op, a, b);
+        if (!sel) return -1;
+        hb_tensor_t *zero = hb_tensor_zeros(g->dtype, 0, NULL);
+        hb_tensor_t *eqa = NULL;
+        {
+            hb_tensor_t *d = binary_raw(HB_OP_SUB, sel, a);
+            if (d) {
+                eqa = hb_tensor_empty(d->dtype, d->ndim, d->size);
+                if (eqa) {
+                    hb_tensor_t *dc = hb_contiguous(d);
+                    int64_t m = hb_numel(d);
+                    for (int64_t i = 0; i < m; i++) st(hb_data(eqa), d->dtype, i, ld(hb_data(dc), d->dtype, i) == 0 ? 1 : 0);
+                    hb_tensor_free(dc);
+                }
+                hb_tensor_free(d);
+            }
+        }
+        if (eqa) {
+            if (need_a) ga = binary_raw(HB_OP_MUL, g, eqa);
+            if (need_b) {
+                hb_tensor_t *neq = hb_binary_scalar(HB_OP_SUB, eqa, 1.0, 1);
+                gb = neq ? binary_raw(HB_OP_MUL, g, neq) : NULL;
+                hb_tensor_free(neq);
+            }
+        }
+        hb_tensor_free(eqa); hb_tensor_free(zero); hb_tensor_free(sel);
+        break;
+    }
+    }
+    if ((need_a && !ga) || (need_b && !gb)) { hb_tensor_free(ga); hb_tensor_free(gb); return -1; }
+    if (ga) { gin[0] = hb_sum_to(ga, a->ndim, a->size); hb_tensor_free(ga); if (!gin[0]) { hb_tensor_free(gb); return -1; } }
+    if (gb) { gin[1] = hb_sum_to(gb, b->ndim, b->size); hb_tensor_free(gb); if (!gin[1]) return -1; }
+    return 0;
+}
+
+hb_tensor_t *hb_binary(hb_binop_t op, hb_tensor_t *a, hb_tensor_t *b) {
+    const char *name = binop_name(op);
+    if (check_float(a, name, "left operand") || check_float(b, name, "right operand") || check_same_dtype(a, b, name))
+        return NULL;
+    hb_tensor_t *o = binary_raw(op, a, b);
+    hb_tensor_t *in[2] = {a, b};
+    hb_node_t *n = hb_node_attach(o, name, bw_binary, 2, in);
+    if (n) n->i[0] = op;
+    return o;
+}
+hb_tensor_t *hb_add(hb_tensor_t *a, hb_tensor_t *b) { return hb_binary(HB_OP_ADD, a, b); }
+hb_tensor_t *hb_sub(hb_tensor_t *a, hb_tensor_t *b) { return hb_binary(HB_OP_SUB, a, b); }
+hb_tensor_t *hb_mul(hb_tensor_t *a, hb_tensor_t *b) { return hb_binary(HB_OP_MUL, a, b); }
+hb_tensor_t *hb_div(hb_tensor_t *a, hb_tensor_t *b) { return hb_binary(HB_OP_DIV, a, b); }
+
+/* ---- binary with a scalar ------------------------------------------------------------------------ */
+static int bw_binary_scalar(hb_node_t *n, hb_tensor_t *g, hb_tensor_t **gin) {
+    hb_binop_t op = (hb_binop_t)n->i[0];
+    int sfirst = (int)n->i[1];
+    double s = n->d[0];
+    hb_tensor_t *x = n->in[0];
+    hb_tensor_t *gc = hb_contiguous(g), *xc = hb_contiguous(x);
+    hb_tensor_t *o = gc && xc ? hb_tensor_empty(x->dtype, x->ndim, x->size) : NULL;
+    if (!o) { hb_tensor_free(gc); hb_tensor_free(xc); return -1; }
+    int64_t m = hb_numel(x);
+    const void *pg = hb_data(gc), *px = hb_data(xc);
+    void *po = hb_data(o);
+    hb_dtype_t dt = x->dtype;
+    for (int64_t i = 0; i < m; i++) {
+        double gv = ld(pg, dt, i), xv = ld(px, dt, i), r = 0;
+        switch (op) {
+        case HB_OP_ADD: r = gv; break;
+        case HB_OP_SUB: r = sfirst ? -gv : gv; break;
+        case HB_OP_MUL: r = gv * s; break;
+        case HB_OP_DIV: r = sfirst ? -gv * s / (xv * xv) : gv / s; break;
+        case HB_OP_POW: r = sfirst ? gv * pow(s, xv) * log(s) : (s == 0 ? 0 : gv * s * pow(xv, s - 1)); break;
+        case HB_OP_MAXIMUM: r = xv >= s ? gv : 0; break;
+        case HB_OP_MINIMUM: r = xv <= s ? gv : 0; break;
+        }
+        st(po, dt, i, r);
+    }
+    hb_tensor_free(gc);
+    hb_tensor_free(xc);
+    gin[0] = o;
+    return 0;
+}
+
+hb_tensor_t *hb_binary_scalar(hb_binop_t op, hb_tensor_t *a, double s, int scalar_first) {
+    if (check_float(a, binop_name(op), "tensor operand")) return NULL;
+    hb_tensor_t *o = hb_tensor_empty(a->dtype, a->ndim, a->size);
+    if (!o) return NULL;
+    hb_tensor_t *ac = hb_contiguous(a);
+    if (!ac) { hb_tensor_free(o); return NULL; }
+    int64_t m = hb_numel(a);
+    if (a->dtype == HB_F32 && (op == HB_OP_MUL || op == HB_OP_ADD) ) {
+        const float *x = hb_data(ac);
+        float *z = hb_data(o), fs = (float)s;
+        if (op == HB_OP_MUL) for (int64_t i = 0; i < m; i++) z[i] = x[i] * fs;
+        else for (int64_t i = 0; i < m; i++) z[i] = x[i] + fs;
+    } else {
+        const void *px = hb_data(ac);
+        void *po = hb_data(o);
+        for (int64_t i = 0; i < m; i++) {
+            double x = ld(px, a->dtype, i);
+            st(po, a->dtype, i, scalar_first ? binop(op, s, x) : binop(op, x, s));
+        }
+    }
+    hb_tensor_free(ac);
+    hb_node_t *n = hb_node_attach(o, binop_name(op), bw_binary_scalar, 1, &a);
+    if (n) { n->i[0] = op; n->i[1] = scalar_first; n->d[0] = s; }
+    return o;
+}
+
+/* ---- unary --------------------------------------------------------------------------------------- */
+static const char *unames[HB_U__COUNT] = {"neg", "exp", "log", "sqrt", "rsqrt", "abs", "sigmoid", "logsigmoid",
+                                          "silu", "softplus", "tanh", "relu", "elu", "square", "sin", "cos",
+                                          "log1p", "expm1"};
+const char *hb_unop_name(hb_unop_t op) { return (unsigned)op < HB_U__COUNT ? unames[op] : "?"; }
+
+static inline double sigm(double x) { return x >= 0 ? 1 / (1 + exp(-x)) : exp(x) / (1 + exp(x)); }
+
+static inline double unop(hb_unop_t op, double x) {
+    switch (op) {
+    case HB_U_NEG: return -x;
+    case HB_U_EXP: return exp(x);
+    case HB_U_LOG: return log(x);
+    case HB_U_SQRT: return sqrt(x);
+    case HB_U_RSQRT: return 1 / sqrt(x);
+    case HB_U_ABS: return fabs(x);
+    case HB_U_SIGMOID: return sigm(x);
+    case HB_U_LOGSIGMOID: return (x < 0 ? x : 0) - log1p(exp(-fabs(x)));
+    case HB_U_SILU: return x * sigm(x);
+    case HB_U_SOFTPLUS: return x > 20 ? x : log1p(exp(x));
+    case HB_U_TANH: return tanh(x);
+    case HB_U_RELU: return x > 0 ? x : 0;
+    case HB_U_ELU: return x > 0 ? x : expm1(x);
+    case HB_U_SQUARE: return x * x;
+    case HB_U_SIN: return sin(x);
+    case HB_U_COS: return cos(x);
+    case HB_U_LOG1P: return log1p(x);
+    case HB_U_EXPM1: return expm1(x);
+    default: return 0;
+    }
+}
+
+/* derivative d op(x) / dx */
+static inline double unop_d(hb_unop_t op, double x) {
+    switch (op) {
+    case HB_U_NEG: return -1;
+    case HB_U_EXP: return exp(x);
+    case HB_U_LOG: return 1 / x;
+    case HB_U_SQRT: return 0.5 / sqrt(x);
+    case HB_U_RSQRT: return -0.5 / (x * sqrt(x));
+    case HB_U_ABS: return x > 0 ? 1 : (x < 0 ? -1 : 0);
+    case HB_U_SIGMOID: { double s = sigm(x); return s * (1 - s); }
+    case HB_U_LOGSIGMOID: return sigm(-x);
+    case HB_U_SILU: { double s = sigm(x); return s * (1 + x * (1 - s)); }
+    case HB_U_SOFTPLUS: return x > 20 ? 1 : sigm(x);
+    case HB_U_TANH: { double t = tanh(x); return 1 - t * t; }
+    case HB_U_RELU: return x > 0 ? 1 : 0;
+    case HB_U_ELU: return x > 0 ? 1 : exp(x);
+    case HB_U_SQUARE: return 2 * x;
+    case HB_U_SIN: return cos(x);
+    case HB_U_COS: return -sin(x);
+    case HB_U_LOG1P: return 1 / (1 + x);
+    case HB_U_EXPM1: return exp(x);
+    default: return 0;
+    }
+}
+
+static int bw_unary(hb_node_t *n, hb_tensor_t *g, hb_tensor_t **gin) {
+    hb_unop_t op = (hb_unop_t)n->i[0];
+    hb_tensor_t *x = n->in[0];
+    hb_tensor_t *gc = hb_contiguous(g), *xc = hb_contiguous(x);
+    hb_tensor_t *o = gc && xc ? hb_tensor_empty(x->dtype, x->ndim, x->size) : NULL;
+    if (!o) { hb_tensor_free(gc); hb_tensor_free(xc); return -1; }
+    int64_t m = hb_numel(x);
+    const void *pg = hb_data(gc), *px = hb_data(xc);
+    void *po = hb_data(o);
+    for (int64_t i = 0; i < m; i++) st(po, x->dtype, i, ld(pg, x->dtype, i) * unop_d(op, ld(px, x->dtype, i)));
+    hb_tensor_free(gc);
+    hb_tensor_free(xc);
+    gin[0] = o;
+    return 0;
+}
+
+hb_tensor_t *hb_unary(hb_unop_t op, hb_tensor_t *a) {
+    if ((unsigned)op >= HB_U__COUNT) { hb_seterr("unknown unary op %d", (int)op); return NULL; }
+    if (check_float(a, unames[op], "input")) return NULL;
+    hb_tensor_t *ac = hb_contiguous(a);
+    hb_tensor_t *o = ac ? hb_tensor_empty(a->dtype, a->ndim, a->size) : NULL;
+    if (!o) { hb_tensor_free(ac); return NULL; }
+    int64_t m = hb_numel(a);
+    if (a->dtype == HB_F32) {
+        const float *x = hb_data(ac);
+        float *z = hb_data(o);
+        switch (op) {
+        case HB_U_NEG: for (int64_t i = 0; i < m; i++) z[i] = -x[i]; break;
+        case HB_U_EXP: for (int64_t i = 0; i < m; i++) z[i] = expf(x[i]); break;
+        case HB_U_SILU: for (int64_t i = 0; i < m; i++) z[i] = x[i] / (1.0f + expf(-x[i])); break;
+        case HB_U_SIGMOID: for (int64_t i = 0; i < m; i++) z[i] = 1.0f / (1.0f + expf(-x[i])); break;
+        default: for (int64_t i = 0; i < m; i++) z[i] = (float)unop(op, x[i]); break;
+        }
+    } else {
+        const double *x = hb_data(ac);
+        double *z = hb_data(o);
+        for (int64_t i = 0; i < m; i++) z[i] = unop(op, x[i]);
+    }
+    hb_tensor_free(ac);
+    hb_node_t *n = hb_node_attach(o, unames[op], bw_unary, 1, &a);
+    if (n) n->i[0] = op;
+    return o;
+}
+
+/* clamp: value outside [lo, hi] is pinned; gradient flows only inside */
+static int bw_clamp(hb_node_t *n, hb_tensor_t *g, hb_tensor_t **gin) {
+    hb_tensor_t *x = n->in[0];
+    hb_tensor_t *gc = hb_contiguous(g), *xc = hb_contiguous(x);
+    hb_tensor_t *o = gc && xc ? hb_tensor_empty(x->dtype, x->ndim, x->size) : NULL;
+    if (!o) { hb_tensor_free(gc); hb_tensor_free(xc); return -1; }
+    int64_t m = hb_numel(x);
+    for (int64_t i = 0; i < m; i++) {
+        double xv = ld(hb_data(xc), x->dtype, i);
+        st(hb_data(o), x->dtype, i, (xv >= n->d[0] && xv <= n->d[1]) ? ld(hb_data(gc), x->dtype, i) : 0);
+    }
+    hb_tensor_free(gc);
+    hb_tensor_free(xc);
+    gin[0] = o;
+    return 0;
+}
+
+hb_tensor_t *hb_clamp(hb_tensor_t *a, double lo, double hi) {
+    if (check_float(a, "clamp", "input")) return NULL;
+    hb_tensor_t *ac = hb_contiguous(a);
+    hb_tensor_t *o = ac ? hb_tensor_empty(a->dtype, a->ndim, a->size) : NULL;
+    if (!o) { hb_tensor_free(ac); return NULL; }
+    int64_t m = hb_numel(a);
+    for (int64_t i = 0; i < m; i++) {
+        double v = ld(hb_data(ac), a->dtype, i);
+        st(hb_data(o), a->dtype, i, v < lo ? lo : (v > hi ? hi : v));
+    }
+    hb_tensor_free(ac);
+    hb_node_t *n = hb_node_attach(o, "clamp", bw_clamp, 1, &a);
+    if (n) { n->d[0] = lo; n->d[1] = hi; }
+    return o;
+}
+
+/* ---- where / masked_fill --------------------------------------------------------------------------- */
+static hb_tensor_t *mask_to(hb_tensor_t *cond, hb_dtype_t dt) {
+    /* convert any-dtype condition to 0/1 of dtype dt, same shape */
+    hb_tensor_t *c = hb_tensor_empty(dt, cond->ndim, cond->size);
+    if (!c) return NULL;
+    hb_tensor_t *cc = hb_contiguous(cond);
+    if (!cc) { hb_tensor_free(c); return NULL; }
+    int64_t m = hb_numel(cond);
+    for (int64_t i = 0; i < m; i++) {
+        double v;
+        switch (cond->dtype) {
+        case HB_F32: v = ((float *)hb_data(cc))[i]; break;
+        case HB_F64: v = ((double *)hb_data(cc))[i]; break;
+        case HB_I64: v = (double)((int64_t *)hb_data(cc))[i]; break;
+        default: v = ((int32_t *)hb_data(cc))[i]; break;
+        }
+        st(hb_data(c), dt, i, v != 0 ? 1 : 0);
+    }
+    hb_tensor_free(cc);
+    return c;
+}
+
+hb_tensor_t *hb_where(hb_tensor_t *cond, hb_tensor_t *a, hb_tensor_t *b) {
+    if (check_float(a, "where", "a") || check_float(b, "where", "b") || check_same_dtype(a, b, "where")) return NULL;
+    /* where(c, a, b) = b + c·(a − b) would lose infinities; compose exactly instead: c·a + (1−c)·b with
+       selects done on masks, so gradients route through the mul nodes */
+    hb_tensor_t *m = mask_to(cond, a->dtype);
+    if (!m) return NULL;
+    hb_tensor_t *nm = hb_binary_scalar(HB_OP_SUB, m, 1.0, 1);
+    int64_t shape[HB_MAXDIM];
+    int nd = nm ? broadcast_shape(a, b, shape, "where") : -1;
+    hb_tensor_t *r = NULL;
+    if (nd >= 0) {
+        hb_tensor_t *o = binary_raw(HB_OP_MUL, a, m), *o2 = binary_raw(HB_OP_MUL, b, nm);
+        /* exact select for the value (avoid inf*0) */
+        if (o && o2) {
+            hb_tensor_t *ex_a = NULL, *ex_b = NULL, *ex_m = NULL;
+            int64_t s2[HB_MAXDIM];
+            int nd2 = broadcast_shape(o, o2, s2, "where");
+            int g = hb_grad_set(0);
+            if (nd2 >= 0) {
+                ex_a = hb_expand(a, nd2, s2);
+                ex_b = hb_expand(b, nd2, s2);
+                ex_m = hb_expand(m, nd2, s2);
+            }
+            hb_grad_set(g);
+            if (ex_a && ex_b && ex_m) {
+                r = hb_tensor_empty(a->dtype, nd2, s2);
+                if (r) {
+                    hb_tensor_t *ca = hb_contiguous(ex_a), *cb = hb_contiguous(ex_b), *cm = hb_contiguous(ex_m);
+                    int64_t cnt = hb_numel(r);
+                    for (int64_t i = 0; i < cnt; i++)
+                        st(hb_data(r), r->dtype, i,
+                           ld(hb_data(cm), r->dtype, i) != 0 ? ld(hb_data(ca), r->dtype, i) : ld(hb_data(cb), r->dtype, i));
+                    hb_tensor_free(ca); hb_tensor_free(cb); hb_tensor_free(cm);
+                }
+            }
+            hb_tensor_free(ex_a); hb_tensor_free(ex_b); hb_tensor_free(ex_m);
+        }
+        hb_tensor_free(o);
+        hb_tensor_free(o2);
+    }
+    if (r && hb_grad_enabled() && (a->requires_grad || b->requires_grad)) {
+        /* history: r = a·m + b·(1−m) as autograd nodes (values identical where finite) */
+        hb_tensor_t *t1 = hb_mul(a, m), *t2 = hb_mul(b, nm);
+        hb_tensor_t *s = t1 && t2 ? hb_add(t1, t2) : NULL;
+        if (s) {
+            hb_node_t *node = s->grad_fn;
+            s->grad_fn = NULL;
+            r->grad_fn = node;
+            r->requires_grad = 1;
+        }
+        hb_tensor_free(t1); hb_tensor_free(t2); hb_tensor_free(s);
+    }
+    hb_tensor_free(m);
+    hb_tensor_free(nm);
+    return r;
+}
+
+hb_tensor_t *hb_masked_fill(hb_tensor_t *a, hb_tensor_t *mask, double value) {
+    if (check_float(a, "masked_fill", "input")) return NULL;
+    hb_tensor_t *v = hb_tensor_full(a->dtype, 0, NULL, value);
+    if (!v) return NULL;
+    hb_tensor_t *r = hb_where(mask, v, a);
+    hb_tensor_free(v);
+    return r;
+}
+
+int hb_add_(hb_tensor_t *a, hb_tensor_t *b, double alpha) {
+    if (!hb_same_shape(a, b) || a->dtype != b->dtype) {
+        char x[64], y[64];
+        hb_seterr("add_: shapes/dtypes differ (%s %s vs %s %s)", hb_shape_str(a, x, sizeof x), hb_dtype_name(a->dtype),
+                  hb_shape_str(b, y, sizeof y), hb_dtype_name(b->dtype));
+        return -1;
+    }
+    int64_t n = hb_numel(a);
+    if (hb_is_contiguous(a) && hb_is_contiguous(b)) {
+        if (a->dtype == HB_F32) {
+            float *x = hb_data(a), al = (float)alpha;
+            const float *y = hb_data(b);
+            for (int64_t i = 0; i < n; i++) x[i] += al * y[i];
+        } else {
+            double *x = hb_data(a);
+            const double *y = hb_data(b);
+            for (int64_t i = 0; i < n; i++) x[i] += alpha * y[i];
+        }
+        return 0;
+    }
+    hb_tensor_t *bc = hb_contiguous(b);
+    if (!bc) return -1;
+    hb_tensor_t *ops[2] = {a, bc};
+    mwalk_t w;
+    if (a->ndim == 0) {
+        st(a->storage->data, a->dtype, a->offset, ld(a->storage->data, a->dtype, a->offset) + alpha * ld(hb_data(bc), a->dtype, 0));
+        hb_tensor_free(bc);
+        return 0;
+    }
+    mwalk_init(&w, a->ndim, a->size, 2, ops);
+    int64_t inner = a->size[a->ndim - 1], sa = w.str[0][a->ndim - 1];
+    for (int64_t k = 0; k < n; k += inner) {
+        for (int64_t j = 0; j < inner; j++) {
+            int64_t oa = w.off[0] + j * sa, ob = w.off[1] + j;
+            st(a->storage->data, a->dtype, oa, ld(a->storage->data, a->dtype, oa) + alpha * ld(bc->storage->data, a->dtype, ob));
+        }
+        mwalk_next_outer(&w);
+    }
+    hb_tensor_free(bc);
+    return 0;
+}
+
+/* ---- reductions ----------------------------------------------------------------------------------- */
+/* View contiguous a as [outer, n, inner] around dim d. */
+static void split3(const hb_tensor_t *a, int d, int64_t *outer, int64_t *n, int64_t *inner) {
+    *outer = 1;
+    *inner = 1;
+    for (int i = 0; i < d; i++) *outer *= a->size[i];
+    for (int i = d + 1; i < a->ndim; i++) *inner *= a->size[i];
+    *n = a->size[d];
+}
+
+static int bw_reduce(hb_node_t *n, hb_tensor_t *g, hb_tensor_t **gin) {
+    hb_redop_t op = (hb_redop_t)n->i[0];
+    int d = (int)n->i[1], all = (int)n->i[2];
+    hb_tensor_t *x = n->in[0];
+    /* g has the reduced shape; bring it to x's rank with a size-1 dim at d */
+    hb_tensor_t *gk;
+    if (all) {
+        int64_t ones[HB_MAXDIM];
+        for (int i = 0; i < x->ndim; i++) ones[i] = 1;
+        gk = hb_view(g, x->ndim, ones);
+    } else if (g->ndim == x->ndim) {
+        gk = hb_tensor_ref(g);
+    } else {
+        gk = hb_unsqueeze(g, d);
+    }
+    if (!gk) return -1;
+    hb_tensor_t *ge = hb_expand(gk, x->ndim, x->size);
+    hb_tensor_free(gk);
+    if (!ge) return -1;
+    hb_tensor_t *r = hb_contiguous(ge);
+    hb_tensor_free(ge);
+    if (!r) return -1;
+    if (r == ge || r->storage == x->storage) { /* never hand back an alias */
+        hb_tensor_t *c = hb_clone(r);
+        hb_tensor_free(r);
+        r = c;
+        if (!r) return -1;
+    }
+    int64_t cnt = all ? hb_numel(x) : x->size[d];
+    if (op == HB_R_MEAN) {
+        int64_t m = hb_numel(r);
+        for (int64_t i = 0; i < m; i++) st(hb_data(r), r->dtype, i, ld(hb_data(r), r->dtype, i) / (double)cnt);
+    } else if (op == HB_R_MAX || op == HB_R_MIN) {
+        /* route to the first arg-extreme element of each slice */
+        hb_tensor_t *xc = hb_contiguous(x);
+        if (!xc) { hb_tensor_free(r); return -1; }
+        int64_t outer, len, inner;
+        if (all) { outer = 1; len = hb_numel(x); inner = 1; }
+        else split3(x, d, &outer, &len, &inner);
+        const void *px = hb_data(xc);
+        void *pr = hb_data(r);
+        for (int64_t o = 0; o < outer; o++)
+            for (int64_t in = 0; in < inner; in++) {
+                int64_t base = o * len * inner + in, best = 0;
+                double bv = ld(px, x->dtype, base);
+                for (int64_t k = 1; k < len; k++) {
+                    double v = ld(px, x->dtype, base + k * inner);
+                    if (op == HB_R_MAX ? v > bv : v < bv) { bv = v; best = k; }
+                }
+                for (int64_t k = 0; k < len; k++)
+                    if (k != best) st(pr, r->dtype, base + k * inner, 0);
+            }
+        hb_tensor_free(xc);
+    }
+    gin[0] = r;
+    return 0;
+}
+
+static hb_tensor_t *reduce_impl(hb_redop_t op, hb_tensor_t *a, int d, int keepdim, int all) {
+    static const char *names[] = {"sum", "mean", "max", "min", "argmax", "argmin"};
+    if (check_float(a, names[op], "input")) return NULL;
+    int64_t outer, len, inner;
+    int64_t oshape[HB_MAXDIM];
+    int ond = 0;
+    if (all) {
+        outer = 1; len = hb_numel(a); inner = 1;
+    } else {
+        split3(a, d, &outer, &len, &inner);
+        for (int i = 0; i < a->ndim; i++) {
+            if (i == d) { if (keepdim) oshape[ond++] = 1; }
+            else oshape[ond++] = a->size[i];
+        }
+    }
+    if (len == 0 && op != HB_R_SUM && op != HB_R_MEAN) {
+        hb_seterr("%s: cannot reduce an empty dimension", names[op]);
+        return NULL;
+    }
+    int isarg = op == HB_R_ARGMAX || op == HB_R_ARGMIN;
+    hb_tensor_t *o = hb_tensor_empty(isarg ? HB_I64 : a->dtype, ond, oshape);
+    hb_tensor_t *ac = o ? hb_contiguous(a) : NULL;
+    if (!ac) { hb_tensor_free(o); return NULL; }
+    const void *px = hb_data(ac);
+    void *po = hb_data(o);
+    for (int64_t ou = 0; ou < outer; ou++)
+        for (int64_t in = 0; in < inner; in++) {
+            int64_t base = ou * len * inner + in;
+            double acc = 0;
+            int64_t best = 0;
+            if (op == HB_R_SUM || op == HB_R_MEAN) {
+                if (a->dtype == HB_F32 && inner == 1) {
+                    const float *p = (const float *)px + base;
+                    double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+                    int64_t k = 0;
+                    for (; k + 4 <= len; k += 4) { s0 += p[k]; s1 += p[k + 1]; s2 += p[k + 2]; s3 += p[k + 3]; }
+                    for (; k < len; k++) s0 += p[k];
+                    acc = (s0 + s1) + (s2 + s3);
+                } else
+                    for (int64_t k = 0; k < len; k++) acc += ld(px, a->dtype, base + k * inner);
+                if (op == HB_R_MEAN) acc /= (double)len;
+            } else {
+                acc = ld(px, a->dtype, base);
+                for (int64_t k = 1; k < len; k++) {
+                    double v = ld(px, a->dtype, base + k * inner);
+                    int better = (op == HB_R_MAX || op == HB_R_ARGMAX) ? v > acc : v < acc;
+                    if (better || (isnan(v) && !isnan(acc))) { acc = v; best = k; }
+                }
+            }
+            int64_t oi = ou * inner + in;
+            if (isarg) ((int64_t *)po)[oi] = best;
+            else st(po, a->dtype, oi, acc);
+        }
+    hb_tensor_free(ac);
+    if (!isarg) {
+        hb_node_t *n = hb_node_attach(o, names[op], bw_reduce, 1, &a);
+        if (n) { n->i[0] = op; n->i[1] = d; n->i[2] = all; }
+    }
+    return o;
+}
+
+hb_tensor_t *hb_reduce(hb_redop_t op, hb_tensor_t *a, int dim, int keepdim) {
+    int d = normdim(dim, a->ndim, "reduce");
+    if (d < 0) return NULL;
+    return reduce_impl(op, a, d, keepdim, 0);
+}
+hb_tensor_t *hb_reduce_all(hb_redop_t op, hb_tensor_t *a) { return reduce_impl(op, a, 0, 0, 1); }
+
+hb_tensor_t *hb_sum_to(hb_tensor_t *g, int ndim, const int64_t *size) {
+    hb_tensor_t *cur = hb_tensor_ref(g);
+    /* sum away leading extra dims */
+    while (cur->ndim > ndim) {
+        hb_tensor_t *r = hb_reduce(HB_R_SUM, cur, 0, 0);
+        hb_tensor_free(cur);
+        if (!r) return NULL;
+        cur = r;
+    }
+    for (int i = 0; i < ndim; i++) {
+        if (size[i] == 1 && cur->size[i] != 1) {
+            hb_tensor_t *r = hb_reduce(HB_R_SUM, cur, i, 1);
+            hb_tensor_free(cur);
+            if (!r) return NULL;
+            cur = r;
+        }
+    }
+    return cur;
+}
+
+static int bw_cumsum(hb_node_t *n, hb_tensor_t *g, hb_tensor_t **gin) {
+    gin[0] = hb_cumsum(g, (int)n->i[0], !n->i[1]);
+    return gin[0] ? 0 : -1;
+}
+
+hb_tensor_t *hb_cumsum(hb_tensor_t *a, int dim, int reverse) {
+    int d = normdim(dim, a->ndim, "cumsum");
+    if (d < 0 || check_float(a, "cumsum", "input")) return NULL;
+    hb_tensor_t *ac = hb_contiguous(a);
+    hb_tensor_t *o = ac ? hb_tensor_empty(a->dtype, a->ndim, a->size) : NULL;
+    if (!o) { hb_tensor_free(ac); return NULL; }
+    int64_t outer, len, inner;
+    split3(a, d, &outer, &len, &inner);
+    for (int64_t ou = 0; ou < outer; ou++)
+        for (int64_t in = 0; in < inner; in++) {
+            int64_t base = ou * len * inner + in;
+            double acc = 0;
+            for (int64_t k0 = 0; k0 < len; k0++) {
+                int64_t k = reverse ? len - 1 - k0 : k0;
+                acc += ld(hb_data(ac), a->dtype, base + k * inner);
+                st(hb_data(o), a->dtype, base + k * inner, acc);
+            }
+        }
+    hb_tensor_free(ac);
+    hb_node_t *n = hb_node_attach(o, "cumsum", bw_cumsum, 1, &a);
+    if (n) { n->i[0] = d; n->i[1] = reverse; }
+    return o;
+}
+
+/* ---- softmax family ---------------------------------------------------------------------------------- */
+static int bw_softmax(hb_node_t *n, hb_tensor_t *g, hb_tensor_t **gin) {
+    int d = (int)n->i[0], logsm = (int)n->i[1];
+    hb_tensor_t *y = n->saved[0]; /* detached output, contiguous */
+    hb_tensor_t *gc = hb_contiguous(g);
+    hb_tensor_t *o = gc ? hb_tensor_empty(y->dtype, y->ndim, y->size) : NULL;
+    if (!o) { hb_tensor_free(gc); return -1; }
+    int64_t outer, len, inner;
+    split3(y, d, &outer, &len, &inner);
+    const void *py = hb_data(y), *pg = hb_data(gc);
+    void *po = hb_data(o);
+    hb_dtype_t dt = y->dtype;
+    for (int64_t ou = 0; ou < outer; ou++)
+        for (int64_t in = 0; in < inner; in++) {
+            int64_t base = ou * len * inner + in;
+            double s = 0;
+            for (int64_t k = 0; k < len; k++) {
+                int64_t i = base + k * inner;
+                s += logsm ? ld(pg, dt, i) : ld(pg, dt, i) * ld(py, dt, i);
+            }
+            for (int64_t k = 0; k < len; k++) {
+                int64_t i = base + k * inner;
+                double yv = ld(py, dt, i), gv = ld(pg, dt, i);
+                st(po, dt, i, logsm ? gv - exp(yv) * s : yv * (gv - s));
+            }
+        }
+    hb_tensor_free(gc);
+    gin[0] = o;
+    return 0;
+}
+
+static hb_tensor_t *softmax_impl(hb_tensor_t *a, int dim, int logsm) {
+    const char *name = logsm ? "log_softmax" : "softmax";
+    int d = normdim(dim, a->ndim, name);
+    if (d < 0 || check_float(a, name, "input")) return NULL;
+    hb_tensor_t *ac = hb_contiguous(a);
+    hb_tensor_t *o = ac ? hb_tensor_empty(a->dtype, a->ndim, a->size) : NULL;
+    if (!o) { hb_tensor_free(ac); return NULL; }
+    int64_t outer, len, inner;
+    split3(a, d, &outer, &len, &inner);
+    const void *px = hb_data(ac);
+    void *po = hb_data(o);
+    hb_dtype_t dt = a->dtype;
+    for (int64_t ou = 0; ou < outer; ou++)
+        for (int64_t in = 0; in < inner; in++) {
+            int64_t base = ou * len * inner + in;
+            double m = -INFINITY, s = 0;
+            for (int64_t k = 0; k < len; k++) { double v = ld(px, dt, base + k * inner); if (v > m) m = v; }
+            for (int64_t k = 0; k < len; k++) s += exp(ld(px, dt, base + k * inner) - m);
+            double ls = log(s);
+            for (int64_t k = 0; k < len; k++) {
+                double v = ld(px, dt, base + k * inner) - m;
+                st(po, dt, base + k * inner, logsm ? v - ls : exp(v) / s);
+            }
+        }
+    hb_tensor_free(ac);
+    hb_node_t *n = hb_node_attach(o, name, bw_softmax, 1, &a);
+    if (n) { n->i[0] = d; n->i[1] = logsm; n->saved[0] = hb_detach(o); }
+    return o;
+}
+hb_tensor_t *hb_softmax(hb_tensor_t *a, int dim) { return softmax_impl(a, dim, 0); }
+hb_tensor_t *hb_log_softmax(hb_tensor_t *a, int dim) { return softmax_impl(a, dim, 1); }
+
+static int64_t load_index(const hb_tensor_t *t, int64_t i) {
+    const void *p = hb_data(t);
+    switch (t->dtype) {
+    case HB_I64: return ((const int64_t *)p)[i];
+    case HB_I32: return ((const int32_t *)p)[i];
+    case HB_F32: return (int64_t)((const float *)p)[i];
+    case HB_F64: return (int64_t)((const double *)p)[i];
+    }
+    return 0;
+}
+
+static int bw_cross_entropy(hb_node_t *n, hb_tensor_t *g, hb_tensor_t **gin) {
+    hb_tensor_t *x = n->saved[0], *tg = n->saved[1];
+    int64_t N = x->size[0], C = x->size[1], ign = n->i[0], count = n->i[1];
+    hb_tensor_t *o = hb_tensor_zeros(x->dtype, 2, x->size);
+    if (!o) return -1;
+    int ok;
+    double gv = hb_item(g, &ok);
+    double scale = count ? gv / (double)count : 0;
+    for (int64_t r = 0; r < N; r++) {
+        int64_t t = load_index(tg, r);
+        if (t == ign) continue;
+        double m = -INFINITY, s = 0;
+        for (int64_t c = 0; c < C; c++) { double v = ld(hb_data(x), x->dtype, r * C + c); if (v > m) m = v; }
+        for (int64_t c = 0; c < C; c++) s += exp(ld(hb_data(x), x->dtype, r * C + c) - m);
+        for (int64_t c = 0; c < C; c++) {
+            double p = exp(ld(hb_data(x), x->dtype, r * C + c) - m) / s;
+            st(hb_data(o), x->dtype, r * C + c, (p - (c == t ? 1 : 0)) * scale);
+        }
+    }
+    gin[0] = o;
+    return 0;
+}
+
+hb_tensor_t *hb_cross_entropy(hb_tensor_t *logits, hb_tensor_t *target, int64_t ignore_index) {
+    char a[64], b[64];
+    if (check_float(logits, "cross_entropy", "logits")) return NULL;
+    if (logits->ndim != 2 || target->ndim != 1 || target->size[0] != logits->size[0]) {
+        hb_seterr("cross_entropy: expected logits [N, C] and target [N], got %s and %s",
+                  hb_shape_str(logits, a, sizeof a), hb_shape_str(target, b, sizeof b));
+        return NULL;
+    }
+    hb_tensor_t *x = hb_contiguous(logits), *tg = hb_contiguous(target);
+    if (!x || !tg) { hb_tensor_free(x); hb_tensor_free(tg); return NULL; }
+    int64_t N = x->size[0], C = x->size[1], count = 0;
+    double total = 0;
+    for (int64_t r = 0; r < N; r++) {
+        int64_t t = load_index(tg, r);
+        if (t == ignore_index) continue;
+        if (t < 0 || t >= C) {
+            hb_seterr("cross_entropy: target %lld at row %lld is out of range [0, %lld)", (long long)t, (long long)r,
+                      (long long)C);
+            hb_tensor_free(x); hb_tensor_free(tg);
+            return NULL;
+        }
+        const void *p = hb_data(x);
+        double m = -INFINITY, s = 0;
+        for (int64_t c = 0; c < C; c++) { double v = ld(p, x->dtype, r * C + c); if (v > m) m = v; }
+        for (int64_t c = 0; c < C; c++) s += exp(ld(p, x->dtype, r * C + c) - m);
+        total += m + log(s) - ld(p, x->dtype, r * C + t);
+        count++;
+    }
+    hb_tensor_t *o = hb_tensor_full(x->dtype, 0, NULL, count ? total / (double)count : 0.0);
+    hb_node_t *n = o ? hb_node_attach(o, "cross_entropy", bw_cross_entropy, 1, &logits) : NULL;
+    if (n) {
+        n->saved[0] = hb_tensor_ref(x);
+        n->saved[1] = hb_tensor_ref(tg);
+        n->i[0] = ignore_index;
+        n->i[1] = count;
+    }
+    hb_tensor_free(x);
+    hb_tensor_free(tg);
+    return o;
+}
+
+/* ---- embedding, rmsnorm --------------------------------------------------------------------------- */
+static int check_index_tensor(const hb_tensor_t *t, const char *op) {
+    if (t->dtype != HB_I64 && t->dtype != HB_I32 && !hb_dtype_is_float(t->dtype)) {
+        hb_seterr("%s: index must be an integer tensor", op);
+        return -1;
+    }
+    return 0;
+}
+
+static int bw_embedding(hb_node_t *n, hb_tensor_t *g, hb_tensor_t **gin) {
+    hb_tensor_t *w = n->in[0], *ids = n->saved[0];
+    int64_t V = w->size[0], D = w->size[1], m = hb_numel(ids);
+    hb_tensor_t *gc = hb_contiguous(g);
+    hb_tensor_t *o = gc ? hb_tensor_zeros(w->dtype, 2, w->size) : NULL;
+    if (!o) { hb_tensor_free(gc); return -1; }
+    (void)V;
+    for (int64_t i = 0; i < m; i++) {
+        int64_t id = load_index(ids, i);
+        if (w->dtype == HB_F32) {
+            float *dst = (float *)hb_data(o) + id * D;
+            const float *src = (const float *)hb_data(gc) + i * D;
+            for (int64_t j = 0; j < D; j++) dst[j] += src[j];
+        } else {
+            double *dst = (double *)hb_data(o) + id * D;
+            const double *src = (const double *)hb_data(gc) + i * D;
+            for (int64_t j = 0; j < D; j++) dst[j] += src[j];
+        }
+    }
+    hb_tensor_free(gc);
+    gin[0] = o;
+    return 0;
+}
+
+hb_tensor_t *hb_embedding(hb_tensor_t *w, hb_tensor_t *ids) {
+    char a[64];
+    if (check_float(w, "embedding", "weight") || check_index_tensor(ids, "embedding")) return NULL;
+    if (w->ndim != 2) { hb_seterr("embedding: weight must be [V, D], got %s", hb_shape_str(w, a, sizeof a)); return NULL; }
+    if (ids->ndim >= HB_MAXDIM) { hb_seterr("embedding: ids have too many dims"); return NULL; }
+    hb_tensor_t *ic = hb_contiguous(ids), *wc = hb_contiguous(w);
+    if (!ic || !wc) { hb_tensor_free(ic); hb_tensor_free(wc); return NULL; }
+    int64_t V = w->size[0], D = w->size[1], m = hb_numel(ids);
+    for (int64_t i = 0; i < m; i++) {
+        int64_t id = load_index(ic, i);
+        if (id < 0 || id >= V) {
+            hb_seterr("embedding: token id %lld at position %lld is out of range [0, %lld)", (long long)id, (long long)i,
+                      (long long)V);
+            hb_tensor_free(ic); hb_tensor_free(wc);
+            return NULL;
+        }
+    }
+    int64_t shape[HB_MAXDIM];
+    for (int i = 0; i < ids->ndim; i++) shape[i] = ids->size[i];
+    shape[ids->ndim] = D;
+    hb_tensor_t *o = hb_tensor_empty(w->dtype, ids->ndim + 1, shape);
+    if (!o) { hb_tensor_free(ic); hb_tensor_free(wc); return NULL; }
+    size_t es = hb_dtype_size(w->dtype);
+    for (int64_t i = 0; i < m; i++)
+        memcpy((char *)hb_data(o) + (size_t)(i * D) * es, (char *)hb_data(wc) + (size_t)(load_index(ic, i) * D) * es, (size_t)D * es);
+    hb_tensor_free(wc);
+    hb_node_t *n = hb_node_attach(o, "embedding", bw_embedding, 1, &w);
+    if (n) n->saved[0] = hb_tensor_ref(ic);
+    hb_tensor_free(ic);
+    return o;
+}
+
+static int bw_rmsnorm(hb_node_t *n, hb_tensor_t *g, hb_tensor_t **gin) {
+    hb_tensor_t *x = n->saved[0], *w = n->nin > 1 ? n->in[1] : NULL;
+    double eps = n->d[0];
+    hb_tensor_t *gc = hb_contiguous(g), *wc = w ? hb_contiguous(w) : NULL;
+    int64_t D = x->size[x->ndim - 1], rows = D ? hb_numel(x) / D : 0;
+    hb_tensor_t *gx = gc ? hb_tensor_empty(x->dtype, x->ndim, x->size) : NULL;
+    double *gw = w && w->requires_grad ? calloc((size_t)D, sizeof(double)) : NULL;
+    if (!gx || (w && w->requires_grad && !gw)) { hb_tensor_free(gc); hb_tensor_free(wc); hb_tensor_free(gx); free(gw); hb_seterr("rmsnorm backward: out of memory"); return -1; }
+    hb_dtype_t dt = x->dtype;
+    for (int64_t r = 0; r < rows; r++) {
+        int64_t b = r * D;
+        double ss = 0;
+        for (int64_t j = 0; j < D; j++) { double v = ld(hb_data(x), dt, b + j); ss += v * v; }
+        double rs = 1 / sqrt(ss / (double)D + eps), dot = 0;
+        for (int64_t j = 0; j < D; j++) {
+            double xh = ld(hb_data(x), dt, b + j) * rs, gv = ld(hb_data(gc), dt, b + j);
+            double gxh = gv * (wc ? ld(hb_data(wc), dt, j) : 1.0);
+            dot += gxh * xh;
+            if (gw) gw[j] += gv * xh;
+        }
+        dot /= (double)D;
+        for (int64_t j = 0; j < D; j++) {
+            double xh = ld(hb_data(x), dt, b + j) * rs, gv = ld(hb_data(gc), dt, b + j);
+            double gxh = gv * (wc ? ld(hb_data(wc), dt, j) : 1.0);
+            st(hb_data(gx), dt, b + j, rs * (gxh - xh * dot));
+        }
+    }
+    gin[0] = gx;
+    if (gw) {
+        gin[1] = hb_tensor_empty(w->dtype, 1, &D);
+        if (gin[1]) for (int64_t j = 0; j < D; j++) st(hb_data(gin[1]), dt, j, gw[j]);
+    }
+    free(gw);
+    hb_tensor_free(gc);
+    hb_tensor_free(wc);
+    return 0;
+}
+
+hb_tensor_t *hb_rmsnorm(hb_tensor_t *x, hb_tensor_t *w, double eps) {
+    char a[64], b[64];
+    if (check_float(x, "rmsnorm", "input") || (w && check_same_dtype(x, w, "rmsnorm"))) return NULL;
+    if (x->ndim < 1) { hb_seterr("rmsnorm: input must have at least one dim"); return NULL; }
+    int64_t D = x->size[x->ndim - 1];
+    if (w && (w->ndim != 1 || w->size[0] != D)) {
+        hb_seterr("rmsnorm: weight %s does not match the last dim of input %s", hb_shape_str(w, a, sizeof a),
+                  hb_shape_str(x, b, sizeof b));
+        return NULL;
+    }
+    hb_tensor_t *xc = hb_contiguous(x), *wc = w ? hb_contiguous(w) : NULL;
+    hb_tensor_t *o = xc ? hb_tensor_empty(x->dtype, x->ndim, x->size) : NULL;
+    if (!o) { hb_tensor_free(xc); hb_tensor_free(wc); return NULL; }
+    int64_t rows = D ? hb_numel(x) / D : 0;
+    if (x->dtype == HB_F32) {
+        const float *px = hb_data(xc), *pw = wc ? hb_data(wc) : NULL;
+        float *po = hb_data(o);
+        for (int64_t r = 0; r < rows; r++) {
+            const float *xr = px + r * D;
+            float *orow = po + r * D;
+            double ss = 0;
+            for (int64_t j = 0; j < D; j++) ss += (double)xr[j] * xr[j];
+            float rs = (float)(1 / sqrt(ss / (double)D + eps));
+            for (int64_t j = 0; j < D; j++) orow[j] = xr[j] * rs * (pw ? pw[j] : 1.0f);
+        }
+    } else {
+        const double *px = hb_data(xc), *pw = wc ? hb_data(wc) : NULL;
+        double *po = hb_data(o);
+        for (int64_t r = 0; r < rows; r++) {
+            double ss = 0;
+            for (int64_t j = 0; j < D; j++) ss += px[r * D + j] * px[r * D + j];
+            double rs = 1 / sqrt(ss / (double)D + eps);
+            for (int64_t j = 0; j < D; j++) po[r * D + j] = px[r * D + j] * rs * (pw ? pw[j] : 1.0);
+        }
+    }
+    hb_tensor_free(wc);
+    hb_tensor_t *in[2] = {x, w};
+    hb_node_t *n = hb_node_attach(o, "rmsnorm", bw_rmsnorm, w ? 2 : 1, in);
+    if (n) { n->saved[0] = hb_tensor_ref(xc); n->d[0] = eps; }
+    hb_tensor_free(xc);
+    return o;
+}
+
+/* ---- cat, gather, index_select, tril/triu, repeat ---------------------------------------------------- */
+static int bw_cat(hb_node_t *n, hb_tensor_t *g, hb_tensor_t **gin) {
+    int d = (int)n->i[0];
+    int64_t off = 0;
+    for (int k = 0; k < n->nin; k++) {
+        int64_t len = n->in[k]->size[d];
+        if (n->in[k]->requires_grad) {
+            hb_tensor_t *v = hb_narrow(g, d, off, len);
+            gin[k] = v ? hb_contiguous(v) : NULL;
+            hb_tensor_free(v);
+            if (!gin[k]) return -1;
+        }
+        off += len;
+    }
+    return 0;
+}
+
+hb_tensor_t *hb_cat(int n, hb_tensor_t **ts, int dim) {
+    if (n < 1) { hb_seterr("cat: need at least one tensor"); return NULL; }
+    int d = normdim(dim, ts[0]->ndim, "cat");
+    if (d < 0) return NULL;
+    int64_t shape[HB_MAXDIM];
+    memcpy(shape, ts[0]->size, sizeof shape);
+    shape[d] = 0;
+    for (int k = 0; k < n; k++) {
+        if (ts[k]->ndim != ts[0]->ndim || ts[k]->dtype != ts[0]->dtype) {
+            hb_seterr("cat: tensor %d has %d dims/%s, expected %d/%s", k + 1, ts[k]->ndim, hb_dtype_name(ts[k]->dtype),
+                      ts[0]->ndim, hb_dtype_name(ts[0]->dtype));
+            return NULL;
+        }
+        for (int i = 0; i < ts[0]->ndim; i++)
+            if (i != d && ts[k]->size[i] != ts[0]->size[i]) {
+                char a[64], b[64];
+                hb_seterr("cat: tensor %d has shape %s, incompatible with %s along dim %d", k + 1,
+                          hb_shape_str(ts[k], a, sizeof a), hb_shape_str(ts[0], b, sizeof b), d);
+                return NULL;
+            }
+        shape[d] += ts[k]->size[d];
+    }
+    hb_tensor_t *o = hb_tensor_empty(ts[0]->dtype, ts[0]->ndim, shape);
+    if (!o) return NULL;
+    int64_t off = 0;
+    int g = hb_grad_set(0);
+    for (int k = 0; k < n; k++) {
+        hb_tensor_t *v = hb_narrow(o, d, off, ts[k]->size[d]);
+        if (!v || hb_copy_(v, ts[k])) { hb_tensor_free(v); hb_tensor_free(o); hb_grad_set(g); return NULL; }
+        hb_tensor_free(v);
+        off += ts[k]->size[d];
+    }
+    hb_grad_set(g);
+    if (n <= HB_NODE_MAXIN) {
+        hb_node_t *nd = hb_node_attach(o, "cat", bw_cat, n, ts);
+        if (nd) nd->i[0] = d;
+    } else if (hb_needs_grad(n, ts)) {
+        hb_tensor_free(o);
+        hb_seterr("cat: at most %d tensors when gradients are needed", HB_NODE_MAXIN);
+        return NULL;
+    }
+    return o;
+}
+
+/* gather / scatter-add over dim d with an index of the same rank */
+static int bw_gather(hb_node_t *n, hb_tensor_t *g, hb_tensor_t **gin) {
+    hb_tensor_t *a = n->in[0], *idx = n->saved[0];
+    int d = (int)n->i[0];
+    hb_tensor_t *o = hb_tensor_zeros(a->dtype, a->ndim, a->size);
+    hb_tensor_t *gc = o ? hb_contiguous(g) : NULL;
+    if (!gc) { hb_tensor_free(o); return -1; }
+    int64_t m = hb_numel(idx), pos[HB_MAXDIM] = {0};
+    for (int64_t k = 0; k < m; k++) {
+        int64_t src[HB_MAXDIM];
+        memcpy(src, pos, sizeof src);
+        src[d] = load_index(idx, k);
+        double v = hb_get(o, src) + ld(hb_data(gc), gc->dtype, k);
+        hb_set(o, src, v);
+        for (int i = idx->ndim - 1; i >= 0; i--) { if (++pos[i] < idx->size[i]) break; pos[i] = 0; }
+    }
+    hb_tensor_free(gc);
+    gin[0] = o;
+    return 0;
+}
+
+hb_tensor_t *hb_gather(hb_tensor_t *a, int dim, hb_tensor_t *index) {
+    int d = normdim(dim, a->ndim, "gather");
+    if (d < 0 || check_index_tensor(index, "gather")) return NULL;
+    if (index->ndim != a->ndim) { hb_seterr("gather: index must have the same number of dims as input (%d vs %d)", index->ndim, a->ndim); return NULL; }
+    for (int i = 0; i < a->ndim; i++)
+        if (i != d && index->size[i] > a->size[i]) { hb_seterr("gather: index size %lld exceeds input size %lld at dim %d", (long long)index->size[i], (long long)a->size[i], i); return NULL; }
+    hb_tensor_t *ic = hb_contiguous(index);
+    hb_tensor_t *o = ic ? hb_tensor_empty(a->dtype, index->ndim, index->size) : NULL;
+    if (!o) { hb_tensor_free(ic); return NULL; }
+    int64_t m = hb_numel(ic), pos[HB_MAXDIM] = {0};
+    for (int64_t k = 0; k < m; k++) {
+        int64_t src[HB_MAXDIM];
+        memcpy(src, pos, sizeof src);
+        src[d] = load_index(ic, k);
+        if (src[d] < 0 || src[d] >= a->size[d]) {
+            hb_seterr("gather: index %lld out of range [0, %lld) at dim %d", (long long)src[d], (long long)a->size[d], d);
+            hb_tensor_free(ic); hb_tensor_free(o);
+            return NULL;
+        }
+        st(hb_data(o), o->dtype, k, hb_get(a, src));
+        for (int i = ic->ndim - 1; i >= 0; i--) { if (++pos[i] < ic->size[i]) break; pos[i] = 0; }
+    }
+    hb_node_t *n = hb_node_attach(o, "gather", bw_gather, 1, &a);
+    if (n) { n->saved[0] = hb_tensor_ref(ic); n->i[0] = d; }
+    hb_tensor_free(ic);
+    return o;
+}
+
+static int bw_index_select(hb_node_t *n, hb_tensor_t *g, hb_tensor_t **gin) {
+    hb_tensor_t *a = n->in[0], *idx = n->saved[0];
+    int d = (int)n->i[0];
+    hb_tensor_t *o = hb_tensor_zeros(a->dtype, a->ndim, a->size);
+    if (!o) return -1;
+    int64_t m = hb_numel(idx);
+    for (int64_t k = 0; k < m; k++) {
+        hb_tensor_t *dst = hb_narrow(o, d, load_index(idx, k), 1), *src = hb_narrow(g, d, k, 1);
+        int rc = dst && src ? hb_add_(dst, src, 1.0) : -1;
+        hb_tensor_free(dst);
+        hb_tensor_free(src);
+        if (rc) { hb_tensor_free(o); return -1; }
+    }
+    gin[0] = o;
+    return 0;
+}
+
+hb_tensor_t *hb_index_select(hb_tensor_t *a, int dim, hb_tensor_t *index) {
+    int d = normdim(dim, a->ndim, "index_select");
+    if (d < 0 || check_index_tensor(index, "index_select")) return NULL;
+    if (index->ndim != 1) { hb_seterr("index_select: index must be 1-d (got %d dims)", index->ndim); return NULL; }
+    hb_tensor_t *ic = hb_contiguous(index);
+    if (!ic) return NULL;
+    int64_t m = index->size[0], shape[HB_MAXDIM];
+    memcpy(shape, a->size, sizeof shape);
+    shape[d] = m;
+    hb_tensor_t *o = hb_tensor_empty(a->dtype, a->ndim, shape);
+    if (!o) { hb_tensor_free(ic); return NULL; }
+    int g = hb_grad_set(0);
+    for (int64_t k = 0; k < m; k++) {
+        int64_t id = load_index(ic, k);
+        if (id < 0 || id >= a->size[d]) {
+            hb_seterr("index_select: index %lld out of range [0, %lld)", (long long)id, (long long)a->size[d]);
+            hb_grad_set(g); hb_tensor_free(ic); hb_tensor_free(o);
+            return NULL;
+        }
+        hb_tensor_t *dst = hb_narrow(o, d, k, 1), *src = hb_narrow(a, d, id, 1);
+        hb_copy_(dst, src);
+        hb_tensor_free(dst);
+        hb_tensor_free(src);
+    }
+    hb_grad_set(g);
+    hb_node_t *n = hb_node_attach(o, "index_select", bw_index_select, 1, &a);
+    if (n) { n->saved[0] = hb_tensor_ref(ic); n->i[0] = d; }
+    hb_tensor_free(ic);
+    return o;
+}
+
+static hb_tensor_t *tri_mask(hb_tensor_t *a, int64_t k, int lower) {
+    if (a->ndim < 2) { hb_seterr("%s: input must have at least 2 dims", lower ? "tril" : "triu"); return NULL; }
+    int64_t R = a->size[a->ndim - 2], C = a->size[a->ndim - 1];
+    int64_t shape[2] = {R, C};
+    hb_tensor_t *m = hb_tensor_empty(a->dtype, 2, shape);
+    if (!m) return NULL;
+    for (int64_t i = 0; i < R; i++)
+        for (int64_t j = 0; j < C; j++) st(hb_data(m), a->dtype, i * C + j, lower ? (j <= i + k) : (j >= i + k));
+    return m;
+}
+
+hb_tensor_t *hb_tril(hb_tensor_t *a, int64_t k) {
+    if (check_float(a, "tril", "input")) return NULL;
+    hb_tensor_t *m = tri_mask(a, k, 1);
+    hb_tensor_t *r = m ? hb_mul(a, m) : NULL;
+    hb_tensor_free(m);
+    return r;
+}
+hb_tensor_t *hb_triu(hb_tensor_t *a, int64_t k) {
+    if (check_float(a, "triu", "input")) return NULL;
+    hb_tensor_t *m = tri_mask(a, k, 0);
+    hb_tensor_t *r = m ? hb_mul(a, m) : NULL;
+    hb_tensor_free(m);
+    return r;
+}
+
+hb_tensor_t *hb_repeat_interleave(hb_tensor_t *x, int dim, int64_t g) {
+    int d = normdim(dim, x->ndim, "repeat_interleave");
+    if (d < 0) return NULL;
+    if (g < 1) { hb_seterr("repeat_interleave: repeats must be >= 1"); return NULL; }
+    if (g == 1) return hb_tensor_ref(x);
+    hb_tensor_t *u = hb_unsqueeze(x, d + 1);
+    if (!u) return NULL;
+    int64_t es[HB_MAXDIM];
+    memcpy(es, u->size, sizeof es);
+    es[d + 1] = g;
+    hb_tensor_t *e = hb_expand(u, u->ndim, es);
+    hb_tensor_free(u);
+    if (!e) return NULL;
+    int64_t vs[HB_MAXDIM];
+    memcpy(vs, x->size, sizeof vs);
+    vs[d] *= g;
+    hb_tensor_t *r = hb_view(e, x->ndim, vs); /* view copies the expanded tensor */
+    hb_tensor_free(e);
+    return r;
+}

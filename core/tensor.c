@@ -1,0 +1,641 @@
+/* tensor.c — storage, views, copies, creation and the RNG.
+ *
+ * A tensor is a view (sizes, strides, offset, all in elements) over a refcounted storage. View ops
+ * build a new view over the same storage and, when autograd is on, a node whose backward maps the
+ * gradient back to the source's shape (narrow → zero-padded copy, transpose → transpose back,
+ * expand → sum over the broadcast dims, view → view back).
+ */
+#include "tensor.h"
+#include "autograd.h"
+#include <math.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- errors ---------------------------------------------------------------------------------- */
+static _Thread_local char errbuf[1024];
+const char *hb_errmsg(void) { return errbuf; }
+void hb_seterr(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(errbuf, sizeof errbuf, fmt, ap);
+    va_end(ap);
+}
+
+static atomic_llong live_bytes;
+int64_t hb_alloc_bytes(void) { return atomic_load(&live_bytes); }
+
+/* ---- dtypes ------------------------------------------------------------------------------------ */
+size_t hb_dtype_size(hb_dtype_t dt) {
+    switch (dt) {
+    case HB_F32: return 4;
+    case HB_F64: return 8;
+    case HB_I64: return 8;
+    case HB_I32: return 4;
+    }
+    return 0;
+}
+const char *hb_dtype_name(hb_dtype_t dt) {
+    static const char *n[] = {"float32", "float64", "int64", "int32"};
+    return (unsigned)dt < 4 ? n[dt] : "?";
+}
+int hb_dtype_is_float(hb_dtype_t dt) { return dt == HB_F32 || dt == HB_F64; }
+
+/* ---- storage ------------------------------------------------------------------------------------- */
+static hb_storage_t *storage_new(size_t nbytes) {
+    hb_storage_t *s = calloc(1, sizeof *s);
+    if (!s) { hb_seterr("out of memory allocating a storage header"); return NULL; }
+    /* 64-byte alignment for SIMD; at least one byte so empty tensors have a valid pointer */
+    size_t n = (nbytes + 63) & ~(size_t)63;
+    if (n == 0) n = 64;
+    s->data = aligned_alloc(64, n);
+    if (!s->data) {
+        free(s);
+        hb_seterr("out of memory allocating %zu bytes of tensor storage", nbytes);
+        return NULL;
+    }
+    s->nbytes = nbytes;
+    s->refcount = 1;
+    atomic_fetch_add(&live_bytes, (long long)nbytes);
+    return s;
+}
+
+static void storage_release(hb_storage_t *s) {
+    if (!s || --s->refcount > 0) return;
+    if (s->external) {
+        if (s->release) s->release(s->release_ctx);
+    } else {
+        atomic_fetch_sub(&live_bytes, (long long)s->nbytes);
+        free(s->data);
+    }
+    free(s);
+}
+
+/* ---- creation ---------------------------------------------------------------------------------- */
+static hb_tensor_t *tensor_header(hb_dtype_t dt, int ndim, const int64_t *size) {
+    if (ndim < 0 || ndim > HB_MAXDIM) {
+        hb_seterr("tensors have at most %d dimensions (got %d)", HB_MAXDIM, ndim);
+        return NULL;
+    }
+    for (int i = 0; i < ndim; i++)
+        if (size[i] < 0) { hb_seterr("negative size %lld at dim %d", (long long)size[i], i); return NULL; }
+    hb_tensor_t *t = calloc(1, sizeof *t);
+    if (!t) { hb_seterr("out of memory allocating a tensor"); return NULL; }
+    t->refcount = 1;
+    t->dtype = dt;
+    t->ndim = ndim;
+    int64_t st = 1;
+    for (int i = ndim - 1; i >= 0; i--) {
+        t->size[i] = size[i];
+        t->stride[i] = st;
+        st *= size[i] ? size[i] : 1;
+    }
+    return t;
+}
+
+hb_tensor_t *hb_tensor_empty(hb_dtype_t dt, int ndim, const int64_t *size) {
+    hb_tensor_t *t = tensor_header(dt, ndim, size);
+    if (!t) return NULL;
+    int64_t n = hb_numel(t);
+    if (n > ((int64_t)1 << 40)) { free(t); hb_seterr("tensor of %lld elements is too large", (long long)n); return NULL; }
+    t->storage = storage_new((size_t)n * hb_dtype_size(dt));
+    if (!t->storage) { free(t); return NULL; }
+    return t;
+}
+
+hb_tensor_t *hb_tensor_zeros(hb_dtype_t dt, int ndim, const int64_t *size) {
+    hb_tensor_t *t = hb_tensor_empty(dt, ndim, size);
+    if (t) memset(t->storage->data, 0, t->storage->nbytes);
+    return t;
+}
+
+hb_tensor_t *hb_tensor_full(hb_dtype_t dt, int ndim, const int64_t *size, double v) {
+    hb_tensor_t *t = hb_tensor_empty(dt, ndim, size);
+    if (t) hb_fill_(t, v);
+    return t;
+}
+
+hb_tensor_t *hb_tensor_arange(hb_dtype_t dt, double start, double end, double step) {
+    if (step == 0 || !isfinite(start) || !isfinite(end) || !isfinite(step)) {
+        hb_seterr("arange: step must be non-zero and bounds finite");
+        return NULL;
+    }
+    double nf = ceil((end - start) / step);
+    int64_t n = nf > 0 ? (int64_t)nf : 0;
+    hb_tensor_t *t = hb_tensor_empty(dt, 1, &n);
+    if (!t) return NULL;
+    for (int64_t i = 0; i < n; i++) hb_set(t, &i, start + (double)i * step);
+    return t;
+}
+
+hb_tensor_t *hb_tensor_from_external(hb_dtype_t dt, int ndim, const int64_t *size, void *data,
+                                     void (*release)(void *), void *ctx) {
+    hb_tensor_t *t = tensor_header(dt, ndim, size);
+    if (!t) return NULL;
+    t->storage = calloc(1, sizeof *t->storage);
+    if (!t->storage) { free(t); hb_seterr("out of memory"); return NULL; }
+    t->storage->data = data;
+    t->storage->nbytes = (size_t)hb_numel(t) * hb_dtype_size(dt);
+    t->storage->refcount = 1;
+    t->storage->external = 1;
+    t->storage->release = release;
+    t->storage->release_ctx = ctx;
+    return t;
+}
+
+hb_tensor_t *hb_tensor_from_data(hb_dtype_t dt, int ndim, const int64_t *size, const void *data) {
+    hb_tensor_t *t = hb_tensor_empty(dt, ndim, size);
+    if (t && hb_numel(t)) memcpy(t->storage->data, data, (size_t)hb_numel(t) * hb_dtype_size(dt));
+    return t;
+}
+
+hb_tensor_t *hb_tensor_ref(hb_tensor_t *t) {
+    if (t) t->refcount++;
+    return t;
+}
+
+void hb_tensor_free(hb_tensor_t *t) {
+    if (!t || --t->refcount > 0) return;
+    storage_release(t->storage);
+    hb_tensor_free(t->grad);
+    hb_tensor_free(t->bgrad);
+    if (t->grad_fn) hb_node_free(t->grad_fn);
+    free(t);
+}
+
+/* ---- inspection -------------------------------------------------------------------------------- */
+int64_t hb_numel(const hb_tensor_t *t) {
+    int64_t n = 1;
+    for (int i = 0; i < t->ndim; i++) n *= t->size[i];
+    return n;
+}
+
+int hb_is_contiguous(const hb_tensor_t *t) {
+    int64_t st = 1;
+    for (int i = t->ndim - 1; i >= 0; i--) {
+        if (t->size[i] != 1 && t->stride[i] != st) return 0;
+        st *= t->size[i];
+    }
+    return 1;
+}
+
+void *hb_data(const hb_tensor_t *t) {
+    return (char *)t->storage->data + (size_t)t->offset * hb_dtype_size(t->dtype);
+}
+
+static int64_t elem_offset(const hb_tensor_t *t, const int64_t *idx) {
+    int64_t o = t->offset;
+    for (int i = 0; i < t->ndim; i++) o += idx[i] * t->stride[i];
+    return o;
+}
+
+static double load(const void *base, hb_dtype_t dt, int64_t o) {
+    switch (dt) {
+    case HB_F32: return ((const float *)base)[o];
+    case HB_F64: return ((const double *)base)[o];
+    case HB_I64: return (double)((const int64_t *)base)[o];
+    case HB_I32: return ((const int32_t *)base)[o];
+    }
+    return 0;
+}
+
+static void store(void *base, hb_dtype_t dt, int64_t o, double v) {
+    switch (dt) {
+    case HB_F32: ((float *)base)[o] = (float)v; break;
+    case HB_F64: ((double *)base)[o] = v; break;
+    case HB_I64: ((int64_t *)base)[o] = (int64_t)v; break;
+    case HB_I32: ((int32_t *)base)[o] = (int32_t)v; break;
+    }
+}
+
+double hb_get(const hb_tensor_t *t, const int64_t *idx) {
+    return load(t->storage->data, t->dtype, elem_offset(t, idx));
+}
+void hb_set(hb_tensor_t *t, const int64_t *idx, double v) {
+    store(t->storage->data, t->dtype, elem_offset(t, idx), v);
+}
+
+double hb_item(const hb_tensor_t *t, int *ok) {
+    if (hb_numel(t) != 1) { if (ok) *ok = 0; return 0; }
+    if (ok) *ok = 1;
+    return load(t->storage->data, t->dtype, t->offset);
+}
+
+int hb_same_shape(const hb_tensor_t *a, const hb_tensor_t *b) {
+    if (a->ndim != b->ndim) return 0;
+    for (int i = 0; i < a->ndim; i++)
+        if (a->size[i] != b->size[i]) return 0;
+    return 1;
+}
+
+char *hb_shape_str(const hb_tensor_t *t, char *buf, size_t n) {
+    size_t k = 0;
+    k += (size_t)snprintf(buf + k, n - k, "[");
+    for (int i = 0; i < t->ndim && k < n; i++)
+        k += (size_t)snprintf(buf + k, n - k, "%s%lld", i ? ", " : "", (long long)t->size[i]);
+    if (k < n) snprintf(buf + k, n - k, "]");
+    return buf;
+}
+
+/* ---- strided iteration -------------------------------------------------------------------------- */
+/* Visit every element of t in row-major order, giving its storage offset. */
+typedef struct {
+    int64_t idx[HB_MAXDIM];
+    int64_t off;
+} iter_t;
+
+static void iter_init(iter_t *it, const hb_tensor_t *t) {
+    memset(it, 0, sizeof *it);
+    it->off = t->offset;
+}
+static void iter_next(iter_t *it, const hb_tensor_t *t) {
+    for (int d = t->ndim - 1; d >= 0; d--) {
+        it->idx[d]++;
+        it->off += t->stride[d];
+        if (it->idx[d] < t->size[d]) return;
+        it->off -= t->stride[d] * t->size[d];
+        it->idx[d] = 0;
+    }
+}
+
+int hb_copy_(hb_tensor_t *dst, hb_tensor_t *src) {
+    if (hb_numel(dst) != hb_numel(src)) {
+        char a[64], b[64];
+        hb_seterr("copy: sizes differ (dst %s, src %s)", hb_shape_str(dst, a, sizeof a), hb_shape_str(src, b, sizeof b));
+        return -1;
+    }
+    int64_t n = hb_numel(dst);
+    if (dst->dtype == src->dtype && hb_is_contiguous(dst) && hb_is_contiguous(src)) {
+        memmove(hb_data(dst), hb_data(src), (size_t)n * hb_dtype_size(dst->dtype));
+        return 0;
+    }
+    iter_t id, is;
+    iter_init(&id, dst);
+    iter_init(&is, src);
+    if (dst->dtype == HB_F32 && src->dtype == HB_F32) {
+        float *d = dst->storage->data;
+        const float *s = src->storage->data;
+        if (src->ndim > 0 && dst->ndim > 0 && src->stride[src->ndim - 1] == 1 && dst->stride[dst->ndim - 1] == 1 &&
+            hb_same_shape(dst, src)) {
+            int64_t inner = dst->size[dst->ndim - 1];
+            for (int64_t k = 0; k < n; k += inner) {
+                memcpy(d + id.off, s + is.off, (size_t)inner * 4);
+                for (int64_t j = 0; j < inner; j++) { iter_next(&id, dst); iter_next(&is, src); }
+            }
+            return 0;
+        }
+        for (int64_t k = 0; k < n; k++) {
+            d[id.off] = s[is.off];
+            iter_next(&id, dst);
+            iter_next(&is, src);
+        }
+        return 0;
+    }
+    for (int64_t k = 0; k < n; k++) {
+        store(dst->storage->data, dst->dtype, id.off, load(src->storage->data, src->dtype, is.off));
+        iter_next(&id, dst);
+        iter_next(&is, src);
+    }
+    return 0;
+}
+
+int hb_fill_(hb_tensor_t *t, double v) {
+    int64_t n = hb_numel(t);
+    if (hb_is_contiguous(t)) {
+        void *p = hb_data(t);
+        switch (t->dtype) {
+        case HB_F32: for (int64_t i = 0; i < n; i++) ((float *)p)[i] = (float)v; break;
+        case HB_F64: for (int64_t i = 0; i < n; i++) ((double *)p)[i] = v; break;
+        case HB_I64: for (int64_t i = 0; i < n; i++) ((int64_t *)p)[i] = (int64_t)v; break;
+        case HB_I32: for (int64_t i = 0; i < n; i++) ((int32_t *)p)[i] = (int32_t)v; break;
+        }
+        return 0;
+    }
+    iter_t it;
+    iter_init(&it, t);
+    for (int64_t k = 0; k < n; k++) {
+        store(t->storage->data, t->dtype, it.off, v);
+        iter_next(&it, t);
+    }
+    return 0;
+}
+
+/* ---- views --------------------------------------------------------------------------------------- */
+static hb_tensor_t *view_of(hb_tensor_t *t) {
+    hb_tensor_t *v = calloc(1, sizeof *v);
+    if (!v) { hb_seterr("out of memory"); return NULL; }
+    v->refcount = 1;
+    v->storage = t->storage;
+    t->storage->refcount++;
+    v->dtype = t->dtype;
+    v->ndim = t->ndim;
+    memcpy(v->size, t->size, sizeof v->size);
+    memcpy(v->stride, t->stride, sizeof v->stride);
+    v->offset = t->offset;
+    return v;
+}
+
+static int norm_dim(int dim, int ndim, const char *op) {
+    int d = dim < 0 ? dim + ndim : dim;
+    if (d < 0 || d >= (ndim ? ndim : 1)) {
+        hb_seterr("%s: dim %d out of range for a %d-d tensor", op, dim, ndim);
+        return -1;
+    }
+    return d;
+}
+
+hb_tensor_t *hb_detach(hb_tensor_t *t) { return view_of(t); }
+
+static int bw_narrow(hb_node_t *n, hb_tensor_t *g, hb_tensor_t **gin) {
+    hb_tensor_t *src = n->in[0];
+    hb_tensor_t *z = hb_tensor_zeros(g->dtype, src->ndim, src->size);
+    if (!z) return -1;
+    hb_tensor_t *win = hb_narrow(z, (int)n->i[0], n->i[1], n->i[2]);
+    if (!win) { hb_tensor_free(z); return -1; }
+    int rc = hb_copy_(win, g);
+    hb_tensor_free(win);
+    if (rc) { hb_tensor_free(z); return -1; }
+    gin[0] = z;
+    return 0;
+}
+
+hb_tensor_t *hb_narrow(hb_tensor_t *t, int dim, int64_t start, int64_t len) {
+    int d = norm_dim(dim, t->ndim, "narrow");
+    if (d < 0) return NULL;
+    if (start < 0 || len < 0 || start + len > t->size[d]) {
+        hb_seterr("narrow: range [%lld, %lld) out of bounds for dim %d of size %lld", (long long)start,
+                  (long long)(start + len), dim, (long long)t->size[d]);
+        return NULL;
+    }
+    hb_tensor_t *v = view_of(t);
+    if (!v) return NULL;
+    v->offset += start * t->stride[d];
+    v->size[d] = len;
+    hb_node_t *n = hb_node_attach(v, "narrow", bw_narrow, 1, &t);
+    if (n) { n->i[0] = d; n->i[1] = start; n->i[2] = len; }
+    return v;
+}
+
+hb_tensor_t *hb_select(hb_tensor_t *t, int dim, int64_t index) {
+    int d = norm_dim(dim, t->ndim, "select");
+    if (d < 0) return NULL;
+    if (index < 0) index += t->size[d];
+    hb_tensor_t *nw = hb_narrow(t, d, index, 1);
+    if (!nw) return NULL;
+    hb_tensor_t *r = hb_squeeze(nw, d);
+    hb_tensor_free(nw);
+    return r;
+}
+
+static int bw_permute(hb_node_t *n, hb_tensor_t *g, hb_tensor_t **gin) {
+    int inv[HB_MAXDIM];
+    for (int i = 0; i < g->ndim; i++) inv[n->i[i]] = i;
+    gin[0] = hb_permute(g, inv);
+    return gin[0] ? 0 : -1;
+}
+
+hb_tensor_t *hb_permute(hb_tensor_t *t, const int *perm) {
+    int seen[HB_MAXDIM] = {0};
+    for (int i = 0; i < t->ndim; i++) {
+        if (perm[i] < 0 || perm[i] >= t->ndim || seen[perm[i]]) {
+            hb_seterr("permute: invalid permutation for a %d-d tensor", t->ndim);
+            return NULL;
+        }
+        seen[perm[i]] = 1;
+    }
+    hb_tensor_t *v = view_of(t);
+    if (!v) return NULL;
+    for (int i = 0; i < t->ndim; i++) {
+        v->size[i] = t->size[perm[i]];
+        v->stride[i] = t->stride[perm[i]];
+    }
+    hb_node_t *n = hb_node_attach(v, "permute", bw_permute, 1, &t);
+    if (n)
+        for (int i = 0; i < t->ndim; i++) n->i[i] = perm[i];
+    return v;
+}
+
+hb_tensor_t *hb_transpose(hb_tensor_t *t, int d0, int d1) {
+    int a = norm_dim(d0, t->ndim, "transpose"), b = norm_dim(d1, t->ndim, "transpose");
+    if (a < 0 || b < 0) return NULL;
+    int perm[HB_MAXDIM];
+    for (int i = 0; i < t->ndim; i++) perm[i] = i;
+    perm[a] = b;
+    perm[b] = a;
+    return hb_permute(t, perm);
+}
+
+static int bw_view(hb_node_t *n, hb_tensor_t *g, hb_tensor_t **gin) {
+    hb_tensor_t *src = n->in[0];
+    gin[0] = hb_view(g, src->ndim, src->size);
+    return gin[0] ? 0 : -1;
+}
+
+/* Can t be viewed with the new sizes without copying? (contiguous, or merging/splitting compatible dims) */
+static int view_strides(const hb_tensor_t *t, int ndim, const int64_t *size, int64_t *stride) {
+    if (!hb_is_contiguous(t)) return 0;
+    int64_t st = 1;
+    for (int i = ndim - 1; i >= 0; i--) {
+        stride[i] = st;
+        st *= size[i];
+    }
+    return 1;
+}
+
+hb_tensor_t *hb_view(hb_tensor_t *t, int ndim, const int64_t *size_in) {
+    if (ndim < 0 || ndim > HB_MAXDIM) { hb_seterr("view: at most %d dims", HB_MAXDIM); return NULL; }
+    int64_t size[HB_MAXDIM], known = 1, n = hb_numel(t);
+    int infer = -1;
+    for (int i = 0; i < ndim; i++) {
+        size[i] = size_in[i];
+        if (size[i] == -1) {
+            if (infer >= 0) { hb_seterr("view: only one size may be -1"); return NULL; }
+            infer = i;
+        } else if (size[i] < 0) {
+            hb_seterr("view: invalid size %lld", (long long)size[i]);
+            return NULL;
+        } else known *= size[i];
+    }
+    if (infer >= 0) {
+        if (known == 0 || n % known) {
+            char b[64];
+            hb_seterr("view: cannot infer -1 for a tensor of shape %s", hb_shape_str(t, b, sizeof b));
+            return NULL;
+        }
+        size[infer] = n / known;
+        known *= size[infer];
+    }
+    if (known != n) {
+        char b[64];
+        hb_seterr("view: shape %s (%lld elements) cannot be viewed as %lld elements", hb_shape_str(t, b, sizeof b),
+                  (long long)n, (long long)known);
+        return NULL;
+    }
+    hb_tensor_t *src = hb_contiguous(t);
+    if (!src) return NULL;
+    hb_tensor_t *v = view_of(src);
+    if (!v) { hb_tensor_free(src); return NULL; }
+    v->ndim = ndim;
+    view_strides(src, ndim, size, v->stride);
+    for (int i = 0; i < ndim; i++) v->size[i] = size[i];
+    hb_node_attach(v, "view", bw_view, 1, &src);
+    hb_tensor_free(src);
+    return v;
+}
+
+hb_tensor_t *hb_unsqueeze(hb_tensor_t *t, int dim) {
+    int d = dim < 0 ? dim + t->ndim + 1 : dim;
+    if (d < 0 || d > t->ndim || t->ndim >= HB_MAXDIM) { hb_seterr("unsqueeze: dim %d out of range", dim); return NULL; }
+    int64_t size[HB_MAXDIM];
+    for (int i = 0, j = 0; i <= t->ndim; i++) size[i] = (i == d) ? 1 : t->size[j++];
+    return hb_view(t, t->ndim + 1, size);
+}
+
+hb_tensor_t *hb_squeeze(hb_tensor_t *t, int dim) {
+    int d = norm_dim(dim, t->ndim, "squeeze");
+    if (d < 0) return NULL;
+    if (t->size[d] != 1) { hb_seterr("squeeze: dim %d has size %lld, not 1", dim, (long long)t->size[d]); return NULL; }
+    /* a pure stride edit: no copy even if t is not contiguous */
+    hb_tensor_t *v = view_of(t);
+    if (!v) return NULL;
+    for (int i = d; i < t->ndim - 1; i++) { v->size[i] = t->size[i + 1]; v->stride[i] = t->stride[i + 1]; }
+    v->ndim = t->ndim - 1;
+    hb_node_attach(v, "squeeze", bw_view, 1, &t);
+    return v;
+}
+
+static int bw_expand(hb_node_t *n, hb_tensor_t *g, hb_tensor_t **gin) {
+    gin[0] = hb_sum_to(g, n->in[0]->ndim, n->in[0]->size);
+    return gin[0] ? 0 : -1;
+}
+
+hb_tensor_t *hb_expand(hb_tensor_t *t, int ndim, const int64_t *size) {
+    if (ndim < t->ndim || ndim > HB_MAXDIM) { hb_seterr("expand: cannot expand %d dims to %d", t->ndim, ndim); return NULL; }
+    hb_tensor_t *v = view_of(t);
+    if (!v) return NULL;
+    int off = ndim - t->ndim;
+    v->ndim = ndim;
+    for (int i = 0; i < ndim; i++) {
+        int j = i - off;
+        int64_t have = j >= 0 ? t->size[j] : 1, st = j >= 0 ? t->stride[j] : 0;
+        int64_t want = size[i] == -1 ? have : size[i];
+        if (have == want) {
+            v->size[i] = have;
+            v->stride[i] = st;
+        } else if (have == 1) {
+            v->size[i] = want;
+            v->stride[i] = 0;
+        } else {
+            char b[64];
+            hb_seterr("expand: size %lld at dim %d of %s cannot be expanded to %lld", (long long)have, j,
+                      hb_shape_str(t, b, sizeof b), (long long)want);
+            hb_tensor_free(v);
+            return NULL;
+        }
+    }
+    hb_node_attach(v, "expand", bw_expand, 1, &t);
+    return v;
+}
+
+static int bw_identity(hb_node_t *n, hb_tensor_t *g, hb_tensor_t **gin) {
+    (void)n;
+    gin[0] = hb_tensor_ref(g);
+    return 0;
+}
+
+hb_tensor_t *hb_clone(hb_tensor_t *t) {
+    hb_tensor_t *c = hb_tensor_empty(t->dtype, t->ndim, t->size);
+    if (!c) return NULL;
+    if (hb_copy_(c, t)) { hb_tensor_free(c); return NULL; }
+    hb_node_attach(c, "clone", bw_identity, 1, &t);
+    return c;
+}
+
+hb_tensor_t *hb_contiguous(hb_tensor_t *t) {
+    if (hb_is_contiguous(t)) return hb_tensor_ref(t);
+    return hb_clone(t);
+}
+
+static int bw_to_dtype(hb_node_t *n, hb_tensor_t *g, hb_tensor_t **gin) {
+    gin[0] = hb_to_dtype(g, n->in[0]->dtype);
+    return gin[0] ? 0 : -1;
+}
+
+hb_tensor_t *hb_to_dtype(hb_tensor_t *t, hb_dtype_t dt) {
+    if (t->dtype == dt) return hb_tensor_ref(t);
+    hb_tensor_t *c = hb_tensor_empty(dt, t->ndim, t->size);
+    if (!c) return NULL;
+    hb_copy_(c, t);
+    if (hb_dtype_is_float(dt) && hb_dtype_is_float(t->dtype)) hb_node_attach(c, "to_dtype", bw_to_dtype, 1, &t);
+    return c;
+}
+
+/* ---- random: xoshiro256** seeded by splitmix64 ---------------------------------------------------- */
+static uint64_t splitmix(uint64_t *x) {
+    uint64_t z = (*x += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+void hb_rng_seed(hb_rng_t *r, uint64_t seed) {
+    for (int i = 0; i < 4; i++) r->s[i] = splitmix(&seed);
+    r->has_spare = 0;
+    r->spare = 0;
+}
+static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+uint64_t hb_rng_next(hb_rng_t *r) {
+    uint64_t *s = r->s, res = rotl(s[1] * 5, 7) * 9, t = s[1] << 17;
+    s[2] ^= s[0];
+    s[3] ^= s[1];
+    s[1] ^= s[2];
+    s[0] ^= s[3];
+    s[2] ^= t;
+    s[3] = rotl(s[3], 45);
+    return res;
+}
+double hb_rng_uniform(hb_rng_t *r) { return (double)(hb_rng_next(r) >> 11) * 0x1.0p-53; }
+double hb_rng_normal(hb_rng_t *r) {
+    if (r->has_spare) { r->has_spare = 0; return r->spare; }
+    double u, v, s;
+    do {
+        u = 2 * hb_rng_uniform(r) - 1;
+        v = 2 * hb_rng_uniform(r) - 1;
+        s = u * u + v * v;
+    } while (s >= 1 || s == 0);
+    double m = sqrt(-2 * log(s) / s);
+    r->spare = v * m;
+    r->has_spare = 1;
+    return u * m;
+}
+hb_rng_t *hb_rng_global(void) {
+    static hb_rng_t g;
+    static int init = 0;
+    if (!init) { hb_rng_seed(&g, 0x5eed); init = 1; }
+    return &g;
+}
+
+hb_tensor_t *hb_rand(hb_rng_t *r, hb_dtype_t dt, int ndim, const int64_t *size, double lo, double hi) {
+    hb_tensor_t *t = hb_tensor_empty(dt, ndim, size);
+    if (!t) return NULL;
+    int64_t n = hb_numel(t);
+    for (int64_t i = 0; i < n; i++) store(t->storage->data, dt, i, lo + (hi - lo) * hb_rng_uniform(r));
+    return t;
+}
+hb_tensor_t *hb_randn(hb_rng_t *r, hb_dtype_t dt, int ndim, const int64_t *size, double mean, double std) {
+    hb_tensor_t *t = hb_tensor_empty(dt, ndim, size);
+    if (!t) return NULL;
+    int64_t n = hb_numel(t);
+    for (int64_t i = 0; i < n; i++) store(t->storage->data, dt, i, mean + std * hb_rng_normal(r));
+    return t;
+}
+hb_tensor_t *hb_randint(hb_rng_t *r, hb_dtype_t dt, int ndim, const int64_t *size, int64_t lo, int64_t hi) {
+    if (hi <= lo) { hb_seterr("randint: empty range [%lld, %lld)", (long long)lo, (long long)hi); return NULL; }
+    hb_tensor_t *t = hb_tensor_empty(dt, ndim, size);
+    if (!t) return NULL;
+    int64_t n = hb_numel(t);
+    uint64_t span = (uint64_t)(hi - lo);
+    for (int64_t i = 0; i < n; i++) store(t->storage->data, dt, i, (double)(lo + (int64_t)(hb_rng_next(r) % span)));
+    return t;
+}

@@ -1,0 +1,636 @@
+/* delta_rule.c — the (gated) delta rule: DeltaNet (g = NULL) and GatedDeltaNet (spec §9.3, §10.3).
+ *
+ * Shape letters: B batch, T time, H q/k heads, HV value heads (a multiple of H; value head j reads
+ * q/k head h = j / (HV/H)), K key dim, V value dim, C chunk length, NC = ceil(T/C) chunks.
+ * q, k (B,T,H,K) are l2-normalised by the caller; v, o (B,T,HV,V); beta, g (B,T,HV); states (K,V).
+ *
+ * Recurrence, per (batch, value head), S_{−1} = h0 (or 0), γ_t = e^{g_t} (γ = 1 without g):
+ *   S'_t = γ_t S_{t−1};   u_t = β_t (v_t − S'_tᵀ k_t);   S_t = S'_t + k_t u_tᵀ;   o_t = S_tᵀ (scale q_t)
+ *
+ * Chunked form (WY / UT transform). Inside one chunk of rows r = 0..c−1 entered with state S_c, let
+ * G_r = g_0 + … + g_r (cumulative log decay, ≤ 0), Γ_rs = e^{G_r − G_s} for s ≤ r (never exp(+G)).
+ * Unrolling S'_r = e^{G_r} S_c + Σ_{s<r} Γ_rs k_s u_sᵀ in u_r gives (I + A) u = diag(β)V − diag(βe^G) K S_c:
+ *   A  = strictly_lower(β_r Γ_rs k_r·k_s)          T = (I + A)^{−1}  (forward substitution)
+ *   W  = T diag(β e^G) K      U = T diag(β) V      Δ = U − W S_c   (Δ_r = u_r, the "new values")
+ *   M  = scale · (Q Kᵀ ⊙ Γ) on s ≤ r (diagonal included), 0 above
+ *   O  = scale · diag(e^G) Q S_c + M Δ
+ *   S_{c+1} = e^{G_last} S_c + (diag(e^{G_last − G}) K)ᵀ Δ
+ * Every product above is a kgemm on C×C, C×K, C×V or K×V blocks.
+ *
+ * Chunked backward (chunks in reverse; dS = ∂L/∂S_{c+1}, zero after the last chunk):
+ *   dΔ  = Mᵀ dO + diag(e^{G_last−G}) K dS
+ *   dOs = scale · diag(e^G) dO;   dQ = dP K + dOs S_cᵀ;   dP = (dO Δᵀ) ⊙ scale Γ (s ≤ r)
+ *   dW  = −dΔ S_cᵀ;   X = Tᵀ dΔ (= ∂/∂(diag(β)V));   Y = Tᵀ dW (= ∂/∂(diag(βe^G)K))
+ *   dA  = −(X Uᵀ + Y Wᵀ) on s < r      (since dA = −Tᵀ dT Tᵀ and U = T diag(β)V, W = T diag(βe^G)K)
+ *   dK  = dPᵀ Q + diag(e^{G_last−G}) Δ dSᵀ + diag(βe^G) Y + (dB + dBᵀ) K,   dB = dA ⊙ β_r Γ
+ *   dV  = diag(β) X;   dβ_r = v_r·X_r + e^{G_r} k_r·Y_r + Σ_s dA_rs Γ_rs k_r·k_s
+ *   dS_c = e^{G_last} dS + Qᵀ dOs − Wᵀ dΔ
+ * and dG collects, for every factor e^{x}, (its gradient × the factor) on each G in x (Γ terms give
+ * +row sums −column sums; e^{G_last−G_r} gives +G_last −G_r); finally dg_s = Σ_{r ≥ s} dG_r.
+ *
+ * Threads: forwards and the decode step run over the B·HV (batch, value head) pairs; backwards run
+ * over the B·H (batch, q/k head) pairs and loop the value heads of the group inside, so dq and dk
+ * are accumulated race-free and in a fixed order. Scratch is allocated once per call, one slot per
+ * thread; the pairs are dealt to slots round-robin (slot s takes items s, s+n, ...), so each item's
+ * arithmetic does not depend on the thread count.
+ */
+#include "kreal.h"
+#include "delta_rule.h"
+#include "parallel.h"
+#include <stdlib.h>
+#include <string.h>
+
+#define REF_SEG 64 /* checkpoint interval of the reference backward */
+
+/* ---------------------------------------------------------------------------------------------- */
+/* Shared plumbing                                                                                */
+
+typedef struct {
+    real *o, *ht, *hs;                            /* forward outputs */
+    real *dq, *dk, *dv, *dbeta, *dg;              /* backward outputs (+=) */
+    const real *dout, *q, *k, *v, *beta, *g, *h0, *hsin;
+    real scale;
+    int64_t B, T, H, HV, K, V, C, NC;
+} args_t;
+
+typedef void (*item_fn)(const args_t *a, int64_t item, real *scratch);
+
+typedef struct {
+    item_fn fn;
+    const args_t *a;
+    int64_t n_items, n_slots;
+    size_t per_slot;
+    real *scratch;
+} slots_t;
+
+static void slot_run(void *ctx, int64_t s) {
+    const slots_t *sl = ctx;
+    for (int64_t i = s; i < sl->n_items; i += sl->n_slots)
+        sl->fn(sl->a, i, sl->scratch + (size_t)s * sl->per_slot);
+}
+
+/* Run fn over n_items work items with per_slot reals of scratch per thread. */
+static int run_items(item_fn fn, const args_t *a, int64_t n_items, size_t per_slot) {
+    if (n_items <= 0) return 0;
+    int64_t ns = hb_threads_get();
+    if (ns > n_items) ns = n_items;
+    if (ns < 1) ns = 1;
+    real *scr = malloc(((size_t)ns * per_slot + 1) * sizeof(real));
+    if (!scr) return -1;
+    slots_t sl = {fn, a, n_items, ns, per_slot, scr};
+    hb_parallel_for(ns, slot_run, &sl);
+    free(scr);
+    return 0;
+}
+
+static int bad_dims(int64_t B, int64_t T, int64_t H, int64_t HV, int64_t K, int64_t V) {
+    return B < 0 || T < 0 || H < 1 || HV < 1 || K < 1 || V < 1 || HV % H != 0;
+}
+
+static real dot(const real *x, const real *y, int64_t n) {
+    real s = 0;
+    for (int64_t i = 0; i < n; i++) s += x[i] * y[i];
+    return s;
+}
+
+/* One step of the state recurrence: u = β(v − γ Sᵀk), S ← γ S + k uᵀ. u (V) is scratch/output. */
+static void state_step(real *S, real *u, const real *k, const real *v, real beta, real gamma,
+                       int64_t K, int64_t V) {
+    for (int64_t j = 0; j < V; j++) u[j] = 0;
+    for (int64_t i = 0; i < K; i++) {
+        const real ki = k[i], *Si = S + i * V;
+        for (int64_t j = 0; j < V; j++) u[j] += ki * Si[j];
+    }
+    for (int64_t j = 0; j < V; j++) u[j] = beta * (v[j] - gamma * u[j]);
+    for (int64_t i = 0; i < K; i++) {
+        const real ki = k[i];
+        real *Si = S + i * V;
+        for (int64_t j = 0; j < V; j++) Si[j] = gamma * Si[j] + ki * u[j];
+    }
+}
+
+/* o = Sᵀ (scale q). */
+static void state_out(real *o, const real *S, const real *q, real scale, int64_t K, int64_t V) {
+    for (int64_t j = 0; j < V; j++) o[j] = 0;
+    for (int64_t i = 0; i < K; i++) {
+        const real qi = scale * q[i], *Si = S + i * V;
+        for (int64_t j = 0; j < V; j++) o[j] += qi * Si[j];
+    }
+}
+
+/* S = h0[b, j] (or 0). */
+static void init_state(real *S, const args_t *a, int64_t b, int64_t j) {
+    size_t kv = (size_t)(a->K * a->V);
+    if (a->h0) memcpy(S, a->h0 + (size_t)(b * a->HV + j) * kv, kv * sizeof(real));
+    else memset(S, 0, kv * sizeof(real));
+}
+
+/* ---------------------------------------------------------------------------------------------- */
+/* Reference forward / backward                                                                   */
+
+static void fwd_ref_item(const args_t *a, int64_t item, real *S) {
+    const int64_t HV = a->HV, K = a->K, V = a->V, T = a->T;
+    const int64_t b = item / HV, j = item % HV, h = j / (HV / a->H);
+    init_state(S, a, b, j);
+    for (int64_t t = 0; t < T; t++) {
+        const int64_t bt = b * T + t;
+        const real *qt = a->q + (bt * a->H + h) * K, *kt = a->k + (bt * a->H + h) * K;
+        const real *vt = a->v + (bt * HV + j) * V;
+        real *ot = a->o + (bt * HV + j) * V; /* holds u_t, then o_t */
+        real gamma = a->g ? kexp(a->g[bt * HV + j]) : (real)1;
+        state_step(S, ot, kt, vt, a->beta[bt * HV + j], gamma, K, V);
+        state_out(ot, S, qt, a->scale, K, V);
+    }
+    if (a->ht) memcpy(a->ht + (size_t)item * K * V, S, (size_t)(K * V) * sizeof(real));
+}
+
+int KN(delta_rule_fwd_ref)(real *o, real *ht, const real *q, const real *k, const real *v,
+                           const real *beta, const real *g, const real *h0, real scale,
+                           int64_t B, int64_t T, int64_t H, int64_t HV, int64_t K, int64_t V) {
+    if (bad_dims(B, T, H, HV, K, V) || (T > 0 && (!o || !q || !k || !v || !beta))) return -1;
+    args_t a = {.o = o, .ht = ht, .q = q, .k = k, .v = v, .beta = beta, .g = g, .h0 = h0,
+                .scale = scale, .B = B, .T = T, .H = H, .HV = HV, .K = K, .V = V};
+    return run_items(fwd_ref_item, &a, B * HV, (size_t)(K * V));
+}
+
+/* BPTT for one (batch, q/k head) group. States are checkpointed every REF_SEG steps; each segment
+ * is recomputed into buf (buf[i] = state before step t0+i) and walked backwards. Per step, with dS
+ * holding ∂L/∂S_t:
+ *   dS += scale q doᵀ;  dq = scale S_t do;  du = dSᵀ k;  dk = dS u − β γ S_{t−1} du;  dv = β du;
+ *   dβ = du·w (w = v − γ S_{t−1}ᵀ k);  dS −= β k duᵀ (now ∂L/∂S'_t);  dg = Σ dS ⊙ γ S_{t−1};  dS *= γ. */
+static void bwd_ref_item(const args_t *a, int64_t item, real *scr) {
+    const int64_t H = a->H, HV = a->HV, K = a->K, V = a->V, T = a->T, KV = K * V;
+    const int64_t b = item / H, h = item % H, grp = HV / H;
+    const int64_t nseg = (T + REF_SEG - 1) / REF_SEG;
+    real *ck = scr, *buf = ck + nseg * KV, *dS = buf + (REF_SEG + 1) * KV;
+    real *w = dS + KV, *u = w + V, *du = u + V, *dqv = du + V, *dkv = dqv + K;
+    for (int64_t jj = 0; jj < grp; jj++) {
+        const int64_t j = h * grp + jj;
+        real *S = buf;
+        init_state(S, a, b, j);
+        for (int64_t t = 0; t < T; t++) {
+            const int64_t bt = b * T + t;
+            if (t % REF_SEG == 0) memcpy(ck + (t / REF_SEG) * KV, S, (size_t)KV * sizeof(real));
+            state_step(S, u, a->k + (bt * H + h) * K, a->v + (bt * HV + j) * V, a->beta[bt * HV + j],
+                       a->g ? kexp(a->g[bt * HV + j]) : (real)1, K, V);
+        }
+        memset(dS, 0, (size_t)KV * sizeof(real));
+        for (int64_t seg = nseg - 1; seg >= 0; seg--) {
+            const int64_t t0 = seg * REF_SEG, n = T - t0 < REF_SEG ? T - t0 : REF_SEG;
+            memcpy(buf, ck + seg * KV, (size_t)KV * sizeof(real));
+            for (int64_t i = 0; i < n; i++) {
+                const int64_t bt = b * T + t0 + i;
+                memcpy(buf + (i + 1) * KV, buf + i * KV, (size_t)KV * sizeof(real));
+                state_step(buf + (i + 1) * KV, u, a->k + (bt * H + h) * K, a->v + (bt * HV + j) * V,
+                           a->beta[bt * HV + j], a->g ? kexp(a->g[bt * HV + j]) : (real)1, K, V);
+            }
+            for (int64_t i = n - 1; i >= 0; i--) {
+                const int64_t bt = b * T + t0 + i;
+                const real *Sp = buf + i * KV, *St = buf + (i + 1) * KV;
+                const real *qt = a->q + (bt * H + h) * K, *kt = a->k + (bt * H + h) * K;
+                const real *vt = a->v + (bt * HV + j) * V, *dot_ = a->dout + (bt * HV + j) * V;
+                const real bet = a->beta[bt * HV + j];
+                const real gam = a->g ? kexp(a->g[bt * HV + j]) : (real)1;
+                /* w = v − γ S_{t−1}ᵀ k, u = β w */
+                for (int64_t c = 0; c < V; c++) w[c] = 0;
+                for (int64_t r = 0; r < K; r++)
+                    for (int64_t c = 0; c < V; c++) w[c] += kt[r] * Sp[r * V + c];
+                for (int64_t c = 0; c < V; c++) {
+                    w[c] = vt[c] - gam * w[c];
+                    u[c] = bet * w[c];
+                }
+                /* output: dS += scale q doᵀ, dq = scale S_t do */
+                for (int64_t r = 0; r < K; r++) {
+                    dqv[r] = a->scale * dot(St + r * V, dot_, V);
+                    const real sq = a->scale * qt[r];
+                    for (int64_t c = 0; c < V; c++) dS[r * V + c] += sq * dot_[c];
+                }
+                /* S_t = S' + k uᵀ */
+                for (int64_t c = 0; c < V; c++) du[c] = 0;
+                for (int64_t r = 0; r < K; r++) {
+                    dkv[r] = dot(dS + r * V, u, V);
+                    for (int64_t c = 0; c < V; c++) du[c] += kt[r] * dS[r * V + c];
+                }
+                /* u = β (v − S'ᵀ k) */
+                real db = dot(du, w, V);
+                for (int64_t r = 0; r < K; r++) {
+                    dkv[r] -= bet * gam * dot(Sp + r * V, du, V);
+                    const real bk = bet * kt[r];
+                    for (int64_t c = 0; c < V; c++) dS[r * V + c] -= bk * du[c];
+                }
+                /* S' = γ S_{t−1} */
+                if (a->g) {
+                    real dgt = gam * dot(dS, Sp, KV);
+                    for (int64_t r = 0; r < KV; r++) dS[r] *= gam;
+                    if (a->dg) a->dg[bt * HV + j] += dgt;
+                }
+                if (a->dq)
+                    for (int64_t r = 0; r < K; r++) a->dq[(bt * H + h) * K + r] += dqv[r];
+                if (a->dk)
+                    for (int64_t r = 0; r < K; r++) a->dk[(bt * H + h) * K + r] += dkv[r];
+                if (a->dv)
+                    for (int64_t c = 0; c < V; c++) a->dv[(bt * HV + j) * V + c] += bet * du[c];
+                if (a->dbeta) a->dbeta[bt * HV + j] += db;
+            }
+        }
+    }
+}
+
+int KN(delta_rule_bwd_ref)(real *dq, real *dk, real *dv, real *dbeta, real *dg, const real *do_,
+                           const real *q, const real *k, const real *v, const real *beta,
+                           const real *g, const real *h0, real scale,
+                           int64_t B, int64_t T, int64_t H, int64_t HV, int64_t K, int64_t V) {
+    if (bad_dims(B, T, H, HV, K, V) || (T > 0 && (!do_ || !q || !k || !v || !beta))) return -1;
+    args_t a = {.dq = dq, .dk = dk, .dv = dv, .dbeta = dbeta, .dg = dg, .dout = do_, .q = q,
+                .k = k, .v = v, .beta = beta, .g = g, .h0 = h0, .scale = scale,
+                .B = B, .T = T, .H = H, .HV = HV, .K = K, .V = V};
+    const int64_t nseg = (T + REF_SEG - 1) / REF_SEG;
+    size_t per = (size_t)((nseg + REF_SEG + 2) * K * V + 3 * V + 2 * K);
+    return run_items(bwd_ref_item, &a, B * H, per);
+}
+
+/* ---------------------------------------------------------------------------------------------- */
+/* Chunked forward                                                                                */
+
+/* Per-slot workspace of the chunked paths (C×C matrices with leading dimension C). */
+typedef struct {
+    real *G, *eG, *eL;                /* (C) cumulative log decay, e^G, e^{G_last − G} */
+    real *Gam, *KK, *A, *Tm, *M, *dM; /* (C,C) */
+    real *Kb, *W, *dW, *Y, *dQ, *dK;  /* (C,K) */
+    real *Vb, *U, *D, *dD, *dOs, *QS, *X, *tmp; /* (C,V) */
+    real *dG, *dB;                    /* (C) */
+    real *S, *dS;                     /* (K,V) */
+    real *states;                     /* (NC,K,V) when the backward recomputes the state pass */
+} work_t;
+
+static real *take(real *scr, size_t *off, int64_t n) {
+    real *r = scr ? scr + *off : NULL;
+    *off += (size_t)n;
+    return r;
+}
+
+/* Carve the workspace from scr and return its size in reals (scr == NULL: only count). bwd adds
+ * the backward buffers, states the recomputed chunk states. */
+static size_t carve(work_t *w, real *scr, const args_t *a, int bwd, int states) {
+    const int64_t C = a->C, K = a->K, V = a->V;
+    size_t o = 0;
+    w->G = take(scr, &o, C), w->eG = take(scr, &o, C), w->eL = take(scr, &o, C);
+    w->Gam = take(scr, &o, C * C), w->KK = take(scr, &o, C * C), w->A = take(scr, &o, C * C);
+    w->Tm = take(scr, &o, C * C), w->M = take(scr, &o, C * C);
+    w->Kb = take(scr, &o, C * K), w->W = take(scr, &o, C * K);
+    w->Vb = take(scr, &o, C * V), w->U = take(scr, &o, C * V), w->D = take(scr, &o, C * V);
+    w->S = take(scr, &o, K * V);
+    if (bwd) {
+        w->dM = take(scr, &o, C * C);
+        w->dW = take(scr, &o, C * K), w->Y = take(scr, &o, C * K), w->dQ = take(scr, &o, C * K);
+        w->dK = take(scr, &o, C * K);
+        w->dD = take(scr, &o, C * V), w->dOs = take(scr, &o, C * V), w->QS = take(scr, &o, C * V);
+        w->X = take(scr, &o, C * V), w->tmp = take(scr, &o, C * V);
+        w->dG = take(scr, &o, C), w->dB = take(scr, &o, C);
+        w->dS = take(scr, &o, K * V);
+        if (states) w->states = take(scr, &o, a->NC * K * V);
+    }
+    return o;
+}
+
+/* Chunk geometry: rows t0..t0+n−1 of (batch b, value head j, q/k head h). */
+typedef struct {
+    int64_t n, lq, lv;
+    const real *Q, *Kc, *Vc, *beta, *g; /* beta/g stride HV */
+    int64_t bo;                         /* offset of (b, t0, j) in (B,T,HV) */
+    int64_t vo;                         /* offset of (b, t0, j) in (B,T,HV,V) */
+} chunk_t;
+
+static chunk_t chunk_at(const args_t *a, int64_t b, int64_t h, int64_t j, int64_t t0) {
+    chunk_t c;
+    const int64_t bt = b * a->T + t0;
+    c.n = a->T - t0 < a->C ? a->T - t0 : a->C;
+    c.lq = a->H * a->K;
+    c.lv = a->HV * a->V;
+    c.Q = a->q + (bt * a->H + h) * a->K;
+    c.Kc = a->k + (bt * a->H + h) * a->K;
+    c.bo = bt * a->HV + j;
+    c.vo = c.bo * a->V;
+    c.Vc = a->v + c.vo;
+    c.beta = a->beta + c.bo;
+    c.g = a->g ? a->g + c.bo : NULL;
+    return c;
+}
+
+/* Recompute the WY quantities of a chunk entered with state S: G, e^G, e^{G_last−G}, Γ, KKᵀ, A,
+ * T = (I+A)^{−1}, Kb = diag(βe^G)K, Vb = diag(β)V, W = T Kb, U = T Vb, D = U − W S. */
+static void chunk_prep(work_t *w, const chunk_t *c, const real *S, const args_t *a) {
+    const int64_t n = c->n, C = a->C, K = a->K, V = a->V, HV = a->HV;
+    real *G = w->G, *eG = w->eG, *eL = w->eL, *Gam = w->Gam, *A = w->A, *Tm = w->Tm;
+    if (c->g) {
+        real acc = 0;
+        for (int64_t r = 0; r < n; r++) {
+            acc += c->g[r * HV];
+            G[r] = acc;
+        }
+        for (int64_t r = 0; r < n; r++) {
+            eG[r] = kexp(G[r]);
+            eL[r] = kexp(G[n - 1] - G[r]);
+            for (int64_t s = 0; s <= r; s++) Gam[r * C + s] = kexp(G[r] - G[s]);
+        }
+    } else {
+        for (int64_t r = 0; r < n; r++) {
+            G[r] = 0, eG[r] = 1, eL[r] = 1;
+            for (int64_t s = 0; s <= r; s++) Gam[r * C + s] = 1;
+        }
+    }
+    kgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, n, K, 1, c->Kc, c->lq, c->Kc, c->lq, 0,
+          w->KK, C);
+    for (int64_t r = 0; r < n; r++) {
+        const real br = c->beta[r * HV];
+        for (int64_t s = 0; s < r; s++) A[r * C + s] = br * Gam[r * C + s] * w->KK[r * C + s];
+        for (int64_t s = r; s < n; s++) A[r * C + s] = 0;
+    }
+    /* Forward substitution: row r of T is e_r − Σ_{m<r} A_rm T_m. */
+    for (int64_t r = 0; r < n; r++) {
+        real *Tr = Tm + r * C;
+        for (int64_t s = 0; s < n; s++) Tr[s] = 0;
+        Tr[r] = 1;
+        for (int64_t m = 0; m < r; m++) {
+            const real arm = A[r * C + m];
+            const real *Tmm = Tm + m * C;
+            for (int64_t s = 0; s <= m; s++) Tr[s] -= arm * Tmm[s];
+        }
+    }
+    for (int64_t r = 0; r < n; r++) {
+        const real br = c->beta[r * HV], bg = br * eG[r];
+        const real *kr = c->Kc + r * c->lq, *vr = c->Vc + r * c->lv;
+        for (int64_t i = 0; i < K; i++) w->Kb[r * K + i] = bg * kr[i];
+        for (int64_t i = 0; i < V; i++) w->Vb[r * V + i] = br * vr[i];
+    }
+    kgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, K, n, 1, Tm, C, w->Kb, K, 0, w->W, K);
+    kgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, V, n, 1, Tm, C, w->Vb, V, 0, w->U, V);
+    memcpy(w->D, w->U, (size_t)(n * V) * sizeof(real));
+    kgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, V, K, -1, w->W, K, S, V, 1, w->D, V);
+}
+
+/* M = scale (Q Kᵀ ⊙ Γ) on s ≤ r, 0 above. */
+static void chunk_scores(work_t *w, const chunk_t *c, const args_t *a) {
+    const int64_t n = c->n, C = a->C;
+    kgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, n, a->K, 1, c->Q, c->lq, c->Kc, c->lq, 0,
+          w->M, C);
+    for (int64_t r = 0; r < n; r++) {
+        for (int64_t s = 0; s <= r; s++) w->M[r * C + s] *= a->scale * w->Gam[r * C + s];
+        for (int64_t s = r + 1; s < n; s++) w->M[r * C + s] = 0;
+    }
+}
+
+/* S ← e^{G_last} S + (diag(e^{G_last−G}) K)ᵀ D  (uses Kb as scratch). */
+static void chunk_state(work_t *w, const chunk_t *c, real *S, const args_t *a) {
+    const int64_t n = c->n, K = a->K, V = a->V;
+    for (int64_t r = 0; r < n; r++) {
+        const real *kr = c->Kc + r * c->lq;
+        for (int64_t i = 0; i < K; i++) w->Kb[r * K + i] = w->eL[r] * kr[i];
+    }
+    if (c->g) {
+        const real e = w->eG[n - 1];
+        for (int64_t i = 0; i < K * V; i++) S[i] *= e;
+    }
+    kgemm(CblasRowMajor, CblasTrans, CblasNoTrans, K, V, n, 1, w->Kb, K, w->D, V, 1, S, V);
+}
+
+static void fwd_chunk_item(const args_t *a, int64_t item, real *scr) {
+    const int64_t HV = a->HV, K = a->K, V = a->V, KV = K * V;
+    const int64_t b = item / HV, j = item % HV, h = j / (HV / a->H);
+    work_t w;
+    carve(&w, scr, a, 0, 0);
+    real *S = w.S;
+    init_state(S, a, b, j);
+    for (int64_t ci = 0; ci < a->NC; ci++) {
+        const chunk_t c = chunk_at(a, b, h, j, ci * a->C);
+        const int64_t n = c.n;
+        real *O = a->o + c.vo;
+        if (a->hs) memcpy(a->hs + (item * a->NC + ci) * KV, S, (size_t)KV * sizeof(real));
+        chunk_prep(&w, &c, S, a);
+        chunk_scores(&w, &c, a);
+        /* O = scale diag(e^G) Q S + M D */
+        kgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, V, K, 1, c.Q, c.lq, S, V, 0, O, c.lv);
+        for (int64_t r = 0; r < n; r++) {
+            const real f = a->scale * w.eG[r];
+            for (int64_t i = 0; i < V; i++) O[r * c.lv + i] *= f;
+        }
+        kgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, V, n, 1, w.M, a->C, w.D, V, 1, O, c.lv);
+        chunk_state(&w, &c, S, a);
+    }
+    if (a->ht) memcpy(a->ht + item * KV, S, (size_t)KV * sizeof(real));
+}
+
+static int64_t nchunks(int64_t T, int64_t C) { return (T + C - 1) / C; }
+
+int KN(delta_rule_fwd_chunk)(real *o, real *ht, real *hs, const real *q, const real *k,
+                             const real *v, const real *beta, const real *g, const real *h0,
+                             real scale, int64_t B, int64_t T, int64_t H, int64_t HV, int64_t K,
+                             int64_t V, int64_t C) {
+    if (bad_dims(B, T, H, HV, K, V) || C < 1 || (T > 0 && (!o || !q || !k || !v || !beta)))
+        return -1;
+    args_t a = {.o = o, .ht = ht, .hs = hs, .q = q, .k = k, .v = v, .beta = beta, .g = g,
+                .h0 = h0, .scale = scale, .B = B, .T = T, .H = H, .HV = HV, .K = K, .V = V,
+                .C = C, .NC = nchunks(T, C)};
+    work_t w;
+    return run_items(fwd_chunk_item, &a, B * HV, carve(&w, NULL, &a, 0, 0));
+}
+
+/* ---------------------------------------------------------------------------------------------- */
+/* Chunked backward                                                                               */
+
+/* Backward of one chunk (see the top comment), entered with state S. On entry w->dS = ∂L/∂S_{c+1};
+ * on exit ∂L/∂S_c. Accumulates into the non-NULL gradient outputs. */
+static void chunk_bwd(work_t *w, const chunk_t *c, const real *S, const args_t *a) {
+    const int64_t n = c->n, C = a->C, K = a->K, V = a->V, HV = a->HV, lq = c->lq, lv = c->lv;
+    const real *dO = a->dout + c->vo, scale = a->scale;
+    real *dG = w->dG, *dS = w->dS, *dM = w->dM, *dK = w->dK;
+    chunk_prep(w, c, S, a);
+    chunk_scores(w, c, a);
+
+    /* Output O = scale diag(e^G) Q S + M D: dD = Mᵀ dO. */
+    kgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n, V, n, 1, w->M, C, dO, lv, 0, w->dD, V);
+
+    /* State S_{c+1} = e^{G_last} S + Σ_r e^{G_last−G_r} k_r D_rᵀ: tmp = K dS. */
+    kgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, V, K, 1, c->Kc, lq, dS, V, 0, w->tmp, V);
+    real zsum = 0;
+    for (int64_t r = 0; r < n; r++) {
+        const real e = w->eL[r];
+        real z = 0;
+        for (int64_t i = 0; i < V; i++) {
+            z += w->tmp[r * V + i] * w->D[r * V + i];
+            w->dD[r * V + i] += e * w->tmp[r * V + i];
+        }
+        if (r < n - 1) { /* for r = n−1 the two terms cancel exactly: leave them out */
+            dG[r] = -e * z;
+            zsum += e * z;
+        } else {
+            dG[r] = 0;
+        }
+    }
+    dG[n - 1] += zsum + w->eG[n - 1] * dot(S, dS, K * V);
+    kgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, K, V, 1, w->D, V, dS, V, 0, dK, K);
+    for (int64_t r = 0; r < n; r++)
+        for (int64_t i = 0; i < K; i++) dK[r * K + i] *= w->eL[r];
+
+    /* Intra-chunk part M D: dM = dO Dᵀ; dG from Γ; dP = dM ⊙ scale Γ (kept in dM). */
+    kgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, n, V, 1, dO, lv, w->D, V, 0, dM, C);
+    for (int64_t r = 0; r < n; r++) {
+        for (int64_t s = 0; s < r; s++) { /* Γ_rr = 1 has no G dependence */
+            const real e = dM[r * C + s] * w->M[r * C + s];
+            dG[r] += e;
+            dG[s] -= e;
+            dM[r * C + s] *= scale * w->Gam[r * C + s];
+        }
+        dM[r * C + r] *= scale;
+        for (int64_t s = r + 1; s < n; s++) dM[r * C + s] = 0;
+    }
+    kgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, K, n, 1, dM, C, c->Kc, lq, 0, w->dQ, K);
+    kgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n, K, n, 1, dM, C, c->Q, lq, 1, dK, K);
+
+    /* Inter-chunk part scale diag(e^G) Q S: dOs = scale diag(e^G) dO. */
+    kgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, V, K, 1, c->Q, lq, S, V, 0, w->QS, V);
+    for (int64_t r = 0; r < n; r++) {
+        const real f = scale * w->eG[r];
+        for (int64_t i = 0; i < V; i++) w->dOs[r * V + i] = f * dO[r * lv + i];
+        dG[r] += dot(w->QS + r * V, w->dOs + r * V, V);
+    }
+    kgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, K, V, 1, w->dOs, V, S, V, 1, w->dQ, K);
+
+    /* D = U − W S with U = T Vb, W = T Kb: dW = −dD Sᵀ, X = Tᵀ dD, Y = Tᵀ dW,
+     * dA = −(X Uᵀ + Y Wᵀ) (kept in dM, only s < r is used). */
+    kgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, K, V, -1, w->dD, V, S, V, 0, w->dW, K);
+    kgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n, V, n, 1, w->Tm, C, w->dD, V, 0, w->X, V);
+    kgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n, K, n, 1, w->Tm, C, w->dW, K, 0, w->Y, K);
+    kgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, n, V, -1, w->X, V, w->U, V, 0, dM, C);
+    kgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, n, K, -1, w->Y, K, w->W, K, 1, dM, C);
+
+    /* Vb = diag(β) V, Kb = diag(β e^G) K. X becomes dV. */
+    for (int64_t r = 0; r < n; r++) {
+        const real br = c->beta[r * HV], bg = br * w->eG[r];
+        const real *kr = c->Kc + r * lq, *vr = c->Vc + r * lv;
+        const real ky = dot(kr, w->Y + r * K, K);
+        w->dB[r] = dot(vr, w->X + r * V, V) + w->eG[r] * ky;
+        dG[r] += bg * ky;
+        for (int64_t i = 0; i < K; i++) dK[r * K + i] += bg * w->Y[r * K + i];
+        for (int64_t i = 0; i < V; i++) w->X[r * V + i] *= br;
+    }
+
+    /* A_rs = β_r Γ_rs k_r·k_s (s < r): dβ, dG, and dKK = dA ⊙ β_r Γ made symmetric in place
+     * (lower part mirrored to the upper, zero diagonal) so that dK += (dKK + dKKᵀ) K is one gemm. */
+    for (int64_t r = 0; r < n; r++) {
+        const real br = c->beta[r * HV];
+        real db = 0;
+        for (int64_t s = 0; s < r; s++) {
+            const real da = dM[r * C + s], f = da * w->A[r * C + s];
+            dG[r] += f;
+            dG[s] -= f;
+            db += da * w->Gam[r * C + s] * w->KK[r * C + s];
+            dM[r * C + s] = dM[s * C + r] = da * br * w->Gam[r * C + s];
+        }
+        dM[r * C + r] = 0;
+        w->dB[r] += db;
+    }
+    kgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, K, n, 1, dM, C, c->Kc, lq, 1, dK, K);
+
+    /* ∂L/∂S_c = e^{G_last} dS + Qᵀ dOs − Wᵀ dD. */
+    if (c->g) {
+        const real e = w->eG[n - 1];
+        for (int64_t i = 0; i < K * V; i++) dS[i] *= e;
+    }
+    kgemm(CblasRowMajor, CblasTrans, CblasNoTrans, K, V, n, 1, c->Q, lq, w->dOs, V, 1, dS, V);
+    kgemm(CblasRowMajor, CblasTrans, CblasNoTrans, K, V, n, -1, w->W, K, w->dD, V, 1, dS, V);
+
+    /* Accumulate. G_r = Σ_{s≤r} g_s, so dg_s = Σ_{r≥s} dG_r. */
+    const int64_t qo = c->Q - a->q;
+    if (a->dq)
+        for (int64_t r = 0; r < n; r++)
+            for (int64_t i = 0; i < K; i++) a->dq[qo + r * lq + i] += w->dQ[r * K + i];
+    if (a->dk)
+        for (int64_t r = 0; r < n; r++)
+            for (int64_t i = 0; i < K; i++) a->dk[qo + r * lq + i] += dK[r * K + i];
+    if (a->dv)
+        for (int64_t r = 0; r < n; r++)
+            for (int64_t i = 0; i < V; i++) a->dv[c->vo + r * lv + i] += w->X[r * V + i];
+    if (a->dbeta)
+        for (int64_t r = 0; r < n; r++) a->dbeta[c->bo + r * HV] += w->dB[r];
+    if (a->dg && c->g) {
+        real acc = 0;
+        for (int64_t r = n - 1; r >= 0; r--) {
+            acc += dG[r];
+            a->dg[c->bo + r * HV] += acc;
+        }
+    }
+}
+
+static void bwd_chunk_item(const args_t *a, int64_t item, real *scr) {
+    const int64_t H = a->H, HV = a->HV, K = a->K, V = a->V, KV = K * V, NC = a->NC;
+    const int64_t b = item / H, h = item % H, grp = HV / H;
+    work_t w;
+    carve(&w, scr, a, 1, a->hsin == NULL);
+    for (int64_t jj = 0; jj < grp; jj++) {
+        const int64_t j = h * grp + jj;
+        const real *states;
+        if (a->hsin) {
+            states = a->hsin + (b * HV + j) * NC * KV;
+        } else { /* recompute the state pass */
+            real *S = w.S;
+            init_state(S, a, b, j);
+            for (int64_t ci = 0; ci < NC; ci++) {
+                const chunk_t c = chunk_at(a, b, h, j, ci * a->C);
+                memcpy(w.states + ci * KV, S, (size_t)KV * sizeof(real));
+                chunk_prep(&w, &c, S, a);
+                chunk_state(&w, &c, S, a);
+            }
+            states = w.states;
+        }
+        memset(w.dS, 0, (size_t)KV * sizeof(real));
+        for (int64_t ci = NC - 1; ci >= 0; ci--) {
+            const chunk_t c = chunk_at(a, b, h, j, ci * a->C);
+            chunk_bwd(&w, &c, states + ci * KV, a);
+        }
+    }
+}
+
+int KN(delta_rule_bwd_chunk)(real *dq, real *dk, real *dv, real *dbeta, real *dg, const real *do_,
+                             const real *q, const real *k, const real *v, const real *beta,
+                             const real *g, const real *h0, const real *hs, real scale,
+                             int64_t B, int64_t T, int64_t H, int64_t HV, int64_t K, int64_t V,
+                             int64_t C) {
+    if (bad_dims(B, T, H, HV, K, V) || C < 1 || (T > 0 && (!do_ || !q || !k || !v || !beta)))
+        return -1;
+    args_t a = {.dq = dq, .dk = dk, .dv = dv, .dbeta = dbeta, .dg = dg, .dout = do_, .q = q,
+                .k = k, .v = v, .beta = beta, .g = g, .h0 = h0, .hsin = hs, .scale = scale,
+                .B = B, .T = T, .H = H, .HV = HV, .K = K, .V = V, .C = C, .NC = nchunks(T, C)};
+    work_t w;
+    return run_items(bwd_chunk_item, &a, B * H, carve(&w, NULL, &a, 1, hs == NULL));
+}
+
+/* ---------------------------------------------------------------------------------------------- */
+/* Decode step                                                                                    */
+
+typedef struct {
+    real *o, *state;
+    const real *q, *k, *v, *beta, *g;
+    real scale;
+    int64_t H, HV, K, V;
+} step_t;
+
+static void step_item(void *ctx, int64_t item) {
+    const step_t *a = ctx;
+    const int64_t HV = a->HV, K = a->K, V = a->V;
+    const int64_t b = item / HV, j = item % HV, h = j / (HV / a->H);
+    real *S = a->state + item * K * V, *o = a->o + item * V; /* o holds u, then the output */
+    const real *qt = a->q + (b * a->H + h) * K, *kt = a->k + (b * a->H + h) * K;
+    state_step(S, o, kt, a->v + item * V, a->beta[item], a->g ? kexp(a->g[item]) : (real)1, K, V);
+    state_out(o, S, qt, a->scale, K, V);
+}
+
+int KN(delta_rule_step)(real *o, real *state, const real *q, const real *k, const real *v,
+                        const real *beta, const real *g, real scale,
+                        int64_t B, int64_t H, int64_t HV, int64_t K, int64_t V) {
+    if (bad_dims(B, 1, H, HV, K, V) || (B > 0 && (!o || !state || !q || !k || !v || !beta)))
+        return -1;
+    step_t a = {o, state, q, k, v, beta, g, scale, H, HV, K, V};
+    hb_parallel_for(B * HV, step_item, &a);
+    return 0;
+}

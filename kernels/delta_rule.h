@@ -1,0 +1,96 @@
+/* delta_rule.h — the (gated) delta rule of DeltaNet and GatedDeltaNet (spec §9.3, §10.3, §12.4, §12.5).
+ *
+ * Per value head j (q/k head h = j / (HV/H)), state S ∈ R^{K×V}, S_{−1} = h0 (or 0):
+ *   S'_t = exp(g_t) · S_{t−1}                    (decay first; g = NULL means no decay: DeltaNet)
+ *   u_t  = β_t · (v_t − S'_tᵀ k_t)
+ *   S_t  = S'_t + k_t u_tᵀ
+ *   o_t  = S_tᵀ (scale · q_t)
+ *
+ * Shapes (contiguous, row-major): q, k (B,T,H,K) — already l2-normalised by the caller, the kernel
+ * does not normalise; v, o (B,T,HV,V); beta, g (B,T,HV); states h0, ht (B,HV,K,V); chunk states
+ * hs (B,HV,NC,K,V) with NC = ceil(T/C). HV must be a multiple of H (GVA; HV == H is the usual case).
+ * Decode: q, k (B,H,K); v, o (B,HV,V); beta, g (B,HV); state (B,HV,K,V).
+ * Every function exists as _f32 (float) and _f64 (double); see kernels/kreal.h.
+ * All functions return 0 on success, −1 on a bad argument (checked before any work) or when scratch
+ * memory could not be allocated. Backward functions ACCUMULATE (+=) into dq/dk/dv/dbeta/dg; any of
+ * them may be NULL (not computed). Gradients w.r.t. h0 are not computed; ht receives no gradient.
+ */
+#ifndef HB_KERNELS_DELTA_RULE_H
+#define HB_KERNELS_DELTA_RULE_H
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Reference forward: the per-timestep recurrence. Parallel over B·HV.
+ * o (B,T,HV,V) [OUT]; ht (B,HV,K,V) [OUT][OPTIONAL] final state;
+ * q, k (B,T,H,K) [IN]; v (B,T,HV,V) [IN]; beta (B,T,HV) [IN];
+ * g (B,T,HV) [IN][OPTIONAL] log decay (≤ 0; NULL = no decay); h0 (B,HV,K,V) [IN][OPTIONAL] (NULL = 0);
+ * scale: the query scale (usually K^−1/2). */
+int delta_rule_fwd_ref_f32(float *o, float *ht, const float *q, const float *k, const float *v,
+                           const float *beta, const float *g, const float *h0, float scale,
+                           int64_t B, int64_t T, int64_t H, int64_t HV, int64_t K, int64_t V);
+int delta_rule_fwd_ref_f64(double *o, double *ht, const double *q, const double *k,
+                           const double *v, const double *beta, const double *g,
+                           const double *h0, double scale,
+                           int64_t B, int64_t T, int64_t H, int64_t HV, int64_t K, int64_t V);
+
+/* Reference backward: backprop through time over the recurrence (states are checkpointed every
+ * 64 steps and recomputed segment by segment). Parallel over B·H (each item loops over the value
+ * heads of its group, so the shared dq/dk are accumulated race-free).
+ * dq, dk (B,T,H,K) [OUT][OPTIONAL] +=; dv (B,T,HV,V) [OUT][OPTIONAL] +=;
+ * dbeta (B,T,HV) [OUT][OPTIONAL] +=; dg (B,T,HV) [OUT][OPTIONAL] += (ignored when g is NULL);
+ * do_ (B,T,HV,V) [IN] gradient of the loss w.r.t. o; the other inputs as in the forward. */
+int delta_rule_bwd_ref_f32(float *dq, float *dk, float *dv, float *dbeta, float *dg,
+                           const float *do_, const float *q, const float *k, const float *v,
+                           const float *beta, const float *g, const float *h0, float scale,
+                           int64_t B, int64_t T, int64_t H, int64_t HV, int64_t K, int64_t V);
+int delta_rule_bwd_ref_f64(double *dq, double *dk, double *dv, double *dbeta, double *dg,
+                           const double *do_, const double *q, const double *k,
+                           const double *v, const double *beta, const double *g,
+                           const double *h0, double scale,
+                           int64_t B, int64_t T, int64_t H, int64_t HV, int64_t K, int64_t V);
+
+/* Chunked forward, WY/UT form (spec §12.4/§12.5), chunk length C ≥ 1 (callers use 64; T need not
+ * be a multiple of C). Parallel over B·HV. Same arguments and results as delta_rule_fwd_ref, plus
+ * hs (B,HV,NC,K,V) [OUT][OPTIONAL]: the state entering each chunk, NC = ceil(T/C); pass it to
+ * delta_rule_bwd_chunk (same C) to spare the backward the recomputation of the state pass. */
+int delta_rule_fwd_chunk_f32(float *o, float *ht, float *hs, const float *q, const float *k,
+                             const float *v, const float *beta, const float *g,
+                             const float *h0, float scale, int64_t B, int64_t T, int64_t H,
+                             int64_t HV, int64_t K, int64_t V, int64_t C);
+int delta_rule_fwd_chunk_f64(double *o, double *ht, double *hs, const double *q,
+                             const double *k, const double *v, const double *beta,
+                             const double *g, const double *h0, double scale, int64_t B,
+                             int64_t T, int64_t H, int64_t HV, int64_t K, int64_t V, int64_t C);
+
+/* Chunked backward: walks the chunks backwards, recomputing the WY quantities of each chunk from
+ * the inputs. Parallel over B·H (value heads of a group looped inside). Same arguments and results
+ * as delta_rule_bwd_ref, plus hs (B,HV,NC,K,V) [IN][OPTIONAL] the chunk states written by
+ * delta_rule_fwd_chunk with the same C, h0 and inputs (NULL = recompute them here), and C. */
+int delta_rule_bwd_chunk_f32(float *dq, float *dk, float *dv, float *dbeta, float *dg,
+                             const float *do_, const float *q, const float *k, const float *v,
+                             const float *beta, const float *g, const float *h0,
+                             const float *hs, float scale, int64_t B, int64_t T, int64_t H,
+                             int64_t HV, int64_t K, int64_t V, int64_t C);
+int delta_rule_bwd_chunk_f64(double *dq, double *dk, double *dv, double *dbeta, double *dg,
+                             const double *do_, const double *q, const double *k,
+                             const double *v, const double *beta, const double *g,
+                             const double *h0, const double *hs, double scale, int64_t B,
+                             int64_t T, int64_t H, int64_t HV, int64_t K, int64_t V, int64_t C);
+
+/* One decode step for every (batch, value head): the recurrence above for a single token.
+ * o (B,HV,V) [OUT]; state (B,HV,K,V) [IN/OUT] updated in place;
+ * q, k (B,H,K) [IN]; v (B,HV,V) [IN]; beta (B,HV) [IN]; g (B,HV) [IN][OPTIONAL] (NULL = no decay). */
+int delta_rule_step_f32(float *o, float *state, const float *q, const float *k, const float *v,
+                        const float *beta, const float *g, float scale,
+                        int64_t B, int64_t H, int64_t HV, int64_t K, int64_t V);
+int delta_rule_step_f64(double *o, double *state, const double *q, const double *k,
+                        const double *v, const double *beta, const double *g, double scale,
+                        int64_t B, int64_t H, int64_t HV, int64_t K, int64_t V);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,602 @@
+/* gla.c — gated linear attention (GLA, spec §7.3) with a per-key-channel decay; HGRN-2 (§8.3) runs
+ * the same kernel with k = 1 − e^{g}.
+ *
+ * Shape letters: B batch, T time, H heads, K key dim, V value dim, C chunk length, BC = 16 the
+ * secondary sub-block inside a chunk. Layout (B,T,H,D) row-major: the rows of one head are D-vectors
+ * with stride H·D, so every block product below is a kgemm with leading dimension H·K / H·V.
+ *
+ * Recurrence for one (b,h), gk_t ≤ 0 the log decay of each key channel (S_{−1} = h0 or 0):
+ *   S_t = diag(e^{gk_t}) S_{t−1} + k_t v_tᵀ          S ∈ R^{K×V}
+ *   o_t = S_tᵀ (scale·q_t)
+ * Reference backward (BPTT), dS the gradient w.r.t. S_t carried backwards (starts at dht):
+ *   dS += scale q_t do_tᵀ;  dq_t = scale S_t do_t;  dk_t = dS v_t;  dv_t = dSᵀ k_t;
+ *   dgk_t = e^{gk_t} ⊙ rowsum(S_{t−1} ⊙ dS);  dS ← diag(e^{gk_t}) dS;  finally dh0 = dS.
+ *
+ * Chunked form (§12.1). In a chunk of L ≤ C rows r = 0..L−1 entering with state S:
+ *   G_r = Σ_{u≤r} gk_u (per channel, ≤ 0, non-increasing)
+ *   o_r = scale (q_r ⊙ e^{G_r})ᵀ S + Σ_{s≤r} A_rs v_s,   A_rs = scale Σ_j q_rj k_sj e^{G_rj − G_sj}
+ *   S'  = diag(e^{G_{L−1}}) S + Σ_r (k_r ⊙ e^{G_{L−1} − G_r}) v_rᵀ
+ * Only differences G_a − G_b with a ≥ b are ever exponentiated (never e^{+G}), so nothing overflows
+ * however negative gk is. The intra-chunk scores use secondary chunking into BC-row sub-blocks with
+ * n(r) / m(r) the first / last row of r's sub-block:
+ *   En_r = e^{G_r − G_{n(r)}},  Em_s = e^{G_{m(s)} − G_s},  mid_ij = e^{G_{n_i} − G_{m_j}} (j < i)
+ *   off-diagonal sub-block (i, j<i):  A_ij = (scale q_i ⊙ En_i) (k_j ⊙ Em_j ⊙ mid_ij)ᵀ   — a kgemm;
+ *   diagonal sub-block, element-wise: A_rs = scale Σ_j q_rj k_sj P_rs,j, P_rs = Π_{s<u≤r} e^{gk_u}
+ *   (a running product down the rows, so each pair costs a multiply, not an exp).
+ *   e^{G_r} = En_r e^{G_{n(r)}} and e^{G_{L−1} − G_r} = Em_r e^{G_{L−1} − G_{m(r)}} are products of
+ *   factors ≤ 1 as well.
+ * Chunked backward, walking the chunks in reverse with dS = dL/dS' (starts at dht):
+ *   dA = tril(dO Vᵀ);  dv += Aᵀ dO + (k ⊙ e^{G_{L−1}−G}) dS
+ *   dq = scale e^{G} ⊙ (dO Sᵀ) + scale Σ_s dA_rs k_s e^{G_r−G_s}       (same sub-block split as A)
+ *   dk = e^{G_{L−1}−G} ⊙ (V dSᵀ) + scale Σ_r dA_rs q_r e^{G_r−G_s}
+ *   dS ← diag(e^{G_{L−1}}) dS + (scale q ⊙ e^{G})ᵀ dO;   finally dh0 = dS.
+ * The chunk-entry states are recomputed by a forward state pass before the reverse walk.
+ * Gate gradient by the identity (derivation): with the global cumsum Γ_t = Σ_{u≤t} gk_u, every
+ * output depends on the gates only through q̂_t = q_t ⊙ e^{Γ_t}, k̂_u = k_u ⊙ e^{−Γ_u} and, for
+ * ht = diag(e^{Γ_{T−1}})(h0 + Σ_u k̂_u v_uᵀ), the explicit factor e^{Γ_{T−1}}. Hence
+ *   ∂L/∂Γ_t = q_t ⊙ dq_t − k_t ⊙ dk_t + [t = T−1] rowsum(dht ⊙ ht),   dgk_t = Σ_{u≥t} ∂L/∂Γ_u,
+ * a reverse cumulative sum over the whole sequence of quantities the backward already has (no
+ * exponential at all). The test checks it against the BPTT reference and finite differences.
+ *
+ * Parallel over B·H: each work item owns one (b,h), writes only its rows, and uses its own slice
+ * of scratch allocated once per call, so results do not depend on the thread count.
+ * Compiled twice (kreal.h): float → *_f32, -DHB_KERNEL_F64 → *_f64.
+ */
+#include "kreal.h"
+#include "gla.h"
+#include "parallel.h"
+#include <stdlib.h>
+#include <string.h>
+
+#define BC 16 /* secondary sub-block length inside a chunk */
+
+static int64_t imin(int64_t a, int64_t b) { return a < b ? a : b; }
+
+static int bad_dims(int64_t B, int64_t T, int64_t H, int64_t K, int64_t V, int64_t C) {
+    return B < 0 || T < 0 || H < 0 || K < 1 || V < 1 || C < 1;
+}
+
+/* Σ_j a_j b_j c_j with four independent partial sums (fixed order: deterministic). */
+static real dot3(const real *a, const real *b, const real *c, int64_t n) {
+    real s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    int64_t j = 0;
+    for (; j + 4 <= n; j += 4) {
+        s0 += a[j] * b[j] * c[j];
+        s1 += a[j + 1] * b[j + 1] * c[j + 1];
+        s2 += a[j + 2] * b[j + 2] * c[j + 2];
+        s3 += a[j + 3] * b[j + 3] * c[j + 3];
+    }
+    for (; j < n; j++) s0 += a[j] * b[j] * c[j];
+    return (s0 + s1) + (s2 + s3);
+}
+
+/* Everything a work item needs; one struct for all entry points. */
+typedef struct {
+    real *o, *ht, *dq, *dk, *dv, *dgk, *dh0;
+    const real *q, *k, *v, *gk, *h0, *do_, *dht;
+    real scale;
+    int64_t T, H, K, V, C;
+    real *scratch;
+    int64_t per_item; /* scratch reals per work item */
+} gla_args;
+
+/* Start of row t of head h in batch b for a (B,T,H,D) tensor. */
+static int64_t row(const gla_args *a, int64_t i, int64_t t, int64_t D) {
+    int64_t b = i / a->H, h = i % a->H;
+    return ((b * a->T + t) * a->H + h) * D;
+}
+
+static void state_init(real *S, const real *h0, int64_t i, int64_t KV) {
+    if (h0)
+        memcpy(S, h0 + i * KV, (size_t)KV * sizeof(real));
+    else
+        memset(S, 0, (size_t)KV * sizeof(real));
+}
+
+/* One recurrence step on S (K×V): S = diag(e^{g}) S + k vᵀ. */
+static void rec_step(real *S, const real *k, const real *v, const real *g, int64_t K, int64_t V) {
+    for (int64_t j = 0; j < K; j++) {
+        real d = kexp(g[j]), kj = k[j];
+        real *Sj = S + j * V;
+        for (int64_t x = 0; x < V; x++) Sj[x] = d * Sj[x] + kj * v[x];
+    }
+}
+
+/* o = Sᵀ (scale q). */
+static void rec_out(real *o, const real *S, const real *q, real scale, int64_t K, int64_t V) {
+    for (int64_t x = 0; x < V; x++) o[x] = 0;
+    for (int64_t j = 0; j < K; j++) {
+        real qj = scale * q[j];
+        const real *Sj = S + j * V;
+        for (int64_t x = 0; x < V; x++) o[x] += qj * Sj[x];
+    }
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Reference: the per-timestep recurrence and its BPTT backward.
+ * ------------------------------------------------------------------------------------------- */
+
+static void fwd_ref_item(void *ctx, int64_t i) {
+    const gla_args *a = ctx;
+    int64_t K = a->K, V = a->V, HK = a->H * K, HV = a->H * V;
+    real *S = a->scratch + i * a->per_item;
+    state_init(S, a->h0, i, K * V);
+    if (a->T > 0) {
+        int64_t rk = row(a, i, 0, K), rv = row(a, i, 0, V);
+        for (int64_t t = 0; t < a->T; t++) {
+            rec_step(S, a->k + rk + t * HK, a->v + rv + t * HV, a->gk + rk + t * HK, K, V);
+            rec_out(a->o + rv + t * HV, S, a->q + rk + t * HK, a->scale, K, V);
+        }
+    }
+    if (a->ht) memcpy(a->ht + i * K * V, S, (size_t)(K * V) * sizeof(real));
+}
+
+int KN(gla_fwd_ref)(real *o, real *ht, const real *q, const real *k, const real *v, const real *gk,
+                    const real *h0, real scale, int64_t B, int64_t T, int64_t H, int64_t K,
+                    int64_t V) {
+    if (bad_dims(B, T, H, K, V, 1) || (T > 0 && (!o || !q || !k || !v || !gk))) return -1;
+    if (B * H == 0) return 0;
+    gla_args a = {.o = o, .ht = ht, .q = q, .k = k, .v = v, .gk = gk, .h0 = h0, .scale = scale,
+                  .T = T, .H = H, .K = K, .V = V, .per_item = K * V};
+    a.scratch = malloc((size_t)(B * H * a.per_item) * sizeof(real));
+    if (!a.scratch) return -1;
+    hb_parallel_for(B * H, fwd_ref_item, &a);
+    free(a.scratch);
+    return 0;
+}
+
+/* Checkpoint spacing of the reference backward: ~sqrt(T). */
+static int64_t ref_seg(int64_t T) {
+    int64_t s = 1;
+    while (s * s < T) s++;
+    return s;
+}
+
+static void bwd_ref_item(void *ctx, int64_t i) {
+    const gla_args *a = ctx;
+    int64_t K = a->K, V = a->V, KV = K * V, HK = a->H * K, HV = a->H * V, T = a->T;
+    int64_t Ls = ref_seg(T), ns = (T + Ls - 1) / Ls;
+    real *ck = a->scratch + i * a->per_item; /* ns checkpoints: state entering each segment */
+    real *buf = ck + ns * KV;                /* Ls states of the segment being walked */
+    real *dS = buf + Ls * KV;
+    int64_t rk = T > 0 ? row(a, i, 0, K) : 0, rv = T > 0 ? row(a, i, 0, V) : 0;
+
+    state_init(dS, a->h0, i, KV); /* dS doubles as the running state of the checkpoint pass */
+    for (int64_t t = 0; t < T; t++) {
+        if (t % Ls == 0) memcpy(ck + (t / Ls) * KV, dS, (size_t)KV * sizeof(real));
+        rec_step(dS, a->k + rk + t * HK, a->v + rv + t * HV, a->gk + rk + t * HK, K, V);
+    }
+    if (a->dht)
+        memcpy(dS, a->dht + i * KV, (size_t)KV * sizeof(real));
+    else
+        memset(dS, 0, (size_t)KV * sizeof(real));
+
+    for (int64_t c = ns - 1; c >= 0; c--) {
+        int64_t t0 = c * Ls, t1 = imin(T, t0 + Ls);
+        const real *prev = ck + c * KV;
+        for (int64_t t = t0; t < t1; t++) { /* buf[t−t0] = S_t */
+            real *cur = buf + (t - t0) * KV;
+            memcpy(cur, prev, (size_t)KV * sizeof(real));
+            rec_step(cur, a->k + rk + t * HK, a->v + rv + t * HV, a->gk + rk + t * HK, K, V);
+            prev = cur;
+        }
+        for (int64_t t = t1 - 1; t >= t0; t--) {
+            const real *St = buf + (t - t0) * KV;
+            const real *Sp = t == t0 ? ck + c * KV : St - KV;
+            const real *qt = a->q + rk + t * HK, *kt = a->k + rk + t * HK, *gt = a->gk + rk + t * HK;
+            const real *vt = a->v + rv + t * HV, *dot_ = a->do_ + rv + t * HV;
+            for (int64_t j = 0; j < K; j++) {
+                real *dSj = dS + j * V;
+                const real *Stj = St + j * V, *Spj = Sp + j * V;
+                real sq = a->scale * qt[j], dqj = 0, dkj = 0, dgj = 0, d = kexp(gt[j]);
+                for (int64_t x = 0; x < V; x++) {
+                    dSj[x] += sq * dot_[x];
+                    dqj += Stj[x] * dot_[x];
+                    dkj += dSj[x] * vt[x];
+                    dgj += Spj[x] * dSj[x];
+                }
+                if (a->dq) a->dq[rk + t * HK + j] += a->scale * dqj;
+                if (a->dk) a->dk[rk + t * HK + j] += dkj;
+                if (a->dgk) a->dgk[rk + t * HK + j] += d * dgj;
+                if (a->dv)
+                    for (int64_t x = 0; x < V; x++) a->dv[rv + t * HV + x] += dSj[x] * kt[j];
+                for (int64_t x = 0; x < V; x++) dSj[x] *= d;
+            }
+        }
+    }
+    if (a->dh0)
+        for (int64_t x = 0; x < KV; x++) a->dh0[i * KV + x] += dS[x];
+}
+
+int KN(gla_bwd_ref)(real *dq, real *dk, real *dv, real *dgk, real *dh0, const real *do_,
+                    const real *dht, const real *q, const real *k, const real *v, const real *gk,
+                    const real *h0, real scale, int64_t B, int64_t T, int64_t H, int64_t K,
+                    int64_t V) {
+    if (bad_dims(B, T, H, K, V, 1) || (T > 0 && (!do_ || !q || !k || !v || !gk))) return -1;
+    if (B * H == 0) return 0;
+    int64_t Ls = ref_seg(T), ns = (T + Ls - 1) / Ls;
+    gla_args a = {.dq = dq, .dk = dk, .dv = dv, .dgk = dgk, .dh0 = dh0, .do_ = do_, .dht = dht,
+                  .q = q, .k = k, .v = v, .gk = gk, .h0 = h0, .scale = scale,
+                  .T = T, .H = H, .K = K, .V = V, .per_item = (ns + Ls + 1) * K * V};
+    a.scratch = malloc((size_t)(B * H * a.per_item) * sizeof(real));
+    if (!a.scratch) return -1;
+    hb_parallel_for(B * H, bwd_ref_item, &a);
+    free(a.scratch);
+    return 0;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Chunked forward and backward.
+ * ------------------------------------------------------------------------------------------- */
+
+/* Per-item chunk workspace (views into the item's scratch slice). */
+typedef struct {
+    real *G, *eg, *En, *Em, *Eg, *El; /* C×K gate factors (see chunk_gates) */
+    real *mid;                        /* nbmax×nbmax×K: e^{G_{n_i} − G_{m_j}} */
+    real *Qn, *Kt, *Qt;               /* C×K operands of the block products */
+    real *dqc, *dkc;                  /* C×K gradients of the chunk's q, k rows */
+    real *A, *dA;                     /* C×C intra-chunk scores and their gradient (row stride C) */
+    real *tmp;                        /* BC×K (at least 2K) */
+    real *P;                          /* K: running decay product of a diagonal sub-block */
+    real *S, *dS;                     /* K×V running state and its gradient */
+    real *states;                     /* (nc+1)×K×V chunk-entry states (backward only) */
+} chunk_ws;
+
+static int64_t nbmax_of(int64_t C) { return (C + BC - 1) / BC; }
+
+static int64_t ws_size(int64_t K, int64_t V, int64_t C, int64_t nstates) {
+    int64_t nb = nbmax_of(C);
+    return 11 * C * K + nb * nb * K + 2 * C * C + (BC > 2 ? BC : 2) * K + K + (2 + nstates) * K * V;
+}
+
+static void ws_carve(chunk_ws *w, real *p, int64_t K, int64_t V, int64_t C) {
+    int64_t nb = nbmax_of(C), CK = C * K;
+    w->G = p; p += CK;
+    w->eg = p; p += CK;
+    w->En = p; p += CK;
+    w->Em = p; p += CK;
+    w->Eg = p; p += CK;
+    w->El = p; p += CK;
+    w->Qn = p; p += CK;
+    w->Kt = p; p += CK;
+    w->Qt = p; p += CK;
+    w->dqc = p; p += CK;
+    w->dkc = p; p += CK;
+    w->mid = p; p += nb * nb * K;
+    w->A = p; p += C * C;
+    w->dA = p; p += C * C;
+    w->tmp = p; p += (BC > 2 ? BC : 2) * K;
+    w->P = p; p += K;
+    w->S = p; p += K * V;
+    w->dS = p; p += K * V;
+    w->states = p;
+}
+
+/* Gate factors of one chunk of L rows (g rows with stride ldg); every exponent is ≤ 0:
+ *   G_r = Σ_{u≤r} g_u,  eg_r = e^{g_r},  En_r = e^{G_r − G_{n(r)}},  Em_r = e^{G_{m(r)} − G_r},
+ *   Eg_r = e^{G_r} = En_r e^{G_{n(r)}},  El_r = e^{G_{L−1} − G_r} = Em_r e^{G_{L−1} − G_{m(r)}},
+ *   mid[ib][jb] = e^{G_{n_ib} − G_{m_jb}} for jb < ib. */
+static void chunk_gates(chunk_ws *w, const real *g, int64_t ldg, int64_t L, int64_t K, int64_t C) {
+    real *G = w->G;
+    int64_t nbmax = nbmax_of(C), nb = (L + BC - 1) / BC;
+    for (int64_t r = 0; r < L; r++) {
+        const real *gr = g + r * ldg;
+        real *Gr = G + r * K, *er = w->eg + r * K;
+        for (int64_t x = 0; x < K; x++) {
+            Gr[x] = (r > 0 ? Gr[x - K] : 0) + gr[x];
+            er[x] = kexp(gr[x]);
+        }
+    }
+    const real *GL = G + (L - 1) * K;
+    real *en = w->tmp, *el = w->tmp + K;
+    for (int64_t ib = 0; ib < nb; ib++) {
+        int64_t n = ib * BC, e = imin(L, n + BC), m = e - 1;
+        const real *Gn = G + n * K, *Gm = G + m * K;
+        for (int64_t x = 0; x < K; x++) {
+            en[x] = kexp(Gn[x]);
+            el[x] = kexp(GL[x] - Gm[x]);
+        }
+        for (int64_t r = n; r < e; r++) {
+            const real *Gr = G + r * K;
+            real *En = w->En + r * K, *Em = w->Em + r * K, *Eg = w->Eg + r * K, *El = w->El + r * K;
+            for (int64_t x = 0; x < K; x++) {
+                En[x] = kexp(Gr[x] - Gn[x]);
+                Em[x] = kexp(Gm[x] - Gr[x]);
+                Eg[x] = En[x] * en[x];
+                El[x] = Em[x] * el[x];
+            }
+        }
+        for (int64_t jb = 0; jb < ib; jb++) {
+            const real *Gmj = G + (jb * BC + BC - 1) * K;
+            real *mid = w->mid + (ib * nbmax + jb) * K;
+            for (int64_t x = 0; x < K; x++) mid[x] = kexp(Gn[x] - Gmj[x]);
+        }
+    }
+}
+
+/* Intra-chunk scores A (L×L, row stride C; zero above the diagonal inside the diagonal sub-blocks,
+ * columns beyond a row's sub-block never read):  A_rs = scale Σ_j q_rj k_sj e^{G_rj − G_sj}, s ≤ r.
+ * With bwd set, also adds the intra-chunk parts of dq (all of them) and of dk (diagonal sub-blocks
+ * only; chunk_dk_offdiag adds the rest) for the score gradient dA into dqc, dkc. */
+static void chunk_intra(chunk_ws *w, const real *q, const real *k, int64_t ldk, real scale, int64_t L,
+                        int64_t K, int64_t C, int bwd) {
+    int64_t nbmax = nbmax_of(C), nb = (L + BC - 1) / BC;
+    for (int64_t r = 0; r < L; r++) {
+        const real *qr = q + r * ldk, *En = w->En + r * K;
+        real *Qn = w->Qn + r * K;
+        for (int64_t x = 0; x < K; x++) Qn[x] = scale * qr[x] * En[x];
+    }
+    for (int64_t ib = 0; ib < nb; ib++) {
+        int64_t n = ib * BC, e = imin(L, n + BC), bl = e - n;
+        if (n > 0) { /* off-diagonal sub-blocks (ib, jb < ib) in one product */
+            for (int64_t jb = 0; jb < ib; jb++) {
+                const real *mid = w->mid + (ib * nbmax + jb) * K;
+                for (int64_t s = jb * BC; s < jb * BC + BC; s++) {
+                    const real *ks = k + s * ldk, *Em = w->Em + s * K;
+                    real *Kt = w->Kt + s * K;
+                    for (int64_t x = 0; x < K; x++) Kt[x] = ks[x] * Em[x] * mid[x];
+                }
+            }
+            kgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)bl, (int)n, (int)K, 1, w->Qn + n * K,
+                  (int)K, w->Kt, (int)K, 0, w->A + n * C, (int)C);
+            if (bwd) {
+                kgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)bl, (int)K, (int)n, scale,
+                      w->dA + n * C, (int)C, w->Kt, (int)K, 0, w->tmp, (int)K);
+                for (int64_t r = n; r < e; r++) {
+                    const real *En = w->En + r * K, *t = w->tmp + (r - n) * K;
+                    real *dq = w->dqc + r * K;
+                    for (int64_t x = 0; x < K; x++) dq[x] += En[x] * t[x];
+                }
+            }
+        }
+        /* diagonal sub-block, element-wise with a running decay product P = e^{G_r − G_s} */
+        for (int64_t r = n; r < e; r++)
+            for (int64_t s = r + 1; s < e; s++) w->A[r * C + s] = 0;
+        real *P = w->P;
+        for (int64_t s = n; s < e; s++) {
+            const real *ks = k + s * ldk;
+            for (int64_t x = 0; x < K; x++) P[x] = 1;
+            for (int64_t r = s; r < e; r++) {
+                const real *qr = q + r * ldk;
+                if (r > s) {
+                    const real *er = w->eg + r * K;
+                    for (int64_t x = 0; x < K; x++) P[x] *= er[x];
+                }
+                w->A[r * C + s] = scale * dot3(qr, ks, P, K);
+                if (bwd) {
+                    real d = scale * w->dA[r * C + s];
+                    real *dq = w->dqc + r * K, *dk = w->dkc + s * K;
+                    for (int64_t x = 0; x < K; x++) {
+                        dq[x] += d * ks[x] * P[x];
+                        dk[x] += d * qr[x] * P[x];
+                    }
+                }
+            }
+        }
+    }
+}
+
+/* Off-diagonal part of the intra-chunk dk: for sub-block jb (rows n..m),
+ *   dk_s += scale Em_s ⊙ Σ_{r > m} dA_rs (q_r ⊙ En_r ⊙ mid[ib(r)][jb]). */
+static void chunk_dk_offdiag(chunk_ws *w, const real *q, int64_t ldk, real scale, int64_t L, int64_t K,
+                             int64_t C) {
+    int64_t nbmax = nbmax_of(C), nb = (L + BC - 1) / BC;
+    for (int64_t jb = 0; jb + 1 < nb; jb++) {
+        int64_t n = jb * BC, e = n + BC;
+        for (int64_t r = e; r < L; r++) {
+            const real *qr = q + r * ldk, *En = w->En + r * K;
+            const real *mid = w->mid + ((r / BC) * nbmax + jb) * K;
+            real *Qt = w->Qt + r * K;
+            for (int64_t x = 0; x < K; x++) Qt[x] = qr[x] * En[x] * mid[x];
+        }
+        kgemm(CblasRowMajor, CblasTrans, CblasNoTrans, BC, (int)K, (int)(L - e), scale,
+              w->dA + e * C + n, (int)C, w->Qt + e * K, (int)K, 0, w->tmp, (int)K);
+        for (int64_t s = n; s < e; s++) {
+            const real *Em = w->Em + s * K, *t = w->tmp + (s - n) * K;
+            real *dk = w->dkc + s * K;
+            for (int64_t x = 0; x < K; x++) dk[x] += Em[x] * t[x];
+        }
+    }
+}
+
+/* S ← diag(e^{G_{L−1}}) S + (k ⊙ El)ᵀ V over the chunk's rows (uses Kt). */
+static void chunk_state(chunk_ws *w, real *S, const real *k, int64_t ldk, const real *v, int64_t ldv,
+                        int64_t L, int64_t K, int64_t V) {
+    for (int64_t r = 0; r < L; r++) {
+        const real *kr = k + r * ldk, *El = w->El + r * K;
+        real *Kt = w->Kt + r * K;
+        for (int64_t x = 0; x < K; x++) Kt[x] = kr[x] * El[x];
+    }
+    const real *dL = w->Eg + (L - 1) * K;
+    for (int64_t j = 0; j < K; j++)
+        for (int64_t x = 0; x < V; x++) S[j * V + x] *= dL[j];
+    kgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)K, (int)V, (int)L, 1, w->Kt, (int)K, v,
+          (int)ldv, 1, S, (int)V);
+}
+
+/* Forward over all chunks of item i. Writes o when a->o is set; stores the chunk-entry states in
+ * w->states when `keep` (the backward's state pass); leaves the final state in w->S. */
+static void chunk_forward(const gla_args *a, chunk_ws *w, int64_t i, int keep) {
+    int64_t K = a->K, V = a->V, C = a->C, T = a->T, HK = a->H * K, HV = a->H * V;
+    state_init(w->S, a->h0, i, K * V);
+    int64_t c = 0;
+    for (int64_t t0 = 0; t0 < T; t0 += C, c++) {
+        int64_t L = imin(C, T - t0), bk = row(a, i, t0, K), bv = row(a, i, t0, V);
+        const real *q = a->q + bk, *k = a->k + bk, *v = a->v + bv;
+        if (keep) memcpy(w->states + c * K * V, w->S, (size_t)(K * V) * sizeof(real));
+        chunk_gates(w, a->gk + bk, HK, L, K, C);
+        if (a->o) {
+            real *o = a->o + bv;
+            for (int64_t r = 0; r < L; r++) { /* Qt = scale q ⊙ e^{G} */
+                const real *qr = q + r * HK, *Eg = w->Eg + r * K;
+                real *Qt = w->Qt + r * K;
+                for (int64_t x = 0; x < K; x++) Qt[x] = a->scale * qr[x] * Eg[x];
+            }
+            kgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)L, (int)V, (int)K, 1, w->Qt, (int)K,
+                  w->S, (int)V, 0, o, (int)HV);
+            chunk_intra(w, q, k, HK, a->scale, L, K, C, 0);
+            for (int64_t n = 0; n < L; n += BC) {
+                int64_t e = imin(L, n + BC);
+                kgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)(e - n), (int)V, (int)e, 1,
+                      w->A + n * C, (int)C, v, (int)HV, 1, o + n * HV, (int)HV);
+            }
+        }
+        chunk_state(w, w->S, k, HK, v, HV, L, K, V);
+    }
+    if (keep) memcpy(w->states + c * K * V, w->S, (size_t)(K * V) * sizeof(real));
+}
+
+static void fwd_chunk_item(void *ctx, int64_t i) {
+    const gla_args *a = ctx;
+    chunk_ws w;
+    ws_carve(&w, a->scratch + i * a->per_item, a->K, a->V, a->C);
+    chunk_forward(a, &w, i, 0);
+    if (a->ht) memcpy(a->ht + i * a->K * a->V, w.S, (size_t)(a->K * a->V) * sizeof(real));
+}
+
+int KN(gla_fwd_chunk)(real *o, real *ht, const real *q, const real *k, const real *v, const real *gk,
+                      const real *h0, real scale, int64_t B, int64_t T, int64_t H, int64_t K,
+                      int64_t V, int64_t C) {
+    if (bad_dims(B, T, H, K, V, C) || (T > 0 && (!o || !q || !k || !v || !gk))) return -1;
+    if (B * H == 0) return 0;
+    gla_args a = {.o = o, .ht = ht, .q = q, .k = k, .v = v, .gk = gk, .h0 = h0, .scale = scale,
+                  .T = T, .H = H, .K = K, .V = V, .C = C, .per_item = ws_size(K, V, C, 0)};
+    a.scratch = malloc((size_t)(B * H * a.per_item) * sizeof(real));
+    if (!a.scratch) return -1;
+    hb_parallel_for(B * H, fwd_chunk_item, &a);
+    free(a.scratch);
+    return 0;
+}
+
+static void bwd_chunk_item(void *ctx, int64_t i) {
+    const gla_args *a = ctx;
+    int64_t K = a->K, V = a->V, C = a->C, T = a->T, HK = a->H * K, HV = a->H * V, KV = K * V;
+    int64_t nc = (T + C - 1) / C;
+    real scale = a->scale;
+    chunk_ws w;
+    ws_carve(&w, a->scratch + i * a->per_item, K, V, C);
+    gla_args fa = *a;
+    fa.o = NULL;
+    chunk_forward(&fa, &w, i, 1); /* w.states[c] = state entering chunk c; w.states[nc] = ht */
+
+    /* R (K): running reverse cumsum of ∂L/∂Γ, kept in w.S (free after the state pass) */
+    real *dS = w.dS, *R = w.S;
+    const real *htf = w.states + nc * KV;
+    for (int64_t j = 0; j < K; j++) {
+        real s = 0;
+        if (a->dht)
+            for (int64_t x = 0; x < V; x++) s += a->dht[i * KV + j * V + x] * htf[j * V + x];
+        R[j] = s;
+    }
+    if (a->dht)
+        memcpy(dS, a->dht + i * KV, (size_t)KV * sizeof(real));
+    else
+        memset(dS, 0, (size_t)KV * sizeof(real));
+
+    for (int64_t c = nc - 1; c >= 0; c--) {
+        int64_t t0 = c * C, L = imin(C, T - t0), bk = row(a, i, t0, K), bv = row(a, i, t0, V);
+        const real *q = a->q + bk, *k = a->k + bk, *v = a->v + bv, *dO = a->do_ + bv;
+        const real *S = w.states + c * KV;
+        chunk_gates(&w, a->gk + bk, HK, L, K, C);
+        /* dA = dO Vᵀ on the lower block triangle */
+        for (int64_t n = 0; n < L; n += BC) {
+            int64_t e = imin(L, n + BC);
+            kgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)(e - n), (int)e, (int)V, 1, dO + n * HV,
+                  (int)HV, v, (int)HV, 0, w.dA + n * C, (int)C);
+        }
+        /* inter-chunk parts: dqc = scale e^{G} ⊙ (dO Sᵀ), dkc = El ⊙ (V dSᵀ) */
+        kgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)L, (int)K, (int)V, scale, dO, (int)HV, S,
+              (int)V, 0, w.dqc, (int)K);
+        kgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)L, (int)K, (int)V, 1, v, (int)HV, dS,
+              (int)V, 0, w.dkc, (int)K);
+        for (int64_t x = 0; x < L * K; x++) {
+            w.dqc[x] *= w.Eg[x];
+            w.dkc[x] *= w.El[x];
+        }
+        if (a->dv) { /* dv += (k ⊙ El) dS */
+            for (int64_t r = 0; r < L; r++) {
+                const real *kr = k + r * HK, *El = w.El + r * K;
+                real *Kt = w.Kt + r * K;
+                for (int64_t x = 0; x < K; x++) Kt[x] = kr[x] * El[x];
+            }
+            kgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)L, (int)V, (int)K, 1, w.Kt, (int)K,
+                  dS, (int)V, 1, a->dv + bv, (int)HV);
+        }
+        chunk_intra(&w, q, k, HK, scale, L, K, C, 1);
+        chunk_dk_offdiag(&w, q, HK, scale, L, K, C);
+        if (a->dv) /* dv += Aᵀ dO, one product per column sub-block */
+            for (int64_t n = 0; n < L; n += BC) {
+                int64_t e = imin(L, n + BC);
+                kgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)(e - n), (int)V, (int)(L - n), 1,
+                      w.A + n * C + n, (int)C, dO + n * HV, (int)HV, 1, a->dv + bv + n * HV, (int)HV);
+            }
+        /* gate gradient (reverse cumsum of q ⊙ dq − k ⊙ dk) and the q, k gradients */
+        for (int64_t r = L - 1; r >= 0; r--) {
+            const real *qr = q + r * HK, *kr = k + r * HK, *dqr = w.dqc + r * K, *dkr = w.dkc + r * K;
+            for (int64_t x = 0; x < K; x++) R[x] += qr[x] * dqr[x] - kr[x] * dkr[x];
+            if (a->dgk) {
+                real *dg = a->dgk + bk + r * HK;
+                for (int64_t x = 0; x < K; x++) dg[x] += R[x];
+            }
+            if (a->dq) {
+                real *dq = a->dq + bk + r * HK;
+                for (int64_t x = 0; x < K; x++) dq[x] += dqr[x];
+            }
+            if (a->dk) {
+                real *dk = a->dk + bk + r * HK;
+                for (int64_t x = 0; x < K; x++) dk[x] += dkr[x];
+            }
+        }
+        /* dS ← diag(e^{G_{L−1}}) dS + (scale q ⊙ e^{G})ᵀ dO */
+        const real *dL = w.Eg + (L - 1) * K;
+        for (int64_t j = 0; j < K; j++)
+            for (int64_t x = 0; x < V; x++) dS[j * V + x] *= dL[j];
+        for (int64_t r = 0; r < L; r++) {
+            const real *qr = q + r * HK, *Eg = w.Eg + r * K;
+            real *Qt = w.Qt + r * K;
+            for (int64_t x = 0; x < K; x++) Qt[x] = scale * qr[x] * Eg[x];
+        }
+        kgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)K, (int)V, (int)L, 1, w.Qt, (int)K, dO,
+              (int)HV, 1, dS, (int)V);
+    }
+    if (a->dh0)
+        for (int64_t x = 0; x < KV; x++) a->dh0[i * KV + x] += dS[x];
+}
+
+int KN(gla_bwd_chunk)(real *dq, real *dk, real *dv, real *dgk, real *dh0, const real *do_,
+                      const real *dht, const real *q, const real *k, const real *v, const real *gk,
+                      const real *h0, real scale, int64_t B, int64_t T, int64_t H, int64_t K,
+                      int64_t V, int64_t C) {
+    if (bad_dims(B, T, H, K, V, C) || (T > 0 && (!do_ || !q || !k || !v || !gk))) return -1;
+    if (B * H == 0) return 0;
+    int64_t nc = (T + C - 1) / C;
+    gla_args a = {.dq = dq, .dk = dk, .dv = dv, .dgk = dgk, .dh0 = dh0, .do_ = do_, .dht = dht,
+                  .q = q, .k = k, .v = v, .gk = gk, .h0 = h0, .scale = scale,
+                  .T = T, .H = H, .K = K, .V = V, .C = C, .per_item = ws_size(K, V, C, nc + 1)};
+    a.scratch = malloc((size_t)(B * H * a.per_item) * sizeof(real));
+    if (!a.scratch) return -1;
+    hb_parallel_for(B * H, bwd_chunk_item, &a);
+    free(a.scratch);
+    return 0;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Decode.
+ * ------------------------------------------------------------------------------------------- */
+
+static void step_item(void *ctx, int64_t i) {
+    const gla_args *a = ctx;
+    int64_t K = a->K, V = a->V;
+    real *S = a->ht + i * K * V;
+    rec_step(S, a->k + i * K, a->v + i * V, a->gk + i * K, K, V);
+    rec_out(a->o + i * V, S, a->q + i * K, a->scale, K, V);
+}
+
+int KN(gla_step)(real *o, real *state, const real *q, const real *k, const real *v, const real *gk,
+                 real scale, int64_t B, int64_t H, int64_t K, int64_t V) {
+    if (bad_dims(B, 1, H, K, V, 1) || !o || !state || !q || !k || !v || !gk) return -1;
+    gla_args a = {.o = o, .ht = state, .q = q, .k = k, .v = v, .gk = gk, .scale = scale,
+                  .H = H, .K = K, .V = V};
+    hb_parallel_for(B * H, step_item, &a);
+    return 0;
+}

@@ -1,0 +1,358 @@
+/* retention.c — RetNet retention: linear attention with a constant per-head decay.
+ *
+ * Shapes: B batch, T time, H heads, K key dim, V value dim, C chunk length.
+ * q, k (B,T,H,K); v, o (B,T,H,V); states (B,H,K,V); lg (H) with γ_h = e^{lg[h]} ∈ (0, 1].
+ *
+ *   S_t = γ S_{t−1} + k_t v_tᵀ,     S_{−1} = h0 (or 0)
+ *   o_t = S_tᵀ (scale q_t)
+ *
+ * Backward (loss L, do_t = ∂L/∂o_t; dS_t the total gradient reaching S_t):
+ *   dS_t = γ dS_{t+1} + scale q_t do_tᵀ,   dq_t = scale S_t do_t,
+ *   dk_t = dS_t v_t,                        dv_t = dS_tᵀ k_t.
+ *
+ * Chunked form (fla/ops/simple_gla, spec §12.2). Inside one chunk of c ≤ C rows r, s = 0…c−1 that
+ * starts from state S (the state before its first row):
+ *   M_rs = scale γ^{r−s} if s ≤ r else 0                       (c×c decay mask)
+ *   O    = (M ⊙ Q Kᵀ) V + diag(scale γ^{r+1}) Q S
+ *   S'   = γ^c S + (diag(γ^{c−1−s}) K)ᵀ V
+ * Backward of one chunk, given dO and dS' (gradient of the state leaving the chunk):
+ *   A = M ⊙ Q Kᵀ,  dA = M ⊙ dO Vᵀ,  dOs = diag(scale γ^{r+1}) dO
+ *   dQ = dA K + dOs Sᵀ
+ *   dK = dAᵀ Q + diag(γ^{c−1−s}) V dS'ᵀ
+ *   dV = Aᵀ dO + diag(γ^{c−1−s}) K dS'
+ *   dS = γ^c dS' + Qᵀ dOs                                       (gradient of the entering state)
+ * All decay factors are powers γ^n with n ≥ 0 computed as e^{n·lg}: nothing can overflow, and a
+ * decay near 0 simply underflows to 0.
+ *
+ * Work is split over the B·H (batch, head) pairs with hb_parallel_for; each pair writes only its own
+ * rows of the outputs and uses its own slice of one scratch block allocated per call, so results do
+ * not depend on the thread count. The rows of one head are strided (H·K or H·V apart), which kgemm
+ * reads directly through its leading dimension: no copies of q, k, v, o.
+ */
+#include "kreal.h"
+#include "parallel.h"
+#include "retention.h"
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct {
+    real *o, *ht, *dq, *dk, *dv;
+    const real *q, *k, *v, *h0, *lg, *do_;
+    real scale;
+    int64_t B, T, H, K, V, C;
+    real *scratch;
+    int64_t per_item; /* scratch reals per (b, h) item */
+} ctx_t;
+
+/* Offsets of head (b, h) at time 0 in a (B,T,H,D) tensor and in a (B,H,K,V) state. */
+static int64_t seq_off(const ctx_t *c, int64_t b, int64_t h, int64_t D) { return (b * c->T * c->H + h) * D; }
+static int64_t st_off(const ctx_t *c, int64_t b, int64_t h) { return (b * c->H + h) * c->K * c->V; }
+
+static real *alloc_scratch(int64_t n_items, int64_t per_item) {
+    size_t n = (size_t)(n_items * per_item);
+    return malloc((n ? n : 1) * sizeof(real));
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * (1) Reference: the recurrence, one timestep at a time.
+ * ------------------------------------------------------------------------------------------- */
+
+static void fwd_ref_item(void *vctx, int64_t i) {
+    const ctx_t *c = vctx;
+    const int64_t b = i / c->H, h = i % c->H, K = c->K, V = c->V, HK = c->H * K, HV = c->H * V;
+    real *S = c->scratch + i * c->per_item;
+    const real g = kexp(c->lg[h]);
+    if (c->h0) memcpy(S, c->h0 + st_off(c, b, h), (size_t)(K * V) * sizeof(real));
+    else memset(S, 0, (size_t)(K * V) * sizeof(real));
+    const real *q = c->q + seq_off(c, b, h, K), *k = c->k + seq_off(c, b, h, K);
+    const real *v = c->v + seq_off(c, b, h, V);
+    real *o = c->o + seq_off(c, b, h, V);
+    for (int64_t t = 0; t < c->T; t++, q += HK, k += HK, v += HV, o += HV) {
+        for (int64_t j = 0; j < V; j++) o[j] = 0;
+        for (int64_t a = 0; a < K; a++) {
+            real *Sa = S + a * V;
+            const real ka = k[a], qa = c->scale * q[a];
+            for (int64_t j = 0; j < V; j++) {
+                Sa[j] = g * Sa[j] + ka * v[j];
+                o[j] += qa * Sa[j];
+            }
+        }
+    }
+    if (c->ht) memcpy(c->ht + st_off(c, b, h), S, (size_t)(K * V) * sizeof(real));
+}
+
+int KN(retention_fwd_ref)(real *o, real *ht, const real *q, const real *k, const real *v,
+                          const real *h0, const real *lg, real scale,
+                          int64_t B, int64_t T, int64_t H, int64_t K, int64_t V) {
+    ctx_t c = {.o = o, .ht = ht, .q = q, .k = k, .v = v, .h0 = h0, .lg = lg, .scale = scale,
+               .B = B, .T = T, .H = H, .K = K, .V = V, .per_item = K * V};
+    c.scratch = alloc_scratch(B * H, c.per_item);
+    if (!c.scratch) return -1;
+    hb_parallel_for(B * H, fwd_ref_item, &c);
+    free(c.scratch);
+    return 0;
+}
+
+/* Two sweeps: forward (states S_t, giving dq_t = scale S_t do_t), then backward (dS_t, giving dk, dv). */
+static void bwd_ref_item(void *vctx, int64_t i) {
+    const ctx_t *c = vctx;
+    const int64_t b = i / c->H, h = i % c->H, K = c->K, V = c->V, HK = c->H * K, HV = c->H * V;
+    real *S = c->scratch + i * c->per_item, *dS = S + K * V;
+    const real g = kexp(c->lg[h]), sc = c->scale;
+    const int64_t oq = seq_off(c, b, h, K), ov = seq_off(c, b, h, V);
+    if (c->dq) {
+        if (c->h0) memcpy(S, c->h0 + st_off(c, b, h), (size_t)(K * V) * sizeof(real));
+        else memset(S, 0, (size_t)(K * V) * sizeof(real));
+        const real *k = c->k + oq, *v = c->v + ov, *dout = c->do_ + ov;
+        real *dq = c->dq + oq;
+        for (int64_t t = 0; t < c->T; t++, k += HK, v += HV, dout += HV, dq += HK) {
+            for (int64_t a = 0; a < K; a++) {
+                real *Sa = S + a * V, acc = 0;
+                for (int64_t j = 0; j < V; j++) {
+                    Sa[j] = g * Sa[j] + k[a] * v[j];
+                    acc += Sa[j] * dout[j];
+                }
+                dq[a] += sc * acc;
+            }
+        }
+    }
+    if (!c->dk && !c->dv) return;
+    memset(dS, 0, (size_t)(K * V) * sizeof(real));
+    for (int64_t t = c->T - 1; t >= 0; t--) {
+        const real *q = c->q + oq + t * HK, *k = c->k + oq + t * HK;
+        const real *v = c->v + ov + t * HV, *dout = c->do_ + ov + t * HV;
+        for (int64_t a = 0; a < K; a++) {
+            real *dSa = dS + a * V, acc = 0;
+            const real qa = sc * q[a];
+            for (int64_t j = 0; j < V; j++) {
+                dSa[j] = g * dSa[j] + qa * dout[j];
+                acc += dSa[j] * v[j];
+            }
+            if (c->dk) c->dk[oq + t * HK + a] += acc;
+            if (c->dv) {
+                real *dv = c->dv + ov + t * HV;
+                for (int64_t j = 0; j < V; j++) dv[j] += k[a] * dSa[j];
+            }
+        }
+    }
+}
+
+int KN(retention_bwd_ref)(real *dq, real *dk, real *dv, const real *do_,
+                          const real *q, const real *k, const real *v, const real *h0,
+                          const real *lg, real scale,
+                          int64_t B, int64_t T, int64_t H, int64_t K, int64_t V) {
+    if (!dq && !dk && !dv) return 0;
+    ctx_t c = {.dq = dq, .dk = dk, .dv = dv, .do_ = do_, .q = q, .k = k, .v = v, .h0 = h0, .lg = lg,
+               .scale = scale, .B = B, .T = T, .H = H, .K = K, .V = V, .per_item = 2 * K * V};
+    c.scratch = alloc_scratch(B * H, c.per_item);
+    if (!c.scratch) return -1;
+    hb_parallel_for(B * H, bwd_ref_item, &c);
+    free(c.scratch);
+    return 0;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * (2) Chunked forward.
+ * ------------------------------------------------------------------------------------------- */
+
+/* A (c×c, leading dim C) ← M ⊙ A: scale γ^{r−s} on and below the diagonal, 0 above. pw[n] = γ^n. */
+static void apply_mask(real *A, int64_t c, int64_t C, const real *pw, real scale) {
+    for (int64_t r = 0; r < c; r++) {
+        real *Ar = A + r * C;
+        for (int64_t s = 0; s <= r; s++) Ar[s] *= scale * pw[r - s];
+        for (int64_t s = r + 1; s < c; s++) Ar[s] = 0;
+    }
+}
+
+/* dst (c×D, dense) = diag(f[r]) src (rows ld apart). */
+static void scale_rows(real *dst, const real *src, int64_t ld, int64_t c, int64_t D, const real *f) {
+    for (int64_t r = 0; r < c; r++)
+        for (int64_t j = 0; j < D; j++) dst[r * D + j] = f[r] * src[r * ld + j];
+}
+
+/* Fill pw[n] = γ^n for n = 0…C, fr[r] = scale γ^{r+1}. */
+static void decay_powers(real *pw, real *fr, real lg, real scale, int64_t C) {
+    for (int64_t n = 0; n <= C; n++) pw[n] = kexp((real)n * lg);
+    for (int64_t r = 0; r < C; r++) fr[r] = scale * pw[r + 1];
+}
+
+/* Scratch per item: S (K·V), A (C·C), Qs (C·K), Kd (C·K), pw (C+1), fr (C), fk (C). */
+static void fwd_chunk_item(void *vctx, int64_t i) {
+    const ctx_t *c = vctx;
+    const int64_t b = i / c->H, h = i % c->H, K = c->K, V = c->V, C = c->C, T = c->T;
+    const int64_t HK = c->H * K, HV = c->H * V;
+    real *S = c->scratch + i * c->per_item, *A = S + K * V, *Qs = A + C * C, *Kd = Qs + C * K;
+    real *pw = Kd + C * K, *fr = pw + C + 1, *fk = fr + C;
+    decay_powers(pw, fr, c->lg[h], c->scale, C);
+    int have_state = c->h0 != NULL;
+    if (have_state) memcpy(S, c->h0 + st_off(c, b, h), (size_t)(K * V) * sizeof(real));
+    else memset(S, 0, (size_t)(K * V) * sizeof(real));
+    const real *q = c->q + seq_off(c, b, h, K), *k = c->k + seq_off(c, b, h, K);
+    const real *v = c->v + seq_off(c, b, h, V);
+    real *o = c->o + seq_off(c, b, h, V);
+    for (int64_t t0 = 0; t0 < T; t0 += C) {
+        const int64_t n = T - t0 < C ? T - t0 : C;
+        const real *Q = q + t0 * HK, *Kc = k + t0 * HK, *Vc = v + t0 * HV;
+        real *O = o + t0 * HV;
+        /* intra-chunk: O = (M ⊙ Q Kᵀ) V */
+        kgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)n, (int)K, 1, Q, (int)HK, Kc, (int)HK,
+              0, A, (int)C);
+        apply_mask(A, n, C, pw, c->scale);
+        kgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, (int)V, (int)n, 1, A, (int)C, Vc, (int)HV,
+              0, O, (int)HV);
+        /* inter-chunk: O += diag(scale γ^{r+1}) Q S */
+        if (have_state) {
+            scale_rows(Qs, Q, HK, n, K, fr);
+            kgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, (int)V, (int)K, 1, Qs, (int)K, S, (int)V,
+                  1, O, (int)HV);
+        }
+        /* state pass: S = γ^n S + (diag(γ^{n−1−s}) K)ᵀ V */
+        if (t0 + n < T || c->ht) {
+            for (int64_t s = 0; s < n; s++) fk[s] = pw[n - 1 - s];
+            scale_rows(Kd, Kc, HK, n, K, fk);
+            kgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)K, (int)V, (int)n, 1, Kd, (int)K, Vc, (int)HV,
+                  pw[n], S, (int)V);
+            have_state = 1;
+        }
+    }
+    if (c->ht) memcpy(c->ht + st_off(c, b, h), S, (size_t)(K * V) * sizeof(real));
+}
+
+int KN(retention_fwd_chunk)(real *o, real *ht, const real *q, const real *k, const real *v,
+                            const real *h0, const real *lg, real scale,
+                            int64_t B, int64_t T, int64_t H, int64_t K, int64_t V, int64_t C) {
+    if (C < 1) C = 64;
+    if (C > T && T > 0) C = T;
+    ctx_t c = {.o = o, .ht = ht, .q = q, .k = k, .v = v, .h0 = h0, .lg = lg, .scale = scale,
+               .B = B, .T = T, .H = H, .K = K, .V = V, .C = C};
+    c.per_item = K * V + C * C + 2 * C * K + 3 * C + 1;
+    c.scratch = alloc_scratch(B * H, c.per_item);
+    if (!c.scratch) return -1;
+    hb_parallel_for(B * H, fwd_chunk_item, &c);
+    free(c.scratch);
+    return 0;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * (3) Chunked backward.
+ * Scratch per item: states of every chunk start (NC·K·V), dS (K·V), A, dA (C·C each),
+ * dOs, Vd (C·V each), Kd (C·K), pw (C+1), fr, fk (C each).
+ * ------------------------------------------------------------------------------------------- */
+
+static void bwd_chunk_item(void *vctx, int64_t i) {
+    const ctx_t *c = vctx;
+    const int64_t b = i / c->H, h = i % c->H, K = c->K, V = c->V, C = c->C, T = c->T;
+    const int64_t HK = c->H * K, HV = c->H * V, KV = K * V, NC = (T + C - 1) / C;
+    real *St = c->scratch + i * c->per_item, *dS = St + NC * KV, *A = dS + KV, *dA = A + C * C;
+    real *dOs = dA + C * C, *Vd = dOs + C * V, *Kd = Vd + C * V;
+    real *pw = Kd + C * K, *fr = pw + C + 1, *fk = fr + C;
+    decay_powers(pw, fr, c->lg[h], c->scale, C);
+    const real *q = c->q + seq_off(c, b, h, K), *k = c->k + seq_off(c, b, h, K);
+    const real *v = c->v + seq_off(c, b, h, V), *dout = c->do_ + seq_off(c, b, h, V);
+    real *dq = c->dq ? c->dq + seq_off(c, b, h, K) : NULL;
+    real *dk = c->dk ? c->dk + seq_off(c, b, h, K) : NULL;
+    real *dv = c->dv ? c->dv + seq_off(c, b, h, V) : NULL;
+
+    /* Pass 1: the state entering every chunk, St[j] (only needed for dq, but cheap). */
+    if (c->h0) memcpy(St, c->h0 + st_off(c, b, h), (size_t)KV * sizeof(real));
+    else memset(St, 0, (size_t)KV * sizeof(real));
+    for (int64_t j = 0; j + 1 < NC; j++) {
+        const real *Kc = k + j * C * HK, *Vc = v + j * C * HV;
+        memcpy(St + (j + 1) * KV, St + j * KV, (size_t)KV * sizeof(real));
+        for (int64_t s = 0; s < C; s++) fk[s] = pw[C - 1 - s];
+        scale_rows(Kd, Kc, HK, C, K, fk);
+        kgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)K, (int)V, (int)C, 1, Kd, (int)K, Vc, (int)HV,
+              pw[C], St + (j + 1) * KV, (int)V);
+    }
+
+    /* Pass 2: chunks in reverse, carrying dS (gradient of the state leaving the current chunk). */
+    memset(dS, 0, (size_t)KV * sizeof(real));
+    for (int64_t j = NC - 1; j >= 0; j--) {
+        const int64_t t0 = j * C, n = T - t0 < C ? T - t0 : C;
+        const int have_dS = j < NC - 1; /* nothing flows back into the last chunk's final state */
+        const real *Q = q + t0 * HK, *Kc = k + t0 * HK, *Vc = v + t0 * HV, *dO = dout + t0 * HV;
+        const real *S = St + j * KV;
+        for (int64_t s = 0; s < n; s++) fk[s] = pw[n - 1 - s];
+        scale_rows(dOs, dO, HV, n, V, fr); /* dOs = diag(scale γ^{r+1}) dO */
+        if (dq || dk) { /* dA = M ⊙ dO Vᵀ */
+            kgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)n, (int)V, 1, dO, (int)HV, Vc, (int)HV,
+                  0, dA, (int)C);
+            apply_mask(dA, n, C, pw, c->scale);
+        }
+        if (dq) {
+            real *dQ = dq + t0 * HK;
+            kgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, (int)K, (int)n, 1, dA, (int)C, Kc, (int)HK,
+                  1, dQ, (int)HK);
+            kgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)K, (int)V, 1, dOs, (int)V, S, (int)V,
+                  1, dQ, (int)HK);
+        }
+        if (dk) {
+            real *dK = dk + t0 * HK;
+            kgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)n, (int)K, (int)n, 1, dA, (int)C, Q, (int)HK,
+                  1, dK, (int)HK);
+            if (have_dS) {
+                scale_rows(Vd, Vc, HV, n, V, fk);
+                kgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)K, (int)V, 1, Vd, (int)V, dS, (int)V,
+                      1, dK, (int)HK);
+            }
+        }
+        if (dv) {
+            real *dV = dv + t0 * HV;
+            kgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)n, (int)K, 1, Q, (int)HK, Kc, (int)HK,
+                  0, A, (int)C);
+            apply_mask(A, n, C, pw, c->scale);
+            kgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)n, (int)V, (int)n, 1, A, (int)C, dO, (int)HV,
+                  1, dV, (int)HV);
+            if (have_dS) {
+                scale_rows(Kd, Kc, HK, n, K, fk);
+                kgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, (int)V, (int)K, 1, Kd, (int)K, dS, (int)V,
+                      1, dV, (int)HV);
+            }
+        }
+        /* dS ← γ^n dS + Qᵀ dOs, the gradient of the state entering this chunk */
+        if (j > 0 && (dk || dv))
+            kgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)K, (int)V, (int)n, 1, Q, (int)HK, dOs, (int)V,
+                  have_dS ? pw[n] : 0, dS, (int)V);
+    }
+}
+
+int KN(retention_bwd_chunk)(real *dq, real *dk, real *dv, const real *do_,
+                            const real *q, const real *k, const real *v, const real *h0,
+                            const real *lg, real scale,
+                            int64_t B, int64_t T, int64_t H, int64_t K, int64_t V, int64_t C) {
+    if ((!dq && !dk && !dv) || T <= 0) return 0;
+    if (C < 1) C = 64;
+    if (C > T) C = T;
+    const int64_t NC = (T + C - 1) / C;
+    ctx_t c = {.dq = dq, .dk = dk, .dv = dv, .do_ = do_, .q = q, .k = k, .v = v, .h0 = h0, .lg = lg,
+               .scale = scale, .B = B, .T = T, .H = H, .K = K, .V = V, .C = C};
+    c.per_item = (NC + 1) * K * V + 2 * C * C + 2 * C * V + C * K + 3 * C + 1;
+    c.scratch = alloc_scratch(B * H, c.per_item);
+    if (!c.scratch) return -1;
+    hb_parallel_for(B * H, bwd_chunk_item, &c);
+    free(c.scratch);
+    return 0;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * (4) Single-step decode.
+ * ------------------------------------------------------------------------------------------- */
+
+int KN(retention_step)(real *o, real *state, const real *q, const real *k, const real *v,
+                       const real *lg, real scale, int64_t B, int64_t H, int64_t K, int64_t V) {
+    for (int64_t i = 0; i < B * H; i++) {
+        const real g = kexp(lg[i % H]);
+        real *S = state + i * K * V, *oi = o + i * V;
+        const real *qi = q + i * K, *ki = k + i * K, *vi = v + i * V;
+        for (int64_t j = 0; j < V; j++) oi[j] = 0;
+        for (int64_t a = 0; a < K; a++) {
+            real *Sa = S + a * V;
+            const real qa = scale * qi[a];
+            for (int64_t j = 0; j < V; j++) {
+                Sa[j] = g * Sa[j] + ki[a] * vi[j];
+                oi[j] += qa * Sa[j];
+            }
+        }
+    }
+    return 0;
+}

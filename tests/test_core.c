@@ -1,0 +1,322 @@
+/* test_core.c — tensors, views, broadcasting, autograd and float64 gradient checks of every op.
+ * Pure C: links libhbcore.a only (no Lua). */
+#include "../core/autograd.h"
+#include "../core/tensor.h"
+#include "gradcheck.h"
+#include "tap.h"
+#include <math.h>
+#include <string.h>
+
+static hb_rng_t R;
+
+static hb_tensor_t *rnd(int nd, int64_t a, int64_t b, int64_t c) {
+    int64_t s[3] = {a, b, c};
+    return hb_randn(&R, HB_F64, nd, s, 0, 1);
+}
+static hb_tensor_t *rndpos(int nd, int64_t a, int64_t b, int64_t c) {
+    int64_t s[3] = {a, b, c};
+    return hb_rand(&R, HB_F64, nd, s, 0.5, 2.0);
+}
+
+/* ---- op wrappers for gradcheck -------------------------------------------------------------------- */
+static hb_tensor_t *f_bin(void *c, hb_tensor_t **in) { return hb_binary(*(hb_binop_t *)c, in[0], in[1]); }
+static hb_tensor_t *f_un(void *c, hb_tensor_t **in) { return hb_unary(*(hb_unop_t *)c, in[0]); }
+static hb_tensor_t *f_pows(void *c, hb_tensor_t **in) { (void)c; return hb_binary_scalar(HB_OP_POW, in[0], 2.5, 0); }
+static hb_tensor_t *f_rsub(void *c, hb_tensor_t **in) { (void)c; return hb_binary_scalar(HB_OP_SUB, in[0], 3.0, 1); }
+static hb_tensor_t *f_rdiv(void *c, hb_tensor_t **in) { (void)c; return hb_binary_scalar(HB_OP_DIV, in[0], 3.0, 1); }
+static hb_tensor_t *f_red(void *c, hb_tensor_t **in) { int *p = c; return hb_reduce((hb_redop_t)p[0], in[0], p[1], p[2]); }
+static hb_tensor_t *f_redall(void *c, hb_tensor_t **in) { return hb_reduce_all(*(hb_redop_t *)c, in[0]); }
+static hb_tensor_t *f_matmul(void *c, hb_tensor_t **in) { (void)c; return hb_matmul(in[0], in[1]); }
+static hb_tensor_t *f_matmul_tb(void *c, hb_tensor_t **in) {
+    (void)c;
+    hb_tensor_t *t = hb_transpose(in[1], -1, -2), *o = hb_matmul(in[0], t);
+    hb_tensor_free(t);
+    return o;
+}
+static hb_tensor_t *f_linear(void *c, hb_tensor_t **in) { (void)c; return hb_linear(in[0], in[1], in[2]); }
+static hb_tensor_t *f_softmax(void *c, hb_tensor_t **in) { return hb_softmax(in[0], *(int *)c); }
+static hb_tensor_t *f_logsoftmax(void *c, hb_tensor_t **in) { return hb_log_softmax(in[0], *(int *)c); }
+static hb_tensor_t *f_ce(void *c, hb_tensor_t **in) { return hb_cross_entropy(in[0], (hb_tensor_t *)c, -100); }
+static hb_tensor_t *f_emb(void *c, hb_tensor_t **in) { return hb_embedding(in[0], (hb_tensor_t *)c); }
+static hb_tensor_t *f_rms(void *c, hb_tensor_t **in) { (void)c; return hb_rmsnorm(in[0], in[1], 1e-5); }
+static hb_tensor_t *f_cat(void *c, hb_tensor_t **in) { return hb_cat(2, in, *(int *)c); }
+static hb_tensor_t *f_gather(void *c, hb_tensor_t **in) { return hb_gather(in[0], 1, (hb_tensor_t *)c); }
+static hb_tensor_t *f_isel(void *c, hb_tensor_t **in) { return hb_index_select(in[0], 0, (hb_tensor_t *)c); }
+static hb_tensor_t *f_tril(void *c, hb_tensor_t **in) { (void)c; return hb_tril(in[0], 0); }
+static hb_tensor_t *f_triu(void *c, hb_tensor_t **in) { (void)c; return hb_triu(in[0], 1); }
+static hb_tensor_t *f_mfill(void *c, hb_tensor_t **in) { return hb_masked_fill(in[0], (hb_tensor_t *)c, -2.0); }
+static hb_tensor_t *f_where(void *c, hb_tensor_t **in) { return hb_where((hb_tensor_t *)c, in[0], in[1]); }
+static hb_tensor_t *f_cumsum(void *c, hb_tensor_t **in) { int *p = c; return hb_cumsum(in[0], p[0], p[1]); }
+static hb_tensor_t *f_clamp(void *c, hb_tensor_t **in) { (void)c; return hb_clamp(in[0], -0.5, 0.7); }
+static hb_tensor_t *f_views(void *c, hb_tensor_t **in) {
+    (void)c; /* narrow → transpose → view → expand → contiguous, then multiply to make it non-linear */
+    hb_tensor_t *a = hb_narrow(in[0], 1, 1, 4);          /* [3,4,2] */
+    hb_tensor_t *b = hb_transpose(a, 0, 2);              /* [2,4,3] */
+    int64_t vs[2] = {8, 3};
+    hb_tensor_t *v = hb_view(b, 2, vs);                  /* copy (non-contiguous) then view */
+    int64_t es[3] = {2, 8, 3};
+    hb_tensor_t *e = hb_expand(v, 3, es);
+    hb_tensor_t *o = hb_mul(e, e);
+    hb_tensor_free(a); hb_tensor_free(b); hb_tensor_free(v); hb_tensor_free(e);
+    return o;
+}
+static hb_tensor_t *f_permute(void *c, hb_tensor_t **in) {
+    (void)c;
+    int p[3] = {2, 0, 1};
+    hb_tensor_t *a = hb_permute(in[0], p), *s = hb_select(a, 2, 2), *o = hb_mul(s, s);
+    hb_tensor_free(a); hb_tensor_free(s);
+    return o;
+}
+static hb_tensor_t *f_repeat(void *c, hb_tensor_t **in) { (void)c; return hb_repeat_interleave(in[0], 1, 3); }
+
+static void check(const char *name, gc_fn fn, void *ctx, int n, hb_tensor_t **in) {
+    double e = gradcheck(fn, ctx, n, in);
+    ok(e <= 1e-6, "gradcheck %s (max rel err %.2e)", name, e);
+    for (int k = 0; k < n; k++) hb_tensor_free(in[k]);
+}
+
+static int64_t shape1(int64_t a) { return a; }
+
+int main(void) {
+    hb_rng_seed(&R, 1234);
+
+    /* ---- views share storage ---- */
+    {
+        int64_t s[2] = {3, 4};
+        hb_tensor_t *a = hb_tensor_arange(HB_F32, 0, 12, 1);
+        hb_tensor_t *m = hb_view(a, 2, s);
+        hb_tensor_t *t = hb_transpose(m, 0, 1);
+        int64_t idx[2] = {3, 2};
+        ok(hb_get(t, idx) == 11, "transpose is a view with swapped strides");
+        ok(!hb_is_contiguous(t) && t->storage == a->storage, "transpose shares storage, not contiguous");
+        hb_tensor_t *n = hb_narrow(m, 1, 1, 2);
+        int64_t j[2] = {2, 1};
+        hb_set(n, j, 100);
+        int64_t k[1] = {10};
+        ok(hb_get(a, k) == 100, "write through a narrow view reaches the base");
+        hb_tensor_t *c = hb_contiguous(t);
+        int64_t ci[2] = {1, 2};
+        ok(hb_is_contiguous(c) && c->storage != a->storage && hb_get(c, ci) == 9, "contiguous copies a transposed view");
+        int64_t es[3] = {5, 3, 4};
+        hb_tensor_t *e = hb_expand(m, 3, es);
+        ok(e && e->stride[0] == 0 && e->storage == a->storage, "expand adds a stride-0 dim");
+        int64_t bad[2] = {5, 3};
+        hb_tensor_t *v = hb_view(a, 2, bad);
+        ok(!v && strstr(hb_errmsg(), "cannot be viewed as 15 elements"), "bad view errors: %s", hb_errmsg());
+        hb_tensor_free(a); hb_tensor_free(m); hb_tensor_free(t); hb_tensor_free(n); hb_tensor_free(c); hb_tensor_free(e);
+    }
+    /* ---- broadcasting ---- */
+    {
+        hb_tensor_t *a = rnd(3, 2, 3, 4), *b = rnd(2, 1, 4, 0);
+        hb_tensor_t *c = hb_add(a, b);
+        int64_t i[3] = {1, 2, 3}, j[2] = {0, 3};
+        ok(c && c->ndim == 3 && fabs(hb_get(c, i) - (hb_get(a, i) + hb_get(b, j))) < 1e-12, "broadcast add [2,3,4]+[1,4]");
+        hb_tensor_t *d = rnd(2, 3, 5, 0);
+        hb_tensor_t *e = hb_add(a, d);
+        ok(!e && strstr(hb_errmsg(), "cannot be broadcast"), "incompatible broadcast errors: %s", hb_errmsg());
+        hb_tensor_free(a); hb_tensor_free(b); hb_tensor_free(c); hb_tensor_free(d);
+    }
+    /* ---- autograd accumulation ---- */
+    {
+        hb_tensor_t *x = rnd(1, 4, 0, 0);
+        hb_set_requires_grad(x, 1);
+        for (int rep = 0; rep < 2; rep++) {
+            hb_tensor_t *y = hb_mul(x, x), *s = hb_reduce_all(HB_R_SUM, y);
+            hb_backward(s, NULL, 0);
+            hb_tensor_free(y); hb_tensor_free(s);
+        }
+        int64_t i0 = 2;
+        ok(fabs(hb_get(x->grad, &i0) - 4 * hb_get(x, &i0)) < 1e-12, "two backward passes accumulate into .grad (4x)");
+        /* a tensor used twice in one graph */
+        hb_tensor_free(x->grad);
+        x->grad = NULL;
+        hb_tensor_t *y = hb_add(x, x), *z = hb_mul(y, x), *s = hb_reduce_all(HB_R_SUM, z);
+        hb_backward(s, NULL, 0);
+        ok(fabs(hb_get(x->grad, &i0) - 4 * hb_get(x, &i0)) < 1e-12, "diamond graph: d(2x·x)/dx = 4x");
+        hb_tensor_free(y); hb_tensor_free(z); hb_tensor_free(s);
+        /* no-grad mode records nothing */
+        int prev = hb_grad_set(0);
+        hb_tensor_t *w = hb_mul(x, x);
+        hb_grad_set(prev);
+        ok(w && !w->requires_grad && !w->grad_fn, "no-grad mode records no history");
+        hb_tensor_t *s2 = hb_reduce_all(HB_R_SUM, w);
+        ok(hb_backward(s2, NULL, 0) != 0 && strstr(hb_errmsg(), "does not require grad"), "backward without history errors");
+        hb_tensor_free(w); hb_tensor_free(s2);
+        /* retained graph allows a second backward */
+        hb_tensor_t *q = hb_mul(x, x), *qs = hb_reduce_all(HB_R_SUM, q);
+        hb_tensor_free(x->grad);
+        x->grad = NULL;
+        int r1 = hb_backward(qs, NULL, 1), r2 = hb_backward(qs, NULL, 0);
+        ok(r1 == 0 && r2 == 0 && fabs(hb_get(x->grad, &i0) - 4 * hb_get(x, &i0)) < 1e-12, "retain_graph: second backward works");
+        hb_tensor_free(q); hb_tensor_free(qs); hb_tensor_free(x);
+    }
+    /* ---- matmul against a naive loop, with transposed operands ---- */
+    {
+        hb_tensor_t *a = rnd(3, 2, 5, 7), *b = rnd(2, 7, 3, 0);
+        hb_tensor_t *c = hb_matmul(a, b);
+        double maxe = 0;
+        for (int64_t i = 0; i < 2; i++)
+            for (int64_t m = 0; m < 5; m++)
+                for (int64_t n = 0; n < 3; n++) {
+                    double s = 0;
+                    for (int64_t k = 0; k < 7; k++) {
+                        int64_t ia[3] = {i, m, k}, ib[2] = {k, n};
+                        s += hb_get(a, ia) * hb_get(b, ib);
+                    }
+                    int64_t ic[3] = {i, m, n};
+                    maxe = fmax(maxe, fabs(s - hb_get(c, ic)));
+                }
+        ok(maxe < 1e-12, "batched matmul matches naive loop (err %.1e)", maxe);
+        hb_tensor_t *bad = rnd(2, 6, 3, 0), *d = hb_matmul(a, bad);
+        ok(!d && strstr(hb_errmsg(), "inner dimensions differ"), "matmul shape error: %s", hb_errmsg());
+        hb_tensor_free(a); hb_tensor_free(b); hb_tensor_free(c); hb_tensor_free(bad);
+    }
+    /* ---- gradient checks: every differentiable op ---- */
+    hb_binop_t bops[] = {HB_OP_ADD, HB_OP_SUB, HB_OP_MUL, HB_OP_DIV, HB_OP_POW, HB_OP_MAXIMUM, HB_OP_MINIMUM};
+    const char *bnames[] = {"add", "sub", "mul", "div", "pow", "maximum", "minimum"};
+    for (int i = 0; i < 7; i++) {
+        hb_tensor_t *in[2] = {rndpos(3, 2, 3, 4), rndpos(2, 3, 1, 0)};
+        char nm[64];
+        snprintf(nm, sizeof nm, "%s (broadcast [2,3,4] x [3,1])", bnames[i]);
+        check(nm, f_bin, &bops[i], 2, in);
+    }
+    for (int u = 0; u < HB_U__COUNT; u++) {
+        hb_unop_t op = (hb_unop_t)u;
+        int pos = op == HB_U_LOG || op == HB_U_SQRT || op == HB_U_RSQRT || op == HB_U_LOG1P;
+        hb_tensor_t *in[1] = {pos ? rndpos(2, 3, 5, 0) : rnd(2, 3, 5, 0)};
+        if (op == HB_U_ABS || op == HB_U_RELU || op == HB_U_ELU) { /* keep away from the kink */
+            double *p = hb_data(in[0]);
+            for (int k = 0; k < 15; k++) if (fabs(p[k]) < 0.05) p[k] = 0.3;
+        }
+        check(hb_unop_name(op), f_un, &op, 1, in);
+    }
+    { hb_tensor_t *in[1] = {rndpos(2, 3, 4, 0)}; check("pow scalar", f_pows, NULL, 1, in); }
+    { hb_tensor_t *in[1] = {rnd(2, 3, 4, 0)}; check("scalar - x", f_rsub, NULL, 1, in); }
+    { hb_tensor_t *in[1] = {rndpos(2, 3, 4, 0)}; check("scalar / x", f_rdiv, NULL, 1, in); }
+    {
+        hb_redop_t ops[] = {HB_R_SUM, HB_R_MEAN, HB_R_MAX, HB_R_MIN};
+        const char *nm[] = {"sum", "mean", "max", "min"};
+        for (int i = 0; i < 4; i++)
+            for (int keep = 0; keep < 2; keep++) {
+                int c[3] = {ops[i], 1, keep};
+                hb_tensor_t *in[1] = {rnd(3, 2, 5, 3)};
+                char name[64];
+                snprintf(name, sizeof name, "%s(dim=1, keepdim=%d)", nm[i], keep);
+                check(name, f_red, c, 1, in);
+            }
+        for (int i = 0; i < 4; i++) {
+            hb_tensor_t *in[1] = {rnd(2, 4, 3, 0)};
+            char name[64];
+            snprintf(name, sizeof name, "%s(all)", nm[i]);
+            check(name, f_redall, &ops[i], 1, in);
+        }
+    }
+    { hb_tensor_t *in[2] = {rnd(3, 2, 4, 5), rnd(2, 5, 3, 0)}; check("matmul [2,4,5]@[5,3]", f_matmul, NULL, 2, in); }
+    { hb_tensor_t *in[2] = {rnd(3, 2, 4, 5), rnd(3, 2, 5, 3)}; check("bmm [2,4,5]@[2,5,3]", f_matmul, NULL, 2, in); }
+    { hb_tensor_t *in[2] = {rnd(3, 2, 4, 5), rnd(3, 1, 3, 5)}; check("bmm broadcast @ transposed view", f_matmul_tb, NULL, 2, in); }
+    { hb_tensor_t *in[3] = {rnd(3, 2, 3, 5), rnd(2, 4, 5, 0), rnd(1, 4, 0, 0)}; check("linear with bias", f_linear, NULL, 3, in); }
+    for (int d = 0; d < 2; d++) {
+        hb_tensor_t *in[1] = {rnd(2, 3, 6, 0)};
+        check(d ? "softmax(dim=1)" : "softmax(dim=0)", f_softmax, &d, 1, in);
+        hb_tensor_t *in2[1] = {rnd(2, 3, 6, 0)};
+        check(d ? "log_softmax(dim=1)" : "log_softmax(dim=0)", f_logsoftmax, &d, 1, in2);
+    }
+    {
+        int64_t n = 5;
+        hb_tensor_t *tg = hb_tensor_zeros(HB_I64, 1, &n);
+        int64_t vals[5] = {1, -100, 3, 0, 5};
+        memcpy(hb_data(tg), vals, sizeof vals);
+        hb_tensor_t *in[1] = {rnd(2, 5, 6, 0)};
+        check("cross_entropy with ignore_index", f_ce, tg, 1, in);
+        /* value check against a hand computation: uniform logits → log C */
+        int64_t s[2] = {5, 6};
+        hb_tensor_t *z = hb_tensor_zeros(HB_F64, 2, s), *l = hb_cross_entropy(z, tg, -100);
+        int okv;
+        ok(fabs(hb_item(l, &okv) - log(6.0)) < 1e-12, "cross_entropy of uniform logits = log C");
+        vals[0] = 7;
+        memcpy(hb_data(tg), vals, sizeof vals);
+        hb_tensor_t *l2 = hb_cross_entropy(z, tg, -100);
+        ok(!l2 && strstr(hb_errmsg(), "target 7 at row 0 is out of range [0, 6)"), "cross_entropy bad target: %s", hb_errmsg());
+        hb_tensor_free(z); hb_tensor_free(l); hb_tensor_free(tg);
+    }
+    {
+        int64_t s[2] = {2, 3};
+        hb_tensor_t *ids = hb_tensor_zeros(HB_I64, 2, s);
+        int64_t v[6] = {0, 3, 3, 1, 4, 0};
+        memcpy(hb_data(ids), v, sizeof v);
+        hb_tensor_t *in[1] = {rnd(2, 5, 4, 0)};
+        check("embedding (repeated ids)", f_emb, ids, 1, in);
+        v[2] = 9;
+        memcpy(hb_data(ids), v, sizeof v);
+        hb_tensor_t *w = rnd(2, 5, 4, 0), *e = hb_embedding(w, ids);
+        ok(!e && strstr(hb_errmsg(), "token id 9 at position 2 is out of range [0, 5)"), "embedding bad id: %s", hb_errmsg());
+        hb_tensor_free(w); hb_tensor_free(ids);
+    }
+    { hb_tensor_t *in[2] = {rnd(3, 2, 3, 6), rndpos(1, 6, 0, 0)}; check("rmsnorm", f_rms, NULL, 2, in); }
+    { int d = 1; hb_tensor_t *in[2] = {rnd(2, 3, 2, 0), rnd(2, 3, 4, 0)}; check("cat(dim=1)", f_cat, &d, 2, in); }
+    {
+        int64_t s[2] = {3, 2};
+        hb_tensor_t *idx = hb_tensor_zeros(HB_I64, 2, s);
+        int64_t v[6] = {0, 2, 1, 1, 3, 0};
+        memcpy(hb_data(idx), v, sizeof v);
+        hb_tensor_t *in[1] = {rnd(2, 3, 4, 0)};
+        check("gather(dim=1)", f_gather, idx, 1, in);
+        hb_tensor_free(idx);
+        int64_t n = 4;
+        hb_tensor_t *ix = hb_tensor_zeros(HB_I64, 1, &n);
+        int64_t w[4] = {2, 0, 2, 1};
+        memcpy(hb_data(ix), w, sizeof w);
+        hb_tensor_t *in2[1] = {rnd(2, 3, 4, 0)};
+        check("index_select(dim=0, repeated)", f_isel, ix, 1, in2);
+        hb_tensor_free(ix);
+    }
+    { hb_tensor_t *in[1] = {rnd(3, 2, 4, 4)}; check("tril", f_tril, NULL, 1, in); }
+    { hb_tensor_t *in[1] = {rnd(2, 4, 5, 0)}; check("triu(k=1)", f_triu, NULL, 1, in); }
+    {
+        hb_tensor_t *m = hb_tensor_zeros(HB_I64, 1, (int64_t[]){4});
+        ((int64_t *)hb_data(m))[1] = 1;
+        ((int64_t *)hb_data(m))[3] = 1;
+        hb_tensor_t *in[1] = {rnd(2, 3, 4, 0)};
+        check("masked_fill (broadcast mask)", f_mfill, m, 1, in);
+        hb_tensor_t *in2[2] = {rnd(2, 3, 4, 0), rnd(2, 3, 4, 0)};
+        check("where", f_where, m, 2, in2);
+        hb_tensor_free(m);
+    }
+    {
+        int c[2] = {1, 0};
+        hb_tensor_t *in[1] = {rnd(2, 3, 5, 0)};
+        check("cumsum", f_cumsum, c, 1, in);
+        int c2[2] = {0, 1};
+        hb_tensor_t *in2[1] = {rnd(2, 3, 5, 0)};
+        check("reverse cumsum", f_cumsum, c2, 1, in2);
+    }
+    { hb_tensor_t *in[1] = {rnd(2, 4, 5, 0)}; check("clamp", f_clamp, NULL, 1, in); }
+    { hb_tensor_t *in[1] = {rnd(3, 3, 6, 2)}; check("narrow/transpose/view/expand chain", f_views, NULL, 1, in); }
+    { hb_tensor_t *in[1] = {rnd(3, 2, 3, 4)}; check("permute/select", f_permute, NULL, 1, in); }
+    { hb_tensor_t *in[1] = {rnd(3, 2, 2, 3)}; check("repeat_interleave (GQA)", f_repeat, NULL, 1, in); }
+    {
+        /* float32 round-off makes finite differences meaningless here: check the exact gradient instead */
+        hb_tensor_t *x = rnd(2, 2, 3, 0);
+        hb_set_requires_grad(x, 1);
+        hb_tensor_t *f = hb_to_dtype(x, HB_F32), *y = hb_binary_scalar(HB_OP_MUL, f, 2.0, 0), *s = hb_reduce_all(HB_R_SUM, y);
+        int bw = hb_backward(s, NULL, 0);
+        int64_t i0[2] = {1, 2};
+        ok(bw == 0 && x->grad && x->grad->dtype == HB_F64 && hb_get(x->grad, i0) == 2.0, "to_dtype backward casts the gradient back");
+        hb_tensor_free(f); hb_tensor_free(y); hb_tensor_free(s); hb_tensor_free(x);
+    }
+
+    /* ---- RNG reproducibility ---- */
+    {
+        hb_rng_t a, b;
+        hb_rng_seed(&a, 42);
+        hb_rng_seed(&b, 42);
+        int same = 1;
+        for (int i = 0; i < 1000; i++) same &= hb_rng_normal(&a) == hb_rng_normal(&b);
+        ok(same, "seeded RNG is reproducible");
+        hb_rng_seed(&a, 42);
+        hb_rng_seed(&b, 43);
+        ok(hb_rng_next(&a) != hb_rng_next(&b), "different seeds give different streams");
+    }
+    (void)shape1;
+    return tap_done();
+}

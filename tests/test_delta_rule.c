@@ -1,0 +1,571 @@
+/* test_delta_rule.c — TAP tests of kernels/delta_rule.c (DeltaNet / GatedDeltaNet delta rule).
+ *
+ * Checks: chunked forward vs the per-step reference (f32 ≤ 1e-4, f64 ≤ 1e-10; T = 1, 37, 100, 130
+ * with C = 64 and 16; B, H > 1; without g, g near 0, moderate, g ≈ −20 and mixed; β in (0,1) and
+ * (0,2); HV = H and 2H; with and without h0); float64 central finite-difference gradients of both
+ * backward paths w.r.t. q, k, v, beta, g (loss = Σ o·w); chunked vs reference backward in f32;
+ * saved chunk states vs recomputation; NULL gradients and accumulation; decode steps vs the
+ * reference; prefill (chunked) + decode and chunked prefill in two pieces; thread-count
+ * independence (1 vs 2 threads, bit-identical); bad arguments.
+ */
+#include "../kernels/delta_rule.h"
+#include "../kernels/parallel.h"
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int n_tests, n_failed;
+
+static void check(int pass, const char *name, const char *fmt, ...) {
+    n_tests++;
+    if (pass) {
+        printf("ok %d - %s\n", n_tests, name);
+        return;
+    }
+    n_failed++;
+    printf("not ok %d - %s # ", n_tests, name);
+    va_list ap;
+    va_start(ap, fmt);
+    vprintf(fmt, ap);
+    va_end(ap);
+    printf("\n");
+}
+
+/* ---- data ---- */
+
+static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
+static double urand(void) { /* [0, 1) */
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return (double)(rng_state >> 11) * (1.0 / 9007199254740992.0);
+}
+static double srand1(void) { return 2 * urand() - 1; }
+
+enum { G_NONE, G_NEAR0, G_MOD, G_M20, G_MIX, G_NMODES };
+static const char *gname[] = {"no g", "g~0", "g moderate", "g~-20", "g mixed"};
+
+typedef struct {
+    int64_t B, T, H, HV, K, V;
+    int gmode;
+    double bmax;
+    int use_h0;
+} cfg_t;
+
+typedef struct {
+    cfg_t c;
+    int64_t nq, nv, nb, ns;
+    double *q, *k, *v, *beta, *g, *h0, *w; /* g, h0 may be NULL */
+    float *qf, *kf, *vf, *betaf, *gf, *h0f, *wf;
+} data_t;
+
+static double *dalloc(int64_t n) { return calloc((size_t)(n > 0 ? n : 1), sizeof(double)); }
+static float *falloc(int64_t n) { return calloc((size_t)(n > 0 ? n : 1), sizeof(float)); }
+static float *tof(const double *x, int64_t n) {
+    if (!x) return NULL;
+    float *y = falloc(n);
+    for (int64_t i = 0; i < n; i++) y[i] = (float)x[i];
+    return y;
+}
+
+static double gsample(int mode) {
+    switch (mode) {
+    case G_NEAR0: return -1e-3 * urand();
+    case G_MOD: return -0.02 - 0.5 * urand();
+    case G_M20: return -20 + srand1();
+    case G_MIX: return urand() < 0.2 ? -20 + srand1() : -0.05 * urand();
+    default: return 0;
+    }
+}
+
+/* q, k: l2-normalised random rows; v, w uniform(−1,1); β uniform in (0, bmax). */
+static data_t make_data(cfg_t c) {
+    data_t d;
+    memset(&d, 0, sizeof d);
+    d.c = c;
+    d.nq = c.B * c.T * c.H * c.K, d.nv = c.B * c.T * c.HV * c.V, d.nb = c.B * c.T * c.HV;
+    d.ns = c.B * c.HV * c.K * c.V;
+    d.q = dalloc(d.nq), d.k = dalloc(d.nq), d.v = dalloc(d.nv), d.w = dalloc(d.nv);
+    d.beta = dalloc(d.nb);
+    for (int64_t r = 0; r < d.nq / c.K; r++) {
+        double *x[2] = {d.q + r * c.K, d.k + r * c.K};
+        for (int m = 0; m < 2; m++) {
+            double nn = 0;
+            for (int64_t i = 0; i < c.K; i++) x[m][i] = srand1(), nn += x[m][i] * x[m][i];
+            for (int64_t i = 0; i < c.K; i++) x[m][i] /= sqrt(nn);
+        }
+    }
+    for (int64_t i = 0; i < d.nv; i++) d.v[i] = srand1(), d.w[i] = srand1();
+    for (int64_t i = 0; i < d.nb; i++) d.beta[i] = c.bmax * (0.02 + 0.96 * urand());
+    if (c.gmode != G_NONE) {
+        d.g = dalloc(d.nb);
+        for (int64_t i = 0; i < d.nb; i++) d.g[i] = gsample(c.gmode);
+    }
+    if (c.use_h0) {
+        d.h0 = dalloc(d.ns);
+        for (int64_t i = 0; i < d.ns; i++) d.h0[i] = 0.5 * srand1();
+    }
+    d.qf = tof(d.q, d.nq), d.kf = tof(d.k, d.nq), d.vf = tof(d.v, d.nv), d.wf = tof(d.w, d.nv);
+    d.betaf = tof(d.beta, d.nb), d.gf = tof(d.g, d.nb), d.h0f = tof(d.h0, d.ns);
+    return d;
+}
+
+static void free_data(data_t *d) {
+    free(d->q), free(d->k), free(d->v), free(d->beta), free(d->g), free(d->h0), free(d->w);
+    free(d->qf), free(d->kf), free(d->vf), free(d->betaf), free(d->gf), free(d->h0f), free(d->wf);
+}
+
+/* max|a − b| / max|b| */
+static double relerr(const double *a, const double *b, int64_t n) {
+    double e = 0, m = 1e-300;
+    for (int64_t i = 0; i < n; i++) {
+        if (fabs(a[i] - b[i]) > e || a[i] != a[i]) e = a[i] != a[i] ? INFINITY : fabs(a[i] - b[i]);
+        if (fabs(b[i]) > m) m = fabs(b[i]);
+    }
+    return e / m;
+}
+static double relerrf(const float *a, const float *b, int64_t n) {
+    double e = 0, m = 1e-30;
+    for (int64_t i = 0; i < n; i++) {
+        double x = a[i], y = b[i];
+        if (x != x) return INFINITY;
+        if (fabs(x - y) > e) e = fabs(x - y);
+        if (fabs(y) > m) m = fabs(y);
+    }
+    return e / m;
+}
+
+static double scale_of(const cfg_t *c) { return 1.0 / sqrt((double)c->K); }
+
+/* ---- forward: chunked vs reference ---- */
+
+static void test_forward(void) {
+    static const int64_t Ts[] = {1, 37, 100, 130}, Cs[] = {64, 16};
+    for (int ti = 0; ti < 4; ti++)
+        for (int ci = 0; ci < 2; ci++) {
+            double e32 = 0, e64 = 0;
+            char worst32[96] = "", worst64[96] = "";
+            int rc = 0, combo = 0;
+            for (int gm = 0; gm < G_NMODES; gm++)
+                for (int bm = 1; bm <= 2; bm++)
+                    for (int hv = 1; hv <= 2; hv++, combo++) {
+                        cfg_t c = {2, Ts[ti], 2, 2 * hv, 16, 12, gm, (double)bm, combo % 2};
+                        data_t d = make_data(c);
+                        double sc = scale_of(&c);
+                        double *o1 = dalloc(d.nv), *o2 = dalloc(d.nv);
+                        double *h1 = dalloc(d.ns), *h2 = dalloc(d.ns);
+                        float *f1 = falloc(d.nv), *f2 = falloc(d.nv);
+                        float *fh1 = falloc(d.ns), *fh2 = falloc(d.ns);
+                        rc |= delta_rule_fwd_ref_f64(o1, h1, d.q, d.k, d.v, d.beta, d.g, d.h0, sc,
+                                                     c.B, c.T, c.H, c.HV, c.K, c.V);
+                        rc |= delta_rule_fwd_chunk_f64(o2, h2, NULL, d.q, d.k, d.v, d.beta, d.g,
+                                                       d.h0, sc, c.B, c.T, c.H, c.HV, c.K, c.V,
+                                                       Cs[ci]);
+                        rc |= delta_rule_fwd_ref_f32(f1, fh1, d.qf, d.kf, d.vf, d.betaf, d.gf,
+                                                     d.h0f, (float)sc, c.B, c.T, c.H, c.HV, c.K,
+                                                     c.V);
+                        rc |= delta_rule_fwd_chunk_f32(f2, fh2, NULL, d.qf, d.kf, d.vf, d.betaf,
+                                                       d.gf, d.h0f, (float)sc, c.B, c.T, c.H,
+                                                       c.HV, c.K, c.V, Cs[ci]);
+                        double a = fmax(relerr(o2, o1, d.nv), relerr(h2, h1, d.ns));
+                        double b = fmax(relerrf(f2, f1, d.nv), relerrf(fh2, fh1, d.ns));
+                        if (a >= e64) {
+                            e64 = a;
+                            snprintf(worst64, sizeof worst64, "%s beta<%d HV=%d", gname[gm], bm,
+                                     (int)c.HV);
+                        }
+                        if (b >= e32) {
+                            e32 = b;
+                            snprintf(worst32, sizeof worst32, "%s beta<%d HV=%d", gname[gm], bm,
+                                     (int)c.HV);
+                        }
+                        free(o1), free(o2), free(h1), free(h2), free(f1), free(f2), free(fh1),
+                            free(fh2);
+                        free_data(&d);
+                    }
+            char name[128];
+            snprintf(name, sizeof name, "fwd_chunk == fwd_ref f64, T=%d C=%d (o and ht)",
+                     (int)Ts[ti], (int)Cs[ci]);
+            check(rc == 0 && e64 <= 1e-10, name, "rc %d rel err %.3g (worst %s)", rc, e64,
+                  worst64);
+            snprintf(name, sizeof name, "fwd_chunk == fwd_ref f32, T=%d C=%d (o and ht)",
+                     (int)Ts[ti], (int)Cs[ci]);
+            check(rc == 0 && e32 <= 1e-4, name, "rc %d rel err %.3g (worst %s)", rc, e32,
+                  worst32);
+            printf("# T=%d C=%d: max rel err f64 %.2e (%s), f32 %.2e (%s)\n", (int)Ts[ti],
+                   (int)Cs[ci], e64, worst64, e32, worst32);
+        }
+
+    /* a realistic head size in f32 */
+    for (int gm = 0; gm < G_NMODES; gm += 2) {
+        cfg_t c = {1, 300, 2, 2, 64, 64, gm, 2.0, 1};
+        data_t d = make_data(c);
+        float *f1 = falloc(d.nv), *f2 = falloc(d.nv);
+        int rc = delta_rule_fwd_ref_f32(f1, NULL, d.qf, d.kf, d.vf, d.betaf, d.gf, d.h0f, 0.125f,
+                                        c.B, c.T, c.H, c.HV, c.K, c.V);
+        rc |= delta_rule_fwd_chunk_f32(f2, NULL, NULL, d.qf, d.kf, d.vf, d.betaf, d.gf, d.h0f,
+                                       0.125f, c.B, c.T, c.H, c.HV, c.K, c.V, 64);
+        double e = relerrf(f2, f1, d.nv);
+        char name[128];
+        snprintf(name, sizeof name, "fwd_chunk == fwd_ref f32, K=V=64 T=300 beta<2 %s", gname[gm]);
+        check(rc == 0 && e <= 1e-4, name, "rc %d rel err %.3g", rc, e);
+        printf("# K=V=64 T=300 %s: f32 rel err %.2e\n", gname[gm], e);
+        free(f1), free(f2);
+        free_data(&d);
+    }
+}
+
+/* ---- finite-difference gradient checks (float64) ---- */
+
+static double loss64(const data_t *d, double *o) {
+    const cfg_t *c = &d->c;
+    delta_rule_fwd_ref_f64(o, NULL, d->q, d->k, d->v, d->beta, d->g, d->h0, scale_of(c), c->B,
+                           c->T, c->H, c->HV, c->K, c->V);
+    double L = 0;
+    for (int64_t i = 0; i < d->nv; i++) L += o[i] * d->w[i];
+    return L;
+}
+
+static void test_gradcheck(cfg_t c, int64_t C) {
+    data_t d = make_data(c);
+    double sc = scale_of(&c);
+    const double h = 1e-6;
+    double *o = dalloc(d.nv);
+    double *x[5] = {d.q, d.k, d.v, d.beta, d.g};
+    const int64_t n[5] = {d.nq, d.nq, d.nv, d.nb, d.nb};
+    static const char *xname[5] = {"q", "k", "v", "beta", "g"};
+    double *gr[2][5];
+    for (int p = 0; p < 2; p++)
+        for (int i = 0; i < 5; i++) gr[p][i] = dalloc(n[i]);
+    int rc = delta_rule_bwd_ref_f64(gr[0][0], gr[0][1], gr[0][2], gr[0][3], gr[0][4], d.w, d.q,
+                                    d.k, d.v, d.beta, d.g, d.h0, sc, c.B, c.T, c.H, c.HV, c.K,
+                                    c.V);
+    rc |= delta_rule_bwd_chunk_f64(gr[1][0], gr[1][1], gr[1][2], gr[1][3], gr[1][4], d.w, d.q,
+                                   d.k, d.v, d.beta, d.g, d.h0, NULL, sc, c.B, c.T, c.H, c.HV,
+                                   c.K, c.V, C);
+    for (int i = 0; i < 5; i++) {
+        if (!x[i]) continue;
+        double *num = dalloc(n[i]), mx = 0;
+        for (int64_t j = 0; j < n[i]; j++) {
+            double s = x[i][j];
+            x[i][j] = s + h;
+            double Lp = loss64(&d, o);
+            x[i][j] = s - h;
+            double Lm = loss64(&d, o);
+            x[i][j] = s;
+            num[j] = (Lp - Lm) / (2 * h);
+            if (fabs(num[j]) > mx) mx = fabs(num[j]);
+        }
+        for (int p = 0; p < 2; p++) {
+            double e = 0;
+            for (int64_t j = 0; j < n[i]; j++)
+                if (!(fabs(gr[p][i][j] - num[j]) <= e)) e = fabs(gr[p][i][j] - num[j]);
+            e /= fmax(1e-3, mx);
+            char name[160];
+            snprintf(name, sizeof name,
+                     "gradcheck f64 %s d%s (%s, beta<%g, H=%d HV=%d T=%d C=%d%s)",
+                     p ? "bwd_chunk" : "bwd_ref", xname[i], gname[c.gmode], c.bmax, (int)c.H,
+                     (int)c.HV, (int)c.T, (int)C, c.use_h0 ? ", h0" : "");
+            check(rc == 0 && e <= 1e-6, name, "rc %d rel err %.3g (max|num| %.3g)", rc, e, mx);
+            printf("#   rel err %.2e, max|numeric| %.3g\n", e, mx);
+        }
+        free(num);
+    }
+    for (int p = 0; p < 2; p++)
+        for (int i = 0; i < 5; i++) free(gr[p][i]);
+    free(o);
+    free_data(&d);
+}
+
+/* ---- backward: chunked vs reference in f32, saved states, NULL gradients, accumulation ---- */
+
+static void test_bwd_f32(void) {
+    for (int gm = 0; gm < G_NMODES; gm++) {
+        cfg_t c = {2, 130, 2, 4, 32, 32, gm, gm % 2 ? 2.0 : 1.0, 1};
+        data_t d = make_data(c);
+        float sc = (float)scale_of(&c);
+        const int64_t n[5] = {d.nq, d.nq, d.nv, d.nb, d.nb};
+        for (int64_t C = 64; C >= 16; C /= 4) {
+            float *a[5], *b[5];
+            for (int i = 0; i < 5; i++) a[i] = falloc(n[i]), b[i] = falloc(n[i]);
+            int rc = delta_rule_bwd_ref_f32(a[0], a[1], a[2], a[3], a[4], d.wf, d.qf, d.kf, d.vf,
+                                            d.betaf, d.gf, d.h0f, sc, c.B, c.T, c.H, c.HV, c.K,
+                                            c.V);
+            rc |= delta_rule_bwd_chunk_f32(b[0], b[1], b[2], b[3], b[4], d.wf, d.qf, d.kf, d.vf,
+                                           d.betaf, d.gf, d.h0f, NULL, sc, c.B, c.T, c.H, c.HV,
+                                           c.K, c.V, C);
+            double e = 0;
+            for (int i = 0; i < (d.g ? 5 : 4); i++) e = fmax(e, relerrf(b[i], a[i], n[i]));
+            char name[128];
+            snprintf(name, sizeof name, "bwd_chunk == bwd_ref f32 (%s, beta<%g, HV=2H, T=130 C=%d)",
+                     gname[gm], c.bmax, (int)C);
+            check(rc == 0 && e <= 1e-3, name, "rc %d rel err %.3g", rc, e);
+            printf("#   max rel err over dq dk dv dbeta dg: %.2e\n", e);
+            for (int i = 0; i < 5; i++) free(a[i]), free(b[i]);
+        }
+        free_data(&d);
+    }
+
+    /* saved chunk states, NULL gradients, accumulation (f64, g mixed, GVA) */
+    cfg_t c = {2, 45, 2, 4, 8, 6, G_MIX, 2.0, 1};
+    data_t d = make_data(c);
+    double sc = scale_of(&c);
+    const int64_t C = 16, NC = 3;
+    const int64_t n[5] = {d.nq, d.nq, d.nv, d.nb, d.nb};
+    double *o = dalloc(d.nv), *hs = dalloc(d.ns * NC), *a[5], *b[5];
+    for (int i = 0; i < 5; i++) a[i] = dalloc(n[i]), b[i] = dalloc(n[i]);
+    int rc = delta_rule_fwd_chunk_f64(o, NULL, hs, d.q, d.k, d.v, d.beta, d.g, d.h0, sc, c.B, c.T,
+                                      c.H, c.HV, c.K, c.V, C);
+    rc |= delta_rule_bwd_chunk_f64(a[0], a[1], a[2], a[3], a[4], d.w, d.q, d.k, d.v, d.beta, d.g,
+                                   d.h0, NULL, sc, c.B, c.T, c.H, c.HV, c.K, c.V, C);
+    rc |= delta_rule_bwd_chunk_f64(b[0], b[1], b[2], b[3], b[4], d.w, d.q, d.k, d.v, d.beta, d.g,
+                                   d.h0, hs, sc, c.B, c.T, c.H, c.HV, c.K, c.V, C);
+    int same = 1;
+    for (int i = 0; i < 5; i++) same &= memcmp(a[i], b[i], (size_t)n[i] * sizeof(double)) == 0;
+    check(rc == 0 && same, "bwd_chunk with saved hs == bwd_chunk recomputing them (bitwise)",
+          "rc %d", rc);
+
+    /* one gradient at a time, into buffers pre-filled with 1: result must be 1 + full gradient */
+    int okall = 1;
+    for (int i = 0; i < 5; i++) {
+        double *p[5] = {NULL, NULL, NULL, NULL, NULL};
+        double *buf = dalloc(n[i]);
+        for (int64_t j = 0; j < n[i]; j++) buf[j] = 1;
+        p[i] = buf;
+        rc |= delta_rule_bwd_chunk_f64(p[0], p[1], p[2], p[3], p[4], d.w, d.q, d.k, d.v, d.beta,
+                                       d.g, d.h0, hs, sc, c.B, c.T, c.H, c.HV, c.K, c.V, C);
+        for (int64_t j = 0; j < n[i]; j++) okall &= fabs(buf[j] - 1 - a[i][j]) <= 1e-12;
+        for (int64_t j = 0; j < n[i]; j++) buf[j] = 1;
+        rc |= delta_rule_bwd_ref_f64(p[0], p[1], p[2], p[3], p[4], d.w, d.q, d.k, d.v, d.beta,
+                                     d.g, d.h0, sc, c.B, c.T, c.H, c.HV, c.K, c.V);
+        for (int64_t j = 0; j < n[i]; j++) okall &= fabs(buf[j] - 1 - a[i][j]) <= 1e-10;
+        free(buf);
+    }
+    check(rc == 0 && okall, "single non-NULL gradient accumulates (+=) the same values", "rc %d",
+          rc);
+
+    /* without g, a non-NULL dg is left untouched */
+    double *dg = dalloc(d.nb);
+    rc = delta_rule_bwd_chunk_f64(NULL, NULL, NULL, NULL, dg, d.w, d.q, d.k, d.v, d.beta, NULL,
+                                  d.h0, NULL, sc, c.B, c.T, c.H, c.HV, c.K, c.V, C);
+    rc |= delta_rule_bwd_ref_f64(NULL, NULL, NULL, NULL, dg, d.w, d.q, d.k, d.v, d.beta, NULL,
+                                 d.h0, sc, c.B, c.T, c.H, c.HV, c.K, c.V);
+    int zero = 1;
+    for (int64_t j = 0; j < d.nb; j++) zero &= dg[j] == 0;
+    check(rc == 0 && zero, "g == NULL: dg untouched, all gradients NULL is fine", "rc %d", rc);
+    free(dg);
+    for (int i = 0; i < 5; i++) free(a[i]), free(b[i]);
+    free(o), free(hs);
+    free_data(&d);
+}
+
+/* ---- decode ---- */
+
+static void test_decode(void) {
+    for (int gm = 0; gm < G_NMODES; gm += 2) {
+        cfg_t c = {2, 60, 2, 4, 8, 6, gm, 2.0, 1};
+        data_t d = make_data(c);
+        double sc = scale_of(&c);
+        const int64_t B = c.B, T = c.T, H = c.H, HV = c.HV, K = c.K, V = c.V;
+        double *oref = dalloc(d.nv), *href = dalloc(d.ns);
+        float *fref = falloc(d.nv), *fhref = falloc(d.ns);
+        int rc = delta_rule_fwd_ref_f64(oref, href, d.q, d.k, d.v, d.beta, d.g, d.h0, sc, B, T, H,
+                                        HV, K, V);
+        rc |= delta_rule_fwd_ref_f32(fref, fhref, d.qf, d.kf, d.vf, d.betaf, d.gf, d.h0f,
+                                     (float)sc, B, T, H, HV, K, V);
+
+        /* step by step from h0, f64 and f32 (same arithmetic as the reference) */
+        double *S = dalloc(d.ns), *o = dalloc(d.nv), *qt = dalloc(B * H * K), *kt = dalloc(B * H * K);
+        double *vt = dalloc(B * HV * V), *bt = dalloc(B * HV), *gt = dalloc(B * HV), *ot = dalloc(B * HV * V);
+        float *Sf = falloc(d.ns), *of = falloc(d.nv), *qf = falloc(B * H * K), *kf = falloc(B * H * K);
+        float *vf = falloc(B * HV * V), *bf = falloc(B * HV), *gf = falloc(B * HV), *otf = falloc(B * HV * V);
+        memcpy(S, d.h0, (size_t)d.ns * sizeof(double));
+        memcpy(Sf, d.h0f, (size_t)d.ns * sizeof(float));
+        for (int64_t t = 0; t < T; t++) {
+            for (int64_t b = 0; b < B; b++) {
+                memcpy(qt + b * H * K, d.q + (b * T + t) * H * K, (size_t)(H * K) * sizeof(double));
+                memcpy(kt + b * H * K, d.k + (b * T + t) * H * K, (size_t)(H * K) * sizeof(double));
+                memcpy(vt + b * HV * V, d.v + (b * T + t) * HV * V, (size_t)(HV * V) * sizeof(double));
+                memcpy(bt + b * HV, d.beta + (b * T + t) * HV, (size_t)HV * sizeof(double));
+                if (d.g) memcpy(gt + b * HV, d.g + (b * T + t) * HV, (size_t)HV * sizeof(double));
+                memcpy(qf + b * H * K, d.qf + (b * T + t) * H * K, (size_t)(H * K) * sizeof(float));
+                memcpy(kf + b * H * K, d.kf + (b * T + t) * H * K, (size_t)(H * K) * sizeof(float));
+                memcpy(vf + b * HV * V, d.vf + (b * T + t) * HV * V, (size_t)(HV * V) * sizeof(float));
+                memcpy(bf + b * HV, d.betaf + (b * T + t) * HV, (size_t)HV * sizeof(float));
+                if (d.g) memcpy(gf + b * HV, d.gf + (b * T + t) * HV, (size_t)HV * sizeof(float));
+            }
+            rc |= delta_rule_step_f64(ot, S, qt, kt, vt, bt, d.g ? gt : NULL, sc, B, H, HV, K, V);
+            rc |= delta_rule_step_f32(otf, Sf, qf, kf, vf, bf, d.g ? gf : NULL, (float)sc, B, H,
+                                      HV, K, V);
+            for (int64_t b = 0; b < B; b++) {
+                memcpy(o + (b * T + t) * HV * V, ot + b * HV * V, (size_t)(HV * V) * sizeof(double));
+                memcpy(of + (b * T + t) * HV * V, otf + b * HV * V, (size_t)(HV * V) * sizeof(float));
+            }
+        }
+        double e = fmax(relerr(o, oref, d.nv), relerr(S, href, d.ns));
+        double ef = fmax(relerrf(of, fref, d.nv), relerrf(Sf, fhref, d.ns));
+        char name[128];
+        snprintf(name, sizeof name, "decode steps == fwd_ref, o and final state (%s, HV=2H)",
+                 gname[gm]);
+        check(rc == 0 && e <= 1e-12 && ef <= 1e-6, name, "rc %d rel err f64 %.3g f32 %.3g", rc,
+              e, ef);
+
+        /* prefill T1 tokens with the chunked forward, then decode the rest from its ht */
+        const int64_t T1 = 37;
+        cfg_t c1 = c;
+        c1.T = T1;
+        double *o1 = dalloc(d.nv), *h1 = dalloc(d.ns);
+        double *qa = dalloc(d.nq), *ka = dalloc(d.nq), *va = dalloc(d.nv), *ba = dalloc(d.nb),
+               *ga = dalloc(d.nb);
+        /* split the (B,T,...) inputs into the first T1 and the remaining T−T1 steps */
+        const int64_t T2 = T - T1;
+        double *qb = qa + B * T1 * H * K, *kb = ka + B * T1 * H * K, *vb = va + B * T1 * HV * V;
+        double *bb = ba + B * T1 * HV, *gb = ga + B * T1 * HV;
+        for (int64_t b = 0; b < B; b++) {
+            memcpy(qa + b * T1 * H * K, d.q + b * T * H * K, (size_t)(T1 * H * K) * sizeof(double));
+            memcpy(ka + b * T1 * H * K, d.k + b * T * H * K, (size_t)(T1 * H * K) * sizeof(double));
+            memcpy(va + b * T1 * HV * V, d.v + b * T * HV * V, (size_t)(T1 * HV * V) * sizeof(double));
+            memcpy(ba + b * T1 * HV, d.beta + b * T * HV, (size_t)(T1 * HV) * sizeof(double));
+            if (d.g) memcpy(ga + b * T1 * HV, d.g + b * T * HV, (size_t)(T1 * HV) * sizeof(double));
+            memcpy(qb + b * T2 * H * K, d.q + (b * T + T1) * H * K, (size_t)(T2 * H * K) * sizeof(double));
+            memcpy(kb + b * T2 * H * K, d.k + (b * T + T1) * H * K, (size_t)(T2 * H * K) * sizeof(double));
+            memcpy(vb + b * T2 * HV * V, d.v + (b * T + T1) * HV * V, (size_t)(T2 * HV * V) * sizeof(double));
+            memcpy(bb + b * T2 * HV, d.beta + (b * T + T1) * HV, (size_t)(T2 * HV) * sizeof(double));
+            if (d.g) memcpy(gb + b * T2 * HV, d.g + (b * T + T1) * HV, (size_t)(T2 * HV) * sizeof(double));
+        }
+        rc = delta_rule_fwd_chunk_f64(o1, h1, NULL, qa, ka, va, ba, d.g ? ga : NULL, d.h0, sc, B,
+                                      T1, H, HV, K, V, 16);
+        double emax = 0;
+        for (int64_t b = 0; b < B; b++)
+            emax = fmax(emax, relerr(o1 + b * T1 * HV * V, oref + b * T * HV * V, T1 * HV * V));
+        memcpy(S, h1, (size_t)d.ns * sizeof(double));
+        for (int64_t t = 0; t < T2; t++) {
+            for (int64_t b = 0; b < B; b++) {
+                memcpy(qt + b * H * K, qb + (b * T2 + t) * H * K, (size_t)(H * K) * sizeof(double));
+                memcpy(kt + b * H * K, kb + (b * T2 + t) * H * K, (size_t)(H * K) * sizeof(double));
+                memcpy(vt + b * HV * V, vb + (b * T2 + t) * HV * V, (size_t)(HV * V) * sizeof(double));
+                memcpy(bt + b * HV, bb + (b * T2 + t) * HV, (size_t)HV * sizeof(double));
+                memcpy(gt + b * HV, gb + (b * T2 + t) * HV, (size_t)HV * sizeof(double));
+            }
+            rc |= delta_rule_step_f64(ot, S, qt, kt, vt, bt, d.g ? gt : NULL, sc, B, H, HV, K, V);
+            for (int64_t b = 0; b < B; b++)
+                emax = fmax(emax, relerr(ot + b * HV * V, oref + (b * T + T1 + t) * HV * V, HV * V));
+        }
+        emax = fmax(emax, relerr(S, href, d.ns));
+        snprintf(name, sizeof name, "chunked prefill (T=37, C=16) + decode == fwd_ref (%s)",
+                 gname[gm]);
+        check(rc == 0 && emax <= 1e-10, name, "rc %d rel err %.3g", rc, emax);
+
+        /* chunked prefill in two pieces: the second starts from the first's ht */
+        double *o2 = dalloc(d.nv), *h2 = dalloc(d.ns);
+        rc = delta_rule_fwd_chunk_f64(o2, h2, NULL, qb, kb, vb, bb, d.g ? gb : NULL, h1, sc, B, T2,
+                                      H, HV, K, V, 16);
+        emax = relerr(h2, href, d.ns);
+        for (int64_t b = 0; b < B; b++)
+            emax = fmax(emax, relerr(o2 + b * T2 * HV * V, oref + (b * T + T1) * HV * V, T2 * HV * V));
+        snprintf(name, sizeof name, "fwd_chunk(h0 = previous ht) continues the sequence (%s)",
+                 gname[gm]);
+        check(rc == 0 && emax <= 1e-10, name, "rc %d rel err %.3g", rc, emax);
+
+        free(o2), free(h2), free(o1), free(h1), free(qa), free(ka), free(va), free(ba), free(ga);
+        free(S), free(o), free(qt), free(kt), free(vt), free(bt), free(gt), free(ot);
+        free(Sf), free(of), free(qf), free(kf), free(vf), free(bf), free(gf), free(otf);
+        free(oref), free(href), free(fref), free(fhref);
+        free_data(&d);
+    }
+}
+
+/* ---- thread-count independence ---- */
+
+typedef struct {
+    float *o, *ht, *hs, *g[5], *rg[5], *of, *so, *st;
+} outs_t;
+
+static void run_all(const data_t *d, outs_t *r) {
+    const cfg_t *c = &d->c;
+    float sc = (float)scale_of(c);
+    const int64_t n[5] = {d->nq, d->nq, d->nv, d->nb, d->nb}, C = 16;
+    r->o = falloc(d->nv), r->ht = falloc(d->ns), r->hs = falloc(d->ns * ((c->T + C - 1) / C));
+    r->of = falloc(d->nv), r->so = falloc(c->B * c->HV * c->V), r->st = falloc(d->ns);
+    for (int i = 0; i < 5; i++) r->g[i] = falloc(n[i]), r->rg[i] = falloc(n[i]);
+    delta_rule_fwd_chunk_f32(r->o, r->ht, r->hs, d->qf, d->kf, d->vf, d->betaf, d->gf, d->h0f, sc,
+                             c->B, c->T, c->H, c->HV, c->K, c->V, C);
+    delta_rule_bwd_chunk_f32(r->g[0], r->g[1], r->g[2], r->g[3], r->g[4], d->wf, d->qf, d->kf,
+                             d->vf, d->betaf, d->gf, d->h0f, NULL, sc, c->B, c->T, c->H, c->HV,
+                             c->K, c->V, C);
+    delta_rule_fwd_ref_f32(r->of, NULL, d->qf, d->kf, d->vf, d->betaf, d->gf, d->h0f, sc, c->B,
+                           c->T, c->H, c->HV, c->K, c->V);
+    delta_rule_bwd_ref_f32(r->rg[0], r->rg[1], r->rg[2], r->rg[3], r->rg[4], d->wf, d->qf, d->kf,
+                           d->vf, d->betaf, d->gf, d->h0f, sc, c->B, c->T, c->H, c->HV, c->K,
+                           c->V);
+    memcpy(r->st, d->h0f, (size_t)d->ns * sizeof(float)); /* one decode step on the first tokens */
+    delta_rule_step_f32(r->so, r->st, d->qf, d->kf, d->vf, d->betaf, d->gf, sc, c->B, c->H, c->HV,
+                        c->K, c->V);
+}
+
+static void test_threads(void) {
+    cfg_t c = {3, 77, 2, 4, 16, 16, G_MIX, 2.0, 1};
+    data_t d = make_data(c);
+    outs_t r1, r2;
+    hb_threads_set(1);
+    run_all(&d, &r1);
+    hb_threads_set(2);
+    run_all(&d, &r2);
+    const int64_t n[5] = {d.nq, d.nq, d.nv, d.nb, d.nb};
+    int same = !memcmp(r1.o, r2.o, (size_t)d.nv * 4) && !memcmp(r1.ht, r2.ht, (size_t)d.ns * 4) &&
+               !memcmp(r1.hs, r2.hs, (size_t)(d.ns * 5) * 4);
+    check(same, "fwd_chunk: 1 thread == 2 threads (bitwise)", "differs");
+    same = 1;
+    for (int i = 0; i < 5; i++) same &= !memcmp(r1.g[i], r2.g[i], (size_t)n[i] * 4);
+    check(same, "bwd_chunk: 1 thread == 2 threads (bitwise)", "differs");
+    same = !memcmp(r1.of, r2.of, (size_t)d.nv * 4);
+    for (int i = 0; i < 5; i++) same &= !memcmp(r1.rg[i], r2.rg[i], (size_t)n[i] * 4);
+    check(same, "fwd_ref/bwd_ref: 1 thread == 2 threads (bitwise)", "differs");
+    same = !memcmp(r1.so, r2.so, (size_t)(c.B * c.HV * c.V) * 4) &&
+           !memcmp(r1.st, r2.st, (size_t)d.ns * 4);
+    check(same, "step: 1 thread == 2 threads (bitwise)", "differs");
+    outs_t *rs[2] = {&r1, &r2};
+    for (int p = 0; p < 2; p++) {
+        free(rs[p]->o), free(rs[p]->ht), free(rs[p]->hs), free(rs[p]->of), free(rs[p]->so),
+            free(rs[p]->st);
+        for (int i = 0; i < 5; i++) free(rs[p]->g[i]), free(rs[p]->rg[i]);
+    }
+    free_data(&d);
+}
+
+/* ---- bad arguments ---- */
+
+static void test_bad_args(void) {
+    float x[64] = {0};
+    int ok = delta_rule_fwd_ref_f32(x, NULL, x, x, x, x, NULL, NULL, 1, 1, 2, 2, 3, 2, 2) == -1 &&
+             delta_rule_fwd_chunk_f32(x, NULL, NULL, x, x, x, x, NULL, NULL, 1, 1, 2, 1, 1, 2, 2,
+                                      0) == -1 &&
+             delta_rule_bwd_chunk_f32(x, x, x, x, x, NULL, x, x, x, x, NULL, NULL, NULL, 1, 1, 2,
+                                      1, 1, 2, 2, 16) == -1 &&
+             delta_rule_step_f32(x, x, x, x, x, x, NULL, 1, 1, 1, 1, 0, 2) == -1 &&
+             delta_rule_bwd_ref_f32(NULL, NULL, NULL, NULL, NULL, x, x, x, x, x, NULL, NULL, 1,
+                                    -1, 2, 1, 1, 2, 2) == -1;
+    check(ok, "bad arguments (HV % H != 0, C = 0, NULL dout, K = 0, B < 0) return -1", "");
+    /* T = 0: ht = h0 */
+    float h0[4] = {1, 2, 3, 4}, ht[4] = {0};
+    int rc = delta_rule_fwd_chunk_f32(x, ht, NULL, x, x, x, x, NULL, h0, 1, 1, 0, 1, 1, 2, 2, 64);
+    check(rc == 0 && !memcmp(h0, ht, sizeof h0), "T = 0: fwd_chunk returns ht = h0", "rc %d", rc);
+}
+
+int main(void) {
+    test_forward();
+    /* gradient checks: T=21 with C=8 (two full chunks + a tail) and T=13 with C=16 (one partial) */
+    test_gradcheck((cfg_t){2, 21, 2, 2, 5, 4, G_NONE, 1.0, 0}, 8);
+    test_gradcheck((cfg_t){2, 21, 1, 2, 5, 4, G_MOD, 2.0, 1}, 8);
+    test_gradcheck((cfg_t){1, 21, 2, 2, 5, 4, G_NEAR0, 2.0, 1}, 8);
+    test_gradcheck((cfg_t){1, 21, 2, 4, 5, 4, G_M20, 1.0, 1}, 8);
+    test_gradcheck((cfg_t){2, 13, 1, 2, 4, 5, G_MIX, 2.0, 1}, 16);
+    test_bwd_f32();
+    test_decode();
+    test_threads();
+    test_bad_args();
+    printf("1..%d\n", n_tests);
+    return n_failed ? 1 : 0;
+}
