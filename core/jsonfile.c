@@ -78,12 +78,8 @@ cJSON *hb_json_read_file(const char *path, char *err, size_t errlen) {
             if (buf[i] == '\n') { line++; col = 1; } else col++;
         }
         if (len == 0) set_err(err, errlen, "%s: invalid JSON: the file is empty", path);
-        else if (pos >= len)
-            set_err(err, errlen, "%s: invalid JSON: unexpected end of file at line %zu, column %zu "
-                    "(byte %zu)", path, line, col, pos);
-        else
-            set_err(err, errlen, "%s: invalid JSON at line %zu, column %zu (byte %zu)",
-                    path, line, col, pos);
+        else set_err(err, errlen, "%s: invalid JSON at line %zu, column %zu (byte %zu of %zu)",
+                     path, line, col, pos, len);
     }
     free(buf);
     return j;

@@ -11,7 +11,8 @@
 #include <cjson/cJSON.h>
 
 /* Parse the file at path. Returns a tree the caller frees with cJSON_Delete, or NULL with a message
- * such as "config.json: invalid JSON at line 3, column 14 (byte 41)". Only whitespace may follow
+ * such as "config.json: invalid JSON at line 3, column 14 (byte 41 of 80)" (the position is
+ * where cJSON gave up: at or shortly after the mistake). Only whitespace may follow
  * the top-level value. */
 cJSON *hb_json_read_file(const char *path, char *err, size_t errlen);
 

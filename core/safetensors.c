@@ -23,7 +23,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
-#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -154,7 +153,7 @@ static void fmt_shape(char *buf, size_t len, int ndim, const int64_t *shape) {
 static int json_uint(const cJSON *j, uint64_t *out) {
     if (!cJSON_IsNumber(j)) return 0;
     double d = j->valuedouble;
-    if (!(d >= 0 && d <= 9007199254740992.0) || d != floor(d)) return 0;
+    if (!(d >= 0 && d <= 9007199254740992.0) || d != (double)(uint64_t)d) return 0;
     *out = (uint64_t)d;
     return 1;
 }
@@ -240,11 +239,17 @@ static int add_tensor(hb_safetensors_t *st, const char *path, const cJSON *e, in
             return -1;
         }
         if (!json_uint(d, &v)) {
+            double x = cJSON_IsNumber(d) ? d->valuedouble : -1;
             char what[64];
-            if (cJSON_IsNumber(d)) snprintf(what, sizeof what, "%.17g", d->valuedouble);
-            else snprintf(what, sizeof what, "%s", json_kind(d));
-            set_err(err, errlen, "%s: tensor '%s': shape[%d] is %s, not a non-negative integer",
-                    path, name, ndim, what);
+            if (x > 9007199254740992.0)                 /* every double this large is an integer */
+                set_err(err, errlen, x < 1e19 ? "%s: tensor '%s': shape[%d] is %.0f, more than 2^53"
+                        : "%s: tensor '%s': shape[%d] is %.17g, more than 2^53", path, name, ndim, x);
+            else {
+                if (cJSON_IsNumber(d)) snprintf(what, sizeof what, "%.17g", x);
+                else snprintf(what, sizeof what, "%s", json_kind(d));
+                set_err(err, errlen, "%s: tensor '%s': shape[%d] is %s, not a non-negative integer",
+                        path, name, ndim, what);
+            }
             return -1;
         }
         shape[ndim] = (int64_t)v;
@@ -654,6 +659,11 @@ const void *hb_safetensors_data(const hb_safetensors_t *st, int i) {
 size_t hb_safetensors_nbytes(const hb_safetensors_t *st, int i) {
     const st_tensor *t = at(st, i);
     return t ? t->nbytes : 0;
+}
+
+int hb_safetensors_aligned(const hb_safetensors_t *st, int i) {
+    const st_tensor *t = at(st, i);
+    return t ? (uintptr_t)t->data % DTYPES[t->dtype].size == 0 : 0;
 }
 
 const char *hb_safetensors_file(const hb_safetensors_t *st, int i) {

@@ -10,7 +10,7 @@
  * Chunked form (WY / UT transform). Inside one chunk of rows r = 0..c−1 entered with state S_c, let
  * G_r = g_0 + … + g_r (cumulative log decay, ≤ 0), Γ_rs = e^{G_r − G_s} for s ≤ r (never exp(+G)).
  * Unrolling S'_r = e^{G_r} S_c + Σ_{s<r} Γ_rs k_s u_sᵀ in u_r gives (I + A) u = diag(β)V − diag(βe^G) K S_c:
- *   A  = strictly_lower(β_r Γ_rs k_r·k_s)          T = (I + A)^{−1}  (forward substitution)
+ *   A  = strictly_lower(β_r Γ_rs k_r·k_s)          T = (I + A)^{−1}  (blocked forward substitution)
  *   W  = T diag(β e^G) K      U = T diag(β) V      Δ = U − W S_c   (Δ_r = u_r, the "new values")
  *   M  = scale · (Q Kᵀ ⊙ Γ) on s ≤ r (diagonal included), 0 above
  *   O  = scale · diag(e^G) Q S_c + M Δ
@@ -25,8 +25,12 @@
  *   dK  = dPᵀ Q + diag(e^{G_last−G}) Δ dSᵀ + diag(βe^G) Y + (dB + dBᵀ) K,   dB = dA ⊙ β_r Γ
  *   dV  = diag(β) X;   dβ_r = v_r·X_r + e^{G_r} k_r·Y_r + Σ_s dA_rs Γ_rs k_r·k_s
  *   dS_c = e^{G_last} dS + Qᵀ dOs − Wᵀ dΔ
- * and dG collects, for every factor e^{x}, (its gradient × the factor) on each G in x (Γ terms give
- * +row sums −column sums; e^{G_last−G_r} gives +G_last −G_r); finally dg_s = Σ_{r ≥ s} dG_r.
+ * (dB is the gradient on K Kᵀ) and dG collects, for every factor e^{x}, (its gradient × the factor)
+ * on each G in x (Γ terms give +row sums −column sums; e^{G_last−G_r} gives +G_last −G_r); finally
+ * dg_s = Σ_{r ≥ s} dG_r. Terms that cancel exactly (Γ_rr, and e^{G_last−G_r} for r = last) are left
+ * out: in float32 their rounding would swamp dg when the decay is strong (g ≈ −20 gives dg ≈ 1e−9).
+ * The forward can save the state entering every chunk (hs); otherwise the backward first reruns the
+ * state pass of each value head.
  *
  * Threads: forwards and the decode step run over the B·HV (batch, value head) pairs; backwards run
  * over the B·H (batch, q/k head) pairs and loop the value heads of the group inside, so dq and dk
@@ -188,7 +192,7 @@ static void bwd_ref_item(const args_t *a, int64_t item, real *scr) {
                 const int64_t bt = b * T + t0 + i;
                 const real *Sp = buf + i * KV, *St = buf + (i + 1) * KV;
                 const real *qt = a->q + (bt * H + h) * K, *kt = a->k + (bt * H + h) * K;
-                const real *vt = a->v + (bt * HV + j) * V, *dot_ = a->dout + (bt * HV + j) * V;
+                const real *vt = a->v + (bt * HV + j) * V, *dOt = a->dout + (bt * HV + j) * V;
                 const real bet = a->beta[bt * HV + j];
                 const real gam = a->g ? kexp(a->g[bt * HV + j]) : (real)1;
                 /* w = v − γ S_{t−1}ᵀ k, u = β w */
@@ -201,9 +205,9 @@ static void bwd_ref_item(const args_t *a, int64_t item, real *scr) {
                 }
                 /* output: dS += scale q doᵀ, dq = scale S_t do */
                 for (int64_t r = 0; r < K; r++) {
-                    dqv[r] = a->scale * dot(St + r * V, dot_, V);
+                    dqv[r] = a->scale * dot(St + r * V, dOt, V);
                     const real sq = a->scale * qt[r];
-                    for (int64_t c = 0; c < V; c++) dS[r * V + c] += sq * dot_[c];
+                    for (int64_t c = 0; c < V; c++) dS[r * V + c] += sq * dOt[c];
                 }
                 /* S_t = S' + k uᵀ */
                 for (int64_t c = 0; c < V; c++) du[c] = 0;
@@ -317,8 +321,34 @@ static chunk_t chunk_at(const args_t *a, int64_t b, int64_t h, int64_t j, int64_
     return c;
 }
 
+/* T = (I + A)^{−1} for A strictly lower triangular (n×n, leading dimension C), block by block
+ * (blocks of TRI_BLOCK rows). A diagonal block is inverted by forward substitution (row r of T_II
+ * is e_r − Σ_{m<r} A_rm T_m); from (I + A) T = I, the block row left of it is
+ * T[I, :I0] = −T_II (A[I, :I0] T[:I0, :I0]), two gemms. tmp is (C,C) scratch. */
+#define TRI_BLOCK 16
+static void tri_inverse(real *Tm, const real *A, real *tmp, int64_t n, int64_t C) {
+    for (int64_t r = 0; r < n; r++)
+        for (int64_t s = 0; s < n; s++) Tm[r * C + s] = r == s;
+    for (int64_t i0 = 0; i0 < n; i0 += TRI_BLOCK) {
+        const int64_t bi = n - i0 < TRI_BLOCK ? n - i0 : TRI_BLOCK;
+        for (int64_t r = i0; r < i0 + bi; r++) {
+            real *Tr = Tm + r * C;
+            for (int64_t m = i0; m < r; m++) {
+                const real arm = A[r * C + m];
+                const real *Tmm = Tm + m * C;
+                for (int64_t s = i0; s <= m; s++) Tr[s] -= arm * Tmm[s];
+            }
+        }
+        if (i0 == 0) continue;
+        kgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, bi, i0, i0, 1, A + i0 * C, C, Tm, C, 0,
+              tmp, C);
+        kgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, bi, i0, bi, -1, Tm + i0 * C + i0, C, tmp,
+              C, 0, Tm + i0 * C, C);
+    }
+}
+
 /* Recompute the WY quantities of a chunk entered with state S: G, e^G, e^{G_last−G}, Γ, KKᵀ, A,
- * T = (I+A)^{−1}, Kb = diag(βe^G)K, Vb = diag(β)V, W = T Kb, U = T Vb, D = U − W S. */
+ * T = (I+A)^{−1}, Kb = diag(βe^G)K, Vb = diag(β)V, W = T Kb, U = T Vb, D = U − W S. Clobbers M. */
 static void chunk_prep(work_t *w, const chunk_t *c, const real *S, const args_t *a) {
     const int64_t n = c->n, C = a->C, K = a->K, V = a->V, HV = a->HV;
     real *G = w->G, *eG = w->eG, *eL = w->eL, *Gam = w->Gam, *A = w->A, *Tm = w->Tm;
@@ -346,17 +376,7 @@ static void chunk_prep(work_t *w, const chunk_t *c, const real *S, const args_t 
         for (int64_t s = 0; s < r; s++) A[r * C + s] = br * Gam[r * C + s] * w->KK[r * C + s];
         for (int64_t s = r; s < n; s++) A[r * C + s] = 0;
     }
-    /* Forward substitution: row r of T is e_r − Σ_{m<r} A_rm T_m. */
-    for (int64_t r = 0; r < n; r++) {
-        real *Tr = Tm + r * C;
-        for (int64_t s = 0; s < n; s++) Tr[s] = 0;
-        Tr[r] = 1;
-        for (int64_t m = 0; m < r; m++) {
-            const real arm = A[r * C + m];
-            const real *Tmm = Tm + m * C;
-            for (int64_t s = 0; s <= m; s++) Tr[s] -= arm * Tmm[s];
-        }
-    }
+    tri_inverse(Tm, A, w->M, n, C);
     for (int64_t r = 0; r < n; r++) {
         const real br = c->beta[r * HV], bg = br * eG[r];
         const real *kr = c->Kc + r * c->lq, *vr = c->Vc + r * c->lv;
@@ -430,7 +450,7 @@ int KN(delta_rule_fwd_chunk)(real *o, real *ht, real *hs, const real *q, const r
         return -1;
     args_t a = {.o = o, .ht = ht, .hs = hs, .q = q, .k = k, .v = v, .beta = beta, .g = g,
                 .h0 = h0, .scale = scale, .B = B, .T = T, .H = H, .HV = HV, .K = K, .V = V,
-                .C = C, .NC = nchunks(T, C)};
+                .C = C < T ? C : (T > 0 ? T : 1), .NC = nchunks(T, C)}; /* C > T: one chunk */
     work_t w;
     return run_items(fwd_chunk_item, &a, B * HV, carve(&w, NULL, &a, 0, 0));
 }
@@ -600,7 +620,8 @@ int KN(delta_rule_bwd_chunk)(real *dq, real *dk, real *dv, real *dbeta, real *dg
         return -1;
     args_t a = {.dq = dq, .dk = dk, .dv = dv, .dbeta = dbeta, .dg = dg, .dout = do_, .q = q,
                 .k = k, .v = v, .beta = beta, .g = g, .h0 = h0, .hsin = hs, .scale = scale,
-                .B = B, .T = T, .H = H, .HV = HV, .K = K, .V = V, .C = C, .NC = nchunks(T, C)};
+                .B = B, .T = T, .H = H, .HV = HV, .K = K, .V = V,
+                .C = C < T ? C : (T > 0 ? T : 1), .NC = nchunks(T, C)}; /* C > T: one chunk */
     work_t w;
     return run_items(bwd_chunk_item, &a, B * H, carve(&w, NULL, &a, 1, hs == NULL));
 }

@@ -16,19 +16,23 @@
  *   G_r = Σ_{u≤r} gk_u (per channel, ≤ 0, non-increasing)
  *   o_r = scale (q_r ⊙ e^{G_r})ᵀ S + Σ_{s≤r} A_rs v_s,   A_rs = scale Σ_j q_rj k_sj e^{G_rj − G_sj}
  *   S'  = diag(e^{G_{L−1}}) S + Σ_r (k_r ⊙ e^{G_{L−1} − G_r}) v_rᵀ
- * Only differences G_a − G_b with a ≥ b are ever exponentiated (never e^{+G}), so nothing overflows
- * however negative gk is. The intra-chunk scores use secondary chunking into BC-row sub-blocks with
+ * Only decays e^{G_a − G_b} with a ≥ b (≤ 1) are formed, as running products of e^{gk} (no
+ * exponential of a cumulative sum, so no overflow however negative gk is and no cancellation
+ * between large partial sums). The intra-chunk scores use secondary chunking into BC-row sub-blocks,
  * n(r) / m(r) the first / last row of r's sub-block:
  *   En_r = e^{G_r − G_{n(r)}},  Em_s = e^{G_{m(s)} − G_s},  mid_ij = e^{G_{n_i} − G_{m_j}} (j < i)
- *   off-diagonal sub-block (i, j<i):  A_ij = (scale q_i ⊙ En_i) (k_j ⊙ Em_j ⊙ mid_ij)ᵀ   — a kgemm;
- *   diagonal sub-block, element-wise: A_rs = scale Σ_j q_rj k_sj P_rs,j, P_rs = Π_{s<u≤r} e^{gk_u}
- *   (a running product down the rows, so each pair costs a multiply, not an exp).
+ *   off-diagonal sub-block (i, j<i):  A_ij = (scale q_i ⊙ En_i) (k_j ⊙ Em_j ⊙ mid_ij)ᵀ
+ *   diagonal sub-block:  A_ii = (scale q_i ⊙ En_i) (k_i / En_i)ᵀ on the lower triangle, for the
+ *   channels whose decay across the sub-block is ≥ TAME (then 1/En ≤ 1/TAME: bounded); the other
+ *   ("untamed") channels element-wise with a running product P_rs = Π_{s<u≤r} e^{gk_u}.
+ *   Row sub-block i is thus ONE kgemm over columns 0..e_i (plus rare element-wise channels).
  *   e^{G_r} = En_r e^{G_{n(r)}} and e^{G_{L−1} − G_r} = Em_r e^{G_{L−1} − G_{m(r)}} are products of
  *   factors ≤ 1 as well.
  * Chunked backward, walking the chunks in reverse with dS = dL/dS' (starts at dht):
  *   dA = tril(dO Vᵀ);  dv += Aᵀ dO + (k ⊙ e^{G_{L−1}−G}) dS
- *   dq = scale e^{G} ⊙ (dO Sᵀ) + scale Σ_s dA_rs k_s e^{G_r−G_s}       (same sub-block split as A)
- *   dk = e^{G_{L−1}−G} ⊙ (V dSᵀ) + scale Σ_r dA_rs q_r e^{G_r−G_s}
+ *   dq = scale e^{G} ⊙ (dO Sᵀ) + scale Σ_s dA_rs k_s e^{G_r−G_s}    (row sub-blocks as for A)
+ *   dk = e^{G_{L−1}−G} ⊙ (V dSᵀ) + scale Σ_r dA_rs q_r e^{G_r−G_s}  (column sub-block j: one kgemm
+ *        with reference row m_j, i.e. q_r ⊙ En_r ⊙ mid below it and q_r / Em_r inside it)
  *   dS ← diag(e^{G_{L−1}}) dS + (scale q ⊙ e^{G})ᵀ dO;   finally dh0 = dS.
  * The chunk-entry states are recomputed by a forward state pass before the reverse walk.
  * Gate gradient by the identity (derivation): with the global cumsum Γ_t = Σ_{u≤t} gk_u, every
@@ -54,20 +58,6 @@ static int64_t imin(int64_t a, int64_t b) { return a < b ? a : b; }
 
 static int bad_dims(int64_t B, int64_t T, int64_t H, int64_t K, int64_t V, int64_t C) {
     return B < 0 || T < 0 || H < 0 || K < 1 || V < 1 || C < 1;
-}
-
-/* Σ_j a_j b_j c_j with four independent partial sums (fixed order: deterministic). */
-static real dot3(const real *a, const real *b, const real *c, int64_t n) {
-    real s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-    int64_t j = 0;
-    for (; j + 4 <= n; j += 4) {
-        s0 += a[j] * b[j] * c[j];
-        s1 += a[j + 1] * b[j + 1] * c[j + 1];
-        s2 += a[j + 2] * b[j + 2] * c[j + 2];
-        s3 += a[j + 3] * b[j + 3] * c[j + 3];
-    }
-    for (; j < n; j++) s0 += a[j] * b[j] * c[j];
-    return (s0 + s1) + (s2 + s3);
 }
 
 /* Everything a work item needs; one struct for all entry points. */
@@ -229,95 +219,110 @@ int KN(gla_bwd_ref)(real *dq, real *dk, real *dv, real *dgk, real *dh0, const re
  * Chunked forward and backward.
  * ------------------------------------------------------------------------------------------- */
 
-/* Per-item chunk workspace (views into the item's scratch slice). */
+/* A sub-block channel is "tame" when its decay over the sub-block, e^{G_m − G_n}, is at least
+ * TAME: then 1/En and 1/Em stay ≤ 1/TAME and the diagonal sub-block of that channel can go through
+ * the same kgemm as the off-diagonal ones. Other channels are done element-wise. */
+#ifdef HB_KERNEL_F64
+#define TAME 1e-100
+#else
+#define TAME 1e-15f
+#endif
+
+/* Per-item chunk workspace (views into the item's scratch slice). nb = ceil(C/BC). */
 typedef struct {
-    real *G, *eg, *En, *Em, *Eg, *El; /* C×K gate factors (see chunk_gates) */
-    real *mid;                        /* nbmax×nbmax×K: e^{G_{n_i} − G_{m_j}} */
-    real *Qn, *Kt, *Qt;               /* C×K operands of the block products */
-    real *dqc, *dkc;                  /* C×K gradients of the chunk's q, k rows */
-    real *A, *dA;                     /* C×C intra-chunk scores and their gradient (row stride C) */
-    real *tmp;                        /* BC×K (at least 2K) */
-    real *P;                          /* K: running decay product of a diagonal sub-block */
-    real *S, *dS;                     /* K×V running state and its gradient */
-    real *states;                     /* (nc+1)×K×V chunk-entry states (backward only) */
+    real *eg, *En, *Em, *Eg, *El; /* C×K gate factors (see chunk_gates) */
+    real *D, *tame;               /* nb×K: sub-block decay e^{G_m − G_{n−1}}; 1 if tame else 0 */
+    real *mid;                    /* nb×nb×K: e^{G_{n_i} − G_{m_j}}, j < i */
+    real *Qn, *Kx, *Qx;           /* C×K operands of the block products */
+    real *dqc, *dkc;              /* C×K gradients of the chunk's q, k rows */
+    real *A, *dA;                 /* C×C intra-chunk scores and their gradient (row stride C) */
+    real *vec;                    /* 3K */
+    real *S, *dS;                 /* K×V running state and its gradient */
+    real *states;                 /* (nc+1)×K×V chunk-entry states (backward only) */
 } chunk_ws;
 
 static int64_t nbmax_of(int64_t C) { return (C + BC - 1) / BC; }
 
 static int64_t ws_size(int64_t K, int64_t V, int64_t C, int64_t nstates) {
     int64_t nb = nbmax_of(C);
-    return 11 * C * K + nb * nb * K + 2 * C * C + (BC > 2 ? BC : 2) * K + K + (2 + nstates) * K * V;
+    return 10 * C * K + (2 + nb) * nb * K + 2 * C * C + 3 * K + (2 + nstates) * K * V;
 }
 
 static void ws_carve(chunk_ws *w, real *p, int64_t K, int64_t V, int64_t C) {
     int64_t nb = nbmax_of(C), CK = C * K;
-    w->G = p; p += CK;
-    w->eg = p; p += CK;
-    w->En = p; p += CK;
-    w->Em = p; p += CK;
-    w->Eg = p; p += CK;
-    w->El = p; p += CK;
-    w->Qn = p; p += CK;
-    w->Kt = p; p += CK;
-    w->Qt = p; p += CK;
-    w->dqc = p; p += CK;
-    w->dkc = p; p += CK;
+    real **ck[] = {&w->eg, &w->En, &w->Em, &w->Eg, &w->El, &w->Qn, &w->Kx, &w->Qx, &w->dqc, &w->dkc};
+    for (int i = 0; i < 10; i++) *ck[i] = p, p += CK;
+    w->D = p; p += nb * K;
+    w->tame = p; p += nb * K;
     w->mid = p; p += nb * nb * K;
     w->A = p; p += C * C;
     w->dA = p; p += C * C;
-    w->tmp = p; p += (BC > 2 ? BC : 2) * K;
-    w->P = p; p += K;
+    w->vec = p; p += 3 * K;
     w->S = p; p += K * V;
     w->dS = p; p += K * V;
     w->states = p;
 }
 
-/* Gate factors of one chunk of L rows (g rows with stride ldg); every exponent is ≤ 0:
- *   G_r = Σ_{u≤r} g_u,  eg_r = e^{g_r},  En_r = e^{G_r − G_{n(r)}},  Em_r = e^{G_{m(r)} − G_r},
- *   Eg_r = e^{G_r} = En_r e^{G_{n(r)}},  El_r = e^{G_{L−1} − G_r} = Em_r e^{G_{L−1} − G_{m(r)}},
- *   mid[ib][jb] = e^{G_{n_ib} − G_{m_jb}} for jb < ib. */
+/* Gate factors of one chunk of L rows (g rows with stride ldg), all running products of
+ * eg_u = e^{g_u} ≤ 1 (no exponent of a sum, so no overflow and no cancellation in G):
+ *   En_r = e^{G_r − G_{n(r)}},  Em_r = e^{G_{m(r)} − G_r},  D_b = e^{G_{m_b} − G_{n_b − 1}},
+ *   Eg_r = e^{G_r} = En_r eg_{n(r)} Π_{b < b(r)} D_b,   El_r = e^{G_{L−1} − G_r} = Em_r Π_{b > b(r)} D_b,
+ *   mid[i][j] = e^{G_{n_i} − G_{m_j}} = eg_{n_i} Π_{j<b<i} D_b,   tame[b] = (En_{m_b} ≥ TAME). */
 static void chunk_gates(chunk_ws *w, const real *g, int64_t ldg, int64_t L, int64_t K, int64_t C) {
-    real *G = w->G;
     int64_t nbmax = nbmax_of(C), nb = (L + BC - 1) / BC;
     for (int64_t r = 0; r < L; r++) {
         const real *gr = g + r * ldg;
-        real *Gr = G + r * K, *er = w->eg + r * K;
+        real *er = w->eg + r * K;
+        for (int64_t x = 0; x < K; x++) er[x] = kexp(gr[x]);
+    }
+    for (int64_t ib = 0; ib < nb; ib++) {
+        int64_t n = ib * BC, m = imin(L, n + BC) - 1;
+        real *En = w->En, *Em = w->Em, *eg = w->eg;
+        for (int64_t x = 0; x < K; x++) En[n * K + x] = 1, Em[m * K + x] = 1;
+        for (int64_t r = n + 1; r <= m; r++)
+            for (int64_t x = 0; x < K; x++) En[r * K + x] = En[(r - 1) * K + x] * eg[r * K + x];
+        for (int64_t r = m - 1; r >= n; r--)
+            for (int64_t x = 0; x < K; x++) Em[r * K + x] = Em[(r + 1) * K + x] * eg[(r + 1) * K + x];
         for (int64_t x = 0; x < K; x++) {
-            Gr[x] = (r > 0 ? Gr[x - K] : 0) + gr[x];
-            er[x] = kexp(gr[x]);
+            w->D[ib * K + x] = eg[n * K + x] * En[m * K + x];
+            w->tame[ib * K + x] = En[m * K + x] >= TAME ? 1 : 0;
         }
     }
-    const real *GL = G + (L - 1) * K;
-    real *en = w->tmp, *el = w->tmp + K;
-    for (int64_t ib = 0; ib < nb; ib++) {
-        int64_t n = ib * BC, e = imin(L, n + BC), m = e - 1;
-        const real *Gn = G + n * K, *Gm = G + m * K;
-        for (int64_t x = 0; x < K; x++) {
-            en[x] = kexp(Gn[x]);
-            el[x] = kexp(GL[x] - Gm[x]);
-        }
-        for (int64_t r = n; r < e; r++) {
-            const real *Gr = G + r * K;
-            real *En = w->En + r * K, *Em = w->Em + r * K, *Eg = w->Eg + r * K, *El = w->El + r * K;
-            for (int64_t x = 0; x < K; x++) {
-                En[x] = kexp(Gr[x] - Gn[x]);
-                Em[x] = kexp(Gm[x] - Gr[x]);
-                Eg[x] = En[x] * en[x];
-                El[x] = Em[x] * el[x];
-            }
-        }
-        for (int64_t jb = 0; jb < ib; jb++) {
-            const real *Gmj = G + (jb * BC + BC - 1) * K;
+    real *pre = w->vec, *suf = w->vec + K, *acc = w->vec + 2 * K;
+    for (int64_t x = 0; x < K; x++) pre[x] = 1, suf[x] = 1;
+    for (int64_t ib = 0; ib < nb; ib++) { /* Eg, forwards */
+        int64_t n = ib * BC, e = imin(L, n + BC);
+        for (int64_t x = 0; x < K; x++) acc[x] = pre[x] * w->eg[n * K + x];
+        for (int64_t r = n; r < e; r++)
+            for (int64_t x = 0; x < K; x++) w->Eg[r * K + x] = w->En[r * K + x] * acc[x];
+        for (int64_t x = 0; x < K; x++) pre[x] *= w->D[ib * K + x];
+    }
+    for (int64_t ib = nb - 1; ib >= 0; ib--) { /* El, backwards */
+        int64_t n = ib * BC, e = imin(L, n + BC);
+        for (int64_t r = n; r < e; r++)
+            for (int64_t x = 0; x < K; x++) w->El[r * K + x] = w->Em[r * K + x] * suf[x];
+        for (int64_t x = 0; x < K; x++) suf[x] *= w->D[ib * K + x];
+    }
+    for (int64_t ib = 1; ib < nb; ib++) { /* mid */
+        for (int64_t x = 0; x < K; x++) acc[x] = w->eg[ib * BC * K + x];
+        for (int64_t jb = ib - 1; jb >= 0; jb--) {
             real *mid = w->mid + (ib * nbmax + jb) * K;
-            for (int64_t x = 0; x < K; x++) mid[x] = kexp(Gn[x] - Gmj[x]);
+            for (int64_t x = 0; x < K; x++) {
+                mid[x] = acc[x];
+                acc[x] *= w->D[jb * K + x];
+            }
         }
     }
 }
 
 /* Intra-chunk scores A (L×L, row stride C; zero above the diagonal inside the diagonal sub-blocks,
  * columns beyond a row's sub-block never read):  A_rs = scale Σ_j q_rj k_sj e^{G_rj − G_sj}, s ≤ r.
- * With bwd set, also adds the intra-chunk parts of dq (all of them) and of dk (diagonal sub-blocks
- * only; chunk_dk_offdiag adds the rest) for the score gradient dA into dqc, dkc. */
+ * Row sub-block i (rows n..e−1) is one product A[n:e, 0:e] = Qn_i Kxᵀ with reference row n:
+ *   Qn_r = scale q_r ⊙ En_r;  Kx_s = k_s ⊙ Em_s ⊙ mid[i][b(s)] (s < n),  Kx_s = k_s / En_s (s ≥ n,
+ *   tame channels; 0 otherwise). Untamed channels of the diagonal sub-block are added element-wise
+ *   with a running product P = e^{G_r − G_s}.
+ * With bwd set (dA already masked to the lower triangle) also adds the whole intra-chunk part of
+ * dq and the element-wise part of dk (chunk_dk adds the rest) into dqc, dkc. */
 static void chunk_intra(chunk_ws *w, const real *q, const real *k, int64_t ldk, real scale, int64_t L,
                         int64_t K, int64_t C, int bwd) {
     int64_t nbmax = nbmax_of(C), nb = (L + BC - 1) / BC;
@@ -328,47 +333,46 @@ static void chunk_intra(chunk_ws *w, const real *q, const real *k, int64_t ldk, 
     }
     for (int64_t ib = 0; ib < nb; ib++) {
         int64_t n = ib * BC, e = imin(L, n + BC), bl = e - n;
-        if (n > 0) { /* off-diagonal sub-blocks (ib, jb < ib) in one product */
-            for (int64_t jb = 0; jb < ib; jb++) {
-                const real *mid = w->mid + (ib * nbmax + jb) * K;
-                for (int64_t s = jb * BC; s < jb * BC + BC; s++) {
-                    const real *ks = k + s * ldk, *Em = w->Em + s * K;
-                    real *Kt = w->Kt + s * K;
-                    for (int64_t x = 0; x < K; x++) Kt[x] = ks[x] * Em[x] * mid[x];
-                }
-            }
-            kgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)bl, (int)n, (int)K, 1, w->Qn + n * K,
-                  (int)K, w->Kt, (int)K, 0, w->A + n * C, (int)C);
-            if (bwd) {
-                kgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)bl, (int)K, (int)n, scale,
-                      w->dA + n * C, (int)C, w->Kt, (int)K, 0, w->tmp, (int)K);
-                for (int64_t r = n; r < e; r++) {
-                    const real *En = w->En + r * K, *t = w->tmp + (r - n) * K;
-                    real *dq = w->dqc + r * K;
-                    for (int64_t x = 0; x < K; x++) dq[x] += En[x] * t[x];
-                }
+        const real *tame = w->tame + ib * K;
+        for (int64_t jb = 0; jb < ib; jb++) {
+            const real *mid = w->mid + (ib * nbmax + jb) * K;
+            for (int64_t s = jb * BC; s < jb * BC + BC; s++) {
+                const real *ks = k + s * ldk, *Em = w->Em + s * K;
+                real *Kx = w->Kx + s * K;
+                for (int64_t x = 0; x < K; x++) Kx[x] = ks[x] * Em[x] * mid[x];
             }
         }
-        /* diagonal sub-block, element-wise with a running decay product P = e^{G_r − G_s} */
+        for (int64_t s = n; s < e; s++) {
+            const real *ks = k + s * ldk, *En = w->En + s * K;
+            real *Kx = w->Kx + s * K;
+            for (int64_t x = 0; x < K; x++) Kx[x] = tame[x] != 0 ? ks[x] / En[x] : 0;
+        }
+        kgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)bl, (int)e, (int)K, 1, w->Qn + n * K,
+              (int)K, w->Kx, (int)K, 0, w->A + n * C, (int)C);
         for (int64_t r = n; r < e; r++)
             for (int64_t s = r + 1; s < e; s++) w->A[r * C + s] = 0;
-        real *P = w->P;
-        for (int64_t s = n; s < e; s++) {
-            const real *ks = k + s * ldk;
-            for (int64_t x = 0; x < K; x++) P[x] = 1;
-            for (int64_t r = s; r < e; r++) {
-                const real *qr = q + r * ldk;
-                if (r > s) {
-                    const real *er = w->eg + r * K;
-                    for (int64_t x = 0; x < K; x++) P[x] *= er[x];
-                }
-                w->A[r * C + s] = scale * dot3(qr, ks, P, K);
-                if (bwd) {
-                    real d = scale * w->dA[r * C + s];
-                    real *dq = w->dqc + r * K, *dk = w->dkc + s * K;
-                    for (int64_t x = 0; x < K; x++) {
-                        dq[x] += d * ks[x] * P[x];
-                        dk[x] += d * qr[x] * P[x];
+        if (bwd) {
+            real *t = w->Qx + n * K; /* Qx rows n..e−1 are free until chunk_dk */
+            kgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)bl, (int)K, (int)e, scale,
+                  w->dA + n * C, (int)C, w->Kx, (int)K, 0, t, (int)K);
+            for (int64_t r = n; r < e; r++) {
+                const real *En = w->En + r * K, *tr = t + (r - n) * K;
+                real *dq = w->dqc + r * K;
+                for (int64_t x = 0; x < K; x++) dq[x] += En[x] * tr[x];
+            }
+        }
+        for (int64_t x = 0; x < K; x++) { /* untamed channels of the diagonal sub-block */
+            if (tame[x] != 0) continue;
+            for (int64_t s = n; s < e; s++) {
+                real ks = k[s * ldk + x], P = 1;
+                for (int64_t r = s; r < e && P != 0; r++) {
+                    if (r > s) P *= w->eg[r * K + x];
+                    real qr = q[r * ldk + x];
+                    w->A[r * C + s] += scale * qr * ks * P;
+                    if (bwd) {
+                        real d = scale * w->dA[r * C + s] * P;
+                        w->dqc[r * K + x] += d * ks;
+                        w->dkc[s * K + x] += d * qr;
                     }
                 }
             }
@@ -376,41 +380,50 @@ static void chunk_intra(chunk_ws *w, const real *q, const real *k, int64_t ldk, 
     }
 }
 
-/* Off-diagonal part of the intra-chunk dk: for sub-block jb (rows n..m),
- *   dk_s += scale Em_s ⊙ Σ_{r > m} dA_rs (q_r ⊙ En_r ⊙ mid[ib(r)][jb]). */
-static void chunk_dk_offdiag(chunk_ws *w, const real *q, int64_t ldk, real scale, int64_t L, int64_t K,
-                             int64_t C) {
+/* Kernel-product part of the intra-chunk dk (dA masked to the lower triangle): for column
+ * sub-block j (rows n..e−1) with reference row m = e−1,
+ *   dk_s += scale Em_s ⊙ Σ_{r ≥ n} dA_rs Qx_r,   Qx_r = q_r / Em_r (r in j, tame channels; else 0),
+ *   Qx_r = q_r ⊙ En_r ⊙ mid[b(r)][j] (r ≥ e). */
+static void chunk_dk(chunk_ws *w, const real *q, int64_t ldk, real scale, int64_t L, int64_t K,
+                     int64_t C) {
     int64_t nbmax = nbmax_of(C), nb = (L + BC - 1) / BC;
-    for (int64_t jb = 0; jb + 1 < nb; jb++) {
-        int64_t n = jb * BC, e = n + BC;
+    for (int64_t jb = 0; jb < nb; jb++) {
+        int64_t n = jb * BC, e = imin(L, n + BC), bl = e - n;
+        const real *tame = w->tame + jb * K;
+        for (int64_t r = n; r < e; r++) {
+            const real *qr = q + r * ldk, *Em = w->Em + r * K;
+            real *Qx = w->Qx + r * K;
+            for (int64_t x = 0; x < K; x++) Qx[x] = tame[x] != 0 ? qr[x] / Em[x] : 0;
+        }
         for (int64_t r = e; r < L; r++) {
             const real *qr = q + r * ldk, *En = w->En + r * K;
             const real *mid = w->mid + ((r / BC) * nbmax + jb) * K;
-            real *Qt = w->Qt + r * K;
-            for (int64_t x = 0; x < K; x++) Qt[x] = qr[x] * En[x] * mid[x];
+            real *Qx = w->Qx + r * K;
+            for (int64_t x = 0; x < K; x++) Qx[x] = qr[x] * En[x] * mid[x];
         }
-        kgemm(CblasRowMajor, CblasTrans, CblasNoTrans, BC, (int)K, (int)(L - e), scale,
-              w->dA + e * C + n, (int)C, w->Qt + e * K, (int)K, 0, w->tmp, (int)K);
+        real *t = w->Kx; /* free after chunk_intra */
+        kgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)bl, (int)K, (int)(L - n), scale,
+              w->dA + n * C + n, (int)C, w->Qx + n * K, (int)K, 0, t, (int)K);
         for (int64_t s = n; s < e; s++) {
-            const real *Em = w->Em + s * K, *t = w->tmp + (s - n) * K;
+            const real *Em = w->Em + s * K, *ts = t + (s - n) * K;
             real *dk = w->dkc + s * K;
-            for (int64_t x = 0; x < K; x++) dk[x] += Em[x] * t[x];
+            for (int64_t x = 0; x < K; x++) dk[x] += Em[x] * ts[x];
         }
     }
 }
 
-/* S ← diag(e^{G_{L−1}}) S + (k ⊙ El)ᵀ V over the chunk's rows (uses Kt). */
+/* S ← diag(e^{G_{L−1}}) S + (k ⊙ El)ᵀ V over the chunk's rows (uses Kx). */
 static void chunk_state(chunk_ws *w, real *S, const real *k, int64_t ldk, const real *v, int64_t ldv,
                         int64_t L, int64_t K, int64_t V) {
     for (int64_t r = 0; r < L; r++) {
         const real *kr = k + r * ldk, *El = w->El + r * K;
-        real *Kt = w->Kt + r * K;
-        for (int64_t x = 0; x < K; x++) Kt[x] = kr[x] * El[x];
+        real *Kx = w->Kx + r * K;
+        for (int64_t x = 0; x < K; x++) Kx[x] = kr[x] * El[x];
     }
     const real *dL = w->Eg + (L - 1) * K;
     for (int64_t j = 0; j < K; j++)
         for (int64_t x = 0; x < V; x++) S[j * V + x] *= dL[j];
-    kgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)K, (int)V, (int)L, 1, w->Kt, (int)K, v,
+    kgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)K, (int)V, (int)L, 1, w->Kx, (int)K, v,
           (int)ldv, 1, S, (int)V);
 }
 
@@ -427,12 +440,12 @@ static void chunk_forward(const gla_args *a, chunk_ws *w, int64_t i, int keep) {
         chunk_gates(w, a->gk + bk, HK, L, K, C);
         if (a->o) {
             real *o = a->o + bv;
-            for (int64_t r = 0; r < L; r++) { /* Qt = scale q ⊙ e^{G} */
+            for (int64_t r = 0; r < L; r++) { /* Qx = scale q ⊙ e^{G} */
                 const real *qr = q + r * HK, *Eg = w->Eg + r * K;
-                real *Qt = w->Qt + r * K;
-                for (int64_t x = 0; x < K; x++) Qt[x] = a->scale * qr[x] * Eg[x];
+                real *Qx = w->Qx + r * K;
+                for (int64_t x = 0; x < K; x++) Qx[x] = a->scale * qr[x] * Eg[x];
             }
-            kgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)L, (int)V, (int)K, 1, w->Qt, (int)K,
+            kgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)L, (int)V, (int)K, 1, w->Qx, (int)K,
                   w->S, (int)V, 0, o, (int)HV);
             chunk_intra(w, q, k, HK, a->scale, L, K, C, 0);
             for (int64_t n = 0; n < L; n += BC) {
@@ -503,6 +516,8 @@ static void bwd_chunk_item(void *ctx, int64_t i) {
             int64_t e = imin(L, n + BC);
             kgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)(e - n), (int)e, (int)V, 1, dO + n * HV,
                   (int)HV, v, (int)HV, 0, w.dA + n * C, (int)C);
+            for (int64_t r = n; r < e; r++)
+                for (int64_t s = r + 1; s < e; s++) w.dA[r * C + s] = 0;
         }
         /* inter-chunk parts: dqc = scale e^{G} ⊙ (dO Sᵀ), dkc = El ⊙ (V dSᵀ) */
         kgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)L, (int)K, (int)V, scale, dO, (int)HV, S,
@@ -516,14 +531,14 @@ static void bwd_chunk_item(void *ctx, int64_t i) {
         if (a->dv) { /* dv += (k ⊙ El) dS */
             for (int64_t r = 0; r < L; r++) {
                 const real *kr = k + r * HK, *El = w.El + r * K;
-                real *Kt = w.Kt + r * K;
-                for (int64_t x = 0; x < K; x++) Kt[x] = kr[x] * El[x];
+                real *Kx = w.Kx + r * K;
+                for (int64_t x = 0; x < K; x++) Kx[x] = kr[x] * El[x];
             }
-            kgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)L, (int)V, (int)K, 1, w.Kt, (int)K,
+            kgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)L, (int)V, (int)K, 1, w.Kx, (int)K,
                   dS, (int)V, 1, a->dv + bv, (int)HV);
         }
         chunk_intra(&w, q, k, HK, scale, L, K, C, 1);
-        chunk_dk_offdiag(&w, q, HK, scale, L, K, C);
+        chunk_dk(&w, q, HK, scale, L, K, C);
         if (a->dv) /* dv += Aᵀ dO, one product per column sub-block */
             for (int64_t n = 0; n < L; n += BC) {
                 int64_t e = imin(L, n + BC);
@@ -553,10 +568,10 @@ static void bwd_chunk_item(void *ctx, int64_t i) {
             for (int64_t x = 0; x < V; x++) dS[j * V + x] *= dL[j];
         for (int64_t r = 0; r < L; r++) {
             const real *qr = q + r * HK, *Eg = w.Eg + r * K;
-            real *Qt = w.Qt + r * K;
-            for (int64_t x = 0; x < K; x++) Qt[x] = scale * qr[x] * Eg[x];
+            real *Qx = w.Qx + r * K;
+            for (int64_t x = 0; x < K; x++) Qx[x] = scale * qr[x] * Eg[x];
         }
-        kgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)K, (int)V, (int)L, 1, w.Qt, (int)K, dO,
+        kgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)K, (int)V, (int)L, 1, w.Qx, (int)K, dO,
               (int)HV, 1, dS, (int)V);
     }
     if (a->dh0)

@@ -115,12 +115,11 @@ static void print_help(FILE *f) {
 }
 
 static void print_usage(const char *badoption) {
-    fprintf(stderr, "hyblua: ");
     if (badoption[1] == 'e' || badoption[1] == 'l')
-        fprintf(stderr, "'%s' needs argument\n", badoption);
+        fprintf(stderr, "hyblua: '%s' needs argument\n", badoption);
     else
-        fprintf(stderr, "unrecognized option '%s'\n", badoption);
-    print_help(stderr);
+        fprintf(stderr, "hyblua: unrecognized option '%s'\n", badoption);
+    fprintf(stderr, "usage: hyblua [options] [script [args]]  (hyblua -h for help)\n");
 }
 
 
@@ -278,9 +277,12 @@ static int run_script(lua_State *L, char **argv) {
 
 /* libedit's character source (rl_getc_function). Reading ourselves, without SA_RESTART, is what
  * lets Ctrl-C end the line: a raised flag is answered with a newline and prompt_cancelled, and the
- * REPL throws the line away. Multibyte characters are decoded here, since libedit takes the value
- * returned as one wide character. Returns -1 at end of input. */
+ * REPL throws the line away. A byte that arrived together with the Ctrl-C (read() returned it with
+ * the signal pending) was typed after it: it is kept for the next line. Multibyte characters are
+ * decoded here, since libedit takes the value returned as one wide character. Returns -1 at end of
+ * input. */
 static int prompt_getc(FILE *in) {
+    static int pending = -1; /* a byte read just before a Ctrl-C was noticed */
     mbstate_t mb;
     memset(&mb, 0, sizeof mb);
     for (;;) {
@@ -290,11 +292,20 @@ static int prompt_getc(FILE *in) {
             prompt_cancelled = 1;
             return '\n';
         }
-        n = read(fileno(in), &c, 1);
-        if (n == 0) return -1;
-        if (n < 0) {
-            if (errno == EINTR) continue;
-            return -1;
+        if (pending >= 0) {
+            c = (unsigned char)pending;
+            pending = -1;
+        } else {
+            n = read(fileno(in), &c, 1);
+            if (n == 0) return -1;
+            if (n < 0) {
+                if (errno == EINTR) continue;
+                return -1;
+            }
+            if (hb_interrupted()) {
+                pending = c;
+                continue;
+            }
         }
         if (c < 0x80 || MB_CUR_MAX == 1) return c;
         {
@@ -474,8 +485,10 @@ static void run_repl(lua_State *L) {
         if (status == CHUNK_EOF) break;
         if (status == CHUNK_CANCELLED) continue;
         if (status == LUA_OK) status = docall(L, 0, LUA_MULTRET);
-        if (status != LUA_OK)
+        if (status != LUA_OK) {
+            if (hb_interrupted() && isatty(STDIN_FILENO)) fputs("\n", stderr); /* past the echoed ^C */
             report(L, status);
+        }
         else if (!quiet)
             print_results(L);
     }

@@ -8,8 +8,8 @@
  * independence (bit-identical); += accumulation and NULL gradient pointers; RoPE properties;
  * argument errors.
  */
-#include "attention.h"
-#include "parallel.h"
+#include "../kernels/attention.h"
+#include "../kernels/parallel.h"
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>

@@ -301,7 +301,7 @@ static void test_bwd_f32(void) {
             char name[128];
             snprintf(name, sizeof name, "bwd_chunk == bwd_ref f32 (%s, beta<%g, HV=2H, T=130 C=%d)",
                      gname[gm], c.bmax, (int)C);
-            check(rc == 0 && e <= 1e-3, name, "rc %d rel err %.3g", rc, e);
+            check(rc == 0 && e <= 2e-4, name, "rc %d rel err %.3g", rc, e);
             printf("#   max rel err over dq dk dv dbeta dg: %.2e\n", e);
             for (int i = 0; i < 5; i++) free(a[i]), free(b[i]);
         }
@@ -414,8 +414,6 @@ static void test_decode(void) {
 
         /* prefill T1 tokens with the chunked forward, then decode the rest from its ht */
         const int64_t T1 = 37;
-        cfg_t c1 = c;
-        c1.T = T1;
         double *o1 = dalloc(d.nv), *h1 = dalloc(d.ns);
         double *qa = dalloc(d.nq), *ka = dalloc(d.nq), *va = dalloc(d.nv), *ba = dalloc(d.nb),
                *ga = dalloc(d.nb);

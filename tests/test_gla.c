@@ -52,8 +52,8 @@ static double nrand(void) {
 static double logsigmoid(double z) { return (z < 0 ? z : 0) - log1p(exp(-fabs(z))); }
 
 /* ---- problems ---- */
-enum { G_NEAR0, G_GLA, G_NEG, G_HUGE };
-static const char *gname[] = {"near0", "gla", "neg20", "neg1000"};
+enum { G_NEAR0, G_GLA, G_MIX, G_NEG, G_HUGE };
+static const char *gname[] = {"near0", "gla", "hgrn2", "neg20", "neg1000"};
 
 typedef struct {
     int64_t B, T, H, K, V;
@@ -83,6 +83,7 @@ static void prob_make(prob *p, int64_t B, int64_t T, int64_t H, int64_t K, int64
         switch (gmode) {
         case G_NEAR0: p->g[i] = -1e-3 * (0.5 + urand()); break;
         case G_GLA: p->g[i] = logsigmoid(nrand()) / 16; break;
+        case G_MIX: p->g[i] = logsigmoid(3 * nrand()); break;
         case G_NEG: p->g[i] = j % 3 == 0 ? -20 : j % 3 == 1 ? -30 * urand() : logsigmoid(nrand()) / 16; break;
         default: p->g[i] = j % 2 == 0 ? -1000 : logsigmoid(nrand()) / 16; break;
         }

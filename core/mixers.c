@@ -1,0 +1,477 @@
+/* mixers.c — autograd wrappers around the kernels of kernels/ (see mixers.h).
+ *
+ * Pattern of every op: check shapes and dtypes, make inputs contiguous, allocate the output, call the
+ * _f32 or _f64 kernel (KCALL picks by dtype; the kernels take typed pointers and hb_data() is void *),
+ * then attach a node that saved the contiguous inputs (and whatever the backward needs: lse for
+ * attention, chunk states for the delta rule, the output for HGRN). Backward allocates zeroed
+ * gradient buffers, lets the kernel accumulate into them, and hands them back.
+ */
+#include "mixers.h"
+#include "../kernels/attention.h"
+#include "../kernels/conv1d.h"
+#include "../kernels/delta_rule.h"
+#include "../kernels/gla.h"
+#include "../kernels/hgrn.h"
+#include "../kernels/retention.h"
+#include "autograd.h"
+#include <stdio.h>
+#include <string.h>
+
+#define KCALL(name, dt, ...) ((dt) == HB_F32 ? name##_f32(__VA_ARGS__) : name##_f64(__VA_ARGS__))
+#define ATTN_TILE 64
+
+static int check_t(hb_tensor_t *t, const char *op, const char *arg, int ndim) {
+    char b[64];
+    if (!t) { hb_seterr("%s: %s is missing", op, arg); return -1; }
+    if (!hb_dtype_is_float(t->dtype)) {
+        hb_seterr("%s: %s must be float32 or float64 (got %s)", op, arg, hb_dtype_name(t->dtype));
+        return -1;
+    }
+    if (ndim >= 0 && t->ndim != ndim) {
+        hb_seterr("%s: %s must have %d dims, got shape %s", op, arg, ndim, hb_shape_str(t, b, sizeof b));
+        return -1;
+    }
+    return 0;
+}
+
+static int same_dtype(hb_tensor_t **ts, int n, const char *op) {
+    for (int i = 1; i < n; i++)
+        if (ts[i] && ts[i]->dtype != ts[0]->dtype) {
+            hb_seterr("%s: all inputs must share one dtype (%s vs %s)", op, hb_dtype_name(ts[0]->dtype),
+                      hb_dtype_name(ts[i]->dtype));
+            return -1;
+        }
+    return 0;
+}
+
+static int dims_eq(hb_tensor_t *t, const char *op, const char *arg, int n, const int64_t *want) {
+    char b[64], w[64];
+    int okk = t->ndim == n;
+    for (int i = 0; okk && i < n; i++) okk = t->size[i] == want[i];
+    if (!okk) {
+        size_t k = 0;
+        k += (size_t)snprintf(w + k, sizeof w - k, "[");
+        for (int i = 0; i < n && k < sizeof w; i++) k += (size_t)snprintf(w + k, sizeof w - k, "%s%lld", i ? ", " : "", (long long)want[i]);
+        if (k < sizeof w) snprintf(w + k, sizeof w - k, "]");
+        hb_seterr("%s: %s has shape %s, expected %s", op, arg, hb_shape_str(t, b, sizeof b), w);
+        return -1;
+    }
+    return 0;
+}
+
+/* contiguous copies of n inputs (NULL stays NULL); returns -1 on failure after freeing */
+static int contig(int n, hb_tensor_t **in, hb_tensor_t **out) {
+    for (int i = 0; i < n; i++) {
+        out[i] = in[i] ? hb_contiguous(in[i]) : NULL;
+        if (in[i] && !out[i]) {
+            for (int j = 0; j < i; j++) hb_tensor_free(out[j]);
+            return -1;
+        }
+    }
+    return 0;
+}
+static void free_all(int n, hb_tensor_t **t) {
+    for (int i = 0; i < n; i++) hb_tensor_free(t[i]);
+}
+static void *dp(hb_tensor_t *t) { return t ? hb_data(t) : NULL; }
+static hb_tensor_t *zeros_like(hb_tensor_t *t) { return hb_tensor_zeros(t->dtype, t->ndim, t->size); }
+static int kfail(const char *op) {
+    hb_seterr("%s: kernel failed (out of memory)", op);
+    return -1;
+}
+
+/* ---- softmax attention --------------------------------------------------------------------------- */
+static int bw_attention(hb_node_t *n, hb_tensor_t *g, hb_tensor_t **gin) {
+    hb_tensor_t *q = n->saved[0], *k = n->saved[1], *v = n->saved[2], *o = n->saved[3], *lse = n->saved[4];
+    hb_tensor_t *gc = hb_contiguous(g);
+    hb_tensor_t *dq = zeros_like(q), *dk = zeros_like(k), *dv = zeros_like(v);
+    if (!gc || !dq || !dk || !dv) { hb_tensor_free(gc); hb_tensor_free(dq); hb_tensor_free(dk); hb_tensor_free(dv); return -1; }
+    int64_t B = q->size[0], T = q->size[1], H = q->size[2], D = q->size[3], Hkv = k->size[2];
+    int rc = KCALL(attn_bwd, q->dtype, dp(dq), dp(dk), dp(dv), dp(q), dp(k), dp(v), dp(o), dp(lse), dp(gc), n->d[0],
+                   n->i[0], B, T, H, Hkv, D, ATTN_TILE);
+    hb_tensor_free(gc);
+    if (rc) { hb_tensor_free(dq); hb_tensor_free(dk); hb_tensor_free(dv); return kfail("attention backward"); }
+    gin[0] = dq; gin[1] = dk; gin[2] = dv;
+    return 0;
+}
+
+hb_tensor_t *hb_attention(hb_tensor_t *q, hb_tensor_t *k, hb_tensor_t *v, double scale, int64_t window) {
+    const char *op = "attention";
+    if (check_t(q, op, "q", 4) || check_t(k, op, "k", 4) || check_t(v, op, "v", 4)) return NULL;
+    hb_tensor_t *all[3] = {q, k, v};
+    if (same_dtype(all, 3, op)) return NULL;
+    int64_t B = q->size[0], T = q->size[1], H = q->size[2], D = q->size[3], Hkv = k->size[2];
+    int64_t ks[4] = {B, T, Hkv, D};
+    if (dims_eq(k, op, "k", 4, ks) || dims_eq(v, op, "v", 4, ks)) return NULL;
+    if (Hkv < 1 || H % Hkv) { hb_seterr("%s: %lld query heads are not a multiple of %lld kv heads", op, (long long)H, (long long)Hkv); return NULL; }
+    if (window < 0) { hb_seterr("%s: window must be >= 0", op); return NULL; }
+    hb_tensor_t *c[3];
+    if (contig(3, all, c)) return NULL;
+    int64_t ls[3] = {B, H, T};
+    hb_tensor_t *o = hb_tensor_empty(q->dtype, 4, q->size), *lse = hb_tensor_empty(q->dtype, 3, ls);
+    if (!o || !lse || KCALL(attn_fwd, q->dtype, dp(o), dp(lse), dp(c[0]), dp(c[1]), dp(c[2]), scale, window, B, T, H, Hkv, D, ATTN_TILE)) {
+        if (o && lse) kfail(op);
+        free_all(3, c); hb_tensor_free(o); hb_tensor_free(lse);
+        return NULL;
+    }
+    hb_node_t *n = hb_node_attach(o, op, bw_attention, 3, all);
+    if (n) {
+        for (int i = 0; i < 3; i++) n->saved[i] = hb_tensor_ref(c[i]);
+        n->saved[3] = hb_detach(o);
+        n->saved[4] = hb_tensor_ref(lse);
+        n->d[0] = scale;
+        n->i[0] = window;
+    }
+    free_all(3, c);
+    hb_tensor_free(lse);
+    return o;
+}
+
+hb_tensor_t *hb_attention_step(hb_tensor_t *q, hb_tensor_t *kc, hb_tensor_t *vc, double scale, int64_t window, int64_t pos) {
+    const char *op = "attention_step";
+    if (check_t(q, op, "q", 3) || check_t(kc, op, "k cache", 4) || check_t(vc, op, "v cache", 4)) return NULL;
+    int64_t B = q->size[0], H = q->size[1], D = q->size[2], Tmax = kc->size[1], Hkv = kc->size[2];
+    if (pos < 0 || pos >= Tmax || !hb_is_contiguous(kc) || !hb_is_contiguous(vc) || H % Hkv) {
+        hb_seterr("%s: bad cache (pos %lld, capacity %lld, contiguous caches required)", op, (long long)pos, (long long)Tmax);
+        return NULL;
+    }
+    hb_tensor_t *qc = hb_contiguous(q);
+    hb_tensor_t *o = qc ? hb_tensor_empty(q->dtype, 3, q->size) : NULL;
+    if (o) KCALL(attn_decode_step, q->dtype, dp(o), dp(qc), dp(kc), dp(vc), scale, window, pos, B, Tmax, H, Hkv, D);
+    hb_tensor_free(qc);
+    return o;
+}
+
+static int bw_rope(hb_node_t *n, hb_tensor_t *g, hb_tensor_t **gin) {
+    hb_tensor_t *gc = hb_contiguous(g);
+    hb_tensor_t *dx = gc ? zeros_like(gc) : NULL;
+    if (!dx) { hb_tensor_free(gc); return -1; }
+    KCALL(rope_bwd, g->dtype, dp(dx), dp(gc), n->d[0], n->i[0], g->size[0], g->size[1], g->size[2], g->size[3]);
+    hb_tensor_free(gc);
+    gin[0] = dx;
+    return 0;
+}
+
+hb_tensor_t *hb_rope(hb_tensor_t *x, double theta, int64_t pos0) {
+    if (check_t(x, "rope", "x", 4)) return NULL;
+    if (x->size[3] % 2) { hb_seterr("rope: head dim %lld must be even", (long long)x->size[3]); return NULL; }
+    hb_tensor_t *xc = hb_contiguous(x);
+    hb_tensor_t *o = xc ? hb_tensor_empty(x->dtype, 4, x->size) : NULL;
+    if (!o) { hb_tensor_free(xc); return NULL; }
+    KCALL(rope_fwd, x->dtype, dp(o), dp(xc), theta, pos0, x->size[0], x->size[1], x->size[2], x->size[3]);
+    hb_tensor_free(xc);
+    hb_node_t *n = hb_node_attach(o, "rope", bw_rope, 1, &x);
+    if (n) { n->d[0] = theta; n->i[0] = pos0; }
+    return o;
+}
+
+/* ---- GLA ----------------------------------------------------------------------------------------- */
+static int bw_gla(hb_node_t *n, hb_tensor_t *g, hb_tensor_t **gin) {
+    hb_tensor_t *q = n->saved[0], *k = n->saved[1], *v = n->saved[2], *gk = n->saved[3];
+    hb_tensor_t *gc = hb_contiguous(g);
+    hb_tensor_t *d[4] = {zeros_like(q), zeros_like(k), zeros_like(v), zeros_like(gk)};
+    if (!gc || !d[0] || !d[1] || !d[2] || !d[3]) { hb_tensor_free(gc); free_all(4, d); return -1; }
+    int64_t B = q->size[0], T = q->size[1], H = q->size[2], K = q->size[3], V = v->size[3];
+    int rc = n->i[0] == HB_MODE_CHUNK
+                 ? KCALL(gla_bwd_chunk, q->dtype, dp(d[0]), dp(d[1]), dp(d[2]), dp(d[3]), NULL, dp(gc), NULL, dp(q), dp(k),
+                         dp(v), dp(gk), NULL, n->d[0], B, T, H, K, V, n->i[1])
+                 : KCALL(gla_bwd_ref, q->dtype, dp(d[0]), dp(d[1]), dp(d[2]), dp(d[3]), NULL, dp(gc), NULL, dp(q), dp(k),
+                         dp(v), dp(gk), NULL, n->d[0], B, T, H, K, V);
+    hb_tensor_free(gc);
+    if (rc) { free_all(4, d); return kfail("gla backward"); }
+    memcpy(gin, d, sizeof d);
+    return 0;
+}
+
+hb_tensor_t *hb_gla(hb_tensor_t *q, hb_tensor_t *k, hb_tensor_t *v, hb_tensor_t *gk, double scale, hb_mode_t mode,
+                    int64_t chunk, hb_tensor_t **ht) {
+    const char *op = "gla";
+    if (check_t(q, op, "q", 4) || check_t(k, op, "k", 4) || check_t(v, op, "v", 4) || check_t(gk, op, "gk", 4)) return NULL;
+    hb_tensor_t *all[4] = {q, k, v, gk};
+    if (same_dtype(all, 4, op)) return NULL;
+    int64_t B = q->size[0], T = q->size[1], H = q->size[2], K = q->size[3], V = v->size[3];
+    int64_t vs[4] = {B, T, H, V};
+    if (dims_eq(k, op, "k", 4, q->size) || dims_eq(gk, op, "gk", 4, q->size) || dims_eq(v, op, "v", 4, vs)) return NULL;
+    if (chunk <= 0) chunk = 64;
+    hb_tensor_t *c[4];
+    if (contig(4, all, c)) return NULL;
+    int64_t ss[4] = {B, H, K, V};
+    hb_tensor_t *o = hb_tensor_empty(q->dtype, 4, vs), *h = ht ? hb_tensor_empty(q->dtype, 4, ss) : NULL;
+    int rc = !o || (ht && !h);
+    if (!rc)
+        rc = mode == HB_MODE_CHUNK
+                 ? KCALL(gla_fwd_chunk, q->dtype, dp(o), dp(h), dp(c[0]), dp(c[1]), dp(c[2]), dp(c[3]), NULL, scale, B, T, H, K, V, chunk)
+                 : KCALL(gla_fwd_ref, q->dtype, dp(o), dp(h), dp(c[0]), dp(c[1]), dp(c[2]), dp(c[3]), NULL, scale, B, T, H, K, V);
+    if (rc) { free_all(4, c); hb_tensor_free(o); hb_tensor_free(h); if (!hb_errmsg()[0]) kfail(op); return NULL; }
+    hb_node_t *n = hb_node_attach(o, op, bw_gla, 4, all);
+    if (n) {
+        for (int i = 0; i < 4; i++) n->saved[i] = hb_tensor_ref(c[i]);
+        n->d[0] = scale; n->i[0] = mode; n->i[1] = chunk;
+    }
+    free_all(4, c);
+    if (ht) *ht = h;
+    return o;
+}
+
+hb_tensor_t *hb_gla_step(hb_tensor_t *state, hb_tensor_t *q, hb_tensor_t *k, hb_tensor_t *v, hb_tensor_t *gk, double scale) {
+    int64_t B = q->size[0], H = q->size[1], K = q->size[2], V = v->size[2];
+    hb_tensor_t *all[4] = {q, k, v, gk}, *c[4];
+    if (!hb_is_contiguous(state) || contig(4, all, c)) { hb_seterr("gla_step: state must be contiguous"); return NULL; }
+    int64_t os[3] = {B, H, V};
+    hb_tensor_t *o = hb_tensor_empty(q->dtype, 3, os);
+    if (o) KCALL(gla_step, q->dtype, dp(o), dp(state), dp(c[0]), dp(c[1]), dp(c[2]), dp(c[3]), scale, B, H, K, V);
+    free_all(4, c);
+    return o;
+}
+
+/* ---- retention --------------------------------------------------------------------------------------- */
+static int bw_retention(hb_node_t *n, hb_tensor_t *g, hb_tensor_t **gin) {
+    hb_tensor_t *q = n->saved[0], *k = n->saved[1], *v = n->saved[2], *lg = n->saved[3];
+    hb_tensor_t *gc = hb_contiguous(g);
+    hb_tensor_t *d[3] = {zeros_like(q), zeros_like(k), zeros_like(v)};
+    if (!gc || !d[0] || !d[1] || !d[2]) { hb_tensor_free(gc); free_all(3, d); return -1; }
+    int64_t B = q->size[0], T = q->size[1], H = q->size[2], K = q->size[3], V = v->size[3];
+    int rc = n->i[0] == HB_MODE_CHUNK
+                 ? KCALL(retention_bwd_chunk, q->dtype, dp(d[0]), dp(d[1]), dp(d[2]), dp(gc), dp(q), dp(k), dp(v), NULL,
+                         dp(lg), n->d[0], B, T, H, K, V, n->i[1])
+                 : KCALL(retention_bwd_ref, q->dtype, dp(d[0]), dp(d[1]), dp(d[2]), dp(gc), dp(q), dp(k), dp(v), NULL,
+                         dp(lg), n->d[0], B, T, H, K, V);
+    hb_tensor_free(gc);
+    if (rc) { free_all(3, d); return kfail("retention backward"); }
+    memcpy(gin, d, sizeof d);
+    return 0;
+}
+
+hb_tensor_t *hb_retention(hb_tensor_t *q, hb_tensor_t *k, hb_tensor_t *v, hb_tensor_t *lg, double scale, hb_mode_t mode,
+                          int64_t chunk, hb_tensor_t **ht) {
+    const char *op = "retention";
+    if (check_t(q, op, "q", 4) || check_t(k, op, "k", 4) || check_t(v, op, "v", 4) || check_t(lg, op, "log decay", 1)) return NULL;
+    hb_tensor_t *all[3] = {q, k, v};
+    if (same_dtype(all, 3, op)) return NULL;
+    int64_t B = q->size[0], T = q->size[1], H = q->size[2], K = q->size[3], V = v->size[3];
+    int64_t vs[4] = {B, T, H, V};
+    if (dims_eq(k, op, "k", 4, q->size) || dims_eq(v, op, "v", 4, vs) || dims_eq(lg, op, "log decay", 1, &H)) return NULL;
+    if (chunk <= 0) chunk = 64;
+    hb_tensor_t *c[3];
+    if (contig(3, all, c)) return NULL;
+    hb_tensor_t *lgc = hb_to_dtype(lg, q->dtype);
+    int64_t ss[4] = {B, H, K, V};
+    hb_tensor_t *o = hb_tensor_empty(q->dtype, 4, vs), *h = ht ? hb_tensor_empty(q->dtype, 4, ss) : NULL;
+    int rc = !o || !lgc || (ht && !h);
+    if (!rc)
+        rc = mode == HB_MODE_CHUNK
+                 ? KCALL(retention_fwd_chunk, q->dtype, dp(o), dp(h), dp(c[0]), dp(c[1]), dp(c[2]), NULL, dp(lgc), scale, B, T, H, K, V, chunk)
+                 : KCALL(retention_fwd_ref, q->dtype, dp(o), dp(h), dp(c[0]), dp(c[1]), dp(c[2]), NULL, dp(lgc), scale, B, T, H, K, V);
+    if (rc) { free_all(3, c); hb_tensor_free(o); hb_tensor_free(h); hb_tensor_free(lgc); kfail(op); return NULL; }
+    hb_node_t *n = hb_node_attach(o, op, bw_retention, 3, all);
+    if (n) {
+        for (int i = 0; i < 3; i++) n->saved[i] = hb_tensor_ref(c[i]);
+        n->saved[3] = hb_tensor_ref(lgc);
+        n->d[0] = scale; n->i[0] = mode; n->i[1] = chunk;
+    }
+    free_all(3, c);
+    hb_tensor_free(lgc);
+    if (ht) *ht = h;
+    return o;
+}
+
+hb_tensor_t *hb_retention_step(hb_tensor_t *state, hb_tensor_t *q, hb_tensor_t *k, hb_tensor_t *v, hb_tensor_t *lg,
+                               double scale) {
+    int64_t B = q->size[0], H = q->size[1], K = q->size[2], V = v->size[2];
+    hb_tensor_t *all[3] = {q, k, v}, *c[3];
+    if (!hb_is_contiguous(state) || contig(3, all, c)) { hb_seterr("retention_step: state must be contiguous"); return NULL; }
+    hb_tensor_t *lgc = hb_to_dtype(lg, q->dtype);
+    int64_t os[3] = {B, H, V};
+    hb_tensor_t *o = lgc ? hb_tensor_empty(q->dtype, 3, os) : NULL;
+    if (o) KCALL(retention_step, q->dtype, dp(o), dp(state), dp(c[0]), dp(c[1]), dp(c[2]), dp(lgc), scale, B, H, K, V);
+    free_all(3, c);
+    hb_tensor_free(lgc);
+    return o;
+}
+
+/* ---- (gated) delta rule ---------------------------------------------------------------------------- */
+static int bw_delta(hb_node_t *n, hb_tensor_t *g, hb_tensor_t **gin) {
+    hb_tensor_t *q = n->saved[0], *k = n->saved[1], *v = n->saved[2], *beta = n->saved[3], *gg = n->saved[4], *hs = n->saved[5];
+    hb_tensor_t *gc = hb_contiguous(g);
+    hb_tensor_t *d[5] = {zeros_like(q), zeros_like(k), zeros_like(v), zeros_like(beta), gg ? zeros_like(gg) : NULL};
+    if (!gc || !d[0] || !d[1] || !d[2] || !d[3] || (gg && !d[4])) { hb_tensor_free(gc); free_all(5, d); return -1; }
+    int64_t B = q->size[0], T = q->size[1], H = q->size[2], K = q->size[3], HV = v->size[2], V = v->size[3];
+    int rc = n->i[0] == HB_MODE_CHUNK
+                 ? KCALL(delta_rule_bwd_chunk, q->dtype, dp(d[0]), dp(d[1]), dp(d[2]), dp(d[3]), dp(d[4]), dp(gc), dp(q),
+                         dp(k), dp(v), dp(beta), dp(gg), NULL, dp(hs), n->d[0], B, T, H, HV, K, V, n->i[1])
+                 : KCALL(delta_rule_bwd_ref, q->dtype, dp(d[0]), dp(d[1]), dp(d[2]), dp(d[3]), dp(d[4]), dp(gc), dp(q),
+                         dp(k), dp(v), dp(beta), dp(gg), NULL, n->d[0], B, T, H, HV, K, V);
+    hb_tensor_free(gc);
+    if (rc) { free_all(5, d); return kfail("delta_rule backward"); }
+    memcpy(gin, d, sizeof d);
+    return 0;
+}
+
+hb_tensor_t *hb_delta_rule(hb_tensor_t *q, hb_tensor_t *k, hb_tensor_t *v, hb_tensor_t *beta, hb_tensor_t *g,
+                           double scale, hb_mode_t mode, int64_t chunk, hb_tensor_t **ht) {
+    const char *op = "delta_rule";
+    if (check_t(q, op, "q", 4) || check_t(k, op, "k", 4) || check_t(v, op, "v", 4) || check_t(beta, op, "beta", 3) ||
+        (g && check_t(g, op, "g", 3)))
+        return NULL;
+    hb_tensor_t *all[5] = {q, k, v, beta, g};
+    if (same_dtype(all, g ? 5 : 4, op)) return NULL;
+    int64_t B = q->size[0], T = q->size[1], H = q->size[2], K = q->size[3], HV = v->size[2], V = v->size[3];
+    int64_t bs[3] = {B, T, HV};
+    if (dims_eq(k, op, "k", 4, q->size) || dims_eq(beta, op, "beta", 3, bs) || (g && dims_eq(g, op, "g", 3, bs))) return NULL;
+    if (v->size[0] != B || v->size[1] != T || HV % H) {
+        char b[64];
+        hb_seterr("%s: v has shape %s; expected [%lld, %lld, HV, V] with HV a multiple of %lld", op, hb_shape_str(v, b, sizeof b),
+                  (long long)B, (long long)T, (long long)H);
+        return NULL;
+    }
+    if (chunk <= 0) chunk = 64;
+    hb_tensor_t *c[5];
+    if (contig(5, all, c)) return NULL;
+    int64_t os[4] = {B, T, HV, V}, ss[4] = {B, HV, K, V};
+    int need = hb_needs_grad(5, all);
+    int64_t NC = (T + chunk - 1) / chunk, hss[5] = {B, HV, NC, K, V};
+    hb_tensor_t *o = hb_tensor_empty(q->dtype, 4, os), *h = ht ? hb_tensor_empty(q->dtype, 4, ss) : NULL;
+    hb_tensor_t *hs = need && mode == HB_MODE_CHUNK ? hb_tensor_empty(q->dtype, 5, hss) : NULL;
+    int rc = !o || (ht && !h) || (need && mode == HB_MODE_CHUNK && !hs);
+    if (!rc)
+        rc = mode == HB_MODE_CHUNK
+                 ? KCALL(delta_rule_fwd_chunk, q->dtype, dp(o), dp(h), dp(hs), dp(c[0]), dp(c[1]), dp(c[2]), dp(c[3]), dp(c[4]),
+                         NULL, scale, B, T, H, HV, K, V, chunk)
+                 : KCALL(delta_rule_fwd_ref, q->dtype, dp(o), dp(h), dp(c[0]), dp(c[1]), dp(c[2]), dp(c[3]), dp(c[4]), NULL,
+                         scale, B, T, H, HV, K, V);
+    if (rc) { free_all(5, c); hb_tensor_free(o); hb_tensor_free(h); hb_tensor_free(hs); kfail(op); return NULL; }
+    hb_node_t *n = hb_node_attach(o, op, bw_delta, g ? 5 : 4, all);
+    if (n) {
+        for (int i = 0; i < 5; i++) n->saved[i] = c[i] ? hb_tensor_ref(c[i]) : NULL;
+        n->saved[5] = hb_tensor_ref(hs);
+        n->d[0] = scale; n->i[0] = mode; n->i[1] = chunk;
+    }
+    free_all(5, c);
+    hb_tensor_free(hs);
+    if (ht) *ht = h;
+    return o;
+}
+
+hb_tensor_t *hb_delta_rule_step(hb_tensor_t *state, hb_tensor_t *q, hb_tensor_t *k, hb_tensor_t *v, hb_tensor_t *beta,
+                                hb_tensor_t *g, double scale) {
+    int64_t B = q->size[0], H = q->size[1], K = q->size[2], HV = v->size[1], V = v->size[2];
+    hb_tensor_t *all[5] = {q, k, v, beta, g}, *c[5];
+    if (!hb_is_contiguous(state) || contig(5, all, c)) { hb_seterr("delta_rule_step: state must be contiguous"); return NULL; }
+    int64_t os[3] = {B, HV, V};
+    hb_tensor_t *o = hb_tensor_empty(q->dtype, 3, os);
+    if (o) KCALL(delta_rule_step, q->dtype, dp(o), dp(state), dp(c[0]), dp(c[1]), dp(c[2]), dp(c[3]), dp(c[4]), scale, B, H, HV, K, V);
+    free_all(5, c);
+    return o;
+}
+
+/* ---- HGRN -------------------------------------------------------------------------------------------- */
+static int bw_hgrn(hb_node_t *n, hb_tensor_t *g, hb_tensor_t **gin) {
+    hb_tensor_t *gg = n->saved[0], *o = n->saved[1];
+    hb_tensor_t *gc = hb_contiguous(g);
+    hb_tensor_t *dx = zeros_like(gg), *dg = zeros_like(gg);
+    if (!gc || !dx || !dg) { hb_tensor_free(gc); hb_tensor_free(dx); hb_tensor_free(dg); return -1; }
+    int64_t B = gg->size[0], T = gg->size[1], D = gg->size[2];
+    int rc = n->i[0] == HB_MODE_CHUNK ? KCALL(hgrn_bwd_chunk, gg->dtype, dp(dx), dp(dg), dp(gc), dp(gg), dp(o), NULL, B, T, D, n->i[1])
+                                      : KCALL(hgrn_bwd_ref, gg->dtype, dp(dx), dp(dg), dp(gc), dp(gg), dp(o), NULL, B, T, D);
+    hb_tensor_free(gc);
+    if (rc) { hb_tensor_free(dx); hb_tensor_free(dg); return kfail("hgrn backward"); }
+    gin[0] = dx; gin[1] = dg;
+    return 0;
+}
+
+hb_tensor_t *hb_hgrn(hb_tensor_t *x, hb_tensor_t *g, hb_mode_t mode, int64_t chunk, hb_tensor_t **ht) {
+    const char *op = "hgrn";
+    if (check_t(x, op, "x", 3) || check_t(g, op, "g", 3)) return NULL;
+    hb_tensor_t *all[2] = {x, g}, *c[2];
+    if (same_dtype(all, 2, op) || dims_eq(g, op, "g", 3, x->size)) return NULL;
+    if (chunk <= 0) chunk = 64;
+    if (contig(2, all, c)) return NULL;
+    int64_t B = x->size[0], T = x->size[1], D = x->size[2], ss[2] = {B, D};
+    hb_tensor_t *o = hb_tensor_empty(x->dtype, 3, x->size), *h = ht ? hb_tensor_empty(x->dtype, 2, ss) : NULL;
+    int rc = !o || (ht && !h);
+    if (!rc)
+        rc = mode == HB_MODE_CHUNK ? KCALL(hgrn_fwd_chunk, x->dtype, dp(o), dp(h), dp(c[0]), dp(c[1]), NULL, B, T, D, chunk)
+                                   : KCALL(hgrn_fwd_ref, x->dtype, dp(o), dp(h), dp(c[0]), dp(c[1]), NULL, B, T, D);
+    if (rc) { free_all(2, c); hb_tensor_free(o); hb_tensor_free(h); kfail(op); return NULL; }
+    hb_node_t *n = hb_node_attach(o, op, bw_hgrn, 2, all);
+    if (n) {
+        n->saved[0] = hb_tensor_ref(c[1]);
+        n->saved[1] = hb_detach(o);
+        n->i[0] = mode; n->i[1] = chunk;
+    }
+    free_all(2, c);
+    if (ht) *ht = h;
+    return o;
+}
+
+hb_tensor_t *hb_hgrn_step(hb_tensor_t *state, hb_tensor_t *x, hb_tensor_t *g) {
+    hb_tensor_t *all[2] = {x, g}, *c[2];
+    if (!hb_is_contiguous(state) || contig(2, all, c)) { hb_seterr("hgrn_step: state must be contiguous"); return NULL; }
+    hb_tensor_t *o = hb_tensor_empty(x->dtype, 2, x->size);
+    if (o) KCALL(hgrn_step, x->dtype, dp(o), dp(state), dp(c[0]), dp(c[1]), x->size[0], x->size[1]);
+    free_all(2, c);
+    return o;
+}
+
+/* ---- short convolution ------------------------------------------------------------------------------- */
+static int bw_conv(hb_node_t *n, hb_tensor_t *g, hb_tensor_t **gin) {
+    hb_tensor_t *x = n->saved[0], *w = n->saved[1], *b = n->saved[2];
+    hb_tensor_t *gc = hb_contiguous(g);
+    hb_tensor_t *dx = zeros_like(x), *dw = zeros_like(w), *db = b ? zeros_like(b) : NULL;
+    if (!gc || !dx || !dw || (b && !db)) { hb_tensor_free(gc); hb_tensor_free(dx); hb_tensor_free(dw); hb_tensor_free(db); return -1; }
+    int64_t B = x->size[0], T = x->size[1], D = x->size[2], W = n->i[1];
+    int rc = KCALL(conv1d_bwd, x->dtype, dp(dx), dp(dw), dp(db), dp(gc), dp(x), dp(w), dp(b), (int)n->i[0], NULL, B, T, D, W);
+    hb_tensor_free(gc);
+    if (rc) { hb_tensor_free(dx); hb_tensor_free(dw); hb_tensor_free(db); return kfail("conv1d backward"); }
+    gin[0] = dx; gin[1] = dw; gin[2] = db;
+    return 0;
+}
+
+static int conv_check(hb_tensor_t *x, hb_tensor_t *w, hb_tensor_t *bias, int64_t D, int64_t *W, const char *op) {
+    char a[64];
+    if (check_t(w, op, "weight", -1)) return -1;
+    if (!((w->ndim == 3 && w->size[0] == D && w->size[1] == 1) || (w->ndim == 2 && w->size[0] == D))) {
+        hb_seterr("%s: weight has shape %s, expected [%lld, 1, W] to match %lld channels", op, hb_shape_str(w, a, sizeof a),
+                  (long long)D, (long long)D);
+        return -1;
+    }
+    *W = w->size[w->ndim - 1];
+    if (bias && (bias->ndim != 1 || bias->size[0] != D)) { hb_seterr("%s: bias must be [%lld]", op, (long long)D); return -1; }
+    if (w->dtype != x->dtype || (bias && bias->dtype != x->dtype)) { hb_seterr("%s: dtypes differ", op); return -1; }
+    return 0;
+}
+
+hb_tensor_t *hb_conv1d(hb_tensor_t *x, hb_tensor_t *w, hb_tensor_t *bias, int act, hb_tensor_t **cache_out) {
+    const char *op = "conv1d";
+    if (check_t(x, op, "x", 3)) return NULL;
+    int64_t B = x->size[0], T = x->size[1], D = x->size[2], W;
+    if (conv_check(x, w, bias, D, &W, op)) return NULL;
+    hb_tensor_t *all[3] = {x, w, bias}, *c[3];
+    if (contig(3, all, c)) return NULL;
+    hb_tensor_t *y = hb_tensor_empty(x->dtype, 3, x->size);
+    int rc = !y || KCALL(conv1d_fwd, x->dtype, dp(y), dp(c[0]), dp(c[1]), dp(c[2]), act, NULL, B, T, D, W);
+    if (!rc && cache_out) {
+        int64_t cs[3] = {B, W - 1, D};
+        *cache_out = hb_tensor_empty(x->dtype, 3, cs);
+        if (*cache_out) KCALL(conv1d_cache_from_seq, x->dtype, dp(*cache_out), dp(c[0]), B, T, D, W);
+    }
+    if (rc) { free_all(3, c); hb_tensor_free(y); kfail(op); return NULL; }
+    hb_node_t *n = hb_node_attach(y, op, bw_conv, bias ? 3 : 2, all);
+    if (n) {
+        for (int i = 0; i < 3; i++) n->saved[i] = c[i] ? hb_tensor_ref(c[i]) : NULL;
+        n->i[0] = act; n->i[1] = W;
+    }
+    free_all(3, c);
+    return y;
+}
+
+hb_tensor_t *hb_conv1d_step(hb_tensor_t *cache, hb_tensor_t *x, hb_tensor_t *w, hb_tensor_t *bias, int act) {
+    int64_t B = x->size[0], D = x->size[1], W;
+    if (conv_check(x, w, bias, D, &W, "conv1d_step")) return NULL;
+    hb_tensor_t *all[3] = {x, w, bias}, *c[3];
+    if (!hb_is_contiguous(cache) || contig(3, all, c)) { hb_seterr("conv1d_step: cache must be contiguous"); return NULL; }
+    hb_tensor_t *y = hb_tensor_empty(x->dtype, 2, x->size);
+    if (y) KCALL(conv1d_step, x->dtype, dp(y), dp(cache), dp(c[0]), dp(c[1]), dp(c[2]), act, B, D, W);
+    free_all(3, c);
+    return y;
+}

@@ -1,0 +1,50 @@
+/* mixers.h — the token-mixer kernels of kernels/ as differentiable tensor ops.
+ *
+ * Each function takes float32 or float64 tensors in fla's (B,T,H,D) layout (made contiguous here),
+ * dispatches to the kernel of the matching type, and records an autograd node whose backward calls
+ * the kernel's backward. `mode` picks the form: HB_MODE_CHUNK (chunked, matrix products — training
+ * default) or HB_MODE_RECURRENT (the naive per-timestep reference and its BPTT backward).
+ * `ht` (optional, may be NULL) receives a new tensor with the final recurrent state, for decoding
+ * after a prefill. The *_step functions advance a decode state in place and never record history.
+ * Returns NULL with hb_errmsg() set on bad shapes.
+ */
+#ifndef HB_MIXERS_H
+#define HB_MIXERS_H
+#include "tensor.h"
+
+typedef enum { HB_MODE_CHUNK = 0, HB_MODE_RECURRENT = 1 } hb_mode_t;
+
+/* Causal softmax attention. q (B,T,H,D), k/v (B,T,Hkv,D); window 0 = unlimited. Tiled: O(T·tile) memory. */
+hb_tensor_t *hb_attention(hb_tensor_t *q, hb_tensor_t *k, hb_tensor_t *v, double scale, int64_t window);
+/* RoPE rotate-half on x (B,T,H,D), positions pos0 + t. */
+hb_tensor_t *hb_rope(hb_tensor_t *x, double theta, int64_t pos0);
+/* One decode step of attention: q (B,H,D) against caches kc/vc (B,Tmax,Hkv,D) holding positions 0..pos. */
+hb_tensor_t *hb_attention_step(hb_tensor_t *q, hb_tensor_t *kc, hb_tensor_t *vc, double scale, int64_t window, int64_t pos);
+
+/* GLA: S_t = diag(exp(gk_t)) S_{t-1} + k_t v_tᵀ, o_t = S_tᵀ(scale q_t). q,k,gk (B,T,H,K), v (B,T,H,V). */
+hb_tensor_t *hb_gla(hb_tensor_t *q, hb_tensor_t *k, hb_tensor_t *v, hb_tensor_t *gk, double scale, hb_mode_t mode,
+                    int64_t chunk, hb_tensor_t **ht);
+hb_tensor_t *hb_gla_step(hb_tensor_t *state, hb_tensor_t *q, hb_tensor_t *k, hb_tensor_t *v, hb_tensor_t *gk, double scale);
+
+/* Retention: S_t = γ_h S_{t-1} + k_t v_tᵀ with lg[h] = log γ_h (a float64 tensor [H], constant). */
+hb_tensor_t *hb_retention(hb_tensor_t *q, hb_tensor_t *k, hb_tensor_t *v, hb_tensor_t *lg, double scale, hb_mode_t mode,
+                          int64_t chunk, hb_tensor_t **ht);
+hb_tensor_t *hb_retention_step(hb_tensor_t *state, hb_tensor_t *q, hb_tensor_t *k, hb_tensor_t *v, hb_tensor_t *lg,
+                               double scale);
+
+/* (Gated) delta rule. q,k (B,T,H,K) l2-normalised; v (B,T,HV,V); beta (B,T,HV); g (B,T,HV) or NULL. */
+hb_tensor_t *hb_delta_rule(hb_tensor_t *q, hb_tensor_t *k, hb_tensor_t *v, hb_tensor_t *beta, hb_tensor_t *g,
+                           double scale, hb_mode_t mode, int64_t chunk, hb_tensor_t **ht);
+hb_tensor_t *hb_delta_rule_step(hb_tensor_t *state, hb_tensor_t *q, hb_tensor_t *k, hb_tensor_t *v, hb_tensor_t *beta,
+                                hb_tensor_t *g, double scale);
+
+/* HGRN element-wise scan: h_t = exp(g_t) h_{t-1} + x_t. x, g (B,T,D). */
+hb_tensor_t *hb_hgrn(hb_tensor_t *x, hb_tensor_t *g, hb_mode_t mode, int64_t chunk, hb_tensor_t **ht);
+hb_tensor_t *hb_hgrn_step(hb_tensor_t *state, hb_tensor_t *x, hb_tensor_t *g);
+
+/* Causal depthwise conv: x (B,T,D), w (D,1,W) or (D,W), bias (D) or NULL, act 0 none / 1 silu.
+ * cache_out (optional) receives the last W-1 inputs (B,W-1,D) for decoding. */
+hb_tensor_t *hb_conv1d(hb_tensor_t *x, hb_tensor_t *w, hb_tensor_t *bias, int act, hb_tensor_t **cache_out);
+hb_tensor_t *hb_conv1d_step(hb_tensor_t *cache, hb_tensor_t *x, hb_tensor_t *w, hb_tensor_t *bias, int act);
+
+#endif

@@ -1,0 +1,22 @@
+/* lhyblua.h — internal interface between the binding files of lua/ (the only C that sees lua_State). */
+#ifndef HB_LHYBLUA_H
+#define HB_LHYBLUA_H
+#include "../core/autograd.h"
+#include "../core/tensor.h"
+#include <lauxlib.h>
+#include <lua.h>
+
+/* Push t as a new userdata that owns the reference (raises the core error if t is NULL). */
+void lhb_push_tensor(lua_State *L, hb_tensor_t *t);
+/* The tensor at arg i (raises "hyblua.Tensor expected"); lhb_test_tensor returns NULL instead. */
+hb_tensor_t *lhb_check_tensor(lua_State *L, int i);
+hb_tensor_t *lhb_test_tensor(lua_State *L, int i);
+/* 1-based / negative Lua dim at arg → 0-based C dim (raises when out of range). */
+int lhb_dim(lua_State *L, int arg, int ndim);
+/* Shape from a table or from integer args; returns ndim, *next = first unused arg (may be NULL). */
+int lhb_shape(lua_State *L, int arg, int64_t *size, int *next);
+
+void lhb_open_tensor(lua_State *L);  /* tensors: metatable + functions into the table on top */
+void lhb_open_nn(lua_State *L);      /* nn functions and mixer kernels (lnn.c) */
+void lhb_open_io(lua_State *L);      /* hb.io: safetensors, json (lio.c) */
+#endif
