@@ -49,12 +49,17 @@ hyblua: $(LUA_OBJ) $(B)/libhbcore.a
 $(B)/tests/%: tests/%.c $(B)/libhbcore.a $(HEADERS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(CORE_CFLAGS) $< -o $@ $(B)/libhbcore.a $(CORE_LIBS)
-$(B)/tests/test_repl: tests/test_repl.c
+$(B)/tests/test_repl: tests/test_repl.c $(B)/tests/hyblua_stub
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $< -o $@ -lutil
+# the REPL test drives the executable built around a stub module (tests/stub_hyblua.c), so that it can
+# interrupt a C-side long operation on purpose; the real module is exercised by the Lua tests
+$(B)/tests/hyblua_stub: lua/main.c core/interrupt.c tests/stub_hyblua.c lua/hyblua.h core/interrupt.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LUA_CFLAGS) lua/main.c core/interrupt.c tests/stub_hyblua.c -o $@ $(LUA_LIBS) -lm
 
 test: hyblua $(CTEST_BIN) $(if $(wildcard tests/test_repl.c),$(B)/tests/test_repl)
-	HB_FIXTURES=$(abspath ../shared/fixtures) prove -e tests/runtest $(CTEST_BIN) \
+	HB_FIXTURES=$(abspath ../shared/fixtures) HYBLUA=$(B)/tests/hyblua_stub prove -e tests/runtest $(CTEST_BIN) \
 	  $(if $(wildcard tests/test_repl.c),$(B)/tests/test_repl) $(sort $(wildcard tests/*.lua))
 
 run: deps hyblua

@@ -119,19 +119,19 @@ int hb_backward(hb_tensor_t *root, hb_tensor_t *gout, int retain_graph) {
     vec_t order = {0}, stack = {0};
     vec_t expanded = {0};
     int rc = -1;
-    if (vec_push(&stack, root)) goto out;
-    /* a parallel stack of "children pushed" flags, packed into expanded (same indices as stack) */
-    if (vec_push(&expanded, NULL)) goto out;
-    root->mark = mark;
+    /* iterative DFS producing a post-order: a tensor is marked when it is EXPANDED (not when pushed),
+       so one reached again through a longer path is pushed again above its parent and finishes first */
+    if (vec_push(&stack, root) || vec_push(&expanded, NULL)) goto out;
     while (stack.n) {
         hb_tensor_t *t = stack.v[stack.n - 1];
         if (expanded.v[stack.n - 1] == NULL) {
-            expanded.v[stack.n - 1] = t; /* mark expanded */
+            if (t->mark == mark) { stack.n--; expanded.n--; continue; } /* finished via another path */
+            t->mark = mark;
+            expanded.v[stack.n - 1] = t;
             if (t->grad_fn)
                 for (int i = 0; i < t->grad_fn->nin; i++) {
                     hb_tensor_t *c = t->grad_fn->in[i];
                     if (!c || !c->requires_grad || c->mark == mark) continue;
-                    c->mark = mark;
                     if (vec_push(&stack, c) || vec_push(&expanded, NULL)) goto out;
                 }
         } else {

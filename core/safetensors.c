@@ -440,11 +440,12 @@ static int cmp_sorted(const void *a, const void *b) {
 }
 
 /* Build the name indexes; reject duplicate tensor names (and duplicate metadata keys within one
- * file; across shards the first one is kept). index_path names the index for cross-shard messages. */
+ * file; across shards the first one is kept). index_path (the file itself for a single file) names
+ * the handle in messages that concern several files. */
 static int finish(hb_safetensors_t *st, const char *index_path, char *err, size_t errlen) {
     st->byname = malloc(sizeof(st_sorted) * (size_t)(st->n ? st->n : 1));
     st->meta_byname = malloc(sizeof(st_sorted) * (size_t)(st->nmeta ? st->nmeta : 1));
-    if (!st->byname || !st->meta_byname) { set_err(err, errlen, "out of memory"); return -1; }
+    if (!st->byname || !st->meta_byname) { set_err(err, errlen, "%s: out of memory", index_path); return -1; }
     for (int i = 0; i < st->n; i++) st->byname[i] = (st_sorted){st->t[i].name, i};
     qsort(st->byname, (size_t)st->n, sizeof(st_sorted), cmp_sorted);
     for (int i = 1; i < st->n; i++) {
@@ -548,6 +549,9 @@ hb_safetensors_t *hb_safetensors_open_index(const char *dir_or_index, char *err,
         free(dir); free(idx); free(one);
         return st;
     }
+    size_t pl = strlen(dir_or_index);
+    if (pl >= 12 && strcmp(dir_or_index + pl - 12, ".safetensors") == 0)
+        return hb_safetensors_open(dir_or_index, err, errlen);     /* a plain file after all */
     const char *ipath = dir_or_index;
     cJSON *root = hb_json_read_file(ipath, err, errlen);
     if (!root) return NULL;

@@ -22,7 +22,8 @@
  * always NUL-terminated when errlen > 0; err may be NULL) naming the file, the tensor and the
  * problem, e.g. "model.safetensors: tensor 'model.norm.weight': data offsets [0, 516) exceed the
  * data section (512 bytes)". Nothing here prints, exits or aborts. A handle may be read from several
- * threads at once.
+ * threads at once; opening files from several threads at once is safe apart from cJSON's global
+ * error pointer, which failed parses overwrite (hyblua never reads it).
  */
 #ifndef HB_SAFETENSORS_H
 #define HB_SAFETENSORS_H
@@ -54,8 +55,9 @@ hb_safetensors_t *hb_safetensors_open(const char *path, char *err, size_t errlen
 
 /* Open a sharded checkpoint through its index (model.safetensors.index.json: {"weight_map":
  * {tensor name: shard file name relative to the index's folder}, "metadata": {...}}).
- * dir_or_index is either the index file or a folder; a folder is looked up for
- * model.safetensors.index.json first and model.safetensors second, so one call opens both layouts.
+ * dir_or_index is the index file, a folder, or a file ending in ".safetensors" (opened with
+ * hb_safetensors_open); a folder is looked up for model.safetensors.index.json first and
+ * model.safetensors second, so this one call opens any checkpoint layout.
  * Every shard is opened and validated; every name of the weight map must be in the shard it maps to,
  * and no name may be in two shards. The handle presents all tensors of all shards (shards in
  * name order, tensors in header order within each); its metadata is the union of the shards'
@@ -103,8 +105,10 @@ typedef struct {
 
 /* Write n tensors and nmeta metadata pairs (nmeta == 0: no __metadata__ key) to path, in the
  * Python library's byte layout: compact JSON header starting with __metadata__ (keys sorted), then
- * tensors ordered by dtype size (largest first, so every tensor is aligned) and then by name, which
- * is also the order of the data; the header is padded with spaces to a multiple of 8 bytes. A file
+ * the tensors ordered as Python orders them — by dtype I64, F64, F32, I32, BF16, F16, I16, I8, U8,
+ * BOOL (the Rust enum, descending: larger elements first, so every tensor is aligned) and then by
+ * name (bytewise) — which is also the order of the data; the header is padded with spaces to a
+ * multiple of 8 bytes. A file
  * written by Python that is read and written back comes out byte-identical when it has at most one
  * metadata key. All arguments are checked before anything is created (names unique, non-NULL and not
  * "__metadata__", dtype known, shapes >= 0 without overflow, data non-NULL). The file is replaced

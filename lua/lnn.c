@@ -5,6 +5,7 @@
  * state tensor in place and return the step's output. Shapes follow fla: (B, T, H, D).
  */
 #include "../core/mixers.h"
+#include "../core/optim.h"
 #include "lhyblua.h"
 #include <string.h>
 
@@ -113,7 +114,22 @@ static int l_conv1d_step(lua_State *L) {
     return ret(L, hb_conv1d_step(lhb_check_tensor(L, 1), lhb_check_tensor(L, 2), lhb_check_tensor(L, 3), opt_tensor(L, 4), act));
 }
 
+/* hb.adamw_update(p, g, m, v, lr, beta1, beta2, eps, weight_decay, step) — in place */
+static int l_adamw_update(lua_State *L) {
+    if (hb_adamw_update(lhb_check_tensor(L, 1), lhb_check_tensor(L, 2), lhb_check_tensor(L, 3), lhb_check_tensor(L, 4),
+                        luaL_checknumber(L, 5), luaL_checknumber(L, 6), luaL_checknumber(L, 7), luaL_checknumber(L, 8),
+                        luaL_checknumber(L, 9), luaL_checkinteger(L, 10)))
+        return luaL_error(L, "%s", hb_errmsg());
+    return 0;
+}
+/* hb.sumsq(t) → Σ t² as a Lua number (double accumulation) */
+static int l_sumsq(lua_State *L) {
+    lua_pushnumber(L, hb_sumsq(lhb_check_tensor(L, 1)));
+    return 1;
+}
+
 static const luaL_Reg nn_funcs[] = {
+    {"adamw_update", l_adamw_update}, {"sumsq", l_sumsq},
     {"linear", l_linear}, {"rmsnorm", l_rmsnorm}, {"embedding", l_embedding}, {"cross_entropy", l_cross_entropy},
     {"attention", l_attention}, {"rope", l_rope}, {"attention_step", l_attention_step},
     {"gla", l_gla}, {"gla_step", l_gla_step}, {"retention", l_retention}, {"retention_step", l_retention_step},

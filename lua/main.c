@@ -25,9 +25,9 @@
  * run a second Ctrl-C kills the process as usual; in an interactive session (REPL or -i) it only
  * re-raises the request, so a slow C operation that polls late does not end the session (Ctrl-\
  * still does). At the prompt, Ctrl-C abandons the line (and any unfinished chunk) and shows a fresh
- * prompt. Limits: the hook is set on the main Lua thread only, so a pure-Lua loop inside a coroutine
- * stops only once it calls back into code that checks; and a C function that never polls can only
- * be interrupted when it returns.
+ * prompt. Limits: the hook is set on the main Lua thread only, so a pure-Lua loop running inside a
+ * coroutine is not stopped by it (C operations it calls still see the flag); a C function that
+ * never polls is only interrupted when it returns.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE

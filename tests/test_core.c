@@ -134,6 +134,18 @@ int main(void) {
         hb_backward(s, NULL, 0);
         ok(fabs(hb_get(x->grad, &i0) - 4 * hb_get(x, &i0)) < 1e-12, "diamond graph: d(2x·x)/dx = 4x");
         hb_tensor_free(y); hb_tensor_free(z); hb_tensor_free(s);
+        /* topological order: r = f(b, a) with a = g(b); b must receive a's contribution before its
+           own backward runs, whatever the order the inputs were recorded in */
+        hb_tensor_free(x->grad);
+        x->grad = NULL;
+        hb_tensor_t *b = hb_mul(x, x);                 /* b = x²      */
+        hb_tensor_t *a = hb_binary_scalar(HB_OP_MUL, b, 3.0, 0); /* a = 3x² */
+        hb_tensor_t *r = hb_mul(b, a);                 /* r = 3x⁴, inputs (b, a) */
+        hb_tensor_t *rs = hb_reduce_all(HB_R_SUM, r);
+        hb_backward(rs, NULL, 0);
+        double xv = hb_get(x, &i0);
+        ok(fabs(hb_get(x->grad, &i0) - 12 * xv * xv * xv) < 1e-9, "backward order: shared input gets all contributions (12x^3)");
+        hb_tensor_free(a); hb_tensor_free(b); hb_tensor_free(r); hb_tensor_free(rs);
         /* no-grad mode records nothing */
         int prev = hb_grad_set(0);
         hb_tensor_t *w = hb_mul(x, x);
