@@ -60,7 +60,7 @@ $(B)/tests/hyblua_stub: lua/main.c core/interrupt.c tests/stub_hyblua.c lua/hybl
 
 test: hyblua $(CTEST_BIN) $(if $(wildcard tests/test_repl.c),$(B)/tests/test_repl)
 	HB_FIXTURES=$(abspath ../shared/fixtures) HYBLUA=$(B)/tests/hyblua_stub prove -e tests/runtest $(CTEST_BIN) \
-	  $(if $(wildcard tests/test_repl.c),$(B)/tests/test_repl) $(sort $(wildcard tests/*.lua))
+	  $(if $(wildcard tests/test_repl.c),$(B)/tests/test_repl) $(sort $(wildcard tests/test_*.lua))
 
 run: deps hyblua
 	./hyblua recipes/gdn_3to1.lua

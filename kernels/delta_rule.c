@@ -5,11 +5,13 @@
  * q, k (B,T,H,K) are l2-normalised by the caller; v, o (B,T,HV,V); beta, g (B,T,HV); states (K,V).
  *
  * Recurrence, per (batch, value head), S_{−1} = h0 (or 0), γ_t = e^{g_t} (γ = 1 without g):
- *   S'_t = γ_t S_{t−1};   u_t = β_t (v_t − S'_tᵀ k_t);   S_t = S'_t + k_t u_tᵀ;   o_t = S_tᵀ (scale q_t)
+ *   S'_t = γ_t S_{t−1};   u_t = β_t (v_t − S'_tᵀ k_t);   S_t = S'_t + k_t u_tᵀ;
+ *   o_t = S_tᵀ (scale q_t)
  *
  * Chunked form (WY / UT transform). Inside one chunk of rows r = 0..c−1 entered with state S_c, let
  * G_r = g_0 + … + g_r (cumulative log decay, ≤ 0), Γ_rs = e^{G_r − G_s} for s ≤ r (never exp(+G)).
- * Unrolling S'_r = e^{G_r} S_c + Σ_{s<r} Γ_rs k_s u_sᵀ in u_r gives (I + A) u = diag(β)V − diag(βe^G) K S_c:
+ * Unrolling S'_r = e^{G_r} S_c + Σ_{s<r} Γ_rs k_s u_sᵀ in u_r gives
+ * (I + A) u = diag(β)V − diag(βe^G) K S_c with
  *   A  = strictly_lower(β_r Γ_rs k_r·k_s)          T = (I + A)^{−1}  (blocked forward substitution)
  *   W  = T diag(β e^G) K      U = T diag(β) V      Δ = U − W S_c   (Δ_r = u_r, the "new values")
  *   M  = scale · (Q Kᵀ ⊙ Γ) on s ≤ r (diagonal included), 0 above
@@ -161,7 +163,8 @@ int KN(delta_rule_fwd_ref)(real *o, real *ht, const real *q, const real *k, cons
  * is recomputed into buf (buf[i] = state before step t0+i) and walked backwards. Per step, with dS
  * holding ∂L/∂S_t:
  *   dS += scale q doᵀ;  dq = scale S_t do;  du = dSᵀ k;  dk = dS u − β γ S_{t−1} du;  dv = β du;
- *   dβ = du·w (w = v − γ S_{t−1}ᵀ k);  dS −= β k duᵀ (now ∂L/∂S'_t);  dg = Σ dS ⊙ γ S_{t−1};  dS *= γ. */
+ *   dβ = du·w (w = v − γ S_{t−1}ᵀ k);  dS −= β k duᵀ (now ∂L/∂S'_t);
+ *   dg = Σ dS ⊙ γ S_{t−1};  dS *= γ. */
 static void bwd_ref_item(const args_t *a, int64_t item, real *scr) {
     const int64_t H = a->H, HV = a->HV, K = a->K, V = a->V, T = a->T, KV = K * V;
     const int64_t b = item / H, h = item % H, grp = HV / H;
@@ -175,8 +178,8 @@ static void bwd_ref_item(const args_t *a, int64_t item, real *scr) {
         for (int64_t t = 0; t < T; t++) {
             const int64_t bt = b * T + t;
             if (t % REF_SEG == 0) memcpy(ck + (t / REF_SEG) * KV, S, (size_t)KV * sizeof(real));
-            state_step(S, u, a->k + (bt * H + h) * K, a->v + (bt * HV + j) * V, a->beta[bt * HV + j],
-                       a->g ? kexp(a->g[bt * HV + j]) : (real)1, K, V);
+            state_step(S, u, a->k + (bt * H + h) * K, a->v + (bt * HV + j) * V,
+                       a->beta[bt * HV + j], a->g ? kexp(a->g[bt * HV + j]) : (real)1, K, V);
         }
         memset(dS, 0, (size_t)KV * sizeof(real));
         for (int64_t seg = nseg - 1; seg >= 0; seg--) {
@@ -536,7 +539,7 @@ static void chunk_bwd(work_t *w, const chunk_t *c, const real *S, const args_t *
     }
 
     /* A_rs = β_r Γ_rs k_r·k_s (s < r): dβ, dG, and dKK = dA ⊙ β_r Γ made symmetric in place
-     * (lower part mirrored to the upper, zero diagonal) so that dK += (dKK + dKKᵀ) K is one gemm. */
+     * (lower part mirrored to the upper, zero diagonal): dK += (dKK + dKKᵀ) K is one gemm. */
     for (int64_t r = 0; r < n; r++) {
         const real br = c->beta[r * HV];
         real db = 0;

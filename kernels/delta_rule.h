@@ -1,4 +1,5 @@
-/* delta_rule.h — the (gated) delta rule of DeltaNet and GatedDeltaNet (spec §9.3, §10.3, §12.4, §12.5).
+/* delta_rule.h — the (gated) delta rule of DeltaNet and GatedDeltaNet
+ * (spec §9.3, §10.3, §12.4, §12.5).
  *
  * Per value head j (q/k head h = j / (HV/H)), state S ∈ R^{K×V}, S_{−1} = h0 (or 0):
  *   S'_t = exp(g_t) · S_{t−1}                    (decay first; g = NULL means no decay: DeltaNet)
@@ -8,7 +9,8 @@
  *
  * Shapes (contiguous, row-major): q, k (B,T,H,K) — already l2-normalised by the caller, the kernel
  * does not normalise; v, o (B,T,HV,V); beta, g (B,T,HV); states h0, ht (B,HV,K,V); chunk states
- * hs (B,HV,NC,K,V) with NC = ceil(T/C). HV must be a multiple of H (GVA; HV == H is the usual case).
+ * hs (B,HV,NC,K,V) with NC = ceil(T/C). HV must be a multiple of H (GVA; HV == H is the usual
+ * case).
  * Decode: q, k (B,H,K); v, o (B,HV,V); beta, g (B,HV); state (B,HV,K,V).
  * Every function exists as _f32 (float) and _f64 (double); see kernels/kreal.h.
  * All functions return 0 on success, −1 on a bad argument (checked before any work) or when scratch
@@ -26,7 +28,8 @@ extern "C" {
 /* Reference forward: the per-timestep recurrence. Parallel over B·HV.
  * o (B,T,HV,V) [OUT]; ht (B,HV,K,V) [OUT][OPTIONAL] final state;
  * q, k (B,T,H,K) [IN]; v (B,T,HV,V) [IN]; beta (B,T,HV) [IN];
- * g (B,T,HV) [IN][OPTIONAL] log decay (≤ 0; NULL = no decay); h0 (B,HV,K,V) [IN][OPTIONAL] (NULL = 0);
+ * g (B,T,HV) [IN][OPTIONAL] log decay (≤ 0; NULL = no decay);
+ * h0 (B,HV,K,V) [IN][OPTIONAL] initial state (NULL = 0);
  * scale: the query scale (usually K^−1/2). */
 int delta_rule_fwd_ref_f32(float *o, float *ht, const float *q, const float *k, const float *v,
                            const float *beta, const float *g, const float *h0, float scale,
@@ -82,7 +85,8 @@ int delta_rule_bwd_chunk_f64(double *dq, double *dk, double *dv, double *dbeta, 
 
 /* One decode step for every (batch, value head): the recurrence above for a single token.
  * o (B,HV,V) [OUT]; state (B,HV,K,V) [IN/OUT] updated in place;
- * q, k (B,H,K) [IN]; v (B,HV,V) [IN]; beta (B,HV) [IN]; g (B,HV) [IN][OPTIONAL] (NULL = no decay). */
+ * q, k (B,H,K) [IN]; v (B,HV,V) [IN]; beta (B,HV) [IN];
+ * g (B,HV) [IN][OPTIONAL] log decay (NULL = no decay). */
 int delta_rule_step_f32(float *o, float *state, const float *q, const float *k, const float *v,
                         const float *beta, const float *g, float scale,
                         int64_t B, int64_t H, int64_t HV, int64_t K, int64_t V);

@@ -267,8 +267,10 @@ static void ws_carve(chunk_ws *w, real *p, int64_t K, int64_t V, int64_t C) {
  * eg_u = e^{g_u} ≤ 1 (no exponent of a sum, so no overflow and no cancellation in G):
  *   En_r = e^{G_r − G_{n(r)}},  Em_r = e^{G_{m(r)} − G_r},  D_b = e^{G_{m_b} − G_{n_b − 1}},
  *   Eg_r = e^{G_r} = En_r eg_{n(r)} Π_{b < b(r)} D_b,   El_r = e^{G_{L−1} − G_r} = Em_r Π_{b > b(r)} D_b,
- *   mid[i][j] = e^{G_{n_i} − G_{m_j}} = eg_{n_i} Π_{j<b<i} D_b,   tame[b] = (En_{m_b} ≥ TAME). */
-static void chunk_gates(chunk_ws *w, const real *g, int64_t ldg, int64_t L, int64_t K, int64_t C) {
+ *   mid[i][j] = e^{G_{n_i} − G_{m_j}} = eg_{n_i} Π_{j<b<i} D_b,   tame[b] = (Em_{n_b} ≥ TAME).
+ * Without `full` (the state pass) only eg, Em, D, El and the last row of Eg are computed. */
+static void chunk_gates(chunk_ws *w, const real *g, int64_t ldg, int64_t L, int64_t K, int64_t C,
+                        int full) {
     int64_t nbmax = nbmax_of(C), nb = (L + BC - 1) / BC;
     for (int64_t r = 0; r < L; r++) {
         const real *gr = g + r * ldg;
@@ -278,32 +280,37 @@ static void chunk_gates(chunk_ws *w, const real *g, int64_t ldg, int64_t L, int6
     for (int64_t ib = 0; ib < nb; ib++) {
         int64_t n = ib * BC, m = imin(L, n + BC) - 1;
         real *En = w->En, *Em = w->Em, *eg = w->eg;
-        for (int64_t x = 0; x < K; x++) En[n * K + x] = 1, Em[m * K + x] = 1;
-        for (int64_t r = n + 1; r <= m; r++)
-            for (int64_t x = 0; x < K; x++) En[r * K + x] = En[(r - 1) * K + x] * eg[r * K + x];
+        for (int64_t x = 0; x < K; x++) Em[m * K + x] = 1;
         for (int64_t r = m - 1; r >= n; r--)
             for (int64_t x = 0; x < K; x++) Em[r * K + x] = Em[(r + 1) * K + x] * eg[(r + 1) * K + x];
         for (int64_t x = 0; x < K; x++) {
-            w->D[ib * K + x] = eg[n * K + x] * En[m * K + x];
-            w->tame[ib * K + x] = En[m * K + x] >= TAME ? 1 : 0;
+            w->D[ib * K + x] = eg[n * K + x] * Em[n * K + x];
+            w->tame[ib * K + x] = Em[n * K + x] >= TAME ? 1 : 0;
         }
+        if (!full) continue;
+        for (int64_t x = 0; x < K; x++) En[n * K + x] = 1;
+        for (int64_t r = n + 1; r <= m; r++)
+            for (int64_t x = 0; x < K; x++) En[r * K + x] = En[(r - 1) * K + x] * eg[r * K + x];
     }
     real *pre = w->vec, *suf = w->vec + K, *acc = w->vec + 2 * K;
     for (int64_t x = 0; x < K; x++) pre[x] = 1, suf[x] = 1;
     for (int64_t ib = 0; ib < nb; ib++) { /* Eg, forwards */
         int64_t n = ib * BC, e = imin(L, n + BC);
-        for (int64_t x = 0; x < K; x++) acc[x] = pre[x] * w->eg[n * K + x];
-        for (int64_t r = n; r < e; r++)
-            for (int64_t x = 0; x < K; x++) w->Eg[r * K + x] = w->En[r * K + x] * acc[x];
+        if (full) {
+            for (int64_t x = 0; x < K; x++) acc[x] = pre[x] * w->eg[n * K + x];
+            for (int64_t r = n; r < e; r++)
+                for (int64_t x = 0; x < K; x++) w->Eg[r * K + x] = w->En[r * K + x] * acc[x];
+        }
         for (int64_t x = 0; x < K; x++) pre[x] *= w->D[ib * K + x];
     }
+    if (!full) memcpy(w->Eg + (L - 1) * K, pre, (size_t)K * sizeof(real));
     for (int64_t ib = nb - 1; ib >= 0; ib--) { /* El, backwards */
         int64_t n = ib * BC, e = imin(L, n + BC);
         for (int64_t r = n; r < e; r++)
             for (int64_t x = 0; x < K; x++) w->El[r * K + x] = w->Em[r * K + x] * suf[x];
         for (int64_t x = 0; x < K; x++) suf[x] *= w->D[ib * K + x];
     }
-    for (int64_t ib = 1; ib < nb; ib++) { /* mid */
+    for (int64_t ib = 1; ib < nb && full; ib++) { /* mid */
         for (int64_t x = 0; x < K; x++) acc[x] = w->eg[ib * BC * K + x];
         for (int64_t jb = ib - 1; jb >= 0; jb--) {
             real *mid = w->mid + (ib * nbmax + jb) * K;
@@ -437,7 +444,7 @@ static void chunk_forward(const gla_args *a, chunk_ws *w, int64_t i, int keep) {
         int64_t L = imin(C, T - t0), bk = row(a, i, t0, K), bv = row(a, i, t0, V);
         const real *q = a->q + bk, *k = a->k + bk, *v = a->v + bv;
         if (keep) memcpy(w->states + c * K * V, w->S, (size_t)(K * V) * sizeof(real));
-        chunk_gates(w, a->gk + bk, HK, L, K, C);
+        chunk_gates(w, a->gk + bk, HK, L, K, C, a->o != NULL);
         if (a->o) {
             real *o = a->o + bv;
             for (int64_t r = 0; r < L; r++) { /* Qx = scale q ⊙ e^{G} */
@@ -510,7 +517,7 @@ static void bwd_chunk_item(void *ctx, int64_t i) {
         int64_t t0 = c * C, L = imin(C, T - t0), bk = row(a, i, t0, K), bv = row(a, i, t0, V);
         const real *q = a->q + bk, *k = a->k + bk, *v = a->v + bv, *dO = a->do_ + bv;
         const real *S = w.states + c * KV;
-        chunk_gates(&w, a->gk + bk, HK, L, K, C);
+        chunk_gates(&w, a->gk + bk, HK, L, K, C, 1);
         /* dA = dO Vᵀ on the lower block triangle */
         for (int64_t n = 0; n < L; n += BC) {
             int64_t e = imin(L, n + BC);
@@ -548,10 +555,12 @@ static void bwd_chunk_item(void *ctx, int64_t i) {
         /* gate gradient (reverse cumsum of q ⊙ dq − k ⊙ dk) and the q, k gradients */
         for (int64_t r = L - 1; r >= 0; r--) {
             const real *qr = q + r * HK, *kr = k + r * HK, *dqr = w.dqc + r * K, *dkr = w.dkc + r * K;
-            for (int64_t x = 0; x < K; x++) R[x] += qr[x] * dqr[x] - kr[x] * dkr[x];
             if (a->dgk) {
                 real *dg = a->dgk + bk + r * HK;
-                for (int64_t x = 0; x < K; x++) dg[x] += R[x];
+                for (int64_t x = 0; x < K; x++) {
+                    R[x] += qr[x] * dqr[x] - kr[x] * dkr[x];
+                    dg[x] += R[x];
+                }
             }
             if (a->dq) {
                 real *dq = a->dq + bk + r * HK;

@@ -1,7 +1,7 @@
 /* gla.h — gated linear attention with a per-key-channel decay (GLA, spec §7.3; HGRN-2 §8.3).
  *
  *   S_t = diag(exp(gk_t)) S_{t−1} + k_t v_tᵀ     S ∈ R^{K×V} per (batch, head), S_{−1} = h0 (or 0)
- *   o_t = S_tᵀ (scale · q_t)                     gk_t ≤ 0 is the log decay of each key channel
+ *   o_t = S_tᵀ (scale · q_t)                     gk_t ≤ 0 (finite) is the log decay of each key channel
  *
  * Shapes (contiguous, row-major): q, k, gk (B,T,H,K); v, o (B,T,H,V); states h0, ht (B,H,K,V).
  * All heads are equal (GQA repeats are done by the caller). Callers pass scale = K^−1/2.
@@ -46,7 +46,8 @@ int gla_bwd_ref_f64(double *dq, double *dk, double *dv, double *dgk, double *dh0
                     int64_t B, int64_t T, int64_t H, int64_t K, int64_t V);
 
 /* Chunked forward (chunk length C, callers use 64; T need not be a multiple of C), with secondary
- * 16-row sub-blocks for the intra-chunk scores. Same arguments and results as gla_fwd_ref. */
+ * 16-row sub-blocks for the intra-chunk scores; safe for any gk ≤ 0 (no e^{+G} is ever formed).
+ * Scratch O(C·K + C² + K·V) per (b,h). Same arguments and results as gla_fwd_ref. */
 int gla_fwd_chunk_f32(float *o, float *ht, const float *q, const float *k, const float *v,
                       const float *gk, const float *h0, float scale,
                       int64_t B, int64_t T, int64_t H, int64_t K, int64_t V, int64_t C);

@@ -31,9 +31,10 @@ int hgrn_bwd_ref_f64(double *dx, double *dg, const double *do_, const double *g,
                      const double *h0, int64_t B, int64_t T, int64_t D);
 
 /* Chunked forward: per-chunk local scans, a carry pass over the chunks, then the chunks rescanned
- * from their carries in parallel (chunk length C ≥ 1, e.g. 64; T need not be a multiple of C).
- * When B × ⌈D/64⌉ ≥ 32 there is enough parallelism across channels and the whole sequence is one
- * chunk (a decision that depends on the shapes only, never on the thread count).
+ * from their carries in parallel (chunk length C, e.g. 64; T need not be a multiple of C). C ≤ 0 or
+ * C ≥ T means one chunk: the plain scan, parallel over B × blocks of 1024 channels only. Chunking
+ * costs about twice the work of the plain scan, so it only pays when B × channel blocks cannot keep
+ * the threads busy: callers should pass hgrn_chunk_hint(B, T, D) (below) unless testing.
  * Same arguments and results as hgrn_fwd_ref. */
 int hgrn_fwd_chunk_f32(float *o, float *ht, const float *x, const float *g, const float *h0,
                        int64_t B, int64_t T, int64_t D, int64_t C);
@@ -45,6 +46,13 @@ int hgrn_bwd_chunk_f32(float *dx, float *dg, const float *do_, const float *g, c
                        const float *h0, int64_t B, int64_t T, int64_t D, int64_t C);
 int hgrn_bwd_chunk_f64(double *dx, double *dg, const double *do_, const double *g, const double *o,
                        const double *h0, int64_t B, int64_t T, int64_t D, int64_t C);
+
+/* The chunk length to pass to hgrn_fwd_chunk / hgrn_bwd_chunk: 64 when a single sequence of at most
+ * 1024 channels offers too little parallelism for two threads, else T (the plain scan). Depends on
+ * the shapes only, so results never depend on the thread count. */
+static inline int64_t hgrn_chunk_hint(int64_t B, int64_t T, int64_t D) {
+    return B * ((D + 1023) / 1024) >= 2 || T <= 64 ? T : 64;
+}
 
 /* One decode step: state ← e^{g} ⊙ state + x, o = state.
  * o (B,D) [OUT]; state (B,D) [IN/OUT] updated in place; x, g (B,D) [IN]. */

@@ -28,6 +28,13 @@
 
 static char dir[128], file[192], out[192], index_path[192];
 
+static void cleanup(void) {
+    char shard[192];
+    snprintf(shard, sizeof shard, "%s/s.safetensors", dir);
+    unlink(file); unlink(out); unlink(index_path); unlink(shard);
+    rmdir(dir);
+}
+
 static void init(void) {
     const char *base = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
     snprintf(dir, sizeof dir, "%s/hb_fuzz_st.%ld", base, (long)getpid());
@@ -41,6 +48,7 @@ static void init(void) {
     int64_t sa[1] = {2};
     hb_st_entry e[2] = {{"a", HB_ST_F32, 1, sa, a}, {"b", HB_ST_I8, 0, NULL, "x"}};
     if (hb_safetensors_write(shard, 2, e, 0, NULL, NULL, err, sizeof err)) __builtin_trap();
+    atexit(cleanup);
 }
 
 static void put(const char *path, const uint8_t *p, size_t n) {
@@ -72,6 +80,7 @@ static void check(hb_safetensors_t *st) {
         for (size_t k = 0; k < nb; k++) sum += d[k];
         e[i] = (hb_st_entry){name, dt, hb_safetensors_ndim(st, i), hb_safetensors_shape(st, i), d};
     }
+    (void)sum;
     int nm = hb_safetensors_meta_count(st);
     const char **mk = calloc((size_t)nm + 1, sizeof *mk), **mv = calloc((size_t)nm + 1, sizeof *mv);
     for (int i = 0; i < nm; i++) {

@@ -2,11 +2,12 @@
  *
  * Checks: chunked forward vs the per-step reference (f32 ≤ 1e-4, f64 ≤ 1e-10; T = 1, 37, 100, 130
  * with C = 64 and 16; B, H > 1; without g, g near 0, moderate, g ≈ −20 and mixed; β in (0,1) and
- * (0,2); HV = H and 2H; with and without h0); float64 central finite-difference gradients of both
- * backward paths w.r.t. q, k, v, beta, g (loss = Σ o·w); chunked vs reference backward in f32;
- * saved chunk states vs recomputation; NULL gradients and accumulation; decode steps vs the
- * reference; prefill (chunked) + decode and chunked prefill in two pieces; thread-count
- * independence (1 vs 2 threads, bit-identical); bad arguments.
+ * (0,2); HV = H and 2H; with and without h0); odd chunk lengths C = 1, 3 and > T (forward and
+ * backward); float64 central finite-difference gradients of both backward paths w.r.t. q, k, v,
+ * beta, g (loss = Σ o·w); chunked vs reference backward in f32; saved chunk states vs
+ * recomputation; NULL gradients and accumulation; decode steps vs the reference; prefill (chunked)
+ * + decode and chunked prefill in two pieces; thread-count independence (1 vs 2 threads,
+ * bit-identical); bad arguments.
  */
 #include "../kernels/delta_rule.h"
 #include "../kernels/parallel.h"
@@ -217,6 +218,37 @@ static void test_forward(void) {
     }
 }
 
+/* odd chunk lengths (1, 3, 200 > T) forward and backward against the reference, f64 */
+static void test_odd_chunks(void) {
+    cfg_t c = {2, 29, 1, 4, 6, 5, G_MIX, 2.0, 1};
+    data_t d = make_data(c);
+    double sc = scale_of(&c);
+    const int64_t n[5] = {d.nq, d.nq, d.nv, d.nb, d.nb};
+    double *o1 = dalloc(d.nv), *o2 = dalloc(d.nv), *a[5], *b[5];
+    for (int i = 0; i < 5; i++) a[i] = dalloc(n[i]);
+    int rc = delta_rule_fwd_ref_f64(o1, NULL, d.q, d.k, d.v, d.beta, d.g, d.h0, sc, c.B, c.T, c.H,
+                                    c.HV, c.K, c.V);
+    rc |= delta_rule_bwd_ref_f64(a[0], a[1], a[2], a[3], a[4], d.w, d.q, d.k, d.v, d.beta, d.g,
+                                 d.h0, sc, c.B, c.T, c.H, c.HV, c.K, c.V);
+    static const int64_t Cs[] = {1, 3, 200};
+    for (int ci = 0; ci < 3; ci++) {
+        for (int i = 0; i < 5; i++) b[i] = dalloc(n[i]);
+        rc |= delta_rule_fwd_chunk_f64(o2, NULL, NULL, d.q, d.k, d.v, d.beta, d.g, d.h0, sc, c.B,
+                                       c.T, c.H, c.HV, c.K, c.V, Cs[ci]);
+        rc |= delta_rule_bwd_chunk_f64(b[0], b[1], b[2], b[3], b[4], d.w, d.q, d.k, d.v, d.beta,
+                                       d.g, d.h0, NULL, sc, c.B, c.T, c.H, c.HV, c.K, c.V, Cs[ci]);
+        double e = relerr(o2, o1, d.nv);
+        for (int i = 0; i < 5; i++) e = fmax(e, relerr(b[i], a[i], n[i])), free(b[i]);
+        char name[128];
+        snprintf(name, sizeof name, "C=%d: fwd_chunk and bwd_chunk == reference (f64, H=1 HV=4)",
+                 (int)Cs[ci]);
+        check(rc == 0 && e <= 1e-10, name, "rc %d rel err %.3g", rc, e);
+    }
+    for (int i = 0; i < 5; i++) free(a[i]);
+    free(o1), free(o2);
+    free_data(&d);
+}
+
 /* ---- finite-difference gradient checks (float64) ---- */
 
 static double loss64(const data_t *d, double *o) {
@@ -363,12 +395,27 @@ static void test_bwd_f32(void) {
 
 /* ---- decode ---- */
 
+/* dst (B,n,X) = src (B,T,X) rows t0..t0+n−1; src may be NULL (then dst is left alone) */
+static void slice(double *dst, const double *src, int64_t B, int64_t T, int64_t t0, int64_t n,
+                  int64_t X) {
+    if (!src) return;
+    for (int64_t b = 0; b < B; b++)
+        memcpy(dst + b * n * X, src + (b * T + t0) * X, (size_t)(n * X) * sizeof(double));
+}
+static void slicef(float *dst, const float *src, int64_t B, int64_t T, int64_t t0, int64_t n,
+                   int64_t X) {
+    if (!src) return;
+    for (int64_t b = 0; b < B; b++)
+        memcpy(dst + b * n * X, src + (b * T + t0) * X, (size_t)(n * X) * sizeof(float));
+}
+
 static void test_decode(void) {
     for (int gm = 0; gm < G_NMODES; gm += 2) {
         cfg_t c = {2, 60, 2, 4, 8, 6, gm, 2.0, 1};
         data_t d = make_data(c);
-        double sc = scale_of(&c);
+        const double sc = scale_of(&c);
         const int64_t B = c.B, T = c.T, H = c.H, HV = c.HV, K = c.K, V = c.V;
+        const int64_t HK = H * K, HVV = HV * V;
         double *oref = dalloc(d.nv), *href = dalloc(d.ns);
         float *fref = falloc(d.nv), *fhref = falloc(d.ns);
         int rc = delta_rule_fwd_ref_f64(oref, href, d.q, d.k, d.v, d.beta, d.g, d.h0, sc, B, T, H,
@@ -376,36 +423,31 @@ static void test_decode(void) {
         rc |= delta_rule_fwd_ref_f32(fref, fhref, d.qf, d.kf, d.vf, d.betaf, d.gf, d.h0f,
                                      (float)sc, B, T, H, HV, K, V);
 
-        /* step by step from h0, f64 and f32 (same arithmetic as the reference) */
-        double *S = dalloc(d.ns), *o = dalloc(d.nv), *qt = dalloc(B * H * K), *kt = dalloc(B * H * K);
-        double *vt = dalloc(B * HV * V), *bt = dalloc(B * HV), *gt = dalloc(B * HV), *ot = dalloc(B * HV * V);
-        float *Sf = falloc(d.ns), *of = falloc(d.nv), *qf = falloc(B * H * K), *kf = falloc(B * H * K);
-        float *vf = falloc(B * HV * V), *bf = falloc(B * HV), *gf = falloc(B * HV), *otf = falloc(B * HV * V);
+        /* step by step from h0, f64 and f32: o_t and the final state */
+        double *S = dalloc(d.ns), *qt = dalloc(B * HK), *kt = dalloc(B * HK), *vt = dalloc(B * HVV);
+        double *bt = dalloc(B * HV), *gt = dalloc(B * HV), *ot = dalloc(B * HVV);
+        double *oref_t = dalloc(B * HVV);
+        float *Sf = falloc(d.ns), *qf = falloc(B * HK), *kf = falloc(B * HK), *vf = falloc(B * HVV);
+        float *bf = falloc(B * HV), *gf = falloc(B * HV), *otf = falloc(B * HVV);
+        float *fref_t = falloc(B * HVV);
         memcpy(S, d.h0, (size_t)d.ns * sizeof(double));
         memcpy(Sf, d.h0f, (size_t)d.ns * sizeof(float));
+        double e = 0, ef = 0;
         for (int64_t t = 0; t < T; t++) {
-            for (int64_t b = 0; b < B; b++) {
-                memcpy(qt + b * H * K, d.q + (b * T + t) * H * K, (size_t)(H * K) * sizeof(double));
-                memcpy(kt + b * H * K, d.k + (b * T + t) * H * K, (size_t)(H * K) * sizeof(double));
-                memcpy(vt + b * HV * V, d.v + (b * T + t) * HV * V, (size_t)(HV * V) * sizeof(double));
-                memcpy(bt + b * HV, d.beta + (b * T + t) * HV, (size_t)HV * sizeof(double));
-                if (d.g) memcpy(gt + b * HV, d.g + (b * T + t) * HV, (size_t)HV * sizeof(double));
-                memcpy(qf + b * H * K, d.qf + (b * T + t) * H * K, (size_t)(H * K) * sizeof(float));
-                memcpy(kf + b * H * K, d.kf + (b * T + t) * H * K, (size_t)(H * K) * sizeof(float));
-                memcpy(vf + b * HV * V, d.vf + (b * T + t) * HV * V, (size_t)(HV * V) * sizeof(float));
-                memcpy(bf + b * HV, d.betaf + (b * T + t) * HV, (size_t)HV * sizeof(float));
-                if (d.g) memcpy(gf + b * HV, d.gf + (b * T + t) * HV, (size_t)HV * sizeof(float));
-            }
+            slice(qt, d.q, B, T, t, 1, HK), slice(kt, d.k, B, T, t, 1, HK);
+            slice(vt, d.v, B, T, t, 1, HVV), slice(bt, d.beta, B, T, t, 1, HV);
+            slice(gt, d.g, B, T, t, 1, HV), slice(oref_t, oref, B, T, t, 1, HVV);
+            slicef(qf, d.qf, B, T, t, 1, HK), slicef(kf, d.kf, B, T, t, 1, HK);
+            slicef(vf, d.vf, B, T, t, 1, HVV), slicef(bf, d.betaf, B, T, t, 1, HV);
+            slicef(gf, d.gf, B, T, t, 1, HV), slicef(fref_t, fref, B, T, t, 1, HVV);
             rc |= delta_rule_step_f64(ot, S, qt, kt, vt, bt, d.g ? gt : NULL, sc, B, H, HV, K, V);
             rc |= delta_rule_step_f32(otf, Sf, qf, kf, vf, bf, d.g ? gf : NULL, (float)sc, B, H,
                                       HV, K, V);
-            for (int64_t b = 0; b < B; b++) {
-                memcpy(o + (b * T + t) * HV * V, ot + b * HV * V, (size_t)(HV * V) * sizeof(double));
-                memcpy(of + (b * T + t) * HV * V, otf + b * HV * V, (size_t)(HV * V) * sizeof(float));
-            }
+            e = fmax(e, relerr(ot, oref_t, B * HVV));
+            ef = fmax(ef, relerrf(otf, fref_t, B * HVV));
         }
-        double e = fmax(relerr(o, oref, d.nv), relerr(S, href, d.ns));
-        double ef = fmax(relerrf(of, fref, d.nv), relerrf(Sf, fhref, d.ns));
+        e = fmax(e, relerr(S, href, d.ns));
+        ef = fmax(ef, relerrf(Sf, fhref, d.ns));
         char name[128];
         snprintf(name, sizeof name, "decode steps == fwd_ref, o and final state (%s, HV=2H)",
                  gname[gm]);
@@ -413,43 +455,29 @@ static void test_decode(void) {
               e, ef);
 
         /* prefill T1 tokens with the chunked forward, then decode the rest from its ht */
-        const int64_t T1 = 37;
-        double *o1 = dalloc(d.nv), *h1 = dalloc(d.ns);
-        double *qa = dalloc(d.nq), *ka = dalloc(d.nq), *va = dalloc(d.nv), *ba = dalloc(d.nb),
-               *ga = dalloc(d.nb);
-        /* split the (B,T,...) inputs into the first T1 and the remaining T−T1 steps */
-        const int64_t T2 = T - T1;
-        double *qb = qa + B * T1 * H * K, *kb = ka + B * T1 * H * K, *vb = va + B * T1 * HV * V;
-        double *bb = ba + B * T1 * HV, *gb = ga + B * T1 * HV;
-        for (int64_t b = 0; b < B; b++) {
-            memcpy(qa + b * T1 * H * K, d.q + b * T * H * K, (size_t)(T1 * H * K) * sizeof(double));
-            memcpy(ka + b * T1 * H * K, d.k + b * T * H * K, (size_t)(T1 * H * K) * sizeof(double));
-            memcpy(va + b * T1 * HV * V, d.v + b * T * HV * V, (size_t)(T1 * HV * V) * sizeof(double));
-            memcpy(ba + b * T1 * HV, d.beta + b * T * HV, (size_t)(T1 * HV) * sizeof(double));
-            if (d.g) memcpy(ga + b * T1 * HV, d.g + b * T * HV, (size_t)(T1 * HV) * sizeof(double));
-            memcpy(qb + b * T2 * H * K, d.q + (b * T + T1) * H * K, (size_t)(T2 * H * K) * sizeof(double));
-            memcpy(kb + b * T2 * H * K, d.k + (b * T + T1) * H * K, (size_t)(T2 * H * K) * sizeof(double));
-            memcpy(vb + b * T2 * HV * V, d.v + (b * T + T1) * HV * V, (size_t)(T2 * HV * V) * sizeof(double));
-            memcpy(bb + b * T2 * HV, d.beta + (b * T + T1) * HV, (size_t)(T2 * HV) * sizeof(double));
-            if (d.g) memcpy(gb + b * T2 * HV, d.g + (b * T + T1) * HV, (size_t)(T2 * HV) * sizeof(double));
-        }
-        rc = delta_rule_fwd_chunk_f64(o1, h1, NULL, qa, ka, va, ba, d.g ? ga : NULL, d.h0, sc, B,
+        const int64_t T1 = 37, T2 = T - T1;
+        double *qa = dalloc(B * T1 * HK), *ka = dalloc(B * T1 * HK), *va = dalloc(B * T1 * HVV);
+        double *ba = dalloc(B * T1 * HV), *ga = dalloc(B * T1 * HV), *oa = dalloc(B * T1 * HVV);
+        double *qb = dalloc(B * T2 * HK), *kb = dalloc(B * T2 * HK), *vb = dalloc(B * T2 * HVV);
+        double *bb = dalloc(B * T2 * HV), *gb = dalloc(B * T2 * HV), *ob = dalloc(B * T2 * HVV);
+        double *ra = dalloc(B * T1 * HVV), *rb = dalloc(B * T2 * HVV), *h1 = dalloc(d.ns);
+        double *h2 = dalloc(d.ns);
+        slice(qa, d.q, B, T, 0, T1, HK), slice(ka, d.k, B, T, 0, T1, HK);
+        slice(va, d.v, B, T, 0, T1, HVV), slice(ba, d.beta, B, T, 0, T1, HV);
+        slice(ga, d.g, B, T, 0, T1, HV), slice(ra, oref, B, T, 0, T1, HVV);
+        slice(qb, d.q, B, T, T1, T2, HK), slice(kb, d.k, B, T, T1, T2, HK);
+        slice(vb, d.v, B, T, T1, T2, HVV), slice(bb, d.beta, B, T, T1, T2, HV);
+        slice(gb, d.g, B, T, T1, T2, HV), slice(rb, oref, B, T, T1, T2, HVV);
+        rc = delta_rule_fwd_chunk_f64(oa, h1, NULL, qa, ka, va, ba, d.g ? ga : NULL, d.h0, sc, B,
                                       T1, H, HV, K, V, 16);
-        double emax = 0;
-        for (int64_t b = 0; b < B; b++)
-            emax = fmax(emax, relerr(o1 + b * T1 * HV * V, oref + b * T * HV * V, T1 * HV * V));
+        double emax = relerr(oa, ra, B * T1 * HVV);
         memcpy(S, h1, (size_t)d.ns * sizeof(double));
         for (int64_t t = 0; t < T2; t++) {
-            for (int64_t b = 0; b < B; b++) {
-                memcpy(qt + b * H * K, qb + (b * T2 + t) * H * K, (size_t)(H * K) * sizeof(double));
-                memcpy(kt + b * H * K, kb + (b * T2 + t) * H * K, (size_t)(H * K) * sizeof(double));
-                memcpy(vt + b * HV * V, vb + (b * T2 + t) * HV * V, (size_t)(HV * V) * sizeof(double));
-                memcpy(bt + b * HV, bb + (b * T2 + t) * HV, (size_t)HV * sizeof(double));
-                memcpy(gt + b * HV, gb + (b * T2 + t) * HV, (size_t)HV * sizeof(double));
-            }
+            slice(qt, qb, B, T2, t, 1, HK), slice(kt, kb, B, T2, t, 1, HK);
+            slice(vt, vb, B, T2, t, 1, HVV), slice(bt, bb, B, T2, t, 1, HV);
+            slice(gt, gb, B, T2, t, 1, HV), slice(oref_t, rb, B, T2, t, 1, HVV);
             rc |= delta_rule_step_f64(ot, S, qt, kt, vt, bt, d.g ? gt : NULL, sc, B, H, HV, K, V);
-            for (int64_t b = 0; b < B; b++)
-                emax = fmax(emax, relerr(ot + b * HV * V, oref + (b * T + T1 + t) * HV * V, HV * V));
+            emax = fmax(emax, relerr(ot, oref_t, B * HVV));
         }
         emax = fmax(emax, relerr(S, href, d.ns));
         snprintf(name, sizeof name, "chunked prefill (T=37, C=16) + decode == fwd_ref (%s)",
@@ -457,20 +485,18 @@ static void test_decode(void) {
         check(rc == 0 && emax <= 1e-10, name, "rc %d rel err %.3g", rc, emax);
 
         /* chunked prefill in two pieces: the second starts from the first's ht */
-        double *o2 = dalloc(d.nv), *h2 = dalloc(d.ns);
-        rc = delta_rule_fwd_chunk_f64(o2, h2, NULL, qb, kb, vb, bb, d.g ? gb : NULL, h1, sc, B, T2,
+        rc = delta_rule_fwd_chunk_f64(ob, h2, NULL, qb, kb, vb, bb, d.g ? gb : NULL, h1, sc, B, T2,
                                       H, HV, K, V, 16);
-        emax = relerr(h2, href, d.ns);
-        for (int64_t b = 0; b < B; b++)
-            emax = fmax(emax, relerr(o2 + b * T2 * HV * V, oref + (b * T + T1) * HV * V, T2 * HV * V));
+        emax = fmax(relerr(h2, href, d.ns), relerr(ob, rb, B * T2 * HVV));
         snprintf(name, sizeof name, "fwd_chunk(h0 = previous ht) continues the sequence (%s)",
                  gname[gm]);
         check(rc == 0 && emax <= 1e-10, name, "rc %d rel err %.3g", rc, emax);
 
-        free(o2), free(h2), free(o1), free(h1), free(qa), free(ka), free(va), free(ba), free(ga);
-        free(S), free(o), free(qt), free(kt), free(vt), free(bt), free(gt), free(ot);
-        free(Sf), free(of), free(qf), free(kf), free(vf), free(bf), free(gf), free(otf);
-        free(oref), free(href), free(fref), free(fhref);
+        double *dfree[] = {oref, href, S, qt, kt, vt, bt, gt, ot, oref_t, qa, ka, va, ba, ga, oa,
+                           qb, kb, vb, bb, gb, ob, ra, rb, h1, h2};
+        float *ffree[] = {fref, fhref, Sf, qf, kf, vf, bf, gf, otf, fref_t};
+        for (size_t i = 0; i < sizeof dfree / sizeof *dfree; i++) free(dfree[i]);
+        for (size_t i = 0; i < sizeof ffree / sizeof *ffree; i++) free(ffree[i]);
         free_data(&d);
     }
 }
@@ -554,6 +580,7 @@ static void test_bad_args(void) {
 
 int main(void) {
     test_forward();
+    test_odd_chunks();
     /* gradient checks: T=21 with C=8 (two full chunks + a tail) and T=13 with C=16 (one partial) */
     test_gradcheck((cfg_t){2, 21, 2, 2, 5, 4, G_NONE, 1.0, 0}, 8);
     test_gradcheck((cfg_t){2, 21, 1, 2, 5, 4, G_MOD, 2.0, 1}, 8);

@@ -2,7 +2,7 @@
  *
  * Checks: chunked forward (and the f32 reference) against the float64 reference for several shapes
  * and chunk sizes, with random gates and with channels whose forget gate is near 0 (g ≈ −25) or
- * near 1 (g ≈ −1e−6), with and without h0, including the one-chunk (wide D) path; float64
+ * near 1 (g ≈ −1e−6), with and without h0, several channel blocks, and the one-chunk path; float64
  * central-difference gradient checks of both backward paths w.r.t. x and g; f32 chunked backward vs
  * the float64 reference backward; accumulation and NULL gradients; decode steps reproduce the
  * reference and its final state; prefill + decode and prefill + chunked continuation; results are
@@ -284,6 +284,7 @@ int main(void) {
         /* B, T, D, C */
         {1, 1, 5, 64},   {2, 1, 9, 16},   {2, 37, 7, 64},  {3, 37, 70, 16}, {1, 100, 3, 64},
         {2, 100, 65, 16}, {2, 130, 130, 64}, {1, 130, 33, 16}, {2, 128, 8, 16}, {1, 300, 2048, 64},
+        {2, 100, 1100, 16}, {3, 70, 1030, 0} /* C = 0: one chunk, the plain scan */,
     };
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
         const int64_t *s = shapes[i];
@@ -296,11 +297,15 @@ int main(void) {
     test_gradients(3, 9, 4, 64, 0, 1);
     test_backward_f32(2, 130, 70, 64);
     test_backward_f32(3, 37, 9, 16);
-    test_backward_f32(1, 100, 2048, 64); /* one-chunk path */
+    test_backward_f32(1, 100, 2048, 64);
+    test_backward_f32(2, 100, 1100, 0); /* one chunk: the plain scan */
+    test_backward_f32(2, 100, 1100, hgrn_chunk_hint(2, 100, 1100));
+    test_backward_f32(1, 100, 300, hgrn_chunk_hint(1, 100, 300));
     test_decode(2, 45, 7, 16, 20);
     test_decode(1, 70, 130, 64, 67);
     test_threads(2, 150, 100, 32);
     test_threads(1, 200, 2048, 64);
+    test_threads(2, 130, 1100, 16);
     printf("1..%d\n", t_count);
     return t_failed ? 1 : 0;
 }

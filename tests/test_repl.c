@@ -23,6 +23,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <termios.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -157,9 +158,24 @@ static int expect_at(session *s, const char *needle, int line_start) {
 
 static int expect(session *s, const char *needle) { return expect_at(s, needle, 0); }
 
-/* The prompts, at the start of a line ("> " is not the tail of ">> "). */
-static int prompt(session *s) { return expect_at(s, "> ", 1); }
-static int prompt2(session *s) { return expect_at(s, ">> ", 1); }
+/* libedit may show the prompt a moment before it puts the terminal in raw mode; keys sent in that
+ * window are cooked by the terminal (a ^D there is lost). Wait until the terminal is raw. */
+static int wait_raw(session *s) {
+    long deadline = now_ms() + TIMEOUT_MS;
+    struct termios t;
+    while (tcgetattr(s->fd, &t) == 0 && (t.c_lflag & ICANON)) {
+        if (now_ms() > deadline) {
+            diag("timeout", "the terminal never left canonical mode");
+            return 0;
+        }
+        sleep_ms(1);
+    }
+    return 1;
+}
+
+/* The prompts, at the start of a line ("> " is not the tail of ">> "), ready for input. */
+static int prompt(session *s) { return expect_at(s, "> ", 1) && wait_raw(s); }
+static int prompt2(session *s) { return expect_at(s, ">> ", 1) && wait_raw(s); }
 
 static void send_str(session *s, const char *str) {
     size_t len = strlen(str);

@@ -551,14 +551,21 @@ static void test_malformed(void) {
     expect_open_fail(tmpdir, ": not a regular file", "a directory");
     expect_open_fail(tpath("does-not-exist"), ": cannot open: No such file or directory", "a missing file");
 
-    /* accepted though Python would not write them: overlap, gaps, trailing bytes, unknown fields */
-    write_st(p, "{\"a\": {\"dtype\": \"F32\", \"shape\": [2], \"data_offsets\": [0, 8]},"
-                " \"b\": {\"dtype\": \"I32\", \"shape\": [2], \"data_offsets\": [0, 8], \"extra\": 1},"
-                " \"c\": {\"dtype\": \"U8\", \"shape\": [1], \"data_offsets\": [12, 13]}}", 20, -1);
+    /* accepted though Python would not write them: overlap, gaps, trailing bytes, unknown fields,
+     * misaligned data (header padded to 8 here, so offset 13 is misaligned for F32) */
+    const char *acc = "{\"a\": {\"dtype\": \"F32\", \"shape\": [2], \"data_offsets\": [0, 8]},"
+                      " \"b\": {\"dtype\": \"I32\", \"shape\": [2], \"data_offsets\": [0, 8], \"extra\": 1},"
+                      " \"c\": {\"dtype\": \"U8\", \"shape\": [1], \"data_offsets\": [12, 13]},"
+                      " \"d\": {\"dtype\": \"F32\", \"shape\": [], \"data_offsets\": [13, 17]}}";
+    char padded[400];
+    snprintf(padded, sizeof padded, "%s%.*s", acc, (int)((8 - strlen(acc) % 8) % 8), "        ");
+    write_st(p, padded, 20, -1);
     hb_safetensors_t *st = hb_safetensors_open(p, err, sizeof err);
-    ok(st && hb_safetensors_count(st) == 3 && hb_safetensors_data(st, 0) == hb_safetensors_data(st, 1) &&
+    ok(st && hb_safetensors_count(st) == 4 && hb_safetensors_data(st, 0) == hb_safetensors_data(st, 1) &&
        (const char *)hb_safetensors_data(st, 2) - (const char *)hb_safetensors_data(st, 0) == 12,
        "overlapping ranges, gaps, trailing bytes and unknown fields are accepted");
+    ok(st && hb_safetensors_aligned(st, 0) && hb_safetensors_aligned(st, 2) && !hb_safetensors_aligned(st, 3) &&
+       hb_safetensors_numel(st, 3) == 1, "aligned() tells a misaligned F32 (offset 13) from aligned ones");
     hb_safetensors_close(st);
 }
 
@@ -661,6 +668,9 @@ static void test_index(void) {
     hb_safetensors_write(onef, 1, &eb, 0, NULL, NULL, err, sizeof err);
     st = hb_safetensors_open_index(one, err, sizeof err);
     ok(st && hb_safetensors_count(st) == 1, "index: a folder holding only model.safetensors opens it");
+    hb_safetensors_close(st);
+    st = hb_safetensors_open_index(onef, err, sizeof err);
+    ok(st && hb_safetensors_count(st) == 1, "index: a path ending in .safetensors is opened as one file");
     hb_safetensors_close(st);
     snprintf(empty, sizeof empty, "%s/emptydir", tmpdir);
     mkdir(empty, 0777);
