@@ -23,3 +23,16 @@ void hb_interrupt_raise(void) {
 void hb_interrupt_clear(void) {
     atomic_store(&interrupt_flag, 0);
 }
+
+/* Deferral: a training loop that must not be cut mid-step (between backward and the optimizer update)
+ * defers interrupts; the executable's Lua hook then leaves the flag raised instead of raising an
+ * error, and the loop polls hb_interrupted() at its next step boundary. */
+static volatile _Atomic int defer_flag = 0;
+
+int hb_interrupt_defer(int on) {
+    return atomic_exchange(&defer_flag, on ? 1 : 0);
+}
+
+int hb_interrupt_deferred(void) {
+    return atomic_load_explicit(&defer_flag, memory_order_relaxed) != 0;
+}

@@ -22,4 +22,9 @@ void hb_interrupt_raise(void);
 /* Forget a pending request. Only the executable calls this, before each new chunk. */
 void hb_interrupt_clear(void);
 
+/* Defer interrupts (on = 1) or not (on = 0); returns the previous setting. While deferred, Ctrl-C only
+ * raises the flag: code polls hb_interrupted() at safe points (e.g. between training steps). */
+int hb_interrupt_defer(int on);
+int hb_interrupt_deferred(void);
+
 #endif

@@ -8,6 +8,11 @@
 #include "hyblua.h"
 #include "../kernels/parallel.h"
 #include "lhyblua.h"
+#include "../core/interrupt.h"
+#include <fcntl.h>
+#include <time.h>
+#include <stdio.h>
+#include <unistd.h>
 #include <lualib.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,7 +55,65 @@ static int l_mem(lua_State *L) {
     return 1;
 }
 
-static const luaL_Reg funcs[] = {{"set_num_threads", l_set_num_threads}, {"get_num_threads", l_get_num_threads},
+/* hb.interrupted() — has Ctrl-C been pressed (and not yet handled)? */
+static int l_interrupted(lua_State *L) {
+    lua_pushboolean(L, hb_interrupted());
+    return 1;
+}
+/* hb.defer_interrupts(on) → previous: while on, Ctrl-C only sets hb.interrupted() */
+static int l_defer_interrupts(lua_State *L) {
+    lua_pushboolean(L, hb_interrupt_defer(lua_toboolean(L, 1)));
+    return 1;
+}
+/* hb.now() — monotonic wall-clock seconds (for timing; never for anything that affects results) */
+static int l_now(lua_State *L) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    lua_pushnumber(L, (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec);
+    return 1;
+}
+/* hb.isatty(fd) — 0 stdin, 1 stdout, 2 stderr */
+static int l_isatty(lua_State *L) {
+    lua_pushboolean(L, isatty((int)luaL_optinteger(L, 1, 2)));
+    return 1;
+}
+/* hb.get_rng_state() → hex string; hb.set_rng_state(s) — the global generator behind randn etc. */
+static int l_get_rng_state(lua_State *L) {
+    hb_rng_t *r = hb_rng_global();
+    char buf[128];
+    snprintf(buf, sizeof buf, "%016llx%016llx%016llx%016llx%d%a", (unsigned long long)r->s[0], (unsigned long long)r->s[1],
+             (unsigned long long)r->s[2], (unsigned long long)r->s[3], r->has_spare, r->spare);
+    lua_pushstring(L, buf);
+    return 1;
+}
+static int l_set_rng_state(lua_State *L) {
+    const char *s = luaL_checkstring(L, 1);
+    hb_rng_t r;
+    unsigned long long a[4];
+    int spare;
+    double sv;
+    if (strlen(s) < 65 || sscanf(s, "%16llx%16llx%16llx%16llx%1d%la", &a[0], &a[1], &a[2], &a[3], &spare, &sv) != 6)
+        return luaL_error(L, "set_rng_state: malformed state string");
+    for (int i = 0; i < 4; i++) r.s[i] = a[i];
+    r.has_spare = spare;
+    r.spare = sv;
+    *hb_rng_global() = r;
+    return 0;
+}
+/* hb.fsync(path) — flush a file or directory to disk (atomic checkpoint directories) */
+static int l_fsync(lua_State *L) {
+    const char *p = luaL_checkstring(L, 1);
+    int fd = open(p, O_RDONLY);
+    if (fd < 0) return luaL_error(L, "fsync: cannot open %s", p);
+    int rc = fsync(fd);
+    close(fd);
+    if (rc) return luaL_error(L, "fsync: %s failed", p);
+    return 0;
+}
+
+static const luaL_Reg funcs[] = {{"interrupted", l_interrupted}, {"now", l_now}, {"defer_interrupts", l_defer_interrupts},
+                                 {"isatty", l_isatty}, {"get_rng_state", l_get_rng_state},
+                                 {"set_rng_state", l_set_rng_state}, {"fsync", l_fsync},{"set_num_threads", l_set_num_threads}, {"get_num_threads", l_get_num_threads},
                                  {"cat", l_cat}, {"where", l_where}, {"tensor_bytes", l_mem}, {NULL, NULL}};
 
 #ifndef HB_LUADIR

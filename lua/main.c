@@ -132,6 +132,7 @@ static void print_usage(const char *badoption) {
 static void lstop(lua_State *L, lua_Debug *ar) {
     if (lua_getinfo(L, "S", ar) && strcmp(ar->what, "C") == 0) return;
     lua_sethook(L, NULL, 0, 0);
+    if (hb_interrupt_deferred()) return; /* a training loop polls the flag at its next step boundary */
     luaL_error(L, "interrupted!");
 }
 

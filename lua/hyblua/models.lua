@@ -233,6 +233,10 @@ return function(hb)
 
   local mixers = {}
 
+  mixers.custom = function(ctx, x, L)
+    return L.def.forward(ctx, x, L.opts, function(name) return W(ctx, name) end)
+  end
+
   -- §3 softmax attention (transformer layers and hybrid layers)
   mixers.attention = function(ctx, x, L)
     local B, T = x:size(1), x:size(2)
@@ -439,8 +443,54 @@ return function(hb)
   end
 
   -- ---- model ----------------------------------------------------------------------------------------
+  -- ---- user-defined mixers (Lua, autograd does the backward) --------------------------------------
+  -- hb.models.register_mixer(name, { declare = function(add, d, i, opts) ... end,
+  --                                  forward = function(ctx, x, opts, W) ... end })
+  -- `add(name, shape, init)` declares a parameter model.layers.<i>.attn.<name> (init "normal"|"ones"|"zeros");
+  -- `W(name)` fetches it in forward; x is [B, T, d] and forward returns [B, T, d].
+  -- Place it with cfg.custom_mixers = { { mixer = name, layers = schedule | {i, ...}, ...opts } }.
+  local registered = {}
+  function models.register_mixer(name, def)
+    if type(name) ~= "string" or type(def) ~= "table" or type(def.forward) ~= "function" then
+      error("register_mixer(name, {declare=fn, forward=fn})", 2)
+    end
+    registered[name] = def
+  end
+
+  -- resolve custom mixer placements to plain layer lists (what config.json stores) → i → spec
+  local function custom_layers(cfg)
+    local at, resolved = {}, {}
+    for k, spec0 in ipairs(cfg.custom_mixers or {}) do
+      local spec = {}
+      for kk, vv in pairs(spec0) do spec[kk] = vv end
+      resolved[k] = spec
+      if not registered[spec.mixer] then
+        error(string.format("config: custom_mixers[%d].mixer = '%s' is not registered (hb.models.register_mixer)", k, tostring(spec.mixer)), 0)
+      end
+      local layers = spec.layers
+      if hb.schedule.is_schedule(layers) then
+        local r = layers.pick
+        layers = {}
+        for i = 0, cfg.num_hidden_layers - 1 do if r(i, cfg.num_hidden_layers) then layers[#layers + 1] = i end end
+      end
+      spec.layers = layers
+      for _, i in ipairs(layers or {}) do at[i] = spec end
+    end
+    return at, resolved
+  end
+
   local function build(cfg_in)
-    local cfg = C.normalize(cfg_in)
+    local user = {}
+    for k, v in pairs(cfg_in) do user[k] = v end
+    if user.attn ~= nil and hb.schedule then
+      user.attn = hb.schedule.resolve(user.attn, user.num_hidden_layers or 24)
+    end
+    local custom = user.custom_mixers
+    user.custom_mixers = nil
+    local cfg = C.normalize(user)
+    cfg.custom_mixers = custom
+    local custom_at, resolved = custom_layers(cfg)
+    if custom then cfg.custom_mixers = resolved end
     local m = setmetatable({ config = cfg, _order = {}, _spec = {}, params = {}, mode = "chunk", layers = {} }, Model)
     local d, L, V = cfg.hidden_size, cfg.num_hidden_layers, cfg.vocab_size
     local std = { "normal", cfg.initializer_range }
@@ -452,7 +502,17 @@ return function(hb)
       declare(m, "model.layers." .. i .. ".attn_norm.weight", { d }, { "ones" })
       local spec = cfg._attn_at[i]
       local layer
-      if cfg.model_type == "transformer" then
+      local cust = custom_at[i]
+      if cust then
+        local def = registered[cust.mixer]
+        local prefix = P(i)
+        local function add(name, shape, init)
+          local iv = init == "ones" and { "ones" } or init == "zeros" and { "zeros" } or { "normal", cfg.initializer_range }
+          declare(m, prefix .. name, shape, iv)
+        end
+        if def.declare then def.declare(add, cfg.hidden_size, i, cust) end
+        layer = { kind = "custom", def = def, opts = cust, name = cust.mixer }
+      elseif cfg.model_type == "transformer" then
         layer = declare_attention(m, i, { num_heads = cfg.num_heads, num_kv_heads = cfg._kv, qkv_bias = cfg.qkv_bias,
           window_size = cfg.window_size, rope_theta = cfg.rope_theta }, cfg.qk_norm)
       elseif spec then

@@ -1,0 +1,312 @@
+-- hyblua/train.lua — the training loop: hb.train{...}, learning-rate schedules, checkpoints, resume.
+--
+-- Determinism: micro-batch k is a pure function of (seed, k) (the data source's contract), the model
+-- and optimiser state are saved exactly (float32), and the LR is a function of the step, so a run that
+-- is killed and resumed from its last checkpoint produces the same losses, bit for bit, as a run that
+-- was never interrupted.
+--
+-- Checkpoints (out/ckpt-00000200/): config.json + model.safetensors (fla format, loadable by
+-- hb.load_pretrained and by fla), optimizer.safetensors (AdamW m and v), trainer_state.json (step,
+-- optimiser step count, RNG state, seed). Each is written into a temporary directory, fsynced, then
+-- renamed into place, so a crash never leaves a half-written checkpoint under the final name. Resume
+-- takes the newest checkpoint that loads; a corrupt one is reported and skipped.
+return function(hb)
+  local train = {}
+
+  -- ---- learning-rate schedules -------------------------------------------------------------------
+  -- step counts from 1. warmup: linear from lr/warmup to lr. Then:
+  --   cosine:   min_lr + (lr − min_lr)·½(1 + cos(π·p)), p = progress after warm-up in [0, 1]
+  --   wsd:      constant lr, then a linear decay to min_lr over the last `decay_frac` of the steps
+  --   constant: lr
+  function train.lr_at(step, o)
+    local lr, min_lr, warm, total = o.lr, o.min_lr or 0, o.warmup or 0, o.steps
+    if warm > 0 and step <= warm then return lr * step / warm end
+    local sched = o.schedule or "cosine"
+    if sched == "constant" then return lr end
+    local span = math.max(1, total - warm)
+    local p = math.min(1, math.max(0, (step - warm) / span))
+    if sched == "cosine" then
+      return min_lr + (lr - min_lr) * 0.5 * (1 + math.cos(math.pi * p))
+    elseif sched == "wsd" then
+      local frac = o.decay_frac or 0.2
+      local start = total - math.floor(total * frac + 0.5)
+      if step <= start then return lr end
+      local q = (step - start) / math.max(1, total - start)
+      return lr + (min_lr - lr) * q
+    end
+    error("train: unknown schedule '" .. tostring(sched) .. "' (cosine, wsd, constant)", 0)
+  end
+
+  -- ---- small file helpers --------------------------------------------------------------------------
+  local function sh_quote(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
+  local function mkdir_p(d) os.execute("mkdir -p " .. sh_quote(d)) end
+  local function rm_rf(d) os.execute("rm -rf " .. sh_quote(d)) end
+  local function listdir(d)
+    local out = {}
+    local p = io.popen("ls -1 " .. sh_quote(d) .. " 2>/dev/null")
+    if p then for l in p:lines() do out[#out + 1] = l end p:close() end
+    return out
+  end
+  local function exists(p) local f = io.open(p, "rb"); if f then f:close(); return true end return false end
+
+  local function ckpt_name(step) return string.format("ckpt-%08d", step) end
+
+  -- checkpoints in dir, newest first: { {step=, path=} ... }
+  function train.checkpoints(dir)
+    local out = {}
+    for _, n in ipairs(listdir(dir)) do
+      local s = n:match("^ckpt%-(%d+)$")
+      if s then out[#out + 1] = { step = tonumber(s), path = dir .. "/" .. n } end
+    end
+    table.sort(out, function(a, b) return a.step > b.step end)
+    return out
+  end
+
+  local function param_names(model)
+    local names = {}
+    for name in model:named_parameters() do names[#names + 1] = name end
+    return names
+  end
+
+  -- write a checkpoint atomically; returns its path
+  function train.save_checkpoint(dir, step, model, opt, extra)
+    mkdir_p(dir)
+    local final = dir .. "/" .. ckpt_name(step)
+    local tmp = final .. ".tmp"
+    rm_rf(tmp)
+    mkdir_p(tmp)
+    model:save_pretrained(tmp)
+    if opt then
+      local names = param_names(model)
+      hb.io.save_safetensors(tmp .. "/optimizer.safetensors", opt:state_tensors(names), { step = tostring(opt.t) })
+    end
+    local state = { step = step, opt_t = opt and opt.t or 0, rng = hb.get_rng_state(), version = hb.version }
+    for k, v in pairs(extra or {}) do state[k] = v end
+    hb.io.write_json(tmp .. "/trainer_state.json", state)
+    hb.fsync(tmp)
+    rm_rf(final)
+    local ok, err = os.rename(tmp, final)
+    if not ok then error("checkpoint: cannot rename " .. tmp .. " → " .. final .. ": " .. tostring(err), 0) end
+    hb.fsync(dir)
+    return final
+  end
+
+  -- load a checkpoint into an existing model (in place, keeping parameter identity) and optimiser
+  function train.load_checkpoint(path, model, opt)
+    local state = hb.io.read_json(path .. "/trainer_state.json")
+    if type(state) ~= "table" or math.type(state.step) ~= "integer" then
+      error(path .. "/trainer_state.json: missing or invalid 'step'", 0)
+    end
+    local tensors = hb.io.load_safetensors(path .. "/model.safetensors")
+    local names = param_names(model)
+    -- validate everything before touching the model
+    for _, name in ipairs(names) do
+      local t, p = tensors[name], model.params[name]
+      if not t then error(path .. ": tensor '" .. name .. "' is missing", 0) end
+      if table.concat(t:shape(), "x") ~= table.concat(p:shape(), "x") then
+        error(path .. ": tensor '" .. name .. "' has the wrong shape", 0)
+      end
+    end
+    local ost
+    if opt then
+      ost = hb.io.load_safetensors(path .. "/optimizer.safetensors")
+      for _, name in ipairs(names) do
+        if state.opt_t > 0 and (not ost["m." .. name] or not ost["v." .. name]) then
+          error(path .. "/optimizer.safetensors: state of '" .. name .. "' is missing", 0)
+        end
+      end
+    end
+    hb.no_grad(function()
+      for _, name in ipairs(names) do model.params[name]:copy_(tensors[name]) end
+    end)
+    if opt then opt:load_state_tensors(names, ost, state.opt_t) end
+    if state.rng then hb.set_rng_state(state.rng) end
+    return state
+  end
+
+  -- ---- progress display -----------------------------------------------------------------------------
+  local function fmt_time(s)
+    s = math.max(0, math.floor(s + 0.5))
+    if s >= 3600 then return string.format("%d:%02d:%02d", s // 3600, (s % 3600) // 60, s % 60) end
+    return string.format("%02d:%02d", s // 60, s % 60)
+  end
+  local function fmt_rate(r)
+    if r >= 1000 then return string.format("%.1fk", r / 1000) end
+    return string.format("%.0f", r)
+  end
+
+  local function is_finite(x) return x == x and x ~= math.huge and x ~= -math.huge end
+  local function num_name(x) return x ~= x and "NaN" or (x > 0 and "+Inf" or "-Inf") end
+
+  -- ---- the loop -------------------------------------------------------------------------------------
+  -- hb.train{ model=, batch=function(k) → ids [B, T+1] (micro-batch k, 0-based, deterministic),
+  --           steps=, grad_accum=1, lr=, min_lr=, warmup=, schedule=, decay_frac=, betas=, eps=,
+  --           weight_decay=, clip=, val=function(model) → loss, eval_every=, log=path.jsonl,
+  --           out=dir, save_every=, keep=, resume=true, progress=true|false, log_every=, name= }
+  -- returns { step=, losses={...}, val={...}, interrupted=bool, checkpoint=path }
+  function hb.train(o)
+    assert(type(o) == "table", "hb.train{...} expects a table")
+    local model = o.model or error("hb.train: 'model' is required", 2)
+    local batch = o.batch or error("hb.train: 'batch' (function(k) → ids) is required", 2)
+    local steps = o.steps or error("hb.train: 'steps' is required", 2)
+    local accum = o.grad_accum or 1
+    local lr_opts = { lr = o.lr or 1e-3, min_lr = o.min_lr or (o.lr or 1e-3) * 0.1, warmup = o.warmup or 0,
+                      schedule = o.schedule or "cosine", steps = steps, decay_frac = o.decay_frac }
+    local names = param_names(model)
+    local decay, no_decay = {}, {}
+    for _, n in ipairs(names) do
+      if model:no_weight_decay(n) then no_decay[#no_decay + 1] = model.params[n] else decay[#decay + 1] = model.params[n] end
+    end
+    local groups = { { params = decay, weight_decay = o.weight_decay or 0.1 } }
+    if #no_decay > 0 then groups[2] = { params = no_decay, weight_decay = 0 } end
+    local opt = hb.optim.AdamW(groups, { lr = lr_opts.lr, betas = o.betas or { 0.9, 0.95 }, eps = o.eps or 1e-8 })
+    -- AdamW:params() must follow `names` order for state (de)serialisation
+    local ordered = {}
+    for _, p in ipairs(decay) do ordered[#ordered + 1] = p end
+    for _, p in ipairs(no_decay) do ordered[#ordered + 1] = p end
+    local name_of = {}
+    for _, n in ipairs(names) do name_of[model.params[n]] = n end
+    local opt_names = {}
+    for i, p in ipairs(ordered) do opt_names[i] = name_of[p] end
+    local orig_state_tensors, orig_load = opt.state_tensors, opt.load_state_tensors
+    function opt:state_tensors() return orig_state_tensors(self, opt_names) end
+    function opt:load_state_tensors(_, t, n) return orig_load(self, opt_names, t, n) end
+
+    local out = o.out
+    local start = 0
+    local res = { losses = {}, val = {}, interrupted = false }
+    if out and o.resume ~= false then
+      for _, c in ipairs(train.checkpoints(out)) do
+        local ok, st = pcall(train.load_checkpoint, c.path, model, opt)
+        if ok then
+          start = st.step
+          res.resumed_from = c.path
+          io.stderr:write(string.format("resuming from %s (step %d)\n", c.path, start))
+          break
+        else
+          io.stderr:write(string.format("warning: checkpoint %s is unusable (%s); trying an older one\n", c.path, tostring(st)))
+        end
+      end
+    end
+    local logf
+    if o.log then
+      local d = o.log:match("^(.*)/[^/]*$")
+      if d then mkdir_p(d) end
+      logf = assert(io.open(o.log, start > 0 and "a" or "w"))
+    end
+    local function log(rec)
+      if logf then logf:write(hb.io.encode_json(rec), "\n"); logf:flush() end
+    end
+    local tty = o.progress ~= false and hb.isatty(2)
+    local log_every = o.log_every or math.max(1, steps // 20)
+    local t0 = os.clock and hb.now and hb.now() or os.time()
+    local clock = hb.now or os.time
+    local tstart = clock()
+    local tokens_done = 0
+    local last_ckpt = (out and train.checkpoints(out)[1] or {}).path
+    local prev_defer = hb.defer_interrupts(true)
+    local function finish()
+      hb.defer_interrupts(prev_defer)
+      if logf then logf:close() end
+      if tty then io.stderr:write("\n") end
+    end
+    local function save(step)
+      if not out then return nil end
+      last_ckpt = train.save_checkpoint(out, step, model, opt, { seed = o.seed, name = o.name })
+      local keep = o.keep or 3
+      local all = train.checkpoints(out)
+      for i = keep + 1, #all do rm_rf(all[i].path) end
+      return last_ckpt
+    end
+    local function validate(step)
+      if not o.val then return end
+      local v = hb.no_grad(function() return o.val(model) end)
+      res.val[#res.val + 1] = { step = step, loss = v }
+      log({ step = step, val_loss = v })
+      if not tty then io.stderr:write(string.format("step %d: validation loss %.4f\n", step, v)) end
+      return v
+    end
+
+    local ok, err = pcall(function()
+      for step = start + 1, steps do
+        local lr = train.lr_at(step, lr_opts)
+        local total, ntok = 0, 0
+        opt:zero_grad()
+        for a = 0, accum - 1 do
+          local k = (step - 1) * accum + a
+          local ids = batch(k)
+          local loss = model:loss(ids)
+          local lv = loss:item()
+          if not is_finite(lv) then
+            error(string.format("training stopped: loss is %s at step %d (micro-batch %d); the last good checkpoint is %s",
+              num_name(lv), step, k, last_ckpt or "(none: no checkpoint was written)"), 0)
+          end
+          total = total + lv / accum
+          if accum > 1 then loss = loss / accum end
+          loss:backward()
+          ntok = ntok + ids:size(1) * (ids:size(2) - 1)
+        end
+        local gnorm = hb.optim.clip_grad_norm(ordered, o.clip == nil and 1.0 or o.clip)
+        if not is_finite(gnorm) then
+          error(string.format("training stopped: gradient norm is %s at step %d; the last good checkpoint is %s",
+            num_name(gnorm), step, last_ckpt or "(none)"), 0)
+        end
+        opt:step(lr)
+        tokens_done = tokens_done + ntok
+        res.losses[step] = total
+        res.step = step
+        local el = clock() - tstart
+        local rate = tokens_done / math.max(el, 1e-9)
+        local eta = (steps - step) * el / math.max(step - start, 1)
+        log({ step = step, loss = total, lr = lr, grad_norm = gnorm, tokens = step * ntok, tok_per_s = rate, time = el })
+        if o.on_step then o.on_step(step, { loss = total, lr = lr, grad_norm = gnorm }) end
+        if o.step_delay and o.step_delay > 0 then os.execute("sleep " .. o.step_delay) end
+        if tty then
+          local w = 20
+          local filled = math.floor(w * step / steps)
+          io.stderr:write(string.format("\r%s [%s%s] %d/%d | loss %.4f | lr %.2e | %s tok/s | ETA %s  ",
+            o.name or "train", string.rep("#", filled), string.rep(".", w - filled), step, steps, total, lr, fmt_rate(rate), fmt_time(eta)))
+        elseif step % log_every == 0 or step == steps then
+          io.stderr:write(string.format("step %d/%d loss %.4f lr %.2e %s tok/s ETA %s\n", step, steps, total, lr, fmt_rate(rate), fmt_time(eta)))
+        end
+        if o.eval_every and step % o.eval_every == 0 and step < steps then validate(step) end
+        if o.save_every and step % o.save_every == 0 and step < steps then save(step) end
+        if hb.interrupted() then
+          res.interrupted = true
+          res.checkpoint = save(step)
+          io.stderr:write(string.format("\ninterrupted at step %d%s\n", step,
+            res.checkpoint and ("; saved " .. res.checkpoint .. " — run the same command to resume") or ""))
+          return
+        end
+      end
+      if res.step == steps or start == steps then
+        validate(steps)
+        res.checkpoint = save(steps)
+      end
+    end)
+    finish()
+    if not ok then error(err, 0) end
+    res.elapsed = clock() - tstart
+    res.tokens = tokens_done
+    return res
+  end
+
+  -- a deterministic pseudo-corpus for tests and demos: row b of micro-batch k is a repeated random
+  -- phrase (so models can learn it), a pure function of (k, b)
+  function train.synthetic_batch(k, B, T, V)
+    local rows = {}
+    for b = 1, B do
+      local x = (k * 7919 + b * 104729) % 2147483647
+      local function rnd() x = (x * 48271) % 2147483647; return x end
+      local plen = 3 + rnd() % 6
+      local phrase = {}
+      for i = 1, plen do phrase[i] = rnd() % V end
+      local row = {}
+      for t = 1, T do row[t] = phrase[(t - 1) % plen + 1] end
+      rows[b] = row
+    end
+    return rows
+  end
+
+  hb.train_utils = train
+end
