@@ -1,9 +1,10 @@
 /* test_gla.c — checks of kernels/gla.c (gated linear attention), TAP output.
  *
  * 1. chunked forward vs the reference recurrence, f32 (rel ≤ 1e-4) and f64 (rel ≤ 1e-10), outputs
- *    and final state, for several shapes (T = 1, 37, 100, 130; C = 64 and 16; B, H > 1; K ≠ V) and
- *    three gate regimes: near 0 (−1e-3), GLA-like logsigmoid(N(0,1))/16, and very negative
- *    (−20 / −30 on some channels, plus one −1000 case): no inf/NaN anywhere;
+ *    and final state, for several shapes (T = 1, 37, 100, 130; C = 64, 16 and 20; B, H > 1; K ≠ V)
+ *    and gate regimes: near 0 (−1e-3·U(0.5,1.5)), GLA-like logsigmoid(N(0,1))/16, HGRN-2-like
+ *    logsigmoid(3·N(0,1)) (sub-blocks mixing "tame" and element-wise channels), very negative
+ *    (−20 / −30·U on some channels) and −1000 on half the channels: no inf/NaN anywhere;
  * 2. chunked backward vs the BPTT reference backward (f32 rel ≤ 1e-4, f64 rel ≤ 1e-10);
  * 3. float64 central finite differences (h = 1e-6, error ≤ 1e-6 relative to max(1e-3, max|num|))
  *    of BOTH backward paths w.r.t. q, k, v, gk and h0, on loss = Σ o·w + Σ ht·wh;

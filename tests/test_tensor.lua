@@ -1,0 +1,85 @@
+-- test_tensor.lua — the Lua binding: constructors, metamethods, views, autograd from Lua, printing,
+-- index convention, GC pressure, and the error message of every bad-input case guarded here.
+local hb = require "hyblua"
+local T = dofile("tests/tap.lua")
+
+local x = hb.tensor({ { 1, 2, 3 }, { 4, 5, 6 } })
+T.is(table.concat(x:shape(), ","), "2,3", "hb.tensor infers the shape")
+T.is(x:dtype(), "float32", "default dtype float32")
+T.is(x:numel(), 6, "numel")
+T.is(x:get(2, 3), 6, "get is 1-based")
+T.is((x * 2):get(1, 2), 4, "tensor * number")
+T.is((2 - x):get(1, 1), 1, "number - tensor")
+T.is((x + x):sum():item(), 42, "tensor + tensor, sum():item()")
+T.is((-x):get(2, 1), -4, "unary minus")
+T.is(x:sum(2):tolist()[2], 15, "sum over dim 2 (1-based)")
+T.is(x:sum(-1):tolist()[1], 6, "negative dim counts from the end")
+T.is(x:mean():item(), 3.5, "mean")
+T.is(x:max():item(), 6, "max")
+T.is(x:argmax(2):tolist()[1], 2, "argmax returns 0-based positions as values (int64)")
+T.is(x:transpose(1, 2):get(3, 1), 3, "transpose view")
+T.is(x:view(3, 2):get(3, 1), 5, "view")
+T.is(x:view(-1):numel(), 6, "view with -1")
+T.is(x:narrow(2, 2, 2):get(1, 1), 2, "narrow(dim, start, len) 1-based start")
+T.is(x:t():is_contiguous(), false, "t() is a non-contiguous view")
+T.is(x:double():dtype(), "float64", ":double()")
+T.is(hb.arange(5):dtype(), "int64", "arange of integers is int64 (like torch)")
+T.is(hb.zeros(2, 3, "float64"):dtype(), "float64", "zeros with a dtype")
+T.is(hb.ones({ 2, 2 }):sum():item(), 4, "ones with a shape table")
+T.is(#hb.randn(4, 3), 4, "# gives the first dim")
+T.is(hb.tensor(3.5):item(), 3.5, "scalar tensor")
+T.like(tostring(hb.tensor({ 1, 2, 3 }) * 2), "tensor([2, 4, 6], shape=[3], dtype=float32)", "__tostring shows values, shape and dtype")
+T.like(tostring(hb.zeros(100)), "..., ", "__tostring elides long tensors")
+
+-- autograd from Lua
+local a = hb.tensor({ 1, 2, 3 }):requires_grad(true)
+local l = (a * a):sum()
+l:backward()
+local g = a.grad:tolist()
+T.ok(g[1] == 2 and g[2] == 4 and g[3] == 6, "backward fills .grad")
+local b = hb.no_grad(function() return a * 3 end)
+T.is(b:requires_grad(), false, "hb.no_grad records nothing")
+T.is(hb.is_grad_enabled(), true, "grad mode restored after no_grad")
+a:zero_grad()
+T.is(a.grad, nil, "zero_grad clears .grad")
+do local c <close> = hb.ones(3); T.is(c:sum():item(), 3, "<close> variables work") end
+
+-- error messages name the function, the argument and the shapes
+T.raises(function() return hb.ones(2, 3):matmul(hb.ones(4, 5)) end, "matmul: inner dimensions differ: [2, 3] @ [4, 5] (3 vs 4)", "matmul shape error")
+T.raises(function() return hb.ones(2, 3) + hb.ones(4, 3) end, "add: shapes [2, 3] and [4, 3] cannot be broadcast", "broadcast error")
+T.raises(function() return hb.ones(2, 3):view(4, 2) end, "view: shape [2, 3] (6 elements) cannot be viewed as 8 elements", "view error")
+T.raises(function() return hb.ones(2, 3):sum(3) end, "dim 3 out of range for a 2-d tensor", "dim out of range")
+T.raises(function() return hb.ones(2, 3):get(3, 1) end, "index 3 out of range 1..2 at dim 1", "get index out of range")
+T.raises(function() return hb.ones(2, 3) + "x" end, "arithmetic on a tensor needs a tensor or a number", "arithmetic with a string")
+T.raises(function() return hb.tensor({ { 1, 2 }, { 3 } }) end, "ragged nested table", "ragged table")
+T.raises(function() return hb.tensor({ 1, "a" }) end, "element 2 is a string, expected a number", "non-number element")
+T.raises(function() return hb.zeros(2, "float16") end, "unknown dtype 'float16'", "unknown dtype")
+T.raises(function() return hb.ones(2):item() end, "item: tensor of shape [2] has 2 elements, expected 1", "item of a non-scalar")
+T.raises(function() return hb.ones(2):foo() end, "hyblua.Tensor has no method or field 'foo'", "unknown method")
+T.raises(function() return hb.exp("x") end, "hyblua.Tensor expected, got string", "wrong argument type")
+T.raises(function() return hb.embedding(hb.ones(4, 2), hb.tensor({ 5 }, "int64")) end, "token id 5 at position 0 is out of range [0, 4)", "embedding id out of range")
+T.raises(function() return hb.ones(2):requires_grad(true):add_(hb.ones(2)) end, "in-place update of a tensor that requires grad", "in-place on a leaf requiring grad")
+T.raises(function() hb.tensor({ 1, 2 }, "int64"):requires_grad(true) end, "only float tensors can require grad", "int tensors cannot require grad")
+T.raises(function() return hb.ones(2, 3):float() * hb.ones(2, 3):double() end, "dtypes differ (float32 vs float64)", "mixed dtypes")
+T.raises(function() return hb.cross_entropy(hb.ones(2, 3), hb.tensor({ 0, 5 }, "int64")) end, "target 5 at row 1 is out of range [0, 3)", "cross_entropy target out of range")
+T.raises(function() return hb.attention(hb.ones(1, 4, 2, 8), hb.ones(1, 4, 3, 8), hb.ones(1, 4, 3, 8), 1) end, "2 query heads are not a multiple of 3 kv heads", "attention GQA mismatch")
+T.raises(function() return hb.gla(hb.ones(1, 4, 2, 8), hb.ones(1, 4, 2, 8), hb.ones(1, 4, 2, 8), hb.ones(1, 5, 2, 8), 1) end, "gla: gk has shape [1, 5, 2, 8], expected [1, 4, 2, 8]", "gla shape mismatch")
+T.raises(function() return hb.gla(hb.ones(1, 4, 2, 8), hb.ones(1, 4, 2, 8), hb.ones(1, 4, 2, 8), hb.ones(1, 4, 2, 8), 1, "fast") end, "mode must be 'chunk' or 'recurrent', got 'fast'", "bad mode")
+T.raises(function() return hb.conv1d(hb.ones(1, 4, 6), hb.ones(5, 1, 4)) end, "conv1d: weight has shape [5, 1, 4], expected [6, 1, W]", "conv1d weight mismatch")
+
+-- GC pressure: C allocations trigger collection, so a loop of big temporaries stays bounded
+local peak = 0
+for i = 1, 60 do
+  local t = hb.zeros(1024, 1024) -- 4 MiB each, never closed explicitly
+  peak = math.max(peak, hb.tensor_bytes())
+end
+T.ok(peak < 600 * 1024 * 1024, "GC pressure keeps live tensor bytes bounded", string.format("peak %.0f MiB", peak / 2 ^ 20))
+
+-- the REPL example from the issue, through the real module
+local p = io.popen([[printf 'x = hb.tensor({1,2,3})\nx*2\nfunction f(a)\n return a+1\nend\nf(41)\n' | ./hyblua -i 2>&1]])
+local out = p:read("a"); p:close()
+T.like(out, "tensor([2, 4, 6]", "piped -i: expression auto-printed (the doubled tensor)")
+T.like(out, "42", "piped -i: multi-line function then call prints 42")
+local p2 = io.popen("./hyblua --version"); local v = p2:read("a"); p2:close()
+T.like(v, "hyblua " .. hb.version, "--version matches hb.version")
+T.done()
