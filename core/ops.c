@@ -388,7 +388,27 @@ static int bw_unary(hb_node_t *n, hb_tensor_t *g, hb_tensor_t **gin) {
     int64_t m = hb_numel(x);
     const void *pg = hb_data(gc), *px = hb_data(xc);
     void *po = hb_data(o);
-    for (int64_t i = 0; i < m; i++) st(po, x->dtype, i, ld(pg, x->dtype, i) * unop_d(op, ld(px, x->dtype, i)));
+    if (x->dtype == HB_F32) {
+        const float *g = pg, *xv = px;
+        float *r = po;
+        switch (op) { /* the hot ones get vectorisable float loops */
+        case HB_U_SILU:
+            for (int64_t i = 0; i < m; i++) {
+                float sg = 1.0f / (1.0f + expf(-xv[i]));
+                r[i] = g[i] * sg * (1.0f + xv[i] * (1.0f - sg));
+            }
+            break;
+        case HB_U_SIGMOID:
+            for (int64_t i = 0; i < m; i++) { float sg = 1.0f / (1.0f + expf(-xv[i])); r[i] = g[i] * sg * (1.0f - sg); }
+            break;
+        case HB_U_EXP: for (int64_t i = 0; i < m; i++) r[i] = g[i] * expf(xv[i]); break;
+        case HB_U_NEG: for (int64_t i = 0; i < m; i++) r[i] = -g[i]; break;
+        case HB_U_SQUARE: for (int64_t i = 0; i < m; i++) r[i] = 2.0f * xv[i] * g[i]; break;
+        default: for (int64_t i = 0; i < m; i++) r[i] = (float)(g[i] * unop_d(op, xv[i])); break;
+        }
+    } else {
+        for (int64_t i = 0; i < m; i++) st(po, x->dtype, i, ld(pg, x->dtype, i) * unop_d(op, ld(px, x->dtype, i)));
+    }
     hb_tensor_free(gc);
     hb_tensor_free(xc);
     gin[0] = o;
@@ -983,6 +1003,29 @@ static int bw_rmsnorm(hb_node_t *n, hb_tensor_t *g, hb_tensor_t **gin) {
     double *gw = w && w->requires_grad ? calloc((size_t)D, sizeof(double)) : NULL;
     if (!gx || (w && w->requires_grad && !gw)) { hb_tensor_free(gc); hb_tensor_free(wc); hb_tensor_free(gx); free(gw); hb_seterr("rmsnorm backward: out of memory"); return -1; }
     hb_dtype_t dt = x->dtype;
+    if (dt == HB_F32) {
+        const float *px = hb_data(x), *pg = hb_data(gc), *pw = wc ? hb_data(wc) : NULL;
+        float *pgx = hb_data(gx);
+        for (int64_t r = 0; r < rows; r++) {
+            const float *xr = px + r * D, *gr = pg + r * D;
+            float *out = pgx + r * D;
+            double ss = 0;
+            for (int64_t j = 0; j < D; j++) ss += (double)xr[j] * xr[j];
+            float rs = (float)(1 / sqrt(ss / (double)D + eps));
+            float dot = 0;
+            for (int64_t j = 0; j < D; j++) {
+                float xh = xr[j] * rs, gxh = gr[j] * (pw ? pw[j] : 1.0f);
+                dot += gxh * xh;
+                if (gw) gw[j] += (double)(gr[j] * xh);
+            }
+            dot /= (float)D;
+            for (int64_t j = 0; j < D; j++) {
+                float xh = xr[j] * rs, gxh = gr[j] * (pw ? pw[j] : 1.0f);
+                out[j] = rs * (gxh - xh * dot);
+            }
+        }
+        goto done;
+    }
     for (int64_t r = 0; r < rows; r++) {
         int64_t b = r * D;
         double ss = 0;
@@ -1001,6 +1044,7 @@ static int bw_rmsnorm(hb_node_t *n, hb_tensor_t *g, hb_tensor_t **gin) {
             st(hb_data(gx), dt, b + j, rs * (gxh - xh * dot));
         }
     }
+done:
     gin[0] = gx;
     if (gw) {
         gin[1] = hb_tensor_empty(w->dtype, 1, &D);

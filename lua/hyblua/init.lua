@@ -1,15 +1,28 @@
 -- hyblua/init.lua — the Lua half of the library. luaopen_hyblua (C) builds the module table `hb` with
 -- tensors, nn functions and mixer kernels, then calls the function returned here to add the pure-Lua
--- parts: nn layers, models, schedules, optimisers, training and evaluation.
+-- parts. Each part is a module returning function(hb) that installs itself into hb:
+--   eager: optim, models, schedule, train, config, data, tokenizer (cheap, used by every recipe)
+--   lazy:  eval (loaded on first use of hb.eval)
 return function(hb)
-  local function try(name)
-    local ok, mod = pcall(require, name)
-    if ok then return mod end
-    if not tostring(mod):find("module '" .. name .. "' not found", 1, true) then error(mod, 0) end
+  local function load(name)
+    local ok, mod = pcall(require, "hyblua." .. name)
+    if not ok then
+      -- a part that is simply absent is skipped; any other failure is a real error
+      if tostring(mod):find("module 'hyblua." .. name .. "' not found", 1, true) then return end
+      error(mod, 0)
+    end
+    if type(mod) == "function" then mod(hb) end
   end
-  for _, name in ipairs { "util", "optim", "models", "schedule", "train", "data", "tokenizer", "config", "eval" } do
-    local m = try("hyblua." .. name)
-    if type(m) == "function" then m(hb) end
-  end
+  for _, name in ipairs { "optim", "models", "schedule", "train", "config", "data", "tokenizer" } do load(name) end
+  local lazy = { eval = true }
+  setmetatable(hb, {
+    __index = function(t, k)
+      if lazy[k] then
+        lazy[k] = nil
+        load(k)
+        return rawget(t, k)
+      end
+    end,
+  })
   return hb
 end
