@@ -64,7 +64,13 @@ int hb_set_requires_grad(hb_tensor_t *t, int on) {
 
 int hb_accumulate(hb_tensor_t **acc, hb_tensor_t *g) {
     if (!*acc) {
-        /* own a contiguous private copy so later in-place adds never touch a view of someone else */
+        /* take g itself when nobody else can see its memory (the common case: a fresh gradient);
+           otherwise own a contiguous private copy so later in-place adds never touch shared data */
+        if (g->refcount == 1 && g->storage->refcount == 1 && !g->storage->external && hb_is_contiguous(g) &&
+            !g->grad_fn && g->offset == 0) {
+            *acc = hb_tensor_ref(g);
+            return 0;
+        }
         hb_tensor_t *c = hb_tensor_empty(g->dtype, g->ndim, g->size);
         if (!c || hb_copy_(c, g)) { hb_tensor_free(c); return -1; }
         *acc = c;

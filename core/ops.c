@@ -155,9 +155,31 @@ static hb_tensor_t *binary_raw(hb_binop_t op, hb_tensor_t *a, hb_tensor_t *b) {
         if (dt == HB_F32) {
             const float *x = (const float *)pa + oa, *y = (const float *)pb + ob;
             float *z = (float *)po + oo;
-            if (op == HB_OP_MUL) for (int64_t j = 0; j < inner; j++) z[j] = x[j * sa] * y[j * sb];
-            else if (op == HB_OP_ADD) for (int64_t j = 0; j < inner; j++) z[j] = x[j * sa] + y[j * sb];
-            else for (int64_t j = 0; j < inner; j++) z[j] = (float)binop(op, x[j * sa], y[j * sb]);
+            if (sa == 1 && sb == 1) {
+                switch (op) {
+                case HB_OP_MUL: for (int64_t j = 0; j < inner; j++) z[j] = x[j] * y[j]; break;
+                case HB_OP_ADD: for (int64_t j = 0; j < inner; j++) z[j] = x[j] + y[j]; break;
+                case HB_OP_SUB: for (int64_t j = 0; j < inner; j++) z[j] = x[j] - y[j]; break;
+                case HB_OP_DIV: for (int64_t j = 0; j < inner; j++) z[j] = x[j] / y[j]; break;
+                default: for (int64_t j = 0; j < inner; j++) z[j] = (float)binop(op, x[j], y[j]); break;
+                }
+            } else if (sb == 0) { /* broadcast scalar on the right within the row */
+                float yv = y[0];
+                switch (op) {
+                case HB_OP_MUL: for (int64_t j = 0; j < inner; j++) z[j] = x[j * sa] * yv; break;
+                case HB_OP_ADD: for (int64_t j = 0; j < inner; j++) z[j] = x[j * sa] + yv; break;
+                case HB_OP_SUB: for (int64_t j = 0; j < inner; j++) z[j] = x[j * sa] - yv; break;
+                case HB_OP_DIV: for (int64_t j = 0; j < inner; j++) z[j] = x[j * sa] / yv; break;
+                default: for (int64_t j = 0; j < inner; j++) z[j] = (float)binop(op, x[j * sa], yv); break;
+                }
+            } else {
+                switch (op) {
+                case HB_OP_MUL: for (int64_t j = 0; j < inner; j++) z[j] = x[j * sa] * y[j * sb]; break;
+                case HB_OP_ADD: for (int64_t j = 0; j < inner; j++) z[j] = x[j * sa] + y[j * sb]; break;
+                case HB_OP_SUB: for (int64_t j = 0; j < inner; j++) z[j] = x[j * sa] - y[j * sb]; break;
+                default: for (int64_t j = 0; j < inner; j++) z[j] = (float)binop(op, x[j * sa], y[j * sb]); break;
+                }
+            }
         } else {
             const double *x = (const double *)pa + oa, *y = (const double *)pb + ob;
             double *z = (double *)po + oo;

@@ -10,6 +10,7 @@
 #include "lhyblua.h"
 #include "../core/interrupt.h"
 #include <fcntl.h>
+#include <malloc.h>
 #include <time.h>
 #include <stdio.h>
 #include <unistd.h>
@@ -135,12 +136,18 @@ static void setup_path(lua_State *L) {
 }
 
 int luaopen_hyblua(lua_State *L) {
+    /* Training allocates and frees the same large activation buffers every step. With glibc's default
+     * mmap threshold each of them is a fresh mmap whose pages the kernel must zero on first touch (10%+
+     * of a training step); keeping them on the heap lets free() recycle them. */
+    mallopt(M_MMAP_THRESHOLD, 1 << 30);
+    mallopt(M_TRIM_THRESHOLD, 1 << 30);
     setup_path(L);
     lua_newtable(L);
     lhb_open_tensor(L);
     luaL_setfuncs(L, funcs, 0);
     lhb_open_nn(L);
     lhb_open_io(L);
+    lhb_open_config(L);
     lua_pushstring(L, HB_VERSION);
     lua_setfield(L, -2, "version");
     /* hand the table to the Lua half: require("hyblua.init")(hb) */
