@@ -384,7 +384,10 @@ hb_tensor_t *hb_hgrn(hb_tensor_t *x, hb_tensor_t *g, hb_mode_t mode, int64_t chu
     if (check_t(x, op, "x", 3) || check_t(g, op, "g", 3)) return NULL;
     hb_tensor_t *all[2] = {x, g}, *c[2];
     if (same_dtype(all, 2, op) || dims_eq(g, op, "g", 3, x->size)) return NULL;
-    if (chunk <= 0) chunk = 64;
+    /* the element-wise scan only gains from chunking when batch × channel blocks cannot fill the
+       threads; the kernel's hint picks the chunk from the shapes alone (never the thread count) */
+    (void)chunk;
+    chunk = hgrn_chunk_hint(x->size[0], x->size[1], x->size[2]);
     if (contig(2, all, c)) return NULL;
     int64_t B = x->size[0], T = x->size[1], D = x->size[2], ss[2] = {B, D};
     hb_tensor_t *o = hb_tensor_empty(x->dtype, 3, x->size), *h = ht ? hb_tensor_empty(x->dtype, 2, ss) : NULL;

@@ -8,9 +8,34 @@
  */
 #include "autograd.h"
 #include "tensor.h"
+#include "../kernels/parallel.h"
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* ---- parallel ranges ------------------------------------------------------------------------------- */
+/* Large contiguous float loops are split into fixed-size ranges run on the thread pool; the split does
+ * not depend on the thread count, and each range writes its own slice, so results are identical. */
+typedef void (*range_fn)(void *ctx, int64_t lo, int64_t hi);
+typedef struct {
+    range_fn fn;
+    void *ctx;
+    int64_t n, grain;
+} par_t;
+static void par_item(void *c, int64_t i) {
+    par_t *p = c;
+    int64_t lo = i * p->grain, hi = lo + p->grain < p->n ? lo + p->grain : p->n;
+    p->fn(p->ctx, lo, hi);
+}
+static void par_range(int64_t n, range_fn fn, void *ctx) {
+    const int64_t grain = 1 << 15;
+    if (n <= 2 * grain) {
+        fn(ctx, 0, n);
+        return;
+    }
+    par_t p = {fn, ctx, n, grain};
+    hb_parallel_for((n + grain - 1) / grain, par_item, &p);
+}
 
 /* ---- small helpers -------------------------------------------------------------------------------- */
 static int check_float(const hb_tensor_t *t, const char *op, const char *arg) {
@@ -119,6 +144,23 @@ static const char *binop_name(hb_binop_t op) {
     return n[op];
 }
 
+typedef struct {
+    hb_binop_t op;
+    const float *x, *y;
+    float *z;
+} bin_ctx_t;
+static void bin_range(void *ctx, int64_t lo, int64_t hi) {
+    bin_ctx_t *c = ctx;
+    const float *x = c->x, *y = c->y;
+    float *z = c->z;
+    switch (c->op) {
+    case HB_OP_ADD: for (int64_t i = lo; i < hi; i++) z[i] = x[i] + y[i]; break;
+    case HB_OP_SUB: for (int64_t i = lo; i < hi; i++) z[i] = x[i] - y[i]; break;
+    case HB_OP_MUL: for (int64_t i = lo; i < hi; i++) z[i] = x[i] * y[i]; break;
+    default: for (int64_t i = lo; i < hi; i++) z[i] = x[i] / y[i]; break;
+    }
+}
+
 /* out = a op b over a broadcast shape; no autograd. */
 static hb_tensor_t *binary_raw(hb_binop_t op, hb_tensor_t *a, hb_tensor_t *b) {
     int64_t shape[HB_MAXDIM];
@@ -130,16 +172,10 @@ static hb_tensor_t *binary_raw(hb_binop_t op, hb_tensor_t *a, hb_tensor_t *b) {
     if (n == 0) return o;
     hb_dtype_t dt = a->dtype;
     /* fast path: float32, same shape, both contiguous */
-    if (dt == HB_F32 && hb_same_shape(a, b) && hb_is_contiguous(a) && hb_is_contiguous(b)) {
-        const float *x = hb_data(a), *y = hb_data(b);
-        float *z = hb_data(o);
-        switch (op) {
-        case HB_OP_ADD: for (int64_t i = 0; i < n; i++) z[i] = x[i] + y[i]; return o;
-        case HB_OP_SUB: for (int64_t i = 0; i < n; i++) z[i] = x[i] - y[i]; return o;
-        case HB_OP_MUL: for (int64_t i = 0; i < n; i++) z[i] = x[i] * y[i]; return o;
-        case HB_OP_DIV: for (int64_t i = 0; i < n; i++) z[i] = x[i] / y[i]; return o;
-        default: break;
-        }
+    if (dt == HB_F32 && hb_same_shape(a, b) && hb_is_contiguous(a) && hb_is_contiguous(b) && op <= HB_OP_DIV) {
+        bin_ctx_t c = {op, hb_data(a), hb_data(b), hb_data(o)};
+        par_range(n, bin_range, &c);
+        return o;
     }
     hb_tensor_t *ops[3] = {o, a, b};
     if (nd == 0) {
@@ -401,6 +437,47 @@ static inline double unop_d(hb_unop_t op, double x) {
     }
 }
 
+typedef struct {
+    hb_unop_t op;
+    const float *x, *g;
+    float *z;
+} un_ctx_t;
+/* forward: z = op(x) */
+static void un_range(void *ctx, int64_t lo, int64_t hi) {
+    un_ctx_t *c = ctx;
+    const float *x = c->x;
+    float *z = c->z;
+    switch (c->op) {
+    case HB_U_NEG: for (int64_t i = lo; i < hi; i++) z[i] = -x[i]; break;
+    case HB_U_EXP: for (int64_t i = lo; i < hi; i++) z[i] = expf(x[i]); break;
+    case HB_U_SILU: for (int64_t i = lo; i < hi; i++) z[i] = x[i] / (1.0f + expf(-x[i])); break;
+    case HB_U_SIGMOID: for (int64_t i = lo; i < hi; i++) z[i] = 1.0f / (1.0f + expf(-x[i])); break;
+    case HB_U_SQUARE: for (int64_t i = lo; i < hi; i++) z[i] = x[i] * x[i]; break;
+    default: for (int64_t i = lo; i < hi; i++) z[i] = (float)unop(c->op, x[i]); break;
+    }
+}
+/* backward: z = g · op'(x); the hot ones get vectorisable float loops */
+static void unbw_range(void *ctx, int64_t lo, int64_t hi) {
+    un_ctx_t *c = ctx;
+    const float *xv = c->x, *g = c->g;
+    float *r = c->z;
+    switch (c->op) {
+    case HB_U_SILU:
+        for (int64_t i = lo; i < hi; i++) {
+            float sg = 1.0f / (1.0f + expf(-xv[i]));
+            r[i] = g[i] * sg * (1.0f + xv[i] * (1.0f - sg));
+        }
+        break;
+    case HB_U_SIGMOID:
+        for (int64_t i = lo; i < hi; i++) { float sg = 1.0f / (1.0f + expf(-xv[i])); r[i] = g[i] * sg * (1.0f - sg); }
+        break;
+    case HB_U_EXP: for (int64_t i = lo; i < hi; i++) r[i] = g[i] * expf(xv[i]); break;
+    case HB_U_NEG: for (int64_t i = lo; i < hi; i++) r[i] = -g[i]; break;
+    case HB_U_SQUARE: for (int64_t i = lo; i < hi; i++) r[i] = 2.0f * xv[i] * g[i]; break;
+    default: for (int64_t i = lo; i < hi; i++) r[i] = (float)(g[i] * unop_d(c->op, xv[i])); break;
+    }
+}
+
 static int bw_unary(hb_node_t *n, hb_tensor_t *g, hb_tensor_t **gin) {
     hb_unop_t op = (hb_unop_t)n->i[0];
     hb_tensor_t *x = n->in[0];
@@ -411,23 +488,8 @@ static int bw_unary(hb_node_t *n, hb_tensor_t *g, hb_tensor_t **gin) {
     const void *pg = hb_data(gc), *px = hb_data(xc);
     void *po = hb_data(o);
     if (x->dtype == HB_F32) {
-        const float *g = pg, *xv = px;
-        float *r = po;
-        switch (op) { /* the hot ones get vectorisable float loops */
-        case HB_U_SILU:
-            for (int64_t i = 0; i < m; i++) {
-                float sg = 1.0f / (1.0f + expf(-xv[i]));
-                r[i] = g[i] * sg * (1.0f + xv[i] * (1.0f - sg));
-            }
-            break;
-        case HB_U_SIGMOID:
-            for (int64_t i = 0; i < m; i++) { float sg = 1.0f / (1.0f + expf(-xv[i])); r[i] = g[i] * sg * (1.0f - sg); }
-            break;
-        case HB_U_EXP: for (int64_t i = 0; i < m; i++) r[i] = g[i] * expf(xv[i]); break;
-        case HB_U_NEG: for (int64_t i = 0; i < m; i++) r[i] = -g[i]; break;
-        case HB_U_SQUARE: for (int64_t i = 0; i < m; i++) r[i] = 2.0f * xv[i] * g[i]; break;
-        default: for (int64_t i = 0; i < m; i++) r[i] = (float)(g[i] * unop_d(op, xv[i])); break;
-        }
+        un_ctx_t c = {op, px, pg, po};
+        par_range(m, unbw_range, &c);
     } else {
         for (int64_t i = 0; i < m; i++) st(po, x->dtype, i, ld(pg, x->dtype, i) * unop_d(op, ld(px, x->dtype, i)));
     }
@@ -445,15 +507,8 @@ hb_tensor_t *hb_unary(hb_unop_t op, hb_tensor_t *a) {
     if (!o) { hb_tensor_free(ac); return NULL; }
     int64_t m = hb_numel(a);
     if (a->dtype == HB_F32) {
-        const float *x = hb_data(ac);
-        float *z = hb_data(o);
-        switch (op) {
-        case HB_U_NEG: for (int64_t i = 0; i < m; i++) z[i] = -x[i]; break;
-        case HB_U_EXP: for (int64_t i = 0; i < m; i++) z[i] = expf(x[i]); break;
-        case HB_U_SILU: for (int64_t i = 0; i < m; i++) z[i] = x[i] / (1.0f + expf(-x[i])); break;
-        case HB_U_SIGMOID: for (int64_t i = 0; i < m; i++) z[i] = 1.0f / (1.0f + expf(-x[i])); break;
-        default: for (int64_t i = 0; i < m; i++) z[i] = (float)unop(op, x[i]); break;
-        }
+        un_ctx_t c = {op, hb_data(ac), NULL, hb_data(o)};
+        par_range(m, un_range, &c);
     } else {
         const double *x = hb_data(ac);
         double *z = hb_data(o);

@@ -170,24 +170,25 @@ static void fwd_phase2(void *vctx, int64_t i) {
     }
 }
 
-/* Phase 3: the exact scan of chunk j from its carry, writing o (and ht for the last chunk). */
+/* Phase 3: the exact scan of chunk j from its carry, writing o (and ht for the last chunk). The loop
+ * is the reference's, so with one chunk the result is the reference's bit for bit. */
 static void fwd_phase3(void *vctx, int64_t i) {
     const ctx_t *c = vctx;
     int64_t b, j, c0, n;
     item_bjc(c, i, 0, c->NC, &b, &j, &c0, &n);
-    real h[CB], e[CB];
-    const real *start = c->NC > 1 ? c->sa + (b * c->NC + j) * c->D + c0 : c->h0 ? c->h0 + b * c->D + c0 : NULL;
-    for (int64_t k = 0; k < n; k++) h[k] = start ? start[k] : 0;
+    const real *prev = c->NC > 1 ? c->sa + (b * c->NC + j) * c->D + c0 : c->h0 ? c->h0 + b * c->D + c0 : NULL;
     const int64_t t1 = (j + 1) * c->C < c->T ? (j + 1) * c->C : c->T;
     for (int64_t t = j * c->C; t < t1; t++) {
         const int64_t row = (b * c->T + t) * c->D + c0;
         const real *xt = c->x + row, *gt = c->g + row;
         real *ot = c->o + row;
-        vexp(e, gt, n);
-        vscan(h, e, xt, n);
-        memcpy(ot, h, (size_t)n * sizeof(real));
+        if (prev)
+            for (int64_t k = 0; k < n; k++) ot[k] = kexp(gt[k]) * prev[k] + xt[k];
+        else
+            memcpy(ot, xt, (size_t)n * sizeof(real));
+        prev = ot;
     }
-    if (c->ht && j == c->NC - 1) memcpy(c->ht + b * c->D + c0, h, (size_t)n * sizeof(real));
+    if (c->ht && j == c->NC - 1) memcpy(c->ht + b * c->D + c0, prev, (size_t)n * sizeof(real));
 }
 
 int KN(hgrn_fwd_chunk)(real *o, real *ht, const real *x, const real *g, const real *h0,

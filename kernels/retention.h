@@ -46,8 +46,9 @@ int retention_fwd_chunk_f64(double *o, double *ht, const double *q, const double
                             const double *h0, const double *lg, double scale,
                             int64_t B, int64_t T, int64_t H, int64_t K, int64_t V, int64_t C);
 
-/* Chunked backward: recomputes the chunk-boundary states from the inputs, then walks the chunks
- * backwards. Same arguments and results as retention_bwd_ref, plus the chunk length C. */
+/* Chunked backward: one sweep forward over the chunks for dq (recomputing the states from h0, k, v),
+ * one backward for dk, dv; no per-chunk states are stored (scratch O(K·V + C²) per head).
+ * Same arguments and results as retention_bwd_ref, plus the chunk length C. */
 int retention_bwd_chunk_f32(float *dq, float *dk, float *dv, const float *do_,
                             const float *q, const float *k, const float *v, const float *h0,
                             const float *lg, float scale,

@@ -10,23 +10,22 @@
  */
 #include "../kernels/conv1d.h"
 #include "../kernels/parallel.h"
+#include "tap.h"
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-static int t_count, t_failed;
-
-static void check(int cond, const char *name, const char *fmt, ...) {
+/* ok() from tap.h with the measured numbers as a diagnostic line under it. */
+__attribute__((format(printf, 3, 4))) static void check(int cond, const char *name, const char *fmt, ...) {
+    char buf[256];
     va_list ap;
-    t_count++;
-    if (!cond) t_failed++;
-    printf("%sok %d - %s\n# ", cond ? "" : "not ", t_count, name);
     va_start(ap, fmt);
-    vprintf(fmt, ap);
+    vsnprintf(buf, sizeof buf, fmt, ap);
     va_end(ap);
-    printf("\n");
+    ok(cond, "%s", name);
+    diag("%s", buf);
 }
 
 static uint64_t rng_state = 0xD1B54A32D192ED03ull;
@@ -306,6 +305,5 @@ int main(void) {
     test_continuation(1, 80, 33, 3, 1, 50);
     test_continuation(2, 20, 8, 1, 1, 7);
     test_threads(2, 300, 300, 4);
-    printf("1..%d\n", t_count);
-    return t_failed ? 1 : 0;
+    return tap_done();
 }
