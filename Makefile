@@ -29,12 +29,13 @@ deps:
 $(B)/core/%.o: core/%.c $(HEADERS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(CORE_CFLAGS) -c $< -o $@
+# kernels get -O3: GCC 12's -O2 cost model leaves their element-wise loops scalar (no -ffast-math)
 $(B)/kernels/%_f32.o: kernels/%.c $(HEADERS)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(CORE_CFLAGS) -c $< -o $@
+	$(CC) $(CFLAGS) -O3 $(CORE_CFLAGS) -c $< -o $@
 $(B)/kernels/%_f64.o: kernels/%.c $(HEADERS)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(CORE_CFLAGS) -DHB_KERNEL_F64 -c $< -o $@
+	$(CC) $(CFLAGS) -O3 $(CORE_CFLAGS) -DHB_KERNEL_F64 -c $< -o $@
 $(B)/lua/%.o: lua/%.c $(HEADERS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(CORE_CFLAGS) $(LUA_CFLAGS) -DHB_LUADIR='"$(CURDIR)/lua"' -c $< -o $@
