@@ -8,6 +8,7 @@
  */
 #include "autograd.h"
 #include "tensor.h"
+#include "../kernels/parallel.h"
 #include <cblas.h>
 #include <string.h>
 
@@ -30,12 +31,56 @@ static int blas_layout(const hb_tensor_t *t, CBLAS_TRANSPOSE *tr, int64_t *ld) {
     return 0;
 }
 
-static void gemm(hb_dtype_t dt, CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int64_t M, int64_t N, int64_t K, const void *A,
-                 int64_t lda, const void *B, int64_t ldb, double beta, void *C, int64_t ldc) {
+static void gemm1(hb_dtype_t dt, CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int64_t M, int64_t N, int64_t K, const void *A,
+                  int64_t lda, const void *B, int64_t ldb, double beta, void *C, int64_t ldc) {
     if (dt == HB_F32)
         cblas_sgemm(CblasRowMajor, ta, tb, (int)M, (int)N, (int)K, 1.0f, A, (int)lda, B, (int)ldb, (float)beta, C, (int)ldc);
     else
         cblas_dgemm(CblasRowMajor, ta, tb, (int)M, (int)N, (int)K, 1.0, A, (int)lda, B, (int)ldb, beta, C, (int)ldc);
+}
+
+/* A large product is split into blocks of rows of C (or columns when there are few rows) run on the
+ * thread pool, each a single-threaded BLAS call (OpenBLAS is kept at one thread: core/threads.c). The
+ * blocks depend on the shape only, so results do not depend on the thread count. */
+typedef struct {
+    hb_dtype_t dt;
+    CBLAS_TRANSPOSE ta, tb;
+    int64_t M, N, K, lda, ldb, ldc, block;
+    int by_rows;
+    const char *A, *B;
+    char *C;
+    double beta;
+} gemm_job_t;
+
+static void gemm_block(void *ctx, int64_t i) {
+    gemm_job_t *j = ctx;
+    size_t es = j->dt == HB_F32 ? 4 : 8;
+    int64_t lo = i * j->block;
+    if (j->by_rows) {
+        int64_t m = lo + j->block < j->M ? j->block : j->M - lo;
+        const char *a = j->A + (size_t)(j->ta == CblasNoTrans ? lo * j->lda : lo) * es;
+        gemm1(j->dt, j->ta, j->tb, m, j->N, j->K, a, j->lda, j->B, j->ldb, j->beta, j->C + (size_t)(lo * j->ldc) * es, j->ldc);
+    } else {
+        int64_t n = lo + j->block < j->N ? j->block : j->N - lo;
+        const char *b = j->B + (size_t)(j->tb == CblasNoTrans ? lo : lo * j->ldb) * es;
+        gemm1(j->dt, j->ta, j->tb, j->M, n, j->K, j->A, j->lda, b, j->ldb, j->beta, j->C + (size_t)lo * es, j->ldc);
+    }
+}
+
+static void gemm(hb_dtype_t dt, CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int64_t M, int64_t N, int64_t K, const void *A,
+                 int64_t lda, const void *B, int64_t ldb, double beta, void *C, int64_t ldc) {
+    double flops = 2.0 * (double)M * (double)N * (double)K;
+    if (flops < 4e6 || hb_threads_get() < 2) {
+        gemm1(dt, ta, tb, M, N, K, A, lda, B, ldb, beta, C, ldc);
+        return;
+    }
+    gemm_job_t j = {dt, ta, tb, M, N, K, lda, ldb, ldc, 0, M >= N, A, B, C, beta};
+    /* 8 blocks of a multiple of 16 rows/cols: enough to balance 2-8 threads, big enough for BLAS */
+    int64_t len = j.by_rows ? M : N;
+    int64_t block = ((len + 7) / 8 + 15) / 16 * 16;
+    if (block < 64) block = 64;
+    j.block = block;
+    hb_parallel_for((len + block - 1) / block, gemm_block, &j);
 }
 
 static hb_tensor_t *matmul_raw(hb_tensor_t *a, hb_tensor_t *b);

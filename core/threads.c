@@ -2,9 +2,14 @@
  *
  * Design: nthreads-1 workers sleep on a condition variable; a region publishes (fn, ctx, n) and a
  * generation number, then every participant (the caller included) claims indices from an atomic
- * counter until none are left. The caller waits until all workers have checked out. OpenBLAS is set to
- * one thread for the duration of the region (so BLAS calls inside kernels do not oversubscribe the
- * cores) and restored afterwards. Nested regions run serially. Thread count comes from hb_threads_set,
+ * counter until none are left. The caller waits until all workers have checked out. Nested regions
+ * run serially.
+ *
+ * Coordination with OpenBLAS: hyblua keeps OpenBLAS single-threaded for the whole process and does all
+ * parallelism here (core/linalg.c splits large matrix products into row blocks run on this pool).
+ * OpenBLAS's own pthreads spin in sched_yield between calls, which on a 2-core machine steals the
+ * cores from element-wise work and kernels; one pool that sleeps on a condition variable never
+ * oversubscribes. Thread count comes from hb_threads_set,
  * else HYBLUA_NUM_THREADS, else the number of online CPUs. Results never depend on the thread count:
  * work items must write disjoint outputs.
  */
@@ -66,7 +71,10 @@ static int default_threads(void) {
 }
 
 int hb_threads_get(void) {
-    if (pool.nthreads == 0) pool.nthreads = default_threads();
+    if (pool.nthreads == 0) {
+        pool.nthreads = default_threads();
+        openblas_set_num_threads(1);
+    }
     return pool.nthreads;
 }
 
@@ -75,7 +83,7 @@ void hb_threads_set(int n) {
     pthread_mutex_lock(&pool.mu);
     pool.nthreads = n; /* extra workers are started lazily; surplus ones simply stay idle */
     pthread_mutex_unlock(&pool.mu);
-    openblas_set_num_threads(n);
+    openblas_set_num_threads(1);
 }
 
 static int ensure_workers(int want) {
@@ -104,7 +112,6 @@ void hb_parallel_for(int64_t n, hb_parallel_fn fn, void *ctx) {
         for (int64_t i = 0; i < n; i++) fn(ctx, i);
         return;
     }
-    openblas_set_num_threads(1);
     pool.fn = fn;
     pool.ctx = ctx;
     pool.n = n;
@@ -119,6 +126,5 @@ void hb_parallel_for(int64_t n, hb_parallel_fn fn, void *ctx) {
     pthread_mutex_lock(&pool.mu);
     while (pool.active > 0) pthread_cond_wait(&pool.done, &pool.mu);
     pthread_mutex_unlock(&pool.mu);
-    openblas_set_num_threads(nt);
     (void)nworkers;
 }

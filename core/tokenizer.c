@@ -26,6 +26,9 @@
  *   - A byte that does not start a valid shortest-form UTF-8 sequence is one character of class
  *     "other" ([^\s\p{L}\p{N}]), so arbitrary bytes are split, encoded and decoded losslessly.
  *
+ * Files are read with hb_json_read_file and written with hb_json_write_file (core/jsonfile.h:
+ * messages name the file and the line; writes replace the file atomically).
+ *
  * Training (hb_tokenizer_train_bpe): distinct pre-split words with counts; pair counts in a hash map,
  * each pair with the list of words containing it; a max-heap of (count, pair) with lazy deletion (an
  * entry whose count is stale is re-pushed with the current count). Merging a pair rewrites only the
@@ -33,8 +36,9 @@
  */
 #define _POSIX_C_SOURCE 200809L
 #include "tokenizer.h"
+#include "jsonfile.h"
 
-#include <cJSON.h>
+#include <cjson/cJSON.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -122,23 +126,6 @@ static char *read_file(const char *path, size_t *len, char *err, size_t errlen) 
     }
     *len = b.n;
     return b.p;
-}
-
-/* Parses a JSON file; on failure says where. */
-static cJSON *read_json(const char *path, char *err, size_t errlen) {
-    size_t len;
-    char *text = read_file(path, &len, err, errlen);
-    if (!text) return NULL;
-    const char *end = NULL;
-    cJSON *root = cJSON_ParseWithLengthOpts(text, len, &end, 0);
-    if (!root) {
-        int line = 1, col = 1;
-        for (const char *p = text; end && p < end && p < text + len; p++, col++)
-            if (*p == '\n') line++, col = 0;
-        seterr(err, errlen, "%s: invalid JSON at line %d, column %d", path, line, col);
-    }
-    free(text);
-    return root;
 }
 
 /* ---- hash maps --------------------------------------------------------------------------------- */
@@ -511,6 +498,8 @@ struct hb_tokenizer {
     char meta_rep[8];
     repl_t *dec;                  /* sentencepiece decoder Replace steps, applied to each token */
     int ndec;
+    char word_mark[8];            /* sentencepiece: cut the text before each run of this, as no
+                                     token has it after another character (empty: never) */
     char strip_char[8];           /* decoder Strip: remove up to strip_lead leading strip_char */
     int strip_lead;
     int32_t *added;               /* added token ids, longest content first */
@@ -761,7 +750,20 @@ static int tok_finish(hb_tokenizer_t *t, const char *path, char *err, size_t err
         t->rawlen[i] = (uint32_t)tmp.n;
         if ((t->flags[i] & F_ADDED) && s[0]) nadded++;
     }
-    if (t->kind != K_SP) {
+    if (t->kind == K_SP) {   /* the space marker: Replace " " -> "▁", or an unsplit Metaspace */
+        const char *mark = t->meta && !t->meta_split ? t->meta_rep : "";
+        for (int k = 0; k < t->nnorm; k++)
+            if (t->norm[k].from && strcmp(t->norm[k].from, " ") == 0) mark = t->norm[k].to;
+        size_t nm = strlen(mark);
+        int cross = nm == 0 || nm >= sizeof t->word_mark;
+        for (int32_t i = 0; i < t->n && !cross; i++) {
+            const char *s = t->str[i];
+            if (!s || !(t->flags[i] & F_VOCAB) || (t->flags[i] & F_ADDED)) continue;
+            for (const char *m = strstr(s + 1, mark); m && !cross; m = strstr(m + 1, mark))
+                cross = m - s < (ptrdiff_t)nm || memcmp(m - nm, mark, nm) != 0;
+        }
+        strcpy(t->word_mark, cross ? "" : mark);
+    } else {
         for (int b = 0; b < 256; b++) {
             char c[4];
             t->byte_id[b] = sm_get(&t->vocab, c, u8enc(byte_to_cp(b), c));
@@ -943,6 +945,53 @@ static void cache_put(hb_tokenizer_t *t, uint64_t h, const uint8_t *s, size_t n,
     pthread_mutex_unlock(&t->mu);
 }
 
+/* The initial symbols of a word: its bytes (byte-level) or its characters (sentencepiece style);
+ * a character missing from the vocabulary becomes <0xNN> byte tokens (byte_fallback) or unk (one
+ * for a run of them with fuse_unk). */
+static int initial_symbols(const hb_tokenizer_t *t, const uint8_t *s, size_t n, work_t *w, char *err,
+                           size_t errlen) {
+    w->nsym = 0;
+    for (size_t i = 0, len; i < n; i += len) {
+        uint32_t cp = s[i];
+        int32_t id;
+        if (t->kind == K_SP) {
+            len = u8dec(s + i, n - i, &cp);
+            id = cp != UINT32_MAX ? sm_get(&t->vocab, (const char *)s + i, len) : -1;
+        } else {
+            len = 1;
+            id = t->byte_id[s[i]];
+        }
+        if (id >= 0) {
+            if (push_sym(w, id)) goto oom;
+            continue;
+        }
+        int fallback = t->kind == K_SP && t->byte_fallback;
+        for (size_t k = 0; fallback && k < len; k++) fallback = t->byte_id[s[i + k]] >= 0;
+        if (fallback) {
+            for (size_t k = 0; k < len; k++)
+                if (push_sym(w, t->byte_id[s[i + k]])) goto oom;
+            continue;
+        }
+        if (t->unk < 0) {
+            if (t->kind != K_SP)
+                seterr(err, errlen, "tokenizer: byte 0x%02X has no token in the vocabulary and there is "
+                       "no unk_token", s[i]);
+            else if (cp == UINT32_MAX)
+                seterr(err, errlen, "tokenizer: byte 0x%02X (not valid UTF-8) has no token and there is "
+                       "no byte_fallback or unk_token", s[i]);
+            else
+                seterr(err, errlen, "tokenizer: character U+%04X has no token and there is no "
+                       "byte_fallback or unk_token", (unsigned)cp);
+            return -1;
+        }
+        if (!(t->fuse_unk && w->nsym && w->sym[w->nsym - 1].id == t->unk) && push_sym(w, t->unk)) goto oom;
+    }
+    return 0;
+oom:
+    seterr(err, errlen, "tokenizer: out of memory");
+    return -1;
+}
+
 /* Appends the ids of one pre-tokenised word. */
 static int encode_word(hb_tokenizer_t *t, const uint8_t *s, size_t n, work_t *w, ivec_t *out,
                        char *err, size_t errlen) {
@@ -958,45 +1007,14 @@ static int encode_word(hb_tokenizer_t *t, const uint8_t *s, size_t n, work_t *w,
         w->tmp.n = 0;
         for (size_t i = 0; i < n; i++) {
             char c[4];
-            if (t->kind == K_SP ? buf_put(&w->tmp, s + i, 1) : buf_put(&w->tmp, c, u8enc(byte_to_cp(s[i]), c)))
-                goto oom;
+            int rc = t->kind == K_SP ? buf_put(&w->tmp, s + i, 1)
+                                     : buf_put(&w->tmp, c, u8enc(byte_to_cp(s[i]), c));
+            if (rc) goto oom;
         }
         int32_t id = sm_get(&t->vocab, w->tmp.p, w->tmp.n);
         if (id >= 0) return iv_push(out, id) ? -1 : 0;
     }
-    w->nsym = 0;
-    for (size_t i = 0; i < n;) {
-        uint32_t cp;
-        size_t len = t->kind == K_SP ? u8dec(s + i, n - i, &cp) : 1;
-        int32_t id = -1;
-        if (t->kind != K_SP) id = t->byte_id[s[i]];
-        else if (cp != UINT32_MAX) id = sm_get(&t->vocab, (const char *)s + i, len);
-        if (id >= 0) {
-            if (push_sym(w, id)) goto oom;
-        } else if (t->kind == K_SP && t->byte_fallback) {
-            size_t k = 0;
-            while (k < len && t->byte_id[s[i + k]] >= 0) k++;
-            if (k < len) goto unk;
-            for (k = 0; k < len; k++)
-                if (push_sym(w, t->byte_id[s[i + k]])) goto oom;
-        } else {
-        unk:
-            if (t->unk < 0) {
-                if (t->kind != K_SP)
-                    seterr(err, errlen, "tokenizer: byte 0x%02X has no token in the vocabulary and there "
-                           "is no unk_token", s[i]);
-                else if (cp == UINT32_MAX)
-                    seterr(err, errlen, "tokenizer: byte 0x%02X (not valid UTF-8) has no token and there "
-                           "is no byte_fallback or unk_token", s[i]);
-                else
-                    seterr(err, errlen, "tokenizer: character U+%04X has no token and there is no "
-                           "byte_fallback or unk_token", (unsigned)cp);
-                return -1;
-            }
-            if (!(t->fuse_unk && w->nsym && w->sym[w->nsym - 1].id == t->unk) && push_sym(w, t->unk)) goto oom;
-        }
-        i += len;
-    }
+    if (initial_symbols(t, s, n, w, err, errlen)) return -1;
     if (bpe_run(t, w)) goto oom;
     size_t start = out->n;
     for (int32_t i = 0; i >= 0; i = w->sym[i].next)
@@ -1066,8 +1084,17 @@ static int encode_plain(hb_tokenizer_t *t, const uint8_t *s, size_t n, int first
             return 0;
         }
     }
-    /* encode_word may use w->norm / norm2 only through w->tmp, so cur stays valid */
-    return encode_word(t, (const uint8_t *)cur->p, cur->n, w, out, err, errlen);
+    /* Words: cut before each run of word_mark, which no merge crosses (same result as one word, but
+     * the cache works and BPE runs on short words). encode_word only uses w->tmp, so cur stays valid. */
+    const uint8_t *p = (const uint8_t *)cur->p;
+    size_t nm = strlen(t->word_mark), start = 0;
+    for (size_t i = 1; nm && i + nm <= cur->n; i++) {
+        if (memcmp(p + i, t->word_mark, nm) != 0) continue;
+        if (i >= nm && memcmp(p + i - nm, t->word_mark, nm) == 0) continue;   /* inside a run */
+        if (encode_word(t, p + start, i - start, w, out, err, errlen)) return -1;
+        start = i;
+    }
+    return encode_word(t, p + start, cur->n - start, w, out, err, errlen);
 oom:
     seterr(err, errlen, "tokenizer: out of memory");
     return -1;
@@ -1151,8 +1178,8 @@ int hb_tokenizer_decode(const hb_tokenizer_t *t, const int64_t *ids, size_t n, c
         pos += t->rawlen[ids[i]];
     }
     size_t cut = 0, nc = strlen(t->strip_char);
-    for (int k = 0; k < t->strip_lead && nc && total - cut >= nc && memcmp(out + cut, t->strip_char, nc) == 0; k++)
-        cut += nc;
+    for (int k = 0; k < t->strip_lead && nc && total - cut >= nc; k++, cut += nc)
+        if (memcmp(out + cut, t->strip_char, nc) != 0) break;
     memmove(out, out + cut, total - cut);
     out[total - cut] = 0;
     *text_out = out;
@@ -1218,7 +1245,7 @@ hb_tokenizer_t *hb_tokenizer_load_gpt2(const char *encoder_json_path, const char
     hb_tokenizer_t *t = NULL;
     char *text = NULL;
     buf_t tmp = {0};
-    cJSON *root = read_json(encoder_json_path, err, errlen);
+    cJSON *root = hb_json_read_file(encoder_json_path, err, errlen);
     if (!root) return NULL;
     if (!cJSON_IsObject(root)) {
         seterr(err, errlen, "%s: expected a JSON object mapping tokens to ids", encoder_json_path);
@@ -1289,7 +1316,8 @@ static int components(const cJSON *c, const char *listkey, const cJSON **parts, 
     if (strcmp(type, "Sequence") == 0) {
         const cJSON *list = cJSON_GetObjectItemCaseSensitive(c, listkey);
         if (!cJSON_IsArray(list)) return -1;
-        for (const cJSON *e = list->child; e && n >= 0; e = e->next) n = components(e, listkey, parts, n, max);
+        for (const cJSON *e = list->child; e && n >= 0; e = e->next)
+            n = components(e, listkey, parts, n, max);
         return n;
     }
     if (n >= max) return -1;
@@ -1320,7 +1348,9 @@ static int push_repl(repl_t **list, int *n, const char *from, const char *to) {
 
 static int prepend_scheme(const cJSON *c) {
     const char *s = jstr(c, "prepend_scheme");
-    if (s) return strcmp(s, "always") == 0 ? PREPEND_ALWAYS : strcmp(s, "first") == 0 ? PREPEND_FIRST : PREPEND_NEVER;
+    if (s && strcmp(s, "always") == 0) return PREPEND_ALWAYS;
+    if (s && strcmp(s, "first") == 0) return PREPEND_FIRST;
+    if (s) return PREPEND_NEVER;
     return jbool(c, "add_prefix_space", 1) ? PREPEND_ALWAYS : PREPEND_NEVER;
 }
 
@@ -1435,7 +1465,7 @@ hb_tokenizer_t *hb_tokenizer_load_hf(const char *path, char *err, size_t errlen)
     }
     hb_tokenizer_t *t = NULL;
     buf_t tmp = {0};
-    cJSON *root = read_json(path, err, errlen);
+    cJSON *root = hb_json_read_file(path, err, errlen);
     if (!root) return NULL;
     const cJSON *model = cJSON_GetObjectItemCaseSensitive(root, "model");
     if (!cJSON_IsObject(root) || !cJSON_IsObject(model)) {
@@ -1506,7 +1536,8 @@ hb_tokenizer_t *hb_tokenizer_load_hf(const char *path, char *err, size_t errlen)
         snprintf(where, sizeof where, "merge %d", k);
         if (cJSON_IsString(m)) {
             const char *s = m->valuestring, *sp = strchr(s, ' ');
-            if (sp && sp != s && sp[1] && !strchr(sp + 1, ' ')) a = s, na = sp - s, b = sp + 1, nb = strlen(b);
+            if (sp && sp != s && sp[1] && !strchr(sp + 1, ' '))
+                a = s, na = sp - s, b = sp + 1, nb = strlen(b);
         } else if (cJSON_IsArray(m) && cJSON_GetArraySize(m) == 2 && cJSON_IsString(m->child) &&
                    cJSON_IsString(m->child->next)) {
             a = m->child->valuestring, na = strlen(a);
@@ -1619,7 +1650,8 @@ int hb_tokenizer_save(const hb_tokenizer_t *t, const char *path, char *err, size
     } else {
         dec = jtyped("Sequence", &bad);
         cJSON *list = jadd(dec, "decoders", cJSON_CreateArray(), &bad);
-        for (int k = 0; k < t->ndec; k++) jadd(list, NULL, jreplace(t->dec[k].from, t->dec[k].to, &bad), &bad);
+        for (int k = 0; k < t->ndec; k++)
+            jadd(list, NULL, jreplace(t->dec[k].from, t->dec[k].to, &bad), &bad);
         if (t->byte_fallback) jadd(list, NULL, jtyped("ByteFallback", &bad), &bad);
         jadd(list, NULL, jtyped("Fuse", &bad), &bad);
         if (t->strip_lead) {
@@ -1658,23 +1690,11 @@ int hb_tokenizer_save(const hb_tokenizer_t *t, const char *path, char *err, size
         }
     }
     free(tmp.p);
-    char *text = bad ? NULL : cJSON_Print(root);
+    int rc = -1;
+    if (bad) seterr(err, errlen, "%s: out of memory building the JSON", path);
+    else rc = hb_json_write_file(path, root, err, errlen);
     cJSON_Delete(root);
-    if (!text) {
-        seterr(err, errlen, "%s: out of memory building the JSON", path);
-        return -1;
-    }
-    FILE *f = fopen(path, "wb");
-    size_t n = strlen(text);
-    int ok = f && fwrite(text, 1, n, f) == n && fputc('\n', f) != EOF;
-    int code = errno;
-    if (f && fclose(f) != 0) ok = 0, code = errno;
-    free(text);
-    if (!ok) {
-        seterr(err, errlen, "%s: cannot write: %s", path, strerror(code));
-        return -1;
-    }
-    return 0;
+    return rc;
 }
 
 /* ---- training ---------------------------------------------------------------------------------- */

@@ -139,7 +139,7 @@ int luaopen_hyblua(lua_State *L) {
     /* Training allocates and frees the same large activation buffers every step. With glibc's default
      * mmap threshold each of them is a fresh mmap whose pages the kernel must zero on first touch (10%+
      * of a training step); keeping them on the heap lets free() recycle them. */
-    mallopt(M_MMAP_THRESHOLD, 1 << 30);
+    mallopt(M_MMAP_THRESHOLD, 32 << 20); /* glibc's maximum */
     mallopt(M_TRIM_THRESHOLD, 1 << 30);
     setup_path(L);
     lua_newtable(L);
@@ -148,6 +148,8 @@ int luaopen_hyblua(lua_State *L) {
     lhb_open_nn(L);
     lhb_open_io(L);
     lhb_open_config(L);
+    lhb_open_tokenizer(L);
+    lhb_open_data(L);
     lua_pushstring(L, HB_VERSION);
     lua_setfield(L, -2, "version");
     /* hand the table to the Lua half: require("hyblua.init")(hb) */

@@ -14,7 +14,7 @@ return function(hb)
     if type(mod) == "function" then mod(hb) end
   end
   for _, name in ipairs { "optim", "models", "schedule", "train", "config", "data", "tokenizer" } do load(name) end
-  local lazy = { eval = true }
+  local lazy = { eval = true, recipe = true }
   setmetatable(hb, {
     __index = function(t, k)
       if lazy[k] then
