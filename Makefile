@@ -3,7 +3,7 @@
 
 PKGS      := lua5.4 openblas yaml-0.1 libcjson libedit
 CC        ?= gcc
-OPT       ?= -O2 -march=native
+OPT       ?= -O3 -march=native
 CFLAGS    += $(OPT) -g -std=c11 -Ikernels -Icore -Wall -Wextra -D_GNU_SOURCE -fno-fast-math
 CORE_CFLAGS := $(shell pkg-config --cflags openblas yaml-0.1 libcjson 2>/dev/null)
 CORE_LIBS   := $(shell pkg-config --libs openblas yaml-0.1 libcjson 2>/dev/null) -lpthread -lm

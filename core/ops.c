@@ -8,6 +8,7 @@
  */
 #include "autograd.h"
 #include "tensor.h"
+#include "../kernels/kmath.h"
 #include "../kernels/parallel.h"
 #include <math.h>
 #include <stdlib.h>
@@ -449,9 +450,9 @@ static void un_range(void *ctx, int64_t lo, int64_t hi) {
     float *z = c->z;
     switch (c->op) {
     case HB_U_NEG: for (int64_t i = lo; i < hi; i++) z[i] = -x[i]; break;
-    case HB_U_EXP: for (int64_t i = lo; i < hi; i++) z[i] = expf(x[i]); break;
-    case HB_U_SILU: for (int64_t i = lo; i < hi; i++) z[i] = x[i] / (1.0f + expf(-x[i])); break;
-    case HB_U_SIGMOID: for (int64_t i = lo; i < hi; i++) z[i] = 1.0f / (1.0f + expf(-x[i])); break;
+    case HB_U_EXP: for (int64_t i = lo; i < hi; i++) z[i] = expf(x[i]); break; /* exact: exp feeds NaN/inf checks */
+    case HB_U_SILU: for (int64_t i = lo; i < hi; i++) z[i] = x[i] / (1.0f + hb_expf(-x[i])); break;
+    case HB_U_SIGMOID: for (int64_t i = lo; i < hi; i++) z[i] = 1.0f / (1.0f + hb_expf(-x[i])); break;
     case HB_U_SQUARE: for (int64_t i = lo; i < hi; i++) z[i] = x[i] * x[i]; break;
     default: for (int64_t i = lo; i < hi; i++) z[i] = (float)unop(c->op, x[i]); break;
     }
@@ -464,12 +465,12 @@ static void unbw_range(void *ctx, int64_t lo, int64_t hi) {
     switch (c->op) {
     case HB_U_SILU:
         for (int64_t i = lo; i < hi; i++) {
-            float sg = 1.0f / (1.0f + expf(-xv[i]));
+            float sg = 1.0f / (1.0f + hb_expf(-xv[i]));
             r[i] = g[i] * sg * (1.0f + xv[i] * (1.0f - sg));
         }
         break;
     case HB_U_SIGMOID:
-        for (int64_t i = lo; i < hi; i++) { float sg = 1.0f / (1.0f + expf(-xv[i])); r[i] = g[i] * sg * (1.0f - sg); }
+        for (int64_t i = lo; i < hi; i++) { float sg = 1.0f / (1.0f + hb_expf(-xv[i])); r[i] = g[i] * sg * (1.0f - sg); }
         break;
     case HB_U_EXP: for (int64_t i = lo; i < hi; i++) r[i] = g[i] * expf(xv[i]); break;
     case HB_U_NEG: for (int64_t i = lo; i < hi; i++) r[i] = -g[i]; break;

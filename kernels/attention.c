@@ -34,6 +34,7 @@
  * Compiled twice (kreal.h): float -> *_f32, -DHB_KERNEL_F64 -> *_f64.
  */
 #include "kreal.h"
+#include "kmath.h"
 #include "attention.h"
 #include "parallel.h"
 #include <stdlib.h>
@@ -62,32 +63,7 @@ static real exp_core(real x) { return exp(x); }
  * (including -inf) are clamped to -87 (result 1.6e-38 instead of a smaller number or 0), above 88
  * to 88: callers only pass x <= ~0 whose result joins a sum >= 1, and write exact zeros for
  * masked keys. */
-static inline float exp_core(float x) {
-    uint32_t u, mask;
-    memcpy(&u, &x, 4);
-    mask = -(uint32_t)(u > 0xC2AE0000u); /* x < -87 or -inf (sign set, larger magnitude) */
-    u = (u & ~mask) | (0xC2AE0000u & mask);
-    mask = -(uint32_t)((u > 0x42B00000u) & (u < 0x80000000u)); /* x > 88 or +inf */
-    u = (u & ~mask) | (0x42B00000u & mask);
-    memcpy(&x, &u, 4);
-    float t = x * 1.44269504088896341f + 12582912.0f; /* round(x/ln2) in the low mantissa bits */
-    float n = t - 12582912.0f;
-    int32_t ti;
-    memcpy(&ti, &t, 4);
-    float r = x - n * 0.693359375f;
-    r = r - n * -2.12194440e-4f;
-    float p = 1.9875691500e-4f;
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    float y = p * r * r + r + 1.0f;
-    int32_t bits = (ti - 0x4B400000 + 127) * (1 << 23); /* 2^n */
-    float sc;
-    memcpy(&sc, &bits, 4);
-    return y * sc;
-}
+static inline float exp_core(float x) { return hb_expf(x); }
 #endif
 
 /* x[j] = exp(x[j] - m) for j < n; returns the sum of the new x (8 partial sums, fixed order). */
