@@ -73,5 +73,8 @@ asan:
 	$(MAKE) B=build-asan OPT="-O1 -fsanitize=address,undefined -fno-omit-frame-pointer" \
 	  CFLAGS="-fsanitize=address,undefined" test
 
+data: hyblua
+	BPE=$(BPE) bash recipes/data/fetch_sotu.sh
+
 clean:
 	rm -rf build build-asan hyblua

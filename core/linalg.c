@@ -41,7 +41,8 @@ static void gemm1(hb_dtype_t dt, CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int64_t
 
 /* A large product is split into blocks of rows of C (or columns when there are few rows) run on the
  * thread pool, each a single-threaded BLAS call (OpenBLAS is kept at one thread: core/threads.c). The
- * blocks depend on the shape only, so results do not depend on the thread count. */
+ * row or column blocks never change how an element of C is summed, so results do not depend on the
+ * thread count. */
 typedef struct {
     hb_dtype_t dt;
     CBLAS_TRANSPOSE ta, tb;
@@ -75,9 +76,11 @@ static void gemm(hb_dtype_t dt, CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int64_t 
         return;
     }
     gemm_job_t j = {dt, ta, tb, M, N, K, lda, ldb, ldc, 0, M >= N, A, B, C, beta};
-    /* 8 blocks of a multiple of 16 rows/cols: enough to balance 2-8 threads, big enough for BLAS */
+    /* one block per thread (each packs the shared operand once, as OpenBLAS's own threading does),
+       rounded to 16 rows/cols; splitting rows or columns never changes the k-summation of an element */
     int64_t len = j.by_rows ? M : N;
-    int64_t block = ((len + 7) / 8 + 15) / 16 * 16;
+    int nt = hb_threads_get();
+    int64_t block = ((len + nt - 1) / nt + 15) / 16 * 16;
     if (block < 64) block = 64;
     j.block = block;
     hb_parallel_for((len + block - 1) / block, gemm_block, &j);

@@ -19,4 +19,7 @@ int lhb_shape(lua_State *L, int arg, int64_t *size, int *next);
 void lhb_open_tensor(lua_State *L);  /* tensors: metatable + functions into the table on top */
 void lhb_open_nn(lua_State *L);      /* nn functions and mixer kernels (lnn.c) */
 void lhb_open_io(lua_State *L);      /* hb.io: safetensors, json (lio.c) */
+void lhb_open_config(lua_State *L);  /* hb.config: YAML load/decode, atomic text (lconfig.c; after io) */
+void lhb_open_tokenizer(lua_State *L); /* hb.tokenizer: byte, GPT-2, HF BPE, BPE training (ltokenizer.c) */
+void lhb_open_data(lua_State *L);    /* hb.data: token shards, batches, validation windows (ldata.c) */
 #endif

@@ -75,7 +75,8 @@ return function(hb)
     return attn
   end
 
-  -- human-readable description of a model's layer stack, e.g. "LLLA LLLA"
+  -- the layer stack as a string, one letter a layer: L linear (the model's mixer), A softmax
+  -- attention, C a custom (Lua-defined) mixer — e.g. "LLLALLLA"
   function S.describe(cfg)
     local L = cfg.num_hidden_layers
     local at = {}
@@ -85,8 +86,12 @@ return function(hb)
       local list = attn.layers and { attn } or attn
       for _, s in ipairs(list) do for _, i in ipairs(s.layers or {}) do at[i] = true end end
     end
+    local custom = {}
+    for _, c in ipairs(cfg.custom_mixers or {}) do
+      if type(c.layers) == "table" then for _, i in ipairs(c.layers) do custom[i] = true end end
+    end
     local out = {}
-    for i = 0, L - 1 do out[#out + 1] = at[i] and "A" or "L" end
+    for i = 0, L - 1 do out[#out + 1] = at[i] and "A" or (custom[i] and "C" or "L") end
     return table.concat(out)
   end
 end

@@ -1,0 +1,432 @@
+-- hyblua/config.lua — run configurations: defaults written in Lua, YAML files, command-line overrides,
+-- and the effective configuration dumped back to YAML (saved with every run).
+--
+--   local cfg, rest = hb.config.parse_args(arg, defaults)
+--     defaults    a nested table; it defines every valid key path and its type
+--     --config f  a YAML file merged over the defaults (repeatable, applied in order)
+--     --set a.b=v an override (repeatable, applied in order after all --config files); v is read as a
+--                 YAML scalar or flow value: 3, 1e-3, true, ~, [0, 3], {a: 1}, 'quoted'
+--     --key=v, --key v   shorthand for --set key=v ("-" in a key may stand for "_")
+--     --flag      a boolean key set to true (--no-flag sets it false); booleans never take the next
+--                 argument, so write --flag=false
+--     --          everything after it is positional
+--   rest is the list of positional arguments. Precedence: defaults < --config files < --set/--key.
+--
+-- Type rules, from the default's type: an integer key takes integers (1e3 is fine, 1.5 is not), a
+-- float key any number, a boolean key true/false, a string key any scalar (kept as typed), a list key a
+-- list (a single scalar becomes a one-element list; elements are checked against the default's first),
+-- a mapping key a mapping merged key by key; a default of hb.io.null or {} accepts anything. Strings,
+-- lists and mappings may be set to null (~). Errors name the source and the key:
+--   "config.yaml:3:3: unknown config key 'train.lrr' (did you mean 'train.lr'?)"
+--   "--set train.steps=abc: config key 'train.steps' expects an integer, got 'abc'"
+--
+--   hb.config.merge(defaults, overlay [, source]) → a new config (overlay checked like a file)
+--   hb.config.dump(cfg [, comment]) → YAML text (keys sorted; floats keep a '.', so they stay floats)
+--   hb.config.save(path, cfg [, comment]) — atomic write of dump(cfg)
+--   hb.config.load(path), hb.config.decode(text) — YAML to Lua (lua/lconfig.c)
+return function(hb)
+  local config = hb.config or {}
+  hb.config = config
+  local null = hb.io.null
+
+  -- ---- values ----------------------------------------------------------------------------------------
+  local function is_list(t)
+    if type(t) ~= "table" then return false end
+    local n = #t
+    if n == 0 then return false end
+    local count = 0
+    for _ in pairs(t) do count = count + 1 end
+    return count == n
+  end
+  local function is_empty(t) return type(t) == "table" and next(t) == nil end
+  local function is_map(t) return type(t) == "table" and not is_empty(t) and not is_list(t) end
+
+  local function deepcopy(v, depth)
+    depth = depth or 0
+    if type(v) ~= "table" then return v end
+    if depth > 64 then error("config: nesting deeper than 64 (a cycle?)", 0) end
+    local r = {}
+    for k, x in pairs(v) do r[k] = deepcopy(x, depth + 1) end
+    return r
+  end
+
+  -- how a value reads in an error message
+  local function show(v)
+    if v == null then return "null" end
+    if type(v) == "string" then return "'" .. v .. "'" end
+    if type(v) == "table" then return is_list(v) and "a list" or is_empty(v) and "{}" or "a mapping" end
+    return tostring(v)
+  end
+
+  -- ---- key paths and suggestions -------------------------------------------------------------------------
+  local function join(prefix, k) return prefix == "" and tostring(k) or prefix .. "." .. tostring(k) end
+
+  local function all_paths(defaults, prefix, out)
+    out = out or {}
+    for k, v in pairs(defaults) do
+      local p = join(prefix, k)
+      out[#out + 1] = p
+      if is_map(v) then all_paths(v, p, out) end
+    end
+    return out
+  end
+
+  -- edit distance counting a swap of two neighbours as one edit ("stesp" → "steps")
+  local function distance(a, b)
+    local d = {}
+    for i = 0, #a do d[i] = { [0] = i } end
+    for j = 0, #b do d[0][j] = j end
+    for i = 1, #a do
+      for j = 1, #b do
+        local cost = a:byte(i) == b:byte(j) and 0 or 1
+        d[i][j] = math.min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost)
+        if i > 1 and j > 1 and a:byte(i) == b:byte(j - 1) and a:byte(i - 1) == b:byte(j) then
+          d[i][j] = math.min(d[i][j], d[i - 2][j - 2] + 1)
+        end
+      end
+    end
+    return d[#a][#b]
+  end
+
+  local function sorted_keys(t)
+    local ks = {}
+    for k in pairs(t) do ks[#ks + 1] = k end
+    table.sort(ks, function(a, b)
+      if type(a) == type(b) then return a < b end
+      return type(a) == "number"
+    end)
+    return ks
+  end
+
+  local function unknown_key(path, root_defaults, parent_defaults, parent_path)
+    -- the nearest known path, comparing whole paths and also last components (a key put in the wrong
+    -- section, or a top-level shorthand for a nested key)
+    local best, bestd
+    local last = path:match("([^.]*)$")
+    for _, p in ipairs(all_paths(root_defaults, "")) do
+      local d = math.min(distance(path, p), distance(last, p:match("([^.]*)$")))
+      if not bestd or d < bestd or (d == bestd and p < best) then best, bestd = p, d end
+    end
+    local msg = "unknown config key '" .. path .. "'"
+    if best and bestd <= math.max(1, #last // 3) then return msg .. " (did you mean '" .. best .. "'?)" end
+    local ks = {}
+    for _, k in ipairs(sorted_keys(parent_defaults)) do ks[#ks + 1] = tostring(k) end
+    if parent_path == "" then return msg .. " (known keys: " .. table.concat(ks, ", ") .. ")" end
+    return msg .. " (keys of '" .. parent_path .. "': " .. table.concat(ks, ", ") .. ")"
+  end
+
+  -- ---- checking and merging -------------------------------------------------------------------------------
+  -- A source says where a value came from: src.name ("config.yaml" or "--set a=b"), src.pos (key path →
+  -- "file:line:col", from hb.config.load), src.raw (the text typed on the command line, if any).
+  local function fail(src, path, msg)
+    local where = src.pos and src.pos[path] or src.name
+    error(where .. ": " .. msg, 0)
+  end
+
+  local coerce
+
+  -- merge the mapping `over` into the copy `into` (a table) under the defaults `def` at `path`
+  local function merge_map(into, def, over, path, src, root)
+    for _, k in ipairs(sorted_keys(over)) do
+      local p = join(path, k)
+      local d = nil
+      if type(k) == "string" then d = def[k] end
+      if d == nil then fail(src, p, unknown_key(p, root, def, path)) end
+      into[k] = coerce(d, over[k], into[k], p, src, root)
+    end
+    return into
+  end
+
+  -- the value to store for key `path` whose default is `def`, given `v` (current value `cur`)
+  function coerce(def, v, cur, path, src, root)
+    local raw = src.raw
+    local got = raw and ("'" .. raw .. "'") or show(v)
+    if def == null or is_empty(def) then return deepcopy(v) end
+    local dt = math.type(def) or type(def)
+    if dt == "boolean" then
+      if type(v) ~= "boolean" then fail(src, path, "config key '" .. path .. "' expects a boolean (true or false), got " .. got) end
+      return v
+    elseif dt == "integer" then
+      if math.type(v) == "integer" then return v end
+      if math.type(v) == "float" and math.tointeger(v) then return math.tointeger(v) end
+      fail(src, path, "config key '" .. path .. "' expects an integer, got " .. got)
+    elseif dt == "float" then
+      if type(v) ~= "number" then fail(src, path, "config key '" .. path .. "' expects a number, got " .. got) end
+      return v + 0.0
+    elseif dt == "string" then
+      if raw == "" then return "" end -- --key= : the empty string
+      if v == null or type(v) == "string" then return v end
+      if raw then return raw end -- typed on the command line: the text as typed
+      if type(v) == "number" then return tostring(v) end
+      fail(src, path, "config key '" .. path .. "' expects a string, got " .. got)
+    elseif is_list(def) then
+      if v == null then return v end
+      if type(v) ~= "table" then v = { v } end
+      if not is_list(v) and not is_empty(v) then
+        fail(src, path, "config key '" .. path .. "' expects a list, got " .. got)
+      end
+      local proto = def[1]
+      if type(proto) == "table" then return deepcopy(v) end -- lists of tables are taken as given
+      local out = {}
+      for i, x in ipairs(v) do out[i] = coerce(proto, x, nil, path .. "." .. i, { name = src.name, pos = src.pos }, root) end
+      return out
+    elseif is_map(def) then
+      if v == null then return v end
+      if not is_map(v) and not is_empty(v) then
+        fail(src, path, "config key '" .. path .. "' expects a mapping, got " .. got)
+      end
+      return merge_map(type(cur) == "table" and cur or deepcopy(def), def, v, path,
+        { name = src.name, pos = src.pos }, root)
+    end
+    return deepcopy(v) -- defaults of other types (functions...) are not checked
+  end
+
+  function config.merge(defaults, overlay, source, positions)
+    if type(defaults) ~= "table" then error("hb.config.merge: defaults must be a table", 2) end
+    local cfg = deepcopy(defaults)
+    if overlay == nil or overlay == null or is_empty(overlay) then return cfg end
+    if not is_map(overlay) then error((source or "config") .. ": top level must be a mapping", 0) end
+    return merge_map(cfg, defaults, overlay, "", { name = source or "config", pos = positions }, defaults)
+  end
+
+  -- set the dotted key `path` to the text `raw` (from the command line; src.name names the option)
+  local function set_path(cfg, defaults, path, raw, srcname)
+    local src = { name = srcname }
+    local parts = {}
+    for part in (path .. "."):gmatch("([^.]*)%.") do
+      if part == "" then error(srcname .. ": empty component in key '" .. path .. "'", 0) end
+      parts[#parts + 1] = part
+    end
+    local def, node, prefix = defaults, cfg, ""
+    for i = 1, #parts - 1 do
+      local k = parts[i]
+      local d = def[k]
+      local p = join(prefix, k)
+      if d == nil then fail(src, path, unknown_key(path, defaults, def, prefix)) end
+      if is_empty(d) or d == null then
+        -- a free-form section: anything goes below it; create the tables on the way
+        local t = node
+        for j = i, #parts - 1 do
+          if type(t[parts[j]]) ~= "table" then t[parts[j]] = {} end
+          t = t[parts[j]]
+        end
+        local ok, v = pcall(config.decode, raw, "--set " .. path)
+        t[parts[#parts]] = ok and v or raw
+        return
+      end
+      if not is_map(d) then
+        local what = is_list(d) and "a list" or math.type(d) == "integer" and "an integer" or
+          "a " .. (math.type(d) or type(d))
+        fail(src, path, "config key '" .. p .. "' is " .. what .. ", it has no key '" .. parts[i + 1] .. "'")
+      end
+      if type(node[k]) ~= "table" then node[k] = deepcopy(d) end
+      def, node, prefix = d, node[k], p
+    end
+    local last = parts[#parts]
+    local d = def[last]
+    if d == nil then fail(src, path, unknown_key(path, defaults, def, prefix)) end
+    local ok, v = pcall(config.decode, raw, "--set " .. path)
+    if not ok then
+      -- text that is not YAML is a string (a string key takes it as typed; others report the mismatch)
+      if type(d) ~= "string" and d ~= null and not is_empty(d) then error(v, 0) end
+      v = raw
+    end
+    src.raw = raw
+    node[last] = coerce(d, v, node[last], path, src, defaults)
+  end
+
+  -- the defaults' key for a command-line spelling: exact, then with '-' as '_'
+  local function resolve(defaults, key)
+    local function exists(k)
+      local t = defaults
+      for part in k:gmatch("[^.]+") do
+        if type(t) ~= "table" then return false end
+        t = t[part]
+        if t == nil then return false end
+      end
+      return true, t
+    end
+    if exists(key) then return key, select(2, exists(key)) end
+    local alt = key:gsub("-", "_")
+    if exists(alt) then return alt, select(2, exists(alt)) end
+    return key, nil
+  end
+
+  function config.parse_args(args, defaults)
+    if type(defaults) ~= "table" then error("hb.config.parse_args: defaults must be a table", 2) end
+    args = args or {}
+    local files, sets, rest = {}, {}, {}
+    local i, n = 1, #args
+    local function need_value(opt)
+      i = i + 1
+      if args[i] == nil then error("option " .. opt .. " needs a value", 0) end
+      return args[i]
+    end
+    while i <= n do
+      local a = args[i]
+      if a == "--" then
+        for j = i + 1, n do rest[#rest + 1] = args[j] end
+        break
+      elseif a == "--config" then
+        files[#files + 1] = need_value(a)
+      elseif a:match("^%-%-config=") then
+        files[#files + 1] = a:sub(10)
+      elseif a == "--set" or a:match("^%-%-set=") then
+        local kv = a == "--set" and need_value(a) or a:sub(7)
+        local k, v = kv:match("^([^=]+)=(.*)$")
+        if not k then error("--set " .. kv .. ": expected key=value", 0) end
+        sets[#sets + 1] = { k, v, "--set " .. kv }
+      elseif a:match("^%-%-.") then
+        local body = a:sub(3)
+        local k, v = body:match("^([^=]+)=(.*)$")
+        if k then
+          sets[#sets + 1] = { k, v, a }
+        else
+          local key, def = resolve(defaults, body)
+          local nkey, ndef = nil, nil
+          if def == nil and body:match("^no[-_].") then nkey, ndef = resolve(defaults, body:sub(4)) end
+          if type(def) == "boolean" then
+            sets[#sets + 1] = { key, "true", a }
+          elseif type(ndef) == "boolean" then
+            sets[#sets + 1] = { nkey, "false", a }
+          elseif def == nil then
+            error(a .. ": " .. unknown_key(body, defaults, defaults, ""), 0)
+          else
+            local v = need_value(a)
+            sets[#sets + 1] = { key, v, a .. " " .. v }
+          end
+        end
+      else
+        rest[#rest + 1] = a
+      end
+      i = i + 1
+    end
+    local cfg = deepcopy(defaults)
+    for _, f in ipairs(files) do
+      local over, pos = config.load(f)
+      if not is_map(over) and not is_empty(over) then error(f .. ": top level must be a mapping", 0) end
+      cfg = merge_map(cfg, defaults, over, "", { name = f, pos = pos }, defaults)
+    end
+    for _, s in ipairs(sets) do
+      local key = resolve(defaults, s[1])
+      set_path(cfg, defaults, key, s[2], s[3])
+    end
+    return cfg, rest
+  end
+
+  -- ---- YAML output -----------------------------------------------------------------------------------------
+  local reserved = {}
+  for _, w in ipairs { "null", "true", "false", "yes", "no", "on", "off", "y", "n", "~" } do reserved[w] = true end
+
+  local function quote(s)
+    if not utf8.len(s) then error("hb.config.dump: string is not valid UTF-8: " .. string.format("%q", s), 0) end
+    return '"' .. s:gsub('[%c"\\]', function(c)
+      local esc = { ['"'] = '\\"', ["\\"] = "\\\\", ["\n"] = "\\n", ["\t"] = "\\t", ["\r"] = "\\r" }
+      return esc[c] or string.format("\\x%02X", c:byte())
+    end) .. '"'
+  end
+
+  local function str(s)
+    if s:match("^[%a_][%w_%-%./]*$") and not reserved[s:lower()] then return s end
+    return quote(s)
+  end
+
+  local function scalar(v)
+    if v == null then return "null" end
+    local t = math.type(v) or type(v)
+    if t == "boolean" then return tostring(v) end
+    if t == "integer" then return string.format("%d", v) end
+    if t == "float" then
+      if v ~= v then return ".nan" end
+      if v == math.huge then return ".inf" end
+      if v == -math.huge then return "-.inf" end
+      local s
+      for p = 15, 17 do
+        s = string.format("%." .. p .. "g", v)
+        if tonumber(s) == v then break end
+      end
+      -- keep it a float for every YAML reader: 1 → 1.0, 1e-05 → 1.0e-05
+      if not s:find("[.n]") then
+        local m, e = s:match("^([^e]*)(e.*)$")
+        s = m and (m .. ".0" .. e) or (s .. ".0")
+      end
+      return s
+    end
+    if t == "string" then return str(v) end
+    error("hb.config.dump: cannot write a " .. type(v), 0)
+  end
+
+  local function key(k)
+    if type(k) == "number" then return quote(tostring(k)) end
+    return str(k)
+  end
+
+  local function inline(v, depth)
+    if depth > 64 then error("hb.config.dump: nesting deeper than 64 (a cycle?)", 0) end
+    if type(v) ~= "table" then return scalar(v) end
+    if is_empty(v) then return "{}" end
+    local parts = {}
+    if is_list(v) then
+      for _, x in ipairs(v) do parts[#parts + 1] = inline(x, depth + 1) end
+      return "[" .. table.concat(parts, ", ") .. "]"
+    end
+    for _, k in ipairs(sorted_keys(v)) do parts[#parts + 1] = key(k) .. ": " .. inline(v[k], depth + 1) end
+    return "{" .. table.concat(parts, ", ") .. "}"
+  end
+
+  local function has_tables(l)
+    for _, x in ipairs(l) do if type(x) == "table" and not is_empty(x) then return true end end
+    return false
+  end
+
+  local emit_list
+  local function emit_map(out, t, ind, depth)
+    if depth > 64 then error("hb.config.dump: nesting deeper than 64 (a cycle?)", 0) end
+    local pad = string.rep(" ", ind)
+    for _, k in ipairs(sorted_keys(t)) do
+      local v = t[k]
+      if is_map(v) then
+        out[#out + 1] = pad .. key(k) .. ":"
+        emit_map(out, v, ind + 2, depth + 1)
+      elseif is_list(v) and has_tables(v) then
+        out[#out + 1] = pad .. key(k) .. ":"
+        emit_list(out, v, ind + 2, depth + 1)
+      else
+        out[#out + 1] = pad .. key(k) .. ": " .. inline(v, depth + 1)
+      end
+    end
+  end
+  function emit_list(out, l, ind, depth)
+    local pad = string.rep(" ", ind)
+    for _, v in ipairs(l) do
+      if is_map(v) then
+        local first = #out + 1
+        emit_map(out, v, ind + 2, depth + 1)
+        out[first] = pad .. "- " .. out[first]:sub(ind + 3)
+      elseif is_list(v) and has_tables(v) then
+        out[#out + 1] = pad .. "-"
+        emit_list(out, v, ind + 2, depth + 1)
+      else
+        out[#out + 1] = pad .. "- " .. inline(v, depth + 1)
+      end
+    end
+  end
+
+  function config.dump(cfg, comment)
+    local out = {}
+    if comment then
+      for line in (comment .. "\n"):gmatch("([^\n]*)\n") do out[#out + 1] = "# " .. line end
+    end
+    if is_map(cfg) then emit_map(out, cfg, 0, 0)
+    elseif is_list(cfg) then emit_list(out, cfg, 0, 0)
+    elseif is_empty(cfg) then out[#out + 1] = "{}"
+    else out[#out + 1] = scalar(cfg) end
+    return table.concat(out, "\n") .. "\n"
+  end
+
+  function config.save(path, cfg, comment)
+    config.write_text(path, config.dump(cfg, comment))
+  end
+
+  return config
+end

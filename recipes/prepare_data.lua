@@ -1,0 +1,41 @@
+-- prepare_data.lua — text files → token shards for training (run by `make data`, or by hand):
+--   ./hyblua recipes/prepare_data.lua --input data/cache/sotu --out data/sotu [--bpe 4096] [--seed 1234]
+-- Writes out/{train.bin, val.bin, meta.json, tokenizer.json} with the byte tokenizer; with --bpe N also
+-- trains a byte-level BPE of N ids on the training documents and writes out/bpe<N>/ the same way (the
+-- same documents go to validation in both, since the split depends only on the seed and file names).
+-- --config file.yaml and --set key=value work as in every recipe (hb.config.parse_args).
+local hb = require "hyblua"
+
+local defaults = {
+  input = "data/cache/sotu", -- a directory of *.txt files (one document each) or one file
+  out = "data/sotu",
+  val_fraction = 0.05,
+  seed = 1234,
+  bpe = 0,                   -- 0: byte tokenizer only
+  force = false,             -- re-prepare even when out/meta.json exists
+}
+local cfg = hb.config.parse_args(arg, defaults)
+
+local function report(dir, meta)
+  print(string.format("%s: %s tokenizer, vocab %d; train %d docs, %d tokens (%d bytes); val %d docs, %d tokens (%d bytes)",
+    dir, meta.tokenizer.name, meta.vocab_size, meta.train.documents, meta.train.tokens, meta.train.bytes,
+    meta.val.documents, meta.val.tokens, meta.val.bytes))
+end
+
+local function prepare(dir, opts)
+  local existing = io.open(dir .. "/meta.json", "rb")
+  if existing and not cfg.force then
+    existing:close()
+    print(dir .. ": already prepared (--force to redo)")
+    return
+  end
+  if existing then existing:close() end
+  opts.input, opts.out, opts.val_fraction, opts.seed = cfg.input, dir, cfg.val_fraction, cfg.seed
+  local t0 = os.time()
+  report(dir, hb.data.prepare(opts))
+  if os.time() - t0 > 5 then print(string.format("  (%d s)", os.time() - t0)) end
+  hb.config.save(dir .. "/prepare.yaml", cfg, "configuration of recipes/prepare_data.lua")
+end
+
+prepare(cfg.out, { tokenizer = "byte" })
+if cfg.bpe > 0 then prepare(cfg.out .. "/bpe" .. cfg.bpe, { bpe_vocab = cfg.bpe }) end

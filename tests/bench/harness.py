@@ -1,0 +1,594 @@
+"""harness.py — hyblua vs PyTorch-CPU benchmark driver (run it through tests/bench/run.sh).
+
+One run measures both sides with the same thread count, interleaving them configuration by
+configuration so that machine noise hits both alike, and writes
+  docs/performance.md                  the report (tables of ratios, GFLOP/s vs sgemm, RSS)
+  tests/bench/results/latest.json      a small summary (committed)
+  tests/bench/results/raw-*.jsonl      every raw measurement (git-ignored)
+
+Every measurement runs in a fresh process: hyblua through `./hyblua tests/bench/train_step.lua`, the
+kernels through build/bench/kernels_bench (C, linked against build/libhbcore.a), PyTorch through
+tests/bench/torch_bench.py / torch_kernels.py with /usr/bin/python3 (Debian's python3-torch). This
+driver never imports torch itself.
+"""
+import argparse
+import datetime
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
+PY = os.environ.get("HB_BENCH_PYTHON", "/usr/bin/python3")
+HYBLUA = os.path.join(ROOT, "hyblua")
+KBENCH = os.path.join(ROOT, "build", "bench", "kernels_bench")
+
+MIXERS = ["transformer", "hgrn", "retnet", "gla", "hgrn2", "delta_net", "gated_deltanet"]
+HYBRIDS = ["hgrn", "retnet", "gla", "hgrn2", "delta_net", "gated_deltanet"]
+KERNELS = ["gla", "retention", "delta", "gdelta", "hgrn", "attn"]
+KERNEL_NAMES = {"gla": "GLA (chunk, per-channel decay)", "retention": "retention (chunk)",
+                "delta": "delta rule (WY chunk)", "gdelta": "gated delta rule (WY chunk)",
+                "hgrn": "HGRN (chunked scan)", "attn": "softmax attention (flash, causal)"}
+VOCAB, LAYERS, TOKENS = 4096, 4, 4096
+
+
+def model_config(mixer, d, hybrid):
+    """The benchmark's model configs: 4 layers, vocab 4096, head dim 64, fla defaults otherwise."""
+    H = d // 64
+    c = {"model_type": mixer, "hidden_size": d, "num_hidden_layers": LAYERS, "vocab_size": VOCAB}
+    if mixer == "transformer":
+        c["num_heads"] = H
+    elif mixer == "hgrn":
+        c["expand_ratio"] = 1
+    elif mixer == "retnet":
+        c["num_heads"] = H                       # dk 64, dv 128 (expand_v 2), hidden_ratio 2: fla defaults
+    elif mixer == "gla":
+        c.update(num_heads=H, expand_k=1.0, expand_v=1.0)
+    elif mixer == "hgrn2":
+        c["expand_ratio"] = 64
+    elif mixer == "delta_net":
+        c["num_heads"] = H
+    elif mixer == "gated_deltanet":
+        c.update(num_heads=(3 * d // 4) // 64, head_dim=64)   # fla's sizing: H·dk = 0.75 d, dv = 128
+    if hybrid:
+        c["attn"] = {"layers": [LAYERS - 1], "num_heads": H, "num_kv_heads": H}
+    return c
+
+
+def config_label(mixer, hybrid):
+    return f"{mixer} 3:1" if hybrid else mixer
+
+
+class Runner:
+    def __init__(self, threads, raw_path, verbose=True):
+        self.env = dict(os.environ)
+        n = str(threads)
+        self.env.update(HYBLUA_NUM_THREADS=n, OPENBLAS_NUM_THREADS=n, OMP_NUM_THREADS=n, OMP_WAIT_POLICY="PASSIVE")
+        self.threads = threads
+        self.raw = open(raw_path, "w")
+        self.verbose = verbose
+        self.failures = []
+
+    def run(self, tag, argv, env=None, timeout=900):
+        t0 = time.time()
+        try:
+            p = subprocess.run(argv, cwd=ROOT, env=env or self.env, capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.failures.append(f"{tag}: timed out after {timeout}s")
+            print(f"  [{tag}] TIMEOUT", flush=True)
+            return []
+        out = []
+        for line in p.stdout.splitlines():
+            line = line.strip()
+            if line.startswith("{"):
+                try:
+                    rec = json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+                rec["_tag"] = tag
+                out.append(rec)
+                self.raw.write(json.dumps(rec) + "\n")
+        self.raw.flush()
+        if p.returncode != 0 or not out:
+            msg = (p.stderr or p.stdout).strip().splitlines()[-3:]
+            self.failures.append(f"{tag}: exit {p.returncode}: {' | '.join(msg)}")
+            print(f"  [{tag}] FAILED: {' | '.join(msg)}", flush=True)
+        elif self.verbose:
+            print(f"  [{tag}] {time.time() - t0:.1f}s", flush=True)
+        return out
+
+
+def machine_info():
+    info = {"python": platform.python_version(), "kernel": platform.release(), "nproc": os.cpu_count()}
+    try:
+        lscpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
+        for line in lscpu.splitlines():
+            k, _, v = line.partition(":")
+            if k.strip() in ("Model name", "CPU(s)", "Thread(s) per core", "L2 cache", "L3 cache", "Flags"):
+                v = v.strip()
+                if k.strip() == "Flags":
+                    v = " ".join(f for f in v.split() if f in ("avx2", "avx512f", "fma", "avx512_bf16", "amx_tile"))
+                info[k.strip()] = v
+    except OSError:
+        pass
+    try:
+        with open("/proc/meminfo") as f:
+            info["mem_gib"] = round(int(f.readline().split()[1]) / 2 ** 20, 1)
+    except OSError:
+        pass
+    try:
+        info["openblas"] = subprocess.run(["pkg-config", "--modversion", "openblas"], capture_output=True,
+                                          text=True).stdout.strip()
+        info["git"] = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                                     text=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+                               capture_output=True, text=True).stdout.strip()
+        info["git_dirty"] = bool(dirty)
+        info["hyblua_version"] = subprocess.run([HYBLUA, "-v"], capture_output=True, text=True).stdout.strip()
+    except OSError:
+        pass
+    return info
+
+
+def loadavg():
+    try:
+        with open("/proc/loadavg") as f:
+            return " ".join(f.read().split()[:3])
+    except OSError:
+        return "?"
+
+
+# ---------------------------------------------------------------------------------------------------
+# sections
+
+
+def thread_check(r, work):
+    """torch with and without the thread environment: a 1024³ matmul and a training step (gla, d 256,
+    T 512), alternating the two configurations 3 times, best of each."""
+    slow_env = {k: v for k, v in r.env.items() if k not in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "OMP_WAIT_POLICY")}
+    slow_env["HB_TORCH_DEFAULT_ENV"] = "1"
+    cdir = os.path.join(work, "thread-check")
+    os.makedirs(cdir, exist_ok=True)
+    with open(os.path.join(cdir, "bench_config.json"), "w") as f:
+        json.dump(model_config("gla", 256, False), f)
+    have_model = bool(r.run("init-thread-check", [HYBLUA, os.path.join(HERE, "train_step.lua"), "init",
+                                                  os.path.join(cdir, "bench_config.json"), cdir, "1", "8", "512"]))
+    res = {"env": [], "default": [], "env_step": [], "default_step": []}
+    for _ in range(3):
+        for name, env in (("env", r.env), ("default", slow_env)):
+            for rec in r.run(f"torch-matmul-{name}", [PY, os.path.join(HERE, "torch_bench.py"), "matmul", "1024", "10"],
+                             env=env):
+                res[name].append(rec["gflops_best"])
+            if have_model:
+                for rec in r.run(f"torch-step-{name}", [PY, os.path.join(HERE, "torch_bench.py"), "bench", cdir,
+                                                        "3", "1", "0", "0", "0"], env=env):
+                    res[name + "_step"].append(4096 / rec["train"]["best_s"])
+    return {k: max(v) if v else None for k, v in res.items()}
+
+
+def matmul_section(r):
+    out = {"hyblua": [], "sgemm": [], "torch": []}
+    for _ in range(2):
+        for rec in r.run("hyblua-matmul", [HYBLUA, os.path.join(HERE, "train_step.lua"), "matmul", "1024", "10"]):
+            out["hyblua"].append(rec["gflops_best"])
+        for rec in r.run("sgemm", [KBENCH, "sgemm", "1024", "10"]):
+            out["sgemm"].append(rec["gflops_best"])
+        for rec in r.run("torch-matmul", [PY, os.path.join(HERE, "torch_bench.py"), "matmul", "1024", "10"]):
+            out["torch"].append(rec["gflops_best"])
+    return {k: max(v) if v else None for k, v in out.items()}
+
+
+def kernel_section(r, Ts, Ds, reps):
+    rows = []
+    for D in Ds:
+        for k in KERNELS:
+            for T in Ts:
+                hy = r.run(f"kernel-{k}-T{T}-D{D}", [KBENCH, "train", k, str(T), str(D), str(reps)])
+                tt = r.run(f"torch-kernel-{k}-T{T}-D{D}",
+                           [PY, os.path.join(HERE, "torch_kernels.py"), "train", k, str(T), str(D), str(reps)])
+                rows.append({"kernel": k, "T": T, "D": D, "hyblua": hy[0] if hy else None,
+                             "torch": tt[0] if tt else None})
+    return rows
+
+
+def decode_kernel_section(r, ctxs, Ds, reps):
+    rows = []
+    for D in Ds:
+        for k in KERNELS:
+            for ctx in (ctxs if k == "attn" else ctxs[:1]):
+                hy = r.run(f"decode-{k}-{ctx}-D{D}", [KBENCH, "decode", k, str(ctx), str(D), str(reps)])
+                tt = r.run(f"torch-decode-{k}-{ctx}-D{D}",
+                           [PY, os.path.join(HERE, "torch_kernels.py"), "decode", k, str(ctx), str(D), str(reps)])
+                rows.append({"kernel": k, "ctx": ctx, "D": D, "hyblua": hy[0] if hy else None,
+                             "torch": tt[0] if tt else None})
+    return rows
+
+
+def model_section(r, work, grid, steps, warmup, nfwd, dprompt, dnew):
+    rows = []
+    for idx, (mixer, hybrid, d, T) in enumerate(grid):
+        B = max(1, TOKENS // T)
+        label = config_label(mixer, hybrid)
+        tag = f"{label.replace(' ', '_').replace(':', 'to')}-d{d}-T{T}"
+        cdir = os.path.join(work, tag)
+        os.makedirs(cdir, exist_ok=True)
+        with open(os.path.join(cdir, "bench_config.json"), "w") as f:
+            json.dump(model_config(mixer, d, hybrid), f)
+        init = r.run(f"init-{tag}", [HYBLUA, os.path.join(HERE, "train_step.lua"), "init",
+                                      os.path.join(cdir, "bench_config.json"), cdir, "1234", str(B), str(T)])
+        if not init:
+            rows.append({"mixer": label, "d": d, "T": T, "B": B})
+            continue
+        dp, dn = (dprompt, dnew) if T >= dprompt + dnew and T == min(g[3] for g in grid) else (0, 0)
+        args = [str(steps), str(warmup), str(nfwd), str(dp), str(dn)]
+        hy_cmd = [HYBLUA, os.path.join(HERE, "train_step.lua"), "bench", cdir] + args
+        to_cmd = [PY, os.path.join(HERE, "torch_bench.py"), "bench", cdir] + args
+        res = {}
+        order = [("hyblua", hy_cmd), ("torch", to_cmd)]
+        if idx % 2:
+            order.reverse()
+        for side, cmd in order:
+            out = r.run(f"{side}-{tag}", cmd)
+            res[side] = out[0] if out else None
+        rows.append({"mixer": label, "d": d, "T": T, "B": B, "params": init[0].get("params"), **res})
+        shutil.rmtree(cdir, ignore_errors=True)
+    return rows
+
+
+# ---------------------------------------------------------------------------------------------------
+# report
+
+
+def ratio(a, b):
+    return a / b if a and b else None
+
+
+def fmt(x, spec=".2f", none="—"):
+    return none if x is None else format(x, spec)
+
+
+def gflops(flop, s):
+    return flop / s / 1e9 if flop and s else None
+
+
+def summarize_models(rows):
+    out = []
+    for row in rows:
+        hy, to = row.get("hyblua"), row.get("torch")
+        tokens = row["B"] * row["T"]
+        s = {"mixer": row["mixer"], "d": row["d"], "T": row["T"], "B": row["B"], "params": row.get("params")}
+        if hy and to:
+            s["loss_hyblua"], s["loss_torch"] = hy.get("init_loss"), to.get("init_loss")
+            if s["loss_hyblua"] is not None and s["loss_torch"] is not None:
+                s["loss_rel_diff"] = abs(s["loss_hyblua"] - s["loss_torch"]) / abs(s["loss_torch"])
+            for side, rec in (("hyblua", hy), ("torch", to)):
+                tr = rec["train"]
+                s[f"train_tok_s_{side}"] = tokens / tr["best_s"]
+                s[f"train_tok_s_median_{side}"] = tokens / tr["median_s"]
+                for ph in ("fwd", "bwd", "opt"):
+                    s[f"{ph}_s_{side}"] = min(tr[ph])
+                s[f"other_s_{side}"] = max(0.0, tr["best_s"] - min(tr["fwd"]) - min(tr["bwd"]) - min(tr["opt"]))
+                if rec.get("forward"):
+                    s[f"fwd_tok_s_{side}"] = tokens / rec["forward"]["best_s"]
+                if rec.get("decode"):
+                    s[f"decode_tok_s_{side}"] = 1.0 / rec["decode"]["median_step_s"]
+                    s[f"prefill_s_{side}"] = rec["decode"]["prefill_s"]
+                s[f"rss_mb_{side}"] = rec.get("rss_train_kb", 0) / 1024
+            s["train_ratio"] = ratio(s["train_tok_s_hyblua"], s["train_tok_s_torch"])
+            s["fwd_ratio"] = ratio(s.get("fwd_tok_s_hyblua"), s.get("fwd_tok_s_torch"))
+            s["decode_ratio"] = ratio(s.get("decode_tok_s_hyblua"), s.get("decode_tok_s_torch"))
+            s["rss_ratio"] = ratio(s.get("rss_mb_hyblua"), s.get("rss_mb_torch"))
+            for ph in ("fwd", "bwd", "opt"):
+                s[f"{ph}_time_ratio"] = ratio(s[f"{ph}_s_hyblua"], s[f"{ph}_s_torch"])
+        out.append(s)
+    return out
+
+
+def summarize_kernels(rows, sgemm):
+    out = []
+    for row in rows:
+        s = {"kernel": row["kernel"], "T": row["T"], "D": row["D"]}
+        for side in ("hyblua", "torch"):
+            rec = row.get(side)
+            if not rec:
+                continue
+            fl = rec["flops_fwd"] + rec["flops_bwd"]
+            s[f"ms_{side}"] = rec["total_best_s"] * 1e3
+            s[f"fwd_ms_{side}"] = rec["fwd_best_s"] * 1e3
+            s[f"bwd_ms_{side}"] = rec["bwd_best_s"] * 1e3
+            s[f"us_per_token_{side}"] = rec["total_best_s"] * 1e6 / row["T"]
+            s[f"gflops_{side}"] = gflops(fl, rec["total_best_s"])
+            if rec.get("bytes"):
+                s[f"gbs_{side}"] = rec["bytes"] / rec["total_best_s"] / 1e9
+            if sgemm and s.get(f"gflops_{side}"):
+                s[f"pct_sgemm_{side}"] = 100 * s[f"gflops_{side}"] / sgemm
+        s["speedup"] = ratio(s.get("ms_torch"), s.get("ms_hyblua"))
+        out.append(s)
+    return out
+
+
+def write_report(path, meta, tc, mm, models, kernels, decodes):
+    L = []
+    w = L.append
+    w("# Performance: hyblua vs PyTorch (CPU)")
+    w("")
+    w(f"Generated by `make bench` (`tests/bench/run.sh{' --quick' if meta['quick'] else ''}`) on {meta['date']} "
+      f"in {meta['elapsed_min']:.1f} min. Do not edit by hand: rerun the harness.")
+    w("")
+    w("## Machine and method")
+    w("")
+    mi = meta["machine"]
+    w(f"* CPU: {mi.get('Model name', '?')}, {mi.get('CPU(s)', mi.get('nproc'))} logical CPUs "
+      f"({mi.get('Flags', '')}), L2 {mi.get('L2 cache', '?')}, L3 {mi.get('L3 cache', '?')}; "
+      f"{mi.get('mem_gib', '?')} GiB RAM; Linux {mi.get('kernel', '?')}.")
+    w(f"* hyblua {mi.get('hyblua_version', '?')} at git {mi.get('git', '?')}{' (+ uncommitted changes)' if mi.get('git_dirty') else ''}; "
+      f"OpenBLAS {mi.get('openblas', '?')} (pthread build, shared by both sides); PyTorch {meta.get('torch', '?')} "
+      f"(Debian python3-torch, eager mode).")
+    w(f"* Threads: **{meta['threads']}** on both sides (`HYBLUA_NUM_THREADS`, `OPENBLAS_NUM_THREADS`, "
+      f"`OMP_NUM_THREADS` = {meta['threads']}, `OMP_WAIT_POLICY=PASSIVE`, all set before torch is imported).")
+    w(f"* Load average at start / end: {meta['load_start']} / {meta['load_end']}. The machine is shared: absolute "
+      "numbers are noisy; ratios are measured within one run with hyblua and torch interleaved configuration by "
+      "configuration (each in a fresh process, the order alternating), and each number is the best of ≥3 timed "
+      "repetitions after a warm-up.")
+    w(f"* Commands: `make bench` → `tests/bench/run.sh [--quick] [--threads N]` → `tests/bench/harness.py`; "
+      "hyblua side `./hyblua tests/bench/train_step.lua`, kernels `build/bench/kernels_bench` (built from "
+      "tests/bench/kernels_bench.c with the Makefile's flags against build/libhbcore.a), torch side "
+      "`/usr/bin/python3 tests/bench/torch_bench.py` / `torch_kernels.py` over `tests/bench/torch_models.py` "
+      "(checked against every fixture by `tests/bench/check_torch.py`).")
+    w("")
+    w("### PyTorch thread configuration check")
+    w("")
+    w("Debian's torch calls a pthread OpenBLAS that ignores `torch.set_num_threads`; without the environment "
+      "variables OpenBLAS's and OpenMP's thread pools compete. Best of 3 alternating processes each:")
+    w("")
+    w("| torch configuration | matmul GFLOP/s | training step tok/s (gla, d 256, T 512) |")
+    w("|---|---|---|")
+    w(f"| threads from the environment (used for every comparison below) | {fmt(tc.get('env'), '.1f')} | "
+      f"{fmt(tc.get('env_step'), '.0f')} |")
+    w(f"| default environment (`torch.set_num_threads({meta['threads']})` only) | {fmt(tc.get('default'), '.1f')} | "
+      f"{fmt(tc.get('default_step'), '.0f')} |")
+    w("")
+    w("## Matmul: hyblua vs raw sgemm")
+    w("")
+    pct = 100 * mm["hyblua"] / mm["sgemm"] if mm.get("hyblua") and mm.get("sgemm") else None
+    w("1024³ float32, best of 2 processes × 10 repetitions.")
+    w("")
+    w("| path | GFLOP/s | % of cblas_sgemm |")
+    w("|---|---|---|")
+    w(f"| `cblas_sgemm` from C (kernels_bench) | {fmt(mm.get('sgemm'), '.1f')} | 100 |")
+    w(f"| `hb.randn(1024,1024):matmul(...)` from Lua | {fmt(mm.get('hyblua'), '.1f')} | {fmt(pct, '.0f')} "
+      f"{'(≥ 90%: pass)' if pct and pct >= 90 else '(< 90%: FAIL)' if pct else ''} |")
+    w(f"| `torch.matmul` | {fmt(mm.get('torch'), '.1f')} | "
+      f"{fmt(100 * mm['torch'] / mm['sgemm'] if mm.get('torch') and mm.get('sgemm') else None, '.0f')} |")
+    w("")
+    w("## Models: training step, forward, decode, memory")
+    w("")
+    w(f"Configs: {LAYERS} layers, vocab {VOCAB}, head dim 64, B·T = {TOKENS} tokens per step (B = {TOKENS}/T); "
+      "transformer H = d/64; hgrn expand_ratio 1; retnet H = d/64 with fla's defaults (dk 64, dv 128, MLP ratio 2); "
+      "gla H = d/64, expand_k = expand_v = 1; hgrn2 expand_ratio 64; delta_net H = d/64 (short conv, l2 q/k); "
+      "gated_deltanet head_dim 64, H = 0.75·d/64, dv 128 (fla's sizing), gate + short conv. A \"3:1\" hybrid "
+      "replaces layer 3 of 4 with full attention (H = d/64). MLP width per §1.5 of the spec (4× ratio → 768 at "
+      "d 256, 1536 at d 512). hyblua creates each model with `hb.models.new` + `save_pretrained`; torch loads the "
+      "same files and the same batch, and both report the loss of the untouched model (must agree to 1e-4).")
+    w("")
+    w("A training step is `zero_grad` + loss (forward) + backward + AdamW (lr 1e-3, betas 0.9/0.95, wd 0.1). "
+      "Ratios are hyblua / torch: **> 1 means hyblua is faster** (for RSS: > 1 means hyblua uses more).")
+    w("")
+    w("### Training throughput (tokens/s, best of the timed steps)")
+    w("")
+    w("| config | d | T | B | params | hyblua tok/s | torch tok/s | **ratio** | fwd time h/t | bwd time h/t | "
+      "AdamW time h/t | loss Δrel |")
+    w("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for s in models:
+        w(f"| {s['mixer']} | {s['d']} | {s['T']} | {s['B']} | {fmt(s.get('params') and s['params'] / 1e6, '.1f')}M | "
+          f"{fmt(s.get('train_tok_s_hyblua'), '.0f')} | {fmt(s.get('train_tok_s_torch'), '.0f')} | "
+          f"**{fmt(s.get('train_ratio'))}** | {fmt(s.get('fwd_time_ratio'))} | {fmt(s.get('bwd_time_ratio'))} | "
+          f"{fmt(s.get('opt_time_ratio'))} | {fmt(s.get('loss_rel_diff'), '.1e')} |")
+    w("")
+    w("(\"fwd/bwd/AdamW time h/t\" are time ratios hyblua / torch of each phase: **> 1 means hyblua is slower** "
+      "in that phase.)")
+    w("")
+    w("### Forward-only throughput (logits, no autograd) and peak RSS of the training process")
+    w("")
+    w("| config | d | T | hyblua fwd tok/s | torch fwd tok/s | **ratio** | hyblua RSS MB | torch RSS MB | RSS h/t |")
+    w("|---|---|---|---|---|---|---|---|---|")
+    for s in models:
+        w(f"| {s['mixer']} | {s['d']} | {s['T']} | {fmt(s.get('fwd_tok_s_hyblua'), '.0f')} | "
+          f"{fmt(s.get('fwd_tok_s_torch'), '.0f')} | **{fmt(s.get('fwd_ratio'))}** | {fmt(s.get('rss_mb_hyblua'), '.0f')} | "
+          f"{fmt(s.get('rss_mb_torch'), '.0f')} | {fmt(s.get('rss_ratio'))} |")
+    w("")
+    w("Peak RSS is VmHWM of a fresh process that loaded the model and ran the warm-up and timed training steps.")
+    w("")
+    dec = [s for s in models if s.get("decode_tok_s_hyblua") or s.get("decode_tok_s_torch")]
+    if dec:
+        w(f"### Decode (B = 1, greedy step after a {meta['dprompt']}-token prefill, median of {meta['dnew']} steps)")
+        w("")
+        w("| config | d | hyblua tok/s | torch tok/s | **ratio** | prefill s h / t |")
+        w("|---|---|---|---|---|---|")
+        for s in dec:
+            w(f"| {s['mixer']} | {s['d']} | {fmt(s.get('decode_tok_s_hyblua'), '.0f')} | "
+              f"{fmt(s.get('decode_tok_s_torch'), '.0f')} | **{fmt(s.get('decode_ratio'))}** | "
+              f"{fmt(s.get('prefill_s_hyblua'), '.3f')} / {fmt(s.get('prefill_s_torch'), '.3f')} |")
+        w("")
+    w("## Kernels: chunked forward + backward")
+    w("")
+    w(f"B = 1, H = 512/D heads of head dim D (K = V = D), chunk 64, random inputs; time of one forward plus one "
+      f"backward, best of {meta['kreps']}. hyblua calls the `*_fwd_chunk_f32`/`*_bwd_chunk_f32` kernels "
+      "(attention: `attn_fwd_f32`/`attn_bwd_f32`, tile 64; HGRN: `hgrn_*_chunk_f32` with `hgrn_chunk_hint`); torch "
+      "runs the chunked functions of torch_models.py under autograd. GFLOP/s count the FLOPs of the chunked "
+      f"algorithm (formulas below) against sgemm = {fmt(mm.get('sgemm'), '.1f')} GFLOP/s measured in this run.")
+    w("")
+    for k in KERNELS:
+        ks = [s for s in kernels if s["kernel"] == k]
+        if not ks:
+            continue
+        w(f"### {KERNEL_NAMES[k]}")
+        w("")
+        if k == "hgrn":
+            w("| D·H | T | hyblua ms | hyblua µs/token | hyblua GB/s | torch ms | torch GB/s | speed-up h vs t |")
+            w("|---|---|---|---|---|---|---|---|")
+            for s in ks:
+                w(f"| {512} | {s['T']} | {fmt(s.get('ms_hyblua'), '.2f')} | {fmt(s.get('us_per_token_hyblua'), '.2f')} | "
+                  f"{fmt(s.get('gbs_hyblua'), '.1f')} | {fmt(s.get('ms_torch'), '.2f')} | {fmt(s.get('gbs_torch'), '.1f')} | "
+                  f"{fmt(s.get('speedup'))} |")
+        else:
+            w("| D | T | hyblua ms (fwd+bwd) | hyblua µs/token | hyblua GFLOP/s | % sgemm | torch ms | torch GFLOP/s | "
+              "% sgemm | speed-up h vs t |")
+            w("|---|---|---|---|---|---|---|---|---|---|")
+            for s in ks:
+                w(f"| {s['D']} | {s['T']} | {fmt(s.get('ms_hyblua'), '.2f')} | {fmt(s.get('us_per_token_hyblua'), '.2f')} | "
+                  f"{fmt(s.get('gflops_hyblua'), '.1f')} | {fmt(s.get('pct_sgemm_hyblua'), '.0f')} | "
+                  f"{fmt(s.get('ms_torch'), '.2f')} | {fmt(s.get('gflops_torch'), '.1f')} | "
+                  f"{fmt(s.get('pct_sgemm_torch'), '.0f')} | {fmt(s.get('speedup'))} |")
+        w("")
+    w("Linear mixers should show a flat µs/token column (time linear in T); attention's µs/token grows "
+      "linearly with T (time quadratic in T).")
+    w("")
+    w("FLOP formulas per (batch, head), T tokens, chunk C = 64, K = V = D, 2 FLOPs per multiply-add, the causal "
+      "half of C×C (or T×T) blocks counted, element-wise work (exp, masks, norms) not counted:")
+    w("")
+    w("* GLA and retention, forward: `4·T·K·V` (chunk states kᵀv and inter-chunk output q·S) + `T·(C+1)·(K+V)` "
+      "(intra-chunk scores q·kᵀ and A·v over the lower triangle). Backward: `10·T·K·V` (states recomputed, dS pass, "
+      "dq/dk/dv through the states) + `T·(C+1)·(3K+2V)` (A recomputed, dA = do·vᵀ, Aᵀ·do, dA·k, dAᵀ·q).")
+    w("* Delta rule and gated delta rule (WY/UT), forward: `6·T·K·V` (W·S, Kᵀ·Δ, q·S) + `T·(C−1)·(2K+V)` "
+      "(β·K·Kᵀ strictly lower, triangular solve for W and U) + `T·(C+1)·(K+V)` (tril(q·kᵀ) and its product with Δ). "
+      "Backward: `12·T·K·V + 2·T·(C+1)·(K+V) + 2·T·(C−1)·(2K+V)` (the same products transposed, without "
+      "recomputing the states: hyblua's forward saves them and autograd keeps them).")
+    w("* Softmax attention (causal): forward `2·T·(T+1)·D` (q·kᵀ and P·v over the causal half), backward "
+      "`5·T·(T+1)·D` (scores recomputed, dV, dP, dQ, dK).")
+    w("* HGRN is element-wise; its row reports bytes moved (`32·T·D`: x, g → o; do, g, o → dx, dg) per second.")
+    w("")
+    if decodes:
+        w("## Decode cost per token vs context length (kernel level)")
+        w("")
+        w("One decode step, B = 1, H = 512/D; median of many steps. Linear mixers have a fixed-size state (context "
+          "length does not matter; shown once); attention reads the whole KV cache.")
+        w("")
+        w("| kernel | D | context | hyblua µs | torch µs | speed-up h vs t |")
+        w("|---|---|---|---|---|---|")
+        for row in decodes:
+            hy, to = row.get("hyblua"), row.get("torch")
+            hu = hy["median_s"] * 1e6 if hy else None
+            tu = to["median_s"] * 1e6 if to else None
+            w(f"| {row['kernel']} | {row['D']} | {row['ctx'] if row['kernel'] == 'attn' else 'any'} | {fmt(hu, '.1f')} | "
+              f"{fmt(tu, '.1f')} | {fmt(ratio(tu, hu))} |")
+        w("")
+    slow = [s for s in models if s.get("train_ratio") and s["train_ratio"] < 1.0]
+    slowf = [s for s in models if s.get("fwd_ratio") and s["fwd_ratio"] < 1.0]
+    slowd = [s for s in models if s.get("decode_ratio") and s["decode_ratio"] < 1.0]
+    slowk = [s for s in kernels if s.get("speedup") and s["speedup"] < 1.0]
+    w("## Where hyblua is slower than torch (this run)")
+    w("")
+    if not (slow or slowf or slowd or slowk):
+        w("Nowhere: hyblua is at least as fast as torch in every measured configuration.")
+    for s in slow:
+        phases = [ph for ph in ("fwd", "bwd", "opt") if (s.get(f"{ph}_time_ratio") or 0) > 1.0]
+        w(f"* training {s['mixer']} d={s['d']} T={s['T']}: {s['train_ratio']:.2f}× torch "
+          f"(slower phases: {', '.join(phases) or 'none individually'})")
+    for s in slowf:
+        w(f"* forward-only {s['mixer']} d={s['d']} T={s['T']}: {s['fwd_ratio']:.2f}× torch")
+    for s in slowd:
+        w(f"* decode {s['mixer']} d={s['d']}: {s['decode_ratio']:.2f}× torch")
+    for s in slowk:
+        w(f"* kernel {s['kernel']} D={s['D']} T={s['T']}: {s['speedup']:.2f}× torch")
+    w("")
+    if meta.get("failures"):
+        w("## Failures in this run")
+        w("")
+        for f in meta["failures"]:
+            w(f"* {f}")
+        w("")
+    notes = os.path.join(HERE, "NOTES.md")
+    if os.path.exists(notes):
+        with open(notes) as f:
+            w(f.read().rstrip())
+        w("")
+    with open(path, "w") as f:
+        f.write("\n".join(L) + "\n")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true", help="d 256, T 512 only; kernels at D 64, T ≤ 2048")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--report", default=os.path.join(ROOT, "docs", "performance.md"))
+    ap.add_argument("--results", default=os.path.join(HERE, "results"))
+    ap.add_argument("--only", default="", help="comma list of sections: threads,matmul,kernels,decode,models")
+    ap.add_argument("--mixers", default="", help="comma list restricting the model grid (e.g. gla,transformer)")
+    args = ap.parse_args()
+
+    t_start = time.time()
+    os.makedirs(args.results, exist_ok=True)
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    r = Runner(args.threads, os.path.join(args.results, f"raw-{stamp}.jsonl"))
+    meta = {"date": datetime.datetime.now().strftime("%Y-%m-%d %H:%M"), "threads": args.threads, "quick": args.quick,
+            "machine": machine_info(), "load_start": loadavg()}
+    sections = set(args.only.split(",")) if args.only else {"threads", "matmul", "kernels", "decode", "models"}
+    if args.quick:
+        ds, Ts, kTs, kDs, kreps = [256], [512], [512, 2048], [64], 3
+        ctxs = [512, 2048]
+    else:
+        ds, Ts, kTs, kDs, kreps = [256, 512], [512, 2048], [256, 512, 1024, 2048, 4096, 8192], [64, 128], 3
+        ctxs = [256, 1024, 4096, 8192]
+    meta["kreps"] = kreps
+    meta["dprompt"], meta["dnew"] = 256, 16
+    mixers = [m for m in MIXERS if not args.mixers or m in args.mixers.split(",")]
+    grid = []
+    for d in ds:
+        for T in Ts:
+            for m in mixers:
+                grid.append((m, False, d, T))
+                if m in HYBRIDS:
+                    grid.append((m, True, d, T))
+
+    tc, mm, kern, dec, models = {}, {}, [], [], []
+    print(f"hyblua bench: {len(grid)} model configs, threads {args.threads}, load {meta['load_start']}", flush=True)
+    work = tempfile.mkdtemp(prefix="hyblua-bench-")
+    if "threads" in sections:
+        print("thread configuration check", flush=True)
+        tc = thread_check(r, work)
+    if "matmul" in sections or "kernels" in sections:
+        print("matmul", flush=True)
+        mm = matmul_section(r)
+    if "kernels" in sections:
+        print("kernels", flush=True)
+        kern = kernel_section(r, kTs, kDs, kreps)
+    if "decode" in sections:
+        print("decode kernels", flush=True)
+        dec = decode_kernel_section(r, ctxs, kDs, 50)
+    if "models" in sections:
+        print("models", flush=True)
+        models = model_section(r, work, grid, steps=3, warmup=1, nfwd=3, dprompt=meta["dprompt"],
+                               dnew=meta["dnew"])
+    shutil.rmtree(work, ignore_errors=True)
+    meta["load_end"] = loadavg()
+    meta["elapsed_min"] = (time.time() - t_start) / 60
+    meta["failures"] = r.failures
+    for row in models:
+        if row.get("torch"):
+            meta["torch"] = row["torch"].get("torch")
+            break
+    ms = summarize_models(models)
+    ks = summarize_kernels(kern, mm.get("sgemm"))
+    summary = {"meta": meta, "thread_check": tc, "matmul": mm, "models": ms, "kernels": ks,
+               "decode_kernels": [{"kernel": d_["kernel"], "ctx": d_["ctx"], "D": d_["D"],
+                                   "hyblua_us": d_["hyblua"]["median_s"] * 1e6 if d_.get("hyblua") else None,
+                                   "torch_us": d_["torch"]["median_s"] * 1e6 if d_.get("torch") else None}
+                                  for d_ in dec]}
+    with open(os.path.join(args.results, "latest.json"), "w") as f:
+        json.dump(summary, f, indent=1, sort_keys=True)
+    write_report(args.report, meta, tc, mm, ms, ks, dec)
+    print(f"wrote {args.report} and {os.path.join(args.results, 'latest.json')} in {meta['elapsed_min']:.1f} min",
+          flush=True)
+    if r.failures:
+        print("failures:\n  " + "\n  ".join(r.failures), file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,209 @@
+/* kernels_bench.c — kernel-level throughput of hyblua's token mixers next to OpenBLAS sgemm.
+ *
+ * Built by tests/bench/run.sh with the Makefile's flags and linked against build/libhbcore.a:
+ *   kernels_bench sgemm N REPS                   cblas_sgemm N×N×N, best time → GFLOP/s
+ *   kernels_bench train KERNEL T D REPS           chunked forward + backward of one mixer at B = 1,
+ *                                                 H = 512/D heads of head dim D (K = V = D), chunk 64
+ *   kernels_bench decode KERNEL CTX D REPS        one decode step at context length CTX (B = 1)
+ * KERNEL: gla | retention | delta | gdelta | hgrn | attn. Output: one JSON line per call with the best
+ * and median seconds of the forward, the backward and both together, and the FLOP counts of the chunked
+ * algorithm (formulas in docs/performance.md and below; 2 FLOPs per multiply-add, causal/triangular
+ * blocks counted as half, element-wise work not counted). HGRN is element-wise: it reports bytes moved.
+ * Threads: the kernels' pool reads HYBLUA_NUM_THREADS, OpenBLAS reads OPENBLAS_NUM_THREADS.
+ */
+#include "attention.h"
+#include "delta_rule.h"
+#include "gla.h"
+#include "hgrn.h"
+#include "parallel.h"
+#include "retention.h"
+#include <cblas.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static double now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static uint64_t rng = 88172645463325252ull;
+static double unif(void) { /* xorshift64, uniform in (0,1) */
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return ((double)(rng >> 11) + 0.5) / 9007199254740992.0;
+}
+static float *buf(int64_t n, double lo, double hi) {
+    float *p = malloc((size_t)(n > 0 ? n : 1) * sizeof *p);
+    if (!p) { fprintf(stderr, "out of memory\n"); exit(1); }
+    for (int64_t i = 0; i < n; i++) p[i] = (float)(lo + (hi - lo) * unif());
+    return p;
+}
+static float *zbuf(int64_t n) { return calloc((size_t)(n > 0 ? n : 1), sizeof(float)); }
+static void l2norm_rows(float *x, int64_t rows, int64_t D) {
+    for (int64_t r = 0; r < rows; r++) {
+        double s = 0;
+        for (int64_t j = 0; j < D; j++) s += (double)x[r * D + j] * x[r * D + j];
+        float inv = (float)(1.0 / sqrt(s + 1e-6));
+        for (int64_t j = 0; j < D; j++) x[r * D + j] *= inv;
+    }
+}
+static int cmp(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+static double med(double *t, int n) {
+    double *s = malloc((size_t)n * sizeof *s);
+    memcpy(s, t, (size_t)n * sizeof *s);
+    qsort(s, (size_t)n, sizeof *s, cmp);
+    double m = n % 2 ? s[n / 2] : 0.5 * (s[n / 2 - 1] + s[n / 2]);
+    free(s);
+    return m;
+}
+static double best(double *t, int n) {
+    double m = t[0];
+    for (int i = 1; i < n; i++) m = t[i] < m ? t[i] : m;
+    return m;
+}
+
+static int do_sgemm(int64_t N, int reps) {
+    float *a = buf(N * N, -1, 1), *b = buf(N * N, -1, 1), *c = zbuf(N * N);
+    double *t = malloc((size_t)reps * sizeof *t);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)N, (int)N, (int)N, 1.f, a, (int)N, b, (int)N, 0.f, c, (int)N);
+    for (int r = 0; r < reps; r++) {
+        double t0 = now();
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)N, (int)N, (int)N, 1.f, a, (int)N, b, (int)N, 0.f, c,
+                    (int)N);
+        t[r] = now() - t0;
+    }
+    double fl = 2.0 * N * N * N;
+    printf("{\"bench\":\"sgemm\",\"N\":%lld,\"threads\":%d,\"best_s\":%.6g,\"median_s\":%.6g,\"gflops_best\":%.4g,"
+           "\"gflops_median\":%.4g}\n",
+           (long long)N, hb_threads_get(), best(t, reps), med(t, reps), fl / best(t, reps) / 1e9, fl / med(t, reps) / 1e9);
+    free(a); free(b); free(c); free(t);
+    return 0;
+}
+
+/* FLOPs of the chunked algorithms per (batch, head); see docs/performance.md */
+static void flops(const char *k, double T, double D, double C, double *ff, double *fb) {
+    double K = D, V = D;
+    if (!strcmp(k, "gla") || !strcmp(k, "retention")) {
+        *ff = 4 * T * K * V + T * (C + 1) * (K + V);
+        *fb = 10 * T * K * V + T * (C + 1) * (3 * K + 2 * V);
+    } else if (!strcmp(k, "delta") || !strcmp(k, "gdelta")) {
+        *ff = 6 * T * K * V + T * (C - 1) * (2 * K + V) + T * (C + 1) * (K + V);
+        *fb = 12 * T * K * V + 2 * T * (C + 1) * (K + V) + 2 * T * (C - 1) * (2 * K + V);
+    } else if (!strcmp(k, "attn")) {
+        *ff = 2 * T * (T + 1) * D;
+        *fb = 5 * T * (T + 1) * D;
+    } else {
+        *ff = *fb = 0;
+    }
+}
+
+static int do_train(const char *kern, int64_t T, int64_t D, int reps) {
+    const int64_t B = 1, H = 512 / D, C = 64, K = D, V = D;
+    const int64_t nk = B * T * H * K, nv = B * T * H * V, nb = B * T * H;
+    float scale = (float)(1.0 / sqrt((double)K));
+    float *q = buf(nk, -1, 1), *k = buf(nk, -1, 1), *v = buf(nv, -1, 1), *o = zbuf(nv), *dout = buf(nv, -1, 1);
+    float *dq = zbuf(nk), *dk = zbuf(nk), *dv = zbuf(nv);
+    float *g = NULL, *dg = NULL, *beta = NULL, *db = NULL, *hs = NULL, *lse = NULL, *lg = NULL;
+    if (!strcmp(kern, "gla")) { g = buf(nk, -0.2, -0.001); dg = zbuf(nk); }
+    if (!strcmp(kern, "retention")) {
+        lg = malloc((size_t)H * sizeof *lg);
+        for (int64_t h = 0; h < H; h++) lg[h] = (float)log(1 - pow(2.0, -5.0 - (double)h));
+    }
+    if (!strcmp(kern, "delta") || !strcmp(kern, "gdelta")) {
+        l2norm_rows(q, B * T * H, K);
+        l2norm_rows(k, B * T * H, K);
+        beta = buf(nb, 0.05, 0.95);
+        db = zbuf(nb);
+        hs = zbuf(B * H * ((T + C - 1) / C) * K * V);
+        if (!strcmp(kern, "gdelta")) { g = buf(nb, -0.2, -0.001); dg = zbuf(nb); }
+    }
+    if (!strcmp(kern, "attn")) lse = zbuf(B * H * T);
+    const int64_t Dh = H * D; /* hgrn: channels */
+    float *hx = NULL, *hg = NULL, *ho = NULL, *hdo = NULL, *hdx = NULL, *hdg = NULL;
+    int64_t hC = hgrn_chunk_hint(B, T, Dh);
+    if (!strcmp(kern, "hgrn")) {
+        hx = buf(B * T * Dh, -1, 1); hg = buf(B * T * Dh, -0.5, -0.001); ho = zbuf(B * T * Dh);
+        hdo = buf(B * T * Dh, -1, 1); hdx = zbuf(B * T * Dh); hdg = zbuf(B * T * Dh);
+    }
+    double *tf = malloc((size_t)(reps + 1) * sizeof *tf), *tb = malloc((size_t)(reps + 1) * sizeof *tb), *tt = malloc((size_t)(reps + 1) * sizeof *tt);
+    int rc = 0;
+    for (int r = 0; r <= reps && !rc; r++) { /* r = 0 is a warm-up */
+        double t0 = now();
+        if (!strcmp(kern, "gla")) rc = gla_fwd_chunk_f32(o, NULL, q, k, v, g, NULL, scale, B, T, H, K, V, C);
+        else if (!strcmp(kern, "retention")) rc = retention_fwd_chunk_f32(o, NULL, q, k, v, NULL, lg, scale, B, T, H, K, V, C);
+        else if (beta) rc = delta_rule_fwd_chunk_f32(o, NULL, hs, q, k, v, beta, g, NULL, scale, B, T, H, H, K, V, C);
+        else if (!strcmp(kern, "attn")) rc = attn_fwd_f32(o, lse, q, k, v, scale, 0, B, T, H, H, D, 64);
+        else if (hx) rc = hgrn_fwd_chunk_f32(ho, NULL, hx, hg, NULL, B, T, Dh, hC);
+        double t1 = now();
+        if (!rc) {
+            if (!strcmp(kern, "gla")) rc = gla_bwd_chunk_f32(dq, dk, dv, dg, NULL, dout, NULL, q, k, v, g, NULL, scale, B, T, H, K, V, C);
+            else if (!strcmp(kern, "retention")) rc = retention_bwd_chunk_f32(dq, dk, dv, dout, q, k, v, NULL, lg, scale, B, T, H, K, V, C);
+            else if (beta) rc = delta_rule_bwd_chunk_f32(dq, dk, dv, db, dg, dout, q, k, v, beta, g, NULL, hs, scale, B, T, H, H, K, V, C);
+            else if (!strcmp(kern, "attn")) rc = attn_bwd_f32(dq, dk, dv, q, k, v, o, lse, dout, scale, 0, B, T, H, H, D, 64);
+            else if (hx) rc = hgrn_bwd_chunk_f32(hdx, hdg, hdo, hg, ho, NULL, B, T, Dh, hC);
+        }
+        double t2 = now();
+        if (r > 0) { tf[r - 1] = t1 - t0; tb[r - 1] = t2 - t1; tt[r - 1] = t2 - t0; }
+    }
+    if (rc) { fprintf(stderr, "kernel %s failed\n", kern); return 1; }
+    double ff, fb;
+    flops(kern, (double)T, (double)D, (double)C, &ff, &fb);
+    ff *= (double)(B * H);
+    fb *= (double)(B * H);
+    double bytes = hx ? (double)(B * T * Dh) * 4.0 * (3 + 5) : 0; /* fwd: x,g→o; bwd: do,g,o→dx,dg */
+    printf("{\"bench\":\"train\",\"kernel\":\"%s\",\"T\":%lld,\"D\":%lld,\"H\":%lld,\"B\":%lld,\"C\":%lld,\"threads\":%d,"
+           "\"fwd_best_s\":%.6g,\"fwd_median_s\":%.6g,\"bwd_best_s\":%.6g,\"bwd_median_s\":%.6g,\"total_best_s\":%.6g,"
+           "\"total_median_s\":%.6g,\"flops_fwd\":%.6g,\"flops_bwd\":%.6g,\"bytes\":%.6g}\n",
+           kern, (long long)T, (long long)D, (long long)H, (long long)B, (long long)(hx ? hC : C), hb_threads_get(),
+           best(tf, reps), med(tf, reps), best(tb, reps), med(tb, reps), best(tt, reps), med(tt, reps), ff, fb, bytes);
+    free(q); free(k); free(v); free(o); free(dout); free(dq); free(dk); free(dv); free(g); free(dg); free(beta);
+    free(db); free(hs); free(lse); free(lg); free(hx); free(hg); free(ho); free(hdo); free(hdx); free(hdg);
+    free(tf); free(tb); free(tt);
+    return 0;
+}
+
+static int do_decode(const char *kern, int64_t ctx, int64_t D, int reps) {
+    const int64_t B = 1, H = 512 / D, K = D, V = D;
+    float scale = (float)(1.0 / sqrt((double)K));
+    float *q = buf(H * K, -1, 1), *k = buf(H * K, -1, 1), *v = buf(H * V, -1, 1), *o = zbuf(H * V);
+    float *state = buf(H * K * V, -0.1, 0.1), *g = buf(H * K, -0.2, -0.001), *beta = buf(H, 0.1, 0.9);
+    float lg[64];
+    for (int64_t h = 0; h < H && h < 64; h++) lg[h] = (float)log(1 - pow(2.0, -5.0 - (double)h));
+    float *kc = NULL, *vc = NULL;
+    if (!strcmp(kern, "attn")) { kc = buf(ctx * H * D, -1, 1); vc = buf(ctx * H * D, -1, 1); }
+    double *t = malloc((size_t)reps * sizeof *t);
+    int rc = 0;
+    for (int r = -3; r < reps && !rc; r++) {
+        double t0 = now();
+        if (!strcmp(kern, "gla")) rc = gla_step_f32(o, state, q, k, v, g, scale, B, H, K, V);
+        else if (!strcmp(kern, "retention")) rc = retention_step_f32(o, state, q, k, v, lg, scale, B, H, K, V);
+        else if (!strcmp(kern, "delta")) rc = delta_rule_step_f32(o, state, q, k, v, beta, NULL, scale, B, H, H, K, V);
+        else if (!strcmp(kern, "gdelta")) rc = delta_rule_step_f32(o, state, q, k, v, beta, g, scale, B, H, H, K, V);
+        else if (!strcmp(kern, "hgrn")) rc = hgrn_step_f32(o, state, q, g, B, H * K);
+        else if (kc) rc = attn_decode_step_f32(o, q, kc, vc, scale, 0, ctx - 1, B, ctx, H, H, D);
+        if (r >= 0) t[r] = now() - t0;
+    }
+    if (rc) { fprintf(stderr, "decode %s failed\n", kern); return 1; }
+    printf("{\"bench\":\"decode\",\"kernel\":\"%s\",\"ctx\":%lld,\"D\":%lld,\"H\":%lld,\"threads\":%d,\"best_s\":%.6g,"
+           "\"median_s\":%.6g}\n",
+           kern, (long long)ctx, (long long)D, (long long)H, hb_threads_get(), best(t, reps), med(t, reps));
+    free(q); free(k); free(v); free(o); free(state); free(g); free(beta); free(kc); free(vc); free(t);
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    if (argc >= 4 && !strcmp(argv[1], "sgemm")) return do_sgemm(atoll(argv[2]), atoi(argv[3]));
+    if (argc >= 6 && !strcmp(argv[1], "train")) return do_train(argv[2], atoll(argv[3]), atoll(argv[4]), atoi(argv[5]));
+    if (argc >= 6 && !strcmp(argv[1], "decode")) return do_decode(argv[2], atoll(argv[3]), atoll(argv[4]), atoi(argv[5]));
+    fprintf(stderr, "usage: kernels_bench sgemm N REPS | train KERNEL T D REPS | decode KERNEL CTX D REPS\n");
+    return 2;
+}

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# tests/bench/run.sh [--quick] [--threads N] [harness options] — `make bench`: hyblua vs PyTorch-CPU.
+#
+# Builds ./hyblua (if needed) and build/bench/kernels_bench (tests/bench/kernels_bench.c, compiled with
+# the Makefile's own CFLAGS and linked against build/libhbcore.a), checks that Debian's python3-torch
+# is importable, then runs tests/bench/harness.py, which writes docs/performance.md and
+# tests/bench/results/latest.json. Both sides use the same thread count (default 2); the thread
+# environment is exported here, before any Python process imports torch.
+# A full run takes about 30 minutes on 2 cores; --quick about 5.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+THREADS=2
+args=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --threads) THREADS="$2"; shift 2 ;;
+    --threads=*) THREADS="${1#*=}"; shift ;;
+    *) args+=("$1"); shift ;;
+  esac
+done
+export HYBLUA_NUM_THREADS="$THREADS" OPENBLAS_NUM_THREADS="$THREADS" OMP_NUM_THREADS="$THREADS" OMP_WAIT_POLICY=PASSIVE
+PY="${HB_BENCH_PYTHON:-/usr/bin/python3}"
+
+if ! "$PY" -c 'import torch, numpy' 2>/dev/null; then
+  echo "bench: $PY cannot import torch/numpy; install them with: apt-get install -y python3-torch python3-numpy" >&2
+  exit 1
+fi
+
+make -s hyblua build/libhbcore.a
+
+# the Makefile's compiler and flags, read from the Makefile itself (an extra makefile on stdin adds a target)
+flags=$(make -s --no-print-directory -f Makefile -f - hb-bench-print-flags <<'EOF'
+hb-bench-print-flags:
+	@echo '$(CC)|$(CFLAGS) $(CORE_CFLAGS)|$(CORE_LIBS)'
+EOF
+)
+CC_=${flags%%|*}; rest=${flags#*|}; CFLAGS_=${rest%%|*}; LIBS_=${rest#*|}
+mkdir -p build/bench
+# shellcheck disable=SC2086
+$CC_ $CFLAGS_ tests/bench/kernels_bench.c -o build/bench/kernels_bench build/libhbcore.a $LIBS_
+
+exec "$PY" tests/bench/harness.py --threads "$THREADS" ${args[@]+"${args[@]}"}

@@ -1,0 +1,145 @@
+-- tests/bench/train_step.lua — the hyblua side of the benchmark (driven by tests/bench/harness.py).
+--
+--   hyblua train_step.lua init   CONFIG.json DIR SEED B T   new model (hb.models.new) → DIR (save_pretrained)
+--                                                           and a batch of token ids → DIR/batch.safetensors
+--   hyblua train_step.lua bench  DIR STEPS WARMUP FWD DECODE_PROMPT DECODE_NEW
+--        loads DIR, reports the loss of the untouched model on the batch, then times STEPS training steps
+--        (after WARMUP untimed ones) split into forward / backward / optimizer, reads the peak RSS
+--        (VmHWM) right after them, times FWD forward-only passes (logits, no grad) and finally decodes
+--        DECODE_NEW tokens (B = 1) after a DECODE_PROMPT-token prefill (0 = skip). One JSON line on stdout.
+--   hyblua train_step.lua matmul N REPS                    hb.randn(N,N):matmul(hb.randn(N,N)), best time
+--
+-- Threads: HYBLUA_NUM_THREADS / OPENBLAS_NUM_THREADS from the environment (run.sh sets both).
+local hb = require "hyblua"
+
+local now = hb.now
+if not now then
+  now = function()
+    local p = io.popen("date +%s.%N")
+    local s = p:read("*l")
+    p:close()
+    return tonumber(s)
+  end
+end
+
+local function vmhwm_kb()
+  local f = io.open("/proc/self/status")
+  if not f then return nil end
+  local s = f:read("*a")
+  f:close()
+  return tonumber(s:match("VmHWM:%s*(%d+)"))
+end
+
+local function median(t)
+  local s = {}
+  for i, v in ipairs(t) do s[i] = v end
+  table.sort(s)
+  local n = #s
+  if n == 0 then return nil end
+  if n % 2 == 1 then return s[(n + 1) // 2] end
+  return 0.5 * (s[n // 2] + s[n // 2 + 1])
+end
+
+local function minimum(t)
+  local m = math.huge
+  for _, v in ipairs(t) do if v < m then m = v end end
+  return m
+end
+
+local mode = arg[1]
+local threads = tonumber(os.getenv("HYBLUA_NUM_THREADS") or "") or 2
+hb.set_num_threads(threads)
+
+if mode == "init" then
+  local cfg = hb.io.read_json(arg[2])
+  local dir, seed, B, T = arg[3], tonumber(arg[4]), tonumber(arg[5]), tonumber(arg[6])
+  local m = hb.models.new(cfg, { seed = seed })
+  m:save_pretrained(dir)
+  hb.manual_seed(seed + 1)
+  local ids = hb.randint(0, m.config.vocab_size, { B, T }, "int64")
+  hb.io.save_safetensors(dir .. "/batch.safetensors", { input_ids = ids }, { B = tostring(B), T = tostring(T) })
+  print(hb.io.encode_json({ params = m:num_parameters() }))
+
+elseif mode == "bench" then
+  local dir = arg[2]
+  local steps, warmup, nfwd = tonumber(arg[3]), tonumber(arg[4]), tonumber(arg[5])
+  local dprompt, dnew = tonumber(arg[6] or "0"), tonumber(arg[7] or "0")
+  local m = hb.load_pretrained(dir)
+  local ids = hb.io.load_safetensors(dir .. "/batch.safetensors").input_ids
+  local B, T = ids:size(1), ids:size(2)
+  local out = { side = "hyblua", threads = threads, B = B, T = T, params = m:num_parameters() }
+  local opt = hb.optim.AdamW(m:parameters(), { lr = 1e-3, betas = { 0.9, 0.95 }, eps = 1e-8, weight_decay = 0.1 })
+  local rec = { fwd = {}, bwd = {}, opt = {}, total = {} }
+  for s = 1, warmup + steps do
+    local t0 = now()
+    opt:zero_grad()
+    local loss = m:loss(ids)
+    local t1 = now()
+    loss:backward()
+    local t2 = now()
+    opt:step()
+    local t3 = now()
+    if s == 1 then out.init_loss = loss:item() end
+    if s > warmup then
+      rec.fwd[#rec.fwd + 1], rec.bwd[#rec.bwd + 1] = t1 - t0, t2 - t1
+      rec.opt[#rec.opt + 1], rec.total[#rec.total + 1] = t3 - t2, t3 - t0
+    end
+    loss = nil
+  end
+  out.train = { fwd = rec.fwd, bwd = rec.bwd, opt = rec.opt, total = rec.total,
+                best_s = minimum(rec.total), median_s = median(rec.total) }
+  out.rss_train_kb = vmhwm_kb()
+  opt = nil
+  for _, p in ipairs(m:parameters()) do p:zero_grad() end
+  collectgarbage()
+  if nfwd > 0 then
+    local ft = {}
+    hb.no_grad(function()
+      local _ = m:forward(ids) -- warm-up
+      _ = nil
+      for i = 1, nfwd do
+        local t0 = now()
+        local logits = m:forward(ids)
+        ft[i] = now() - t0
+        logits = nil
+      end
+    end)
+    out.forward = { times = ft, best_s = minimum(ft), median_s = median(ft) }
+  end
+  if dprompt > 0 and dnew > 0 then
+    local row = ids:narrow(1, 1, 1):contiguous()
+    local P = math.min(dprompt, T - dnew)
+    local cache = m:new_cache(1)
+    local t0 = now()
+    m:prefill(row:narrow(2, 1, P):contiguous(), cache)
+    local t1 = now()
+    local st = {}
+    for i = 1, dnew do
+      local col = row:narrow(2, P + i, 1):contiguous()
+      local s0 = now()
+      local _ = m:step(col, cache)
+      st[i] = now() - s0
+    end
+    out.decode = { prompt = P, new = dnew, prefill_s = t1 - t0, step_times = st,
+                   median_step_s = median(st), best_step_s = minimum(st) }
+  end
+  print(hb.io.encode_json(out))
+
+elseif mode == "matmul" then
+  local N, reps = tonumber(arg[2]), tonumber(arg[3])
+  local a, b = hb.randn(N, N), hb.randn(N, N)
+  local _ = a:matmul(b)
+  local ts = {}
+  for i = 1, reps do
+    local t0 = now()
+    local c = a:matmul(b)
+    ts[i] = now() - t0
+    c = nil
+  end
+  local best = minimum(ts)
+  print(hb.io.encode_json({ side = "hyblua", N = N, threads = threads, times = ts, best_s = best,
+                            gflops_best = 2 * N ^ 3 / best / 1e9, gflops_median = 2 * N ^ 3 / median(ts) / 1e9 }))
+else
+  io.stderr:write("usage: hyblua tests/bench/train_step.lua init|bench|matmul ...\n")
+  os.exit(2)
+end
