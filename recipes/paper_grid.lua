@@ -22,18 +22,18 @@ local defaults = hb.recipe.defaults {
   name = "paper_grid", out = "results", tiny = false,
   grid = { mixers = { "hgrn", "retnet", "gla", "hgrn2", "delta_net", "gated_deltanet" }, ratios = { 0, 24, 12, 6, 3 },
            transformer = true, tasks = { "lm", "mqar" }, budget = 0 },
-  model = { hidden_size = 64, num_hidden_layers = 24, vocab_size = 256 },
+  model = { hidden_size = 64, num_hidden_layers = 12, vocab_size = 256 },
   heads = 2,
-  lm = { steps = 300, batch_size = 8, seq_len = 256, lr = 3e-3, val_tokens = 16384 },
-  mqar = { steps = 300, batch_size = 32, seq_len = 128, vocab_size = 256, lr = 3e-3, train_kv = { 4, 8, 16 },
-           test_kv = { 8, 16, 24 }, train_examples = 4096, test_examples = 256 },
+  lm = { steps = 250, batch_size = 8, seq_len = 128, lr = 3e-3, val_tokens = 16384 },
+  mqar = { steps = 800, batch_size = 16, seq_len = 48, vocab_size = 64, lr = 3e-3, train_kv = { 2, 4, 6 },
+           test_kv = { 4, 6 }, train_examples = 12000, test_examples = 256 },
 }
 local cfg = hb.config.parse_args(arg, defaults)
 if cfg.tiny then
   cfg.model.hidden_size, cfg.model.num_hidden_layers = 32, 6
   cfg.lm.steps, cfg.lm.batch_size, cfg.lm.seq_len, cfg.lm.val_tokens = 3, 2, 64, 1024
-  cfg.mqar.steps, cfg.mqar.batch_size, cfg.mqar.seq_len = 3, 4, 64
-  cfg.mqar.train_kv, cfg.mqar.test_kv, cfg.mqar.train_examples, cfg.mqar.test_examples = { 4, 8 }, { 8 }, 64, 16
+  cfg.mqar.steps, cfg.mqar.batch_size, cfg.mqar.seq_len = 3, 4, 32
+  cfg.mqar.train_kv, cfg.mqar.test_kv, cfg.mqar.train_examples, cfg.mqar.test_examples = { 2, 4 }, { 4 }, 64, 16
   cfg.grid.ratios = { 0, 3 }
   if cfg.out == "results" then cfg.out = "results/tiny" end
 end
@@ -57,7 +57,7 @@ local function mixer_cfg(mixer)
 end
 
 local function attn_layers(r)
-  if r == 0 then return {} end
+  if r <= 0 then return {} end
   local n = math.max(1, math.floor(L / (r + 1) + 0.5))
   local out_l = {}
   for k = 0, n - 1 do out_l[#out_l + 1] = (k + 1) * L // n - 1 end
@@ -76,8 +76,10 @@ if cfg.grid.transformer then cells[#cells + 1] = { mixer = "transformer", ratio 
 local function cell_config(cell, V, budget)
   local c = mixer_cfg(cell.mixer)
   c.vocab_size = V
-  local layers = cell.mixer == "transformer" and nil or attn_layers(cell.ratio)
-  if layers and #layers > 0 then c.attn = { layers = layers, num_heads = H } end
+  if cell.mixer ~= "transformer" then
+    local layers = attn_layers(cell.ratio)
+    if #layers > 0 then c.attn = { layers = layers, num_heads = H } end
+  end
   if budget then
     -- params are linear in intermediate_size I (3·d·I per layer): solve for I, round to a multiple of 8
     c.intermediate_size = 64
@@ -143,9 +145,23 @@ end
 -- ---- running one cell ------------------------------------------------------------------------------------
 local function exists(p) local f = io.open(p, "rb"); if f then f:close(); return true end return false end
 
+local arch_done = {} -- "mixer|layers" → result, so a ratio that gives the same stack is not retrained
+
 local function run_cell(cell)
   local path = out .. "/cells/" .. cell.name .. ".json"
-  if exists(path) then return hb.io.read_json(path), true end
+  if exists(path) then
+    local r = hb.io.read_json(path)
+    arch_done[cell.mixer .. "|" .. table.concat(cell.mixer == "transformer" and {} or attn_layers(cell.ratio), ",")] = r
+    return r, true
+  end
+  local key = cell.mixer .. "|" .. table.concat(cell.mixer == "transformer" and {} or attn_layers(cell.ratio), ",")
+  if arch_done[key] then
+    local r = {}
+    for k, v in pairs(arch_done[key]) do r[k] = v end
+    r.name, r.ratio, r.same_as = cell.name, cell.ratio, arch_done[key].name
+    hb.io.write_json(path, r)
+    return r, true
+  end
   local t0 = hb.now()
   local res = { name = cell.name, mixer = cell.mixer, ratio = cell.ratio }
   local has = {}
@@ -155,11 +171,13 @@ local function run_cell(cell)
     local c = cell_config(cell, V, budget_for(V))
     local m = hb.models.new(c, { seed = cfg.seed })
     local lm = cfg.lm
+    local v0 = hb.eval.lm(m, val_shard, { T = lm.seq_len, max_tokens = math.min(lm.val_tokens, val_shard:len() - 1), bytes_per_token = bpt })
+    res.lm_val_loss_init = v0.loss
     local tr = hb.train {
       model = m, name = cell.name .. " lm",
       batch = function(k) return train_shard:batch(lm.batch_size, lm.seq_len, cfg.seed, k) end,
       steps = lm.steps, lr = lm.lr, min_lr = lm.lr / 10, warmup = math.min(30, lm.steps), schedule = "cosine",
-      weight_decay = 0.1, clip = 1.0, out = out .. "/ckpt/" .. cell.name .. "-lm", save_every = math.max(1, lm.steps // 3), keep = 1,
+      weight_decay = 0.1, clip = 1.0, out = out .. "/ckpt/" .. cell.name .. "-lm", save_every = math.max(50, lm.steps // 3), keep = 1,
       log = out .. "/logs/" .. cell.name .. "-lm.jsonl", seed = cfg.seed,
     }
     if tr.interrupted then os.exit(130) end
@@ -183,27 +201,24 @@ local function run_cell(cell)
     local c = cell_config(cell, V, budget_for(V))
     local m = hb.models.new(c, { seed = cfg.seed + 1 })
     local tr = hb.train {
-      model = { -- adapt the model to hb.train's interface: loss(ids) of an MQAR batch
-        named_parameters = function() return m:named_parameters() end,
-        no_weight_decay = function(_, n) return m:no_weight_decay(n) end,
-        params = m.params, save_pretrained = function(_, dir) m:save_pretrained(dir) end,
-        loss = function(_, k) local x, y = mqar_batch(k); return mqar_loss(m, x, y) end,
-      },
+      model = m,
+      loss_fn = function(k) local x, y = mqar_batch(k); return mqar_loss(m, x, y), x:numel() end,
       name = cell.name .. " mqar",
-      batch = function(k) return { size = function(_, i) return i == 1 and mq.batch_size or mq.seq_len + 1 end, k = k, _k = k } end,
       steps = mq.steps, lr = mq.lr, min_lr = mq.lr / 10, warmup = math.min(30, mq.steps), schedule = "cosine",
-      weight_decay = 0.1, clip = 1.0, out = out .. "/ckpt/" .. cell.name .. "-mqar", save_every = math.max(1, mq.steps // 3), keep = 1,
+      weight_decay = 0.1, clip = 1.0, out = out .. "/ckpt/" .. cell.name .. "-mqar", save_every = math.max(50, mq.steps // 3), keep = 1,
       log = out .. "/logs/" .. cell.name .. "-mqar.jsonl", seed = cfg.seed,
     }
     if tr.interrupted then os.exit(130) end
     local r = hb.eval.mqar.evaluate(m, mqar_train.test, { batch_size = 32 })
     res.mqar_acc = r.accuracy
-    res.mqar_by_kv = r.by_kv or r.by_num_kv_pairs
+    res.mqar_by_kv = {}
+    for kv, acc in pairs(r.by_num_kv_pairs or {}) do res.mqar_by_kv["kv" .. kv] = acc end
     res.mqar_train_loss_last = tr.losses[mq.steps]
     res.mqar_seconds = hb.now() - t1
   end
   res.seconds = hb.now() - t0
   hb.io.write_json(path, res)
+  arch_done[key] = res
   return res, false
 end
 
@@ -221,7 +236,8 @@ end
 
 -- ---- outputs -------------------------------------------------------------------------------------------
 local cols = { "name", "mixer", "ratio", "attn_layers", "attn_share", "params", "intermediate_size", "state_bytes",
-               "kv_bytes_at_T", "lm_val_loss", "lm_val_bpb", "mqar_acc", "lm_seconds", "mqar_seconds", "layers" }
+               "kv_bytes_at_T", "lm_val_loss_init", "lm_val_loss", "lm_val_bpb", "mqar_acc", "lm_seconds", "mqar_seconds",
+               "layers", "same_as" }
 local f = assert(io.open(out .. "/grid.csv", "w"))
 f:write(table.concat(cols, ","), "\n")
 for _, r in ipairs(results) do
