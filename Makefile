@@ -66,15 +66,15 @@ test: hyblua $(CTEST_BIN) $(if $(wildcard tests/test_repl.c),$(B)/tests/test_rep
 run: deps hyblua
 	./hyblua recipes/gdn_3to1.lua
 
-bench: hyblua
-	./hyblua bench/run.lua
+bench: hyblua $(B)/libhbcore.a
+	bash tests/bench/run.sh $(BENCH_ARGS)
 
+# the whole suite under AddressSanitizer + UBSan (objects in build-asan/; ./hyblua is relinked
+# with the sanitizers for the run and removed afterwards so the next `make` rebuilds the normal one)
 asan:
-	$(MAKE) B=build-asan OPT="-O1 -fsanitize=address,undefined -fno-omit-frame-pointer" \
-	  CFLAGS="-fsanitize=address,undefined" test
-
-data: hyblua
-	BPE=$(BPE) bash recipes/data/fetch_sotu.sh
+	rm -f hyblua
+	$(MAKE) B=build-asan OPT="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer" test
+	rm -f hyblua
 
 clean:
 	rm -rf build build-asan hyblua
