@@ -104,6 +104,11 @@ static int vec_push(vec_t *a, hb_tensor_t *t) {
 }
 
 int hb_backward(hb_tensor_t *root, hb_tensor_t *gout, int retain_graph) {
+    if (root->graph_released && !root->grad_fn) {
+        hb_seterr("backward: the graph of this tensor was released by an earlier backward "
+                  "(pass retain_graph = true to the first backward to run it twice)");
+        return -1;
+    }
     if (!root->requires_grad) {
         hb_seterr("backward: tensor does not require grad (no parameter in its history requires grad)");
         return -1;
@@ -201,7 +206,7 @@ cleanup:
         /* release the graph: drop every node (children stay alive while the order holds them) */
         for (int64_t k = 0; k < order.n; k++) {
             hb_tensor_t *t = order.v[k];
-            if (t->grad_fn) { hb_node_t *n = t->grad_fn; t->grad_fn = NULL; hb_node_free(n); }
+            if (t->grad_fn) { hb_node_t *n = t->grad_fn; t->grad_fn = NULL; t->graph_released = 1; hb_node_free(n); }
         }
     }
 out:

@@ -80,6 +80,21 @@ static int kfail(const char *op) {
     return -1;
 }
 
+/* Check the inputs of a decode step: each tensor t[i] must have exactly the shape want[i] (ndim n[i]),
+ * the dtype of the first, and the state must be contiguous. */
+static int step_check(const char *op, int cnt, hb_tensor_t **t, const char **names, const int *n, int64_t want[][4]) {
+    for (int i = 0; i < cnt; i++) {
+        if (!t[i]) continue;
+        if (check_t(t[i], op, names[i], -1) || dims_eq(t[i], op, names[i], n[i], want[i])) return -1;
+        if (t[i]->dtype != t[0]->dtype) {
+            hb_seterr("%s: %s is %s but the state is %s", op, names[i], hb_dtype_name(t[i]->dtype), hb_dtype_name(t[0]->dtype));
+            return -1;
+        }
+    }
+    if (!hb_is_contiguous(t[0])) { hb_seterr("%s: the state must be contiguous", op); return -1; }
+    return 0;
+}
+
 /* ---- softmax attention --------------------------------------------------------------------------- */
 static int bw_attention(hb_node_t *n, hb_tensor_t *g, hb_tensor_t **gin) {
     hb_tensor_t *q = n->saved[0], *k = n->saved[1], *v = n->saved[2], *o = n->saved[3], *lse = n->saved[4];
@@ -131,7 +146,10 @@ hb_tensor_t *hb_attention_step(hb_tensor_t *q, hb_tensor_t *kc, hb_tensor_t *vc,
     const char *op = "attention_step";
     if (check_t(q, op, "q", 3) || check_t(kc, op, "k cache", 4) || check_t(vc, op, "v cache", 4)) return NULL;
     int64_t B = q->size[0], H = q->size[1], D = q->size[2], Tmax = kc->size[1], Hkv = kc->size[2];
-    if (pos < 0 || pos >= Tmax || !hb_is_contiguous(kc) || !hb_is_contiguous(vc) || H % Hkv) {
+    int64_t cs[4] = {B, Tmax, Hkv, D};
+    if (dims_eq(kc, op, "k cache", 4, cs) || dims_eq(vc, op, "v cache", 4, cs)) return NULL;
+    if (kc->dtype != q->dtype || vc->dtype != q->dtype) { hb_seterr("%s: dtypes differ", op); return NULL; }
+    if (pos < 0 || pos >= Tmax || !hb_is_contiguous(kc) || !hb_is_contiguous(vc) || Hkv < 1 || H % Hkv) {
         hb_seterr("%s: bad cache (pos %lld, capacity %lld, contiguous caches required)", op, (long long)pos, (long long)Tmax);
         return NULL;
     }
@@ -214,9 +232,15 @@ hb_tensor_t *hb_gla(hb_tensor_t *q, hb_tensor_t *k, hb_tensor_t *v, hb_tensor_t 
 }
 
 hb_tensor_t *hb_gla_step(hb_tensor_t *state, hb_tensor_t *q, hb_tensor_t *k, hb_tensor_t *v, hb_tensor_t *gk, double scale) {
-    int64_t B = q->size[0], H = q->size[1], K = q->size[2], V = v->size[2];
+    if (check_t(state, "gla_step", "state", 4)) return NULL;
+    int64_t B = state->size[0], H = state->size[1], K = state->size[2], V = state->size[3];
+    hb_tensor_t *ts[5] = {state, q, k, v, gk};
+    const char *nm[5] = {"state", "q", "k", "v", "gk"};
+    int nd[5] = {4, 3, 3, 3, 3};
+    int64_t w[5][4] = {{B, H, K, V}, {B, H, K}, {B, H, K}, {B, H, V}, {B, H, K}};
+    if (step_check("gla_step", 5, ts, nm, nd, w)) return NULL;
     hb_tensor_t *all[4] = {q, k, v, gk}, *c[4];
-    if (!hb_is_contiguous(state) || contig(4, all, c)) { hb_seterr("gla_step: state must be contiguous"); return NULL; }
+    if (contig(4, all, c)) return NULL;
     int64_t os[3] = {B, H, V};
     hb_tensor_t *o = hb_tensor_empty(q->dtype, 3, os);
     if (o) KCALL(gla_step, q->dtype, dp(o), dp(state), dp(c[0]), dp(c[1]), dp(c[2]), dp(c[3]), scale, B, H, K, V);
@@ -277,9 +301,15 @@ hb_tensor_t *hb_retention(hb_tensor_t *q, hb_tensor_t *k, hb_tensor_t *v, hb_ten
 
 hb_tensor_t *hb_retention_step(hb_tensor_t *state, hb_tensor_t *q, hb_tensor_t *k, hb_tensor_t *v, hb_tensor_t *lg,
                                double scale) {
-    int64_t B = q->size[0], H = q->size[1], K = q->size[2], V = v->size[2];
+    if (check_t(state, "retention_step", "state", 4) || check_t(lg, "retention_step", "log decay", 1)) return NULL;
+    int64_t B = state->size[0], H = state->size[1], K = state->size[2], V = state->size[3];
+    hb_tensor_t *ts[4] = {state, q, k, v};
+    const char *nm[4] = {"state", "q", "k", "v"};
+    int nd[4] = {4, 3, 3, 3};
+    int64_t w[4][4] = {{B, H, K, V}, {B, H, K}, {B, H, K}, {B, H, V}};
+    if (step_check("retention_step", 4, ts, nm, nd, w) || dims_eq(lg, "retention_step", "log decay", 1, &H)) return NULL;
     hb_tensor_t *all[3] = {q, k, v}, *c[3];
-    if (!hb_is_contiguous(state) || contig(3, all, c)) { hb_seterr("retention_step: state must be contiguous"); return NULL; }
+    if (contig(3, all, c)) return NULL;
     hb_tensor_t *lgc = hb_to_dtype(lg, q->dtype);
     int64_t os[3] = {B, H, V};
     hb_tensor_t *o = lgc ? hb_tensor_empty(q->dtype, 3, os) : NULL;
@@ -354,9 +384,16 @@ hb_tensor_t *hb_delta_rule(hb_tensor_t *q, hb_tensor_t *k, hb_tensor_t *v, hb_te
 
 hb_tensor_t *hb_delta_rule_step(hb_tensor_t *state, hb_tensor_t *q, hb_tensor_t *k, hb_tensor_t *v, hb_tensor_t *beta,
                                 hb_tensor_t *g, double scale) {
-    int64_t B = q->size[0], H = q->size[1], K = q->size[2], HV = v->size[1], V = v->size[2];
+    if (check_t(state, "delta_rule_step", "state", 4) || check_t(q, "delta_rule_step", "q", 3)) return NULL;
+    int64_t B = state->size[0], HV = state->size[1], K = state->size[2], V = state->size[3], H = q->size[1];
+    if (H < 1 || HV % H) { hb_seterr("delta_rule_step: %lld value heads are not a multiple of %lld q/k heads", (long long)HV, (long long)H); return NULL; }
+    hb_tensor_t *ts[6] = {state, q, k, v, beta, g};
+    const char *nm[6] = {"state", "q", "k", "v", "beta", "g"};
+    int nd[6] = {4, 3, 3, 3, 2, 2};
+    int64_t w[6][4] = {{B, HV, K, V}, {B, H, K}, {B, H, K}, {B, HV, V}, {B, HV}, {B, HV}};
+    if (step_check("delta_rule_step", 6, ts, nm, nd, w)) return NULL;
     hb_tensor_t *all[5] = {q, k, v, beta, g}, *c[5];
-    if (!hb_is_contiguous(state) || contig(5, all, c)) { hb_seterr("delta_rule_step: state must be contiguous"); return NULL; }
+    if (contig(5, all, c)) return NULL;
     int64_t os[3] = {B, HV, V};
     hb_tensor_t *o = hb_tensor_empty(q->dtype, 3, os);
     if (o) KCALL(delta_rule_step, q->dtype, dp(o), dp(state), dp(c[0]), dp(c[1]), dp(c[2]), dp(c[3]), dp(c[4]), scale, B, H, HV, K, V);
@@ -408,8 +445,14 @@ hb_tensor_t *hb_hgrn(hb_tensor_t *x, hb_tensor_t *g, hb_mode_t mode, int64_t chu
 }
 
 hb_tensor_t *hb_hgrn_step(hb_tensor_t *state, hb_tensor_t *x, hb_tensor_t *g) {
+    if (check_t(state, "hgrn_step", "state", 2)) return NULL;
+    hb_tensor_t *ts[3] = {state, x, g};
+    const char *nm[3] = {"state", "x", "g"};
+    int nd[3] = {2, 2, 2};
+    int64_t w[3][4] = {{state->size[0], state->size[1]}, {state->size[0], state->size[1]}, {state->size[0], state->size[1]}};
+    if (step_check("hgrn_step", 3, ts, nm, nd, w)) return NULL;
     hb_tensor_t *all[2] = {x, g}, *c[2];
-    if (!hb_is_contiguous(state) || contig(2, all, c)) { hb_seterr("hgrn_step: state must be contiguous"); return NULL; }
+    if (contig(2, all, c)) return NULL;
     hb_tensor_t *o = hb_tensor_empty(x->dtype, 2, x->size);
     if (o) KCALL(hgrn_step, x->dtype, dp(o), dp(state), dp(c[0]), dp(c[1]), x->size[0], x->size[1]);
     free_all(2, c);
@@ -469,10 +512,15 @@ hb_tensor_t *hb_conv1d(hb_tensor_t *x, hb_tensor_t *w, hb_tensor_t *bias, int ac
 }
 
 hb_tensor_t *hb_conv1d_step(hb_tensor_t *cache, hb_tensor_t *x, hb_tensor_t *w, hb_tensor_t *bias, int act) {
+    if (check_t(x, "conv1d_step", "x", 2) || check_t(cache, "conv1d_step", "cache", 3)) return NULL;
     int64_t B = x->size[0], D = x->size[1], W;
     if (conv_check(x, w, bias, D, &W, "conv1d_step")) return NULL;
+    int64_t cs[3] = {B, W - 1, D};
+    if (dims_eq(cache, "conv1d_step", "cache", 3, cs)) return NULL;
+    if (cache->dtype != x->dtype) { hb_seterr("conv1d_step: cache dtype differs from x"); return NULL; }
     hb_tensor_t *all[3] = {x, w, bias}, *c[3];
-    if (!hb_is_contiguous(cache) || contig(3, all, c)) { hb_seterr("conv1d_step: cache must be contiguous"); return NULL; }
+    if (!hb_is_contiguous(cache)) { hb_seterr("conv1d_step: cache must be contiguous"); return NULL; }
+    if (contig(3, all, c)) return NULL;
     hb_tensor_t *y = hb_tensor_empty(x->dtype, 2, x->size);
     if (y) KCALL(conv1d_step, x->dtype, dp(y), dp(cache), dp(c[0]), dp(c[1]), dp(c[2]), act, B, D, W);
     free_all(3, c);

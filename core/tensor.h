@@ -48,6 +48,7 @@ typedef struct hb_tensor {
     struct hb_tensor *bgrad;
     uint64_t mark;
     int retain_grad;           /* keep .grad on a non-leaf */
+    int graph_released;        /* its history was freed by a backward without retain_graph */
 } hb_tensor_t;
 
 /* ---- errors ---------------------------------------------------------------------------------- */

@@ -73,6 +73,15 @@ static int l_now(lua_State *L) {
     lua_pushnumber(L, (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec);
     return 1;
 }
+/* hb.sleep(seconds) — unlike os.execute("sleep"), keeps Ctrl-C deliverable to this process */
+static int l_sleep(lua_State *L) {
+    double s = luaL_checknumber(L, 1);
+    if (s > 0) {
+        struct timespec ts = {(time_t)s, (long)((s - (double)(time_t)s) * 1e9)};
+        nanosleep(&ts, NULL);
+    }
+    return 0;
+}
 /* hb.isatty(fd) — 0 stdin, 1 stdout, 2 stderr */
 static int l_isatty(lua_State *L) {
     lua_pushboolean(L, isatty((int)luaL_optinteger(L, 1, 2)));
@@ -112,7 +121,7 @@ static int l_fsync(lua_State *L) {
     return 0;
 }
 
-static const luaL_Reg funcs[] = {{"interrupted", l_interrupted}, {"now", l_now}, {"defer_interrupts", l_defer_interrupts},
+static const luaL_Reg funcs[] = {{"interrupted", l_interrupted}, {"now", l_now}, {"sleep", l_sleep}, {"defer_interrupts", l_defer_interrupts},
                                  {"isatty", l_isatty}, {"get_rng_state", l_get_rng_state},
                                  {"set_rng_state", l_set_rng_state}, {"fsync", l_fsync},{"set_num_threads", l_set_num_threads}, {"get_num_threads", l_get_num_threads},
                                  {"cat", l_cat}, {"where", l_where}, {"tensor_bytes", l_mem}, {NULL, NULL}};

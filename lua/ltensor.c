@@ -633,7 +633,7 @@ static int m_requires_grad(lua_State *L) {
 static int m_backward(lua_State *L) {
     hb_tensor_t *t = lhb_check_tensor(L, 1);
     hb_tensor_t *g = lua_isnoneornil(L, 2) ? NULL : lhb_check_tensor(L, 2);
-    if (hb_backward(t, g, lua_toboolean(L, 3))) return luaL_error(L, "backward: %s", hb_errmsg());
+    if (hb_backward(t, g, lua_toboolean(L, 3))) return luaL_error(L, "%s", hb_errmsg());
     return 0;
 }
 static int m_retain_grad(lua_State *L) {

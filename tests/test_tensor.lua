@@ -67,6 +67,31 @@ T.raises(function() return hb.gla(hb.ones(1, 4, 2, 8), hb.ones(1, 4, 2, 8), hb.o
 T.raises(function() return hb.gla(hb.ones(1, 4, 2, 8), hb.ones(1, 4, 2, 8), hb.ones(1, 4, 2, 8), hb.ones(1, 4, 2, 8), 1, "fast") end, "mode must be 'chunk' or 'recurrent', got 'fast'", "bad mode")
 T.raises(function() return hb.conv1d(hb.ones(1, 4, 6), hb.ones(5, 1, 4)) end, "conv1d: weight has shape [5, 1, 4], expected [6, 1, W]", "conv1d weight mismatch")
 
+-- decode-step kernels check every shape (a wrong state must be an error, never a crash)
+T.raises(function() return hb.gla_step(hb.zeros(1, 2, 3), hb.ones(1, 2, 4), hb.ones(1, 2, 4), hb.ones(1, 2, 4), hb.ones(1, 2, 4), 1) end,
+  "gla_step: state must have 4 dims", "gla_step with a 3-d state")
+T.raises(function() return hb.gla_step(hb.zeros(1, 2, 4, 4), hb.ones(1, 2, 4), hb.ones(1, 2, 4), hb.ones(1, 2, 8), hb.ones(1, 2, 4), 1) end,
+  "gla_step: v has shape [1, 2, 8], expected [1, 2, 4]", "gla_step with a mismatched v")
+T.raises(function() return hb.hgrn_step(hb.zeros(1, 2), hb.ones(1, 8), hb.ones(1, 8)) end,
+  "hgrn_step: x has shape [1, 8], expected [1, 2]", "hgrn_step with a too-small state")
+T.raises(function() return hb.conv1d_step(hb.zeros(1, 3, 4), hb.ones(4), hb.ones(4, 1, 4)) end,
+  "conv1d_step: x must have 2 dims", "conv1d_step with a 1-d x")
+T.raises(function() return hb.delta_rule_step(hb.zeros(1, 2, 4, 4), hb.ones(1, 2, 4), hb.ones(1, 2, 4), hb.ones(1, 2, 4), hb.ones(1, 3), nil, 1) end,
+  "delta_rule_step: beta has shape [1, 3], expected [1, 2]", "delta_rule_step with a mismatched beta")
+T.raises(function() return hb.retention_step(hb.zeros(1, 2, 4, 4), hb.ones(1, 2, 4), hb.ones(1, 2, 4), hb.ones(1, 2, 4), hb.zeros(3, "float64"), 1) end,
+  "retention_step: log decay has shape [3], expected [2]", "retention_step with a wrong decay")
+do
+  local m = hb.models.new { model_type = "gla", hidden_size = 16, num_hidden_layers = 1, num_heads = 2, vocab_size = 8 }
+  local c = m:new_cache(1)
+  T.raises(function() return m:step({ { 1 }, { 2 } }, c) end, "step: ids have 2 rows but the cache was made for batch 1", "decode with the wrong batch size")
+end
+do
+  local x = hb.ones(3):requires_grad(true)
+  local y = (x * x):sum()
+  y:backward()
+  T.raises(function() y:backward() end, "was released by an earlier backward", "a second backward on a released graph is an error")
+end
+
 -- GC pressure: C allocations trigger collection, so a loop of big temporaries stays bounded
 local peak = 0
 for i = 1, 60 do

@@ -81,6 +81,30 @@ T.like(err4, "ckpt-00000004", "the message names the last good checkpoint")
 local okl, m = pcall(hb.load_pretrained, Nd .. "/ckpt-00000004")
 T.ok(okl, "the last good checkpoint is intact and loads", m)
 
+-- Ctrl-C (SIGINT) during training saves a checkpoint at the step boundary and exits cleanly
+local Id = tmp .. "/i"
+os.execute(string.format("mkdir -p %s; (HB_STEP_DELAY=0.25 ./hyblua tests/scripts/train_small.lua %s 40 > %s/iout.txt 2> %s/ierr.txt; echo $? > %s/irc) & echo $! > %s/ipid",
+  Id, Id, tmp, tmp, tmp, tmp))
+local waited = 0
+while waited < 600 do
+  local fm = io.open(Id .. "/metrics.jsonl")
+  local n = 0
+  if fm then for _ in fm:lines() do n = n + 1 end fm:close() end
+  if n >= 3 then break end
+  os.execute("sleep 0.1"); waited = waited + 1
+end
+os.execute("pkill -INT -f 'train_small.lua " .. Id .. "'")
+waited = 0
+while waited < 300 and not io.open(tmp .. "/irc") do os.execute("sleep 0.1"); waited = waited + 1 end
+os.execute("sleep 0.2")
+local fr = io.open(tmp .. "/irc"); local rc = fr and fr:read("l"); if fr then fr:close() end
+local fe = io.open(tmp .. "/ierr.txt"); local ierr = fe:read("a"); fe:close()
+local istep = tonumber(ierr:match("interrupted at step (%d+)") or "")
+T.ok(rc == "0" and istep and istep < 40, "Ctrl-C stops training cleanly (exit status 0) at a step boundary", ierr:sub(-300))
+T.ok(istep and io.open(string.format("%s/ckpt-%08d/model.safetensors", Id, istep)) ~= nil, "Ctrl-C saved a checkpoint of the last finished step")
+local ok5, err5 = run(Id, 40)
+T.ok(ok5 and err5:find("resuming from", 1, true), "the interrupted run resumes with the same command")
+
 -- checkpoints are fla checkpoints
 local m2 = hb.load_pretrained(A .. "/ckpt-00000012")
 local cfg = hb.io.read_json(A .. "/ckpt-00000012/config.json")

@@ -60,7 +60,18 @@ local types = {
 }
 M.types = types
 
-local function is_null(v) return v == nil or v == NULL or (M.jnull and v == M.jnull) end
+local function is_null(v) return v == nil or v == NULL end
+
+-- Use the library's JSON null (hb.io.null) as the marker everywhere, so a model's config holds the
+-- same null whether it was built from defaults or read from config.json. Called once by models.lua.
+function M.init(jnull)
+  if NULL == jnull then return end
+  local function swap(t) for k, v in pairs(t) do if v == NULL then t[k] = jnull end end end
+  swap(common)
+  for _, t in pairs(types) do swap(t) end
+  NULL = jnull
+  M.NULL = jnull
+end
 M.is_null = is_null
 
 local function cerr(fmt, ...) error(string.format("config: " .. fmt, ...), 0) end
@@ -209,14 +220,14 @@ end
 function M.to_json(cfg, jnull)
   local out = {}
   for k, v in pairs(cfg) do
-    if k:sub(1, 1) ~= "_" then out[k] = (v == NULL) and jnull or v end
+    if k:sub(1, 1) ~= "_" then out[k] = v end
   end
   if type(out.attn) == "table" then
     local specs = {}
     local list = out.attn.layers and { out.attn } or out.attn
     for i, s in ipairs(list) do
       local c = {}
-      for k, v in pairs(s) do c[k] = (v == NULL) and jnull or v end
+      for k, v in pairs(s) do c[k] = v end
       specs[i] = c
     end
     out.attn = (#specs == 1 and cfg.attn.layers) and specs[1] or specs

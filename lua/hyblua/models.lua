@@ -9,7 +9,7 @@
 -- 1-based (hb binding), fla layer indices are 0-based as in config.json.
 return function(hb)
   local C = require "hyblua.config_fla"
-  C.jnull = hb.io.null
+  C.init(hb.io.null)
   local models = {}
   hb.models = models
 
@@ -503,6 +503,9 @@ return function(hb)
       local spec = cfg._attn_at[i]
       local layer
       local cust = custom_at[i]
+      if cust and (spec or cfg.model_type == "transformer") then
+        error(string.format("config: layer %d is both an attention layer and a custom mixer ('%s')", i, cust.mixer), 0)
+      end
       if cust then
         local def = registered[cust.mixer]
         local prefix = P(i)
@@ -727,6 +730,9 @@ return function(hb)
     elseif ids:dim() == 1 then
       ids = ids:view(ids:size(1), 1)
     end
+    if ids:size(1) ~= cache.B then
+      error(string.format("step: ids have %d rows but the cache was made for batch %d (m:new_cache(B))", ids:size(1), cache.B), 2)
+    end
     return hb.no_grad(function()
       local h = self:hidden(ids, cache)
       cache.pos = cache.pos + ids:size(2)
@@ -738,6 +744,9 @@ return function(hb)
   -- prefill a cache with a [B, T] prompt; returns logits of the last position [B, V]
   function Model:prefill(ids, cache)
     ids = to_ids(ids)
+    if ids:size(1) ~= cache.B then
+      error(string.format("prefill: ids have %d rows but the cache was made for batch %d (m:new_cache(B))", ids:size(1), cache.B), 2)
+    end
     return hb.no_grad(function()
       local h = self:hidden(ids, cache)
       cache.pos = cache.pos + ids:size(2)

@@ -31,7 +31,7 @@ return function(hb)
     return self
   end
 
-  -- lr_scale multiplies every group's lr for this step (schedules)
+  -- step([lr]): one update; a given lr replaces every group's learning rate for this step (schedules)
   function AdamW:step(lr_override)
     self.t = self.t + 1
     hb.no_grad(function()

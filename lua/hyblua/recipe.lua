@@ -123,19 +123,32 @@ return function(hb)
     return hit / tot
   end
 
-  function R.lm(defaults, args)
-    local cfg, rest = hb.config.parse_args(args or {}, defaults)
-    local preset = cfg.tiny and R.sizes.tiny or R.sizes[cfg.size]
-    if not preset then error("recipe: unknown size '" .. tostring(cfg.size) .. "' (tiny, small, medium, large)", 0) end
+  -- apply a size preset to a defaults table (before the command line, so --set/--config still win)
+  local function apply_preset(d, preset)
     local function apply(tbl, key, v) if v ~= nil then tbl[key] = v end end
-    apply(cfg.model, "hidden_size", preset.hidden_size)
-    apply(cfg.model, "num_hidden_layers", preset.num_hidden_layers)
-    apply(cfg.train, "steps", preset.steps)
-    apply(cfg.train, "batch_size", preset.batch_size)
-    apply(cfg.train, "seq_len", preset.seq_len)
-    apply(cfg.eval, "val_tokens", preset.val_tokens)
-    apply(cfg.eval, "probe", preset.probe)
-    if cfg.tiny then cfg.model.head_dim = math.min(cfg.model.head_dim, 16); cfg.model.expand_ratio = 16; cfg.attn_heads = 2 end
+    apply(d.model, "hidden_size", preset.hidden_size)
+    apply(d.model, "num_hidden_layers", preset.num_hidden_layers)
+    apply(d.train, "steps", preset.steps)
+    apply(d.train, "batch_size", preset.batch_size)
+    apply(d.train, "seq_len", preset.seq_len)
+    apply(d.eval, "val_tokens", preset.val_tokens)
+    apply(d.eval, "probe", preset.probe)
+  end
+
+  function R.lm(defaults, args)
+    args = args or {}
+    -- --tiny / --size pick a preset of the defaults; explicit --set/--config values override it
+    local size, tiny = defaults.size, false
+    for i = 1, #args do
+      local a = args[i]
+      if a == "--tiny" or a == "--tiny=true" then tiny = true end
+      size = a:match("^%-%-size=(.+)$") or (a == "--size" and args[i + 1]) or size
+    end
+    local preset = tiny and R.sizes.tiny or R.sizes[size]
+    if not preset then error("recipe: unknown size '" .. tostring(size) .. "' (tiny, small, medium, large)", 0) end
+    apply_preset(defaults, preset)
+    if tiny then defaults.model.head_dim = math.min(defaults.model.head_dim, 16); defaults.model.expand_ratio = 16; defaults.attn_heads = 2 end
+    local cfg = hb.config.parse_args(args, defaults)
     if cfg.threads and cfg.threads > 0 then hb.set_num_threads(cfg.threads) end
     local out = (cfg.out ~= "" and cfg.out) or ("runs/" .. cfg.name .. (cfg.tiny and "-tiny" or (cfg.size ~= "small" and "-" .. cfg.size or "")))
     os.execute("mkdir -p " .. sh(out))
@@ -173,7 +186,7 @@ return function(hb)
       name = cfg.name, model_type = model.config.model_type, ratio = cfg.ratio, layers = hb.schedule.describe(model.config),
       params = model:num_parameters(), steps = cfg.train.steps, tokens = (tr.tokens or 0),
       first_val_loss = tr.val[1] and tr.val[1].loss, val_loss = ev.loss, val_ppl = ev.ppl, val_bpb = ev.bpb,
-      recall_probe = probe, state_bytes = eff.state_bytes, kv_bytes_at_T = eff.kv_bytes_at_N,
+      recall_probe = probe, state_bytes = eff.state_bytes + (eff.conv_state_bytes or 0), kv_bytes_at_T = eff.kv_bytes_at_N,
       wall_seconds = hb.now() - t0, model_dir = out .. "/model",
     }
     hb.io.write_json(out .. "/results.json", res)

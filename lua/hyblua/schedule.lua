@@ -11,7 +11,7 @@
 --   hb.schedule.layers(list, spec) / hb.schedule.layers{3, 7, num_heads = 4}  explicit indices.
 --   hb.schedule.fn(f, spec)      any Lua function f(i, L) → true for attention at 0-based layer i.
 --   hb.schedule.none()           pure linear (no attention).
--- A plain function of the layer index is accepted wherever a schedule is (it is wrapped with fn).
+-- A plain Lua function carries no attention spec, so wrap it: hb.schedule.fn(f, {num_heads = 4}).
 return function(hb)
   local S = {}
   hb.schedule = S

@@ -139,7 +139,8 @@ return function(hb)
   local function num_name(x) return x ~= x and "NaN" or (x > 0 and "+Inf" or "-Inf") end
 
   -- ---- the loop -------------------------------------------------------------------------------------
-  -- hb.train{ model=, batch=function(k) → ids [B, T+1] (micro-batch k, 0-based, deterministic),
+  -- hb.train{ model=, batch=function(k) → ids [B, T+1] (micro-batch k, 0-based, deterministic)
+  --           | loss_fn=function(k) → scalar loss tensor, tokens (any objective, e.g. MQAR),
   --           steps=, grad_accum=1, lr=, min_lr=, warmup=, schedule=, decay_frac=, betas=, eps=,
   --           weight_decay=, clip=, val=function(model) → loss, eval_every=, log=path.jsonl,
   --           out=dir, save_every=, keep=, resume=true, progress=true|false, log_every=, name= }
@@ -147,7 +148,8 @@ return function(hb)
   function hb.train(o)
     assert(type(o) == "table", "hb.train{...} expects a table")
     local model = o.model or error("hb.train: 'model' is required", 2)
-    local batch = o.batch or error("hb.train: 'batch' (function(k) → ids) is required", 2)
+    local batch = o.batch
+    if not batch and not o.loss_fn then error("hb.train: 'batch' (function(k) → ids) or 'loss_fn' is required", 2) end
     local steps = o.steps or error("hb.train: 'steps' is required", 2)
     local accum = o.grad_accum or 1
     local lr_opts = { lr = o.lr or 1e-3, min_lr = o.min_lr or (o.lr or 1e-3) * 0.1, warmup = o.warmup or 0,
@@ -234,8 +236,14 @@ return function(hb)
         opt:zero_grad()
         for a = 0, accum - 1 do
           local k = (step - 1) * accum + a
-          local ids = batch(k)
-          local loss = model:loss(ids)
+          local loss, mtok
+          if o.loss_fn then
+            loss, mtok = o.loss_fn(k)
+          else
+            local ids = batch(k)
+            if type(ids) == "table" then ids = hb.tensor(ids, "int64") end
+            loss, mtok = model:loss(ids), ids:size(1) * (ids:size(2) - 1)
+          end
           local lv = loss:item()
           if not is_finite(lv) then
             error(string.format("training stopped: loss is %s at step %d (micro-batch %d); the last good checkpoint is %s",
@@ -244,7 +252,7 @@ return function(hb)
           total = total + lv / accum
           if accum > 1 then loss = loss / accum end
           loss:backward()
-          ntok = ntok + ids:size(1) * (ids:size(2) - 1)
+          ntok = ntok + (mtok or 0)
         end
         local gnorm = hb.optim.clip_grad_norm(ordered, o.clip == nil and 1.0 or o.clip)
         if not is_finite(gnorm) then
@@ -260,7 +268,7 @@ return function(hb)
         local eta = (steps - step) * el / math.max(step - start, 1)
         log({ step = step, loss = total, lr = lr, grad_norm = gnorm, tokens = step * ntok, tok_per_s = rate, time = el })
         if o.on_step then o.on_step(step, { loss = total, lr = lr, grad_norm = gnorm }) end
-        if o.step_delay and o.step_delay > 0 then os.execute("sleep " .. o.step_delay) end
+        if o.step_delay and o.step_delay > 0 then hb.sleep(o.step_delay) end
         if tty then
           local w = 20
           local filled = math.floor(w * step / steps)
