@@ -3,11 +3,11 @@
  * definition; changing either changes every training stream, so both are versioned.
  */
 #include "data.h"
+#include "errfmt.h"
 #include "jsonfile.h"
 #include "tensor.h"
 #include <errno.h>
 #include <fcntl.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,15 +18,6 @@
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "token shards are little-endian; this reader needs a little-endian host"
 #endif
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void set_err(char *err, size_t errlen, const char *fmt, ...) {
-    if (!err || errlen == 0) return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 static void put32(unsigned char *p, uint32_t v) { for (int i = 0; i < 4; i++) p[i] = (unsigned char)(v >> (8 * i)); }
 static void put64(unsigned char *p, uint64_t v) { for (int i = 0; i < 8; i++) p[i] = (unsigned char)(v >> (8 * i)); }
@@ -54,24 +45,24 @@ struct hb_shard_writer {
 
 hb_shard_writer_t *hb_shard_writer_open(const char *path, int64_t vocab_size, int token_bytes, char *err,
                                         size_t errlen) {
-    if (!path) { set_err(err, errlen, "hb_shard_writer_open: NULL path"); return NULL; }
+    if (!path) { hb_errfmt(err, errlen, "hb_shard_writer_open: NULL path"); return NULL; }
     if (vocab_size < 0 || vocab_size > ((int64_t)1 << 32)) {
-        set_err(err, errlen, "%s: vocab_size %lld is out of range (0..2^32)", path, (long long)vocab_size);
+        hb_errfmt(err, errlen, "%s: vocab_size %lld is out of range (0..2^32)", path, (long long)vocab_size);
         return NULL;
     }
     if (token_bytes == 0) token_bytes = vocab_size > 0 && vocab_size <= 65536 ? 2 : 4;
     if (token_bytes != 2 && token_bytes != 4) {
-        set_err(err, errlen, "%s: token width must be 2 or 4 bytes, got %d", path, token_bytes);
+        hb_errfmt(err, errlen, "%s: token width must be 2 or 4 bytes, got %d", path, token_bytes);
         return NULL;
     }
     if (token_bytes == 2 && vocab_size > 65536) {
-        set_err(err, errlen, "%s: vocab_size %lld does not fit 16-bit tokens", path, (long long)vocab_size);
+        hb_errfmt(err, errlen, "%s: vocab_size %lld does not fit 16-bit tokens", path, (long long)vocab_size);
         return NULL;
     }
     hb_shard_writer_t *w = calloc(1, sizeof *w);
     if (!w || !(w->path = strdup(path))) {
         free(w);
-        set_err(err, errlen, "%s: out of memory", path);
+        hb_errfmt(err, errlen, "%s: out of memory", path);
         return NULL;
     }
     w->vocab = vocab_size;
@@ -84,7 +75,7 @@ hb_shard_writer_t *hb_shard_writer_open(const char *path, int64_t vocab_size, in
     }
     unsigned char hdr[HB_SHARD_HEADER] = {0}; /* the real header is written at close */
     if (fwrite(hdr, 1, sizeof hdr, w->f) != sizeof hdr) {
-        set_err(err, errlen, "%s: write failed: %s", path, strerror(errno));
+        hb_errfmt(err, errlen, "%s: write failed: %s", path, strerror(errno));
         hb_shard_writer_abort(w);
         return NULL;
     }
@@ -92,7 +83,7 @@ hb_shard_writer_t *hb_shard_writer_open(const char *path, int64_t vocab_size, in
 }
 
 int hb_shard_writer_append(hb_shard_writer_t *w, const int64_t *ids, size_t n, char *err, size_t errlen) {
-    if (w->failed) { set_err(err, errlen, "%s: the writer failed earlier", w->path); return -1; }
+    if (w->failed) { hb_errfmt(err, errlen, "%s: the writer failed earlier", w->path); return -1; }
     int64_t limit = w->vocab > 0 ? w->vocab : (int64_t)1 << (8 * w->width);
     unsigned char buf[8192];
     size_t per = sizeof buf / (size_t)w->width;
@@ -103,11 +94,11 @@ int hb_shard_writer_append(hb_shard_writer_t *w, const int64_t *ids, size_t n, c
             if (id < 0 || id >= limit) {
                 w->failed = 1;
                 if (w->vocab > 0)
-                    set_err(err, errlen, "%s: token %lld (position %lld) is outside the vocabulary 0..%lld", w->path,
-                            (long long)id, (long long)(w->count + (int64_t)(i + j)), (long long)(w->vocab - 1));
+                    hb_errfmt(err, errlen, "%s: token %lld (position %lld) is outside the vocabulary 0..%lld", w->path,
+                              (long long)id, (long long)(w->count + (int64_t)(i + j)), (long long)(w->vocab - 1));
                 else
-                    set_err(err, errlen, "%s: token %lld (position %lld) does not fit %d-byte tokens", w->path,
-                            (long long)id, (long long)(w->count + (int64_t)(i + j)), w->width);
+                    hb_errfmt(err, errlen, "%s: token %lld (position %lld) does not fit %d-byte tokens", w->path,
+                              (long long)id, (long long)(w->count + (int64_t)(i + j)), w->width);
                 return -1;
             }
             if (w->width == 2) { uint16_t v = (uint16_t)id; memcpy(buf + 2 * j, &v, 2); }
@@ -115,7 +106,7 @@ int hb_shard_writer_append(hb_shard_writer_t *w, const int64_t *ids, size_t n, c
         }
         if (fwrite(buf, (size_t)w->width, m, w->f) != m) {
             w->failed = 1;
-            set_err(err, errlen, "%s: write failed: %s", w->path, strerror(errno));
+            hb_errfmt(err, errlen, "%s: write failed: %s", w->path, strerror(errno));
             return -1;
         }
     }
@@ -134,7 +125,7 @@ void hb_shard_writer_abort(hb_shard_writer_t *w) {
 
 int hb_shard_writer_close(hb_shard_writer_t *w, char *err, size_t errlen) {
     if (w->failed) {
-        set_err(err, errlen, "%s: the writer failed earlier", w->path);
+        hb_errfmt(err, errlen, "%s: the writer failed earlier", w->path);
         hb_shard_writer_abort(w);
         return -1;
     }
@@ -145,7 +136,7 @@ int hb_shard_writer_close(hb_shard_writer_t *w, char *err, size_t errlen) {
     put32(hdr + 12, (uint32_t)w->vocab); /* 2^32 itself wraps to 0: "unknown", still correct */
     put64(hdr + 16, (uint64_t)w->count);
     if (fseek(w->f, 0, SEEK_SET) != 0 || fwrite(hdr, 1, sizeof hdr, w->f) != sizeof hdr) {
-        set_err(err, errlen, "%s: write failed: %s", w->path, strerror(errno));
+        hb_errfmt(err, errlen, "%s: write failed: %s", w->path, strerror(errno));
         hb_shard_writer_abort(w);
         return -1;
     }
@@ -177,31 +168,31 @@ struct hb_shard {
 };
 
 hb_shard_t *hb_shard_open(const char *path, char *err, size_t errlen) {
-    if (!path) { set_err(err, errlen, "hb_shard_open: NULL path"); return NULL; }
+    if (!path) { hb_errfmt(err, errlen, "hb_shard_open: NULL path"); return NULL; }
     int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) { set_err(err, errlen, "%s: %s", path, strerror(errno)); return NULL; }
+    if (fd < 0) { hb_errfmt(err, errlen, "%s: %s", path, strerror(errno)); return NULL; }
     struct stat st;
     if (fstat(fd, &st) != 0) {
-        set_err(err, errlen, "%s: %s", path, strerror(errno));
+        hb_errfmt(err, errlen, "%s: %s", path, strerror(errno));
         close(fd);
         return NULL;
     }
     if (!S_ISREG(st.st_mode)) {
-        set_err(err, errlen, "%s: not a regular file", path);
+        hb_errfmt(err, errlen, "%s: not a regular file", path);
         close(fd);
         return NULL;
     }
     size_t size = (size_t)st.st_size;
     if (size < HB_SHARD_HEADER) {
-        set_err(err, errlen, "%s: not a hyblua token shard (%zu bytes, shorter than the %d-byte header)", path, size,
-                HB_SHARD_HEADER);
+        hb_errfmt(err, errlen, "%s: not a hyblua token shard (%zu bytes, shorter than the %d-byte header)", path, size,
+                  HB_SHARD_HEADER);
         close(fd);
         return NULL;
     }
     void *map = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
     int e = errno;
     close(fd);
-    if (map == MAP_FAILED) { set_err(err, errlen, "%s: mmap failed: %s", path, strerror(e)); return NULL; }
+    if (map == MAP_FAILED) { hb_errfmt(err, errlen, "%s: mmap failed: %s", path, strerror(e)); return NULL; }
     const unsigned char *h = map;
     const char *problem = NULL;
     char pb[160];
@@ -236,7 +227,7 @@ hb_shard_t *hb_shard_open(const char *path, char *err, size_t errlen) {
         problem = "out of memory";
     }
     if (problem) {
-        set_err(err, errlen, "%s: %s", path, problem);
+        hb_errfmt(err, errlen, "%s: %s", path, problem);
         munmap(map, size);
         return NULL;
     }
@@ -283,8 +274,8 @@ static void copy_tokens(const hb_shard_t *s, int64_t pos, int64_t n, int64_t *ou
 
 int hb_shard_read(const hb_shard_t *s, int64_t pos, int64_t n, int64_t *out, char *err, size_t errlen) {
     if (pos < 0 || n < 0 || pos > s->count || n > s->count - pos) {
-        set_err(err, errlen, "%s: tokens [%lld, %lld) are outside the shard (%lld tokens)", s->path, (long long)pos,
-                (long long)(pos + n), (long long)s->count);
+        hb_errfmt(err, errlen, "%s: tokens [%lld, %lld) are outside the shard (%lld tokens)", s->path, (long long)pos,
+                  (long long)(pos + n), (long long)s->count);
         return -1;
     }
     copy_tokens(s, pos, n, out);
@@ -315,13 +306,13 @@ static uint64_t uniform(hb_rng_t *r, uint64_t n) {
 int hb_shard_batch(const hb_shard_t *s, int64_t B, int64_t T, uint64_t seed, uint64_t k, int64_t *out, char *err,
                    size_t errlen) {
     if (B < 1 || T < 1) {
-        set_err(err, errlen, "%s: batch needs B >= 1 and T >= 1 (got B=%lld, T=%lld)", s->path, (long long)B,
-                (long long)T);
+        hb_errfmt(err, errlen, "%s: batch needs B >= 1 and T >= 1 (got B=%lld, T=%lld)", s->path, (long long)B,
+                  (long long)T);
         return -1;
     }
     if (s->count < T + 1) {
-        set_err(err, errlen, "%s: %lld tokens are too few for a sequence of T+1 = %lld", s->path, (long long)s->count,
-                (long long)(T + 1));
+        hb_errfmt(err, errlen, "%s: %lld tokens are too few for a sequence of T+1 = %lld", s->path, (long long)s->count,
+                  (long long)(T + 1));
         return -1;
     }
     hb_rng_t r;
@@ -340,8 +331,8 @@ int hb_shard_window(const hb_shard_t *s, int64_t i, int64_t T, int64_t *out, int
                     size_t errlen) {
     int64_t nw = hb_shard_num_windows(s, T);
     if (T < 1 || i < 0 || i >= nw) {
-        set_err(err, errlen, "%s: window %lld of T=%lld is out of range (the shard has %lld windows)", s->path,
-                (long long)i, (long long)T, (long long)nw);
+        hb_errfmt(err, errlen, "%s: window %lld of T=%lld is out of range (the shard has %lld windows)", s->path,
+                  (long long)i, (long long)T, (long long)nw);
         return -1;
     }
     int64_t start = i * T, end = start + T < s->count - 1 ? start + T : s->count - 1;

@@ -9,27 +9,19 @@
 #define _POSIX_C_SOURCE 200809L
 #endif
 #include "jsonfile.h"
+#include "errfmt.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...) {
-    if (!err || errlen == 0) return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
 /* Read the whole file into a NUL-terminated malloc'ed buffer. */
 static char *slurp(const char *path, size_t *len, char *err, size_t errlen) {
     FILE *f = fopen(path, "rb");
-    if (!f) { set_err(err, errlen, "%s: cannot open: %s", path, strerror(errno)); return NULL; }
+    if (!f) { hb_errfmt(err, errlen, "%s: cannot open: %s", path, strerror(errno)); return NULL; }
     size_t cap = 4096, n = 0;
     char *buf = malloc(cap);
     while (buf) {
@@ -43,12 +35,12 @@ static char *slurp(const char *path, size_t *len, char *err, size_t errlen) {
         n += got;
         if (got == 0) break;
     }
-    if (!buf) { fclose(f); set_err(err, errlen, "%s: out of memory", path); return NULL; }
+    if (!buf) { fclose(f); hb_errfmt(err, errlen, "%s: out of memory", path); return NULL; }
     if (ferror(f)) {
         int e = errno;
         fclose(f);
         free(buf);
-        set_err(err, errlen, "%s: cannot read: %s", path, strerror(e));
+        hb_errfmt(err, errlen, "%s: cannot read: %s", path, strerror(e));
         return NULL;
     }
     fclose(f);
@@ -58,7 +50,7 @@ static char *slurp(const char *path, size_t *len, char *err, size_t errlen) {
 }
 
 cJSON *hb_json_read_file(const char *path, char *err, size_t errlen) {
-    if (!path) { set_err(err, errlen, "hb_json_read_file: path is NULL"); return NULL; }
+    if (!path) { hb_errfmt(err, errlen, "hb_json_read_file: path is NULL"); return NULL; }
     size_t len = 0;
     char *buf = slurp(path, &len, err, errlen);
     if (!buf) return NULL;
@@ -77,9 +69,9 @@ cJSON *hb_json_read_file(const char *path, char *err, size_t errlen) {
         for (size_t i = 0; i < pos; i++) {
             if (buf[i] == '\n') { line++; col = 1; } else col++;
         }
-        if (len == 0) set_err(err, errlen, "%s: invalid JSON: the file is empty", path);
-        else set_err(err, errlen, "%s: invalid JSON at line %zu, column %zu (byte %zu of %zu)",
-                     path, line, col, pos, len);
+        if (len == 0) hb_errfmt(err, errlen, "%s: invalid JSON: the file is empty", path);
+        else hb_errfmt(err, errlen, "%s: invalid JSON at line %zu, column %zu (byte %zu of %zu)",
+                       path, line, col, pos, len);
     }
     free(buf);
     return j;
@@ -97,15 +89,15 @@ static int find_nonfinite(const cJSON *j, char *where, size_t wlen) {
 }
 
 int hb_json_write_file(const char *path, const cJSON *j, char *err, size_t errlen) {
-    if (!path || !j) { set_err(err, errlen, "hb_json_write_file: path or tree is NULL"); return -1; }
+    if (!path || !j) { hb_errfmt(err, errlen, "hb_json_write_file: path or tree is NULL"); return -1; }
     char where[256];
     if (find_nonfinite(j, where, sizeof where)) {
-        set_err(err, errlen, "%s: value of '%s' is not finite (NaN or inf cannot be written as JSON)",
-                path, where);
+        hb_errfmt(err, errlen, "%s: value of '%s' is not finite (NaN or inf cannot be written as JSON)",
+                  path, where);
         return -1;
     }
     char *text = cJSON_Print(j);
-    if (!text) { set_err(err, errlen, "%s: out of memory rendering JSON", path); return -1; }
+    if (!text) { hb_errfmt(err, errlen, "%s: out of memory rendering JSON", path); return -1; }
     char *tmp = NULL;
     FILE *f = hb_atomic_open(path, &tmp, err, errlen);
     if (!f) { free(text); return -1; }
@@ -115,7 +107,7 @@ int hb_json_write_file(const char *path, const cJSON *j, char *err, size_t errle
     free(text);
     if (!ok) {
         hb_atomic_abort(f, tmp);
-        set_err(err, errlen, "%s: write failed: %s", path, strerror(e));
+        hb_errfmt(err, errlen, "%s: write failed: %s", path, strerror(e));
         return -1;
     }
     return hb_atomic_commit(f, tmp, path, err, errlen);
@@ -125,12 +117,12 @@ FILE *hb_atomic_open(const char *path, char **tmp, char *err, size_t errlen) {
     *tmp = NULL;
     size_t n = strlen(path) + 32;
     char *t = malloc(n);
-    if (!t) { set_err(err, errlen, "%s: out of memory", path); return NULL; }
+    if (!t) { hb_errfmt(err, errlen, "%s: out of memory", path); return NULL; }
     snprintf(t, n, "%s.tmp.%ld", path, (long)getpid());
     int fd = open(t, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
     FILE *f = fd >= 0 ? fdopen(fd, "wb") : NULL;
     if (!f) {
-        set_err(err, errlen, "%s: cannot create temporary file '%s': %s", path, t, strerror(errno));
+        hb_errfmt(err, errlen, "%s: cannot create temporary file '%s': %s", path, t, strerror(errno));
         if (fd >= 0) { close(fd); unlink(t); }
         free(t);
         return NULL;
@@ -171,25 +163,25 @@ int hb_atomic_commit(FILE *f, char *tmp, const char *path, char *err, size_t err
     if (step) {
         int e = errno;
         hb_atomic_abort(f, tmp);
-        set_err(err, errlen, "%s: %s failed: %s", path, step, strerror(e));
+        hb_errfmt(err, errlen, "%s: %s failed: %s", path, step, strerror(e));
         return -1;
     }
     if (fclose(f) != 0) {
         int e = errno;
         hb_atomic_abort(NULL, tmp);
-        set_err(err, errlen, "%s: close failed: %s", path, strerror(e));
+        hb_errfmt(err, errlen, "%s: close failed: %s", path, strerror(e));
         return -1;
     }
     if (rename(tmp, path) != 0) {
         int e = errno;
-        set_err(err, errlen, "%s: cannot rename '%s' over it: %s", path, tmp, strerror(e));
+        hb_errfmt(err, errlen, "%s: cannot rename '%s' over it: %s", path, tmp, strerror(e));
         hb_atomic_abort(NULL, tmp);
         return -1;
     }
     free(tmp);
     if (fsync_dir(path) != 0) {
-        set_err(err, errlen, "%s: written, but fsync of its directory failed: %s", path,
-                strerror(errno));
+        hb_errfmt(err, errlen, "%s: written, but fsync of its directory failed: %s", path,
+                  strerror(errno));
         return -1;
     }
     return 0;

@@ -18,12 +18,12 @@
 #define _POSIX_C_SOURCE 200809L
 #endif
 #include "safetensors.h"
+#include "errfmt.h"
 #include "jsonfile.h"
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -88,14 +88,6 @@ struct hb_safetensors {
     int *mfile;              /* which file each metadata pair came from */
     st_sorted *meta_byname;  /* nmeta entries, built by finish() */
 };
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...) {
-    if (!err || errlen == 0) return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 /* Grow *p (elem bytes each) so that it holds at least need elements. */
 static int grow(void *p, int *cap, int need, size_t elem) {
@@ -207,24 +199,24 @@ static int add_tensor(hb_safetensors_t *st, const char *path, const cJSON *e, in
                       const unsigned char *data0, uint64_t dsize, char *err, size_t errlen) {
     const char *name = e->string;
     if (!cJSON_IsObject(e)) {
-        set_err(err, errlen, "%s: tensor '%s': entry is %s, not an object", path, name, json_kind(e));
+        hb_errfmt(err, errlen, "%s: tensor '%s': entry is %s, not an object", path, name, json_kind(e));
         return -1;
     }
     const cJSON *jd = cJSON_GetObjectItemCaseSensitive(e, "dtype");
     const cJSON *js = cJSON_GetObjectItemCaseSensitive(e, "shape");
     const cJSON *jo = cJSON_GetObjectItemCaseSensitive(e, "data_offsets");
     if (!cJSON_IsString(jd)) {
-        set_err(err, errlen, "%s: tensor '%s': \"dtype\" is %s, not a string", path, name, json_kind(jd));
+        hb_errfmt(err, errlen, "%s: tensor '%s': \"dtype\" is %s, not a string", path, name, json_kind(jd));
         return -1;
     }
     int dt = hb_st_dtype_from_name(jd->valuestring);
     if (dt < 0) {
-        set_err(err, errlen, "%s: tensor '%s': unknown dtype '%s' (supported: F64, F32, F16, BF16, "
-                "I64, I32, I16, I8, U8, BOOL)", path, name, jd->valuestring);
+        hb_errfmt(err, errlen, "%s: tensor '%s': unknown dtype '%s' (supported: F64, F32, F16, BF16, "
+                  "I64, I32, I16, I8, U8, BOOL)", path, name, jd->valuestring);
         return -1;
     }
     if (!cJSON_IsArray(js)) {
-        set_err(err, errlen, "%s: tensor '%s': \"shape\" is %s, not an array", path, name, json_kind(js));
+        hb_errfmt(err, errlen, "%s: tensor '%s': \"shape\" is %s, not an array", path, name, json_kind(js));
         return -1;
     }
     int64_t shape[HB_ST_MAX_DIMS];
@@ -234,21 +226,21 @@ static int add_tensor(hb_safetensors_t *st, const char *path, const cJSON *e, in
     for (const cJSON *d = js->child; d; d = d->next, ndim++) {
         uint64_t v;
         if (ndim == HB_ST_MAX_DIMS) {
-            set_err(err, errlen, "%s: tensor '%s': shape has more than %d dimensions", path, name,
-                    HB_ST_MAX_DIMS);
+            hb_errfmt(err, errlen, "%s: tensor '%s': shape has more than %d dimensions", path, name,
+                      HB_ST_MAX_DIMS);
             return -1;
         }
         if (!json_uint(d, &v)) {
             double x = cJSON_IsNumber(d) ? d->valuedouble : -1;
             char what[64];
             if (x > 9007199254740992.0)                 /* every double this large is an integer */
-                set_err(err, errlen, x < 1e19 ? "%s: tensor '%s': shape[%d] is %.0f, more than 2^53"
-                        : "%s: tensor '%s': shape[%d] is %.17g, more than 2^53", path, name, ndim, x);
+                hb_errfmt(err, errlen, x < 1e19 ? "%s: tensor '%s': shape[%d] is %.0f, more than 2^53"
+                          : "%s: tensor '%s': shape[%d] is %.17g, more than 2^53", path, name, ndim, x);
             else {
                 if (cJSON_IsNumber(d)) snprintf(what, sizeof what, "%.17g", x);
                 else snprintf(what, sizeof what, "%s", json_kind(d));
-                set_err(err, errlen, "%s: tensor '%s': shape[%d] is %s, not a non-negative integer",
-                        path, name, ndim, what);
+                hb_errfmt(err, errlen, "%s: tensor '%s': shape[%d] is %s, not a non-negative integer",
+                          path, name, ndim, what);
             }
             return -1;
         }
@@ -261,31 +253,31 @@ static int add_tensor(hb_safetensors_t *st, const char *path, const cJSON *e, in
     size_t es = DTYPES[dt].size;
     for (int d = 0; d < ndim; d++) if (shape[d] == 0) overflow = 0, numel = 0;
     if (overflow || numel > (uint64_t)INT64_MAX / es) {
-        set_err(err, errlen, "%s: tensor '%s': shape %s of %s overflows 64-bit sizes", path, name,
-                shp, DTYPES[dt].name);
+        hb_errfmt(err, errlen, "%s: tensor '%s': shape %s of %s overflows 64-bit sizes", path, name,
+                  shp, DTYPES[dt].name);
         return -1;
     }
     uint64_t need = numel * es, b, en;
     if (!cJSON_IsArray(jo) || cJSON_GetArraySize(jo) != 2 || !json_uint(jo->child, &b) ||
         !json_uint(jo->child->next, &en)) {
-        set_err(err, errlen, "%s: tensor '%s': \"data_offsets\" must be [begin, end], two "
-                "non-negative integers", path, name);
+        hb_errfmt(err, errlen, "%s: tensor '%s': \"data_offsets\" must be [begin, end], two "
+                  "non-negative integers", path, name);
         return -1;
     }
     if (en < b) {
-        set_err(err, errlen, "%s: tensor '%s': data offsets [%" PRIu64 ", %" PRIu64 ") end before "
-                "they begin", path, name, b, en);
+        hb_errfmt(err, errlen, "%s: tensor '%s': data offsets [%" PRIu64 ", %" PRIu64 ") end before "
+                  "they begin", path, name, b, en);
         return -1;
     }
     if (en > dsize) {
-        set_err(err, errlen, "%s: tensor '%s': data offsets [%" PRIu64 ", %" PRIu64 ") exceed the "
-                "data section (%" PRIu64 " bytes)", path, name, b, en, dsize);
+        hb_errfmt(err, errlen, "%s: tensor '%s': data offsets [%" PRIu64 ", %" PRIu64 ") exceed the "
+                  "data section (%" PRIu64 " bytes)", path, name, b, en, dsize);
         return -1;
     }
     if (en - b != need) {
-        set_err(err, errlen, "%s: tensor '%s': data offsets [%" PRIu64 ", %" PRIu64 ") hold %"
-                PRIu64 " bytes but shape %s of %s needs %" PRIu64, path, name, b, en, en - b, shp,
-                DTYPES[dt].name, need);
+        hb_errfmt(err, errlen, "%s: tensor '%s': data offsets [%" PRIu64 ", %" PRIu64 ") hold %"
+                  PRIu64 " bytes but shape %s of %s needs %" PRIu64, path, name, b, en, en - b, shp,
+                  DTYPES[dt].name, need);
         return -1;
     }
     if (grow(&st->t, &st->cap, st->n + 1, sizeof(st_tensor))) goto oom;
@@ -303,44 +295,44 @@ static int add_tensor(hb_safetensors_t *st, const char *path, const cJSON *e, in
     st->n++;
     return 0;
 oom:
-    set_err(err, errlen, "%s: out of memory", path);
+    hb_errfmt(err, errlen, "%s: out of memory", path);
     return -1;
 }
 
 /* Map path, validate its header, and append its tensors and metadata to st. */
 static int load_file(hb_safetensors_t *st, const char *path, char *err, size_t errlen) {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) { set_err(err, errlen, "%s: cannot open: %s", path, strerror(errno)); return -1; }
+    if (fd < 0) { hb_errfmt(err, errlen, "%s: cannot open: %s", path, strerror(errno)); return -1; }
     struct stat sb;
     if (fstat(fd, &sb) != 0) {
-        set_err(err, errlen, "%s: cannot stat: %s", path, strerror(errno));
+        hb_errfmt(err, errlen, "%s: cannot stat: %s", path, strerror(errno));
         close(fd);
         return -1;
     }
     if (!S_ISREG(sb.st_mode)) {
-        set_err(err, errlen, "%s: not a regular file", path);
+        hb_errfmt(err, errlen, "%s: not a regular file", path);
         close(fd);
         return -1;
     }
     size_t size = (size_t)sb.st_size;
     if (size < 8) {
         close(fd);
-        if (size == 0) set_err(err, errlen, "%s: file is empty (a safetensors file starts with an "
-                               "8-byte header length)", path);
-        else set_err(err, errlen, "%s: file is too short (%zu bytes) to hold the 8-byte header "
-                     "length", path, size);
+        if (size == 0) hb_errfmt(err, errlen, "%s: file is empty (a safetensors file starts with an "
+                                 "8-byte header length)", path);
+        else hb_errfmt(err, errlen, "%s: file is too short (%zu bytes) to hold the 8-byte header "
+                       "length", path, size);
         return -1;
     }
     if (grow(&st->files, &st->capfiles, st->nfiles + 1, sizeof(st_file))) {
         close(fd);
-        set_err(err, errlen, "%s: out of memory", path);
+        hb_errfmt(err, errlen, "%s: out of memory", path);
         return -1;
     }
     void *map = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
     int map_errno = errno;
     close(fd);
     if (map == MAP_FAILED) {
-        set_err(err, errlen, "%s: cannot map: %s", path, strerror(map_errno));
+        hb_errfmt(err, errlen, "%s: cannot map: %s", path, strerror(map_errno));
         return -1;
     }
     int file = st->nfiles;
@@ -348,37 +340,37 @@ static int load_file(hb_safetensors_t *st, const char *path, char *err, size_t e
     st->files[file].size = size;
     st->files[file].path = strdup(path);
     st->nfiles++;
-    if (!st->files[file].path) { set_err(err, errlen, "%s: out of memory", path); return -1; }
+    if (!st->files[file].path) { hb_errfmt(err, errlen, "%s: out of memory", path); return -1; }
 
     const unsigned char *p = map;
     uint64_t hlen = 0;
     for (int i = 7; i >= 0; i--) hlen = (hlen << 8) | p[i];
     if (hlen > size - 8) {
-        set_err(err, errlen, "%s: header length %" PRIu64 " exceeds the file (%zu bytes, %zu after "
-                "the 8-byte length)", path, hlen, size, size - 8);
+        hb_errfmt(err, errlen, "%s: header length %" PRIu64 " exceeds the file (%zu bytes, %zu after "
+                  "the 8-byte length)", path, hlen, size, size - 8);
         return -1;
     }
     if (hlen > HB_ST_MAX_HEADER) {
-        set_err(err, errlen, "%s: header length %" PRIu64 " exceeds the limit of %d bytes", path,
-                hlen, HB_ST_MAX_HEADER);
+        hb_errfmt(err, errlen, "%s: header length %" PRIu64 " exceeds the limit of %d bytes", path,
+                  hlen, HB_ST_MAX_HEADER);
         return -1;
     }
-    if (hlen == 0) { set_err(err, errlen, "%s: header is empty (length 0)", path); return -1; }
+    if (hlen == 0) { hb_errfmt(err, errlen, "%s: header is empty (length 0)", path); return -1; }
     size_t bad = utf8_bad_at(p + 8, (size_t)hlen);
     if (bad != hlen) {
-        set_err(err, errlen, "%s: header is not valid UTF-8 (byte %zu of the header)", path, bad);
+        hb_errfmt(err, errlen, "%s: header is not valid UTF-8 (byte %zu of the header)", path, bad);
         return -1;
     }
     char *text = malloc((size_t)hlen + 1);
-    if (!text) { set_err(err, errlen, "%s: out of memory", path); return -1; }
+    if (!text) { hb_errfmt(err, errlen, "%s: out of memory", path); return -1; }
     memcpy(text, p + 8, (size_t)hlen);
     text[hlen] = '\0';
     const char *end = NULL;
     cJSON *root = cJSON_ParseWithLengthOpts(text, (size_t)hlen, &end, 0);
     if (!root) {
         size_t at = (end && end >= text && end <= text + hlen) ? (size_t)(end - text) : 0;
-        set_err(err, errlen, "%s: header is not valid JSON (error near byte %zu of the header)",
-                path, at);
+        hb_errfmt(err, errlen, "%s: header is not valid JSON (error near byte %zu of the header)",
+                  path, at);
         free(text);
         return -1;
     }
@@ -388,12 +380,12 @@ static int load_file(hb_safetensors_t *st, const char *path, char *err, size_t e
     free(text);
     int rc = -1;
     if (at < hlen) {
-        set_err(err, errlen, "%s: header has data after the JSON value (byte %zu of the header)",
-                path, at);
+        hb_errfmt(err, errlen, "%s: header has data after the JSON value (byte %zu of the header)",
+                  path, at);
         goto out;
     }
     if (!cJSON_IsObject(root)) {
-        set_err(err, errlen, "%s: header is %s, not a JSON object", path, json_kind(root));
+        hb_errfmt(err, errlen, "%s: header is %s, not a JSON object", path, json_kind(root));
         goto out;
     }
     const unsigned char *data0 = p + 8 + hlen;
@@ -405,21 +397,21 @@ static int load_file(hb_safetensors_t *st, const char *path, char *err, size_t e
             continue;
         }
         if (seen_meta++) {
-            set_err(err, errlen, "%s: \"__metadata__\" appears twice in the header", path);
+            hb_errfmt(err, errlen, "%s: \"__metadata__\" appears twice in the header", path);
             goto out;
         }
         if (!cJSON_IsObject(e)) {
-            set_err(err, errlen, "%s: __metadata__ is %s, not an object of strings", path, json_kind(e));
+            hb_errfmt(err, errlen, "%s: __metadata__ is %s, not an object of strings", path, json_kind(e));
             goto out;
         }
         for (const cJSON *m = e->child; m; m = m->next) {
             if (!cJSON_IsString(m)) {
-                set_err(err, errlen, "%s: __metadata__ value of '%s' is %s, not a string", path,
-                        m->string, json_kind(m));
+                hb_errfmt(err, errlen, "%s: __metadata__ value of '%s' is %s, not a string", path,
+                          m->string, json_kind(m));
                 goto out;
             }
             if (add_meta(st, m->string, m->valuestring, file)) {
-                set_err(err, errlen, "%s: out of memory", path);
+                hb_errfmt(err, errlen, "%s: out of memory", path);
                 goto out;
             }
         }
@@ -445,18 +437,18 @@ static int cmp_sorted(const void *a, const void *b) {
 static int finish(hb_safetensors_t *st, const char *index_path, char *err, size_t errlen) {
     st->byname = malloc(sizeof(st_sorted) * (size_t)(st->n ? st->n : 1));
     st->meta_byname = malloc(sizeof(st_sorted) * (size_t)(st->nmeta ? st->nmeta : 1));
-    if (!st->byname || !st->meta_byname) { set_err(err, errlen, "%s: out of memory", index_path); return -1; }
+    if (!st->byname || !st->meta_byname) { hb_errfmt(err, errlen, "%s: out of memory", index_path); return -1; }
     for (int i = 0; i < st->n; i++) st->byname[i] = (st_sorted){st->t[i].name, i};
     qsort(st->byname, (size_t)st->n, sizeof(st_sorted), cmp_sorted);
     for (int i = 1; i < st->n; i++) {
         const st_tensor *a = &st->t[st->byname[i - 1].idx], *b = &st->t[st->byname[i].idx];
         if (strcmp(a->name, b->name) != 0) continue;
         if (a->file == b->file)
-            set_err(err, errlen, "%s: tensor '%s' appears twice in the header",
-                    st->files[a->file].path, a->name);
+            hb_errfmt(err, errlen, "%s: tensor '%s' appears twice in the header",
+                      st->files[a->file].path, a->name);
         else
-            set_err(err, errlen, "%s: tensor '%s' appears in two shards, '%s' and '%s'", index_path,
-                    a->name, st->files[a->file].path, st->files[b->file].path);
+            hb_errfmt(err, errlen, "%s: tensor '%s' appears in two shards, '%s' and '%s'", index_path,
+                      a->name, st->files[a->file].path, st->files[b->file].path);
         return -1;
     }
     /* metadata: sorted by (key, position); positions grow with the file, so a run of one key lists
@@ -468,8 +460,8 @@ static int finish(hb_safetensors_t *st, const char *index_path, char *err, size_
         int a = st->meta_byname[i - 1].idx, b = st->meta_byname[i].idx;
         if (strcmp(st->mkey[a], st->mkey[b]) != 0) continue;
         if (st->mfile[a] == st->mfile[b]) {
-            set_err(err, errlen, "%s: __metadata__ key '%s' appears twice",
-                    st->files[st->mfile[a]].path, st->mkey[a]);
+            hb_errfmt(err, errlen, "%s: __metadata__ key '%s' appears twice",
+                      st->files[st->mfile[a]].path, st->mkey[a]);
             return -1;
         }
         drop = 1;
@@ -505,9 +497,9 @@ static int find_sorted(const st_sorted *arr, int n, const char *key) {
 /* ---------------------------------------------------------------- public reading API */
 
 hb_safetensors_t *hb_safetensors_open(const char *path, char *err, size_t errlen) {
-    if (!path) { set_err(err, errlen, "hb_safetensors_open: path is NULL"); return NULL; }
+    if (!path) { hb_errfmt(err, errlen, "hb_safetensors_open: path is NULL"); return NULL; }
     hb_safetensors_t *st = calloc(1, sizeof *st);
-    if (!st) { set_err(err, errlen, "%s: out of memory", path); return NULL; }
+    if (!st) { hb_errfmt(err, errlen, "%s: out of memory", path); return NULL; }
     if (load_file(st, path, err, errlen) || finish(st, path, err, errlen)) {
         hb_safetensors_close(st);
         return NULL;
@@ -529,10 +521,10 @@ static char *join(const char *dir, size_t dirlen, const char *name) {
 }
 
 hb_safetensors_t *hb_safetensors_open_index(const char *dir_or_index, char *err, size_t errlen) {
-    if (!dir_or_index) { set_err(err, errlen, "hb_safetensors_open_index: path is NULL"); return NULL; }
+    if (!dir_or_index) { hb_errfmt(err, errlen, "hb_safetensors_open_index: path is NULL"); return NULL; }
     struct stat sb;
     if (stat(dir_or_index, &sb) != 0) {
-        set_err(err, errlen, "%s: cannot open: %s", dir_or_index, strerror(errno));
+        hb_errfmt(err, errlen, "%s: cannot open: %s", dir_or_index, strerror(errno));
         return NULL;
     }
     if (S_ISDIR(sb.st_mode)) {                 /* a folder: index first, single file second */
@@ -541,11 +533,11 @@ hb_safetensors_t *hb_safetensors_open_index(const char *dir_or_index, char *err,
         char *idx = dir ? join(dir, dl + 1, "model.safetensors.index.json") : NULL;
         char *one = dir ? join(dir, dl + 1, "model.safetensors") : NULL;
         hb_safetensors_t *st = NULL;
-        if (!idx || !one) set_err(err, errlen, "%s: out of memory", dir_or_index);
+        if (!idx || !one) hb_errfmt(err, errlen, "%s: out of memory", dir_or_index);
         else if (stat(idx, &sb) == 0) st = hb_safetensors_open_index(idx, err, errlen);
         else if (stat(one, &sb) == 0) st = hb_safetensors_open(one, err, errlen);
-        else set_err(err, errlen, "%s: folder holds neither model.safetensors.index.json nor "
-                     "model.safetensors", dir_or_index);
+        else hb_errfmt(err, errlen, "%s: folder holds neither model.safetensors.index.json nor "
+                       "model.safetensors", dir_or_index);
         free(dir); free(idx); free(one);
         return st;
     }
@@ -560,27 +552,27 @@ hb_safetensors_t *hb_safetensors_open_index(const char *dir_or_index, char *err,
     char *spath = NULL;
     const cJSON *wm = cJSON_GetObjectItemCaseSensitive(root, "weight_map");
     if (!cJSON_IsObject(root) || !cJSON_IsObject(wm)) {
-        set_err(err, errlen, "%s: \"weight_map\" is %s, not an object", ipath,
-                cJSON_IsObject(root) ? json_kind(wm) : "missing (the file is not a JSON object)");
+        hb_errfmt(err, errlen, "%s: \"weight_map\" is %s, not an object", ipath,
+                  cJSON_IsObject(root) ? json_kind(wm) : "missing (the file is not a JSON object)");
         goto fail;
     }
     int nmap = 0;
     for (const cJSON *m = wm->child; m; m = m->next, nmap++) {
         if (!cJSON_IsString(m)) {
-            set_err(err, errlen, "%s: weight_map entry '%s' is %s, not a shard file name", ipath,
-                    m->string, json_kind(m));
+            hb_errfmt(err, errlen, "%s: weight_map entry '%s' is %s, not a shard file name", ipath,
+                      m->string, json_kind(m));
             goto fail;
         }
         if (m->valuestring[0] == '\0' || m->valuestring[0] == '/') {
-            set_err(err, errlen, "%s: weight_map entry '%s' names shard '%s', which is not a file "
-                    "name relative to the index", ipath, m->string, m->valuestring);
+            hb_errfmt(err, errlen, "%s: weight_map entry '%s' names shard '%s', which is not a file "
+                      "name relative to the index", ipath, m->string, m->valuestring);
             goto fail;
         }
     }
     /* distinct shard names, sorted; shard k becomes file k of the handle */
     shards = malloc(sizeof(char *) * (size_t)(nmap ? nmap : 1));
     st = calloc(1, sizeof *st);
-    if (!shards || !st) { set_err(err, errlen, "%s: out of memory", ipath); goto fail; }
+    if (!shards || !st) { hb_errfmt(err, errlen, "%s: out of memory", ipath); goto fail; }
     int ns = 0;
     for (const cJSON *m = wm->child; m; m = m->next) shards[ns++] = m->valuestring;
     qsort(shards, (size_t)ns, sizeof(char *), cmp_str);
@@ -591,13 +583,13 @@ hb_safetensors_t *hb_safetensors_open_index(const char *dir_or_index, char *err,
     size_t dirlen = slash ? (size_t)(slash - ipath) + 1 : 0;
     for (int s = 0; s < ns; s++) {
         spath = join(ipath, dirlen, shards[s]);
-        if (!spath) { set_err(err, errlen, "%s: out of memory", ipath); goto fail; }
+        if (!spath) { hb_errfmt(err, errlen, "%s: out of memory", ipath); goto fail; }
         char inner[768];
         if (load_file(st, spath, inner, sizeof inner)) {
             const char *first = "";
             for (const cJSON *m = wm->child; m; m = m->next)
                 if (strcmp(m->valuestring, shards[s]) == 0) { first = m->string; break; }
-            set_err(err, errlen, "%s: shard '%s' (holding '%s'): %s", ipath, shards[s], first, inner);
+            hb_errfmt(err, errlen, "%s: shard '%s' (holding '%s'): %s", ipath, shards[s], first, inner);
             goto fail;
         }
         free(spath);
@@ -608,8 +600,8 @@ hb_safetensors_t *hb_safetensors_open_index(const char *dir_or_index, char *err,
         int i = find_sorted(st->byname, st->n, m->string);
         const char **sh = bsearch(&m->valuestring, shards, (size_t)ns, sizeof(char *), cmp_str);
         if (i < 0 || !sh || st->t[i].file != (int)(sh - shards)) {
-            set_err(err, errlen, "%s: tensor '%s' is mapped to shard '%s', which does not contain it",
-                    ipath, m->string, m->valuestring);
+            hb_errfmt(err, errlen, "%s: tensor '%s' is mapped to shard '%s', which does not contain it",
+                      ipath, m->string, m->valuestring);
             goto fail;
         }
     }
@@ -764,39 +756,39 @@ static int valid_utf8(const char *s) {
 int hb_safetensors_write(const char *path, int n, const hb_st_entry *entries,
                          int nmeta, const char **meta_keys, const char **meta_vals,
                          char *err, size_t errlen) {
-    if (!path) { set_err(err, errlen, "hb_safetensors_write: path is NULL"); return -1; }
+    if (!path) { hb_errfmt(err, errlen, "hb_safetensors_write: path is NULL"); return -1; }
     if (n < 0 || nmeta < 0 || (n > 0 && !entries) || (nmeta > 0 && (!meta_keys || !meta_vals))) {
-        set_err(err, errlen, "%s: bad arguments (n = %d, nmeta = %d, or a NULL array)", path, n, nmeta);
+        hb_errfmt(err, errlen, "%s: bad arguments (n = %d, nmeta = %d, or a NULL array)", path, n, nmeta);
         return -1;
     }
     /* check every argument before allocating anything */
     for (int i = 0; i < n; i++) {
         const hb_st_entry *e = &entries[i];
-        if (!e->name) { set_err(err, errlen, "%s: tensor %d has no name", path, i); return -1; }
+        if (!e->name) { hb_errfmt(err, errlen, "%s: tensor %d has no name", path, i); return -1; }
         const char *nm = e->name;
         if (strcmp(nm, "__metadata__") == 0) {
-            set_err(err, errlen, "%s: tensor name '__metadata__' is reserved", path);
+            hb_errfmt(err, errlen, "%s: tensor name '__metadata__' is reserved", path);
             return -1;
         }
         if (!valid_utf8(nm)) {
-            set_err(err, errlen, "%s: tensor name '%s' is not valid UTF-8", path, nm);
+            hb_errfmt(err, errlen, "%s: tensor name '%s' is not valid UTF-8", path, nm);
             return -1;
         }
         if (!dtype_ok((int)e->dtype)) {
-            set_err(err, errlen, "%s: tensor '%s': unknown dtype %d", path, nm, (int)e->dtype);
+            hb_errfmt(err, errlen, "%s: tensor '%s': unknown dtype %d", path, nm, (int)e->dtype);
             return -1;
         }
         if (e->ndim < 0 || e->ndim > HB_ST_MAX_DIMS || (e->ndim > 0 && !e->shape)) {
-            set_err(err, errlen, "%s: tensor '%s': ndim %d is outside [0, %d] or shape is NULL", path,
-                    nm, e->ndim, HB_ST_MAX_DIMS);
+            hb_errfmt(err, errlen, "%s: tensor '%s': ndim %d is outside [0, %d] or shape is NULL", path,
+                      nm, e->ndim, HB_ST_MAX_DIMS);
             return -1;
         }
         uint64_t numel = 1;
         int overflow = 0, zero = 0;
         for (int d = 0; d < e->ndim; d++) {
             if (e->shape[d] < 0) {
-                set_err(err, errlen, "%s: tensor '%s': shape[%d] = %" PRId64 " is negative", path, nm,
-                        d, e->shape[d]);
+                hb_errfmt(err, errlen, "%s: tensor '%s': shape[%d] = %" PRId64 " is negative", path, nm,
+                          d, e->shape[d]);
                 return -1;
             }
             uint64_t v = (uint64_t)e->shape[d];
@@ -806,23 +798,23 @@ int hb_safetensors_write(const char *path, int n, const hb_st_entry *entries,
         }
         if (zero) numel = 0, overflow = 0;
         if (overflow || numel > (uint64_t)INT64_MAX / DTYPES[e->dtype].size) {
-            set_err(err, errlen, "%s: tensor '%s': shape overflows 64-bit sizes", path, nm);
+            hb_errfmt(err, errlen, "%s: tensor '%s': shape overflows 64-bit sizes", path, nm);
             return -1;
         }
         if (numel > 0 && !e->data) {
-            set_err(err, errlen, "%s: tensor '%s': data is NULL but the tensor holds %" PRIu64
-                    " bytes", path, nm, numel * DTYPES[e->dtype].size);
+            hb_errfmt(err, errlen, "%s: tensor '%s': data is NULL but the tensor holds %" PRIu64
+                      " bytes", path, nm, numel * DTYPES[e->dtype].size);
             return -1;
         }
     }
     for (int i = 0; i < nmeta; i++) {
         if (!meta_keys[i] || !meta_vals[i]) {
-            set_err(err, errlen, "%s: metadata pair %d has a NULL key or value", path, i);
+            hb_errfmt(err, errlen, "%s: metadata pair %d has a NULL key or value", path, i);
             return -1;
         }
         if (!valid_utf8(meta_keys[i]) || !valid_utf8(meta_vals[i])) {
-            set_err(err, errlen, "%s: metadata key '%s' or its value is not valid UTF-8", path,
-                    meta_keys[i]);
+            hb_errfmt(err, errlen, "%s: metadata key '%s' or its value is not valid UTF-8", path,
+                      meta_keys[i]);
             return -1;
         }
     }
@@ -831,12 +823,12 @@ int hb_safetensors_write(const char *path, int n, const hb_st_entry *entries,
     sbuf hb = {0};
     const hb_st_entry **ord = malloc(sizeof(*ord) * (size_t)(n ? n : 1));
     st_sorted *mk = malloc(sizeof(st_sorted) * (size_t)(nmeta ? nmeta : 1));
-    if (!ord || !mk) { set_err(err, errlen, "%s: out of memory", path); goto out; }
+    if (!ord || !mk) { hb_errfmt(err, errlen, "%s: out of memory", path); goto out; }
     for (int i = 0; i < n; i++) ord[i] = &entries[i];
     qsort(ord, (size_t)n, sizeof(*ord), cmp_write);
     for (int i = 1; i < n; i++) {
         if (strcmp(ord[i - 1]->name, ord[i]->name) == 0) {
-            set_err(err, errlen, "%s: tensor name '%s' is given twice", path, ord[i]->name);
+            hb_errfmt(err, errlen, "%s: tensor name '%s' is given twice", path, ord[i]->name);
             goto out;
         }
     }
@@ -845,7 +837,7 @@ int hb_safetensors_write(const char *path, int n, const hb_st_entry *entries,
     qsort(mk, (size_t)nmeta, sizeof(st_sorted), cmp_sorted);
     for (int i = 1; i < nmeta; i++) {
         if (strcmp(mk[i - 1].key, mk[i].key) == 0) {
-            set_err(err, errlen, "%s: metadata key '%s' is given twice", path, mk[i].key);
+            hb_errfmt(err, errlen, "%s: metadata key '%s' is given twice", path, mk[i].key);
             goto out;
         }
     }
@@ -885,10 +877,10 @@ int hb_safetensors_write(const char *path, int n, const hb_st_entry *entries,
     }
     sb_str(&hb, "}");
     while (!hb.oom && hb.n % 8) sb_str(&hb, " ");
-    if (hb.oom) { set_err(err, errlen, "%s: out of memory building the header", path); goto out; }
+    if (hb.oom) { hb_errfmt(err, errlen, "%s: out of memory building the header", path); goto out; }
     if (hb.n > HB_ST_MAX_HEADER) {
-        set_err(err, errlen, "%s: header would be %zu bytes, over the limit of %d", path, hb.n,
-                HB_ST_MAX_HEADER);
+        hb_errfmt(err, errlen, "%s: header would be %zu bytes, over the limit of %d", path, hb.n,
+                  HB_ST_MAX_HEADER);
         goto out;
     }
 
@@ -908,7 +900,7 @@ int hb_safetensors_write(const char *path, int n, const hb_st_entry *entries,
     if (!ok) {
         int e = errno;
         hb_atomic_abort(f, tmp);
-        set_err(err, errlen, "%s: write failed: %s", path, strerror(e));
+        hb_errfmt(err, errlen, "%s: write failed: %s", path, strerror(e));
         goto out;
     }
     rc = hb_atomic_commit(f, tmp, path, err, errlen);

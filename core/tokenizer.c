@@ -36,12 +36,12 @@
  */
 #define _POSIX_C_SOURCE 200809L
 #include "tokenizer.h"
+#include "errfmt.h"
 #include "jsonfile.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,16 +52,6 @@
 #define CACHE_MAX_ENTRIES 200000    /* the cache is emptied when it grows past this */
 #define GPT2_PATTERN "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+"
 #define META "\xe2\x96\x81"         /* U+2581 "▁", sentencepiece's space */
-
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void seterr(char *err, size_t errlen, const char *fmt, ...) {
-    if (!err || !errlen) return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 /* ---- growable buffers ------------------------------------------------------------------------ */
 
@@ -99,7 +89,7 @@ static int iv_push(ivec_t *a, int64_t x) {
 static char *read_file(const char *path, size_t *len, char *err, size_t errlen) {
     FILE *f = fopen(path, "rb");
     if (!f) {
-        seterr(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+        hb_errfmt(err, errlen, "%s: cannot open: %s", path, strerror(errno));
         return NULL;
     }
     buf_t b = {0};
@@ -107,7 +97,7 @@ static char *read_file(const char *path, size_t *len, char *err, size_t errlen) 
     size_t got;
     while ((got = fread(chunk, 1, sizeof chunk, f)) > 0) {
         if (buf_put(&b, chunk, got)) {
-            seterr(err, errlen, "%s: out of memory reading the file", path);
+            hb_errfmt(err, errlen, "%s: out of memory reading the file", path);
             free(b.p);
             fclose(f);
             return NULL;
@@ -116,12 +106,12 @@ static char *read_file(const char *path, size_t *len, char *err, size_t errlen) 
     int bad = ferror(f), code = errno;
     fclose(f);
     if (bad) {
-        seterr(err, errlen, "%s: cannot read: %s", path, strerror(code));
+        hb_errfmt(err, errlen, "%s: cannot read: %s", path, strerror(code));
         free(b.p);
         return NULL;
     }
     if (!b.p && buf_put(&b, "", 0)) {
-        seterr(err, errlen, "%s: out of memory reading the file", path);
+        hb_errfmt(err, errlen, "%s: out of memory reading the file", path);
         return NULL;
     }
     *len = b.n;
@@ -596,11 +586,11 @@ static int tok_index_vocab(hb_tokenizer_t *t, const char *path, char *err, size_
         if (!(t->flags[i] & F_VOCAB)) continue;
         int r = sm_put(&t->vocab, t->str[i], strlen(t->str[i]), i);
         if (r < 0) {
-            seterr(err, errlen, "%s: out of memory", path);
+            hb_errfmt(err, errlen, "%s: out of memory", path);
             return -1;
         }
         if (r == 0) {
-            seterr(err, errlen, "%s: token '%s' appears twice in the vocabulary", path, t->str[i]);
+            hb_errfmt(err, errlen, "%s: token '%s' appears twice in the vocabulary", path, t->str[i]);
             return -1;
         }
     }
@@ -635,23 +625,23 @@ static int add_merge_str(hb_tokenizer_t *t, const char *a, size_t na, const char
                          buf_t *tmp, const char *path, const char *where, char *err, size_t errlen) {
     int32_t ia = sm_get(&t->vocab, a, na), ib = sm_get(&t->vocab, b, nb);
     if (ia < 0 || ib < 0) {
-        seterr(err, errlen, "%s: %s ('%.*s %.*s') references unknown token '%.*s'", path, where,
-               (int)na, a, (int)nb, b, ia < 0 ? (int)na : (int)nb, ia < 0 ? a : b);
+        hb_errfmt(err, errlen, "%s: %s ('%.*s %.*s') references unknown token '%.*s'", path, where,
+                  (int)na, a, (int)nb, b, ia < 0 ? (int)na : (int)nb, ia < 0 ? a : b);
         return -1;
     }
     tmp->n = 0;
     if (buf_put(tmp, a, na) || buf_put(tmp, b, nb)) {
-        seterr(err, errlen, "%s: out of memory", path);
+        hb_errfmt(err, errlen, "%s: out of memory", path);
         return -1;
     }
     int32_t ic = sm_get(&t->vocab, tmp->p, tmp->n);
     if (ic < 0) {
-        seterr(err, errlen, "%s: %s ('%.*s %.*s'): the merged token '%s' is not in the vocabulary",
-               path, where, (int)na, a, (int)nb, b, tmp->p);
+        hb_errfmt(err, errlen, "%s: %s ('%.*s %.*s'): the merged token '%s' is not in the vocabulary",
+                  path, where, (int)na, a, (int)nb, b, tmp->p);
         return -1;
     }
     if (add_merge(t, ia, ib, ic)) {
-        seterr(err, errlen, "%s: out of memory", path);
+        hb_errfmt(err, errlen, "%s: out of memory", path);
         return -1;
     }
     return 0;
@@ -795,7 +785,7 @@ static int tok_finish(hb_tokenizer_t *t, const char *path, char *err, size_t err
 oom:
     free(order);
     free(tmp.p);
-    seterr(err, errlen, "%s: out of memory", path);
+    hb_errfmt(err, errlen, "%s: out of memory", path);
     return -1;
 }
 
@@ -974,21 +964,21 @@ static int initial_symbols(const hb_tokenizer_t *t, const uint8_t *s, size_t n, 
         }
         if (t->unk < 0) {
             if (t->kind != K_SP)
-                seterr(err, errlen, "tokenizer: byte 0x%02X has no token in the vocabulary and there is "
-                       "no unk_token", s[i]);
+                hb_errfmt(err, errlen, "tokenizer: byte 0x%02X has no token in the vocabulary and there is "
+                          "no unk_token", s[i]);
             else if (cp == UINT32_MAX)
-                seterr(err, errlen, "tokenizer: byte 0x%02X (not valid UTF-8) has no token and there is "
-                       "no byte_fallback or unk_token", s[i]);
+                hb_errfmt(err, errlen, "tokenizer: byte 0x%02X (not valid UTF-8) has no token and there is "
+                          "no byte_fallback or unk_token", s[i]);
             else
-                seterr(err, errlen, "tokenizer: character U+%04X has no token and there is no "
-                       "byte_fallback or unk_token", (unsigned)cp);
+                hb_errfmt(err, errlen, "tokenizer: character U+%04X has no token and there is no "
+                          "byte_fallback or unk_token", (unsigned)cp);
             return -1;
         }
         if (!(t->fuse_unk && w->nsym && w->sym[w->nsym - 1].id == t->unk) && push_sym(w, t->unk)) goto oom;
     }
     return 0;
 oom:
-    seterr(err, errlen, "tokenizer: out of memory");
+    hb_errfmt(err, errlen, "tokenizer: out of memory");
     return -1;
 }
 
@@ -1022,7 +1012,7 @@ static int encode_word(hb_tokenizer_t *t, const uint8_t *s, size_t n, work_t *w,
     if (n <= CACHE_MAX_WORD) cache_put(t, h, s, n, out->v + start, out->n - start);
     return 0;
 oom:
-    seterr(err, errlen, "tokenizer: out of memory");
+    hb_errfmt(err, errlen, "tokenizer: out of memory");
     return -1;
 }
 
@@ -1096,14 +1086,14 @@ static int encode_plain(hb_tokenizer_t *t, const uint8_t *s, size_t n, int first
     }
     return encode_word(t, p + start, cur->n - start, w, out, err, errlen);
 oom:
-    seterr(err, errlen, "tokenizer: out of memory");
+    hb_errfmt(err, errlen, "tokenizer: out of memory");
     return -1;
 }
 
 int hb_tokenizer_encode(hb_tokenizer_t *t, const char *text, size_t len, int64_t **ids_out,
                         size_t *n_out, char *err, size_t errlen) {
     if (!t || !ids_out || !n_out || (!text && len)) {
-        seterr(err, errlen, "hb_tokenizer_encode: NULL argument");
+        hb_errfmt(err, errlen, "hb_tokenizer_encode: NULL argument");
         return -1;
     }
     *ids_out = NULL;
@@ -1137,7 +1127,7 @@ int hb_tokenizer_encode(hb_tokenizer_t *t, const char *text, size_t len, int64_t
     *n_out = out.n;
     return 0;
 oom:
-    seterr(err, errlen, "hb_tokenizer_encode: out of memory");
+    hb_errfmt(err, errlen, "hb_tokenizer_encode: out of memory");
 fail:
     work_free(&w);
     free(out.v);
@@ -1147,7 +1137,7 @@ fail:
 int hb_tokenizer_decode(const hb_tokenizer_t *t, const int64_t *ids, size_t n, char **text_out,
                         size_t *len_out, char *err, size_t errlen) {
     if (!t || !text_out || !len_out || (!ids && n)) {
-        seterr(err, errlen, "hb_tokenizer_decode: NULL argument");
+        hb_errfmt(err, errlen, "hb_tokenizer_decode: NULL argument");
         return -1;
     }
     *text_out = NULL;
@@ -1156,20 +1146,20 @@ int hb_tokenizer_decode(const hb_tokenizer_t *t, const int64_t *ids, size_t n, c
     for (size_t i = 0; i < n; i++) {
         int64_t id = ids[i];
         if (id < 0 || id >= t->n) {
-            seterr(err, errlen, "hb_tokenizer_decode: id %lld at position %zu is out of range "
-                   "(vocabulary size %d)", (long long)id, i, (int)t->n);
+            hb_errfmt(err, errlen, "hb_tokenizer_decode: id %lld at position %zu is out of range "
+                      "(vocabulary size %d)", (long long)id, i, (int)t->n);
             return -1;
         }
         if (!t->str[id]) {
-            seterr(err, errlen, "hb_tokenizer_decode: id %lld at position %zu is not in the "
-                   "vocabulary (unused id)", (long long)id, i);
+            hb_errfmt(err, errlen, "hb_tokenizer_decode: id %lld at position %zu is not in the "
+                      "vocabulary (unused id)", (long long)id, i);
             return -1;
         }
         total += t->rawlen[id];
     }
     char *out = malloc(total + 1);
     if (!out) {
-        seterr(err, errlen, "hb_tokenizer_decode: out of memory");
+        hb_errfmt(err, errlen, "hb_tokenizer_decode: out of memory");
         return -1;
     }
     size_t pos = 0;
@@ -1214,8 +1204,8 @@ static int load_vocab(hb_tokenizer_t *t, const cJSON *obj, const char *path, con
     for (const cJSON *c = obj->child; c; c = c->next) {
         double d = cJSON_IsNumber(c) ? c->valuedouble : -1;
         if (!(d >= 0 && d < MAX_ID) || d != (double)(int32_t)d) {
-            seterr(err, errlen, "%s: %stoken '%s' has id %s, not an integer in [0, %d)", path, what,
-                   c->string, cJSON_IsNumber(c) ? "out of range" : "that is not a number", MAX_ID);
+            hb_errfmt(err, errlen, "%s: %stoken '%s' has id %s, not an integer in [0, %d)", path, what,
+                      c->string, cJSON_IsNumber(c) ? "out of range" : "that is not a number", MAX_ID);
             return -1;
         }
         if ((int32_t)d > maxid) maxid = (int32_t)d;
@@ -1224,22 +1214,22 @@ static int load_vocab(hb_tokenizer_t *t, const cJSON *obj, const char *path, con
     for (const cJSON *c = obj->child; c; c = c->next) {
         int32_t id = (int32_t)c->valuedouble;
         if (t->str[id]) {
-            seterr(err, errlen, "%s: %stokens '%s' and '%s' both have id %d", path, what, t->str[id],
-                   c->string, (int)id);
+            hb_errfmt(err, errlen, "%s: %stokens '%s' and '%s' both have id %d", path, what, t->str[id],
+                      c->string, (int)id);
             return -1;
         }
         if (tok_set(t, id, c->string, strlen(c->string), F_VOCAB)) goto oom;
     }
     return 0;
 oom:
-    seterr(err, errlen, "%s: out of memory", path);
+    hb_errfmt(err, errlen, "%s: out of memory", path);
     return -1;
 }
 
 hb_tokenizer_t *hb_tokenizer_load_gpt2(const char *encoder_json_path, const char *vocab_bpe_path,
                                        char *err, size_t errlen) {
     if (!encoder_json_path || !vocab_bpe_path) {
-        seterr(err, errlen, "hb_tokenizer_load_gpt2: NULL path");
+        hb_errfmt(err, errlen, "hb_tokenizer_load_gpt2: NULL path");
         return NULL;
     }
     hb_tokenizer_t *t = NULL;
@@ -1248,7 +1238,7 @@ hb_tokenizer_t *hb_tokenizer_load_gpt2(const char *encoder_json_path, const char
     cJSON *root = hb_json_read_file(encoder_json_path, err, errlen);
     if (!root) return NULL;
     if (!cJSON_IsObject(root)) {
-        seterr(err, errlen, "%s: expected a JSON object mapping tokens to ids", encoder_json_path);
+        hb_errfmt(err, errlen, "%s: expected a JSON object mapping tokens to ids", encoder_json_path);
         goto fail;
     }
     if (!(t = tok_new(K_BYTELEVEL, 0))) goto oom;
@@ -1266,8 +1256,8 @@ hb_tokenizer_t *hb_tokenizer_load_gpt2(const char *encoder_json_path, const char
         if (n && !(line == 1 && strncmp(p, "#version", 8) == 0)) {
             char *sp = memchr(p, ' ', n);
             if (!sp || sp == p || sp == p + n - 1 || memchr(sp + 1, ' ', p + n - sp - 1)) {
-                seterr(err, errlen, "%s: line %d is not two tokens separated by one space: '%.*s'",
-                       vocab_bpe_path, line, (int)(n > 80 ? 80 : n), p);
+                hb_errfmt(err, errlen, "%s: line %d is not two tokens separated by one space: '%.*s'",
+                          vocab_bpe_path, line, (int)(n > 80 ? 80 : n), p);
                 goto fail;
             }
             char where[32];
@@ -1288,7 +1278,7 @@ hb_tokenizer_t *hb_tokenizer_load_gpt2(const char *encoder_json_path, const char
     free(tmp.p);
     return t;
 oom:
-    seterr(err, errlen, "%s: out of memory", encoder_json_path);
+    hb_errfmt(err, errlen, "%s: out of memory", encoder_json_path);
 fail:
     cJSON_Delete(root);
     free(text);
@@ -1361,15 +1351,15 @@ static int load_pipeline(hb_tokenizer_t *t, const cJSON *root, const char *path,
     int np = components(cJSON_GetObjectItemCaseSensitive(root, "pre_tokenizer"), "pretokenizers", pre, 0, 16);
     int nd = components(cJSON_GetObjectItemCaseSensitive(root, "decoder"), "decoders", dec, 0, 16);
     if (nn < 0 || np < 0 || nd < 0) {
-        seterr(err, errlen, "%s: malformed %s (each part needs a \"type\")", path,
-               nn < 0 ? "normalizer" : np < 0 ? "pre_tokenizer" : "decoder");
+        hb_errfmt(err, errlen, "%s: malformed %s (each part needs a \"type\")", path,
+                  nn < 0 ? "normalizer" : np < 0 ? "pre_tokenizer" : "decoder");
         return -1;
     }
     t->kind = has_type(pre, np, "ByteLevel") || has_type(dec, nd, "ByteLevel") ? K_BYTELEVEL : K_SP;
     if (t->kind == K_BYTELEVEL) {
         if (nn) {
-            seterr(err, errlen, "%s: normalizer '%s' is not supported with a ByteLevel tokenizer",
-                   path, jstr(norm[0], "type"));
+            hb_errfmt(err, errlen, "%s: normalizer '%s' is not supported with a ByteLevel tokenizer",
+                      path, jstr(norm[0], "type"));
             return -1;
         }
         int level = 0, split = 0;
@@ -1384,18 +1374,18 @@ static int load_pipeline(hb_tokenizer_t *t, const cJSON *root, const char *path,
                 const char *behavior = jstr(pre[i], "behavior");
                 if (!re || strcmp(re, GPT2_PATTERN) != 0 || !behavior || strcmp(behavior, "Isolated") != 0 ||
                     jbool(pre[i], "invert", 0)) {
-                    seterr(err, errlen, "%s: pre_tokenizer Split with pattern '%s' is not supported "
-                           "(only the GPT-2 pattern, behavior Isolated)", path, re ? re : "(not a Regex)");
+                    hb_errfmt(err, errlen, "%s: pre_tokenizer Split with pattern '%s' is not supported "
+                              "(only the GPT-2 pattern, behavior Isolated)", path, re ? re : "(not a Regex)");
                     return -1;
                 }
                 split = 1;
             } else {
-                seterr(err, errlen, "%s: pre_tokenizer '%s' is not supported", path, type);
+                hb_errfmt(err, errlen, "%s: pre_tokenizer '%s' is not supported", path, type);
                 return -1;
             }
         }
         if (!level) {
-            seterr(err, errlen, "%s: a ByteLevel decoder needs a ByteLevel pre_tokenizer", path);
+            hb_errfmt(err, errlen, "%s: a ByteLevel decoder needs a ByteLevel pre_tokenizer", path);
             return -1;
         }
         t->use_regex |= split;
@@ -1409,8 +1399,8 @@ static int load_pipeline(hb_tokenizer_t *t, const cJSON *root, const char *path,
         else if (strcmp(type, "Replace") == 0 && replace_pattern(norm[i]) && to)
             rc = push_repl(&t->norm, &t->nnorm, replace_pattern(norm[i]), to);
         else {
-            seterr(err, errlen, "%s: normalizer '%s' is not supported (only Prepend, and Replace of a "
-                   "String)", path, type);
+            hb_errfmt(err, errlen, "%s: normalizer '%s' is not supported (only Prepend, and Replace of a "
+                      "String)", path, type);
             return -1;
         }
         if (rc) goto oom;
@@ -1418,8 +1408,8 @@ static int load_pipeline(hb_tokenizer_t *t, const cJSON *root, const char *path,
     for (int i = 0; i < np; i++) {
         const char *type = jstr(pre[i], "type"), *rep = jstr(pre[i], "replacement");
         if (strcmp(type, "Metaspace") != 0 || np > 1 || !rep || strlen(rep) >= sizeof t->meta_rep) {
-            seterr(err, errlen, "%s: pre_tokenizer '%s' is not supported (only ByteLevel or one Metaspace)",
-                   path, type);
+            hb_errfmt(err, errlen, "%s: pre_tokenizer '%s' is not supported (only ByteLevel or one Metaspace)",
+                      path, type);
             return -1;
         }
         t->meta = 1;
@@ -1440,27 +1430,27 @@ static int load_pipeline(hb_tokenizer_t *t, const cJSON *root, const char *path,
             const cJSON *stop = cJSON_GetObjectItemCaseSensitive(dec[i], "stop");
             if (!c || strlen(c) >= sizeof t->strip_char || !cJSON_IsNumber(start) ||
                 (cJSON_IsNumber(stop) && stop->valuedouble != 0)) {
-                seterr(err, errlen, "%s: decoder Strip is only supported with a content character, "
-                       "start, and stop 0", path);
+                hb_errfmt(err, errlen, "%s: decoder Strip is only supported with a content character, "
+                          "start, and stop 0", path);
                 return -1;
             }
             strcpy(t->strip_char, c);
             t->strip_lead = start->valueint;
         } else if (strcmp(type, "ByteFallback") != 0 && strcmp(type, "Fuse") != 0) {
-            seterr(err, errlen, "%s: decoder '%s' is not supported (only Replace of a String, "
-                   "ByteFallback, Fuse, Strip, Metaspace)", path, type);
+            hb_errfmt(err, errlen, "%s: decoder '%s' is not supported (only Replace of a String, "
+                      "ByteFallback, Fuse, Strip, Metaspace)", path, type);
             return -1;
         }
     }
     return 0;
 oom:
-    seterr(err, errlen, "%s: out of memory", path);
+    hb_errfmt(err, errlen, "%s: out of memory", path);
     return -1;
 }
 
 hb_tokenizer_t *hb_tokenizer_load_hf(const char *path, char *err, size_t errlen) {
     if (!path) {
-        seterr(err, errlen, "hb_tokenizer_load_hf: NULL path");
+        hb_errfmt(err, errlen, "hb_tokenizer_load_hf: NULL path");
         return NULL;
     }
     hb_tokenizer_t *t = NULL;
@@ -1469,29 +1459,29 @@ hb_tokenizer_t *hb_tokenizer_load_hf(const char *path, char *err, size_t errlen)
     if (!root) return NULL;
     const cJSON *model = cJSON_GetObjectItemCaseSensitive(root, "model");
     if (!cJSON_IsObject(root) || !cJSON_IsObject(model)) {
-        seterr(err, errlen, "%s: no \"model\" object (not a Hugging Face tokenizer.json?)", path);
+        hb_errfmt(err, errlen, "%s: no \"model\" object (not a Hugging Face tokenizer.json?)", path);
         goto fail;
     }
     const char *type = jstr(model, "type");
     const cJSON *vocab = cJSON_GetObjectItemCaseSensitive(model, "vocab");
     const cJSON *merges = cJSON_GetObjectItemCaseSensitive(model, "merges");
     if (type && strcmp(type, "BPE") != 0) {
-        seterr(err, errlen, "%s: model type '%s' is not supported (only BPE)", path, type);
+        hb_errfmt(err, errlen, "%s: model type '%s' is not supported (only BPE)", path, type);
         goto fail;
     }
     if (!cJSON_IsObject(vocab)) {
-        seterr(err, errlen, "%s: model.vocab is missing or not an object", path);
+        hb_errfmt(err, errlen, "%s: model.vocab is missing or not an object", path);
         goto fail;
     }
     if (!cJSON_IsArray(merges)) {
-        seterr(err, errlen, "%s: model.merges is missing or not an array%s", path,
-               type ? "" : " (and model.type is missing: only BPE is supported)");
+        hb_errfmt(err, errlen, "%s: model.merges is missing or not an array%s", path,
+                  type ? "" : " (and model.type is missing: only BPE is supported)");
         goto fail;
     }
     const char *opt[] = {"continuing_subword_prefix", "end_of_word_suffix"};
     for (int i = 0; i < 2; i++)
         if (jstr(model, opt[i]) && jstr(model, opt[i])[0]) {
-            seterr(err, errlen, "%s: model.%s is not supported", path, opt[i]);
+            hb_errfmt(err, errlen, "%s: model.%s is not supported", path, opt[i]);
             goto fail;
         }
     if (!(t = tok_new(K_SP, 0))) goto oom;
@@ -1507,15 +1497,15 @@ hb_tokenizer_t *hb_tokenizer_load_hf(const char *path, char *err, size_t errlen)
         const char *content = jstr(a, "content");
         double d = cJSON_IsNumber(idv) ? idv->valuedouble : -1;
         if (!content || !(d >= 0 && d < MAX_ID) || d != (double)(int32_t)d) {
-            seterr(err, errlen, "%s: added_tokens[%d] needs an integer \"id\" in [0, %d) and a string "
-                   "\"content\"", path, k, MAX_ID);
+            hb_errfmt(err, errlen, "%s: added_tokens[%d] needs an integer \"id\" in [0, %d) and a string "
+                      "\"content\"", path, k, MAX_ID);
             goto fail;
         }
         int32_t id = (int32_t)d;
         if (tok_resize(t, id + 1)) goto oom;
         if (t->str[id] && strcmp(t->str[id], content) != 0) {
-            seterr(err, errlen, "%s: added token %d '%s' conflicts with vocabulary token '%s'", path,
-                   (int)id, content, t->str[id]);
+            hb_errfmt(err, errlen, "%s: added token %d '%s' conflicts with vocabulary token '%s'", path,
+                      (int)id, content, t->str[id]);
             goto fail;
         }
         int flags = F_ADDED | (jbool(a, "special", 0) ? F_SPECIAL : 0);
@@ -1525,7 +1515,7 @@ hb_tokenizer_t *hb_tokenizer_load_hf(const char *path, char *err, size_t errlen)
     if (tok_index_vocab(t, path, err, errlen)) goto fail;
     const char *unk = jstr(model, "unk_token");
     if (unk && (t->unk = (int32_t)hb_tokenizer_token_to_id(t, unk)) < 0) {
-        seterr(err, errlen, "%s: model.unk_token '%s' is not in the vocabulary", path, unk);
+        hb_errfmt(err, errlen, "%s: model.unk_token '%s' is not in the vocabulary", path, unk);
         goto fail;
     }
     k = 0;
@@ -1544,7 +1534,7 @@ hb_tokenizer_t *hb_tokenizer_load_hf(const char *path, char *err, size_t errlen)
             b = m->child->next->valuestring, nb = strlen(b);
         }
         if (!a) {
-            seterr(err, errlen, "%s: %s is neither \"left right\" nor [\"left\", \"right\"]", path, where);
+            hb_errfmt(err, errlen, "%s: %s is neither \"left right\" nor [\"left\", \"right\"]", path, where);
             goto fail;
         }
         if (add_merge_str(t, a, na, b, nb, &tmp, path, where, err, errlen)) goto fail;
@@ -1554,7 +1544,7 @@ hb_tokenizer_t *hb_tokenizer_load_hf(const char *path, char *err, size_t errlen)
     free(tmp.p);
     return t;
 oom:
-    seterr(err, errlen, "%s: out of memory", path);
+    hb_errfmt(err, errlen, "%s: out of memory", path);
 fail:
     cJSON_Delete(root);
     free(tmp.p);
@@ -1597,7 +1587,7 @@ static cJSON *jbytelevel(int prefix, int trim, int regex, int *bad) {
 
 int hb_tokenizer_save(const hb_tokenizer_t *t, const char *path, char *err, size_t errlen) {
     if (!t || !path) {
-        seterr(err, errlen, "hb_tokenizer_save: NULL argument");
+        hb_errfmt(err, errlen, "hb_tokenizer_save: NULL argument");
         return -1;
     }
     int bad = 0, sp = t->kind == K_SP;
@@ -1691,7 +1681,7 @@ int hb_tokenizer_save(const hb_tokenizer_t *t, const char *path, char *err, size
     }
     free(tmp.p);
     int rc = -1;
-    if (bad) seterr(err, errlen, "%s: out of memory building the JSON", path);
+    if (bad) hb_errfmt(err, errlen, "%s: out of memory building the JSON", path);
     else rc = hb_json_write_file(path, root, err, errlen);
     cJSON_Delete(root);
     return rc;
@@ -1827,7 +1817,7 @@ static int count_words(trainer_t *T, const char **files, int nfiles, char *err, 
     rc = 0;
     goto done;
 oom:
-    seterr(err, errlen, "train_bpe: out of memory counting words");
+    hb_errfmt(err, errlen, "train_bpe: out of memory counting words");
 done:
     for (size_t i = 0; i < T->nw; i++) free(keys[i]);
     free(keys);
@@ -1838,17 +1828,17 @@ done:
 hb_tokenizer_t *hb_tokenizer_train_bpe(const char **files, int nfiles, int vocab_size, char *err,
                                        size_t errlen) {
     if (!files || nfiles < 1) {
-        seterr(err, errlen, "train_bpe: no input files");
+        hb_errfmt(err, errlen, "train_bpe: no input files");
         return NULL;
     }
     for (int f = 0; f < nfiles; f++)
         if (!files[f]) {
-            seterr(err, errlen, "train_bpe: file %d is NULL", f);
+            hb_errfmt(err, errlen, "train_bpe: file %d is NULL", f);
             return NULL;
         }
     if (vocab_size < 257 || vocab_size > MAX_ID) {
-        seterr(err, errlen, "train_bpe: vocab_size %d is out of range [257, %d] (256 bytes + "
-               "<|endoftext|> at least)", vocab_size, MAX_ID);
+        hb_errfmt(err, errlen, "train_bpe: vocab_size %d is out of range [257, %d] (256 bytes + "
+                  "<|endoftext|> at least)", vocab_size, MAX_ID);
         return NULL;
     }
     trainer_t T = {0};
@@ -1877,8 +1867,8 @@ hb_tokenizer_t *hb_tokenizer_train_bpe(const char **files, int nfiles, int vocab
     uint32_t round = 0;
     while (ntok < target) {
         if (!T.nh) {
-            seterr(err, errlen, "train_bpe: the corpus allows only %d merges; vocab_size %d needs %d "
-                   "(use more text or a smaller vocab_size)", (int)t->nmerges, vocab_size, target - 256);
+            hb_errfmt(err, errlen, "train_bpe: the corpus allows only %d merges; vocab_size %d needs %d "
+                      "(use more text or a smaller vocab_size)", (int)t->nmerges, vocab_size, target - 256);
             goto fail;
         }
         tcand_t top = th_pop(&T);
@@ -1960,7 +1950,7 @@ hb_tokenizer_t *hb_tokenizer_train_bpe(const char **files, int nfiles, int vocab
     if (tok_index_vocab(t, "train_bpe", err, errlen) || tok_finish(t, "train_bpe", err, errlen)) goto fail;
     goto done;
 oom:
-    seterr(err, errlen, "train_bpe: out of memory");
+    hb_errfmt(err, errlen, "train_bpe: out of memory");
 fail:
     hb_tokenizer_free(t);
     t = NULL;

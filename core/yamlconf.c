@@ -7,6 +7,7 @@
  * so a "billion laughs" document fails instead of eating memory.
  */
 #include "yamlconf.h"
+#include "errfmt.h"
 #include <errno.h>
 #include <math.h>
 #include <stdarg.h>
@@ -53,14 +54,13 @@ static void fail_parser(ctx_t *c) {
     if (c->failed) return;
     if (p->error == YAML_MEMORY_ERROR) {
         c->failed = 1;
-        if (c->err && c->errlen) snprintf(c->err, c->errlen, "%s: out of memory", c->name);
+        hb_errfmt(c->err, c->errlen, "%s: out of memory", c->name);
         return;
     }
     if (p->error == YAML_READER_ERROR) {
         c->failed = 1;
-        if (c->err && c->errlen)
-            snprintf(c->err, c->errlen, "%s: byte %zu: %s", c->name, p->problem_offset,
-                     p->problem ? p->problem : "unreadable input");
+        hb_errfmt(c->err, c->errlen, "%s: byte %zu: %s", c->name, p->problem_offset,
+                  p->problem ? p->problem : "unreadable input");
         return;
     }
     const char *problem = p->problem ? p->problem : "invalid YAML";
@@ -474,7 +474,7 @@ hb_yaml_t *hb_yaml_load_string(const char *name, const char *text, size_t len, c
     ctx_t c = {.name = name ? name : "<string>", .err = err, .errlen = errlen};
     if (err && errlen) err[0] = 0;
     if (!yaml_parser_initialize(&c.parser)) {
-        if (err && errlen) snprintf(err, errlen, "%s: out of memory", c.name);
+        hb_errfmt(err, errlen, "%s: out of memory", c.name);
         return NULL;
     }
     yaml_parser_set_input_string(&c.parser, (const unsigned char *)text, len);
@@ -485,19 +485,19 @@ hb_yaml_t *hb_yaml_load_file(const char *path, char *err, size_t errlen) {
     if (err && errlen) err[0] = 0;
     FILE *f = fopen(path, "rb");
     if (!f) {
-        if (err && errlen) snprintf(err, errlen, "%s: %s", path, strerror(errno));
+        hb_errfmt(err, errlen, "%s: %s", path, strerror(errno));
         return NULL;
     }
     ctx_t c = {.name = path, .err = err, .errlen = errlen};
     if (!yaml_parser_initialize(&c.parser)) {
         fclose(f);
-        if (err && errlen) snprintf(err, errlen, "%s: out of memory", path);
+        hb_errfmt(err, errlen, "%s: out of memory", path);
         return NULL;
     }
     yaml_parser_set_input_file(&c.parser, f);
     hb_yaml_t *root = run(&c);
     if (root && ferror(f)) {
-        if (err && errlen) snprintf(err, errlen, "%s: read error", path);
+        hb_errfmt(err, errlen, "%s: read error", path);
         hb_yaml_free(root);
         root = NULL;
     }

@@ -2,7 +2,7 @@
  *
  * Not part of `make test`. Build and run (from the repo root):
  *   clang -g -O1 -fsanitize=fuzzer,address,undefined $(pkg-config --cflags libcjson) \
- *     tests/fuzz_safetensors.c core/safetensors.c core/jsonfile.c -o /tmp/fuzz_st $(pkg-config --libs libcjson)
+ *     tests/fuzz_safetensors.c core/safetensors.c core/jsonfile.c core/errfmt.c -o /tmp/fuzz_st $(pkg-config --libs libcjson)
  *   /tmp/fuzz_st -max_total_time=60 -max_len=4096 [CORPUS_DIR]
  *
  * The first input byte picks the mode, the rest is the file:

@@ -10,6 +10,9 @@
  */
 #include "../kernels/attention.h"
 #include "../kernels/parallel.h"
+#define KTEST_SEED 0x9e3779b97f4a7c15ull
+#define KTEST_NO_TAP /* this test prints TAP itself (plan first, diagnostics on failure) */
+#include "ktest.h"
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,27 +35,6 @@ static void ok(int cond, const char *name, const char *fmt, double a, double b) 
         printf(fmt, a, b);
         printf("\n");
     }
-}
-
-/* ---- deterministic random numbers ---- */
-static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
-static double urand(void) { /* uniform in [-1, 1) */
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 7;
-    rng_state ^= rng_state << 17;
-    return (double)(rng_state >> 11) / 9007199254740992.0 * 2.0 - 1.0;
-}
-static double *drand_vec(int64_t n, double amp) {
-    double *x = malloc((size_t)n * sizeof(double));
-    for (int64_t i = 0; i < n; i++) x[i] = amp * urand();
-    return x;
-}
-static double *dzeros(int64_t n) { return calloc((size_t)n, sizeof(double)); }
-static float *fzeros(int64_t n) { return calloc((size_t)n, sizeof(float)); }
-static float *to_f32(const double *x, int64_t n) {
-    float *y = malloc((size_t)n * sizeof(float));
-    for (int64_t i = 0; i < n; i++) y[i] = (float)x[i];
-    return y;
 }
 
 /* max|a-b| / max(max|b|, floor) */
@@ -113,7 +95,7 @@ static void check_vs_ref(shape_t s, double qamp) {
     ok(rc == 0 && e <= 1e-10, shape_name("f64 bwd tiled == ref (dq, dk, dv)", s),
        "max err %.3g (dq %.3g)", e, e1);
     /* f32 */
-    float *qf = to_f32(q, nq), *kf = to_f32(k, nk), *vf = to_f32(v, nk), *df = to_f32(dout, nq);
+    float *qf = to_f(q, nq), *kf = to_f(k, nk), *vf = to_f(v, nk), *df = to_f(dout, nq);
     float *fo_r = fzeros(nq), *fl_r = fzeros(nl), *fo_t = fzeros(nq), *fl_t = fzeros(nl);
     rc = attn_fwd_ref_f32(fo_r, fl_r, qf, kf, vf, (float)scale, s.window, s.B, s.T, s.H, s.Hkv,
                           s.D);
@@ -204,7 +186,7 @@ static void check_window_ge_T(shape_t s) {
     float scale = 1.0f / sqrtf((float)s.D);
     double *qd = drand_vec(nq, 1), *kd = drand_vec(nk, 1), *vd = drand_vec(nk, 1),
            *dd = drand_vec(nq, 1);
-    float *q = to_f32(qd, nq), *k = to_f32(kd, nk), *v = to_f32(vd, nk), *dout = to_f32(dd, nq);
+    float *q = to_f(qd, nq), *k = to_f(kd, nk), *v = to_f(vd, nk), *dout = to_f(dd, nq);
     int64_t wins[3] = {0, s.T, s.T + 50};
     float *o[3], *l[3], *g[3][3];
     int rc = 0;
@@ -244,7 +226,7 @@ static void check_decode(shape_t s, int64_t P) {
     double *o_full = dzeros(nq), *o_dec = dzeros(nq);
     double *kc = dzeros(s.B * Tmax * KD), *vc = dzeros(s.B * Tmax * KD);
     double *qt = dzeros(s.B * HD), *ot = dzeros(s.B * HD);
-    float *qf = to_f32(q, nq), *kf = to_f32(k, nk), *vf = to_f32(v, nk);
+    float *qf = to_f(q, nq), *kf = to_f(k, nk), *vf = to_f(v, nk);
     float *fo_full = fzeros(nq), *fo_dec = fzeros(nq);
     float *fkc = fzeros(s.B * Tmax * KD), *fvc = fzeros(s.B * Tmax * KD);
     float *fqt = fzeros(s.B * HD), *fot = fzeros(s.B * HD);
@@ -260,8 +242,8 @@ static void check_decode(shape_t s, int64_t P) {
             memcpy(kp + b * P * KD, k + b * s.T * KD, (size_t)(P * KD) * sizeof(double));
             memcpy(vp + b * P * KD, v + b * s.T * KD, (size_t)(P * KD) * sizeof(double));
         }
-        float *fqp = to_f32(qp, s.B * P * HD), *fkp = to_f32(kp, s.B * P * KD),
-              *fvp = to_f32(vp, s.B * P * KD), *fop = fzeros(s.B * P * HD);
+        float *fqp = to_f(qp, s.B * P * HD), *fkp = to_f(kp, s.B * P * KD),
+              *fvp = to_f(vp, s.B * P * KD), *fop = fzeros(s.B * P * HD);
         rc |= attn_fwd_f64(op, NULL, qp, kp, vp, scale, s.window, s.B, P, s.H, s.Hkv, s.D, s.tile);
         rc |= attn_fwd_f32(fop, NULL, fqp, fkp, fvp, (float)scale, s.window, s.B, P, s.H, s.Hkv,
                            s.D, s.tile);
@@ -309,7 +291,7 @@ static void check_threads(void) {
     float scale = 1.0f / sqrtf((float)s.D);
     double *qd = drand_vec(nq, 1), *kd = drand_vec(nk, 1), *vd = drand_vec(nk, 1),
            *dd = drand_vec(nq, 1);
-    float *q = to_f32(qd, nq), *k = to_f32(kd, nk), *v = to_f32(vd, nk), *dout = to_f32(dd, nq);
+    float *q = to_f(qd, nq), *k = to_f(kd, nk), *v = to_f(vd, nk), *dout = to_f(dd, nq);
     float *o[2], *l[2], *g[2][3], *r[2], *dec[2];
     int rc = 0;
     for (int i = 0; i < 2; i++) {
@@ -415,13 +397,13 @@ static void check_rope(void) {
     ok(rc == 0 && emax <= 1e-12, "rope_fwd f64 == NeoX rotate-half formula", "err %.3g %g", emax,
        0.0);
     /* f32 vs f64 (fp32 angles lose ~pos*eps) */
-    float *xf = to_f32(x, n), *yf = fzeros(n);
+    float *xf = to_f(x, n), *yf = fzeros(n);
     rc = rope_fwd_f32(yf, xf, theta, pos0, B, T, H, D);
     double e32 = 0;
     for (int64_t i = 0; i < n; i++) e32 = fmax(e32, fabs((double)yf[i] - y[i]));
     ok(rc == 0 && e32 <= 2e-5, "rope_fwd f32 close to f64", "err %.3g %g", e32, 0.0);
     /* in place == out of place (bit-identical) */
-    float *zf = to_f32(x, n);
+    float *zf = to_f(x, n);
     rc = rope_fwd_f32(zf, zf, theta, pos0, B, T, H, D);
     ok(rc == 0 && !memcmp(zf, yf, (size_t)n * sizeof(float)), "rope_fwd in place == out of place",
        "rc %g %g", (double)rc, 0.0);

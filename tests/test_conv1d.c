@@ -10,54 +10,12 @@
  */
 #include "../kernels/conv1d.h"
 #include "../kernels/parallel.h"
-#include "tap.h"
+#define KTEST_SEED 0xD1B54A32D192ED03ull
+#include "ktest.h"
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-/* ok() from tap.h with the measured numbers as a diagnostic line under it. */
-__attribute__((format(printf, 3, 4))) static void check(int cond, const char *name, const char *fmt, ...) {
-    char buf[256];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(buf, sizeof buf, fmt, ap);
-    va_end(ap);
-    ok(cond, "%s", name);
-    diag("%s", buf);
-}
-
-static uint64_t rng_state = 0xD1B54A32D192ED03ull;
-static double urand(void) { /* uniform in [-1, 1) */
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 7;
-    rng_state ^= rng_state << 17;
-    return (double)(rng_state >> 11) / 9007199254740992.0 * 2.0 - 1.0;
-}
-static double *drand_vec(int64_t n, double amp) {
-    double *x = malloc((size_t)(n ? n : 1) * sizeof(double));
-    for (int64_t i = 0; i < n; i++) x[i] = amp * urand();
-    return x;
-}
-static double *dzeros(int64_t n) { return calloc((size_t)(n ? n : 1), sizeof(double)); }
-static float *fzeros(int64_t n) { return calloc((size_t)(n ? n : 1), sizeof(float)); }
-static float *to_f(const double *x, int64_t n) {
-    if (!x) return NULL;
-    float *y = fzeros(n);
-    for (int64_t i = 0; i < n; i++) y[i] = (float)x[i];
-    return y;
-}
-static double rel_err_fd(const float *a, const double *b, int64_t n) {
-    double num = 0, den = 0;
-    for (int64_t i = 0; i < n; i++) num = fmax(num, fabs((double)a[i] - b[i])), den = fmax(den, fabs(b[i]));
-    return num / (den > 0 ? den : 1);
-}
-static double rel_err_dd(const double *a, const double *b, int64_t n) {
-    double num = 0, den = 0;
-    for (int64_t i = 0; i < n; i++) num = fmax(num, fabs(a[i] - b[i])), den = fmax(den, fabs(b[i]));
-    return num / (den > 0 ? den : 1);
-}
 
 /* The spec's formula, element by element (independent of the kernel's loop structure). */
 static void naive_conv(double *y, const double *x, const double *w, const double *b, int act, const double *cache,

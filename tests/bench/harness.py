@@ -149,7 +149,7 @@ def loadavg():
 
 def thread_check(r, work):
     """torch with and without the thread environment: a 1024³ matmul and a training step (gla, d 256,
-    T 512), alternating the two configurations 3 times, best of each."""
+    T 512), alternating the two configurations twice, best of each."""
     slow_env = {k: v for k, v in r.env.items() if k not in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "OMP_WAIT_POLICY")}
     slow_env["HB_TORCH_DEFAULT_ENV"] = "1"
     cdir = os.path.join(work, "thread-check")
@@ -159,7 +159,7 @@ def thread_check(r, work):
     have_model = bool(r.run("init-thread-check", [HYBLUA, os.path.join(HERE, "train_step.lua"), "init",
                                                   os.path.join(cdir, "bench_config.json"), cdir, "1", "8", "512"]))
     res = {"env": [], "default": [], "env_step": [], "default_step": []}
-    for _ in range(3):
+    for _ in range(2):
         for name, env in (("env", r.env), ("default", slow_env)):
             for rec in r.run(f"torch-matmul-{name}", [PY, os.path.join(HERE, "torch_bench.py"), "matmul", "1024", "10"],
                              env=env):
@@ -183,16 +183,18 @@ def matmul_section(r):
     return {k: max(v) if v else None for k, v in out.items()}
 
 
-def kernel_section(r, Ts, Ds, reps):
+def kernel_section(r, Ts, Ds, reps, attn_max):
+    """Chunked forward+backward of every kernel, one process per (side, kernel, D) looping over T."""
     rows = []
     for D in Ds:
         for k in KERNELS:
-            for T in Ts:
-                hy = r.run(f"kernel-{k}-T{T}-D{D}", [KBENCH, "train", k, str(T), str(D), str(reps)])
-                tt = r.run(f"torch-kernel-{k}-T{T}-D{D}",
-                           [PY, os.path.join(HERE, "torch_kernels.py"), "train", k, str(T), str(D), str(reps)])
-                rows.append({"kernel": k, "T": T, "D": D, "hyblua": hy[0] if hy else None,
-                             "torch": tt[0] if tt else None})
+            ts = [T for T in Ts if k != "attn" or T <= attn_max.get(D, max(Ts))]
+            tl = ",".join(map(str, ts))
+            hy = {rec["T"]: rec for rec in r.run(f"kernel-{k}-D{D}", [KBENCH, "train", k, tl, str(D), str(reps)])}
+            to = {rec["T"]: rec for rec in r.run(f"torch-kernel-{k}-D{D}", [PY, os.path.join(HERE, "torch_kernels.py"),
+                                                                           "train", k, tl, str(D), str(reps)])}
+            for T in ts:
+                rows.append({"kernel": k, "T": T, "D": D, "hyblua": hy.get(T), "torch": to.get(T)})
     return rows
 
 
@@ -200,12 +202,12 @@ def decode_kernel_section(r, ctxs, Ds, reps):
     rows = []
     for D in Ds:
         for k in KERNELS:
-            for ctx in (ctxs if k == "attn" else ctxs[:1]):
-                hy = r.run(f"decode-{k}-{ctx}-D{D}", [KBENCH, "decode", k, str(ctx), str(D), str(reps)])
-                tt = r.run(f"torch-decode-{k}-{ctx}-D{D}",
-                           [PY, os.path.join(HERE, "torch_kernels.py"), "decode", k, str(ctx), str(D), str(reps)])
-                rows.append({"kernel": k, "ctx": ctx, "D": D, "hyblua": hy[0] if hy else None,
-                             "torch": tt[0] if tt else None})
+            cl = ",".join(map(str, ctxs if k == "attn" else ctxs[:1]))
+            hy = {rec["ctx"]: rec for rec in r.run(f"decode-{k}-D{D}", [KBENCH, "decode", k, cl, str(D), str(reps)])}
+            to = {rec["ctx"]: rec for rec in r.run(f"torch-decode-{k}-D{D}", [PY, os.path.join(HERE, "torch_kernels.py"),
+                                                                             "decode", k, cl, str(D), str(reps)])}
+            for c in map(int, cl.split(",")):
+                rows.append({"kernel": k, "ctx": c, "D": D, "hyblua": hy.get(c), "torch": to.get(c)})
     return rows
 
 
@@ -344,7 +346,7 @@ def write_report(path, meta, tc, mm, models, kernels, decodes):
     w("### PyTorch thread configuration check")
     w("")
     w("Debian's torch calls a pthread OpenBLAS that ignores `torch.set_num_threads`; without the environment "
-      "variables OpenBLAS's and OpenMP's thread pools compete. Best of 3 alternating processes each:")
+      "variables OpenBLAS's and OpenMP's thread pools compete. Best of 2 alternating processes each:")
     w("")
     w("| torch configuration | matmul GFLOP/s | training step tok/s (gla, d 256, T 512) |")
     w("|---|---|---|")
@@ -376,7 +378,11 @@ def write_report(path, meta, tc, mm, models, kernels, decodes):
       "d 256, 1536 at d 512). hyblua creates each model with `hb.models.new` + `save_pretrained`; torch loads the "
       "same files and the same batch, and both report the loss of the untouched model (must agree to 1e-4).")
     w("")
-    w("A training step is `zero_grad` + loss (forward) + backward + AdamW (lr 1e-3, betas 0.9/0.95, wd 0.1). "
+    w("Protocol per configuration and side (fresh process): load, loss of the untouched model on the whole batch "
+      "(no grad; doubles as the forward warm-up), one warm-up training step on a 1×256 slice (optimizer state, "
+      "thread pools, allocator), 3 timed training steps on the whole batch, peak RSS, 3 timed forward-only passes, "
+      "and (at the shortest T) the decode measurement. "
+      "A training step is `zero_grad` + loss (forward) + backward + AdamW (lr 1e-3, betas 0.9/0.95, wd 0.1). "
       "Ratios are hyblua / torch: **> 1 means hyblua is faster** (for RSS: > 1 means hyblua uses more).")
     w("")
     w("### Training throughput (tokens/s, best of the timed steps)")
@@ -406,7 +412,8 @@ def write_report(path, meta, tc, mm, models, kernels, decodes):
     w("")
     dec = [s for s in models if s.get("decode_tok_s_hyblua") or s.get("decode_tok_s_torch")]
     if dec:
-        w(f"### Decode (B = 1, greedy step after a {meta['dprompt']}-token prefill, median of {meta['dnew']} steps)")
+        w(f"### Decode (B = 1: a {meta['dprompt']}-token prefill, then {meta['dnew']} single-token steps fed from "
+          "the batch; median step)")
         w("")
         w("| config | d | hyblua tok/s | torch tok/s | **ratio** | prefill s h / t |")
         w("|---|---|---|---|---|---|")
@@ -418,7 +425,8 @@ def write_report(path, meta, tc, mm, models, kernels, decodes):
     w("## Kernels: chunked forward + backward")
     w("")
     w(f"B = 1, H = 512/D heads of head dim D (K = V = D), chunk 64, random inputs; time of one forward plus one "
-      f"backward, best of {meta['kreps']}. hyblua calls the `*_fwd_chunk_f32`/`*_bwd_chunk_f32` kernels "
+      f"backward, best of {meta['kreps']} (after a warm-up when T ≤ 2048; attention at D = 128 stops at T = 4096 "
+      "in the full run to save time). hyblua calls the `*_fwd_chunk_f32`/`*_bwd_chunk_f32` kernels "
       "(attention: `attn_fwd_f32`/`attn_bwd_f32`, tile 64; HGRN: `hgrn_*_chunk_f32` with `hgrn_chunk_hint`); torch "
       "runs the chunked functions of torch_models.py under autograd. GFLOP/s count the FLOPs of the chunked "
       f"algorithm (formulas below) against sgemm = {fmt(mm.get('sgemm'), '.1f')} GFLOP/s measured in this run.")
@@ -530,11 +538,11 @@ def main():
             "machine": machine_info(), "load_start": loadavg()}
     sections = set(args.only.split(",")) if args.only else {"threads", "matmul", "kernels", "decode", "models"}
     if args.quick:
-        ds, Ts, kTs, kDs, kreps = [256], [512], [512, 2048], [64], 3
-        ctxs = [512, 2048]
+        ds, Ts, kTs, kDs, kreps = [256], [512], [512, 1024, 2048], [64], 3
+        ctxs, attn_max = [512, 2048], {}
     else:
         ds, Ts, kTs, kDs, kreps = [256, 512], [512, 2048], [256, 512, 1024, 2048, 4096, 8192], [64, 128], 3
-        ctxs = [256, 1024, 4096, 8192]
+        ctxs, attn_max = [256, 1024, 4096, 8192], {128: 4096}
     meta["kreps"] = kreps
     meta["dprompt"], meta["dnew"] = 256, 16
     mixers = [m for m in MIXERS if not args.mixers or m in args.mixers.split(",")]
@@ -557,7 +565,7 @@ def main():
         mm = matmul_section(r)
     if "kernels" in sections:
         print("kernels", flush=True)
-        kern = kernel_section(r, kTs, kDs, kreps)
+        kern = kernel_section(r, kTs, kDs, kreps, attn_max)
     if "decode" in sections:
         print("decode kernels", flush=True)
         dec = decode_kernel_section(r, ctxs, kDs, 50)

@@ -2,9 +2,10 @@
  *
  * Built by tests/bench/run.sh with the Makefile's flags and linked against build/libhbcore.a:
  *   kernels_bench sgemm N REPS                   cblas_sgemm N×N×N, best time → GFLOP/s
- *   kernels_bench train KERNEL T D REPS           chunked forward + backward of one mixer at B = 1,
- *                                                 H = 512/D heads of head dim D (K = V = D), chunk 64
- *   kernels_bench decode KERNEL CTX D REPS        one decode step at context length CTX (B = 1)
+ *   kernels_bench train KERNEL T[,T...] D REPS    chunked forward + backward of one mixer at B = 1,
+ *                                                 H = 512/D heads of head dim D (K = V = D), chunk 64;
+ *                                                 best of REPS after a warm-up (no warm-up for T > 2048)
+ *   kernels_bench decode KERNEL CTX[,CTX...] D REPS  one decode step at context length CTX (B = 1)
  * KERNEL: gla | retention | delta | gdelta | hgrn | attn. Output: one JSON line per call with the best
  * and median seconds of the forward, the backward and both together, and the FLOP counts of the chunked
  * algorithm (formulas in docs/performance.md and below; 2 FLOPs per multiply-add, causal/triangular
@@ -136,7 +137,7 @@ static int do_train(const char *kern, int64_t T, int64_t D, int reps) {
     }
     double *tf = malloc((size_t)(reps + 1) * sizeof *tf), *tb = malloc((size_t)(reps + 1) * sizeof *tb), *tt = malloc((size_t)(reps + 1) * sizeof *tt);
     int rc = 0;
-    for (int r = 0; r <= reps && !rc; r++) { /* r = 0 is a warm-up */
+    for (int r = T <= 2048 ? 0 : 1; r <= reps && !rc; r++) { /* r = 0 is a warm-up (skipped for long T) */
         double t0 = now();
         if (!strcmp(kern, "gla")) rc = gla_fwd_chunk_f32(o, NULL, q, k, v, g, NULL, scale, B, T, H, K, V, C);
         else if (!strcmp(kern, "retention")) rc = retention_fwd_chunk_f32(o, NULL, q, k, v, NULL, lg, scale, B, T, H, K, V, C);
@@ -202,8 +203,19 @@ static int do_decode(const char *kern, int64_t ctx, int64_t D, int reps) {
 
 int main(int argc, char **argv) {
     if (argc >= 4 && !strcmp(argv[1], "sgemm")) return do_sgemm(atoll(argv[2]), atoi(argv[3]));
-    if (argc >= 6 && !strcmp(argv[1], "train")) return do_train(argv[2], atoll(argv[3]), atoll(argv[4]), atoi(argv[5]));
-    if (argc >= 6 && !strcmp(argv[1], "decode")) return do_decode(argv[2], atoll(argv[3]), atoll(argv[4]), atoi(argv[5]));
-    fprintf(stderr, "usage: kernels_bench sgemm N REPS | train KERNEL T D REPS | decode KERNEL CTX D REPS\n");
+    if (argc >= 6 && (!strcmp(argv[1], "train") || !strcmp(argv[1], "decode"))) {
+        /* argv[3] is a comma-separated list of sequence / context lengths */
+        int rc = 0;
+        for (char *p = argv[3]; *p && !rc;) {
+            char *end;
+            long long n = strtoll(p, &end, 10);
+            rc = !strcmp(argv[1], "train") ? do_train(argv[2], n, atoll(argv[4]), atoi(argv[5]))
+                                           : do_decode(argv[2], n, atoll(argv[4]), atoi(argv[5]));
+            fflush(stdout);
+            p = *end == ',' ? end + 1 : end;
+        }
+        return rc;
+    }
+    fprintf(stderr, "usage: kernels_bench sgemm N REPS | train KERNEL T[,T..] D REPS | decode KERNEL CTX[,CTX..] D REPS\n");
     return 2;
 }

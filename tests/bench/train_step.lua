@@ -3,8 +3,10 @@
 --   hyblua train_step.lua init   CONFIG.json DIR SEED B T   new model (hb.models.new) → DIR (save_pretrained)
 --                                                           and a batch of token ids → DIR/batch.safetensors
 --   hyblua train_step.lua bench  DIR STEPS WARMUP FWD DECODE_PROMPT DECODE_NEW
---        loads DIR, reports the loss of the untouched model on the batch, then times STEPS training steps
---        (after WARMUP untimed ones) split into forward / backward / optimizer, reads the peak RSS
+--        loads DIR, reports the loss of the untouched model on the batch (no grad; also the forward's
+--        warm-up), runs WARMUP untimed training steps on a 1×256 slice of the batch (optimizer state,
+--        thread pools, allocator), then times STEPS training steps split into forward / backward /
+--        optimizer, reads the peak RSS
 --        (VmHWM) right after them, times FWD forward-only passes (logits, no grad) and finally decodes
 --        DECODE_NEW tokens (B = 1) after a DECODE_PROMPT-token prefill (0 = skip). One JSON line on stdout.
 --   hyblua train_step.lua matmul N REPS                    hb.randn(N,N):matmul(hb.randn(N,N)), best time
@@ -69,34 +71,38 @@ elseif mode == "bench" then
   local B, T = ids:size(1), ids:size(2)
   local out = { side = "hyblua", threads = threads, B = B, T = T, params = m:num_parameters() }
   local opt = hb.optim.AdamW(m:parameters(), { lr = 1e-3, betas = { 0.9, 0.95 }, eps = 1e-8, weight_decay = 0.1 })
+  -- the loss of the untouched model on the whole batch (compared with torch's), which also warms up
+  -- the forward; then WARMUP training steps on a small slice (optimizer state, thread pools, allocator)
+  if steps > 0 or nfwd > 0 then out.init_loss = hb.no_grad(function() return m:loss(ids):item() end) end
+  local wids = ids:narrow(1, 1, 1):narrow(2, 1, math.min(T, 256)):contiguous()
   local rec = { fwd = {}, bwd = {}, opt = {}, total = {} }
-  for s = 1, warmup + steps do
+  for s = 1, (steps > 0 and warmup or 0) + steps do
+    local x = s <= warmup and wids or ids
     local t0 = now()
     opt:zero_grad()
-    local loss = m:loss(ids)
+    local loss = m:loss(x)
     local t1 = now()
     loss:backward()
     local t2 = now()
     opt:step()
     local t3 = now()
-    if s == 1 then out.init_loss = loss:item() end
     if s > warmup then
       rec.fwd[#rec.fwd + 1], rec.bwd[#rec.bwd + 1] = t1 - t0, t2 - t1
       rec.opt[#rec.opt + 1], rec.total[#rec.total + 1] = t3 - t2, t3 - t0
     end
     loss = nil
   end
-  out.train = { fwd = rec.fwd, bwd = rec.bwd, opt = rec.opt, total = rec.total,
-                best_s = minimum(rec.total), median_s = median(rec.total) }
-  out.rss_train_kb = vmhwm_kb()
+  if steps > 0 then
+    out.train = { fwd = rec.fwd, bwd = rec.bwd, opt = rec.opt, total = rec.total,
+                  best_s = minimum(rec.total), median_s = median(rec.total) }
+    out.rss_train_kb = vmhwm_kb()
+  end
   opt = nil
   for _, p in ipairs(m:parameters()) do p:zero_grad() end
   collectgarbage()
   if nfwd > 0 then
     local ft = {}
     hb.no_grad(function()
-      local _ = m:forward(ids) -- warm-up
-      _ = nil
       for i = 1, nfwd do
         local t0 = now()
         local logits = m:forward(ids)
