@@ -943,25 +943,65 @@ static int64_t load_index(const hb_tensor_t *t, int64_t i) {
     return 0;
 }
 
-static int bw_cross_entropy(hb_node_t *n, hb_tensor_t *g, hb_tensor_t **gin) {
-    hb_tensor_t *x = n->saved[0], *tg = n->saved[1];
-    int64_t N = x->size[0], C = x->size[1], ign = n->i[0], count = n->i[1];
-    hb_tensor_t *o = hb_tensor_zeros(x->dtype, 2, x->size);
-    if (!o) return -1;
-    int ok;
-    double gv = hb_item(g, &ok);
-    double scale = count ? gv / (double)count : 0;
-    for (int64_t r = 0; r < N; r++) {
-        int64_t t = load_index(tg, r);
-        if (t == ign) continue;
-        double m = -INFINITY, s = 0;
-        for (int64_t c = 0; c < C; c++) { double v = ld(hb_data(x), x->dtype, r * C + c); if (v > m) m = v; }
-        for (int64_t c = 0; c < C; c++) s += exp(ld(hb_data(x), x->dtype, r * C + c) - m);
-        for (int64_t c = 0; c < C; c++) {
-            double p = exp(ld(hb_data(x), x->dtype, r * C + c) - m) / s;
-            st(hb_data(o), x->dtype, r * C + c, (p - (c == t ? 1 : 0)) * scale);
+/* Cross-entropy over rows of logits: the forward keeps each row's log-sum-exp (lse) so the backward is
+ * one pass, grad = (exp(x − lse) − onehot)·g/count. Float rows use the vectorisable hb_expf with double
+ * accumulation; rows are spread over the thread pool in fixed blocks. */
+typedef struct {
+    const void *x;
+    const hb_tensor_t *tg;
+    hb_dtype_t dt;
+    int64_t C, ign;
+    double *lse;   /* [N] */
+    void *grad;    /* backward output, or NULL in the forward */
+    double scale;
+} ce_ctx_t;
+
+static void ce_rows(void *ctx, int64_t blk) {
+    ce_ctx_t *c = ctx;
+    int64_t N = c->tg->size[0], r0 = blk * 64, r1 = r0 + 64 < N ? r0 + 64 : N, C = c->C;
+    for (int64_t r = r0; r < r1; r++) {
+        int64_t t = load_index(c->tg, r);
+        if (c->dt == HB_F32) {
+            const float *x = (const float *)c->x + r * C;
+            if (!c->grad) {
+                float m = -INFINITY;
+                for (int64_t k = 0; k < C; k++) m = x[k] > m ? x[k] : m;
+                double s = 0;
+                for (int64_t k = 0; k < C; k++) s += hb_expf(x[k] - m);
+                c->lse[r] = (double)m + log(s);
+            } else {
+                float *g = (float *)c->grad + r * C;
+                if (t == c->ign) { memset(g, 0, (size_t)C * sizeof *g); continue; }
+                float l = (float)c->lse[r], sc = (float)c->scale;
+                for (int64_t k = 0; k < C; k++) g[k] = hb_expf(x[k] - l) * sc;
+                g[t] -= sc;
+            }
+        } else {
+            const double *x = (const double *)c->x + r * C;
+            if (!c->grad) {
+                double m = -INFINITY, s = 0;
+                for (int64_t k = 0; k < C; k++) m = x[k] > m ? x[k] : m;
+                for (int64_t k = 0; k < C; k++) s += exp(x[k] - m);
+                c->lse[r] = m + log(s);
+            } else {
+                double *g = (double *)c->grad + r * C;
+                if (t == c->ign) { memset(g, 0, (size_t)C * sizeof *g); continue; }
+                for (int64_t k = 0; k < C; k++) g[k] = exp(x[k] - c->lse[r]) * c->scale;
+                g[t] -= c->scale;
+            }
         }
     }
+}
+
+static int bw_cross_entropy(hb_node_t *n, hb_tensor_t *g, hb_tensor_t **gin) {
+    hb_tensor_t *x = n->saved[0], *tg = n->saved[1], *lse = n->saved[2];
+    int64_t N = x->size[0], count = n->i[1];
+    hb_tensor_t *o = hb_tensor_empty(x->dtype, 2, x->size);
+    if (!o) return -1;
+    int okk;
+    double gv = hb_item(g, &okk);
+    ce_ctx_t c = {hb_data(x), tg, x->dtype, x->size[1], n->i[0], hb_data(lse), hb_data(o), count ? gv / (double)count : 0};
+    hb_parallel_for((N + 63) / 64, ce_rows, &c);
     gin[0] = o;
     return 0;
 }
@@ -977,7 +1017,6 @@ hb_tensor_t *hb_cross_entropy(hb_tensor_t *logits, hb_tensor_t *target, int64_t 
     hb_tensor_t *x = hb_contiguous(logits), *tg = hb_contiguous(target);
     if (!x || !tg) { hb_tensor_free(x); hb_tensor_free(tg); return NULL; }
     int64_t N = x->size[0], C = x->size[1], count = 0;
-    double total = 0;
     for (int64_t r = 0; r < N; r++) {
         int64_t t = load_index(tg, r);
         if (t == ignore_index) continue;
@@ -987,23 +1026,30 @@ hb_tensor_t *hb_cross_entropy(hb_tensor_t *logits, hb_tensor_t *target, int64_t 
             hb_tensor_free(x); hb_tensor_free(tg);
             return NULL;
         }
-        const void *p = hb_data(x);
-        double m = -INFINITY, s = 0;
-        for (int64_t c = 0; c < C; c++) { double v = ld(p, x->dtype, r * C + c); if (v > m) m = v; }
-        for (int64_t c = 0; c < C; c++) s += exp(ld(p, x->dtype, r * C + c) - m);
-        total += m + log(s) - ld(p, x->dtype, r * C + t);
         count++;
+    }
+    hb_tensor_t *lse = hb_tensor_empty(HB_F64, 1, &N);
+    if (!lse) { hb_tensor_free(x); hb_tensor_free(tg); return NULL; }
+    ce_ctx_t c = {hb_data(x), tg, x->dtype, C, ignore_index, hb_data(lse), NULL, 0};
+    hb_parallel_for((N + 63) / 64, ce_rows, &c);
+    double total = 0;
+    for (int64_t r = 0; r < N; r++) { /* fixed order: the sum does not depend on the thread count */
+        int64_t t = load_index(tg, r);
+        if (t == ignore_index) continue;
+        total += ((double *)hb_data(lse))[r] - ld(hb_data(x), x->dtype, r * C + t);
     }
     hb_tensor_t *o = hb_tensor_full(x->dtype, 0, NULL, count ? total / (double)count : 0.0);
     hb_node_t *n = o ? hb_node_attach(o, "cross_entropy", bw_cross_entropy, 1, &logits) : NULL;
     if (n) {
         n->saved[0] = hb_tensor_ref(x);
         n->saved[1] = hb_tensor_ref(tg);
+        n->saved[2] = hb_tensor_ref(lse);
         n->i[0] = ignore_index;
         n->i[1] = count;
     }
     hb_tensor_free(x);
     hb_tensor_free(tg);
+    hb_tensor_free(lse);
     return o;
 }
 

@@ -8,6 +8,7 @@
 #include "tensor.h"
 #include "autograd.h"
 #include <math.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -44,13 +45,62 @@ const char *hb_dtype_name(hb_dtype_t dt) {
 int hb_dtype_is_float(hb_dtype_t dt) { return dt == HB_F32 || dt == HB_F64; }
 
 /* ---- storage ------------------------------------------------------------------------------------- */
+/* Large blocks (≥ 1 MiB) freed by one training step are needed again by the next: keep a few of them
+ * (exact sizes, up to 1 GiB in all) instead of returning them to the kernel, which would have to zero
+ * fresh pages on every first touch. Small blocks go through malloc's own free lists. */
+#define BLOCK_CACHE 16
+#define BLOCK_MIN ((size_t)1 << 20)
+static struct {
+    pthread_mutex_t mu;
+    void *ptr[BLOCK_CACHE];
+    size_t size[BLOCK_CACHE];
+    size_t total;
+} blocks = {.mu = PTHREAD_MUTEX_INITIALIZER};
+
+static void *block_get(size_t n) {
+    if (n < BLOCK_MIN) return NULL;
+    void *p = NULL;
+    pthread_mutex_lock(&blocks.mu);
+    for (int i = 0; i < BLOCK_CACHE; i++)
+        if (blocks.ptr[i] && blocks.size[i] == n) {
+            p = blocks.ptr[i];
+            blocks.ptr[i] = NULL;
+            blocks.total -= n;
+            break;
+        }
+    pthread_mutex_unlock(&blocks.mu);
+    return p;
+}
+
+static void block_put(void *p, size_t n) {
+    if (n >= BLOCK_MIN) {
+        pthread_mutex_lock(&blocks.mu);
+        if (blocks.total + n <= ((size_t)1 << 30))
+            for (int i = 0; i < BLOCK_CACHE; i++)
+                if (!blocks.ptr[i]) {
+                    blocks.ptr[i] = p;
+                    blocks.size[i] = n;
+                    blocks.total += n;
+                    p = NULL;
+                    break;
+                }
+        pthread_mutex_unlock(&blocks.mu);
+    }
+    free(p);
+}
+
+static size_t alloc_size(size_t nbytes) {
+    /* 64-byte alignment for SIMD; at least 64 bytes so empty tensors have a valid pointer */
+    size_t n = (nbytes + 63) & ~(size_t)63;
+    return n ? n : 64;
+}
+
 static hb_storage_t *storage_new(size_t nbytes) {
     hb_storage_t *s = calloc(1, sizeof *s);
     if (!s) { hb_seterr("out of memory allocating a storage header"); return NULL; }
-    /* 64-byte alignment for SIMD; at least one byte so empty tensors have a valid pointer */
-    size_t n = (nbytes + 63) & ~(size_t)63;
-    if (n == 0) n = 64;
-    s->data = aligned_alloc(64, n);
+    size_t n = alloc_size(nbytes);
+    s->data = block_get(n);
+    if (!s->data) s->data = aligned_alloc(64, n);
     if (!s->data) {
         free(s);
         hb_seterr("out of memory allocating %zu bytes of tensor storage", nbytes);
@@ -68,7 +118,7 @@ static void storage_release(hb_storage_t *s) {
         if (s->release) s->release(s->release_ctx);
     } else {
         atomic_fetch_sub(&live_bytes, (long long)s->nbytes);
-        free(s->data);
+        block_put(s->data, alloc_size(s->nbytes));
     }
     free(s);
 }
@@ -117,6 +167,8 @@ hb_tensor_t *hb_tensor_full(hb_dtype_t dt, int ndim, const int64_t *size, double
     return t;
 }
 
+static void store(void *base, hb_dtype_t dt, int64_t o, double v);
+
 hb_tensor_t *hb_tensor_arange(hb_dtype_t dt, double start, double end, double step) {
     if (step == 0 || !isfinite(start) || !isfinite(end) || !isfinite(step)) {
         hb_seterr("arange: step must be non-zero and bounds finite");
@@ -126,7 +178,7 @@ hb_tensor_t *hb_tensor_arange(hb_dtype_t dt, double start, double end, double st
     int64_t n = nf > 0 ? (int64_t)nf : 0;
     hb_tensor_t *t = hb_tensor_empty(dt, 1, &n);
     if (!t) return NULL;
-    for (int64_t i = 0; i < n; i++) hb_set(t, &i, start + (double)i * step);
+    for (int64_t i = 0; i < n; i++) store(t->storage->data, dt, i, start + (double)i * step);
     return t;
 }
 
