@@ -1,6 +1,29 @@
 /* optim.c — fused AdamW update and the squared norm used for gradient clipping. */
 #include "optim.h"
+#include "../kernels/parallel.h"
 #include <math.h>
+
+#define ADAMW_BLOCK 65536
+typedef struct {
+    float *p, *m, *v;
+    const float *g;
+    float b1, b2, eps, step, sbc2, decay;
+    int64_t n;
+} adamw_ctx_t;
+
+static void adamw_block(void *ctx, int64_t blk) {
+    adamw_ctx_t *c = ctx;
+    int64_t lo = blk * ADAMW_BLOCK, hi = lo + ADAMW_BLOCK < c->n ? lo + ADAMW_BLOCK : c->n;
+    float *pp = c->p, *pm = c->m, *pv = c->v;
+    const float *pg = c->g;
+    for (int64_t i = lo; i < hi; i++) {
+        float gi = pg[i];
+        pp[i] *= c->decay;
+        pm[i] += (gi - pm[i]) * (1.0f - c->b1);
+        pv[i] = pv[i] * c->b2 + (1.0f - c->b2) * gi * gi;
+        pp[i] -= c->step * pm[i] / (sqrtf(pv[i]) / c->sbc2 + c->eps);
+    }
+}
 
 int hb_adamw_update(hb_tensor_t *p, hb_tensor_t *g, hb_tensor_t *m, hb_tensor_t *v, double lr, double b1, double b2,
                     double eps, double wd, int64_t t) {
@@ -21,15 +44,10 @@ int hb_adamw_update(hb_tensor_t *p, hb_tensor_t *g, hb_tensor_t *m, hb_tensor_t 
     double bc1 = 1 - pow(b1, (double)t), bc2 = 1 - pow(b2, (double)t);
     double step = lr / bc1, sbc2 = sqrt(bc2), decay = 1 - lr * wd;
     if (p->dtype == HB_F32) {
-        float *pp = hb_data(p), *pm = hb_data(m), *pv = hb_data(v);
-        const float *pg = hb_data(gc);
-        for (int64_t i = 0; i < n; i++) {
-            float gi = pg[i];
-            pp[i] = (float)(pp[i] * decay);
-            pm[i] = (float)(b1 * pm[i] + (1 - b1) * gi);
-            pv[i] = (float)(b2 * pv[i] + (1 - b2) * (double)gi * gi);
-            pp[i] = (float)(pp[i] - step * pm[i] / (sqrt((double)pv[i]) / sbc2 + eps));
-        }
+        /* float arithmetic in torch's order (mul, lerp, addcmul, sqrt/div/add, addcdiv), on the pool */
+        adamw_ctx_t c = {hb_data(p), hb_data(m), hb_data(v), hb_data(gc), (float)b1, (float)b2, (float)eps,
+                         (float)step, (float)sbc2, (float)decay, n};
+        hb_parallel_for((n + ADAMW_BLOCK - 1) / ADAMW_BLOCK, adamw_block, &c);
     } else {
         double *pp = hb_data(p), *pm = hb_data(m), *pv = hb_data(v);
         const double *pg = hb_data(gc);
