@@ -13,6 +13,6 @@ local defaults = hb.recipe.defaults {
   name = "gdn_3to1",
   ratio = 3, attn_heads = 4,
   model = { model_type = "gated_deltanet", hidden_size = 128, num_hidden_layers = 8, num_heads = 2, head_dim = 48 },
-  train = { steps = 600, batch_size = 16, seq_len = 256, lr = 3e-3 },
+  train = { steps = 400, batch_size = 16, seq_len = 256, lr = 3e-3 },
 }
 hb.recipe.lm(defaults, arg)

@@ -5,5 +5,5 @@ hb.recipe.lm(hb.recipe.defaults {
   name = "hgrn2_6to1",
   ratio = 6, attn_heads = 4,
   model = { model_type = "hgrn2", hidden_size = 128, num_hidden_layers = 7, expand_ratio = 32 },
-  train = { steps = 600, batch_size = 16, seq_len = 256, lr = 3e-3 },
+  train = { steps = 400, batch_size = 16, seq_len = 256, lr = 3e-3 },
 }, arg)

@@ -20,7 +20,7 @@ local shapes = {
 local defaults = hb.recipe.defaults {
   name = "hybrid", mixer = "gated_deltanet", ratio = 3, attn_heads = 4,
   model = { hidden_size = 128, num_hidden_layers = 8 },
-  train = { steps = 600, batch_size = 16, seq_len = 256, lr = 3e-3 },
+  train = { steps = 400, batch_size = 16, seq_len = 256, lr = 3e-3 },
 }
 -- read --mixer first, then fill the mixer's shape into the defaults before the full parse
 local mixer = defaults.mixer

@@ -42,7 +42,7 @@ return function(hb)
       },
       data = { dir = "data/sotu", sample = "tests/data/sample", cache = "runs/cache/sample" },
       train = {
-        steps = 600, batch_size = 16, seq_len = 256, grad_accum = 1, lr = 3e-3, min_lr = 3e-4, warmup = 50,
+        steps = 400, batch_size = 16, seq_len = 256, grad_accum = 1, lr = 3e-3, min_lr = 3e-4, warmup = 50,
         schedule = "cosine", weight_decay = 0.1, clip = 1.0, eval_every = 200, save_every = 200, keep = 2,
         mode = "chunk", resume = true,
       },
