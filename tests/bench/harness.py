@@ -148,8 +148,8 @@ def loadavg():
 
 
 def thread_check(r, work):
-    """torch with and without the thread environment: a 1024³ matmul and a training step (gla, d 256,
-    T 512), alternating the two configurations twice, best of each."""
+    """torch with and without the thread environment: a 1024³ matmul (2 alternations) and a training step
+    (gla, d 256, B 2, T 512; one process each, best of 3 steps)."""
     slow_env = {k: v for k, v in r.env.items() if k not in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "OMP_WAIT_POLICY")}
     slow_env["HB_TORCH_DEFAULT_ENV"] = "1"
     cdir = os.path.join(work, "thread-check")
@@ -157,28 +157,28 @@ def thread_check(r, work):
     with open(os.path.join(cdir, "bench_config.json"), "w") as f:
         json.dump(model_config("gla", 256, False), f)
     have_model = bool(r.run("init-thread-check", [HYBLUA, os.path.join(HERE, "train_step.lua"), "init",
-                                                  os.path.join(cdir, "bench_config.json"), cdir, "1", "8", "512"]))
+                                                  os.path.join(cdir, "bench_config.json"), cdir, "1", "2", "512"]))
     res = {"env": [], "default": [], "env_step": [], "default_step": []}
-    for _ in range(2):
+    for rnd in range(2):
         for name, env in (("env", r.env), ("default", slow_env)):
             for rec in r.run(f"torch-matmul-{name}", [PY, os.path.join(HERE, "torch_bench.py"), "matmul", "1024", "10"],
                              env=env):
                 res[name].append(rec["gflops_best"])
-            if have_model:
+            if have_model and rnd == 0:
                 for rec in r.run(f"torch-step-{name}", [PY, os.path.join(HERE, "torch_bench.py"), "bench", cdir,
                                                         "3", "1", "0", "0", "0"], env=env):
-                    res[name + "_step"].append(4096 / rec["train"]["best_s"])
+                    res[name + "_step"].append(1024 / rec["train"]["best_s"])
     return {k: max(v) if v else None for k, v in res.items()}
 
 
 def matmul_section(r):
     out = {"hyblua": [], "sgemm": [], "torch": []}
-    for _ in range(2):
-        for rec in r.run("hyblua-matmul", [HYBLUA, os.path.join(HERE, "train_step.lua"), "matmul", "1024", "10"]):
+    for _ in range(3):
+        for rec in r.run("hyblua-matmul", [HYBLUA, os.path.join(HERE, "train_step.lua"), "matmul", "1024", "20"]):
             out["hyblua"].append(rec["gflops_best"])
-        for rec in r.run("sgemm", [KBENCH, "sgemm", "1024", "10"]):
+        for rec in r.run("sgemm", [KBENCH, "sgemm", "1024", "20"]):
             out["sgemm"].append(rec["gflops_best"])
-        for rec in r.run("torch-matmul", [PY, os.path.join(HERE, "torch_bench.py"), "matmul", "1024", "10"]):
+        for rec in r.run("torch-matmul", [PY, os.path.join(HERE, "torch_bench.py"), "matmul", "1024", "20"]):
             out["torch"].append(rec["gflops_best"])
     return {k: max(v) if v else None for k, v in out.items()}
 
@@ -188,7 +188,9 @@ def kernel_section(r, Ts, Ds, reps, attn_max):
     rows = []
     for D in Ds:
         for k in KERNELS:
-            ts = [T for T in Ts if k != "attn" or T <= attn_max.get(D, max(Ts))]
+            if k == "hgrn" and D != Ds[0]:
+                continue   # element-wise over H·D = 512 channels: the head dim does not matter
+            ts = [T for T in Ts if T <= attn_max.get(D, max(Ts))]
             tl = ",".join(map(str, ts))
             hy = {rec["T"]: rec for rec in r.run(f"kernel-{k}-D{D}", [KBENCH, "train", k, tl, str(D), str(reps)])}
             to = {rec["T"]: rec for rec in r.run(f"torch-kernel-{k}-D{D}", [PY, os.path.join(HERE, "torch_kernels.py"),
@@ -202,6 +204,8 @@ def decode_kernel_section(r, ctxs, Ds, reps):
     rows = []
     for D in Ds:
         for k in KERNELS:
+            if k == "hgrn" and D != Ds[0]:
+                continue
             cl = ",".join(map(str, ctxs if k == "attn" else ctxs[:1]))
             hy = {rec["ctx"]: rec for rec in r.run(f"decode-{k}-D{D}", [KBENCH, "decode", k, cl, str(D), str(reps)])}
             to = {rec["ctx"]: rec for rec in r.run(f"torch-decode-{k}-D{D}", [PY, os.path.join(HERE, "torch_kernels.py"),
@@ -211,7 +215,9 @@ def decode_kernel_section(r, ctxs, Ds, reps):
     return rows
 
 
-def model_section(r, work, grid, steps, warmup, nfwd, dprompt, dnew):
+def model_section(r, work, grid, steps, warmup, nfwd, dprompt, dnew, fwd_max):
+    """Both sides per configuration, each in a fresh process, the order alternating. Forward-only passes
+    are skipped where d·T > fwd_max (the full run's d 512, T 2048 configs, to save time)."""
     rows = []
     for idx, (mixer, hybrid, d, T) in enumerate(grid):
         B = max(1, TOKENS // T)
@@ -227,7 +233,8 @@ def model_section(r, work, grid, steps, warmup, nfwd, dprompt, dnew):
             rows.append({"mixer": label, "d": d, "T": T, "B": B})
             continue
         dp, dn = (dprompt, dnew) if T >= dprompt + dnew and T == min(g[3] for g in grid) else (0, 0)
-        args = [str(steps), str(warmup), str(nfwd), str(dp), str(dn)]
+        nf = 0 if d * T > fwd_max else nfwd
+        args = [str(steps), str(warmup), str(nf), str(dp), str(dn)]
         hy_cmd = [HYBLUA, os.path.join(HERE, "train_step.lua"), "bench", cdir] + args
         to_cmd = [PY, os.path.join(HERE, "torch_bench.py"), "bench", cdir] + args
         res = {}
@@ -346,9 +353,10 @@ def write_report(path, meta, tc, mm, models, kernels, decodes):
     w("### PyTorch thread configuration check")
     w("")
     w("Debian's torch calls a pthread OpenBLAS that ignores `torch.set_num_threads`; without the environment "
-      "variables OpenBLAS's and OpenMP's thread pools compete. Best of 2 alternating processes each:")
+      "variables OpenBLAS's and OpenMP's thread pools compete (best of 2 alternating processes for the matmul, "
+      "of 3 steps in one process for the training step):")
     w("")
-    w("| torch configuration | matmul GFLOP/s | training step tok/s (gla, d 256, T 512) |")
+    w("| torch configuration | matmul GFLOP/s | training step tok/s (gla, d 256, B 2, T 512) |")
     w("|---|---|---|")
     w(f"| threads from the environment (used for every comparison below) | {fmt(tc.get('env'), '.1f')} | "
       f"{fmt(tc.get('env_step'), '.0f')} |")
@@ -358,7 +366,7 @@ def write_report(path, meta, tc, mm, models, kernels, decodes):
     w("## Matmul: hyblua vs raw sgemm")
     w("")
     pct = 100 * mm["hyblua"] / mm["sgemm"] if mm.get("hyblua") and mm.get("sgemm") else None
-    w("1024³ float32, best of 2 processes × 10 repetitions.")
+    w("1024³ float32, best of 3 alternating processes × 20 repetitions.")
     w("")
     w("| path | GFLOP/s | % of cblas_sgemm |")
     w("|---|---|---|")
@@ -376,12 +384,13 @@ def write_report(path, meta, tc, mm, models, kernels, decodes):
       "gated_deltanet head_dim 64, H = 0.75·d/64, dv 128 (fla's sizing), gate + short conv. A \"3:1\" hybrid "
       "replaces layer 3 of 4 with full attention (H = d/64). MLP width per §1.5 of the spec (4× ratio → 768 at "
       "d 256, 1536 at d 512). hyblua creates each model with `hb.models.new` + `save_pretrained`; torch loads the "
-      "same files and the same batch, and both report the loss of the untouched model (must agree to 1e-4).")
+      "same files and the same batch, and both report the loss of the untouched model (must agree to 1e-4 relative; "
+      "column \"loss Δrel\").")
     w("")
-    w("Protocol per configuration and side (fresh process): load, loss of the untouched model on the whole batch "
-      "(no grad; doubles as the forward warm-up), one warm-up training step on a 1×256 slice (optimizer state, "
-      "thread pools, allocator), 3 timed training steps on the whole batch, peak RSS, 3 timed forward-only passes, "
-      "and (at the shortest T) the decode measurement. "
+    w("Protocol per configuration and side (fresh process): load; one warm-up training step on a 1×256 slice of "
+      "the batch (optimizer state, thread pools, allocator; its loss is the untouched model's, compared between the "
+      "sides); 3 timed training steps on the whole batch; peak RSS; 3 timed forward-only passes (skipped at d 512, "
+      "T 2048 to save time); at T 512 the decode measurement. "
       "A training step is `zero_grad` + loss (forward) + backward + AdamW (lr 1e-3, betas 0.9/0.95, wd 0.1). "
       "Ratios are hyblua / torch: **> 1 means hyblua is faster** (for RSS: > 1 means hyblua uses more).")
     w("")
@@ -425,8 +434,8 @@ def write_report(path, meta, tc, mm, models, kernels, decodes):
     w("## Kernels: chunked forward + backward")
     w("")
     w(f"B = 1, H = 512/D heads of head dim D (K = V = D), chunk 64, random inputs; time of one forward plus one "
-      f"backward, best of {meta['kreps']} (after a warm-up when T ≤ 2048; attention at D = 128 stops at T = 4096 "
-      "in the full run to save time). hyblua calls the `*_fwd_chunk_f32`/`*_bwd_chunk_f32` kernels "
+      f"backward, best of {meta['kreps']} (after a warm-up when T ≤ 1024; at D = 128 the full run stops at T = 4096 "
+      "to save time). hyblua calls the `*_fwd_chunk_f32`/`*_bwd_chunk_f32` kernels "
       "(attention: `attn_fwd_f32`/`attn_bwd_f32`, tile 64; HGRN: `hgrn_*_chunk_f32` with `hgrn_chunk_hint`); torch "
       "runs the chunked functions of torch_models.py under autograd. GFLOP/s count the FLOPs of the chunked "
       f"algorithm (formulas below) against sgemm = {fmt(mm.get('sgemm'), '.1f')} GFLOP/s measured in this run.")
@@ -480,9 +489,7 @@ def write_report(path, meta, tc, mm, models, kernels, decodes):
         w("| kernel | D | context | hyblua µs | torch µs | speed-up h vs t |")
         w("|---|---|---|---|---|---|")
         for row in decodes:
-            hy, to = row.get("hyblua"), row.get("torch")
-            hu = hy["median_s"] * 1e6 if hy else None
-            tu = to["median_s"] * 1e6 if to else None
+            hu, tu = row.get("hyblua_us"), row.get("torch_us")
             w(f"| {row['kernel']} | {row['D']} | {row['ctx'] if row['kernel'] == 'attn' else 'any'} | {fmt(hu, '.1f')} | "
               f"{fmt(tu, '.1f')} | {fmt(ratio(tu, hu))} |")
         w("")
@@ -511,11 +518,19 @@ def write_report(path, meta, tc, mm, models, kernels, decodes):
         for f in meta["failures"]:
             w(f"* {f}")
         w("")
-    notes = os.path.join(HERE, "NOTES.md")
-    if os.path.exists(notes):
-        with open(notes) as f:
-            w(f.read().rstrip())
-        w("")
+    w("## Reproducing and profiling")
+    w("")
+    w("* `make bench` (full: about 35 minutes on the shared 2-core machine at load ≈ 4, less when idle) or "
+      "`tests/bench/run.sh --quick` (about 6 minutes); "
+      "`--threads N` changes the thread count of both sides; `--only threads,matmul,kernels,decode,models` and "
+      "`--mixers gla,transformer` restrict a run; `tests/bench/harness.py --report-only` rewrites this file from "
+      "tests/bench/results/latest.json.")
+    w("* `/usr/bin/python3 tests/bench/check_torch.py` checks the PyTorch implementation against every fixture "
+      "(loss within 1e-5 relative, plus logits, gradients and step-by-step decoding).")
+    w("* `tests/bench/profile.sh MIXER D T [train|forward|decode] [hybrid]` runs `perf record --call-graph dwarf` "
+      "over the hyblua side of one benchmark configuration and prints self time by symbol and inclusive time of "
+      "hyblua's ops (kept in tests/bench/results/profile-*.txt, git-ignored).")
+    w("")
     with open(path, "w") as f:
         f.write("\n".join(L) + "\n")
 
@@ -528,7 +543,15 @@ def main():
     ap.add_argument("--results", default=os.path.join(HERE, "results"))
     ap.add_argument("--only", default="", help="comma list of sections: threads,matmul,kernels,decode,models")
     ap.add_argument("--mixers", default="", help="comma list restricting the model grid (e.g. gla,transformer)")
+    ap.add_argument("--report-only", action="store_true", help="rewrite the report from RESULTS/latest.json")
     args = ap.parse_args()
+    if args.report_only:
+        with open(os.path.join(args.results, "latest.json")) as f:
+            sm = json.load(f)
+        write_report(args.report, sm["meta"], sm["thread_check"], sm["matmul"], sm["models"], sm["kernels"],
+                     sm["decode_kernels"])
+        print(f"wrote {args.report} from {os.path.join(args.results, 'latest.json')}")
+        return
 
     t_start = time.time()
     os.makedirs(args.results, exist_ok=True)
@@ -572,7 +595,7 @@ def main():
     if "models" in sections:
         print("models", flush=True)
         models = model_section(r, work, grid, steps=3, warmup=1, nfwd=3, dprompt=meta["dprompt"],
-                               dnew=meta["dnew"])
+                               dnew=meta["dnew"], fwd_max=256 * 2048)
     shutil.rmtree(work, ignore_errors=True)
     meta["load_end"] = loadavg()
     meta["elapsed_min"] = (time.time() - t_start) / 60
@@ -583,14 +606,13 @@ def main():
             break
     ms = summarize_models(models)
     ks = summarize_kernels(kern, mm.get("sgemm"))
-    summary = {"meta": meta, "thread_check": tc, "matmul": mm, "models": ms, "kernels": ks,
-               "decode_kernels": [{"kernel": d_["kernel"], "ctx": d_["ctx"], "D": d_["D"],
-                                   "hyblua_us": d_["hyblua"]["median_s"] * 1e6 if d_.get("hyblua") else None,
-                                   "torch_us": d_["torch"]["median_s"] * 1e6 if d_.get("torch") else None}
-                                  for d_ in dec]}
+    ds_ = [{"kernel": d_["kernel"], "ctx": d_["ctx"], "D": d_["D"],
+            "hyblua_us": d_["hyblua"]["median_s"] * 1e6 if d_.get("hyblua") else None,
+            "torch_us": d_["torch"]["median_s"] * 1e6 if d_.get("torch") else None} for d_ in dec]
+    summary = {"meta": meta, "thread_check": tc, "matmul": mm, "models": ms, "kernels": ks, "decode_kernels": ds_}
     with open(os.path.join(args.results, "latest.json"), "w") as f:
         json.dump(summary, f, indent=1, sort_keys=True)
-    write_report(args.report, meta, tc, mm, ms, ks, dec)
+    write_report(args.report, meta, tc, mm, ms, ks, ds_)
     print(f"wrote {args.report} and {os.path.join(args.results, 'latest.json')} in {meta['elapsed_min']:.1f} min",
           flush=True)
     if r.failures:

@@ -4,7 +4,7 @@
  *   kernels_bench sgemm N REPS                   cblas_sgemm N×N×N, best time → GFLOP/s
  *   kernels_bench train KERNEL T[,T...] D REPS    chunked forward + backward of one mixer at B = 1,
  *                                                 H = 512/D heads of head dim D (K = V = D), chunk 64;
- *                                                 best of REPS after a warm-up (no warm-up for T > 2048)
+ *                                                 best of REPS after a warm-up (no warm-up for T > 1024)
  *   kernels_bench decode KERNEL CTX[,CTX...] D REPS  one decode step at context length CTX (B = 1)
  * KERNEL: gla | retention | delta | gdelta | hgrn | attn. Output: one JSON line per call with the best
  * and median seconds of the forward, the backward and both together, and the FLOP counts of the chunked
@@ -137,7 +137,7 @@ static int do_train(const char *kern, int64_t T, int64_t D, int reps) {
     }
     double *tf = malloc((size_t)(reps + 1) * sizeof *tf), *tb = malloc((size_t)(reps + 1) * sizeof *tb), *tt = malloc((size_t)(reps + 1) * sizeof *tt);
     int rc = 0;
-    for (int r = T <= 2048 ? 0 : 1; r <= reps && !rc; r++) { /* r = 0 is a warm-up (skipped for long T) */
+    for (int r = T <= 1024 ? 0 : 1; r <= reps && !rc; r++) { /* r = 0 is a warm-up (skipped for long T) */
         double t0 = now();
         if (!strcmp(kern, "gla")) rc = gla_fwd_chunk_f32(o, NULL, q, k, v, g, NULL, scale, B, T, H, K, V, C);
         else if (!strcmp(kern, "retention")) rc = retention_fwd_chunk_f32(o, NULL, q, k, v, NULL, lg, scale, B, T, H, K, V, C);

@@ -54,12 +54,12 @@ def bench(d, steps, warmup, nfwd, dprompt, dnew):
     foreach = os.environ.get("HB_TORCH_FOREACH", "0") == "1"
     opt = torch.optim.AdamW(m.parameters(), lr=1e-3, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.1,
                             foreach=foreach)
-    # the loss of the untouched model on the whole batch (compared with hyblua's; also warms up the
-    # forward), then `warmup` training steps on a 1×256 slice, then the timed steps (as train_step.lua)
-    if steps > 0 or nfwd > 0:
-        with torch.no_grad():
-            out["init_loss"] = float(m.loss(ids))
+    # `warmup` training steps on a 1×256 slice (the first reports the untouched model's loss on it),
+    # then the timed steps on the whole batch (as train_step.lua)
     wids = ids[:1, :min(T, 256)].contiguous()
+    if steps == 0 and nfwd > 0:
+        with torch.no_grad():
+            m.loss(wids)   # forward warm-up
     rec = dict(fwd=[], bwd=[], opt=[], total=[])
     for s in range((warmup if steps > 0 else 0) + steps):
         x = wids if s < warmup else ids
@@ -71,6 +71,8 @@ def bench(d, steps, warmup, nfwd, dprompt, dnew):
         t2 = time.perf_counter()
         opt.step()
         t3 = time.perf_counter()
+        if s == 0:
+            out["init_loss"] = float(loss)
         if s >= warmup:
             rec["fwd"].append(t1 - t0)
             rec["bwd"].append(t2 - t1)

@@ -72,7 +72,7 @@ def train(kern, T, D, reps):
         else:
             raise SystemExit("unknown kernel " + kern)
     tf, tb, tt = [], [], []
-    for r in range(0 if T <= 2048 else 1, reps + 1):   # r = 0: warm-up (skipped for long T)
+    for r in range(0 if T <= 1024 else 1, reps + 1):   # r = 0: warm-up (skipped for long T)
         for t in inputs:
             t.grad = None
         t0 = time.perf_counter()

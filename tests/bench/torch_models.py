@@ -290,11 +290,13 @@ def gla_chunk(q, k, v, g, scale, C=64, BC=16, want_state=False):
     kd = k * torch.exp(Glast - G)                     # contribution of each token to the next state
     dkv = torch.matmul(kd.transpose(-1, -2), v)       # (B,H,N,K,V)
     decay = torch.exp(Glast).transpose(-1, -2)        # (B,H,N,K,1)
+    # per-chunk views through unbind (its backward stacks once; indexing x[:, :, n] in the loop would
+    # make every step's backward write a full-size zero gradient: O(N²) for long sequences)
     S = q.new_zeros(B, H, K, V)
     states = []
-    for n in range(N):
+    for dn, kvn in zip(decay.unbind(2), dkv.unbind(2)):
         states.append(S)
-        S = decay[:, :, n] * S + dkv[:, :, n]
+        S = dn * S + kvn
     Ss = torch.stack(states, 2)                       # state entering each chunk
     o = torch.matmul(q * torch.exp(G), Ss) + torch.matmul(A, v)
     o = o.reshape(B, H, N * C, V)[:, :, pad:]
@@ -329,9 +331,9 @@ def retention_chunk(q, k, v, lg, scale, C=64, want_state=False):
     gC = torch.exp(C * lg).view(1, H, 1, 1)
     S = q.new_zeros(B, H, K, V)
     states = []
-    for n in range(N):
+    for kvn in dkv.unbind(2):
         states.append(S)
-        S = gC * S + dkv[:, :, n]
+        S = gC * S + kvn
     Ss = torch.stack(states, 2)
     o = torch.matmul(q * qdec[None, :, None, :, None], Ss) + torch.matmul(A, v)
     o = o.reshape(B, H, N * C, V)[:, :, pad:]
@@ -378,10 +380,11 @@ def delta_chunk(q, k, v, beta, g, scale, C=64, want_state=False):
     kt = (k * kdec if g is not None else k).transpose(-1, -2)
     S = q.new_zeros(B, H, K, V)
     outs = []
-    for n in range(N):
-        dlt = U[:, :, n] - torch.matmul(W[:, :, n], S)
-        outs.append(torch.matmul(qg[:, :, n], S) + torch.matmul(qk[:, :, n], dlt))
-        S = (decay[:, :, n] * S if g is not None else S) + torch.matmul(kt[:, :, n], dlt)
+    decs = decay.unbind(2) if g is not None else [None] * N
+    for Un, Wn, qgn, qkn, ktn, dn in zip(U.unbind(2), W.unbind(2), qg.unbind(2), qk.unbind(2), kt.unbind(2), decs):
+        dlt = Un - torch.matmul(Wn, S)
+        outs.append(torch.matmul(qgn, S) + torch.matmul(qkn, dlt))
+        S = (dn * S if dn is not None else S) + torch.matmul(ktn, dlt)
     o = torch.stack(outs, 2).reshape(B, H, N * C, V)[:, :, pad:]
     return (o, S) if want_state else o
 

@@ -3,10 +3,10 @@
 --   hyblua train_step.lua init   CONFIG.json DIR SEED B T   new model (hb.models.new) → DIR (save_pretrained)
 --                                                           and a batch of token ids → DIR/batch.safetensors
 --   hyblua train_step.lua bench  DIR STEPS WARMUP FWD DECODE_PROMPT DECODE_NEW
---        loads DIR, reports the loss of the untouched model on the batch (no grad; also the forward's
---        warm-up), runs WARMUP untimed training steps on a 1×256 slice of the batch (optimizer state,
---        thread pools, allocator), then times STEPS training steps split into forward / backward /
---        optimizer, reads the peak RSS
+--        loads DIR, runs WARMUP untimed training steps on a 1×256 slice of the batch (optimizer state,
+--        thread pools, allocator; the first one reports the untouched model's loss on the slice), then
+--        times STEPS training steps on the whole batch split into forward / backward / optimizer, reads
+--        the peak RSS
 --        (VmHWM) right after them, times FWD forward-only passes (logits, no grad) and finally decodes
 --        DECODE_NEW tokens (B = 1) after a DECODE_PROMPT-token prefill (0 = skip). One JSON line on stdout.
 --   hyblua train_step.lua matmul N REPS                    hb.randn(N,N):matmul(hb.randn(N,N)), best time
@@ -71,10 +71,10 @@ elseif mode == "bench" then
   local B, T = ids:size(1), ids:size(2)
   local out = { side = "hyblua", threads = threads, B = B, T = T, params = m:num_parameters() }
   local opt = hb.optim.AdamW(m:parameters(), { lr = 1e-3, betas = { 0.9, 0.95 }, eps = 1e-8, weight_decay = 0.1 })
-  -- the loss of the untouched model on the whole batch (compared with torch's), which also warms up
-  -- the forward; then WARMUP training steps on a small slice (optimizer state, thread pools, allocator)
-  if steps > 0 or nfwd > 0 then out.init_loss = hb.no_grad(function() return m:loss(ids):item() end) end
+  -- WARMUP training steps on a 1×256 slice of the batch (optimizer state, thread pools, allocator); the
+  -- first one's loss is the untouched model's loss on that slice, compared with torch's
   local wids = ids:narrow(1, 1, 1):narrow(2, 1, math.min(T, 256)):contiguous()
+  if steps == 0 and nfwd > 0 then hb.no_grad(function() return m:loss(wids) end) end -- forward warm-up
   local rec = { fwd = {}, bwd = {}, opt = {}, total = {} }
   for s = 1, (steps > 0 and warmup or 0) + steps do
     local x = s <= warmup and wids or ids
@@ -86,6 +86,7 @@ elseif mode == "bench" then
     local t2 = now()
     opt:step()
     local t3 = now()
+    if s == 1 then out.init_loss = loss:item() end
     if s > warmup then
       rec.fwd[#rec.fwd + 1], rec.bwd[#rec.bwd + 1] = t1 - t0, t2 - t1
       rec.opt[#rec.opt + 1], rec.total[#rec.total + 1] = t3 - t2, t3 - t0
