@@ -56,6 +56,30 @@ static int l_mem(lua_State *L) {
     return 1;
 }
 
+typedef struct {
+    void *p;
+    void (*release)(void *);
+} guard_t;
+
+static int guard_gc(lua_State *L) {
+    guard_t *g = lua_touserdata(L, 1);
+    if (g->p && g->release) g->release(g->p);
+    g->p = NULL;
+    return 0;
+}
+
+void **lhb_guard(lua_State *L, void (*release)(void *)) {
+    guard_t *g = lua_newuserdatauv(L, sizeof *g, 0);
+    g->p = NULL;
+    g->release = release;
+    if (luaL_newmetatable(L, "hyblua.Guard")) {
+        lua_pushcfunction(L, guard_gc);
+        lua_setfield(L, -2, "__gc");
+    }
+    lua_setmetatable(L, -2);
+    return &g->p;
+}
+
 /* hb.interrupted() — has Ctrl-C been pressed (and not yet handled)? */
 static int l_interrupted(lua_State *L) {
     lua_pushboolean(L, hb_interrupted());

@@ -51,38 +51,18 @@ static void push_yaml(lua_State *L, const hb_yaml_t *y, int pos, const char *nam
     }
 }
 
-/* The tree lives in a userdata with a __gc while it is converted, so a Lua error (out of memory)
- * during conversion cannot leak it. */
-typedef struct {
-    hb_yaml_t *y;
-} yhold_t;
-
-static int yhold_gc(lua_State *L) {
-    yhold_t *h = lua_touserdata(L, 1);
-    hb_yaml_free(h->y);
-    h->y = NULL;
-    return 0;
-}
-
-static yhold_t *new_hold(lua_State *L) {
-    yhold_t *h = lua_newuserdatauv(L, sizeof *h, 0);
-    h->y = NULL;
-    if (luaL_newmetatable(L, "hyblua.YamlTree")) {
-        lua_pushcfunction(L, yhold_gc);
-        lua_setfield(L, -2, "__gc");
-    }
-    lua_setmetatable(L, -2);
-    return h;
-}
+/* The tree is owned by a guard userdata (lhb_guard) while it is converted, so a Lua error (out of
+ * memory) during conversion cannot leak it. */
+static void yaml_release(void *p) { hb_yaml_free(p); }
 
 /* Convert the held tree: pushes value, positions. */
-static int push_result(lua_State *L, yhold_t *h, const char *name) {
+static int push_result(lua_State *L, void **h, const char *name) {
     lua_newtable(L);
     int pos = lua_gettop(L);
-    if (h->y->kind == HB_YAML_NULL) lua_newtable(L); /* an empty file: an empty configuration */
-    else push_yaml(L, h->y, pos, name, "");
-    hb_yaml_free(h->y);
-    h->y = NULL;
+    if (((hb_yaml_t *)*h)->kind == HB_YAML_NULL) lua_newtable(L); /* an empty file: an empty configuration */
+    else push_yaml(L, ((hb_yaml_t *)*h), pos, name, "");
+    hb_yaml_free(*h);
+    *h = NULL;
     lua_insert(L, pos); /* value, positions */
     return 2;
 }
@@ -90,9 +70,9 @@ static int push_result(lua_State *L, yhold_t *h, const char *name) {
 static int l_load(lua_State *L) {
     const char *path = luaL_checkstring(L, 1);
     char err[512];
-    yhold_t *h = new_hold(L);
-    h->y = hb_yaml_load_file(path, err, sizeof err);
-    if (!h->y) return luaL_error(L, "%s", err);
+    void **h = lhb_guard(L, yaml_release);
+    *h = hb_yaml_load_file(path, err, sizeof err);
+    if (!((hb_yaml_t *)*h)) return luaL_error(L, "%s", err);
     return push_result(L, h, path);
 }
 
@@ -101,12 +81,12 @@ static int l_decode(lua_State *L) {
     const char *text = luaL_checklstring(L, 1, &n);
     const char *name = luaL_optstring(L, 2, "<string>");
     char err[512];
-    yhold_t *h = new_hold(L);
-    h->y = hb_yaml_load_string(name, text, n, err, sizeof err);
-    if (!h->y) return luaL_error(L, "%s", err);
-    if (h->y->kind == HB_YAML_NULL) { /* "" and "~" are both null here: a value, not a document */
-        hb_yaml_free(h->y);
-        h->y = NULL;
+    void **h = lhb_guard(L, yaml_release);
+    *h = hb_yaml_load_string(name, text, n, err, sizeof err);
+    if (!((hb_yaml_t *)*h)) return luaL_error(L, "%s", err);
+    if (((hb_yaml_t *)*h)->kind == HB_YAML_NULL) { /* "" and "~" are both null here: a value, not a document */
+        hb_yaml_free(*h);
+        *h = NULL;
         lua_pushvalue(L, lua_upvalueindex(1));
         lua_newtable(L);
         return 2;

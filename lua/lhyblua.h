@@ -16,6 +16,11 @@ int lhb_dim(lua_State *L, int arg, int ndim);
 /* Shape from a table or from integer args; returns ndim, *next = first unused arg (may be NULL). */
 int lhb_shape(lua_State *L, int arg, int64_t *size, int *next);
 
+/* Push a userdata that owns a C pointer until it is collected: *slot (returned) starts NULL; store the
+ * pointer there and release(ptr) runs from __gc unless the slot was cleared first. Lets a binding keep
+ * a malloc'd result safe from a Lua error raised while it builds the Lua value. */
+void **lhb_guard(lua_State *L, void (*release)(void *));
+
 void lhb_open_tensor(lua_State *L);  /* tensors: metatable + functions into the table on top */
 void lhb_open_nn(lua_State *L);      /* nn functions and mixer kernels (lnn.c) */
 void lhb_open_io(lua_State *L);      /* hb.io: safetensors, json (lio.c) */

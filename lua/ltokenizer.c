@@ -120,40 +120,17 @@ static int l_train_bpe(lua_State *L) {
 }
 
 /* ---- methods ------------------------------------------------------------------------------------------ */
-/* A malloc'd buffer held by a userdata whose __gc frees it, so that a Lua error (out of memory while
- * building the result) cannot leak it. */
-typedef struct {
-    void *p;
-} cbuf_t;
-
-static int cbuf_gc(lua_State *L) {
-    cbuf_t *b = lua_touserdata(L, 1);
-    free(b->p);
-    b->p = NULL;
-    return 0;
-}
-
-static cbuf_t *new_cbuf(lua_State *L) {
-    cbuf_t *b = lua_newuserdatauv(L, sizeof *b, 0);
-    b->p = NULL;
-    if (luaL_newmetatable(L, "hyblua.CBuffer")) {
-        lua_pushcfunction(L, cbuf_gc);
-        lua_setfield(L, -2, "__gc");
-    }
-    lua_setmetatable(L, -2);
-    return b;
-}
 
 /* Encode arg 2; pushes the holder of the ids and returns them; raises on failure. */
 static int64_t *encode(lua_State *L, size_t *n) {
     hb_tokenizer_t *tok = check_tok(L, 1);
     size_t len;
     const char *s = luaL_checklstring(L, 2, &len);
-    cbuf_t *b = new_cbuf(L);
+    void **b = lhb_guard(L, free);
     int64_t *ids = NULL;
     char err[512] = "";
     int rc = hb_tokenizer_encode(tok, s, len, &ids, n, err, sizeof err);
-    b->p = ids;
+    *b = ids;
     if (rc) luaL_error(L, "encode: %s", msg(err));
     return ids;
 }
@@ -211,9 +188,9 @@ static int m_decode(lua_State *L) {
     }
     char *text = NULL, err[512] = "";
     size_t len = 0;
-    cbuf_t *b = new_cbuf(L);
+    void **b = lhb_guard(L, free);
     int rc = hb_tokenizer_decode(tok, ids, n, &text, &len, err, sizeof err);
-    b->p = text;
+    *b = text;
     if (rc) return luaL_error(L, "decode: %s", msg(err));
     lua_pushlstring(L, text, len);
     return 1;
