@@ -499,6 +499,9 @@ def write_report(path, meta, tc, mm, models, kernels, decodes):
     slowk = [s for s in kernels if s.get("speedup") and s["speedup"] < 1.0]
     w("## Where hyblua is slower than torch (this run)")
     w("")
+    w("Ratios within about ±10% of 1 are inside this machine's run-to-run noise; a configuration listed here in "
+      "one run may not be in the next. `tests/bench/profile.sh` shows where hyblua's time goes.")
+    w("")
     if not (slow or slowf or slowd or slowk):
         w("Nowhere: hyblua is at least as fast as torch in every measured configuration.")
     for s in slow:
@@ -520,8 +523,8 @@ def write_report(path, meta, tc, mm, models, kernels, decodes):
         w("")
     w("## Reproducing and profiling")
     w("")
-    w("* `make bench` (full: about 35 minutes on the shared 2-core machine at load ≈ 4, less when idle) or "
-      "`tests/bench/run.sh --quick` (about 6 minutes); "
+    w("* `make bench` (full: 28–35 minutes on the shared 2-core machine, depending on its load) or "
+      "`tests/bench/run.sh --quick` (about 5 minutes: d 256, T 512, kernels at D 64, T ≤ 2048); "
       "`--threads N` changes the thread count of both sides; `--only threads,matmul,kernels,decode,models` and "
       "`--mixers gla,transformer` restrict a run; `tests/bench/harness.py --report-only` rewrites this file from "
       "tests/bench/results/latest.json.")
@@ -533,6 +536,35 @@ def write_report(path, meta, tc, mm, models, kernels, decodes):
     w("")
     with open(path, "w") as f:
         f.write("\n".join(L) + "\n")
+
+
+def _round(x):
+    if isinstance(x, float):
+        return float(f"{x:.4g}")
+    if isinstance(x, dict):
+        return {k: _round(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_round(v) for v in x]
+    return x
+
+
+def write_summary(path, summary):
+    """The committed summary: 4 significant digits, one line per table row (small, diff-friendly)."""
+    summary = _round(summary)
+    lines = ["{"]
+    keys = sorted(summary)
+    for i, k in enumerate(keys):
+        v = summary[k]
+        end = "," if i < len(keys) - 1 else ""
+        if isinstance(v, list):
+            lines.append(f" {json.dumps(k)}: [")
+            lines += [f"  {json.dumps(row, sort_keys=True)}{',' if j < len(v) - 1 else ''}" for j, row in enumerate(v)]
+            lines.append(f" ]{end}")
+        else:
+            lines.append(f" {json.dumps(k)}: {json.dumps(v, sort_keys=True)}{end}")
+    lines.append("}")
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n")
 
 
 def main():
@@ -610,8 +642,7 @@ def main():
             "hyblua_us": d_["hyblua"]["median_s"] * 1e6 if d_.get("hyblua") else None,
             "torch_us": d_["torch"]["median_s"] * 1e6 if d_.get("torch") else None} for d_ in dec]
     summary = {"meta": meta, "thread_check": tc, "matmul": mm, "models": ms, "kernels": ks, "decode_kernels": ds_}
-    with open(os.path.join(args.results, "latest.json"), "w") as f:
-        json.dump(summary, f, indent=1, sort_keys=True)
+    write_summary(os.path.join(args.results, "latest.json"), summary)
     write_report(args.report, meta, tc, mm, ms, ks, ds_)
     print(f"wrote {args.report} and {os.path.join(args.results, 'latest.json')} in {meta['elapsed_min']:.1f} min",
           flush=True)

@@ -6,7 +6,7 @@
 # is importable, then runs tests/bench/harness.py, which writes docs/performance.md and
 # tests/bench/results/latest.json. Both sides use the same thread count (default 2); the thread
 # environment is exported here, before any Python process imports torch.
-# A full run takes about 35 minutes on the shared 2-core machine (less when it is idle); --quick about 6.
+# A full run takes 28–35 minutes on the shared 2-core machine (depending on its load); --quick about 5.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
