@@ -454,6 +454,9 @@ static void un_range(void *ctx, int64_t lo, int64_t hi) {
     case HB_U_SILU: for (int64_t i = lo; i < hi; i++) z[i] = x[i] / (1.0f + hb_expf(-x[i])); break;
     case HB_U_SIGMOID: for (int64_t i = lo; i < hi; i++) z[i] = 1.0f / (1.0f + hb_expf(-x[i])); break;
     case HB_U_SQUARE: for (int64_t i = lo; i < hi; i++) z[i] = x[i] * x[i]; break;
+    case HB_U_LOGSIGMOID: /* min(x, 0) − log1p(e^{−|x|}) in float */
+        for (int64_t i = lo; i < hi; i++) z[i] = (x[i] < 0 ? x[i] : 0.0f) - log1pf(hb_expf(-fabsf(x[i])));
+        break;
     default: for (int64_t i = lo; i < hi; i++) z[i] = (float)unop(c->op, x[i]); break;
     }
 }
@@ -475,6 +478,9 @@ static void unbw_range(void *ctx, int64_t lo, int64_t hi) {
     case HB_U_EXP: for (int64_t i = lo; i < hi; i++) r[i] = g[i] * expf(xv[i]); break;
     case HB_U_NEG: for (int64_t i = lo; i < hi; i++) r[i] = -g[i]; break;
     case HB_U_SQUARE: for (int64_t i = lo; i < hi; i++) r[i] = 2.0f * xv[i] * g[i]; break;
+    case HB_U_LOGSIGMOID: /* d/dx = σ(−x) */
+        for (int64_t i = lo; i < hi; i++) r[i] = g[i] / (1.0f + hb_expf(xv[i]));
+        break;
     default: for (int64_t i = lo; i < hi; i++) r[i] = (float)(g[i] * unop_d(c->op, xv[i])); break;
     }
 }
