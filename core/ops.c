@@ -589,38 +589,29 @@ hb_tensor_t *hb_where(hb_tensor_t *cond, hb_tensor_t *a, hb_tensor_t *b) {
     hb_tensor_t *m = mask_to(cond, a->dtype);
     if (!m) return NULL;
     hb_tensor_t *nm = hb_binary_scalar(HB_OP_SUB, m, 1.0, 1);
-    int64_t shape[HB_MAXDIM];
-    int nd = nm ? broadcast_shape(a, b, shape, "where") : -1;
+    /* the result's shape broadcasts a, b and the mask together */
+    hb_tensor_t ab = {0};
+    int64_t s2[HB_MAXDIM];
+    ab.ndim = nm ? broadcast_shape(a, b, ab.size, "where") : -1;
+    int nd2 = ab.ndim >= 0 ? broadcast_shape(&ab, m, s2, "where") : -1;
     hb_tensor_t *r = NULL;
-    if (nd >= 0) {
-        hb_tensor_t *o = binary_raw(HB_OP_MUL, a, m), *o2 = binary_raw(HB_OP_MUL, b, nm);
-        /* exact select for the value (avoid inf*0) */
-        if (o && o2) {
-            hb_tensor_t *ex_a = NULL, *ex_b = NULL, *ex_m = NULL;
-            int64_t s2[HB_MAXDIM];
-            int nd2 = broadcast_shape(o, o2, s2, "where");
-            int g = hb_grad_set(0);
-            if (nd2 >= 0) {
-                ex_a = hb_expand(a, nd2, s2);
-                ex_b = hb_expand(b, nd2, s2);
-                ex_m = hb_expand(m, nd2, s2);
+    if (nd2 >= 0) {
+        /* exact select for the value (a·m + b·(1−m) would turn inf·0 into NaN) */
+        int g = hb_grad_set(0);
+        hb_tensor_t *ex_a = hb_expand(a, nd2, s2), *ex_b = hb_expand(b, nd2, s2), *ex_m = hb_expand(m, nd2, s2);
+        hb_grad_set(g);
+        if (ex_a && ex_b && ex_m) {
+            r = hb_tensor_empty(a->dtype, nd2, s2);
+            if (r) {
+                hb_tensor_t *ca = hb_contiguous(ex_a), *cb = hb_contiguous(ex_b), *cm = hb_contiguous(ex_m);
+                int64_t cnt = hb_numel(r);
+                for (int64_t i = 0; i < cnt; i++)
+                    st(hb_data(r), r->dtype, i,
+                       ld(hb_data(cm), r->dtype, i) != 0 ? ld(hb_data(ca), r->dtype, i) : ld(hb_data(cb), r->dtype, i));
+                hb_tensor_free(ca); hb_tensor_free(cb); hb_tensor_free(cm);
             }
-            hb_grad_set(g);
-            if (ex_a && ex_b && ex_m) {
-                r = hb_tensor_empty(a->dtype, nd2, s2);
-                if (r) {
-                    hb_tensor_t *ca = hb_contiguous(ex_a), *cb = hb_contiguous(ex_b), *cm = hb_contiguous(ex_m);
-                    int64_t cnt = hb_numel(r);
-                    for (int64_t i = 0; i < cnt; i++)
-                        st(hb_data(r), r->dtype, i,
-                           ld(hb_data(cm), r->dtype, i) != 0 ? ld(hb_data(ca), r->dtype, i) : ld(hb_data(cb), r->dtype, i));
-                    hb_tensor_free(ca); hb_tensor_free(cb); hb_tensor_free(cm);
-                }
-            }
-            hb_tensor_free(ex_a); hb_tensor_free(ex_b); hb_tensor_free(ex_m);
         }
-        hb_tensor_free(o);
-        hb_tensor_free(o2);
+        hb_tensor_free(ex_a); hb_tensor_free(ex_b); hb_tensor_free(ex_m);
     }
     if (r && hb_grad_enabled() && (a->requires_grad || b->requires_grad)) {
         /* history: r = a·m + b·(1−m) as autograd nodes (values identical where finite) */
