@@ -521,16 +521,8 @@ static int m_sum(lua_State *L) { return reduce(L, HB_R_SUM); }
 static int m_mean(lua_State *L) { return reduce(L, HB_R_MEAN); }
 static int m_max(lua_State *L) { return reduce(L, HB_R_MAX); }
 static int m_min(lua_State *L) { return reduce(L, HB_R_MIN); }
-static int m_argmax(lua_State *L) {
-    hb_tensor_t *t = lhb_check_tensor(L, 1);
-    if (lua_isnoneornil(L, 2)) return ret(L, hb_reduce_all(HB_R_ARGMAX, t));
-    return ret(L, hb_reduce(HB_R_ARGMAX, t, lhb_dim(L, 2, t->ndim), lua_toboolean(L, 3)));
-}
-static int m_argmin(lua_State *L) {
-    hb_tensor_t *t = lhb_check_tensor(L, 1);
-    if (lua_isnoneornil(L, 2)) return ret(L, hb_reduce_all(HB_R_ARGMIN, t));
-    return ret(L, hb_reduce(HB_R_ARGMIN, t, lhb_dim(L, 2, t->ndim), lua_toboolean(L, 3)));
-}
+static int m_argmax(lua_State *L) { return reduce(L, HB_R_ARGMAX); }
+static int m_argmin(lua_State *L) { return reduce(L, HB_R_ARGMIN); }
 static int m_cumsum(lua_State *L) {
     hb_tensor_t *t = lhb_check_tensor(L, 1);
     return ret(L, hb_cumsum(t, lhb_dim(L, 2, t->ndim), lua_toboolean(L, 3)));
