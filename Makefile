@@ -1,4 +1,4 @@
-# hyblua — plain GNU make. Targets: all (./hyblua), run, test, bench, asan, data, clean, deps.
+# hyblua — plain GNU make. Targets: all (./hyblua), run, test, bench, asan, valgrind, data, clean, deps.
 # core/ and kernels/ build into build/libhbcore.a without Lua; lua/ adds the binding and the executable.
 
 PKGS      := lua5.4 openblas yaml-0.1 libcjson libedit
@@ -13,15 +13,16 @@ LUA_LIBS    := $(shell pkg-config --libs lua5.4 libedit 2>/dev/null)
 B := build
 CORE_SRC    := $(wildcard core/*.c)
 KERNEL_SRC  := $(wildcard kernels/*.c)
-LUA_SRC     := $(wildcard lua/*.c)
+LUA_SRC     := $(filter-out lua/lmpi.c,$(wildcard lua/*.c))
 CORE_OBJ    := $(CORE_SRC:%.c=$(B)/%.o) $(KERNEL_SRC:%.c=$(B)/%_f32.o) $(KERNEL_SRC:%.c=$(B)/%_f64.o)
 LUA_OBJ     := $(LUA_SRC:%.c=$(B)/%.o)
 CTEST_SRC   := $(filter-out tests/test_repl.c,$(wildcard tests/test_*.c))
 CTEST_BIN   := $(CTEST_SRC:tests/%.c=$(B)/tests/%)
 HEADERS     := $(wildcard core/*.h kernels/*.h lua/*.h tests/*.h)
+FIXTURES    ?= $(abspath ../shared/fixtures)
 
-.PHONY: all run test bench asan data clean deps
-all: hyblua
+.PHONY: all run test bench asan valgrind data clean deps
+all: $(if $(filter 1,$(MPI)),hyblua-mpi,hyblua)
 
 deps:
 	@bash .ci/deps.sh
@@ -47,6 +48,17 @@ $(B)/libhbcore.a: $(CORE_OBJ)
 hyblua: $(LUA_OBJ) $(B)/libhbcore.a
 	$(CC) $(CFLAGS) -o $@ $(LUA_OBJ) $(B)/libhbcore.a $(LUA_LIBS) $(CORE_LIBS) -Wl,-E
 
+# optional data-parallel executable (make MPI=1 → ./hyblua-mpi; docs/distributed.md): the binding again,
+# with -DHB_MPI and lua/lmpi.c, into build-mpi/, over the same MPI-free libhbcore.a. The default ./hyblua
+# never includes mpi.h nor links libmpi; pkg-config ompi-c runs only when this target is built.
+MPI_B     := build-mpi
+MPI_OBJ   := $(LUA_SRC:%.c=$(MPI_B)/%.o) $(MPI_B)/lua/lmpi.o
+$(MPI_B)/lua/%.o: lua/%.c $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(CORE_CFLAGS) $(LUA_CFLAGS) $(shell pkg-config --cflags ompi-c) -DHB_MPI -DHB_LUADIR='"$(CURDIR)/lua"' -c $< -o $@
+hyblua-mpi: $(MPI_OBJ) $(B)/libhbcore.a
+	$(CC) $(CFLAGS) -o $@ $(MPI_OBJ) $(B)/libhbcore.a $(LUA_LIBS) $(shell pkg-config --libs ompi-c) $(CORE_LIBS) -Wl,-E
+
 $(B)/tests/%: tests/%.c $(B)/libhbcore.a $(HEADERS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(CORE_CFLAGS) $< -o $@ $(B)/libhbcore.a $(CORE_LIBS)
@@ -60,8 +72,12 @@ $(B)/tests/hyblua_stub: lua/main.c core/interrupt.c tests/stub_hyblua.c lua/hybl
 	$(CC) $(CFLAGS) $(LUA_CFLAGS) lua/main.c core/interrupt.c tests/stub_hyblua.c -o $@ $(LUA_LIBS) -lm
 
 test: hyblua $(CTEST_BIN) $(if $(wildcard tests/test_repl.c),$(B)/tests/test_repl)
-	HB_FIXTURES=$(abspath ../shared/fixtures) HYBLUA=$(B)/tests/hyblua_stub prove -e tests/runtest $(CTEST_BIN) \
-	  $(if $(wildcard tests/test_repl.c),$(B)/tests/test_repl) $(sort $(wildcard tests/test_*.lua))
+	HB_FIXTURES=$(FIXTURES) HYBLUA=$(B)/tests/hyblua_stub prove -e tests/runtest $(CTEST_BIN) \
+	  $(if $(wildcard tests/test_repl.c),$(B)/tests/test_repl) $(sort $(wildcard tests/test_*.lua)) \
+	  $(wildcard tests/test_*.sh)
+
+# fuzz targets: `make fuzz` (clang + libFuzzer) and their replay in `make test` (tests/fuzz/fuzz.mk)
+include tests/fuzz/fuzz.mk
 
 run: deps hyblua
 	./hyblua recipes/gdn_3to1.lua
@@ -69,12 +85,23 @@ run: deps hyblua
 bench: hyblua $(B)/libhbcore.a
 	bash tests/bench/run.sh $(BENCH_ARGS)
 
-# the whole suite under AddressSanitizer + UBSan (objects in build-asan/; ./hyblua is relinked
-# with the sanitizers for the run and removed afterwards so the next `make` rebuilds the normal one)
+# the whole suite under AddressSanitizer + UBSan (any report fails the run, leaks included). It runs in
+# a copy of the tree (build-asan/tree, objects kept between runs) so the normal ./hyblua is untouched.
+SAN_FLAGS := -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
 asan:
-	rm -f hyblua
-	$(MAKE) B=build-asan OPT="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer" test
-	rm -f hyblua
+	@mkdir -p build-asan/tree
+	@find build-asan/tree -mindepth 1 -maxdepth 1 ! -name build ! -name hyblua -exec rm -rf {} +
+	@git ls-files -z --cached --others --exclude-standard | xargs -0 tar -cf - | tar -xf - -C build-asan/tree
+	@if [ -d tests/data/gpt2 ]; then cp -a tests/data/gpt2 build-asan/tree/tests/data/; fi
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  $(MAKE) -C build-asan/tree FIXTURES=$(FIXTURES) OPT="$(SAN_FLAGS)" test
+
+# the C tests under valgrind memcheck: objects in build-vg/ without -march=native (valgrind 3.19 has no
+# AVX-512) and OpenBLAS pinned to its Haswell kernels for the same reason; any error or leak fails.
+VG := valgrind --quiet --show-possibly-lost=no --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite,indirect
+valgrind:
+	$(MAKE) B=build-vg OPT="-O1 -g" build-vg/libhbcore.a $(CTEST_SRC:tests/%.c=build-vg/tests/%)
+	OPENBLAS_CORETYPE=Haswell HB_FIXTURES=$(FIXTURES) prove -e '$(VG)' $(CTEST_SRC:tests/%.c=build-vg/tests/%)
 
 clean:
-	rm -rf build build-asan hyblua
+	rm -rf build build-asan build-vg build-mpi build-fuzz hyblua hyblua-mpi
