@@ -77,7 +77,7 @@ test: hyblua $(CTEST_BIN) $(if $(wildcard tests/test_repl.c),$(B)/tests/test_rep
 	  $(wildcard tests/test_*.sh)
 
 # fuzz targets: `make fuzz` (clang + libFuzzer) and their replay in `make test` (tests/fuzz/fuzz.mk)
--include tests/fuzz/fuzz.mk
+include tests/fuzz/fuzz.mk
 
 run: deps hyblua
 	./hyblua recipes/gdn_3to1.lua

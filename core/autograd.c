@@ -7,6 +7,7 @@
  * visited tensors without a hash set.
  */
 #include "autograd.h"
+#include "alloc.h"
 #include <stdlib.h>
 #include <string.h>
 
@@ -25,10 +26,29 @@ int hb_needs_grad(int n, hb_tensor_t **in) {
     return 0;
 }
 
+/* Out of memory for a node: the output gets this shared node instead, so that the forward result is
+ * still usable but a backward through it fails with a clear message rather than silently missing
+ * gradients. It holds nothing and is never freed. */
+static int bw_lost(hb_node_t *n, hb_tensor_t *g, hb_tensor_t **gin) {
+    (void)n; (void)g; (void)gin;
+    hb_seterr("out of memory recording the autograd graph during the forward pass (its gradient is lost)");
+    return -1;
+}
+static hb_node_t lost_node = {.refcount = 1, .name = "out-of-memory", .backward = bw_lost};
+
+void hb_node_lost(hb_tensor_t *out) {
+    if (out->grad_fn) hb_node_free(out->grad_fn);
+    out->grad_fn = &lost_node;
+    out->requires_grad = 1;
+}
+
 hb_node_t *hb_node_attach(hb_tensor_t *out, const char *name, hb_backward_fn bw, int nin, hb_tensor_t **in) {
     if (!out || !hb_needs_grad(nin, in)) return NULL;
-    hb_node_t *n = calloc(1, sizeof *n);
-    if (!n) return NULL; /* out of memory: the output simply has no history */
+    hb_node_t *n = hb_calloc(1, sizeof *n);
+    if (!n) {
+        hb_node_lost(out);
+        return NULL;
+    }
     n->refcount = 1;
     n->name = name;
     n->backward = bw;
@@ -41,7 +61,7 @@ hb_node_t *hb_node_attach(hb_tensor_t *out, const char *name, hb_backward_fn bw,
 }
 
 void hb_node_free(hb_node_t *n) {
-    if (!n || --n->refcount > 0) return;
+    if (!n || n == &lost_node || --n->refcount > 0) return;
     for (int i = 0; i < n->nin; i++) hb_tensor_free(n->in[i]);
     for (int i = 0; i < HB_NODE_MAXSAVED; i++) hb_tensor_free(n->saved[i]);
     if (n->free_ctx) n->free_ctx(n->ctx);
@@ -94,7 +114,7 @@ typedef struct {
 static int vec_push(vec_t *a, hb_tensor_t *t) {
     if (a->n == a->cap) {
         int64_t c = a->cap ? a->cap * 2 : 256;
-        hb_tensor_t **nv = realloc(a->v, (size_t)c * sizeof *nv);
+        hb_tensor_t **nv = hb_realloc(a->v, (size_t)c * sizeof *nv);
         if (!nv) { hb_seterr("backward: out of memory"); return -1; }
         a->v = nv;
         a->cap = c;

@@ -43,6 +43,11 @@ int hb_needs_grad(int n, hb_tensor_t **in);
 /* Create a node over inputs (refs taken) and attach it to out (out->requires_grad = 1).
  * Returns the node so the caller can save things, or NULL when no grad is needed. */
 hb_node_t *hb_node_attach(hb_tensor_t *out, const char *name, hb_backward_fn bw, int nin, hb_tensor_t **in);
+/* Out of memory while recording (no node could be allocated, or a tensor the node must save could
+ * not be made): replace out's node by a shared one whose backward fails with "out of memory recording
+ * the autograd graph ...". The forward result stays valid; hb_node_attach does this itself when its
+ * own allocation fails (and then returns NULL). */
+void hb_node_lost(hb_tensor_t *out);
 void hb_node_free(hb_node_t *n);
 
 /* Run backward from root. gout may be NULL only for a single-element root (gradient 1). */

@@ -3,6 +3,7 @@
  * definition; changing either changes every training stream, so both are versioned.
  */
 #include "data.h"
+#include "alloc.h"
 #include "errfmt.h"
 #include "jsonfile.h"
 #include "tensor.h"
@@ -59,8 +60,8 @@ hb_shard_writer_t *hb_shard_writer_open(const char *path, int64_t vocab_size, in
         hb_errfmt(err, errlen, "%s: vocab_size %lld does not fit 16-bit tokens", path, (long long)vocab_size);
         return NULL;
     }
-    hb_shard_writer_t *w = calloc(1, sizeof *w);
-    if (!w || !(w->path = strdup(path))) {
+    hb_shard_writer_t *w = hb_calloc(1, sizeof *w);
+    if (!w || !(w->path = hb_strdup(path))) {
         free(w);
         hb_errfmt(err, errlen, "%s: out of memory", path);
         return NULL;
@@ -220,8 +221,8 @@ hb_shard_t *hb_shard_open(const char *path, char *err, size_t errlen) {
                  size - HB_SHARD_HEADER - (size_t)count * width, (unsigned long long)count);
         problem = pb;
     }
-    hb_shard_t *s = problem ? NULL : calloc(1, sizeof *s);
-    if (!problem && (!s || !(s->path = strdup(path)))) {
+    hb_shard_t *s = problem ? NULL : hb_calloc(1, sizeof *s);
+    if (!problem && (!s || !(s->path = hb_strdup(path)))) {
         free(s);
         s = NULL;
         problem = "out of memory";

@@ -9,10 +9,12 @@
 #define _POSIX_C_SOURCE 200809L
 #endif
 #include "jsonfile.h"
+#include "alloc.h"
 #include "errfmt.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -23,10 +25,10 @@ static char *slurp(const char *path, size_t *len, char *err, size_t errlen) {
     FILE *f = fopen(path, "rb");
     if (!f) { hb_errfmt(err, errlen, "%s: cannot open: %s", path, strerror(errno)); return NULL; }
     size_t cap = 4096, n = 0;
-    char *buf = malloc(cap);
+    char *buf = hb_malloc(cap);
     while (buf) {
         if (n + 1 >= cap) {
-            char *nb = realloc(buf, cap * 2);
+            char *nb = hb_realloc(buf, cap * 2);
             if (!nb) { free(buf); buf = NULL; break; }
             buf = nb;
             cap *= 2;
@@ -116,7 +118,7 @@ int hb_json_write_file(const char *path, const cJSON *j, char *err, size_t errle
 FILE *hb_atomic_open(const char *path, char **tmp, char *err, size_t errlen) {
     *tmp = NULL;
     size_t n = strlen(path) + 32;
-    char *t = malloc(n);
+    char *t = hb_malloc(n);
     if (!t) { hb_errfmt(err, errlen, "%s: out of memory", path); return NULL; }
     snprintf(t, n, "%s.tmp.%ld", path, (long)getpid());
     int fd = open(t, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
@@ -140,10 +142,10 @@ void hb_atomic_abort(FILE *f, char *tmp) {
 static int fsync_dir(const char *path) {
     const char *slash = strrchr(path, '/');
     char *dir;
-    if (!slash) dir = strdup(".");
-    else if (slash == path) dir = strdup("/");
-    else dir = strndup(path, (size_t)(slash - path));
-    if (!dir) return -1;
+    if (!slash) dir = hb_strdup(".");
+    else if (slash == path) dir = hb_strdup("/");
+    else dir = hb_strndup(path, (size_t)(slash - path));
+    if (!dir) { errno = ENOMEM; return -1; }
     int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     free(dir);
     if (fd < 0) return -1;
@@ -155,10 +157,42 @@ static int fsync_dir(const char *path) {
     return rc;
 }
 
+/* The write-failure hook (see jsonfile.h): bytes the atomic writes of this process may still commit,
+ * or -1 for no limit. */
+static atomic_llong write_budget = -1;
+
+void hb_io_fail_after_bytes(int64_t n) { atomic_store(&write_budget, n < 0 ? -1 : n); }
+
+__attribute__((constructor)) static void write_budget_from_env(void) {
+    const char *s = getenv("HB_FAIL_WRITE");
+    if (s && *s) {
+        char *end;
+        long long n = strtoll(s, &end, 10);
+        if (*end == '\0' && n >= 0) atomic_store(&write_budget, n);
+    }
+}
+
+/* Take the flushed file's size from the budget; when it does not fit, cut the file to what did fit
+ * (a partial write, as a full disk leaves it), empty the budget and fail with ENOSPC. */
+static int charge_budget(FILE *f) {
+    long long left = atomic_load(&write_budget);
+    if (left < 0) return 0;
+    struct stat sb;
+    if (fstat(fileno(f), &sb) != 0) return -1;
+    if ((long long)sb.st_size <= left) {
+        atomic_fetch_sub(&write_budget, (long long)sb.st_size);
+        return 0;
+    }
+    if (ftruncate(fileno(f), (off_t)left) != 0) return -1;
+    atomic_store(&write_budget, 0);
+    errno = ENOSPC;
+    return -1;
+}
+
 int hb_atomic_commit(FILE *f, char *tmp, const char *path, char *err, size_t errlen) {
     const char *step = NULL;
     if (ferror(f)) { step = "write"; errno = EIO; }
-    else if (fflush(f) != 0) step = "write";
+    else if (fflush(f) != 0 || charge_budget(f) != 0) step = "write";
     else if (fsync(fileno(f)) != 0) step = "fsync";
     if (step) {
         int e = errno;

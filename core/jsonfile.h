@@ -8,6 +8,7 @@
 #define HB_JSONFILE_H
 #include <stddef.h>
 #include <stdio.h>
+#include <stdint.h>
 #include <cjson/cJSON.h>
 
 /* Parse the file at path. Returns a tree the caller frees with cJSON_Delete, or NULL with a message
@@ -33,5 +34,12 @@ int hb_json_write_file(const char *path, const cJSON *j, char *err, size_t errle
 FILE *hb_atomic_open(const char *path, char **tmp, char *err, size_t errlen);
 int hb_atomic_commit(FILE *f, char *tmp, const char *path, char *err, size_t errlen);
 void hb_atomic_abort(FILE *f, char *tmp);
+
+/* Test hook, a disk that fills up: from now on the atomic writes of this process (everything written
+ * through hb_atomic_commit: safetensors, JSON, token shards, saved configs) may commit n bytes in all;
+ * the commit that would go past the limit leaves a cut-off temporary file and fails with "path: write
+ * failed: No space left on device" (ENOSPC), and so does every later one. n = -1 removes the limit.
+ * The environment variable HB_FAIL_WRITE=N sets the limit at start (for tests that drive hyblua). */
+void hb_io_fail_after_bytes(int64_t n);
 
 #endif

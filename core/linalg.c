@@ -5,9 +5,12 @@
  * (e.g. a weight W used as Wᵀ) never get copied. Anything else is made contiguous first.
  * Batched operands broadcast their batch dims; when the right operand is 2-D and the left one's batch
  * dims are contiguous, the whole batch runs as ONE gemm of (batch·M) rows.
+ * With hb_set_matmul_precision(HB_MM_BF16), every float32 gemm here (forward and backward products)
+ * goes to kernels/gemm_bf16.c instead of cblas_sgemm; float64 never does.
  */
 #include "autograd.h"
 #include "tensor.h"
+#include "../kernels/gemm_bf16.h"
 #include "../kernels/parallel.h"
 #include <cblas.h>
 #include <string.h>
@@ -68,12 +71,33 @@ static void gemm_block(void *ctx, int64_t i) {
     }
 }
 
-static void gemm(hb_dtype_t dt, CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int64_t M, int64_t N, int64_t K, const void *A,
-                 int64_t lda, const void *B, int64_t ldb, double beta, void *C, int64_t ldc) {
+static hb_mm_precision_t mm_precision = HB_MM_FP32;
+
+int hb_set_matmul_precision(hb_mm_precision_t p) {
+    if (p != HB_MM_FP32 && p != HB_MM_BF16) {
+        hb_seterr("set_matmul_precision: unknown precision %d (expected HB_MM_FP32 or HB_MM_BF16)", (int)p);
+        return -1;
+    }
+    mm_precision = p;
+    return 0;
+}
+
+hb_mm_precision_t hb_matmul_precision(void) { return mm_precision; }
+
+/* Returns 0, or -1 with the error set (only the bf16 path allocates: its packing buffers). */
+static int gemm(hb_dtype_t dt, CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int64_t M, int64_t N, int64_t K, const void *A,
+                int64_t lda, const void *B, int64_t ldb, double beta, void *C, int64_t ldc) {
+    if (dt == HB_F32 && mm_precision == HB_MM_BF16) {
+        if (gemm_bf16(C, A, B, ta != CblasNoTrans, tb != CblasNoTrans, (float)beta, M, N, K, lda, ldb, ldc) == 0)
+            return 0;
+        hb_seterr("matmul: out of memory for the bf16 packing buffers (%lldx%lldx%lld)", (long long)M, (long long)N,
+                  (long long)K);
+        return -1;
+    }
     double flops = 2.0 * (double)M * (double)N * (double)K;
     if (flops < 4e6 || hb_threads_get() < 2) {
         gemm1(dt, ta, tb, M, N, K, A, lda, B, ldb, beta, C, ldc);
-        return;
+        return 0;
     }
     gemm_job_t j = {dt, ta, tb, M, N, K, lda, ldb, ldc, 0, M >= N, A, B, C, beta};
     /* one block per thread (each packs the shared operand once, as OpenBLAS's own threading does),
@@ -84,6 +108,7 @@ static void gemm(hb_dtype_t dt, CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int64_t 
     if (block < 64) block = 64;
     j.block = block;
     hb_parallel_for((len + block - 1) / block, gemm_block, &j);
+    return 0;
 }
 
 static hb_tensor_t *matmul_raw(hb_tensor_t *a, hb_tensor_t *b);
@@ -175,7 +200,10 @@ static hb_tensor_t *matmul_raw(hb_tensor_t *a_in, hb_tensor_t *b_in) {
             if (!b) { hb_tensor_free(o); o = NULL; goto done; }
             blas_layout(b, &tb, &ldb);
         }
-        gemm(a->dtype, CblasNoTrans, tb, nbatch * M, N, K, hb_data(a), K, hb_data(b), ldb, 0.0, hb_data(o), N);
+        if (gemm(a->dtype, CblasNoTrans, tb, nbatch * M, N, K, hb_data(a), K, hb_data(b), ldb, 0.0, hb_data(o), N)) {
+            hb_tensor_free(o);
+            o = NULL;
+        }
         goto done;
     }
     if (!blas_layout(a, &ta, &lda)) {
@@ -200,8 +228,13 @@ static hb_tensor_t *matmul_raw(hb_tensor_t *a_in, hb_tensor_t *b_in) {
             if (ia >= 0 && a->size[ia] != 1) oa += idx[i] * a->stride[ia];
             if (ib >= 0 && b->size[ib] != 1) ob += idx[i] * b->stride[ib];
         }
-        gemm(a->dtype, ta, tb, M, N, K, (char *)a->storage->data + (size_t)oa * es, lda,
-             (char *)b->storage->data + (size_t)ob * es, ldb, 0.0, (char *)hb_data(o) + (size_t)(k * M * N) * es, N);
+        if (gemm(a->dtype, ta, tb, M, N, K, (char *)a->storage->data + (size_t)oa * es, lda,
+                 (char *)b->storage->data + (size_t)ob * es, ldb, 0.0, (char *)hb_data(o) + (size_t)(k * M * N) * es,
+                 N)) {
+            hb_tensor_free(o);
+            o = NULL;
+            goto done;
+        }
         for (int i = nb - 1; i >= 0; i--) { if (++idx[i] < bshape[i]) break; idx[i] = 0; }
     }
 done:

@@ -136,6 +136,7 @@ hb_tensor_t *hb_attention(hb_tensor_t *q, hb_tensor_t *k, hb_tensor_t *v, double
         n->saved[4] = hb_tensor_ref(lse);
         n->d[0] = scale;
         n->i[0] = window;
+        if (!n->saved[3]) hb_node_lost(o);
     }
     free_all(3, c);
     hb_tensor_free(lse);
@@ -155,7 +156,11 @@ hb_tensor_t *hb_attention_step(hb_tensor_t *q, hb_tensor_t *kc, hb_tensor_t *vc,
     }
     hb_tensor_t *qc = hb_contiguous(q);
     hb_tensor_t *o = qc ? hb_tensor_empty(q->dtype, 3, q->size) : NULL;
-    if (o) KCALL(attn_decode_step, q->dtype, dp(o), dp(qc), dp(kc), dp(vc), scale, window, pos, B, Tmax, H, Hkv, D);
+    if (o && KCALL(attn_decode_step, q->dtype, dp(o), dp(qc), dp(kc), dp(vc), scale, window, pos, B, Tmax, H, Hkv, D)) {
+        hb_tensor_free(o);
+        o = NULL;
+        kfail(op);
+    }
     hb_tensor_free(qc);
     return o;
 }
@@ -164,8 +169,9 @@ static int bw_rope(hb_node_t *n, hb_tensor_t *g, hb_tensor_t **gin) {
     hb_tensor_t *gc = hb_contiguous(g);
     hb_tensor_t *dx = gc ? zeros_like(gc) : NULL;
     if (!dx) { hb_tensor_free(gc); return -1; }
-    KCALL(rope_bwd, g->dtype, dp(dx), dp(gc), n->d[0], n->i[0], g->size[0], g->size[1], g->size[2], g->size[3]);
+    int rc = KCALL(rope_bwd, g->dtype, dp(dx), dp(gc), n->d[0], n->i[0], g->size[0], g->size[1], g->size[2], g->size[3]);
     hb_tensor_free(gc);
+    if (rc) { hb_tensor_free(dx); return kfail("rope backward"); }
     gin[0] = dx;
     return 0;
 }
@@ -176,8 +182,9 @@ hb_tensor_t *hb_rope(hb_tensor_t *x, double theta, int64_t pos0) {
     hb_tensor_t *xc = hb_contiguous(x);
     hb_tensor_t *o = xc ? hb_tensor_empty(x->dtype, 4, x->size) : NULL;
     if (!o) { hb_tensor_free(xc); return NULL; }
-    KCALL(rope_fwd, x->dtype, dp(o), dp(xc), theta, pos0, x->size[0], x->size[1], x->size[2], x->size[3]);
+    int rc = KCALL(rope_fwd, x->dtype, dp(o), dp(xc), theta, pos0, x->size[0], x->size[1], x->size[2], x->size[3]);
     hb_tensor_free(xc);
+    if (rc) { hb_tensor_free(o); kfail("rope"); return NULL; }
     hb_node_t *n = hb_node_attach(o, "rope", bw_rope, 1, &x);
     if (n) { n->d[0] = theta; n->i[0] = pos0; }
     return o;
@@ -215,12 +222,12 @@ hb_tensor_t *hb_gla(hb_tensor_t *q, hb_tensor_t *k, hb_tensor_t *v, hb_tensor_t 
     if (contig(4, all, c)) return NULL;
     int64_t ss[4] = {B, H, K, V};
     hb_tensor_t *o = hb_tensor_empty(q->dtype, 4, vs), *h = ht ? hb_tensor_empty(q->dtype, 4, ss) : NULL;
-    int rc = !o || (ht && !h);
+    int nomem = !o || (ht && !h), rc = nomem;
     if (!rc)
         rc = mode == HB_MODE_CHUNK
                  ? KCALL(gla_fwd_chunk, q->dtype, dp(o), dp(h), dp(c[0]), dp(c[1]), dp(c[2]), dp(c[3]), NULL, scale, B, T, H, K, V, chunk)
                  : KCALL(gla_fwd_ref, q->dtype, dp(o), dp(h), dp(c[0]), dp(c[1]), dp(c[2]), dp(c[3]), NULL, scale, B, T, H, K, V);
-    if (rc) { free_all(4, c); hb_tensor_free(o); hb_tensor_free(h); if (!hb_errmsg()[0]) kfail(op); return NULL; }
+    if (rc) { free_all(4, c); hb_tensor_free(o); hb_tensor_free(h); if (!nomem) kfail(op); return NULL; }
     hb_node_t *n = hb_node_attach(o, op, bw_gla, 4, all);
     if (n) {
         for (int i = 0; i < 4; i++) n->saved[i] = hb_tensor_ref(c[i]);
@@ -243,7 +250,11 @@ hb_tensor_t *hb_gla_step(hb_tensor_t *state, hb_tensor_t *q, hb_tensor_t *k, hb_
     if (contig(4, all, c)) return NULL;
     int64_t os[3] = {B, H, V};
     hb_tensor_t *o = hb_tensor_empty(q->dtype, 3, os);
-    if (o) KCALL(gla_step, q->dtype, dp(o), dp(state), dp(c[0]), dp(c[1]), dp(c[2]), dp(c[3]), scale, B, H, K, V);
+    if (o && KCALL(gla_step, q->dtype, dp(o), dp(state), dp(c[0]), dp(c[1]), dp(c[2]), dp(c[3]), scale, B, H, K, V)) {
+        hb_tensor_free(o);
+        o = NULL;
+        kfail("gla_step");
+    }
     free_all(4, c);
     return o;
 }
@@ -281,12 +292,12 @@ hb_tensor_t *hb_retention(hb_tensor_t *q, hb_tensor_t *k, hb_tensor_t *v, hb_ten
     hb_tensor_t *lgc = hb_to_dtype(lg, q->dtype);
     int64_t ss[4] = {B, H, K, V};
     hb_tensor_t *o = hb_tensor_empty(q->dtype, 4, vs), *h = ht ? hb_tensor_empty(q->dtype, 4, ss) : NULL;
-    int rc = !o || !lgc || (ht && !h);
+    int nomem = !o || !lgc || (ht && !h), rc = nomem;
     if (!rc)
         rc = mode == HB_MODE_CHUNK
                  ? KCALL(retention_fwd_chunk, q->dtype, dp(o), dp(h), dp(c[0]), dp(c[1]), dp(c[2]), NULL, dp(lgc), scale, B, T, H, K, V, chunk)
                  : KCALL(retention_fwd_ref, q->dtype, dp(o), dp(h), dp(c[0]), dp(c[1]), dp(c[2]), NULL, dp(lgc), scale, B, T, H, K, V);
-    if (rc) { free_all(3, c); hb_tensor_free(o); hb_tensor_free(h); hb_tensor_free(lgc); kfail(op); return NULL; }
+    if (rc) { free_all(3, c); hb_tensor_free(o); hb_tensor_free(h); hb_tensor_free(lgc); if (!nomem) kfail(op); return NULL; }
     hb_node_t *n = hb_node_attach(o, op, bw_retention, 3, all);
     if (n) {
         for (int i = 0; i < 3; i++) n->saved[i] = hb_tensor_ref(c[i]);
@@ -313,7 +324,11 @@ hb_tensor_t *hb_retention_step(hb_tensor_t *state, hb_tensor_t *q, hb_tensor_t *
     hb_tensor_t *lgc = hb_to_dtype(lg, q->dtype);
     int64_t os[3] = {B, H, V};
     hb_tensor_t *o = lgc ? hb_tensor_empty(q->dtype, 3, os) : NULL;
-    if (o) KCALL(retention_step, q->dtype, dp(o), dp(state), dp(c[0]), dp(c[1]), dp(c[2]), dp(lgc), scale, B, H, K, V);
+    if (o && KCALL(retention_step, q->dtype, dp(o), dp(state), dp(c[0]), dp(c[1]), dp(c[2]), dp(lgc), scale, B, H, K, V)) {
+        hb_tensor_free(o);
+        o = NULL;
+        kfail("retention_step");
+    }
     free_all(3, c);
     hb_tensor_free(lgc);
     return o;
@@ -362,14 +377,14 @@ hb_tensor_t *hb_delta_rule(hb_tensor_t *q, hb_tensor_t *k, hb_tensor_t *v, hb_te
     int64_t NC = (T + chunk - 1) / chunk, hss[5] = {B, HV, NC, K, V};
     hb_tensor_t *o = hb_tensor_empty(q->dtype, 4, os), *h = ht ? hb_tensor_empty(q->dtype, 4, ss) : NULL;
     hb_tensor_t *hs = need && mode == HB_MODE_CHUNK ? hb_tensor_empty(q->dtype, 5, hss) : NULL;
-    int rc = !o || (ht && !h) || (need && mode == HB_MODE_CHUNK && !hs);
+    int nomem = !o || (ht && !h) || (need && mode == HB_MODE_CHUNK && !hs), rc = nomem;
     if (!rc)
         rc = mode == HB_MODE_CHUNK
                  ? KCALL(delta_rule_fwd_chunk, q->dtype, dp(o), dp(h), dp(hs), dp(c[0]), dp(c[1]), dp(c[2]), dp(c[3]), dp(c[4]),
                          NULL, scale, B, T, H, HV, K, V, chunk)
                  : KCALL(delta_rule_fwd_ref, q->dtype, dp(o), dp(h), dp(c[0]), dp(c[1]), dp(c[2]), dp(c[3]), dp(c[4]), NULL,
                          scale, B, T, H, HV, K, V);
-    if (rc) { free_all(5, c); hb_tensor_free(o); hb_tensor_free(h); hb_tensor_free(hs); kfail(op); return NULL; }
+    if (rc) { free_all(5, c); hb_tensor_free(o); hb_tensor_free(h); hb_tensor_free(hs); if (!nomem) kfail(op); return NULL; }
     hb_node_t *n = hb_node_attach(o, op, bw_delta, g ? 5 : 4, all);
     if (n) {
         for (int i = 0; i < 5; i++) n->saved[i] = c[i] ? hb_tensor_ref(c[i]) : NULL;
@@ -396,7 +411,11 @@ hb_tensor_t *hb_delta_rule_step(hb_tensor_t *state, hb_tensor_t *q, hb_tensor_t 
     if (contig(5, all, c)) return NULL;
     int64_t os[3] = {B, HV, V};
     hb_tensor_t *o = hb_tensor_empty(q->dtype, 3, os);
-    if (o) KCALL(delta_rule_step, q->dtype, dp(o), dp(state), dp(c[0]), dp(c[1]), dp(c[2]), dp(c[3]), dp(c[4]), scale, B, H, HV, K, V);
+    if (o && KCALL(delta_rule_step, q->dtype, dp(o), dp(state), dp(c[0]), dp(c[1]), dp(c[2]), dp(c[3]), dp(c[4]), scale, B, H, HV, K, V)) {
+        hb_tensor_free(o);
+        o = NULL;
+        kfail("delta_rule_step");
+    }
     free_all(5, c);
     return o;
 }
@@ -428,16 +447,17 @@ hb_tensor_t *hb_hgrn(hb_tensor_t *x, hb_tensor_t *g, hb_mode_t mode, int64_t chu
     if (contig(2, all, c)) return NULL;
     int64_t B = x->size[0], T = x->size[1], D = x->size[2], ss[2] = {B, D};
     hb_tensor_t *o = hb_tensor_empty(x->dtype, 3, x->size), *h = ht ? hb_tensor_empty(x->dtype, 2, ss) : NULL;
-    int rc = !o || (ht && !h);
+    int nomem = !o || (ht && !h), rc = nomem;
     if (!rc)
         rc = mode == HB_MODE_CHUNK ? KCALL(hgrn_fwd_chunk, x->dtype, dp(o), dp(h), dp(c[0]), dp(c[1]), NULL, B, T, D, chunk)
                                    : KCALL(hgrn_fwd_ref, x->dtype, dp(o), dp(h), dp(c[0]), dp(c[1]), NULL, B, T, D);
-    if (rc) { free_all(2, c); hb_tensor_free(o); hb_tensor_free(h); kfail(op); return NULL; }
+    if (rc) { free_all(2, c); hb_tensor_free(o); hb_tensor_free(h); if (!nomem) kfail(op); return NULL; }
     hb_node_t *n = hb_node_attach(o, op, bw_hgrn, 2, all);
     if (n) {
         n->saved[0] = hb_tensor_ref(c[1]);
         n->saved[1] = hb_detach(o);
         n->i[0] = mode; n->i[1] = chunk;
+        if (!n->saved[1]) hb_node_lost(o);
     }
     free_all(2, c);
     if (ht) *ht = h;
@@ -454,7 +474,11 @@ hb_tensor_t *hb_hgrn_step(hb_tensor_t *state, hb_tensor_t *x, hb_tensor_t *g) {
     hb_tensor_t *all[2] = {x, g}, *c[2];
     if (contig(2, all, c)) return NULL;
     hb_tensor_t *o = hb_tensor_empty(x->dtype, 2, x->size);
-    if (o) KCALL(hgrn_step, x->dtype, dp(o), dp(state), dp(c[0]), dp(c[1]), x->size[0], x->size[1]);
+    if (o && KCALL(hgrn_step, x->dtype, dp(o), dp(state), dp(c[0]), dp(c[1]), x->size[0], x->size[1])) {
+        hb_tensor_free(o);
+        o = NULL;
+        kfail("hgrn_step");
+    }
     free_all(2, c);
     return o;
 }
@@ -495,13 +519,15 @@ hb_tensor_t *hb_conv1d(hb_tensor_t *x, hb_tensor_t *w, hb_tensor_t *bias, int ac
     hb_tensor_t *all[3] = {x, w, bias}, *c[3];
     if (contig(3, all, c)) return NULL;
     hb_tensor_t *y = hb_tensor_empty(x->dtype, 3, x->size);
-    int rc = !y || KCALL(conv1d_fwd, x->dtype, dp(y), dp(c[0]), dp(c[1]), dp(c[2]), act, NULL, B, T, D, W);
+    int nomem = !y, rc = nomem || KCALL(conv1d_fwd, x->dtype, dp(y), dp(c[0]), dp(c[1]), dp(c[2]), act, NULL, B, T, D, W);
     if (!rc && cache_out) {
         int64_t cs[3] = {B, W - 1, D};
         *cache_out = hb_tensor_empty(x->dtype, 3, cs);
-        if (*cache_out) KCALL(conv1d_cache_from_seq, x->dtype, dp(*cache_out), dp(c[0]), B, T, D, W);
+        nomem = !*cache_out;
+        rc = nomem || KCALL(conv1d_cache_from_seq, x->dtype, dp(*cache_out), dp(c[0]), B, T, D, W);
+        if (rc) { hb_tensor_free(*cache_out); *cache_out = NULL; }
     }
-    if (rc) { free_all(3, c); hb_tensor_free(y); kfail(op); return NULL; }
+    if (rc) { free_all(3, c); hb_tensor_free(y); if (!nomem) kfail(op); return NULL; }
     hb_node_t *n = hb_node_attach(y, op, bw_conv, bias ? 3 : 2, all);
     if (n) {
         for (int i = 0; i < 3; i++) n->saved[i] = c[i] ? hb_tensor_ref(c[i]) : NULL;
@@ -522,7 +548,11 @@ hb_tensor_t *hb_conv1d_step(hb_tensor_t *cache, hb_tensor_t *x, hb_tensor_t *w, 
     if (!hb_is_contiguous(cache)) { hb_seterr("conv1d_step: cache must be contiguous"); return NULL; }
     if (contig(3, all, c)) return NULL;
     hb_tensor_t *y = hb_tensor_empty(x->dtype, 2, x->size);
-    if (y) KCALL(conv1d_step, x->dtype, dp(y), dp(cache), dp(c[0]), dp(c[1]), dp(c[2]), act, B, D, W);
+    if (y && KCALL(conv1d_step, x->dtype, dp(y), dp(cache), dp(c[0]), dp(c[1]), dp(c[2]), act, B, D, W)) {
+        hb_tensor_free(y);
+        y = NULL;
+        kfail("conv1d_step");
+    }
     free_all(3, c);
     return y;
 }

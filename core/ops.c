@@ -7,6 +7,7 @@
  * Backward passes are fused loops (e.g. d silu computed from x in one pass), not compositions.
  */
 #include "autograd.h"
+#include "alloc.h"
 #include "tensor.h"
 #include "../kernels/kmath.h"
 #include "../kernels/parallel.h"
@@ -422,7 +423,7 @@ static inline double unop_d(hb_unop_t op, double x) {
     case HB_U_SQRT: return 0.5 / sqrt(x);
     case HB_U_RSQRT: return -0.5 / (x * sqrt(x));
     case HB_U_ABS: return x > 0 ? 1 : (x < 0 ? -1 : 0);
-    case HB_U_SIGMOID: { double s = sigm(x); return s * (1 - s); }
+    case HB_U_SIGMOID: { double e = exp(-fabs(x)), d = 1 + e; return e / (d * d); } /* σ(1−σ) without cancellation */
     case HB_U_LOGSIGMOID: return sigm(-x);
     case HB_U_SILU: { double s = sigm(x); return s * (1 + x * (1 - s)); }
     case HB_U_SOFTPLUS: return x > 20 ? 1 : sigm(x);
@@ -444,18 +445,28 @@ typedef struct {
     float *z;
 } un_ctx_t;
 /* forward: z = op(x) */
+/* hb_expf clamps instead of propagating NaN: the float fast paths pass a NaN input through explicitly
+ * (a select, still vectorised) so NaN checks downstream keep working */
+#define NANPASS(x, v) ((x) != (x) ? (x) : (v))
 static void un_range(void *ctx, int64_t lo, int64_t hi) {
     un_ctx_t *c = ctx;
     const float *x = c->x;
     float *z = c->z;
     switch (c->op) {
     case HB_U_NEG: for (int64_t i = lo; i < hi; i++) z[i] = -x[i]; break;
-    case HB_U_EXP: for (int64_t i = lo; i < hi; i++) z[i] = expf(x[i]); break; /* exact: exp feeds NaN/inf checks */
+    case HB_U_EXP: /* hb_expf with expf's edges restored: NaN stays NaN, overflow is inf, results below FLT_MIN are 0 */
+        for (int64_t i = lo; i < hi; i++)
+            z[i] = NANPASS(x[i], x[i] > 88.7228f ? INFINITY : x[i] < -87.33f ? 0.0f : hb_expf(x[i]));
+        break;
     case HB_U_SILU: for (int64_t i = lo; i < hi; i++) z[i] = x[i] / (1.0f + hb_expf(-x[i])); break;
-    case HB_U_SIGMOID: for (int64_t i = lo; i < hi; i++) z[i] = 1.0f / (1.0f + hb_expf(-x[i])); break;
+    case HB_U_SIGMOID: for (int64_t i = lo; i < hi; i++) z[i] = NANPASS(x[i], 1.0f / (1.0f + hb_expf(-x[i]))); break;
     case HB_U_SQUARE: for (int64_t i = lo; i < hi; i++) z[i] = x[i] * x[i]; break;
     case HB_U_LOGSIGMOID: /* min(x, 0) − log1p(e^{−|x|}) in float */
-        for (int64_t i = lo; i < hi; i++) z[i] = (x[i] < 0 ? x[i] : 0.0f) - log1pf(hb_expf(-fabsf(x[i])));
+        for (int64_t i = lo; i < hi; i++) z[i] = NANPASS(x[i], (x[i] < 0 ? x[i] : 0.0f) - hb_log1pf_unit(hb_expf(-fabsf(x[i]))));
+        break;
+    case HB_U_SOFTPLUS: /* max(x, 0) + log1p(e^{−|x|}), = x above 20 like the double path (GDN's decay) */
+        for (int64_t i = lo; i < hi; i++)
+            z[i] = NANPASS(x[i], x[i] > 20.0f ? x[i] : (x[i] > 0 ? x[i] : 0.0f) + hb_log1pf_unit(hb_expf(-fabsf(x[i]))));
         break;
     default: for (int64_t i = lo; i < hi; i++) z[i] = (float)unop(c->op, x[i]); break;
     }
@@ -469,17 +480,26 @@ static void unbw_range(void *ctx, int64_t lo, int64_t hi) {
     case HB_U_SILU:
         for (int64_t i = lo; i < hi; i++) {
             float sg = 1.0f / (1.0f + hb_expf(-xv[i]));
-            r[i] = g[i] * sg * (1.0f + xv[i] * (1.0f - sg));
+            r[i] = NANPASS(xv[i], g[i] * sg * (1.0f + xv[i] * (1.0f - sg)));
         }
         break;
     case HB_U_SIGMOID:
-        for (int64_t i = lo; i < hi; i++) { float sg = 1.0f / (1.0f + hb_expf(-xv[i])); r[i] = g[i] * sg * (1.0f - sg); }
+        for (int64_t i = lo; i < hi; i++) { /* σ(1−σ) = e/(1+e)² with e = exp(−|x|): no 1 − σ cancellation */
+            float e = hb_expf(-fabsf(xv[i])), d = 1.0f + e;
+            r[i] = NANPASS(xv[i], g[i] * (e / (d * d)));
+        }
         break;
-    case HB_U_EXP: for (int64_t i = lo; i < hi; i++) r[i] = g[i] * expf(xv[i]); break;
+    case HB_U_EXP:
+        for (int64_t i = lo; i < hi; i++)
+            r[i] = NANPASS(xv[i], g[i] * (xv[i] > 88.7228f ? INFINITY : xv[i] < -87.33f ? 0.0f : hb_expf(xv[i])));
+        break;
     case HB_U_NEG: for (int64_t i = lo; i < hi; i++) r[i] = -g[i]; break;
     case HB_U_SQUARE: for (int64_t i = lo; i < hi; i++) r[i] = 2.0f * xv[i] * g[i]; break;
     case HB_U_LOGSIGMOID: /* d/dx = σ(−x) */
-        for (int64_t i = lo; i < hi; i++) r[i] = g[i] / (1.0f + hb_expf(xv[i]));
+        for (int64_t i = lo; i < hi; i++) r[i] = NANPASS(xv[i], g[i] / (1.0f + hb_expf(xv[i])));
+        break;
+    case HB_U_SOFTPLUS: /* d/dx = σ(x), 1 above 20 */
+        for (int64_t i = lo; i < hi; i++) r[i] = NANPASS(xv[i], xv[i] > 20.0f ? g[i] : g[i] / (1.0f + hb_expf(-xv[i])));
         break;
     default: for (int64_t i = lo; i < hi; i++) r[i] = (float)(g[i] * unop_d(c->op, xv[i])); break;
     }
@@ -602,14 +622,16 @@ hb_tensor_t *hb_where(hb_tensor_t *cond, hb_tensor_t *a, hb_tensor_t *b) {
         hb_grad_set(g);
         if (ex_a && ex_b && ex_m) {
             r = hb_tensor_empty(a->dtype, nd2, s2);
+            hb_tensor_t *ca = r ? hb_contiguous(ex_a) : NULL, *cb = ca ? hb_contiguous(ex_b) : NULL;
+            hb_tensor_t *cm = cb ? hb_contiguous(ex_m) : NULL;
+            if (!cm) { hb_tensor_free(r); r = NULL; }
             if (r) {
-                hb_tensor_t *ca = hb_contiguous(ex_a), *cb = hb_contiguous(ex_b), *cm = hb_contiguous(ex_m);
                 int64_t cnt = hb_numel(r);
                 for (int64_t i = 0; i < cnt; i++)
                     st(hb_data(r), r->dtype, i,
                        ld(hb_data(cm), r->dtype, i) != 0 ? ld(hb_data(ca), r->dtype, i) : ld(hb_data(cb), r->dtype, i));
-                hb_tensor_free(ca); hb_tensor_free(cb); hb_tensor_free(cm);
             }
+            hb_tensor_free(ca); hb_tensor_free(cb); hb_tensor_free(cm);
         }
         hb_tensor_free(ex_a); hb_tensor_free(ex_b); hb_tensor_free(ex_m);
     }
@@ -622,6 +644,9 @@ hb_tensor_t *hb_where(hb_tensor_t *cond, hb_tensor_t *a, hb_tensor_t *b) {
             s->grad_fn = NULL;
             r->grad_fn = node;
             r->requires_grad = 1;
+        } else {                                   /* out of memory recording the history */
+            hb_tensor_free(r);
+            r = NULL;
         }
         hb_tensor_free(t1); hb_tensor_free(t2); hb_tensor_free(s);
     }
@@ -923,7 +948,7 @@ static hb_tensor_t *softmax_impl(hb_tensor_t *a, int dim, int logsm) {
         }
     hb_tensor_free(ac);
     hb_node_t *n = hb_node_attach(o, name, bw_softmax, 1, &a);
-    if (n) { n->i[0] = d; n->i[1] = logsm; n->saved[0] = hb_detach(o); }
+    if (n) { n->i[0] = d; n->i[1] = logsm; n->saved[0] = hb_detach(o); if (!n->saved[0]) hb_node_lost(o); }
     return o;
 }
 hb_tensor_t *hb_softmax(hb_tensor_t *a, int dim) { return softmax_impl(a, dim, 0); }
@@ -953,6 +978,34 @@ typedef struct {
     double scale;
 } ce_ctx_t;
 
+/* log Σ exp(x) of one float row, vectorised by hand: 16 independent lanes for the max and for the sums
+ * (an FP reduction is not reordered by the compiler without -ffast-math), lanes flushed into a double
+ * every 1024 elements so a large vocabulary keeps double-like accuracy. A NaN anywhere gives NaN. */
+static double lse_row_f32(const float *x, int64_t C) {
+    enum { L = 16 };
+    float mv[L];
+    int nan = 0;
+    for (int j = 0; j < L; j++) mv[j] = -INFINITY;
+    int64_t k = 0;
+    for (; k + L <= C; k += L)
+        for (int j = 0; j < L; j++) { mv[j] = x[k + j] > mv[j] ? x[k + j] : mv[j]; nan |= x[k + j] != x[k + j]; }
+    float m = -INFINITY;
+    for (; k < C; k++) { m = x[k] > m ? x[k] : m; nan |= x[k] != x[k]; }
+    for (int j = 0; j < L; j++) m = mv[j] > m ? mv[j] : m;
+    if (nan) return NAN;
+    if (m == INFINITY || m == -INFINITY) return m; /* all -inf, or an inf logit */
+    double s = 0;
+    for (k = 0; k < C;) {
+        int64_t end = k + 1024 < C ? k + 1024 : C;
+        float sv[L] = {0};
+        for (; k + L <= end; k += L)
+            for (int j = 0; j < L; j++) sv[j] += hb_expf(x[k + j] - m);
+        for (; k < end; k++) sv[0] += hb_expf(x[k] - m);
+        for (int j = 0; j < L; j++) s += sv[j];
+    }
+    return (double)m + log(s);
+}
+
 static void ce_rows(void *ctx, int64_t blk) {
     ce_ctx_t *c = ctx;
     int64_t N = c->tg->size[0], r0 = blk * 64, r1 = r0 + 64 < N ? r0 + 64 : N, C = c->C;
@@ -961,11 +1014,7 @@ static void ce_rows(void *ctx, int64_t blk) {
         if (c->dt == HB_F32) {
             const float *x = (const float *)c->x + r * C;
             if (!c->grad) {
-                float m = -INFINITY;
-                for (int64_t k = 0; k < C; k++) m = x[k] > m ? x[k] : m;
-                double s = 0;
-                for (int64_t k = 0; k < C; k++) s += hb_expf(x[k] - m);
-                c->lse[r] = (double)m + log(s);
+                c->lse[r] = lse_row_f32(x, C);
             } else {
                 float *g = (float *)c->grad + r * C;
                 if (t == c->ign) { memset(g, 0, (size_t)C * sizeof *g); continue; }
@@ -1120,8 +1169,8 @@ static int bw_rmsnorm(hb_node_t *n, hb_tensor_t *g, hb_tensor_t **gin) {
     double eps = n->d[0];
     hb_tensor_t *gc = hb_contiguous(g), *wc = w ? hb_contiguous(w) : NULL;
     int64_t D = x->size[x->ndim - 1], rows = D ? hb_numel(x) / D : 0;
-    hb_tensor_t *gx = gc ? hb_tensor_empty(x->dtype, x->ndim, x->size) : NULL;
-    double *gw = w && w->requires_grad ? calloc((size_t)D, sizeof(double)) : NULL;
+    hb_tensor_t *gx = gc && (!w || wc) ? hb_tensor_empty(x->dtype, x->ndim, x->size) : NULL;
+    double *gw = w && w->requires_grad ? hb_calloc((size_t)D, sizeof(double)) : NULL;
     if (!gx || (w && w->requires_grad && !gw)) { hb_tensor_free(gc); hb_tensor_free(wc); hb_tensor_free(gx); free(gw); hb_seterr("rmsnorm backward: out of memory"); return -1; }
     hb_dtype_t dt = x->dtype;
     if (dt == HB_F32) {
@@ -1171,7 +1220,9 @@ done:
         gin[1] = hb_tensor_empty(w->dtype, 1, &D);
         if (gin[1]) for (int64_t j = 0; j < D; j++) st(hb_data(gin[1]), dt, j, gw[j]);
     }
+    int lost = gw && !gin[1];
     free(gw);
+    if (lost) { hb_tensor_free(gc); hb_tensor_free(wc); hb_tensor_free(gx); gin[0] = NULL; return -1; }
     hb_tensor_free(gc);
     hb_tensor_free(wc);
     return 0;
@@ -1188,7 +1239,7 @@ hb_tensor_t *hb_rmsnorm(hb_tensor_t *x, hb_tensor_t *w, double eps) {
         return NULL;
     }
     hb_tensor_t *xc = hb_contiguous(x), *wc = w ? hb_contiguous(w) : NULL;
-    hb_tensor_t *o = xc ? hb_tensor_empty(x->dtype, x->ndim, x->size) : NULL;
+    hb_tensor_t *o = xc && (!w || wc) ? hb_tensor_empty(x->dtype, x->ndim, x->size) : NULL;
     if (!o) { hb_tensor_free(xc); hb_tensor_free(wc); return NULL; }
     int64_t rows = D ? hb_numel(x) / D : 0;
     if (x->dtype == HB_F32) {
@@ -1367,9 +1418,10 @@ hb_tensor_t *hb_index_select(hb_tensor_t *a, int dim, hb_tensor_t *index) {
             return NULL;
         }
         hb_tensor_t *dst = hb_narrow(o, d, k, 1), *src = hb_narrow(a, d, id, 1);
-        hb_copy_(dst, src);
+        int rc = dst && src ? hb_copy_(dst, src) : -1;
         hb_tensor_free(dst);
         hb_tensor_free(src);
+        if (rc) { hb_grad_set(g); hb_tensor_free(ic); hb_tensor_free(o); return NULL; }
     }
     hb_grad_set(g);
     hb_node_t *n = hb_node_attach(o, "index_select", bw_index_select, 1, &a);

@@ -18,6 +18,7 @@
 #define _POSIX_C_SOURCE 200809L
 #endif
 #include "safetensors.h"
+#include "alloc.h"
 #include "errfmt.h"
 #include "jsonfile.h"
 #include <cjson/cJSON.h>
@@ -97,7 +98,7 @@ static int grow(void *p, int *cap, int need, size_t elem) {
         if (nc > INT32_MAX / 2) return -1;
         nc *= 2;
     }
-    void *np = realloc(*(void **)p, (size_t)nc * elem);
+    void *np = hb_realloc(*(void **)p, (size_t)nc * elem);
     if (!np) return -1;
     *(void **)p = np;
     *cap = nc;
@@ -179,13 +180,13 @@ static size_t utf8_bad_at(const unsigned char *s, size_t len) {
 static int add_meta(hb_safetensors_t *st, const char *k, const char *v, int file) {
     if (grow(&st->mkey, &st->capmeta, st->nmeta + 1, sizeof(char *))) return -1;
     int cap = st->capmeta;   /* the three arrays share one capacity */
-    char **nv = realloc(st->mval, (size_t)cap * sizeof(char *));
+    char **nv = hb_realloc(st->mval, (size_t)cap * sizeof(char *));
     if (!nv) return -1;
     st->mval = nv;
-    int *nf = realloc(st->mfile, (size_t)cap * sizeof(int));
+    int *nf = hb_realloc(st->mfile, (size_t)cap * sizeof(int));
     if (!nf) return -1;
     st->mfile = nf;
-    char *kc = strdup(k), *vc = strdup(v);
+    char *kc = hb_strdup(k), *vc = hb_strdup(v);
     if (!kc || !vc) { free(kc); free(vc); return -1; }
     st->mkey[st->nmeta] = kc;
     st->mval[st->nmeta] = vc;
@@ -282,8 +283,8 @@ static int add_tensor(hb_safetensors_t *st, const char *path, const cJSON *e, in
     }
     if (grow(&st->t, &st->cap, st->n + 1, sizeof(st_tensor))) goto oom;
     st_tensor *t = &st->t[st->n];
-    t->name = strdup(name);
-    t->shape = malloc(sizeof(int64_t) * (size_t)(ndim ? ndim : 1));
+    t->name = hb_strdup(name);
+    t->shape = hb_malloc(sizeof(int64_t) * (size_t)(ndim ? ndim : 1));
     if (!t->name || !t->shape) { free(t->name); free(t->shape); goto oom; }
     if (ndim) memcpy(t->shape, shape, sizeof(int64_t) * (size_t)ndim);
     t->dtype = (hb_st_dtype)dt;
@@ -338,7 +339,7 @@ static int load_file(hb_safetensors_t *st, const char *path, char *err, size_t e
     int file = st->nfiles;
     st->files[file].map = map;          /* registered now so close() unmaps it on any error below */
     st->files[file].size = size;
-    st->files[file].path = strdup(path);
+    st->files[file].path = hb_strdup(path);
     st->nfiles++;
     if (!st->files[file].path) { hb_errfmt(err, errlen, "%s: out of memory", path); return -1; }
 
@@ -361,7 +362,7 @@ static int load_file(hb_safetensors_t *st, const char *path, char *err, size_t e
         hb_errfmt(err, errlen, "%s: header is not valid UTF-8 (byte %zu of the header)", path, bad);
         return -1;
     }
-    char *text = malloc((size_t)hlen + 1);
+    char *text = hb_malloc((size_t)hlen + 1);
     if (!text) { hb_errfmt(err, errlen, "%s: out of memory", path); return -1; }
     memcpy(text, p + 8, (size_t)hlen);
     text[hlen] = '\0';
@@ -435,8 +436,8 @@ static int cmp_sorted(const void *a, const void *b) {
  * file; across shards the first one is kept). index_path (the file itself for a single file) names
  * the handle in messages that concern several files. */
 static int finish(hb_safetensors_t *st, const char *index_path, char *err, size_t errlen) {
-    st->byname = malloc(sizeof(st_sorted) * (size_t)(st->n ? st->n : 1));
-    st->meta_byname = malloc(sizeof(st_sorted) * (size_t)(st->nmeta ? st->nmeta : 1));
+    st->byname = hb_malloc(sizeof(st_sorted) * (size_t)(st->n ? st->n : 1));
+    st->meta_byname = hb_malloc(sizeof(st_sorted) * (size_t)(st->nmeta ? st->nmeta : 1));
     if (!st->byname || !st->meta_byname) { hb_errfmt(err, errlen, "%s: out of memory", index_path); return -1; }
     for (int i = 0; i < st->n; i++) st->byname[i] = (st_sorted){st->t[i].name, i};
     qsort(st->byname, (size_t)st->n, sizeof(st_sorted), cmp_sorted);
@@ -498,7 +499,7 @@ static int find_sorted(const st_sorted *arr, int n, const char *key) {
 
 hb_safetensors_t *hb_safetensors_open(const char *path, char *err, size_t errlen) {
     if (!path) { hb_errfmt(err, errlen, "hb_safetensors_open: path is NULL"); return NULL; }
-    hb_safetensors_t *st = calloc(1, sizeof *st);
+    hb_safetensors_t *st = hb_calloc(1, sizeof *st);
     if (!st) { hb_errfmt(err, errlen, "%s: out of memory", path); return NULL; }
     if (load_file(st, path, err, errlen) || finish(st, path, err, errlen)) {
         hb_safetensors_close(st);
@@ -513,7 +514,7 @@ static int cmp_str(const void *a, const void *b) {
 
 static char *join(const char *dir, size_t dirlen, const char *name) {
     size_t n = strlen(name);
-    char *s = malloc(dirlen + n + 1);
+    char *s = hb_malloc(dirlen + n + 1);
     if (!s) return NULL;
     memcpy(s, dir, dirlen);
     memcpy(s + dirlen, name, n + 1);
@@ -570,8 +571,8 @@ hb_safetensors_t *hb_safetensors_open_index(const char *dir_or_index, char *err,
         }
     }
     /* distinct shard names, sorted; shard k becomes file k of the handle */
-    shards = malloc(sizeof(char *) * (size_t)(nmap ? nmap : 1));
-    st = calloc(1, sizeof *st);
+    shards = hb_malloc(sizeof(char *) * (size_t)(nmap ? nmap : 1));
+    st = hb_calloc(1, sizeof *st);
     if (!shards || !st) { hb_errfmt(err, errlen, "%s: out of memory", ipath); goto fail; }
     int ns = 0;
     for (const cJSON *m = wm->child; m; m = m->next) shards[ns++] = m->valuestring;
@@ -699,7 +700,7 @@ static void sb_put(sbuf *b, const char *s, size_t n) {
     if (b->n + n + 1 > b->cap) {
         size_t nc = b->cap ? b->cap : 1024;
         while (nc < b->n + n + 1) nc *= 2;
-        char *np = realloc(b->p, nc);
+        char *np = hb_realloc(b->p, nc);
         if (!np) { b->oom = 1; return; }
         b->p = np;
         b->cap = nc;
@@ -821,8 +822,8 @@ int hb_safetensors_write(const char *path, int n, const hb_st_entry *entries,
 
     int rc = -1;
     sbuf hb = {0};
-    const hb_st_entry **ord = malloc(sizeof(*ord) * (size_t)(n ? n : 1));
-    st_sorted *mk = malloc(sizeof(st_sorted) * (size_t)(nmeta ? nmeta : 1));
+    const hb_st_entry **ord = hb_malloc(sizeof(*ord) * (size_t)(n ? n : 1));
+    st_sorted *mk = hb_malloc(sizeof(st_sorted) * (size_t)(nmeta ? nmeta : 1));
     if (!ord || !mk) { hb_errfmt(err, errlen, "%s: out of memory", path); goto out; }
     for (int i = 0; i < n; i++) ord[i] = &entries[i];
     qsort(ord, (size_t)n, sizeof(*ord), cmp_write);

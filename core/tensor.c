@@ -6,6 +6,7 @@
  * expand → sum over the broadcast dims, view → view back).
  */
 #include "tensor.h"
+#include "alloc.h"
 #include "autograd.h"
 #include <math.h>
 #include <pthread.h>
@@ -14,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* ---- errors ---------------------------------------------------------------------------------- */
 static _Thread_local char errbuf[1024];
@@ -96,11 +98,11 @@ static size_t alloc_size(size_t nbytes) {
 }
 
 static hb_storage_t *storage_new(size_t nbytes) {
-    hb_storage_t *s = calloc(1, sizeof *s);
+    hb_storage_t *s = hb_calloc(1, sizeof *s);
     if (!s) { hb_seterr("out of memory allocating a storage header"); return NULL; }
     size_t n = alloc_size(nbytes);
     s->data = block_get(n);
-    if (!s->data) s->data = aligned_alloc(64, n);
+    if (!s->data) s->data = hb_aligned_alloc(64, n);
     if (!s->data) {
         free(s);
         hb_seterr("out of memory allocating %zu bytes of tensor storage", nbytes);
@@ -124,14 +126,49 @@ static void storage_release(hb_storage_t *s) {
 }
 
 /* ---- creation ---------------------------------------------------------------------------------- */
+/* The largest single tensor in bytes (0 if unknown): the physical memory, or HB_MAX_TENSOR_BYTES when
+ * that is set and smaller (tests and shared machines). A request beyond it fails at once with a message
+ * instead of trying to allocate (or, with overcommit, touching) terabytes. */
+static _Atomic double max_bytes = -1;
+static _Atomic int max_from_env;
+static double tensor_limit(void) {
+    double v = atomic_load(&max_bytes);
+    if (v < 0) {
+        long pages = sysconf(_SC_PHYS_PAGES), psize = sysconf(_SC_PAGESIZE);
+        v = pages > 0 && psize > 0 ? (double)pages * (double)psize : 0;
+        const char *e = getenv("HB_MAX_TENSOR_BYTES");
+        double envv = e && *e ? strtod(e, NULL) : 0;
+        if (envv > 0 && (v == 0 || envv < v)) { v = envv; atomic_store(&max_from_env, 1); }
+        atomic_store(&max_bytes, v);
+    }
+    return v;
+}
+
+/* 0 if n elements of dt can be one tensor, else -1 with "<op>tensor of N elements (X GB) is larger than
+ * ...". Also bounds views (expand) so that no loop runs over more elements than memory could hold. */
+static int check_size(int64_t n, hb_dtype_t dt, const char *op) {
+    double bytes = (double)n * (double)hb_dtype_size(dt), lim = tensor_limit();
+    if (n <= ((int64_t)1 << 40) && (lim <= 0 || bytes <= lim)) return 0;
+    hb_seterr("%stensor of %lld elements (%.3g GB) is larger than %s (%.3g GB)", op, (long long)n, bytes / 1e9,
+              atomic_load(&max_from_env) ? "HB_MAX_TENSOR_BYTES" : "this machine's memory", lim / 1e9);
+    return -1;
+}
+
 static hb_tensor_t *tensor_header(hb_dtype_t dt, int ndim, const int64_t *size) {
     if (ndim < 0 || ndim > HB_MAXDIM) {
         hb_seterr("tensors have at most %d dimensions (got %d)", HB_MAXDIM, ndim);
         return NULL;
     }
-    for (int i = 0; i < ndim; i++)
+    int64_t prod = 1;      /* of the non-zero sizes: the strides must fit in 64 bits even when numel is 0 */
+    for (int i = 0; i < ndim; i++) {
         if (size[i] < 0) { hb_seterr("negative size %lld at dim %d", (long long)size[i], i); return NULL; }
-    hb_tensor_t *t = calloc(1, sizeof *t);
+        if (size[i] > 0 && prod > ((int64_t)1 << 62) / size[i]) {
+            hb_seterr("shape has too many elements (the product of its sizes exceeds 2^62)");
+            return NULL;
+        }
+        if (size[i] > 0) prod *= size[i];
+    }
+    hb_tensor_t *t = hb_calloc(1, sizeof *t);
     if (!t) { hb_seterr("out of memory allocating a tensor"); return NULL; }
     t->refcount = 1;
     t->dtype = dt;
@@ -149,7 +186,7 @@ hb_tensor_t *hb_tensor_empty(hb_dtype_t dt, int ndim, const int64_t *size) {
     hb_tensor_t *t = tensor_header(dt, ndim, size);
     if (!t) return NULL;
     int64_t n = hb_numel(t);
-    if (n > ((int64_t)1 << 40)) { free(t); hb_seterr("tensor of %lld elements is too large", (long long)n); return NULL; }
+    if (check_size(n, dt, "")) { free(t); return NULL; }
     t->storage = storage_new((size_t)n * hb_dtype_size(dt));
     if (!t->storage) { free(t); return NULL; }
     return t;
@@ -186,7 +223,7 @@ hb_tensor_t *hb_tensor_from_external(hb_dtype_t dt, int ndim, const int64_t *siz
                                      void (*release)(void *), void *ctx) {
     hb_tensor_t *t = tensor_header(dt, ndim, size);
     if (!t) return NULL;
-    t->storage = calloc(1, sizeof *t->storage);
+    t->storage = hb_calloc(1, sizeof *t->storage);
     if (!t->storage) { free(t); hb_seterr("out of memory"); return NULL; }
     t->storage->data = data;
     t->storage->nbytes = (size_t)hb_numel(t) * hb_dtype_size(dt);
@@ -376,7 +413,7 @@ int hb_fill_(hb_tensor_t *t, double v) {
 
 /* ---- views --------------------------------------------------------------------------------------- */
 static hb_tensor_t *view_of(hb_tensor_t *t) {
-    hb_tensor_t *v = calloc(1, sizeof *v);
+    hb_tensor_t *v = hb_calloc(1, sizeof *v);
     if (!v) { hb_seterr("out of memory"); return NULL; }
     v->refcount = 1;
     v->storage = t->storage;
@@ -573,6 +610,11 @@ hb_tensor_t *hb_expand(hb_tensor_t *t, int ndim, const int64_t *size) {
         int j = i - off;
         int64_t have = j >= 0 ? t->size[j] : 1, st = j >= 0 ? t->stride[j] : 0;
         int64_t want = size[i] == -1 ? have : size[i];
+        if (want < 0) {
+            hb_seterr("expand: size %lld at dim %d is negative (-1 keeps a size)", (long long)want, i);
+            hb_tensor_free(v);
+            return NULL;
+        }
         if (have == want) {
             v->size[i] = have;
             v->stride[i] = st;
@@ -587,6 +629,12 @@ hb_tensor_t *hb_expand(hb_tensor_t *t, int ndim, const int64_t *size) {
             return NULL;
         }
     }
+    int64_t prod = 1;          /* the view may not be larger than a tensor that could be allocated */
+    for (int i = 0; i < ndim; i++) {
+        if (v->size[i] > 0 && prod > ((int64_t)1 << 62) / v->size[i]) { prod = INT64_MAX; break; }
+        prod *= v->size[i];
+    }
+    if (check_size(prod, v->dtype, "expand: the result, a ")) { hb_tensor_free(v); return NULL; }
     hb_node_attach(v, "expand", bw_expand, 1, &t);
     return v;
 }

@@ -63,6 +63,9 @@ const char *hb_dtype_name(hb_dtype_t dt);   /* "float32", "float64", "int64", "i
 int hb_dtype_is_float(hb_dtype_t dt);
 
 /* ---- creation ---------------------------------------------------------------------------------- */
+/* A tensor larger than the physical memory (or than HB_MAX_TENSOR_BYTES bytes when that environment
+ * variable is set and smaller), or of more than 2^40 elements, is refused before anything is allocated:
+ * NULL with "tensor of N elements (X GB) is larger than this machine's memory (Y GB)". */
 hb_tensor_t *hb_tensor_empty(hb_dtype_t dt, int ndim, const int64_t *size);  /* uninitialised */
 hb_tensor_t *hb_tensor_zeros(hb_dtype_t dt, int ndim, const int64_t *size);
 hb_tensor_t *hb_tensor_full(hb_dtype_t dt, int ndim, const int64_t *size, double value);
@@ -139,6 +142,14 @@ hb_tensor_t *hb_cumsum(hb_tensor_t *a, int dim, int reverse);
 hb_tensor_t *hb_matmul(hb_tensor_t *a, hb_tensor_t *b);
 /* x [..., in] · W [out, in]ᵀ (+ bias [out]): the linear layer, no copy of W. bias may be NULL. */
 hb_tensor_t *hb_linear(hb_tensor_t *x, hb_tensor_t *w, hb_tensor_t *bias);
+/* Precision of float32 matrix products (hb_matmul, hb_linear, and their backward products):
+ * HB_MM_FP32 (default) calls sgemm; HB_MM_BF16 rounds both operands to bfloat16 and sums in float32
+ * (kernels/gemm_bf16.h: AVX512_BF16 when the CPU has it, else an emulation). Process-wide; float64
+ * products always use dgemm, and the mixer kernels and attention keep float32. set returns 0, or -1
+ * (error set, setting unchanged) for a value outside the enum. */
+typedef enum { HB_MM_FP32 = 0, HB_MM_BF16 = 1 } hb_mm_precision_t;
+int hb_set_matmul_precision(hb_mm_precision_t p);
+hb_mm_precision_t hb_matmul_precision(void);
 
 /* ---- nn functions -------------------------------------------------------------------------------- */
 hb_tensor_t *hb_softmax(hb_tensor_t *a, int dim);

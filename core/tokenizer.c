@@ -36,6 +36,7 @@
  */
 #define _POSIX_C_SOURCE 200809L
 #include "tokenizer.h"
+#include "alloc.h"
 #include "errfmt.h"
 #include "jsonfile.h"
 
@@ -62,7 +63,7 @@ static int buf_put(buf_t *b, const void *s, size_t n) {
     if (b->n + n + 1 > b->cap) {
         size_t cap = b->cap ? b->cap : 64;
         while (cap < b->n + n + 1) cap *= 2;
-        char *p = realloc(b->p, cap);
+        char *p = hb_realloc(b->p, cap);
         if (!p) return -1;
         b->p = p;
         b->cap = cap;
@@ -76,7 +77,7 @@ static int buf_put(buf_t *b, const void *s, size_t n) {
 static int iv_push(ivec_t *a, int64_t x) {
     if (a->n == a->cap) {
         size_t cap = a->cap ? 2 * a->cap : 256;
-        int64_t *v = realloc(a->v, cap * sizeof *v);
+        int64_t *v = hb_realloc(a->v, cap * sizeof *v);
         if (!v) return -1;
         a->v = v;
         a->cap = cap;
@@ -153,7 +154,7 @@ static int32_t sm_get(const strmap_t *m, const char *k, size_t n) {
 static int sm_put(strmap_t *m, const char *k, size_t n, int32_t val) {
     if (2 * (m->count + 1) > m->cap) {
         size_t cap = m->cap ? 2 * m->cap : 64;
-        smslot_t *slot = calloc(cap, sizeof *slot);
+        smslot_t *slot = hb_calloc(cap, sizeof *slot);
         if (!slot) return -1;
         for (size_t j = 0; j < m->cap; j++) {
             if (!m->slot[j].key) continue;
@@ -194,7 +195,7 @@ static pmslot_t *pm_get(const pairmap_t *m, int32_t a, int32_t b) {
 static pmslot_t *pm_put(pairmap_t *m, int32_t a, int32_t b, int *created) {
     if (2 * (m->count + 1) > m->cap) {
         size_t cap = m->cap ? 2 * m->cap : 256;
-        pmslot_t *slot = malloc(cap * sizeof *slot);
+        pmslot_t *slot = hb_malloc(cap * sizeof *slot);
         if (!slot) return NULL;
         for (size_t i = 0; i < cap; i++) slot[i].key = PM_EMPTY;
         for (size_t j = 0; j < m->cap; j++) {
@@ -531,13 +532,13 @@ void hb_tokenizer_free(hb_tokenizer_t *t) {
 /* Grows the id arrays to n ids (new ids are holes). */
 static int tok_resize(hb_tokenizer_t *t, int32_t n) {
     if (n <= t->n) return 0;
-    char **str = realloc(t->str, n * sizeof *str);
+    char **str = hb_realloc(t->str, n * sizeof *str);
     if (str) t->str = str;
-    char **raw = realloc(t->raw, n * sizeof *raw);
+    char **raw = hb_realloc(t->raw, n * sizeof *raw);
     if (raw) t->raw = raw;
-    uint32_t *rawlen = realloc(t->rawlen, n * sizeof *rawlen);
+    uint32_t *rawlen = hb_realloc(t->rawlen, n * sizeof *rawlen);
     if (rawlen) t->rawlen = rawlen;
-    uint8_t *flags = realloc(t->flags, n);
+    uint8_t *flags = hb_realloc(t->flags, n);
     if (flags) t->flags = flags;
     if (!str || !raw || !rawlen || !flags) return -1;
     for (int32_t i = t->n; i < n; i++) str[i] = raw[i] = NULL, rawlen[i] = 0, flags[i] = 0;
@@ -546,7 +547,7 @@ static int tok_resize(hb_tokenizer_t *t, int32_t n) {
 }
 
 static hb_tokenizer_t *tok_new(int kind, int32_t n) {
-    hb_tokenizer_t *t = calloc(1, sizeof *t);
+    hb_tokenizer_t *t = hb_calloc(1, sizeof *t);
     if (!t) return NULL;
     pthread_mutex_init(&t->mu, NULL);
     t->kind = kind;
@@ -562,7 +563,7 @@ static hb_tokenizer_t *tok_new(int kind, int32_t n) {
 }
 
 static char *dup_bytes(const char *s, size_t n) {
-    char *p = malloc(n + 1);
+    char *p = hb_malloc(n + 1);
     if (p) {
         if (n) memcpy(p, s, n);
         p[n] = 0;
@@ -607,9 +608,9 @@ static int add_merge(hb_tokenizer_t *t, int32_t a, int32_t b, int32_t c) {
     s->v2 = c;
     if (t->nmerges == t->mcap) {
         int32_t cap = t->mcap ? 2 * t->mcap : 1024;
-        int32_t *l = realloc(t->mleft, cap * sizeof *l);
+        int32_t *l = hb_realloc(t->mleft, cap * sizeof *l);
         if (l) t->mleft = l;
-        int32_t *r = realloc(t->mright, cap * sizeof *r);
+        int32_t *r = hb_realloc(t->mright, cap * sizeof *r);
         if (r) t->mright = r;
         if (!l || !r) return -1;
         t->mcap = cap;
@@ -748,7 +749,7 @@ static int tok_finish(hb_tokenizer_t *t, const char *path, char *err, size_t err
         int cross = nm == 0 || nm >= sizeof t->word_mark;
         for (int32_t i = 0; i < t->n && !cross; i++) {
             const char *s = t->str[i];
-            if (!s || !(t->flags[i] & F_VOCAB) || (t->flags[i] & F_ADDED)) continue;
+            if (!s || !s[0] || !(t->flags[i] & F_VOCAB) || (t->flags[i] & F_ADDED)) continue; /* "" has no s + 1 */
             for (const char *m = strstr(s + 1, mark); m && !cross; m = strstr(m + 1, mark))
                 cross = m - s < (ptrdiff_t)nm || memcmp(m - nm, mark, nm) != 0;
         }
@@ -759,8 +760,8 @@ static int tok_finish(hb_tokenizer_t *t, const char *path, char *err, size_t err
             t->byte_id[b] = sm_get(&t->vocab, c, u8enc(byte_to_cp(b), c));
         }
     }
-    order = malloc((nadded + 1) * sizeof *order);
-    t->added = malloc((nadded + 1) * sizeof *t->added);
+    order = hb_malloc((nadded + 1) * sizeof *order);
+    t->added = hb_malloc((nadded + 1) * sizeof *t->added);
     if (!order || !t->added) goto oom;
     t->nadded = 0;
     for (int32_t i = 0; i < t->n; i++)
@@ -861,7 +862,7 @@ static void try_pair(const hb_tokenizer_t *t, work_t *w, int32_t l) {
 static int push_sym(work_t *w, int32_t id) {
     if (w->nsym == w->csym) {
         size_t cap = w->csym ? 2 * w->csym : 64;
-        sym_t *s = realloc(w->sym, cap * sizeof *s);
+        sym_t *s = hb_realloc(w->sym, cap * sizeof *s);
         if (!s) return -1;
         w->sym = s;
         w->csym = cap;
@@ -875,7 +876,7 @@ static int push_sym(work_t *w, int32_t id) {
 /* Applies the merges to w->sym[0..nsym), best rank first, leftmost first among equals. */
 static int bpe_run(const hb_tokenizer_t *t, work_t *w) {
     if (w->cheap < 3 * w->nsym) {
-        cand_t *h = realloc(w->heap, 3 * w->nsym * sizeof *h);
+        cand_t *h = hb_realloc(w->heap, 3 * w->nsym * sizeof *h);
         if (!h) return -1;
         w->heap = h;
         w->cheap = 3 * w->nsym;
@@ -914,7 +915,7 @@ static int cache_get(hb_tokenizer_t *t, uint64_t h, const uint8_t *s, size_t n, 
 
 static void cache_put(hb_tokenizer_t *t, uint64_t h, const uint8_t *s, size_t n, const int64_t *ids,
                       size_t nid) {
-    centry_t *e = malloc(sizeof *e + nid * sizeof(int32_t) + n);
+    centry_t *e = hb_malloc(sizeof *e + nid * sizeof(int32_t) + n);
     if (!e) return;   /* the cache is only an optimisation */
     e->hash = h;
     e->klen = (uint32_t)n;
@@ -922,7 +923,7 @@ static void cache_put(hb_tokenizer_t *t, uint64_t h, const uint8_t *s, size_t n,
     for (size_t i = 0; i < nid; i++) e->ids[i] = (int32_t)ids[i];
     memcpy(e->ids + nid, s, n);
     pthread_mutex_lock(&t->mu);
-    if (!t->cache) t->cache = calloc(CACHE_BUCKETS, sizeof *t->cache);
+    if (!t->cache) t->cache = hb_calloc(CACHE_BUCKETS, sizeof *t->cache);
     if (!t->cache) {
         pthread_mutex_unlock(&t->mu);
         free(e);
@@ -1121,7 +1122,7 @@ int hb_tokenizer_encode(hb_tokenizer_t *t, const char *text, size_t len, int64_t
         start = i;
     }
     if (start < len && encode_plain(t, s + start, len - start, start == 0, &w, &out, err, errlen)) goto fail;
-    if (!out.v && !(out.v = malloc(sizeof *out.v))) goto oom;
+    if (!out.v && !(out.v = hb_malloc(sizeof *out.v))) goto oom;
     work_free(&w);
     *ids_out = out.v;
     *n_out = out.n;
@@ -1157,7 +1158,7 @@ int hb_tokenizer_decode(const hb_tokenizer_t *t, const int64_t *ids, size_t n, c
         }
         total += t->rawlen[id];
     }
-    char *out = malloc(total + 1);
+    char *out = hb_malloc(total + 1);
     if (!out) {
         hb_errfmt(err, errlen, "hb_tokenizer_decode: out of memory");
         return -1;
@@ -1327,7 +1328,7 @@ static const char *replace_pattern(const cJSON *c) {
 }
 
 static int push_repl(repl_t **list, int *n, const char *from, const char *to) {
-    repl_t *r = realloc(*list, (*n + 1) * sizeof *r);
+    repl_t *r = hb_realloc(*list, (*n + 1) * sizeof *r);
     if (!r) return -1;
     *list = r;
     r[*n].from = from ? dup_bytes(from, strlen(from)) : NULL;
@@ -1663,9 +1664,11 @@ int hb_tokenizer_save(const hb_tokenizer_t *t, const char *path, char *err, size
     cJSON *vocab = jadd(model, "vocab", cJSON_CreateObject(), &bad);
     for (int32_t i = 0; i < t->n; i++)
         if (t->str[i] && (t->flags[i] & F_VOCAB)) jadd(vocab, t->str[i], cJSON_CreateNumber(i), &bad);
-    int pairs = 0;   /* "a b" strings unless a token contains a space */
-    for (int32_t k = 0; k < t->nmerges; k++)
-        if (strchr(t->str[t->mleft[k]], ' ') || strchr(t->str[t->mright[k]], ' ')) pairs = 1;
+    int pairs = 0;   /* "a b" strings unless a token is empty or contains a space */
+    for (int32_t k = 0; k < t->nmerges; k++) {
+        const char *a = t->str[t->mleft[k]], *b = t->str[t->mright[k]];
+        if (!a[0] || !b[0] || strchr(a, ' ') || strchr(b, ' ')) pairs = 1;
+    }
     cJSON *merges = jadd(model, "merges", cJSON_CreateArray(), &bad);
     buf_t tmp = {0};
     for (int32_t k = 0; k < t->nmerges && !bad; k++) {
@@ -1717,7 +1720,7 @@ static int tcand_better(const tcand_t *x, const tcand_t *y) {
 static int th_push(trainer_t *T, tcand_t c) {
     if (T->nh == T->ch) {
         size_t cap = T->ch ? 2 * T->ch : 4096;
-        tcand_t *h = realloc(T->h, cap * sizeof *h);
+        tcand_t *h = hb_realloc(T->h, cap * sizeof *h);
         if (!h) return -1;
         T->h = h;
         T->ch = cap;
@@ -1751,7 +1754,7 @@ static int64_t pair_add(trainer_t *T, int32_t a, int32_t b, int64_t d, int32_t w
     if (created) {
         if (T->np == T->cp) {
             size_t cap = T->cp ? 2 * T->cp : 4096;
-            tpair_t *p = realloc(T->p, cap * sizeof *p);
+            tpair_t *p = hb_realloc(T->p, cap * sizeof *p);
             if (!p) return -1;
             T->p = p;
             T->cp = cap;
@@ -1764,7 +1767,7 @@ static int64_t pair_add(trainer_t *T, int32_t a, int32_t b, int64_t d, int32_t w
     if (w >= 0 && (p->wn == 0 || p->wl[p->wn - 1] != w)) {
         if (p->wn == p->wcap) {
             int32_t cap = p->wcap ? 2 * p->wcap : 4;
-            int32_t *wl = realloc(p->wl, cap * sizeof *wl);
+            int32_t *wl = hb_realloc(p->wl, cap * sizeof *wl);
             if (!wl) return -1;
             p->wl = wl;
             p->wcap = cap;
@@ -1793,16 +1796,19 @@ static int count_words(trainer_t *T, const char **files, int nfiles, char *err, 
             }
             if (T->nw == T->cw) {
                 size_t cap = T->cw ? 2 * T->cw : 4096;
-                tword_t *w = realloc(T->w, cap * sizeof *w);
-                char **k = realloc(keys, cap * sizeof *k);
+                tword_t *w = hb_realloc(T->w, cap * sizeof *w);
+                char **k = hb_realloc(keys, cap * sizeof *k);
                 if (w) T->w = w;
                 if (k) keys = k;
-                if (!w || !k) goto oom;
+                if (!w || !k) {
+                    free(text);
+                    goto oom;
+                }
                 T->cw = cap;
             }
             tword_t *w = &T->w[T->nw];
             keys[T->nw] = dup_bytes(text + i, j - i);
-            w->s = malloc((j - i) * sizeof *w->s);
+            w->s = hb_malloc((j - i) * sizeof *w->s);
             w->len = (int32_t)(j - i);
             w->cnt = 1;
             T->nw++;
@@ -1856,7 +1862,7 @@ hb_tokenizer_t *hb_tokenizer_train_bpe(const char **files, int nfiles, int vocab
         if (sm_put(&rawmap, t->raw[b], 1, b) < 0) goto oom;
     }
     if (count_words(&T, files, nfiles, err, errlen)) goto fail;
-    if (!(wstamp = calloc(T.nw + 1, sizeof *wstamp))) goto oom;
+    if (!(wstamp = hb_calloc(T.nw + 1, sizeof *wstamp))) goto oom;
     for (size_t w = 0; w < T.nw; w++)
         for (int32_t i = 0; i + 1 < T.w[w].len; i++)
             if (pair_add(&T, T.w[w].s[i], T.w[w].s[i + 1], T.w[w].cnt, (int32_t)w) < 0) goto oom;
@@ -1914,7 +1920,7 @@ hb_tokenizer_t *hb_tokenizer_train_bpe(const char **files, int nfiles, int vocab
                 if (fresh && T.p[q].stamp != round) {
                     if (ntouched == ctouched) {
                         size_t cap = ctouched ? 2 * ctouched : 256;
-                        int32_t *tt = realloc(touched, cap * sizeof *tt);
+                        int32_t *tt = hb_realloc(touched, cap * sizeof *tt);
                         if (!tt) goto oom_wl;
                         touched = tt;
                         ctouched = cap;

@@ -73,7 +73,10 @@ int hb_tokenizer_encode(hb_tokenizer_t *tok /* [IN] */, const char *text /* [IN]
 
 /* Decodes n ids into a new malloc'd byte string (*len_out bytes plus a terminating NUL) that the caller
  * frees. Special tokens decode to their text. Ids outside the vocabulary are an error (-1).
- * For byte-level tokenizers and the byte tokenizer decode(encode(x)) == x for every byte string x;
+ * For byte-level tokenizers and the byte tokenizer decode(encode(x)) == x for every byte string x,
+ * except that a ByteLevel pre-tokenizer with add_prefix_space (Hugging Face's default when the key is
+ * absent) gives text that does not start with a space one more, at the start of the input and after
+ * each added token, as Hugging Face's encode does;
  * for sentencepiece style ones with byte_fallback too, except that a literal "▁" in the input comes
  * back as a space (inherent in the format). Added tokens typed in the input come back as typed, but
  * a sentencepiece-style normaliser's Prepend makes the text after them gain a space. */

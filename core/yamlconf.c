@@ -7,6 +7,7 @@
  * so a "billion laughs" document fails instead of eating memory.
  */
 #include "yamlconf.h"
+#include "alloc.h"
 #include "errfmt.h"
 #include <errno.h>
 #include <math.h>
@@ -108,7 +109,7 @@ static hb_yaml_t *new_node(ctx_t *c, hb_yaml_kind_t kind, yaml_mark_t m) {
         fail(c, m.line, m.column, "document too large (more than %d nodes after expanding aliases)", MAX_NODES);
         return NULL;
     }
-    hb_yaml_t *y = calloc(1, sizeof *y);
+    hb_yaml_t *y = hb_calloc(1, sizeof *y);
     if (!y) {
         fail(c, m.line, m.column, "out of memory");
         return NULL;
@@ -155,7 +156,7 @@ static int parse_int(const char *s, int64_t *v) {
     return 1;
 }
 
-/* Float per the header's grammar; 1 and *v, or 0. */
+/* Float per the header's grammar; 1 and *v, or 0 (not a float), or -1 (out of memory). */
 static int parse_float(const char *s, double *v) {
     static const char *const inf[] = {".inf", ".Inf", ".INF", NULL};
     static const char *const nan[] = {".nan", ".NaN", ".NAN", NULL};
@@ -166,8 +167,8 @@ static int parse_float(const char *s, double *v) {
     if (p == s && is_one_of(p, nan)) { *v = NAN; return 1; }
     /* mantissa: .digits | digits[.digits] ; then optional exponent */
     size_t n = strlen(s);
-    char *buf = malloc(n + 1), *b = buf;
-    if (!buf) return 0;
+    char *buf = hb_malloc(n + 1), *b = buf;
+    if (!buf) return -1;
     const char *q = s;
     if (*q == '-' || *q == '+') *b++ = *q++;
     int digits = 0;
@@ -228,14 +229,15 @@ static int type_scalar(ctx_t *c, hb_yaml_t *y, const char *tag, int plain, yaml_
         if (r == 1) { got = HB_YAML_INT; y->integer = iv; }
         else if (r == 2) {
             /* too big for int64: keep the value as a float */
-            char *t = malloc(strlen(s) + 1), *d = t;
+            char *t = hb_malloc(strlen(s) + 1), *d = t;
             if (!t) { fail(c, m.line, m.column, "out of memory"); return -1; }
             for (const char *p = s; *p; p++) if (*p != '_') *d++ = *p;
             *d = 0;
             got = HB_YAML_FLOAT;
             y->number = strtod(t, NULL);
             free(t);
-        } else if (parse_float(s, &fv)) { got = HB_YAML_FLOAT; y->number = fv; }
+        } else if ((r = parse_float(s, &fv)) == 1) { got = HB_YAML_FLOAT; y->number = fv; }
+        else if (r < 0) { fail(c, m.line, m.column, "out of memory"); return -1; }
         else got = HB_YAML_STR;
     }
     if (want == HB_YAML_FLOAT && got == HB_YAML_INT) { got = HB_YAML_FLOAT; y->number = (double)y->integer; }
@@ -251,12 +253,12 @@ static int type_scalar(ctx_t *c, hb_yaml_t *y, const char *tag, int plain, yaml_
 static int add_anchor(ctx_t *c, const char *name, hb_yaml_t *node, yaml_mark_t m) {
     if (c->nanchors == c->capanchors) {
         size_t cap = c->capanchors ? 2 * c->capanchors : 8;
-        anchor_t *a = realloc(c->anchors, cap * sizeof *a);
+        anchor_t *a = hb_realloc(c->anchors, cap * sizeof *a);
         if (!a) { fail(c, m.line, m.column, "out of memory"); return -1; }
         c->anchors = a;
         c->capanchors = cap;
     }
-    char *n = strdup(name);
+    char *n = hb_strdup(name);
     if (!n) { fail(c, m.line, m.column, "out of memory"); return -1; }
     c->anchors[c->nanchors].name = n;
     c->anchors[c->nanchors].node = node;
@@ -272,18 +274,18 @@ static hb_yaml_t *copy_node(ctx_t *c, const hb_yaml_t *src, yaml_mark_t m) {
     y->integer = src->integer;
     y->number = src->number;
     if (src->text) {
-        y->text = malloc(src->len + 1);
+        y->text = hb_malloc(src->len + 1);
         if (!y->text) goto oom;
         memcpy(y->text, src->text, src->len + 1);
     }
     if (src->n) {
-        y->items = calloc(src->n, sizeof *y->items);
+        y->items = hb_calloc(src->n, sizeof *y->items);
         if (!y->items) goto oom;
-        if (src->keys && !(y->keys = calloc(src->n, sizeof *y->keys))) goto oom;
+        if (src->keys && !(y->keys = hb_calloc(src->n, sizeof *y->keys))) goto oom;
         for (size_t i = 0; i < src->n; i++) {
             y->n = i + 1;
             if (!(y->items[i] = copy_node(c, src->items[i], m))) { hb_yaml_free(y); return NULL; }
-            if (src->keys && !(y->keys[i] = strdup(src->keys[i]))) goto oom;
+            if (src->keys && !(y->keys[i] = hb_strdup(src->keys[i]))) goto oom;
         }
     }
     return y;
@@ -297,11 +299,11 @@ oom:
 static int append(ctx_t *c, hb_yaml_t *parent, size_t *cap, hb_yaml_t *item, char *key, yaml_mark_t m) {
     if (parent->n == *cap) {
         size_t nc = *cap ? 2 * *cap : 4;
-        hb_yaml_t **it = realloc(parent->items, nc * sizeof *it);
+        hb_yaml_t **it = hb_realloc(parent->items, nc * sizeof *it);
         if (!it) goto oom;
         parent->items = it;
         if (parent->kind == HB_YAML_MAP) {
-            char **k = realloc(parent->keys, nc * sizeof *k);
+            char **k = hb_realloc(parent->keys, nc * sizeof *k);
             if (!k) goto oom;
             parent->keys = k;
         }
@@ -341,13 +343,13 @@ static int parse_children(ctx_t *c, hb_yaml_t *y, int depth) {
                     if (!strcmp(c->anchors[i].name, (char *)ev.data.alias.anchor)) { alias = c->anchors[i].node; break; }
                 if (!alias) fail(c, km.line, km.column, "unknown alias '*%s'", (char *)ev.data.alias.anchor);
                 else if (alias->kind >= HB_YAML_SEQ) fail(c, km.line, km.column, "mapping keys must be scalars");
-                else key = strdup(alias->text);
+                else key = hb_strdup(alias->text);
             } else if (ev.type != YAML_SCALAR_EVENT) {
                 fail(c, km.line, km.column, "mapping keys must be scalars, got a %s",
                      ev.type == YAML_MAPPING_START_EVENT ? "mapping" : "sequence");
             } else if (ev.data.scalar.style == YAML_PLAIN_SCALAR_STYLE && !strcmp((char *)ev.data.scalar.value, "<<")) {
                 fail(c, km.line, km.column, "merge keys (<<) are not supported");
-            } else key = strdup((char *)ev.data.scalar.value);
+            } else key = hb_strdup((char *)ev.data.scalar.value);
             yaml_event_delete(&ev);
             if (c->failed) { free(key); return -1; }
             if (!key) { fail(c, km.line, km.column, "out of memory"); return -1; }
@@ -389,7 +391,7 @@ static hb_yaml_t *parse_node(ctx_t *c, yaml_event_t *ev, int depth) {
         anchor = (const char *)ev->data.scalar.anchor;
         if (!(y = new_node(c, HB_YAML_STR, m))) break;
         y->len = ev->data.scalar.length;
-        if (!(y->text = malloc(y->len + 1))) { fail(c, m.line, m.column, "out of memory"); break; }
+        if (!(y->text = hb_malloc(y->len + 1))) { fail(c, m.line, m.column, "out of memory"); break; }
         memcpy(y->text, ev->data.scalar.value, y->len);
         y->text[y->len] = 0;
         type_scalar(c, y, (const char *)ev->data.scalar.tag, ev->data.scalar.style == YAML_PLAIN_SCALAR_STYLE, m);
@@ -413,7 +415,7 @@ static hb_yaml_t *parse_node(ctx_t *c, yaml_event_t *ev, int depth) {
     }
     int collection = ev->type == YAML_SEQUENCE_START_EVENT || ev->type == YAML_MAPPING_START_EVENT;
     /* the anchor name lives in ev: copy it before the event goes */
-    char *aname = y && anchor ? strdup(anchor) : NULL;
+    char *aname = y && anchor ? hb_strdup(anchor) : NULL;
     yaml_event_delete(ev);
     if (y && anchor && !aname) fail(c, m.line, m.column, "out of memory");
     /* the anchor is registered once the node is complete, so a node cannot contain itself ("*x" inside

@@ -34,6 +34,7 @@
  * Compiled twice (kreal.h): float -> *_f32, -DHB_KERNEL_F64 -> *_f64.
  */
 #include "kreal.h"
+#include "../core/alloc.h"
 #include "kmath.h"
 #include "attention.h"
 #include "parallel.h"
@@ -127,7 +128,7 @@ int KN(attn_fwd_ref)(real *o, real *lse, const real *q, const real *k, const rea
                      int64_t window, int64_t B, int64_t T, int64_t H, int64_t Hkv, int64_t D) {
     if (!o || !q || !k || !v || bad_dims(window, B, T, H, Hkv, D)) return -1;
     if (B == 0 || T == 0) return 0;
-    real *p = malloc((size_t)T * sizeof(real));
+    real *p = hb_malloc((size_t)T * sizeof(real));
     if (!p) return -1;
     int64_t G = H / Hkv;
     for (int64_t b = 0; b < B; b++)
@@ -162,7 +163,7 @@ int KN(attn_bwd_ref)(real *dq, real *dk, real *dv, const real *q, const real *k,
                      int64_t Hkv, int64_t D) {
     if (!q || !k || !v || !dout || bad_dims(window, B, T, H, Hkv, D)) return -1;
     if (B == 0 || T == 0 || (!dq && !dk && !dv)) return 0;
-    real *p = malloc((size_t)(2 * T) * sizeof(real));
+    real *p = hb_malloc((size_t)(2 * T) * sizeof(real));
     if (!p) return -1;
     real *dp = p + T;
     int64_t G = H / Hkv;
@@ -271,7 +272,7 @@ int KN(attn_fwd)(real *o, real *lse, const real *q, const real *k, const real *v
     if (!o || !q || !k || !v || tile < 1 || bad_dims(window, B, T, H, Hkv, D)) return -1;
     if (B == 0 || T == 0) return 0;
     tile = imin(tile, T);
-    real *scratch = malloc((size_t)(B * H * (tile * tile + tile * D + 2 * tile)) * sizeof(real));
+    real *scratch = hb_malloc((size_t)(B * H * (tile * tile + tile * D + 2 * tile)) * sizeof(real));
     if (!scratch) return -1;
     fwd_ctx c = {o, lse, q, k, v, scale, window, T, H, Hkv, D, tile, scratch};
     hb_parallel_for(B * H, fwd_item, &c);
@@ -348,7 +349,7 @@ int KN(attn_bwd)(real *dq, real *dk, real *dv, const real *q, const real *k, con
         return -1;
     if (B == 0 || T == 0 || (!dq && !dk && !dv)) return 0;
     tile = imin(tile, T);
-    real *scratch = malloc((size_t)(B * Hkv * (2 * tile * tile + tile)) * sizeof(real));
+    real *scratch = hb_malloc((size_t)(B * Hkv * (2 * tile * tile + tile)) * sizeof(real));
     if (!scratch) return -1;
     bwd_ctx c = {dq, dk, dv, q, k, v, o, lse, dout, scale, window, T, H, Hkv, D, tile, scratch};
     hb_parallel_for(B * Hkv, bwd_item, &c);
@@ -392,7 +393,7 @@ int KN(attn_decode_step)(real *o, const real *q, const real *kc, const real *vc,
         return -1;
     if (B == 0) return 0;
     int64_t lo = first_key(pos, window), n = pos - lo + 1;
-    real *scratch = malloc((size_t)(B * H * n) * sizeof(real));
+    real *scratch = hb_malloc((size_t)(B * H * n) * sizeof(real));
     if (!scratch) return -1;
     dec_ctx c = {o, q, kc, vc, scale, lo, n, Tmax, H, Hkv, D, scratch};
     hb_parallel_for(B * Hkv, dec_item, &c);
@@ -436,7 +437,7 @@ static int rope_run(real *out, const real *x, double theta, int64_t pos0, int64_
     if (!out || !x || B < 0 || T < 0 || H < 1 || D < 2 || D % 2 != 0 || pos0 < 0 || !(theta > 0))
         return -1;
     if (B == 0 || T == 0) return 0;
-    real *inv_freq = malloc((size_t)(D / 2) * sizeof(real));
+    real *inv_freq = hb_malloc((size_t)(D / 2) * sizeof(real));
     if (!inv_freq) return -1;
     for (int64_t j = 0; j < D / 2; j++)
         inv_freq[j] = (real)1 / kpow((real)theta, (real)(2 * j) / (real)D);

@@ -18,6 +18,7 @@
  * the backward's recomputation and the decode step (decode reproduces the forward bit for bit).
  */
 #include "kreal.h"
+#include "../core/alloc.h"
 #include "parallel.h"
 #include "conv1d.h"
 #include <stdlib.h>
@@ -90,7 +91,7 @@ int KN(conv1d_fwd)(real *y, const real *x, const real *w, const real *b, int act
     if (B <= 0 || T <= 0 || D <= 0) return 0;
     ctx_t c = {.y = y, .x = x, .w = w, .b = b, .act = act, .cache = cache_in, .B = B, .T = T, .D = D, .W = W,
                .NT = (T + TB - 1) / TB};
-    c.wT = malloc((size_t)(W * D) * sizeof(real));
+    c.wT = hb_malloc((size_t)(W * D) * sizeof(real));
     if (!c.wT) return -1;
     transpose_taps(c.wT, w, D, W);
     hb_parallel_for(B * c.NT, fwd_item, &c);
@@ -162,7 +163,7 @@ int KN(conv1d_bwd)(real *dx, real *dw, real *db, const real *dy, const real *x, 
     ctx_t c = {.dx = dx, .dw = dw, .db = db, .dy = dy, .x = x, .w = w, .b = b, .act = act, .cache = cache_in,
                .B = B, .T = T, .D = D, .W = W, .NT = (T + TB - 1) / TB};
     const int64_t items = B * c.NT, need_part = dw || db;
-    c.wT = malloc((size_t)(W * D + items * W * D + (need_part ? items * (W + 1) * D : 0)) * sizeof(real));
+    c.wT = hb_malloc((size_t)(W * D + items * W * D + (need_part ? items * (W + 1) * D : 0)) * sizeof(real));
     if (!c.wT) return -1;
     transpose_taps(c.wT, w, D, W);
     c.scratch = c.wT + W * D;

@@ -14,6 +14,7 @@
  * (I + A) u = diag(β)V − diag(βe^G) K S_c with
  *   A  = strictly_lower(β_r Γ_rs k_r·k_s)          T = (I + A)^{−1}  (blocked forward substitution)
  *   W  = T diag(β e^G) K      U = T diag(β) V      Δ = U − W S_c   (Δ_r = u_r, the "new values")
+ *   (computed as Δ = T (diag(β)V − diag(βe^G)K S_c): W and U are never formed)
  *   M  = scale · (Q Kᵀ ⊙ Γ) on s ≤ r (diagonal included), 0 above
  *   O  = scale · diag(e^G) Q S_c + M Δ
  *   S_{c+1} = e^{G_last} S_c + (diag(e^{G_last − G}) K)ᵀ Δ
@@ -22,11 +23,12 @@
  * Chunked backward (chunks in reverse; dS = ∂L/∂S_{c+1}, zero after the last chunk):
  *   dΔ  = Mᵀ dO + diag(e^{G_last−G}) K dS
  *   dOs = scale · diag(e^G) dO;   dQ = dP K + dOs S_cᵀ;   dP = (dO Δᵀ) ⊙ scale Γ (s ≤ r)
- *   dW  = −dΔ S_cᵀ;   X = Tᵀ dΔ (= ∂/∂(diag(β)V));   Y = Tᵀ dW (= ∂/∂(diag(βe^G)K))
- *   dA  = −(X Uᵀ + Y Wᵀ) on s < r      (since dA = −Tᵀ dT Tᵀ and U = T diag(β)V, W = T diag(βe^G)K)
+ *   X = Tᵀ dΔ (= ∂/∂(diag(β)V));   Y = Tᵀ dW = −X S_cᵀ (= ∂/∂(diag(βe^G)K)), dW = −dΔ S_cᵀ
+ *   dA  = −(X Uᵀ + Y Wᵀ) = −(X (diag(β)V)ᵀ + Y (diag(βe^G)K)ᵀ) Tᵀ on s < r
+ *         (since dA = −Tᵀ dT Tᵀ and U = T diag(β)V, W = T diag(βe^G)K)
  *   dK  = dPᵀ Q + diag(e^{G_last−G}) Δ dSᵀ + diag(βe^G) Y + (dB + dBᵀ) K,   dB = dA ⊙ β_r Γ
  *   dV  = diag(β) X;   dβ_r = v_r·X_r + e^{G_r} k_r·Y_r + Σ_s dA_rs Γ_rs k_r·k_s
- *   dS_c = e^{G_last} dS + Qᵀ dOs − Wᵀ dΔ
+ *   dS_c = e^{G_last} dS + Qᵀ dOs − Wᵀ dΔ = e^{G_last} dS + Qᵀ dOs − (diag(βe^G)K)ᵀ X
  * (dB is the gradient on K Kᵀ) and dG collects, for every factor e^{x}, (its gradient × the factor)
  * on each G in x (Γ terms give +row sums −column sums; e^{G_last−G_r} gives +G_last −G_r); finally
  * dg_s = Σ_{r ≥ s} dG_r. Terms that cancel exactly (Γ_rr, and e^{G_last−G_r} for r = last) are left
@@ -41,12 +43,22 @@
  * arithmetic does not depend on the thread count.
  */
 #include "kreal.h"
+#include "../core/alloc.h"
 #include "delta_rule.h"
+#include "kmath.h"
 #include "parallel.h"
 #include <stdlib.h>
 #include <string.h>
 
 #define REF_SEG 64 /* checkpoint interval of the reference backward */
+
+/* e^x for x ≤ 0 in loops GCC vectorises: hb_expf in float with expf's edges kept (NaN stays NaN,
+ * x < −87.33 gives 0, not hb_expf's 1.6e−38); libm exp in double. */
+#ifdef HB_KERNEL_F64
+#define gexp exp
+#else
+static inline float gexp(float x) { return x != x ? x : x < -87.33f ? 0.0f : hb_expf(x); }
+#endif
 
 /* ---------------------------------------------------------------------------------------------- */
 /* Shared plumbing                                                                                */
@@ -81,7 +93,7 @@ static int run_items(item_fn fn, const args_t *a, int64_t n_items, size_t per_sl
     int64_t ns = hb_threads_get();
     if (ns > n_items) ns = n_items;
     if (ns < 1) ns = 1;
-    real *scr = malloc(((size_t)ns * per_slot + 1) * sizeof(real));
+    real *scr = hb_malloc(((size_t)ns * per_slot + 1) * sizeof(real));
     if (!scr) return -1;
     slots_t sl = {fn, a, n_items, ns, per_slot, scr};
     hb_parallel_for(ns, slot_run, &sl);
@@ -96,6 +108,19 @@ static int bad_dims(int64_t B, int64_t T, int64_t H, int64_t HV, int64_t K, int6
 static real dot(const real *x, const real *y, int64_t n) {
     real s = 0;
     for (int64_t i = 0; i < n; i++) s += x[i] * y[i];
+    return s;
+}
+
+/* x·y summed in 16 interleaved partial sums, so that GCC vectorises it without -ffast-math (the
+ * chunked paths; the reference keeps the plain left-to-right dot). */
+static real dotv(const real *restrict x, const real *restrict y, int64_t n) {
+    real acc[16] = {0};
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16)
+        for (int u = 0; u < 16; u++) acc[u] += x[i + u] * y[i + u];
+    for (; i < n; i++) acc[i & 15] += x[i] * y[i];
+    real s = 0;
+    for (int u = 0; u < 16; u++) s += acc[u];
     return s;
 }
 
@@ -263,9 +288,11 @@ int KN(delta_rule_bwd_ref)(real *dq, real *dk, real *dv, real *dbeta, real *dg, 
 typedef struct {
     real *G, *eG, *eL;                /* (C) cumulative log decay, e^G, e^{G_last − G} */
     real *Gam, *KK, *A, *Tm, *M, *dM; /* (C,C) */
-    real *Kb, *W, *dW, *Y, *dQ, *dK;  /* (C,K) */
+    real *Z;                          /* (C,C) backward */
+    real *Kb, *Y, *dQ, *dK;           /* (C,K) */
     real *Vb, *U, *D, *dD, *dOs, *QS, *X, *tmp; /* (C,V) */
-    real *dG, *dB;                    /* (C) */
+    real *dG, *dB, *dGc;              /* (C) */
+    real *Qp, *Kp, *Vp, *Op, *dOp;    /* the chunk's q, k (C,K) and v, o, do (C,V) rows, packed */
     real *S, *dS;                     /* (K,V) */
     real *states;                     /* (NC,K,V) when the backward recomputes the state pass */
 } work_t;
@@ -284,28 +311,34 @@ static size_t carve(work_t *w, real *scr, const args_t *a, int bwd, int states) 
     w->G = take(scr, &o, C), w->eG = take(scr, &o, C), w->eL = take(scr, &o, C);
     w->Gam = take(scr, &o, C * C), w->KK = take(scr, &o, C * C), w->A = take(scr, &o, C * C);
     w->Tm = take(scr, &o, C * C), w->M = take(scr, &o, C * C);
-    w->Kb = take(scr, &o, C * K), w->W = take(scr, &o, C * K);
+    w->Kb = take(scr, &o, C * K);
     w->Vb = take(scr, &o, C * V), w->U = take(scr, &o, C * V), w->D = take(scr, &o, C * V);
+    w->Qp = take(scr, &o, C * K), w->Kp = take(scr, &o, C * K);
+    w->Vp = take(scr, &o, C * V), w->Op = take(scr, &o, C * V), w->dOp = take(scr, &o, C * V);
     w->S = take(scr, &o, K * V);
     if (bwd) {
         w->dM = take(scr, &o, C * C);
-        w->dW = take(scr, &o, C * K), w->Y = take(scr, &o, C * K), w->dQ = take(scr, &o, C * K);
+        w->Z = take(scr, &o, C * C);
+        w->Y = take(scr, &o, C * K), w->dQ = take(scr, &o, C * K);
         w->dK = take(scr, &o, C * K);
         w->dD = take(scr, &o, C * V), w->dOs = take(scr, &o, C * V), w->QS = take(scr, &o, C * V);
         w->X = take(scr, &o, C * V), w->tmp = take(scr, &o, C * V);
-        w->dG = take(scr, &o, C), w->dB = take(scr, &o, C);
+        w->dG = take(scr, &o, C), w->dB = take(scr, &o, C), w->dGc = take(scr, &o, C);
         w->dS = take(scr, &o, K * V);
         if (states) w->states = take(scr, &o, a->NC * K * V);
     }
     return o;
 }
 
-/* Chunk geometry: rows t0..t0+n−1 of (batch b, value head j, q/k head h). */
+/* Chunk geometry: rows t0..t0+n−1 of (batch b, value head j, q/k head h). Q, Kc, Vc (and dO) are
+ * packed copies (chunk_pack) with row strides lq = K, lv = V; outputs go to the global rows. */
 typedef struct {
     int64_t n, lq, lv;
-    const real *Q, *Kc, *Vc, *beta, *g; /* beta/g stride HV */
+    const real *Q, *Kc, *Vc, *dO, *beta, *g; /* beta/g stride HV */
     int64_t bo;                         /* offset of (b, t0, j) in (B,T,HV) */
     int64_t vo;                         /* offset of (b, t0, j) in (B,T,HV,V) */
+    int64_t qo;                         /* offset of (b, t0, h) in (B,T,H,K) */
+    int64_t gq, gv;                     /* global row strides H·K and HV·V */
 } chunk_t;
 
 static chunk_t chunk_at(const args_t *a, int64_t b, int64_t h, int64_t j, int64_t t0) {
@@ -314,15 +347,50 @@ static chunk_t chunk_at(const args_t *a, int64_t b, int64_t h, int64_t j, int64_
     c.n = a->T - t0 < a->C ? a->T - t0 : a->C;
     c.lq = a->H * a->K;
     c.lv = a->HV * a->V;
-    c.Q = a->q + (bt * a->H + h) * a->K;
-    c.Kc = a->k + (bt * a->H + h) * a->K;
+    c.qo = (bt * a->H + h) * a->K;
+    c.gq = c.lq, c.gv = c.lv;
+    c.Q = a->q + c.qo;
+    c.Kc = a->k + c.qo;
     c.bo = bt * a->HV + j;
     c.vo = c.bo * a->V;
+    c.dO = a->dout ? a->dout + c.vo : NULL;
     c.Vc = a->v + c.vo;
     c.beta = a->beta + c.bo;
     c.g = a->g ? a->g + c.bo : NULL;
     return c;
 }
+
+/* Prefetch (into L2) the L rows of D reals, ld apart, of a strided head slice. */
+static void prefetch_rows(const real *p, int64_t ld, int64_t L, int64_t D) {
+    const int64_t step = 64 / (int64_t)sizeof(real);
+    for (int64_t r = 0; r < L; r++)
+        for (int64_t x = 0; x < D; x += step) __builtin_prefetch(p + r * ld + x, 0, 2);
+}
+
+/* Copy the chunk's k, v (and q, do when asked) rows into the packed buffers of w and point c at
+ * them, then prefetch the rows of the chunk `next` (NULL: none). Strided by H·K (a multiple of
+ * 4 KiB for common shapes), the rows of one head map to a few L1 sets: block products reading them
+ * in place thrash the cache, and the hardware prefetchers do not follow them. */
+static void chunk_pack(work_t *w, chunk_t *c, const args_t *a, int with_q, int with_do,
+                       const chunk_t *next) {
+    const int64_t n = c->n, K = a->K, V = a->V;
+    if (next) {
+        prefetch_rows(next->Kc, next->gq, next->n, K);
+        prefetch_rows(next->Vc, next->gv, next->n, V);
+        if (with_q) prefetch_rows(next->Q, next->gq, next->n, K);
+        if (with_do) prefetch_rows(next->dO, next->gv, next->n, V);
+    }
+    for (int64_t r = 0; r < n; r++) {
+        memcpy(w->Kp + r * K, c->Kc + r * c->gq, (size_t)K * sizeof(real));
+        memcpy(w->Vp + r * V, c->Vc + r * c->gv, (size_t)V * sizeof(real));
+        if (with_q) memcpy(w->Qp + r * K, c->Q + r * c->gq, (size_t)K * sizeof(real));
+        if (with_do) memcpy(w->dOp + r * V, c->dO + r * c->gv, (size_t)V * sizeof(real));
+    }
+    c->Kc = w->Kp, c->Vc = w->Vp, c->lq = K, c->lv = V;
+    c->Q = with_q ? w->Qp : NULL;
+    c->dO = with_do ? w->dOp : NULL;
+}
+
 
 /* T = (I + A)^{−1} for A strictly lower triangular (n×n, leading dimension C), block by block
  * (blocks of TRI_BLOCK rows). A diagonal block is inverted by forward substitution (row r of T_II
@@ -351,7 +419,7 @@ static void tri_inverse(real *Tm, const real *A, real *tmp, int64_t n, int64_t C
 }
 
 /* Recompute the WY quantities of a chunk entered with state S: G, e^G, e^{G_last−G}, Γ, KKᵀ, A,
- * T = (I+A)^{−1}, Kb = diag(βe^G)K, Vb = diag(β)V, W = T Kb, U = T Vb, D = U − W S. Clobbers M. */
+ * T = (I+A)^{−1}, Kb = diag(βe^G)K, Vb = diag(β)V, D = T (Vb − Kb S). Clobbers M and U. */
 static void chunk_prep(work_t *w, const chunk_t *c, const real *S, const args_t *a) {
     const int64_t n = c->n, C = a->C, K = a->K, V = a->V, HV = a->HV;
     real *G = w->G, *eG = w->eG, *eL = w->eL, *Gam = w->Gam, *A = w->A, *Tm = w->Tm;
@@ -362,9 +430,9 @@ static void chunk_prep(work_t *w, const chunk_t *c, const real *S, const args_t 
             G[r] = acc;
         }
         for (int64_t r = 0; r < n; r++) {
-            eG[r] = kexp(G[r]);
-            eL[r] = kexp(G[n - 1] - G[r]);
-            for (int64_t s = 0; s <= r; s++) Gam[r * C + s] = kexp(G[r] - G[s]);
+            eG[r] = gexp(G[r]);
+            eL[r] = gexp(G[n - 1] - G[r]);
+            for (int64_t s = 0; s <= r; s++) Gam[r * C + s] = gexp(G[r] - G[s]);
         }
     } else {
         for (int64_t r = 0; r < n; r++) {
@@ -386,10 +454,9 @@ static void chunk_prep(work_t *w, const chunk_t *c, const real *S, const args_t 
         for (int64_t i = 0; i < K; i++) w->Kb[r * K + i] = bg * kr[i];
         for (int64_t i = 0; i < V; i++) w->Vb[r * V + i] = br * vr[i];
     }
-    kgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, K, n, 1, Tm, C, w->Kb, K, 0, w->W, K);
-    kgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, V, n, 1, Tm, C, w->Vb, V, 0, w->U, V);
-    memcpy(w->D, w->U, (size_t)(n * V) * sizeof(real));
-    kgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, V, K, -1, w->W, K, S, V, 1, w->D, V);
+    memcpy(w->U, w->Vb, (size_t)(n * V) * sizeof(real));
+    kgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, V, K, -1, w->Kb, K, S, V, 1, w->U, V);
+    kgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, V, n, 1, Tm, C, w->U, V, 0, w->D, V);
 }
 
 /* M = scale (Q Kᵀ ⊙ Γ) on s ≤ r, 0 above. */
@@ -424,21 +491,26 @@ static void fwd_chunk_item(const args_t *a, int64_t item, real *scr) {
     carve(&w, scr, a, 0, 0);
     real *S = w.S;
     init_state(S, a, b, j);
+    chunk_t c = chunk_at(a, b, h, j, 0);
     for (int64_t ci = 0; ci < a->NC; ci++) {
-        const chunk_t c = chunk_at(a, b, h, j, ci * a->C);
         const int64_t n = c.n;
-        real *O = a->o + c.vo;
+        const chunk_t next = ci + 1 < a->NC ? chunk_at(a, b, h, j, (ci + 1) * a->C) : c;
+        chunk_pack(&w, &c, a, 1, 0, ci + 1 < a->NC ? &next : NULL);
+        real *O = w.Op;
         if (a->hs) memcpy(a->hs + (item * a->NC + ci) * KV, S, (size_t)KV * sizeof(real));
         chunk_prep(&w, &c, S, a);
         chunk_scores(&w, &c, a);
         /* O = scale diag(e^G) Q S + M D */
-        kgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, V, K, 1, c.Q, c.lq, S, V, 0, O, c.lv);
+        kgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, V, K, 1, c.Q, c.lq, S, V, 0, O, V);
         for (int64_t r = 0; r < n; r++) {
             const real f = a->scale * w.eG[r];
-            for (int64_t i = 0; i < V; i++) O[r * c.lv + i] *= f;
+            for (int64_t i = 0; i < V; i++) O[r * V + i] *= f;
         }
-        kgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, V, n, 1, w.M, a->C, w.D, V, 1, O, c.lv);
+        kgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, V, n, 1, w.M, a->C, w.D, V, 1, O, V);
+        for (int64_t r = 0; r < n; r++)
+            memcpy(a->o + c.vo + r * c.gv, O + r * V, (size_t)V * sizeof(real));
         chunk_state(&w, &c, S, a);
+        c = next;
     }
     if (a->ht) memcpy(a->ht + item * KV, S, (size_t)KV * sizeof(real));
 }
@@ -465,7 +537,7 @@ int KN(delta_rule_fwd_chunk)(real *o, real *ht, real *hs, const real *q, const r
  * on exit ∂L/∂S_c. Accumulates into the non-NULL gradient outputs. */
 static void chunk_bwd(work_t *w, const chunk_t *c, const real *S, const args_t *a) {
     const int64_t n = c->n, C = a->C, K = a->K, V = a->V, HV = a->HV, lq = c->lq, lv = c->lv;
-    const real *dO = a->dout + c->vo, scale = a->scale;
+    const real *dO = c->dO, scale = a->scale;
     real *dG = w->dG, *dS = w->dS, *dM = w->dM, *dK = w->dK;
     chunk_prep(w, c, S, a);
     chunk_scores(w, c, a);
@@ -477,12 +549,10 @@ static void chunk_bwd(work_t *w, const chunk_t *c, const real *S, const args_t *
     kgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, V, K, 1, c->Kc, lq, dS, V, 0, w->tmp, V);
     real zsum = 0;
     for (int64_t r = 0; r < n; r++) {
-        const real e = w->eL[r];
-        real z = 0;
-        for (int64_t i = 0; i < V; i++) {
-            z += w->tmp[r * V + i] * w->D[r * V + i];
-            w->dD[r * V + i] += e * w->tmp[r * V + i];
-        }
+        const real e = w->eL[r], *tr = w->tmp + r * V;
+        const real z = dotv(tr, w->D + r * V, V);
+        real *dDr = w->dD + r * V;
+        for (int64_t i = 0; i < V; i++) dDr[i] += e * tr[i];
         if (r < n - 1) { /* for r = n−1 the two terms cancel exactly: leave them out */
             dG[r] = -e * z;
             zsum += e * z;
@@ -490,20 +560,26 @@ static void chunk_bwd(work_t *w, const chunk_t *c, const real *S, const args_t *
             dG[r] = 0;
         }
     }
-    dG[n - 1] += zsum + w->eG[n - 1] * dot(S, dS, K * V);
+    dG[n - 1] += zsum + w->eG[n - 1] * dotv(S, dS, K * V);
     kgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, K, V, 1, w->D, V, dS, V, 0, dK, K);
     for (int64_t r = 0; r < n; r++)
         for (int64_t i = 0; i < K; i++) dK[r * K + i] *= w->eL[r];
 
     /* Intra-chunk part M D: dM = dO Dᵀ; dG from Γ; dP = dM ⊙ scale Γ (kept in dM). */
     kgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, n, V, 1, dO, lv, w->D, V, 0, dM, C);
+    real *restrict colG = w->dGc; /* column sums, subtracted from dG below */
+    for (int64_t s = 0; s < n; s++) colG[s] = 0;
     for (int64_t r = 0; r < n; r++) {
+        real *restrict dMr = dM + r * C;
+        const real *restrict Mr = w->M + r * C, *restrict Gr = w->Gam + r * C;
+        real acc[16] = {0};
         for (int64_t s = 0; s < r; s++) { /* Γ_rr = 1 has no G dependence */
-            const real e = dM[r * C + s] * w->M[r * C + s];
-            dG[r] += e;
-            dG[s] -= e;
-            dM[r * C + s] *= scale * w->Gam[r * C + s];
+            const real e = dMr[s] * Mr[s];
+            acc[s & 15] += e;
+            colG[s] += e;
+            dMr[s] *= scale * Gr[s];
         }
+        for (int u = 0; u < 16; u++) dG[r] += acc[u];
         dM[r * C + r] *= scale;
         for (int64_t s = r + 1; s < n; s++) dM[r * C + s] = 0;
     }
@@ -515,65 +591,71 @@ static void chunk_bwd(work_t *w, const chunk_t *c, const real *S, const args_t *
     for (int64_t r = 0; r < n; r++) {
         const real f = scale * w->eG[r];
         for (int64_t i = 0; i < V; i++) w->dOs[r * V + i] = f * dO[r * lv + i];
-        dG[r] += dot(w->QS + r * V, w->dOs + r * V, V);
+        dG[r] += dotv(w->QS + r * V, w->dOs + r * V, V);
     }
     kgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, K, V, 1, w->dOs, V, S, V, 1, w->dQ, K);
 
-    /* D = U − W S with U = T Vb, W = T Kb: dW = −dD Sᵀ, X = Tᵀ dD, Y = Tᵀ dW,
-     * dA = −(X Uᵀ + Y Wᵀ) (kept in dM, only s < r is used). */
-    kgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, K, V, -1, w->dD, V, S, V, 0, w->dW, K);
+    /* D = T (Vb − Kb S): X = Tᵀ dD, Y = −X Sᵀ, dA = −(X Vbᵀ + Y Kbᵀ) Tᵀ (kept in dM, only
+     * s < r is used). */
     kgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n, V, n, 1, w->Tm, C, w->dD, V, 0, w->X, V);
-    kgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n, K, n, 1, w->Tm, C, w->dW, K, 0, w->Y, K);
-    kgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, n, V, -1, w->X, V, w->U, V, 0, dM, C);
-    kgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, n, K, -1, w->Y, K, w->W, K, 1, dM, C);
+    kgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, K, V, -1, w->X, V, S, V, 0, w->Y, K);
+    kgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, n, V, 1, w->X, V, w->Vb, V, 0, w->Z, C);
+    kgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, n, K, 1, w->Y, K, w->Kb, K, 1, w->Z, C);
+    kgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, n, n, -1, w->Z, C, w->Tm, C, 0, dM, C);
 
-    /* Vb = diag(β) V, Kb = diag(β e^G) K. X becomes dV. */
+    /* Vb = diag(β) V, Kb = diag(β e^G) K; dV = diag(β) X (added at the end). */
     for (int64_t r = 0; r < n; r++) {
         const real br = c->beta[r * HV], bg = br * w->eG[r];
         const real *kr = c->Kc + r * lq, *vr = c->Vc + r * lv;
-        const real ky = dot(kr, w->Y + r * K, K);
-        w->dB[r] = dot(vr, w->X + r * V, V) + w->eG[r] * ky;
+        const real ky = dotv(kr, w->Y + r * K, K);
+        w->dB[r] = dotv(vr, w->X + r * V, V) + w->eG[r] * ky;
         dG[r] += bg * ky;
         for (int64_t i = 0; i < K; i++) dK[r * K + i] += bg * w->Y[r * K + i];
-        for (int64_t i = 0; i < V; i++) w->X[r * V + i] *= br;
     }
 
     /* A_rs = β_r Γ_rs k_r·k_s (s < r): dβ, dG, and dKK = dA ⊙ β_r Γ made symmetric in place
      * (lower part mirrored to the upper, zero diagonal): dK += (dKK + dKKᵀ) K is one gemm. */
     for (int64_t r = 0; r < n; r++) {
         const real br = c->beta[r * HV];
-        real db = 0;
+        real *restrict dMr = dM + r * C;
+        const real *restrict Ar = w->A + r * C, *restrict Gr = w->Gam + r * C, *restrict KKr = w->KK + r * C;
+        real accg[16] = {0}, accb[16] = {0};
         for (int64_t s = 0; s < r; s++) {
-            const real da = dM[r * C + s], f = da * w->A[r * C + s];
-            dG[r] += f;
-            dG[s] -= f;
-            db += da * w->Gam[r * C + s] * w->KK[r * C + s];
-            dM[r * C + s] = dM[s * C + r] = da * br * w->Gam[r * C + s];
+            const real da = dMr[s], f = da * Ar[s];
+            accg[s & 15] += f;
+            colG[s] += f;
+            accb[s & 15] += da * Gr[s] * KKr[s];
+            dMr[s] = da * br * Gr[s];
         }
-        dM[r * C + r] = 0;
-        w->dB[r] += db;
+        for (int u = 0; u < 16; u++) dG[r] += accg[u], w->dB[r] += accb[u];
+        dMr[r] = 0;
     }
+    for (int64_t s = 0; s < n; s++) dG[s] -= colG[s];
+    for (int64_t r = 0; r < n; r++) /* mirror the lower part to the upper */
+        for (int64_t s = 0; s < r; s++) dM[s * C + r] = dM[r * C + s];
     kgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, K, n, 1, dM, C, c->Kc, lq, 1, dK, K);
 
-    /* ∂L/∂S_c = e^{G_last} dS + Qᵀ dOs − Wᵀ dD. */
+    /* ∂L/∂S_c = e^{G_last} dS + Qᵀ dOs − Kbᵀ X. */
     if (c->g) {
         const real e = w->eG[n - 1];
         for (int64_t i = 0; i < K * V; i++) dS[i] *= e;
     }
     kgemm(CblasRowMajor, CblasTrans, CblasNoTrans, K, V, n, 1, c->Q, lq, w->dOs, V, 1, dS, V);
-    kgemm(CblasRowMajor, CblasTrans, CblasNoTrans, K, V, n, -1, w->W, K, w->dD, V, 1, dS, V);
+    kgemm(CblasRowMajor, CblasTrans, CblasNoTrans, K, V, n, -1, w->Kb, K, w->X, V, 1, dS, V);
 
     /* Accumulate. G_r = Σ_{s≤r} g_s, so dg_s = Σ_{r≥s} dG_r. */
-    const int64_t qo = c->Q - a->q;
+    const int64_t qo = c->qo, gq = c->gq, gv = c->gv;
     if (a->dq)
         for (int64_t r = 0; r < n; r++)
-            for (int64_t i = 0; i < K; i++) a->dq[qo + r * lq + i] += w->dQ[r * K + i];
+            for (int64_t i = 0; i < K; i++) a->dq[qo + r * gq + i] += w->dQ[r * K + i];
     if (a->dk)
         for (int64_t r = 0; r < n; r++)
-            for (int64_t i = 0; i < K; i++) a->dk[qo + r * lq + i] += dK[r * K + i];
+            for (int64_t i = 0; i < K; i++) a->dk[qo + r * gq + i] += dK[r * K + i];
     if (a->dv)
-        for (int64_t r = 0; r < n; r++)
-            for (int64_t i = 0; i < V; i++) a->dv[c->vo + r * lv + i] += w->X[r * V + i];
+        for (int64_t r = 0; r < n; r++) {
+            const real br = c->beta[r * HV];
+            for (int64_t i = 0; i < V; i++) a->dv[c->vo + r * gv + i] += br * w->X[r * V + i];
+        }
     if (a->dbeta)
         for (int64_t r = 0; r < n; r++) a->dbeta[c->bo + r * HV] += w->dB[r];
     if (a->dg && c->g) {
@@ -599,7 +681,9 @@ static void bwd_chunk_item(const args_t *a, int64_t item, real *scr) {
             real *S = w.S;
             init_state(S, a, b, j);
             for (int64_t ci = 0; ci < NC; ci++) {
-                const chunk_t c = chunk_at(a, b, h, j, ci * a->C);
+                chunk_t c = chunk_at(a, b, h, j, ci * a->C);
+                const chunk_t next = ci + 1 < NC ? chunk_at(a, b, h, j, (ci + 1) * a->C) : c;
+                chunk_pack(&w, &c, a, 0, 0, ci + 1 < NC ? &next : NULL);
                 memcpy(w.states + ci * KV, S, (size_t)KV * sizeof(real));
                 chunk_prep(&w, &c, S, a);
                 chunk_state(&w, &c, S, a);
@@ -608,7 +692,9 @@ static void bwd_chunk_item(const args_t *a, int64_t item, real *scr) {
         }
         memset(w.dS, 0, (size_t)KV * sizeof(real));
         for (int64_t ci = NC - 1; ci >= 0; ci--) {
-            const chunk_t c = chunk_at(a, b, h, j, ci * a->C);
+            chunk_t c = chunk_at(a, b, h, j, ci * a->C);
+            const chunk_t prev = ci > 0 ? chunk_at(a, b, h, j, (ci - 1) * a->C) : c;
+            chunk_pack(&w, &c, a, 1, 1, ci > 0 ? &prev : NULL);
             chunk_bwd(&w, &c, states + ci * KV, a);
         }
     }

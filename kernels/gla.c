@@ -47,12 +47,22 @@
  * Compiled twice (kreal.h): float → *_f32, -DHB_KERNEL_F64 → *_f64.
  */
 #include "kreal.h"
+#include "../core/alloc.h"
 #include "gla.h"
+#include "kmath.h"
 #include "parallel.h"
 #include <stdlib.h>
 #include <string.h>
 
 #define BC 16 /* secondary sub-block length inside a chunk */
+
+/* e^x of a gate (x ≤ 0) in loops GCC vectorises: hb_expf in float with expf's edges kept (NaN stays
+ * NaN, x < −87.33 gives 0, not hb_expf's 1.6e−38); libm exp in double. */
+#ifdef HB_KERNEL_F64
+#define gexp exp
+#else
+static inline float gexp(float x) { return x != x ? x : x < -87.33f ? 0.0f : hb_expf(x); }
+#endif
 
 static int64_t imin(int64_t a, int64_t b) { return a < b ? a : b; }
 
@@ -74,6 +84,37 @@ typedef struct {
 static int64_t row(const gla_args *a, int64_t i, int64_t t, int64_t D) {
     int64_t b = i / a->H, h = i % a->H;
     return ((b * a->T + t) * a->H + h) * D;
+}
+
+/* Ask for the L rows (D reals each, ld apart) of a strided head slice to be brought into cache.
+ * The rows of one head are H·D apart, which defeats the hardware prefetchers; each chunk prefetches
+ * the rows of the next one it will walk. */
+static void prefetch_rows(const real *p, int64_t ld, int64_t L, int64_t D) {
+    const int64_t step = 64 / (int64_t)sizeof(real);
+    for (int64_t r = 0; r < L; r++)
+        for (int64_t x = 0; x < D; x += step) __builtin_prefetch(p + r * ld + x, 0, 2);
+}
+
+/* dst (L×D, contiguous) = the L rows of src that are ld apart. The kernels work on packed copies
+ * of a chunk's rows: strided by H·D (a multiple of 4 KiB for common shapes), the rows of one head
+ * all map to a few L1 sets, and block products reading them in place thrash the cache. */
+static void pack_rows(real *dst, const real *src, int64_t ld, int64_t L, int64_t D) {
+    for (int64_t r = 0; r < L; r++) {
+        if (r + 8 < L)
+            for (int64_t x = 0; x < D; x += 64 / (int64_t)sizeof(real)) __builtin_prefetch(src + (r + 8) * ld + x);
+        memcpy(dst + r * D, src + r * ld, (size_t)D * sizeof(real));
+    }
+}
+
+/* dst rows (ld apart) += src (L×D, contiguous). */
+static void add_rows(real *dst, int64_t ld, const real *src, int64_t L, int64_t D) {
+    for (int64_t r = 0; r < L; r++) {
+        if (r + 8 < L)
+            for (int64_t x = 0; x < D; x += 64 / (int64_t)sizeof(real)) __builtin_prefetch(dst + (r + 8) * ld + x, 1);
+        real *d = dst + r * ld;
+        const real *x = src + r * D;
+        for (int64_t j = 0; j < D; j++) d[j] += x[j];
+    }
 }
 
 static void state_init(real *S, const real *h0, int64_t i, int64_t KV) {
@@ -128,7 +169,7 @@ int KN(gla_fwd_ref)(real *o, real *ht, const real *q, const real *k, const real 
     if (B * H == 0) return 0;
     gla_args a = {.o = o, .ht = ht, .q = q, .k = k, .v = v, .gk = gk, .h0 = h0, .scale = scale,
                   .T = T, .H = H, .K = K, .V = V, .per_item = K * V};
-    a.scratch = malloc((size_t)(B * H * a.per_item) * sizeof(real));
+    a.scratch = hb_malloc((size_t)(B * H * a.per_item) * sizeof(real));
     if (!a.scratch) return -1;
     hb_parallel_for(B * H, fwd_ref_item, &a);
     free(a.scratch);
@@ -208,7 +249,7 @@ int KN(gla_bwd_ref)(real *dq, real *dk, real *dv, real *dgk, real *dh0, const re
     gla_args a = {.dq = dq, .dk = dk, .dv = dv, .dgk = dgk, .dh0 = dh0, .do_ = do_, .dht = dht,
                   .q = q, .k = k, .v = v, .gk = gk, .h0 = h0, .scale = scale,
                   .T = T, .H = H, .K = K, .V = V, .per_item = (ns + Ls + 1) * K * V};
-    a.scratch = malloc((size_t)(B * H * a.per_item) * sizeof(real));
+    a.scratch = hb_malloc((size_t)(B * H * a.per_item) * sizeof(real));
     if (!a.scratch) return -1;
     hb_parallel_for(B * H, bwd_ref_item, &a);
     free(a.scratch);
@@ -236,6 +277,8 @@ typedef struct {
     real *Qn, *Kx, *Qx;           /* C×K operands of the block products */
     real *dqc, *dkc;              /* C×K gradients of the chunk's q, k rows */
     real *A, *dA;                 /* C×C intra-chunk scores and their gradient (row stride C) */
+    real *qc, *kc;                /* C×K the chunk's q, k rows, packed (contiguous) */
+    real *vc, *oc, *doc, *dvc;    /* C×V its v rows, output rows, do rows and dv rows, packed */
     real *vec;                    /* 3K */
     real *S, *dS;                 /* K×V running state and its gradient */
     real *states;                 /* (nc+1)×K×V chunk-entry states (backward only) */
@@ -245,13 +288,16 @@ static int64_t nbmax_of(int64_t C) { return (C + BC - 1) / BC; }
 
 static int64_t ws_size(int64_t K, int64_t V, int64_t C, int64_t nstates) {
     int64_t nb = nbmax_of(C);
-    return 10 * C * K + (2 + nb) * nb * K + 2 * C * C + 3 * K + (2 + nstates) * K * V;
+    return 12 * C * K + 4 * C * V + (2 + nb) * nb * K + 2 * C * C + 3 * K + (2 + nstates) * K * V;
 }
 
 static void ws_carve(chunk_ws *w, real *p, int64_t K, int64_t V, int64_t C) {
     int64_t nb = nbmax_of(C), CK = C * K;
-    real **ck[] = {&w->eg, &w->En, &w->Em, &w->Eg, &w->El, &w->Qn, &w->Kx, &w->Qx, &w->dqc, &w->dkc};
-    for (int i = 0; i < 10; i++) *ck[i] = p, p += CK;
+    real **ck[] = {&w->eg, &w->En, &w->Em, &w->Eg, &w->El, &w->Qn, &w->Kx, &w->Qx, &w->dqc, &w->dkc,
+                   &w->qc, &w->kc};
+    for (int i = 0; i < 12; i++) *ck[i] = p, p += CK;
+    real **cv[] = {&w->vc, &w->oc, &w->doc, &w->dvc};
+    for (int i = 0; i < 4; i++) *cv[i] = p, p += C * V;
     w->D = p; p += nb * K;
     w->tame = p; p += nb * K;
     w->mid = p; p += nb * nb * K;
@@ -275,7 +321,9 @@ static void chunk_gates(chunk_ws *w, const real *g, int64_t ldg, int64_t L, int6
     for (int64_t r = 0; r < L; r++) {
         const real *gr = g + r * ldg;
         real *er = w->eg + r * K;
-        for (int64_t x = 0; x < K; x++) er[x] = kexp(gr[x]);
+        if (r + 8 < L)
+            for (int64_t x = 0; x < K; x += 64 / (int64_t)sizeof(real)) __builtin_prefetch(gr + 8 * ldg + x);
+        for (int64_t x = 0; x < K; x++) er[x] = gexp(gr[x]);
     }
     for (int64_t ib = 0; ib < nb; ib++) {
         int64_t n = ib * BC, m = imin(L, n + BC) - 1;
@@ -442,26 +490,36 @@ static void chunk_forward(const gla_args *a, chunk_ws *w, int64_t i, int keep) {
     int64_t c = 0;
     for (int64_t t0 = 0; t0 < T; t0 += C, c++) {
         int64_t L = imin(C, T - t0), bk = row(a, i, t0, K), bv = row(a, i, t0, V);
-        const real *q = a->q + bk, *k = a->k + bk, *v = a->v + bv;
+        if (t0 + C < T) {
+            int64_t Ln = imin(C, T - t0 - C);
+            prefetch_rows(a->gk + bk + C * HK, HK, Ln, K);
+            prefetch_rows(a->k + bk + C * HK, HK, Ln, K);
+            prefetch_rows(a->v + bv + C * HV, HV, Ln, V);
+            if (a->o) prefetch_rows(a->q + bk + C * HK, HK, Ln, K);
+        }
+        pack_rows(w->kc, a->k + bk, HK, L, K);
+        pack_rows(w->vc, a->v + bv, HV, L, V);
         if (keep) memcpy(w->states + c * K * V, w->S, (size_t)(K * V) * sizeof(real));
         chunk_gates(w, a->gk + bk, HK, L, K, C, a->o != NULL);
         if (a->o) {
-            real *o = a->o + bv;
+            pack_rows(w->qc, a->q + bk, HK, L, K);
             for (int64_t r = 0; r < L; r++) { /* Qx = scale q ⊙ e^{G} */
-                const real *qr = q + r * HK, *Eg = w->Eg + r * K;
+                const real *qr = w->qc + r * K, *Eg = w->Eg + r * K;
                 real *Qx = w->Qx + r * K;
                 for (int64_t x = 0; x < K; x++) Qx[x] = a->scale * qr[x] * Eg[x];
             }
             kgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)L, (int)V, (int)K, 1, w->Qx, (int)K,
-                  w->S, (int)V, 0, o, (int)HV);
-            chunk_intra(w, q, k, HK, a->scale, L, K, C, 0);
+                  w->S, (int)V, 0, w->oc, (int)V);
+            chunk_intra(w, w->qc, w->kc, K, a->scale, L, K, C, 0);
             for (int64_t n = 0; n < L; n += BC) {
                 int64_t e = imin(L, n + BC);
                 kgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)(e - n), (int)V, (int)e, 1,
-                      w->A + n * C, (int)C, v, (int)HV, 1, o + n * HV, (int)HV);
+                      w->A + n * C, (int)C, w->vc, (int)V, 1, w->oc + n * V, (int)V);
             }
+            for (int64_t r = 0; r < L; r++)
+                memcpy(a->o + bv + r * HV, w->oc + r * V, (size_t)V * sizeof(real));
         }
-        chunk_state(w, w->S, k, HK, v, HV, L, K, V);
+        chunk_state(w, w->S, w->kc, K, w->vc, V, L, K, V);
     }
     if (keep) memcpy(w->states + c * K * V, w->S, (size_t)(K * V) * sizeof(real));
 }
@@ -481,7 +539,7 @@ int KN(gla_fwd_chunk)(real *o, real *ht, const real *q, const real *k, const rea
     if (B * H == 0) return 0;
     gla_args a = {.o = o, .ht = ht, .q = q, .k = k, .v = v, .gk = gk, .h0 = h0, .scale = scale,
                   .T = T, .H = H, .K = K, .V = V, .C = C, .per_item = ws_size(K, V, C, 0)};
-    a.scratch = malloc((size_t)(B * H * a.per_item) * sizeof(real));
+    a.scratch = hb_malloc((size_t)(B * H * a.per_item) * sizeof(real));
     if (!a.scratch) return -1;
     hb_parallel_for(B * H, fwd_chunk_item, &a);
     free(a.scratch);
@@ -515,73 +573,77 @@ static void bwd_chunk_item(void *ctx, int64_t i) {
 
     for (int64_t c = nc - 1; c >= 0; c--) {
         int64_t t0 = c * C, L = imin(C, T - t0), bk = row(a, i, t0, K), bv = row(a, i, t0, V);
-        const real *q = a->q + bk, *k = a->k + bk, *v = a->v + bv, *dO = a->do_ + bv;
         const real *S = w.states + c * KV;
+        if (c > 0) { /* the rows of the next chunk walked */
+            prefetch_rows(a->q + bk - C * HK, HK, C, K);
+            prefetch_rows(a->k + bk - C * HK, HK, C, K);
+            prefetch_rows(a->gk + bk - C * HK, HK, C, K);
+            prefetch_rows(a->v + bv - C * HV, HV, C, V);
+            prefetch_rows(a->do_ + bv - C * HV, HV, C, V);
+            if (a->dq) prefetch_rows(a->dq + bk - C * HK, HK, C, K);
+            if (a->dk) prefetch_rows(a->dk + bk - C * HK, HK, C, K);
+            if (a->dgk) prefetch_rows(a->dgk + bk - C * HK, HK, C, K);
+            if (a->dv) prefetch_rows(a->dv + bv - C * HV, HV, C, V);
+        }
+        real *q = w.qc, *k = w.kc, *v = w.vc, *dO = w.doc, *dvc = w.dvc;
+        pack_rows(q, a->q + bk, HK, L, K);
+        pack_rows(k, a->k + bk, HK, L, K);
+        pack_rows(v, a->v + bv, HV, L, V);
+        pack_rows(dO, a->do_ + bv, HV, L, V);
         chunk_gates(&w, a->gk + bk, HK, L, K, C, 1);
         /* dA = dO Vᵀ on the lower block triangle */
         for (int64_t n = 0; n < L; n += BC) {
             int64_t e = imin(L, n + BC);
-            kgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)(e - n), (int)e, (int)V, 1, dO + n * HV,
-                  (int)HV, v, (int)HV, 0, w.dA + n * C, (int)C);
+            kgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)(e - n), (int)e, (int)V, 1, dO + n * V,
+                  (int)V, v, (int)V, 0, w.dA + n * C, (int)C);
             for (int64_t r = n; r < e; r++)
                 for (int64_t s = r + 1; s < e; s++) w.dA[r * C + s] = 0;
         }
         /* inter-chunk parts: dqc = scale e^{G} ⊙ (dO Sᵀ), dkc = El ⊙ (V dSᵀ) */
-        kgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)L, (int)K, (int)V, scale, dO, (int)HV, S,
+        kgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)L, (int)K, (int)V, scale, dO, (int)V, S,
               (int)V, 0, w.dqc, (int)K);
-        kgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)L, (int)K, (int)V, 1, v, (int)HV, dS,
+        kgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)L, (int)K, (int)V, 1, v, (int)V, dS,
               (int)V, 0, w.dkc, (int)K);
         for (int64_t x = 0; x < L * K; x++) {
             w.dqc[x] *= w.Eg[x];
             w.dkc[x] *= w.El[x];
         }
-        if (a->dv) { /* dv += (k ⊙ El) dS */
-            for (int64_t r = 0; r < L; r++) {
-                const real *kr = k + r * HK, *El = w.El + r * K;
-                real *Kx = w.Kx + r * K;
-                for (int64_t x = 0; x < K; x++) Kx[x] = kr[x] * El[x];
-            }
+        if (a->dv) { /* dvc = (k ⊙ El) dS */
+            for (int64_t x = 0; x < L * K; x++) w.Kx[x] = k[x] * w.El[x];
             kgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)L, (int)V, (int)K, 1, w.Kx, (int)K,
-                  dS, (int)V, 1, a->dv + bv, (int)HV);
+                  dS, (int)V, 0, dvc, (int)V);
         }
-        chunk_intra(&w, q, k, HK, scale, L, K, C, 1);
-        chunk_dk(&w, q, HK, scale, L, K, C);
-        if (a->dv) /* dv += Aᵀ dO, one product per column sub-block */
+        chunk_intra(&w, q, k, K, scale, L, K, C, 1);
+        chunk_dk(&w, q, K, scale, L, K, C);
+        if (a->dv) { /* dvc += Aᵀ dO, one product per column sub-block */
             for (int64_t n = 0; n < L; n += BC) {
                 int64_t e = imin(L, n + BC);
                 kgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)(e - n), (int)V, (int)(L - n), 1,
-                      w.A + n * C + n, (int)C, dO + n * HV, (int)HV, 1, a->dv + bv + n * HV, (int)HV);
+                      w.A + n * C + n, (int)C, dO + n * V, (int)V, 1, dvc + n * V, (int)V);
             }
+            add_rows(a->dv + bv, HV, dvc, L, V);
+        }
         /* gate gradient (reverse cumsum of q ⊙ dq − k ⊙ dk) and the q, k gradients */
-        for (int64_t r = L - 1; r >= 0; r--) {
-            const real *qr = q + r * HK, *kr = k + r * HK, *dqr = w.dqc + r * K, *dkr = w.dkc + r * K;
-            if (a->dgk) {
+        if (a->dgk)
+            for (int64_t r = L - 1; r >= 0; r--) {
+                const real *qr = q + r * K, *kr = k + r * K, *dqr = w.dqc + r * K, *dkr = w.dkc + r * K;
                 real *dg = a->dgk + bk + r * HK;
+                if (r >= 8)
+                    for (int64_t x = 0; x < K; x += 64 / (int64_t)sizeof(real)) __builtin_prefetch(dg - 8 * HK + x, 1);
                 for (int64_t x = 0; x < K; x++) {
                     R[x] += qr[x] * dqr[x] - kr[x] * dkr[x];
                     dg[x] += R[x];
                 }
             }
-            if (a->dq) {
-                real *dq = a->dq + bk + r * HK;
-                for (int64_t x = 0; x < K; x++) dq[x] += dqr[x];
-            }
-            if (a->dk) {
-                real *dk = a->dk + bk + r * HK;
-                for (int64_t x = 0; x < K; x++) dk[x] += dkr[x];
-            }
-        }
+        if (a->dq) add_rows(a->dq + bk, HK, w.dqc, L, K);
+        if (a->dk) add_rows(a->dk + bk, HK, w.dkc, L, K);
         /* dS ← diag(e^{G_{L−1}}) dS + (scale q ⊙ e^{G})ᵀ dO */
         const real *dL = w.Eg + (L - 1) * K;
         for (int64_t j = 0; j < K; j++)
             for (int64_t x = 0; x < V; x++) dS[j * V + x] *= dL[j];
-        for (int64_t r = 0; r < L; r++) {
-            const real *qr = q + r * HK, *Eg = w.Eg + r * K;
-            real *Qx = w.Qx + r * K;
-            for (int64_t x = 0; x < K; x++) Qx[x] = scale * qr[x] * Eg[x];
-        }
+        for (int64_t x = 0; x < L * K; x++) w.Qx[x] = scale * q[x] * w.Eg[x];
         kgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)K, (int)V, (int)L, 1, w.Qx, (int)K, dO,
-              (int)HV, 1, dS, (int)V);
+              (int)V, 1, dS, (int)V);
     }
     if (a->dh0)
         for (int64_t x = 0; x < KV; x++) a->dh0[i * KV + x] += dS[x];
@@ -597,7 +659,7 @@ int KN(gla_bwd_chunk)(real *dq, real *dk, real *dv, real *dgk, real *dh0, const 
     gla_args a = {.dq = dq, .dk = dk, .dv = dv, .dgk = dgk, .dh0 = dh0, .do_ = do_, .dht = dht,
                   .q = q, .k = k, .v = v, .gk = gk, .h0 = h0, .scale = scale,
                   .T = T, .H = H, .K = K, .V = V, .C = C, .per_item = ws_size(K, V, C, nc + 1)};
-    a.scratch = malloc((size_t)(B * H * a.per_item) * sizeof(real));
+    a.scratch = hb_malloc((size_t)(B * H * a.per_item) * sizeof(real));
     if (!a.scratch) return -1;
     hb_parallel_for(B * H, bwd_chunk_item, &a);
     free(a.scratch);

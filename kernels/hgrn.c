@@ -29,6 +29,7 @@
  * are the GEMMs).
  */
 #include "kreal.h"
+#include "../core/alloc.h"
 #include "parallel.h"
 #include "hgrn.h"
 #include <stdlib.h>
@@ -88,7 +89,7 @@ int KN(hgrn_fwd_ref)(real *o, real *ht, const real *x, const real *g, const real
 int KN(hgrn_bwd_ref)(real *dx, real *dg, const real *do_, const real *g, const real *o,
                      const real *h0, int64_t B, int64_t T, int64_t D) {
     if ((!dx && !dg) || T <= 0) return 0;
-    real *dh = malloc((size_t)(D ? D : 1) * sizeof(real));
+    real *dh = hb_malloc((size_t)(D ? D : 1) * sizeof(real));
     if (!dh) return -1;
     for (int64_t b = 0; b < B; b++) {
         memset(dh, 0, (size_t)D * sizeof(real));
@@ -202,7 +203,7 @@ int KN(hgrn_fwd_chunk)(real *o, real *ht, const real *x, const real *g, const re
                .NC = n_chunks(T, C), .NB = (D + CB - 1) / CB};
     c.C = c.NC > 1 ? C : T;
     if (c.NC > 1) {
-        c.sa = malloc((size_t)(2 * B * c.NC * D) * sizeof(real));
+        c.sa = hb_malloc((size_t)(2 * B * c.NC * D) * sizeof(real));
         if (!c.sa) return -1;
         c.sb = c.sa + B * c.NC * D;
         hb_parallel_for(B * (c.NC - 1) * c.NB, fwd_phase1, &c);
@@ -288,7 +289,7 @@ int KN(hgrn_bwd_chunk)(real *dx, real *dg, const real *do_, const real *g, const
                .NC = n_chunks(T, C), .NB = (D + CB - 1) / CB};
     c.C = c.NC > 1 ? C : T;
     if (c.NC > 1) {
-        c.sa = malloc((size_t)(2 * B * c.NC * D) * sizeof(real));
+        c.sa = hb_malloc((size_t)(2 * B * c.NC * D) * sizeof(real));
         if (!c.sa) return -1;
         c.sb = c.sa + B * c.NC * D;
         hb_parallel_for(B * (c.NC - 1) * c.NB, bwd_phase1, &c);

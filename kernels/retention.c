@@ -26,10 +26,11 @@
  *
  * Work is split over the B·H (batch, head) pairs with hb_parallel_for; each pair writes only its own
  * rows of the outputs and uses its own slice of one scratch block allocated per call, so results do
- * not depend on the thread count. The rows of one head are strided (H·K or H·V apart), which kgemm
- * reads directly through its leading dimension: no copies of q, k, v, o.
+ * not depend on the thread count. The rows of one head are strided (H·K or H·V apart); each chunk
+ * copies its rows into contiguous buffers before the block products (see pack_rows).
  */
 #include "kreal.h"
+#include "../core/alloc.h"
 #include "parallel.h"
 #include "retention.h"
 #include <stdlib.h>
@@ -50,7 +51,7 @@ static int64_t st_off(const ctx_t *c, int64_t b, int64_t h) { return (b * c->H +
 
 static real *alloc_scratch(int64_t n_items, int64_t per_item) {
     size_t n = (size_t)(n_items * per_item);
-    return malloc((n ? n : 1) * sizeof(real));
+    return hb_malloc((n ? n : 1) * sizeof(real));
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -193,6 +194,31 @@ static void scale_rows(real *restrict dst, const real *restrict src, int64_t ld,
     }
 }
 
+/* dst (n×D, dense) = the n rows of src that are ld apart, and a prefetch (into L2) of the rows of
+ * the chunk walked next (pf, pn rows; NULL: none). The kernels work on packed copies of a chunk's
+ * rows: strided by H·D (a multiple of 4 KiB for common shapes), the rows of one head map to a few
+ * L1 sets, block products reading them in place thrash the cache, and the hardware prefetchers do
+ * not follow them. */
+static void pack_rows(real *restrict dst, const real *restrict src, int64_t ld, int64_t n, int64_t D,
+                      const real *pf, int64_t pn) {
+    for (int64_t r = 0; r < pn; r++)
+        for (int64_t x = 0; x < D; x += 64 / (int64_t)sizeof(real)) __builtin_prefetch(pf + r * ld + x, 0, 2);
+    for (int64_t r = 0; r < n; r++) {
+        if (r + 8 < n) /* short distance: the rows of this chunk still arriving */
+            for (int64_t x = 0; x < D; x += 64 / (int64_t)sizeof(real)) __builtin_prefetch(src + (r + 8) * ld + x);
+        memcpy(dst + r * D, src + r * ld, (size_t)D * sizeof(real));
+    }
+}
+
+/* dst rows (ld apart) += src (n×D, dense). */
+static void add_rows(real *restrict dst, int64_t ld, const real *restrict src, int64_t n, int64_t D) {
+    for (int64_t r = 0; r < n; r++) {
+        if (r + 8 < n)
+            for (int64_t x = 0; x < D; x += 64 / (int64_t)sizeof(real)) __builtin_prefetch(dst + (r + 8) * ld + x, 1);
+        for (int64_t j = 0; j < D; j++) dst[r * ld + j] += src[r * D + j];
+    }
+}
+
 /* Fill pw[n] = γ^n for n = 0…C, fr[r] = scale γ^{r+1} and the mask M (C×C): scale γ^{r−s} for s ≤ r. */
 static void decay_powers(real *pw, real *fr, real *M, real lg, real scale, int64_t C) {
     for (int64_t n = 0; n <= C; n++) pw[n] = kexp((real)n * lg);
@@ -201,13 +227,15 @@ static void decay_powers(real *pw, real *fr, real *M, real lg, real scale, int64
         for (int64_t s = 0; s < C; s++) M[r * C + s] = s <= r ? scale * pw[r - s] : 0;
 }
 
-/* Scratch per item: S (K·V), A (C·C), M (C·C), Qs (C·K), Kd (C·K), pw (C+1), fr (C), fk (C). */
+/* Scratch per item: S (K·V), A (C·C), M (C·C), Qs, Kd, Qp, Kp (C·K each), Vp, Op (C·V each),
+ * pw (C+1), fr (C), fk (C). */
 static void fwd_chunk_item(void *vctx, int64_t i) {
     const ctx_t *c = vctx;
     const int64_t b = i / c->H, h = i % c->H, K = c->K, V = c->V, C = c->C, T = c->T;
     const int64_t HK = c->H * K, HV = c->H * V;
     real *S = c->scratch + i * c->per_item, *A = S + K * V, *M = A + C * C, *Qs = M + C * C, *Kd = Qs + C * K;
-    real *pw = Kd + C * K, *fr = pw + C + 1, *fk = fr + C;
+    real *Qp = Kd + C * K, *Kp = Qp + C * K, *Vp = Kp + C * K, *Op = Vp + C * V;
+    real *pw = Op + C * V, *fr = pw + C + 1, *fk = fr + C;
     decay_powers(pw, fr, M, c->lg[h], c->scale, C);
     int have_state = c->h0 != NULL;
     if (have_state) memcpy(S, c->h0 + st_off(c, b, h), (size_t)(K * V) * sizeof(real));
@@ -216,26 +244,28 @@ static void fwd_chunk_item(void *vctx, int64_t i) {
     const real *v = c->v + seq_off(c, b, h, V);
     real *o = c->o + seq_off(c, b, h, V);
     for (int64_t t0 = 0; t0 < T; t0 += C) {
-        const int64_t n = T - t0 < C ? T - t0 : C;
-        const real *Q = q + t0 * HK, *Kc = k + t0 * HK, *Vc = v + t0 * HV;
-        real *O = o + t0 * HV;
+        const int64_t n = T - t0 < C ? T - t0 : C, pn = T - t0 - n < C ? T - t0 - n : C;
+        pack_rows(Qp, q + t0 * HK, HK, n, K, q + (t0 + n) * HK, pn);
+        pack_rows(Kp, k + t0 * HK, HK, n, K, k + (t0 + n) * HK, pn);
+        pack_rows(Vp, v + t0 * HV, HV, n, V, v + (t0 + n) * HV, pn);
         /* intra-chunk: O = (M ⊙ Q Kᵀ) V */
-        kgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)n, (int)K, 1, Q, (int)HK, Kc, (int)HK,
+        kgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)n, (int)K, 1, Qp, (int)K, Kp, (int)K,
               0, A, (int)C);
         apply_mask(A, M, n, C);
-        kgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, (int)V, (int)n, 1, A, (int)C, Vc, (int)HV,
-              0, O, (int)HV);
+        kgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, (int)V, (int)n, 1, A, (int)C, Vp, (int)V,
+              0, Op, (int)V);
         /* inter-chunk: O += diag(scale γ^{r+1}) Q S */
         if (have_state) {
-            scale_rows(Qs, Q, HK, n, K, fr);
+            scale_rows(Qs, Qp, K, n, K, fr);
             kgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, (int)V, (int)K, 1, Qs, (int)K, S, (int)V,
-                  1, O, (int)HV);
+                  1, Op, (int)V);
         }
+        for (int64_t r = 0; r < n; r++) memcpy(o + (t0 + r) * HV, Op + r * V, (size_t)V * sizeof(real));
         /* state pass: S = γ^n S + (diag(γ^{n−1−s}) K)ᵀ V */
         if (t0 + n < T || c->ht) {
             for (int64_t s = 0; s < n; s++) fk[s] = pw[n - 1 - s];
-            scale_rows(Kd, Kc, HK, n, K, fk);
-            kgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)K, (int)V, (int)n, 1, Kd, (int)K, Vc, (int)HV,
+            scale_rows(Kd, Kp, K, n, K, fk);
+            kgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)K, (int)V, (int)n, 1, Kd, (int)K, Vp, (int)V,
                   pw[n], S, (int)V);
             have_state = 1;
         }
@@ -250,7 +280,7 @@ int KN(retention_fwd_chunk)(real *o, real *ht, const real *q, const real *k, con
     if (C > T && T > 0) C = T;
     ctx_t c = {.o = o, .ht = ht, .q = q, .k = k, .v = v, .h0 = h0, .lg = lg, .scale = scale,
                .B = B, .T = T, .H = H, .K = K, .V = V, .C = C};
-    c.per_item = K * V + 2 * C * C + 2 * C * K + 3 * C + 1;
+    c.per_item = K * V + 2 * C * C + 4 * C * K + 2 * C * V + 3 * C + 1;
     c.scratch = alloc_scratch(B * H, c.per_item);
     if (!c.scratch) return -1;
     hb_parallel_for(B * H, fwd_chunk_item, &c);
@@ -264,8 +294,10 @@ int KN(retention_fwd_chunk)(real *o, real *ht, const real *q, const real *k, con
  *   backward over the chunks, carrying dS: dK, dV, then dS ← γ^n dS + Qᵀ dOs.
  * (dk and dv do not depend on the states at all.) dA is recomputed in the second sweep, one extra
  * n×n×V product per chunk instead of keeping (T/C)·K·V states per head.
- * Scratch per item: S, dS (K·V each), A, dA, M (C·C each), dOs, Vd (C·V each), Kd (C·K),
- * pw (C+1), fr, fk (C each).
+ * Each chunk's q, k, v, do rows are packed first (pack_rows); its dq, dk, dv rows are computed into
+ * packed buffers and added to the outputs once.
+ * Scratch per item: S, dS (K·V each), A, dA, M (C·C each), dOs, Vd, Vp, dOp, dVp (C·V each),
+ * Kd, Qp, Kp, dXp (C·K each), pw (C+1), fr, fk (C each).
  * ------------------------------------------------------------------------------------------- */
 
 static void bwd_chunk_item(void *vctx, int64_t i) {
@@ -274,7 +306,9 @@ static void bwd_chunk_item(void *vctx, int64_t i) {
     const int64_t HK = c->H * K, HV = c->H * V, KV = K * V, NC = (T + C - 1) / C;
     real *S = c->scratch + i * c->per_item, *dS = S + KV, *A = dS + KV, *dA = A + C * C, *M = dA + C * C;
     real *dOs = M + C * C, *Vd = dOs + C * V, *Kd = Vd + C * V;
-    real *pw = Kd + C * K, *fr = pw + C + 1, *fk = fr + C;
+    real *Qp = Kd + C * K, *Kp = Qp + C * K, *dXp = Kp + C * K, *Vp = dXp + C * K, *dOp = Vp + C * V;
+    real *dVp = dOp + C * V;
+    real *pw = dVp + C * V, *fr = pw + C + 1, *fk = fr + C;
     decay_powers(pw, fr, M, c->lg[h], c->scale, C);
     const real *q = c->q + seq_off(c, b, h, K), *k = c->k + seq_off(c, b, h, K);
     const real *v = c->v + seq_off(c, b, h, V), *dout = c->do_ + seq_off(c, b, h, V);
@@ -282,32 +316,34 @@ static void bwd_chunk_item(void *vctx, int64_t i) {
     real *dk = c->dk ? c->dk + seq_off(c, b, h, K) : NULL;
     real *dv = c->dv ? c->dv + seq_off(c, b, h, V) : NULL;
 
-    /* Sweep 1 (dq): chunks in order, S = the state entering the chunk. */
+    /* Sweep 1 (dq): chunks in order, S = the state entering the chunk. dXp holds the chunk's dQ. */
     if (dq) {
         int have_state = c->h0 != NULL;
         if (have_state) memcpy(S, c->h0 + st_off(c, b, h), (size_t)KV * sizeof(real));
         else memset(S, 0, (size_t)KV * sizeof(real));
         for (int64_t j = 0; j < NC; j++) {
-            const int64_t t0 = j * C, n = T - t0 < C ? T - t0 : C;
-            const real *Kc = k + t0 * HK, *Vc = v + t0 * HV, *dO = dout + t0 * HV;
-            real *dQ = dq + t0 * HK;
-            /* dQ += (M ⊙ dO Vᵀ) K */
-            kgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)n, (int)V, 1, dO, (int)HV, Vc, (int)HV,
+            const int64_t t0 = j * C, n = T - t0 < C ? T - t0 : C, pn = T - t0 - n < C ? T - t0 - n : C;
+            pack_rows(Kp, k + t0 * HK, HK, n, K, k + (t0 + n) * HK, pn);
+            pack_rows(Vp, v + t0 * HV, HV, n, V, v + (t0 + n) * HV, pn);
+            pack_rows(dOp, dout + t0 * HV, HV, n, V, dout + (t0 + n) * HV, pn);
+            /* dQ = (M ⊙ dO Vᵀ) K */
+            kgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)n, (int)V, 1, dOp, (int)V, Vp, (int)V,
                   0, dA, (int)C);
             apply_mask(dA, M, n, C);
-            kgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, (int)K, (int)n, 1, dA, (int)C, Kc, (int)HK,
-                  1, dQ, (int)HK);
+            kgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, (int)K, (int)n, 1, dA, (int)C, Kp, (int)K,
+                  0, dXp, (int)K);
             /* dQ += diag(scale γ^{r+1}) dO Sᵀ */
             if (have_state) {
-                scale_rows(dOs, dO, HV, n, V, fr);
+                scale_rows(dOs, dOp, V, n, V, fr);
                 kgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)K, (int)V, 1, dOs, (int)V, S, (int)V,
-                      1, dQ, (int)HK);
+                      1, dXp, (int)K);
             }
+            add_rows(dq + t0 * HK, HK, dXp, n, K);
             /* S = γ^n S + (diag(γ^{n−1−s}) K)ᵀ V */
             if (j + 1 < NC) {
                 for (int64_t s = 0; s < n; s++) fk[s] = pw[n - 1 - s];
-                scale_rows(Kd, Kc, HK, n, K, fk);
-                kgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)K, (int)V, (int)n, 1, Kd, (int)K, Vc, (int)HV,
+                scale_rows(Kd, Kp, K, n, K, fk);
+                kgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)K, (int)V, (int)n, 1, Kd, (int)K, Vp, (int)V,
                       have_state ? pw[n] : 0, S, (int)V);
                 have_state = 1;
             }
@@ -315,45 +351,49 @@ static void bwd_chunk_item(void *vctx, int64_t i) {
     }
     if (!dk && !dv) return;
 
-    /* Sweep 2 (dk, dv): chunks in reverse, dS = gradient of the state leaving the current chunk. */
+    /* Sweep 2 (dk, dv): chunks in reverse, dS = gradient of the state leaving the current chunk.
+     * dXp holds the chunk's dK, dVp its dV. */
     memset(dS, 0, (size_t)KV * sizeof(real));
     for (int64_t j = NC - 1; j >= 0; j--) {
-        const int64_t t0 = j * C, n = T - t0 < C ? T - t0 : C;
+        const int64_t t0 = j * C, n = T - t0 < C ? T - t0 : C, pn = j > 0 ? C : 0;
         const int have_dS = j < NC - 1; /* nothing flows back into the last chunk's final state */
-        const real *Q = q + t0 * HK, *Kc = k + t0 * HK, *Vc = v + t0 * HV, *dO = dout + t0 * HV;
+        pack_rows(Qp, q + t0 * HK, HK, n, K, q + (t0 - pn) * HK, pn);
+        pack_rows(Kp, k + t0 * HK, HK, n, K, k + (t0 - pn) * HK, pn);
+        pack_rows(Vp, v + t0 * HV, HV, n, V, v + (t0 - pn) * HV, pn);
+        pack_rows(dOp, dout + t0 * HV, HV, n, V, dout + (t0 - pn) * HV, pn);
         for (int64_t s = 0; s < n; s++) fk[s] = pw[n - 1 - s];
         if (dk) {
-            real *dK = dk + t0 * HK;
-            /* dK += (M ⊙ dO Vᵀ)ᵀ Q + diag(γ^{n−1−s}) V dSᵀ */
-            kgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)n, (int)V, 1, dO, (int)HV, Vc, (int)HV,
+            /* dK = (M ⊙ dO Vᵀ)ᵀ Q + diag(γ^{n−1−s}) V dSᵀ */
+            kgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)n, (int)V, 1, dOp, (int)V, Vp, (int)V,
                   0, dA, (int)C);
             apply_mask(dA, M, n, C);
-            kgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)n, (int)K, (int)n, 1, dA, (int)C, Q, (int)HK,
-                  1, dK, (int)HK);
+            kgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)n, (int)K, (int)n, 1, dA, (int)C, Qp, (int)K,
+                  0, dXp, (int)K);
             if (have_dS) {
-                scale_rows(Vd, Vc, HV, n, V, fk);
+                scale_rows(Vd, Vp, V, n, V, fk);
                 kgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)K, (int)V, 1, Vd, (int)V, dS, (int)V,
-                      1, dK, (int)HK);
+                      1, dXp, (int)K);
             }
+            add_rows(dk + t0 * HK, HK, dXp, n, K);
         }
         if (dv) {
-            real *dV = dv + t0 * HV;
-            /* dV += (M ⊙ Q Kᵀ)ᵀ dO + diag(γ^{n−1−s}) K dS */
-            kgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)n, (int)K, 1, Q, (int)HK, Kc, (int)HK,
+            /* dV = (M ⊙ Q Kᵀ)ᵀ dO + diag(γ^{n−1−s}) K dS */
+            kgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)n, (int)K, 1, Qp, (int)K, Kp, (int)K,
                   0, A, (int)C);
             apply_mask(A, M, n, C);
-            kgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)n, (int)V, (int)n, 1, A, (int)C, dO, (int)HV,
-                  1, dV, (int)HV);
+            kgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)n, (int)V, (int)n, 1, A, (int)C, dOp, (int)V,
+                  0, dVp, (int)V);
             if (have_dS) {
-                scale_rows(Kd, Kc, HK, n, K, fk);
+                scale_rows(Kd, Kp, K, n, K, fk);
                 kgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, (int)V, (int)K, 1, Kd, (int)K, dS, (int)V,
-                      1, dV, (int)HV);
+                      1, dVp, (int)V);
             }
+            add_rows(dv + t0 * HV, HV, dVp, n, V);
         }
         /* dS ← γ^n dS + Qᵀ diag(scale γ^{r+1}) dO, the gradient of the state entering this chunk */
         if (j > 0) {
-            scale_rows(dOs, dO, HV, n, V, fr);
-            kgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)K, (int)V, (int)n, 1, Q, (int)HK, dOs, (int)V,
+            scale_rows(dOs, dOp, V, n, V, fr);
+            kgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)K, (int)V, (int)n, 1, Qp, (int)K, dOs, (int)V,
                   have_dS ? pw[n] : 0, dS, (int)V);
         }
     }
@@ -368,7 +408,7 @@ int KN(retention_bwd_chunk)(real *dq, real *dk, real *dv, const real *do_,
     if (C > T) C = T;
     ctx_t c = {.dq = dq, .dk = dk, .dv = dv, .do_ = do_, .q = q, .k = k, .v = v, .h0 = h0, .lg = lg,
                .scale = scale, .B = B, .T = T, .H = H, .K = K, .V = V, .C = C};
-    c.per_item = 2 * K * V + 3 * C * C + 2 * C * V + C * K + 3 * C + 1;
+    c.per_item = 2 * K * V + 3 * C * C + 5 * C * V + 4 * C * K + 3 * C + 1;
     c.scratch = alloc_scratch(B * H, c.per_item);
     if (!c.scratch) return -1;
     hb_parallel_for(B * H, bwd_chunk_item, &c);

@@ -28,6 +28,21 @@ static int l_get_num_threads(lua_State *L) {
     lua_pushinteger(L, hb_threads_get());
     return 1;
 }
+/* hb.set_matmul_precision("fp32" | "bf16") / hb.matmul_precision(): core/tensor.h's global setting. */
+static const char *const mm_names[] = {"fp32", "bf16", NULL};
+static int l_set_matmul_precision(lua_State *L) {
+    const char *s = luaL_checkstring(L, 1);
+    for (int i = 0; mm_names[i]; i++)
+        if (!strcmp(s, mm_names[i])) {
+            hb_set_matmul_precision(i == 0 ? HB_MM_FP32 : HB_MM_BF16);
+            return 0;
+        }
+    return luaL_error(L, "set_matmul_precision: unknown precision '%s' (expected \"fp32\" or \"bf16\")", s);
+}
+static int l_matmul_precision(lua_State *L) {
+    lua_pushstring(L, mm_names[hb_matmul_precision() == HB_MM_BF16 ? 1 : 0]);
+    return 1;
+}
 static int l_cat(lua_State *L) {
     luaL_checktype(L, 1, LUA_TTABLE);
     int n = (int)luaL_len(L, 1);
@@ -148,6 +163,7 @@ static int l_fsync(lua_State *L) {
 static const luaL_Reg funcs[] = {{"interrupted", l_interrupted}, {"now", l_now}, {"sleep", l_sleep}, {"defer_interrupts", l_defer_interrupts},
                                  {"isatty", l_isatty}, {"get_rng_state", l_get_rng_state},
                                  {"set_rng_state", l_set_rng_state}, {"fsync", l_fsync},{"set_num_threads", l_set_num_threads}, {"get_num_threads", l_get_num_threads},
+                                 {"set_matmul_precision", l_set_matmul_precision}, {"matmul_precision", l_matmul_precision},
                                  {"cat", l_cat}, {"where", l_where}, {"tensor_bytes", l_mem}, {NULL, NULL}};
 
 #ifndef HB_LUADIR
@@ -183,6 +199,9 @@ int luaopen_hyblua(lua_State *L) {
     lhb_open_config(L);
     lhb_open_tokenizer(L);
     lhb_open_data(L);
+#ifdef HB_MPI
+    lhb_open_mpi(L); /* hb.mpi, only in ./hyblua-mpi (make MPI=1) */
+#endif
     lua_pushstring(L, HB_VERSION);
     lua_setfield(L, -2, "version");
     /* hand the table to the Lua half: require("hyblua.init")(hb) */

@@ -217,14 +217,17 @@ out:
 }
 
 /* ---- JSON ---------------------------------------------------------------------------------------- */
+static void json_release(void *p) { cJSON_Delete(p); }
+
 static void push_json(lua_State *L, const cJSON *j) {
     luaL_checkstack(L, 4, "JSON nesting too deep");
     if (cJSON_IsNull(j)) lua_pushlightuserdata(L, &null_sentinel);
     else if (cJSON_IsBool(j)) lua_pushboolean(L, cJSON_IsTrue(j));
     else if (cJSON_IsNumber(j)) {
         double v = j->valuedouble;
-        /* integers stay integers (cJSON keeps the double; check the text form had no fraction) */
-        if (v == (double)(lua_Integer)v && v > -9.0e15 && v < 9.0e15 && j->valueint == (int)v)
+        /* integral values up to 2^53 (exact in the double cJSON keeps) become Lua integers; the range
+         * test comes first, as converting a double outside lua_Integer's range is undefined */
+        if (v >= -9007199254740992.0 && v <= 9007199254740992.0 && v == (double)(lua_Integer)v)
             lua_pushinteger(L, (lua_Integer)v);
         else lua_pushnumber(L, v);
     } else if (cJSON_IsString(j)) lua_pushstring(L, j->valuestring);
@@ -249,8 +252,11 @@ static int l_read_json(lua_State *L) {
     char err[512];
     cJSON *j = hb_json_read_file(path, err, sizeof err);
     if (!j) return luaL_error(L, "%s", err);
+    void **h = lhb_guard(L, json_release);     /* push_json may raise (too deep, out of memory) */
+    *h = j;
     push_json(L, j);
     cJSON_Delete(j);
+    *h = NULL;
     return 1;
 }
 
@@ -259,87 +265,117 @@ static int l_decode_json(lua_State *L) {
     const char *s = luaL_checklstring(L, 1, &n);
     cJSON *j = cJSON_ParseWithLength(s, n);
     if (!j) return luaL_error(L, "hb.io.decode_json: invalid JSON near byte %d", (int)(cJSON_GetErrorPtr() ? cJSON_GetErrorPtr() - s : 0));
+    void **h = lhb_guard(L, json_release);
+    *h = j;
     push_json(L, j);
     cJSON_Delete(j);
+    *h = NULL;
     return 1;
 }
 
-static cJSON *to_json(lua_State *L, int idx, int depth) {
-    if (depth > 64) { luaL_error(L, "write_json: nesting deeper than 64 (a cycle?)"); return NULL; }
+/* Convert the value at idx into a new cJSON item attached to parent (to an array when key is NULL, else
+ * to an object under key). Items are attached as soon as they exist, so everything allocated stays
+ * reachable from the root, which a guard userdata owns: a Lua error half-way (a cycle, a function, a
+ * non-string key, out of memory) unwinds without leaking the partial tree. */
+static void add_json(lua_State *L, int idx, int depth, cJSON *parent, const char *key) {
+    if (depth > 64) luaL_error(L, "write_json: nesting deeper than 64 (a cycle?)");
+    luaL_checkstack(L, 4, "write_json: nesting too deep");
     idx = lua_absindex(L, idx);
+    cJSON *item = NULL;
+    lua_Integer n = 0;
+    int count = 0, kind = 0;                     /* kind: 1 array, 2 object */
     switch (lua_type(L, idx)) {
-    case LUA_TNIL: return cJSON_CreateNull();
-    case LUA_TBOOLEAN: return cJSON_CreateBool(lua_toboolean(L, idx));
+    case LUA_TNIL: item = cJSON_CreateNull(); break;
+    case LUA_TBOOLEAN: item = cJSON_CreateBool(lua_toboolean(L, idx)); break;
     case LUA_TNUMBER: {
-        if (lua_isinteger(L, idx)) return cJSON_CreateNumber((double)lua_tointeger(L, idx));
+        if (lua_isinteger(L, idx)) { item = cJSON_CreateNumber((double)lua_tointeger(L, idx)); break; }
         double v = lua_tonumber(L, idx);
-        if (v != v || v == 1.0 / 0.0 || v == -1.0 / 0.0) return cJSON_CreateNull();
-        if (v == (double)(long long)v && v > -1e15 && v < 1e15) {
+        if (v != v || v == 1.0 / 0.0 || v == -1.0 / 0.0) item = cJSON_CreateNull();
+        else if (v == (double)(long long)v && v > -1e15 && v < 1e15) {
             /* keep floats looking like floats (10000.0), as Python's json writes them */
             char buf[64];
             snprintf(buf, sizeof buf, "%.1f", v);
-            return cJSON_CreateRaw(buf);
-        }
-        return cJSON_CreateNumber(v);
-    }
-    case LUA_TSTRING: return cJSON_CreateString(lua_tostring(L, idx));
-    case LUA_TLIGHTUSERDATA:
-        if (lua_touserdata(L, idx) == &null_sentinel) return cJSON_CreateNull();
-        if (lua_touserdata(L, idx) == &empty_array_sentinel) return cJSON_CreateArray();
+            item = cJSON_CreateRaw(buf);
+        } else item = cJSON_CreateNumber(v);
         break;
-    case LUA_TTABLE: {
-        lua_Integer n = luaL_len(L, idx);
-        int count = 0;
+    }
+    case LUA_TSTRING: item = cJSON_CreateString(lua_tostring(L, idx)); break;
+    case LUA_TLIGHTUSERDATA:
+        if (lua_touserdata(L, idx) == &null_sentinel) item = cJSON_CreateNull();
+        else if (lua_touserdata(L, idx) == &empty_array_sentinel) item = cJSON_CreateArray();
+        else luaL_error(L, "write_json: cannot encode a %s", luaL_typename(L, idx));
+        break;
+    case LUA_TTABLE:
+        n = luaL_len(L, idx);
         lua_pushnil(L);
         while (lua_next(L, idx)) { count++; lua_pop(L, 1); }
-        if (n > 0 && count == n) {
-            cJSON *a = cJSON_CreateArray();
-            for (lua_Integer i = 1; i <= n; i++) {
-                lua_geti(L, idx, i);
-                cJSON_AddItemToArray(a, to_json(L, -1, depth + 1));
-                lua_pop(L, 1);
-            }
-            return a;
+        kind = n > 0 && count == n ? 1 : 2;
+        item = kind == 1 ? cJSON_CreateArray() : cJSON_CreateObject();
+        break;
+    default: luaL_error(L, "write_json: cannot encode a %s", luaL_typename(L, idx));
+    }
+    if (!item || !(key ? cJSON_AddItemToObject(parent, key, item) : cJSON_AddItemToArray(parent, item))) {
+        cJSON_Delete(item);
+        luaL_error(L, "write_json: out of memory");
+    }
+    if (kind == 1) {
+        for (lua_Integer i = 1; i <= n; i++) {
+            lua_geti(L, idx, i);
+            add_json(L, -1, depth + 1, item, NULL);
+            lua_pop(L, 1);
         }
-        const char **keys = malloc(sizeof(char *) * (size_t)(count + 1));
-        if (!keys) { luaL_error(L, "write_json: out of memory"); return NULL; }
+    } else if (kind == 2) {
+        /* keys sorted; the array is a userdata (collected on error), the strings live in the table */
+        const char **keys = lua_newuserdatauv(L, sizeof(char *) * (size_t)(count + 1), 0);
         int k = 0;
         lua_pushnil(L);
         while (lua_next(L, idx)) {
-            if (lua_type(L, -2) != LUA_TSTRING) { free(keys); lua_pop(L, 2); luaL_error(L, "write_json: object keys must be strings"); return NULL; }
+            if (lua_type(L, -2) != LUA_TSTRING) luaL_error(L, "write_json: object keys must be strings");
             keys[k++] = lua_tostring(L, -2);
             lua_pop(L, 1);
         }
         qsort(keys, (size_t)k, sizeof *keys, cmp_str);
-        cJSON *o = cJSON_CreateObject();
         for (int i = 0; i < k; i++) {
             lua_getfield(L, idx, keys[i]);
-            cJSON_AddItemToObject(o, keys[i], to_json(L, -1, depth + 1));
+            add_json(L, -1, depth + 1, item, keys[i]);
             lua_pop(L, 1);
         }
-        free(keys);
-        return o;
+        lua_pop(L, 1);
     }
-    default: break;
-    }
-    luaL_error(L, "write_json: cannot encode a %s", luaL_typename(L, idx));
-    return NULL;
+}
+
+/* The value at idx as a cJSON item; its tree is owned by a guard left on the stack, whose handle goes
+ * to *h (release early with cJSON_Delete(*h), *h = NULL). */
+static cJSON *to_json(lua_State *L, int idx, void ***h) {
+    idx = lua_absindex(L, idx);
+    *h = lhb_guard(L, json_release);
+    cJSON *holder = cJSON_CreateArray();
+    if (!holder) luaL_error(L, "write_json: out of memory");
+    **h = holder;
+    add_json(L, idx, 0, holder, NULL);
+    return holder->child;
 }
 
 static int l_write_json(lua_State *L) {
     const char *path = luaL_checkstring(L, 1);
-    cJSON *j = to_json(L, 2, 0);
+    void **h;
+    cJSON *j = to_json(L, 2, &h);
     char err[512];
     int rc = hb_json_write_file(path, j, err, sizeof err);
-    cJSON_Delete(j);
+    cJSON_Delete(*h);
+    *h = NULL;
     if (rc) return luaL_error(L, "%s", err);
     return 0;
 }
 
 static int l_encode_json(lua_State *L) {
-    cJSON *j = to_json(L, 1, 0);
-    char *s = lua_toboolean(L, 2) ? cJSON_Print(j) : cJSON_PrintUnformatted(j);
-    cJSON_Delete(j);
+    int pretty = lua_toboolean(L, 2);
+    lua_settop(L, 1);                           /* the guard goes above the value */
+    void **h;
+    cJSON *j = to_json(L, 1, &h);
+    char *s = pretty ? cJSON_Print(j) : cJSON_PrintUnformatted(j);
+    cJSON_Delete(*h);
+    *h = NULL;
     if (!s) return luaL_error(L, "encode_json: out of memory");
     lua_pushstring(L, s);
     free(s);

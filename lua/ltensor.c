@@ -72,9 +72,9 @@ static int t_release(lua_State *L) {
 int lhb_dim(lua_State *L, int arg, int ndim) {
     lua_Integer d = luaL_checkinteger(L, arg);
     if (d > 0 && d <= ndim) return (int)d - 1;
-    if (d < 0 && -d <= ndim) return (int)(ndim + d);
-    return luaL_error(L, "bad argument #%d: dim %d out of range for a %d-d tensor (dims are 1..%d or -1..-%d)", arg,
-                      (int)d, ndim, ndim, ndim);
+    if (d < 0 && d >= -ndim) return (int)(ndim + d);
+    return luaL_error(L, "bad argument #%d: dim %I out of range for a %d-d tensor (dims are 1..%d or -1..-%d)", arg,
+                      (LUAI_UACINT)d, ndim, ndim, ndim);
 }
 
 static hb_dtype_t parse_dtype(lua_State *L, const char *s, int arg) {
@@ -664,7 +664,8 @@ static int l_is_grad_enabled(lua_State *L) { lua_pushboolean(L, hb_grad_enabled(
 
 /* __index: methods first, then the properties .grad, .requires_grad_, .shape via methods */
 static int m_index(lua_State *L) {
-    lua_getmetatable(L, 1);
+    luaL_checkudata(L, 1, TENSOR_MT);           /* also when __index is called directly with anything */
+    luaL_getmetatable(L, TENSOR_MT);
     lua_getfield(L, -1, "methods");
     lua_pushvalue(L, 2);
     lua_rawget(L, -2);

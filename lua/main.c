@@ -79,12 +79,25 @@ static void l_message(const char *pname, const char *msg) {
     fflush(stderr);
 }
 
+/* A module may set registry["hyblua.on_fatal"] to a function(msg) that must run when an error ends a
+ * non-interactive run: ./hyblua-mpi (lua/lmpi.c) uses it to MPI_Abort the job rather than leave the
+ * other ranks blocked in a collective. Errors inside the hook are ignored. */
+static void fatal_hook(lua_State *L, const char *msg) {
+    if (lua_getfield(L, LUA_REGISTRYINDEX, "hyblua.on_fatal") != LUA_TFUNCTION) {
+        lua_pop(L, 1);
+        return;
+    }
+    lua_pushstring(L, msg);
+    if (lua_pcall(L, 1, 0, 0) != LUA_OK) lua_pop(L, 1);
+}
+
 /* Print the error message on the stack top (if status is an error) and pop it. */
 static int report(lua_State *L, int status) {
     if (status != LUA_OK) {
         const char *msg = lua_tostring(L, -1);
         if (msg == NULL) msg = "(error object is not a string)";
         l_message(progname, msg);
+        if (!interactive) fatal_hook(L, msg);
         lua_pop(L, 1);
     }
     return status;

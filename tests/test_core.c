@@ -329,6 +329,59 @@ int main(void) {
         hb_rng_seed(&b, 43);
         ok(hb_rng_next(&a) != hb_rng_next(&b), "different seeds give different streams");
     }
+    /* ---- float fast paths of the element-wise ops agree with the float64 path ---- */
+    {
+        const hb_unop_t fops[] = {HB_U_EXP, HB_U_SIGMOID, HB_U_LOGSIGMOID, HB_U_SOFTPLUS, HB_U_SILU, HB_U_SQUARE, HB_U_NEG};
+        const int with_inf[] = {1, 1, 1, 1, 0, 1, 1}; /* silu(-inf): float gives -inf, double -inf·0 = NaN */
+        enum { NG = 2001, NE = 4 };
+        int64_t n = NG + NE;
+        for (int u = 0; u < (int)(sizeof fops / sizeof *fops); u++) {
+            hb_tensor_t *x32 = hb_tensor_empty(HB_F32, 1, &n);
+            float *px = hb_data(x32);
+            for (int i = 0; i < NG; i++) px[i] = -30.0f + 60.0f * (float)i / (NG - 1);
+            px[NG] = NAN; px[NG + 1] = with_inf[u] ? INFINITY : 0.5f; px[NG + 2] = with_inf[u] ? -INFINITY : -0.5f;
+            px[NG + 3] = 0.0f;
+            hb_tensor_t *x64 = hb_to_dtype(x32, HB_F64);
+            hb_set_requires_grad(x32, 1); hb_set_requires_grad(x64, 1);
+            hb_tensor_t *y32 = hb_unary(fops[u], x32), *y64 = hb_unary(fops[u], x64);
+            hb_tensor_t *g32 = hb_tensor_full(HB_F32, 1, &n, 0.75), *g64 = hb_tensor_full(HB_F64, 1, &n, 0.75);
+            int okb = hb_backward(y32, g32, 0) == 0 && hb_backward(y64, g64, 0) == 0;
+            double worst = 0, worstg = 0;
+            int nan_ok = 1;
+            const float *a = hb_data(y32), *ga = hb_data(x32->grad);
+            const double *b = hb_data(y64), *gb = hb_data(x64->grad);
+            for (int64_t i = 0; i < n; i++) {
+                if (isnan(b[i]) || isnan(a[i])) { nan_ok &= isnan(b[i]) && isnan(a[i]); continue; }
+                if (isinf(b[i]) || isinf(a[i])) { nan_ok &= a[i] == b[i]; continue; }
+                double e = fabs(a[i] - b[i]) / (fabs(b[i]) + 1e-30);
+                if (fabs(a[i] - b[i]) > 1e-36 && e > worst) worst = e;
+                if (isnan(gb[i]) || isnan(ga[i])) { nan_ok &= isnan(gb[i]) && isnan(ga[i]); continue; }
+                if (isinf(gb[i]) || isinf(ga[i])) { nan_ok &= ga[i] == gb[i]; continue; }
+                e = fabs(ga[i] - gb[i]) / (fabs(gb[i]) + 1e-30);
+                if (fabs(ga[i] - gb[i]) > 1e-36 && e > worstg) worstg = e;
+            }
+            ok(okb && nan_ok && worst < 2e-6 && worstg < 2e-6,
+               "float %s matches float64 on [-30, 30] and NaN/inf (value rel err %.1e, grad %.1e)",
+               hb_unop_name(fops[u]), worst, worstg);
+            hb_tensor_free(x32); hb_tensor_free(x64); hb_tensor_free(y32); hb_tensor_free(y64);
+            hb_tensor_free(g32); hb_tensor_free(g64);
+        }
+        /* cross-entropy's float log-sum-exp (hand-vectorised lanes) vs float64, odd vocabulary */
+        int64_t sz[2] = {7, 3001}, nt = 7;
+        hb_tensor_t *l32 = hb_tensor_empty(HB_F32, 2, sz), *tg = hb_tensor_zeros(HB_I64, 1, &nt);
+        float *pl = hb_data(l32);
+        for (int64_t i = 0; i < sz[0] * sz[1]; i++) pl[i] = (float)(8.0 * sin(0.37 * (double)i));
+        for (int64_t r = 0; r < nt; r++) ((int64_t *)hb_data(tg))[r] = (r * 997) % sz[1];
+        hb_tensor_t *l64 = hb_to_dtype(l32, HB_F64);
+        hb_tensor_t *c32 = hb_cross_entropy(l32, tg, -100), *c64 = hb_cross_entropy(l64, tg, -100);
+        int okk1, okk2;
+        double v32 = hb_item(c32, &okk1), v64 = hb_item(c64, &okk2);
+        ok(fabs(v32 - v64) < 1e-6 * fabs(v64), "float cross-entropy matches float64 over a 3001-word vocabulary (%.9g vs %.9g)", v32, v64);
+        pl[5 * sz[1] + 17] = NAN;
+        hb_tensor_t *cn = hb_cross_entropy(l32, tg, -100);
+        ok(isnan(hb_item(cn, &okk1)), "a NaN logit gives a NaN cross-entropy");
+        hb_tensor_free(l32); hb_tensor_free(l64); hb_tensor_free(tg); hb_tensor_free(c32); hb_tensor_free(c64); hb_tensor_free(cn);
+    }
     (void)shape1;
     return tap_done();
 }

@@ -76,14 +76,41 @@ M.is_null = is_null
 
 local function cerr(fmt, ...) error(string.format("config: " .. fmt, ...), 0) end
 
+-- a value as a message shows it: strings quoted (and cut), tables named, JSON null as null
+local function show(v)
+  if v == NULL then return "null" end
+  if type(v) == "string" then return "'" .. (#v > 40 and v:sub(1, 40) .. "..." or v) .. "'" end
+  if type(v) == "table" then return v[1] ~= nil and "an array" or "an object" end
+  return tostring(v)
+end
+M.show = show
+
+-- sizes (widths, counts, heads) are integers below 2^31, so products of two of them cannot wrap
+local MAX_SIZE = (1 << 31) - 1
+
 local function need_int(cfg, k, min)
   local v = cfg[k]
-  if math.type(v) ~= "integer" then
-    if type(v) == "number" and v == math.floor(v) then cfg[k] = math.tointeger(v); v = cfg[k]
-    else cerr("'%s' must be an integer (got %s)", k, tostring(v)) end
-  end
+  if math.type(v) == "float" and v == math.floor(v) then v = math.tointeger(v) or v end
+  if math.type(v) ~= "integer" then cerr("'%s' must be an integer (got %s)", k, show(v)) end
   if min and v < min then cerr("'%s' must be >= %d (got %d)", k, min, v) end
+  if v > MAX_SIZE then cerr("'%s' = %d is too large (at most %d)", k, v, MAX_SIZE) end
+  cfg[k] = v
   return v
+end
+
+-- a number (not NaN) in [lo, hi]
+local function need_num(cfg, k, lo, hi)
+  local v = cfg[k]
+  if type(v) ~= "number" or v ~= v or v < lo or v > hi then
+    cerr("'%s' must be a number in [%s, %s] (got %s)", k, lo, hi, show(v))
+  end
+  return v
+end
+
+-- a derived size (hidden_size * a ratio): a whole number of at least min that fits MAX_SIZE
+local function derived(what, v, min)
+  if v ~= v or v < min or v > MAX_SIZE then cerr("%s = %s must be in [%d, %d]", what, tostring(v), min, MAX_SIZE) end
+  return math.tointeger(math.floor(v))
 end
 
 -- Normalise one hybrid attention spec (§2) in place.
@@ -97,13 +124,22 @@ local function norm_spec(spec, L, used, idx)
     if used[l] then cerr("attn: layer %d appears twice", l) end
     used[l] = true
   end
-  if math.type(spec.num_heads) ~= "integer" or spec.num_heads < 1 then
+  if math.type(spec.num_heads) ~= "integer" or spec.num_heads < 1 or spec.num_heads > MAX_SIZE then
     cerr("attn[%d].num_heads is required (a positive integer)", idx)
   end
   if is_null(spec.num_kv_heads) then spec.num_kv_heads = spec.num_heads end
+  if math.type(spec.num_kv_heads) ~= "integer" or spec.num_kv_heads < 1 then
+    cerr("attn[%d].num_kv_heads must be a positive integer or null (got %s)", idx, show(spec.num_kv_heads))
+  end
   if spec.qkv_bias == nil then spec.qkv_bias = false end
   if spec.window_size == nil then spec.window_size = NULL end
+  if not is_null(spec.window_size) and (math.type(spec.window_size) ~= "integer" or spec.window_size < 1) then
+    cerr("attn[%d].window_size must be a positive integer or null (got %s)", idx, show(spec.window_size))
+  end
   if spec.rope_theta == nil then spec.rope_theta = 10000.0 end
+  if type(spec.rope_theta) ~= "number" or not (spec.rope_theta > 0) then
+    cerr("attn[%d].rope_theta must be a positive number (got %s)", idx, show(spec.rope_theta))
+  end
   return spec
 end
 
@@ -117,7 +153,7 @@ function M.normalize(user)
     local names = {}
     for k in pairs(types) do names[#names + 1] = k end
     table.sort(names)
-    cerr("unknown model_type '%s' (supported: %s)", tostring(mt), table.concat(names, ", "))
+    cerr("unknown model_type %s (supported: %s)", show(mt), table.concat(names, ", "))
   end
   local cfg = {}
   for k, v in pairs(common) do cfg[k] = v end
@@ -129,23 +165,26 @@ function M.normalize(user)
   local d = need_int(cfg, "hidden_size", 1)
   local L = need_int(cfg, "num_hidden_layers", 1)
   need_int(cfg, "vocab_size", 1)
+  need_num(cfg, "initializer_range", 0, math.huge)
+  need_num(cfg, "norm_eps", 0, 1)
+  if cfg.use_short_conv then need_int(cfg, "conv_size", 1) end
   if not is_null(cfg.attnres_block_size) then
-    cerr("attnres_block_size = %s is not implemented by hyblua (use null)", tostring(cfg.attnres_block_size))
+    cerr("attnres_block_size = %s is not implemented by hyblua (use null)", show(cfg.attnres_block_size))
   end
   if cfg.fuse_cross_entropy == true and cfg.fuse_linear_cross_entropy == true then
     cerr("fuse_cross_entropy and fuse_linear_cross_entropy cannot both be true")
   end
   if cfg.hidden_act ~= "swish" then
-    cerr("hidden_act = '%s' is not supported (hyblua implements 'swish')", tostring(cfg.hidden_act))
+    cerr("hidden_act = %s is not supported (hyblua implements 'swish')", show(cfg.hidden_act))
   end
   if not is_null(cfg.feature_map) then
-    cerr("feature_map = '%s' is not implemented by hyblua (use null)", tostring(cfg.feature_map))
+    cerr("feature_map = %s is not implemented by hyblua (use null)", show(cfg.feature_map))
   end
   -- MLP width (§1.5)
   if is_null(cfg.intermediate_size) then
-    local r = is_null(cfg.hidden_ratio) and 4 or cfg.hidden_ratio
+    local r = is_null(cfg.hidden_ratio) and 4 or need_num(cfg, "hidden_ratio", 0, 1e6)
     local I = math.floor(d * r * 2 / 3)
-    cfg._mlp = 256 * math.ceil(I / 256)
+    cfg._mlp = derived("the MLP width (hidden_size * hidden_ratio * 2/3, rounded up to 256)", 256 * math.ceil(I / 256), 1)
   else
     cfg._mlp = need_int(cfg, "intermediate_size", 1)
   end
@@ -153,6 +192,7 @@ function M.normalize(user)
   cfg._attn_at = {}
   if mt ~= "transformer" and not is_null(cfg.attn) then
     local specs = cfg.attn
+    if type(specs) ~= "table" then cerr("attn must be an object or a list of objects (got %s)", show(specs)) end
     if specs.layers ~= nil or specs.num_heads ~= nil then specs = { specs } end
     local used = {}
     for i, s in ipairs(specs) do
@@ -160,6 +200,7 @@ function M.normalize(user)
       if d % s.num_heads ~= 0 then cerr("attn[%d]: hidden_size %d is not divisible by num_heads %d", i, d, s.num_heads) end
       if s.num_heads % s.num_kv_heads ~= 0 then cerr("attn[%d]: num_heads %d is not a multiple of num_kv_heads %d", i, s.num_heads, s.num_kv_heads) end
       if d // s.num_heads > 256 then cerr("attn[%d]: head dim %d exceeds 256", i, d // s.num_heads) end
+      if (d // s.num_heads) % 2 ~= 0 then cerr("attn[%d]: head dim %d must be even (rotary embeddings)", i, d // s.num_heads) end
       for _, l in ipairs(s.layers) do cfg._attn_at[l] = s end
     end
   end
@@ -170,24 +211,34 @@ function M.normalize(user)
     if d % H ~= 0 then cerr("hidden_size %d is not divisible by num_heads %d", d, H) end
     if H % cfg._kv ~= 0 then cerr("num_heads %d is not a multiple of num_kv_heads %d", H, cfg._kv) end
     if d // H > 256 then cerr("head dim %d exceeds 256", d // H) end
-    if type(cfg.rope_theta) ~= "number" then cerr("rope_theta must be a number") end
+    if (d // H) % 2 ~= 0 then cerr("head dim %d must be even (rotary embeddings)", d // H) end
+    if type(cfg.rope_theta) ~= "number" or not (cfg.rope_theta > 0) then
+      cerr("rope_theta must be a positive number (got %s)", show(cfg.rope_theta))
+    end
+    if not is_null(cfg.window_size) and (math.type(cfg.window_size) ~= "integer" or cfg.window_size < 1) then
+      cerr("window_size must be a positive integer or null (got %s)", show(cfg.window_size))
+    end
   elseif mt == "hgrn" then
-    local E = math.floor(d * cfg.expand_ratio)
+    local E = derived("hidden_size * expand_ratio", d * need_num(cfg, "expand_ratio", 0, MAX_SIZE), 1)
     if cfg.use_lower_bound and E ~= d then cerr("hgrn: expand_ratio must be 1 when use_lower_bound is true (got %s)", tostring(cfg.expand_ratio)) end
     cfg._E = E
   elseif mt == "retnet" or mt == "gla" then
     local H = need_int(cfg, "num_heads", 1)
     cfg._kv = is_null(cfg.num_kv_heads) and H or need_int(cfg, "num_kv_heads", 1)
-    local kd, vd = math.floor(d * cfg.expand_k), math.floor(d * cfg.expand_v)
+    local kd = derived("key_dim (hidden_size * expand_k)", d * need_num(cfg, "expand_k", 0, MAX_SIZE), H)
+    local vd = derived("value_dim (hidden_size * expand_v)", d * need_num(cfg, "expand_v", 0, MAX_SIZE), H)
     if kd % H ~= 0 then cerr("key_dim %d is not divisible by num_heads %d", kd, H) end
     if vd % H ~= 0 then cerr("value_dim %d is not divisible by num_heads %d", vd, H) end
     if H % cfg._kv ~= 0 then cerr("num_heads %d is not a multiple of num_kv_heads %d", H, cfg._kv) end
     cfg._kd, cfg._vd = kd, vd
+    if mt == "gla" and not is_null(cfg.clamp_min) and type(cfg.clamp_min) ~= "number" then
+      cerr("clamp_min must be a number or null (got %s)", show(cfg.clamp_min))
+    end
     if mt == "retnet" and kd // H > 256 then cerr("retnet head key dim %d exceeds 256", kd // H) end
   elseif mt == "hgrn2" then
     if is_null(cfg.expand_ratio) then
       if is_null(cfg.num_heads) then cerr("hgrn2: expand_ratio and num_heads cannot both be null") end
-      cfg.expand_ratio = d // cfg.num_heads
+      cfg.expand_ratio = d // need_int(cfg, "num_heads", 1)
     end
     local E = need_int(cfg, "expand_ratio", 1)
     if d % E ~= 0 then cerr("hgrn2: hidden_size %d is not divisible by expand_ratio %d", d, E) end
@@ -195,11 +246,12 @@ function M.normalize(user)
     cfg._H = d // E
   elseif mt == "delta_net" then
     local H = need_int(cfg, "num_heads", 1)
-    local kd, vd = math.floor(d * cfg.expand_k), math.floor(d * cfg.expand_v)
+    local kd = derived("key_dim (hidden_size * expand_k)", d * need_num(cfg, "expand_k", 0, MAX_SIZE), H)
+    local vd = derived("value_dim (hidden_size * expand_v)", d * need_num(cfg, "expand_v", 0, MAX_SIZE), H)
     if kd % H ~= 0 or vd % H ~= 0 then cerr("key_dim %d / value_dim %d not divisible by num_heads %d", kd, vd, H) end
-    if cfg.qk_norm ~= "l2" and cfg.qk_norm ~= "sum" then cerr("qk_norm = '%s' (expected 'l2' or 'sum')", tostring(cfg.qk_norm)) end
+    if cfg.qk_norm ~= "l2" and cfg.qk_norm ~= "sum" then cerr("qk_norm = %s (expected 'l2' or 'sum')", show(cfg.qk_norm)) end
     local acts = { silu = true, relu = true, elu = true, identity = true }
-    if not acts[cfg.qk_activation] then cerr("qk_activation = '%s' (expected silu, relu, elu or identity)", tostring(cfg.qk_activation)) end
+    if not acts[cfg.qk_activation] then cerr("qk_activation = %s (expected silu, relu, elu or identity)", show(cfg.qk_activation)) end
     cfg._kd, cfg._vd = kd, vd
   elseif mt == "gated_deltanet" then
     local H = need_int(cfg, "num_heads", 1)
@@ -207,11 +259,11 @@ function M.normalize(user)
     local HV = is_null(cfg.num_v_heads) and H or need_int(cfg, "num_v_heads", 1)
     if HV > H and HV % H ~= 0 then cerr("num_v_heads %d must be a multiple of num_heads %d", HV, H) end
     if HV < H then cerr("num_v_heads %d must be >= num_heads %d", HV, H) end
-    local dv = hd * cfg.expand_v
+    local dv = hd * need_num(cfg, "expand_v", 0, MAX_SIZE)
     if math.abs(dv - math.floor(dv + 0.5)) > 1e-5 * math.max(1, dv) then
       cerr("head_dim * expand_v = %s is not an integer", tostring(dv))
     end
-    cfg._HV, cfg._dv = HV, math.floor(dv + 0.5)
+    cfg._HV, cfg._dv = HV, derived("head_dim * expand_v", math.floor(dv + 0.5), 1)
   end
   return cfg
 end

@@ -228,7 +228,27 @@ return function(hb)
         "(or hb.data.sample() for the small committed sample)", 0)
     end
     f:close()
-    return hb.io.read_json(path), path
+    local meta = hb.io.read_json(path)
+    -- meta.json comes from disk: check what load and check_vocab use before trusting it, and keep the
+    -- files it names inside the data directory (no absolute paths, no "..")
+    local function bad(what) error("hb.data: " .. path .. ": " .. what, 0) end
+    local function show(v) return type(v) == "string" and "'" .. v:sub(1, 60) .. "'" or tostring(v) end
+    if type(meta) ~= "table" then bad("expected a JSON object (the meta.json hb.data.prepare writes)") end
+    if math.type(meta.vocab_size) ~= "integer" or meta.vocab_size < 1 then
+      bad("'vocab_size' must be a positive integer, got " .. show(meta.vocab_size))
+    end
+    local function check_file(f, key)
+      if f ~= nil and (type(f) ~= "string" or f == "" or f:sub(1, 1) == "/" or ("/" .. f .. "/"):find("/../", 1, true)) then
+        bad(string.format("'%s' must be a file name inside the data directory, got %s", key, show(f)))
+      end
+    end
+    for _, k in ipairs { "train", "val" } do
+      if type(meta[k]) ~= "table" then bad(string.format("'%s' must be an object ({tokens, bytes, file, ...})", k)) end
+      check_file(meta[k].file, k .. ".file")
+    end
+    if meta.tokenizer ~= nil and type(meta.tokenizer) ~= "table" then bad("'tokenizer' must be an object") end
+    if meta.tokenizer then check_file(meta.tokenizer.file, "tokenizer.file") end
+    return meta, path
   end
 
   function data.check_vocab(meta, vocab_size)

@@ -234,7 +234,9 @@ return function(hb)
     hb.no_grad(function()
       while i <= #wins do
         local L = wins[i].L
-        local bs = opts.batch_size or math.max(1, (1 << 25) // (L * V))
+        -- default batch: about 4096 tokens (a training batch's size, so evaluating mid-run does not raise the
+        -- process's peak memory) and at most 2^25 logits
+        local bs = opts.batch_size or math.max(1, math.min((1 << 25) // (L * V), 4096 // L))
         local j = i
         while j + 1 <= #wins and j + 1 - i < bs and wins[j + 1].L == L do j = j + 1 end
         local B = j - i + 1

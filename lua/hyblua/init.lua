@@ -2,7 +2,7 @@
 -- tensors, nn functions and mixer kernels, then calls the function returned here to add the pure-Lua
 -- parts. Each part is a module returning function(hb) that installs itself into hb:
 --   eager: optim, models, schedule, train, config, data, tokenizer (cheap, used by every recipe)
---   lazy:  eval (loaded on first use of hb.eval)
+--   lazy:  eval, recipe, dist (loaded on first use of hb.eval, hb.recipe, hb.dist)
 return function(hb)
   local function load(name)
     local ok, mod = pcall(require, "hyblua." .. name)
@@ -14,7 +14,7 @@ return function(hb)
     if type(mod) == "function" then mod(hb) end
   end
   for _, name in ipairs { "optim", "models", "schedule", "train", "config", "data", "tokenizer" } do load(name) end
-  local lazy = { eval = true, recipe = true }
+  local lazy = { eval = true, recipe = true, dist = true }
   setmetatable(hb, {
     __index = function(t, k)
       if lazy[k] then

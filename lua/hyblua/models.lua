@@ -17,8 +17,30 @@ return function(hb)
   Model.__index = Model
 
   -- ---- parameters ---------------------------------------------------------------------------------
+  -- The largest model new/from_tensors/load_pretrained build, in parameters (4 bytes each in float32):
+  -- a config asking for more is refused with a message before anything is allocated (a typo such as
+  -- hidden_size 40960000 must not take the machine down). Raise it for a bigger machine.
+  models.max_params = 2 ^ 34
+
+  local function too_big(n)
+    return string.format("config: the model would have at least %.4g parameters (%.1f GiB in float32), more " ..
+      "than hb.models.max_params = %.4g; check hidden_size, num_hidden_layers, vocab_size and the expansion " ..
+      "ratios, or raise hb.models.max_params", n, n * 4 / 2 ^ 30, models.max_params)
+  end
+
   -- declare(name, shape, init): init is {"normal", std} | {"ones"} | {"zeros"} | {"A_log"} | {"dt_bias"}
+  -- Checks the shape (non-negative integers) and keeps the running parameter count under max_params.
   local function declare(m, name, shape, init, no_decay)
+    local n = 1.0
+    for k, v in ipairs(shape) do
+      if math.type(v) ~= "integer" or v < 0 then
+        error(string.format("config: parameter '%s' would have size %s in dimension %d (sizes must be " ..
+          "non-negative integers; check the config's sizes and ratios)", name, tostring(v), k), 0)
+      end
+      n = n * v
+    end
+    m._nparams = (m._nparams or 0) + n
+    if m._nparams > models.max_params then error(too_big(m._nparams), 0) end
     m._order[#m._order + 1] = name
     m._spec[name] = { shape = shape, init = init, no_decay = no_decay }
   end
@@ -460,7 +482,11 @@ return function(hb)
   -- resolve custom mixer placements to plain layer lists (what config.json stores) → i → spec
   local function custom_layers(cfg)
     local at, resolved = {}, {}
-    for k, spec0 in ipairs(cfg.custom_mixers or {}) do
+    local list = cfg.custom_mixers
+    if list == nil or list == hb.io.null then list = {} end
+    if type(list) ~= "table" then error("config: custom_mixers must be a list of {mixer =, layers =} (got " .. C.show(list) .. ")", 0) end
+    for k, spec0 in ipairs(list) do
+      if type(spec0) ~= "table" then error(string.format("config: custom_mixers[%d] must be an object (got %s)", k, C.show(spec0)), 0) end
       local spec = {}
       for kk, vv in pairs(spec0) do spec[kk] = vv end
       resolved[k] = spec
@@ -480,6 +506,9 @@ return function(hb)
   end
 
   local function build(cfg_in)
+    if type(cfg_in) ~= "table" then
+      error("config: expected a table (a JSON object in config.json), got " .. C.show(cfg_in), 0)
+    end
     local user = {}
     for k, v in pairs(cfg_in) do user[k] = v end
     if user.attn ~= nil and hb.schedule then
@@ -493,6 +522,9 @@ return function(hb)
     if custom then cfg.custom_mixers = resolved end
     local m = setmetatable({ config = cfg, _order = {}, _spec = {}, params = {}, mode = "chunk", layers = {} }, Model)
     local d, L, V = cfg.hidden_size, cfg.num_hidden_layers, cfg.vocab_size
+    -- a lower bound first (embeddings + every layer's MLP), so a huge num_hidden_layers fails at once
+    local least = 1.0 * V * d + 3.0 * L * d * cfg._mlp
+    if least > models.max_params then error(too_big(least), 0) end
     local std = { "normal", cfg.initializer_range }
     declare(m, "model.embeddings.weight", { V, d }, std)
     if (cfg.model_type == "hgrn" or cfg.model_type == "hgrn2") and cfg.use_lower_bound then
@@ -804,7 +836,7 @@ return function(hb)
 
   -- save_pretrained(dir [, {dtype = "bf16"}]): config.json + model.safetensors as fla writes them
   function Model:save_pretrained(dir, opts)
-    os.execute("mkdir -p '" .. dir:gsub("'", "'\\''") .. "'")
+    hb.data.mkdir(dir)
     local cfg = C.to_json(self.config, hb.io.null)
     cfg.dtype = (opts and opts.dtype == "bf16") and "bfloat16" or "float32"
     cfg.torch_dtype = cfg.dtype

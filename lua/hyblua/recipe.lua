@@ -44,7 +44,8 @@ return function(hb)
       train = {
         steps = 400, batch_size = 16, seq_len = 256, grad_accum = 1, lr = 3e-3, min_lr = 3e-4, warmup = 50,
         schedule = "cosine", weight_decay = 0.1, clip = 1.0, eval_every = 200, save_every = 200, keep = 2,
-        mode = "chunk", resume = true,
+        mode = "chunk", resume = true, data_parallel = false, bucket_mb = 25, check_every = 100,
+        matmul_precision = "fp32", -- "bf16": mixed-precision projections/MLP/LM head (hb.set_matmul_precision)
       },
       eval = { val_tokens = 32768, probe = 64 },
     }
@@ -149,20 +150,46 @@ return function(hb)
     apply_preset(defaults, preset)
     if tiny then defaults.model.head_dim = math.min(defaults.model.head_dim, 16); defaults.model.expand_ratio = 16; defaults.attn_heads = 2 end
     local cfg = hb.config.parse_args(args, defaults)
+    -- data parallel (docs/distributed.md): train.batch_size is the global batch, split across ranks
+    local dp
+    if cfg.train.data_parallel then
+      dp = hb.dist.init()
+      hb.dist.check_same(dp, "the configurations (command line, --config files)", cfg)
+      hb.dist.rows(cfg.train.batch_size, dp)
+      if not (cfg.threads and cfg.threads > 0) then hb.set_num_threads(hb.dist.default_threads(dp)) end
+    elseif hb.dist.launched_size() > 1 then
+      error(string.format("recipe: started as one of %d ranks but train.data_parallel is false, so every rank would " ..
+        "train the same model into the same directory; add --set train.data_parallel=true", hb.dist.launched_size()), 0)
+    end
+    local root = not dp or dp.rank == 0
     if cfg.threads and cfg.threads > 0 then hb.set_num_threads(cfg.threads) end
     local out = (cfg.out ~= "" and cfg.out) or ("runs/" .. cfg.name .. (cfg.tiny and "-tiny" or (cfg.size ~= "small" and "-" .. cfg.size or "")))
-    os.execute("mkdir -p " .. sh(out))
-    hb.config.save(out .. "/config.yaml", cfg, "effective configuration of " .. cfg.name)
+    if root then
+      os.execute("mkdir -p " .. sh(out))
+      hb.config.save(out .. "/config.yaml", cfg, "effective configuration of " .. cfg.name)
+    end
 
     local t0 = hb.now()
-    local train_shard, val_shard, meta = R.open_data(cfg)
+    local train_shard, val_shard, meta
+    if not dp then
+      train_shard, val_shard, meta = R.open_data(cfg)
+    elseif root then -- rank 0 prepares the sample cache if needed while the others wait
+      train_shard, val_shard, meta = R.open_data(cfg)
+      hb.mpi.barrier()
+    else
+      hb.mpi.barrier()
+      train_shard, val_shard, meta = R.open_data(cfg)
+    end
     hb.manual_seed(cfg.seed)
     local model = hb.models.new(R.model_config(cfg), { seed = cfg.seed })
     model:set_mode(cfg.train.mode)
     local B, T = cfg.train.batch_size, cfg.train.seq_len
-    io.stderr:write(string.format("%s: %s %s, %.2fM parameters, layers %s, %d steps of %dx%d tokens → %s\n",
-      cfg.name, model.config.model_type, cfg.ratio > 0 and (cfg.ratio .. ":1") or "pure", model:num_parameters() / 1e6,
-      hb.schedule.describe(model.config), cfg.train.steps, B, T, out))
+    if root then
+      io.stderr:write(string.format("%s: %s %s, %.2fM parameters, layers %s, %d steps of %dx%d tokens%s → %s\n",
+        cfg.name, model.config.model_type, cfg.ratio > 0 and (cfg.ratio .. ":1") or "pure", model:num_parameters() / 1e6,
+        hb.schedule.describe(model.config), cfg.train.steps, B, T,
+        dp and string.format(" over %d ranks × %d threads", dp.size, hb.get_num_threads()) or "", out))
+    end
     local bpt = (meta.val_bytes and meta.val_tokens and meta.val_tokens > 0) and meta.val_bytes / meta.val_tokens or 1
     local val_tokens = math.min(cfg.eval.val_tokens, val_shard:len() - 1)
     local function val_loss(m)
@@ -176,8 +203,12 @@ return function(hb)
       weight_decay = cfg.train.weight_decay, clip = cfg.train.clip, val = val_loss,
       eval_every = cfg.train.eval_every, save_every = cfg.train.save_every, keep = cfg.train.keep,
       out = out, log = out .. "/metrics.jsonl", resume = cfg.train.resume, seed = cfg.seed,
+      data_parallel = dp ~= nil, bucket_mb = cfg.train.bucket_mb, check_every = cfg.train.check_every,
+      matmul_precision = cfg.train.matmul_precision,
     }
     if tr.interrupted then return { interrupted = true, checkpoint = tr.checkpoint } end
+    -- evaluation, the final model and results are rank 0's; the other ranks are done
+    if not root then return { rank = dp.rank, steps = cfg.train.steps, losses = tr.losses }, cfg end
     local ev = hb.eval.lm(model, val_shard, { T = T, max_tokens = val_tokens, bytes_per_token = bpt })
     local probe = R.recall_probe(model, cfg.model.vocab_size, cfg.eval.probe, 8, cfg.seed + 1)
     local eff = hb.eval.efficiency(model, { N = T })

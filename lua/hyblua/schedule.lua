@@ -23,8 +23,17 @@ return function(hb)
     return setmetatable({ pick = pick, spec = spec, name = name }, Sched)
   end
 
+  -- depths are checked before any loop over them: a typo'd 2^40 must not hang the REPL
+  local MAX_DEPTH = 1 << 20
+  local function check_depth(L, who)
+    if math.type(L) ~= "integer" or L < 0 or L > MAX_DEPTH then
+      error(string.format("%s: the number of layers must be an integer in [0, %d], got %s", who, MAX_DEPTH, tostring(L)), 3)
+    end
+  end
+
   -- the fla attn spec for depth L (nil when no layer is attention)
   function Sched:resolve(L)
+    check_depth(L, "schedule '" .. tostring(self.name) .. "'")
     local layers = {}
     for i = 0, L - 1 do if self.pick(i, L) then layers[#layers + 1] = i end end
     if #layers == 0 then return nil end
@@ -79,6 +88,7 @@ return function(hb)
   -- attention, C a custom (Lua-defined) mixer — e.g. "LLLALLLA"
   function S.describe(cfg)
     local L = cfg.num_hidden_layers
+    check_depth(L, "schedule.describe")
     local at = {}
     if cfg.model_type == "transformer" then return string.rep("A", L) end
     local attn = cfg.attn

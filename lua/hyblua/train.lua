@@ -10,6 +10,14 @@
 -- optimiser step count, RNG state, seed). Each is written into a temporary directory, fsynced, then
 -- renamed into place, so a crash never leaves a half-written checkpoint under the final name. Resume
 -- takes the newest checkpoint that loads; a corrupt one is reported and skipped.
+--
+-- Data parallel (data_parallel = true, ./hyblua-mpi under mpirun; docs/distributed.md): every rank
+-- draws the same global micro-batch k and trains on its row slice (hb.dist.rows); after the backward
+-- pass the gradients are averaged with bucketed MPI_Allreduce (hb.mpi.allreduce_grads) and every rank
+-- takes the same optimiser step. Rank 0 alone reads and writes checkpoints, writes the JSONL log and
+-- prints progress; at start it broadcasts its weights, optimiser state, step and RNG state, so the run
+-- directory need not be visible to the other ranks. The weights are compared across ranks every
+-- check_every steps and before each checkpoint (an exact checksum; drift raises, naming step and ranks).
 return function(hb)
   local train = {}
 
@@ -38,12 +46,17 @@ return function(hb)
   end
 
   -- ---- small file helpers --------------------------------------------------------------------------
-  local function sh_quote(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
-  local function mkdir_p(d) os.execute("mkdir -p " .. sh_quote(d)) end
-  local function rm_rf(d) os.execute("rm -rf " .. sh_quote(d)) end
+  -- paths go to the shell quoted and after "--" (a path may start with "-"); NUL cannot be passed
+  local function sh_quote(s)
+    if type(s) ~= "string" then error("train: a checkpoint path must be a string, got a " .. type(s), 0) end
+    if s:find("\0", 1, true) then error("train: checkpoint path contains a NUL byte", 0) end
+    return "'" .. s:gsub("'", "'\\''") .. "'"
+  end
+  local function mkdir_p(d) os.execute("mkdir -p -- " .. sh_quote(d)) end
+  local function rm_rf(d) os.execute("rm -rf -- " .. sh_quote(d)) end
   local function listdir(d)
     local out = {}
-    local p = io.popen("ls -1 " .. sh_quote(d) .. " 2>/dev/null")
+    local p = io.popen("ls -1 -- " .. sh_quote(d) .. " 2>/dev/null")
     if p then for l in p:lines() do out[#out + 1] = l end p:close() end
     return out
   end
@@ -69,24 +82,42 @@ return function(hb)
   end
 
   -- write a checkpoint atomically; returns its path
+  -- remove a checkpoint directory: renamed out of the ckpt-N namespace first (atomic), so that a
+  -- process killed during the deletion never leaves a half-deleted ckpt-N for resume to find
+  local function remove_dir(path)
+    local trash = path .. ".del"
+    rm_rf(trash)
+    if os.rename(path, trash) then rm_rf(trash) else rm_rf(path) end
+  end
+
+  -- write a checkpoint atomically; returns its path. A failed write (disk full, ...) removes what it
+  -- wrote and raises "checkpoint of step N (dir/ckpt-N) could not be written: <reason>"; the
+  -- checkpoints already there are untouched.
   function train.save_checkpoint(dir, step, model, opt, extra)
     mkdir_p(dir)
     local final = dir .. "/" .. ckpt_name(step)
     local tmp = final .. ".tmp"
     rm_rf(tmp)
     mkdir_p(tmp)
-    model:save_pretrained(tmp)
-    if opt then
-      local names = param_names(model)
-      hb.io.save_safetensors(tmp .. "/optimizer.safetensors", opt:state_tensors(names), { step = tostring(opt.t) })
+    local ok, err = pcall(function()
+      model:save_pretrained(tmp)
+      if opt then
+        local names = param_names(model)
+        hb.io.save_safetensors(tmp .. "/optimizer.safetensors", opt:state_tensors(names), { step = tostring(opt.t) })
+      end
+      local state = { step = step, opt_t = opt and opt.t or 0, rng = hb.get_rng_state(), version = hb.version }
+      for k, v in pairs(extra or {}) do state[k] = v end
+      hb.io.write_json(tmp .. "/trainer_state.json", state)
+      hb.fsync(tmp)
+    end)
+    if not ok then
+      rm_rf(tmp)
+      error(string.format("checkpoint of step %d (%s) could not be written: %s", step, final,
+        (tostring(err):gsub("^[^:]*%.lua:%d+: ", ""))), 0)
     end
-    local state = { step = step, opt_t = opt and opt.t or 0, rng = hb.get_rng_state(), version = hb.version }
-    for k, v in pairs(extra or {}) do state[k] = v end
-    hb.io.write_json(tmp .. "/trainer_state.json", state)
-    hb.fsync(tmp)
-    rm_rf(final)
-    local ok, err = os.rename(tmp, final)
-    if not ok then error("checkpoint: cannot rename " .. tmp .. " → " .. final .. ": " .. tostring(err), 0) end
+    if exists(final) then remove_dir(final) end   -- saving a step again: the old copy goes first
+    local ok2, err2 = os.rename(tmp, final)
+    if not ok2 then error("checkpoint: cannot rename " .. tmp .. " → " .. final .. ": " .. tostring(err2), 0) end
     hb.fsync(dir)
     return final
   end
@@ -143,7 +174,12 @@ return function(hb)
   --           | loss_fn=function(k) → scalar loss tensor, tokens (any objective, e.g. MQAR),
   --           steps=, grad_accum=1, lr=, min_lr=, warmup=, schedule=, decay_frac=, betas=, eps=,
   --           weight_decay=, clip=, val=function(model) → loss, eval_every=, log=path.jsonl,
-  --           out=dir, save_every=, keep=, resume=true, progress=true|false, log_every=, name= }
+  --           out=dir, save_every=, keep=, resume=true, progress=true|false, log_every=, name=,
+  --           data_parallel=false, bucket_mb=25, check_every=100, matmul_precision="fp32"|"bf16" }
+  -- matmul_precision: hb.set_matmul_precision for this run's steps and validations (restored on return);
+  -- nil leaves the process-wide setting as it is.
+  -- With data_parallel, batch(k) returns the GLOBAL micro-batch (every rank keeps its rows) and
+  -- loss_fn(k, ctx) is called with ctx = {rank=, size=, ...} and must return this rank's share.
   -- returns { step=, losses={...}, val={...}, interrupted=bool, checkpoint=path }
   function hb.train(o)
     assert(type(o) == "table", "hb.train{...} expects a table")
@@ -152,6 +188,10 @@ return function(hb)
     if not batch and not o.loss_fn then error("hb.train: 'batch' (function(k) → ids) or 'loss_fn' is required", 2) end
     local steps = o.steps or error("hb.train: 'steps' is required", 2)
     local accum = o.grad_accum or 1
+    local mm = o.matmul_precision
+    if mm ~= nil and mm ~= "fp32" and mm ~= "bf16" then
+      error("hb.train: matmul_precision must be \"fp32\" or \"bf16\" (got " .. tostring(mm) .. ")", 2)
+    end
     local lr_opts = { lr = o.lr or 1e-3, min_lr = o.min_lr or (o.lr or 1e-3) * 0.1, warmup = o.warmup or 0,
                       schedule = o.schedule or "cosine", steps = steps, decay_frac = o.decay_frac }
     local names = param_names(model)
@@ -174,10 +214,14 @@ return function(hb)
     function opt:state_tensors() return orig_state_tensors(self, opt_names) end
     function opt:load_state_tensors(_, t, n) return orig_load(self, opt_names, t, n) end
 
+    local dp = o.data_parallel and hb.dist.init() or nil
+    local root = not dp or dp.rank == 0
+    local bucket_bytes = math.floor((o.bucket_mb or 25) * 1048576)
+    local check_every = o.check_every or 100
     local out = o.out
     local start = 0
-    local res = { losses = {}, val = {}, interrupted = false }
-    if out and o.resume ~= false then
+    local res = { losses = {}, val = {}, interrupted = false, rank = dp and dp.rank, ranks = dp and dp.size }
+    if out and o.resume ~= false and root then
       for _, c in ipairs(train.checkpoints(out)) do
         local ok, st = pcall(train.load_checkpoint, c.path, model, opt)
         if ok then
@@ -190,8 +234,29 @@ return function(hb)
         end
       end
     end
+    -- data parallel: every rank starts from rank 0's state (fresh or resumed)
+    if dp then
+      local st = hb.io.decode_json(hb.mpi.bcast_string(root and hb.io.encode_json(
+        { start = start, opt_t = opt.t, rng = hb.get_rng_state() }) or nil, 0))
+      if not root then start, opt.t = st.start, st.opt_t; hb.set_rng_state(st.rng) end
+      if start == 0 then
+        hb.dist.check_same(dp, "the initial weights (seed or model configuration)", hb.mpi.checksum(ordered))
+      end
+      for _, p in ipairs(ordered) do hb.mpi.bcast(p, 0) end
+      if st.opt_t > 0 then
+        for _, p in ipairs(ordered) do
+          local s = opt.state[p]
+          if not s then
+            s = { m = hb.zeros(p:shape(), p:dtype()), v = hb.zeros(p:shape(), p:dtype()) }
+            opt.state[p] = s
+          end
+          hb.mpi.bcast(s.m, 0)
+          hb.mpi.bcast(s.v, 0)
+        end
+      end
+    end
     local logf
-    if o.log then
+    if o.log and root then
       local d = o.log:match("^(.*)/[^/]*$")
       if d then mkdir_p(d) end
       logf = assert(io.open(o.log, start > 0 and "a" or "w"))
@@ -199,29 +264,39 @@ return function(hb)
     local function log(rec)
       if logf then logf:write(hb.io.encode_json(rec), "\n"); logf:flush() end
     end
-    local tty = o.progress ~= false and hb.isatty(2)
+    local tty = root and o.progress ~= false and hb.isatty(2)
     local log_every = o.log_every or math.max(1, steps // 20)
     local t0 = os.clock and hb.now and hb.now() or os.time()
     local clock = hb.now or os.time
     local tstart = clock()
     local tokens_done = 0
-    local last_ckpt = (out and train.checkpoints(out)[1] or {}).path
+    local last_ckpt = (out and root and train.checkpoints(out)[1] or {}).path
     local prev_defer = hb.defer_interrupts(true)
     local function finish()
       hb.defer_interrupts(prev_defer)
       if logf then logf:close() end
       if tty then io.stderr:write("\n") end
     end
+    local function verify(step)
+      if dp then hb.dist.check_same(dp, string.format("the weights after step %d", step), hb.mpi.checksum(ordered)) end
+    end
     local function save(step)
       if not out then return nil end
-      last_ckpt = train.save_checkpoint(out, step, model, opt, { seed = o.seed, name = o.name })
+      verify(step)
+      if not root then return nil end
+      local ok, path = pcall(train.save_checkpoint, out, step, model, opt, { seed = o.seed, name = o.name })
+      if not ok then   -- e.g. the disk is full: stop rather than train on without a way to save
+        error(string.format("training stopped: %s; the last good checkpoint is %s", tostring(path),
+          last_ckpt or "(none: no checkpoint was written)"), 0)
+      end
+      last_ckpt = path
       local keep = o.keep or 3
       local all = train.checkpoints(out)
-      for i = keep + 1, #all do rm_rf(all[i].path) end
+      for i = keep + 1, #all do remove_dir(all[i].path) end
       return last_ckpt
     end
     local function validate(step)
-      if not o.val then return end
+      if not o.val or not root then return end
       local v = hb.no_grad(function() return o.val(model) end)
       res.val[#res.val + 1] = { step = step, loss = v }
       log({ step = step, val_loss = v })
@@ -229,6 +304,8 @@ return function(hb)
       return v
     end
 
+    local prev_mm = hb.matmul_precision()
+    if mm then hb.set_matmul_precision(mm) end
     local ok, err = pcall(function()
       for step = start + 1, steps do
         local lr = train.lr_at(step, lr_opts)
@@ -238,10 +315,11 @@ return function(hb)
           local k = (step - 1) * accum + a
           local loss, mtok
           if o.loss_fn then
-            loss, mtok = o.loss_fn(k)
+            loss, mtok = o.loss_fn(k, dp)
           else
             local ids = batch(k)
             if type(ids) == "table" then ids = hb.tensor(ids, "int64") end
+            if dp then ids = ids:narrow(1, hb.dist.rows(ids:size(1), dp)) end
             loss, mtok = model:loss(ids), ids:size(1) * (ids:size(2) - 1)
           end
           local lv = loss:item()
@@ -253,6 +331,22 @@ return function(hb)
           if accum > 1 then loss = loss / accum end
           loss:backward()
           ntok = ntok + (mtok or 0)
+        end
+        local stop, comm_s, wait_s = false, nil, nil
+        if dp then
+          -- average the gradients; the reported loss is the global mean (equal rows per rank). The
+          -- barrier first separates waiting for the slowest rank (wait_s) from the transfer (comm_s).
+          local tc = hb.now()
+          hb.mpi.barrier()
+          wait_s = hb.now() - tc
+          comm_s = hb.mpi.allreduce_grads(ordered, bucket_bytes, "avg")
+          local tv = hb.now()
+          local v = hb.mpi.allreduce_values({ total, ntok, hb.interrupted() and 1 or 0 }, "sum")
+          comm_s = comm_s + (hb.now() - tv)
+          total, ntok, stop = v[1] / dp.size, math.tointeger(v[2]) or v[2], v[3] > 0
+          res.allreduce_s = (res.allreduce_s or 0) + comm_s
+          res.wait_s = (res.wait_s or 0) + wait_s
+          res.sync_s = (res.sync_s or 0) + (hb.now() - tc)
         end
         local gnorm = hb.optim.clip_grad_norm(ordered, o.clip == nil and 1.0 or o.clip)
         if not is_finite(gnorm) then
@@ -266,7 +360,8 @@ return function(hb)
         local el = clock() - tstart
         local rate = tokens_done / math.max(el, 1e-9)
         local eta = (steps - step) * el / math.max(step - start, 1)
-        log({ step = step, loss = total, lr = lr, grad_norm = gnorm, tokens = step * ntok, tok_per_s = rate, time = el })
+        log({ step = step, loss = total, lr = lr, grad_norm = gnorm, tokens = step * ntok, tok_per_s = rate, time = el,
+              ranks = dp and dp.size, allreduce_s = comm_s, wait_s = wait_s })
         if o.on_step then o.on_step(step, { loss = total, lr = lr, grad_norm = gnorm }) end
         if o.step_delay and o.step_delay > 0 then hb.sleep(o.step_delay) end
         if tty then
@@ -274,24 +369,27 @@ return function(hb)
           local filled = math.floor(w * step / steps)
           io.stderr:write(string.format("\r%s [%s%s] %d/%d | loss %.4f | lr %.2e | %s tok/s | ETA %s  ",
             o.name or "train", string.rep("#", filled), string.rep(".", w - filled), step, steps, total, lr, fmt_rate(rate), fmt_time(eta)))
-        elseif step % log_every == 0 or step == steps then
+        elseif root and (step % log_every == 0 or step == steps) then
           io.stderr:write(string.format("step %d/%d loss %.4f lr %.2e %s tok/s ETA %s\n", step, steps, total, lr, fmt_rate(rate), fmt_time(eta)))
         end
         if o.eval_every and step % o.eval_every == 0 and step < steps then validate(step) end
-        if o.save_every and step % o.save_every == 0 and step < steps then save(step) end
-        if hb.interrupted() then
+        if o.save_every and step % o.save_every == 0 and step < steps then save(step)
+        elseif dp and step % check_every == 0 then verify(step) end
+        if stop or (not dp and hb.interrupted()) then
           res.interrupted = true
           res.checkpoint = save(step)
-          io.stderr:write(string.format("\ninterrupted at step %d%s\n", step,
-            res.checkpoint and ("; saved " .. res.checkpoint .. " — run the same command to resume") or ""))
+          if root then io.stderr:write(string.format("\ninterrupted at step %d%s\n", step,
+            res.checkpoint and ("; saved " .. res.checkpoint .. " — run the same command to resume") or "")) end
           return
         end
       end
       if res.step == steps or start == steps then
         validate(steps)
         res.checkpoint = save(steps)
+        if not out then verify(steps) end
       end
     end)
+    hb.set_matmul_precision(prev_mm)
     finish()
     if not ok then error(err, 0) end
     res.elapsed = clock() - tstart
@@ -302,6 +400,12 @@ return function(hb)
   -- a deterministic pseudo-corpus for tests and demos: row b of micro-batch k is a repeated random
   -- phrase (so models can learn it), a pure function of (k, b)
   function train.synthetic_batch(k, B, T, V)
+    for _, a in ipairs({ { "k", k, 0 }, { "B", B, 1 }, { "T", T, 1 }, { "V", V, 1 } }) do
+      if math.type(a[2]) ~= "integer" or a[2] < a[3] then
+        error(string.format("synthetic_batch: %s must be an integer >= %d, got %s", a[1], a[3], tostring(a[2])), 2)
+      end
+    end
+    if B > (1 << 24) // T then error(string.format("synthetic_batch: B·T = %d·%d is over 2^24 tokens", B, T), 2) end
     local rows = {}
     for b = 1, B do
       local x = (k * 7919 + b * 104729) % 2147483647

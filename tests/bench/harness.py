@@ -74,7 +74,7 @@ class Runner:
         self.verbose = verbose
         self.failures = []
 
-    def run(self, tag, argv, env=None, timeout=900):
+    def run(self, tag, argv, env=None, timeout=900, expect_json=True):
         t0 = time.time()
         try:
             p = subprocess.run(argv, cwd=ROOT, env=env or self.env, capture_output=True, text=True, timeout=timeout)
@@ -83,18 +83,20 @@ class Runner:
             print(f"  [{tag}] TIMEOUT", flush=True)
             return []
         out = []
-        for line in p.stdout.splitlines():
-            line = line.strip()
-            if line.startswith("{"):
-                try:
-                    rec = json.loads(line)
-                except json.JSONDecodeError:
-                    continue
+        # every top-level JSON object in stdout, one per line or pretty-printed over several
+        dec, text, i = json.JSONDecoder(), p.stdout, 0
+        while (j := text.find("{", i)) >= 0:
+            try:
+                rec, i = dec.raw_decode(text, j)
+            except json.JSONDecodeError:
+                i = j + 1
+                continue
+            if isinstance(rec, dict):
                 rec["_tag"] = tag
                 out.append(rec)
                 self.raw.write(json.dumps(rec) + "\n")
         self.raw.flush()
-        if p.returncode != 0 or not out:
+        if p.returncode != 0 or (expect_json and not out):
             msg = (p.stderr or p.stdout).strip().splitlines()[-3:]
             self.failures.append(f"{tag}: exit {p.returncode}: {' | '.join(msg)}")
             print(f"  [{tag}] FAILED: {' | '.join(msg)}", flush=True)
@@ -249,6 +251,120 @@ def model_section(r, work, grid, steps, warmup, nfwd, dprompt, dnew, fwd_max):
     return rows
 
 
+# (trans, M, N, K, what it is in a training step: 4096 tokens, d 256 / 512, MLP 768 / 1536, vocab 4096)
+BF16_SHAPES = [("NN", 1024, 1024, 1024, "square"),
+               ("NT", 4096, 768, 256, "d 256: MLP up/gate, forward (x·Wᵀ)"),
+               ("NN", 4096, 256, 768, "d 256: MLP down, input gradient (g·W)"),
+               ("TN", 256, 768, 4096, "d 256: MLP weight gradient (xᵀ·g)"),
+               ("NT", 4096, 4096, 256, "d 256: LM head, forward"),
+               ("TN", 256, 4096, 4096, "d 256: LM head, weight gradient"),
+               ("NT", 4096, 1536, 512, "d 512: MLP up/gate, forward"),
+               ("NN", 4096, 512, 1536, "d 512: MLP down, input gradient"),
+               ("TN", 512, 1536, 4096, "d 512: MLP weight gradient")]
+BF16_MODELS = [("gated_deltanet", False), ("gla", False), ("transformer", False), ("gated_deltanet", True)]
+BF16_VARIANTS = [("hyblua", "fp32"), ("hyblua", "bf16"), ("torch", "fp32"), ("torch", "bf16")]
+
+
+def bf16_section(r, work, quick, fixtures, acc_steps):
+    """The optional bf16 matmul mode, measured in one run: hb_matmul fp32 vs bf16 GFLOP/s at 1 and 2
+    threads (kernels_bench gemm; the two alternate in one process), torch's fp32 and bf16 (oneDNN) 1024³
+    matmul, training tokens/s of hyblua fp32 / bf16 and torch fp32 / bf16 (F.linear under autocast), each a
+    fresh process, the order rotating, best of the rounds; the accuracy on the fixtures; and the same
+    recipe trained fp32 vs bf16 (acc_steps steps, 0 = skip)."""
+    res = {"gemm": [], "torch_matmul": {}, "models": [], "fixtures": [], "train": {}}
+    reps, rounds = (3, 1) if quick else (6, 2)
+    spec = ",".join(f"{t}:{m}:{n}:{k}" for t, m, n, k, _ in BF16_SHAPES)
+    for th in sorted({1, r.threads}):
+        env = dict(r.env, HYBLUA_NUM_THREADS=str(th), OPENBLAS_NUM_THREADS=str(th), OMP_NUM_THREADS=str(th))
+        best = {}
+        for _ in range(2):   # two processes, best of each
+            for rec in r.run(f"bf16-gemm-t{th}", [KBENCH, "gemm", spec, str(reps)], env=env):
+                key = (rec["trans"], rec["M"], rec["N"], rec["K"])
+                old = best.get(key)
+                if old:
+                    rec["fp32_best_s"] = min(rec["fp32_best_s"], old["fp32_best_s"])
+                    rec["bf16_best_s"] = min(rec["bf16_best_s"], old["bf16_best_s"])
+                best[key] = rec
+        for t, m, n, k, role in BF16_SHAPES:
+            rec = best.get((t, m, n, k))
+            if rec:
+                fl = 2.0 * m * n * k
+                res["gemm"].append({"trans": t, "M": m, "N": n, "K": k, "role": role, "threads": th,
+                                    "native": rec["native"], "gflops_fp32": fl / rec["fp32_best_s"] / 1e9,
+                                    "gflops_bf16": fl / rec["bf16_best_s"] / 1e9,
+                                    "ratio": rec["fp32_best_s"] / rec["bf16_best_s"], "rel_diff": rec["rel_diff"]})
+    for dt in ("float32", "bfloat16"):
+        for rec in r.run(f"bf16-torch-matmul-{dt}", [PY, os.path.join(HERE, "torch_bench.py"), "matmul", "1024", "10", dt]):
+            res["torch_matmul"][dt] = rec["gflops_best"]
+    for d in ([256] if quick else [256, 512]):
+        for mixer, hybrid in BF16_MODELS:
+            T = 512
+            B = TOKENS // T
+            label = config_label(mixer, hybrid)
+            tag = f"bf16-{label.replace(' ', '_').replace(':', 'to')}-d{d}"
+            cdir = os.path.join(work, tag)
+            os.makedirs(cdir, exist_ok=True)
+            with open(os.path.join(cdir, "bench_config.json"), "w") as f:
+                json.dump(model_config(mixer, d, hybrid), f)
+            init = r.run(f"init-{tag}", [HYBLUA, os.path.join(HERE, "train_step.lua"), "init",
+                                          os.path.join(cdir, "bench_config.json"), cdir, "1234", str(B), str(T)])
+            row = {"mixer": label, "d": d, "T": T, "B": B, "params": init[0].get("params") if init else None}
+            if init:
+                for rnd in range(rounds):
+                    k = (rnd + len(res["models"])) % len(BF16_VARIANTS)
+                    for side, prec in BF16_VARIANTS[k:] + BF16_VARIANTS[:k]:
+                        cmd = ([HYBLUA, os.path.join(HERE, "train_step.lua")] if side == "hyblua" else
+                               [PY, os.path.join(HERE, "torch_bench.py")]) + ["bench", cdir, "3", "1", "0", "0", "0", prec]
+                        out = r.run(f"{side}-{prec}-{tag}", cmd)
+                        if out and out[0].get("train"):
+                            key = f"{side}_{prec}"
+                            tok_s = B * T / out[0]["train"]["best_s"]
+                            row[f"tok_s_{key}"] = max(tok_s, row.get(f"tok_s_{key}", 0))
+                            row[f"loss_{key}"] = out[0].get("init_loss")
+            res["models"].append(row)
+            shutil.rmtree(cdir, ignore_errors=True)
+    if fixtures and os.path.isdir(fixtures):
+        res["fixtures"] = [{k: v for k, v in rec.items() if k != "_tag"} for rec in
+                           r.run("bf16-fixtures", [HYBLUA, os.path.join(HERE, "bf16_accuracy.lua"), fixtures])]
+    if acc_steps > 0:
+        res["train"] = bf16_train_accuracy(r, work, acc_steps)
+    return res
+
+
+def bf16_train_accuracy(r, work, steps):
+    """recipes/gdn_3to1.lua (d 128, 8 layers, 3:1, byte-level sample data, seed 0) trained `steps` steps
+    in fp32 and in bf16; the loss curves and the final validation loss / bits per byte of each."""
+    out = {"steps": steps, "recipe": "recipes/gdn_3to1.lua"}
+    every = max(1, steps // 4)
+    for prec in ("fp32", "bf16"):
+        d = os.path.join(work, f"acc-{prec}")
+        shutil.rmtree(d, ignore_errors=True)
+        t0 = time.time()
+        r.run(f"bf16-train-{prec}", [HYBLUA, os.path.join(ROOT, "recipes", "gdn_3to1.lua"),
+                                     "--set", f"train.steps={steps}", "--set", f"train.eval_every={every}",
+                                     "--set", f"train.save_every={10 * steps}", "--set", f"train.matmul_precision={prec}",
+                                     "--set", f"out={d}", "--set", f"name=bf16-accuracy-{prec}"], timeout=3600,
+              expect_json=False)
+        try:
+            with open(os.path.join(d, "results.json")) as f:
+                res = json.load(f)
+            losses, vals = {}, {}
+            with open(os.path.join(d, "metrics.jsonl")) as f:
+                for line in f:
+                    rec = json.loads(line)
+                    if "loss" in rec and "step" in rec:
+                        losses[rec["step"]] = rec["loss"]
+                    if "val_loss" in rec and "step" in rec:
+                        vals[rec["step"]] = rec["val_loss"]
+            out[prec] = {"val_loss": res.get("val_loss"), "val_bpb": res.get("val_bpb"), "params": res.get("params"),
+                         "losses": [losses.get(i) for i in range(1, steps + 1)], "val": vals,
+                         "wall_s": time.time() - t0}
+        except (OSError, ValueError) as e:
+            r.failures.append(f"bf16-train-{prec}: no results ({e})")
+        shutil.rmtree(d, ignore_errors=True)
+    return out
+
+
 # ---------------------------------------------------------------------------------------------------
 # report
 
@@ -321,13 +437,175 @@ def summarize_kernels(rows, sgemm):
     return out
 
 
-def write_report(path, meta, tc, mm, models, kernels, decodes):
+def bf16_report(w, meta, bf):
+    """The bf16 section of the report (mixed precision, labelled as such everywhere)."""
+    sm = (meta.get("sections") or {}).get("bf16", {})
+    w("## bf16 mixed precision (optional: `hb.set_matmul_precision(\"bf16\")`)")
+    w("")
+    w("**Mixed precision, not float32.** In this mode every float32 matrix product of hyblua's matmul/linear op "
+      "— the projections, MLPs and LM head, forward and backward — rounds both operands to bfloat16 and "
+      "accumulates in float32 (kernels/gemm_bf16.c: AVX512_BF16 `vdpbf16ps`, 2 multiply-adds per float32 lane); "
+      "weights, activations, gradients and the optimiser stay float32, and the token mixers and attention keep "
+      "float32 products. Every number in this section labelled bf16 is from that mode; the fp32 numbers are "
+      "hyblua's default. torch bf16 is `torch.cpu.amp.autocast(dtype=torch.bfloat16)` around every `F.linear` "
+      "(the same products; output cast back to float32; autocast over the whole model fails in torch "
+      f"{meta.get('torch', '1.13')} — `\"eye\" not implemented for 'BFloat16'` in gated_deltanet, a dtype mismatch in "
+      "the attention Function — so its mixers stay float32 as hyblua's do) and runs on oneDNN's bf16 kernels.")
+    w("")
+    if sm:
+        w(f"Measured on {sm.get('date', '?')} in {fmt(sm.get('elapsed_min'), '.1f')} min "
+          f"(`tests/bench/run.sh --only bf16{' --quick' if sm.get('quick') else ''}`), load average "
+          f"{sm.get('load_start', '?')} / {sm.get('load_end', '?')}.")
+        w("")
+    g = bf.get("gemm") or []
+    if g:
+        w("### Matrix products: hyblua fp32 (cblas_sgemm) vs hyblua bf16")
+        w("")
+        w("`hb_matmul` on float32 operands in both precisions (`kernels_bench gemm`: the two alternate in one "
+          "process; fp32 is OpenBLAS sgemm split over hyblua's thread pool exactly as training runs it), best of "
+          "2 processes × the repetitions. op(A) is M×K, op(B) K×N; NT is a forward projection x·Wᵀ, NN an input "
+          "gradient g·W, TN a weight gradient xᵀ·g. \"rel. diff\" is ‖C_bf16 − C_fp32‖/‖C_fp32‖ on uniform ±1 "
+          "data.")
+        w("")
+        w("| op | M | N | K | what | threads | fp32 GFLOP/s | **bf16 GFLOP/s (mixed)** | **bf16 / fp32** | rel. diff |")
+        w("|---|---|---|---|---|---|---|---|---|---|")
+        for x in g:
+            w(f"| {x['trans']} | {x['M']} | {x['N']} | {x['K']} | {x['role']} | {x['threads']} | "
+              f"{fmt(x.get('gflops_fp32'), '.1f')} | **{fmt(x.get('gflops_bf16'), '.1f')}** | **{fmt(x.get('ratio'))}** | "
+              f"{fmt(x.get('rel_diff'), '.1e')} |")
+        w("")
+        for th in sorted({x["threads"] for x in g}):
+            rs = [x["ratio"] for x in g if x["threads"] == th and x.get("ratio")]
+            if rs:
+                gm = 1.0
+                for x in rs:
+                    gm *= x
+                w(f"* {th} thread{'s' if th > 1 else ''}: bf16 / fp32 geometric mean {gm ** (1 / len(rs)):.2f}× "
+                  f"(min {min(rs):.2f}×, max {max(rs):.2f}×).")
+        if not all(x.get("native") for x in g):
+            w("* **This CPU has no AVX512_BF16**: bf16 ran the portable emulation (sgemm on bf16-rounded copies).")
+        tm = bf.get("torch_matmul") or {}
+        if tm:
+            w(f"* torch 1024³ for comparison: float32 `torch.matmul` {fmt(tm.get('float32'), '.1f')} GFLOP/s, bfloat16 "
+              f"(oneDNN) {fmt(tm.get('bfloat16'), '.1f')} GFLOP/s ({meta['threads']} threads).")
+        w("")
+    ms = bf.get("models") or []
+    if ms:
+        w("### Training throughput, fp32 vs bf16 (mixed precision), hyblua and torch")
+        w("")
+        w(f"Same configs and step as the model tables above ({LAYERS} layers, vocab {VOCAB}, {TOKENS} tokens per step, "
+          "AdamW), T 512; each of the four variants is a fresh process (1 warm-up step, best of 3 timed steps), the "
+          "order rotating per configuration, best of the rounds. Ratios of tokens/s (**> 1: the first is faster**). "
+          "\"loss Δrel\" compares the untouched model's loss in bf16 with fp32 (hyblua).")
+        w("")
+        w("| config | d | hyblua fp32 tok/s | **hyblua bf16 tok/s (mixed)** | torch fp32 tok/s | torch bf16 tok/s (mixed) | "
+          "**hyblua bf16 / hyblua fp32** | **hyblua bf16 / torch fp32** | hyblua bf16 / torch bf16 | "
+          "hyblua fp32 / torch fp32 | loss Δrel |")
+        w("|---|---|---|---|---|---|---|---|---|---|---|")
+        for x in ms:
+            hf, hb_, tf, tb = (x.get(f"tok_s_{k}") for k in ("hyblua_fp32", "hyblua_bf16", "torch_fp32", "torch_bf16"))
+            l32, l16 = x.get("loss_hyblua_fp32"), x.get("loss_hyblua_bf16")
+            dl = abs(l16 - l32) / abs(l32) if l32 and l16 else None
+            w(f"| {x['mixer']} | {x['d']} | {fmt(hf, '.0f')} | **{fmt(hb_, '.0f')}** | {fmt(tf, '.0f')} | {fmt(tb, '.0f')} | "
+              f"**{fmt(ratio(hb_, hf))}** | **{fmt(ratio(hb_, tf))}** | {fmt(ratio(hb_, tb))} | {fmt(ratio(hf, tf))} | "
+              f"{fmt(dl, '.1e')} |")
+        w("")
+        for key, name in (("hyblua_fp32", "hyblua bf16 / hyblua fp32"), ("torch_fp32", "hyblua bf16 / torch fp32"),
+                          ("torch_bf16", "hyblua bf16 / torch bf16"), ("hyblua_fp32/torch_fp32", "hyblua fp32 / torch fp32")):
+            num, den = ("hyblua_fp32", "torch_fp32") if "/" in key else ("hyblua_bf16", key)
+            rs = [ratio(x.get(f"tok_s_{num}"), x.get(f"tok_s_{den}")) for x in ms]
+            rs = [v for v in rs if v]
+            if rs:
+                gm = 1.0
+                for v in rs:
+                    gm *= v
+                w(f"* {name}: geometric mean **{gm ** (1 / len(rs)):.2f}×** over {len(rs)} configs "
+                  f"(min {min(rs):.2f}×, max {max(rs):.2f}×).")
+        w("")
+    fx = bf.get("fixtures") or []
+    if fx:
+        w("### Accuracy on the fixture models (forward and gradients against the float64/fla references)")
+        w("")
+        w("Every model of shared/fixtures (fla/: fla's own numbers, stress/: randomised weights), chunk mode. "
+          "Logits error as in tests/test_fixtures.lua (max |Δ| / max |ref|; fp32 must be ≤ 1e-4) and as a relative "
+          "Frobenius norm; worst gradient error max |Δ| / max |ref| over the parameters (the three delta-rule "
+          "fla/ models and the stress/ delta-rule ones carry large reference-side gradient differences in fp32 "
+          "too: compare the columns, not the absolute value).")
+        w("")
+        w("| fixture | logits max-rel fp32 | **logits max-rel bf16** | logits ‖Δ‖/‖ref‖ bf16 | loss rel fp32 | "
+          "**loss rel bf16** | worst grad rel fp32 | **worst grad rel bf16** |")
+        w("|---|---|---|---|---|---|---|---|")
+        by = {}
+        for rec in fx:
+            by.setdefault(rec["fixture"], {})[rec["precision"]] = rec
+        for name, pr in by.items():
+            a, b = pr.get("fp32", {}), pr.get("bf16", {})
+            w(f"| {name} | {fmt(a.get('logits_max_rel'), '.1e')} | **{fmt(b.get('logits_max_rel'), '.1e')}** | "
+              f"{fmt(b.get('logits_frob_rel'), '.1e')} | {fmt(a.get('loss_rel'), '.1e')} | **{fmt(b.get('loss_rel'), '.1e')}** | "
+              f"{fmt(a.get('grad_worst_rel'), '.1e')} | **{fmt(b.get('grad_worst_rel'), '.1e')}** |")
+        w("")
+    tr = bf.get("train") or {}
+    if tr.get("fp32") and tr.get("bf16"):
+        a, b = tr["fp32"], tr["bf16"]
+        n = tr["steps"]
+        w(f"### Accuracy of training: the same run in fp32 and bf16 ({tr['recipe']}, {n} steps)")
+        w("")
+        w(f"`hyblua {tr['recipe']} --set train.steps={n} --set train.matmul_precision=fp32|bf16` (defaults otherwise: "
+          f"gated_deltanet 3:1, d 128, 8 layers, {fmt(a.get('params') and a['params'] / 1e6, '.2f')}M parameters, "
+          "batch 16 × 256 byte tokens of the bundled sample, lr 3e-3 cosine, seed 0). Same seed, same batches: "
+          "only the matmul precision differs. Validation over the sample's validation split.")
+        w("")
+
+        def mean(xs):
+            xs = [x for x in xs if x is not None]
+            return sum(xs) / len(xs) if xs else None
+        la, lb = a["losses"], b["losses"]
+        w("| step | train loss fp32 | train loss bf16 (mixed) | Δ |")
+        w("|---|---|---|---|")
+        for st in sorted({1, max(1, n // 4), max(1, n // 2), max(1, 3 * n // 4), n}):
+            x, y = la[st - 1], lb[st - 1]
+            w(f"| {st} | {fmt(x, '.4f')} | {fmt(y, '.4f')} | {fmt(y - x if x is not None and y is not None else None, '+.4f')} |")
+        k = max(1, n // 10)
+        ma, mb = mean(la[-k:]), mean(lb[-k:])
+        w(f"| mean of the last {k} | {fmt(ma, '.4f')} | {fmt(mb, '.4f')} | "
+          f"{fmt(mb - ma if ma is not None and mb is not None else None, '+.4f')} |")
+        w("")
+        diffs = [abs(x - y) for x, y in zip(la, lb) if x is not None and y is not None]
+        va, vb = a.get("val_loss"), b.get("val_loss")
+        w(f"* Final validation loss: fp32 {fmt(va, '.4f')}, bf16 {fmt(vb, '.4f')} "
+          f"(Δ {fmt(vb - va if va is not None and vb is not None else None, '+.4f')}, "
+          f"{fmt(100 * (vb - va) / va if va and vb else None, '+.2f')}%); bits per byte fp32 {fmt(a.get('val_bpb'), '.4f')}, "
+          f"bf16 {fmt(b.get('val_bpb'), '.4f')}.")
+        if diffs:
+            w(f"* Train-loss curves: mean |Δ| per step {sum(diffs) / len(diffs):.4f}, max {max(diffs):.4f}.")
+        va_, vb_ = a.get("val") or {}, b.get("val") or {}
+        common = sorted(set(va_) & set(vb_), key=int)
+        if common:
+            w("* Validation during training (fp32 / bf16): " + ", ".join(
+                f"step {s_}: {va_[s_]:.4f} / {vb_[s_]:.4f}" for s_ in common) + ".")
+        w(f"* Wall time of the two runs (noisy machine): fp32 {fmt(a.get('wall_s'), '.0f')} s, "
+          f"bf16 {fmt(b.get('wall_s'), '.0f')} s.")
+        w("")
+
+
+def write_report(path, meta, tc, mm, models, kernels, decodes, bf=None):
     L = []
     w = L.append
     w("# Performance: hyblua vs PyTorch (CPU)")
     w("")
     w(f"Generated by `make bench` (`tests/bench/run.sh{' --quick' if meta['quick'] else ''}`) on {meta['date']} "
       f"in {meta['elapsed_min']:.1f} min. Do not edit by hand: rerun the harness.")
+    runs = {}
+    for name in ALL_SECTIONS:
+        sm = (meta.get("sections") or {}).get(name)
+        if sm:
+            runs.setdefault((sm.get("date"), sm.get("elapsed_min"), sm.get("quick")), []).append(name)
+    if len(runs) > 1:
+        w("")
+        w("The sections come from separate runs of the harness (`--only` runs merge into "
+          "tests/bench/results/latest.json): " + "; ".join(
+              f"{', '.join(v)} on {k[0]} ({fmt(k[1], '.1f')} min{', --quick' if k[2] else ''})" for k, v in runs.items())
+          + ". Ratios are only ever taken within one run.")
     w("")
     w("## Machine and method")
     w("")
@@ -493,6 +771,8 @@ def write_report(path, meta, tc, mm, models, kernels, decodes):
             w(f"| {row['kernel']} | {row['D']} | {row['ctx'] if row['kernel'] == 'attn' else 'any'} | {fmt(hu, '.1f')} | "
               f"{fmt(tu, '.1f')} | {fmt(ratio(tu, hu))} |")
         w("")
+    if bf:
+        bf16_report(w, meta, bf)
     slow = [s for s in models if s.get("train_ratio") and s["train_ratio"] < 1.0]
     slowf = [s for s in models if s.get("fwd_ratio") and s["fwd_ratio"] < 1.0]
     slowd = [s for s in models if s.get("decode_ratio") and s["decode_ratio"] < 1.0]
@@ -525,9 +805,11 @@ def write_report(path, meta, tc, mm, models, kernels, decodes):
     w("")
     w("* `make bench` (full: 28–35 minutes on the shared 2-core machine, depending on its load) or "
       "`tests/bench/run.sh --quick` (about 5 minutes: d 256, T 512, kernels at D 64, T ≤ 2048); "
-      "`--threads N` changes the thread count of both sides; `--only threads,matmul,kernels,decode,models` and "
-      "`--mixers gla,transformer` restrict a run; `tests/bench/harness.py --report-only` rewrites this file from "
-      "tests/bench/results/latest.json.")
+      "`--threads N` changes the thread count of both sides; `--only threads,matmul,kernels,decode,models,bf16` and "
+      "`--mixers gla,transformer` restrict a run (the sections not run keep their previous results); "
+      "`tests/bench/run.sh --only bf16` measures the bf16 section alone (about 40 minutes on the shared machine, "
+      "half of it the two 200-step recipe runs: `--bf16-train-steps N`); `tests/bench/harness.py --report-only` "
+      "rewrites this file from tests/bench/results/latest.json.")
     w("* `/usr/bin/python3 tests/bench/check_torch.py` checks the PyTorch implementation against every fixture "
       "(loss within 1e-5 relative, plus logits, gradients and step-by-step decoding).")
     w("* `tests/bench/profile.sh MIXER D T [train|forward|decode] [hybrid]` runs `perf record --call-graph dwarf` "
@@ -567,13 +849,58 @@ def write_summary(path, summary):
         f.write("\n".join(lines) + "\n")
 
 
+ALL_SECTIONS = ["threads", "matmul", "kernels", "decode", "models", "bf16"]
+# the summary keys each section writes (kernels also measures matmul: its % of sgemm needs it)
+SECTION_KEYS = {"threads": ["thread_check"], "matmul": ["matmul"], "kernels": ["matmul", "kernels"],
+                "decode": ["decode_kernels"], "models": ["models"], "bf16": ["bf16"]}
+
+
+def merge_previous(path, summary, ran):
+    """A run of some sections only (--only) keeps the other sections of the previous latest.json, with the
+    date, duration and load of the run that measured each (meta["sections"])."""
+    meta = summary["meta"]
+    this = {k: meta.get(k) for k in ("date", "elapsed_min", "quick", "load_start", "load_end", "threads")}
+    this["git"] = meta.get("machine", {}).get("git")
+    try:
+        with open(path) as f:
+            old = json.load(f)
+    except (OSError, ValueError):
+        old = None
+    kept = {}
+    if old and set(ran) != set(ALL_SECTIONS):
+        om = old.get("meta", {})
+        legacy = {k: om.get(k) for k in ("date", "elapsed_min", "quick", "load_start", "load_end", "threads")}
+        legacy["git"] = om.get("machine", {}).get("git")
+        old_sections = om.get("sections") or {n: legacy for n in ALL_SECTIONS if n != "bf16" and any(
+            old.get(k) for k in SECTION_KEYS[n])}
+        produced = {k for n in ran for k in SECTION_KEYS[n]}
+        for n in ALL_SECTIONS:
+            if n in ran or n not in old_sections:
+                continue
+            for k in SECTION_KEYS[n]:
+                if k not in produced:
+                    summary[k] = old.get(k, summary.get(k))
+            kept[n] = old_sections[n]
+        if not meta.get("torch"):
+            meta["torch"] = om.get("torch")
+        if kept and om.get("failures"):
+            meta["failures"] = meta.get("failures", []) + [f"(earlier run, {om.get('date')}) {f}" for f in om["failures"]]
+    meta["sections"] = dict(kept, **{n: this for n in ran})
+    return summary
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="d 256, T 512 only; kernels at D 64, T ≤ 2048")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--report", default=os.path.join(ROOT, "docs", "performance.md"))
     ap.add_argument("--results", default=os.path.join(HERE, "results"))
-    ap.add_argument("--only", default="", help="comma list of sections: threads,matmul,kernels,decode,models")
+    ap.add_argument("--only", default="", help="comma list of sections: threads,matmul,kernels,decode,models,bf16 "
+                    "(the others keep their results from the previous latest.json)")
+    ap.add_argument("--fixtures", default=os.environ.get("HB_FIXTURES", os.path.join(ROOT, "..", "shared", "fixtures")),
+                    help="shared fixtures for the bf16 accuracy table")
+    ap.add_argument("--bf16-train-steps", type=int, default=None,
+                    help="steps of the fp32-vs-bf16 recipe run (default 200, 50 with --quick; 0 skips it)")
     ap.add_argument("--mixers", default="", help="comma list restricting the model grid (e.g. gla,transformer)")
     ap.add_argument("--report-only", action="store_true", help="rewrite the report from RESULTS/latest.json")
     args = ap.parse_args()
@@ -581,7 +908,7 @@ def main():
         with open(os.path.join(args.results, "latest.json")) as f:
             sm = json.load(f)
         write_report(args.report, sm["meta"], sm["thread_check"], sm["matmul"], sm["models"], sm["kernels"],
-                     sm["decode_kernels"])
+                     sm["decode_kernels"], sm.get("bf16"))
         print(f"wrote {args.report} from {os.path.join(args.results, 'latest.json')}")
         return
 
@@ -591,7 +918,10 @@ def main():
     r = Runner(args.threads, os.path.join(args.results, f"raw-{stamp}.jsonl"))
     meta = {"date": datetime.datetime.now().strftime("%Y-%m-%d %H:%M"), "threads": args.threads, "quick": args.quick,
             "machine": machine_info(), "load_start": loadavg()}
-    sections = set(args.only.split(",")) if args.only else {"threads", "matmul", "kernels", "decode", "models"}
+    sections = set(args.only.split(",")) if args.only else set(ALL_SECTIONS)
+    if sections - set(ALL_SECTIONS):
+        ap.error(f"--only: unknown section(s) {', '.join(sorted(sections - set(ALL_SECTIONS)))} "
+                 f"(expected {','.join(ALL_SECTIONS)})")
     if args.quick:
         ds, Ts, kTs, kDs, kreps = [256], [512], [512, 1024, 2048], [64], 3
         ctxs, attn_max = [512, 2048], {}
@@ -609,7 +939,7 @@ def main():
                 if m in HYBRIDS:
                     grid.append((m, True, d, T))
 
-    tc, mm, kern, dec, models = {}, {}, [], [], []
+    tc, mm, kern, dec, models, bf = {}, {}, [], [], [], {}
     print(f"hyblua bench: {len(grid)} model configs, threads {args.threads}, load {meta['load_start']}", flush=True)
     work = tempfile.mkdtemp(prefix="hyblua-bench-")
     if "threads" in sections:
@@ -628,6 +958,10 @@ def main():
         print("models", flush=True)
         models = model_section(r, work, grid, steps=3, warmup=1, nfwd=3, dprompt=meta["dprompt"],
                                dnew=meta["dnew"], fwd_max=256 * 2048)
+    if "bf16" in sections:
+        print("bf16 mixed precision", flush=True)
+        steps = args.bf16_train_steps if args.bf16_train_steps is not None else (50 if args.quick else 200)
+        bf = bf16_section(r, work, args.quick, args.fixtures, steps)
     shutil.rmtree(work, ignore_errors=True)
     meta["load_end"] = loadavg()
     meta["elapsed_min"] = (time.time() - t_start) / 60
@@ -641,9 +975,12 @@ def main():
     ds_ = [{"kernel": d_["kernel"], "ctx": d_["ctx"], "D": d_["D"],
             "hyblua_us": d_["hyblua"]["median_s"] * 1e6 if d_.get("hyblua") else None,
             "torch_us": d_["torch"]["median_s"] * 1e6 if d_.get("torch") else None} for d_ in dec]
-    summary = {"meta": meta, "thread_check": tc, "matmul": mm, "models": ms, "kernels": ks, "decode_kernels": ds_}
+    summary = {"meta": meta, "thread_check": tc, "matmul": mm, "models": ms, "kernels": ks, "decode_kernels": ds_,
+               "bf16": bf}
+    summary = merge_previous(os.path.join(args.results, "latest.json"), summary, sorted(sections))
     write_summary(os.path.join(args.results, "latest.json"), summary)
-    write_report(args.report, meta, tc, mm, ms, ks, ds_)
+    write_report(args.report, summary["meta"], summary["thread_check"], summary["matmul"], summary["models"],
+                 summary["kernels"], summary["decode_kernels"], summary.get("bf16"))
     print(f"wrote {args.report} and {os.path.join(args.results, 'latest.json')} in {meta['elapsed_min']:.1f} min",
           flush=True)
     if r.failures:

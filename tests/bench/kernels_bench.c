@@ -6,6 +6,10 @@
  *                                                 H = 512/D heads of head dim D (K = V = D), chunk 64;
  *                                                 best of REPS after a warm-up (no warm-up for T > 1024)
  *   kernels_bench decode KERNEL CTX[,CTX...] D REPS  one decode step at context length CTX (B = 1)
+ *   kernels_bench gemm TR:M:N:K[,...] REPS        hb_matmul in fp32 (cblas_sgemm split over the pool, what
+ *                                                 training runs) and in bf16 (kernels/gemm_bf16.c) on
+ *                                                 op(A) (M,K) · op(B) (K,N), TR = NN | NT | TN | TT; the
+ *                                                 two alternate REPS times, best time → GFLOP/s each
  * KERNEL: gla | retention | delta | gdelta | hgrn | attn. Output: one JSON line per call with the best
  * and median seconds of the forward, the backward and both together, and the FLOP counts of the chunked
  * algorithm (formulas in docs/performance.md and below; 2 FLOPs per multiply-add, causal/triangular
@@ -18,6 +22,8 @@
 #include "hgrn.h"
 #include "parallel.h"
 #include "retention.h"
+#include "gemm_bf16.h"
+#include "tensor.h"
 #include <cblas.h>
 #include <math.h>
 #include <stdint.h>
@@ -87,6 +93,59 @@ static int do_sgemm(int64_t N, int reps) {
            "\"gflops_median\":%.4g}\n",
            (long long)N, hb_threads_get(), best(t, reps), med(t, reps), fl / best(t, reps) / 1e9, fl / med(t, reps) / 1e9);
     free(a); free(b); free(c); free(t);
+    return 0;
+}
+
+/* A [rows, cols] float32 tensor of uniform(-1, 1) values, or its transpose view when tr (then the
+   stored tensor is [cols, rows]). */
+static hb_tensor_t *operand(int tr, int64_t rows, int64_t cols) {
+    int64_t shape[2] = {tr ? cols : rows, tr ? rows : cols};
+    hb_tensor_t *t = hb_tensor_empty(HB_F32, 2, shape);
+    if (!t) return NULL;
+    float *p = hb_data(t), *r = buf(rows * cols, -1, 1);
+    memcpy(p, r, (size_t)(rows * cols) * sizeof(float));
+    free(r);
+    if (!tr) return t;
+    hb_tensor_t *v = hb_transpose(t, 0, 1);
+    hb_tensor_free(t);
+    return v;
+}
+
+static int do_gemm(const char *spec, int reps) {
+    char tr[3] = {0};
+    long long M, N, K;
+    if (sscanf(spec, "%2[NT]:%lld:%lld:%lld", tr, &M, &N, &K) != 4 || strlen(tr) != 2) {
+        fprintf(stderr, "kernels_bench gemm: bad shape '%s' (expected e.g. NT:4096:768:256)\n", spec);
+        return 2;
+    }
+    hb_tensor_t *a = operand(tr[0] == 'T', M, K), *b = operand(tr[1] == 'T', K, N);
+    if (!a || !b) { fprintf(stderr, "out of memory\n"); return 1; }
+    double *t32 = malloc((size_t)reps * sizeof *t32), *t16 = malloc((size_t)reps * sizeof *t16);
+    hb_tensor_t *c32 = NULL, *c16 = NULL;
+    for (int r = -1; r < reps; r++) { /* r = -1: warm-up (thread pool, packing buffers) */
+        for (int p = 0; p < 2; p++) {
+            hb_set_matmul_precision(p ? HB_MM_BF16 : HB_MM_FP32);
+            hb_tensor_t **c = p ? &c16 : &c32;
+            hb_tensor_free(*c);
+            double t0 = now();
+            *c = hb_matmul(a, b);
+            double t = now() - t0;
+            if (!*c) { fprintf(stderr, "matmul failed: %s\n", hb_errmsg()); return 1; }
+            if (r >= 0) (p ? t16 : t32)[r] = t;
+        }
+    }
+    hb_set_matmul_precision(HB_MM_FP32);
+    double num = 0, den = 0; /* relative Frobenius difference bf16 vs fp32 */
+    const float *x = hb_data(c16), *y = hb_data(c32);
+    for (long long i = 0; i < M * N; i++) num += ((double)x[i] - y[i]) * ((double)x[i] - y[i]), den += (double)y[i] * y[i];
+    double fl = 2.0 * (double)M * (double)N * (double)K;
+    printf("{\"bench\":\"gemm\",\"trans\":\"%s\",\"M\":%lld,\"N\":%lld,\"K\":%lld,\"threads\":%d,\"native\":%d,"
+           "\"fp32_best_s\":%.6g,\"bf16_best_s\":%.6g,\"fp32_median_s\":%.6g,\"bf16_median_s\":%.6g,"
+           "\"gflops_fp32\":%.4g,\"gflops_bf16\":%.4g,\"rel_diff\":%.3g}\n",
+           tr, M, N, K, hb_threads_get(), gemm_bf16_native(), best(t32, reps), best(t16, reps), med(t32, reps),
+           med(t16, reps), fl / best(t32, reps) / 1e9, fl / best(t16, reps) / 1e9, sqrt(num / (den > 0 ? den : 1)));
+    hb_tensor_free(a); hb_tensor_free(b); hb_tensor_free(c32); hb_tensor_free(c16);
+    free(t32); free(t16);
     return 0;
 }
 
@@ -203,6 +262,17 @@ static int do_decode(const char *kern, int64_t ctx, int64_t D, int reps) {
 
 int main(int argc, char **argv) {
     if (argc >= 4 && !strcmp(argv[1], "sgemm")) return do_sgemm(atoll(argv[2]), atoi(argv[3]));
+    if (argc >= 4 && !strcmp(argv[1], "gemm")) {
+        int rc = 0;
+        for (char *p = argv[2]; *p && !rc;) { /* comma-separated shapes */
+            char *end = strchr(p, ',');
+            if (end) *end = 0;
+            rc = do_gemm(p, atoi(argv[3]));
+            fflush(stdout);
+            p = end ? end + 1 : p + strlen(p);
+        }
+        return rc;
+    }
     if (argc >= 6 && (!strcmp(argv[1], "train") || !strcmp(argv[1], "decode"))) {
         /* argv[3] is a comma-separated list of sequence / context lengths */
         int rc = 0;
@@ -216,6 +286,7 @@ int main(int argc, char **argv) {
         }
         return rc;
     }
-    fprintf(stderr, "usage: kernels_bench sgemm N REPS | train KERNEL T[,T..] D REPS | decode KERNEL CTX[,CTX..] D REPS\n");
+    fprintf(stderr, "usage: kernels_bench sgemm N REPS | train KERNEL T[,T..] D REPS | decode KERNEL CTX[,CTX..] D REPS"
+                    " | gemm TR:M:N:K[,...] REPS\n");
     return 2;
 }

@@ -1,9 +1,13 @@
 """torch_bench.py — the PyTorch side of the benchmark (driven by tests/bench/harness.py).
 
-  torch_bench.py bench DIR STEPS WARMUP FWD DECODE_PROMPT DECODE_NEW
+  torch_bench.py bench DIR STEPS WARMUP FWD DECODE_PROMPT DECODE_NEW [PRECISION]
       the same measurements as `hyblua tests/bench/train_step.lua bench` on the checkpoint and batch
-      hyblua wrote to DIR (one JSON line on stdout)
-  torch_bench.py matmul N REPS       torch.matmul of two N×N float32 matrices, best time
+      hyblua wrote to DIR (one JSON line on stdout). PRECISION fp32 (default) | bf16: every F.linear (the
+      projections, MLPs and LM head, where hyblua's bf16 mode applies) runs under
+      torch.cpu.amp.autocast(dtype=torch.bfloat16) with its output cast back to float32; the mixers stay
+      float32 as in hyblua (autocast over the whole model fails in torch 1.13 for gated_deltanet — "eye"
+      not implemented for BFloat16 — and for the attention Function's dtype mix).
+  torch_bench.py matmul N REPS [DTYPE]   torch.matmul of two N×N float32 (or bfloat16: oneDNN) matrices
 
 Threads: Debian's torch calls a pthread OpenBLAS that ignores torch.set_num_threads, so
 OPENBLAS_NUM_THREADS / OMP_NUM_THREADS (and OMP_WAIT_POLICY=PASSIVE) must be in the environment before
@@ -40,15 +44,30 @@ def median(xs):
     return None if n == 0 else (s[n // 2] if n % 2 else 0.5 * (s[n // 2 - 1] + s[n // 2]))
 
 
-def bench(d, steps, warmup, nfwd, dprompt, dnew):
+def use_bf16_linear():
+    """F.linear → bf16 autocast with a float32 result (see the module docstring)."""
+    linear = torch.nn.functional.linear
+
+    def linear_bf16(x, w, b=None):
+        with torch.cpu.amp.autocast(dtype=torch.bfloat16):
+            return linear(x, w, b).float()
+    torch.nn.functional.linear = linear_bf16
+
+
+def bench(d, steps, warmup, nfwd, dprompt, dnew, precision="fp32"):
     threads = THREADS
     torch.set_num_threads(threads)
+    if precision == "bf16":
+        use_bf16_linear()
+    elif precision != "fp32":
+        sys.exit(f"torch_bench: unknown precision {precision!r} (fp32 or bf16)")
     m = tm.Model.load(d)
     ids = tm.load_safetensors(os.path.join(d, "batch.safetensors"))["input_ids"].long()
     B, T = ids.shape
     out = dict(side="torch", threads=threads, B=B, T=T, params=sum(p.numel() for p in m.parameters()),
                torch=torch.__version__, openblas_threads=os.environ.get("OPENBLAS_NUM_THREADS"),
-               omp_threads=os.environ.get("OMP_NUM_THREADS"), omp_wait=os.environ.get("OMP_WAIT_POLICY"))
+               omp_threads=os.environ.get("OMP_NUM_THREADS"), omp_wait=os.environ.get("OMP_WAIT_POLICY"),
+               precision=precision)
     # torch 1.13's CPU AdamW: the per-tensor loop (foreach=False, also the default on CPU) measured faster
     # here than the multi-tensor foreach path; HB_TORCH_FOREACH=1 selects the latter
     foreach = os.environ.get("HB_TORCH_FOREACH", "0") == "1"
@@ -110,16 +129,16 @@ def bench(d, steps, warmup, nfwd, dprompt, dnew):
     print(json.dumps(out))
 
 
-def matmul(n, reps):
+def matmul(n, reps, dtype="float32"):
     torch.set_num_threads(THREADS)
-    a, b = torch.randn(n, n), torch.randn(n, n)
+    a, b = torch.randn(n, n).to(getattr(torch, dtype)), torch.randn(n, n).to(getattr(torch, dtype))
     a @ b
     ts = []
     for _ in range(reps):
         t0 = time.perf_counter()
         a @ b
         ts.append(time.perf_counter() - t0)
-    print(json.dumps(dict(side="torch", N=n, times=ts, best_s=min(ts), gflops_best=2 * n ** 3 / min(ts) / 1e9,
+    print(json.dumps(dict(side="torch", N=n, dtype=dtype, times=ts, best_s=min(ts), gflops_best=2 * n ** 3 / min(ts) / 1e9,
                           gflops_median=2 * n ** 3 / median(ts) / 1e9,
                           openblas_threads=os.environ.get("OPENBLAS_NUM_THREADS"),
                           omp_threads=os.environ.get("OMP_NUM_THREADS"), omp_wait=os.environ.get("OMP_WAIT_POLICY"))))
@@ -127,8 +146,8 @@ def matmul(n, reps):
 
 if __name__ == "__main__":
     if sys.argv[1] == "bench":
-        bench(sys.argv[2], *(int(a) for a in sys.argv[3:8]))
+        bench(sys.argv[2], *(int(a) for a in sys.argv[3:8]), *sys.argv[8:9])
     elif sys.argv[1] == "matmul":
-        matmul(int(sys.argv[2]), int(sys.argv[3]))
+        matmul(int(sys.argv[2]), int(sys.argv[3]), *sys.argv[4:5])
     else:
-        sys.exit("usage: torch_bench.py bench DIR STEPS WARMUP FWD DPROMPT DNEW | matmul N REPS")
+        sys.exit("usage: torch_bench.py bench DIR STEPS WARMUP FWD DPROMPT DNEW [fp32|bf16] | matmul N REPS [DTYPE]")

@@ -2,13 +2,14 @@
 --
 --   hyblua train_step.lua init   CONFIG.json DIR SEED B T   new model (hb.models.new) → DIR (save_pretrained)
 --                                                           and a batch of token ids → DIR/batch.safetensors
---   hyblua train_step.lua bench  DIR STEPS WARMUP FWD DECODE_PROMPT DECODE_NEW
+--   hyblua train_step.lua bench  DIR STEPS WARMUP FWD DECODE_PROMPT DECODE_NEW [PRECISION]
 --        loads DIR, runs WARMUP untimed training steps on a 1×256 slice of the batch (optimizer state,
 --        thread pools, allocator; the first one reports the untouched model's loss on the slice), then
 --        times STEPS training steps on the whole batch split into forward / backward / optimizer, reads
 --        the peak RSS
 --        (VmHWM) right after them, times FWD forward-only passes (logits, no grad) and finally decodes
 --        DECODE_NEW tokens (B = 1) after a DECODE_PROMPT-token prefill (0 = skip). One JSON line on stdout.
+--        PRECISION fp32 (default) | bf16: hb.set_matmul_precision for everything after loading.
 --   hyblua train_step.lua matmul N REPS                    hb.randn(N,N):matmul(hb.randn(N,N)), best time
 --
 -- Threads: HYBLUA_NUM_THREADS / OPENBLAS_NUM_THREADS from the environment (run.sh sets both).
@@ -66,10 +67,12 @@ elseif mode == "bench" then
   local dir = arg[2]
   local steps, warmup, nfwd = tonumber(arg[3]), tonumber(arg[4]), tonumber(arg[5])
   local dprompt, dnew = tonumber(arg[6] or "0"), tonumber(arg[7] or "0")
+  hb.set_matmul_precision(arg[8] or "fp32")
   local m = hb.load_pretrained(dir)
   local ids = hb.io.load_safetensors(dir .. "/batch.safetensors").input_ids
   local B, T = ids:size(1), ids:size(2)
-  local out = { side = "hyblua", threads = threads, B = B, T = T, params = m:num_parameters() }
+  local out = { side = "hyblua", threads = threads, B = B, T = T, params = m:num_parameters(),
+                matmul_precision = hb.matmul_precision() }
   local opt = hb.optim.AdamW(m:parameters(), { lr = 1e-3, betas = { 0.9, 0.95 }, eps = 1e-8, weight_decay = 0.1 })
   -- WARMUP training steps on a 1×256 slice of the batch (optimizer state, thread pools, allocator); the
   -- first one's loss is the untouched model's loss on that slice, compared with torch's

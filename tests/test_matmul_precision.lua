@@ -1,0 +1,85 @@
+-- test_matmul_precision.lua — hb.set_matmul_precision("fp32" | "bf16") / hb.matmul_precision(): the switch
+-- round-trips, fp32 results are untouched by default and after a round trip, bf16 changes float32
+-- products (forward and backward) by a bf16-sized amount and never float64 ones (gradient checks stay
+-- float64), bad values are rejected naming the allowed ones, and hb.train's matmul_precision option
+-- applies to the run and is restored afterwards. The kernel itself: tests/test_gemm_bf16.c.
+local hb = require "hyblua"
+local T = dofile("tests/tap.lua")
+
+local function rel(a, b) return ((a:double() - b:double()):abs():max() / b:double():abs():max()):item() end
+local function same(a, b) return (a:double() - b:double()):abs():max():item() == 0 end
+
+T.is(hb.matmul_precision(), "fp32", "default precision is fp32")
+
+hb.manual_seed(3)
+local x = hb.randn(3, 70, 200)            -- batched input: the one-gemm fast path
+local w = hb.randn(96, 200)               -- a weight used as Wᵀ (transposed view, no copy)
+local a, b = hb.randn(5, 33, 200), hb.randn(5, 200, 41)   -- batched matmul: one gemm per batch
+local y32 = hb.linear(x, w)
+local m32 = a:matmul(b)
+local y64 = hb.linear(x:double(), w:double())
+T.ok(rel(y32, y64) < 1e-5, "fp32 linear matches float64", rel(y32, y64))
+
+hb.set_matmul_precision("bf16")
+T.is(hb.matmul_precision(), "bf16", "set bf16")
+local y16 = hb.linear(x, w)
+local m16 = a:matmul(b)
+local e1, e2 = rel(y16, y64), rel(m16, a:double():matmul(b:double()))
+T.ok(e1 > 1e-5 and e1 < 1e-2, "bf16 linear differs from float64 by a bf16-sized amount", e1)
+T.ok(e2 > 1e-5 and e2 < 1e-2, "bf16 batched matmul differs from float64 by a bf16-sized amount", e2)
+T.is(y16:dtype(), "float32", "bf16 mode still returns float32 tensors")
+T.ok(same(hb.linear(x:double(), w:double()), y64), "float64 products are unchanged in bf16 mode")
+
+-- backward products: gradients of a float32 graph change slightly, float64 gradients not at all
+local function grads(dtype)
+  local xx = x:to(dtype):clone():requires_grad(true) -- fresh leaves (x and w themselves stay constants)
+  local ww = w:to(dtype):clone():requires_grad(true)
+  local loss = (hb.linear(xx, ww):tanh() * hb.linear(xx, ww)):sum()
+  loss:backward()
+  return xx.grad, ww.grad
+end
+local gx16, gw16 = grads("float32")
+local gx64b, gw64b = grads("float64")
+
+hb.set_matmul_precision("fp32")
+T.is(hb.matmul_precision(), "fp32", "set back to fp32")
+T.ok(same(hb.linear(x, w), y32) and same(a:matmul(b), m32), "fp32 results after a bf16 round trip are bit-identical")
+local gx32, gw32 = grads("float32")
+local gx64, gw64 = grads("float64")
+local ex, ew = rel(gx16, gx32), rel(gw16, gw32)
+T.ok(ex > 1e-6 and ex < 2e-2 and ew > 1e-6 and ew < 2e-2, "bf16 backward: input and weight gradients within bf16 error",
+  string.format("%.2e %.2e", ex, ew))
+T.ok(same(gx64b, gx64) and same(gw64b, gw64), "float64 gradients (gradient checks) are identical in both modes")
+
+-- a model forward: logits within bf16 error of fp32
+local m = hb.models.new({ model_type = "gated_deltanet", hidden_size = 64, num_hidden_layers = 2, num_heads = 2,
+  head_dim = 16, vocab_size = 128, attn = hb.schedule.ratio(1, { num_heads = 2 }) }, { seed = 5 })
+local ids = hb.randint(0, 128, { 2, 48 }, "int64")
+local l32 = hb.no_grad(function() return m:forward(ids) end)
+hb.set_matmul_precision("bf16")
+local l16 = hb.no_grad(function() return m:forward(ids) end)
+hb.set_matmul_precision("fp32")
+local el = rel(l16, l32)
+T.ok(el > 0 and el < 3e-2, "model logits in bf16 mode within 3e-2 of fp32", el)
+
+-- bad values
+T.raises(function() hb.set_matmul_precision("fp16") end, 'unknown precision \'fp16\' (expected "fp32" or "bf16")',
+  "an unknown precision names the allowed ones")
+T.raises(function() hb.set_matmul_precision() end, "string expected", "a missing argument is an error")
+T.is(hb.matmul_precision(), "fp32", "a rejected value leaves the setting alone")
+
+-- hb.train{matmul_precision=}: applies during the run, restored afterwards
+local seen
+local function tiny_train(prec)
+  seen = nil
+  return hb.train { model = m, steps = 2, lr = 1e-3, progress = false, matmul_precision = prec,
+    batch = function(k) seen = hb.matmul_precision(); return hb.tensor(hb.train_utils.synthetic_batch(k, 2, 17, 128), "int64") end }
+end
+local r = tiny_train("bf16")
+T.ok(r.step == 2 and seen == "bf16" and hb.matmul_precision() == "fp32", "hb.train runs in bf16 and restores fp32",
+  tostring(seen))
+T.raises(function() tiny_train("half") end, 'hb.train: matmul_precision must be "fp32" or "bf16" (got half)',
+  "hb.train rejects an unknown matmul_precision")
+T.is(hb.matmul_precision(), "fp32", "still fp32 after the rejected run")
+
+T.done()
