@@ -34,7 +34,9 @@
  * dg_s = Σ_{r ≥ s} dG_r. Terms that cancel exactly (Γ_rr, and e^{G_last−G_r} for r = last) are left
  * out: in float32 their rounding would swamp dg when the decay is strong (g ≈ −20 gives dg ≈ 1e−9).
  * The forward can save the state entering every chunk (hs); otherwise the backward first reruns the
- * state pass of each value head.
+ * state pass of each value head. Each chunk's q, k, v (and do) rows are first copied into dense
+ * buffers (chunk_pack, prefetching the next chunk's rows): read in place with their H·K stride,
+ * the block products thrash L1 and the hardware prefetchers do not follow them.
  *
  * Threads: forwards and the decode step run over the B·HV (batch, value head) pairs; backwards run
  * over the B·H (batch, q/k head) pairs and loop the value heads of the group inside, so dq and dk

@@ -3,7 +3,10 @@
  *
  * Shape letters: B batch, T time, H heads, K key dim, V value dim, C chunk length, BC = 16 the
  * secondary sub-block inside a chunk. Layout (B,T,H,D) row-major: the rows of one head are D-vectors
- * with stride H·D, so every block product below is a kgemm with leading dimension H·K / H·V.
+ * with stride H·D. Each chunk first copies its q, k, v (and do) rows into contiguous buffers
+ * (pack_rows, with software prefetch: the strided rows defeat the hardware prefetchers and map to
+ * a few L1 sets), so every block product below is a kgemm on dense C×K / C×V operands; gradients
+ * are formed in dense buffers and added to the strided outputs once (add_rows).
  *
  * Recurrence for one (b,h), gk_t ≤ 0 the log decay of each key channel (S_{−1} = h0 or 0):
  *   S_t = diag(e^{gk_t}) S_{t−1} + k_t v_tᵀ          S ∈ R^{K×V}

@@ -56,6 +56,9 @@ T.raises(function()
   hb.models.new { model_type = "transformer", hidden_size = 16, num_hidden_layers = 1, vocab_size = 8, num_heads = 2,
     window_size = -3 }
 end, "config: window_size must be a positive integer or null (got -3)", "a negative window")
+T.raises(function()
+  hb.models.new { model_type = "transformer", hidden_size = 6, num_hidden_layers = 1, vocab_size = 8, num_heads = 2 }
+end, "config: head dim 3 must be even (rotary embeddings)", "an odd attention head dim fails in the config, not in forward")
 
 -- ---- JSON numbers ------------------------------------------------------------------------------------------
 write(tmp .. "/n.json", '{"big": 4294967296, "huge": 1e300, "frac": 2.5, "whole": 10000.0}')

@@ -1,8 +1,9 @@
 -- test_matmul_precision.lua — hb.set_matmul_precision("fp32" | "bf16") / hb.matmul_precision(): the switch
 -- round-trips, fp32 results are untouched by default and after a round trip, bf16 changes float32
 -- products (forward and backward) by a bf16-sized amount and never float64 ones (gradient checks stay
--- float64), bad values are rejected naming the allowed ones, and hb.train's matmul_precision option
--- applies to the run and is restored afterwards. The kernel itself: tests/test_gemm_bf16.c.
+-- float64), a fixture model's bf16 logits stay within 2e-2 of fla's, bad values are rejected naming the
+-- allowed ones, and hb.train's matmul_precision option applies to the run and is restored afterwards.
+-- The kernel itself: tests/test_gemm_bf16.c.
 local hb = require "hyblua"
 local T = dofile("tests/tap.lua")
 
@@ -61,6 +62,23 @@ local l16 = hb.no_grad(function() return m:forward(ids) end)
 hb.set_matmul_precision("fp32")
 local el = rel(l16, l32)
 T.ok(el > 0 and el < 3e-2, "model logits in bf16 mode within 3e-2 of fp32", el)
+
+-- a fixture model (fla's own numbers): bf16 logits and loss within a bf16-sized distance of the reference
+local fdir = T.fixtures .. "/fla/gated_deltanet_3to1"
+if io.open(fdir .. "/refs.safetensors") then
+  local refs = hb.io.load_safetensors(fdir .. "/refs.safetensors")
+  hb.set_matmul_precision("bf16")
+  local fm = hb.load_pretrained(fdir)
+  local fl = hb.no_grad(function() return fm:forward(refs.input_ids) end)
+  local floss = fm:loss(refs.input_ids):item()
+  hb.set_matmul_precision("fp32")
+  local le = (fl - refs.logits):abs():max():item() / refs.logits:abs():max():item()
+  local lo = math.abs(floss - refs.loss:item()) / refs.loss:item()
+  T.ok(le > 1e-5 and le < 2e-2 and lo < 1e-3, "fixture gated_deltanet_3to1 in bf16: logits and loss within bf16 error",
+    string.format("logits max-rel %.2e, loss rel %.2e", le, lo))
+else
+  T.skip("fixture gated_deltanet_3to1 in bf16", "no fixtures at " .. T.fixtures)
+end
 
 -- bad values
 T.raises(function() hb.set_matmul_precision("fp16") end, 'unknown precision \'fp16\' (expected "fp32" or "bf16")',

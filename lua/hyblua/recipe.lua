@@ -44,7 +44,7 @@ return function(hb)
       train = {
         steps = 400, batch_size = 16, seq_len = 256, grad_accum = 1, lr = 3e-3, min_lr = 3e-4, warmup = 50,
         schedule = "cosine", weight_decay = 0.1, clip = 1.0, eval_every = 200, save_every = 200, keep = 2,
-        mode = "chunk", resume = true, data_parallel = false, bucket_mb = 25, check_every = 100,
+        mode = "chunk", resume = true, data_parallel = false, bucket_mb = 25.0, check_every = 100,
         matmul_precision = "fp32", -- "bf16": mixed-precision projections/MLP/LM head (hb.set_matmul_precision)
       },
       eval = { val_tokens = 32768, probe = 64 },

@@ -350,12 +350,14 @@ def bf16_train_accuracy(r, work, steps):
                 res = json.load(f)
             losses, vals = {}, {}
             with open(os.path.join(d, "metrics.jsonl")) as f:
-                for line in f:
-                    rec = json.loads(line)
-                    if "loss" in rec and "step" in rec:
-                        losses[rec["step"]] = rec["loss"]
-                    if "val_loss" in rec and "step" in rec:
-                        vals[rec["step"]] = rec["val_loss"]
+                text = f.read()
+            dec, i = json.JSONDecoder(), 0
+            while (j := text.find("{", i)) >= 0:   # one record per line (or pretty-printed)
+                rec, i = dec.raw_decode(text, j)
+                if "loss" in rec and "step" in rec:
+                    losses[rec["step"]] = rec["loss"]
+                if "val_loss" in rec and "step" in rec:
+                    vals[rec["step"]] = rec["val_loss"]
             out[prec] = {"val_loss": res.get("val_loss"), "val_bpb": res.get("val_bpb"), "params": res.get("params"),
                          "losses": [losses.get(i) for i in range(1, steps + 1)], "val": vals,
                          "wall_s": time.time() - t0}
@@ -528,9 +530,8 @@ def bf16_report(w, meta, bf):
         w("")
         w("Every model of shared/fixtures (fla/: fla's own numbers, stress/: randomised weights), chunk mode. "
           "Logits error as in tests/test_fixtures.lua (max |Δ| / max |ref|; fp32 must be ≤ 1e-4) and as a relative "
-          "Frobenius norm; worst gradient error max |Δ| / max |ref| over the parameters (the three delta-rule "
-          "fla/ models and the stress/ delta-rule ones carry large reference-side gradient differences in fp32 "
-          "too: compare the columns, not the absolute value).")
+          "Frobenius norm; worst gradient error max |Δ| / max |ref| over the parameters (fp32 passes at 1e-3). "
+          "bf16 is not expected to pass the fp32 tolerances: the table shows by how much it misses them.")
         w("")
         w("| fixture | logits max-rel fp32 | **logits max-rel bf16** | logits ‖Δ‖/‖ref‖ bf16 | loss rel fp32 | "
           "**loss rel bf16** | worst grad rel fp32 | **worst grad rel bf16** |")
@@ -553,7 +554,9 @@ def bf16_report(w, meta, bf):
         w(f"`hyblua {tr['recipe']} --set train.steps={n} --set train.matmul_precision=fp32|bf16` (defaults otherwise: "
           f"gated_deltanet 3:1, d 128, 8 layers, {fmt(a.get('params') and a['params'] / 1e6, '.2f')}M parameters, "
           "batch 16 × 256 byte tokens of the bundled sample, lr 3e-3 cosine, seed 0). Same seed, same batches: "
-          "only the matmul precision differs. Validation over the sample's validation split.")
+          "only the matmul precision differs. Validation over the sample's validation split: during training in "
+          "each run's precision, the final one (results.json) after `hb.train` has restored fp32, so both trained "
+          "models are evaluated the same way.")
         w("")
 
         def mean(xs):

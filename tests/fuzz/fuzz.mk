@@ -52,7 +52,7 @@ fuzz-run-%: $(FB)/fuzz_%
 	  -print_final_stats=1 $(if $(wildcard tests/fuzz/$*.dict),-dict=tests/fuzz/$*.dict) \
 	  -artifact_prefix=$(FB)/crashes/$*/ $(FB)/corpus/$* tests/fuzz/corpus/$* \
 	  >$(FB)/fuzz_$*.log 2>&1; rc=$$?; \
-	  grep -E '^#[0-9]+ +(INITED|DONE)|^==[0-9]+==|^stat::|^SUMMARY|^artifact_prefix|^Test unit|property failed' \
+	  grep -E '^#[0-9]+[[:space:]]+(INITED|DONE)|^==[0-9]+==|^stat::|^SUMMARY|^artifact_prefix|^Test unit|property failed' \
 	    $(FB)/fuzz_$*.log | tail -n 25; \
 	  echo "   (full log: $(FB)/fuzz_$*.log)"; exit $$rc
 
