@@ -1,4 +1,4 @@
-# hyblua — plain GNU make. Targets: all (./hyblua), run, test, bench, asan, valgrind, data, clean, deps.
+# hyblua — plain GNU make. Targets: all (./hyblua), run, test, bench, asan, valgrind, fuzz, data, clean, deps.
 # core/ and kernels/ build into build/libhbcore.a without Lua; lua/ adds the binding and the executable.
 
 PKGS      := lua5.4 openblas yaml-0.1 libcjson libedit

@@ -234,7 +234,12 @@ static int type_scalar(ctx_t *c, hb_yaml_t *y, const char *tag, int plain, yaml_
             for (const char *p = s; *p; p++) if (*p != '_') *d++ = *p;
             *d = 0;
             got = HB_YAML_FLOAT;
-            y->number = strtod(t, NULL);
+            const char *q = t + (*t == '-' || *t == '+');
+            if (q[0] == '0' && (q[1] == 'o' || q[1] == 'b')) { /* strtod reads neither prefix: it gave 0 */
+                double v = 0, base = q[1] == 'o' ? 8 : 2;
+                for (q += 2; *q; q++) v = v * base + (*q - '0');
+                y->number = *t == '-' ? -v : v;
+            } else y->number = strtod(t, NULL);
             free(t);
         } else if ((r = parse_float(s, &fv)) == 1) { got = HB_YAML_FLOAT; y->number = fv; }
         else if (r < 0) { fail(c, m.line, m.column, "out of memory"); return -1; }

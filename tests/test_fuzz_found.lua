@@ -44,6 +44,8 @@ T.raises(function() hb.models.new(with { expand_k = 0 }) end,
   "config: key_dim (hidden_size * expand_k) = 0 must be in [2, 2147483647]", "a ratio giving no key dims")
 T.raises(function() hb.models.new(with { use_short_conv = true, conv_size = 0 }) end, "config: 'conv_size' must be >= 1 (got 0)",
   "conv_size 0")
+T.raises(function() hb.models.new(with { clamp_min = "x" }) end, "config: clamp_min must be a number or null (got 'x')",
+  "a gla clamp_min that is not a number")
 T.raises(function() hb.models.new(with { attn = 5 }) end, "config: attn must be an object or a list of objects (got 5)",
   "attn of the wrong type")
 T.raises(function() hb.models.new(with { attn = { layers = { 0 }, num_heads = 2, num_kv_heads = 0 } }) end,
@@ -66,6 +68,10 @@ local j = hb.io.read_json(tmp .. "/n.json")
 T.ok(math.type(j.big) == "integer" and j.big == 4294967296, "integers beyond 2^31 stay integers")
 T.ok(math.type(j.huge) == "float" and j.huge == 1e300, "1e300 stays a float (no out-of-range conversion)")
 T.ok(math.type(j.frac) == "float" and math.type(j.whole) == "integer", "fractions are floats, whole numbers integers")
+
+-- ---- YAML integers beyond int64 become floats of the right value (0o/0b ones used to read as 0) ----------
+local y = hb.config.decode("a: 0o7777777777777777777777777\nb: -0b" .. string.rep("1", 65) .. "\nc: 0xFFFFFFFFFFFFFFFFFF\n")
+T.ok(y.a == 8.0 ^ 25 - 1 and y.b == -(2.0 ^ 65 - 1) and y.c == 2.0 ^ 72 - 1, "YAML 0o/0b/0x integers beyond int64 keep their value")
 
 -- ---- meta.json -----------------------------------------------------------------------------------------------
 local dir = tmp .. "/data"

@@ -1,6 +1,6 @@
 # tests/fuzz/fuzz.mk — the fuzz targets (tests/fuzz/<target>.c), included by the Makefile.
 #
-#   make fuzz [FUZZ_TARGETS="yaml data"] [FUZZ_TIME=60] [FUZZ_JOBS=1]
+#   make fuzz [FUZZ_TARGETS="yaml data"] [FUZZ_TIME=60]
 #     needs clang with libFuzzer (Debian: apt-get install clang). Builds core/, kernels/ and the binding
 #     with clang + AddressSanitizer + UBSan into build-fuzz/obj/, links build-fuzz/fuzz_<target>, and runs
 #     each target for FUZZ_TIME seconds, one after the other, from its committed seeds
