@@ -625,7 +625,17 @@ static int m_requires_grad(lua_State *L) {
 static int m_backward(lua_State *L) {
     hb_tensor_t *t = lhb_check_tensor(L, 1);
     hb_tensor_t *g = lua_isnoneornil(L, 2) ? NULL : lhb_check_tensor(L, 2);
-    if (hb_backward(t, g, lua_toboolean(L, 3))) return luaL_error(L, "%s", hb_errmsg());
+    int retain = lua_toboolean(L, 3);
+    if (hb_backward(t, g, retain)) return luaL_error(L, "%s", hb_errmsg());
+    /* The released graph was what kept the forward's activations alive; now only their dead Lua
+     * userdata do, and the next forward would allocate beside them (peak ≈ 2× a step's activations,
+     * depending on when the soft limit happens to trigger). Collect them now: a full collection of the
+     * Lua heap costs well under a millisecond next to a training step. */
+    if (!retain && hb_alloc_bytes() > (64LL << 20)) {
+        lua_gc(L, LUA_GCCOLLECT);
+        int64_t live = hb_alloc_bytes();
+        gc_threshold = live * 2 > (256LL << 20) ? live * 2 : (256LL << 20);
+    }
     return 0;
 }
 static int m_retain_grad(lua_State *L) {

@@ -321,6 +321,9 @@ def bf16_section(r, work, quick, fixtures, acc_steps):
                             tok_s = B * T / out[0]["train"]["best_s"]
                             row[f"tok_s_{key}"] = max(tok_s, row.get(f"tok_s_{key}", 0))
                             row[f"loss_{key}"] = out[0].get("init_loss")
+                l32, l16 = row.get("loss_hyblua_fp32"), row.get("loss_hyblua_bf16")
+                if l32 and l16:   # derived at full precision (latest.json keeps 4 significant digits)
+                    row["loss_rel_bf16"] = abs(l16 - l32) / abs(l32)
             res["models"].append(row)
             shutil.rmtree(cdir, ignore_errors=True)
     if fixtures and os.path.isdir(fixtures):
@@ -333,8 +336,10 @@ def bf16_section(r, work, quick, fixtures, acc_steps):
 
 def bf16_train_accuracy(r, work, steps):
     """recipes/gdn_3to1.lua (d 128, 8 layers, 3:1, byte-level sample data, seed 0) trained `steps` steps
-    in fp32 and in bf16; the loss curves and the final validation loss / bits per byte of each."""
-    out = {"steps": steps, "recipe": "recipes/gdn_3to1.lua"}
+    in fp32 and in bf16: the loss curves' differences and the final validation loss / bits per byte of
+    each. The figures are derived here, at full precision (latest.json keeps 4 significant digits); the
+    whole curves go to the raw log."""
+    runs = {}
     every = max(1, steps // 4)
     for prec in ("fp32", "bf16"):
         d = os.path.join(work, f"acc-{prec}")
@@ -358,12 +363,42 @@ def bf16_train_accuracy(r, work, steps):
                     losses[rec["step"]] = rec["loss"]
                 if "val_loss" in rec and "step" in rec:
                     vals[rec["step"]] = rec["val_loss"]
-            out[prec] = {"val_loss": res.get("val_loss"), "val_bpb": res.get("val_bpb"), "params": res.get("params"),
-                         "losses": [losses.get(i) for i in range(1, steps + 1)], "val": vals,
-                         "wall_s": time.time() - t0}
+            runs[prec] = dict(res, losses=[losses.get(k) for k in range(1, steps + 1)], val=vals,
+                              wall_s=time.time() - t0)
         except (OSError, ValueError) as e:
             r.failures.append(f"bf16-train-{prec}: no results ({e})")
         shutil.rmtree(d, ignore_errors=True)
+    out = {"steps": steps, "recipe": "recipes/gdn_3to1.lua"}
+    if len(runs) < 2:
+        return out
+    a, b = runs["fp32"], runs["bf16"]
+    r.raw.write(json.dumps({"_tag": "bf16-train-curves", "fp32": a["losses"], "bf16": b["losses"],
+                            "val_fp32": a["val"], "val_bf16": b["val"]}) + "\n")
+    pairs = [(x, y) for x, y in zip(a["losses"], b["losses"]) if x is not None and y is not None]
+    k = max(1, steps // 10)
+
+    def mean(xs):
+        xs = [x for x in xs if x is not None]
+        return sum(xs) / len(xs) if xs else None
+    out.update(params=a.get("params"), wall_s_fp32=a["wall_s"], wall_s_bf16=b["wall_s"], last_k=k,
+               rows=[{"step": st, "fp32": a["losses"][st - 1], "bf16": b["losses"][st - 1],
+                      "delta": (b["losses"][st - 1] - a["losses"][st - 1])
+                      if a["losses"][st - 1] is not None and b["losses"][st - 1] is not None else None}
+                     for st in sorted({1, max(1, steps // 4), max(1, steps // 2), max(1, 3 * steps // 4), steps})],
+               last_fp32=mean(a["losses"][-k:]), last_bf16=mean(b["losses"][-k:]),
+               mean_abs_diff=sum(abs(x - y) for x, y in pairs) / len(pairs) if pairs else None,
+               step_noise_fp32=mean([abs(x - y) for x, y in zip(a["losses"][1:], a["losses"][:-1])
+                                     if x is not None and y is not None]),
+               max_abs_diff=max(abs(x - y) for x, y in pairs) if pairs else None,
+               val_loss_fp32=a.get("val_loss"), val_loss_bf16=b.get("val_loss"),
+               val_bpb_fp32=a.get("val_bpb"), val_bpb_bf16=b.get("val_bpb"),
+               val_steps=[{"step": int(st), "fp32": a["val"][st], "bf16": b["val"][st]}
+                          for st in sorted(set(a["val"]) & set(b["val"]), key=int)])
+    if out["last_fp32"] is not None and out["last_bf16"] is not None:
+        out["last_delta"] = out["last_bf16"] - out["last_fp32"]
+    if a.get("val_loss") and b.get("val_loss"):
+        out["val_delta"] = b["val_loss"] - a["val_loss"]
+        out["val_delta_pct"] = 100 * out["val_delta"] / a["val_loss"]
     return out
 
 
@@ -506,8 +541,7 @@ def bf16_report(w, meta, bf):
         w("|---|---|---|---|---|---|---|---|---|---|---|")
         for x in ms:
             hf, hb_, tf, tb = (x.get(f"tok_s_{k}") for k in ("hyblua_fp32", "hyblua_bf16", "torch_fp32", "torch_bf16"))
-            l32, l16 = x.get("loss_hyblua_fp32"), x.get("loss_hyblua_bf16")
-            dl = abs(l16 - l32) / abs(l32) if l32 and l16 else None
+            dl = x.get("loss_rel_bf16")
             w(f"| {x['mixer']} | {x['d']} | {fmt(hf, '.0f')} | **{fmt(hb_, '.0f')}** | {fmt(tf, '.0f')} | {fmt(tb, '.0f')} | "
               f"**{fmt(ratio(hb_, hf))}** | **{fmt(ratio(hb_, tf))}** | {fmt(ratio(hb_, tb))} | {fmt(ratio(hf, tf))} | "
               f"{fmt(dl, '.1e')} |")
@@ -546,48 +580,35 @@ def bf16_report(w, meta, bf):
               f"{fmt(a.get('grad_worst_rel'), '.1e')} | **{fmt(b.get('grad_worst_rel'), '.1e')}** |")
         w("")
     tr = bf.get("train") or {}
-    if tr.get("fp32") and tr.get("bf16"):
-        a, b = tr["fp32"], tr["bf16"]
+    if tr.get("rows"):
         n = tr["steps"]
         w(f"### Accuracy of training: the same run in fp32 and bf16 ({tr['recipe']}, {n} steps)")
         w("")
         w(f"`hyblua {tr['recipe']} --set train.steps={n} --set train.matmul_precision=fp32|bf16` (defaults otherwise: "
-          f"gated_deltanet 3:1, d 128, 8 layers, {fmt(a.get('params') and a['params'] / 1e6, '.2f')}M parameters, "
+          f"gated_deltanet 3:1, d 128, 8 layers, {fmt(tr.get('params') and tr['params'] / 1e6, '.2f')}M parameters, "
           "batch 16 × 256 byte tokens of the bundled sample, lr 3e-3 cosine, seed 0). Same seed, same batches: "
           "only the matmul precision differs. Validation over the sample's validation split: during training in "
           "each run's precision, the final one (results.json) after `hb.train` has restored fp32, so both trained "
-          "models are evaluated the same way.")
+          "models are evaluated the same way. The whole curves are in the raw log (tag bf16-train-curves).")
         w("")
-
-        def mean(xs):
-            xs = [x for x in xs if x is not None]
-            return sum(xs) / len(xs) if xs else None
-        la, lb = a["losses"], b["losses"]
         w("| step | train loss fp32 | train loss bf16 (mixed) | Δ |")
         w("|---|---|---|---|")
-        for st in sorted({1, max(1, n // 4), max(1, n // 2), max(1, 3 * n // 4), n}):
-            x, y = la[st - 1], lb[st - 1]
-            w(f"| {st} | {fmt(x, '.4f')} | {fmt(y, '.4f')} | {fmt(y - x if x is not None and y is not None else None, '+.4f')} |")
-        k = max(1, n // 10)
-        ma, mb = mean(la[-k:]), mean(lb[-k:])
-        w(f"| mean of the last {k} | {fmt(ma, '.4f')} | {fmt(mb, '.4f')} | "
-          f"{fmt(mb - ma if ma is not None and mb is not None else None, '+.4f')} |")
+        for x in tr["rows"]:
+            w(f"| {x['step']} | {fmt(x.get('fp32'), '.4f')} | {fmt(x.get('bf16'), '.4f')} | {fmt(x.get('delta'), '+.4f')} |")
+        w(f"| mean of the last {tr.get('last_k')} | {fmt(tr.get('last_fp32'), '.4f')} | {fmt(tr.get('last_bf16'), '.4f')} | "
+          f"{fmt(tr.get('last_delta'), '+.4f')} |")
         w("")
-        diffs = [abs(x - y) for x, y in zip(la, lb) if x is not None and y is not None]
-        va, vb = a.get("val_loss"), b.get("val_loss")
-        w(f"* Final validation loss: fp32 {fmt(va, '.4f')}, bf16 {fmt(vb, '.4f')} "
-          f"(Δ {fmt(vb - va if va is not None and vb is not None else None, '+.4f')}, "
-          f"{fmt(100 * (vb - va) / va if va and vb else None, '+.2f')}%); bits per byte fp32 {fmt(a.get('val_bpb'), '.4f')}, "
-          f"bf16 {fmt(b.get('val_bpb'), '.4f')}.")
-        if diffs:
-            w(f"* Train-loss curves: mean |Δ| per step {sum(diffs) / len(diffs):.4f}, max {max(diffs):.4f}.")
-        va_, vb_ = a.get("val") or {}, b.get("val") or {}
-        common = sorted(set(va_) & set(vb_), key=int)
-        if common:
+        w(f"* Final validation loss: fp32 {fmt(tr.get('val_loss_fp32'), '.4f')}, bf16 {fmt(tr.get('val_loss_bf16'), '.4f')} "
+          f"(Δ {fmt(tr.get('val_delta'), '+.4f')}, {fmt(tr.get('val_delta_pct'), '+.2f')}%); bits per byte fp32 "
+          f"{fmt(tr.get('val_bpb_fp32'), '.4f')}, bf16 {fmt(tr.get('val_bpb_bf16'), '.4f')}.")
+        w(f"* Train-loss curves: mean |Δ| per step {fmt(tr.get('mean_abs_diff'), '.4f')}, max "
+          f"{fmt(tr.get('max_abs_diff'), '.4f')}; for scale, the fp32 curve itself moves by "
+          f"{fmt(tr.get('step_noise_fp32'), '.4f')} per step on average (batch-to-batch variation).")
+        if tr.get("val_steps"):
             w("* Validation during training (fp32 / bf16): " + ", ".join(
-                f"step {s_}: {va_[s_]:.4f} / {vb_[s_]:.4f}" for s_ in common) + ".")
-        w(f"* Wall time of the two runs (noisy machine): fp32 {fmt(a.get('wall_s'), '.0f')} s, "
-          f"bf16 {fmt(b.get('wall_s'), '.0f')} s.")
+                f"step {x['step']}: {x['fp32']:.4f} / {x['bf16']:.4f}" for x in tr["val_steps"]) + ".")
+        w(f"* Wall time of the two runs (noisy machine; this small model is mostly mixer and element-wise time): "
+          f"fp32 {fmt(tr.get('wall_s_fp32'), '.0f')} s, bf16 {fmt(tr.get('wall_s_bf16'), '.0f')} s.")
         w("")
 
 
@@ -644,6 +665,9 @@ def write_report(path, meta, tc, mm, models, kernels, decodes, bf=None):
     w(f"| default environment (`torch.set_num_threads({meta['threads']})` only) | {fmt(tc.get('default'), '.1f')} | "
       f"{fmt(tc.get('default_step'), '.0f')} |")
     w("")
+    import targets  # tests/bench/targets.py: the issue's targets, met or not, and why
+    L.extend(targets.targets_section(models, kernels, mm, targets.gemm_shares(os.path.join(HERE, "results")),
+                                     KERNEL_NAMES, bf))
     w("## Matmul: hyblua vs raw sgemm")
     w("")
     pct = 100 * mm["hyblua"] / mm["sgemm"] if mm.get("hyblua") and mm.get("sgemm") else None
@@ -836,18 +860,31 @@ def _round(x):
 def write_summary(path, summary):
     """The committed summary: 4 significant digits, one line per table row (small, diff-friendly)."""
     summary = _round(summary)
-    lines = ["{"]
-    keys = sorted(summary)
-    for i, k in enumerate(keys):
-        v = summary[k]
-        end = "," if i < len(keys) - 1 else ""
-        if isinstance(v, list):
-            lines.append(f" {json.dumps(k)}: [")
-            lines += [f"  {json.dumps(row, sort_keys=True)}{',' if j < len(v) - 1 else ''}" for j, row in enumerate(v)]
-            lines.append(f" ]{end}")
-        else:
-            lines.append(f" {json.dumps(k)}: {json.dumps(v, sort_keys=True)}{end}")
-    lines.append("}")
+    lines = []
+
+    def put(d, ind):
+        """d's keys one per line; lists of rows one row per line; a dict holding lists (bf16) nested."""
+        lines.append("{")
+        keys = sorted(d)
+        for i, k in enumerate(keys):
+            v, end, pad = d[k], "," if i < len(keys) - 1 else "", " " * (ind + 1)
+            if isinstance(v, list):
+                lines.append(f"{pad}{json.dumps(k)}: [")
+                lines.extend(f"{pad} {json.dumps(row, sort_keys=True)}{',' if j < len(v) - 1 else ''}"
+                             for j, row in enumerate(v))
+                lines.append(f"{pad}]{end}")
+            elif isinstance(v, dict) and any(isinstance(x, list) for x in v.values()):
+                lines.append(f"{pad}{json.dumps(k)}: ")
+                put(v, ind + 1)
+                lines[-1] += end
+            else:
+                lines.append(f"{pad}{json.dumps(k)}: {json.dumps(v, sort_keys=True)}{end}")
+        lines.append(" " * ind + "}")
+    put(summary, 0)
+    for i in range(len(lines) - 1, 0, -1):   # a nested dict's "{" goes on its key's line
+        if lines[i] == "{" and lines[i - 1].endswith(": "):
+            lines[i - 1] += "{"
+            del lines[i]
     with open(path, "w") as f:
         f.write("\n".join(lines) + "\n")
 

@@ -43,8 +43,9 @@ $CC_ $CFLAGS_ tests/bench/kernels_bench.c -o build/bench/kernels_bench build/lib
 "$PY" tests/bench/harness.py --threads "$THREADS" ${args[@]+"${args[@]}"}
 
 # the "Targets" section explains a missed training target with the share of hyblua's step spent in sgemm:
-# profile a few configurations with perf (full runs only; skipped without perf), then rewrite the report
-case " ${args[*]-} " in *" --quick "*|*" --only "*) exit 0 ;; esac
+# profile a few configurations with perf (runs that measure the models, not --quick; skipped without perf),
+# then rewrite the report
+case " ${args[*]-} " in *" --quick "*) exit 0 ;; *" --only "*) case " ${args[*]-} " in *models*) ;; *) exit 0 ;; esac ;; esac
 if command -v perf >/dev/null 2>&1; then
   rm -f tests/bench/results/profile-*-train.txt
   for c in "hgrn 256 512" "gla 512 512" "gated_deltanet 256 512" "retnet 256 2048" "transformer 256 2048" \

@@ -52,7 +52,7 @@ def _label(r):
     return f"{r['mixer']} d={r['d']} T={r['T']}"
 
 
-def targets_section(models, kernels, mm, shares, kernel_names):
+def targets_section(models, kernels, mm, shares, kernel_names, bf=None):
     L = []
     w = L.append
     w("## Targets")
@@ -71,6 +71,14 @@ def targets_section(models, kernels, mm, shares, kernel_names):
           f"| **{'met' if len(met) == len(train) else 'missed'}** ({len(met)} of {len(train)} configs) "
           f"| geo-mean {_geo([r['train_ratio'] for r in train]):.2f}×, range {lo['train_ratio']:.2f}× "
           f"({lo['mixer']} d {lo['d']} T {lo['T']}) – {hi['train_ratio']:.2f}× ({hi['mixer']} d {hi['d']} T {hi['T']}) |")
+    bm = [m for m in (bf or {}).get("models", []) if m.get("tok_s_hyblua_bf16") and m.get("tok_s_torch_fp32")]
+    if bm:
+        rs = [m["tok_s_hyblua_bf16"] / m["tok_s_torch_fp32"] for m in bm]
+        rb = [m["tok_s_hyblua_bf16"] / m["tok_s_torch_bf16"] for m in bm if m.get("tok_s_torch_bf16")]
+        w(f"| the same with opt-in bf16 matmuls (mixed precision; bf16 section) | "
+          f"**{'met' if min(rs) >= TRAIN_TARGET else 'missed'}** ({sum(r >= TRAIN_TARGET for r in rs)} of {len(rs)} "
+          f"configs measured, T 512) | hyblua bf16 / torch fp32: geo-mean {_geo(rs):.2f}×, range {min(rs):.2f}–"
+          f"{max(rs):.2f}×" + (f"; / torch bf16 autocast: geo-mean {_geo(rb):.2f}×" if rb else "") + " |")
     kk = [k for k in kernels if k.get("pct_sgemm_hyblua") and k["kernel"] != "hgrn" and k["T"] >= KERNEL_MIN_T
           and 64 <= k["D"] <= 128]
     if kk:
