@@ -149,6 +149,27 @@ def targets_section(models, kernels, mm, shares, kernel_names, bf=None):
           "around the mixers (gates, norms, SwiGLU) so they stop costing memory passes. (1) changes the "
           "arithmetic and is opt-in; the float32 comparison above stays the default.")
         w("")
+    if rss and any(r["rss_ratio"] > 1.0 for r in rss):
+        over = sorted((r for r in rss if r["rss_ratio"] > 1.0), key=lambda r: -r["rss_ratio"])
+        w("### Why peak memory is above PyTorch's in some configs")
+        w("")
+        w("Over torch's: " + ", ".join(f"{r['mixer']} d {r['d']} T {r['T']} ({r['rss_ratio']:.2f}×)" for r in over[:8])
+          + (f" and {len(over) - 8} more" if len(over) > 8 else "") + ".")
+        w("")
+        w("The Lua collector cannot see tensor storage: after `backward()` released the graph, the forward's "
+          "activations were held only by dead Lua handles until the byte-count soft limit (2× the live bytes "
+          "after the last collection) triggered a collection, so the next step's forward could allocate beside "
+          "them and the peak depended on when that happened (adding three unrelated lines of Lua to model "
+          "construction moved transformer d 512 T 512 from 1.76 to 2.32 GB). Since 2026-11-27 11:20 "
+          "`Tensor:backward` collects right after releasing the graph (no measurable time: a full collection of "
+          "the small Lua heap). A/B on the same binary, 2 training steps: transformer d 512 T 512 2.32 → 1.66 GB "
+          "(torch 1.86), hgrn 3:1 d 512 T 512 2.09 → 1.88 GB (torch 2.02), gated_deltanet 3:1 d 512 T 512 "
+          "2.10 → 1.81 GB (torch 2.63), hgrn d 256 T 512 1.14 → 0.90 GB (torch 1.24). If this section still "
+          "lists configurations in a run made after that change, the remaining excess is the block cache "
+          "(core/tensor.c keeps up to 1 GiB of freed ≥ 1 MiB blocks of exact sizes) and the unfused element-"
+          "wise chains that autograd keeps alive; an LRU cache bounded by the step's own reuse and fused gate/"
+          "norm ops would close it.")
+        w("")
     if kk and any(min(v) < KERNEL_TARGET for v in per.values()):
         w("### Why some kernels are below 50% of sgemm")
         w("")
