@@ -110,6 +110,7 @@ return function(hb)
     for i = 1, #s do h = (h ~ s:byte(i)) * 0x100000001b3 end
     return h
   end
+  data.fnv1a = fnv1a
 
   -- split docs (in input order) into train and val lists, deterministic in (seed, names)
   function data.split(docs, val_fraction, seed)

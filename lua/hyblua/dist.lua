@@ -67,11 +67,7 @@ return function(hb)
     return "{" .. table.concat(out, ",") .. "}"
   end
 
-  local function fnv1a(s)
-    local h = 0xcbf29ce484222325
-    for i = 1, #s do h = (h ~ s:byte(i)) * 0x100000001b3 end
-    return h
-  end
+  local fnv1a = hb.data.fnv1a -- 64-bit FNV-1a of a string
 
   -- value: an integer (e.g. hb.mpi.checksum) or any Lua value (compared by canonical form)
   function dist.check_same(ctx, what, value)
