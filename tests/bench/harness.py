@@ -594,19 +594,19 @@ def bf16_report(w, meta, bf):
         w("| step | train loss fp32 | train loss bf16 (mixed) | Δ |")
         w("|---|---|---|---|")
         for x in tr["rows"]:
-            w(f"| {x['step']} | {fmt(x.get('fp32'), '.4f')} | {fmt(x.get('bf16'), '.4f')} | {fmt(x.get('delta'), '+.4f')} |")
-        w(f"| mean of the last {tr.get('last_k')} | {fmt(tr.get('last_fp32'), '.4f')} | {fmt(tr.get('last_bf16'), '.4f')} | "
+            w(f"| {x['step']} | {fmt(x.get('fp32'), '#.4g')} | {fmt(x.get('bf16'), '#.4g')} | {fmt(x.get('delta'), '+.4f')} |")
+        w(f"| mean of the last {tr.get('last_k')} | {fmt(tr.get('last_fp32'), '#.4g')} | {fmt(tr.get('last_bf16'), '#.4g')} | "
           f"{fmt(tr.get('last_delta'), '+.4f')} |")
         w("")
-        w(f"* Final validation loss: fp32 {fmt(tr.get('val_loss_fp32'), '.4f')}, bf16 {fmt(tr.get('val_loss_bf16'), '.4f')} "
+        w(f"* Final validation loss: fp32 {fmt(tr.get('val_loss_fp32'), '#.4g')}, bf16 {fmt(tr.get('val_loss_bf16'), '#.4g')} "
           f"(Δ {fmt(tr.get('val_delta'), '+.4f')}, {fmt(tr.get('val_delta_pct'), '+.2f')}%); bits per byte fp32 "
-          f"{fmt(tr.get('val_bpb_fp32'), '.4f')}, bf16 {fmt(tr.get('val_bpb_bf16'), '.4f')}.")
+          f"{fmt(tr.get('val_bpb_fp32'), '#.4g')}, bf16 {fmt(tr.get('val_bpb_bf16'), '#.4g')}.")
         w(f"* Train-loss curves: mean |Δ| per step {fmt(tr.get('mean_abs_diff'), '.4f')}, max "
           f"{fmt(tr.get('max_abs_diff'), '.4f')}; for scale, the fp32 curve itself moves by "
           f"{fmt(tr.get('step_noise_fp32'), '.4f')} per step on average (batch-to-batch variation).")
         if tr.get("val_steps"):
             w("* Validation during training (fp32 / bf16): " + ", ".join(
-                f"step {x['step']}: {x['fp32']:.4f} / {x['bf16']:.4f}" for x in tr["val_steps"]) + ".")
+                f"step {x['step']}: {x['fp32']:#.4g} / {x['bf16']:#.4g}" for x in tr["val_steps"]) + ".")
         w(f"* Wall time of the two runs (noisy machine; this small model is mostly mixer and element-wise time): "
           f"fp32 {fmt(tr.get('wall_s_fp32'), '.0f')} s, bf16 {fmt(tr.get('wall_s_bf16'), '.0f')} s.")
         w("")
@@ -1019,6 +1019,7 @@ def main():
                "bf16": bf}
     summary = merge_previous(os.path.join(args.results, "latest.json"), summary, sorted(sections))
     write_summary(os.path.join(args.results, "latest.json"), summary)
+    summary = _round(summary)   # the report from exactly what latest.json holds: --report-only reproduces it
     write_report(args.report, summary["meta"], summary["thread_check"], summary["matmul"], summary["models"],
                  summary["kernels"], summary["decode_kernels"], summary.get("bf16"))
     print(f"wrote {args.report} and {os.path.join(args.results, 'latest.json')} in {meta['elapsed_min']:.1f} min",
