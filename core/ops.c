@@ -456,7 +456,7 @@ static void un_range(void *ctx, int64_t lo, int64_t hi) {
     case HB_U_NEG: for (int64_t i = lo; i < hi; i++) z[i] = -x[i]; break;
     case HB_U_EXP: /* hb_expf with expf's edges restored: NaN stays NaN, overflow is inf, results below FLT_MIN are 0 */
         for (int64_t i = lo; i < hi; i++)
-            z[i] = NANPASS(x[i], x[i] > 88.7228f ? INFINITY : x[i] < -87.33f ? 0.0f : hb_expf(x[i]));
+            z[i] = x[i] > 88.7228f ? INFINITY : hb_expf_edges(x[i]);
         break;
     case HB_U_SILU: for (int64_t i = lo; i < hi; i++) z[i] = x[i] / (1.0f + hb_expf(-x[i])); break;
     case HB_U_SIGMOID: for (int64_t i = lo; i < hi; i++) z[i] = NANPASS(x[i], 1.0f / (1.0f + hb_expf(-x[i]))); break;
@@ -491,7 +491,7 @@ static void unbw_range(void *ctx, int64_t lo, int64_t hi) {
         break;
     case HB_U_EXP:
         for (int64_t i = lo; i < hi; i++)
-            r[i] = NANPASS(xv[i], g[i] * (xv[i] > 88.7228f ? INFINITY : xv[i] < -87.33f ? 0.0f : hb_expf(xv[i])));
+            r[i] = g[i] * (xv[i] > 88.7228f ? INFINITY : hb_expf_edges(xv[i]));
         break;
     case HB_U_NEG: for (int64_t i = lo; i < hi; i++) r[i] = -g[i]; break;
     case HB_U_SQUARE: for (int64_t i = lo; i < hi; i++) r[i] = 2.0f * xv[i] * g[i]; break;

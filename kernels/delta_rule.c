@@ -54,12 +54,11 @@
 
 #define REF_SEG 64 /* checkpoint interval of the reference backward */
 
-/* e^x for x ≤ 0 in loops GCC vectorises: hb_expf in float with expf's edges kept (NaN stays NaN,
- * x < −87.33 gives 0, not hb_expf's 1.6e−38); libm exp in double. */
+/* e^x for x ≤ 0 in loops GCC vectorises: hb_expf_edges (kmath.h) in float; libm exp in double. */
 #ifdef HB_KERNEL_F64
 #define gexp exp
 #else
-static inline float gexp(float x) { return x != x ? x : x < -87.33f ? 0.0f : hb_expf(x); }
+#define gexp hb_expf_edges
 #endif
 
 /* ---------------------------------------------------------------------------------------------- */

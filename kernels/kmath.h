@@ -38,6 +38,11 @@ static inline float hb_expf(float x) {
     return y * sc;
 }
 
+/* hb_expf_edges: hb_expf with expf's lower edges kept — NaN stays NaN (hb_expf would clamp it) and
+ * x < −87.33 (below FLT_MIN) gives 0 instead of hb_expf's 1.6e−38; still branch-free and vectorised.
+ * Above 88.7 it still saturates at ~3.4e38: callers that can see large positive x map that to inf. */
+static inline float hb_expf_edges(float x) { return x != x ? x : x < -87.33f ? 0.0f : hb_expf(x); }
+
 /* hb_log1pf_unit: log(1 + y) for y in [0, 1] (the softplus / log-sigmoid tail log1p(e^{-|x|})),
  * branch-free so GCC vectorises the loops that call it. u = 1 + y is split into m·2^e with m in
  * [0.707, 1.414]; log(m) = f − f²/2 + f³·P(f) with f = m − 1 (a degree-8 minimax polynomial, the classic
