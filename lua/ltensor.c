@@ -24,17 +24,19 @@ typedef struct {
 
 static int64_t gc_threshold = 256LL << 20;
 
+/* a full collection, then the next soft limit: twice the bytes still live, at least 256 MiB */
+static void collect_tensors(lua_State *L) {
+    lua_gc(L, LUA_GCCOLLECT);
+    int64_t live = hb_alloc_bytes();
+    gc_threshold = live * 2 > (256LL << 20) ? live * 2 : (256LL << 20);
+}
+
 void lhb_push_tensor(lua_State *L, hb_tensor_t *t) {
     if (!t) {
         luaL_error(L, "%s", hb_errmsg());
         return;
     }
-    int64_t live = hb_alloc_bytes();
-    if (live > gc_threshold) {
-        lua_gc(L, LUA_GCCOLLECT);
-        live = hb_alloc_bytes();
-        gc_threshold = live * 2 > (256LL << 20) ? live * 2 : (256LL << 20);
-    }
+    if (hb_alloc_bytes() > gc_threshold) collect_tensors(L);
     ltensor_t *u = lua_newuserdatauv(L, sizeof *u, 0);
     u->t = t;
     luaL_setmetatable(L, TENSOR_MT);
@@ -631,11 +633,7 @@ static int m_backward(lua_State *L) {
      * userdata do, and the next forward would allocate beside them (peak ≈ 2× a step's activations,
      * depending on when the soft limit happens to trigger). Collect them now: a full collection of the
      * Lua heap costs well under a millisecond next to a training step. */
-    if (!retain && hb_alloc_bytes() > (64LL << 20)) {
-        lua_gc(L, LUA_GCCOLLECT);
-        int64_t live = hb_alloc_bytes();
-        gc_threshold = live * 2 > (256LL << 20) ? live * 2 : (256LL << 20);
-    }
+    if (!retain && hb_alloc_bytes() > (64LL << 20)) collect_tensors(L);
     return 0;
 }
 static int m_retain_grad(lua_State *L) {
