@@ -217,6 +217,18 @@ def decode_kernel_section(r, ctxs, Ds, reps):
     return rows
 
 
+def init_model(r, work, tag, mixer, d, hybrid, B, T):
+    """The benchmark model of (mixer, d, hybrid) created by hyblua (hb.models.new, seed 1234) with a B×T
+    batch in work/tag; returns (that folder, the init process's JSON records or None on failure)."""
+    cdir = os.path.join(work, tag)
+    os.makedirs(cdir, exist_ok=True)
+    with open(os.path.join(cdir, "bench_config.json"), "w") as f:
+        json.dump(model_config(mixer, d, hybrid), f)
+    init = r.run(f"init-{tag}", [HYBLUA, os.path.join(HERE, "train_step.lua"), "init",
+                                 os.path.join(cdir, "bench_config.json"), cdir, "1234", str(B), str(T)])
+    return cdir, init
+
+
 def model_section(r, work, grid, steps, warmup, nfwd, dprompt, dnew, fwd_max):
     """Both sides per configuration, each in a fresh process, the order alternating. Forward-only passes
     are skipped where d·T > fwd_max (the full run's d 512, T 2048 configs, to save time)."""
@@ -225,12 +237,7 @@ def model_section(r, work, grid, steps, warmup, nfwd, dprompt, dnew, fwd_max):
         B = max(1, TOKENS // T)
         label = config_label(mixer, hybrid)
         tag = f"{label.replace(' ', '_').replace(':', 'to')}-d{d}-T{T}"
-        cdir = os.path.join(work, tag)
-        os.makedirs(cdir, exist_ok=True)
-        with open(os.path.join(cdir, "bench_config.json"), "w") as f:
-            json.dump(model_config(mixer, d, hybrid), f)
-        init = r.run(f"init-{tag}", [HYBLUA, os.path.join(HERE, "train_step.lua"), "init",
-                                      os.path.join(cdir, "bench_config.json"), cdir, "1234", str(B), str(T)])
+        cdir, init = init_model(r, work, tag, mixer, d, hybrid, B, T)
         if not init:
             rows.append({"mixer": label, "d": d, "T": T, "B": B})
             continue
@@ -302,12 +309,7 @@ def bf16_section(r, work, quick, fixtures, acc_steps):
             B = TOKENS // T
             label = config_label(mixer, hybrid)
             tag = f"bf16-{label.replace(' ', '_').replace(':', 'to')}-d{d}"
-            cdir = os.path.join(work, tag)
-            os.makedirs(cdir, exist_ok=True)
-            with open(os.path.join(cdir, "bench_config.json"), "w") as f:
-                json.dump(model_config(mixer, d, hybrid), f)
-            init = r.run(f"init-{tag}", [HYBLUA, os.path.join(HERE, "train_step.lua"), "init",
-                                          os.path.join(cdir, "bench_config.json"), cdir, "1234", str(B), str(T)])
+            cdir, init = init_model(r, work, tag, mixer, d, hybrid, B, T)
             row = {"mixer": label, "d": d, "T": T, "B": B, "params": init[0].get("params") if init else None}
             if init:
                 for rnd in range(rounds):
