@@ -1,5 +1,6 @@
 # hyblua — plain GNU make. Targets: all (./hyblua), run, test, bench, asan, valgrind, fuzz, data, clean, deps.
-# core/ and kernels/ build into build/libhbcore.a without Lua; lua/ adds the binding and the executable.
+# Layers, each including only those below it: lua/ → io/ → core/ → kernels/ (tests/scripts/include_graph.sh checks).
+# kernels/, core/ and io/ build into build/libhbcore.a without Lua; lua/ adds the binding and the executable.
 
 PKGS      := lua5.4 openblas yaml-0.1 libcjson libedit
 CC        ?= gcc
@@ -11,15 +12,17 @@ LUA_CFLAGS  := $(shell pkg-config --cflags lua5.4 libedit 2>/dev/null)
 LUA_LIBS    := $(shell pkg-config --libs lua5.4 libedit 2>/dev/null)
 
 B := build
-CORE_SRC    := $(wildcard core/*.c)
-KERNEL_SRC  := $(wildcard kernels/*.c)
+CORE_SRC    := $(wildcard core/*.c) $(wildcard io/*.c)
+# kernels written over `real` (kreal.h) compile twice (_f32, _f64); the others (alloc, threads, gemm_bf16) once
+KERNEL_SRC  := $(shell grep -l '"kreal.h"' kernels/*.c)
+KPLAIN_SRC  := $(filter-out $(KERNEL_SRC),$(wildcard kernels/*.c))
 LUA_SRC     := $(filter-out lua/lmpi.c,$(wildcard lua/*.c))
-CORE_OBJ    := $(CORE_SRC:%.c=$(B)/%.o) $(KERNEL_SRC:%.c=$(B)/%_f32.o) $(KERNEL_SRC:%.c=$(B)/%_f64.o)
+CORE_OBJ    := $(CORE_SRC:%.c=$(B)/%.o) $(KPLAIN_SRC:%.c=$(B)/%.o) $(KERNEL_SRC:%.c=$(B)/%_f32.o) $(KERNEL_SRC:%.c=$(B)/%_f64.o)
 LUA_OBJ     := $(LUA_SRC:%.c=$(B)/%.o)
 CTEST_SRC   := $(filter-out tests/test_repl.c,$(wildcard tests/test_*.c))
 CTEST_BIN   := $(CTEST_SRC:tests/%.c=$(B)/tests/%)
-HEADERS     := $(wildcard core/*.h kernels/*.h lua/*.h tests/*.h)
-FIXTURES    ?= $(abspath ../shared/fixtures)
+HEADERS     := $(wildcard core/*.h io/*.h kernels/*.h lua/*.h tests/*.h)
+FIXTURES    ?= $(abspath tests/fixtures)
 
 .PHONY: all run test bench asan valgrind data clean deps
 all: $(if $(filter 1,$(MPI)),hyblua-mpi,hyblua)
@@ -30,6 +33,12 @@ deps:
 $(B)/core/%.o: core/%.c $(HEADERS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(CORE_CFLAGS) -c $< -o $@
+$(B)/io/%.o: io/%.c $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(CORE_CFLAGS) -c $< -o $@
+$(B)/kernels/%.o: kernels/%.c $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -O3 $(CORE_CFLAGS) -c $< -o $@
 # kernels get -O3: GCC 12's -O2 cost model leaves their element-wise loops scalar (no -ffast-math)
 $(B)/kernels/%_f32.o: kernels/%.c $(HEADERS)
 	@mkdir -p $(dir $@)

@@ -7,7 +7,7 @@
  * visited tensors without a hash set.
  */
 #include "autograd.h"
-#include "alloc.h"
+#include "../kernels/alloc.h"
 #include <stdlib.h>
 #include <string.h>
 

@@ -43,7 +43,7 @@ static void gemm1(hb_dtype_t dt, CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int64_t
 }
 
 /* A large product is split into blocks of rows of C (or columns when there are few rows) run on the
- * thread pool, each a single-threaded BLAS call (OpenBLAS is kept at one thread: core/threads.c). The
+ * thread pool, each a single-threaded BLAS call (OpenBLAS is kept at one thread: kernels/threads.c). The
  * row or column blocks never change how an element of C is summed, so results do not depend on the
  * thread count. */
 typedef struct {

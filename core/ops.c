@@ -7,7 +7,7 @@
  * Backward passes are fused loops (e.g. d silu computed from x in one pass), not compositions.
  */
 #include "autograd.h"
-#include "alloc.h"
+#include "../kernels/alloc.h"
 #include "tensor.h"
 #include "../kernels/kmath.h"
 #include "../kernels/parallel.h"

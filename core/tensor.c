@@ -6,7 +6,7 @@
  * expand → sum over the broadcast dims, view → view back).
  */
 #include "tensor.h"
-#include "alloc.h"
+#include "../kernels/alloc.h"
 #include "autograd.h"
 #include <math.h>
 #include <pthread.h>

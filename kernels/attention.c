@@ -34,7 +34,7 @@
  * Compiled twice (kreal.h): float -> *_f32, -DHB_KERNEL_F64 -> *_f64.
  */
 #include "kreal.h"
-#include "../core/alloc.h"
+#include "alloc.h"
 #include "kmath.h"
 #include "attention.h"
 #include "parallel.h"

@@ -18,7 +18,7 @@
  * the backward's recomputation and the decode step (decode reproduces the forward bit for bit).
  */
 #include "kreal.h"
-#include "../core/alloc.h"
+#include "alloc.h"
 #include "parallel.h"
 #include "conv1d.h"
 #include <stdlib.h>

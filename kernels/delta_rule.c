@@ -45,7 +45,7 @@
  * arithmetic does not depend on the thread count.
  */
 #include "kreal.h"
-#include "../core/alloc.h"
+#include "alloc.h"
 #include "delta_rule.h"
 #include "kmath.h"
 #include "parallel.h"

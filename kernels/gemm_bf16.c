@@ -34,7 +34,7 @@
  */
 #ifndef HB_KERNEL_F64
 #include "gemm_bf16.h"
-#include "../core/alloc.h"
+#include "alloc.h"
 #include "parallel.h"
 #include <cblas.h>
 #include <immintrin.h>

@@ -50,7 +50,7 @@
  * Compiled twice (kreal.h): float → *_f32, -DHB_KERNEL_F64 → *_f64.
  */
 #include "kreal.h"
-#include "../core/alloc.h"
+#include "alloc.h"
 #include "gla.h"
 #include "kmath.h"
 #include "parallel.h"

@@ -29,7 +29,7 @@
  * are the GEMMs).
  */
 #include "kreal.h"
-#include "../core/alloc.h"
+#include "alloc.h"
 #include "parallel.h"
 #include "hgrn.h"
 #include <stdlib.h>

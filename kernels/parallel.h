@@ -1,4 +1,4 @@
-/* parallel.h — the thread pool interface kernels use (implemented in core/threads.c).
+/* parallel.h — the thread pool interface kernels use (implemented in kernels/threads.c).
  *
  * hb_parallel_for(n, fn, ctx) calls fn(ctx, i) for every i in [0, n), spread over the pool's
  * workers (the calling thread takes part). While a parallel region runs, OpenBLAS is limited to one

@@ -30,7 +30,7 @@
  * copies its rows into contiguous buffers before the block products (see pack_rows).
  */
 #include "kreal.h"
-#include "../core/alloc.h"
+#include "alloc.h"
 #include "parallel.h"
 #include "retention.h"
 #include <stdlib.h>

@@ -7,12 +7,12 @@
  *   ("train.lr", "groups.2.name": sequence items are 1-based) to "path:line:column" of the key, so
  *   callers can point at the line that holds a bad key.
  * hb.config.decode(text [, name]) → value, positions   (the same from a string; name for messages)
- * hb.config.write_text(path, text) — atomic replacement (core/jsonfile.h's protocol)
+ * hb.config.write_text(path, text) — atomic replacement (io/jsonfile.h's protocol)
  * Errors are raised with the core message: "config.yaml:3:5: mapping values are not allowed in this
  * context".
  */
-#include "../core/jsonfile.h"
-#include "../core/yamlconf.h"
+#include "../io/jsonfile.h"
+#include "../io/yamlconf.h"
 #include "lhyblua.h"
 #include <stdlib.h>
 #include <string.h>

@@ -1,4 +1,4 @@
-/* ldata.c — hb.data's C half: token shards (core/data.h) as userdata "hyblua.Shard".
+/* ldata.c — hb.data's C half: token shards (io/data.h) as userdata "hyblua.Shard".
  *
  * hb.data.write_shard(path, ids [, vocab_size]) → count
  *   ids: an integer tensor (any shape, read in order) or a list of them (concatenated). With
@@ -20,7 +20,7 @@
  * hb.data.mkdir(path) — creates path and missing parents (like mkdir -p); fine if it exists.
  * hb.data.is_dir(path) → boolean
  */
-#include "../core/data.h"
+#include "../io/data.h"
 #include "lhyblua.h"
 #include <dirent.h>
 #include <errno.h>

@@ -9,9 +9,9 @@
  *   keys sorted; a Lua sequence becomes an array, hb.io.null becomes null, an empty table {} an object
  *   unless it is hb.io.empty_array.
  */
-#include "../core/half.h"
-#include "../core/jsonfile.h"
-#include "../core/safetensors.h"
+#include "../io/half.h"
+#include "../io/jsonfile.h"
+#include "../io/safetensors.h"
 #include "lhyblua.h"
 #include <stdlib.h>
 #include <string.h>

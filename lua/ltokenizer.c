@@ -1,4 +1,4 @@
-/* ltokenizer.c — hb.tokenizer: the Lua binding of core/tokenizer.h (userdata "hyblua.Tokenizer").
+/* ltokenizer.c — hb.tokenizer: the Lua binding of io/tokenizer.h (userdata "hyblua.Tokenizer").
  *
  * hb.tokenizer.byte()                              ids 0..255 = bytes
  * hb.tokenizer.gpt2(encoder_json, vocab_bpe)       OpenAI GPT-2 files
@@ -14,7 +14,7 @@
  * core's message (which names the file) prefixed with the function; arguments are checked before any
  * allocation. __gc and __close share one idempotent release.
  */
-#include "../core/tokenizer.h"
+#include "../io/tokenizer.h"
 #include "lhyblua.h"
 #include <stdlib.h>
 #include <string.h>

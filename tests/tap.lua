@@ -26,5 +26,5 @@ function T.done()
   os.exit(T.failed == 0 and 0 or 1)
 end
 -- where the reference fixtures live (make test sets HB_FIXTURES)
-T.fixtures = os.getenv("HB_FIXTURES") or "../shared/fixtures"
+T.fixtures = os.getenv("HB_FIXTURES") or "tests/fixtures"
 return T

@@ -3,23 +3,23 @@
  * For each operation (a function that does the whole job — create inputs, compute, check, release —
  * and returns 0 with a numeric signature of its result, or -1 with a message), the test first runs it
  * cleanly for the reference signature, then for N = 0, 1, 2, ... makes the N-th allocation fail
- * (hb_alloc_fail_after, core/alloc.h) until a run no longer reaches an N-th allocation. Every run that
+ * (hb_alloc_fail_after, kernels/alloc.h) until a run no longer reaches an N-th allocation. Every run that
  * met an injected failure must either fail with a message mentioning memory or succeed with exactly
  * the reference signature (a failure that was absorbed, e.g. by the block cache, must not change the
  * result); every run must leave the live tensor bytes (hb_alloc_bytes) where they were and no
  * temporary file behind. Leaks of non-tensor memory on these error paths are found by running this
  * program under valgrind or ASan/LSan (see docs/reliability.md). Pure C: links libhbcore.a only.
  */
-#include "../core/alloc.h"
+#include "../kernels/alloc.h"
 #include "../core/autograd.h"
-#include "../core/data.h"
-#include "../core/jsonfile.h"
+#include "../io/data.h"
+#include "../io/jsonfile.h"
 #include "../core/mixers.h"
 #include "../core/optim.h"
-#include "../core/safetensors.h"
+#include "../io/safetensors.h"
 #include "../core/tensor.h"
-#include "../core/tokenizer.h"
-#include "../core/yamlconf.h"
+#include "../io/tokenizer.h"
+#include "../io/yamlconf.h"
 #include "tap.h"
 #include <dirent.h>
 #include <math.h>
@@ -618,7 +618,7 @@ int main(int argc, char **argv) {
     snprintf(dir, sizeof dir, "/tmp/hb_allocfail_XXXXXX");
     if (!mkdtemp(dir)) { printf("Bail out! cannot create a temporary folder\n"); return 1; }
     /* debugging: test_allocfail [NAME [N]] runs the operations whose name contains NAME, injecting at
-     * allocation N only when given (break on hb_alloc_injected's increment in core/alloc.c) */
+     * allocation N only when given (break on hb_alloc_injected's increment in kernels/alloc.c) */
     const char *only = argc > 1 ? argv[1] : NULL;
     if (argc > 2) only_at = atoll(argv[2]);
     for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++)

@@ -3,7 +3,7 @@
 -- half-written behind, the previous checkpoint is untouched, and the same command resumes from it to
 -- the same losses as a run that never failed.
 --
--- Disk full is injected with HB_FAIL_WRITE=N (core/jsonfile.h: the atomic writes of the process may
+-- Disk full is injected with HB_FAIL_WRITE=N (io/jsonfile.h: the atomic writes of the process may
 -- commit N bytes in all, then fail with ENOSPC); "file too large" is real: RLIMIT_FSIZE (ulimit -f) with
 -- SIGXFSZ ignored makes write(2) fail with EFBIG. tests/scripts/diskfull_tmpfs.sh does the same on a
 -- real, tiny tmpfs (needs root; not part of make test).

@@ -17,8 +17,8 @@
  */
 #include "../kernels/gemm_bf16.h"
 #include "../kernels/parallel.h"
-#include "../core/alloc.h"
-#include "../core/half.h"
+#include "../kernels/alloc.h"
+#include "../io/half.h"
 #define KTEST_SEED 0x9E3779B97F4A7C15ull
 #include "ktest.h"
 #include <math.h>
@@ -150,7 +150,7 @@ static void specials(const char *path) {
 }
 
 /* The rounding as the kernel sees it: C = r(a)·1 for a 1×1×1 product, over special and random bit
-   patterns; gemm_bf16_round must agree with core/half.c's rounding except that subnormals go to 0. */
+   patterns; gemm_bf16_round must agree with io/half.c's rounding except that subnormals go to 0. */
 static void rounding(const char *path) {
     static const uint32_t special[] = {
         0x00000000, 0x80000000, 0x00000001, 0x807fffff, 0x00800000, 0x3f808000, 0x3f818000, 0x3f80c000,

@@ -1,4 +1,4 @@
-/* test_tokenizer.c — TAP tests for core/tokenizer.c.
+/* test_tokenizer.c — TAP tests for io/tokenizer.c.
  *
  * Run from the repository root (data in tests/data/tok, or $HB_TOK_DATA). The GPT-2 tests need
  * encoder.json and vocab.bpe in $HB_GPT2_DIR or tests/data/gpt2 (tests/data/fetch_gpt2.sh fetches
@@ -7,7 +7,7 @@
  * their merges (and agree with Hugging Face tokenizers 0.22).
  */
 #define _POSIX_C_SOURCE 200809L
-#include "../core/tokenizer.h"
+#include "../io/tokenizer.h"
 
 #include <cjson/cJSON.h>
 #include <stdarg.h>

@@ -1,6 +1,6 @@
 /* test_yamlconf.c — core/yamlconf: scalar typing, nesting, positions in error messages, duplicate keys,
  * aliases, tags, limits. Pure C (no Lua). */
-#include "../core/yamlconf.h"
+#include "../io/yamlconf.h"
 #include "tap.h"
 #include <math.h>
 #include <stdio.h>

@@ -1,6 +1,6 @@
 -- hyblua/data.lua — preparing training data: text documents → normalised → split by document into
 -- train/validation → tokenized → token shards (train.bin, val.bin) + meta.json + tokenizer.json.
--- The shards themselves (hb.data.open, :batch, :window) are in lua/ldata.c over core/data.c.
+-- The shards themselves (hb.data.open, :batch, :window) are in lua/ldata.c over io/data.c.
 --
 --   hb.data.prepare{input=, out=, tokenizer="byte", val_fraction=0.05, seed=1234, bpe_vocab=nil, split=nil}
 --     input      a file, a directory (its *.txt files and those of its subdirectories, sorted by path;

@@ -9,7 +9,7 @@
 -- loss's relative error, and the worst gradient error (max |Δ| / max |ref| over the parameters). One JSON
 -- line per (fixture, precision) on stdout.
 local hb = require "hyblua"
-local root = arg[1] or "../shared/fixtures"
+local root = arg[1] or "tests/fixtures"
 
 local function maxabs(t) return t:abs():max():item() end
 local function frob(t) return math.sqrt((t:double() * t:double()):sum():item()) end

@@ -1,6 +1,6 @@
 """check_torch.py [FIXTURES_DIR] — verify tests/bench/torch_models.py against the fla fixtures.
 
-For every folder in FIXTURES_DIR/{fla,stress} (default ../shared/fixtures relative to the repository,
+For every folder in FIXTURES_DIR/{fla,stress} (default tests/fixtures,
 or $HB_FIXTURES): loads config.json + model.safetensors, runs the chunked forward on refs' input_ids and
 prints a table of
   * loss vs refs `loss` (must be within 1e-5 relative — the benchmark's acceptance criterion),
@@ -57,7 +57,7 @@ def check(folder):
 def main():
     here = os.path.dirname(os.path.abspath(__file__))
     root = sys.argv[1] if len(sys.argv) > 1 else os.environ.get(
-        "HB_FIXTURES", os.path.join(here, "..", "..", "..", "shared", "fixtures"))
+        "HB_FIXTURES", os.path.join(here, "..", "fixtures"))
     torch.set_num_threads(int(os.environ["OPENBLAS_NUM_THREADS"]))
     rows, bad = [], 0
     print("| fixture | loss (torch) | loss (ref) | rel. diff | ok ≤1e-5 | logits err | worst grad err | decode err |")

@@ -939,7 +939,7 @@ def main():
     ap.add_argument("--results", default=os.path.join(HERE, "results"))
     ap.add_argument("--only", default="", help="comma list of sections: threads,matmul,kernels,decode,models,bf16 "
                     "(the others keep their results from the previous latest.json)")
-    ap.add_argument("--fixtures", default=os.environ.get("HB_FIXTURES", os.path.join(ROOT, "..", "shared", "fixtures")),
+    ap.add_argument("--fixtures", default=os.environ.get("HB_FIXTURES", os.path.join(ROOT, "tests", "fixtures")),
                     help="shared fixtures for the bf16 accuracy table")
     ap.add_argument("--bf16-train-steps", type=int, default=None,
                     help="steps of the fp32-vs-bf16 recipe run (default 200, 50 with --quick; 0 skips it)")

@@ -1,5 +1,5 @@
 /* config.c — fuzz target: config.json → model config → model, the real path of hb.load_pretrained and
- * hb.models.new: hb.io.read_json (core/jsonfile.c + lua/lio.c's JSON → Lua conversion), then
+ * hb.models.new: hb.io.read_json (io/jsonfile.c + lua/lio.c's JSON → Lua conversion), then
  * hb.models.new (lua/hyblua/models.lua: schedule resolution, config_fla.lua's defaults and validation,
  * parameter declaration and initialisation), run inside an embedded Lua state (fuzz_lua.h).
  *

@@ -1,5 +1,5 @@
 /* data.c — fuzz target: prepared training data as hb.data.load reads it — meta.json (lua/hyblua/data.lua)
- * and the token shards train.bin / val.bin (core/data.c's header check and mmap reader, through
+ * and the token shards train.bin / val.bin (io/data.c's header check and mmap reader, through
  * lua/ldata.c) — run inside an embedded Lua state (fuzz_lua.h).
  *
  * Entry point: hb.data.load(dir). The input is three files (fuzz.h's fz_split): a 2-byte length and

@@ -1,4 +1,4 @@
-/* safetensors.c — fuzz target: the safetensors reader (core/safetensors.c: 8-byte header length, header
+/* safetensors.c — fuzz target: the safetensors reader (io/safetensors.c: 8-byte header length, header
  * JSON, dtypes, shapes, data offsets, __metadata__) and the sharded-checkpoint index reader.
  *
  * Entry points: hb_safetensors_open and hb_safetensors_open_index. The first input byte picks the mode,
@@ -13,7 +13,7 @@
  *     reopening gives the same names, sizes and bytes.
  * Run: make fuzz FUZZ_TARGETS=safetensors (seeds: tests/fuzz/corpus/safetensors; -max_len 4096).
  */
-#include "../../core/safetensors.h"
+#include "../../io/safetensors.h"
 #include "fuzz.h"
 
 static const char *file, *out, *index_path;

@@ -12,7 +12,7 @@
  */
 #ifndef HB_FUZZ_TOKCHECK_H
 #define HB_FUZZ_TOKCHECK_H
-#include "../../core/tokenizer.h"
+#include "../../io/tokenizer.h"
 #include "fuzz.h"
 
 static const char *const fz_tok_samples[] = {

@@ -1,5 +1,5 @@
 /* tokenizer_gpt2.c — fuzz target: OpenAI GPT-2 tokenizer files, encoder.json (token -> id) and
- * vocab.bpe (one merge per line, an optional "#version" first line), in core/tokenizer.c; then encoding
+ * vocab.bpe (one merge per line, an optional "#version" first line), in io/tokenizer.c; then encoding
  * and decoding with what loaded.
  *
  * Entry point: hb_tokenizer_load_gpt2. The input is two files (fuzz.h's fz_split): a 2-byte

@@ -1,4 +1,4 @@
-/* tokenizer_hf.c — fuzz target: Hugging Face tokenizer.json (core/tokenizer.c: model.vocab, merges as
+/* tokenizer_hf.c — fuzz target: Hugging Face tokenizer.json (io/tokenizer.c: model.vocab, merges as
  * strings or pairs, added_tokens, normalizer / pre_tokenizer / decoder pipelines, byte_fallback,
  * unk_token), then encoding and decoding with what loaded.
  *

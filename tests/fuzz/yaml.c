@@ -1,4 +1,4 @@
-/* yaml.c — fuzz target: YAML configuration files (core/yamlconf.c over libyaml's event parser: scalar
+/* yaml.c — fuzz target: YAML configuration files (io/yamlconf.c over libyaml's event parser: scalar
  * typing, tags, anchors and aliases, duplicate keys, nesting and alias-expansion limits).
  *
  * Entry points: hb_yaml_load_string on the input bytes and hb_yaml_load_file on the same bytes written
@@ -13,7 +13,7 @@
  *     for dotted paths of the first keys.
  * Run: make fuzz FUZZ_TARGETS=yaml (seeds: tests/fuzz/corpus/yaml; -max_len 4096).
  */
-#include "../../core/yamlconf.h"
+#include "../../io/yamlconf.h"
 #include "fuzz.h"
 #include <inttypes.h>
 #include <math.h>

@@ -1,7 +1,7 @@
 #!/bin/sh
 # tests/scripts/allocfail_lua.sh [HYBLUA] [STEP] — allocation failures seen from Lua (not run by make test:
 # it starts one process per injection point). A small script (model + backward + AdamW + generate +
-# save/load + tokenizer) runs under HB_FAIL_ALLOC=N (core/alloc.h: the N-th allocation of core/ and
+# save/load + tokenizer) runs under HB_FAIL_ALLOC=N (kernels/alloc.h: the N-th allocation of core/ and
 # kernels/ fails) for N = 0, STEP, 2·STEP, ... until a run no longer fails. Every run must either finish
 # or stop with a Lua error that mentions memory; a signal (crash, sanitizer abort) or another message is
 # reported. Give an ASan build as HYBLUA to check the bindings' error paths for leaks too.

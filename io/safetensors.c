@@ -18,7 +18,7 @@
 #define _POSIX_C_SOURCE 200809L
 #endif
 #include "safetensors.h"
-#include "alloc.h"
+#include "../kernels/alloc.h"
 #include "errfmt.h"
 #include "jsonfile.h"
 #include <cjson/cJSON.h>

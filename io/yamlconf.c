@@ -7,7 +7,7 @@
  * so a "billion laughs" document fails instead of eating memory.
  */
 #include "yamlconf.h"
-#include "alloc.h"
+#include "../kernels/alloc.h"
 #include "errfmt.h"
 #include <errno.h>
 #include <math.h>

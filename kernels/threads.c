@@ -13,7 +13,7 @@
  * else HYBLUA_NUM_THREADS, else the number of online CPUs. Results never depend on the thread count:
  * work items must write disjoint outputs.
  */
-#include "../kernels/parallel.h"
+#include "parallel.h"
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>

@@ -26,7 +26,7 @@
  *   - A byte that does not start a valid shortest-form UTF-8 sequence is one character of class
  *     "other" ([^\s\p{L}\p{N}]), so arbitrary bytes are split, encoded and decoded losslessly.
  *
- * Files are read with hb_json_read_file and written with hb_json_write_file (core/jsonfile.h:
+ * Files are read with hb_json_read_file and written with hb_json_write_file (io/jsonfile.h:
  * messages name the file and the line; writes replace the file atomically).
  *
  * Training (hb_tokenizer_train_bpe): distinct pre-split words with counts; pair counts in a hash map,
@@ -36,7 +36,7 @@
  */
 #define _POSIX_C_SOURCE 200809L
 #include "tokenizer.h"
-#include "alloc.h"
+#include "../kernels/alloc.h"
 #include "errfmt.h"
 #include "jsonfile.h"
 

@@ -1,12 +1,12 @@
-/* data.c — token shards: an atomic writer (core/jsonfile.h's protocol), an mmap reader that checks the
+/* data.c — token shards: an atomic writer (io/jsonfile.h's protocol), an mmap reader that checks the
  * header, and the (seed, step) → batch function. See data.h for the file format and the exact batch
  * definition; changing either changes every training stream, so both are versioned.
  */
 #include "data.h"
-#include "alloc.h"
+#include "../kernels/alloc.h"
 #include "errfmt.h"
 #include "jsonfile.h"
-#include "tensor.h"
+#include "../core/tensor.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>

@@ -9,7 +9,7 @@
 #define _POSIX_C_SOURCE 200809L
 #endif
 #include "jsonfile.h"
-#include "alloc.h"
+#include "../kernels/alloc.h"
 #include "errfmt.h"
 #include <errno.h>
 #include <fcntl.h>
