@@ -1,5 +1,8 @@
 /* autograd.c — the tape: nodes, grad mode, and the backward engine.
  *
+ * Built on tensor.h alone (no op of ops.c): gradients are accumulated with the raw hb_add_, so the
+ * engine sits below every differentiable op (docs/architecture.md, "core's files").
+ *
  * hb_backward does an iterative depth-first search from the root to order every tensor that has a
  * grad_fn (post-order = inputs before outputs), seeds root->bgrad, then walks the order backwards:
  * each tensor's accumulated bgrad is handed to its node, and the returned input gradients are added to
@@ -36,10 +39,25 @@ static int bw_lost(hb_node_t *n, hb_tensor_t *g, hb_tensor_t **gin) {
 }
 static hb_node_t lost_node = {.refcount = 1, .name = "out-of-memory", .backward = bw_lost};
 
+/* Make n (an owned reference, or NULL) t's node, dropping the one it had. */
+static void set_grad_fn(hb_tensor_t *t, hb_node_t *n) {
+    hb_node_t *old = t->grad_fn;
+    t->grad_fn = n;
+    t->grad_fn_release = n ? hb_node_free : NULL;
+    if (old) hb_node_free(old);
+}
+
 void hb_node_lost(hb_tensor_t *out) {
-    if (out->grad_fn) hb_node_free(out->grad_fn);
-    out->grad_fn = &lost_node;
+    set_grad_fn(out, &lost_node);
     out->requires_grad = 1;
+}
+
+void hb_node_move(hb_tensor_t *dst, hb_tensor_t *src) {
+    hb_node_t *n = src->grad_fn;
+    src->grad_fn = NULL;
+    src->grad_fn_release = NULL;
+    set_grad_fn(dst, n);
+    dst->requires_grad = n != NULL;
 }
 
 hb_node_t *hb_node_attach(hb_tensor_t *out, const char *name, hb_backward_fn bw, int nin, hb_tensor_t **in) {
@@ -54,8 +72,7 @@ hb_node_t *hb_node_attach(hb_tensor_t *out, const char *name, hb_backward_fn bw,
     n->backward = bw;
     n->nin = nin;
     for (int i = 0; i < nin; i++) n->in[i] = hb_tensor_ref(in[i]);
-    if (out->grad_fn) hb_node_free(out->grad_fn);
-    out->grad_fn = n;
+    set_grad_fn(out, n);
     out->requires_grad = 1;
     return n;
 }
@@ -226,7 +243,7 @@ cleanup:
         /* release the graph: drop every node (children stay alive while the order holds them) */
         for (int64_t k = 0; k < order.n; k++) {
             hb_tensor_t *t = order.v[k];
-            if (t->grad_fn) { hb_node_t *n = t->grad_fn; t->grad_fn = NULL; t->graph_released = 1; hb_node_free(n); }
+            if (t->grad_fn) { set_grad_fn(t, NULL); t->graph_released = 1; }
         }
     }
 out:

@@ -48,6 +48,9 @@ hb_node_t *hb_node_attach(hb_tensor_t *out, const char *name, hb_backward_fn bw,
  * the autograd graph ...". The forward result stays valid; hb_node_attach does this itself when its
  * own allocation fails (and then returns NULL). */
 void hb_node_lost(hb_tensor_t *out);
+/* Hand src's node (and so its history) to dst; src becomes a tensor without history. For an op that
+ * computes its value one way and records its history as a composition of other ops (hb_where). */
+void hb_node_move(hb_tensor_t *dst, hb_tensor_t *src);
 void hb_node_free(hb_node_t *n);
 
 /* Run backward from root. gout may be NULL only for a single-element root (gradient 1). */

@@ -8,8 +8,10 @@
  * With hb_set_matmul_precision(HB_MM_BF16), every float32 gemm here (forward and backward products)
  * goes to kernels/gemm_bf16.c instead of cblas_sgemm; float64 never does.
  */
+#include "linalg.h"
 #include "autograd.h"
-#include "tensor.h"
+#include "ops.h"
+#include "views.h"
 #include "../kernels/gemm_bf16.h"
 #include "../kernels/parallel.h"
 #include <cblas.h>

@@ -14,6 +14,7 @@
 #include "../kernels/hgrn.h"
 #include "../kernels/retention.h"
 #include "autograd.h"
+#include "views.h"
 #include <stdio.h>
 #include <string.h>
 

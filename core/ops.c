@@ -6,9 +6,10 @@
  * without special-casing every op. Values are computed in double and stored in the output dtype.
  * Backward passes are fused loops (e.g. d silu computed from x in one pass), not compositions.
  */
-#include "autograd.h"
+#include "ops.h"
 #include "../kernels/alloc.h"
-#include "tensor.h"
+#include "autograd.h"
+#include "views.h"
 #include "../kernels/kmath.h"
 #include "../kernels/parallel.h"
 #include <math.h>
@@ -640,10 +641,7 @@ hb_tensor_t *hb_where(hb_tensor_t *cond, hb_tensor_t *a, hb_tensor_t *b) {
         hb_tensor_t *t1 = hb_mul(a, m), *t2 = hb_mul(b, nm);
         hb_tensor_t *s = t1 && t2 ? hb_add(t1, t2) : NULL;
         if (s) {
-            hb_node_t *node = s->grad_fn;
-            s->grad_fn = NULL;
-            r->grad_fn = node;
-            r->requires_grad = 1;
+            hb_node_move(r, s);
         } else {                                   /* out of memory recording the history */
             hb_tensor_free(r);
             r = NULL;
@@ -662,48 +660,6 @@ hb_tensor_t *hb_masked_fill(hb_tensor_t *a, hb_tensor_t *mask, double value) {
     hb_tensor_t *r = hb_where(mask, v, a);
     hb_tensor_free(v);
     return r;
-}
-
-int hb_add_(hb_tensor_t *a, hb_tensor_t *b, double alpha) {
-    if (!hb_same_shape(a, b) || a->dtype != b->dtype) {
-        char x[64], y[64];
-        hb_seterr("add_: shapes/dtypes differ (%s %s vs %s %s)", hb_shape_str(a, x, sizeof x), hb_dtype_name(a->dtype),
-                  hb_shape_str(b, y, sizeof y), hb_dtype_name(b->dtype));
-        return -1;
-    }
-    int64_t n = hb_numel(a);
-    if (hb_is_contiguous(a) && hb_is_contiguous(b)) {
-        if (a->dtype == HB_F32) {
-            float *x = hb_data(a), al = (float)alpha;
-            const float *y = hb_data(b);
-            for (int64_t i = 0; i < n; i++) x[i] += al * y[i];
-        } else {
-            double *x = hb_data(a);
-            const double *y = hb_data(b);
-            for (int64_t i = 0; i < n; i++) x[i] += alpha * y[i];
-        }
-        return 0;
-    }
-    hb_tensor_t *bc = hb_contiguous(b);
-    if (!bc) return -1;
-    hb_tensor_t *ops[2] = {a, bc};
-    mwalk_t w;
-    if (a->ndim == 0) {
-        st(a->storage->data, a->dtype, a->offset, ld(a->storage->data, a->dtype, a->offset) + alpha * ld(hb_data(bc), a->dtype, 0));
-        hb_tensor_free(bc);
-        return 0;
-    }
-    mwalk_init(&w, a->ndim, a->size, 2, ops);
-    int64_t inner = a->size[a->ndim - 1], sa = w.str[0][a->ndim - 1];
-    for (int64_t k = 0; k < n; k += inner) {
-        for (int64_t j = 0; j < inner; j++) {
-            int64_t oa = w.off[0] + j * sa, ob = w.off[1] + j;
-            st(a->storage->data, a->dtype, oa, ld(a->storage->data, a->dtype, oa) + alpha * ld(bc->storage->data, a->dtype, ob));
-        }
-        mwalk_next_outer(&w);
-    }
-    hb_tensor_free(bc);
-    return 0;
 }
 
 /* ---- reductions ----------------------------------------------------------------------------------- */
@@ -841,26 +797,6 @@ hb_tensor_t *hb_reduce(hb_redop_t op, hb_tensor_t *a, int dim, int keepdim) {
     return reduce_impl(op, a, d, keepdim, 0);
 }
 hb_tensor_t *hb_reduce_all(hb_redop_t op, hb_tensor_t *a) { return reduce_impl(op, a, 0, 0, 1); }
-
-hb_tensor_t *hb_sum_to(hb_tensor_t *g, int ndim, const int64_t *size) {
-    hb_tensor_t *cur = hb_tensor_ref(g);
-    /* sum away leading extra dims */
-    while (cur->ndim > ndim) {
-        hb_tensor_t *r = hb_reduce(HB_R_SUM, cur, 0, 0);
-        hb_tensor_free(cur);
-        if (!r) return NULL;
-        cur = r;
-    }
-    for (int i = 0; i < ndim; i++) {
-        if (size[i] == 1 && cur->size[i] != 1) {
-            hb_tensor_t *r = hb_reduce(HB_R_SUM, cur, i, 1);
-            hb_tensor_free(cur);
-            if (!r) return NULL;
-            cur = r;
-        }
-    }
-    return cur;
-}
 
 static int bw_cumsum(hb_node_t *n, hb_tensor_t *g, hb_tensor_t **gin) {
     gin[0] = hb_cumsum(g, (int)n->i[0], !n->i[1]);

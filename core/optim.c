@@ -1,5 +1,6 @@
 /* optim.c — fused AdamW update and the squared norm used for gradient clipping. */
 #include "optim.h"
+#include "views.h"
 #include "../kernels/parallel.h"
 #include <math.h>
 

@@ -1,13 +1,12 @@
-/* tensor.c — storage, views, copies, creation and the RNG.
+/* tensor.c — storage, creation, raw copies (copy_, fill_, add_), errors and the RNG.
  *
- * A tensor is a view (sizes, strides, offset, all in elements) over a refcounted storage. View ops
- * build a new view over the same storage and, when autograd is on, a node whose backward maps the
- * gradient back to the source's shape (narrow → zero-padded copy, transpose → transpose back,
- * expand → sum over the broadcast dims, view → view back).
+ * A tensor is a view (sizes, strides, offset, all in elements) over a refcounted storage. This file is
+ * the bottom of core/: it includes no other core header. A tensor's autograd node is opaque here;
+ * hb_tensor_free drops it through the release hook autograd.c stored beside it. The differentiable
+ * views are in views.c.
  */
 #include "tensor.h"
 #include "../kernels/alloc.h"
-#include "autograd.h"
 #include <math.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -146,7 +145,7 @@ static double tensor_limit(void) {
 
 /* 0 if n elements of dt can be one tensor, else -1 with "<op>tensor of N elements (X GB) is larger than
  * ...". Also bounds views (expand) so that no loop runs over more elements than memory could hold. */
-static int check_size(int64_t n, hb_dtype_t dt, const char *op) {
+int hb_check_numel(int64_t n, hb_dtype_t dt, const char *op) {
     double bytes = (double)n * (double)hb_dtype_size(dt), lim = tensor_limit();
     if (n <= ((int64_t)1 << 40) && (lim <= 0 || bytes <= lim)) return 0;
     hb_seterr("%stensor of %lld elements (%.3g GB) is larger than %s (%.3g GB)", op, (long long)n, bytes / 1e9,
@@ -186,7 +185,7 @@ hb_tensor_t *hb_tensor_empty(hb_dtype_t dt, int ndim, const int64_t *size) {
     hb_tensor_t *t = tensor_header(dt, ndim, size);
     if (!t) return NULL;
     int64_t n = hb_numel(t);
-    if (check_size(n, dt, "")) { free(t); return NULL; }
+    if (hb_check_numel(n, dt, "")) { free(t); return NULL; }
     t->storage = storage_new((size_t)n * hb_dtype_size(dt));
     if (!t->storage) { free(t); return NULL; }
     return t;
@@ -250,7 +249,7 @@ void hb_tensor_free(hb_tensor_t *t) {
     storage_release(t->storage);
     hb_tensor_free(t->grad);
     hb_tensor_free(t->bgrad);
-    if (t->grad_fn) hb_node_free(t->grad_fn);
+    if (t->grad_fn) t->grad_fn_release(t->grad_fn);
     free(t);
 }
 
@@ -411,7 +410,44 @@ int hb_fill_(hb_tensor_t *t, double v) {
     return 0;
 }
 
-/* ---- views --------------------------------------------------------------------------------------- */
+int hb_add_(hb_tensor_t *a, hb_tensor_t *b, double alpha) {
+    if (!hb_dtype_is_float(a->dtype)) {
+        hb_seterr("add_: only float tensors can be updated (got %s)", hb_dtype_name(a->dtype));
+        return -1;
+    }
+    if (!hb_same_shape(a, b) || a->dtype != b->dtype) {
+        char x[64], y[64];
+        hb_seterr("add_: shapes/dtypes differ (%s %s vs %s %s)", hb_shape_str(a, x, sizeof x), hb_dtype_name(a->dtype),
+                  hb_shape_str(b, y, sizeof y), hb_dtype_name(b->dtype));
+        return -1;
+    }
+    int64_t n = hb_numel(a);
+    if (hb_is_contiguous(a) && hb_is_contiguous(b)) {
+        if (a->dtype == HB_F32) {
+            float *x = hb_data(a), al = (float)alpha;
+            const float *y = hb_data(b);
+            for (int64_t i = 0; i < n; i++) x[i] += al * y[i];
+        } else {
+            double *x = hb_data(a);
+            const double *y = hb_data(b);
+            for (int64_t i = 0; i < n; i++) x[i] += alpha * y[i];
+        }
+        return 0;
+    }
+    /* strided: walk a and b in row-major order, in double */
+    iter_t ia, ib;
+    iter_init(&ia, a);
+    iter_init(&ib, b);
+    void *pa = a->storage->data, *pb = b->storage->data;
+    for (int64_t k = 0; k < n; k++) {
+        store(pa, a->dtype, ia.off, load(pa, a->dtype, ia.off) + alpha * load(pb, b->dtype, ib.off));
+        iter_next(&ia, a);
+        iter_next(&ib, b);
+    }
+    return 0;
+}
+
+/* ---- aliases ------------------------------------------------------------------------------------- */
 static hb_tensor_t *view_of(hb_tensor_t *t) {
     hb_tensor_t *v = hb_calloc(1, sizeof *v);
     if (!v) { hb_seterr("out of memory"); return NULL; }
@@ -426,251 +462,7 @@ static hb_tensor_t *view_of(hb_tensor_t *t) {
     return v;
 }
 
-static int norm_dim(int dim, int ndim, const char *op) {
-    int d = dim < 0 ? dim + ndim : dim;
-    if (d < 0 || d >= (ndim ? ndim : 1)) {
-        hb_seterr("%s: dim %d out of range for a %d-d tensor", op, dim, ndim);
-        return -1;
-    }
-    return d;
-}
-
 hb_tensor_t *hb_detach(hb_tensor_t *t) { return view_of(t); }
-
-static int bw_narrow(hb_node_t *n, hb_tensor_t *g, hb_tensor_t **gin) {
-    hb_tensor_t *src = n->in[0];
-    hb_tensor_t *z = hb_tensor_zeros(g->dtype, src->ndim, src->size);
-    if (!z) return -1;
-    hb_tensor_t *win = hb_narrow(z, (int)n->i[0], n->i[1], n->i[2]);
-    if (!win) { hb_tensor_free(z); return -1; }
-    int rc = hb_copy_(win, g);
-    hb_tensor_free(win);
-    if (rc) { hb_tensor_free(z); return -1; }
-    gin[0] = z;
-    return 0;
-}
-
-hb_tensor_t *hb_narrow(hb_tensor_t *t, int dim, int64_t start, int64_t len) {
-    int d = norm_dim(dim, t->ndim, "narrow");
-    if (d < 0) return NULL;
-    if (start < 0 || len < 0 || start + len > t->size[d]) {
-        hb_seterr("narrow: range [%lld, %lld) out of bounds for dim %d of size %lld", (long long)start,
-                  (long long)(start + len), dim, (long long)t->size[d]);
-        return NULL;
-    }
-    hb_tensor_t *v = view_of(t);
-    if (!v) return NULL;
-    v->offset += start * t->stride[d];
-    v->size[d] = len;
-    hb_node_t *n = hb_node_attach(v, "narrow", bw_narrow, 1, &t);
-    if (n) { n->i[0] = d; n->i[1] = start; n->i[2] = len; }
-    return v;
-}
-
-hb_tensor_t *hb_select(hb_tensor_t *t, int dim, int64_t index) {
-    int d = norm_dim(dim, t->ndim, "select");
-    if (d < 0) return NULL;
-    if (index < 0) index += t->size[d];
-    hb_tensor_t *nw = hb_narrow(t, d, index, 1);
-    if (!nw) return NULL;
-    hb_tensor_t *r = hb_squeeze(nw, d);
-    hb_tensor_free(nw);
-    return r;
-}
-
-static int bw_permute(hb_node_t *n, hb_tensor_t *g, hb_tensor_t **gin) {
-    int inv[HB_MAXDIM];
-    for (int i = 0; i < g->ndim; i++) inv[n->i[i]] = i;
-    gin[0] = hb_permute(g, inv);
-    return gin[0] ? 0 : -1;
-}
-
-hb_tensor_t *hb_permute(hb_tensor_t *t, const int *perm) {
-    int seen[HB_MAXDIM] = {0};
-    for (int i = 0; i < t->ndim; i++) {
-        if (perm[i] < 0 || perm[i] >= t->ndim || seen[perm[i]]) {
-            hb_seterr("permute: invalid permutation for a %d-d tensor", t->ndim);
-            return NULL;
-        }
-        seen[perm[i]] = 1;
-    }
-    hb_tensor_t *v = view_of(t);
-    if (!v) return NULL;
-    for (int i = 0; i < t->ndim; i++) {
-        v->size[i] = t->size[perm[i]];
-        v->stride[i] = t->stride[perm[i]];
-    }
-    hb_node_t *n = hb_node_attach(v, "permute", bw_permute, 1, &t);
-    if (n)
-        for (int i = 0; i < t->ndim; i++) n->i[i] = perm[i];
-    return v;
-}
-
-hb_tensor_t *hb_transpose(hb_tensor_t *t, int d0, int d1) {
-    int a = norm_dim(d0, t->ndim, "transpose"), b = norm_dim(d1, t->ndim, "transpose");
-    if (a < 0 || b < 0) return NULL;
-    int perm[HB_MAXDIM];
-    for (int i = 0; i < t->ndim; i++) perm[i] = i;
-    perm[a] = b;
-    perm[b] = a;
-    return hb_permute(t, perm);
-}
-
-static int bw_view(hb_node_t *n, hb_tensor_t *g, hb_tensor_t **gin) {
-    hb_tensor_t *src = n->in[0];
-    gin[0] = hb_view(g, src->ndim, src->size);
-    return gin[0] ? 0 : -1;
-}
-
-/* Can t be viewed with the new sizes without copying? (contiguous, or merging/splitting compatible dims) */
-static int view_strides(const hb_tensor_t *t, int ndim, const int64_t *size, int64_t *stride) {
-    if (!hb_is_contiguous(t)) return 0;
-    int64_t st = 1;
-    for (int i = ndim - 1; i >= 0; i--) {
-        stride[i] = st;
-        st *= size[i];
-    }
-    return 1;
-}
-
-hb_tensor_t *hb_view(hb_tensor_t *t, int ndim, const int64_t *size_in) {
-    if (ndim < 0 || ndim > HB_MAXDIM) { hb_seterr("view: at most %d dims", HB_MAXDIM); return NULL; }
-    int64_t size[HB_MAXDIM], known = 1, n = hb_numel(t);
-    int infer = -1;
-    for (int i = 0; i < ndim; i++) {
-        size[i] = size_in[i];
-        if (size[i] == -1) {
-            if (infer >= 0) { hb_seterr("view: only one size may be -1"); return NULL; }
-            infer = i;
-        } else if (size[i] < 0) {
-            hb_seterr("view: invalid size %lld", (long long)size[i]);
-            return NULL;
-        } else known *= size[i];
-    }
-    if (infer >= 0) {
-        if (known == 0 || n % known) {
-            char b[64];
-            hb_seterr("view: cannot infer -1 for a tensor of shape %s", hb_shape_str(t, b, sizeof b));
-            return NULL;
-        }
-        size[infer] = n / known;
-        known *= size[infer];
-    }
-    if (known != n) {
-        char b[64];
-        hb_seterr("view: shape %s (%lld elements) cannot be viewed as %lld elements", hb_shape_str(t, b, sizeof b),
-                  (long long)n, (long long)known);
-        return NULL;
-    }
-    hb_tensor_t *src = hb_contiguous(t);
-    if (!src) return NULL;
-    hb_tensor_t *v = view_of(src);
-    if (!v) { hb_tensor_free(src); return NULL; }
-    v->ndim = ndim;
-    view_strides(src, ndim, size, v->stride);
-    for (int i = 0; i < ndim; i++) v->size[i] = size[i];
-    hb_node_attach(v, "view", bw_view, 1, &src);
-    hb_tensor_free(src);
-    return v;
-}
-
-hb_tensor_t *hb_unsqueeze(hb_tensor_t *t, int dim) {
-    int d = dim < 0 ? dim + t->ndim + 1 : dim;
-    if (d < 0 || d > t->ndim || t->ndim >= HB_MAXDIM) { hb_seterr("unsqueeze: dim %d out of range", dim); return NULL; }
-    int64_t size[HB_MAXDIM];
-    for (int i = 0, j = 0; i <= t->ndim; i++) size[i] = (i == d) ? 1 : t->size[j++];
-    return hb_view(t, t->ndim + 1, size);
-}
-
-hb_tensor_t *hb_squeeze(hb_tensor_t *t, int dim) {
-    int d = norm_dim(dim, t->ndim, "squeeze");
-    if (d < 0) return NULL;
-    if (t->size[d] != 1) { hb_seterr("squeeze: dim %d has size %lld, not 1", dim, (long long)t->size[d]); return NULL; }
-    /* a pure stride edit: no copy even if t is not contiguous */
-    hb_tensor_t *v = view_of(t);
-    if (!v) return NULL;
-    for (int i = d; i < t->ndim - 1; i++) { v->size[i] = t->size[i + 1]; v->stride[i] = t->stride[i + 1]; }
-    v->ndim = t->ndim - 1;
-    hb_node_attach(v, "squeeze", bw_view, 1, &t);
-    return v;
-}
-
-static int bw_expand(hb_node_t *n, hb_tensor_t *g, hb_tensor_t **gin) {
-    gin[0] = hb_sum_to(g, n->in[0]->ndim, n->in[0]->size);
-    return gin[0] ? 0 : -1;
-}
-
-hb_tensor_t *hb_expand(hb_tensor_t *t, int ndim, const int64_t *size) {
-    if (ndim < t->ndim || ndim > HB_MAXDIM) { hb_seterr("expand: cannot expand %d dims to %d", t->ndim, ndim); return NULL; }
-    hb_tensor_t *v = view_of(t);
-    if (!v) return NULL;
-    int off = ndim - t->ndim;
-    v->ndim = ndim;
-    for (int i = 0; i < ndim; i++) {
-        int j = i - off;
-        int64_t have = j >= 0 ? t->size[j] : 1, st = j >= 0 ? t->stride[j] : 0;
-        int64_t want = size[i] == -1 ? have : size[i];
-        if (want < 0) {
-            hb_seterr("expand: size %lld at dim %d is negative (-1 keeps a size)", (long long)want, i);
-            hb_tensor_free(v);
-            return NULL;
-        }
-        if (have == want) {
-            v->size[i] = have;
-            v->stride[i] = st;
-        } else if (have == 1) {
-            v->size[i] = want;
-            v->stride[i] = 0;
-        } else {
-            char b[64];
-            hb_seterr("expand: size %lld at dim %d of %s cannot be expanded to %lld", (long long)have, j,
-                      hb_shape_str(t, b, sizeof b), (long long)want);
-            hb_tensor_free(v);
-            return NULL;
-        }
-    }
-    int64_t prod = 1;          /* the view may not be larger than a tensor that could be allocated */
-    for (int i = 0; i < ndim; i++) {
-        if (v->size[i] > 0 && prod > ((int64_t)1 << 62) / v->size[i]) { prod = INT64_MAX; break; }
-        prod *= v->size[i];
-    }
-    if (check_size(prod, v->dtype, "expand: the result, a ")) { hb_tensor_free(v); return NULL; }
-    hb_node_attach(v, "expand", bw_expand, 1, &t);
-    return v;
-}
-
-static int bw_identity(hb_node_t *n, hb_tensor_t *g, hb_tensor_t **gin) {
-    (void)n;
-    gin[0] = hb_tensor_ref(g);
-    return 0;
-}
-
-hb_tensor_t *hb_clone(hb_tensor_t *t) {
-    hb_tensor_t *c = hb_tensor_empty(t->dtype, t->ndim, t->size);
-    if (!c) return NULL;
-    if (hb_copy_(c, t)) { hb_tensor_free(c); return NULL; }
-    hb_node_attach(c, "clone", bw_identity, 1, &t);
-    return c;
-}
-
-hb_tensor_t *hb_contiguous(hb_tensor_t *t) {
-    if (hb_is_contiguous(t)) return hb_tensor_ref(t);
-    return hb_clone(t);
-}
-
-static int bw_to_dtype(hb_node_t *n, hb_tensor_t *g, hb_tensor_t **gin) {
-    gin[0] = hb_to_dtype(g, n->in[0]->dtype);
-    return gin[0] ? 0 : -1;
-}
-
-hb_tensor_t *hb_to_dtype(hb_tensor_t *t, hb_dtype_t dt) {
-    if (t->dtype == dt) return hb_tensor_ref(t);
-    hb_tensor_t *c = hb_tensor_empty(dt, t->ndim, t->size);
-    if (!c) return NULL;
-    hb_copy_(c, t);
-    if (hb_dtype_is_float(dt) && hb_dtype_is_float(t->dtype)) hb_node_attach(c, "to_dtype", bw_to_dtype, 1, &t);
-    return c;
-}
 
 /* ---- random: xoshiro256** seeded by splitmix64 ---------------------------------------------------- */
 static uint64_t splitmix(uint64_t *x) {

@@ -28,7 +28,7 @@ static int l_get_num_threads(lua_State *L) {
     lua_pushinteger(L, hb_threads_get());
     return 1;
 }
-/* hb.set_matmul_precision("fp32" | "bf16") / hb.matmul_precision(): core/tensor.h's global setting. */
+/* hb.set_matmul_precision("fp32" | "bf16") / hb.matmul_precision(): core/linalg.h's global setting. */
 static const char *const mm_names[] = {"fp32", "bf16", NULL};
 static int l_set_matmul_precision(lua_State *L) {
     const char *s = luaL_checkstring(L, 1);

@@ -2,7 +2,10 @@
 #ifndef HB_LHYBLUA_H
 #define HB_LHYBLUA_H
 #include "../core/autograd.h"
+#include "../core/linalg.h"
+#include "../core/ops.h"
 #include "../core/tensor.h"
+#include "../core/views.h"
 #include <lauxlib.h>
 #include <lua.h>
 

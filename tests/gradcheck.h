@@ -8,7 +8,9 @@
 #ifndef HB_GRADCHECK_H
 #define HB_GRADCHECK_H
 #include "../core/autograd.h"
+#include "../core/ops.h"
 #include "../core/tensor.h"
+#include "../core/views.h"
 #include <math.h>
 #include <stdio.h>
 

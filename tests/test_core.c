@@ -1,7 +1,10 @@
 /* test_core.c — tensors, views, broadcasting, autograd and float64 gradient checks of every op.
  * Pure C: links libhbcore.a only (no Lua). */
 #include "../core/autograd.h"
+#include "../core/linalg.h"
+#include "../core/ops.h"
 #include "../core/tensor.h"
+#include "../core/views.h"
 #include "gradcheck.h"
 #include "tap.h"
 #include <math.h>

@@ -23,7 +23,9 @@
 #include "parallel.h"
 #include "retention.h"
 #include "gemm_bf16.h"
+#include "linalg.h"
 #include "tensor.h"
+#include "views.h"
 #include <cblas.h>
 #include <math.h>
 #include <stdint.h>
