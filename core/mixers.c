@@ -1,7 +1,7 @@
 /* mixers.c — autograd wrappers around the kernels of kernels/ (see mixers.h).
  *
  * Pattern of every op: check shapes and dtypes, make inputs contiguous, allocate the output, call the
- * _f32 or _f64 kernel (KCALL picks by dtype; the kernels take typed pointers and hb_data() is void *),
+ * _f32 or _f64 kernel by dtype (the kernels take typed pointers and hb_data() is void *),
  * then attach a node that saved the contiguous inputs (and whatever the backward needs: lse for
  * attention, chunk states for the delta rule, the output for HGRN). Backward allocates zeroed
  * gradient buffers, lets the kernel accumulate into them, and hands them back.
@@ -18,7 +18,6 @@
 #include <stdio.h>
 #include <string.h>
 
-#define KCALL(name, dt, ...) ((dt) == HB_F32 ? name##_f32(__VA_ARGS__) : name##_f64(__VA_ARGS__))
 #define ATTN_TILE 64
 
 static int check_t(hb_tensor_t *t, const char *op, const char *arg, int ndim) {
@@ -103,8 +102,9 @@ static int bw_attention(hb_node_t *n, hb_tensor_t *g, hb_tensor_t **gin) {
     hb_tensor_t *dq = zeros_like(q), *dk = zeros_like(k), *dv = zeros_like(v);
     if (!gc || !dq || !dk || !dv) { hb_tensor_free(gc); hb_tensor_free(dq); hb_tensor_free(dk); hb_tensor_free(dv); return -1; }
     int64_t B = q->size[0], T = q->size[1], H = q->size[2], D = q->size[3], Hkv = k->size[2];
-    int rc = KCALL(attn_bwd, q->dtype, dp(dq), dp(dk), dp(dv), dp(q), dp(k), dp(v), dp(o), dp(lse), dp(gc), n->d[0],
-                   n->i[0], B, T, H, Hkv, D, ATTN_TILE);
+    int rc = (q->dtype == HB_F32 ? attn_bwd_f32(dp(dq), dp(dk), dp(dv), dp(q), dp(k), dp(v), dp(o), dp(lse), dp(gc), n->d[0],
+                   n->i[0], B, T, H, Hkv, D, ATTN_TILE) : attn_bwd_f64(dp(dq), dp(dk), dp(dv), dp(q), dp(k), dp(v), dp(o), dp(lse), dp(gc), n->d[0],
+                   n->i[0], B, T, H, Hkv, D, ATTN_TILE));
     hb_tensor_free(gc);
     if (rc) { hb_tensor_free(dq); hb_tensor_free(dk); hb_tensor_free(dv); return kfail("attention backward"); }
     gin[0] = dq; gin[1] = dk; gin[2] = dv;
@@ -125,7 +125,7 @@ hb_tensor_t *hb_attention(hb_tensor_t *q, hb_tensor_t *k, hb_tensor_t *v, double
     if (contig(3, all, c)) return NULL;
     int64_t ls[3] = {B, H, T};
     hb_tensor_t *o = hb_tensor_empty(q->dtype, 4, q->size), *lse = hb_tensor_empty(q->dtype, 3, ls);
-    if (!o || !lse || KCALL(attn_fwd, q->dtype, dp(o), dp(lse), dp(c[0]), dp(c[1]), dp(c[2]), scale, window, B, T, H, Hkv, D, ATTN_TILE)) {
+    if (!o || !lse || (q->dtype == HB_F32 ? attn_fwd_f32(dp(o), dp(lse), dp(c[0]), dp(c[1]), dp(c[2]), scale, window, B, T, H, Hkv, D, ATTN_TILE) : attn_fwd_f64(dp(o), dp(lse), dp(c[0]), dp(c[1]), dp(c[2]), scale, window, B, T, H, Hkv, D, ATTN_TILE))) {
         if (o && lse) kfail(op);
         free_all(3, c); hb_tensor_free(o); hb_tensor_free(lse);
         return NULL;
@@ -157,7 +157,7 @@ hb_tensor_t *hb_attention_step(hb_tensor_t *q, hb_tensor_t *kc, hb_tensor_t *vc,
     }
     hb_tensor_t *qc = hb_contiguous(q);
     hb_tensor_t *o = qc ? hb_tensor_empty(q->dtype, 3, q->size) : NULL;
-    if (o && KCALL(attn_decode_step, q->dtype, dp(o), dp(qc), dp(kc), dp(vc), scale, window, pos, B, Tmax, H, Hkv, D)) {
+    if (o && (q->dtype == HB_F32 ? attn_decode_step_f32(dp(o), dp(qc), dp(kc), dp(vc), scale, window, pos, B, Tmax, H, Hkv, D) : attn_decode_step_f64(dp(o), dp(qc), dp(kc), dp(vc), scale, window, pos, B, Tmax, H, Hkv, D))) {
         hb_tensor_free(o);
         o = NULL;
         kfail(op);
@@ -170,7 +170,7 @@ static int bw_rope(hb_node_t *n, hb_tensor_t *g, hb_tensor_t **gin) {
     hb_tensor_t *gc = hb_contiguous(g);
     hb_tensor_t *dx = gc ? zeros_like(gc) : NULL;
     if (!dx) { hb_tensor_free(gc); return -1; }
-    int rc = KCALL(rope_bwd, g->dtype, dp(dx), dp(gc), n->d[0], n->i[0], g->size[0], g->size[1], g->size[2], g->size[3]);
+    int rc = (g->dtype == HB_F32 ? rope_bwd_f32(dp(dx), dp(gc), n->d[0], n->i[0], g->size[0], g->size[1], g->size[2], g->size[3]) : rope_bwd_f64(dp(dx), dp(gc), n->d[0], n->i[0], g->size[0], g->size[1], g->size[2], g->size[3]));
     hb_tensor_free(gc);
     if (rc) { hb_tensor_free(dx); return kfail("rope backward"); }
     gin[0] = dx;
@@ -183,7 +183,7 @@ hb_tensor_t *hb_rope(hb_tensor_t *x, double theta, int64_t pos0) {
     hb_tensor_t *xc = hb_contiguous(x);
     hb_tensor_t *o = xc ? hb_tensor_empty(x->dtype, 4, x->size) : NULL;
     if (!o) { hb_tensor_free(xc); return NULL; }
-    int rc = KCALL(rope_fwd, x->dtype, dp(o), dp(xc), theta, pos0, x->size[0], x->size[1], x->size[2], x->size[3]);
+    int rc = (x->dtype == HB_F32 ? rope_fwd_f32(dp(o), dp(xc), theta, pos0, x->size[0], x->size[1], x->size[2], x->size[3]) : rope_fwd_f64(dp(o), dp(xc), theta, pos0, x->size[0], x->size[1], x->size[2], x->size[3]));
     hb_tensor_free(xc);
     if (rc) { hb_tensor_free(o); kfail("rope"); return NULL; }
     hb_node_t *n = hb_node_attach(o, "rope", bw_rope, 1, &x);
@@ -199,10 +199,12 @@ static int bw_gla(hb_node_t *n, hb_tensor_t *g, hb_tensor_t **gin) {
     if (!gc || !d[0] || !d[1] || !d[2] || !d[3]) { hb_tensor_free(gc); free_all(4, d); return -1; }
     int64_t B = q->size[0], T = q->size[1], H = q->size[2], K = q->size[3], V = v->size[3];
     int rc = n->i[0] == HB_MODE_CHUNK
-                 ? KCALL(gla_bwd_chunk, q->dtype, dp(d[0]), dp(d[1]), dp(d[2]), dp(d[3]), NULL, dp(gc), NULL, dp(q), dp(k),
-                         dp(v), dp(gk), NULL, n->d[0], B, T, H, K, V, n->i[1])
-                 : KCALL(gla_bwd_ref, q->dtype, dp(d[0]), dp(d[1]), dp(d[2]), dp(d[3]), NULL, dp(gc), NULL, dp(q), dp(k),
-                         dp(v), dp(gk), NULL, n->d[0], B, T, H, K, V);
+                 ? (q->dtype == HB_F32 ? gla_bwd_chunk_f32(dp(d[0]), dp(d[1]), dp(d[2]), dp(d[3]), NULL, dp(gc), NULL, dp(q), dp(k),
+                         dp(v), dp(gk), NULL, n->d[0], B, T, H, K, V, n->i[1]) : gla_bwd_chunk_f64(dp(d[0]), dp(d[1]), dp(d[2]), dp(d[3]), NULL, dp(gc), NULL, dp(q), dp(k),
+                         dp(v), dp(gk), NULL, n->d[0], B, T, H, K, V, n->i[1]))
+                 : (q->dtype == HB_F32 ? gla_bwd_ref_f32(dp(d[0]), dp(d[1]), dp(d[2]), dp(d[3]), NULL, dp(gc), NULL, dp(q), dp(k),
+                         dp(v), dp(gk), NULL, n->d[0], B, T, H, K, V) : gla_bwd_ref_f64(dp(d[0]), dp(d[1]), dp(d[2]), dp(d[3]), NULL, dp(gc), NULL, dp(q), dp(k),
+                         dp(v), dp(gk), NULL, n->d[0], B, T, H, K, V));
     hb_tensor_free(gc);
     if (rc) { free_all(4, d); return kfail("gla backward"); }
     memcpy(gin, d, sizeof d);
@@ -226,8 +228,8 @@ hb_tensor_t *hb_gla(hb_tensor_t *q, hb_tensor_t *k, hb_tensor_t *v, hb_tensor_t 
     int nomem = !o || (ht && !h), rc = nomem;
     if (!rc)
         rc = mode == HB_MODE_CHUNK
-                 ? KCALL(gla_fwd_chunk, q->dtype, dp(o), dp(h), dp(c[0]), dp(c[1]), dp(c[2]), dp(c[3]), NULL, scale, B, T, H, K, V, chunk)
-                 : KCALL(gla_fwd_ref, q->dtype, dp(o), dp(h), dp(c[0]), dp(c[1]), dp(c[2]), dp(c[3]), NULL, scale, B, T, H, K, V);
+                 ? (q->dtype == HB_F32 ? gla_fwd_chunk_f32(dp(o), dp(h), dp(c[0]), dp(c[1]), dp(c[2]), dp(c[3]), NULL, scale, B, T, H, K, V, chunk) : gla_fwd_chunk_f64(dp(o), dp(h), dp(c[0]), dp(c[1]), dp(c[2]), dp(c[3]), NULL, scale, B, T, H, K, V, chunk))
+                 : (q->dtype == HB_F32 ? gla_fwd_ref_f32(dp(o), dp(h), dp(c[0]), dp(c[1]), dp(c[2]), dp(c[3]), NULL, scale, B, T, H, K, V) : gla_fwd_ref_f64(dp(o), dp(h), dp(c[0]), dp(c[1]), dp(c[2]), dp(c[3]), NULL, scale, B, T, H, K, V));
     if (rc) { free_all(4, c); hb_tensor_free(o); hb_tensor_free(h); if (!nomem) kfail(op); return NULL; }
     hb_node_t *n = hb_node_attach(o, op, bw_gla, 4, all);
     if (n) {
@@ -251,7 +253,7 @@ hb_tensor_t *hb_gla_step(hb_tensor_t *state, hb_tensor_t *q, hb_tensor_t *k, hb_
     if (contig(4, all, c)) return NULL;
     int64_t os[3] = {B, H, V};
     hb_tensor_t *o = hb_tensor_empty(q->dtype, 3, os);
-    if (o && KCALL(gla_step, q->dtype, dp(o), dp(state), dp(c[0]), dp(c[1]), dp(c[2]), dp(c[3]), scale, B, H, K, V)) {
+    if (o && (q->dtype == HB_F32 ? gla_step_f32(dp(o), dp(state), dp(c[0]), dp(c[1]), dp(c[2]), dp(c[3]), scale, B, H, K, V) : gla_step_f64(dp(o), dp(state), dp(c[0]), dp(c[1]), dp(c[2]), dp(c[3]), scale, B, H, K, V))) {
         hb_tensor_free(o);
         o = NULL;
         kfail("gla_step");
@@ -268,10 +270,12 @@ static int bw_retention(hb_node_t *n, hb_tensor_t *g, hb_tensor_t **gin) {
     if (!gc || !d[0] || !d[1] || !d[2]) { hb_tensor_free(gc); free_all(3, d); return -1; }
     int64_t B = q->size[0], T = q->size[1], H = q->size[2], K = q->size[3], V = v->size[3];
     int rc = n->i[0] == HB_MODE_CHUNK
-                 ? KCALL(retention_bwd_chunk, q->dtype, dp(d[0]), dp(d[1]), dp(d[2]), dp(gc), dp(q), dp(k), dp(v), NULL,
-                         dp(lg), n->d[0], B, T, H, K, V, n->i[1])
-                 : KCALL(retention_bwd_ref, q->dtype, dp(d[0]), dp(d[1]), dp(d[2]), dp(gc), dp(q), dp(k), dp(v), NULL,
-                         dp(lg), n->d[0], B, T, H, K, V);
+                 ? (q->dtype == HB_F32 ? retention_bwd_chunk_f32(dp(d[0]), dp(d[1]), dp(d[2]), dp(gc), dp(q), dp(k), dp(v), NULL,
+                         dp(lg), n->d[0], B, T, H, K, V, n->i[1]) : retention_bwd_chunk_f64(dp(d[0]), dp(d[1]), dp(d[2]), dp(gc), dp(q), dp(k), dp(v), NULL,
+                         dp(lg), n->d[0], B, T, H, K, V, n->i[1]))
+                 : (q->dtype == HB_F32 ? retention_bwd_ref_f32(dp(d[0]), dp(d[1]), dp(d[2]), dp(gc), dp(q), dp(k), dp(v), NULL,
+                         dp(lg), n->d[0], B, T, H, K, V) : retention_bwd_ref_f64(dp(d[0]), dp(d[1]), dp(d[2]), dp(gc), dp(q), dp(k), dp(v), NULL,
+                         dp(lg), n->d[0], B, T, H, K, V));
     hb_tensor_free(gc);
     if (rc) { free_all(3, d); return kfail("retention backward"); }
     memcpy(gin, d, sizeof d);
@@ -296,8 +300,8 @@ hb_tensor_t *hb_retention(hb_tensor_t *q, hb_tensor_t *k, hb_tensor_t *v, hb_ten
     int nomem = !o || !lgc || (ht && !h), rc = nomem;
     if (!rc)
         rc = mode == HB_MODE_CHUNK
-                 ? KCALL(retention_fwd_chunk, q->dtype, dp(o), dp(h), dp(c[0]), dp(c[1]), dp(c[2]), NULL, dp(lgc), scale, B, T, H, K, V, chunk)
-                 : KCALL(retention_fwd_ref, q->dtype, dp(o), dp(h), dp(c[0]), dp(c[1]), dp(c[2]), NULL, dp(lgc), scale, B, T, H, K, V);
+                 ? (q->dtype == HB_F32 ? retention_fwd_chunk_f32(dp(o), dp(h), dp(c[0]), dp(c[1]), dp(c[2]), NULL, dp(lgc), scale, B, T, H, K, V, chunk) : retention_fwd_chunk_f64(dp(o), dp(h), dp(c[0]), dp(c[1]), dp(c[2]), NULL, dp(lgc), scale, B, T, H, K, V, chunk))
+                 : (q->dtype == HB_F32 ? retention_fwd_ref_f32(dp(o), dp(h), dp(c[0]), dp(c[1]), dp(c[2]), NULL, dp(lgc), scale, B, T, H, K, V) : retention_fwd_ref_f64(dp(o), dp(h), dp(c[0]), dp(c[1]), dp(c[2]), NULL, dp(lgc), scale, B, T, H, K, V));
     if (rc) { free_all(3, c); hb_tensor_free(o); hb_tensor_free(h); hb_tensor_free(lgc); if (!nomem) kfail(op); return NULL; }
     hb_node_t *n = hb_node_attach(o, op, bw_retention, 3, all);
     if (n) {
@@ -325,7 +329,7 @@ hb_tensor_t *hb_retention_step(hb_tensor_t *state, hb_tensor_t *q, hb_tensor_t *
     hb_tensor_t *lgc = hb_to_dtype(lg, q->dtype);
     int64_t os[3] = {B, H, V};
     hb_tensor_t *o = lgc ? hb_tensor_empty(q->dtype, 3, os) : NULL;
-    if (o && KCALL(retention_step, q->dtype, dp(o), dp(state), dp(c[0]), dp(c[1]), dp(c[2]), dp(lgc), scale, B, H, K, V)) {
+    if (o && (q->dtype == HB_F32 ? retention_step_f32(dp(o), dp(state), dp(c[0]), dp(c[1]), dp(c[2]), dp(lgc), scale, B, H, K, V) : retention_step_f64(dp(o), dp(state), dp(c[0]), dp(c[1]), dp(c[2]), dp(lgc), scale, B, H, K, V))) {
         hb_tensor_free(o);
         o = NULL;
         kfail("retention_step");
@@ -343,10 +347,12 @@ static int bw_delta(hb_node_t *n, hb_tensor_t *g, hb_tensor_t **gin) {
     if (!gc || !d[0] || !d[1] || !d[2] || !d[3] || (gg && !d[4])) { hb_tensor_free(gc); free_all(5, d); return -1; }
     int64_t B = q->size[0], T = q->size[1], H = q->size[2], K = q->size[3], HV = v->size[2], V = v->size[3];
     int rc = n->i[0] == HB_MODE_CHUNK
-                 ? KCALL(delta_rule_bwd_chunk, q->dtype, dp(d[0]), dp(d[1]), dp(d[2]), dp(d[3]), dp(d[4]), dp(gc), dp(q),
-                         dp(k), dp(v), dp(beta), dp(gg), NULL, dp(hs), n->d[0], B, T, H, HV, K, V, n->i[1])
-                 : KCALL(delta_rule_bwd_ref, q->dtype, dp(d[0]), dp(d[1]), dp(d[2]), dp(d[3]), dp(d[4]), dp(gc), dp(q),
-                         dp(k), dp(v), dp(beta), dp(gg), NULL, n->d[0], B, T, H, HV, K, V);
+                 ? (q->dtype == HB_F32 ? delta_rule_bwd_chunk_f32(dp(d[0]), dp(d[1]), dp(d[2]), dp(d[3]), dp(d[4]), dp(gc), dp(q),
+                         dp(k), dp(v), dp(beta), dp(gg), NULL, dp(hs), n->d[0], B, T, H, HV, K, V, n->i[1]) : delta_rule_bwd_chunk_f64(dp(d[0]), dp(d[1]), dp(d[2]), dp(d[3]), dp(d[4]), dp(gc), dp(q),
+                         dp(k), dp(v), dp(beta), dp(gg), NULL, dp(hs), n->d[0], B, T, H, HV, K, V, n->i[1]))
+                 : (q->dtype == HB_F32 ? delta_rule_bwd_ref_f32(dp(d[0]), dp(d[1]), dp(d[2]), dp(d[3]), dp(d[4]), dp(gc), dp(q),
+                         dp(k), dp(v), dp(beta), dp(gg), NULL, n->d[0], B, T, H, HV, K, V) : delta_rule_bwd_ref_f64(dp(d[0]), dp(d[1]), dp(d[2]), dp(d[3]), dp(d[4]), dp(gc), dp(q),
+                         dp(k), dp(v), dp(beta), dp(gg), NULL, n->d[0], B, T, H, HV, K, V));
     hb_tensor_free(gc);
     if (rc) { free_all(5, d); return kfail("delta_rule backward"); }
     memcpy(gin, d, sizeof d);
@@ -381,10 +387,12 @@ hb_tensor_t *hb_delta_rule(hb_tensor_t *q, hb_tensor_t *k, hb_tensor_t *v, hb_te
     int nomem = !o || (ht && !h) || (need && mode == HB_MODE_CHUNK && !hs), rc = nomem;
     if (!rc)
         rc = mode == HB_MODE_CHUNK
-                 ? KCALL(delta_rule_fwd_chunk, q->dtype, dp(o), dp(h), dp(hs), dp(c[0]), dp(c[1]), dp(c[2]), dp(c[3]), dp(c[4]),
-                         NULL, scale, B, T, H, HV, K, V, chunk)
-                 : KCALL(delta_rule_fwd_ref, q->dtype, dp(o), dp(h), dp(c[0]), dp(c[1]), dp(c[2]), dp(c[3]), dp(c[4]), NULL,
-                         scale, B, T, H, HV, K, V);
+                 ? (q->dtype == HB_F32 ? delta_rule_fwd_chunk_f32(dp(o), dp(h), dp(hs), dp(c[0]), dp(c[1]), dp(c[2]), dp(c[3]), dp(c[4]),
+                         NULL, scale, B, T, H, HV, K, V, chunk) : delta_rule_fwd_chunk_f64(dp(o), dp(h), dp(hs), dp(c[0]), dp(c[1]), dp(c[2]), dp(c[3]), dp(c[4]),
+                         NULL, scale, B, T, H, HV, K, V, chunk))
+                 : (q->dtype == HB_F32 ? delta_rule_fwd_ref_f32(dp(o), dp(h), dp(c[0]), dp(c[1]), dp(c[2]), dp(c[3]), dp(c[4]), NULL,
+                         scale, B, T, H, HV, K, V) : delta_rule_fwd_ref_f64(dp(o), dp(h), dp(c[0]), dp(c[1]), dp(c[2]), dp(c[3]), dp(c[4]), NULL,
+                         scale, B, T, H, HV, K, V));
     if (rc) { free_all(5, c); hb_tensor_free(o); hb_tensor_free(h); hb_tensor_free(hs); if (!nomem) kfail(op); return NULL; }
     hb_node_t *n = hb_node_attach(o, op, bw_delta, g ? 5 : 4, all);
     if (n) {
@@ -412,7 +420,7 @@ hb_tensor_t *hb_delta_rule_step(hb_tensor_t *state, hb_tensor_t *q, hb_tensor_t 
     if (contig(5, all, c)) return NULL;
     int64_t os[3] = {B, HV, V};
     hb_tensor_t *o = hb_tensor_empty(q->dtype, 3, os);
-    if (o && KCALL(delta_rule_step, q->dtype, dp(o), dp(state), dp(c[0]), dp(c[1]), dp(c[2]), dp(c[3]), dp(c[4]), scale, B, H, HV, K, V)) {
+    if (o && (q->dtype == HB_F32 ? delta_rule_step_f32(dp(o), dp(state), dp(c[0]), dp(c[1]), dp(c[2]), dp(c[3]), dp(c[4]), scale, B, H, HV, K, V) : delta_rule_step_f64(dp(o), dp(state), dp(c[0]), dp(c[1]), dp(c[2]), dp(c[3]), dp(c[4]), scale, B, H, HV, K, V))) {
         hb_tensor_free(o);
         o = NULL;
         kfail("delta_rule_step");
@@ -428,8 +436,8 @@ static int bw_hgrn(hb_node_t *n, hb_tensor_t *g, hb_tensor_t **gin) {
     hb_tensor_t *dx = zeros_like(gg), *dg = zeros_like(gg);
     if (!gc || !dx || !dg) { hb_tensor_free(gc); hb_tensor_free(dx); hb_tensor_free(dg); return -1; }
     int64_t B = gg->size[0], T = gg->size[1], D = gg->size[2];
-    int rc = n->i[0] == HB_MODE_CHUNK ? KCALL(hgrn_bwd_chunk, gg->dtype, dp(dx), dp(dg), dp(gc), dp(gg), dp(o), NULL, B, T, D, n->i[1])
-                                      : KCALL(hgrn_bwd_ref, gg->dtype, dp(dx), dp(dg), dp(gc), dp(gg), dp(o), NULL, B, T, D);
+    int rc = n->i[0] == HB_MODE_CHUNK ? (gg->dtype == HB_F32 ? hgrn_bwd_chunk_f32(dp(dx), dp(dg), dp(gc), dp(gg), dp(o), NULL, B, T, D, n->i[1]) : hgrn_bwd_chunk_f64(dp(dx), dp(dg), dp(gc), dp(gg), dp(o), NULL, B, T, D, n->i[1]))
+                                      : (gg->dtype == HB_F32 ? hgrn_bwd_ref_f32(dp(dx), dp(dg), dp(gc), dp(gg), dp(o), NULL, B, T, D) : hgrn_bwd_ref_f64(dp(dx), dp(dg), dp(gc), dp(gg), dp(o), NULL, B, T, D));
     hb_tensor_free(gc);
     if (rc) { hb_tensor_free(dx); hb_tensor_free(dg); return kfail("hgrn backward"); }
     gin[0] = dx; gin[1] = dg;
@@ -450,8 +458,8 @@ hb_tensor_t *hb_hgrn(hb_tensor_t *x, hb_tensor_t *g, hb_mode_t mode, int64_t chu
     hb_tensor_t *o = hb_tensor_empty(x->dtype, 3, x->size), *h = ht ? hb_tensor_empty(x->dtype, 2, ss) : NULL;
     int nomem = !o || (ht && !h), rc = nomem;
     if (!rc)
-        rc = mode == HB_MODE_CHUNK ? KCALL(hgrn_fwd_chunk, x->dtype, dp(o), dp(h), dp(c[0]), dp(c[1]), NULL, B, T, D, chunk)
-                                   : KCALL(hgrn_fwd_ref, x->dtype, dp(o), dp(h), dp(c[0]), dp(c[1]), NULL, B, T, D);
+        rc = mode == HB_MODE_CHUNK ? (x->dtype == HB_F32 ? hgrn_fwd_chunk_f32(dp(o), dp(h), dp(c[0]), dp(c[1]), NULL, B, T, D, chunk) : hgrn_fwd_chunk_f64(dp(o), dp(h), dp(c[0]), dp(c[1]), NULL, B, T, D, chunk))
+                                   : (x->dtype == HB_F32 ? hgrn_fwd_ref_f32(dp(o), dp(h), dp(c[0]), dp(c[1]), NULL, B, T, D) : hgrn_fwd_ref_f64(dp(o), dp(h), dp(c[0]), dp(c[1]), NULL, B, T, D));
     if (rc) { free_all(2, c); hb_tensor_free(o); hb_tensor_free(h); if (!nomem) kfail(op); return NULL; }
     hb_node_t *n = hb_node_attach(o, op, bw_hgrn, 2, all);
     if (n) {
@@ -475,7 +483,7 @@ hb_tensor_t *hb_hgrn_step(hb_tensor_t *state, hb_tensor_t *x, hb_tensor_t *g) {
     hb_tensor_t *all[2] = {x, g}, *c[2];
     if (contig(2, all, c)) return NULL;
     hb_tensor_t *o = hb_tensor_empty(x->dtype, 2, x->size);
-    if (o && KCALL(hgrn_step, x->dtype, dp(o), dp(state), dp(c[0]), dp(c[1]), x->size[0], x->size[1])) {
+    if (o && (x->dtype == HB_F32 ? hgrn_step_f32(dp(o), dp(state), dp(c[0]), dp(c[1]), x->size[0], x->size[1]) : hgrn_step_f64(dp(o), dp(state), dp(c[0]), dp(c[1]), x->size[0], x->size[1]))) {
         hb_tensor_free(o);
         o = NULL;
         kfail("hgrn_step");
@@ -491,7 +499,7 @@ static int bw_conv(hb_node_t *n, hb_tensor_t *g, hb_tensor_t **gin) {
     hb_tensor_t *dx = zeros_like(x), *dw = zeros_like(w), *db = b ? zeros_like(b) : NULL;
     if (!gc || !dx || !dw || (b && !db)) { hb_tensor_free(gc); hb_tensor_free(dx); hb_tensor_free(dw); hb_tensor_free(db); return -1; }
     int64_t B = x->size[0], T = x->size[1], D = x->size[2], W = n->i[1];
-    int rc = KCALL(conv1d_bwd, x->dtype, dp(dx), dp(dw), dp(db), dp(gc), dp(x), dp(w), dp(b), (int)n->i[0], NULL, B, T, D, W);
+    int rc = (x->dtype == HB_F32 ? conv1d_bwd_f32(dp(dx), dp(dw), dp(db), dp(gc), dp(x), dp(w), dp(b), (int)n->i[0], NULL, B, T, D, W) : conv1d_bwd_f64(dp(dx), dp(dw), dp(db), dp(gc), dp(x), dp(w), dp(b), (int)n->i[0], NULL, B, T, D, W));
     hb_tensor_free(gc);
     if (rc) { hb_tensor_free(dx); hb_tensor_free(dw); hb_tensor_free(db); return kfail("conv1d backward"); }
     gin[0] = dx; gin[1] = dw; gin[2] = db;
@@ -520,12 +528,12 @@ hb_tensor_t *hb_conv1d(hb_tensor_t *x, hb_tensor_t *w, hb_tensor_t *bias, int ac
     hb_tensor_t *all[3] = {x, w, bias}, *c[3];
     if (contig(3, all, c)) return NULL;
     hb_tensor_t *y = hb_tensor_empty(x->dtype, 3, x->size);
-    int nomem = !y, rc = nomem || KCALL(conv1d_fwd, x->dtype, dp(y), dp(c[0]), dp(c[1]), dp(c[2]), act, NULL, B, T, D, W);
+    int nomem = !y, rc = nomem || (x->dtype == HB_F32 ? conv1d_fwd_f32(dp(y), dp(c[0]), dp(c[1]), dp(c[2]), act, NULL, B, T, D, W) : conv1d_fwd_f64(dp(y), dp(c[0]), dp(c[1]), dp(c[2]), act, NULL, B, T, D, W));
     if (!rc && cache_out) {
         int64_t cs[3] = {B, W - 1, D};
         *cache_out = hb_tensor_empty(x->dtype, 3, cs);
         nomem = !*cache_out;
-        rc = nomem || KCALL(conv1d_cache_from_seq, x->dtype, dp(*cache_out), dp(c[0]), B, T, D, W);
+        rc = nomem || (x->dtype == HB_F32 ? conv1d_cache_from_seq_f32(dp(*cache_out), dp(c[0]), B, T, D, W) : conv1d_cache_from_seq_f64(dp(*cache_out), dp(c[0]), B, T, D, W));
         if (rc) { hb_tensor_free(*cache_out); *cache_out = NULL; }
     }
     if (rc) { free_all(3, c); hb_tensor_free(y); if (!nomem) kfail(op); return NULL; }
@@ -549,7 +557,7 @@ hb_tensor_t *hb_conv1d_step(hb_tensor_t *cache, hb_tensor_t *x, hb_tensor_t *w, 
     if (!hb_is_contiguous(cache)) { hb_seterr("conv1d_step: cache must be contiguous"); return NULL; }
     if (contig(3, all, c)) return NULL;
     hb_tensor_t *y = hb_tensor_empty(x->dtype, 2, x->size);
-    if (y && KCALL(conv1d_step, x->dtype, dp(y), dp(cache), dp(c[0]), dp(c[1]), dp(c[2]), act, B, D, W)) {
+    if (y && (x->dtype == HB_F32 ? conv1d_step_f32(dp(y), dp(cache), dp(c[0]), dp(c[1]), dp(c[2]), act, B, D, W) : conv1d_step_f64(dp(y), dp(cache), dp(c[0]), dp(c[1]), dp(c[2]), act, B, D, W))) {
         hb_tensor_free(y);
         y = NULL;
         kfail("conv1d_step");

@@ -124,7 +124,7 @@ static real dot(const real *a, const real *b, int64_t n) {
 /* ---------------------------------------------------------------------------------------------
  * Naive reference: one query row at a time, scores in a length-T scratch row.
  */
-int KN(attn_fwd_ref)(real *o, real *lse, const real *q, const real *k, const real *v, real scale,
+static int fwd_ref(real *o, real *lse, const real *q, const real *k, const real *v, real scale,
                      int64_t window, int64_t B, int64_t T, int64_t H, int64_t Hkv, int64_t D) {
     if (!o || !q || !k || !v || bad_dims(window, B, T, H, Hkv, D)) return -1;
     if (B == 0 || T == 0) return 0;
@@ -158,7 +158,7 @@ int KN(attn_fwd_ref)(real *o, real *lse, const real *q, const real *k, const rea
     return 0;
 }
 
-int KN(attn_bwd_ref)(real *dq, real *dk, real *dv, const real *q, const real *k, const real *v,
+static int bwd_ref(real *dq, real *dk, real *dv, const real *q, const real *k, const real *v,
                      const real *dout, real scale, int64_t window, int64_t B, int64_t T, int64_t H,
                      int64_t Hkv, int64_t D) {
     if (!q || !k || !v || !dout || bad_dims(window, B, T, H, Hkv, D)) return -1;
@@ -266,7 +266,7 @@ static void fwd_item(void *vctx, int64_t item) {
     }
 }
 
-int KN(attn_fwd)(real *o, real *lse, const real *q, const real *k, const real *v, real scale,
+static int fwd(real *o, real *lse, const real *q, const real *k, const real *v, real scale,
                  int64_t window, int64_t B, int64_t T, int64_t H, int64_t Hkv, int64_t D,
                  int64_t tile) {
     if (!o || !q || !k || !v || tile < 1 || bad_dims(window, B, T, H, Hkv, D)) return -1;
@@ -342,7 +342,7 @@ static void bwd_item(void *vctx, int64_t item) {
         }
 }
 
-int KN(attn_bwd)(real *dq, real *dk, real *dv, const real *q, const real *k, const real *v,
+static int bwd(real *dq, real *dk, real *dv, const real *q, const real *k, const real *v,
                  const real *o, const real *lse, const real *dout, real scale, int64_t window,
                  int64_t B, int64_t T, int64_t H, int64_t Hkv, int64_t D, int64_t tile) {
     if (!q || !k || !v || !o || !lse || !dout || tile < 1 || bad_dims(window, B, T, H, Hkv, D))
@@ -386,7 +386,7 @@ static void dec_item(void *vctx, int64_t item) {
           c->vc + koff, (int)ldk, 0, c->o + qoff, (int)D);
 }
 
-int KN(attn_decode_step)(real *o, const real *q, const real *kc, const real *vc, real scale,
+static int decode_step(real *o, const real *q, const real *kc, const real *vc, real scale,
                          int64_t window, int64_t pos, int64_t B, int64_t Tmax, int64_t H,
                          int64_t Hkv, int64_t D) {
     if (!o || !q || !kc || !vc || pos < 0 || pos >= Tmax || bad_dims(window, B, Tmax, H, Hkv, D))
@@ -447,12 +447,79 @@ static int rope_run(real *out, const real *x, double theta, int64_t pos0, int64_
     return 0;
 }
 
-int KN(rope_fwd)(real *out, const real *x, double theta, int64_t pos0, int64_t B, int64_t T,
+static int rope_fwd(real *out, const real *x, double theta, int64_t pos0, int64_t B, int64_t T,
                  int64_t H, int64_t D) {
     return rope_run(out, x, theta, pos0, B, T, H, D, 0);
 }
 
-int KN(rope_bwd)(real *dx, const real *dout, double theta, int64_t pos0, int64_t B, int64_t T,
+static int rope_bwd(real *dx, const real *dout, double theta, int64_t pos0, int64_t B, int64_t T,
                  int64_t H, int64_t D) {
     return rope_run(dx, dout, theta, pos0, B, T, H, D, 1);
 }
+
+/* ---- the exported names, written out (this file is compiled twice: kernels/kreal.h) ---------------- */
+#ifdef HB_KERNEL_F64
+int attn_fwd_ref_f64(double *o, double *lse, const double *q, const double *k, const double *v, double scale,
+                     int64_t window, int64_t B, int64_t T, int64_t H, int64_t Hkv, int64_t D) {
+    return fwd_ref(o, lse, q, k, v, scale, window, B, T, H, Hkv, D);
+}
+int attn_bwd_ref_f64(double *dq, double *dk, double *dv, const double *q, const double *k, const double *v,
+                     const double *dout, double scale, int64_t window, int64_t B, int64_t T, int64_t H,
+                     int64_t Hkv, int64_t D) {
+    return bwd_ref(dq, dk, dv, q, k, v, dout, scale, window, B, T, H, Hkv, D);
+}
+int attn_fwd_f64(double *o, double *lse, const double *q, const double *k, const double *v, double scale,
+                 int64_t window, int64_t B, int64_t T, int64_t H, int64_t Hkv, int64_t D, int64_t tile) {
+    return fwd(o, lse, q, k, v, scale, window, B, T, H, Hkv, D, tile);
+}
+int attn_bwd_f64(double *dq, double *dk, double *dv, const double *q, const double *k, const double *v,
+                 const double *o, const double *lse, const double *dout, double scale, int64_t window,
+                 int64_t B, int64_t T, int64_t H, int64_t Hkv, int64_t D, int64_t tile) {
+    return bwd(dq, dk, dv, q, k, v, o, lse, dout, scale, window, B, T, H, Hkv, D, tile);
+}
+int attn_decode_step_f64(double *o, const double *q, const double *kc, const double *vc, double scale,
+                         int64_t window, int64_t pos, int64_t B, int64_t Tmax, int64_t H, int64_t Hkv,
+                         int64_t D) {
+    return decode_step(o, q, kc, vc, scale, window, pos, B, Tmax, H, Hkv, D);
+}
+int rope_fwd_f64(double *out, const double *x, double theta, int64_t pos0, int64_t B, int64_t T, int64_t H,
+                 int64_t D) {
+    return rope_fwd(out, x, theta, pos0, B, T, H, D);
+}
+int rope_bwd_f64(double *dx, const double *dout, double theta, int64_t pos0, int64_t B, int64_t T, int64_t H,
+                 int64_t D) {
+    return rope_bwd(dx, dout, theta, pos0, B, T, H, D);
+}
+#else
+int attn_fwd_ref_f32(float *o, float *lse, const float *q, const float *k, const float *v, float scale,
+                     int64_t window, int64_t B, int64_t T, int64_t H, int64_t Hkv, int64_t D) {
+    return fwd_ref(o, lse, q, k, v, scale, window, B, T, H, Hkv, D);
+}
+int attn_bwd_ref_f32(float *dq, float *dk, float *dv, const float *q, const float *k, const float *v,
+                     const float *dout, float scale, int64_t window, int64_t B, int64_t T, int64_t H,
+                     int64_t Hkv, int64_t D) {
+    return bwd_ref(dq, dk, dv, q, k, v, dout, scale, window, B, T, H, Hkv, D);
+}
+int attn_fwd_f32(float *o, float *lse, const float *q, const float *k, const float *v, float scale,
+                 int64_t window, int64_t B, int64_t T, int64_t H, int64_t Hkv, int64_t D, int64_t tile) {
+    return fwd(o, lse, q, k, v, scale, window, B, T, H, Hkv, D, tile);
+}
+int attn_bwd_f32(float *dq, float *dk, float *dv, const float *q, const float *k, const float *v,
+                 const float *o, const float *lse, const float *dout, float scale, int64_t window, int64_t B,
+                 int64_t T, int64_t H, int64_t Hkv, int64_t D, int64_t tile) {
+    return bwd(dq, dk, dv, q, k, v, o, lse, dout, scale, window, B, T, H, Hkv, D, tile);
+}
+int attn_decode_step_f32(float *o, const float *q, const float *kc, const float *vc, float scale,
+                         int64_t window, int64_t pos, int64_t B, int64_t Tmax, int64_t H, int64_t Hkv,
+                         int64_t D) {
+    return decode_step(o, q, kc, vc, scale, window, pos, B, Tmax, H, Hkv, D);
+}
+int rope_fwd_f32(float *out, const float *x, double theta, int64_t pos0, int64_t B, int64_t T, int64_t H,
+                 int64_t D) {
+    return rope_fwd(out, x, theta, pos0, B, T, H, D);
+}
+int rope_bwd_f32(float *dx, const float *dout, double theta, int64_t pos0, int64_t B, int64_t T, int64_t H,
+                 int64_t D) {
+    return rope_bwd(dx, dout, theta, pos0, B, T, H, D);
+}
+#endif

@@ -85,7 +85,7 @@ static void transpose_taps(real *wT, const real *w, int64_t D, int64_t W) {
         for (int64_t i = 0; i < W; i++) wT[i * D + c] = w[c * W + i];
 }
 
-int KN(conv1d_fwd)(real *y, const real *x, const real *w, const real *b, int act, const real *cache_in,
+static int fwd(real *y, const real *x, const real *w, const real *b, int act, const real *cache_in,
                    int64_t B, int64_t T, int64_t D, int64_t W) {
     if (W < 1) return -1;
     if (B <= 0 || T <= 0 || D <= 0) return 0;
@@ -156,7 +156,7 @@ static void reduce_item(void *vctx, int64_t blk) {
     }
 }
 
-int KN(conv1d_bwd)(real *dx, real *dw, real *db, const real *dy, const real *x, const real *w,
+static int bwd(real *dx, real *dw, real *db, const real *dy, const real *x, const real *w,
                    const real *b, int act, const real *cache_in, int64_t B, int64_t T, int64_t D, int64_t W) {
     if (W < 1) return -1;
     if ((!dx && !dw && !db) || B <= 0 || T <= 0 || D <= 0) return 0;
@@ -174,7 +174,7 @@ int KN(conv1d_bwd)(real *dx, real *dw, real *db, const real *dy, const real *x, 
     return 0;
 }
 
-int KN(conv1d_step)(real *y, real *cache, const real *x, const real *w, const real *b, int act,
+static int step(real *y, real *cache, const real *x, const real *w, const real *b, int act,
                     int64_t B, int64_t D, int64_t W) {
     if (W < 1) return -1;
     for (int64_t bb = 0; bb < B; bb++) {
@@ -194,7 +194,7 @@ int KN(conv1d_step)(real *y, real *cache, const real *x, const real *w, const re
     return 0;
 }
 
-int KN(conv1d_cache_from_seq)(real *cache, const real *x, int64_t B, int64_t T, int64_t D, int64_t W) {
+static int cache_from_seq(real *cache, const real *x, int64_t B, int64_t T, int64_t D, int64_t W) {
     if (W < 1) return -1;
     for (int64_t bb = 0; bb < B; bb++)
         for (int64_t j = 0; j < W - 1; j++) {
@@ -205,3 +205,40 @@ int KN(conv1d_cache_from_seq)(real *cache, const real *x, int64_t B, int64_t T, 
         }
     return 0;
 }
+
+/* ---- the exported names, written out (this file is compiled twice: kernels/kreal.h) ---------------- */
+#ifdef HB_KERNEL_F64
+int conv1d_fwd_f64(double *y, const double *x, const double *w, const double *b, int act,
+                   const double *cache_in, int64_t B, int64_t T, int64_t D, int64_t W) {
+    return fwd(y, x, w, b, act, cache_in, B, T, D, W);
+}
+int conv1d_bwd_f64(double *dx, double *dw, double *db, const double *dy, const double *x, const double *w,
+                   const double *b, int act, const double *cache_in, int64_t B, int64_t T, int64_t D,
+                   int64_t W) {
+    return bwd(dx, dw, db, dy, x, w, b, act, cache_in, B, T, D, W);
+}
+int conv1d_step_f64(double *y, double *cache, const double *x, const double *w, const double *b, int act,
+                    int64_t B, int64_t D, int64_t W) {
+    return step(y, cache, x, w, b, act, B, D, W);
+}
+int conv1d_cache_from_seq_f64(double *cache, const double *x, int64_t B, int64_t T, int64_t D, int64_t W) {
+    return cache_from_seq(cache, x, B, T, D, W);
+}
+#else
+int conv1d_fwd_f32(float *y, const float *x, const float *w, const float *b, int act, const float *cache_in,
+                   int64_t B, int64_t T, int64_t D, int64_t W) {
+    return fwd(y, x, w, b, act, cache_in, B, T, D, W);
+}
+int conv1d_bwd_f32(float *dx, float *dw, float *db, const float *dy, const float *x, const float *w,
+                   const float *b, int act, const float *cache_in, int64_t B, int64_t T, int64_t D,
+                   int64_t W) {
+    return bwd(dx, dw, db, dy, x, w, b, act, cache_in, B, T, D, W);
+}
+int conv1d_step_f32(float *y, float *cache, const float *x, const float *w, const float *b, int act,
+                    int64_t B, int64_t D, int64_t W) {
+    return step(y, cache, x, w, b, act, B, D, W);
+}
+int conv1d_cache_from_seq_f32(float *cache, const float *x, int64_t B, int64_t T, int64_t D, int64_t W) {
+    return cache_from_seq(cache, x, B, T, D, W);
+}
+#endif

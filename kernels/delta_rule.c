@@ -176,7 +176,7 @@ static void fwd_ref_item(const args_t *a, int64_t item, real *S) {
     if (a->ht) memcpy(a->ht + (size_t)item * K * V, S, (size_t)(K * V) * sizeof(real));
 }
 
-int KN(delta_rule_fwd_ref)(real *o, real *ht, const real *q, const real *k, const real *v,
+static int fwd_ref(real *o, real *ht, const real *q, const real *k, const real *v,
                            const real *beta, const real *g, const real *h0, real scale,
                            int64_t B, int64_t T, int64_t H, int64_t HV, int64_t K, int64_t V) {
     if (bad_dims(B, T, H, HV, K, V) || (T > 0 && (!o || !q || !k || !v || !beta))) return -1;
@@ -269,7 +269,7 @@ static void bwd_ref_item(const args_t *a, int64_t item, real *scr) {
     }
 }
 
-int KN(delta_rule_bwd_ref)(real *dq, real *dk, real *dv, real *dbeta, real *dg, const real *do_,
+static int bwd_ref(real *dq, real *dk, real *dv, real *dbeta, real *dg, const real *do_,
                            const real *q, const real *k, const real *v, const real *beta,
                            const real *g, const real *h0, real scale,
                            int64_t B, int64_t T, int64_t H, int64_t HV, int64_t K, int64_t V) {
@@ -518,7 +518,7 @@ static void fwd_chunk_item(const args_t *a, int64_t item, real *scr) {
 
 static int64_t nchunks(int64_t T, int64_t C) { return (T + C - 1) / C; }
 
-int KN(delta_rule_fwd_chunk)(real *o, real *ht, real *hs, const real *q, const real *k,
+static int fwd_chunk(real *o, real *ht, real *hs, const real *q, const real *k,
                              const real *v, const real *beta, const real *g, const real *h0,
                              real scale, int64_t B, int64_t T, int64_t H, int64_t HV, int64_t K,
                              int64_t V, int64_t C) {
@@ -701,7 +701,7 @@ static void bwd_chunk_item(const args_t *a, int64_t item, real *scr) {
     }
 }
 
-int KN(delta_rule_bwd_chunk)(real *dq, real *dk, real *dv, real *dbeta, real *dg, const real *do_,
+static int bwd_chunk(real *dq, real *dk, real *dv, real *dbeta, real *dg, const real *do_,
                              const real *q, const real *k, const real *v, const real *beta,
                              const real *g, const real *h0, const real *hs, real scale,
                              int64_t B, int64_t T, int64_t H, int64_t HV, int64_t K, int64_t V,
@@ -736,7 +736,7 @@ static void step_item(void *ctx, int64_t item) {
     state_out(o, S, qt, a->scale, K, V);
 }
 
-int KN(delta_rule_step)(real *o, real *state, const real *q, const real *k, const real *v,
+static int step(real *o, real *state, const real *q, const real *k, const real *v,
                         const real *beta, const real *g, real scale,
                         int64_t B, int64_t H, int64_t HV, int64_t K, int64_t V) {
     if (bad_dims(B, 1, H, HV, K, V) || (B > 0 && (!o || !state || !q || !k || !v || !beta)))
@@ -745,3 +745,63 @@ int KN(delta_rule_step)(real *o, real *state, const real *q, const real *k, cons
     hb_parallel_for(B * HV, step_item, &a);
     return 0;
 }
+
+/* ---- the exported names, written out (this file is compiled twice: kernels/kreal.h) ---------------- */
+#ifdef HB_KERNEL_F64
+int delta_rule_fwd_ref_f64(double *o, double *ht, const double *q, const double *k, const double *v,
+                           const double *beta, const double *g, const double *h0, double scale, int64_t B,
+                           int64_t T, int64_t H, int64_t HV, int64_t K, int64_t V) {
+    return fwd_ref(o, ht, q, k, v, beta, g, h0, scale, B, T, H, HV, K, V);
+}
+int delta_rule_bwd_ref_f64(double *dq, double *dk, double *dv, double *dbeta, double *dg, const double *do_,
+                           const double *q, const double *k, const double *v, const double *beta,
+                           const double *g, const double *h0, double scale, int64_t B, int64_t T, int64_t H,
+                           int64_t HV, int64_t K, int64_t V) {
+    return bwd_ref(dq, dk, dv, dbeta, dg, do_, q, k, v, beta, g, h0, scale, B, T, H, HV, K, V);
+}
+int delta_rule_fwd_chunk_f64(double *o, double *ht, double *hs, const double *q, const double *k,
+                             const double *v, const double *beta, const double *g, const double *h0,
+                             double scale, int64_t B, int64_t T, int64_t H, int64_t HV, int64_t K, int64_t V,
+                             int64_t C) {
+    return fwd_chunk(o, ht, hs, q, k, v, beta, g, h0, scale, B, T, H, HV, K, V, C);
+}
+int delta_rule_bwd_chunk_f64(double *dq, double *dk, double *dv, double *dbeta, double *dg, const double *do_,
+                             const double *q, const double *k, const double *v, const double *beta,
+                             const double *g, const double *h0, const double *hs, double scale, int64_t B,
+                             int64_t T, int64_t H, int64_t HV, int64_t K, int64_t V, int64_t C) {
+    return bwd_chunk(dq, dk, dv, dbeta, dg, do_, q, k, v, beta, g, h0, hs, scale, B, T, H, HV, K, V, C);
+}
+int delta_rule_step_f64(double *o, double *state, const double *q, const double *k, const double *v,
+                        const double *beta, const double *g, double scale, int64_t B, int64_t H, int64_t HV,
+                        int64_t K, int64_t V) {
+    return step(o, state, q, k, v, beta, g, scale, B, H, HV, K, V);
+}
+#else
+int delta_rule_fwd_ref_f32(float *o, float *ht, const float *q, const float *k, const float *v,
+                           const float *beta, const float *g, const float *h0, float scale, int64_t B,
+                           int64_t T, int64_t H, int64_t HV, int64_t K, int64_t V) {
+    return fwd_ref(o, ht, q, k, v, beta, g, h0, scale, B, T, H, HV, K, V);
+}
+int delta_rule_bwd_ref_f32(float *dq, float *dk, float *dv, float *dbeta, float *dg, const float *do_,
+                           const float *q, const float *k, const float *v, const float *beta, const float *g,
+                           const float *h0, float scale, int64_t B, int64_t T, int64_t H, int64_t HV,
+                           int64_t K, int64_t V) {
+    return bwd_ref(dq, dk, dv, dbeta, dg, do_, q, k, v, beta, g, h0, scale, B, T, H, HV, K, V);
+}
+int delta_rule_fwd_chunk_f32(float *o, float *ht, float *hs, const float *q, const float *k, const float *v,
+                             const float *beta, const float *g, const float *h0, float scale, int64_t B,
+                             int64_t T, int64_t H, int64_t HV, int64_t K, int64_t V, int64_t C) {
+    return fwd_chunk(o, ht, hs, q, k, v, beta, g, h0, scale, B, T, H, HV, K, V, C);
+}
+int delta_rule_bwd_chunk_f32(float *dq, float *dk, float *dv, float *dbeta, float *dg, const float *do_,
+                             const float *q, const float *k, const float *v, const float *beta,
+                             const float *g, const float *h0, const float *hs, float scale, int64_t B,
+                             int64_t T, int64_t H, int64_t HV, int64_t K, int64_t V, int64_t C) {
+    return bwd_chunk(dq, dk, dv, dbeta, dg, do_, q, k, v, beta, g, h0, hs, scale, B, T, H, HV, K, V, C);
+}
+int delta_rule_step_f32(float *o, float *state, const float *q, const float *k, const float *v,
+                        const float *beta, const float *g, float scale, int64_t B, int64_t H, int64_t HV,
+                        int64_t K, int64_t V) {
+    return step(o, state, q, k, v, beta, g, scale, B, H, HV, K, V);
+}
+#endif

@@ -164,7 +164,7 @@ static void fwd_ref_item(void *ctx, int64_t i) {
     if (a->ht) memcpy(a->ht + i * K * V, S, (size_t)(K * V) * sizeof(real));
 }
 
-int KN(gla_fwd_ref)(real *o, real *ht, const real *q, const real *k, const real *v, const real *gk,
+static int fwd_ref(real *o, real *ht, const real *q, const real *k, const real *v, const real *gk,
                     const real *h0, real scale, int64_t B, int64_t T, int64_t H, int64_t K,
                     int64_t V) {
     if (bad_dims(B, T, H, K, V, 1) || (T > 0 && (!o || !q || !k || !v || !gk))) return -1;
@@ -241,7 +241,7 @@ static void bwd_ref_item(void *ctx, int64_t i) {
         for (int64_t x = 0; x < KV; x++) a->dh0[i * KV + x] += dS[x];
 }
 
-int KN(gla_bwd_ref)(real *dq, real *dk, real *dv, real *dgk, real *dh0, const real *do_,
+static int bwd_ref(real *dq, real *dk, real *dv, real *dgk, real *dh0, const real *do_,
                     const real *dht, const real *q, const real *k, const real *v, const real *gk,
                     const real *h0, real scale, int64_t B, int64_t T, int64_t H, int64_t K,
                     int64_t V) {
@@ -534,7 +534,7 @@ static void fwd_chunk_item(void *ctx, int64_t i) {
     if (a->ht) memcpy(a->ht + i * a->K * a->V, w.S, (size_t)(a->K * a->V) * sizeof(real));
 }
 
-int KN(gla_fwd_chunk)(real *o, real *ht, const real *q, const real *k, const real *v, const real *gk,
+static int fwd_chunk(real *o, real *ht, const real *q, const real *k, const real *v, const real *gk,
                       const real *h0, real scale, int64_t B, int64_t T, int64_t H, int64_t K,
                       int64_t V, int64_t C) {
     if (bad_dims(B, T, H, K, V, C) || (T > 0 && (!o || !q || !k || !v || !gk))) return -1;
@@ -651,7 +651,7 @@ static void bwd_chunk_item(void *ctx, int64_t i) {
         for (int64_t x = 0; x < KV; x++) a->dh0[i * KV + x] += dS[x];
 }
 
-int KN(gla_bwd_chunk)(real *dq, real *dk, real *dv, real *dgk, real *dh0, const real *do_,
+static int bwd_chunk(real *dq, real *dk, real *dv, real *dgk, real *dh0, const real *do_,
                       const real *dht, const real *q, const real *k, const real *v, const real *gk,
                       const real *h0, real scale, int64_t B, int64_t T, int64_t H, int64_t K,
                       int64_t V, int64_t C) {
@@ -680,7 +680,7 @@ static void step_item(void *ctx, int64_t i) {
     rec_out(a->o + i * V, S, a->q + i * K, a->scale, K, V);
 }
 
-int KN(gla_step)(real *o, real *state, const real *q, const real *k, const real *v, const real *gk,
+static int step(real *o, real *state, const real *q, const real *k, const real *v, const real *gk,
                  real scale, int64_t B, int64_t H, int64_t K, int64_t V) {
     if (bad_dims(B, 1, H, K, V, 1) || !o || !state || !q || !k || !v || !gk) return -1;
     gla_args a = {.o = o, .ht = state, .q = q, .k = k, .v = v, .gk = gk, .scale = scale,
@@ -688,3 +688,57 @@ int KN(gla_step)(real *o, real *state, const real *q, const real *k, const real 
     hb_parallel_for(B * H, step_item, &a);
     return 0;
 }
+
+/* ---- the exported names, written out (this file is compiled twice: kernels/kreal.h) ---------------- */
+#ifdef HB_KERNEL_F64
+int gla_fwd_ref_f64(double *o, double *ht, const double *q, const double *k, const double *v,
+                    const double *gk, const double *h0, double scale, int64_t B, int64_t T, int64_t H,
+                    int64_t K, int64_t V) {
+    return fwd_ref(o, ht, q, k, v, gk, h0, scale, B, T, H, K, V);
+}
+int gla_bwd_ref_f64(double *dq, double *dk, double *dv, double *dgk, double *dh0, const double *do_,
+                    const double *dht, const double *q, const double *k, const double *v, const double *gk,
+                    const double *h0, double scale, int64_t B, int64_t T, int64_t H, int64_t K, int64_t V) {
+    return bwd_ref(dq, dk, dv, dgk, dh0, do_, dht, q, k, v, gk, h0, scale, B, T, H, K, V);
+}
+int gla_fwd_chunk_f64(double *o, double *ht, const double *q, const double *k, const double *v,
+                      const double *gk, const double *h0, double scale, int64_t B, int64_t T, int64_t H,
+                      int64_t K, int64_t V, int64_t C) {
+    return fwd_chunk(o, ht, q, k, v, gk, h0, scale, B, T, H, K, V, C);
+}
+int gla_bwd_chunk_f64(double *dq, double *dk, double *dv, double *dgk, double *dh0, const double *do_,
+                      const double *dht, const double *q, const double *k, const double *v, const double *gk,
+                      const double *h0, double scale, int64_t B, int64_t T, int64_t H, int64_t K, int64_t V,
+                      int64_t C) {
+    return bwd_chunk(dq, dk, dv, dgk, dh0, do_, dht, q, k, v, gk, h0, scale, B, T, H, K, V, C);
+}
+int gla_step_f64(double *o, double *state, const double *q, const double *k, const double *v,
+                 const double *gk, double scale, int64_t B, int64_t H, int64_t K, int64_t V) {
+    return step(o, state, q, k, v, gk, scale, B, H, K, V);
+}
+#else
+int gla_fwd_ref_f32(float *o, float *ht, const float *q, const float *k, const float *v, const float *gk,
+                    const float *h0, float scale, int64_t B, int64_t T, int64_t H, int64_t K, int64_t V) {
+    return fwd_ref(o, ht, q, k, v, gk, h0, scale, B, T, H, K, V);
+}
+int gla_bwd_ref_f32(float *dq, float *dk, float *dv, float *dgk, float *dh0, const float *do_,
+                    const float *dht, const float *q, const float *k, const float *v, const float *gk,
+                    const float *h0, float scale, int64_t B, int64_t T, int64_t H, int64_t K, int64_t V) {
+    return bwd_ref(dq, dk, dv, dgk, dh0, do_, dht, q, k, v, gk, h0, scale, B, T, H, K, V);
+}
+int gla_fwd_chunk_f32(float *o, float *ht, const float *q, const float *k, const float *v, const float *gk,
+                      const float *h0, float scale, int64_t B, int64_t T, int64_t H, int64_t K, int64_t V,
+                      int64_t C) {
+    return fwd_chunk(o, ht, q, k, v, gk, h0, scale, B, T, H, K, V, C);
+}
+int gla_bwd_chunk_f32(float *dq, float *dk, float *dv, float *dgk, float *dh0, const float *do_,
+                      const float *dht, const float *q, const float *k, const float *v, const float *gk,
+                      const float *h0, float scale, int64_t B, int64_t T, int64_t H, int64_t K, int64_t V,
+                      int64_t C) {
+    return bwd_chunk(dq, dk, dv, dgk, dh0, do_, dht, q, k, v, gk, h0, scale, B, T, H, K, V, C);
+}
+int gla_step_f32(float *o, float *state, const float *q, const float *k, const float *v, const float *gk,
+                 float scale, int64_t B, int64_t H, int64_t K, int64_t V) {
+    return step(o, state, q, k, v, gk, scale, B, H, K, V);
+}
+#endif

@@ -68,7 +68,7 @@ static void vaxpy3(real *restrict z, const real *restrict a, const real *restric
  * (1) Reference: the plain scan, serial.
  * ------------------------------------------------------------------------------------------- */
 
-int KN(hgrn_fwd_ref)(real *o, real *ht, const real *x, const real *g, const real *h0,
+static int fwd_ref(real *o, real *ht, const real *x, const real *g, const real *h0,
                      int64_t B, int64_t T, int64_t D) {
     for (int64_t b = 0; b < B; b++) {
         const real *prev = h0 ? h0 + b * D : NULL;
@@ -86,7 +86,7 @@ int KN(hgrn_fwd_ref)(real *o, real *ht, const real *x, const real *g, const real
     return 0;
 }
 
-int KN(hgrn_bwd_ref)(real *dx, real *dg, const real *do_, const real *g, const real *o,
+static int bwd_ref(real *dx, real *dg, const real *do_, const real *g, const real *o,
                      const real *h0, int64_t B, int64_t T, int64_t D) {
     if ((!dx && !dg) || T <= 0) return 0;
     real *dh = hb_malloc((size_t)(D ? D : 1) * sizeof(real));
@@ -192,7 +192,7 @@ static void fwd_phase3(void *vctx, int64_t i) {
     if (c->ht && j == c->NC - 1) memcpy(c->ht + b * c->D + c0, prev, (size_t)n * sizeof(real));
 }
 
-int KN(hgrn_fwd_chunk)(real *o, real *ht, const real *x, const real *g, const real *h0,
+static int fwd_chunk(real *o, real *ht, const real *x, const real *g, const real *h0,
                        int64_t B, int64_t T, int64_t D, int64_t C) {
     if (T <= 0) {
         for (int64_t i = 0; ht && i < B * D; i++) ht[i] = h0 ? h0[i] : 0;
@@ -282,7 +282,7 @@ static void bwd_phase3(void *vctx, int64_t i) {
     }
 }
 
-int KN(hgrn_bwd_chunk)(real *dx, real *dg, const real *do_, const real *g, const real *o,
+static int bwd_chunk(real *dx, real *dg, const real *do_, const real *g, const real *o,
                        const real *h0, int64_t B, int64_t T, int64_t D, int64_t C) {
     if ((!dx && !dg) || T <= 0 || B <= 0 || D <= 0) return 0;
     ctx_t c = {.dx = dx, .dg = dg, .do_ = do_, .g = g, .oin = o, .h0 = h0, .B = B, .T = T, .D = D,
@@ -304,10 +304,53 @@ int KN(hgrn_bwd_chunk)(real *dx, real *dg, const real *do_, const real *g, const
  * (4) Single-step decode.
  * ------------------------------------------------------------------------------------------- */
 
-int KN(hgrn_step)(real *o, real *state, const real *x, const real *g, int64_t B, int64_t D) {
+static int step(real *o, real *state, const real *x, const real *g, int64_t B, int64_t D) {
     for (int64_t i = 0; i < B * D; i++) {
         state[i] = kexp(g[i]) * state[i] + x[i];
         o[i] = state[i];
     }
     return 0;
 }
+
+/* ---- the exported names, written out (this file is compiled twice: kernels/kreal.h) ---------------- */
+#ifdef HB_KERNEL_F64
+int hgrn_fwd_ref_f64(double *o, double *ht, const double *x, const double *g, const double *h0, int64_t B,
+                     int64_t T, int64_t D) {
+    return fwd_ref(o, ht, x, g, h0, B, T, D);
+}
+int hgrn_bwd_ref_f64(double *dx, double *dg, const double *do_, const double *g, const double *o,
+                     const double *h0, int64_t B, int64_t T, int64_t D) {
+    return bwd_ref(dx, dg, do_, g, o, h0, B, T, D);
+}
+int hgrn_fwd_chunk_f64(double *o, double *ht, const double *x, const double *g, const double *h0, int64_t B,
+                       int64_t T, int64_t D, int64_t C) {
+    return fwd_chunk(o, ht, x, g, h0, B, T, D, C);
+}
+int hgrn_bwd_chunk_f64(double *dx, double *dg, const double *do_, const double *g, const double *o,
+                       const double *h0, int64_t B, int64_t T, int64_t D, int64_t C) {
+    return bwd_chunk(dx, dg, do_, g, o, h0, B, T, D, C);
+}
+int hgrn_step_f64(double *o, double *state, const double *x, const double *g, int64_t B, int64_t D) {
+    return step(o, state, x, g, B, D);
+}
+#else
+int hgrn_fwd_ref_f32(float *o, float *ht, const float *x, const float *g, const float *h0, int64_t B,
+                     int64_t T, int64_t D) {
+    return fwd_ref(o, ht, x, g, h0, B, T, D);
+}
+int hgrn_bwd_ref_f32(float *dx, float *dg, const float *do_, const float *g, const float *o, const float *h0,
+                     int64_t B, int64_t T, int64_t D) {
+    return bwd_ref(dx, dg, do_, g, o, h0, B, T, D);
+}
+int hgrn_fwd_chunk_f32(float *o, float *ht, const float *x, const float *g, const float *h0, int64_t B,
+                       int64_t T, int64_t D, int64_t C) {
+    return fwd_chunk(o, ht, x, g, h0, B, T, D, C);
+}
+int hgrn_bwd_chunk_f32(float *dx, float *dg, const float *do_, const float *g, const float *o,
+                       const float *h0, int64_t B, int64_t T, int64_t D, int64_t C) {
+    return bwd_chunk(dx, dg, do_, g, o, h0, B, T, D, C);
+}
+int hgrn_step_f32(float *o, float *state, const float *x, const float *g, int64_t B, int64_t D) {
+    return step(o, state, x, g, B, D);
+}
+#endif

@@ -1,10 +1,11 @@
 /* kreal.h — the scalar type a kernel file is compiled for.
  *
  * Every kernels/<family>.c is written once over `real` and compiled twice by the Makefile:
- * once as float (functions suffixed _f32, the fast path models use) and once with
- * -DHB_KERNEL_F64 as double (suffix _f64, used by the float64 gradient checks).
- * KN(name) appends the suffix; kgemm() maps to cblas_sgemm / cblas_dgemm.
- * This is the only generic-programming device in kernels/: one macro for names, one for BLAS.
+ * once as float (the fast path models use) and once with -DHB_KERNEL_F64 as double (used by the
+ * float64 gradient checks). Its bodies are static functions over `real`; the exported names are
+ * written out in full at the end of the file, in an `#ifdef HB_KERNEL_F64 ... #else ... #endif` block
+ * of thin wrappers (`int gla_fwd_chunk_f32(float *o, ...) { return fwd_chunk(o, ...); }`), so grep and
+ * ctags find every kernel. kgemm() maps to cblas_sgemm / cblas_dgemm: the only generic device here.
  */
 #ifndef HB_KREAL_H
 #define HB_KREAL_H
@@ -14,14 +15,12 @@
 
 #ifdef HB_KERNEL_F64
 typedef double real;
-#define KN(name) name##_f64
 #define kgemm cblas_dgemm
 #define kexp exp
 #define klog log
 #define ksqrt sqrt
 #else
 typedef float real;
-#define KN(name) name##_f32
 #define kgemm cblas_sgemm
 #define kexp expf
 #define klog logf

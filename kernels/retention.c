@@ -92,7 +92,7 @@ static void fwd_ref_item(void *vctx, int64_t i) {
     if (c->ht) memcpy(c->ht + st_off(c, b, h), S, (size_t)(K * V) * sizeof(real));
 }
 
-int KN(retention_fwd_ref)(real *o, real *ht, const real *q, const real *k, const real *v,
+static int fwd_ref(real *o, real *ht, const real *q, const real *k, const real *v,
                           const real *h0, const real *lg, real scale,
                           int64_t B, int64_t T, int64_t H, int64_t K, int64_t V) {
     ctx_t c = {.o = o, .ht = ht, .q = q, .k = k, .v = v, .h0 = h0, .lg = lg, .scale = scale,
@@ -148,7 +148,7 @@ static void bwd_ref_item(void *vctx, int64_t i) {
     }
 }
 
-int KN(retention_bwd_ref)(real *dq, real *dk, real *dv, const real *do_,
+static int bwd_ref(real *dq, real *dk, real *dv, const real *do_,
                           const real *q, const real *k, const real *v, const real *h0,
                           const real *lg, real scale,
                           int64_t B, int64_t T, int64_t H, int64_t K, int64_t V) {
@@ -273,7 +273,7 @@ static void fwd_chunk_item(void *vctx, int64_t i) {
     if (c->ht) memcpy(c->ht + st_off(c, b, h), S, (size_t)(K * V) * sizeof(real));
 }
 
-int KN(retention_fwd_chunk)(real *o, real *ht, const real *q, const real *k, const real *v,
+static int fwd_chunk(real *o, real *ht, const real *q, const real *k, const real *v,
                             const real *h0, const real *lg, real scale,
                             int64_t B, int64_t T, int64_t H, int64_t K, int64_t V, int64_t C) {
     if (C < 1) C = 64;
@@ -399,7 +399,7 @@ static void bwd_chunk_item(void *vctx, int64_t i) {
     }
 }
 
-int KN(retention_bwd_chunk)(real *dq, real *dk, real *dv, const real *do_,
+static int bwd_chunk(real *dq, real *dk, real *dv, const real *do_,
                             const real *q, const real *k, const real *v, const real *h0,
                             const real *lg, real scale,
                             int64_t B, int64_t T, int64_t H, int64_t K, int64_t V, int64_t C) {
@@ -420,7 +420,7 @@ int KN(retention_bwd_chunk)(real *dq, real *dk, real *dv, const real *do_,
  * (4) Single-step decode.
  * ------------------------------------------------------------------------------------------- */
 
-int KN(retention_step)(real *o, real *state, const real *q, const real *k, const real *v,
+static int step(real *o, real *state, const real *q, const real *k, const real *v,
                        const real *lg, real scale, int64_t B, int64_t H, int64_t K, int64_t V) {
     for (int64_t i = 0; i < B * H; i++) {
         const real g = kexp(lg[i % H]);
@@ -431,3 +431,56 @@ int KN(retention_step)(real *o, real *state, const real *q, const real *k, const
     }
     return 0;
 }
+
+/* ---- the exported names, written out (this file is compiled twice: kernels/kreal.h) ---------------- */
+#ifdef HB_KERNEL_F64
+int retention_fwd_ref_f64(double *o, double *ht, const double *q, const double *k, const double *v,
+                          const double *h0, const double *lg, double scale, int64_t B, int64_t T, int64_t H,
+                          int64_t K, int64_t V) {
+    return fwd_ref(o, ht, q, k, v, h0, lg, scale, B, T, H, K, V);
+}
+int retention_bwd_ref_f64(double *dq, double *dk, double *dv, const double *do_, const double *q,
+                          const double *k, const double *v, const double *h0, const double *lg, double scale,
+                          int64_t B, int64_t T, int64_t H, int64_t K, int64_t V) {
+    return bwd_ref(dq, dk, dv, do_, q, k, v, h0, lg, scale, B, T, H, K, V);
+}
+int retention_fwd_chunk_f64(double *o, double *ht, const double *q, const double *k, const double *v,
+                            const double *h0, const double *lg, double scale, int64_t B, int64_t T, int64_t H,
+                            int64_t K, int64_t V, int64_t C) {
+    return fwd_chunk(o, ht, q, k, v, h0, lg, scale, B, T, H, K, V, C);
+}
+int retention_bwd_chunk_f64(double *dq, double *dk, double *dv, const double *do_, const double *q,
+                            const double *k, const double *v, const double *h0, const double *lg,
+                            double scale, int64_t B, int64_t T, int64_t H, int64_t K, int64_t V, int64_t C) {
+    return bwd_chunk(dq, dk, dv, do_, q, k, v, h0, lg, scale, B, T, H, K, V, C);
+}
+int retention_step_f64(double *o, double *state, const double *q, const double *k, const double *v,
+                       const double *lg, double scale, int64_t B, int64_t H, int64_t K, int64_t V) {
+    return step(o, state, q, k, v, lg, scale, B, H, K, V);
+}
+#else
+int retention_fwd_ref_f32(float *o, float *ht, const float *q, const float *k, const float *v,
+                          const float *h0, const float *lg, float scale, int64_t B, int64_t T, int64_t H,
+                          int64_t K, int64_t V) {
+    return fwd_ref(o, ht, q, k, v, h0, lg, scale, B, T, H, K, V);
+}
+int retention_bwd_ref_f32(float *dq, float *dk, float *dv, const float *do_, const float *q, const float *k,
+                          const float *v, const float *h0, const float *lg, float scale, int64_t B, int64_t T,
+                          int64_t H, int64_t K, int64_t V) {
+    return bwd_ref(dq, dk, dv, do_, q, k, v, h0, lg, scale, B, T, H, K, V);
+}
+int retention_fwd_chunk_f32(float *o, float *ht, const float *q, const float *k, const float *v,
+                            const float *h0, const float *lg, float scale, int64_t B, int64_t T, int64_t H,
+                            int64_t K, int64_t V, int64_t C) {
+    return fwd_chunk(o, ht, q, k, v, h0, lg, scale, B, T, H, K, V, C);
+}
+int retention_bwd_chunk_f32(float *dq, float *dk, float *dv, const float *do_, const float *q, const float *k,
+                            const float *v, const float *h0, const float *lg, float scale, int64_t B,
+                            int64_t T, int64_t H, int64_t K, int64_t V, int64_t C) {
+    return bwd_chunk(dq, dk, dv, do_, q, k, v, h0, lg, scale, B, T, H, K, V, C);
+}
+int retention_step_f32(float *o, float *state, const float *q, const float *k, const float *v,
+                       const float *lg, float scale, int64_t B, int64_t H, int64_t K, int64_t V) {
+    return step(o, state, q, k, v, lg, scale, B, H, K, V);
+}
+#endif
