@@ -11,6 +11,7 @@
  */
 #include "autograd.h"
 #include "../kernels/alloc.h"
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -60,13 +61,18 @@ void hb_node_move(hb_tensor_t *dst, hb_tensor_t *src) {
     dst->requires_grad = n != NULL;
 }
 
-hb_node_t *hb_node_attach(hb_tensor_t *out, const char *name, hb_backward_fn bw, int nin, hb_tensor_t **in) {
+/* the context lives right after the node, in the same block, at an offset aligned for any type */
+#define CTX_OFFSET ((sizeof(hb_node_t) + _Alignof(max_align_t) - 1) / _Alignof(max_align_t) * _Alignof(max_align_t))
+
+hb_node_t *hb_node_attach(hb_tensor_t *out, const char *name, hb_backward_fn bw, int nin, hb_tensor_t **in,
+                          size_t ctx_size) {
     if (!out || !hb_needs_grad(nin, in)) return NULL;
-    hb_node_t *n = hb_calloc(1, sizeof *n);
+    hb_node_t *n = hb_calloc(1, CTX_OFFSET + ctx_size);
     if (!n) {
         hb_node_lost(out);
         return NULL;
     }
+    n->ctx = ctx_size ? (char *)n + CTX_OFFSET : NULL;
     n->refcount = 1;
     n->name = name;
     n->backward = bw;
@@ -81,7 +87,7 @@ void hb_node_free(hb_node_t *n) {
     if (!n || n == &lost_node || --n->refcount > 0) return;
     for (int i = 0; i < n->nin; i++) hb_tensor_free(n->in[i]);
     for (int i = 0; i < HB_NODE_MAXSAVED; i++) hb_tensor_free(n->saved[i]);
-    if (n->free_ctx) n->free_ctx(n->ctx);
+    if (n->ctx_release) n->ctx_release(n->ctx);
     free(n);
 }
 

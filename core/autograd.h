@@ -27,11 +27,13 @@ struct hb_node {
     hb_backward_fn backward;
     int nin;
     hb_tensor_t *in[HB_NODE_MAXIN];           /* inputs (owned refs) */
-    hb_tensor_t *saved[HB_NODE_MAXSAVED];     /* saved tensors (owned refs, may be NULL) */
-    double d[8];                              /* saved scalars */
-    int64_t i[HB_MAXDIM * 2];                 /* saved integers (dims, sizes) */
-    void *ctx;                                /* op-specific state */
-    void (*free_ctx)(void *ctx);
+    hb_tensor_t *saved[HB_NODE_MAXSAVED];     /* saved tensors (owned refs, may be NULL): fla's saved_tensors */
+    /* The op's named context: one struct type per op, e.g. `typedef struct { double scale; int64_t window; }
+     * attn_ctx;` (fla's ctx.scale, ctx.chunk_size). ctx_size zeroed bytes allocated with the node and
+     * freed with it (NULL when the op asked for none); ctx_release, if an op sets it, releases what the
+     * struct itself owns just before. */
+    void *ctx;
+    void (*ctx_release)(void *ctx);
 };
 
 /* Grad mode: on by default; per thread. hb_grad_set returns the previous value. */
@@ -40,9 +42,11 @@ int hb_grad_set(int enabled);
 
 /* Does an op over these inputs need to record a node? */
 int hb_needs_grad(int n, hb_tensor_t **in);
-/* Create a node over inputs (refs taken) and attach it to out (out->requires_grad = 1).
- * Returns the node so the caller can save things, or NULL when no grad is needed. */
-hb_node_t *hb_node_attach(hb_tensor_t *out, const char *name, hb_backward_fn bw, int nin, hb_tensor_t **in);
+/* Create a node over inputs (refs taken) with a zeroed context of ctx_size bytes (n->ctx; 0 = none), and
+ * attach it to out (out->requires_grad = 1). Returns the node so the caller can fill its context and
+ * save tensors, or NULL when no grad is needed (or when out of memory: see hb_node_lost). */
+hb_node_t *hb_node_attach(hb_tensor_t *out, const char *name, hb_backward_fn bw, int nin, hb_tensor_t **in,
+                          size_t ctx_size);
 /* Out of memory while recording (no node could be allocated, or a tensor the node must save could
  * not be made): replace out's node by a shared one whose backward fails with "out of memory recording
  * the autograd graph ...". The forward result stays valid; hb_node_attach does this itself when its

@@ -260,7 +260,7 @@ hb_tensor_t *hb_matmul(hb_tensor_t *a, hb_tensor_t *b) {
     hb_grad_set(g);
     if (!o) return NULL;
     hb_tensor_t *in[2] = {a, b};
-    if (a->ndim >= 2 && b->ndim >= 2) hb_node_attach(o, "matmul", bw_matmul, 2, in);
+    if (a->ndim >= 2 && b->ndim >= 2) hb_node_attach(o, "matmul", bw_matmul, 2, in, 0);
     else if (hb_needs_grad(2, in)) {
         /* 1-d operands: differentiate through explicit unsqueeze views */
         hb_tensor_free(o);

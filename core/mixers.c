@@ -96,15 +96,48 @@ static int step_check(const char *op, int cnt, hb_tensor_t **t, const char **nam
 }
 
 /* ---- softmax attention --------------------------------------------------------------------------- */
+/* dtype dispatch to the fully written kernel names (kernels/attention.h) */
+static int attn_fwd_dt(hb_dtype_t dt, void *o, void *lse, const void *q, const void *k, const void *v, double scale,
+                       int64_t window, int64_t B, int64_t T, int64_t H, int64_t Hkv, int64_t D) {
+    switch (dt) {
+    case HB_F32: return attn_fwd_f32(o, lse, q, k, v, (float)scale, window, B, T, H, Hkv, D, ATTN_TILE);
+    case HB_F64: return attn_fwd_f64(o, lse, q, k, v, scale, window, B, T, H, Hkv, D, ATTN_TILE);
+    default: return -1;
+    }
+}
+static int attn_bwd_dt(hb_dtype_t dt, void *dq, void *dk, void *dv, const void *q, const void *k, const void *v,
+                       const void *o, const void *lse, const void *dout, double scale, int64_t window, int64_t B,
+                       int64_t T, int64_t H, int64_t Hkv, int64_t D) {
+    switch (dt) {
+    case HB_F32: return attn_bwd_f32(dq, dk, dv, q, k, v, o, lse, dout, (float)scale, window, B, T, H, Hkv, D, ATTN_TILE);
+    case HB_F64: return attn_bwd_f64(dq, dk, dv, q, k, v, o, lse, dout, scale, window, B, T, H, Hkv, D, ATTN_TILE);
+    default: return -1;
+    }
+}
+static int attn_decode_step_dt(hb_dtype_t dt, void *o, const void *q, const void *kc, const void *vc, double scale,
+                               int64_t window, int64_t pos, int64_t B, int64_t Tmax, int64_t H, int64_t Hkv, int64_t D) {
+    switch (dt) {
+    case HB_F32: return attn_decode_step_f32(o, q, kc, vc, (float)scale, window, pos, B, Tmax, H, Hkv, D);
+    case HB_F64: return attn_decode_step_f64(o, q, kc, vc, scale, window, pos, B, Tmax, H, Hkv, D);
+    default: return -1;
+    }
+}
+
+/* saved: q, k, v (contiguous), o (detached), lse */
+typedef struct {
+    double scale;
+    int64_t window;
+} attn_ctx;
+
 static int bw_attention(hb_node_t *n, hb_tensor_t *g, hb_tensor_t **gin) {
+    const attn_ctx *c = n->ctx;
     hb_tensor_t *q = n->saved[0], *k = n->saved[1], *v = n->saved[2], *o = n->saved[3], *lse = n->saved[4];
     hb_tensor_t *gc = hb_contiguous(g);
     hb_tensor_t *dq = zeros_like(q), *dk = zeros_like(k), *dv = zeros_like(v);
     if (!gc || !dq || !dk || !dv) { hb_tensor_free(gc); hb_tensor_free(dq); hb_tensor_free(dk); hb_tensor_free(dv); return -1; }
     int64_t B = q->size[0], T = q->size[1], H = q->size[2], D = q->size[3], Hkv = k->size[2];
-    int rc = (q->dtype == HB_F32 ? attn_bwd_f32(dp(dq), dp(dk), dp(dv), dp(q), dp(k), dp(v), dp(o), dp(lse), dp(gc), n->d[0],
-                   n->i[0], B, T, H, Hkv, D, ATTN_TILE) : attn_bwd_f64(dp(dq), dp(dk), dp(dv), dp(q), dp(k), dp(v), dp(o), dp(lse), dp(gc), n->d[0],
-                   n->i[0], B, T, H, Hkv, D, ATTN_TILE));
+    int rc = attn_bwd_dt(q->dtype, dp(dq), dp(dk), dp(dv), dp(q), dp(k), dp(v), dp(o), dp(lse), dp(gc), c->scale, c->window,
+                         B, T, H, Hkv, D);
     hb_tensor_free(gc);
     if (rc) { hb_tensor_free(dq); hb_tensor_free(dk); hb_tensor_free(dv); return kfail("attention backward"); }
     gin[0] = dq; gin[1] = dk; gin[2] = dv;
@@ -125,18 +158,17 @@ hb_tensor_t *hb_attention(hb_tensor_t *q, hb_tensor_t *k, hb_tensor_t *v, double
     if (contig(3, all, c)) return NULL;
     int64_t ls[3] = {B, H, T};
     hb_tensor_t *o = hb_tensor_empty(q->dtype, 4, q->size), *lse = hb_tensor_empty(q->dtype, 3, ls);
-    if (!o || !lse || (q->dtype == HB_F32 ? attn_fwd_f32(dp(o), dp(lse), dp(c[0]), dp(c[1]), dp(c[2]), scale, window, B, T, H, Hkv, D, ATTN_TILE) : attn_fwd_f64(dp(o), dp(lse), dp(c[0]), dp(c[1]), dp(c[2]), scale, window, B, T, H, Hkv, D, ATTN_TILE))) {
+    if (!o || !lse || attn_fwd_dt(q->dtype, dp(o), dp(lse), dp(c[0]), dp(c[1]), dp(c[2]), scale, window, B, T, H, Hkv, D)) {
         if (o && lse) kfail(op);
         free_all(3, c); hb_tensor_free(o); hb_tensor_free(lse);
         return NULL;
     }
-    hb_node_t *n = hb_node_attach(o, op, bw_attention, 3, all);
+    hb_node_t *n = hb_node_attach(o, op, bw_attention, 3, all, sizeof(attn_ctx));
     if (n) {
         for (int i = 0; i < 3; i++) n->saved[i] = hb_tensor_ref(c[i]);
         n->saved[3] = hb_detach(o);
         n->saved[4] = hb_tensor_ref(lse);
-        n->d[0] = scale;
-        n->i[0] = window;
+        *(attn_ctx *)n->ctx = (attn_ctx){.scale = scale, .window = window};
         if (!n->saved[3]) hb_node_lost(o);
     }
     free_all(3, c);
@@ -157,7 +189,7 @@ hb_tensor_t *hb_attention_step(hb_tensor_t *q, hb_tensor_t *kc, hb_tensor_t *vc,
     }
     hb_tensor_t *qc = hb_contiguous(q);
     hb_tensor_t *o = qc ? hb_tensor_empty(q->dtype, 3, q->size) : NULL;
-    if (o && (q->dtype == HB_F32 ? attn_decode_step_f32(dp(o), dp(qc), dp(kc), dp(vc), scale, window, pos, B, Tmax, H, Hkv, D) : attn_decode_step_f64(dp(o), dp(qc), dp(kc), dp(vc), scale, window, pos, B, Tmax, H, Hkv, D))) {
+    if (o && attn_decode_step_dt(q->dtype, dp(o), dp(qc), dp(kc), dp(vc), scale, window, pos, B, Tmax, H, Hkv, D)) {
         hb_tensor_free(o);
         o = NULL;
         kfail(op);
@@ -166,11 +198,30 @@ hb_tensor_t *hb_attention_step(hb_tensor_t *q, hb_tensor_t *kc, hb_tensor_t *vc,
     return o;
 }
 
+/* ---- rotary position embedding ------------------------------------------------------------------- */
+static int rope_dt(hb_dtype_t dt, int backward, void *out, const void *x, double theta, int64_t pos0, const int64_t *size) {
+    switch (dt) {
+    case HB_F32:
+        return backward ? rope_bwd_f32(out, x, theta, pos0, size[0], size[1], size[2], size[3])
+                        : rope_fwd_f32(out, x, theta, pos0, size[0], size[1], size[2], size[3]);
+    case HB_F64:
+        return backward ? rope_bwd_f64(out, x, theta, pos0, size[0], size[1], size[2], size[3])
+                        : rope_fwd_f64(out, x, theta, pos0, size[0], size[1], size[2], size[3]);
+    default: return -1;
+    }
+}
+
+typedef struct {
+    double theta;
+    int64_t pos0;
+} rope_ctx;
+
 static int bw_rope(hb_node_t *n, hb_tensor_t *g, hb_tensor_t **gin) {
+    const rope_ctx *c = n->ctx;
     hb_tensor_t *gc = hb_contiguous(g);
     hb_tensor_t *dx = gc ? zeros_like(gc) : NULL;
     if (!dx) { hb_tensor_free(gc); return -1; }
-    int rc = (g->dtype == HB_F32 ? rope_bwd_f32(dp(dx), dp(gc), n->d[0], n->i[0], g->size[0], g->size[1], g->size[2], g->size[3]) : rope_bwd_f64(dp(dx), dp(gc), n->d[0], n->i[0], g->size[0], g->size[1], g->size[2], g->size[3]));
+    int rc = rope_dt(g->dtype, 1, dp(dx), dp(gc), c->theta, c->pos0, g->size);
     hb_tensor_free(gc);
     if (rc) { hb_tensor_free(dx); return kfail("rope backward"); }
     gin[0] = dx;
@@ -183,28 +234,36 @@ hb_tensor_t *hb_rope(hb_tensor_t *x, double theta, int64_t pos0) {
     hb_tensor_t *xc = hb_contiguous(x);
     hb_tensor_t *o = xc ? hb_tensor_empty(x->dtype, 4, x->size) : NULL;
     if (!o) { hb_tensor_free(xc); return NULL; }
-    int rc = (x->dtype == HB_F32 ? rope_fwd_f32(dp(o), dp(xc), theta, pos0, x->size[0], x->size[1], x->size[2], x->size[3]) : rope_fwd_f64(dp(o), dp(xc), theta, pos0, x->size[0], x->size[1], x->size[2], x->size[3]));
+    int rc = rope_dt(x->dtype, 0, dp(o), dp(xc), theta, pos0, x->size);
     hb_tensor_free(xc);
     if (rc) { hb_tensor_free(o); kfail("rope"); return NULL; }
-    hb_node_t *n = hb_node_attach(o, "rope", bw_rope, 1, &x);
-    if (n) { n->d[0] = theta; n->i[0] = pos0; }
+    hb_node_t *n = hb_node_attach(o, "rope", bw_rope, 1, &x, sizeof(rope_ctx));
+    if (n) *(rope_ctx *)n->ctx = (rope_ctx){.theta = theta, .pos0 = pos0};
     return o;
 }
 
+/* the recurrent mixers' context (until they move to the generic mixer op) */
+typedef struct {
+    double scale;
+    hb_mode_t mode;
+    int64_t chunk;
+} recur_ctx;
+
 /* ---- GLA ----------------------------------------------------------------------------------------- */
 static int bw_gla(hb_node_t *n, hb_tensor_t *g, hb_tensor_t **gin) {
+    const recur_ctx *c_ = n->ctx;
     hb_tensor_t *q = n->saved[0], *k = n->saved[1], *v = n->saved[2], *gk = n->saved[3];
     hb_tensor_t *gc = hb_contiguous(g);
     hb_tensor_t *d[4] = {zeros_like(q), zeros_like(k), zeros_like(v), zeros_like(gk)};
     if (!gc || !d[0] || !d[1] || !d[2] || !d[3]) { hb_tensor_free(gc); free_all(4, d); return -1; }
     int64_t B = q->size[0], T = q->size[1], H = q->size[2], K = q->size[3], V = v->size[3];
-    int rc = n->i[0] == HB_MODE_CHUNK
+    int rc = c_->mode == HB_MODE_CHUNK
                  ? (q->dtype == HB_F32 ? gla_bwd_chunk_f32(dp(d[0]), dp(d[1]), dp(d[2]), dp(d[3]), NULL, dp(gc), NULL, dp(q), dp(k),
-                         dp(v), dp(gk), NULL, n->d[0], B, T, H, K, V, n->i[1]) : gla_bwd_chunk_f64(dp(d[0]), dp(d[1]), dp(d[2]), dp(d[3]), NULL, dp(gc), NULL, dp(q), dp(k),
-                         dp(v), dp(gk), NULL, n->d[0], B, T, H, K, V, n->i[1]))
+                         dp(v), dp(gk), NULL, c_->scale, B, T, H, K, V, c_->chunk) : gla_bwd_chunk_f64(dp(d[0]), dp(d[1]), dp(d[2]), dp(d[3]), NULL, dp(gc), NULL, dp(q), dp(k),
+                         dp(v), dp(gk), NULL, c_->scale, B, T, H, K, V, c_->chunk))
                  : (q->dtype == HB_F32 ? gla_bwd_ref_f32(dp(d[0]), dp(d[1]), dp(d[2]), dp(d[3]), NULL, dp(gc), NULL, dp(q), dp(k),
-                         dp(v), dp(gk), NULL, n->d[0], B, T, H, K, V) : gla_bwd_ref_f64(dp(d[0]), dp(d[1]), dp(d[2]), dp(d[3]), NULL, dp(gc), NULL, dp(q), dp(k),
-                         dp(v), dp(gk), NULL, n->d[0], B, T, H, K, V));
+                         dp(v), dp(gk), NULL, c_->scale, B, T, H, K, V) : gla_bwd_ref_f64(dp(d[0]), dp(d[1]), dp(d[2]), dp(d[3]), NULL, dp(gc), NULL, dp(q), dp(k),
+                         dp(v), dp(gk), NULL, c_->scale, B, T, H, K, V));
     hb_tensor_free(gc);
     if (rc) { free_all(4, d); return kfail("gla backward"); }
     memcpy(gin, d, sizeof d);
@@ -231,10 +290,10 @@ hb_tensor_t *hb_gla(hb_tensor_t *q, hb_tensor_t *k, hb_tensor_t *v, hb_tensor_t 
                  ? (q->dtype == HB_F32 ? gla_fwd_chunk_f32(dp(o), dp(h), dp(c[0]), dp(c[1]), dp(c[2]), dp(c[3]), NULL, scale, B, T, H, K, V, chunk) : gla_fwd_chunk_f64(dp(o), dp(h), dp(c[0]), dp(c[1]), dp(c[2]), dp(c[3]), NULL, scale, B, T, H, K, V, chunk))
                  : (q->dtype == HB_F32 ? gla_fwd_ref_f32(dp(o), dp(h), dp(c[0]), dp(c[1]), dp(c[2]), dp(c[3]), NULL, scale, B, T, H, K, V) : gla_fwd_ref_f64(dp(o), dp(h), dp(c[0]), dp(c[1]), dp(c[2]), dp(c[3]), NULL, scale, B, T, H, K, V));
     if (rc) { free_all(4, c); hb_tensor_free(o); hb_tensor_free(h); if (!nomem) kfail(op); return NULL; }
-    hb_node_t *n = hb_node_attach(o, op, bw_gla, 4, all);
+    hb_node_t *n = hb_node_attach(o, op, bw_gla, 4, all, sizeof(recur_ctx));
     if (n) {
         for (int i = 0; i < 4; i++) n->saved[i] = hb_tensor_ref(c[i]);
-        n->d[0] = scale; n->i[0] = mode; n->i[1] = chunk;
+        *(recur_ctx *)n->ctx = (recur_ctx){.scale = scale, .mode = mode, .chunk = chunk};
     }
     free_all(4, c);
     if (ht) *ht = h;
@@ -264,18 +323,19 @@ hb_tensor_t *hb_gla_step(hb_tensor_t *state, hb_tensor_t *q, hb_tensor_t *k, hb_
 
 /* ---- retention --------------------------------------------------------------------------------------- */
 static int bw_retention(hb_node_t *n, hb_tensor_t *g, hb_tensor_t **gin) {
+    const recur_ctx *c_ = n->ctx;
     hb_tensor_t *q = n->saved[0], *k = n->saved[1], *v = n->saved[2], *lg = n->saved[3];
     hb_tensor_t *gc = hb_contiguous(g);
     hb_tensor_t *d[3] = {zeros_like(q), zeros_like(k), zeros_like(v)};
     if (!gc || !d[0] || !d[1] || !d[2]) { hb_tensor_free(gc); free_all(3, d); return -1; }
     int64_t B = q->size[0], T = q->size[1], H = q->size[2], K = q->size[3], V = v->size[3];
-    int rc = n->i[0] == HB_MODE_CHUNK
+    int rc = c_->mode == HB_MODE_CHUNK
                  ? (q->dtype == HB_F32 ? retention_bwd_chunk_f32(dp(d[0]), dp(d[1]), dp(d[2]), dp(gc), dp(q), dp(k), dp(v), NULL,
-                         dp(lg), n->d[0], B, T, H, K, V, n->i[1]) : retention_bwd_chunk_f64(dp(d[0]), dp(d[1]), dp(d[2]), dp(gc), dp(q), dp(k), dp(v), NULL,
-                         dp(lg), n->d[0], B, T, H, K, V, n->i[1]))
+                         dp(lg), c_->scale, B, T, H, K, V, c_->chunk) : retention_bwd_chunk_f64(dp(d[0]), dp(d[1]), dp(d[2]), dp(gc), dp(q), dp(k), dp(v), NULL,
+                         dp(lg), c_->scale, B, T, H, K, V, c_->chunk))
                  : (q->dtype == HB_F32 ? retention_bwd_ref_f32(dp(d[0]), dp(d[1]), dp(d[2]), dp(gc), dp(q), dp(k), dp(v), NULL,
-                         dp(lg), n->d[0], B, T, H, K, V) : retention_bwd_ref_f64(dp(d[0]), dp(d[1]), dp(d[2]), dp(gc), dp(q), dp(k), dp(v), NULL,
-                         dp(lg), n->d[0], B, T, H, K, V));
+                         dp(lg), c_->scale, B, T, H, K, V) : retention_bwd_ref_f64(dp(d[0]), dp(d[1]), dp(d[2]), dp(gc), dp(q), dp(k), dp(v), NULL,
+                         dp(lg), c_->scale, B, T, H, K, V));
     hb_tensor_free(gc);
     if (rc) { free_all(3, d); return kfail("retention backward"); }
     memcpy(gin, d, sizeof d);
@@ -303,11 +363,11 @@ hb_tensor_t *hb_retention(hb_tensor_t *q, hb_tensor_t *k, hb_tensor_t *v, hb_ten
                  ? (q->dtype == HB_F32 ? retention_fwd_chunk_f32(dp(o), dp(h), dp(c[0]), dp(c[1]), dp(c[2]), NULL, dp(lgc), scale, B, T, H, K, V, chunk) : retention_fwd_chunk_f64(dp(o), dp(h), dp(c[0]), dp(c[1]), dp(c[2]), NULL, dp(lgc), scale, B, T, H, K, V, chunk))
                  : (q->dtype == HB_F32 ? retention_fwd_ref_f32(dp(o), dp(h), dp(c[0]), dp(c[1]), dp(c[2]), NULL, dp(lgc), scale, B, T, H, K, V) : retention_fwd_ref_f64(dp(o), dp(h), dp(c[0]), dp(c[1]), dp(c[2]), NULL, dp(lgc), scale, B, T, H, K, V));
     if (rc) { free_all(3, c); hb_tensor_free(o); hb_tensor_free(h); hb_tensor_free(lgc); if (!nomem) kfail(op); return NULL; }
-    hb_node_t *n = hb_node_attach(o, op, bw_retention, 3, all);
+    hb_node_t *n = hb_node_attach(o, op, bw_retention, 3, all, sizeof(recur_ctx));
     if (n) {
         for (int i = 0; i < 3; i++) n->saved[i] = hb_tensor_ref(c[i]);
         n->saved[3] = hb_tensor_ref(lgc);
-        n->d[0] = scale; n->i[0] = mode; n->i[1] = chunk;
+        *(recur_ctx *)n->ctx = (recur_ctx){.scale = scale, .mode = mode, .chunk = chunk};
     }
     free_all(3, c);
     hb_tensor_free(lgc);
@@ -341,18 +401,19 @@ hb_tensor_t *hb_retention_step(hb_tensor_t *state, hb_tensor_t *q, hb_tensor_t *
 
 /* ---- (gated) delta rule ---------------------------------------------------------------------------- */
 static int bw_delta(hb_node_t *n, hb_tensor_t *g, hb_tensor_t **gin) {
+    const recur_ctx *c_ = n->ctx;
     hb_tensor_t *q = n->saved[0], *k = n->saved[1], *v = n->saved[2], *beta = n->saved[3], *gg = n->saved[4], *hs = n->saved[5];
     hb_tensor_t *gc = hb_contiguous(g);
     hb_tensor_t *d[5] = {zeros_like(q), zeros_like(k), zeros_like(v), zeros_like(beta), gg ? zeros_like(gg) : NULL};
     if (!gc || !d[0] || !d[1] || !d[2] || !d[3] || (gg && !d[4])) { hb_tensor_free(gc); free_all(5, d); return -1; }
     int64_t B = q->size[0], T = q->size[1], H = q->size[2], K = q->size[3], HV = v->size[2], V = v->size[3];
-    int rc = n->i[0] == HB_MODE_CHUNK
+    int rc = c_->mode == HB_MODE_CHUNK
                  ? (q->dtype == HB_F32 ? delta_rule_bwd_chunk_f32(dp(d[0]), dp(d[1]), dp(d[2]), dp(d[3]), dp(d[4]), dp(gc), dp(q),
-                         dp(k), dp(v), dp(beta), dp(gg), NULL, dp(hs), n->d[0], B, T, H, HV, K, V, n->i[1]) : delta_rule_bwd_chunk_f64(dp(d[0]), dp(d[1]), dp(d[2]), dp(d[3]), dp(d[4]), dp(gc), dp(q),
-                         dp(k), dp(v), dp(beta), dp(gg), NULL, dp(hs), n->d[0], B, T, H, HV, K, V, n->i[1]))
+                         dp(k), dp(v), dp(beta), dp(gg), NULL, dp(hs), c_->scale, B, T, H, HV, K, V, c_->chunk) : delta_rule_bwd_chunk_f64(dp(d[0]), dp(d[1]), dp(d[2]), dp(d[3]), dp(d[4]), dp(gc), dp(q),
+                         dp(k), dp(v), dp(beta), dp(gg), NULL, dp(hs), c_->scale, B, T, H, HV, K, V, c_->chunk))
                  : (q->dtype == HB_F32 ? delta_rule_bwd_ref_f32(dp(d[0]), dp(d[1]), dp(d[2]), dp(d[3]), dp(d[4]), dp(gc), dp(q),
-                         dp(k), dp(v), dp(beta), dp(gg), NULL, n->d[0], B, T, H, HV, K, V) : delta_rule_bwd_ref_f64(dp(d[0]), dp(d[1]), dp(d[2]), dp(d[3]), dp(d[4]), dp(gc), dp(q),
-                         dp(k), dp(v), dp(beta), dp(gg), NULL, n->d[0], B, T, H, HV, K, V));
+                         dp(k), dp(v), dp(beta), dp(gg), NULL, c_->scale, B, T, H, HV, K, V) : delta_rule_bwd_ref_f64(dp(d[0]), dp(d[1]), dp(d[2]), dp(d[3]), dp(d[4]), dp(gc), dp(q),
+                         dp(k), dp(v), dp(beta), dp(gg), NULL, c_->scale, B, T, H, HV, K, V));
     hb_tensor_free(gc);
     if (rc) { free_all(5, d); return kfail("delta_rule backward"); }
     memcpy(gin, d, sizeof d);
@@ -394,11 +455,11 @@ hb_tensor_t *hb_delta_rule(hb_tensor_t *q, hb_tensor_t *k, hb_tensor_t *v, hb_te
                          scale, B, T, H, HV, K, V) : delta_rule_fwd_ref_f64(dp(o), dp(h), dp(c[0]), dp(c[1]), dp(c[2]), dp(c[3]), dp(c[4]), NULL,
                          scale, B, T, H, HV, K, V));
     if (rc) { free_all(5, c); hb_tensor_free(o); hb_tensor_free(h); hb_tensor_free(hs); if (!nomem) kfail(op); return NULL; }
-    hb_node_t *n = hb_node_attach(o, op, bw_delta, g ? 5 : 4, all);
+    hb_node_t *n = hb_node_attach(o, op, bw_delta, g ? 5 : 4, all, sizeof(recur_ctx));
     if (n) {
         for (int i = 0; i < 5; i++) n->saved[i] = c[i] ? hb_tensor_ref(c[i]) : NULL;
         n->saved[5] = hb_tensor_ref(hs);
-        n->d[0] = scale; n->i[0] = mode; n->i[1] = chunk;
+        *(recur_ctx *)n->ctx = (recur_ctx){.scale = scale, .mode = mode, .chunk = chunk};
     }
     free_all(5, c);
     hb_tensor_free(hs);
@@ -431,12 +492,13 @@ hb_tensor_t *hb_delta_rule_step(hb_tensor_t *state, hb_tensor_t *q, hb_tensor_t 
 
 /* ---- HGRN -------------------------------------------------------------------------------------------- */
 static int bw_hgrn(hb_node_t *n, hb_tensor_t *g, hb_tensor_t **gin) {
+    const recur_ctx *c_ = n->ctx;
     hb_tensor_t *gg = n->saved[0], *o = n->saved[1];
     hb_tensor_t *gc = hb_contiguous(g);
     hb_tensor_t *dx = zeros_like(gg), *dg = zeros_like(gg);
     if (!gc || !dx || !dg) { hb_tensor_free(gc); hb_tensor_free(dx); hb_tensor_free(dg); return -1; }
     int64_t B = gg->size[0], T = gg->size[1], D = gg->size[2];
-    int rc = n->i[0] == HB_MODE_CHUNK ? (gg->dtype == HB_F32 ? hgrn_bwd_chunk_f32(dp(dx), dp(dg), dp(gc), dp(gg), dp(o), NULL, B, T, D, n->i[1]) : hgrn_bwd_chunk_f64(dp(dx), dp(dg), dp(gc), dp(gg), dp(o), NULL, B, T, D, n->i[1]))
+    int rc = c_->mode == HB_MODE_CHUNK ? (gg->dtype == HB_F32 ? hgrn_bwd_chunk_f32(dp(dx), dp(dg), dp(gc), dp(gg), dp(o), NULL, B, T, D, c_->chunk) : hgrn_bwd_chunk_f64(dp(dx), dp(dg), dp(gc), dp(gg), dp(o), NULL, B, T, D, c_->chunk))
                                       : (gg->dtype == HB_F32 ? hgrn_bwd_ref_f32(dp(dx), dp(dg), dp(gc), dp(gg), dp(o), NULL, B, T, D) : hgrn_bwd_ref_f64(dp(dx), dp(dg), dp(gc), dp(gg), dp(o), NULL, B, T, D));
     hb_tensor_free(gc);
     if (rc) { hb_tensor_free(dx); hb_tensor_free(dg); return kfail("hgrn backward"); }
@@ -461,11 +523,11 @@ hb_tensor_t *hb_hgrn(hb_tensor_t *x, hb_tensor_t *g, hb_mode_t mode, int64_t chu
         rc = mode == HB_MODE_CHUNK ? (x->dtype == HB_F32 ? hgrn_fwd_chunk_f32(dp(o), dp(h), dp(c[0]), dp(c[1]), NULL, B, T, D, chunk) : hgrn_fwd_chunk_f64(dp(o), dp(h), dp(c[0]), dp(c[1]), NULL, B, T, D, chunk))
                                    : (x->dtype == HB_F32 ? hgrn_fwd_ref_f32(dp(o), dp(h), dp(c[0]), dp(c[1]), NULL, B, T, D) : hgrn_fwd_ref_f64(dp(o), dp(h), dp(c[0]), dp(c[1]), NULL, B, T, D));
     if (rc) { free_all(2, c); hb_tensor_free(o); hb_tensor_free(h); if (!nomem) kfail(op); return NULL; }
-    hb_node_t *n = hb_node_attach(o, op, bw_hgrn, 2, all);
+    hb_node_t *n = hb_node_attach(o, op, bw_hgrn, 2, all, sizeof(recur_ctx));
     if (n) {
         n->saved[0] = hb_tensor_ref(c[1]);
         n->saved[1] = hb_detach(o);
-        n->i[0] = mode; n->i[1] = chunk;
+        *(recur_ctx *)n->ctx = (recur_ctx){.mode = mode, .chunk = chunk};
         if (!n->saved[1]) hb_node_lost(o);
     }
     free_all(2, c);
@@ -493,13 +555,53 @@ hb_tensor_t *hb_hgrn_step(hb_tensor_t *state, hb_tensor_t *x, hb_tensor_t *g) {
 }
 
 /* ---- short convolution ------------------------------------------------------------------------------- */
+/* dtype dispatch to the fully written kernel names (kernels/conv1d.h) */
+static int conv1d_fwd_dt(hb_dtype_t dt, void *y, const void *x, const void *w, const void *b, int act, int64_t B, int64_t T,
+                         int64_t D, int64_t W) {
+    switch (dt) {
+    case HB_F32: return conv1d_fwd_f32(y, x, w, b, act, NULL, B, T, D, W);
+    case HB_F64: return conv1d_fwd_f64(y, x, w, b, act, NULL, B, T, D, W);
+    default: return -1;
+    }
+}
+static int conv1d_bwd_dt(hb_dtype_t dt, void *dx, void *dw, void *db, const void *dy, const void *x, const void *w,
+                         const void *b, int act, int64_t B, int64_t T, int64_t D, int64_t W) {
+    switch (dt) {
+    case HB_F32: return conv1d_bwd_f32(dx, dw, db, dy, x, w, b, act, NULL, B, T, D, W);
+    case HB_F64: return conv1d_bwd_f64(dx, dw, db, dy, x, w, b, act, NULL, B, T, D, W);
+    default: return -1;
+    }
+}
+static int conv1d_step_dt(hb_dtype_t dt, void *y, void *cache, const void *x, const void *w, const void *b, int act,
+                          int64_t B, int64_t D, int64_t W) {
+    switch (dt) {
+    case HB_F32: return conv1d_step_f32(y, cache, x, w, b, act, B, D, W);
+    case HB_F64: return conv1d_step_f64(y, cache, x, w, b, act, B, D, W);
+    default: return -1;
+    }
+}
+static int conv1d_cache_from_seq_dt(hb_dtype_t dt, void *cache, const void *x, int64_t B, int64_t T, int64_t D, int64_t W) {
+    switch (dt) {
+    case HB_F32: return conv1d_cache_from_seq_f32(cache, x, B, T, D, W);
+    case HB_F64: return conv1d_cache_from_seq_f64(cache, x, B, T, D, W);
+    default: return -1;
+    }
+}
+
+/* saved: x, w, bias (contiguous; bias may be NULL) */
+typedef struct {
+    int act;     /* 0 none, 1 silu */
+    int64_t W;   /* kernel width */
+} conv1d_ctx;
+
 static int bw_conv(hb_node_t *n, hb_tensor_t *g, hb_tensor_t **gin) {
+    const conv1d_ctx *c = n->ctx;
     hb_tensor_t *x = n->saved[0], *w = n->saved[1], *b = n->saved[2];
     hb_tensor_t *gc = hb_contiguous(g);
     hb_tensor_t *dx = zeros_like(x), *dw = zeros_like(w), *db = b ? zeros_like(b) : NULL;
     if (!gc || !dx || !dw || (b && !db)) { hb_tensor_free(gc); hb_tensor_free(dx); hb_tensor_free(dw); hb_tensor_free(db); return -1; }
-    int64_t B = x->size[0], T = x->size[1], D = x->size[2], W = n->i[1];
-    int rc = (x->dtype == HB_F32 ? conv1d_bwd_f32(dp(dx), dp(dw), dp(db), dp(gc), dp(x), dp(w), dp(b), (int)n->i[0], NULL, B, T, D, W) : conv1d_bwd_f64(dp(dx), dp(dw), dp(db), dp(gc), dp(x), dp(w), dp(b), (int)n->i[0], NULL, B, T, D, W));
+    int64_t B = x->size[0], T = x->size[1], D = x->size[2];
+    int rc = conv1d_bwd_dt(x->dtype, dp(dx), dp(dw), dp(db), dp(gc), dp(x), dp(w), dp(b), c->act, B, T, D, c->W);
     hb_tensor_free(gc);
     if (rc) { hb_tensor_free(dx); hb_tensor_free(dw); hb_tensor_free(db); return kfail("conv1d backward"); }
     gin[0] = dx; gin[1] = dw; gin[2] = db;
@@ -528,19 +630,19 @@ hb_tensor_t *hb_conv1d(hb_tensor_t *x, hb_tensor_t *w, hb_tensor_t *bias, int ac
     hb_tensor_t *all[3] = {x, w, bias}, *c[3];
     if (contig(3, all, c)) return NULL;
     hb_tensor_t *y = hb_tensor_empty(x->dtype, 3, x->size);
-    int nomem = !y, rc = nomem || (x->dtype == HB_F32 ? conv1d_fwd_f32(dp(y), dp(c[0]), dp(c[1]), dp(c[2]), act, NULL, B, T, D, W) : conv1d_fwd_f64(dp(y), dp(c[0]), dp(c[1]), dp(c[2]), act, NULL, B, T, D, W));
+    int nomem = !y, rc = nomem || conv1d_fwd_dt(x->dtype, dp(y), dp(c[0]), dp(c[1]), dp(c[2]), act, B, T, D, W);
     if (!rc && cache_out) {
         int64_t cs[3] = {B, W - 1, D};
         *cache_out = hb_tensor_empty(x->dtype, 3, cs);
         nomem = !*cache_out;
-        rc = nomem || (x->dtype == HB_F32 ? conv1d_cache_from_seq_f32(dp(*cache_out), dp(c[0]), B, T, D, W) : conv1d_cache_from_seq_f64(dp(*cache_out), dp(c[0]), B, T, D, W));
+        rc = nomem || conv1d_cache_from_seq_dt(x->dtype, dp(*cache_out), dp(c[0]), B, T, D, W);
         if (rc) { hb_tensor_free(*cache_out); *cache_out = NULL; }
     }
     if (rc) { free_all(3, c); hb_tensor_free(y); if (!nomem) kfail(op); return NULL; }
-    hb_node_t *n = hb_node_attach(y, op, bw_conv, bias ? 3 : 2, all);
+    hb_node_t *n = hb_node_attach(y, op, bw_conv, bias ? 3 : 2, all, sizeof(conv1d_ctx));
     if (n) {
         for (int i = 0; i < 3; i++) n->saved[i] = c[i] ? hb_tensor_ref(c[i]) : NULL;
-        n->i[0] = act; n->i[1] = W;
+        *(conv1d_ctx *)n->ctx = (conv1d_ctx){.act = act, .W = W};
     }
     free_all(3, c);
     return y;
@@ -557,7 +659,7 @@ hb_tensor_t *hb_conv1d_step(hb_tensor_t *cache, hb_tensor_t *x, hb_tensor_t *w, 
     if (!hb_is_contiguous(cache)) { hb_seterr("conv1d_step: cache must be contiguous"); return NULL; }
     if (contig(3, all, c)) return NULL;
     hb_tensor_t *y = hb_tensor_empty(x->dtype, 2, x->size);
-    if (y && (x->dtype == HB_F32 ? conv1d_step_f32(dp(y), dp(cache), dp(c[0]), dp(c[1]), dp(c[2]), act, B, D, W) : conv1d_step_f64(dp(y), dp(cache), dp(c[0]), dp(c[1]), dp(c[2]), act, B, D, W))) {
+    if (y && conv1d_step_dt(x->dtype, dp(y), dp(cache), dp(c[0]), dp(c[1]), dp(c[2]), act, B, D, W)) {
         hb_tensor_free(y);
         y = NULL;
         kfail("conv1d_step");

@@ -229,8 +229,12 @@ static hb_tensor_t *binary_raw(hb_binop_t op, hb_tensor_t *a, hb_tensor_t *b) {
     return o;
 }
 
+typedef struct {
+    hb_binop_t op;
+} binary_ctx;
+
 static int bw_binary(hb_node_t *n, hb_tensor_t *g, hb_tensor_t **gin) {
-    hb_binop_t op = (hb_binop_t)n->i[0];
+    hb_binop_t op = ((const binary_ctx *)n->ctx)->op;
     hb_tensor_t *a = n->in[0], *b = n->in[1];
     hb_tensor_t *ga = NULL, *gb = NULL;
     int need_a = a->requires_grad, need_b = b->requires_grad;
@@ -316,8 +320,8 @@ hb_tensor_t *hb_binary(hb_binop_t op, hb_tensor_t *a, hb_tensor_t *b) {
         return NULL;
     hb_tensor_t *o = binary_raw(op, a, b);
     hb_tensor_t *in[2] = {a, b};
-    hb_node_t *n = hb_node_attach(o, name, bw_binary, 2, in);
-    if (n) n->i[0] = op;
+    hb_node_t *n = hb_node_attach(o, name, bw_binary, 2, in, sizeof(binary_ctx));
+    if (n) ((binary_ctx *)n->ctx)->op = op;
     return o;
 }
 hb_tensor_t *hb_add(hb_tensor_t *a, hb_tensor_t *b) { return hb_binary(HB_OP_ADD, a, b); }
@@ -326,10 +330,17 @@ hb_tensor_t *hb_mul(hb_tensor_t *a, hb_tensor_t *b) { return hb_binary(HB_OP_MUL
 hb_tensor_t *hb_div(hb_tensor_t *a, hb_tensor_t *b) { return hb_binary(HB_OP_DIV, a, b); }
 
 /* ---- binary with a scalar ------------------------------------------------------------------------ */
+typedef struct {
+    hb_binop_t op;
+    int scalar_first; /* s op x instead of x op s */
+    double s;
+} binary_scalar_ctx;
+
 static int bw_binary_scalar(hb_node_t *n, hb_tensor_t *g, hb_tensor_t **gin) {
-    hb_binop_t op = (hb_binop_t)n->i[0];
-    int sfirst = (int)n->i[1];
-    double s = n->d[0];
+    const binary_scalar_ctx *c = n->ctx;
+    hb_binop_t op = c->op;
+    int sfirst = c->scalar_first;
+    double s = c->s;
     hb_tensor_t *x = n->in[0];
     hb_tensor_t *gc = hb_contiguous(g), *xc = hb_contiguous(x);
     hb_tensor_t *o = gc && xc ? hb_tensor_empty(x->dtype, x->ndim, x->size) : NULL;
@@ -378,8 +389,8 @@ hb_tensor_t *hb_binary_scalar(hb_binop_t op, hb_tensor_t *a, double s, int scala
         }
     }
     hb_tensor_free(ac);
-    hb_node_t *n = hb_node_attach(o, binop_name(op), bw_binary_scalar, 1, &a);
-    if (n) { n->i[0] = op; n->i[1] = scalar_first; n->d[0] = s; }
+    hb_node_t *n = hb_node_attach(o, binop_name(op), bw_binary_scalar, 1, &a, sizeof(binary_scalar_ctx));
+    if (n) *(binary_scalar_ctx *)n->ctx = (binary_scalar_ctx){.op = op, .scalar_first = scalar_first, .s = s};
     return o;
 }
 
@@ -506,8 +517,12 @@ static void unbw_range(void *ctx, int64_t lo, int64_t hi) {
     }
 }
 
+typedef struct {
+    hb_unop_t op;
+} unary_ctx;
+
 static int bw_unary(hb_node_t *n, hb_tensor_t *g, hb_tensor_t **gin) {
-    hb_unop_t op = (hb_unop_t)n->i[0];
+    hb_unop_t op = ((const unary_ctx *)n->ctx)->op;
     hb_tensor_t *x = n->in[0];
     hb_tensor_t *gc = hb_contiguous(g), *xc = hb_contiguous(x);
     hb_tensor_t *o = gc && xc ? hb_tensor_empty(x->dtype, x->ndim, x->size) : NULL;
@@ -543,13 +558,18 @@ hb_tensor_t *hb_unary(hb_unop_t op, hb_tensor_t *a) {
         for (int64_t i = 0; i < m; i++) z[i] = unop(op, x[i]);
     }
     hb_tensor_free(ac);
-    hb_node_t *n = hb_node_attach(o, unames[op], bw_unary, 1, &a);
-    if (n) n->i[0] = op;
+    hb_node_t *n = hb_node_attach(o, unames[op], bw_unary, 1, &a, sizeof(unary_ctx));
+    if (n) ((unary_ctx *)n->ctx)->op = op;
     return o;
 }
 
 /* clamp: value outside [lo, hi] is pinned; gradient flows only inside */
+typedef struct {
+    double lo, hi;
+} clamp_ctx;
+
 static int bw_clamp(hb_node_t *n, hb_tensor_t *g, hb_tensor_t **gin) {
+    const clamp_ctx *c = n->ctx;
     hb_tensor_t *x = n->in[0];
     hb_tensor_t *gc = hb_contiguous(g), *xc = hb_contiguous(x);
     hb_tensor_t *o = gc && xc ? hb_tensor_empty(x->dtype, x->ndim, x->size) : NULL;
@@ -557,7 +577,7 @@ static int bw_clamp(hb_node_t *n, hb_tensor_t *g, hb_tensor_t **gin) {
     int64_t m = hb_numel(x);
     for (int64_t i = 0; i < m; i++) {
         double xv = ld(hb_data(xc), x->dtype, i);
-        st(hb_data(o), x->dtype, i, (xv >= n->d[0] && xv <= n->d[1]) ? ld(hb_data(gc), x->dtype, i) : 0);
+        st(hb_data(o), x->dtype, i, (xv >= c->lo && xv <= c->hi) ? ld(hb_data(gc), x->dtype, i) : 0);
     }
     hb_tensor_free(gc);
     hb_tensor_free(xc);
@@ -576,8 +596,8 @@ hb_tensor_t *hb_clamp(hb_tensor_t *a, double lo, double hi) {
         st(hb_data(o), a->dtype, i, v < lo ? lo : (v > hi ? hi : v));
     }
     hb_tensor_free(ac);
-    hb_node_t *n = hb_node_attach(o, "clamp", bw_clamp, 1, &a);
-    if (n) { n->d[0] = lo; n->d[1] = hi; }
+    hb_node_t *n = hb_node_attach(o, "clamp", bw_clamp, 1, &a, sizeof(clamp_ctx));
+    if (n) *(clamp_ctx *)n->ctx = (clamp_ctx){.lo = lo, .hi = hi};
     return o;
 }
 
@@ -672,9 +692,16 @@ static void split3(const hb_tensor_t *a, int d, int64_t *outer, int64_t *n, int6
     *n = a->size[d];
 }
 
+typedef struct {
+    hb_redop_t op;
+    int dim; /* the reduced dim (ignored when all) */
+    int all; /* reduced every dim to a scalar */
+} reduce_ctx;
+
 static int bw_reduce(hb_node_t *n, hb_tensor_t *g, hb_tensor_t **gin) {
-    hb_redop_t op = (hb_redop_t)n->i[0];
-    int d = (int)n->i[1], all = (int)n->i[2];
+    const reduce_ctx *c = n->ctx;
+    hb_redop_t op = c->op;
+    int d = c->dim, all = c->all;
     hb_tensor_t *x = n->in[0];
     /* g has the reduced shape; bring it to x's rank with a size-1 dim at d */
     hb_tensor_t *gk;
@@ -785,8 +812,8 @@ static hb_tensor_t *reduce_impl(hb_redop_t op, hb_tensor_t *a, int d, int keepdi
         }
     hb_tensor_free(ac);
     if (!isarg) {
-        hb_node_t *n = hb_node_attach(o, names[op], bw_reduce, 1, &a);
-        if (n) { n->i[0] = op; n->i[1] = d; n->i[2] = all; }
+        hb_node_t *n = hb_node_attach(o, names[op], bw_reduce, 1, &a, sizeof(reduce_ctx));
+        if (n) *(reduce_ctx *)n->ctx = (reduce_ctx){.op = op, .dim = d, .all = all};
     }
     return o;
 }
@@ -798,8 +825,13 @@ hb_tensor_t *hb_reduce(hb_redop_t op, hb_tensor_t *a, int dim, int keepdim) {
 }
 hb_tensor_t *hb_reduce_all(hb_redop_t op, hb_tensor_t *a) { return reduce_impl(op, a, 0, 0, 1); }
 
+typedef struct {
+    int dim, reverse;
+} cumsum_ctx;
+
 static int bw_cumsum(hb_node_t *n, hb_tensor_t *g, hb_tensor_t **gin) {
-    gin[0] = hb_cumsum(g, (int)n->i[0], !n->i[1]);
+    const cumsum_ctx *c = n->ctx;
+    gin[0] = hb_cumsum(g, c->dim, !c->reverse);
     return gin[0] ? 0 : -1;
 }
 
@@ -822,14 +854,20 @@ hb_tensor_t *hb_cumsum(hb_tensor_t *a, int dim, int reverse) {
             }
         }
     hb_tensor_free(ac);
-    hb_node_t *n = hb_node_attach(o, "cumsum", bw_cumsum, 1, &a);
-    if (n) { n->i[0] = d; n->i[1] = reverse; }
+    hb_node_t *n = hb_node_attach(o, "cumsum", bw_cumsum, 1, &a, sizeof(cumsum_ctx));
+    if (n) *(cumsum_ctx *)n->ctx = (cumsum_ctx){.dim = d, .reverse = reverse};
     return o;
 }
 
 /* ---- softmax family ---------------------------------------------------------------------------------- */
+typedef struct {
+    int dim;
+    int log; /* log_softmax */
+} softmax_ctx;
+
 static int bw_softmax(hb_node_t *n, hb_tensor_t *g, hb_tensor_t **gin) {
-    int d = (int)n->i[0], logsm = (int)n->i[1];
+    const softmax_ctx *c = n->ctx;
+    int d = c->dim, logsm = c->log;
     hb_tensor_t *y = n->saved[0]; /* detached output, contiguous */
     hb_tensor_t *gc = hb_contiguous(g);
     hb_tensor_t *o = gc ? hb_tensor_empty(y->dtype, y->ndim, y->size) : NULL;
@@ -883,8 +921,8 @@ static hb_tensor_t *softmax_impl(hb_tensor_t *a, int dim, int logsm) {
             }
         }
     hb_tensor_free(ac);
-    hb_node_t *n = hb_node_attach(o, name, bw_softmax, 1, &a);
-    if (n) { n->i[0] = d; n->i[1] = logsm; n->saved[0] = hb_detach(o); if (!n->saved[0]) hb_node_lost(o); }
+    hb_node_t *n = hb_node_attach(o, name, bw_softmax, 1, &a, sizeof(softmax_ctx));
+    if (n) { *(softmax_ctx *)n->ctx = (softmax_ctx){.dim = d, .log = logsm}; n->saved[0] = hb_detach(o); if (!n->saved[0]) hb_node_lost(o); }
     return o;
 }
 hb_tensor_t *hb_softmax(hb_tensor_t *a, int dim) { return softmax_impl(a, dim, 0); }
@@ -975,14 +1013,20 @@ static void ce_rows(void *ctx, int64_t blk) {
     }
 }
 
+typedef struct {
+    int64_t ignore_index;
+    int64_t count; /* targets counted in the mean */
+} cross_entropy_ctx;
+
 static int bw_cross_entropy(hb_node_t *n, hb_tensor_t *g, hb_tensor_t **gin) {
+    const cross_entropy_ctx *cx = n->ctx;
     hb_tensor_t *x = n->saved[0], *tg = n->saved[1], *lse = n->saved[2];
-    int64_t N = x->size[0], count = n->i[1];
+    int64_t N = x->size[0], count = cx->count;
     hb_tensor_t *o = hb_tensor_empty(x->dtype, 2, x->size);
     if (!o) return -1;
     int okk;
     double gv = hb_item(g, &okk);
-    ce_ctx_t c = {hb_data(x), tg, x->dtype, x->size[1], n->i[0], hb_data(lse), hb_data(o), count ? gv / (double)count : 0};
+    ce_ctx_t c = {hb_data(x), tg, x->dtype, x->size[1], cx->ignore_index, hb_data(lse), hb_data(o), count ? gv / (double)count : 0};
     hb_parallel_for((N + 63) / 64, ce_rows, &c);
     gin[0] = o;
     return 0;
@@ -1021,13 +1065,12 @@ hb_tensor_t *hb_cross_entropy(hb_tensor_t *logits, hb_tensor_t *target, int64_t 
         total += ((double *)hb_data(lse))[r] - ld(hb_data(x), x->dtype, r * C + t);
     }
     hb_tensor_t *o = hb_tensor_full(x->dtype, 0, NULL, count ? total / (double)count : 0.0);
-    hb_node_t *n = o ? hb_node_attach(o, "cross_entropy", bw_cross_entropy, 1, &logits) : NULL;
+    hb_node_t *n = o ? hb_node_attach(o, "cross_entropy", bw_cross_entropy, 1, &logits, sizeof(cross_entropy_ctx)) : NULL;
     if (n) {
         n->saved[0] = hb_tensor_ref(x);
         n->saved[1] = hb_tensor_ref(tg);
         n->saved[2] = hb_tensor_ref(lse);
-        n->i[0] = ignore_index;
-        n->i[1] = count;
+        *(cross_entropy_ctx *)n->ctx = (cross_entropy_ctx){.ignore_index = ignore_index, .count = count};
     }
     hb_tensor_free(x);
     hb_tensor_free(tg);
@@ -1094,15 +1137,19 @@ hb_tensor_t *hb_embedding(hb_tensor_t *w, hb_tensor_t *ids) {
     for (int64_t i = 0; i < m; i++)
         memcpy((char *)hb_data(o) + (size_t)(i * D) * es, (char *)hb_data(wc) + (size_t)(load_index(ic, i) * D) * es, (size_t)D * es);
     hb_tensor_free(wc);
-    hb_node_t *n = hb_node_attach(o, "embedding", bw_embedding, 1, &w);
+    hb_node_t *n = hb_node_attach(o, "embedding", bw_embedding, 1, &w, 0);
     if (n) n->saved[0] = hb_tensor_ref(ic);
     hb_tensor_free(ic);
     return o;
 }
 
+typedef struct {
+    double eps;
+} rmsnorm_ctx;
+
 static int bw_rmsnorm(hb_node_t *n, hb_tensor_t *g, hb_tensor_t **gin) {
     hb_tensor_t *x = n->saved[0], *w = n->nin > 1 ? n->in[1] : NULL;
-    double eps = n->d[0];
+    double eps = ((const rmsnorm_ctx *)n->ctx)->eps;
     hb_tensor_t *gc = hb_contiguous(g), *wc = w ? hb_contiguous(w) : NULL;
     int64_t D = x->size[x->ndim - 1], rows = D ? hb_numel(x) / D : 0;
     hb_tensor_t *gx = gc && (!w || wc) ? hb_tensor_empty(x->dtype, x->ndim, x->size) : NULL;
@@ -1201,15 +1248,20 @@ hb_tensor_t *hb_rmsnorm(hb_tensor_t *x, hb_tensor_t *w, double eps) {
     }
     hb_tensor_free(wc);
     hb_tensor_t *in[2] = {x, w};
-    hb_node_t *n = hb_node_attach(o, "rmsnorm", bw_rmsnorm, w ? 2 : 1, in);
-    if (n) { n->saved[0] = hb_tensor_ref(xc); n->d[0] = eps; }
+    hb_node_t *n = hb_node_attach(o, "rmsnorm", bw_rmsnorm, w ? 2 : 1, in, sizeof(rmsnorm_ctx));
+    if (n) { n->saved[0] = hb_tensor_ref(xc); ((rmsnorm_ctx *)n->ctx)->eps = eps; }
     hb_tensor_free(xc);
     return o;
 }
 
 /* ---- cat, gather, index_select, tril/triu, repeat ---------------------------------------------------- */
+/* cat, gather and index_select remember the dim they worked along */
+typedef struct {
+    int dim;
+} dim_ctx;
+
 static int bw_cat(hb_node_t *n, hb_tensor_t *g, hb_tensor_t **gin) {
-    int d = (int)n->i[0];
+    int d = ((const dim_ctx *)n->ctx)->dim;
     int64_t off = 0;
     for (int k = 0; k < n->nin; k++) {
         int64_t len = n->in[k]->size[d];
@@ -1258,8 +1310,8 @@ hb_tensor_t *hb_cat(int n, hb_tensor_t **ts, int dim) {
     }
     hb_grad_set(g);
     if (n <= HB_NODE_MAXIN) {
-        hb_node_t *nd = hb_node_attach(o, "cat", bw_cat, n, ts);
-        if (nd) nd->i[0] = d;
+        hb_node_t *nd = hb_node_attach(o, "cat", bw_cat, n, ts, sizeof(dim_ctx));
+        if (nd) ((dim_ctx *)nd->ctx)->dim = d;
     } else if (hb_needs_grad(n, ts)) {
         hb_tensor_free(o);
         hb_seterr("cat: at most %d tensors when gradients are needed", HB_NODE_MAXIN);
@@ -1271,7 +1323,7 @@ hb_tensor_t *hb_cat(int n, hb_tensor_t **ts, int dim) {
 /* gather / scatter-add over dim d with an index of the same rank */
 static int bw_gather(hb_node_t *n, hb_tensor_t *g, hb_tensor_t **gin) {
     hb_tensor_t *a = n->in[0], *idx = n->saved[0];
-    int d = (int)n->i[0];
+    int d = ((const dim_ctx *)n->ctx)->dim;
     hb_tensor_t *o = hb_tensor_zeros(a->dtype, a->ndim, a->size);
     hb_tensor_t *gc = o ? hb_contiguous(g) : NULL;
     if (!gc) { hb_tensor_free(o); return -1; }
@@ -1311,15 +1363,15 @@ hb_tensor_t *hb_gather(hb_tensor_t *a, int dim, hb_tensor_t *index) {
         st(hb_data(o), o->dtype, k, hb_get(a, src));
         for (int i = ic->ndim - 1; i >= 0; i--) { if (++pos[i] < ic->size[i]) break; pos[i] = 0; }
     }
-    hb_node_t *n = hb_node_attach(o, "gather", bw_gather, 1, &a);
-    if (n) { n->saved[0] = hb_tensor_ref(ic); n->i[0] = d; }
+    hb_node_t *n = hb_node_attach(o, "gather", bw_gather, 1, &a, sizeof(dim_ctx));
+    if (n) { n->saved[0] = hb_tensor_ref(ic); ((dim_ctx *)n->ctx)->dim = d; }
     hb_tensor_free(ic);
     return o;
 }
 
 static int bw_index_select(hb_node_t *n, hb_tensor_t *g, hb_tensor_t **gin) {
     hb_tensor_t *a = n->in[0], *idx = n->saved[0];
-    int d = (int)n->i[0];
+    int d = ((const dim_ctx *)n->ctx)->dim;
     hb_tensor_t *o = hb_tensor_zeros(a->dtype, a->ndim, a->size);
     if (!o) return -1;
     int64_t m = hb_numel(idx);
@@ -1360,8 +1412,8 @@ hb_tensor_t *hb_index_select(hb_tensor_t *a, int dim, hb_tensor_t *index) {
         if (rc) { hb_grad_set(g); hb_tensor_free(ic); hb_tensor_free(o); return NULL; }
     }
     hb_grad_set(g);
-    hb_node_t *n = hb_node_attach(o, "index_select", bw_index_select, 1, &a);
-    if (n) { n->saved[0] = hb_tensor_ref(ic); n->i[0] = d; }
+    hb_node_t *n = hb_node_attach(o, "index_select", bw_index_select, 1, &a, sizeof(dim_ctx));
+    if (n) { n->saved[0] = hb_tensor_ref(ic); ((dim_ctx *)n->ctx)->dim = d; }
     hb_tensor_free(ic);
     return o;
 }

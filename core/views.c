@@ -18,11 +18,17 @@ static int norm_dim(int dim, int ndim, const char *op) {
     return d;
 }
 
+typedef struct {
+    int dim;
+    int64_t start, len;
+} narrow_ctx;
+
 static int bw_narrow(hb_node_t *n, hb_tensor_t *g, hb_tensor_t **gin) {
+    const narrow_ctx *c = n->ctx;
     hb_tensor_t *src = n->in[0];
     hb_tensor_t *z = hb_tensor_zeros(g->dtype, src->ndim, src->size);
     if (!z) return -1;
-    hb_tensor_t *win = hb_narrow(z, (int)n->i[0], n->i[1], n->i[2]);
+    hb_tensor_t *win = hb_narrow(z, c->dim, c->start, c->len);
     if (!win) { hb_tensor_free(z); return -1; }
     int rc = hb_copy_(win, g);
     hb_tensor_free(win);
@@ -43,8 +49,8 @@ hb_tensor_t *hb_narrow(hb_tensor_t *t, int dim, int64_t start, int64_t len) {
     if (!v) return NULL;
     v->offset += start * t->stride[d];
     v->size[d] = len;
-    hb_node_t *n = hb_node_attach(v, "narrow", bw_narrow, 1, &t);
-    if (n) { n->i[0] = d; n->i[1] = start; n->i[2] = len; }
+    hb_node_t *n = hb_node_attach(v, "narrow", bw_narrow, 1, &t, sizeof(narrow_ctx));
+    if (n) *(narrow_ctx *)n->ctx = (narrow_ctx){.dim = d, .start = start, .len = len};
     return v;
 }
 
@@ -59,9 +65,14 @@ hb_tensor_t *hb_select(hb_tensor_t *t, int dim, int64_t index) {
     return r;
 }
 
+typedef struct {
+    int perm[HB_MAXDIM]; /* output dim i is input dim perm[i] */
+} permute_ctx;
+
 static int bw_permute(hb_node_t *n, hb_tensor_t *g, hb_tensor_t **gin) {
+    const permute_ctx *c = n->ctx;
     int inv[HB_MAXDIM];
-    for (int i = 0; i < g->ndim; i++) inv[n->i[i]] = i;
+    for (int i = 0; i < g->ndim; i++) inv[c->perm[i]] = i;
     gin[0] = hb_permute(g, inv);
     return gin[0] ? 0 : -1;
 }
@@ -81,9 +92,8 @@ hb_tensor_t *hb_permute(hb_tensor_t *t, const int *perm) {
         v->size[i] = t->size[perm[i]];
         v->stride[i] = t->stride[perm[i]];
     }
-    hb_node_t *n = hb_node_attach(v, "permute", bw_permute, 1, &t);
-    if (n)
-        for (int i = 0; i < t->ndim; i++) n->i[i] = perm[i];
+    hb_node_t *n = hb_node_attach(v, "permute", bw_permute, 1, &t, sizeof(permute_ctx));
+    if (n) memcpy(((permute_ctx *)n->ctx)->perm, perm, sizeof(int) * (size_t)t->ndim);
     return v;
 }
 
@@ -150,7 +160,7 @@ hb_tensor_t *hb_view(hb_tensor_t *t, int ndim, const int64_t *size_in) {
     v->ndim = ndim;
     view_strides(src, ndim, size, v->stride);
     for (int i = 0; i < ndim; i++) v->size[i] = size[i];
-    hb_node_attach(v, "view", bw_view, 1, &src);
+    hb_node_attach(v, "view", bw_view, 1, &src, 0);
     hb_tensor_free(src);
     return v;
 }
@@ -172,7 +182,7 @@ hb_tensor_t *hb_squeeze(hb_tensor_t *t, int dim) {
     if (!v) return NULL;
     for (int i = d; i < t->ndim - 1; i++) { v->size[i] = t->size[i + 1]; v->stride[i] = t->stride[i + 1]; }
     v->ndim = t->ndim - 1;
-    hb_node_attach(v, "squeeze", bw_view, 1, &t);
+    hb_node_attach(v, "squeeze", bw_view, 1, &t, 0);
     return v;
 }
 
@@ -216,7 +226,7 @@ hb_tensor_t *hb_expand(hb_tensor_t *t, int ndim, const int64_t *size) {
         prod *= v->size[i];
     }
     if (hb_check_numel(prod, v->dtype, "expand: the result, a ")) { hb_tensor_free(v); return NULL; }
-    hb_node_attach(v, "expand", bw_expand, 1, &t);
+    hb_node_attach(v, "expand", bw_expand, 1, &t, 0);
     return v;
 }
 
@@ -230,7 +240,7 @@ hb_tensor_t *hb_clone(hb_tensor_t *t) {
     hb_tensor_t *c = hb_tensor_empty(t->dtype, t->ndim, t->size);
     if (!c) return NULL;
     if (hb_copy_(c, t)) { hb_tensor_free(c); return NULL; }
-    hb_node_attach(c, "clone", bw_identity, 1, &t);
+    hb_node_attach(c, "clone", bw_identity, 1, &t, 0);
     return c;
 }
 
@@ -249,7 +259,7 @@ hb_tensor_t *hb_to_dtype(hb_tensor_t *t, hb_dtype_t dt) {
     hb_tensor_t *c = hb_tensor_empty(dt, t->ndim, t->size);
     if (!c) return NULL;
     hb_copy_(c, t);
-    if (hb_dtype_is_float(dt) && hb_dtype_is_float(t->dtype)) hb_node_attach(c, "to_dtype", bw_to_dtype, 1, &t);
+    if (hb_dtype_is_float(dt) && hb_dtype_is_float(t->dtype)) hb_node_attach(c, "to_dtype", bw_to_dtype, 1, &t, 0);
     return c;
 }
 
