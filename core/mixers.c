@@ -1,10 +1,12 @@
-/* mixers.c — autograd wrappers around the kernels of kernels/ (see mixers.h).
+/* mixers.c — the sequence ops that are not hybrid mixers (attention, RoPE, the short convolution) as
+ * hand-written autograd wrappers of kernels/, and the historical C names of the recurrent mixers
+ * (hb_gla, ...) over the generic op of mixer_op.c.
  *
- * Pattern of every op: check shapes and dtypes, make inputs contiguous, allocate the output, call the
- * _f32 or _f64 kernel by dtype (the kernels take typed pointers and hb_data() is void *),
- * then attach a node that saved the contiguous inputs (and whatever the backward needs: lse for
- * attention, chunk states for the delta rule, the output for HGRN). Backward allocates zeroed
- * gradient buffers, lets the kernel accumulate into them, and hands them back.
+ * Pattern of every hand-written op: check shapes and dtypes, make inputs contiguous, allocate the output,
+ * call the _f32 or _f64 kernel through an explicit switch on the dtype (the kernels take typed pointers
+ * and hb_data() is void *), then attach a node whose named context (attn_ctx, rope_ctx, conv1d_ctx) and
+ * saved tensors hold what the backward needs (lse and the output for attention). Backward allocates
+ * zeroed gradient buffers, lets the kernel accumulate into them, and hands them back.
  */
 #include "mixers.h"
 #include "../kernels/attention.h"
@@ -78,21 +80,6 @@ static hb_tensor_t *zeros_like(hb_tensor_t *t) { return hb_tensor_zeros(t->dtype
 static int kfail(const char *op) {
     hb_seterr("%s: kernel failed (out of memory)", op);
     return -1;
-}
-
-/* Check the inputs of a decode step: each tensor t[i] must have exactly the shape want[i] (ndim n[i]),
- * the dtype of the first, and the state must be contiguous. */
-static int step_check(const char *op, int cnt, hb_tensor_t **t, const char **names, const int *n, int64_t want[][4]) {
-    for (int i = 0; i < cnt; i++) {
-        if (!t[i]) continue;
-        if (check_t(t[i], op, names[i], -1) || dims_eq(t[i], op, names[i], n[i], want[i])) return -1;
-        if (t[i]->dtype != t[0]->dtype) {
-            hb_seterr("%s: %s is %s but the state is %s", op, names[i], hb_dtype_name(t[i]->dtype), hb_dtype_name(t[0]->dtype));
-            return -1;
-        }
-    }
-    if (!hb_is_contiguous(t[0])) { hb_seterr("%s: the state must be contiguous", op); return -1; }
-    return 0;
 }
 
 /* ---- softmax attention --------------------------------------------------------------------------- */
@@ -242,316 +229,46 @@ hb_tensor_t *hb_rope(hb_tensor_t *x, double theta, int64_t pos0) {
     return o;
 }
 
-/* the recurrent mixers' context (until they move to the generic mixer op) */
-typedef struct {
-    double scale;
-    hb_mode_t mode;
-    int64_t chunk;
-} recur_ctx;
-
-/* ---- GLA ----------------------------------------------------------------------------------------- */
-static int bw_gla(hb_node_t *n, hb_tensor_t *g, hb_tensor_t **gin) {
-    const recur_ctx *c_ = n->ctx;
-    hb_tensor_t *q = n->saved[0], *k = n->saved[1], *v = n->saved[2], *gk = n->saved[3];
-    hb_tensor_t *gc = hb_contiguous(g);
-    hb_tensor_t *d[4] = {zeros_like(q), zeros_like(k), zeros_like(v), zeros_like(gk)};
-    if (!gc || !d[0] || !d[1] || !d[2] || !d[3]) { hb_tensor_free(gc); free_all(4, d); return -1; }
-    int64_t B = q->size[0], T = q->size[1], H = q->size[2], K = q->size[3], V = v->size[3];
-    int rc = c_->mode == HB_MODE_CHUNK
-                 ? (q->dtype == HB_F32 ? gla_bwd_chunk_f32(dp(d[0]), dp(d[1]), dp(d[2]), dp(d[3]), NULL, dp(gc), NULL, dp(q), dp(k),
-                         dp(v), dp(gk), NULL, c_->scale, B, T, H, K, V, c_->chunk) : gla_bwd_chunk_f64(dp(d[0]), dp(d[1]), dp(d[2]), dp(d[3]), NULL, dp(gc), NULL, dp(q), dp(k),
-                         dp(v), dp(gk), NULL, c_->scale, B, T, H, K, V, c_->chunk))
-                 : (q->dtype == HB_F32 ? gla_bwd_ref_f32(dp(d[0]), dp(d[1]), dp(d[2]), dp(d[3]), NULL, dp(gc), NULL, dp(q), dp(k),
-                         dp(v), dp(gk), NULL, c_->scale, B, T, H, K, V) : gla_bwd_ref_f64(dp(d[0]), dp(d[1]), dp(d[2]), dp(d[3]), NULL, dp(gc), NULL, dp(q), dp(k),
-                         dp(v), dp(gk), NULL, c_->scale, B, T, H, K, V));
-    hb_tensor_free(gc);
-    if (rc) { free_all(4, d); return kfail("gla backward"); }
-    memcpy(gin, d, sizeof d);
-    return 0;
-}
-
+/* ---- the recurrent mixers: their historical C names over the generic op (core/mixer_op.c) ----------- */
 hb_tensor_t *hb_gla(hb_tensor_t *q, hb_tensor_t *k, hb_tensor_t *v, hb_tensor_t *gk, double scale, hb_mode_t mode,
                     int64_t chunk, hb_tensor_t **ht) {
-    const char *op = "gla";
-    if (check_t(q, op, "q", 4) || check_t(k, op, "k", 4) || check_t(v, op, "v", 4) || check_t(gk, op, "gk", 4)) return NULL;
-    hb_tensor_t *all[4] = {q, k, v, gk};
-    if (same_dtype(all, 4, op)) return NULL;
-    int64_t B = q->size[0], T = q->size[1], H = q->size[2], K = q->size[3], V = v->size[3];
-    int64_t vs[4] = {B, T, H, V};
-    if (dims_eq(k, op, "k", 4, q->size) || dims_eq(gk, op, "gk", 4, q->size) || dims_eq(v, op, "v", 4, vs)) return NULL;
-    if (chunk <= 0) chunk = 64;
-    hb_tensor_t *c[4];
-    if (contig(4, all, c)) return NULL;
-    int64_t ss[4] = {B, H, K, V};
-    hb_tensor_t *o = hb_tensor_empty(q->dtype, 4, vs), *h = ht ? hb_tensor_empty(q->dtype, 4, ss) : NULL;
-    int nomem = !o || (ht && !h), rc = nomem;
-    if (!rc)
-        rc = mode == HB_MODE_CHUNK
-                 ? (q->dtype == HB_F32 ? gla_fwd_chunk_f32(dp(o), dp(h), dp(c[0]), dp(c[1]), dp(c[2]), dp(c[3]), NULL, scale, B, T, H, K, V, chunk) : gla_fwd_chunk_f64(dp(o), dp(h), dp(c[0]), dp(c[1]), dp(c[2]), dp(c[3]), NULL, scale, B, T, H, K, V, chunk))
-                 : (q->dtype == HB_F32 ? gla_fwd_ref_f32(dp(o), dp(h), dp(c[0]), dp(c[1]), dp(c[2]), dp(c[3]), NULL, scale, B, T, H, K, V) : gla_fwd_ref_f64(dp(o), dp(h), dp(c[0]), dp(c[1]), dp(c[2]), dp(c[3]), NULL, scale, B, T, H, K, V));
-    if (rc) { free_all(4, c); hb_tensor_free(o); hb_tensor_free(h); if (!nomem) kfail(op); return NULL; }
-    hb_node_t *n = hb_node_attach(o, op, bw_gla, 4, all, sizeof(recur_ctx));
-    if (n) {
-        for (int i = 0; i < 4; i++) n->saved[i] = hb_tensor_ref(c[i]);
-        *(recur_ctx *)n->ctx = (recur_ctx){.scale = scale, .mode = mode, .chunk = chunk};
-    }
-    free_all(4, c);
-    if (ht) *ht = h;
-    return o;
+    hb_tensor_t *in[] = {q, k, v, gk};
+    return hb_mixer(&hb_mixer_gla, in, &scale, mode, chunk, ht);
 }
-
 hb_tensor_t *hb_gla_step(hb_tensor_t *state, hb_tensor_t *q, hb_tensor_t *k, hb_tensor_t *v, hb_tensor_t *gk, double scale) {
-    if (check_t(state, "gla_step", "state", 4)) return NULL;
-    int64_t B = state->size[0], H = state->size[1], K = state->size[2], V = state->size[3];
-    hb_tensor_t *ts[5] = {state, q, k, v, gk};
-    const char *nm[5] = {"state", "q", "k", "v", "gk"};
-    int nd[5] = {4, 3, 3, 3, 3};
-    int64_t w[5][4] = {{B, H, K, V}, {B, H, K}, {B, H, K}, {B, H, V}, {B, H, K}};
-    if (step_check("gla_step", 5, ts, nm, nd, w)) return NULL;
-    hb_tensor_t *all[4] = {q, k, v, gk}, *c[4];
-    if (contig(4, all, c)) return NULL;
-    int64_t os[3] = {B, H, V};
-    hb_tensor_t *o = hb_tensor_empty(q->dtype, 3, os);
-    if (o && (q->dtype == HB_F32 ? gla_step_f32(dp(o), dp(state), dp(c[0]), dp(c[1]), dp(c[2]), dp(c[3]), scale, B, H, K, V) : gla_step_f64(dp(o), dp(state), dp(c[0]), dp(c[1]), dp(c[2]), dp(c[3]), scale, B, H, K, V))) {
-        hb_tensor_free(o);
-        o = NULL;
-        kfail("gla_step");
-    }
-    free_all(4, c);
-    return o;
-}
-
-/* ---- retention --------------------------------------------------------------------------------------- */
-static int bw_retention(hb_node_t *n, hb_tensor_t *g, hb_tensor_t **gin) {
-    const recur_ctx *c_ = n->ctx;
-    hb_tensor_t *q = n->saved[0], *k = n->saved[1], *v = n->saved[2], *lg = n->saved[3];
-    hb_tensor_t *gc = hb_contiguous(g);
-    hb_tensor_t *d[3] = {zeros_like(q), zeros_like(k), zeros_like(v)};
-    if (!gc || !d[0] || !d[1] || !d[2]) { hb_tensor_free(gc); free_all(3, d); return -1; }
-    int64_t B = q->size[0], T = q->size[1], H = q->size[2], K = q->size[3], V = v->size[3];
-    int rc = c_->mode == HB_MODE_CHUNK
-                 ? (q->dtype == HB_F32 ? retention_bwd_chunk_f32(dp(d[0]), dp(d[1]), dp(d[2]), dp(gc), dp(q), dp(k), dp(v), NULL,
-                         dp(lg), c_->scale, B, T, H, K, V, c_->chunk) : retention_bwd_chunk_f64(dp(d[0]), dp(d[1]), dp(d[2]), dp(gc), dp(q), dp(k), dp(v), NULL,
-                         dp(lg), c_->scale, B, T, H, K, V, c_->chunk))
-                 : (q->dtype == HB_F32 ? retention_bwd_ref_f32(dp(d[0]), dp(d[1]), dp(d[2]), dp(gc), dp(q), dp(k), dp(v), NULL,
-                         dp(lg), c_->scale, B, T, H, K, V) : retention_bwd_ref_f64(dp(d[0]), dp(d[1]), dp(d[2]), dp(gc), dp(q), dp(k), dp(v), NULL,
-                         dp(lg), c_->scale, B, T, H, K, V));
-    hb_tensor_free(gc);
-    if (rc) { free_all(3, d); return kfail("retention backward"); }
-    memcpy(gin, d, sizeof d);
-    return 0;
+    hb_tensor_t *in[] = {q, k, v, gk};
+    return hb_mixer_step(&hb_mixer_gla, state, in, &scale);
 }
 
 hb_tensor_t *hb_retention(hb_tensor_t *q, hb_tensor_t *k, hb_tensor_t *v, hb_tensor_t *lg, double scale, hb_mode_t mode,
                           int64_t chunk, hb_tensor_t **ht) {
-    const char *op = "retention";
-    if (check_t(q, op, "q", 4) || check_t(k, op, "k", 4) || check_t(v, op, "v", 4) || check_t(lg, op, "log decay", 1)) return NULL;
-    hb_tensor_t *all[3] = {q, k, v};
-    if (same_dtype(all, 3, op)) return NULL;
-    int64_t B = q->size[0], T = q->size[1], H = q->size[2], K = q->size[3], V = v->size[3];
-    int64_t vs[4] = {B, T, H, V};
-    if (dims_eq(k, op, "k", 4, q->size) || dims_eq(v, op, "v", 4, vs) || dims_eq(lg, op, "log decay", 1, &H)) return NULL;
-    if (chunk <= 0) chunk = 64;
-    hb_tensor_t *c[3];
-    if (contig(3, all, c)) return NULL;
-    hb_tensor_t *lgc = hb_to_dtype(lg, q->dtype);
-    int64_t ss[4] = {B, H, K, V};
-    hb_tensor_t *o = hb_tensor_empty(q->dtype, 4, vs), *h = ht ? hb_tensor_empty(q->dtype, 4, ss) : NULL;
-    int nomem = !o || !lgc || (ht && !h), rc = nomem;
-    if (!rc)
-        rc = mode == HB_MODE_CHUNK
-                 ? (q->dtype == HB_F32 ? retention_fwd_chunk_f32(dp(o), dp(h), dp(c[0]), dp(c[1]), dp(c[2]), NULL, dp(lgc), scale, B, T, H, K, V, chunk) : retention_fwd_chunk_f64(dp(o), dp(h), dp(c[0]), dp(c[1]), dp(c[2]), NULL, dp(lgc), scale, B, T, H, K, V, chunk))
-                 : (q->dtype == HB_F32 ? retention_fwd_ref_f32(dp(o), dp(h), dp(c[0]), dp(c[1]), dp(c[2]), NULL, dp(lgc), scale, B, T, H, K, V) : retention_fwd_ref_f64(dp(o), dp(h), dp(c[0]), dp(c[1]), dp(c[2]), NULL, dp(lgc), scale, B, T, H, K, V));
-    if (rc) { free_all(3, c); hb_tensor_free(o); hb_tensor_free(h); hb_tensor_free(lgc); if (!nomem) kfail(op); return NULL; }
-    hb_node_t *n = hb_node_attach(o, op, bw_retention, 3, all, sizeof(recur_ctx));
-    if (n) {
-        for (int i = 0; i < 3; i++) n->saved[i] = hb_tensor_ref(c[i]);
-        n->saved[3] = hb_tensor_ref(lgc);
-        *(recur_ctx *)n->ctx = (recur_ctx){.scale = scale, .mode = mode, .chunk = chunk};
-    }
-    free_all(3, c);
-    hb_tensor_free(lgc);
-    if (ht) *ht = h;
-    return o;
+    hb_tensor_t *in[] = {q, k, v, lg};
+    return hb_mixer(&hb_mixer_retention, in, &scale, mode, chunk, ht);
 }
-
 hb_tensor_t *hb_retention_step(hb_tensor_t *state, hb_tensor_t *q, hb_tensor_t *k, hb_tensor_t *v, hb_tensor_t *lg,
                                double scale) {
-    if (check_t(state, "retention_step", "state", 4) || check_t(lg, "retention_step", "log decay", 1)) return NULL;
-    int64_t B = state->size[0], H = state->size[1], K = state->size[2], V = state->size[3];
-    hb_tensor_t *ts[4] = {state, q, k, v};
-    const char *nm[4] = {"state", "q", "k", "v"};
-    int nd[4] = {4, 3, 3, 3};
-    int64_t w[4][4] = {{B, H, K, V}, {B, H, K}, {B, H, K}, {B, H, V}};
-    if (step_check("retention_step", 4, ts, nm, nd, w) || dims_eq(lg, "retention_step", "log decay", 1, &H)) return NULL;
-    hb_tensor_t *all[3] = {q, k, v}, *c[3];
-    if (contig(3, all, c)) return NULL;
-    hb_tensor_t *lgc = hb_to_dtype(lg, q->dtype);
-    int64_t os[3] = {B, H, V};
-    hb_tensor_t *o = lgc ? hb_tensor_empty(q->dtype, 3, os) : NULL;
-    if (o && (q->dtype == HB_F32 ? retention_step_f32(dp(o), dp(state), dp(c[0]), dp(c[1]), dp(c[2]), dp(lgc), scale, B, H, K, V) : retention_step_f64(dp(o), dp(state), dp(c[0]), dp(c[1]), dp(c[2]), dp(lgc), scale, B, H, K, V))) {
-        hb_tensor_free(o);
-        o = NULL;
-        kfail("retention_step");
-    }
-    free_all(3, c);
-    hb_tensor_free(lgc);
-    return o;
-}
-
-/* ---- (gated) delta rule ---------------------------------------------------------------------------- */
-static int bw_delta(hb_node_t *n, hb_tensor_t *g, hb_tensor_t **gin) {
-    const recur_ctx *c_ = n->ctx;
-    hb_tensor_t *q = n->saved[0], *k = n->saved[1], *v = n->saved[2], *beta = n->saved[3], *gg = n->saved[4], *hs = n->saved[5];
-    hb_tensor_t *gc = hb_contiguous(g);
-    hb_tensor_t *d[5] = {zeros_like(q), zeros_like(k), zeros_like(v), zeros_like(beta), gg ? zeros_like(gg) : NULL};
-    if (!gc || !d[0] || !d[1] || !d[2] || !d[3] || (gg && !d[4])) { hb_tensor_free(gc); free_all(5, d); return -1; }
-    int64_t B = q->size[0], T = q->size[1], H = q->size[2], K = q->size[3], HV = v->size[2], V = v->size[3];
-    int rc = c_->mode == HB_MODE_CHUNK
-                 ? (q->dtype == HB_F32 ? delta_rule_bwd_chunk_f32(dp(d[0]), dp(d[1]), dp(d[2]), dp(d[3]), dp(d[4]), dp(gc), dp(q),
-                         dp(k), dp(v), dp(beta), dp(gg), NULL, dp(hs), c_->scale, B, T, H, HV, K, V, c_->chunk) : delta_rule_bwd_chunk_f64(dp(d[0]), dp(d[1]), dp(d[2]), dp(d[3]), dp(d[4]), dp(gc), dp(q),
-                         dp(k), dp(v), dp(beta), dp(gg), NULL, dp(hs), c_->scale, B, T, H, HV, K, V, c_->chunk))
-                 : (q->dtype == HB_F32 ? delta_rule_bwd_ref_f32(dp(d[0]), dp(d[1]), dp(d[2]), dp(d[3]), dp(d[4]), dp(gc), dp(q),
-                         dp(k), dp(v), dp(beta), dp(gg), NULL, c_->scale, B, T, H, HV, K, V) : delta_rule_bwd_ref_f64(dp(d[0]), dp(d[1]), dp(d[2]), dp(d[3]), dp(d[4]), dp(gc), dp(q),
-                         dp(k), dp(v), dp(beta), dp(gg), NULL, c_->scale, B, T, H, HV, K, V));
-    hb_tensor_free(gc);
-    if (rc) { free_all(5, d); return kfail("delta_rule backward"); }
-    memcpy(gin, d, sizeof d);
-    return 0;
+    hb_tensor_t *in[] = {q, k, v, lg};
+    return hb_mixer_step(&hb_mixer_retention, state, in, &scale);
 }
 
 hb_tensor_t *hb_delta_rule(hb_tensor_t *q, hb_tensor_t *k, hb_tensor_t *v, hb_tensor_t *beta, hb_tensor_t *g,
                            double scale, hb_mode_t mode, int64_t chunk, hb_tensor_t **ht) {
-    const char *op = "delta_rule";
-    if (check_t(q, op, "q", 4) || check_t(k, op, "k", 4) || check_t(v, op, "v", 4) || check_t(beta, op, "beta", 3) ||
-        (g && check_t(g, op, "g", 3)))
-        return NULL;
-    hb_tensor_t *all[5] = {q, k, v, beta, g};
-    if (same_dtype(all, g ? 5 : 4, op)) return NULL;
-    int64_t B = q->size[0], T = q->size[1], H = q->size[2], K = q->size[3], HV = v->size[2], V = v->size[3];
-    int64_t bs[3] = {B, T, HV};
-    if (dims_eq(k, op, "k", 4, q->size) || dims_eq(beta, op, "beta", 3, bs) || (g && dims_eq(g, op, "g", 3, bs))) return NULL;
-    if (v->size[0] != B || v->size[1] != T || HV % H) {
-        char b[64];
-        hb_seterr("%s: v has shape %s; expected [%lld, %lld, HV, V] with HV a multiple of %lld", op, hb_shape_str(v, b, sizeof b),
-                  (long long)B, (long long)T, (long long)H);
-        return NULL;
-    }
-    if (chunk <= 0) chunk = 64;
-    hb_tensor_t *c[5];
-    if (contig(5, all, c)) return NULL;
-    int64_t os[4] = {B, T, HV, V}, ss[4] = {B, HV, K, V};
-    int need = hb_needs_grad(5, all);
-    int64_t NC = (T + chunk - 1) / chunk, hss[5] = {B, HV, NC, K, V};
-    hb_tensor_t *o = hb_tensor_empty(q->dtype, 4, os), *h = ht ? hb_tensor_empty(q->dtype, 4, ss) : NULL;
-    hb_tensor_t *hs = need && mode == HB_MODE_CHUNK ? hb_tensor_empty(q->dtype, 5, hss) : NULL;
-    int nomem = !o || (ht && !h) || (need && mode == HB_MODE_CHUNK && !hs), rc = nomem;
-    if (!rc)
-        rc = mode == HB_MODE_CHUNK
-                 ? (q->dtype == HB_F32 ? delta_rule_fwd_chunk_f32(dp(o), dp(h), dp(hs), dp(c[0]), dp(c[1]), dp(c[2]), dp(c[3]), dp(c[4]),
-                         NULL, scale, B, T, H, HV, K, V, chunk) : delta_rule_fwd_chunk_f64(dp(o), dp(h), dp(hs), dp(c[0]), dp(c[1]), dp(c[2]), dp(c[3]), dp(c[4]),
-                         NULL, scale, B, T, H, HV, K, V, chunk))
-                 : (q->dtype == HB_F32 ? delta_rule_fwd_ref_f32(dp(o), dp(h), dp(c[0]), dp(c[1]), dp(c[2]), dp(c[3]), dp(c[4]), NULL,
-                         scale, B, T, H, HV, K, V) : delta_rule_fwd_ref_f64(dp(o), dp(h), dp(c[0]), dp(c[1]), dp(c[2]), dp(c[3]), dp(c[4]), NULL,
-                         scale, B, T, H, HV, K, V));
-    if (rc) { free_all(5, c); hb_tensor_free(o); hb_tensor_free(h); hb_tensor_free(hs); if (!nomem) kfail(op); return NULL; }
-    hb_node_t *n = hb_node_attach(o, op, bw_delta, g ? 5 : 4, all, sizeof(recur_ctx));
-    if (n) {
-        for (int i = 0; i < 5; i++) n->saved[i] = c[i] ? hb_tensor_ref(c[i]) : NULL;
-        n->saved[5] = hb_tensor_ref(hs);
-        *(recur_ctx *)n->ctx = (recur_ctx){.scale = scale, .mode = mode, .chunk = chunk};
-    }
-    free_all(5, c);
-    hb_tensor_free(hs);
-    if (ht) *ht = h;
-    return o;
+    hb_tensor_t *in[] = {q, k, v, beta, g};
+    return hb_mixer(&hb_mixer_delta_rule, in, &scale, mode, chunk, ht);
 }
-
 hb_tensor_t *hb_delta_rule_step(hb_tensor_t *state, hb_tensor_t *q, hb_tensor_t *k, hb_tensor_t *v, hb_tensor_t *beta,
                                 hb_tensor_t *g, double scale) {
-    if (check_t(state, "delta_rule_step", "state", 4) || check_t(q, "delta_rule_step", "q", 3)) return NULL;
-    int64_t B = state->size[0], HV = state->size[1], K = state->size[2], V = state->size[3], H = q->size[1];
-    if (H < 1 || HV % H) { hb_seterr("delta_rule_step: %lld value heads are not a multiple of %lld q/k heads", (long long)HV, (long long)H); return NULL; }
-    hb_tensor_t *ts[6] = {state, q, k, v, beta, g};
-    const char *nm[6] = {"state", "q", "k", "v", "beta", "g"};
-    int nd[6] = {4, 3, 3, 3, 2, 2};
-    int64_t w[6][4] = {{B, HV, K, V}, {B, H, K}, {B, H, K}, {B, HV, V}, {B, HV}, {B, HV}};
-    if (step_check("delta_rule_step", 6, ts, nm, nd, w)) return NULL;
-    hb_tensor_t *all[5] = {q, k, v, beta, g}, *c[5];
-    if (contig(5, all, c)) return NULL;
-    int64_t os[3] = {B, HV, V};
-    hb_tensor_t *o = hb_tensor_empty(q->dtype, 3, os);
-    if (o && (q->dtype == HB_F32 ? delta_rule_step_f32(dp(o), dp(state), dp(c[0]), dp(c[1]), dp(c[2]), dp(c[3]), dp(c[4]), scale, B, H, HV, K, V) : delta_rule_step_f64(dp(o), dp(state), dp(c[0]), dp(c[1]), dp(c[2]), dp(c[3]), dp(c[4]), scale, B, H, HV, K, V))) {
-        hb_tensor_free(o);
-        o = NULL;
-        kfail("delta_rule_step");
-    }
-    free_all(5, c);
-    return o;
+    hb_tensor_t *in[] = {q, k, v, beta, g};
+    return hb_mixer_step(&hb_mixer_delta_rule, state, in, &scale);
 }
 
-/* ---- HGRN -------------------------------------------------------------------------------------------- */
-static int bw_hgrn(hb_node_t *n, hb_tensor_t *g, hb_tensor_t **gin) {
-    const recur_ctx *c_ = n->ctx;
-    hb_tensor_t *gg = n->saved[0], *o = n->saved[1];
-    hb_tensor_t *gc = hb_contiguous(g);
-    hb_tensor_t *dx = zeros_like(gg), *dg = zeros_like(gg);
-    if (!gc || !dx || !dg) { hb_tensor_free(gc); hb_tensor_free(dx); hb_tensor_free(dg); return -1; }
-    int64_t B = gg->size[0], T = gg->size[1], D = gg->size[2];
-    int rc = c_->mode == HB_MODE_CHUNK ? (gg->dtype == HB_F32 ? hgrn_bwd_chunk_f32(dp(dx), dp(dg), dp(gc), dp(gg), dp(o), NULL, B, T, D, c_->chunk) : hgrn_bwd_chunk_f64(dp(dx), dp(dg), dp(gc), dp(gg), dp(o), NULL, B, T, D, c_->chunk))
-                                      : (gg->dtype == HB_F32 ? hgrn_bwd_ref_f32(dp(dx), dp(dg), dp(gc), dp(gg), dp(o), NULL, B, T, D) : hgrn_bwd_ref_f64(dp(dx), dp(dg), dp(gc), dp(gg), dp(o), NULL, B, T, D));
-    hb_tensor_free(gc);
-    if (rc) { hb_tensor_free(dx); hb_tensor_free(dg); return kfail("hgrn backward"); }
-    gin[0] = dx; gin[1] = dg;
-    return 0;
+hb_tensor_t *hb_hgrn(hb_tensor_t *x, hb_tensor_t *g, hb_mode_t mode, hb_tensor_t **ht) {
+    hb_tensor_t *in[] = {x, g};
+    return hb_mixer(&hb_mixer_hgrn, in, NULL, mode, 0, ht);
 }
-
-hb_tensor_t *hb_hgrn(hb_tensor_t *x, hb_tensor_t *g, hb_mode_t mode, int64_t chunk, hb_tensor_t **ht) {
-    const char *op = "hgrn";
-    if (check_t(x, op, "x", 3) || check_t(g, op, "g", 3)) return NULL;
-    hb_tensor_t *all[2] = {x, g}, *c[2];
-    if (same_dtype(all, 2, op) || dims_eq(g, op, "g", 3, x->size)) return NULL;
-    /* the element-wise scan only gains from chunking when batch × channel blocks cannot fill the
-       threads; the kernel's hint picks the chunk from the shapes alone (never the thread count) */
-    (void)chunk;
-    chunk = hgrn_chunk_hint(x->size[0], x->size[1], x->size[2]);
-    if (contig(2, all, c)) return NULL;
-    int64_t B = x->size[0], T = x->size[1], D = x->size[2], ss[2] = {B, D};
-    hb_tensor_t *o = hb_tensor_empty(x->dtype, 3, x->size), *h = ht ? hb_tensor_empty(x->dtype, 2, ss) : NULL;
-    int nomem = !o || (ht && !h), rc = nomem;
-    if (!rc)
-        rc = mode == HB_MODE_CHUNK ? (x->dtype == HB_F32 ? hgrn_fwd_chunk_f32(dp(o), dp(h), dp(c[0]), dp(c[1]), NULL, B, T, D, chunk) : hgrn_fwd_chunk_f64(dp(o), dp(h), dp(c[0]), dp(c[1]), NULL, B, T, D, chunk))
-                                   : (x->dtype == HB_F32 ? hgrn_fwd_ref_f32(dp(o), dp(h), dp(c[0]), dp(c[1]), NULL, B, T, D) : hgrn_fwd_ref_f64(dp(o), dp(h), dp(c[0]), dp(c[1]), NULL, B, T, D));
-    if (rc) { free_all(2, c); hb_tensor_free(o); hb_tensor_free(h); if (!nomem) kfail(op); return NULL; }
-    hb_node_t *n = hb_node_attach(o, op, bw_hgrn, 2, all, sizeof(recur_ctx));
-    if (n) {
-        n->saved[0] = hb_tensor_ref(c[1]);
-        n->saved[1] = hb_detach(o);
-        *(recur_ctx *)n->ctx = (recur_ctx){.mode = mode, .chunk = chunk};
-        if (!n->saved[1]) hb_node_lost(o);
-    }
-    free_all(2, c);
-    if (ht) *ht = h;
-    return o;
-}
-
 hb_tensor_t *hb_hgrn_step(hb_tensor_t *state, hb_tensor_t *x, hb_tensor_t *g) {
-    if (check_t(state, "hgrn_step", "state", 2)) return NULL;
-    hb_tensor_t *ts[3] = {state, x, g};
-    const char *nm[3] = {"state", "x", "g"};
-    int nd[3] = {2, 2, 2};
-    int64_t w[3][4] = {{state->size[0], state->size[1]}, {state->size[0], state->size[1]}, {state->size[0], state->size[1]}};
-    if (step_check("hgrn_step", 3, ts, nm, nd, w)) return NULL;
-    hb_tensor_t *all[2] = {x, g}, *c[2];
-    if (contig(2, all, c)) return NULL;
-    hb_tensor_t *o = hb_tensor_empty(x->dtype, 2, x->size);
-    if (o && (x->dtype == HB_F32 ? hgrn_step_f32(dp(o), dp(state), dp(c[0]), dp(c[1]), x->size[0], x->size[1]) : hgrn_step_f64(dp(o), dp(state), dp(c[0]), dp(c[1]), x->size[0], x->size[1]))) {
-        hb_tensor_free(o);
-        o = NULL;
-        kfail("hgrn_step");
-    }
-    free_all(2, c);
-    return o;
+    hb_tensor_t *in[] = {x, g};
+    return hb_mixer_step(&hb_mixer_hgrn, state, in, NULL);
 }
 
 /* ---- short convolution ------------------------------------------------------------------------------- */

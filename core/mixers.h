@@ -1,18 +1,18 @@
-/* mixers.h — the token-mixer kernels of kernels/ as differentiable tensor ops.
+/* mixers.h — attention, RoPE and the short convolution as differentiable tensor ops, and the recurrent
+ * mixers under their C names.
  *
  * Each function takes float32 or float64 tensors in fla's (B,T,H,D) layout (made contiguous here),
  * dispatches to the kernel of the matching type, and records an autograd node whose backward calls
- * the kernel's backward. `mode` picks the form: HB_MODE_CHUNK (chunked, matrix products — training
- * default) or HB_MODE_RECURRENT (the naive per-timestep reference and its BPTT backward).
- * `ht` (optional, may be NULL) receives a new tensor with the final recurrent state, for decoding
- * after a prefill. The *_step functions advance a decode state in place and never record history.
- * Returns NULL with hb_errmsg() set on bad shapes.
+ * the kernel's backward. The recurrent mixers (hb_gla, hb_retention, hb_delta_rule, hb_hgrn) are thin
+ * calls of the generic hb_mixer (mixer_op.h) with their kernel descriptor; `mode` picks the form
+ * (HB_MODE_CHUNK or HB_MODE_RECURRENT), `ht` (optional, may be NULL) receives a new tensor with the final
+ * recurrent state, for decoding after a prefill; chunk ≤ 0 means 64. The *_step functions advance a
+ * decode state in place and never record history. Returns NULL with hb_errmsg() set on bad shapes.
  */
 #ifndef HB_MIXERS_H
 #define HB_MIXERS_H
+#include "mixer_op.h"
 #include "tensor.h"
-
-typedef enum { HB_MODE_CHUNK = 0, HB_MODE_RECURRENT = 1 } hb_mode_t;
 
 /* Causal softmax attention. q (B,T,H,D), k/v (B,T,Hkv,D); window 0 = unlimited. Tiled: O(T·tile) memory. */
 hb_tensor_t *hb_attention(hb_tensor_t *q, hb_tensor_t *k, hb_tensor_t *v, double scale, int64_t window);
@@ -38,8 +38,9 @@ hb_tensor_t *hb_delta_rule(hb_tensor_t *q, hb_tensor_t *k, hb_tensor_t *v, hb_te
 hb_tensor_t *hb_delta_rule_step(hb_tensor_t *state, hb_tensor_t *q, hb_tensor_t *k, hb_tensor_t *v, hb_tensor_t *beta,
                                 hb_tensor_t *g, double scale);
 
-/* HGRN element-wise scan: h_t = exp(g_t) h_{t-1} + x_t. x, g (B,T,D). */
-hb_tensor_t *hb_hgrn(hb_tensor_t *x, hb_tensor_t *g, hb_mode_t mode, int64_t chunk, hb_tensor_t **ht);
+/* HGRN element-wise scan: h_t = exp(g_t) h_{t-1} + x_t. x, g (B,T,D). The chunk length comes from the
+ * shapes (kernels/hgrn.h: hgrn_chunk_hint). */
+hb_tensor_t *hb_hgrn(hb_tensor_t *x, hb_tensor_t *g, hb_mode_t mode, hb_tensor_t **ht);
 hb_tensor_t *hb_hgrn_step(hb_tensor_t *state, hb_tensor_t *x, hb_tensor_t *g);
 
 /* Causal depthwise conv: x (B,T,D), w (D,1,W) or (D,W), bias (D) or NULL, act 0 none / 1 silu.

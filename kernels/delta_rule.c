@@ -746,6 +746,42 @@ static int step(real *o, real *state, const real *q, const real *k, const real *
     return 0;
 }
 
+/* ---- the mixer descriptor's adapters (kernels/mixer.h) ------------------------------------------- */
+/* dims "B T H HV K V" (HV value heads, a multiple of the H q/k heads); inputs q, k, v, beta, g
+ * (optional); scalar scale; saves the chunk states hs (B,HV,NC,K,V) for the chunked backward */
+static int mixer_fwd_chunk(const hb_mixer_args_t *a) {
+    int64_t B = a->dim[0], T = a->dim[1], H = a->dim[2], HV = a->dim[3], K = a->dim[4], V = a->dim[5];
+    const real *q = a->in[0], *k = a->in[1], *v = a->in[2], *beta = a->in[3], *g = a->in[4];
+    real scale = (real)a->scalar[0];
+    return fwd_chunk(a->o, a->ht, a->saved, q, k, v, beta, g, NULL, scale, B, T, H, HV, K, V, a->chunk);
+}
+static int mixer_bwd_chunk(const hb_mixer_args_t *a) {
+    int64_t B = a->dim[0], T = a->dim[1], H = a->dim[2], HV = a->dim[3], K = a->dim[4], V = a->dim[5];
+    const real *q = a->in[0], *k = a->in[1], *v = a->in[2], *beta = a->in[3], *g = a->in[4];
+    real scale = (real)a->scalar[0];
+    return bwd_chunk(a->din[0], a->din[1], a->din[2], a->din[3], a->din[4], a->dout, q, k, v, beta, g, NULL, a->saved,
+                     scale, B, T, H, HV, K, V, a->chunk);
+}
+static int mixer_fwd_recurrent(const hb_mixer_args_t *a) {
+    int64_t B = a->dim[0], T = a->dim[1], H = a->dim[2], HV = a->dim[3], K = a->dim[4], V = a->dim[5];
+    const real *q = a->in[0], *k = a->in[1], *v = a->in[2], *beta = a->in[3], *g = a->in[4];
+    real scale = (real)a->scalar[0];
+    return fwd_ref(a->o, a->ht, q, k, v, beta, g, NULL, scale, B, T, H, HV, K, V);
+}
+static int mixer_bwd_recurrent(const hb_mixer_args_t *a) {
+    int64_t B = a->dim[0], T = a->dim[1], H = a->dim[2], HV = a->dim[3], K = a->dim[4], V = a->dim[5];
+    const real *q = a->in[0], *k = a->in[1], *v = a->in[2], *beta = a->in[3], *g = a->in[4];
+    real scale = (real)a->scalar[0];
+    return bwd_ref(a->din[0], a->din[1], a->din[2], a->din[3], a->din[4], a->dout, q, k, v, beta, g, NULL, scale, B, T,
+                   H, HV, K, V);
+}
+static int mixer_step(const hb_mixer_args_t *a) {
+    int64_t B = a->dim[0], H = a->dim[2], HV = a->dim[3], K = a->dim[4], V = a->dim[5];
+    const real *q = a->in[0], *k = a->in[1], *v = a->in[2], *beta = a->in[3], *g = a->in[4];
+    real scale = (real)a->scalar[0];
+    return step(a->o, a->state, q, k, v, beta, g, scale, B, H, HV, K, V);
+}
+
 /* ---- the exported names, written out (this file is compiled twice: kernels/kreal.h) ---------------- */
 #ifdef HB_KERNEL_F64
 int delta_rule_fwd_ref_f64(double *o, double *ht, const double *q, const double *k, const double *v,
@@ -776,6 +812,11 @@ int delta_rule_step_f64(double *o, double *state, const double *q, const double 
                         int64_t K, int64_t V) {
     return step(o, state, q, k, v, beta, g, scale, B, H, HV, K, V);
 }
+int delta_rule_mixer_fwd_chunk_f64(const hb_mixer_args_t *a) { return mixer_fwd_chunk(a); }
+int delta_rule_mixer_bwd_chunk_f64(const hb_mixer_args_t *a) { return mixer_bwd_chunk(a); }
+int delta_rule_mixer_fwd_recurrent_f64(const hb_mixer_args_t *a) { return mixer_fwd_recurrent(a); }
+int delta_rule_mixer_bwd_recurrent_f64(const hb_mixer_args_t *a) { return mixer_bwd_recurrent(a); }
+int delta_rule_mixer_step_f64(const hb_mixer_args_t *a) { return mixer_step(a); }
 #else
 int delta_rule_fwd_ref_f32(float *o, float *ht, const float *q, const float *k, const float *v,
                            const float *beta, const float *g, const float *h0, float scale, int64_t B,
@@ -804,4 +845,34 @@ int delta_rule_step_f32(float *o, float *state, const float *q, const float *k, 
                         int64_t K, int64_t V) {
     return step(o, state, q, k, v, beta, g, scale, B, H, HV, K, V);
 }
+int delta_rule_mixer_fwd_chunk_f32(const hb_mixer_args_t *a) { return mixer_fwd_chunk(a); }
+int delta_rule_mixer_bwd_chunk_f32(const hb_mixer_args_t *a) { return mixer_bwd_chunk(a); }
+int delta_rule_mixer_fwd_recurrent_f32(const hb_mixer_args_t *a) { return mixer_fwd_recurrent(a); }
+int delta_rule_mixer_bwd_recurrent_f32(const hb_mixer_args_t *a) { return mixer_bwd_recurrent(a); }
+int delta_rule_mixer_step_f32(const hb_mixer_args_t *a) { return mixer_step(a); }
+/* the chunk states hs (B,HV,NC,K,V), NC = ceil(T/C), that the chunked forward hands its backward */
+static int64_t mixer_saved_numel(const hb_mixer_args_t *a) {
+    int64_t B = a->dim[0], T = a->dim[1], HV = a->dim[3], K = a->dim[4], V = a->dim[5];
+    return B * HV * ((T + a->chunk - 1) / a->chunk) * K * V;
+}
+/* the descriptor (compiled once, with the float pass; it names the double entry points too) */
+const hb_mixer_desc_t hb_mixer_delta_rule = {
+    .name = "delta_rule",
+    .dims = "B T H HV K V",
+    .in = {{"q", "B T H K", HB_IN_GRAD},
+           {"k", "B T H K", HB_IN_GRAD},
+           {"v", "B T HV V", HB_IN_GRAD},
+           {"beta", "B T HV", HB_IN_GRAD},
+           {"g", "B T HV", HB_IN_GRAD | HB_IN_OPTIONAL}},
+    .scalar = {{"scale", 0, "K"}},
+    .out = "B T HV V",
+    .state = "B HV K V",
+    .multiple = {{"HV", "H"}},
+    .chunk = 64,
+    .saved_numel = mixer_saved_numel,
+    .f32 = {delta_rule_mixer_fwd_chunk_f32, delta_rule_mixer_bwd_chunk_f32, delta_rule_mixer_fwd_recurrent_f32,
+            delta_rule_mixer_bwd_recurrent_f32, delta_rule_mixer_step_f32},
+    .f64 = {delta_rule_mixer_fwd_chunk_f64, delta_rule_mixer_bwd_chunk_f64, delta_rule_mixer_fwd_recurrent_f64,
+            delta_rule_mixer_bwd_recurrent_f64, delta_rule_mixer_step_f64},
+};
 #endif

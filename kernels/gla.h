@@ -12,6 +12,7 @@
  */
 #ifndef HB_KERNELS_GLA_H
 #define HB_KERNELS_GLA_H
+#include "mixer.h"
 #include <stdint.h>
 
 #ifdef __cplusplus
@@ -77,6 +78,19 @@ int gla_step_f32(float *o, float *state, const float *q, const float *k, const f
                  const float *gk, float scale, int64_t B, int64_t H, int64_t K, int64_t V);
 int gla_step_f64(double *o, double *state, const double *q, const double *k, const double *v,
                  const double *gk, double scale, int64_t B, int64_t H, int64_t K, int64_t V);
+
+/* The mixer descriptor (kernels/mixer.h) and its entry points, adapters over the functions above. */
+extern const hb_mixer_desc_t hb_mixer_gla;
+int gla_mixer_fwd_chunk_f32(const hb_mixer_args_t *a);
+int gla_mixer_bwd_chunk_f32(const hb_mixer_args_t *a);
+int gla_mixer_fwd_recurrent_f32(const hb_mixer_args_t *a);
+int gla_mixer_bwd_recurrent_f32(const hb_mixer_args_t *a);
+int gla_mixer_step_f32(const hb_mixer_args_t *a);
+int gla_mixer_fwd_chunk_f64(const hb_mixer_args_t *a);
+int gla_mixer_bwd_chunk_f64(const hb_mixer_args_t *a);
+int gla_mixer_fwd_recurrent_f64(const hb_mixer_args_t *a);
+int gla_mixer_bwd_recurrent_f64(const hb_mixer_args_t *a);
+int gla_mixer_step_f64(const hb_mixer_args_t *a);
 
 #ifdef __cplusplus
 }

@@ -312,6 +312,34 @@ static int step(real *o, real *state, const real *x, const real *g, int64_t B, i
     return 0;
 }
 
+/* ---- the mixer descriptor's adapters (kernels/mixer.h) ------------------------------------------- */
+/* dims "B T D"; inputs x, g (log forget gate); no scalar; the backward reads the output, not x */
+static int mixer_fwd_chunk(const hb_mixer_args_t *a) {
+    int64_t B = a->dim[0], T = a->dim[1], D = a->dim[2];
+    const real *x = a->in[0], *g = a->in[1];
+    return fwd_chunk(a->o, a->ht, x, g, NULL, B, T, D, hgrn_chunk_hint(B, T, D));
+}
+static int mixer_bwd_chunk(const hb_mixer_args_t *a) {
+    int64_t B = a->dim[0], T = a->dim[1], D = a->dim[2];
+    const real *g = a->in[1];
+    return bwd_chunk(a->din[0], a->din[1], a->dout, g, a->out, NULL, B, T, D, hgrn_chunk_hint(B, T, D));
+}
+static int mixer_fwd_recurrent(const hb_mixer_args_t *a) {
+    int64_t B = a->dim[0], T = a->dim[1], D = a->dim[2];
+    const real *x = a->in[0], *g = a->in[1];
+    return fwd_ref(a->o, a->ht, x, g, NULL, B, T, D);
+}
+static int mixer_bwd_recurrent(const hb_mixer_args_t *a) {
+    int64_t B = a->dim[0], T = a->dim[1], D = a->dim[2];
+    const real *g = a->in[1];
+    return bwd_ref(a->din[0], a->din[1], a->dout, g, a->out, NULL, B, T, D);
+}
+static int mixer_step(const hb_mixer_args_t *a) {
+    int64_t B = a->dim[0], D = a->dim[2];
+    const real *x = a->in[0], *g = a->in[1];
+    return step(a->o, a->state, x, g, B, D);
+}
+
 /* ---- the exported names, written out (this file is compiled twice: kernels/kreal.h) ---------------- */
 #ifdef HB_KERNEL_F64
 int hgrn_fwd_ref_f64(double *o, double *ht, const double *x, const double *g, const double *h0, int64_t B,
@@ -333,6 +361,11 @@ int hgrn_bwd_chunk_f64(double *dx, double *dg, const double *do_, const double *
 int hgrn_step_f64(double *o, double *state, const double *x, const double *g, int64_t B, int64_t D) {
     return step(o, state, x, g, B, D);
 }
+int hgrn_mixer_fwd_chunk_f64(const hb_mixer_args_t *a) { return mixer_fwd_chunk(a); }
+int hgrn_mixer_bwd_chunk_f64(const hb_mixer_args_t *a) { return mixer_bwd_chunk(a); }
+int hgrn_mixer_fwd_recurrent_f64(const hb_mixer_args_t *a) { return mixer_fwd_recurrent(a); }
+int hgrn_mixer_bwd_recurrent_f64(const hb_mixer_args_t *a) { return mixer_bwd_recurrent(a); }
+int hgrn_mixer_step_f64(const hb_mixer_args_t *a) { return mixer_step(a); }
 #else
 int hgrn_fwd_ref_f32(float *o, float *ht, const float *x, const float *g, const float *h0, int64_t B,
                      int64_t T, int64_t D) {
@@ -353,4 +386,24 @@ int hgrn_bwd_chunk_f32(float *dx, float *dg, const float *do_, const float *g, c
 int hgrn_step_f32(float *o, float *state, const float *x, const float *g, int64_t B, int64_t D) {
     return step(o, state, x, g, B, D);
 }
+int hgrn_mixer_fwd_chunk_f32(const hb_mixer_args_t *a) { return mixer_fwd_chunk(a); }
+int hgrn_mixer_bwd_chunk_f32(const hb_mixer_args_t *a) { return mixer_bwd_chunk(a); }
+int hgrn_mixer_fwd_recurrent_f32(const hb_mixer_args_t *a) { return mixer_fwd_recurrent(a); }
+int hgrn_mixer_bwd_recurrent_f32(const hb_mixer_args_t *a) { return mixer_bwd_recurrent(a); }
+int hgrn_mixer_step_f32(const hb_mixer_args_t *a) { return mixer_step(a); }
+/* the descriptor (compiled once, with the float pass; it names the double entry points too) */
+const hb_mixer_desc_t hb_mixer_hgrn = {
+    .name = "hgrn",
+    .dims = "B T D",
+    .in = {{"x", "B T D", HB_IN_GRAD | HB_IN_UNSAVED},
+           {"g", "B T D", HB_IN_GRAD}},
+    .out = "B T D",
+    .state = "B D",
+    .chunk = 0, /* the chunk length comes from hgrn_chunk_hint (shapes only) */
+    .saves_output = 1,
+    .f32 = {hgrn_mixer_fwd_chunk_f32, hgrn_mixer_bwd_chunk_f32, hgrn_mixer_fwd_recurrent_f32,
+            hgrn_mixer_bwd_recurrent_f32, hgrn_mixer_step_f32},
+    .f64 = {hgrn_mixer_fwd_chunk_f64, hgrn_mixer_bwd_chunk_f64, hgrn_mixer_fwd_recurrent_f64,
+            hgrn_mixer_bwd_recurrent_f64, hgrn_mixer_step_f64},
+};
 #endif

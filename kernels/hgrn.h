@@ -11,6 +11,7 @@
  */
 #ifndef HB_KERNELS_HGRN_H
 #define HB_KERNELS_HGRN_H
+#include "mixer.h"
 #include <stdint.h>
 
 /* Reference forward: the per-timestep scan.
@@ -58,5 +59,18 @@ static inline int64_t hgrn_chunk_hint(int64_t B, int64_t T, int64_t D) {
  * o (B,D) [OUT]; state (B,D) [IN/OUT] updated in place; x, g (B,D) [IN]. */
 int hgrn_step_f32(float *o, float *state, const float *x, const float *g, int64_t B, int64_t D);
 int hgrn_step_f64(double *o, double *state, const double *x, const double *g, int64_t B, int64_t D);
+
+/* The mixer descriptor (kernels/mixer.h) and its entry points, adapters over the functions above. */
+extern const hb_mixer_desc_t hb_mixer_hgrn;
+int hgrn_mixer_fwd_chunk_f32(const hb_mixer_args_t *a);
+int hgrn_mixer_bwd_chunk_f32(const hb_mixer_args_t *a);
+int hgrn_mixer_fwd_recurrent_f32(const hb_mixer_args_t *a);
+int hgrn_mixer_bwd_recurrent_f32(const hb_mixer_args_t *a);
+int hgrn_mixer_step_f32(const hb_mixer_args_t *a);
+int hgrn_mixer_fwd_chunk_f64(const hb_mixer_args_t *a);
+int hgrn_mixer_bwd_chunk_f64(const hb_mixer_args_t *a);
+int hgrn_mixer_fwd_recurrent_f64(const hb_mixer_args_t *a);
+int hgrn_mixer_bwd_recurrent_f64(const hb_mixer_args_t *a);
+int hgrn_mixer_step_f64(const hb_mixer_args_t *a);
 
 #endif

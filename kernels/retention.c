@@ -432,6 +432,39 @@ static int step(real *o, real *state, const real *q, const real *k, const real *
     return 0;
 }
 
+/* ---- the mixer descriptor's adapters (kernels/mixer.h) ------------------------------------------- */
+/* dims "B T H K V"; inputs q, k, v, decay (ln γ per head, a constant); scalar scale */
+static int mixer_fwd_chunk(const hb_mixer_args_t *a) {
+    int64_t B = a->dim[0], T = a->dim[1], H = a->dim[2], K = a->dim[3], V = a->dim[4];
+    const real *q = a->in[0], *k = a->in[1], *v = a->in[2], *lg = a->in[3];
+    real scale = (real)a->scalar[0];
+    return fwd_chunk(a->o, a->ht, q, k, v, NULL, lg, scale, B, T, H, K, V, a->chunk);
+}
+static int mixer_bwd_chunk(const hb_mixer_args_t *a) {
+    int64_t B = a->dim[0], T = a->dim[1], H = a->dim[2], K = a->dim[3], V = a->dim[4];
+    const real *q = a->in[0], *k = a->in[1], *v = a->in[2], *lg = a->in[3];
+    real scale = (real)a->scalar[0];
+    return bwd_chunk(a->din[0], a->din[1], a->din[2], a->dout, q, k, v, NULL, lg, scale, B, T, H, K, V, a->chunk);
+}
+static int mixer_fwd_recurrent(const hb_mixer_args_t *a) {
+    int64_t B = a->dim[0], T = a->dim[1], H = a->dim[2], K = a->dim[3], V = a->dim[4];
+    const real *q = a->in[0], *k = a->in[1], *v = a->in[2], *lg = a->in[3];
+    real scale = (real)a->scalar[0];
+    return fwd_ref(a->o, a->ht, q, k, v, NULL, lg, scale, B, T, H, K, V);
+}
+static int mixer_bwd_recurrent(const hb_mixer_args_t *a) {
+    int64_t B = a->dim[0], T = a->dim[1], H = a->dim[2], K = a->dim[3], V = a->dim[4];
+    const real *q = a->in[0], *k = a->in[1], *v = a->in[2], *lg = a->in[3];
+    real scale = (real)a->scalar[0];
+    return bwd_ref(a->din[0], a->din[1], a->din[2], a->dout, q, k, v, NULL, lg, scale, B, T, H, K, V);
+}
+static int mixer_step(const hb_mixer_args_t *a) {
+    int64_t B = a->dim[0], H = a->dim[2], K = a->dim[3], V = a->dim[4];
+    const real *q = a->in[0], *k = a->in[1], *v = a->in[2], *lg = a->in[3];
+    real scale = (real)a->scalar[0];
+    return step(a->o, a->state, q, k, v, lg, scale, B, H, K, V);
+}
+
 /* ---- the exported names, written out (this file is compiled twice: kernels/kreal.h) ---------------- */
 #ifdef HB_KERNEL_F64
 int retention_fwd_ref_f64(double *o, double *ht, const double *q, const double *k, const double *v,
@@ -458,6 +491,11 @@ int retention_step_f64(double *o, double *state, const double *q, const double *
                        const double *lg, double scale, int64_t B, int64_t H, int64_t K, int64_t V) {
     return step(o, state, q, k, v, lg, scale, B, H, K, V);
 }
+int retention_mixer_fwd_chunk_f64(const hb_mixer_args_t *a) { return mixer_fwd_chunk(a); }
+int retention_mixer_bwd_chunk_f64(const hb_mixer_args_t *a) { return mixer_bwd_chunk(a); }
+int retention_mixer_fwd_recurrent_f64(const hb_mixer_args_t *a) { return mixer_fwd_recurrent(a); }
+int retention_mixer_bwd_recurrent_f64(const hb_mixer_args_t *a) { return mixer_bwd_recurrent(a); }
+int retention_mixer_step_f64(const hb_mixer_args_t *a) { return mixer_step(a); }
 #else
 int retention_fwd_ref_f32(float *o, float *ht, const float *q, const float *k, const float *v,
                           const float *h0, const float *lg, float scale, int64_t B, int64_t T, int64_t H,
@@ -483,4 +521,26 @@ int retention_step_f32(float *o, float *state, const float *q, const float *k, c
                        const float *lg, float scale, int64_t B, int64_t H, int64_t K, int64_t V) {
     return step(o, state, q, k, v, lg, scale, B, H, K, V);
 }
+int retention_mixer_fwd_chunk_f32(const hb_mixer_args_t *a) { return mixer_fwd_chunk(a); }
+int retention_mixer_bwd_chunk_f32(const hb_mixer_args_t *a) { return mixer_bwd_chunk(a); }
+int retention_mixer_fwd_recurrent_f32(const hb_mixer_args_t *a) { return mixer_fwd_recurrent(a); }
+int retention_mixer_bwd_recurrent_f32(const hb_mixer_args_t *a) { return mixer_bwd_recurrent(a); }
+int retention_mixer_step_f32(const hb_mixer_args_t *a) { return mixer_step(a); }
+/* the descriptor (compiled once, with the float pass; it names the double entry points too) */
+const hb_mixer_desc_t hb_mixer_retention = {
+    .name = "retention",
+    .dims = "B T H K V",
+    .in = {{"q", "B T H K", HB_IN_GRAD},
+           {"k", "B T H K", HB_IN_GRAD},
+           {"v", "B T H V", HB_IN_GRAD},
+           {"decay", "H", HB_IN_CAST}},
+    .scalar = {{"scale", 0, "K"}},
+    .out = "B T H V",
+    .state = "B H K V",
+    .chunk = 64,
+    .f32 = {retention_mixer_fwd_chunk_f32, retention_mixer_bwd_chunk_f32, retention_mixer_fwd_recurrent_f32,
+            retention_mixer_bwd_recurrent_f32, retention_mixer_step_f32},
+    .f64 = {retention_mixer_fwd_chunk_f64, retention_mixer_bwd_chunk_f64, retention_mixer_fwd_recurrent_f64,
+            retention_mixer_bwd_recurrent_f64, retention_mixer_step_f64},
+};
 #endif

@@ -93,7 +93,7 @@ static int l_delta_rule_step(lua_State *L) {
 /* hb.hgrn(x, g, mode, chunk, want_state) */
 static int l_hgrn(lua_State *L) {
     hb_tensor_t *ht = NULL;
-    hb_tensor_t *o = hb_hgrn(lhb_check_tensor(L, 1), lhb_check_tensor(L, 2), check_mode(L, 3), luaL_optinteger(L, 4, 64),
+    hb_tensor_t *o = hb_hgrn(lhb_check_tensor(L, 1), lhb_check_tensor(L, 2), check_mode(L, 3),
                              lua_toboolean(L, 5) ? &ht : NULL);
     return ret2(L, o, ht);
 }

@@ -279,7 +279,7 @@ static int hgrn_mode(double *sig, hb_mode_t mode) {
     hb_tensor_t *x, *g, *o;
     K(x, leaf(3, sx, -1, 1));
     K(g, leaf(3, sx, -1, -0.05));
-    K(o, hb_hgrn(x, g, mode, MC, NULL));
+    K(o, hb_hgrn(x, g, mode, NULL));
     hb_tensor_t *leaves[2] = {x, g};
     if (backward_sig(&P, o, 2, leaves, sig)) goto fail;
     drop(&P);
