@@ -195,6 +195,7 @@ int luaopen_hyblua(lua_State *L) {
     lhb_open_tensor(L);
     luaL_setfuncs(L, funcs, 0);
     lhb_open_nn(L);
+    lhb_open_mixers(L);
     lhb_open_io(L);
     lhb_open_config(L);
     lhb_open_tokenizer(L);

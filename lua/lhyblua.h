@@ -24,8 +24,22 @@ int lhb_shape(lua_State *L, int arg, int64_t *size, int *next);
  * a malloc'd result safe from a Lua error raised while it builds the Lua value. */
 void **lhb_guard(lua_State *L, void (*release)(void *));
 
+/* Keyword-table arguments (lkw.c): hb.f{a = ..., b = ...}. fn names the function in messages ("hb.gla").
+ * lhb_kw_check raises unless argument 1 is the only argument, a table, with string keys all in `keys`
+ * (NULL-terminated): "hb.gla: unknown argument 'gk' (did you mean 'g'?)". The getters read one key:
+ * absent (nil) → NULL / 0 (a required tensor raises "hb.gla: missing argument 'q'"), wrong type raises
+ * "hb.gla: argument 'scale' must be a number, got string"; number/integer store into *v and return 1
+ * when present. Strings and tensors stay owned by the table (argument 1) for the call. */
+void lhb_kw_check(lua_State *L, const char *fn, const char *const *keys);
+hb_tensor_t *lhb_kw_tensor(lua_State *L, const char *fn, const char *key, int required);
+int lhb_kw_number(lua_State *L, const char *fn, const char *key, double *v);
+int lhb_kw_integer(lua_State *L, const char *fn, const char *key, int64_t *v);
+const char *lhb_kw_string(lua_State *L, const char *fn, const char *key);
+int lhb_kw_bool(lua_State *L, const char *fn, const char *key);
+
 void lhb_open_tensor(lua_State *L);  /* tensors: metatable + functions into the table on top */
-void lhb_open_nn(lua_State *L);      /* nn functions and mixer kernels (lnn.c) */
+void lhb_open_nn(lua_State *L);      /* nn functions, attention, conv1d (lnn.c) */
+void lhb_open_mixers(lua_State *L);  /* hb.<mixer>{...} / hb.<mixer>_step{...} per registered mixer (lmixer.c) */
 void lhb_open_io(lua_State *L);      /* hb.io: safetensors, json (lio.c) */
 void lhb_open_config(lua_State *L);  /* hb.config: YAML load/decode, atomic text (lconfig.c; after io) */
 void lhb_open_tokenizer(lua_State *L); /* hb.tokenizer: byte, GPT-2, HF BPE, BPE training (ltokenizer.c) */

@@ -1,12 +1,12 @@
-/* lnn.c — neural-network functions and token-mixer kernels for Lua (hb.linear, hb.attention, ...).
- *
- * Mixer functions take a mode string ("chunk" | "recurrent") and, when `want_state` is true, return the
- * final recurrent state as a second value (used to prefill a decode cache). Step functions update a
- * state tensor in place and return the step's output. Shapes follow fla: (B, T, H, D).
+/* lnn.c — neural-network functions for Lua (hb.linear, hb.rmsnorm, ...) and the sequence ops that are
+ * not hybrid mixers, called with keyword tables: hb.attention{...}, hb.attention_step{...},
+ * hb.conv1d{...}, hb.conv1d_step{...}. The recurrent mixers (hb.gla{...}, ...) come from lmixer.c.
+ * Step functions update a cache in place and return the step's output. Shapes follow fla: (B, T, H, D).
  */
 #include "../core/mixers.h"
 #include "../core/optim.h"
 #include "lhyblua.h"
+#include <math.h>
 #include <string.h>
 
 static int ret(lua_State *L, hb_tensor_t *t) {
@@ -14,21 +14,7 @@ static int ret(lua_State *L, hb_tensor_t *t) {
     lhb_push_tensor(L, t);
     return 1;
 }
-static int ret2(lua_State *L, hb_tensor_t *t, hb_tensor_t *s) {
-    if (!t) return luaL_error(L, "%s", hb_errmsg());
-    lhb_push_tensor(L, t);
-    if (s) lhb_push_tensor(L, s);
-    else lua_pushnil(L);
-    return 2;
-}
 static hb_tensor_t *opt_tensor(lua_State *L, int i) { return lua_isnoneornil(L, i) ? NULL : lhb_check_tensor(L, i); }
-static hb_mode_t check_mode(lua_State *L, int i) {
-    const char *m = luaL_optstring(L, i, "chunk");
-    if (!strcmp(m, "chunk")) return HB_MODE_CHUNK;
-    if (!strcmp(m, "recurrent")) return HB_MODE_RECURRENT;
-    luaL_argerror(L, i, lua_pushfstring(L, "mode must be 'chunk' or 'recurrent', got '%s'", m));
-    return HB_MODE_CHUNK;
-}
 
 static int l_linear(lua_State *L) {
     return ret(L, hb_linear(lhb_check_tensor(L, 1), lhb_check_tensor(L, 2), opt_tensor(L, 3)));
@@ -41,77 +27,65 @@ static int l_cross_entropy(lua_State *L) {
     return ret(L, hb_cross_entropy(lhb_check_tensor(L, 1), lhb_check_tensor(L, 2), luaL_optinteger(L, 3, -100)));
 }
 
-/* hb.attention(q, k, v, scale [, window]) */
+/* hb.attention{q =, k =, v =, scale = D^-1/2, window = 0} */
 static int l_attention(lua_State *L) {
-    return ret(L, hb_attention(lhb_check_tensor(L, 1), lhb_check_tensor(L, 2), lhb_check_tensor(L, 3),
-                               luaL_checknumber(L, 4), luaL_optinteger(L, 5, 0)));
+    static const char *const keys[] = {"q", "k", "v", "scale", "window", NULL};
+    const char *fn = "hb.attention";
+    lhb_kw_check(L, fn, keys);
+    hb_tensor_t *q = lhb_kw_tensor(L, fn, "q", 1), *k = lhb_kw_tensor(L, fn, "k", 1), *v = lhb_kw_tensor(L, fn, "v", 1);
+    double scale = q->ndim ? 1.0 / sqrt((double)q->size[q->ndim - 1]) : 1.0;
+    int64_t window = 0;
+    lhb_kw_number(L, fn, "scale", &scale);
+    lhb_kw_integer(L, fn, "window", &window);
+    return ret(L, hb_attention(q, k, v, scale, window));
+}
+/* hb.attention_step{q = (B,H,D), k_cache =, v_cache =, scale = D^-1/2, window = 0, pos =} (0-based pos) */
+static int l_attention_step(lua_State *L) {
+    static const char *const keys[] = {"q", "k_cache", "v_cache", "scale", "window", "pos", NULL};
+    const char *fn = "hb.attention_step";
+    lhb_kw_check(L, fn, keys);
+    hb_tensor_t *q = lhb_kw_tensor(L, fn, "q", 1), *kc = lhb_kw_tensor(L, fn, "k_cache", 1);
+    hb_tensor_t *vc = lhb_kw_tensor(L, fn, "v_cache", 1);
+    double scale = q->ndim ? 1.0 / sqrt((double)q->size[q->ndim - 1]) : 1.0;
+    int64_t window = 0, pos = 0;
+    lhb_kw_number(L, fn, "scale", &scale);
+    lhb_kw_integer(L, fn, "window", &window);
+    if (!lhb_kw_integer(L, fn, "pos", &pos)) return luaL_error(L, "%s: missing argument 'pos'", fn);
+    return ret(L, hb_attention_step(q, kc, vc, scale, window, pos));
 }
 /* hb.rope(x, theta [, pos0]) — pos0 is a 0-based absolute position */
 static int l_rope(lua_State *L) {
     return ret(L, hb_rope(lhb_check_tensor(L, 1), luaL_checknumber(L, 2), luaL_optinteger(L, 3, 0)));
 }
-/* hb.attention_step(q (B,H,D), kcache, vcache, scale, window, pos) */
-static int l_attention_step(lua_State *L) {
-    return ret(L, hb_attention_step(lhb_check_tensor(L, 1), lhb_check_tensor(L, 2), lhb_check_tensor(L, 3),
-                                    luaL_checknumber(L, 4), luaL_optinteger(L, 5, 0), luaL_checkinteger(L, 6)));
+/* act = nil | "silu" → 0 | 1 */
+static int conv_act(lua_State *L, const char *fn) {
+    const char *act = lhb_kw_string(L, fn, "act");
+    if (act && strcmp(act, "silu")) return luaL_error(L, "%s: act must be nil or 'silu', got '%s'", fn, act);
+    return act != NULL;
 }
-/* hb.gla(q, k, v, gk, scale, mode, chunk, want_state) */
-static int l_gla(lua_State *L) {
-    hb_tensor_t *ht = NULL;
-    hb_tensor_t *o = hb_gla(lhb_check_tensor(L, 1), lhb_check_tensor(L, 2), lhb_check_tensor(L, 3), lhb_check_tensor(L, 4),
-                            luaL_checknumber(L, 5), check_mode(L, 6), luaL_optinteger(L, 7, 64), lua_toboolean(L, 8) ? &ht : NULL);
-    return ret2(L, o, ht);
-}
-static int l_gla_step(lua_State *L) {
-    return ret(L, hb_gla_step(lhb_check_tensor(L, 1), lhb_check_tensor(L, 2), lhb_check_tensor(L, 3), lhb_check_tensor(L, 4),
-                              lhb_check_tensor(L, 5), luaL_checknumber(L, 6)));
-}
-/* hb.retention(q, k, v, log_decay[H], scale, mode, chunk, want_state) */
-static int l_retention(lua_State *L) {
-    hb_tensor_t *ht = NULL;
-    hb_tensor_t *o = hb_retention(lhb_check_tensor(L, 1), lhb_check_tensor(L, 2), lhb_check_tensor(L, 3),
-                                  lhb_check_tensor(L, 4), luaL_checknumber(L, 5), check_mode(L, 6), luaL_optinteger(L, 7, 64),
-                                  lua_toboolean(L, 8) ? &ht : NULL);
-    return ret2(L, o, ht);
-}
-static int l_retention_step(lua_State *L) {
-    return ret(L, hb_retention_step(lhb_check_tensor(L, 1), lhb_check_tensor(L, 2), lhb_check_tensor(L, 3),
-                                    lhb_check_tensor(L, 4), lhb_check_tensor(L, 5), luaL_checknumber(L, 6)));
-}
-/* hb.delta_rule(q, k, v, beta, g|nil, scale, mode, chunk, want_state) */
-static int l_delta_rule(lua_State *L) {
-    hb_tensor_t *ht = NULL;
-    hb_tensor_t *o = hb_delta_rule(lhb_check_tensor(L, 1), lhb_check_tensor(L, 2), lhb_check_tensor(L, 3),
-                                   lhb_check_tensor(L, 4), opt_tensor(L, 5), luaL_checknumber(L, 6), check_mode(L, 7),
-                                   luaL_optinteger(L, 8, 64), lua_toboolean(L, 9) ? &ht : NULL);
-    return ret2(L, o, ht);
-}
-static int l_delta_rule_step(lua_State *L) {
-    return ret(L, hb_delta_rule_step(lhb_check_tensor(L, 1), lhb_check_tensor(L, 2), lhb_check_tensor(L, 3),
-                                     lhb_check_tensor(L, 4), lhb_check_tensor(L, 5), opt_tensor(L, 6), luaL_checknumber(L, 7)));
-}
-/* hb.hgrn(x, g, mode, chunk, want_state) */
-static int l_hgrn(lua_State *L) {
-    hb_tensor_t *ht = NULL;
-    hb_tensor_t *o = hb_hgrn(lhb_check_tensor(L, 1), lhb_check_tensor(L, 2), check_mode(L, 3),
-                             lua_toboolean(L, 5) ? &ht : NULL);
-    return ret2(L, o, ht);
-}
-static int l_hgrn_step(lua_State *L) {
-    return ret(L, hb_hgrn_step(lhb_check_tensor(L, 1), lhb_check_tensor(L, 2), lhb_check_tensor(L, 3)));
-}
-/* hb.conv1d(x, w, bias|nil, act ("silu"|nil), want_cache) */
+/* hb.conv1d{x =, w =, bias = nil, act = nil | "silu", cache = false} → y [, cache] */
 static int l_conv1d(lua_State *L) {
+    static const char *const keys[] = {"x", "w", "bias", "act", "cache", NULL};
+    const char *fn = "hb.conv1d";
+    lhb_kw_check(L, fn, keys);
+    hb_tensor_t *x = lhb_kw_tensor(L, fn, "x", 1), *w = lhb_kw_tensor(L, fn, "w", 1), *bias = lhb_kw_tensor(L, fn, "bias", 0);
+    int act = conv_act(L, fn), want_cache = lhb_kw_bool(L, fn, "cache");
     hb_tensor_t *cache = NULL;
-    int act = !lua_isnoneornil(L, 4) && !strcmp(luaL_checkstring(L, 4), "silu");
-    hb_tensor_t *y = hb_conv1d(lhb_check_tensor(L, 1), lhb_check_tensor(L, 2), opt_tensor(L, 3), act,
-                               lua_toboolean(L, 5) ? &cache : NULL);
-    return ret2(L, y, cache);
+    hb_tensor_t *y = hb_conv1d(x, w, bias, act, want_cache ? &cache : NULL);
+    if (!y) return luaL_error(L, "%s", hb_errmsg());
+    lhb_push_tensor(L, y);
+    if (!want_cache) return 1;
+    lhb_push_tensor(L, cache);
+    return 2;
 }
-/* hb.conv1d_step(cache, x (B,D), w, bias|nil, act) */
+/* hb.conv1d_step{cache = (B,W-1,D) updated in place, x = (B,D), w =, bias = nil, act = nil} → y */
 static int l_conv1d_step(lua_State *L) {
-    int act = !lua_isnoneornil(L, 5) && !strcmp(luaL_checkstring(L, 5), "silu");
-    return ret(L, hb_conv1d_step(lhb_check_tensor(L, 1), lhb_check_tensor(L, 2), lhb_check_tensor(L, 3), opt_tensor(L, 4), act));
+    static const char *const keys[] = {"cache", "x", "w", "bias", "act", NULL};
+    const char *fn = "hb.conv1d_step";
+    lhb_kw_check(L, fn, keys);
+    hb_tensor_t *cache = lhb_kw_tensor(L, fn, "cache", 1), *x = lhb_kw_tensor(L, fn, "x", 1);
+    hb_tensor_t *w = lhb_kw_tensor(L, fn, "w", 1), *bias = lhb_kw_tensor(L, fn, "bias", 0);
+    return ret(L, hb_conv1d_step(cache, x, w, bias, conv_act(L, fn)));
 }
 
 /* hb.adamw_update(p, g, m, v, lr, beta1, beta2, eps, weight_decay, step) — in place */
@@ -132,8 +106,6 @@ static const luaL_Reg nn_funcs[] = {
     {"adamw_update", l_adamw_update}, {"sumsq", l_sumsq},
     {"linear", l_linear}, {"rmsnorm", l_rmsnorm}, {"embedding", l_embedding}, {"cross_entropy", l_cross_entropy},
     {"attention", l_attention}, {"rope", l_rope}, {"attention_step", l_attention_step},
-    {"gla", l_gla}, {"gla_step", l_gla_step}, {"retention", l_retention}, {"retention_step", l_retention_step},
-    {"delta_rule", l_delta_rule}, {"delta_rule_step", l_delta_rule_step}, {"hgrn", l_hgrn}, {"hgrn_step", l_hgrn_step},
     {"conv1d", l_conv1d}, {"conv1d_step", l_conv1d_step}, {NULL, NULL}};
 
 void lhb_open_nn(lua_State *L) { luaL_setfuncs(L, nn_funcs, 0); }

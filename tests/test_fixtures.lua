@@ -83,7 +83,8 @@ for _, rel in ipairs(dirs) do
     e2 = math.max(e2, maxabs(lt - full:select(2, t)) / scale)
   end
   T.ok(e2 <= 1e-4, rel .. " prefill + decode matches the full forward", string.format("worst rel err %.3e", e2))
-  local has_attn = m.config.model_type == "transformer" or not hb.models.C_is_null(m.config.attn)
+  local attn = m.config.attn -- a list/table of attention layers, or nil / the JSON null when there is none
+  local has_attn = m.config.model_type == "transformer" or (attn ~= nil and attn ~= hb.io.null)
   if has_attn then
     T.ok(nb[Tn] > nb[2] and (nb[Tn] - nb[Tn - 1]) == (nb[3] - nb[2]), rel .. " cache grows by the KV of attention layers only",
       string.format("%d → %d bytes", nb[2], nb[Tn]))

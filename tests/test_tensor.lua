@@ -62,24 +62,24 @@ T.raises(function() return hb.ones(2):requires_grad(true):add_(hb.ones(2)) end, 
 T.raises(function() hb.tensor({ 1, 2 }, "int64"):requires_grad(true) end, "only float tensors can require grad", "int tensors cannot require grad")
 T.raises(function() return hb.ones(2, 3):float() * hb.ones(2, 3):double() end, "dtypes differ (float32 vs float64)", "mixed dtypes")
 T.raises(function() return hb.cross_entropy(hb.ones(2, 3), hb.tensor({ 0, 5 }, "int64")) end, "target 5 at row 1 is out of range [0, 3)", "cross_entropy target out of range")
-T.raises(function() return hb.attention(hb.ones(1, 4, 2, 8), hb.ones(1, 4, 3, 8), hb.ones(1, 4, 3, 8), 1) end, "2 query heads are not a multiple of 3 kv heads", "attention GQA mismatch")
-T.raises(function() return hb.gla(hb.ones(1, 4, 2, 8), hb.ones(1, 4, 2, 8), hb.ones(1, 4, 2, 8), hb.ones(1, 5, 2, 8), 1) end, "gla: gk has shape [1, 5, 2, 8], expected [1, 4, 2, 8]", "gla shape mismatch")
-T.raises(function() return hb.gla(hb.ones(1, 4, 2, 8), hb.ones(1, 4, 2, 8), hb.ones(1, 4, 2, 8), hb.ones(1, 4, 2, 8), 1, "fast") end, "mode must be 'chunk' or 'recurrent', got 'fast'", "bad mode")
-T.raises(function() return hb.conv1d(hb.ones(1, 4, 6), hb.ones(5, 1, 4)) end, "conv1d: weight has shape [5, 1, 4], expected [6, 1, W]", "conv1d weight mismatch")
+T.raises(function() return hb.attention { q = hb.ones(1, 4, 2, 8), k = hb.ones(1, 4, 3, 8), v = hb.ones(1, 4, 3, 8), scale = 1 } end, "2 query heads are not a multiple of 3 kv heads", "attention GQA mismatch")
+T.raises(function() return hb.gla { q = hb.ones(1, 4, 2, 8), k = hb.ones(1, 4, 2, 8), v = hb.ones(1, 4, 2, 8), g = hb.ones(1, 5, 2, 8), scale = 1 } end, "gla: g has shape [1, 5, 2, 8], expected [1, 4, 2, 8]", "gla shape mismatch")
+T.raises(function() return hb.gla { q = hb.ones(1, 4, 2, 8), k = hb.ones(1, 4, 2, 8), v = hb.ones(1, 4, 2, 8), g = hb.ones(1, 4, 2, 8), scale = 1, mode = "fast" } end, "mode must be 'chunk' or 'recurrent', got 'fast'", "bad mode")
+T.raises(function() return hb.conv1d { x = hb.ones(1, 4, 6), w = hb.ones(5, 1, 4) } end, "conv1d: weight has shape [5, 1, 4], expected [6, 1, W]", "conv1d weight mismatch")
 
 -- decode-step kernels check every shape (a wrong state must be an error, never a crash)
-T.raises(function() return hb.gla_step(hb.zeros(1, 2, 3), hb.ones(1, 2, 4), hb.ones(1, 2, 4), hb.ones(1, 2, 4), hb.ones(1, 2, 4), 1) end,
+T.raises(function() return hb.gla_step { state = hb.zeros(1, 2, 3), q = hb.ones(1, 2, 4), k = hb.ones(1, 2, 4), v = hb.ones(1, 2, 4), g = hb.ones(1, 2, 4), scale = 1 } end,
   "gla_step: state must have 4 dims", "gla_step with a 3-d state")
-T.raises(function() return hb.gla_step(hb.zeros(1, 2, 4, 4), hb.ones(1, 2, 4), hb.ones(1, 2, 4), hb.ones(1, 2, 8), hb.ones(1, 2, 4), 1) end,
+T.raises(function() return hb.gla_step { state = hb.zeros(1, 2, 4, 4), q = hb.ones(1, 2, 4), k = hb.ones(1, 2, 4), v = hb.ones(1, 2, 8), g = hb.ones(1, 2, 4), scale = 1 } end,
   "gla_step: v has shape [1, 2, 8], expected [1, 2, 4]", "gla_step with a mismatched v")
-T.raises(function() return hb.hgrn_step(hb.zeros(1, 2), hb.ones(1, 8), hb.ones(1, 8)) end,
+T.raises(function() return hb.hgrn_step { state = hb.zeros(1, 2), x = hb.ones(1, 8), g = hb.ones(1, 8) } end,
   "hgrn_step: x has shape [1, 8], expected [1, 2]", "hgrn_step with a too-small state")
-T.raises(function() return hb.conv1d_step(hb.zeros(1, 3, 4), hb.ones(4), hb.ones(4, 1, 4)) end,
+T.raises(function() return hb.conv1d_step { cache = hb.zeros(1, 3, 4), x = hb.ones(4), w = hb.ones(4, 1, 4) } end,
   "conv1d_step: x must have 2 dims", "conv1d_step with a 1-d x")
-T.raises(function() return hb.delta_rule_step(hb.zeros(1, 2, 4, 4), hb.ones(1, 2, 4), hb.ones(1, 2, 4), hb.ones(1, 2, 4), hb.ones(1, 3), nil, 1) end,
+T.raises(function() return hb.delta_rule_step { state = hb.zeros(1, 2, 4, 4), q = hb.ones(1, 2, 4), k = hb.ones(1, 2, 4), v = hb.ones(1, 2, 4), beta = hb.ones(1, 3), scale = 1 } end,
   "delta_rule_step: beta has shape [1, 3], expected [1, 2]", "delta_rule_step with a mismatched beta")
-T.raises(function() return hb.retention_step(hb.zeros(1, 2, 4, 4), hb.ones(1, 2, 4), hb.ones(1, 2, 4), hb.ones(1, 2, 4), hb.zeros(3, "float64"), 1) end,
-  "retention_step: log decay has shape [3], expected [2]", "retention_step with a wrong decay")
+T.raises(function() return hb.retention_step { state = hb.zeros(1, 2, 4, 4), q = hb.ones(1, 2, 4), k = hb.ones(1, 2, 4), v = hb.ones(1, 2, 4), decay = hb.zeros(3, "float64"), scale = 1 } end,
+  "retention_step: decay has shape [3], expected [2]", "retention_step with a wrong decay")
 do
   local m = hb.models.new { model_type = "gla", hidden_size = 16, num_hidden_layers = 1, num_heads = 2, vocab_size = 8 }
   local c = m:new_cache(1)

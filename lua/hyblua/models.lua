@@ -230,15 +230,15 @@ return function(hb)
   local function conv(ctx, x, name, act)
     local w = W(ctx, name .. ".weight")
     local cache = ctx.cache
-    if not cache then return (hb.conv1d(x, w, nil, act)) end
+    if not cache then return (hb.conv1d { x = x, w = w, act = act }) end
     local key = name
     if cache[key] then
       local T = x:size(2)
       if T ~= 1 then error("decode cache: only one token per step after the prefill", 0) end
-      local y = hb.conv1d_step(cache[key], x:select(2, 1), w, nil, act)
+      local y = hb.conv1d_step { cache = cache[key], x = x:select(2, 1), w = w, act = act }
       return y:unsqueeze(2)
     end
-    local y, c = hb.conv1d(x, w, nil, act, true)
+    local y, c = hb.conv1d { x = x, w = w, act = act, cache = true }
     cache[key] = c
     return y
   end
@@ -291,14 +291,15 @@ return function(hb)
       cache.v:narrow(2, pos0 + 1, T):copy_(v)
       cache.pos = pos0 + T
       if pos0 == 0 then
-        o = hb.attention(q, k, v, scale, L.window)
+        o = hb.attention { q = q, k = k, v = v, scale = scale, window = L.window }
       elseif T == 1 then
-        o = hb.attention_step(q:select(2, 1), cache.k, cache.v, scale, L.window, pos0):unsqueeze(2)
+        o = hb.attention_step { q = q:select(2, 1), k_cache = cache.k, v_cache = cache.v, scale = scale, window = L.window,
+          pos = pos0 }:unsqueeze(2)
       else
         error("decode cache: only one token per step after the prefill", 0)
       end
     else
-      o = hb.attention(q, k, v, scale, L.window)
+      o = hb.attention { q = q, k = k, v = v, scale = scale, window = L.window }
     end
     return lin(ctx, flat(o), "o_proj")
   end
@@ -323,8 +324,8 @@ return function(hb)
     local lb = lower_bound(ctx)
     if lb then f = apply_lb(f, lb) end
     i = i:silu() * (1 - f:exp())
-    local o = recur(ctx, function(ws) return hb.hgrn(i, f, ctx.mode, 64, ws) end,
-      function(st) return hb.hgrn_step(st, i:select(2, 1), f:select(2, 1)):unsqueeze(2) end)
+    local o = recur(ctx, function(ws) return hb.hgrn { x = i, g = f, mode = ctx.mode, state = ws } end,
+      function(st) return hb.hgrn_step { state = st, x = i:select(2, 1), g = f:select(2, 1) }:unsqueeze(2) end)
     local gw = c.elementwise_affine ~= false and W(ctx, "g_norm.weight") or nil
     o = normgate(o, lin(ctx, x, "g_proj"), gw, c.norm_eps)
     return lin(ctx, o, "o_proj")
@@ -358,8 +359,12 @@ return function(hb)
       L.lg = hb.tensor(t, "float64")
     end
     local scale = L.dk ^ -0.5
-    local o = recur(ctx, function(ws) return hb.retention(q, k, v, L.lg, scale, ctx.mode, 64, ws) end,
-      function(st) return hb.retention_step(st, q:select(2, 1), k:select(2, 1), v:select(2, 1), L.lg, scale):unsqueeze(2) end)
+    local o = recur(ctx,
+      function(ws) return hb.retention { q = q, k = k, v = v, decay = L.lg, scale = scale, mode = ctx.mode, state = ws } end,
+      function(st)
+        return hb.retention_step { state = st, q = q:select(2, 1), k = k:select(2, 1), v = v:select(2, 1), decay = L.lg,
+          scale = scale }:unsqueeze(2)
+      end)
     if ctx.cache then ctx.cache.pos = pos0 + x:size(2) end
     return gated_output(ctx, o, x, L)
   end
@@ -380,8 +385,11 @@ return function(hb)
     gk = gk:logsigmoid() / 16
     if not C.is_null(c.clamp_min) then gk = gk:clamp(c.clamp_min) end
     local scale = L.dk ^ -0.5
-    local o = recur(ctx, function(ws) return hb.gla(q, k, v, gk, scale, ctx.mode, 64, ws) end,
-      function(st) return hb.gla_step(st, q:select(2, 1), k:select(2, 1), v:select(2, 1), gk:select(2, 1), scale):unsqueeze(2) end)
+    local o = recur(ctx, function(ws) return hb.gla { q = q, k = k, v = v, g = gk, scale = scale, mode = ctx.mode, state = ws } end,
+      function(st)
+        return hb.gla_step { state = st, q = q:select(2, 1), k = k:select(2, 1), v = v:select(2, 1), g = gk:select(2, 1),
+          scale = scale }:unsqueeze(2)
+      end)
     return gated_output(ctx, o, x, L)
   end
 
@@ -400,8 +408,11 @@ return function(hb)
     q, k, g = heads(q, L.H, L.E), heads(k, L.H, L.E), heads(g, L.H, L.E)
     local v = heads(i, L.H, L.dv)
     local scale = L.E ^ -0.5
-    local o = recur(ctx, function(ws) return hb.gla(q, k, v, g, scale, ctx.mode, 64, ws) end,
-      function(st) return hb.gla_step(st, q:select(2, 1), k:select(2, 1), v:select(2, 1), g:select(2, 1), scale):unsqueeze(2) end)
+    local o = recur(ctx, function(ws) return hb.gla { q = q, k = k, v = v, g = g, scale = scale, mode = ctx.mode, state = ws } end,
+      function(st)
+        return hb.gla_step { state = st, q = q:select(2, 1), k = k:select(2, 1), v = v:select(2, 1), g = g:select(2, 1),
+          scale = scale }:unsqueeze(2)
+      end)
     o = flat(o)
     o = hb.rmsnorm(o, c.elementwise_affine ~= false and W(ctx, "g_norm.weight") or nil, 1e-5)
     return lin(ctx, o, "o_proj")
@@ -421,10 +432,13 @@ return function(hb)
 
   local function delta_core(ctx, q, k, v, beta, g, L)
     local scale = L.dk ^ -0.5
-    return recur(ctx, function(ws) return hb.delta_rule(q, k, v, beta, g, scale, ctx.mode, 64, ws) end,
+    return recur(ctx,
+      function(ws)
+        return hb.delta_rule { q = q, k = k, v = v, beta = beta, g = g, scale = scale, mode = ctx.mode, state = ws }
+      end,
       function(st)
-        return hb.delta_rule_step(st, q:select(2, 1), k:select(2, 1), v:select(2, 1), beta:select(2, 1),
-          g and g:select(2, 1) or nil, scale):unsqueeze(2)
+        return hb.delta_rule_step { state = st, q = q:select(2, 1), k = k:select(2, 1), v = v:select(2, 1),
+          beta = beta:select(2, 1), g = g and g:select(2, 1) or nil, scale = scale }:unsqueeze(2)
       end)
   end
 
@@ -851,5 +865,4 @@ return function(hb)
   models.Model = Model
   models.mixers = mixers
   models.normalize_config = C.normalize
-  models.C_is_null = C.is_null
 end
