@@ -1,7 +1,7 @@
 /* autograd.c — the tape: nodes, grad mode, and the backward engine.
  *
  * Built on tensor.h alone (no op of ops.c): gradients are accumulated with the raw hb_add_, so the
- * engine sits below every differentiable op (docs/architecture.md, "core's files").
+ * engine sits below every differentiable op (docs/architecture.md, "Who includes whom").
  *
  * hb_backward does an iterative depth-first search from the root to order every tensor that has a
  * grad_fn (post-order = inputs before outputs), seeds root->bgrad, then walks the order backwards:

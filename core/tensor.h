@@ -1,6 +1,6 @@
 /* tensor.h — hyblua's tensor: refcounted storage + strided view, creation, raw copies, errors, RNG.
  *
- * The bottom of core/ (docs/architecture.md, "core's files"): tensor.c includes no other core header.
+ * The bottom of core/ (docs/architecture.md, "Who includes whom"): tensor.c includes no other core header.
  * Differentiable views are in views.h, element-wise/reduction/nn ops in ops.h, matrix products in
  * linalg.h, the token mixers in mixer_op.h and mixers.h, the autograd engine in autograd.h.
  *
