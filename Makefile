@@ -71,7 +71,7 @@ hyblua-mpi: $(MPI_OBJ) $(B)/libhbcore.a
 $(B)/tests/%: tests/%.c $(B)/libhbcore.a $(HEADERS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(CORE_CFLAGS) $< -o $@ $(B)/libhbcore.a $(CORE_LIBS)
-$(B)/tests/test_repl: tests/test_repl.c $(B)/tests/hyblua_stub
+$(B)/tests/test_repl: tests/test_repl.c tests/tap.h $(B)/tests/hyblua_stub
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $< -o $@ -lutil
 # the REPL test drives the executable built around a stub module (tests/stub_hyblua.c), so that it can

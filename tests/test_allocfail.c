@@ -619,7 +619,7 @@ int main(int argc, char **argv) {
         {"BPE training", op_train_bpe},       {"data shard", op_shard},
     };
     snprintf(dir, sizeof dir, "/tmp/hb_allocfail_XXXXXX");
-    if (!mkdtemp(dir)) { printf("Bail out! cannot create a temporary folder\n"); return 1; }
+    if (!mkdtemp(dir)) return bail_out("cannot create a temporary folder %s", dir);
     /* debugging: test_allocfail [NAME [N]] runs the operations whose name contains NAME, injecting at
      * allocation N only when given (break on hb_alloc_injected's increment in kernels/alloc.c) */
     const char *only = argc > 1 ? argv[1] : NULL;

@@ -10,32 +10,11 @@
  */
 #include "../kernels/attention.h"
 #include "../kernels/parallel.h"
-#define KTEST_SEED 0x9e3779b97f4a7c15ull
-#define KTEST_NO_TAP /* this test prints TAP itself (plan first, diagnostics on failure) */
 #include "ktest.h"
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-/* ---- tiny TAP helper ---- */
-static int n_test = 0, n_fail = 0, verbose = 0; /* HB_TEST_VERBOSE=1 prints every measurement */
-static void ok(int cond, const char *name, const char *fmt, double a, double b) {
-    n_test++;
-    if (cond) {
-        printf("ok %d - %s\n", n_test, name);
-        if (verbose) {
-            printf("#   ");
-            printf(fmt, a, b);
-            printf("\n");
-        }
-    } else {
-        n_fail++;
-        printf("not ok %d - %s # ", n_test, name);
-        printf(fmt, a, b);
-        printf("\n");
-    }
-}
 
 /* max|a-b| / max(max|b|, floor) */
 static double rel_d(const double *a, const double *b, int64_t n, double floor_) {
@@ -80,7 +59,7 @@ static void check_vs_ref(shape_t s, double qamp) {
     int rc = attn_fwd_ref_f64(o_r, l_r, q, k, v, scale, s.window, s.B, s.T, s.H, s.Hkv, s.D);
     rc |= attn_fwd_f64(o_t, l_t, q, k, v, scale, s.window, s.B, s.T, s.H, s.Hkv, s.D, s.tile);
     double eo = rel_d(o_t, o_r, nq, 1e-30), el = rel_d(l_t, l_r, nl, 1e-30);
-    ok(rc == 0 && eo <= 1e-10 && el <= 1e-10, shape_name("f64 fwd tiled == ref (o, lse)", s),
+    check(rc == 0 && eo <= 1e-10 && el <= 1e-10, shape_name("f64 fwd tiled == ref (o, lse)", s),
        "o err %.3g lse err %.3g", eo, el);
     double *gq_r = dzeros(nq), *gk_r = dzeros(nk), *gv_r = dzeros(nk);
     double *gq_t = dzeros(nq), *gk_t = dzeros(nk), *gv_t = dzeros(nk);
@@ -92,7 +71,7 @@ static void check_vs_ref(shape_t s, double qamp) {
     double e1 = rel_d(gq_t, gq_r, nq, 1e-3), e2 = rel_d(gk_t, gk_r, nk, 1e-3),
            e3 = rel_d(gv_t, gv_r, nk, 1e-3);
     double e = fmax(e1, fmax(e2, e3));
-    ok(rc == 0 && e <= 1e-10, shape_name("f64 bwd tiled == ref (dq, dk, dv)", s),
+    check(rc == 0 && e <= 1e-10, shape_name("f64 bwd tiled == ref (dq, dk, dv)", s),
        "max err %.3g (dq %.3g)", e, e1);
     /* f32 */
     float *qf = to_f(q, nq), *kf = to_f(k, nk), *vf = to_f(v, nk), *df = to_f(dout, nq);
@@ -103,7 +82,7 @@ static void check_vs_ref(shape_t s, double qamp) {
                        s.tile);
     eo = rel_f(fo_t, fo_r, nq, 1e-30);
     el = rel_f(fl_t, fl_r, nl, 1e-30);
-    ok(rc == 0 && eo <= 1e-4 && el <= 1e-4, shape_name("f32 fwd tiled == ref (o, lse)", s),
+    check(rc == 0 && eo <= 1e-4 && el <= 1e-4, shape_name("f32 fwd tiled == ref (o, lse)", s),
        "o err %.3g lse err %.3g", eo, el);
     float *fq_r = fzeros(nq), *fk_r = fzeros(nk), *fv_r = fzeros(nk);
     float *fq_t = fzeros(nq), *fk_t = fzeros(nk), *fv_t = fzeros(nk);
@@ -115,7 +94,7 @@ static void check_vs_ref(shape_t s, double qamp) {
     e2 = rel_f(fk_t, fk_r, nk, 1e-3);
     e3 = rel_f(fv_t, fv_r, nk, 1e-3);
     e = fmax(e1, fmax(e2, e3));
-    ok(rc == 0 && e <= 1e-4, shape_name("f32 bwd tiled == ref (dq, dk, dv)", s),
+    check(rc == 0 && e <= 1e-4, shape_name("f32 bwd tiled == ref (dq, dk, dv)", s),
        "max err %.3g (dq %.3g)", e, e1);
     free(q), free(k), free(v), free(dout), free(o_r), free(l_r), free(o_t), free(l_t);
     free(gq_r), free(gk_r), free(gv_r), free(gq_t), free(gk_t), free(gv_t);
@@ -172,7 +151,7 @@ static void gradcheck(shape_t s) {
             char name[300];
             snprintf(name, sizeof name, "%s %s", tiled ? "gradcheck attn_bwd" : "gradcheck attn_bwd_ref",
                      shape_name(nm[a], s));
-            ok(rc == 0 && maxdiff / maxnum <= 1e-6, name, "rel err %.3g (max |num| %.3g)",
+            check(rc == 0 && maxdiff / maxnum <= 1e-6, name, "rel err %.3g (max |num| %.3g)",
                maxdiff / maxnum, maxnum);
         }
         free(g[0]), free(g[1]), free(g[2]);
@@ -210,7 +189,7 @@ static void check_window_ge_T(shape_t s) {
     rc |= attn_fwd_ref_f32(or0, NULL, q, k, v, scale, 0, s.B, s.T, s.H, s.Hkv, s.D);
     rc |= attn_fwd_ref_f32(or1, NULL, q, k, v, scale, s.T, s.B, s.T, s.H, s.Hkv, s.D);
     same &= !memcmp(or0, or1, (size_t)nq * sizeof(float));
-    ok(rc == 0 && same, shape_name("window T and T+50 == no window (bit-identical fwd+bwd)", s),
+    check(rc == 0 && same, shape_name("window T and T+50 == no window (bit-identical fwd+bwd)", s),
        "rc %g same %g", (double)rc, (double)same);
     for (int i = 0; i < 3; i++) free(o[i]), free(l[i]), free(g[i][0]), free(g[i][1]), free(g[i][2]);
     free(qd), free(kd), free(vd), free(dd), free(q), free(k), free(v), free(dout), free(or0),
@@ -278,7 +257,7 @@ static void check_decode(shape_t s, int64_t P) {
     char name[300];
     snprintf(name, sizeof name, "%s prefill=%lld", shape_name("decode == full forward", s),
              (long long)P);
-    ok(rc == 0 && e64 <= 1e-10 && e32 <= 1e-5, name, "f64 err %.3g f32 err %.3g", e64, e32);
+    check(rc == 0 && e64 <= 1e-10 && e32 <= 1e-5, name, "f64 err %.3g f32 err %.3g", e64, e32);
     free(q), free(k), free(v), free(o_full), free(o_dec), free(kc), free(vc), free(qt), free(ot);
     free(qf), free(kf), free(vf), free(fo_full), free(fo_dec), free(fkc), free(fvc), free(fqt),
         free(fot);
@@ -315,7 +294,7 @@ static void check_threads(void) {
                !memcmp(g[0][2], g[1][2], (size_t)nk * sizeof(float)) &&
                !memcmp(r[0], r[1], (size_t)nq * sizeof(float)) &&
                !memcmp(dec[0], dec[1], (size_t)(s.B * s.H * s.D) * sizeof(float));
-    ok(rc == 0 && same, "threads 1 vs 2: fwd, bwd (GQA), decode, rope bit-identical", "rc %g same %g",
+    check(rc == 0 && same, "threads 1 vs 2: fwd, bwd (GQA), decode, rope bit-identical", "rc %g same %g",
        (double)rc, (double)same);
     for (int i = 0; i < 2; i++)
         free(o[i]), free(l[i]), free(r[i]), free(dec[i]), free(g[i][0]), free(g[i][1]),
@@ -357,9 +336,9 @@ static void check_accumulate(void) {
             eacc = fmax(eacc, fabs(a[i][j] - (a0[i][j] + g[i][j])));
             esep = fmax(esep, fabs(sep[i][j] - g[i][j]));
         }
-    ok(rc == 0 && eacc <= 1e-12, "attn_bwd accumulates (+=) into dq, dk, dv", "err %.3g %g", eacc,
+    check(rc == 0 && eacc <= 1e-12, "attn_bwd accumulates (+=) into dq, dk, dv", "err %.3g %g", eacc,
        0.0);
-    ok(rc == 0 && esep == 0, "attn_bwd with NULL gradient pointers gives the same single gradient",
+    check(rc == 0 && esep == 0, "attn_bwd with NULL gradient pointers gives the same single gradient",
        "err %.3g %g", esep, 0.0);
     /* the reference accumulates too */
     for (int i = 0; i < 3; i++) memcpy(a[i], a0[i], (size_t)n[i] * sizeof(double));
@@ -369,7 +348,7 @@ static void check_accumulate(void) {
     eacc = 0;
     for (int i = 0; i < 3; i++)
         for (int64_t j = 0; j < n[i]; j++) eacc = fmax(eacc, fabs(a[i][j] - (a0[i][j] + r[i][j])));
-    ok(rc == 0 && eacc <= 1e-12, "attn_bwd_ref accumulates (+=)", "err %.3g %g", eacc, 0.0);
+    check(rc == 0 && eacc <= 1e-12, "attn_bwd_ref accumulates (+=)", "err %.3g %g", eacc, 0.0);
     for (int i = 0; i < 3; i++) free(g[i]), free(a[i]), free(a0[i]), free(sep[i]), free(r[i]);
     free(q), free(k), free(v), free(dout), free(o), free(l);
 }
@@ -394,24 +373,24 @@ static void check_rope(void) {
                     emax = fmax(emax, fabs(y[off + j] - (x1 * cos(ang) - x2 * sin(ang))));
                     emax = fmax(emax, fabs(y[off + j + half] - (x1 * sin(ang) + x2 * cos(ang))));
                 }
-    ok(rc == 0 && emax <= 1e-12, "rope_fwd f64 == NeoX rotate-half formula", "err %.3g %g", emax,
+    check(rc == 0 && emax <= 1e-12, "rope_fwd f64 == NeoX rotate-half formula", "err %.3g %g", emax,
        0.0);
     /* f32 vs f64 (fp32 angles lose ~pos*eps) */
     float *xf = to_f(x, n), *yf = fzeros(n);
     rc = rope_fwd_f32(yf, xf, theta, pos0, B, T, H, D);
     double e32 = 0;
     for (int64_t i = 0; i < n; i++) e32 = fmax(e32, fabs((double)yf[i] - y[i]));
-    ok(rc == 0 && e32 <= 2e-5, "rope_fwd f32 close to f64", "err %.3g %g", e32, 0.0);
+    check(rc == 0 && e32 <= 2e-5, "rope_fwd f32 close to f64", "err %.3g %g", e32, 0.0);
     /* in place == out of place (bit-identical) */
     float *zf = to_f(x, n);
     rc = rope_fwd_f32(zf, zf, theta, pos0, B, T, H, D);
-    ok(rc == 0 && !memcmp(zf, yf, (size_t)n * sizeof(float)), "rope_fwd in place == out of place",
+    check(rc == 0 && !memcmp(zf, yf, (size_t)n * sizeof(float)), "rope_fwd in place == out of place",
        "rc %g %g", (double)rc, 0.0);
     /* offsets: rows [P, T) rotated with pos0 + P match the full call (B = 1 slice) */
     int64_t P = 20, m = (T - P) * H * D;
     float *tail = fzeros(m);
     rc = rope_fwd_f32(tail, xf + P * H * D, theta, pos0 + P, 1, T - P, H, D);
-    ok(rc == 0 && !memcmp(tail, yf + P * H * D, (size_t)m * sizeof(float)),
+    check(rc == 0 && !memcmp(tail, yf + P * H * D, (size_t)m * sizeof(float)),
        "rope_fwd with pos0 offset == rows of a longer sequence", "rc %g %g", (double)rc, 0.0);
     /* gradient: rope is linear, so dL/dx for L = sum w . R x is R^T w; check by central FD */
     double *w = drand_vec(n, 1), *gx = drand_vec(n, 1), *g0 = dzeros(n), *tmp = dzeros(n);
@@ -431,12 +410,12 @@ static void check_rope(void) {
         maxnum = fmax(maxnum, fabs(num));
         maxdiff = fmax(maxdiff, fabs(gx[i] - g0[i] - num));
     }
-    ok(rc == 0 && maxdiff / maxnum <= 1e-6, "gradcheck rope_bwd (f64, accumulating)",
+    check(rc == 0 && maxdiff / maxnum <= 1e-6, "gradcheck rope_bwd (f64, accumulating)",
        "rel err %.3g (max |num| %.3g)", maxdiff / maxnum, maxnum);
     /* round trip: R^T R x = x */
     double *back = dzeros(n);
     rc = rope_bwd_f64(back, y, theta, pos0, B, T, H, D);
-    ok(rc == 0 && rel_d(back, x, n, 1e-30) <= 1e-14, "rope_bwd(rope_fwd(x)) == x", "err %.3g %g",
+    check(rc == 0 && rel_d(back, x, n, 1e-30) <= 1e-14, "rope_bwd(rope_fwd(x)) == x", "err %.3g %g",
        rel_d(back, x, n, 1e-30), 0.0);
     free(x), free(y), free(xf), free(yf), free(zf), free(tail), free(w), free(gx), free(g0),
         free(tmp), free(back);
@@ -455,7 +434,7 @@ static void check_special(void) {
                 for (int64_t d = 0; d < s.D; d++)
                     e = fmax(e, fabs(o[((b * s.T + t) * s.H + h) * s.D + d] -
                                      v[((b * s.T + t) * s.Hkv + h / 2) * s.D + d]));
-    ok(rc == 0 && e <= 1e-15, "window 1: o equals v of the kv head", "err %.3g %g", e, 0.0);
+    check(rc == 0 && e <= 1e-15, "window 1: o equals v of the kv head", "err %.3g %g", e, 0.0);
     free(q), free(k), free(v), free(o);
     /* large logits (|s| up to ~100): online softmax stays finite and matches the reference */
     shape_t L = {1, 130, 2, 1, 16, 0, 16};
@@ -474,14 +453,14 @@ static void check_errors(void) {
     bad += attn_decode_step_f64(o, x, x, x, 1, 0, 2, 1, 2, 2, 1, 4) == -1;  /* pos >= Tmax */
     bad += rope_fwd_f64(o, x, 10000.0, 0, 1, 2, 2, 5) == -1;                /* odd D */
     bad += rope_fwd_f64(o, x, 0.0, 0, 1, 2, 2, 4) == -1;                    /* theta <= 0 */
-    ok(bad == 8, "bad arguments return -1", "%g of %g rejected", (double)bad, 8.0);
+    check(bad == 8, "bad arguments return -1", "%g of %g rejected", (double)bad, 8.0);
     int good = attn_fwd_f64(o, l, x, x, x, 1, 0, 0, 0, 2, 1, 4, 64) == 0 &&
                attn_bwd_f64(o, o, o, x, x, x, x, l, x, 1, 0, 1, 0, 2, 1, 4, 64) == 0;
-    ok(good, "empty B or T is a no-op returning 0", "%g %g", (double)good, 0.0);
+    check(good, "empty B or T is a no-op returning 0", "%g %g", (double)good, 0.0);
 }
 
 int main(void) {
-    verbose = getenv("HB_TEST_VERBOSE") != NULL;
+    rng_seed(0x9e3779b97f4a7c15ull);
     hb_threads_set(2);
     shape_t vs[] = {
         {1, 1, 1, 1, 8, 0, 64},     {1, 1, 2, 1, 8, 3, 16},    {2, 37, 4, 2, 16, 0, 64},
@@ -492,8 +471,7 @@ int main(void) {
     };
     int nvs = (int)(sizeof vs / sizeof vs[0]);
     int64_t ntest_vs = 4 * (nvs + 1), ntest_grad = 6 * 4, ntest_win = 3, ntest_dec = 6;
-    printf("1..%lld\n", (long long)(ntest_vs + ntest_grad + ntest_win + ntest_dec + 1 + 3 + 6 + 1 +
-                                    2));
+    plan((int)(ntest_vs + ntest_grad + ntest_win + ntest_dec + 1 + 3 + 6 + 1 + 2));
     for (int i = 0; i < nvs; i++) check_vs_ref(vs[i], 1.0);
 
     shape_t gc[] = {
@@ -517,7 +495,5 @@ int main(void) {
     check_rope();
     check_special();
     check_errors();
-    if (n_test != ntest_vs + ntest_grad + ntest_win + ntest_dec + 1 + 3 + 6 + 1 + 2)
-        printf("# test count mismatch: ran %d\n", n_test);
-    return n_fail ? 1 : 0;
+    return tap_done();
 }

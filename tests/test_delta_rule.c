@@ -11,39 +11,13 @@
  */
 #include "../kernels/delta_rule.h"
 #include "../kernels/parallel.h"
+#include "ktest.h"
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-static int n_tests, n_failed;
-
-static void check(int pass, const char *name, const char *fmt, ...) {
-    n_tests++;
-    if (pass) {
-        printf("ok %d - %s\n", n_tests, name);
-        return;
-    }
-    n_failed++;
-    printf("not ok %d - %s # ", n_tests, name);
-    va_list ap;
-    va_start(ap, fmt);
-    vprintf(fmt, ap);
-    va_end(ap);
-    printf("\n");
-}
-
 /* ---- data ---- */
-
-static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
-static double urand(void) { /* [0, 1) */
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 7;
-    rng_state ^= rng_state << 17;
-    return (double)(rng_state >> 11) * (1.0 / 9007199254740992.0);
-}
-static double srand1(void) { return 2 * urand() - 1; }
 
 enum { G_NONE, G_NEAR0, G_MOD, G_M20, G_MIX, G_NMODES };
 static const char *gname[] = {"no g", "g~0", "g moderate", "g~-20", "g mixed"};
@@ -73,10 +47,10 @@ static float *tof(const double *x, int64_t n) {
 
 static double gsample(int mode) {
     switch (mode) {
-    case G_NEAR0: return -1e-3 * urand();
-    case G_MOD: return -0.02 - 0.5 * urand();
-    case G_M20: return -20 + srand1();
-    case G_MIX: return urand() < 0.2 ? -20 + srand1() : -0.05 * urand();
+    case G_NEAR0: return -1e-3 * urand01();
+    case G_MOD: return -0.02 - 0.5 * urand01();
+    case G_M20: return -20 + urand();
+    case G_MIX: return urand01() < 0.2 ? -20 + urand() : -0.05 * urand01();
     default: return 0;
     }
 }
@@ -94,19 +68,19 @@ static data_t make_data(cfg_t c) {
         double *x[2] = {d.q + r * c.K, d.k + r * c.K};
         for (int m = 0; m < 2; m++) {
             double nn = 0;
-            for (int64_t i = 0; i < c.K; i++) x[m][i] = srand1(), nn += x[m][i] * x[m][i];
+            for (int64_t i = 0; i < c.K; i++) x[m][i] = urand(), nn += x[m][i] * x[m][i];
             for (int64_t i = 0; i < c.K; i++) x[m][i] /= sqrt(nn);
         }
     }
-    for (int64_t i = 0; i < d.nv; i++) d.v[i] = srand1(), d.w[i] = srand1();
-    for (int64_t i = 0; i < d.nb; i++) d.beta[i] = c.bmax * (0.02 + 0.96 * urand());
+    for (int64_t i = 0; i < d.nv; i++) d.v[i] = urand(), d.w[i] = urand();
+    for (int64_t i = 0; i < d.nb; i++) d.beta[i] = c.bmax * (0.02 + 0.96 * urand01());
     if (c.gmode != G_NONE) {
         d.g = dalloc(d.nb);
         for (int64_t i = 0; i < d.nb; i++) d.g[i] = gsample(c.gmode);
     }
     if (c.use_h0) {
         d.h0 = dalloc(d.ns);
-        for (int64_t i = 0; i < d.ns; i++) d.h0[i] = 0.5 * srand1();
+        for (int64_t i = 0; i < d.ns; i++) d.h0[i] = 0.5 * urand();
     }
     d.qf = tof(d.q, d.nq), d.kf = tof(d.k, d.nq), d.vf = tof(d.v, d.nv), d.wf = tof(d.w, d.nv);
     d.betaf = tof(d.beta, d.nb), d.gf = tof(d.g, d.nb), d.h0f = tof(d.h0, d.ns);
@@ -195,8 +169,6 @@ static void test_forward(void) {
                      (int)Ts[ti], (int)Cs[ci]);
             check(rc == 0 && e32 <= 1e-4, name, "rc %d rel err %.3g (worst %s)", rc, e32,
                   worst32);
-            printf("# T=%d C=%d: max rel err f64 %.2e (%s), f32 %.2e (%s)\n", (int)Ts[ti],
-                   (int)Cs[ci], e64, worst64, e32, worst32);
         }
 
     /* a realistic head size in f32 */
@@ -212,7 +184,6 @@ static void test_forward(void) {
         char name[128];
         snprintf(name, sizeof name, "fwd_chunk == fwd_ref f32, K=V=64 T=300 beta<2 %s", gname[gm]);
         check(rc == 0 && e <= 1e-4, name, "rc %d rel err %.3g", rc, e);
-        printf("# K=V=64 T=300 %s: f32 rel err %.2e\n", gname[gm], e);
         free(f1), free(f2);
         free_data(&d);
     }
@@ -301,7 +272,6 @@ static void test_gradcheck(cfg_t c, int64_t C) {
                      p ? "bwd_chunk" : "bwd_ref", xname[i], gname[c.gmode], c.bmax, (int)c.H,
                      (int)c.HV, (int)c.T, (int)C, c.use_h0 ? ", h0" : "");
             check(rc == 0 && e <= 1e-6, name, "rc %d rel err %.3g (max|num| %.3g)", rc, e, mx);
-            printf("#   rel err %.2e, max|numeric| %.3g\n", e, mx);
         }
         free(num);
     }
@@ -334,7 +304,6 @@ static void test_bwd_f32(void) {
             snprintf(name, sizeof name, "bwd_chunk == bwd_ref f32 (%s, beta<%g, HV=2H, T=130 C=%d)",
                      gname[gm], c.bmax, (int)C);
             check(rc == 0 && e <= 2e-4, name, "rc %d rel err %.3g", rc, e);
-            printf("#   max rel err over dq dk dv dbeta dg: %.2e\n", e);
             for (int i = 0; i < 5; i++) free(a[i]), free(b[i]);
         }
         free_data(&d);
@@ -563,15 +532,15 @@ static void test_threads(void) {
 
 static void test_bad_args(void) {
     float x[64] = {0};
-    int ok = delta_rule_fwd_ref_f32(x, NULL, x, x, x, x, NULL, NULL, 1, 1, 2, 2, 3, 2, 2) == -1 &&
-             delta_rule_fwd_chunk_f32(x, NULL, NULL, x, x, x, x, NULL, NULL, 1, 1, 2, 1, 1, 2, 2,
-                                      0) == -1 &&
-             delta_rule_bwd_chunk_f32(x, x, x, x, x, NULL, x, x, x, x, NULL, NULL, NULL, 1, 1, 2,
-                                      1, 1, 2, 2, 16) == -1 &&
-             delta_rule_step_f32(x, x, x, x, x, x, NULL, 1, 1, 1, 1, 0, 2) == -1 &&
-             delta_rule_bwd_ref_f32(NULL, NULL, NULL, NULL, NULL, x, x, x, x, x, NULL, NULL, 1,
-                                    -1, 2, 1, 1, 2, 2) == -1;
-    check(ok, "bad arguments (HV % H != 0, C = 0, NULL dout, K = 0, B < 0) return -1", "");
+    int rejected = delta_rule_fwd_ref_f32(x, NULL, x, x, x, x, NULL, NULL, 1, 1, 2, 2, 3, 2, 2) == -1 &&
+                  delta_rule_fwd_chunk_f32(x, NULL, NULL, x, x, x, x, NULL, NULL, 1, 1, 2, 1, 1, 2, 2,
+                                           0) == -1 &&
+                  delta_rule_bwd_chunk_f32(x, x, x, x, x, NULL, x, x, x, x, NULL, NULL, NULL, 1, 1, 2,
+                                           1, 1, 2, 2, 16) == -1 &&
+                  delta_rule_step_f32(x, x, x, x, x, x, NULL, 1, 1, 1, 1, 0, 2) == -1 &&
+                  delta_rule_bwd_ref_f32(NULL, NULL, NULL, NULL, NULL, x, x, x, x, x, NULL, NULL, 1,
+                                         -1, 2, 1, 1, 2, 2) == -1;
+    ok(rejected, "bad arguments (HV %% H != 0, C = 0, NULL dout, K = 0, B < 0) return -1");
     /* T = 0: ht = h0 */
     float h0[4] = {1, 2, 3, 4}, ht[4] = {0};
     int rc = delta_rule_fwd_chunk_f32(x, ht, NULL, x, x, x, x, NULL, h0, 1, 1, 0, 1, 1, 2, 2, 64);
@@ -579,6 +548,7 @@ static void test_bad_args(void) {
 }
 
 int main(void) {
+    rng_seed(0x9E3779B97F4A7C15ull);
     test_forward();
     test_odd_chunks();
     /* gradient checks: T=21 with C=8 (two full chunks + a tail) and T=13 with C=16 (one partial) */
@@ -591,6 +561,5 @@ int main(void) {
     test_decode();
     test_threads();
     test_bad_args();
-    printf("1..%d\n", n_tests);
-    return n_failed ? 1 : 0;
+    return tap_done();
 }

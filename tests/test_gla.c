@@ -16,40 +16,14 @@
  */
 #include "gla.h"
 #include "parallel.h"
+#include "ktest.h"
 #include <math.h>
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* ---- TAP ---- */
-static int tap_n = 0, tap_fail = 0;
-static void tap(int pass, const char *name, const char *fmt, ...) {
-    tap_n++;
-    if (!pass) tap_fail++;
-    printf("%s %d - %s # ", pass ? "ok" : "not ok", tap_n, name);
-    va_list ap;
-    va_start(ap, fmt);
-    vprintf(fmt, ap);
-    va_end(ap);
-    printf("\n");
-}
-
-/* ---- random numbers ---- */
-static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
-static double urand(void) { /* splitmix64 → [0,1) */
-    uint64_t z = (rng_state += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    z ^= z >> 31;
-    return (double)(z >> 11) * (1.0 / 9007199254740992.0);
-}
-static double nrand(void) {
-    double u = urand(), w = urand();
-    if (u < 1e-300) u = 1e-300;
-    return sqrt(-2 * log(u)) * cos(6.283185307179586 * w);
-}
+/* the data come from tap.h's seeded urand01() and nrand(); gates through logsigmoid */
 static double logsigmoid(double z) { return (z < 0 ? z : 0) - log1p(exp(-fabs(z))); }
 
 /* ---- problems ---- */
@@ -82,10 +56,10 @@ static void prob_make(prob *p, int64_t B, int64_t T, int64_t H, int64_t K, int64
         p->k[i] = nrand();
         int64_t j = i % K;
         switch (gmode) {
-        case G_NEAR0: p->g[i] = -1e-3 * (0.5 + urand()); break;
+        case G_NEAR0: p->g[i] = -1e-3 * (0.5 + urand01()); break;
         case G_GLA: p->g[i] = logsigmoid(nrand()) / 16; break;
         case G_MIX: p->g[i] = logsigmoid(3 * nrand()); break;
-        case G_NEG: p->g[i] = j % 3 == 0 ? -20 : j % 3 == 1 ? -30 * urand() : logsigmoid(nrand()) / 16; break;
+        case G_NEG: p->g[i] = j % 3 == 0 ? -20 : j % 3 == 1 ? -30 * urand01() : logsigmoid(nrand()) / 16; break;
         default: p->g[i] = j % 2 == 0 ? -1000 : logsigmoid(nrand()) / 16; break;
         }
     }
@@ -140,7 +114,7 @@ static void test_forward(int64_t B, int64_t T, int64_t H, int64_t K, int64_t V, 
     double eo = relerr_d(o2, o1, nv), eh = relerr_d(h2, h1, ns);
     snprintf(name, sizeof name, "fwd f64 chunk==ref B=%ld T=%ld H=%ld K=%ld V=%ld C=%ld gate=%s",
              (long)B, (long)T, (long)H, (long)K, (long)V, (long)C, gname[gmode]);
-    tap(rc == 0 && eo <= 1e-10 && eh <= 1e-10 && relerr_d(o1, o1, nv) == 0, name,
+    check(rc == 0 && eo <= 1e-10 && eh <= 1e-10 && relerr_d(o1, o1, nv) == 0, name,
         "rc=%d o err %.3g ht err %.3g", rc, eo, eh);
 
     float *f1 = fvec(nv), *f2 = fvec(nv), *g1 = fvec(ns), *g2 = fvec(ns);
@@ -148,7 +122,7 @@ static void test_forward(int64_t B, int64_t T, int64_t H, int64_t K, int64_t V, 
     rc |= gla_fwd_chunk_f32(f2, g2, p.qf, p.kf, p.vf, p.gf, p.h0f, (float)scale, B, T, H, K, V, C);
     eo = relerr_f(f2, f1, nv), eh = relerr_f(g2, g1, ns);
     name[5] = '3', name[6] = '2'; /* "f64" → "f32" */
-    tap(rc == 0 && eo <= 1e-4 && eh <= 1e-4 && relerr_f(f1, f1, nv) == 0, name,
+    check(rc == 0 && eo <= 1e-4 && eh <= 1e-4 && relerr_f(f1, f1, nv) == 0, name,
         "rc=%d o err %.3g ht err %.3g", rc, eo, eh);
     free(o1), free(o2), free(h1), free(h2), free(f1), free(f2), free(g1), free(g2);
     prob_free(&p);
@@ -178,7 +152,7 @@ static void test_backward(int64_t B, int64_t T, int64_t H, int64_t K, int64_t V,
     }
     snprintf(name, sizeof name, "bwd f64 chunk==ref B=%ld T=%ld H=%ld K=%ld V=%ld C=%ld gate=%s",
              (long)B, (long)T, (long)H, (long)K, (long)V, (long)C, gname[gmode]);
-    tap(rc == 0 && worst <= 1e-10, name, "rc=%d worst %s err %.3g", rc, gnm[wi], worst);
+    check(rc == 0 && worst <= 1e-10, name, "rc=%d worst %s err %.3g", rc, gnm[wi], worst);
 
     float *fr[5], *fc[5];
     for (int i = 0; i < 5; i++) fr[i] = fvec(len[i]), fc[i] = fvec(len[i]);
@@ -192,7 +166,7 @@ static void test_backward(int64_t B, int64_t T, int64_t H, int64_t K, int64_t V,
         if (!(e <= worst)) worst = e, wi = i;
     }
     name[5] = '3', name[6] = '2';
-    tap(rc == 0 && worst <= 1e-4, name, "rc=%d worst %s err %.3g", rc, gnm[wi], worst);
+    check(rc == 0 && worst <= 1e-4, name, "rc=%d worst %s err %.3g", rc, gnm[wi], worst);
     for (int i = 0; i < 5; i++) free(gr[i]), free(gc[i]), free(fr[i]), free(fc[i]);
     prob_free(&p);
 }
@@ -248,7 +222,7 @@ static void test_fd(int64_t B, int64_t T, int64_t H, int64_t K, int64_t V, int64
         snprintf(name, sizeof name, "fd f64 %s B=%ld T=%ld H=%ld K=%ld V=%ld C=%ld gate=%s",
                  path ? "bwd_chunk" : "bwd_ref", (long)B, (long)T, (long)H, (long)K, (long)V, (long)C,
                  gname[gmode]);
-        tap(rc == 0 && worst <= 1e-6, name, "rc=%d worst d%s err %.3g", rc, xn[wi], worst);
+        check(rc == 0 && worst <= 1e-6, name, "rc=%d worst d%s err %.3g", rc, xn[wi], worst);
     }
     for (int i = 0; i < 5; i++) free(gr[i]), free(gc[i]), free(num[i]);
     free(o), free(ht);
@@ -296,7 +270,7 @@ static void test_decode(int64_t B, int64_t T, int64_t H, int64_t K, int64_t V, i
     double eof = relerr_f(odf, of, nv), ehf = relerr_f(Sf, htf, ns);
     snprintf(name, sizeof name, "step decode == ref (o, state) f64+f32 B=%ld T=%ld H=%ld gate=%s",
              (long)B, (long)T, (long)H, gname[gmode]);
-    tap(rc == 0 && eo <= 1e-12 && eh <= 1e-12 && eof <= 1e-6 && ehf <= 1e-6, name,
+    check(rc == 0 && eo <= 1e-12 && eh <= 1e-12 && eof <= 1e-6 && ehf <= 1e-6, name,
         "rc=%d f64 %.3g %.3g f32 %.3g %.3g", rc, eo, eh, eof, ehf);
 
     /* prefill T1 tokens with the chunked forward (ht), then decode the rest with gla_step */
@@ -326,7 +300,7 @@ static void test_decode(int64_t B, int64_t T, int64_t H, int64_t K, int64_t V, i
     e2 = relerr_d(hend, ht, ns);
     snprintf(name, sizeof name, "prefill %ld (chunk, ht) + chunked continuation from h0 == one pass",
              (long)T1);
-    tap(rc == 0 && e1 <= 1e-10 && e2 <= 1e-10, name, "rc=%d o %.3g ht %.3g", rc, e1, e2);
+    check(rc == 0 && e1 <= 1e-10 && e2 <= 1e-10, name, "rc=%d o %.3g ht %.3g", rc, e1, e2);
 
     /* prefill state from the chunked forward, then decode step by step */
     memcpy(S, hmid, (size_t)ns * sizeof(double));
@@ -347,7 +321,7 @@ static void test_decode(int64_t B, int64_t T, int64_t H, int64_t K, int64_t V, i
     }
     e2 = relerr_d(S, ht, ns);
     snprintf(name, sizeof name, "prefill %ld (chunk) + %ld decode steps == one pass", (long)T1, (long)T2);
-    tap(rc == 0 && e1 <= 1e-10 && e2 <= 1e-10, name, "rc=%d o %.3g state %.3g", rc, e1, e2);
+    check(rc == 0 && e1 <= 1e-10 && e2 <= 1e-10, name, "rc=%d o %.3g state %.3g", rc, e1, e2);
 
     free(o), free(ht), free(S), free(od), free(q1), free(k1), free(g1), free(v1), free(o1);
     free(Sf), free(odf), free(q1f), free(k1f), free(g1f), free(v1f), free(o1f), free(of), free(htf);
@@ -372,7 +346,7 @@ static void test_null_grads(void) {
                           H, K, V);
     rc |= gla_bwd_chunk_f64(NULL, NULL, NULL, NULL, NULL, p.w, NULL, p.q, p.k, p.v, p.g, NULL, scale, B,
                             T, H, K, V, C);
-    tap(rc == 0 && memcmp(dg, dg2, (size_t)nk * sizeof(double)) == 0 && relerr_d(dg2, dg3, nk) <= 1e-10,
+    check(rc == 0 && memcmp(dg, dg2, (size_t)nk * sizeof(double)) == 0 && relerr_d(dg2, dg3, nk) <= 1e-10,
         "bwd with only dgk (NULL dq/dk/dv/dh0) == full bwd; all-NULL runs", "rc=%d err %.3g", rc,
         relerr_d(dg2, dg3, nk));
 
@@ -383,7 +357,7 @@ static void test_null_grads(void) {
                            T, H, K, V, C);
     double e = 0;
     for (int64_t i = 0; i < nk; i++) e = fmax(e, fabs(dq2[i] - 2 * dq[i]));
-    tap(rc == 0 && e <= 1e-12, "bwd accumulates (+=) into gradient buffers", "err %.3g", e);
+    check(rc == 0 && e <= 1e-12, "bwd accumulates (+=) into gradient buffers", "err %.3g", e);
     free(dq), free(dk), free(dv), free(dg), free(dg2), free(dg3), free(dq2);
     prob_free(&p);
 }
@@ -411,7 +385,7 @@ static void test_threads(void) {
     int64_t len[10] = {nv, ns, nk, nk, nv, nk, ns, nv, nk, nk};
     int same = 1;
     for (int i = 0; i < 10; i++) same &= memcmp(r[0][i], r[1][i], (size_t)len[i] * sizeof(float)) == 0;
-    tap(same, "1 thread vs 2 threads: bit-identical fwd/bwd (chunk and ref)", same ? "identical" : "results differ");
+    check(same, "1 thread vs 2 threads: bit-identical fwd/bwd (chunk and ref)", same ? "identical" : "results differ");
     for (int run = 0; run < 2; run++)
         for (int i = 0; i < 10; i++) free(r[run][i]);
     prob_free(&p);
@@ -427,14 +401,15 @@ static void test_bad_args(void) {
     bad += gla_fwd_chunk_f32(x, NULL, NULL, x, x, x, NULL, 1, 1, 2, 1, 2, 2, 16) == -1;
     bad += gla_bwd_chunk_f32(x, x, x, x, NULL, NULL, NULL, x, x, x, x, NULL, 1, 1, 2, 1, 2, 2, 16) == -1;
     bad += gla_step_f32(x, NULL, x, x, x, x, 1, 1, 1, 2, 2) == -1;
-    tap(bad == 6, "bad arguments return -1", "%d of 6", bad);
+    check(bad == 6, "bad arguments return -1", "%d of 6", bad);
     /* T = 0: ht = h0 */
     float h0[4] = {1, 2, 3, 4}, ht[4] = {0};
     int rc = gla_fwd_chunk_f32(x, ht, x, x, x, x, h0, 1, 1, 0, 1, 2, 2, 16);
-    tap(rc == 0 && memcmp(h0, ht, sizeof h0) == 0, "T=0 copies h0 to ht", "rc=%d", rc);
+    check(rc == 0 && memcmp(h0, ht, sizeof h0) == 0, "T=0 copies h0 to ht", "rc=%d", rc);
 }
 
 int main(void) {
+    rng_seed(0x9E3779B97F4A7C15ull);
     hb_threads_set(2);
     static const int64_t shapes[][6] = { /* B T H K V C */
         {2, 1, 2, 16, 32, 64},  {1, 37, 2, 16, 32, 64}, {2, 37, 1, 16, 32, 16}, {2, 100, 3, 32, 32, 64},
@@ -464,6 +439,5 @@ int main(void) {
     test_null_grads();
     test_threads();
     test_bad_args();
-    printf("1..%d\n", tap_n);
-    return tap_fail ? 1 : 0;
+    return tap_done();
 }

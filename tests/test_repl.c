@@ -12,12 +12,12 @@
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
+#include "tap.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <pty.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,31 +31,6 @@
 
 static const char *hyblua;
 static char tmpdir[] = "/tmp/test_repl.XXXXXX";
-static int ntests = 0, nfailed = 0;
-
-static int ok(int cond, const char *fmt, ...) {
-    va_list ap;
-    ntests++;
-    if (!cond) nfailed++;
-    printf("%s %d - ", cond ? "ok" : "not ok", ntests);
-    va_start(ap, fmt);
-    vprintf(fmt, ap);
-    va_end(ap);
-    printf("\n");
-    fflush(stdout);
-    return cond;
-}
-
-/* Print text as TAP diagnostics ("# " lines), control characters escaped. */
-static void diag(const char *label, const char *text) {
-    printf("# %s:\n# ", label);
-    for (; text && *text; text++) {
-        if (*text == '\n') printf("\\n\n# ");
-        else if ((unsigned char)*text < 0x20) printf("\\x%02x", (unsigned char)*text);
-        else putchar(*text);
-    }
-    printf("\n");
-}
 
 static long now_ms(void) {
     struct timespec ts;
@@ -149,8 +124,8 @@ static int expect_at(session *s, const char *needle, int line_start) {
             return 1;
         }
         if (left <= 0 || !session_read(s, (int)left)) {
-            diag("expected", needle);
-            diag("got", s->buf ? s->buf + s->mark : "");
+            diag_text("expected", needle);
+            diag_text("got", s->buf ? s->buf + s->mark : "");
             return 0;
         }
     }
@@ -165,7 +140,7 @@ static int wait_raw(session *s) {
     struct termios t;
     while (tcgetattr(s->fd, &t) == 0 && (t.c_lflag & ICANON)) {
         if (now_ms() > deadline) {
-            diag("timeout", "the terminal never left canonical mode");
+            diag_text("timeout", "the terminal never left canonical mode");
             return 0;
         }
         sleep_ms(1);
@@ -201,7 +176,7 @@ static int send_line(session *s, const char *line, const char *expected) {
 static int session_end(session *s, int timeout_ms) {
     long deadline = now_ms() + timeout_ms;
     while (now_ms() < deadline && session_read(s, 50)) {} /* drain until the child closes the pty */
-    if (getenv("TEST_REPL_DEBUG")) diag("session output", s->buf);
+    if (getenv("TEST_REPL_DEBUG")) diag_text("session output", s->buf);
     close(s->fd);
     free(s->buf);
     return wait_child(s->pid, timeout_ms);
@@ -380,7 +355,7 @@ static void test_repl_session(void) {
     ok(history_has(hist, "{1,\n2} == nil"), "a multi-line expression is one entry");
     ok(!history_has(hist, "abc") && !history_has(hist, "function g()"),
        "cancelled input is not in the history");
-    if (nfailed) diag("history file", slurp(hist));
+    if (tap_fail) diag_text("history file", slurp(hist));
 
     /* a new session reads the history back: Ctrl-P recalls the last chunk */
     if (!ok(session_start(&s, argv, tmpdir), "second REPL starts")) return;
@@ -414,7 +389,7 @@ static void test_plain_runs(void) {
         char *argv[] = {NULL, (char *)"-i", NULL};
         rc = run(argv, "x = {1,2,3}\n#x*2\nfunction f(a)\n return a+1\nend\nf(41)\nx;\n", &out, &err);
         ok(rc == 0 && strcmp(out, "6\n42\n") == 0, "piped -i: expressions print, multi-line chunks continue");
-        if (strcmp(out, "6\n42\n") != 0) diag("stdout", out), diag("stderr", err);
+        if (strcmp(out, "6\n42\n") != 0) diag_text("stdout", out), diag_text("stderr", err);
         free(out), free(err);
     }
     {
@@ -442,7 +417,7 @@ static void test_plain_runs(void) {
         write_file(script, text);
         rc = run(argv, NULL, &out, &err);
         ok(rc == 0 && strcmp(out, want) == 0, "script args: arg[0] the script, arg[1..], negative indices, ...");
-        if (rc != 0 || strcmp(out, want) != 0) diag("stdout", out), diag("stderr", err);
+        if (rc != 0 || strcmp(out, want) != 0) diag_text("stdout", out), diag_text("stderr", err);
         free(out), free(err);
     }
     snprintf(script2, sizeof script2, "%s/plain.lua", tmpdir);
@@ -452,7 +427,7 @@ static void test_plain_runs(void) {
         rc = run(argv, NULL, &out, &err);
         ok(rc == 0 && strcmp(out, "true\tx\t1\tnil\t0.1.0\tx\n") == 0,
            "a plain script gets no global hb but can require \"hyblua\"");
-        if (rc != 0) diag("stderr", err);
+        if (rc != 0) diag_text("stderr", err);
         free(out), free(err);
     }
     {
@@ -520,19 +495,12 @@ int main(int argc, char **argv) {
     char cmd[600];
     hyblua = argc > 1 ? argv[1] : getenv("HYBLUA") ? getenv("HYBLUA") : "./hyblua";
     signal(SIGPIPE, SIG_IGN);
-    if (access(hyblua, X_OK) != 0) {
-        printf("1..0 # SKIP no executable at %s\n", hyblua);
-        return 0;
-    }
-    if (mkdtemp(tmpdir) == NULL) {
-        printf("Bail out! cannot create a temporary directory\n");
-        return 1;
-    }
+    if (access(hyblua, X_OK) != 0) return skip_all("no executable at %s", hyblua);
+    if (mkdtemp(tmpdir) == NULL) return bail_out("cannot create a temporary directory");
     test_repl_session();
     test_script_interrupt();
     test_plain_runs();
-    printf("1..%d\n", ntests);
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-    if (system(cmd) != 0) printf("# could not remove %s\n", tmpdir);
-    return nfailed ? 1 : 0;
+    if (system(cmd) != 0) diag("could not remove %s", tmpdir);
+    return tap_done();
 }

@@ -9,7 +9,6 @@
  */
 #include "../kernels/parallel.h"
 #include "../kernels/retention.h"
-#define KTEST_SEED 0x9E3779B97F4A7C15ull
 #include "ktest.h"
 #include <math.h>
 #include <stdio.h>
@@ -280,6 +279,7 @@ static void test_threads(void) {
 }
 
 int main(void) {
+    rng_seed(0x9E3779B97F4A7C15ull);
     hb_threads_set(2);
     static const int64_t shapes[][6] = {
         /* B, T, H, K, V, C */

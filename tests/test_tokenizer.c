@@ -8,33 +8,22 @@
  */
 #define _POSIX_C_SOURCE 200809L
 #include "../io/tokenizer.h"
+#include "tap.h"
 
 #include <cjson/cJSON.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-static int ntest, nfail;
 static char err[1024];
 static char tmpdir[64];
 static const char *data_dir, *gpt2_dir;
 
-static void ok(int cond, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    printf("%sok %d - ", cond ? "" : "not ", ++ntest);
-    vprintf(fmt, ap);
-    printf("\n");
-    va_end(ap);
-    if (!cond) {
-        nfail++;
-        if (err[0]) printf("# last error: %s\n", err);
-    }
+/* tap.h's ok() calls this after a failure: the tokenizer's last error message */
+static void show_last_error(void) {
+    if (err[0]) diag("last error: %s", err);
 }
-
-static void skip(const char *why, const char *desc) { printf("ok %d - %s # SKIP %s\n", ++ntest, desc, why); }
 
 static const char *path_in(const char *dir, const char *name) {
     static char buf[4][512];
@@ -51,7 +40,7 @@ static int check(hb_tokenizer_t *t, const char *text, size_t len, const int64_t 
     int64_t *ids;
     size_t n;
     if (hb_tokenizer_encode(t, text, len, &ids, &n, err, sizeof err)) {
-        printf("# encode failed: %s\n", err);
+        diag("encode failed: %s", err);
         return 0;
     }
     int good = !want || (n == nwant && memcmp(ids, want, n * sizeof *ids) == 0);
@@ -63,14 +52,14 @@ static int check(hb_tokenizer_t *t, const char *text, size_t len, const int64_t 
     char *out;
     size_t olen;
     if (hb_tokenizer_decode(t, ids, n, &out, &olen, err, sizeof err)) {
-        printf("# decode failed: %s\n", err);
+        diag("decode failed: %s", err);
         free(ids);
         return 0;
     }
     const char *expect = want_text ? want_text : text;
     size_t elen = want_text ? strlen(want_text) : len;
     if (olen != elen || memcmp(out, expect, elen) != 0) {
-        printf("# decoded %zu bytes '%.*s', expected %zu\n", olen, (int)olen, out, elen);
+        diag("decoded %zu bytes '%.*s', expected %zu", olen, (int)olen, out, elen);
         good = 0;
     }
     free(ids);
@@ -92,14 +81,6 @@ static int encode_same(hb_tokenizer_t *a, hb_tokenizer_t *b, const char *text, s
     return same;
 }
 
-static uint64_t rng = 88172645463325252ULL;
-static uint64_t next_rand(void) {
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return rng;
-}
-
 /* Random byte strings: uniform bytes, ASCII text with whitespace runs, and UTF-8 fragments
  * (valid, truncated or stray continuation bytes). "▁" (E2 96 81) is avoided: sentencepiece style
  * decodes it as a space. */
@@ -107,13 +88,13 @@ static size_t random_bytes(char *buf, size_t max) {
     static const char *pieces[] = {" ", "  ", "\n", "\t", "the", " cat", "'s", "'ll", "123", "é", "日本",
                                    "\xe2\x80\x83", "\xf0\x9f\x98\x80", "\xc3", "\x80", "\xff", "\xe6\x97",
                                    "\xed\xa0\x80", "\xc0\xaf", "<0x41>", "\0", "x", "A", "!?"};
-    size_t n = next_rand() % max, i = 0;
-    int mode = (int)(next_rand() % 3);
+    size_t n = rng_u64() % max, i = 0;
+    int mode = (int)(rng_u64() % 3);
     while (i < n) {
-        if (mode == 0) buf[i++] = (char)(next_rand() & 0xFF);
-        else if (mode == 1) buf[i++] = " \n\tabcdefghij,.'0123"[next_rand() % 20];
+        if (mode == 0) buf[i++] = (char)(rng_u64() & 0xFF);
+        else if (mode == 1) buf[i++] = " \n\tabcdefghij,.'0123"[rng_u64() % 20];
         else {
-            const char *p = pieces[next_rand() % (sizeof pieces / sizeof *pieces)];
+            const char *p = pieces[rng_u64() % (sizeof pieces / sizeof *pieces)];
             size_t m = p[0] ? strlen(p) : 1;
             for (size_t k = 0; k < m && i < n; k++) buf[i++] = p[k];
         }
@@ -128,7 +109,7 @@ static int random_roundtrips(hb_tokenizer_t *t, int count) {
     for (int r = 0; r < count; r++) {
         size_t n = random_bytes(buf, sizeof buf);
         if (!check(t, buf, n, NULL, 0, NULL)) {
-            printf("# round-trip %d failed (%zu bytes)\n", r, n);
+            diag("round-trip %d failed (%zu bytes)", r, n);
             return 0;
         }
     }
@@ -137,7 +118,7 @@ static int random_roundtrips(hb_tokenizer_t *t, int count) {
 
 static int has(const char *msg, const char *part) {
     if (strstr(msg, part)) return 1;
-    printf("# message '%s' lacks '%s'\n", msg, part);
+    diag("message '%s' lacks '%s'", msg, part);
     return 0;
 }
 
@@ -277,7 +258,7 @@ static void test_gpt2(void) {
     snprintf(enc, sizeof enc, "%s/encoder.json", gpt2_dir);
     snprintf(bpe, sizeof bpe, "%s/vocab.bpe", gpt2_dir);
     if (access(enc, R_OK) != 0 || access(bpe, R_OK) != 0) {
-        for (int i = 0; i < ntests; i++) skip("no GPT-2 files (see tests/data/fetch_gpt2.sh)", "gpt2");
+        for (int i = 0; i < ntests; i++) skip("gpt2: no GPT-2 files (see tests/data/fetch_gpt2.sh)");
         return;
     }
     hb_tokenizer_t *t = hb_tokenizer_load_gpt2(enc, bpe, err, sizeof err);
@@ -380,11 +361,11 @@ static const char *write_corpus(void) {
     const char *p = path_in(tmpdir, "corpus.txt");
     FILE *f = fopen(p, "wb");
     if (!f) return p;
-    rng = 12345;
+    rng_seed(12345);
     for (int s = 0; s < 6000; s++) {
-        int len = 5 + (int)(next_rand() % 11);
+        int len = 5 + (int)(rng_u64() % 11);
         for (int w = 0; w < len; w++) {
-            uint64_t r = next_rand() % 1000000;
+            uint64_t r = rng_u64() % 1000000;
             int k = (int)((double)nw * (double)r * r / 1e12);   /* skewed towards the first words */
             fprintf(f, "%s%s", w ? " " : "", words[k]);
         }
@@ -415,7 +396,7 @@ static void test_train(void) {
     const char *frequent[] = {" the", " of", " and", " to", " tokenizer", "the"};
     for (int i = 0; i < 6; i++) {
         if (hb_tokenizer_encode(t, frequent[i], strlen(frequent[i]), &ids, &n, err, sizeof err)) return;
-        if (n != 1) printf("# '%s' is %zu tokens\n", frequent[i], n), single = 0;
+        if (n != 1) diag("'%s' is %zu tokens", frequent[i], n), single = 0;
         free(ids);
     }
     ok(single, "train: frequent words (' the', ' tokenizer', ...) are single tokens");
@@ -426,7 +407,7 @@ static void test_train(void) {
     int short_enough = 0;
     if (hb_tokenizer_encode(t, text, len, &ids, &n, err, sizeof err) == 0) {
         short_enough = n < len / 3;
-        printf("# corpus: %zu bytes -> %zu tokens\n", len, n);
+        diag("corpus: %zu bytes -> %zu tokens", len, n);
         free(ids);
     }
     ok(short_enough && check(t, text, len, NULL, 0, NULL) && random_roundtrips(t, 300),
@@ -496,25 +477,23 @@ static void test_errors(void) {
 }
 
 int main(void) {
+    rng_seed(88172645463325252ull);
+    tap_on_fail = show_last_error;
     data_dir = getenv("HB_TOK_DATA") ? getenv("HB_TOK_DATA") : "tests/data/tok";
     gpt2_dir = getenv("HB_GPT2_DIR") ? getenv("HB_GPT2_DIR") : "tests/data/gpt2";
     strcpy(tmpdir, "/tmp/hb_tokenizer_XXXXXX");
-    if (!mkdtemp(tmpdir)) {
-        printf("1..0 # SKIP cannot create a temporary directory\n");
-        return 1;
-    }
+    if (!mkdtemp(tmpdir)) return bail_out("cannot create a temporary directory %s", tmpdir);
     test_byte();
     test_gpt2();
     test_hf_bytelevel();
     test_hf_sentencepiece();
     test_train();
     test_errors();
-    printf("1..%d\n", ntest);
     const char *names[] = {"byte.json", "gpt2.json", "sp_saved.json", "meta.json", "unk.json", "nounk.json",
                            "corpus.txt", "trained.json", "tiny.txt", "bad.json", "wordpiece.json",
                            "nomerges.json", "badmerge.json", "badresult.json", "nfc.json", "split.json",
                            "array.json", "vocab.bpe", "encoder.json"};
     for (size_t i = 0; i < sizeof names / sizeof *names; i++) unlink(path_in(tmpdir, names[i]));
     rmdir(tmpdir);
-    return nfail ? 1 : 0;
+    return tap_done();
 }
