@@ -214,11 +214,12 @@ function M.normalize(user)
   return cfg
 end
 
--- The dict fla's config class would save (public fields only, nulls restored).
+-- The dict fla's config class would save: the fields and harmless keys as given, without the derived
+-- sizes (keys starting with "_" that are not harmless ones such as _name_or_path).
 function M.to_json(cfg)
   local out = {}
   for k, v in pairs(cfg) do
-    if k:sub(1, 1) ~= "_" then out[k] = v end
+    if k:sub(1, 1) ~= "_" or M.harmless[k] then out[k] = v end
   end
   if type(out.attn) == "table" then
     local specs = {}
