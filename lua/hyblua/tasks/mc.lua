@@ -1,4 +1,4 @@
--- hyblua/tasks/mc.lua — multiple-choice scoring as lm-eval-harness does it (evals.md §3):
+-- hyblua/tasks/mc.lua — multiple-choice scoring as lm-eval-harness does it (docs/evals.md#multiple-choice):
 --   for each choice c: loglik = Σ log p(continuation tokens | context), continuation = " " + c;
 --   acc      = [argmax_i loglik_i == gold]
 --   acc_norm = [argmax_i loglik_i / len(choice_i) in characters == gold]   (lm-eval's acc_norm)

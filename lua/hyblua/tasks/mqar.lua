@@ -1,4 +1,4 @@
--- hyblua/tasks/mqar.lua — Zoology's multi-query associative recall (evals.md §1.1), as
+-- hyblua/tasks/mqar.lua — Zoology's multi-query associative recall (docs/evals.md#mqar), as
 -- zoology/data/multiquery_ar.py builds it:
 --   keys from [1, V/2), values from [V/2, V), distinct within an example; token 0 is the filler;
 --   the sequence opens with k1 v1 k2 v2 … (tiled num_passes times: context = 2·kv·num_passes tokens);
@@ -6,7 +6,7 @@
 --   without replacement from range(space), space = (T − context)//2, with p(i) ∝ a·i^(a−1), i = 1..space;
 --   the label (the key's value) sits at the query position itself, −100 elsewhere;
 --   random_non_queries replaces every filler 0 by a uniform token of [0, V).
--- Zoology draws with numpy's global RNG; we use our own seeded generator (tasks share eval.lua's), so the
+-- Zoology draws with numpy's global RNG; we use our own seeded generator (tasks/util.lua's), so the
 -- tokens differ from Zoology's for the same seed, but every structural property is the same: the
 -- weighted draw without replacement repeats numpy's rounds (draw, drop repeats, zero found, renormalise).
 local hb = require "hyblua.binding"
@@ -232,7 +232,7 @@ end
 --   -> mean per-example accuracy, per_example (table)
 -- Zoology's compute_metrics: per example, the mean of argmax == target over its supervised positions;
 -- then the mean over examples. Examples without a supervised position are left out (per_example nil).
--- Logits are computed only at supervised positions when the model allows (see eval.lua logits_at);
+-- Logits are computed only at supervised positions when the model allows (see tasks/util.lua logits_at);
 -- full_logits = true forces model:forward.
 function M.accuracy(model, inputs, labels, opts)
   opts = opts or {}

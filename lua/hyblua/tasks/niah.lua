@@ -1,4 +1,4 @@
--- hyblua/tasks/niah.lua — RULER needle-in-a-haystack tasks (evals.md §1.5, §2.2), as RULER's
+-- hyblua/tasks/niah.lua — RULER needle-in-a-haystack tasks (docs/evals.md#niah), as RULER's
 -- scripts/data/synthetic/niah.py and lm-eval's tasks/ruler/prepare_niah.py build them:
 --   needle   "One of the special magic {numbers|uuids} for {key} is: {value}."
 --   haystack repeat (the "grass is green" noise line), essay (text, sentence-split; needles go between

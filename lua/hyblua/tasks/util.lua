@@ -111,7 +111,7 @@ function U.now() return hb.now() end
 -- ---- logits at chosen positions ----------------------------------------------------------------------
 -- model, ids [B,T] int64, flat 0-based positions (b-1)*T + (t-1) as an int64 tensor [M] -> logits [M, V].
 -- hb.models models: hidden states are gathered first and only those rows are projected (the vocabulary
--- head dominates small models, evals.md §1.2); other models: forward, then pick rows.
+-- head dominates small models, docs/evals.md#scoring-only-the-positions-needed); other models: forward, then pick rows.
 function U.logits_at(model, ids, flat_idx, full)
   local B, T = ids:size(1), ids:size(2)
   local params = rawget(model, "params")
