@@ -239,6 +239,12 @@ do
     "config: custom_mixers[1].layers: 2 is not a layer index in [0, 2)", "custom_mixers entry: layer out of range")
   T.raises(function() hb.models.new(with { custom_mixers = { { mixer = "gla", layers = { 1 } } } }) end,
     "config: custom_mixers[1].mixer = 'gla' is the mixer of model_type 'gla'", "custom_mixers entry: a model type's mixer")
+  local mt = hb.models.new({ model_type = "transformer", hidden_size = 16, num_hidden_layers = 2, vocab_size = 16, num_heads = 2,
+    custom_mixers = { { mixer = "test_plain", layers = { 1 } } } }, { seed = 1 })
+  T.ok(hb.schedule.describe(mt.config) == "AC" and mt.params["model.layers.1.attn.q_proj.weight"] == nil,
+    "custom_mixers: a placement in a transformer replaces that layer's attention")
+  T.raises(function() hb.models.new(with { attn = { layers = { 1 }, num_heads = 2 }, custom_mixers = { { mixer = "test_plain", layers = { 1 } } } }) end,
+    "config: layer 1 is both an attention layer and a custom mixer ('test_plain')", "custom_mixers: not on an attention layer")
   local mp = hb.models.new(with { custom_mixers = { { mixer = "test_plain", layers = { 0 }, anything = 3 } } }, { seed = 1 })
   T.is(mp.config.custom_mixers[1].anything, 3, "custom_mixers entry: a mixer without options takes any other key")
   T.raises(function() hb.eval.efficiency(mp) end, "efficiency: the mixer 'test_plain' of layer 0 declares no state_bytes",
