@@ -139,16 +139,8 @@ local function type_def(mt)
   return def
 end
 
--- fla's default of field k for model type mt (the type's own default, else the common one)
-function M.default(mt, k)
-  local def = type_def(mt)
-  local v = (def.config or {})[k]
-  if v == nil then v = M.common[k] end
-  return v
-end
-
--- Compatibility view for callers that read the defaults of a type as a table: M.types[mt] is the
--- type's own defaults (def.config), nil for an unknown type.
+-- The defaults of a type as a table (recipe.lua reads it): M.types[mt] is the type's own fields and
+-- defaults (its mixer's def.config), nil for an unknown type.
 M.types = setmetatable({}, {
   __index = function(_, mt)
     local def = type(mt) == "string" and registry.for_model_type(mt) or nil

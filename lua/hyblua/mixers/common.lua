@@ -162,5 +162,4 @@ function M.apply_lb(f_log, lb)
   return ((f_log:exp() * (1 - lb)) + lb):log()
 end
 
-M.is_null = C.is_null
 return M
