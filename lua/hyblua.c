@@ -1,5 +1,5 @@
 /* hyblua.c — luaopen_hyblua: builds the module table from the C binding files, then runs the Lua part
- * of the library (lua/hyblua/init.lua) which adds nn, models, schedules, training and evaluation.
+ * of the library (lua/hyblua/init.lua), which adds models, mixers, schedules, training and evaluation.
  *
  * The Lua library is found on package.path; the executable prepends the source tree's lua/ directory
  * (HB_LUADIR, fixed at build time) and HYBLUA_PATH if set, so `require "hyblua"` works from any
@@ -205,17 +205,17 @@ int luaopen_hyblua(lua_State *L) {
 #endif
     lua_pushstring(L, HB_VERSION);
     lua_setfield(L, -2, "version");
-    /* hand the table to the Lua half: require("hyblua.init")(hb) */
+    /* hand the table to the Lua half: the Lua modules `require "hyblua.binding"` to reach it (it is
+     * not yet package.loaded["hyblua"]), and lua/hyblua/init.lua adds their tables to it. A module that
+     * is missing or fails to load raises here, so `require "hyblua"` fails with its message. */
     int hb = lua_gettop(L);
+    luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
     lua_pushvalue(L, hb);
-    lua_setfield(L, LUA_REGISTRYINDEX, "hyblua.module");
+    lua_setfield(L, -2, "hyblua.binding");
+    lua_pop(L, 1);
     lua_getglobal(L, "require");
     lua_pushstring(L, "hyblua.init");
-    lua_call(L, 1, 1);
-    if (lua_isfunction(L, -1)) {
-        lua_pushvalue(L, hb);
-        lua_call(L, 1, 0);
-    } else lua_pop(L, 1);
+    lua_call(L, 1, 0);
     lua_settop(L, hb);
     return 1;
 }

@@ -444,6 +444,7 @@ do
   local f_ok = true
   for _, k in ipairs(kinds) do
     local cfg = { hidden_size = 32, num_hidden_layers = 1, num_heads = 2, vocab_size = 64 }
+    if k.model_type == "hgrn" then cfg.num_heads = nil end -- HGRN has no heads (configs are strict)
     for kk, v in pairs(k) do cfg[kk] = v end
     local mk = hb.models.new(cfg, { seed = 1 })
     local ek = E.efficiency(mk, { N = 7 })

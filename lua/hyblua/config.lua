@@ -24,9 +24,13 @@
 --   hb.config.dump(cfg [, comment]) → YAML text (keys sorted; floats keep a '.', so they stay floats)
 --   hb.config.save(path, cfg [, comment]) — atomic write of dump(cfg)
 --   hb.config.load(path), hb.config.decode(text) — YAML to Lua (lua/lconfig.c)
-return function(hb)
-  local config = hb.config or {}
-  hb.config = config
+--   hb.config.suggest(key, known), hb.config.check_keys(t, known [, where]) — the did-you-mean of the
+--                 unknown-key errors, for other table-of-options APIs (model configs, attention specs)
+--
+-- The module extends the binding's hb.config table (lconfig.c) and returns it.
+local hb = require "hyblua.binding"
+do
+  local config = hb.config
   local null = hb.io.null
 
   -- ---- values ----------------------------------------------------------------------------------------
@@ -98,21 +102,63 @@ return function(hb)
     return ks
   end
 
-  local function unknown_key(path, root_defaults, parent_defaults, parent_path)
-    -- the nearest known path, comparing whole paths and also last components (a key put in the wrong
-    -- section, or a top-level shorthand for a nested key)
+  -- the known path nearest to `path`, or nil when none is near: whole paths and also last components are
+  -- compared (a key put in the wrong section, or a top-level shorthand for a nested key); failing that, a
+  -- key typed without its suffix finds the key it begins ("window" → "window_size")
+  local function nearest(path, paths)
     local best, bestd
     local last = path:match("([^.]*)$")
-    for _, p in ipairs(all_paths(root_defaults, "")) do
+    for _, p in ipairs(paths) do
       local d = math.min(distance(path, p), distance(last, p:match("([^.]*)$")))
       if not bestd or d < bestd or (d == bestd and p < best) then best, bestd = p, d end
     end
+    if best and bestd <= math.max(1, #last // 3) then return best end
+    local pre
+    for _, p in ipairs(paths) do
+      local lp = p:match("([^.]*)$")
+      if #last >= 3 and lp:sub(1, #last + 1) == last .. "_" and (not pre or #p < #pre or (#p == #pre and p < pre)) then
+        pre = p
+      end
+    end
+    return pre
+  end
+
+  local function unknown_key(path, root_defaults, parent_defaults, parent_path)
+    local best = nearest(path, all_paths(root_defaults, ""))
     local msg = "unknown config key '" .. path .. "'"
-    if best and bestd <= math.max(1, #last // 3) then return msg .. " (did you mean '" .. best .. "'?)" end
+    if best then return msg .. " (did you mean '" .. best .. "'?)" end
     local ks = {}
     for _, k in ipairs(sorted_keys(parent_defaults)) do ks[#ks + 1] = tostring(k) end
     if parent_path == "" then return msg .. " (known keys: " .. table.concat(ks, ", ") .. ")" end
     return msg .. " (keys of '" .. parent_path .. "': " .. table.concat(ks, ", ") .. ")"
+  end
+
+  -- The flat set {key = true} of a table's keys (so that all_paths does not descend into values).
+  local function key_set(known)
+    local set = {}
+    for k in pairs(known) do set[tostring(k)] = true end
+    return set
+  end
+
+  -- hb.config.suggest(key, known) → the key of `known` (a table whose keys are the valid names) nearest
+  -- to `key`, as the unknown-key errors suggest it, or nil
+  function config.suggest(key, known)
+    return nearest(tostring(key), all_paths(key_set(known), ""))
+  end
+
+  -- hb.config.unknown_key(key, known) → "unknown config key 'k' (did you mean 'x'?)", or the message
+  -- listing the known keys when none is near: the text of the YAML path's error
+  function config.unknown_key(key, known)
+    local set = key_set(known)
+    return unknown_key(tostring(key), set, set, "")
+  end
+
+  -- hb.config.check_keys(t, known [, where]) — raises "<where>: unknown config key ..." (as above) for the
+  -- first key of t, in sorted order, that is not a key of `known`
+  function config.check_keys(t, known, where)
+    for _, k in ipairs(sorted_keys(t)) do
+      if known[k] == nil then error((where and where .. ": " or "") .. config.unknown_key(k, known), 0) end
+    end
   end
 
   -- ---- checking and merging -------------------------------------------------------------------------------

@@ -1,5 +1,5 @@
 -- hyblua/eval.lua — evaluation: LM loss / perplexity / bits-per-byte, MQAR, NIAH (RULER), multiple
--- choice (lm-eval), and efficiency accounting. Sets hb.eval; definitions follow shared/spec/evals.md.
+-- choice (lm-eval), and efficiency accounting. The module is hb.eval; definitions: docs/evals.md.
 --
 --   hb.eval.lm(model, ids_or_shard, opts)        rolling-window loss, ppl, bpb (lm-eval loglikelihood_rolling)
 --   hb.eval.mqar.*                                Zoology's multi-query associative recall  (tasks/mqar.lua)
@@ -14,391 +14,244 @@
 -- Tokenizers are duck-typed too: an object with `:encode(text) -> ids` and `:decode(ids) -> text`
 -- (ids as a Lua table or a 1-D tensor), or a plain function text -> ids where decoding is not needed.
 -- Token ids are 0-based values; positions and dims are 1-based (the binding's convention).
-return function(hb)
-  local E = {}
-  hb.eval = E
-  local U = {}   -- helpers shared with tasks/*.lua
-  E._util = U
+local hb = require "hyblua.binding"
+local U = require "hyblua.tasks.util"
 
-  -- ---- small deterministic RNG (splitmix64), independent of hb's global generator -----------------
-  -- Data generation must be reproducible from its own seed and must not disturb model initialisation.
-  local Rng = {}
-  Rng.__index = Rng
-  function U.rng(seed)
-    return setmetatable({ s = math.tointeger(seed or 0) or math.floor(seed) }, Rng)
-  end
-  function Rng:next64()
-    local z = self.s + 0x9E3779B97F4A7C15
-    self.s = z
-    z = (z ~ (z >> 30)) * 0xBF58476D1CE4E5B9
-    z = (z ~ (z >> 27)) * 0x94D049BB133111EB
-    return z ~ (z >> 31)
-  end
-  -- uniform float in [0, 1)
-  function Rng:random() return (self:next64() >> 11) * (1.0 / 9007199254740992.0) end
-  -- uniform integer in [lo, hi] (inclusive; the range must be below 2^53)
-  function Rng:randint(lo, hi) return lo + math.floor(self:random() * (hi - lo + 1)) end
-  -- k distinct values of lo..hi in random order (partial Fisher–Yates; numpy's choice(replace=False))
-  function Rng:sample(lo, hi, k)
-    local n = hi - lo + 1
-    if k > n then error(string.format("sample: cannot take %d distinct values from %d", k, n), 2) end
-    local swap, out = {}, {}
-    for i = 0, k - 1 do
-      local j = self:randint(i, n - 1)
-      local vi, vj = swap[i] or i, swap[j] or j
-      swap[j] = vi
-      out[i + 1] = lo + vj
-    end
-    return out
-  end
-  function Rng:shuffle(t)
-    for i = #t, 2, -1 do
-      local j = self:randint(1, i)
-      t[i], t[j] = t[j], t[i]
-    end
-    return t
-  end
-  function Rng:choice(t) return t[self:randint(1, #t)] end
+local E = {}
+E._util = U
+E.byte_tokenizer = U.byte_tokenizer
+local is_tensor = U.is_tensor
 
-  -- ---- ids, tokenizers --------------------------------------------------------------------------------
-  local function is_tensor(x)
-    local mt = type(x) == "userdata" and getmetatable(x)
-    return type(mt) == "table" and mt.__name == "hyblua.Tensor"
+-- ---- LM: rolling-window loss / perplexity / bits per byte ----------------------------------------
+-- Windows over a stream seq[1..n+1] whose first token is the prefix (never predicted) and whose n
+-- others are each predicted exactly once. With stride = T these are lm-eval's
+-- get_rolling_token_windows(context_len=1) + make_disjoint_window: the first window feeds seq[1..T]
+-- and scores all of it; each later window ends at the last not-yet-scored token e, feeds the T tokens
+-- before it (so a full window's first prediction sees only the previous window's edge token; the last,
+-- partial window keeps T tokens of context) and scores only the new tokens. stride < T gives
+-- overlapping (HF-style sliding) windows that score `stride` new tokens each with up to T context.
+-- Returns a list of {s = first input index in seq, L = input length, k = scored tokens (the last k)}.
+function E.rolling_windows(n, T, stride)
+  stride = stride or T
+  if T < 1 or stride < 1 or stride > T then error("rolling_windows: need 1 <= stride <= T", 2) end
+  local wins = {}
+  if n <= 0 then return wins end
+  local first = math.min(T, n)
+  wins[1] = { s = 1, L = first, k = first }
+  local P = first
+  while P < n do
+    local k = math.min(n - P, stride)
+    local e = P + k
+    local L = math.min(T, e)
+    wins[#wins + 1] = { s = e - L + 1, L = L, k = k }
+    P = e
   end
-  U.is_tensor = is_tensor
+  return wins
+end
 
-  -- a Lua table of integer ids from a table or a 1-D tensor
-  function U.ids_of(x)
-    if is_tensor(x) then
-      if x:dim() ~= 1 then x = x:contiguous():view(-1) end
-      return x:tolist()
-    end
-    return x
-  end
-
-  function U.encode(tok, text)
-    if type(tok) == "function" then return U.ids_of(tok(text)) end
-    if type(tok) ~= "table" and type(tok) ~= "userdata" then error("tokenizer expected (object with :encode or a function)", 3) end
-    return U.ids_of(tok:encode(text))
-  end
-
-  function U.decode(tok, ids)
-    if type(tok) ~= "table" and type(tok) ~= "userdata" then error("decoding needs a tokenizer object with :decode", 3) end
-    return tok:decode(ids)
-  end
-
-  -- an attribute or zero-argument method of a duck-typed object (tok.eos_id or tok:eos_id())
-  function U.attr(obj, ...)
-    if obj == nil or type(obj) == "function" then return nil end
-    for _, name in ipairs { ... } do
-      local ok, v = pcall(function() return obj[name] end)
-      if ok and v ~= nil then
-        if type(v) == "function" then
-          local ok2, r = pcall(v, obj)
-          if ok2 and r ~= nil then return r end
-        else
-          return v
-        end
-      end
-    end
-    return nil
-  end
-
-  -- The byte tokenizer: ids 0..255 are byte values. Handy for tests and tokenizer-free experiments.
-  function E.byte_tokenizer()
-    return {
-      vocab_size = 256,
-      encode = function(_, s) return { s:byte(1, -1) } end,
-      decode = function(_, ids)
-        ids = U.ids_of(ids)
-        local parts = {}
-        for i = 1, #ids, 4096 do
-          parts[#parts + 1] = string.char(table.unpack(ids, i, math.min(#ids, i + 4095)))
-        end
-        return table.concat(parts)
-      end,
-    }
-  end
-
-  -- monotonic wall-clock seconds
-  function U.now() return hb.now() end
-
-  -- ---- logits at chosen positions ----------------------------------------------------------------------
-  -- model, ids [B,T] int64, flat 0-based positions (b-1)*T + (t-1) as an int64 tensor [M] -> logits [M, V].
-  -- hb.models models: hidden states are gathered first and only those rows are projected (the vocabulary
-  -- head dominates small models, evals.md §1.2); other models: forward, then pick rows.
-  function U.logits_at(model, ids, flat_idx, full)
-    local B, T = ids:size(1), ids:size(2)
-    local params = rawget(model, "params")
-    local W = params and (params["lm_head.weight"] or params["model.embeddings.weight"])
-    if not full and W and type(model.hidden) == "function" then
-      local h = model:hidden(ids)
-      local d = h:size(3)
-      return hb.linear(h:contiguous():view(B * T, d):index_select(1, flat_idx), W)
-    end
-    local logits = model:forward(ids)
-    local V = logits:size(3)
-    return logits:contiguous():view(B * T, V):index_select(1, flat_idx)
-  end
-
-  -- ---- LM: rolling-window loss / perplexity / bits per byte ----------------------------------------
-  -- Windows over a stream seq[1..n+1] whose first token is the prefix (never predicted) and whose n
-  -- others are each predicted exactly once. With stride = T these are lm-eval's
-  -- get_rolling_token_windows(context_len=1) + make_disjoint_window: the first window feeds seq[1..T]
-  -- and scores all of it; each later window ends at the last not-yet-scored token e, feeds the T tokens
-  -- before it (so a full window's first prediction sees only the previous window's edge token; the last,
-  -- partial window keeps T tokens of context) and scores only the new tokens. stride < T gives
-  -- overlapping (HF-style sliding) windows that score `stride` new tokens each with up to T context.
-  -- Returns a list of {s = first input index in seq, L = input length, k = scored tokens (the last k)}.
-  function E.rolling_windows(n, T, stride)
-    stride = stride or T
-    if T < 1 or stride < 1 or stride > T then error("rolling_windows: need 1 <= stride <= T", 2) end
-    local wins = {}
-    if n <= 0 then return wins end
-    local first = math.min(T, n)
-    wins[1] = { s = 1, L = first, k = first }
-    local P = first
-    while P < n do
-      local k = math.min(n - P, stride)
-      local e = P + k
-      local L = math.min(T, e)
-      wins[#wins + 1] = { s = e - L + 1, L = L, k = k }
-      P = e
-    end
-    return wins
-  end
-
-  -- A reader over the stream: get(a, len) -> 1-D int64 tensor of seq[a .. a+len-1] (1-based), where seq
-  -- is the data with an optional prefix token in front.
-  local function stream_reader(data, prefix)
-    local len, raw
-    if is_tensor(data) then
-      if data:dim() == 2 and data:size(1) == 1 then data = data:select(1, 1) end
-      if data:dim() ~= 1 then error("lm: ids must be a 1-D tensor (or [1, N])", 3) end
-      len = data:size(1)
-      raw = function(a, n) return data:narrow(1, a, n) end
-    elseif type(data) == "table" and type(data[1]) == "number" then
-      len = #data
-      raw = function(a, n)
-        local t = {}
-        for i = 1, n do t[i] = data[a + i - 1] end
-        return hb.tensor(t, "int64")
-      end
-    elseif data ~= nil and (type(data) == "table" or type(data) == "userdata") and data.len and data.window then
-      len = data:len()
-      raw = function(a, n)
-        local w = data:window(a, n)
-        if not is_tensor(w) then w = hb.tensor(w, "int64") end
-        return w
-      end
-    else
-      error("lm: expected a 1-D int64 tensor of ids, a table of ids, or a shard with :len() and :window(i, n)", 3)
-    end
-    if not prefix then return len, raw end
-    local function get(a, n)
-      if a > 1 then return raw(a - 1, n) end
-      local t = { prefix }
-      if n > 1 then
-        local rest = U.ids_of(raw(1, n - 1))
-        for i = 1, #rest do t[i + 1] = rest[i] end
-      end
+-- A reader over the stream: get(a, len) -> 1-D int64 tensor of seq[a .. a+len-1] (1-based), where seq
+-- is the data with an optional prefix token in front.
+local function stream_reader(data, prefix)
+  local len, raw
+  if is_tensor(data) then
+    if data:dim() == 2 and data:size(1) == 1 then data = data:select(1, 1) end
+    if data:dim() ~= 1 then error("lm: ids must be a 1-D tensor (or [1, N])", 3) end
+    len = data:size(1)
+    raw = function(a, n) return data:narrow(1, a, n) end
+  elseif type(data) == "table" and type(data[1]) == "number" then
+    len = #data
+    raw = function(a, n)
+      local t = {}
+      for i = 1, n do t[i] = data[a + i - 1] end
       return hb.tensor(t, "int64")
     end
-    return len + 1, get
-  end
-
-  -- hb.eval.lm(model, ids | shard, opts) -> {loss, ppl, bpb, tokens, bytes, nll}
-  --   opts.T            window (max_length); default model.config.max_position_embeddings or 2048
-  --   opts.stride       new tokens per later window; default T (lm-eval's disjoint windows)
-  --   opts.max_tokens   score at most this many tokens (the first ones of the stream)
-  --   opts.prefix_token prepend this id (lm-eval uses EOT/BOS) so that the first data token is scored too;
-  --                     without it the first token is context only
-  --   opts.bytes | opts.bytes_per_token | opts.tokenizer (decode scored tokens) -> byte count for bpb;
-  --                     a shard's own bytes_per_token is used when none is given; else bpb is nil
-  --   opts.batch_size   windows per forward (default: ~32M logits per batch)
-  -- loss = nats per scored token, ppl = exp(loss), bpb = total nats / (ln 2 · total bytes).
-  function E.lm(model, data, opts)
-    opts = opts or {}
-    local cfg = rawget(model, "config") or {}
-    local T = opts.T or cfg.max_position_embeddings or 2048
-    local stride = opts.stride or T
-    local len, get = stream_reader(data, opts.prefix_token)
-    local n = len - 1
-    if opts.max_tokens then n = math.min(n, opts.max_tokens) end
-    if n < 1 then error("lm: need at least 2 tokens (or 1 with a prefix_token)", 2) end
-    local wins = E.rolling_windows(n, T, stride)
-    local V = cfg.vocab_size or 32000
-    local total, count, bytes_dec = 0.0, 0, 0
-    local tok = opts.tokenizer
-    local i = 1
-    hb.no_grad(function()
-      while i <= #wins do
-        local L = wins[i].L
-        -- default batch: about 4096 tokens (a training batch's size, so evaluating mid-run does not raise the
-        -- process's peak memory) and at most 2^25 logits
-        local bs = opts.batch_size or math.max(1, math.min((1 << 25) // (L * V), 4096 // L))
-        local j = i
-        while j + 1 <= #wins and j + 1 - i < bs and wins[j + 1].L == L do j = j + 1 end
-        local B = j - i + 1
-        local x = hb.zeros(B, L, "int64")
-        local y = hb.full(-100, B, L, "int64")
-        local k_sum = 0
-        for b = 1, B do
-          local w = wins[i + b - 1]
-          local toks = get(w.s, L + 1)
-          x:select(1, b):copy_(toks:narrow(1, 1, L))
-          local tgt = toks:narrow(1, L - w.k + 2, w.k)
-          y:select(1, b):narrow(1, L - w.k + 1, w.k):copy_(tgt)
-          k_sum = k_sum + w.k
-          if tok and not opts.bytes and not opts.bytes_per_token then
-            bytes_dec = bytes_dec + #U.decode(tok, U.ids_of(tgt))
-          end
-        end
-        local logits = model:forward(x)
-        local Vl = logits:size(3)
-        local mean = hb.cross_entropy(logits:contiguous():view(B * L, Vl), y:view(B * L), -100):item()
-        total = total + mean * k_sum
-        count = count + k_sum
-        i = j + 1
-      end
-    end)
-    local loss = total / count
-    local bytes = opts.bytes
-    if not bytes and opts.bytes_per_token then bytes = opts.bytes_per_token * count end
-    if not bytes and tok then bytes = bytes_dec end
-    local is_shard = not is_tensor(data) and not (type(data) == "table" and type(data[1]) == "number")
-    if not bytes and is_shard then
-      local bpt = U.attr(data, "bytes_per_token")
-      if bpt then bytes = bpt * count end
+  elseif data ~= nil and (type(data) == "table" or type(data) == "userdata") and data.len and data.window then
+    len = data:len()
+    raw = function(a, n)
+      local w = data:window(a, n)
+      if not is_tensor(w) then w = hb.tensor(w, "int64") end
+      return w
     end
-    return {
-      loss = loss, ppl = math.exp(loss), nll = total, tokens = count, bytes = bytes,
-      bpb = bytes and bytes > 0 and total / (math.log(2) * bytes) or nil,
-      T = T, stride = stride, windows = #wins,
-    }
+  else
+    error("lm: expected a 1-D int64 tensor of ids, a table of ids, or a shard with :len() and :window(i, n)", 3)
   end
-
-  -- ---- efficiency accounting ------------------------------------------------------------------------
-  -- Per layer (fp32, batch 1):
-  --   recurrent state elements: hgrn E; retnet, gla, delta_net H·dk·dv; gated_deltanet HV·dk·dv;
-  --   hgrn2 H·E·dv (E = expand_ratio, the per-head key width); attention none.
-  --   short-conv state: (conv_size − 1)·channels for every *_conv1d of the layer (what the decode cache keeps).
-  --   KV cache at context N: 2·min(N, window)·Hkv·D per attention layer.
-  --   mixer FLOPs per token, the paper's formula (paper.md "Efficiency", d = hidden_size, H = the layer's
-  --   heads, L = N): attention 2·N·d; hgrn 5·d; retnet 5·d²/H; gla, hgrn2 7·d²/H; delta_net,
-  --   gated_deltanet 8·d²/H. It counts only the token mixing, not the projections or the MLP.
-  -- flops_per_token adds the dense part as 2·params (one multiply-add per parameter per token: projections,
-  -- MLP, LM head; the embedding lookup and norms are counted too, a small overestimate).
-  local function layer_state(L)
-    local k = L.kind
-    if k == "hgrn" then return L.E end
-    if k == "retnet" or k == "gla" or k == "delta_net" then return L.H * L.dk * L.dv end
-    if k == "gated_deltanet" then return (L.HV or L.H) * L.dk * L.dv end
-    if k == "hgrn2" then return L.H * L.E * L.dv end
-    if k == "attention" then return 0 end
-    error("efficiency: unknown layer kind '" .. tostring(k) .. "'", 3)
+  if not prefix then return len, raw end
+  local function get(a, n)
+    if a > 1 then return raw(a - 1, n) end
+    local t = { prefix }
+    if n > 1 then
+      local rest = U.ids_of(raw(1, n - 1))
+      for i = 1, #rest do t[i + 1] = rest[i] end
+    end
+    return hb.tensor(t, "int64")
   end
-
-  local function mixer_flops(L, d, N)
-    local k = L.kind
-    if k == "attention" then return 2 * N * d end
-    if k == "hgrn" then return 5 * d end
-    if k == "retnet" then return 5 * d * d / L.H end
-    if k == "gla" or k == "hgrn2" then return 7 * d * d / L.H end
-    if k == "delta_net" or k == "gated_deltanet" then return 8 * d * d / L.H end
-    error("efficiency: unknown layer kind '" .. tostring(k) .. "'", 3)
-  end
-
-  -- hb.eval.efficiency(model, {N = 2048}) -> {params, state_bytes, conv_state_bytes, kv_bytes_at_N, N,
-  --   mixer_flops_per_token (paper formula), flops_per_token (mixer + 2·params), layers = {...}}
-  function E.efficiency(model, opts)
-    opts = opts or {}
-    local cfg = model.config
-    local N = opts.N or cfg.max_position_embeddings or 2048
-    local d = cfg.hidden_size
-    local conv_elems = {}
-    for name, p in model:named_parameters() do
-      local li = name:match("^model%.layers%.(%d+)%.attn%.[%w_]*conv1d%.weight$")
-      if li then
-        local s = p:shape()
-        li = tonumber(li) + 1
-        conv_elems[li] = (conv_elems[li] or 0) + s[1] * (s[#s] - 1)
-      end
-    end
-    local out = { params = model:num_parameters(), N = N, state_bytes = 0, conv_state_bytes = 0,
-                  kv_bytes_at_N = 0, mixer_flops_per_token = 0, layers = {} }
-    for li, L in ipairs(model.layers) do
-      local st = layer_state(L) * 4
-      local cv = (conv_elems[li] or 0) * 4
-      local kv = 0
-      if L.kind == "attention" then
-        local n = (L.window and L.window > 0) and math.min(N, L.window) or N
-        kv = 2 * n * L.Hkv * L.D * 4
-      end
-      local fl = mixer_flops(L, d, N)
-      out.layers[li] = { kind = L.kind, state_bytes = st, conv_state_bytes = cv, kv_bytes = kv, mixer_flops = fl }
-      out.state_bytes = out.state_bytes + st
-      out.conv_state_bytes = out.conv_state_bytes + cv
-      out.kv_bytes_at_N = out.kv_bytes_at_N + kv
-      out.mixer_flops_per_token = out.mixer_flops_per_token + fl
-    end
-    out.dense_flops_per_token = 2 * out.params
-    out.flops_per_token = out.mixer_flops_per_token + out.dense_flops_per_token
-    out.cache_bytes_at_N = out.state_bytes + out.conv_state_bytes + out.kv_bytes_at_N
-    return out
-  end
-
-  -- hb.eval.measure_throughput(model, {B = 4, T = 256, steps = 3, seed = 0}) ->
-  --   {train_tokens_per_s, prefill_tokens_per_s, decode_tokens_per_s, B, T, steps}
-  -- Training = forward + loss + backward on random ids (no optimiser step), after one warm-up step;
-  -- decode = `steps` single-token steps of a B-row cache prefilled with T tokens. Wall clock.
-  function E.measure_throughput(model, opts)
-    opts = opts or {}
-    local B, T, steps = opts.B or 4, opts.T or 256, opts.steps or 3
-    local V = model.config.vocab_size
-    local rng = U.rng(opts.seed or 0)
-    local rows = {}
-    for b = 1, B do
-      rows[b] = {}
-      for t = 1, T do rows[b][t] = rng:randint(0, V - 1) end
-    end
-    local ids = hb.tensor(rows, "int64")
-    local params = model:parameters()
-    local function train_step()
-      local loss = model:loss(ids)
-      loss:backward()
-      for _, p in ipairs(params) do p:zero_grad() end
-    end
-    train_step()
-    local t0 = U.now()
-    for _ = 1, steps do train_step() end
-    local t_train = U.now() - t0
-
-    local cache = model:new_cache(B)
-    t0 = U.now()
-    local logits = model:prefill(ids, cache)
-    local t_prefill = U.now() - t0
-    local dsteps = opts.decode_steps or math.max(steps, 8)
-    t0 = U.now()
-    for _ = 1, dsteps do
-      local nxt = logits:argmax(2)
-      logits = model:step(nxt, cache)
-    end
-    local t_decode = U.now() - t0
-    local function rate(n, t) return t > 0 and n / t or math.huge end
-    return {
-      train_tokens_per_s = rate(B * T * steps, t_train),
-      prefill_tokens_per_s = rate(B * T, t_prefill),
-      decode_tokens_per_s = rate(B * dsteps, t_decode),
-      B = B, T = T, steps = steps, decode_steps = dsteps,
-    }
-  end
-
-  -- ---- tasks --------------------------------------------------------------------------------------------
-  E.mqar = require("hyblua.tasks.mqar")(hb, E, U)
-  E.niah = require("hyblua.tasks.niah")(hb, E, U)
-  local mc = require("hyblua.tasks.mc")(hb, E, U)
-  E.multiple_choice = mc
-  E.mc = setmetatable({}, { __index = mc, __call = function(_, ...) return mc.run(...) end })
-  return E
+  return len + 1, get
 end
+
+-- hb.eval.lm(model, ids | shard, opts) -> {loss, ppl, bpb, tokens, bytes, nll}
+--   opts.T            window (max_length); default model.config.max_position_embeddings or 2048
+--   opts.stride       new tokens per later window; default T (lm-eval's disjoint windows)
+--   opts.max_tokens   score at most this many tokens (the first ones of the stream)
+--   opts.prefix_token prepend this id (lm-eval uses EOT/BOS) so that the first data token is scored too;
+--                     without it the first token is context only
+--   opts.bytes | opts.bytes_per_token | opts.tokenizer (decode scored tokens) -> byte count for bpb;
+--                     a shard's own bytes_per_token is used when none is given; else bpb is nil
+--   opts.batch_size   windows per forward (default: ~32M logits per batch)
+-- loss = nats per scored token, ppl = exp(loss), bpb = total nats / (ln 2 · total bytes).
+function E.lm(model, data, opts)
+  opts = opts or {}
+  local cfg = rawget(model, "config") or {}
+  local T = opts.T or cfg.max_position_embeddings or 2048
+  local stride = opts.stride or T
+  local len, get = stream_reader(data, opts.prefix_token)
+  local n = len - 1
+  if opts.max_tokens then n = math.min(n, opts.max_tokens) end
+  if n < 1 then error("lm: need at least 2 tokens (or 1 with a prefix_token)", 2) end
+  local wins = E.rolling_windows(n, T, stride)
+  local V = cfg.vocab_size or 32000
+  local total, count, bytes_dec = 0.0, 0, 0
+  local tok = opts.tokenizer
+  local i = 1
+  hb.no_grad(function()
+    while i <= #wins do
+      local L = wins[i].L
+      -- default batch: about 4096 tokens (a training batch's size, so evaluating mid-run does not raise the
+      -- process's peak memory) and at most 2^25 logits
+      local bs = opts.batch_size or math.max(1, math.min((1 << 25) // (L * V), 4096 // L))
+      local j = i
+      while j + 1 <= #wins and j + 1 - i < bs and wins[j + 1].L == L do j = j + 1 end
+      local B = j - i + 1
+      local x = hb.zeros(B, L, "int64")
+      local y = hb.full(-100, B, L, "int64")
+      local k_sum = 0
+      for b = 1, B do
+        local w = wins[i + b - 1]
+        local toks = get(w.s, L + 1)
+        x:select(1, b):copy_(toks:narrow(1, 1, L))
+        local tgt = toks:narrow(1, L - w.k + 2, w.k)
+        y:select(1, b):narrow(1, L - w.k + 1, w.k):copy_(tgt)
+        k_sum = k_sum + w.k
+        if tok and not opts.bytes and not opts.bytes_per_token then
+          bytes_dec = bytes_dec + #U.decode(tok, U.ids_of(tgt))
+        end
+      end
+      local logits = model:forward(x)
+      local Vl = logits:size(3)
+      local mean = hb.cross_entropy(logits:contiguous():view(B * L, Vl), y:view(B * L), -100):item()
+      total = total + mean * k_sum
+      count = count + k_sum
+      i = j + 1
+    end
+  end)
+  local loss = total / count
+  local bytes = opts.bytes
+  if not bytes and opts.bytes_per_token then bytes = opts.bytes_per_token * count end
+  if not bytes and tok then bytes = bytes_dec end
+  local is_shard = not is_tensor(data) and not (type(data) == "table" and type(data[1]) == "number")
+  if not bytes and is_shard then
+    local bpt = U.attr(data, "bytes_per_token")
+    if bpt then bytes = bpt * count end
+  end
+  return {
+    loss = loss, ppl = math.exp(loss), nll = total, tokens = count, bytes = bytes,
+    bpb = bytes and bytes > 0 and total / (math.log(2) * bytes) or nil,
+    T = T, stride = stride, windows = #wins,
+  }
+end
+
+-- ---- efficiency accounting ------------------------------------------------------------------------
+-- Every layer's mixer answers for itself (its def, lua/hyblua/mixers/<name>.lua; docs/mixers.md has
+-- the table): def.state_bytes(layer, cfg) → the recurrent state and short-convolution tails a decode
+-- cache keeps per sequence (float32); def.kv_bytes(layer, cfg, N) → what grows with the context (the
+-- KV cache of attention: 2·min(N, window)·Hkv·D·4); def.flops(layer, cfg, N) → mixer FLOPs per token,
+-- the paper's formula (only the token mixing, not the projections or the MLP).
+-- flops_per_token adds the dense part as 2·params (one multiply-add per parameter per token: projections,
+-- MLP, LM head; the embedding lookup and norms are counted too, a small overestimate).
+local function ask(L, field)
+  local f = L.def and L.def[field]
+  if not f then
+    error(string.format("efficiency: the mixer '%s' of layer %d declares no %s (hb.models.register_mixer)",
+      tostring(L.mixer or L.kind), L.index or -1, field), 3)
+  end
+  return f
+end
+
+-- hb.eval.efficiency(model, {N = 2048}) -> {params, state_bytes, conv_state_bytes, kv_bytes_at_N, N,
+--   mixer_flops_per_token (paper formula), flops_per_token (mixer + 2·params), layers = {...}}
+function E.efficiency(model, opts)
+  opts = opts or {}
+  local cfg = model.config
+  local N = opts.N or cfg.max_position_embeddings or 2048
+  local out = { params = model:num_parameters(), N = N, state_bytes = 0, conv_state_bytes = 0,
+                kv_bytes_at_N = 0, mixer_flops_per_token = 0, layers = {} }
+  for li, L in ipairs(model.layers) do
+    local st, cv = ask(L, "state_bytes")(L, cfg)
+    cv = cv or 0
+    local kv = L.def.kv_bytes and L.def.kv_bytes(L, cfg, N) or 0
+    local fl = ask(L, "flops")(L, cfg, N)
+    out.layers[li] = { kind = L.kind, mixer = L.mixer, state_bytes = st, conv_state_bytes = cv, kv_bytes = kv,
+                       mixer_flops = fl }
+    out.state_bytes = out.state_bytes + st
+    out.conv_state_bytes = out.conv_state_bytes + cv
+    out.kv_bytes_at_N = out.kv_bytes_at_N + kv
+    out.mixer_flops_per_token = out.mixer_flops_per_token + fl
+  end
+  out.dense_flops_per_token = 2 * out.params
+  out.flops_per_token = out.mixer_flops_per_token + out.dense_flops_per_token
+  out.cache_bytes_at_N = out.state_bytes + out.conv_state_bytes + out.kv_bytes_at_N
+  return out
+end
+
+-- hb.eval.measure_throughput(model, {B = 4, T = 256, steps = 3, seed = 0}) ->
+--   {train_tokens_per_s, prefill_tokens_per_s, decode_tokens_per_s, B, T, steps}
+-- Training = forward + loss + backward on random ids (no optimiser step), after one warm-up step;
+-- decode = `steps` single-token steps of a B-row cache prefilled with T tokens. Wall clock.
+function E.measure_throughput(model, opts)
+  opts = opts or {}
+  local B, T, steps = opts.B or 4, opts.T or 256, opts.steps or 3
+  local V = model.config.vocab_size
+  local rng = U.rng(opts.seed or 0)
+  local rows = {}
+  for b = 1, B do
+    rows[b] = {}
+    for t = 1, T do rows[b][t] = rng:randint(0, V - 1) end
+  end
+  local ids = hb.tensor(rows, "int64")
+  local params = model:parameters()
+  local function train_step()
+    local loss = model:loss(ids)
+    loss:backward()
+    for _, p in ipairs(params) do p:zero_grad() end
+  end
+  train_step()
+  local t0 = U.now()
+  for _ = 1, steps do train_step() end
+  local t_train = U.now() - t0
+
+  local cache = model:new_cache(B)
+  t0 = U.now()
+  local logits = model:prefill(ids, cache)
+  local t_prefill = U.now() - t0
+  local dsteps = opts.decode_steps or math.max(steps, 8)
+  t0 = U.now()
+  for _ = 1, dsteps do
+    local nxt = logits:argmax(2)
+    logits = model:step(nxt, cache)
+  end
+  local t_decode = U.now() - t0
+  local function rate(n, t) return t > 0 and n / t or math.huge end
+  return {
+    train_tokens_per_s = rate(B * T * steps, t_train),
+    prefill_tokens_per_s = rate(B * T, t_prefill),
+    decode_tokens_per_s = rate(B * dsteps, t_decode),
+    B = B, T = T, steps = steps, decode_steps = dsteps,
+  }
+end
+
+-- ---- tasks --------------------------------------------------------------------------------------------
+E.mqar = require "hyblua.tasks.mqar"
+E.niah = require "hyblua.tasks.niah"
+local mc = require "hyblua.tasks.mc"
+E.multiple_choice = mc
+E.mc = setmetatable({}, { __index = mc, __call = function(_, ...) return mc.run(...) end })
+return E

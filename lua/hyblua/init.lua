@@ -1,28 +1,29 @@
--- hyblua/init.lua — the Lua half of the library. luaopen_hyblua (C) builds the module table `hb` with
--- tensors, nn functions and mixer kernels, then calls the function returned here to add the pure-Lua
--- parts. Each part is a module returning function(hb) that installs itself into hb:
---   eager: optim, models, schedule, train, config, data, tokenizer (cheap, used by every recipe)
+-- hyblua/init.lua — the Lua half of the library. luaopen_hyblua (lua/hyblua.c) builds the module table
+-- `hb` from the C bindings (tensors, nn functions, mixer kernels, hb.io, hb.config, hb.data, hb.tokenizer),
+-- registers it as package.loaded["hyblua.binding"], then requires this file, which adds the pure-Lua
+-- modules to it. Every module returns its table and requires what it uses; nothing is installed by
+-- side effect, and a module that is missing or fails to load is an error (`require "hyblua"` fails).
+--   eager: optim, models (with the mixers of lua/hyblua/mixers/), schedule, train, config, data
 --   lazy:  eval, recipe, dist (loaded on first use of hb.eval, hb.recipe, hb.dist)
-return function(hb)
-  local function load(name)
-    local ok, mod = pcall(require, "hyblua." .. name)
-    if not ok then
-      -- a part that is simply absent is skipped; any other failure is a real error
-      if tostring(mod):find("module 'hyblua." .. name .. "' not found", 1, true) then return end
-      error(mod, 0)
-    end
-    if type(mod) == "function" then mod(hb) end
-  end
-  for _, name in ipairs { "optim", "models", "schedule", "train", "config", "data", "tokenizer" } do load(name) end
-  local lazy = { eval = true, recipe = true, dist = true }
-  setmetatable(hb, {
-    __index = function(t, k)
-      if lazy[k] then
-        lazy[k] = nil
-        load(k)
-        return rawget(t, k)
-      end
-    end,
-  })
-  return hb
-end
+local hb = require "hyblua.binding"
+
+hb.optim = require "hyblua.optim"
+hb.models = require "hyblua.models"
+hb.load_pretrained = hb.models.load_pretrained
+hb.schedule = require "hyblua.schedule"
+local train = require "hyblua.train"
+hb.train, hb.train_utils = train.run, train
+hb.config = require "hyblua.config"
+hb.data = require "hyblua.data"
+
+local lazy = { eval = "hyblua.eval", recipe = "hyblua.recipe", dist = "hyblua.dist" }
+setmetatable(hb, {
+  __index = function(t, k)
+    local name = lazy[k]
+    if not name then return nil end
+    local mod = require(name)
+    rawset(t, k, mod)
+    return mod
+  end,
+})
+return hb

@@ -9,9 +9,9 @@
 -- use), trains with hb.train (checkpoints, resume, metrics log), then reports validation loss and
 -- bits-per-byte, a quick recall probe, parameter/state accounting, and saves an fla-loadable model,
 -- the effective config (config.yaml) and results.json in the run directory.
-return function(hb)
+local hb = require "hyblua.binding"
+do
   local R = {}
-  hb.recipe = R
 
   local function exists(p) local f = io.open(p, "rb"); if f then f:close(); return true end return false end
   local function sh(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
@@ -225,4 +225,6 @@ return function(hb)
       cfg.name, ev.loss, ev.bpb, 100 * probe, cfg.train.steps, res.wall_seconds, res.model_dir))
     return res, cfg
   end
+
+  return R
 end

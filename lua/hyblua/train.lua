@@ -18,7 +18,9 @@
 -- prints progress; at start it broadcasts its weights, optimiser state, step and RNG state, so the run
 -- directory need not be visible to the other ranks. The weights are compared across ranks every
 -- check_every steps and before each checkpoint (an exact checksum; drift raises, naming step and ranks).
-return function(hb)
+-- The module returns hb.train_utils; hb.train is its `run` (lua/hyblua/init.lua).
+local hb = require "hyblua.binding"
+do
   local train = {}
 
   -- ---- learning-rate schedules -------------------------------------------------------------------
@@ -181,7 +183,7 @@ return function(hb)
   -- With data_parallel, batch(k) returns the GLOBAL micro-batch (every rank keeps its rows) and
   -- loss_fn(k, ctx) is called with ctx = {rank=, size=, ...} and must return this rank's share.
   -- returns { step=, losses={...}, val={...}, interrupted=bool, checkpoint=path }
-  function hb.train(o)
+  function train.run(o)
     assert(type(o) == "table", "hb.train{...} expects a table")
     local model = o.model or error("hb.train: 'model' is required", 2)
     local batch = o.batch
@@ -420,5 +422,5 @@ return function(hb)
     return rows
   end
 
-  hb.train_utils = train
+  return train
 end
