@@ -835,9 +835,12 @@ return function(hb)
   end
 
   -- save_pretrained(dir [, {dtype = "bf16"}]): config.json + model.safetensors as fla writes them
+  -- the config as config.json stores it (public fields only; what resume compares, hb.train_utils)
+  function Model:to_config() return C.to_json(self.config, hb.io.null) end
+
   function Model:save_pretrained(dir, opts)
     hb.data.mkdir(dir)
-    local cfg = C.to_json(self.config, hb.io.null)
+    local cfg = self:to_config()
     cfg.dtype = (opts and opts.dtype == "bf16") and "bfloat16" or "float32"
     cfg.torch_dtype = cfg.dtype
     cfg.transformers_version = cfg.transformers_version or "4.53.0"
