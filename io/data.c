@@ -6,6 +6,7 @@
 #include "../kernels/alloc.h"
 #include "errfmt.h"
 #include "jsonfile.h"
+#include "readfile.h"
 #include "../core/tensor.h"
 #include <errno.h>
 #include <fcntl.h>
@@ -170,19 +171,10 @@ struct hb_shard {
 
 hb_shard_t *hb_shard_open(const char *path, char *err, size_t errlen) {
     if (!path) { hb_errfmt(err, errlen, "hb_shard_open: NULL path"); return NULL; }
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) { hb_errfmt(err, errlen, "%s: %s", path, strerror(errno)); return NULL; }
     struct stat st;
-    if (fstat(fd, &st) != 0) {
-        hb_errfmt(err, errlen, "%s: %s", path, strerror(errno));
-        close(fd);
-        return NULL;
-    }
-    if (!S_ISREG(st.st_mode)) {
-        hb_errfmt(err, errlen, "%s: not a regular file", path);
-        close(fd);
-        return NULL;
-    }
+    int fd = hb_open_regular(path, &st, err, errlen);   /* a FIFO or device is refused, never read */
+    if (fd == -1) hb_errfmt(err, errlen, "%s: %s", path, strerror(errno));
+    if (fd < 0) return NULL;
     size_t size = (size_t)st.st_size;
     if (size < HB_SHARD_HEADER) {
         hb_errfmt(err, errlen, "%s: not a hyblua token shard (%zu bytes, shorter than the %d-byte header)", path, size,

@@ -11,6 +11,7 @@
 #include "jsonfile.h"
 #include "../kernels/alloc.h"
 #include "errfmt.h"
+#include "readfile.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
@@ -20,41 +21,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-/* Read the whole file into a NUL-terminated malloc'ed buffer. */
-static char *slurp(const char *path, size_t *len, char *err, size_t errlen) {
-    FILE *f = fopen(path, "rb");
-    if (!f) { hb_errfmt(err, errlen, "%s: cannot open: %s", path, strerror(errno)); return NULL; }
-    size_t cap = 4096, n = 0;
-    char *buf = hb_malloc(cap);
-    while (buf) {
-        if (n + 1 >= cap) {
-            char *nb = hb_realloc(buf, cap * 2);
-            if (!nb) { free(buf); buf = NULL; break; }
-            buf = nb;
-            cap *= 2;
-        }
-        size_t got = fread(buf + n, 1, cap - 1 - n, f);
-        n += got;
-        if (got == 0) break;
-    }
-    if (!buf) { fclose(f); hb_errfmt(err, errlen, "%s: out of memory", path); return NULL; }
-    if (ferror(f)) {
-        int e = errno;
-        fclose(f);
-        free(buf);
-        hb_errfmt(err, errlen, "%s: cannot read: %s", path, strerror(e));
-        return NULL;
-    }
-    fclose(f);
-    buf[n] = '\0';
-    *len = n;
-    return buf;
-}
-
 cJSON *hb_json_read_file(const char *path, char *err, size_t errlen) {
     if (!path) { hb_errfmt(err, errlen, "hb_json_read_file: path is NULL"); return NULL; }
     size_t len = 0;
-    char *buf = slurp(path, &len, err, errlen);
+    char *buf = hb_read_file(path, HB_READ_MAX_JSON, &len, err, errlen);   /* no FIFO, no device, bounded */
     if (!buf) return NULL;
     const char *end = NULL;
     cJSON *j = len ? cJSON_ParseWithLengthOpts(buf, len, &end, 0) : NULL;

@@ -9,6 +9,7 @@
 #include "yamlconf.h"
 #include "../kernels/alloc.h"
 #include "errfmt.h"
+#include "readfile.h"
 #include <errno.h>
 #include <math.h>
 #include <stdarg.h>
@@ -490,25 +491,15 @@ hb_yaml_t *hb_yaml_load_string(const char *name, const char *text, size_t len, c
 
 hb_yaml_t *hb_yaml_load_file(const char *path, char *err, size_t errlen) {
     if (err && errlen) err[0] = 0;
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        hb_errfmt(err, errlen, "%s: %s", path, strerror(errno));
-        return NULL;
-    }
-    ctx_t c = {.name = path, .err = err, .errlen = errlen};
-    if (!yaml_parser_initialize(&c.parser)) {
-        fclose(f);
-        hb_errfmt(err, errlen, "%s: out of memory", path);
-        return NULL;
-    }
-    yaml_parser_set_input_file(&c.parser, f);
-    hb_yaml_t *root = run(&c);
-    if (root && ferror(f)) {
-        hb_errfmt(err, errlen, "%s: read error", path);
-        hb_yaml_free(root);
-        root = NULL;
-    }
-    fclose(f);
+    struct stat sb;
+    int fd = hb_open_regular(path, &sb, err, errlen);   /* no FIFO or device: never blocks */
+    if (fd == -1) hb_errfmt(err, errlen, "%s: %s", path, strerror(errno));
+    if (fd < 0) return NULL;
+    size_t len;
+    char *text = hb_read_fd(fd, path, &sb, HB_READ_MAX_YAML, &len, err, errlen);
+    if (!text) return NULL;
+    hb_yaml_t *root = hb_yaml_load_string(path, text, len, err, errlen);
+    free(text);
     return root;
 }
 

@@ -608,11 +608,7 @@ return function(hb)
     return m
   end
 
-  local function exists(path)
-    local f = io.open(path, "rb")
-    if f then f:close() return true end
-    return false
-  end
+  local function exists(path) return hb.io.file_kind(path) ~= nil end   -- never opens (a FIFO would block)
 
   -- hb.load_pretrained(dir): config.json + model.safetensors (or a sharded index)
   function hb.load_pretrained(dir)

@@ -66,7 +66,7 @@ return function(hb)
     if not hb.data.is_dir(check_path(d)) then return {} end
     return hb.data.list_dir(d)
   end
-  local function exists(p) local f = io.open(p, "rb"); if f then f:close(); return true end return hb.data.is_dir(p) end
+  local function exists(p) return hb.io.file_kind(p) ~= nil end   -- a stat: never blocks on a named pipe
   local function nonempty_file(p)
     local f = p and io.open(p, "rb")
     if not f then return false end
