@@ -1101,8 +1101,8 @@ hb_tensor_t *hb_cross_entropy(hb_tensor_t *logits, hb_tensor_t *target, int64_t 
 
 /* ---- embedding, rmsnorm --------------------------------------------------------------------------- */
 static int check_index_tensor(const hb_tensor_t *t, const char *op) {
-    if (t->dtype != HB_I64 && t->dtype != HB_I32 && !hb_dtype_is_float(t->dtype)) {
-        hb_seterr("%s: index must be an integer tensor", op);
+    if (t->dtype != HB_I64 && t->dtype != HB_I32) {   /* float ids would be truncated silently */
+        hb_seterr("%s: index must be an integer tensor (int64 or int32), got %s", op, hb_dtype_name(t->dtype));
         return -1;
     }
     return 0;

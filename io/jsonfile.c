@@ -21,6 +21,20 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+long hb_json_find_nul(const char *text, size_t len) {
+    int in_str = 0;
+    for (size_t i = 0; i < len; i++) {
+        char c = text[i];
+        if (c == '\0') return (long)i;
+        if (c == '"') in_str = !in_str;
+        else if (c == '\\' && in_str && i + 1 < len) {
+            if (text[i + 1] == 'u' && i + 5 < len && !strncmp(text + i + 2, "0000", 4)) return (long)i;
+            i++;                                   /* the escaped character: \" does not end the string */
+        }
+    }
+    return -1;
+}
+
 cJSON *hb_json_read_file(const char *path, char *err, size_t errlen) {
     if (!path) { hb_errfmt(err, errlen, "hb_json_read_file: path is NULL"); return NULL; }
     size_t len = 0;
@@ -35,6 +49,18 @@ cJSON *hb_json_read_file(const char *path, char *err, size_t errlen) {
         if (pos < len) { cJSON_Delete(j); j = NULL; }
     } else if (end && end >= buf && end <= buf + len) {
         pos = (size_t)(end - buf);
+    }
+    long nul = j ? hb_json_find_nul(buf, len) : -1;
+    if (nul >= 0) {                            /* cJSON's strings end at a NUL: a name or token would be cut */
+        size_t line = 1, col = 1;
+        for (long i = 0; i < nul; i++) {
+            if (buf[i] == '\n') { line++; col = 1; } else col++;
+        }
+        hb_errfmt(err, errlen, "%s: a string holds a NUL character (\\u0000) at line %zu, column %zu; names, tokens "
+                  "and values cannot contain NUL", path, line, col);
+        cJSON_Delete(j);
+        free(buf);
+        return NULL;
     }
     if (!j) {
         size_t line = 1, col = 1;

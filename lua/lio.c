@@ -254,6 +254,11 @@ static int l_decode_json(lua_State *L) {
     const char *s = luaL_checklstring(L, 1, &n);
     cJSON *j = cJSON_ParseWithLength(s, n);
     if (!j) return luaL_error(L, "hb.io.decode_json: invalid JSON near byte %d", (int)(cJSON_GetErrorPtr() ? cJSON_GetErrorPtr() - s : 0));
+    long nul = hb_json_find_nul(s, n);
+    if (nul >= 0) {
+        cJSON_Delete(j);
+        return luaL_error(L, "hb.io.decode_json: a string holds a NUL character (\\u0000) at byte %d", (int)nul);
+    }
     void **h = lhb_guard(L, json_release);
     *h = j;
     push_json(L, j);

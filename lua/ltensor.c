@@ -15,6 +15,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define TENSOR_MT "hyblua.Tensor"
 
@@ -567,6 +568,15 @@ static void check_inplace(lua_State *L, hb_tensor_t *t, const char *fn) {
     if (t->requires_grad && hb_grad_enabled())
         luaL_error(L, "%s: in-place update of a tensor that requires grad; wrap it in hb.no_grad(function() ... end)", fn);
 }
+/* An in-place write through an expanded view (a dim of size > 1 with stride 0) would write one memory
+ * location several times: copy_ keeps whichever element came last, add_ sums them all into it. */
+static void check_no_alias(lua_State *L, const hb_tensor_t *t, const char *fn) {
+    for (int d = 0; d < t->ndim; d++)
+        if (t->size[d] > 1 && t->stride[d] == 0)
+            luaL_error(L, "%s: the destination is an expanded view (dim %d of size %I has stride 0), so several of its "
+                          "elements share one memory location; write into a contiguous copy (t:contiguous()) instead",
+                       fn, d + 1, (lua_Integer)t->size[d]);
+}
 static int m_fill_(lua_State *L) {
     hb_tensor_t *t = lhb_check_tensor(L, 1);
     check_inplace(L, t, "fill_");
@@ -584,6 +594,7 @@ static int m_zero_(lua_State *L) {
 static int m_copy_(lua_State *L) {
     hb_tensor_t *t = lhb_check_tensor(L, 1), *s = lhb_check_tensor(L, 2);
     check_inplace(L, t, "copy_");
+    check_no_alias(L, t, "copy_");
     if (!hb_same_shape(t, s)) {
         char a[64], b[64];
         return luaL_error(L, "copy_: shapes differ (%s vs %s)", hb_shape_str(t, a, sizeof a), hb_shape_str(s, b, sizeof b));
@@ -595,6 +606,7 @@ static int m_copy_(lua_State *L) {
 static int m_add_(lua_State *L) {
     hb_tensor_t *t = lhb_check_tensor(L, 1), *s = lhb_check_tensor(L, 2);
     check_inplace(L, t, "add_");
+    check_no_alias(L, t, "add_");
     if (hb_add_(t, s, luaL_optnumber(L, 3, 1.0))) return luaL_error(L, "%s", hb_errmsg());
     lua_settop(L, 1);
     return 1;
@@ -742,7 +754,16 @@ static const luaL_Reg metamethods[] = {
     {"__newindex", m_newindex}, {"__add", m_add}, {"__sub", m_sub}, {"__mul", m_mul}, {"__div", m_div},
     {"__pow", m_pow}, {"__unm", m_unm}, {"__len", m_len}, {"__eq", m_eq}, {NULL, NULL}};
 
-static const luaL_Reg functions[] = {
+/* hb.physical_memory() → bytes of RAM (sysconf), or nil when unknown. What hb.models and hb.train compare a
+ * model's size with before allocating it. */
+static int l_physical_memory(lua_State *L) {
+    long pages = sysconf(_SC_PHYS_PAGES), psize = sysconf(_SC_PAGESIZE);
+    if (pages <= 0 || psize <= 0) lua_pushnil(L);
+    else lua_pushinteger(L, (lua_Integer)pages * (lua_Integer)psize);
+    return 1;
+}
+
+static const luaL_Reg functions[] = {{"physical_memory", l_physical_memory},
     {"tensor", l_tensor}, {"zeros", l_zeros}, {"ones", l_ones}, {"full", l_full}, {"empty", l_empty},
     {"randn", l_randn}, {"rand", l_rand}, {"randint", l_randint}, {"arange", l_arange},
     {"manual_seed", l_manual_seed}, {"no_grad", l_no_grad}, {"set_grad_enabled", l_set_grad_enabled},

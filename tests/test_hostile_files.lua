@@ -1,7 +1,9 @@
--- test_hostile_files.lua — files that are not what they claim (issue 17, items 6-8, 11 and 14): a named
--- pipe (FIFO) or a device in place of a checkpoint, shard, tokenizer, config or meta file is refused at
--- once, before any blocking read; reads are bounded; a sharded index cannot reach outside its folder;
--- token ids are checked against the shard's vocabulary; wrong dtypes and NUL bytes are errors.
+-- test_hostile_files.lua — files and values that are not what they claim (issue 17, items 6, 7, 11 and
+-- 14): a named pipe (FIFO) or a device in place of a checkpoint, shard, tokenizer, config or meta file is
+-- refused at once, before any blocking read; reads are bounded; a sharded index cannot reach outside its
+-- folder; token ids are checked against the shard's vocabulary; integer weights, NUL in JSON strings,
+-- writes through expanded views and float token ids are errors. (Item 8, overlapping data_offsets, is in
+-- tests/test_safetensors.c.)
 local hb = require "hyblua"
 local T = dofile("tests/tap.lua")
 local HY = arg[-1] or "./hyblua"
@@ -73,6 +75,69 @@ os.execute(string.format("cp -r %s %s && truncate -s 1100M %s/config.json", q(tm
 rc, out = child(string.format("print(pcall(hb.load_pretrained, %q))", big))
 T.ok(rc == 0 and out:find("config.json: file is 1153433600 bytes, more than the limit of 1073741824", 1, true),
   "a 1.1 GB (sparse) config.json is refused before it is read", out)
+
+-- ---- item 6 from Lua: a sharded index may not name files outside its folder ------------------------------
+do
+  local d = tmp .. "/escape"
+  os.execute(string.format("cp -r %s %s && mkdir -p %s/other && mv %s/model.safetensors %s/other/x.safetensors", q(tmp .. "/model"),
+    q(d), q(tmp), q(d), q(tmp)))
+  local wm = {}
+  for n in pairs(hb.io.load_safetensors(tmp .. "/other/x.safetensors")) do wm[n] = "../other/x.safetensors" end
+  hb.io.write_json(d .. "/model.safetensors.index.json", { metadata = {}, weight_map = wm })
+  local ok, e = pcall(hb.load_pretrained, d)
+  T.ok(not ok and tostring(e):find("names shard '../other/x.safetensors', which is not the name of a file in the checkpoint directory", 1, true),
+    "load_pretrained refuses an index whose shard lies outside the checkpoint folder ('..')", e)
+  for n in pairs(wm) do wm[n] = "passwd.safetensors" end
+  hb.io.write_json(d .. "/model.safetensors.index.json", { metadata = {}, weight_map = wm })
+  os.execute(string.format("ln -s /etc/passwd %s/passwd.safetensors", q(d)))
+  ok, e = pcall(hb.load_pretrained, d)
+  T.ok(not ok and tostring(e):find("is a link to a file outside the checkpoint directory", 1, true) and not tostring(e):find("root", 1, true),
+    "and a shard that is a link to /etc/passwd, without echoing a byte of it", e)
+end
+
+-- ---- item 11: token ids are checked against the shard's vocabulary -------------------------------------
+do
+  local p = tmp .. "/ids.bin"
+  hb.data.write_shard(p, hb.tensor({ 1, 2, 3, 4, 5, 6, 7, 8, 9, 10 }, "int64"), 256)
+  local f = io.open(p, "r+b"); f:seek("set", 32 + 2 * 4); f:write(string.char(0x2c, 0x01)); f:close()  -- id 300 at offset 4
+  local s = hb.data.open(p)
+  local want = "token 300 at offset 4 is outside the shard's vocabulary 0..255"
+  T.raises(function() return s:window(1, 10) end, want, "a window holding an id beyond the vocabulary is refused")
+  T.raises(function() return s:batch(2, 8, 0, 0) end, want, "so is a training batch")
+  T.raises(function() return s:read(5, 1) end, want, "and a plain read")
+  T.ok(pcall(s.read, s, 1, 4), "reads of valid ids still work")
+end
+
+-- ---- item 14: what used to be accepted silently ----------------------------------------------------------
+do
+  -- integer data for a float parameter
+  local d = tmp .. "/i32"
+  os.execute(string.format("cp -r %s %s", q(tmp .. "/model"), q(d)))
+  local t = hb.io.load_safetensors(d .. "/model.safetensors")
+  t["model.norm.weight"] = hb.ones({ 16 }):int()
+  hb.io.save_safetensors(d .. "/model.safetensors", t, { format = "pt" })
+  T.raises(function() return hb.load_pretrained(d) end,
+    "tensor 'model.norm.weight' holds integer data (int32); a parameter needs F32, BF16, F16 or F64",
+    "safetensors I32 data for a float parameter is refused")
+  -- an added token with an embedded NUL
+  local tj = tmp .. "/nul_tokenizer.json"
+  local f = io.open(tj, "w")
+  f:write('{"model": {"type": "BPE", "vocab": {"a": 0, "b": 1}, "merges": []}, "added_tokens": [{"id": 2, "content": "<x\\u0000y>", "special": true}]}')
+  f:close()
+  T.raises(function() return hb.tokenizer.load(tj) end, "a string holds a NUL character (\\u0000) at line 1",
+    "an added token with an embedded NUL is refused, not cut")
+  T.raises(function() return hb.io.decode_json('["a\\u0000b"]') end, "a string holds a NUL character", "decode_json refuses \\u0000 too")
+  -- copy_ / add_ into an expanded view
+  local e = hb.zeros({ 1 }):expand({ 3 })
+  T.raises(function() e:copy_(hb.tensor({ 1, 2, 3 })) end, "copy_: the destination is an expanded view",
+    "copy_ into an expanded view is refused")
+  T.raises(function() e:add_(hb.tensor({ 1, 2, 3 })) end, "add_: the destination is an expanded view", "add_ too")
+  -- float token ids
+  T.raises(function() return m:forward(hb.tensor({ { 1.7, 2.2 } })) end,
+    "embedding: index must be an integer tensor (int64 or int32), got float32", "float token ids are refused, not truncated")
+  T.raises(function() return hb.randn({ 4, 2 }):index_select(1, hb.tensor({ 0.9 })) end, "index must be an integer tensor",
+    "and so are float indices of index_select")
+end
 
 os.execute("rm -rf " .. q(tmp))
 T.done()

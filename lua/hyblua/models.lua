@@ -21,6 +21,18 @@ return function(hb)
   -- a config asking for more is refused with a message before anything is allocated (a typo such as
   -- hidden_size 40960000 must not take the machine down). Raise it for a bigger machine.
   models.max_params = 2 ^ 34
+  -- The most bytes a model's float32 weights may take (nil: this machine's physical memory); hb.train
+  -- checks weights + gradients + AdamW's two moments (16 bytes a parameter) against the same limit.
+  models.max_bytes = nil
+  function models.memory_limit()
+    local lim = models.max_bytes or hb.physical_memory()
+    return lim, models.max_bytes and "hb.models.max_bytes" or "this machine's memory"
+  end
+  function models.format_bytes(b)
+    if b >= 2 ^ 30 then return string.format("%.1f GiB", b / 2 ^ 30) end
+    if b >= 2 ^ 20 then return string.format("%.1f MiB", b / 2 ^ 20) end
+    return string.format("%.1f KiB", b / 2 ^ 10)
+  end
 
   local function too_big(n)
     return string.format("config: the model would have at least %.4g parameters (%.1f GiB in float32), more " ..
@@ -41,6 +53,12 @@ return function(hb)
     end
     m._nparams = (m._nparams or 0) + n
     if m._nparams > models.max_params then error(too_big(m._nparams), 0) end
+    local lim, what = models.memory_limit()
+    if lim and m._nparams * 4 > lim then
+      error(string.format("config: the model's weights would take at least %s (%.4g parameters × 4 bytes), more " ..
+        "than %s (%s); check the config's sizes, or set hb.models.max_bytes (bytes) to override",
+        models.format_bytes(m._nparams * 4), m._nparams, what, models.format_bytes(lim)), 0)
+    end
     m._order[#m._order + 1] = name
     m._spec[name] = { shape = shape, init = init, no_decay = no_decay }
   end
@@ -593,6 +611,9 @@ return function(hb)
       for k = 1, #want do same = same and got[k] == want[k] end
       if not same then
         error(string.format("%s: tensor '%s' has shape %s but the config implies %s", where, name, shape_str(got), shape_str(want)), 0)
+      end
+      if t:dtype() ~= "float32" and t:dtype() ~= "float64" then   -- integer data is no weight: never convert it
+        error(string.format("%s: tensor '%s' holds integer data (%s); a parameter needs F32, BF16, F16 or F64", where, name, t:dtype()), 0)
       end
       if t:dtype() ~= "float32" then t = t:float() end
       m.params[name] = t:requires_grad(true)

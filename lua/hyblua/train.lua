@@ -386,6 +386,15 @@ return function(hb)
     local lr_opts = { lr = o.lr or 1e-3, min_lr = o.min_lr or (o.lr or 1e-3) * 0.1, warmup = o.warmup or 0,
                       schedule = o.schedule or "cosine", steps = steps, decay_frac = o.decay_frac }
     local names = param_names(model)
+    -- weights, gradients and AdamW's m and v: 16 bytes a parameter, checked before any of it is allocated
+    local nparams = model:num_parameters()
+    local lim, what = hb.models.memory_limit()
+    if lim and nparams * 16 > lim then
+      local fb = hb.models.format_bytes
+      error(string.format("hb.train: training this model needs at least %s (%d parameters × 16 bytes: weights, " ..
+        "gradients and AdamW's two moments, before activations), more than %s (%s); use a smaller model, or " ..
+        "set hb.models.max_bytes (bytes) to override", fb(nparams * 16), nparams, what, fb(lim)), 2)
+    end
     local decay, no_decay = {}, {}
     for _, n in ipairs(names) do
       if model:no_weight_decay(n) then no_decay[#no_decay + 1] = model.params[n] else decay[#decay + 1] = model.params[n] end

@@ -1,0 +1,84 @@
+-- test_limits.lua — work and memory stay bounded (issue 17, items 9 and 10):
+--   * YAML duplicate-key detection and anchor lookup are hash tables: a document of 10^6 keys (or 2·10^5
+--     anchors and aliases) loads or is refused within a CPU-time limit in a child process, where the
+--     linear scans of the branch point took minutes;
+--   * a model whose float32 weights exceed the machine's memory (or hb.models.max_bytes) is refused
+--     before anything is allocated, and hb.train refuses one whose weights, gradients and AdamW moments
+--     (16 bytes a parameter) would not fit, before the first step.
+local hb = require "hyblua"
+local T = dofile("tests/tap.lua")
+local HY = arg[-1] or "./hyblua"
+local tmp = os.tmpname(); os.remove(tmp); hb.data.mkdir(tmp)
+
+-- run code in a child hyblua under a CPU-time limit (seconds) and an address-space limit (KB); returns
+-- the exit status and output. The limits are resource bounds, not timings: the child either finishes or
+-- is killed.
+local function child(code, cpu_s, vm_kb)
+  local f = io.open(tmp .. "/child.lua", "w")
+  f:write('local hb = require "hyblua"\n' .. code)
+  f:close()
+  local lim = string.format("ulimit -t %d;%s", cpu_s, (vm_kb and not os.getenv("ASAN_OPTIONS")) and (" ulimit -v " .. vm_kb .. ";") or "")
+  local p = io.popen(string.format("(%s exec %s %s/child.lua) 2>&1; echo \"rc=$?\"", lim, HY, tmp))
+  local out = p:read("a")
+  p:close()
+  return tonumber(out:match("rc=(%d+)%s*$")), out
+end
+
+-- ---- item 9: YAML in O(n) ------------------------------------------------------------------------------
+local function write(name, n, line)
+  local f = io.open(tmp .. "/" .. name, "w")
+  local buf = {}
+  for i = 1, n do
+    buf[#buf + 1] = line(i)
+    if #buf == 10000 then f:write(table.concat(buf)); buf = {} end
+  end
+  f:write(table.concat(buf))
+  f:close()
+  return tmp .. "/" .. name
+end
+local keys = write("keys.yaml", 400000, function(i) return string.format("k%d: %d\n", i, i) end)
+local rc, out = child(string.format("local v = hb.config.load(%q); local n = 0; for _ in pairs(v) do n = n + 1 end; print('keys ' .. n)", keys), 60)
+T.ok(rc == 0 and out:find("keys 400000", 1, true), "400 000 distinct keys load (duplicate detection is not a linear scan)", out:sub(1, 300))
+local dup = write("dup.yaml", 400001, function(i) return i <= 400000 and string.format("k%d: %d\n", i, i) or "k17: 0\n" end)
+rc, out = child(string.format("print(pcall(hb.config.load, %q))", dup), 60)
+T.ok(rc == 0 and out:find("dup.yaml:400001:1: duplicate key 'k17' (first at line 17)", 1, true),
+  "a duplicate among 400 000 keys is found, naming both lines", out:sub(1, 300))
+local big = write("big.yaml", 1200000, function(i) return string.format("k%d: %d\n", i, i) end)
+rc, out = child(string.format("print(pcall(hb.config.load, %q))", big), 60)
+T.ok(rc == 0 and out:find("document too large (more than 1000000 nodes", 1, true), "1.2 million keys are refused at the node limit", out:sub(1, 300))
+local anchors = write("anchors.yaml", 200001, function(i)
+  if i <= 200000 then return string.format("a%d: &x%d %d\n", i, i, i) end
+  local l = {}
+  for k = 1, 200000 do l[#l + 1] = "*x" .. k end
+  return "b: [" .. table.concat(l, ", ") .. "]\n"
+end)
+rc, out = child(string.format("local v = hb.config.load(%q); print('aliases ' .. #v.b .. ' ' .. v.b[2])", anchors), 60)
+T.ok(rc == 0 and out:find("aliases 200000 2", 1, true), "200 000 anchors and as many aliases resolve (anchor lookup is hashed)", out:sub(1, 300))
+local redef = write("redef.yaml", 3, function(i) return ({ "a: &x 1\n", "b: &x 2\n", "c: *x\n" })[i] end)
+T.is(hb.config.load(redef).c, 2, "a redefined anchor: the alias takes the latest definition")
+
+-- ---- item 10: the model's bytes against memory --------------------------------------------------------------
+local phys = hb.physical_memory()
+T.ok(math.type(phys) == "integer" and phys > 0, "hb.physical_memory() gives the machine's memory in bytes")
+rc, out = child([[
+hb.models.max_params = 2 ^ 62     -- only the memory check stands in the way
+print(pcall(hb.models.new, { model_type = "gla", hidden_size = 4096, num_hidden_layers = 100000, vocab_size = 32000, num_heads = 4 }))
+print("allocated " .. hb.tensor_bytes())]], 60, 4000000)
+T.ok(rc == 0 and out:find("config: the model's weights would take at least", 1, true) and out:find("more than this machine's memory", 1, true)
+  and out:find("set hb.models.max_bytes (bytes) to override", 1, true) and out:find("allocated 0", 1, true),
+  "a model larger than the machine's memory is refused before anything is allocated, saying how to override", out:sub(1, 500))
+hb.models.max_bytes = 1 << 20
+local ok, e = pcall(hb.models.new, { model_type = "gla", hidden_size = 256, num_hidden_layers = 2, vocab_size = 256, num_heads = 2 })
+T.ok(not ok and tostring(e):find("more than hb.models.max_bytes (1.0 MiB)", 1, true), "hb.models.max_bytes lowers the limit", e)
+local m = hb.models.new({ model_type = "gla", hidden_size = 32, num_hidden_layers = 2, vocab_size = 256, num_heads = 2 })
+local stepped = false
+ok, e = pcall(hb.train, { model = m, steps = 1, progress = false,
+  batch = function(k) stepped = true; return hb.tensor(hb.train_utils.synthetic_batch(k, 1, 9, 256), "int64") end })
+T.ok(not ok and not stepped and tostring(e):find("hb.train: training this model needs at least 1.2 MiB (75488 parameters × 16 bytes", 1, true),
+  "hb.train refuses a model whose weights, gradients and AdamW moments exceed the limit, before the first step", e)
+hb.models.max_bytes = nil
+T.ok(pcall(hb.train, { model = m, steps = 1, progress = false,
+  batch = function(k) return hb.tensor(hb.train_utils.synthetic_batch(k, 1, 9, 256), "int64") end }), "and trains it with the default limit")
+
+os.execute("rm -rf '" .. tmp .. "'")
+T.done()
