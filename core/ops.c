@@ -959,8 +959,8 @@ static int64_t load_index(const hb_tensor_t *t, int64_t i) {
     switch (t->dtype) {
     case HB_I64: return ((const int64_t *)p)[i];
     case HB_I32: return ((const int32_t *)p)[i];
-    case HB_F32: return (int64_t)((const float *)p)[i];
-    case HB_F64: return (int64_t)((const double *)p)[i];
+    case HB_F32: return hb_double_to_i64(((const float *)p)[i]);
+    case HB_F64: return hb_double_to_i64(((const double *)p)[i]);
     }
     return 0;
 }

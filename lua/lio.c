@@ -285,7 +285,7 @@ static void add_json(lua_State *L, int idx, int depth, cJSON *parent, const char
         if (lua_isinteger(L, idx)) { item = cJSON_CreateNumber((double)lua_tointeger(L, idx)); break; }
         double v = lua_tonumber(L, idx);
         if (v != v || v == 1.0 / 0.0 || v == -1.0 / 0.0) item = cJSON_CreateNull();
-        else if (v == (double)(long long)v && v > -1e15 && v < 1e15) {
+        else if (v > -1e15 && v < 1e15 && v == (double)(long long)v) {   /* range first: the cast needs it */
             /* keep floats looking like floats (10000.0), as Python's json writes them */
             char buf[64];
             snprintf(buf, sizeof buf, "%.1f", v);

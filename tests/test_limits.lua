@@ -1,10 +1,12 @@
--- test_limits.lua — work and memory stay bounded (issue 17, items 9 and 10):
+-- test_limits.lua — work and memory stay bounded, conversions defined (issue 17, items 9, 10 and 13):
 --   * YAML duplicate-key detection and anchor lookup are hash tables: a document of 10^6 keys (or 2·10^5
 --     anchors and aliases) loads or is refused within a CPU-time limit in a child process, where the
 --     linear scans of the branch point took minutes;
 --   * a model whose float32 weights exceed the machine's memory (or hb.models.max_bytes) is refused
 --     before anything is allocated, and hb.train refuses one whose weights, gradients and AdamW moments
---     (16 bytes a parameter) would not fit, before the first step.
+--     (16 bytes a parameter) would not fit, before the first step;
+--   * float → int conversions saturate (NaN → 0) instead of being undefined, values that no integer
+--     dtype holds are refused where the user gives them, and a GLA chunk of 2^40 is clamped.
 local hb = require "hyblua"
 local T = dofile("tests/tap.lua")
 local HY = arg[-1] or "./hyblua"
@@ -79,6 +81,30 @@ T.ok(not ok and not stepped and tostring(e):find("hb.train: training this model 
 hb.models.max_bytes = nil
 T.ok(pcall(hb.train, { model = m, steps = 1, progress = false,
   batch = function(k) return hb.tensor(hb.train_utils.synthetic_batch(k, 1, 9, 256), "int64") end }), "and trains it with the default limit")
+
+-- ---- item 13: no undefined float → int conversion, a GLA chunk of 2^40 --------------------------------------
+-- (make asan now names -fsanitize=float-cast-overflow, which reports each of these on the branch point)
+local l = hb.tensor({ 1e300, -1e300, 0 / 0, -2.7, 2.7 }):long():tolist()
+T.ok(l[1] == math.maxinteger and l[2] == math.mininteger and l[3] == 0 and l[4] == -2 and l[5] == 2,
+  "float → int64 truncates toward zero, saturates at the limits, NaN → 0", table.concat(l, " "))
+local i32 = hb.tensor({ 3e9, -3e9, 0 / 0 }):int():tolist()
+T.ok(i32[1] == 2147483647 and i32[2] == -2147483648 and i32[3] == 0, "float → int32 saturates too", table.concat(i32, " "))
+T.is(hb.tensor({ math.maxinteger }, "int64"):get(1), math.maxinteger, "int64 elements are read exactly (2^63 - 1 stays itself)")
+T.raises(function() return hb.tensor({ 1e300 }, "int64") end, "hb.tensor: element 1 is 1e+300, not an integer that fits int64",
+  "hb.tensor refuses a value no int64 holds")
+T.raises(function() return hb.tensor({ 1, 2 ^ 40 }, "int32") end, "element 2 is 1099511627776.0, not an integer that fits int32",
+  "and one beyond int32")
+T.raises(function() return hb.tensor({ 2.5 }, "int64") end, "element 1 is 2.5, not an integer", "and a fraction for an integer dtype")
+T.raises(function() return hb.full(0 / 0, { 2 }, "int32") end, "hb.full: the value is", "hb.full refuses NaN for an int32 tensor")
+T.raises(function() return hb.zeros({ 2 }, "int64"):fill_(1e300) end, "fill_: the value is 1e+300", "fill_ refuses 1e300 for int64")
+T.raises(function() hb.zeros({ 2 }, "int32"):set(1e20, 1) end, "set: the value is 1e+20", "set refuses 1e20 for int32")
+do
+  local q = hb.randn(1, 20, 2, 8)
+  local g = q:sigmoid():log()
+  local ok, big = pcall(hb.gla, q, q, q, g, 0.35, "chunk", 1 << 40)
+  local ref = hb.gla(q, q, q, g, 0.35, "chunk", 64)
+  T.ok(ok and (big - ref):abs():max():item() == 0, "hb.gla with chunk 2^40 is one chunk of the whole sequence (the same output as chunk 64 here)", big)
+end
 
 os.execute("rm -rf '" .. tmp .. "'")
 T.done()
