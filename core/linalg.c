@@ -96,8 +96,12 @@ static int gemm(hb_dtype_t dt, CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int64_t M
                   (long long)K);
         return -1;
     }
+    /* before ANY BLAS call, small ones included: the first hb_threads_get() puts OpenBLAS at one thread,
+       and OpenBLAS's own threading rounds differently, so a product made before it would give other bits
+       than the same product later in the process (a resumed run diverged from an uninterrupted one) */
+    int nt = hb_threads_get();
     double flops = 2.0 * (double)M * (double)N * (double)K;
-    if (flops < 4e6 || hb_threads_get() < 2) {
+    if (flops < 4e6 || nt < 2) {
         gemm1(dt, ta, tb, M, N, K, A, lda, B, ldb, beta, C, ldc);
         return 0;
     }
@@ -105,7 +109,6 @@ static int gemm(hb_dtype_t dt, CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int64_t M
     /* one block per thread (each packs the shared operand once, as OpenBLAS's own threading does),
        rounded to 16 rows/cols; splitting rows or columns never changes the k-summation of an element */
     int64_t len = j.by_rows ? M : N;
-    int nt = hb_threads_get();
     int64_t block = ((len + nt - 1) / nt + 15) / 16 * 16;
     if (block < 64) block = 64;
     j.block = block;

@@ -933,8 +933,8 @@ static int64_t load_index(const hb_tensor_t *t, int64_t i) {
     switch (t->dtype) {
     case HB_I64: return ((const int64_t *)p)[i];
     case HB_I32: return ((const int32_t *)p)[i];
-    case HB_F32: return (int64_t)((const float *)p)[i];
-    case HB_F64: return (int64_t)((const double *)p)[i];
+    case HB_F32: return hb_double_to_i64(((const float *)p)[i]);
+    case HB_F64: return hb_double_to_i64(((const double *)p)[i]);
     }
     return 0;
 }
@@ -1080,8 +1080,8 @@ hb_tensor_t *hb_cross_entropy(hb_tensor_t *logits, hb_tensor_t *target, int64_t 
 
 /* ---- embedding, rmsnorm --------------------------------------------------------------------------- */
 static int check_index_tensor(const hb_tensor_t *t, const char *op) {
-    if (t->dtype != HB_I64 && t->dtype != HB_I32 && !hb_dtype_is_float(t->dtype)) {
-        hb_seterr("%s: index must be an integer tensor", op);
+    if (t->dtype != HB_I64 && t->dtype != HB_I32) {   /* float ids would be truncated silently */
+        hb_seterr("%s: index must be an integer tensor (int64 or int32), got %s", op, hb_dtype_name(t->dtype));
         return -1;
     }
     return 0;

@@ -289,12 +289,25 @@ static double load(const void *base, hb_dtype_t dt, int64_t o) {
     return 0;
 }
 
+int64_t hb_double_to_i64(double v) {
+    if (v != v) return 0;
+    if (v >= 9223372036854775808.0) return INT64_MAX;
+    if (v < -9223372036854775808.0) return INT64_MIN;
+    return (int64_t)v;
+}
+int32_t hb_double_to_i32(double v) {
+    if (v != v) return 0;
+    if (v >= 2147483648.0) return INT32_MAX;
+    if (v <= -2147483649.0) return INT32_MIN;
+    return (int32_t)v;
+}
+
 static void store(void *base, hb_dtype_t dt, int64_t o, double v) {
     switch (dt) {
     case HB_F32: ((float *)base)[o] = (float)v; break;
     case HB_F64: ((double *)base)[o] = v; break;
-    case HB_I64: ((int64_t *)base)[o] = (int64_t)v; break;
-    case HB_I32: ((int32_t *)base)[o] = (int32_t)v; break;
+    case HB_I64: ((int64_t *)base)[o] = hb_double_to_i64(v); break;
+    case HB_I32: ((int32_t *)base)[o] = hb_double_to_i32(v); break;
     }
 }
 
@@ -396,8 +409,8 @@ int hb_fill_(hb_tensor_t *t, double v) {
         switch (t->dtype) {
         case HB_F32: for (int64_t i = 0; i < n; i++) ((float *)p)[i] = (float)v; break;
         case HB_F64: for (int64_t i = 0; i < n; i++) ((double *)p)[i] = v; break;
-        case HB_I64: for (int64_t i = 0; i < n; i++) ((int64_t *)p)[i] = (int64_t)v; break;
-        case HB_I32: for (int64_t i = 0; i < n; i++) ((int32_t *)p)[i] = (int32_t)v; break;
+        case HB_I64: { int64_t x = hb_double_to_i64(v); for (int64_t i = 0; i < n; i++) ((int64_t *)p)[i] = x; break; }
+        case HB_I32: { int32_t x = hb_double_to_i32(v); for (int64_t i = 0; i < n; i++) ((int32_t *)p)[i] = x; break; }
         }
         return 0;
     }

@@ -66,6 +66,10 @@ int64_t hb_alloc_bytes(void);
 /* ---- dtypes ------------------------------------------------------------------------------------ */
 size_t hb_dtype_size(hb_dtype_t dt);
 const char *hb_dtype_name(hb_dtype_t dt);   /* "float32", "float64", "int64", "int32" */
+/* Float → integer as every store into an int64/int32 tensor does it: truncation toward zero, saturated at
+ * the type's limits, NaN → 0 (a plain C cast of a value out of range is undefined behaviour). */
+int64_t hb_double_to_i64(double v);
+int32_t hb_double_to_i32(double v);
 int hb_dtype_is_float(hb_dtype_t dt);
 
 /* ---- creation ---------------------------------------------------------------------------------- */

@@ -6,6 +6,7 @@
 #include "../kernels/alloc.h"
 #include "errfmt.h"
 #include "jsonfile.h"
+#include "readfile.h"
 #include "../core/tensor.h"
 #include <errno.h>
 #include <fcntl.h>
@@ -170,19 +171,10 @@ struct hb_shard {
 
 hb_shard_t *hb_shard_open(const char *path, char *err, size_t errlen) {
     if (!path) { hb_errfmt(err, errlen, "hb_shard_open: NULL path"); return NULL; }
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) { hb_errfmt(err, errlen, "%s: %s", path, strerror(errno)); return NULL; }
     struct stat st;
-    if (fstat(fd, &st) != 0) {
-        hb_errfmt(err, errlen, "%s: %s", path, strerror(errno));
-        close(fd);
-        return NULL;
-    }
-    if (!S_ISREG(st.st_mode)) {
-        hb_errfmt(err, errlen, "%s: not a regular file", path);
-        close(fd);
-        return NULL;
-    }
+    int fd = hb_open_regular(path, &st, err, errlen);   /* a FIFO or device is refused, never read */
+    if (fd == -1) hb_errfmt(err, errlen, "%s: %s", path, strerror(errno));
+    if (fd < 0) return NULL;
     size_t size = (size_t)st.st_size;
     if (size < HB_SHARD_HEADER) {
         hb_errfmt(err, errlen, "%s: not a hyblua token shard (%zu bytes, shorter than the %d-byte header)", path, size,
@@ -254,8 +246,11 @@ int64_t hb_shard_vocab_size(const hb_shard_t *s) { return s->vocab; }
 int hb_shard_token_bytes(const hb_shard_t *s) { return s->width; }
 const char *hb_shard_path(const hb_shard_t *s) { return s->path; }
 
-/* tokens [pos, pos+n) → out, no checks */
-static void copy_tokens(const hb_shard_t *s, int64_t pos, int64_t n, int64_t *out) {
+/* tokens [pos, pos+n) → out (the range is the caller's to check). Every id is checked against the
+ * vocabulary the header records: a shard whose bytes were damaged, or written for another tokenizer,
+ * must not feed out-of-range ids to an embedding. Returns 0, or -1 with a message naming the position. */
+static int copy_tokens(const hb_shard_t *s, int64_t pos, int64_t n, int64_t *out, char *err, size_t errlen) {
+    uint32_t bad = 0;
     if (s->width == 2) {
         const unsigned char *p = s->tokens + 2 * pos;
         for (int64_t i = 0; i < n; i++) {
@@ -271,6 +266,17 @@ static void copy_tokens(const hb_shard_t *s, int64_t pos, int64_t n, int64_t *ou
             out[i] = v;
         }
     }
+    if (s->vocab <= 0) return 0;
+    for (int64_t i = 0; i < n; i++) bad |= out[i] >= s->vocab;
+    if (!bad) return 0;
+    for (int64_t i = 0; i < n; i++)
+        if (out[i] >= s->vocab) {
+            hb_errfmt(err, errlen, "%s: token %lld at offset %lld is outside the shard's vocabulary 0..%lld (a damaged "
+                      "shard, or one written for another tokenizer)", s->path, (long long)out[i], (long long)(pos + i),
+                      (long long)(s->vocab - 1));
+            break;
+        }
+    return -1;
 }
 
 int hb_shard_read(const hb_shard_t *s, int64_t pos, int64_t n, int64_t *out, char *err, size_t errlen) {
@@ -279,8 +285,7 @@ int hb_shard_read(const hb_shard_t *s, int64_t pos, int64_t n, int64_t *out, cha
                   (long long)(pos + n), (long long)s->count);
         return -1;
     }
-    copy_tokens(s, pos, n, out);
-    return 0;
+    return copy_tokens(s, pos, n, out, err, errlen);
 }
 
 uint64_t hb_data_batch_seed(uint64_t seed, uint64_t k) {
@@ -319,7 +324,8 @@ int hb_shard_batch(const hb_shard_t *s, int64_t B, int64_t T, uint64_t seed, uin
     hb_rng_t r;
     hb_rng_seed(&r, hb_data_batch_seed(seed, k));
     uint64_t n = (uint64_t)(s->count - T); /* offsets 0..len-T-1 leave room for T+1 tokens */
-    for (int64_t b = 0; b < B; b++) copy_tokens(s, (int64_t)uniform(&r, n), T + 1, out + b * (T + 1));
+    for (int64_t b = 0; b < B; b++)
+        if (copy_tokens(s, (int64_t)uniform(&r, n), T + 1, out + b * (T + 1), err, errlen)) return -1;
     return 0;
 }
 
@@ -337,7 +343,6 @@ int hb_shard_window(const hb_shard_t *s, int64_t i, int64_t T, int64_t *out, int
         return -1;
     }
     int64_t start = i * T, end = start + T < s->count - 1 ? start + T : s->count - 1;
-    copy_tokens(s, start, end - start + 1, out);
     *n_out = end - start + 1;
-    return 0;
+    return copy_tokens(s, start, end - start + 1, out, err, errlen);
 }

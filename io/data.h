@@ -76,7 +76,8 @@ int64_t hb_shard_vocab_size(const hb_shard_t *s); /* from the header; 0 = unknow
 int hb_shard_token_bytes(const hb_shard_t *s);    /* 2 or 4 */
 const char *hb_shard_path(const hb_shard_t *s);   /* as given to hb_shard_open; owned by s */
 
-/* Copy tokens [pos, pos + n) as int64 into out. Returns 0, or -1 when the range is outside the shard. */
+/* Copy tokens [pos, pos + n) as int64 into out. Returns 0, or -1 when the range is outside the shard or
+ * an id is not below the vocabulary size the header records (read, batch and window check every id). */
 int hb_shard_read(const hb_shard_t *s, int64_t pos, int64_t n, int64_t *out /* [OUT] (n) */,
                   char *err /* [OUT] [OPTIONAL] */, size_t errlen);
 

@@ -11,6 +11,7 @@
 #include "jsonfile.h"
 #include "../kernels/alloc.h"
 #include "errfmt.h"
+#include "readfile.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
@@ -20,41 +21,24 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-/* Read the whole file into a NUL-terminated malloc'ed buffer. */
-static char *slurp(const char *path, size_t *len, char *err, size_t errlen) {
-    FILE *f = fopen(path, "rb");
-    if (!f) { hb_errfmt(err, errlen, "%s: cannot open: %s", path, strerror(errno)); return NULL; }
-    size_t cap = 4096, n = 0;
-    char *buf = hb_malloc(cap);
-    while (buf) {
-        if (n + 1 >= cap) {
-            char *nb = hb_realloc(buf, cap * 2);
-            if (!nb) { free(buf); buf = NULL; break; }
-            buf = nb;
-            cap *= 2;
+long hb_json_find_nul(const char *text, size_t len) {
+    int in_str = 0;
+    for (size_t i = 0; i < len; i++) {
+        char c = text[i];
+        if (c == '\0') return (long)i;
+        if (c == '"') in_str = !in_str;
+        else if (c == '\\' && in_str && i + 1 < len) {
+            if (text[i + 1] == 'u' && i + 5 < len && !strncmp(text + i + 2, "0000", 4)) return (long)i;
+            i++;                                   /* the escaped character: \" does not end the string */
         }
-        size_t got = fread(buf + n, 1, cap - 1 - n, f);
-        n += got;
-        if (got == 0) break;
     }
-    if (!buf) { fclose(f); hb_errfmt(err, errlen, "%s: out of memory", path); return NULL; }
-    if (ferror(f)) {
-        int e = errno;
-        fclose(f);
-        free(buf);
-        hb_errfmt(err, errlen, "%s: cannot read: %s", path, strerror(e));
-        return NULL;
-    }
-    fclose(f);
-    buf[n] = '\0';
-    *len = n;
-    return buf;
+    return -1;
 }
 
 cJSON *hb_json_read_file(const char *path, char *err, size_t errlen) {
     if (!path) { hb_errfmt(err, errlen, "hb_json_read_file: path is NULL"); return NULL; }
     size_t len = 0;
-    char *buf = slurp(path, &len, err, errlen);
+    char *buf = hb_read_file(path, HB_READ_MAX_JSON, &len, err, errlen);   /* no FIFO, no device, bounded */
     if (!buf) return NULL;
     const char *end = NULL;
     cJSON *j = len ? cJSON_ParseWithLengthOpts(buf, len, &end, 0) : NULL;
@@ -65,6 +49,18 @@ cJSON *hb_json_read_file(const char *path, char *err, size_t errlen) {
         if (pos < len) { cJSON_Delete(j); j = NULL; }
     } else if (end && end >= buf && end <= buf + len) {
         pos = (size_t)(end - buf);
+    }
+    long nul = j ? hb_json_find_nul(buf, len) : -1;
+    if (nul >= 0) {                            /* cJSON's strings end at a NUL: a name or token would be cut */
+        size_t line = 1, col = 1;
+        for (long i = 0; i < nul; i++) {
+            if (buf[i] == '\n') { line++; col = 1; } else col++;
+        }
+        hb_errfmt(err, errlen, "%s: a string holds a NUL character (\\u0000) at line %zu, column %zu; names, tokens "
+                  "and values cannot contain NUL", path, line, col);
+        cJSON_Delete(j);
+        free(buf);
+        return NULL;
     }
     if (!j) {
         size_t line = 1, col = 1;

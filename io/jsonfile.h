@@ -16,6 +16,10 @@
  * where cJSON gave up: at or shortly after the mistake). Only whitespace may follow
  * the top-level value. */
 cJSON *hb_json_read_file(const char *path, char *err, size_t errlen);
+/* hb_json_read_file refuses a file whose strings hold NUL (\u0000 or a raw 0 byte): cJSON's strings are
+ * C strings, so a name or token would be cut short silently. This finds the first one in valid JSON
+ * text: its byte offset, or -1. */
+long hb_json_find_nul(const char *text /* [IN] (len) */, size_t len);
 
 /* Write j pretty-printed (cJSON_Print layout plus a final newline) to path atomically (see
  * hb_atomic_open). Non-finite numbers, which JSON cannot hold, are an error naming the key. Returns 0,

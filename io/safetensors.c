@@ -21,6 +21,7 @@
 #include "../kernels/alloc.h"
 #include "errfmt.h"
 #include "jsonfile.h"
+#include "readfile.h"
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -300,21 +301,44 @@ oom:
     return -1;
 }
 
+typedef struct { uint64_t b, e; int i; } st_range;
+static int cmp_range(const void *x, const void *y) {
+    const st_range *a = x, *b = y;
+    return a->b < b->b ? -1 : a->b > b->b ? 1 : a->i - b->i;
+}
+
+/* The byte ranges of the tensors st->t[first..n) (one file, data section at data0) must not overlap, as
+ * the format requires: two tensors sharing bytes would alias each other. Empty tensors hold no bytes. */
+static int check_overlap(hb_safetensors_t *st, int first, const char *path, const unsigned char *data0, char *err,
+                         size_t errlen) {
+    int n = st->n - first, k = 0;
+    if (n < 2) return 0;
+    st_range *r = hb_malloc(sizeof *r * (size_t)n);
+    if (!r) { hb_errfmt(err, errlen, "%s: out of memory", path); return -1; }
+    for (int i = first; i < st->n; i++)
+        if (st->t[i].nbytes) {
+            uint64_t b = (uint64_t)(st->t[i].data - data0);
+            r[k++] = (st_range){b, b + st->t[i].nbytes, i};
+        }
+    qsort(r, (size_t)k, sizeof *r, cmp_range);
+    for (int j = 1; j < k; j++)
+        if (r[j].b < r[j - 1].e) {
+            const st_range *a = &r[j - 1], *b = &r[j];
+            hb_errfmt(err, errlen, "%s: tensors '%s' [%" PRIu64 ", %" PRIu64 ") and '%s' [%" PRIu64 ", %" PRIu64
+                      ") overlap in the data section (the format forbids it)", path, st->t[a->i].name, a->b, a->e,
+                      st->t[b->i].name, b->b, b->e);
+            free(r);
+            return -1;
+        }
+    free(r);
+    return 0;
+}
+
 /* Map path, validate its header, and append its tensors and metadata to st. */
 static int load_file(hb_safetensors_t *st, const char *path, char *err, size_t errlen) {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) { hb_errfmt(err, errlen, "%s: cannot open: %s", path, strerror(errno)); return -1; }
     struct stat sb;
-    if (fstat(fd, &sb) != 0) {
-        hb_errfmt(err, errlen, "%s: cannot stat: %s", path, strerror(errno));
-        close(fd);
-        return -1;
-    }
-    if (!S_ISREG(sb.st_mode)) {
-        hb_errfmt(err, errlen, "%s: not a regular file", path);
-        close(fd);
-        return -1;
-    }
+    int fd = hb_open_regular(path, &sb, err, errlen);   /* a FIFO or device is refused, never read */
+    if (fd < 0) return -1;
     size_t size = (size_t)sb.st_size;
     if (size < 8) {
         close(fd);
@@ -347,13 +371,15 @@ static int load_file(hb_safetensors_t *st, const char *path, char *err, size_t e
     uint64_t hlen = 0;
     for (int i = 7; i >= 0; i--) hlen = (hlen << 8) | p[i];
     if (hlen > size - 8) {
-        hb_errfmt(err, errlen, "%s: header length %" PRIu64 " exceeds the file (%zu bytes, %zu after "
-                  "the 8-byte length)", path, hlen, size, size - 8);
+        /* the value is not shown: the first 8 bytes of a file that is no safetensors file (a password
+           file behind a hostile index) must never reach a message */
+        hb_errfmt(err, errlen, "%s: not a safetensors file: its 8-byte header length is larger than the "
+                  "file (%zu bytes)", path, size);
         return -1;
     }
     if (hlen > HB_ST_MAX_HEADER) {
-        hb_errfmt(err, errlen, "%s: header length %" PRIu64 " exceeds the limit of %d bytes", path,
-                  hlen, HB_ST_MAX_HEADER);
+        hb_errfmt(err, errlen, "%s: not a safetensors file: its header length is over the limit of %d "
+                  "bytes", path, HB_ST_MAX_HEADER);
         return -1;
     }
     if (hlen == 0) { hb_errfmt(err, errlen, "%s: header is empty (length 0)", path); return -1; }
@@ -391,7 +417,7 @@ static int load_file(hb_safetensors_t *st, const char *path, char *err, size_t e
     }
     const unsigned char *data0 = p + 8 + hlen;
     uint64_t dsize = size - 8 - hlen;
-    int seen_meta = 0;
+    int seen_meta = 0, first = st->n;
     for (const cJSON *e = root->child; e; e = e->next) {
         if (strcmp(e->string, "__metadata__") != 0) {
             if (add_tensor(st, path, e, file, data0, dsize, err, errlen)) goto out;
@@ -417,7 +443,7 @@ static int load_file(hb_safetensors_t *st, const char *path, char *err, size_t e
             }
         }
     }
-    rc = 0;
+    rc = check_overlap(st, first, path, data0, err, errlen);
 out:
     cJSON_Delete(root);
     return rc;
@@ -550,7 +576,7 @@ hb_safetensors_t *hb_safetensors_open_index(const char *dir_or_index, char *err,
     if (!root) return NULL;
     hb_safetensors_t *st = NULL;
     const char **shards = NULL;
-    char *spath = NULL;
+    char *spath = NULL, *realdir = NULL;
     const cJSON *wm = cJSON_GetObjectItemCaseSensitive(root, "weight_map");
     if (!cJSON_IsObject(root) || !cJSON_IsObject(wm)) {
         hb_errfmt(err, errlen, "%s: \"weight_map\" is %s, not an object", ipath,
@@ -564,9 +590,11 @@ hb_safetensors_t *hb_safetensors_open_index(const char *dir_or_index, char *err,
                       m->string, json_kind(m));
             goto fail;
         }
-        if (m->valuestring[0] == '\0' || m->valuestring[0] == '/') {
-            hb_errfmt(err, errlen, "%s: weight_map entry '%s' names shard '%s', which is not a file "
-                      "name relative to the index", ipath, m->string, m->valuestring);
+        /* a shard is a file beside the index: a plain name, no directory part, no "..", not absolute */
+        const char *v = m->valuestring;
+        if (v[0] == '\0' || strchr(v, '/') || !strcmp(v, ".") || !strcmp(v, "..")) {
+            hb_errfmt(err, errlen, "%s: weight_map entry '%s' names shard '%s', which is not the name of a "
+                      "file in the checkpoint directory (no '/', no '..')", ipath, m->string, v);
             goto fail;
         }
     }
@@ -582,10 +610,23 @@ hb_safetensors_t *hb_safetensors_open_index(const char *dir_or_index, char *err,
     ns = k;
     const char *slash = strrchr(ipath, '/');
     size_t dirlen = slash ? (size_t)(slash - ipath) + 1 : 0;
+    char *dirpath = dirlen ? join(ipath, dirlen, ".") : hb_strdup(".");
+    realdir = dirpath ? realpath(dirpath, NULL) : NULL;
+    free(dirpath);
+    if (!realdir) { hb_errfmt(err, errlen, "%s: cannot resolve its directory: %s", ipath, strerror(errno)); goto fail; }
     for (int s = 0; s < ns; s++) {
         spath = join(ipath, dirlen, shards[s]);
         if (!spath) { hb_errfmt(err, errlen, "%s: out of memory", ipath); goto fail; }
         char inner[768];
+        /* a shard that is a symbolic link must stay inside the checkpoint directory */
+        char *real = realpath(spath, NULL);
+        size_t rl = strlen(realdir);
+        int inside = !real || (strncmp(real, realdir, rl) == 0 && (real[rl] == '/' || (rl == 1 && realdir[0] == '/')));
+        free(real);
+        if (!inside) {
+            hb_errfmt(err, errlen, "%s: shard '%s' is a link to a file outside the checkpoint directory", ipath, shards[s]);
+            goto fail;
+        }
         if (load_file(st, spath, inner, sizeof inner)) {
             const char *first = "";
             for (const cJSON *m = wm->child; m; m = m->next)
@@ -607,10 +648,12 @@ hb_safetensors_t *hb_safetensors_open_index(const char *dir_or_index, char *err,
         }
     }
     free(shards);
+    free(realdir);
     cJSON_Delete(root);
     return st;
 fail:
     free(spath);
+    free(realdir);
     free(shards);
     hb_safetensors_close(st);
     cJSON_Delete(root);

@@ -39,6 +39,7 @@
 #include "../kernels/alloc.h"
 #include "errfmt.h"
 #include "jsonfile.h"
+#include "readfile.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -86,37 +87,9 @@ static int iv_push(ivec_t *a, int64_t x) {
     return 0;
 }
 
-/* Reads a whole file into a malloc'd NUL-terminated buffer. */
-static char *read_file(const char *path, size_t *len, char *err, size_t errlen) {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        hb_errfmt(err, errlen, "%s: cannot open: %s", path, strerror(errno));
-        return NULL;
-    }
-    buf_t b = {0};
-    char chunk[65536];
-    size_t got;
-    while ((got = fread(chunk, 1, sizeof chunk, f)) > 0) {
-        if (buf_put(&b, chunk, got)) {
-            hb_errfmt(err, errlen, "%s: out of memory reading the file", path);
-            free(b.p);
-            fclose(f);
-            return NULL;
-        }
-    }
-    int bad = ferror(f), code = errno;
-    fclose(f);
-    if (bad) {
-        hb_errfmt(err, errlen, "%s: cannot read: %s", path, strerror(code));
-        free(b.p);
-        return NULL;
-    }
-    if (!b.p && buf_put(&b, "", 0)) {
-        hb_errfmt(err, errlen, "%s: out of memory reading the file", path);
-        return NULL;
-    }
-    *len = b.n;
-    return b.p;
+/* Reads a whole regular file (at most max bytes) into a malloc'd NUL-terminated buffer. */
+static char *read_file(const char *path, size_t max, size_t *len, char *err, size_t errlen) {
+    return hb_read_file(path, max, len, err, errlen);
 }
 
 /* ---- hash maps --------------------------------------------------------------------------------- */
@@ -1247,7 +1220,7 @@ hb_tokenizer_t *hb_tokenizer_load_gpt2(const char *encoder_json_path, const char
         tok_index_vocab(t, encoder_json_path, err, errlen))
         goto fail;
     size_t len;
-    if (!(text = read_file(vocab_bpe_path, &len, err, errlen))) goto fail;
+    if (!(text = read_file(vocab_bpe_path, HB_READ_MAX_JSON, &len, err, errlen))) goto fail;
     int line = 0;
     for (char *p = text, *end = text + len; p < end;) {
         char *nl = memchr(p, '\n', end - p), *e = nl ? nl : end;
@@ -1784,7 +1757,7 @@ static int count_words(trainer_t *T, const char **files, int nfiles, char *err, 
     int rc = -1;
     for (int f = 0; f < nfiles; f++) {
         size_t len;
-        char *text = read_file(files[f], &len, err, errlen);
+        char *text = read_file(files[f], SIZE_MAX / 2, &len, err, errlen);   /* a corpus: as large as memory allows */
         if (!text) goto done;
         const uint8_t *s = (const uint8_t *)text;
         for (size_t i = 0, j; i < len; i = j) {

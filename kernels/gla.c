@@ -72,6 +72,14 @@ static int bad_dims(int64_t B, int64_t T, int64_t H, int64_t K, int64_t V, int64
     return B < 0 || T < 0 || H < 0 || K < 1 || V < 1 || C < 1;
 }
 
+/* The chunk length actually used, before any arithmetic with it: a chunk longer than the sequence is the
+ * whole sequence, and at most 2^16 rows (the workspace holds C×C scores; a requested 2^40 overflowed it).
+ * Chunking is an exact rewriting of the recurrence, so a shorter chunk changes only the rounding. */
+static int64_t chunk_len(int64_t C, int64_t T) {
+    int64_t cap = T < ((int64_t)1 << 16) ? T : ((int64_t)1 << 16);
+    return C > cap ? (cap > 0 ? cap : 1) : C;
+}
+
 /* Everything a work item needs; one struct for all entry points. */
 typedef struct {
     real *o, *ht, *dq, *dk, *dv, *dgk, *dh0;
@@ -538,6 +546,7 @@ static int fwd_chunk(real *o, real *ht, const real *q, const real *k, const real
                       const real *h0, real scale, int64_t B, int64_t T, int64_t H, int64_t K,
                       int64_t V, int64_t C) {
     if (bad_dims(B, T, H, K, V, C) || (T > 0 && (!o || !q || !k || !v || !gk))) return -1;
+    C = chunk_len(C, T);
     if (B * H == 0) return 0;
     gla_args a = {.o = o, .ht = ht, .q = q, .k = k, .v = v, .gk = gk, .h0 = h0, .scale = scale,
                   .T = T, .H = H, .K = K, .V = V, .C = C, .per_item = ws_size(K, V, C, 0)};
@@ -656,6 +665,7 @@ static int bwd_chunk(real *dq, real *dk, real *dv, real *dgk, real *dh0, const r
                       const real *h0, real scale, int64_t B, int64_t T, int64_t H, int64_t K,
                       int64_t V, int64_t C) {
     if (bad_dims(B, T, H, K, V, C) || (T > 0 && (!do_ || !q || !k || !v || !gk))) return -1;
+    C = chunk_len(C, T);
     if (B * H == 0) return 0;
     int64_t nc = (T + C - 1) / C;
     gla_args a = {.dq = dq, .dk = dk, .dv = dv, .dgk = dgk, .dh0 = dh0, .do_ = do_, .dht = dht,

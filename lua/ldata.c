@@ -19,11 +19,18 @@
  * hb.data.list_dir(path) → sorted names of the entries of a directory (no "." or "..").
  * hb.data.mkdir(path) — creates path and missing parents (like mkdir -p); fine if it exists.
  * hb.data.is_dir(path) → boolean
+ * hb.data.remove_checkpoint(path) — removes a checkpoint directory that hb.train has moved out of the
+ *   ckpt-N namespace (its last component is ckpt-<digits>.tmp or ckpt-<digits>.del; any other path is
+ *   refused, so a stray call can delete nothing else) with everything in it, like rm -rf but without a
+ *   shell: symbolic links are removed, never followed; a missing path is fine; any other failure raises
+ *   "hb.data.remove_checkpoint: <path>: <reason>" naming the entry that could not be removed.
  */
 #include "../io/data.h"
 #include "lhyblua.h"
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -320,6 +327,71 @@ static int l_mkdir(lua_State *L) {
     return 0;
 }
 
+/* Remove name (relative to the directory fd dir) and, if it is a directory, what it holds. Never follows
+ * a symbolic link. Returns 0, or -1 with "<path>: <reason>" in err (path = shown + name). */
+static int remove_at(int dir, const char *name, const char *shown, int depth, char *err, size_t errlen) {
+    struct stat st;
+    if (fstatat(dir, name, &st, AT_SYMLINK_NOFOLLOW) != 0) {
+        if (errno == ENOENT) return 0;
+        snprintf(err, errlen, "%s%s: %s", shown, name, strerror(errno));
+        return -1;
+    }
+    if (!S_ISDIR(st.st_mode)) {
+        if (unlinkat(dir, name, 0) != 0 && errno != ENOENT) {
+            snprintf(err, errlen, "%s%s: %s", shown, name, strerror(errno));
+            return -1;
+        }
+        return 0;
+    }
+    if (depth > 256) {
+        snprintf(err, errlen, "%s%s: directories nested deeper than 256 levels", shown, name);
+        return -1;
+    }
+    int fd = openat(dir, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+    if (!d) {
+        snprintf(err, errlen, "%s%s: %s", shown, name, strerror(errno));
+        if (fd >= 0) close(fd);
+        return -1;
+    }
+    size_t n = strlen(shown) + strlen(name) + 2;
+    char *sub = malloc(n);
+    int rc = sub ? 0 : -1;
+    if (!sub) snprintf(err, errlen, "%s%s: out of memory", shown, name);
+    else snprintf(sub, n, "%s%s/", shown, name);
+    struct dirent *e;
+    while (rc == 0 && (e = readdir(d)))
+        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) rc = remove_at(fd, e->d_name, sub, depth + 1, err, errlen);
+    free(sub);
+    closedir(d);
+    if (rc == 0 && unlinkat(dir, name, AT_REMOVEDIR) != 0 && errno != ENOENT) {
+        snprintf(err, errlen, "%s%s: %s", shown, name, strerror(errno));
+        rc = -1;
+    }
+    return rc;
+}
+
+/* Is the last component of path "ckpt-<digits>.tmp" or "ckpt-<digits>.del"? */
+static int is_checkpoint_trash(const char *path) {
+    const char *b = strrchr(path, '/');
+    b = b ? b + 1 : path;
+    if (strncmp(b, "ckpt-", 5)) return 0;
+    const char *p = b + 5, *d = p;
+    while (*p >= '0' && *p <= '9') p++;
+    return p > d && (!strcmp(p, ".tmp") || !strcmp(p, ".del"));
+}
+
+static int l_remove_checkpoint(lua_State *L) {
+    size_t n;
+    const char *path = luaL_checklstring(L, 1, &n);
+    if (strlen(path) != n) return luaL_argerror(L, 1, "path contains a NUL byte");
+    if (!is_checkpoint_trash(path))
+        return luaL_error(L, "hb.data.remove_checkpoint: %s is not a ckpt-N.tmp or ckpt-N.del directory", path);
+    char err[1024];
+    if (remove_at(AT_FDCWD, path, "", 0, err, sizeof err)) return luaL_error(L, "hb.data.remove_checkpoint: %s", err);
+    return 0;
+}
+
 static int l_is_dir(lua_State *L) {
     struct stat st;
     lua_pushboolean(L, stat(luaL_checkstring(L, 1), &st) == 0 && S_ISDIR(st.st_mode));
@@ -336,7 +408,7 @@ static const luaL_Reg metamethods[] = {
 
 static const luaL_Reg functions[] = {
     {"write_shard", l_write_shard}, {"open", l_open}, {"list_dir", l_list_dir}, {"mkdir", l_mkdir},
-    {"is_dir", l_is_dir}, {NULL, NULL}};
+    {"is_dir", l_is_dir}, {"remove_checkpoint", l_remove_checkpoint}, {NULL, NULL}};
 
 /* hb.data (expects the module table on top). */
 void lhb_open_data(lua_State *L) {

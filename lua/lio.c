@@ -5,6 +5,7 @@
  *   A directory or a *.index.json path opens a sharded checkpoint.
  * hb.io.save_safetensors(path, tensors, metadata [, {dtype = "bf16" | "f16" | "f32"}]) — atomic write;
  *   float tensors may be narrowed on the way out.
+ * hb.io.file_kind(path) → "file" | "directory" | "named pipe" | "socket" | "device" | nil (absent).
  * hb.io.read_json(path) → Lua value (JSON null → hb.io.null);  hb.io.write_json(path, value) — atomic,
  *   keys sorted; a Lua sequence becomes an array, hb.io.null becomes null, an empty table {} an object
  *   unless it is hb.io.empty_array.
@@ -15,6 +16,7 @@
 #include "lhyblua.h"
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 static int null_sentinel, empty_array_sentinel;
 
@@ -67,24 +69,11 @@ static int l_load_safetensors(lua_State *L) {
     const char *path = luaL_checkstring(L, 1);
     char err[512];
     size_t n = strlen(path);
-    int index = n > 11 && !strcmp(path + n - 11, ".index.json");
-    hb_safetensors_t *st = NULL;
-    if (!index) {
-        FILE *f = fopen(path, "rb");
-        if (f) fclose(f);
-        /* a directory: sharded if it has an index, else model.safetensors inside */
-        char buf[4096];
-        snprintf(buf, sizeof buf, "%s/model.safetensors.index.json", path);
-        FILE *g = fopen(buf, "rb");
-        if (g) { fclose(g); index = 1; }
-        else {
-            snprintf(buf, sizeof buf, "%s/model.safetensors", path);
-            FILE *h = fopen(buf, "rb");
-            if (h) { fclose(h); st = hb_safetensors_open(buf, err, sizeof err); goto opened; }
-        }
-    }
-    st = index ? hb_safetensors_open_index(path, err, sizeof err) : hb_safetensors_open(path, err, sizeof err);
-opened:
+    /* a directory (sharded if it has an index, else its model.safetensors) or an index go through
+       open_index; stat never blocks, where probing with fopen would wait forever on a named pipe */
+    struct stat sb;
+    int index = (n > 11 && !strcmp(path + n - 11, ".index.json")) || (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode));
+    hb_safetensors_t *st = index ? hb_safetensors_open_index(path, err, sizeof err) : hb_safetensors_open(path, err, sizeof err);
     if (!st) return luaL_error(L, "hb.io.load_safetensors: %s", err);
     int cnt = hb_safetensors_count(st);
     lua_createtable(L, 0, cnt);
@@ -265,6 +254,11 @@ static int l_decode_json(lua_State *L) {
     const char *s = luaL_checklstring(L, 1, &n);
     cJSON *j = cJSON_ParseWithLength(s, n);
     if (!j) return luaL_error(L, "hb.io.decode_json: invalid JSON near byte %d", (int)(cJSON_GetErrorPtr() ? cJSON_GetErrorPtr() - s : 0));
+    long nul = hb_json_find_nul(s, n);
+    if (nul >= 0) {
+        cJSON_Delete(j);
+        return luaL_error(L, "hb.io.decode_json: a string holds a NUL character (\\u0000) at byte %d", (int)nul);
+    }
     void **h = lhb_guard(L, json_release);
     *h = j;
     push_json(L, j);
@@ -291,7 +285,7 @@ static void add_json(lua_State *L, int idx, int depth, cJSON *parent, const char
         if (lua_isinteger(L, idx)) { item = cJSON_CreateNumber((double)lua_tointeger(L, idx)); break; }
         double v = lua_tonumber(L, idx);
         if (v != v || v == 1.0 / 0.0 || v == -1.0 / 0.0) item = cJSON_CreateNull();
-        else if (v == (double)(long long)v && v > -1e15 && v < 1e15) {
+        else if (v > -1e15 && v < 1e15 && v == (double)(long long)v) {   /* range first: the cast needs it */
             /* keep floats looking like floats (10000.0), as Python's json writes them */
             char buf[64];
             snprintf(buf, sizeof buf, "%.1f", v);
@@ -382,7 +376,17 @@ static int l_encode_json(lua_State *L) {
     return 1;
 }
 
-static const luaL_Reg io_funcs[] = {{"load_safetensors", l_load_safetensors}, {"save_safetensors", l_save_safetensors},
+/* hb.io.file_kind(path) → "file" | "directory" | "named pipe" | "socket" | "device", or nil when nothing is
+ * there (symbolic links followed). A stat: it never opens, so it never blocks. */
+static int l_file_kind(lua_State *L) {
+    struct stat sb;
+    if (stat(luaL_checkstring(L, 1), &sb) != 0) { lua_pushnil(L); return 1; }
+    lua_pushstring(L, S_ISREG(sb.st_mode) ? "file" : S_ISDIR(sb.st_mode) ? "directory" : S_ISFIFO(sb.st_mode) ? "named pipe"
+                      : S_ISSOCK(sb.st_mode) ? "socket" : "device");
+    return 1;
+}
+
+static const luaL_Reg io_funcs[] = {{"file_kind", l_file_kind},{"load_safetensors", l_load_safetensors}, {"save_safetensors", l_save_safetensors},
                                     {"read_json", l_read_json}, {"write_json", l_write_json},
                                     {"decode_json", l_decode_json}, {"encode_json", l_encode_json}, {NULL, NULL}};
 

@@ -15,6 +15,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define TENSOR_MT "hyblua.Tensor"
 
@@ -143,6 +144,25 @@ static int nested_shape(lua_State *L, int idx, int depth, int64_t *size, int *nd
     return 0;
 }
 
+/* A value stored into an int64/int32 tensor must be an integer within the type's range: a fraction would
+ * be truncated silently and NaN, inf or 1e300 have no integer value at all (and a C cast of them is
+ * undefined behaviour). Raises "<what> is 1.5, not an integer ..." naming the tensor's dtype. */
+static void check_int_value(lua_State *L, hb_dtype_t dt, int idx, const char *what) {
+    if (dt != HB_I64 && dt != HB_I32) return;
+    int ok;
+    if (lua_isinteger(L, idx)) {
+        lua_Integer x = lua_tointeger(L, idx);
+        ok = dt == HB_I64 || (x >= INT32_MIN && x <= INT32_MAX);
+    } else {
+        double v = lua_tonumber(L, idx);
+        /* the range test first: the cast that checks for a fraction is only defined inside it */
+        ok = v >= -9223372036854775808.0 && v < 9223372036854775808.0 && v == (double)(int64_t)v &&
+             (dt == HB_I64 || (v >= INT32_MIN && v <= INT32_MAX));
+    }
+    if (!ok)
+        luaL_error(L, "%s is %s, not an integer that fits %s", what, lua_tostring(L, idx), hb_dtype_name(dt));
+}
+
 static void nested_fill(lua_State *L, int idx, int depth, int ndim, const int64_t *size, hb_tensor_t *t, int64_t *pos,
                         int64_t *k) {
     lua_Integer n = luaL_len(L, idx);
@@ -162,11 +182,16 @@ static void nested_fill(lua_State *L, int idx, int depth, int ndim, const int64_
                 luaL_error(L, "hb.tensor: element %d is a %s, expected a number", (int)(*k + 1), tn);
             }
             int64_t off = *k;
+            if (t->dtype == HB_I64 || t->dtype == HB_I32) {
+                char what[64];
+                snprintf(what, sizeof what, "hb.tensor: element %lld", (long long)(*k + 1));
+                check_int_value(L, t->dtype, -1, what);
+            }
             switch (t->dtype) {
             case HB_F32: ((float *)hb_data(t))[off] = (float)v; break;
             case HB_F64: ((double *)hb_data(t))[off] = v; break;
-            case HB_I64: ((int64_t *)hb_data(t))[off] = lua_isinteger(L, -1) ? lua_tointeger(L, -1) : (int64_t)v; break;
-            case HB_I32: ((int32_t *)hb_data(t))[off] = (int32_t)v; break;
+            case HB_I64: ((int64_t *)hb_data(t))[off] = lua_isinteger(L, -1) ? lua_tointeger(L, -1) : hb_double_to_i64(v); break;
+            case HB_I32: ((int32_t *)hb_data(t))[off] = hb_double_to_i32(v); break;
             }
             (*k)++;
         }
@@ -202,6 +227,7 @@ static int fill_ctor(lua_State *L, double v, int use_arg_value) {
     if (use_arg_value) v = luaL_checknumber(L, 1);
     int nd = lhb_shape(L, start, size, &next);
     hb_dtype_t dt = opt_dtype(L, next, HB_F32);
+    if (use_arg_value) check_int_value(L, dt, 1, "hb.full: the value");
     return ret(L, hb_tensor_full(dt, nd, size, v));
 }
 static int l_zeros(lua_State *L) { return fill_ctor(L, 0, 0); }
@@ -277,10 +303,16 @@ static int m_nbytes(lua_State *L) {
 }
 static int m_is_contiguous(lua_State *L) { lua_pushboolean(L, hb_is_contiguous(lhb_check_tensor(L, 1))); return 1; }
 
+/* An element of an integer tensor, exactly (through a double, int64 values beyond 2^53 would round, and
+ * 2^63 − 1 would round to 2^63, which no int64 holds). */
+static int64_t get_int(const hb_tensor_t *t, const int64_t *idx) {
+    int64_t o = t->offset;
+    for (int i = 0; i < t->ndim; i++) o += idx[i] * t->stride[i];
+    return t->dtype == HB_I64 ? ((const int64_t *)t->storage->data)[o] : ((const int32_t *)t->storage->data)[o];
+}
 static void push_elem(lua_State *L, const hb_tensor_t *t, const int64_t *idx) {
-    double v = hb_get(t, idx);
-    if (hb_dtype_is_float(t->dtype)) lua_pushnumber(L, v);
-    else lua_pushinteger(L, (lua_Integer)v);
+    if (hb_dtype_is_float(t->dtype)) lua_pushnumber(L, hb_get(t, idx));
+    else lua_pushinteger(L, (lua_Integer)get_int(t, idx));
 }
 
 static int m_item(lua_State *L) {
@@ -336,6 +368,7 @@ static int m_get(lua_State *L) {
 static int m_set(lua_State *L) {
     hb_tensor_t *t = lhb_check_tensor(L, 1);
     double v = luaL_checknumber(L, 2);
+    check_int_value(L, t->dtype, 2, "set: the value");
     int64_t idx[HB_MAXDIM];
     read_pos(L, t, 3, idx);
     hb_set(t, idx, v);
@@ -349,7 +382,7 @@ static void fmt_rec(luaL_Buffer *b, const hb_tensor_t *t, int d, int64_t *idx, i
         char s[64];
         double v = hb_get(t, idx);
         if (hb_dtype_is_float(t->dtype)) snprintf(s, sizeof s, "%.6g", v);
-        else snprintf(s, sizeof s, "%lld", (long long)v);
+        else snprintf(s, sizeof s, "%lld", (long long)get_int(t, idx));
         luaL_addstring(b, s);
         return;
     }
@@ -366,7 +399,7 @@ static void fmt_rec(luaL_Buffer *b, const hb_tensor_t *t, int d, int64_t *idx, i
             char s[64];
             double v = hb_get(t, idx);
             if (hb_dtype_is_float(t->dtype)) snprintf(s, sizeof s, "%.4g", v);
-            else snprintf(s, sizeof s, "%lld", (long long)v);
+            else snprintf(s, sizeof s, "%lld", (long long)get_int(t, idx));
             luaL_addstring(b, s);
         } else {
             fmt_rec(b, t, d + 1, idx, indent + 1);
@@ -567,10 +600,21 @@ static void check_inplace(lua_State *L, hb_tensor_t *t, const char *fn) {
     if (t->requires_grad && hb_grad_enabled())
         luaL_error(L, "%s: in-place update of a tensor that requires grad; wrap it in hb.no_grad(function() ... end)", fn);
 }
+/* An in-place write through an expanded view (a dim of size > 1 with stride 0) would write one memory
+ * location several times: copy_ keeps whichever element came last, add_ sums them all into it. */
+static void check_no_alias(lua_State *L, const hb_tensor_t *t, const char *fn) {
+    for (int d = 0; d < t->ndim; d++)
+        if (t->size[d] > 1 && t->stride[d] == 0)
+            luaL_error(L, "%s: the destination is an expanded view (dim %d of size %I has stride 0), so several of its "
+                          "elements share one memory location; write into a contiguous copy (t:contiguous()) instead",
+                       fn, d + 1, (lua_Integer)t->size[d]);
+}
 static int m_fill_(lua_State *L) {
     hb_tensor_t *t = lhb_check_tensor(L, 1);
     check_inplace(L, t, "fill_");
-    hb_fill_(t, luaL_checknumber(L, 2));
+    luaL_checknumber(L, 2);
+    check_int_value(L, t->dtype, 2, "fill_: the value");
+    hb_fill_(t, lua_tonumber(L, 2));
     lua_settop(L, 1);
     return 1;
 }
@@ -584,6 +628,7 @@ static int m_zero_(lua_State *L) {
 static int m_copy_(lua_State *L) {
     hb_tensor_t *t = lhb_check_tensor(L, 1), *s = lhb_check_tensor(L, 2);
     check_inplace(L, t, "copy_");
+    check_no_alias(L, t, "copy_");
     if (!hb_same_shape(t, s)) {
         char a[64], b[64];
         return luaL_error(L, "copy_: shapes differ (%s vs %s)", hb_shape_str(t, a, sizeof a), hb_shape_str(s, b, sizeof b));
@@ -595,6 +640,7 @@ static int m_copy_(lua_State *L) {
 static int m_add_(lua_State *L) {
     hb_tensor_t *t = lhb_check_tensor(L, 1), *s = lhb_check_tensor(L, 2);
     check_inplace(L, t, "add_");
+    check_no_alias(L, t, "add_");
     if (hb_add_(t, s, luaL_optnumber(L, 3, 1.0))) return luaL_error(L, "%s", hb_errmsg());
     lua_settop(L, 1);
     return 1;
@@ -742,7 +788,16 @@ static const luaL_Reg metamethods[] = {
     {"__newindex", m_newindex}, {"__add", m_add}, {"__sub", m_sub}, {"__mul", m_mul}, {"__div", m_div},
     {"__pow", m_pow}, {"__unm", m_unm}, {"__len", m_len}, {"__eq", m_eq}, {NULL, NULL}};
 
-static const luaL_Reg functions[] = {
+/* hb.physical_memory() → bytes of RAM (sysconf), or nil when unknown. What hb.models and hb.train compare a
+ * model's size with before allocating it. */
+static int l_physical_memory(lua_State *L) {
+    long pages = sysconf(_SC_PHYS_PAGES), psize = sysconf(_SC_PAGESIZE);
+    if (pages <= 0 || psize <= 0) lua_pushnil(L);
+    else lua_pushinteger(L, (lua_Integer)pages * (lua_Integer)psize);
+    return 1;
+}
+
+static const luaL_Reg functions[] = {{"physical_memory", l_physical_memory},
     {"tensor", l_tensor}, {"zeros", l_zeros}, {"ones", l_ones}, {"full", l_full}, {"empty", l_empty},
     {"randn", l_randn}, {"rand", l_rand}, {"randint", l_randint}, {"arange", l_arange},
     {"manual_seed", l_manual_seed}, {"no_grad", l_no_grad}, {"set_grad_enabled", l_set_grad_enabled},

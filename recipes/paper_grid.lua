@@ -39,7 +39,7 @@ if cfg.tiny then
 end
 if cfg.threads > 0 then hb.set_num_threads(cfg.threads) end
 local out = cfg.out
-os.execute("mkdir -p '" .. out .. "/cells'")
+hb.data.mkdir(out .. "/cells")   -- no shell: out may hold any character
 hb.config.save(out .. "/config.yaml", cfg, "paper grid")
 local d, L, H = cfg.model.hidden_size, cfg.model.num_hidden_layers, cfg.heads
 

@@ -439,10 +439,16 @@ static void test_malformed(void) {
     write_bytes(p, "\x10\0\0\0\0", 5);
     expect_open_fail(p, ": file is too short (5 bytes) to hold the 8-byte header length", "5-byte file");
     write_st(p, "{}      ", 0, 100);
-    expect_open_fail(p, ": header length 100 exceeds the file (16 bytes, 8 after the 8-byte length)",
+    expect_open_fail(p, ": not a safetensors file: its 8-byte header length is larger than the file (16 bytes)",
                      "header length beyond the file");
     write_st(p, "{}      ", 0, INT64_MAX);
-    expect_open_fail(p, ": header length 9223372036854775807 exceeds the file", "header length 2^63-1");
+    expect_open_fail(p, ": not a safetensors file: its 8-byte header length is larger than the file", "header length 2^63-1");
+    /* a file that is no safetensors file: its first 8 bytes never reach the message (issue 17, item 6) */
+    write_bytes(p, "root:x:0:0:root:/root:/bin/bash\n", 32);
+    err[0] = '\0';
+    hb_safetensors_close(hb_safetensors_open(p, err, sizeof err));
+    ok(strstr(err, "not a safetensors file") && !strstr(err, "3474302104432832370") && !strstr(err, "root:"),
+       "malformed: a text file's first bytes are not echoed as a header length (%s)", err);
     write_st(p, "", 8, 0);
     expect_open_fail(p, ": header is empty (length 0)", "zero header length");
     expect_bad_header("{\"w\": {\"dtype\": \"F32\", ", 0, ": header is not valid JSON (error near byte",
@@ -549,19 +555,26 @@ static void test_malformed(void) {
     expect_open_fail(tmpdir, ": not a regular file", "a directory");
     expect_open_fail(tpath("does-not-exist"), ": cannot open: No such file or directory", "a missing file");
 
-    /* accepted though Python would not write them: overlap, gaps, trailing bytes, unknown fields,
-     * misaligned data (header padded to 8 here, so offset 13 is misaligned for F32) */
+    /* overlapping byte ranges are refused (the format forbids them: two tensors would alias) */
+    expect_bad_header("{\"a\": {\"dtype\": \"F32\", \"shape\": [2], \"data_offsets\": [0, 8]},"
+                      " \"b\": {\"dtype\": \"F32\", \"shape\": [2], \"data_offsets\": [4, 12]}}", 12,
+                      ": tensors 'a' [0, 8) and 'b' [4, 12) overlap in the data section", "overlapping data_offsets");
+    expect_bad_header("{\"a\": {\"dtype\": \"F32\", \"shape\": [2], \"data_offsets\": [0, 8]},"
+                      " \"b\": {\"dtype\": \"I32\", \"shape\": [2], \"data_offsets\": [0, 8]}}", 8,
+                      ": tensors 'a' [0, 8) and 'b' [0, 8) overlap", "two tensors on the same bytes");
+    /* accepted though Python would not write them: gaps, trailing bytes, unknown fields, empty tensors
+     * anywhere, misaligned data (header padded to 8 here, so offset 13 is misaligned for F32) */
     const char *acc = "{\"a\": {\"dtype\": \"F32\", \"shape\": [2], \"data_offsets\": [0, 8]},"
-                      " \"b\": {\"dtype\": \"I32\", \"shape\": [2], \"data_offsets\": [0, 8], \"extra\": 1},"
+                      " \"b\": {\"dtype\": \"I32\", \"shape\": [0], \"data_offsets\": [4, 4], \"extra\": 1},"
                       " \"c\": {\"dtype\": \"U8\", \"shape\": [1], \"data_offsets\": [12, 13]},"
                       " \"d\": {\"dtype\": \"F32\", \"shape\": [], \"data_offsets\": [13, 17]}}";
     char padded[400];
     snprintf(padded, sizeof padded, "%s%.*s", acc, (int)((8 - strlen(acc) % 8) % 8), "        ");
     write_st(p, padded, 20, -1);
     hb_safetensors_t *st = hb_safetensors_open(p, err, sizeof err);
-    ok(st && hb_safetensors_count(st) == 4 && hb_safetensors_data(st, 0) == hb_safetensors_data(st, 1) &&
+    ok(st && hb_safetensors_count(st) == 4 &&
        (const char *)hb_safetensors_data(st, 2) - (const char *)hb_safetensors_data(st, 0) == 12,
-       "overlapping ranges, gaps, trailing bytes and unknown fields are accepted");
+       "gaps, trailing bytes, empty tensors inside others' ranges and unknown fields are accepted (%s)", st ? "" : err);
     ok(st && hb_safetensors_aligned(st, 0) && hb_safetensors_aligned(st, 2) && !hb_safetensors_aligned(st, 3) &&
        hb_safetensors_numel(st, 3) == 1, "aligned() tells a misaligned F32 (offset 13) from aligned ones");
     hb_safetensors_close(st);
@@ -649,8 +662,40 @@ static void test_index(void) {
     ok(!st && strstr(err, "weight_map entry 'a' is a number, not a shard file name"), "index: non-string shard");
     write_index(ix, "{\"weight_map\": {\"a\": \"/etc/passwd\"}}");
     st = hb_safetensors_open_index(sd, err, sizeof err);
-    ok(!st && strstr(err, "names shard '/etc/passwd', which is not a file name relative to the index"),
+    ok(!st && strstr(err, "names shard '/etc/passwd', which is not the name of a file in the checkpoint directory"),
        "index: absolute shard path refused");
+    hb_safetensors_close(st);
+    /* issue 17, item 6: no "..", no directory part, no link leaving the directory */
+    write_index(ix, "{\"weight_map\": {\"a\": \"../other/x.safetensors\"}}");
+    st = hb_safetensors_open_index(sd, err, sizeof err);
+    ok(!st && strstr(err, "names shard '../other/x.safetensors', which is not the name of a file in the checkpoint "
+                          "directory (no '/', no '..')"), "index: a shard path with '..' is refused (%s)", err);
+    hb_safetensors_close(st);
+    write_index(ix, "{\"weight_map\": {\"a\": \"..\"}}");
+    st = hb_safetensors_open_index(sd, err, sizeof err);
+    ok(!st && strstr(err, "names shard '..'"), "index: the shard '..' is refused");
+    hb_safetensors_close(st);
+    write_index(ix, "{\"weight_map\": {\"a\": \"sub/x.safetensors\"}}");
+    st = hb_safetensors_open_index(sd, err, sizeof err);
+    ok(!st && strstr(err, "names shard 'sub/x.safetensors'"), "index: a shard in a subdirectory is refused");
+    hb_safetensors_close(st);
+    {
+        char lnk[1024], target[1024];
+        snprintf(lnk, sizeof lnk, "%s/passwd.safetensors", sd);
+        snprintf(target, sizeof target, "%s/outside.safetensors", tmpdir);
+        hb_st_entry one = {"a", HB_ST_F32, 1, (int64_t[]){1}, (float[]){1.0f}};
+        char e2[256];
+        hb_safetensors_write(target, 1, &one, 0, NULL, NULL, e2, sizeof e2);
+        unlink(lnk);
+        ok(symlink(target, lnk) == 0, "index: a link to a file outside the directory is made");
+        write_index(ix, "{\"weight_map\": {\"a\": \"passwd.safetensors\"}}");
+        st = hb_safetensors_open_index(sd, err, sizeof err);
+        ok(!st && strstr(err, "shard 'passwd.safetensors' is a link to a file outside the checkpoint directory"),
+           "index: a shard that links outside the directory is refused (%s)", err);
+        hb_safetensors_close(st);
+        unlink(lnk);
+        unlink(target);
+    }
     write_index(ix, "{\"weight_map\": {\n  \"a\": \"x\",\n  \"b\" \"y\"\n}}");
     st = hb_safetensors_open_index(sd, err, sizeof err);
     snprintf(want, sizeof want, "%s: invalid JSON at line 3, column", ix);

@@ -223,12 +223,10 @@ end
 -- ---- loading ------------------------------------------------------------------------------------------------
 local function read_meta(dir)
   local path = dir:gsub("/+$", "") .. "/meta.json"
-  local f = io.open(path, "rb")
-  if not f then
+  if not hb.io.file_kind(path) then   -- a stat, never an open: a named pipe must not block
     error("hb.data: " .. path .. " not found; run `make data` to download and prepare the data " ..
       "(or hb.data.sample() for the small committed sample)", 0)
   end
-  f:close()
   local meta = hb.io.read_json(path)
   -- meta.json comes from disk: check what load and check_vocab use before trusting it, and keep the
   -- files it names inside the data directory (no absolute paths, no "..")

@@ -26,6 +26,18 @@ Model.__index = Model
 -- a config asking for more is refused with a message before anything is allocated (a typo such as
 -- hidden_size 40960000 must not take the machine down). Raise it for a bigger machine.
 models.max_params = 2 ^ 34
+-- The most bytes a model's float32 weights may take (nil: this machine's physical memory); hb.train
+-- checks weights + gradients + AdamW's two moments (16 bytes a parameter) against the same limit.
+models.max_bytes = nil
+function models.memory_limit()
+  local lim = models.max_bytes or hb.physical_memory()
+  return lim, models.max_bytes and "hb.models.max_bytes" or "this machine's memory"
+end
+function models.format_bytes(b)
+  if b >= 2 ^ 30 then return string.format("%.1f GiB", b / 2 ^ 30) end
+  if b >= 2 ^ 20 then return string.format("%.1f MiB", b / 2 ^ 20) end
+  return string.format("%.1f KiB", b / 2 ^ 10)
+end
 
 local function too_big(n)
   return string.format("config: the model would have at least %.4g parameters (%.1f GiB in float32), more " ..
@@ -57,6 +69,12 @@ local function declare(m, name, shape, init, no_decay)
   if m._spec[name] then error(string.format("config: parameter '%s' is declared twice", name), 0) end
   m._nparams = (m._nparams or 0) + n
   if m._nparams > models.max_params then error(too_big(m._nparams), 0) end
+  local lim, what = models.memory_limit()
+  if lim and m._nparams * 4 > lim then
+    error(string.format("config: the model's weights would take at least %s (%.4g parameters × 4 bytes), more " ..
+      "than %s (%s); check the config's sizes, or set hb.models.max_bytes (bytes) to override",
+      models.format_bytes(m._nparams * 4), m._nparams, what, models.format_bytes(lim)), 0)
+  end
   m._order[#m._order + 1] = name
   m._spec[name] = { shape = shape, init = init, no_decay = no_decay }
 end
@@ -297,6 +315,9 @@ function models.from_tensors(cfg, tensors, where)
     if not same then
       error(string.format("%s: tensor '%s' has shape %s but the config implies %s", where, name, shape_str(got), shape_str(want)), 0)
     end
+    if t:dtype() ~= "float32" and t:dtype() ~= "float64" then   -- integer data is no weight: never convert it
+      error(string.format("%s: tensor '%s' holds integer data (%s); a parameter needs F32, BF16, F16 or F64", where, name, t:dtype()), 0)
+    end
     if t:dtype() ~= "float32" then t = t:float() end
     m.params[name] = t:requires_grad(true)
     used[name] = true
@@ -311,11 +332,7 @@ function models.from_tensors(cfg, tensors, where)
   return m
 end
 
-local function exists(path)
-  local f = io.open(path, "rb")
-  if f then f:close() return true end
-  return false
-end
+local function exists(path) return hb.io.file_kind(path) ~= nil end   -- never opens (a FIFO would block)
 
 -- hb.load_pretrained(dir): config.json + model.safetensors (or a sharded index)
 function models.load_pretrained(dir)
@@ -529,9 +546,12 @@ function Model:state_dict()
 end
 
 -- save_pretrained(dir [, {dtype = "bf16"}]): config.json + model.safetensors as fla writes them
+-- the config as config.json stores it (public fields only; what resume compares)
+function Model:to_config() return C.to_json(self.config) end
+
 function Model:save_pretrained(dir, opts)
   hb.data.mkdir(dir)
-  local cfg = C.to_json(self.config)
+  local cfg = self:to_config()
   cfg.dtype = (opts and opts.dtype == "bf16") and "bfloat16" or "float32"
   cfg.torch_dtype = cfg.dtype
   cfg.transformers_version = cfg.transformers_version or "4.53.0"

@@ -14,7 +14,6 @@ do
   local R = {}
 
   local function exists(p) local f = io.open(p, "rb"); if f then f:close(); return true end return false end
-  local function sh(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
 
   -- size presets: multiply into model/train settings (hidden size, depth, steps, batch)
   R.sizes = {
@@ -44,7 +43,7 @@ do
       train = {
         steps = 400, batch_size = 16, seq_len = 256, grad_accum = 1, lr = 3e-3, min_lr = 3e-4, warmup = 50,
         schedule = "cosine", weight_decay = 0.1, clip = 1.0, eval_every = 200, save_every = 200, keep = 2,
-        mode = "chunk", resume = true, data_parallel = false, bucket_mb = 25.0, check_every = 100,
+        mode = "chunk", resume = true, overwrite = false, data_parallel = false, bucket_mb = 25.0, check_every = 100,
         matmul_precision = "fp32", -- "bf16": mixed-precision projections/MLP/LM head (hb.set_matmul_precision)
       },
       eval = { val_tokens = 32768, probe = 64 },
@@ -164,10 +163,9 @@ do
     local root = not dp or dp.rank == 0
     if cfg.threads and cfg.threads > 0 then hb.set_num_threads(cfg.threads) end
     local out = (cfg.out ~= "" and cfg.out) or ("runs/" .. cfg.name .. (cfg.tiny and "-tiny" or (cfg.size ~= "small" and "-" .. cfg.size or "")))
-    if root then
-      os.execute("mkdir -p " .. sh(out))
-      hb.config.save(out .. "/config.yaml", cfg, "effective configuration of " .. cfg.name)
-    end
+    -- config.yaml is written once hb.train has checked the run folder (on_start), so that a refused resume
+    -- or an overwrite never clobbers the earlier run's copy
+    local function save_config() hb.config.save(out .. "/config.yaml", cfg, "effective configuration of " .. cfg.name) end
 
     local t0 = hb.now()
     local train_shard, val_shard, meta
@@ -202,7 +200,8 @@ do
       warmup = math.min(cfg.train.warmup, cfg.train.steps), schedule = cfg.train.schedule,
       weight_decay = cfg.train.weight_decay, clip = cfg.train.clip, val = val_loss,
       eval_every = cfg.train.eval_every, save_every = cfg.train.save_every, keep = cfg.train.keep,
-      out = out, log = out .. "/metrics.jsonl", resume = cfg.train.resume, seed = cfg.seed,
+      out = out, log = out .. "/metrics.jsonl", resume = cfg.train.resume, overwrite = cfg.train.overwrite,
+      on_start = save_config, seed = cfg.seed,
       data_parallel = dp ~= nil, bucket_mb = cfg.train.bucket_mb, check_every = cfg.train.check_every,
       matmul_precision = cfg.train.matmul_precision,
     }

@@ -7,9 +7,19 @@
 --
 -- Checkpoints (out/ckpt-00000200/): config.json + model.safetensors (fla format, loadable by
 -- hb.load_pretrained and by fla), optimizer.safetensors (AdamW m and v), trainer_state.json (step,
--- optimiser step count, RNG state, seed). Each is written into a temporary directory, fsynced, then
--- renamed into place, so a crash never leaves a half-written checkpoint under the final name. Resume
--- takes the newest checkpoint that loads; a corrupt one is reported and skipped.
+-- optimiser step count, RNG state, seed, trainer settings). Each is written into a temporary directory,
+-- fsynced, then renamed into place, so a crash never leaves a half-written checkpoint under the final
+-- name. No run is lost or silently continued wrongly:
+--   * resume checks a checkpoint whole before copying anything in: its config.json must equal the
+--     model's config exactly (else an error naming the differing fields), every tensor and the optimizer
+--     state must fit, trainer_state.json must be valid; changed trainer settings (steps, lr, ...) are
+--     reported and logged. A damaged checkpoint is reported, moved aside (ckpt-N.unusable) and the one
+--     before it is tried; if none can be read, hb.train stops rather than start afresh over them.
+--   * a run deletes (keep rotation) or replaces only checkpoints it wrote or resumed from;
+--   * starting afresh in a folder that holds a run is an error unless overwrite = true, which moves the
+--     folder aside (out.old-<time>); an unwritable out is refused before the first step.
+-- Files and folders are handled through hb.data's C helpers (mkdir, list_dir, remove_checkpoint) and
+-- os.rename: no shell.
 --
 -- Data parallel (data_parallel = true, ./hyblua-mpi under mpirun; docs/distributed.md): every rank
 -- draws the same global micro-batch k and trains on its row slice (hb.dist.rows); after the backward
@@ -47,22 +57,35 @@ do
     error("train: unknown schedule '" .. tostring(sched) .. "' (cosine, wsd, constant)", 0)
   end
 
-  -- ---- small file helpers --------------------------------------------------------------------------
-  -- paths go to the shell quoted and after "--" (a path may start with "-"); NUL cannot be passed
-  local function sh_quote(s)
+  -- ---- small file helpers (no shell: hb.data's C helpers and os.rename, every failure raised) -----------
+  local function check_path(s)
     if type(s) ~= "string" then error("train: a checkpoint path must be a string, got a " .. type(s), 0) end
     if s:find("\0", 1, true) then error("train: checkpoint path contains a NUL byte", 0) end
-    return "'" .. s:gsub("'", "'\\''") .. "'"
+    return s
   end
-  local function mkdir_p(d) os.execute("mkdir -p -- " .. sh_quote(d)) end
-  local function rm_rf(d) os.execute("rm -rf -- " .. sh_quote(d)) end
+  local function mkdir_p(d) hb.data.mkdir(check_path(d)) end
   local function listdir(d)
-    local out = {}
-    local p = io.popen("ls -1 -- " .. sh_quote(d) .. " 2>/dev/null")
-    if p then for l in p:lines() do out[#out + 1] = l end p:close() end
-    return out
+    if not hb.data.is_dir(check_path(d)) then return {} end
+    return hb.data.list_dir(d)
   end
-  local function exists(p) local f = io.open(p, "rb"); if f then f:close(); return true end return false end
+  local function exists(p) return hb.io.file_kind(p) ~= nil end   -- a stat: never blocks on a named pipe
+  local function nonempty_file(p)
+    local f = p and io.open(p, "rb")
+    if not f then return false end
+    local ok, c = pcall(f.read, f, 1)
+    f:close()
+    return ok and c ~= nil
+  end
+  local function rename(from, to)
+    local ok, err = os.rename(from, to)
+    if not ok then error(string.format("train: cannot rename %s to %s: %s", from, to, tostring(err)), 0) end
+  end
+  -- a name beside path that does not exist yet: path .. suffix, then path .. suffix .. "-2", ...
+  local function free_name(path, suffix)
+    local n, cand = 1, path .. suffix
+    while exists(cand) do n = n + 1; cand = path .. suffix .. "-" .. n end
+    return cand
+  end
 
   local function ckpt_name(step) return string.format("ckpt-%08d", step) end
 
@@ -71,7 +94,7 @@ do
     local out = {}
     for _, n in ipairs(listdir(dir)) do
       local s = n:match("^ckpt%-(%d+)$")
-      if s then out[#out + 1] = { step = tonumber(s), path = dir .. "/" .. n } end
+      if s then out[#out + 1] = { step = math.tointeger(tonumber(s)) or tonumber(s), path = dir .. "/" .. n } end
     end
     table.sort(out, function(a, b) return a.step > b.step end)
     return out
@@ -83,13 +106,13 @@ do
     return names
   end
 
-  -- write a checkpoint atomically; returns its path
   -- remove a checkpoint directory: renamed out of the ckpt-N namespace first (atomic), so that a
   -- process killed during the deletion never leaves a half-deleted ckpt-N for resume to find
   local function remove_dir(path)
     local trash = path .. ".del"
-    rm_rf(trash)
-    if os.rename(path, trash) then rm_rf(trash) else rm_rf(path) end
+    hb.data.remove_checkpoint(trash)
+    rename(path, trash)
+    hb.data.remove_checkpoint(trash)
   end
 
   -- write a checkpoint atomically; returns its path. A failed write (disk full, ...) removes what it
@@ -99,7 +122,7 @@ do
     mkdir_p(dir)
     local final = dir .. "/" .. ckpt_name(step)
     local tmp = final .. ".tmp"
-    rm_rf(tmp)
+    hb.data.remove_checkpoint(tmp)
     mkdir_p(tmp)
     local ok, err = pcall(function()
       model:save_pretrained(tmp)
@@ -113,48 +136,213 @@ do
       hb.fsync(tmp)
     end)
     if not ok then
-      rm_rf(tmp)
+      pcall(hb.data.remove_checkpoint, tmp)
       error(string.format("checkpoint of step %d (%s) could not be written: %s", step, final,
         (tostring(err):gsub("^[^:]*%.lua:%d+: ", ""))), 0)
     end
     if exists(final) then remove_dir(final) end   -- saving a step again: the old copy goes first
-    local ok2, err2 = os.rename(tmp, final)
-    if not ok2 then error("checkpoint: cannot rename " .. tmp .. " → " .. final .. ": " .. tostring(err2), 0) end
+    rename(tmp, final)
     hb.fsync(dir)
     return final
   end
 
-  -- load a checkpoint into an existing model (in place, keeping parameter identity) and optimiser
-  function train.load_checkpoint(path, model, opt)
-    local state = hb.io.read_json(path .. "/trainer_state.json")
-    if type(state) ~= "table" or math.type(state.step) ~= "integer" then
-      error(path .. "/trainer_state.json: missing or invalid 'step'", 0)
+  -- ---- reading a checkpoint back: everything is checked before anything is changed ----------------------
+  -- A problem is either a MISMATCH (the checkpoint is fine but of another model: resuming it would
+  -- continue the wrong run, so hb.train stops) or UNREADABLE (a damaged or incomplete checkpoint:
+  -- hb.train moves it aside and tries the one before). Both raise a table {kind=, msg=} inside this file;
+  -- the public functions raise the message.
+  local Problem = { __tostring = function(e) return e.msg end }
+  local function problem(kind, fmt, ...) error(setmetatable({ kind = kind, msg = string.format(fmt, ...) }, Problem), 0) end
+  local function reason(e) return (tostring(e):gsub("^[^:]*%.lua:%d+: ", "")) end
+
+  local null = hb.io.null
+  local function show(v)
+    if v == nil or v == null then return "null" end
+    if type(v) == "string" then return string.format("%q", v) end
+    if type(v) == "table" then local ok, j = pcall(hb.io.encode_json, v); return ok and j or "a table" end
+    return tostring(v)
+  end
+  -- the fields where config a (the checkpoint's) and b (the model's) differ: "hidden_size (checkpoint 32,
+  -- this model 48)"; JSON null and a missing field are the same
+  local IGNORED = { dtype = true, torch_dtype = true, transformers_version = true }
+  local function config_diff(a, b, path, out)
+    if a == null then a = nil end
+    if b == null then b = nil end
+    if type(a) == "table" and type(b) == "table" then
+      local keys, list = {}, {}
+      for k in pairs(a) do keys[k] = true end
+      for k in pairs(b) do keys[k] = true end
+      for k in pairs(keys) do list[#list + 1] = k end
+      table.sort(list, function(x, y)
+        if type(x) == type(y) then return x < y end
+        return type(x) == "number"
+      end)
+      for _, k in ipairs(list) do
+        if not (path == "" and IGNORED[k]) then
+          local sub = math.type(k) and string.format("%s[%d]", path, k) or (path == "" and k or path .. "." .. k)
+          config_diff(a[k], b[k], sub, out)
+        end
+      end
+    elseif a ~= b then
+      out[#out + 1] = string.format("%s (checkpoint %s, this model %s)", path, show(a), show(b))
     end
-    local tensors = hb.io.load_safetensors(path .. "/model.safetensors")
+    return out
+  end
+  -- a model's config as its config.json would read back (through JSON, so numbers compare as stored)
+  local function model_config(model) return hb.io.decode_json(hb.io.encode_json(model:to_config())) end
+
+  -- a tensor of the same shape and a float dtype as p (dtype: the stored dtype's name)
+  local function same_shape(t, p) return table.concat(t:shape(), "x") == table.concat(p:shape(), "x") end
+  local function read_tensors(file)
+    local ok, t, _, dtypes = pcall(hb.io.load_safetensors, file)
+    if not ok then problem("unreadable", "%s", reason(t)) end
+    return t, dtypes
+  end
+
+  -- check everything in checkpoint `path` against model (and opt) and return what apply() copies in;
+  -- nothing is changed. `step` (optional): the step its folder name gives.
+  local function read_checkpoint(path, model, opt, step)
+    check_path(path)
+    local okc, cfg = pcall(hb.io.read_json, path .. "/config.json")
+    if not okc then problem("unreadable", "%s", reason(cfg)) end
+    if type(cfg) ~= "table" then problem("unreadable", "%s/config.json: not a JSON object", path) end
+    local diff = config_diff(cfg, model_config(model), "", {})
+    if #diff > 0 then
+      problem("mismatch", "checkpoint %s is of another model: its config differs in %s", path, table.concat(diff, ", "))
+    end
+    local oks, state = pcall(hb.io.read_json, path .. "/trainer_state.json")
+    if not oks then problem("unreadable", "%s", reason(state)) end
+    local sp = path .. "/trainer_state.json"
+    if type(state) ~= "table" then problem("unreadable", "%s: not a JSON object", sp) end
+    local st = state.step
+    if math.type(st) ~= "integer" or st < 0 or st >= 2 ^ 31 then
+      problem("unreadable", "%s: 'step' must be an integer in [0, 2^31), got %s", sp, show(st))
+    end
+    if step and st ~= step then
+      problem("unreadable", "%s: 'step' is %d but the folder is named for step %s", sp, st, tostring(step))
+    end
+    local t = state.opt_t
+    if math.type(t) ~= "integer" or t < 0 or t > st then
+      problem("unreadable", "%s: 'opt_t' (optimizer steps) must be an integer in [0, step = %d], got %s", sp, st, show(t))
+    end
+    if state.rng ~= nil then
+      local before = hb.get_rng_state()
+      local okr = type(state.rng) == "string" and pcall(hb.set_rng_state, state.rng)
+      hb.set_rng_state(before)
+      if not okr then problem("unreadable", "%s: 'rng' is not a random generator state (got %s)", sp, show(state.rng):sub(1, 80)) end
+    end
     local names = param_names(model)
-    -- validate everything before touching the model
+    local mfile = path .. "/model.safetensors"
+    local tensors, dtypes = read_tensors(mfile)
+    local want = {}
     for _, name in ipairs(names) do
-      local t, p = tensors[name], model.params[name]
-      if not t then error(path .. ": tensor '" .. name .. "' is missing", 0) end
-      if table.concat(t:shape(), "x") ~= table.concat(p:shape(), "x") then
-        error(path .. ": tensor '" .. name .. "' has the wrong shape", 0)
+      local w, p = tensors[name], model.params[name]
+      want[name] = true
+      if not w then problem("unreadable", "%s: tensor '%s' is missing", mfile, name) end
+      if not same_shape(w, p) then
+        problem("unreadable", "%s: tensor '%s' has shape %s, the model's is %s", mfile, name, table.concat(w:shape(), "x"),
+          table.concat(p:shape(), "x"))
+      end
+      if w:dtype() ~= "float32" and w:dtype() ~= "float64" then
+        problem("unreadable", "%s: tensor '%s' holds %s data, expected floating point", mfile, name, dtypes[name] or w:dtype())
+      end
+    end
+    for name in pairs(tensors) do
+      if not want[name] and not (name == "lm_head.weight" and model.config.tie_word_embeddings) then
+        problem("unreadable", "%s: tensor '%s' is not a parameter of this model", mfile, name)
       end
     end
     local ost
     if opt then
-      ost = hb.io.load_safetensors(path .. "/optimizer.safetensors")
+      local ofile = path .. "/optimizer.safetensors"
+      ost = read_tensors(ofile)
       for _, name in ipairs(names) do
-        if state.opt_t > 0 and (not ost["m." .. name] or not ost["v." .. name]) then
-          error(path .. "/optimizer.safetensors: state of '" .. name .. "' is missing", 0)
+        for _, k in ipairs({ "m.", "v." }) do
+          local s = ost[k .. name]
+          if s == nil and t > 0 then problem("unreadable", "%s: state '%s' is missing", ofile, k .. name) end
+          if s ~= nil and (not same_shape(s, model.params[name]) or s:dtype() ~= model.params[name]:dtype()) then
+            problem("unreadable", "%s: state '%s' has shape %s (%s), its parameter %s (%s)", ofile, k .. name,
+              table.concat(s:shape(), "x"), s:dtype(), table.concat(model.params[name]:shape(), "x"), model.params[name]:dtype())
+          end
         end
       end
     end
+    return { state = state, tensors = tensors, ost = ost, names = names }
+  end
+
+  -- copy a checked checkpoint in (cannot fail on bad data: read_checkpoint has seen everything)
+  local function apply_checkpoint(ck, model, opt)
+    if ck.state.rng then hb.set_rng_state(ck.state.rng) end
     hb.no_grad(function()
-      for _, name in ipairs(names) do model.params[name]:copy_(tensors[name]) end
+      for _, name in ipairs(ck.names) do model.params[name]:copy_(ck.tensors[name]) end
     end)
-    if opt then opt:load_state_tensors(names, ost, state.opt_t) end
-    if state.rng then hb.set_rng_state(state.rng) end
-    return state
+    if opt then opt:load_state_tensors(ck.names, ck.ost, ck.state.opt_t) end
+    return ck.state
+  end
+
+  -- load a checkpoint into an existing model (in place, keeping parameter identity) and optimiser; all
+  -- or nothing: the config (exactly), every tensor and trainer_state.json are checked before anything is
+  -- copied, so a failure leaves model, optimiser and random generator as they were
+  function train.load_checkpoint(path, model, opt)
+    local ok, ck = pcall(read_checkpoint, path, model, opt)
+    if not ok then error(tostring(ck), 0) end
+    return apply_checkpoint(ck, model, opt)
+  end
+
+  -- the trainer settings a checkpoint records, so that a resume can say what changed
+  local TRAINER_KEYS = { "steps", "grad_accum", "lr", "min_lr", "warmup", "schedule", "decay_frac", "betas", "eps",
+    "weight_decay", "clip", "save_every", "keep", "eval_every", "log_every", "seed", "matmul_precision", "data_parallel" }
+  local function trainer_changes(old, new)
+    local out = {}
+    if type(old) ~= "table" then return out end
+    for _, k in ipairs(TRAINER_KEYS) do
+      local a, b = show(old[k]), show(new[k])
+      if a ~= b then out[#out + 1] = string.format("%s %s → %s", k, a, b) end
+    end
+    return out
+  end
+
+  -- Get the run folder ready (rank 0, before anything is trained). Returns nothing; raises when the
+  -- folder cannot be used:
+  --   * it is created if needed and must be writable (refused now, not at the first save);
+  --   * it holds an earlier run (ckpt-* entries, or a non-empty log) and resume is false: an error,
+  --     unless overwrite, which moves the folder (and a log outside it) aside to <out>.old-<time>;
+  --   * overwrite with nothing there is a no-op, so a recipe may call it before writing its files.
+  local function prepare_out(out, o)
+    check_path(out)
+    local okm, e = pcall(mkdir_p, out)
+    if not okm then error(string.format("hb.train: cannot create the run folder %s: %s", out, reason(e)), 0) end
+    local probe = out .. "/.hyblua-write-test"
+    local f, ferr = io.open(probe, "wb")
+    if not f then
+      error(string.format("hb.train: the run folder %s is not writable (%s), so no checkpoint could be saved", out,
+        tostring(ferr)), 0)
+    end
+    f:close()
+    os.remove(probe)
+    local held = {}
+    for _, n in ipairs(listdir(out)) do if n:match("^ckpt%-%d+") then held[#held + 1] = n end end
+    table.sort(held)
+    local log_inside = o.log and o.log:sub(1, #out + 1) == out .. "/"
+    if nonempty_file(o.log) then held[#held + 1] = o.log:match("[^/]*$") end
+    if #held == 0 then return end
+    local what = table.concat(held, ", ", 1, math.min(#held, 4)) .. (#held > 4 and string.format(" and %d more", #held - 4) or "")
+    if o.overwrite then
+      local stamp = os.date("%Y%m%d-%H%M%S")
+      local aside = free_name(out, ".old-" .. stamp)
+      rename(out, aside)
+      mkdir_p(out)
+      io.stderr:write(string.format("overwrite: the earlier run in %s (%s) was moved to %s\n", out, what, aside))
+      if o.log and not log_inside and nonempty_file(o.log) then
+        local laside = free_name(o.log, ".old-" .. stamp)
+        rename(o.log, laside)
+        io.stderr:write(string.format("overwrite: its log %s was moved to %s\n", o.log, laside))
+      end
+    elseif o.resume == false then
+      error(string.format("hb.train: %s already holds a run (%s) and resume is false; set overwrite = true " ..
+        "(recipes: --set train.overwrite=true) to move it aside to %s.old-<time> and start afresh, or choose " ..
+        "another out", out, what, out), 0)
+    end
   end
 
   -- ---- progress display -----------------------------------------------------------------------------
@@ -176,8 +364,11 @@ do
   --           | loss_fn=function(k) → scalar loss tensor, tokens (any objective, e.g. MQAR),
   --           steps=, grad_accum=1, lr=, min_lr=, warmup=, schedule=, decay_frac=, betas=, eps=,
   --           weight_decay=, clip=, val=function(model) → loss, eval_every=, log=path.jsonl,
-  --           out=dir, save_every=, keep=, resume=true, progress=true|false, log_every=, name=,
+  --           out=dir, save_every=, keep=, resume=true, overwrite=false, progress=true|false, log_every=,
+  --           name=, on_step=function(step, {loss=, lr=, grad_norm=}), on_start=function(start_step),
   --           data_parallel=false, bucket_mb=25, check_every=100, matmul_precision="fp32"|"bf16" }
+  -- overwrite: start afresh even if out holds a run, which is moved aside to out.old-<time> first.
+  -- on_start: called (rank 0) once out is checked and any resume is done, before the first step.
   -- matmul_precision: hb.set_matmul_precision for this run's steps and validations (restored on return);
   -- nil leaves the process-wide setting as it is.
   -- With data_parallel, batch(k) returns the GLOBAL micro-batch (every rank keeps its rows) and
@@ -197,6 +388,15 @@ do
     local lr_opts = { lr = o.lr or 1e-3, min_lr = o.min_lr or (o.lr or 1e-3) * 0.1, warmup = o.warmup or 0,
                       schedule = o.schedule or "cosine", steps = steps, decay_frac = o.decay_frac }
     local names = param_names(model)
+    -- weights, gradients and AdamW's m and v: 16 bytes a parameter, checked before any of it is allocated
+    local nparams = model:num_parameters()
+    local lim, what = hb.models.memory_limit()
+    if lim and nparams * 16 > lim then
+      local fb = hb.models.format_bytes
+      error(string.format("hb.train: training this model needs at least %s (%d parameters × 16 bytes: weights, " ..
+        "gradients and AdamW's two moments, before activations), more than %s (%s); use a smaller model, or " ..
+        "set hb.models.max_bytes (bytes) to override", fb(nparams * 16), nparams, what, fb(lim)), 2)
+    end
     local decay, no_decay = {}, {}
     for _, n in ipairs(names) do
       if model:no_weight_decay(n) then no_decay[#no_decay + 1] = model.params[n] else decay[#decay + 1] = model.params[n] end
@@ -223,19 +423,73 @@ do
     local out = o.out
     local start = 0
     local res = { losses = {}, val = {}, interrupted = false, rank = dp and dp.rank, ranks = dp and dp.size }
-    if out and o.resume ~= false and root then
-      for _, c in ipairs(train.checkpoints(out)) do
-        local ok, st = pcall(train.load_checkpoint, c.path, model, opt)
-        if ok then
-          start = st.step
-          res.resumed_from = c.path
-          io.stderr:write(string.format("resuming from %s (step %d)\n", c.path, start))
-          break
-        else
-          io.stderr:write(string.format("warning: checkpoint %s is unusable (%s); trying an older one\n", c.path, tostring(st)))
+    local log_every = o.log_every or math.max(1, steps // 20)
+    -- the settings trainer_state.json records (a resume reports what changed)
+    local trainer = { steps = steps, grad_accum = accum, lr = lr_opts.lr, min_lr = lr_opts.min_lr, warmup = lr_opts.warmup,
+      schedule = lr_opts.schedule, decay_frac = o.decay_frac, betas = o.betas or { 0.9, 0.95 }, eps = o.eps or 1e-8,
+      weight_decay = o.weight_decay or 0.1, clip = o.clip == nil and 1.0 or o.clip, save_every = o.save_every,
+      keep = o.keep or 3, eval_every = o.eval_every, log_every = log_every, seed = o.seed, matmul_precision = mm,
+      data_parallel = o.data_parallel and true or false }
+    -- the checkpoints this run may replace or rotate away: those it writes and those of the run it resumes
+    local owned = {}
+    local changes = {}
+    if out and root then
+      prepare_out(out, o)
+      if o.resume ~= false and not o.overwrite then
+        local skipped = {}
+        for _, c in ipairs(train.checkpoints(out)) do
+          local ok, ck = pcall(read_checkpoint, c.path, model, opt, c.step)
+          if ok then
+            if ck.state.step > steps then
+              error(string.format("hb.train: %s is at step %d, beyond steps = %d; raise steps to train it further",
+                c.path, ck.state.step, steps), 0)
+            end
+            local st = apply_checkpoint(ck, model, opt)
+            start = st.step
+            res.resumed_from = c.path
+            io.stderr:write(string.format("resuming from %s (step %d)\n", c.path, start))
+            changes = trainer_changes(st.trainer, trainer)
+            if #changes > 0 then
+              io.stderr:write("resume: trainer settings changed since the checkpoint: " .. table.concat(changes, "; ") .. "\n")
+            end
+            break
+          elseif getmetatable(ck) == Problem and ck.kind == "unreadable" then
+            skipped[#skipped + 1] = { c = c, msg = ck.msg }
+            io.stderr:write(string.format("warning: checkpoint %s is unusable (%s); trying an older one\n", c.path, ck.msg))
+          else
+            error(string.format("hb.train: cannot resume from %s: %s. A run resumes only into the model it trained: " ..
+              "use the same model config, choose another out, or set overwrite = true (recipes: --set " ..
+              "train.overwrite=true) to move the earlier run aside and start afresh", out, reason(ck)), 0)
+          end
+        end
+        if not res.resumed_from and #skipped > 0 then
+          local list = {}
+          for _, k in ipairs(skipped) do list[#list + 1] = k.msg end
+          error(string.format("hb.train: %s holds checkpoints but none can be resumed (%s); repair or remove them, or " ..
+            "set overwrite = true (recipes: --set train.overwrite=true) to move the folder aside and start afresh", out,
+            table.concat(list, "; ")), 0)
+        end
+        -- newer checkpoints that could not be read are kept, out of the ckpt-N namespace
+        for _, k in ipairs(skipped) do
+          local aside = free_name(k.c.path, ".unusable")
+          rename(k.c.path, aside)
+          io.stderr:write(string.format("the unusable %s was moved to %s\n", k.c.path, aside))
+        end
+        for _, c in ipairs(train.checkpoints(out)) do if c.step <= start then owned[c.path] = true end end
+        -- a write or a deletion that a killed process of this run left half done
+        for _, n in ipairs(listdir(out)) do
+          if n:match("^ckpt%-%d+%.tmp$") or n:match("^ckpt%-%d+%.del$") then hb.data.remove_checkpoint(out .. "/" .. n) end
+        end
+        -- starting afresh (nothing to resume): a log of the earlier attempt is kept, not truncated
+        if not res.resumed_from and nonempty_file(o.log) then
+          local aside = free_name(o.log, ".old-" .. os.date("%Y%m%d-%H%M%S"))
+          rename(o.log, aside)
+          io.stderr:write(string.format("no checkpoint to resume in %s: starting at step 0; the earlier log %s was moved to %s\n",
+            out, o.log, aside))
         end
       end
     end
+    if o.on_start and root then o.on_start(start) end
     -- data parallel: every rank starts from rank 0's state (fresh or resumed)
     if dp then
       local st = hb.io.decode_json(hb.mpi.bcast_string(root and hb.io.encode_json(
@@ -261,18 +515,20 @@ do
     if o.log and root then
       local d = o.log:match("^(.*)/[^/]*$")
       if d then mkdir_p(d) end
-      logf = assert(io.open(o.log, start > 0 and "a" or "w"))
+      local err
+      logf, err = io.open(o.log, start > 0 and "a" or "w")
+      if not logf then error("hb.train: cannot open the log " .. tostring(err), 0) end
     end
     local function log(rec)
       if logf then logf:write(hb.io.encode_json(rec), "\n"); logf:flush() end
     end
+    if #changes > 0 then log({ event = "resume", step = start, from = res.resumed_from, changes = changes }) end
     local tty = root and o.progress ~= false and hb.isatty(2)
-    local log_every = o.log_every or math.max(1, steps // 20)
     local t0 = os.clock and hb.now and hb.now() or os.time()
     local clock = hb.now or os.time
     local tstart = clock()
     local tokens_done = 0
-    local last_ckpt = (out and root and train.checkpoints(out)[1] or {}).path
+    local last_ckpt = res.resumed_from
     local prev_defer = hb.defer_interrupts(true)
     local function finish()
       hb.defer_interrupts(prev_defer)
@@ -286,16 +542,28 @@ do
       if not out then return nil end
       verify(step)
       if not root then return nil end
-      local ok, path = pcall(train.save_checkpoint, out, step, model, opt, { seed = o.seed, name = o.name })
+      local final = out .. "/" .. ckpt_name(step)
+      if exists(final) and not owned[final] then   -- never replace what this run did not write
+        error(string.format("training stopped: %s exists but was not written by this run (another process writing " ..
+          "into %s?); it is left as it is; the last good checkpoint is %s", final, out, last_ckpt or "(none)"), 0)
+      end
+      local ok, path = pcall(train.save_checkpoint, out, step, model, opt, { seed = o.seed, name = o.name, trainer = trainer })
       if not ok then   -- e.g. the disk is full: stop rather than train on without a way to save
         error(string.format("training stopped: %s; the last good checkpoint is %s", tostring(path),
           last_ckpt or "(none: no checkpoint was written)"), 0)
       end
+      owned[path] = true
       last_ckpt = path
-      local keep = o.keep or 3
-      local all = train.checkpoints(out)
-      for i = keep + 1, #all do remove_dir(all[i].path) end
-      return last_ckpt
+      -- keep the `keep` newest of this run's checkpoints up to this step: never the one just written, never
+      -- one that this run did not write (or resume from), never a newer one
+      local keep, n = math.max(1, o.keep or 3), 0
+      for _, c in ipairs(train.checkpoints(out)) do
+        if owned[c.path] and c.step <= step then
+          n = n + 1
+          if n > keep and c.path ~= path then remove_dir(c.path); owned[c.path] = nil end
+        end
+      end
+      return path
     end
     local function validate(step)
       if not o.val or not root then return end
@@ -381,7 +649,8 @@ do
           res.interrupted = true
           res.checkpoint = save(step)
           if root then io.stderr:write(string.format("\ninterrupted at step %d%s\n", step,
-            res.checkpoint and ("; saved " .. res.checkpoint .. " — run the same command to resume") or "")) end
+            res.checkpoint and exists(res.checkpoint .. "/trainer_state.json")
+              and ("; saved " .. res.checkpoint .. " — run the same command to resume") or "")) end
           return
         end
       end

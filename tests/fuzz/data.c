@@ -8,7 +8,8 @@
  * bug. For data that loads, for both shards it checks:
  *   - len >= 0, token_bytes 2 or 4, a recorded vocab_size equal to meta.json's (load promises that);
  *   - num_windows(4) == ceil((len - 1) / 4); the first windows have T+1 = 5 tokens (the last may be
- *     shorter), window(1, n) reads n tokens; reading past the end raises a message;
+ *     shorter), window(1, n) reads n tokens; reading past the end raises a message; an id read is always
+ *     below the shard's vocabulary (a shard holding one more fails the read with a message);
  *   - batch(2, 4, seed, k) is [2, 5], is the same when drawn twice, and every row is a run of tokens
  *     found in the shard (row == window at some offset);
  *   - with a byte tokenizer in meta.json, d.tokenizer() decodes the first window when its ids fit.
@@ -43,6 +44,7 @@ static const char harness[] =
     "    for i, w in s:windows(4) do\n"
     "      count = count + 1\n"
     "      check(w:size(1) == 1 and (w:size(2) == 5 or (i == nw and w:size(2) <= 5 and w:size(2) >= 2)), k .. ': window size')\n"
+    "      if v then for _, id in ipairs(w:view(-1):tolist()) do check(id < v, k .. ': an id beyond the vocabulary was read') end end\n"
     "      if count >= 3 then break end\n"
     "    end\n"
     "    local m = math.min(n, 8)\n"
