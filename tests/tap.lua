@@ -19,6 +19,8 @@ function T.raises(fn, pat, desc)
   if ok then return T.ok(false, desc, "no error raised") end
   return T.like(tostring(err), pat, desc)
 end
+-- a known gap: "not ok N - desc # TODO why" (prove counts it, but it does not fail the file)
+function T.todo(desc, why) T.n = T.n + 1; print(string.format("not ok %d - %s # TODO %s", T.n, desc, why)) end
 function T.skip(desc, why) T.n = T.n + 1; print(string.format("ok %d - %s # SKIP %s", T.n, desc, why)) end
 function T.diag(s) print("# " .. tostring(s)) end
 function T.done()
