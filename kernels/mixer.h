@@ -17,7 +17,17 @@
  * HB_MIXER_MAXIN named tensor inputs (optional ones, ones without a gradient, constants of any float
  * dtype), grouped heads (`multiple`: value heads a multiple of q/k heads, SSD's G groups dividing H),
  * scalar parameters with defaults (fla's scale = K^-1/2), a saved buffer from the chunked forward to its
- * backward (the delta rule's chunk states), and a backward that reads the forward output (HGRN).
+ * backward (the delta rule's chunk states), a backward that reads the forward output (HGRN), and packed
+ * sequences (fla's cu_seqlens, kernels/seqs.h).
+ *
+ * Packed sequences. A descriptor with `packed = 1` declares that its four full-sequence entry points
+ * honour args.cu_seqlens / args.N: with cu_seqlens != NULL the op has checked that B == 1 and that
+ * 0 = cu[0] ≤ ... ≤ cu[N] = T; the (1,T,...) inputs hold N documents back to back, the final state
+ * args.ht has the state pattern with B replaced by N, and nothing may cross a document boundary. The
+ * adapters pass the two fields straight to the kernels (`..., a->cu_seqlens, a->N, B, T, ...`), and
+ * saved_numel counts what the chunked forward saves for that layout (e.g. Σ_n ceil(len_n / C) chunk
+ * states). A descriptor without it is refused a cu_seqlens by the op ("<name>: packed sequences
+ * (cu_seqlens) are not supported by this mixer's kernels"). The decode step never sees cu_seqlens.
  */
 #ifndef HB_KERNELS_MIXER_H
 #define HB_KERNELS_MIXER_H
@@ -75,6 +85,9 @@ typedef struct {
     int64_t dim[HB_MIXER_MAXDIM];      /* sizes in the order of `dims` (T = 1 in the step) */
     int64_t chunk;                     /* chunk length of the chunked forms (the descriptor's default
                                           unless the caller chose one) */
+    /* packed sequences (full-sequence entry points only; see the top comment) */
+    const int64_t *cu_seqlens;         /* [IN][OPTIONAL] (N+1) document starts (kernels/seqs.h), or NULL */
+    int64_t N;                         /* number of documents when cu_seqlens != NULL (ignored otherwise) */
 } hb_mixer_args_t;
 
 /* An entry point: returns 0, or -1 on a bad argument or when scratch memory could not be allocated. */
@@ -97,8 +110,9 @@ typedef struct {
     int64_t chunk;                             /* default chunk length; 0: the mixer takes no chunk
                                                   argument (it picks its own, as HGRN does) */
     int saves_output;                          /* the backward reads the forward output (args.out) */
-    /* Elements of the buffer the chunked forward saves for the chunked backward (args.dim and args.chunk
-     * filled in), or NULL when it saves nothing. */
+    int packed;                                /* the full-sequence entry points honour args.cu_seqlens */
+    /* Elements of the buffer the chunked forward saves for the chunked backward (args.dim, args.chunk,
+     * args.cu_seqlens and args.N filled in), or NULL when it saves nothing. */
     int64_t (*saved_numel)(const hb_mixer_args_t *a);
     hb_mixer_kernels_t f32, f64;               /* the entry points for float and for double */
 } hb_mixer_desc_t;

@@ -11,6 +11,11 @@
  *                            `err <= tol` test
  *   check(cond, name, fmt, ...)  tap.h's ok() for name with the measured numbers as a diagnostic line
  *                            under it
+ * Packed sequences (kernels/seqs.h):
+ *   PACK_LENS, PACK_N        the document lengths every kernel test packs: {1, 63, 64, 65, 200}
+ *   pack_cu(cu, lens, n)     cu_seqlens (n+1) of documents of these lengths; returns the total
+ *   bad_packs(T, out)        the invalid layouts (cu_seqlens, N, B) of a packed row of T ≥ 4 tokens that
+ *                            every kernel must refuse with −1; returns their count (≤ 8)
  */
 #ifndef HB_KTEST_H
 #define HB_KTEST_H
@@ -64,5 +69,33 @@ __attribute__((format(printf, 3, 4), unused)) static void check(int cond, const 
     va_end(ap);
     ok(cond, "%s", name);
     diag("%s", buf);
+}
+
+static const int64_t PACK_LENS[] = {1, 63, 64, 65, 200};
+#define PACK_N 5
+
+__attribute__((unused)) static int64_t pack_cu(int64_t *cu, const int64_t *lens, int n) {
+    cu[0] = 0;
+    for (int i = 0; i < n; i++) cu[i + 1] = cu[i] + lens[i];
+    return cu[n];
+}
+
+typedef struct {
+    int64_t cu[4], N, B;
+    const char *what;
+} bad_pack_t;
+
+__attribute__((unused)) static int bad_packs(int64_t T, bad_pack_t *out) {
+    const bad_pack_t b[] = {
+        {{1, 2, T}, 2, 1, "cu_seqlens[0] != 0"},
+        {{0, 2, T - 1}, 2, 1, "cu_seqlens[N] != T"},
+        {{0, 3, 2, T}, 3, 1, "decreasing cu_seqlens"},
+        {{0, 2, T}, 2, 2, "B != 1"},
+        {{0, T}, 0, 1, "N = 0"},
+        {{0, -1, T}, 2, 1, "a negative boundary"},
+    };
+    int n = (int)(sizeof b / sizeof b[0]);
+    for (int i = 0; i < n; i++) out[i] = b[i];
+    return n;
 }
 #endif

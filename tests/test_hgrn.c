@@ -6,7 +6,10 @@
  * central-difference gradient checks of both backward paths w.r.t. x and g; f32 chunked backward vs
  * the float64 reference backward; accumulation and NULL gradients; decode steps reproduce the
  * reference and its final state; prefill + decode and prefill + chunked continuation; results are
- * bit-identical for 1 and 2 threads.
+ * bit-identical for 1 and 2 threads. Packed sequences (cu_seqlens): documents {1, 63, 64, 65, 200} packed
+ * in one row give each document's own outputs, final states and gradients (f32, rel ≤ 1e-5) in both
+ * forms and for several chunk lengths, an empty document keeps its h0, float64 finite differences
+ * through the packed kernels, and bad layouts are refused with −1.
  */
 #include "../kernels/hgrn.h"
 #include "../kernels/parallel.h"
@@ -38,12 +41,12 @@ static void test_forward(int64_t B, int64_t T, int64_t D, int64_t C, int extreme
     const int64_t n = B * T * D;
     double *x = drand_vec(n, 1), *g = make_g(B, T, D, extreme), *h0 = with_h0 ? drand_vec(B * D, 2) : NULL;
     double *o_ref = dzeros(n), *ht_ref = dzeros(B * D), *o64 = dzeros(n), *ht64 = dzeros(B * D);
-    hgrn_fwd_ref_f64(o_ref, ht_ref, x, g, h0, B, T, D);
-    hgrn_fwd_chunk_f64(o64, ht64, x, g, h0, B, T, D, C);
+    hgrn_fwd_ref_f64(o_ref, ht_ref, x, g, h0, NULL, 0, B, T, D);
+    hgrn_fwd_chunk_f64(o64, ht64, x, g, h0, NULL, 0, B, T, D, C);
     float *xf = to_f(x, n), *gf = to_f(g, n), *h0f = to_f(h0, B * D);
     float *o32 = fzeros(n), *ht32 = fzeros(B * D), *or32 = fzeros(n), *htr32 = fzeros(B * D);
-    hgrn_fwd_chunk_f32(o32, ht32, xf, gf, h0f, B, T, D, C);
-    hgrn_fwd_ref_f32(or32, htr32, xf, gf, h0f, B, T, D);
+    hgrn_fwd_chunk_f32(o32, ht32, xf, gf, h0f, NULL, 0, B, T, D, C);
+    hgrn_fwd_ref_f32(or32, htr32, xf, gf, h0f, NULL, 0, B, T, D);
     double e64 = fmax(rel_err_dd(o64, o_ref, n), rel_err_dd(ht64, ht_ref, B * D));
     double e32 = fmax(rel_err_fd(o32, o_ref, n), rel_err_fd(ht32, ht_ref, B * D));
     double er32 = fmax(rel_err_fd(or32, o_ref, n), rel_err_fd(htr32, ht_ref, B * D));
@@ -60,7 +63,7 @@ static void test_forward(int64_t B, int64_t T, int64_t D, int64_t C, int extreme
 
 static double loss_of(const double *x, const double *g, const double *h0, const double *w, double *o,
                       int64_t B, int64_t T, int64_t D) {
-    hgrn_fwd_ref_f64(o, NULL, x, g, h0, B, T, D);
+    hgrn_fwd_ref_f64(o, NULL, x, g, h0, NULL, 0, B, T, D);
     double s = 0;
     for (int64_t i = 0; i < B * T * D; i++) s += o[i] * w[i];
     return s;
@@ -88,11 +91,11 @@ static void test_gradients(int64_t B, int64_t T, int64_t D, int64_t C, int extre
     const int64_t n = B * T * D;
     double *x = drand_vec(n, 1), *g = make_g(B, T, D, extreme), *h0 = with_h0 ? drand_vec(B * D, 2) : NULL;
     double *w = drand_vec(n, 1), *o = dzeros(n);
-    hgrn_fwd_ref_f64(o, NULL, x, g, h0, B, T, D);
+    hgrn_fwd_ref_f64(o, NULL, x, g, h0, NULL, 0, B, T, D);
     for (int path = 0; path < 2; path++) {
         double *dx = dzeros(n), *dg = dzeros(n), *otmp = dzeros(n);
-        if (path == 0) hgrn_bwd_ref_f64(dx, dg, w, g, o, h0, B, T, D);
-        else hgrn_bwd_chunk_f64(dx, dg, w, g, o, h0, B, T, D, C);
+        if (path == 0) hgrn_bwd_ref_f64(dx, dg, w, g, o, h0, NULL, 0, B, T, D);
+        else hgrn_bwd_chunk_f64(dx, dg, w, g, o, h0, NULL, 0, B, T, D, C);
         const double ex = fd_err(x, dx, x, g, h0, w, otmp, B, T, D);
         const double eg = fd_err(g, dg, x, g, h0, w, otmp, B, T, D);
         char name[200];
@@ -109,13 +112,13 @@ static void test_backward_f32(int64_t B, int64_t T, int64_t D, int64_t C) {
     const int64_t n = B * T * D;
     double *x = drand_vec(n, 1), *g = make_g(B, T, D, 1), *h0 = drand_vec(B * D, 2), *w = drand_vec(n, 1);
     double *o = dzeros(n), *dx = dzeros(n), *dg = dzeros(n);
-    hgrn_fwd_ref_f64(o, NULL, x, g, h0, B, T, D);
-    hgrn_bwd_ref_f64(dx, dg, w, g, o, h0, B, T, D);
+    hgrn_fwd_ref_f64(o, NULL, x, g, h0, NULL, 0, B, T, D);
+    hgrn_bwd_ref_f64(dx, dg, w, g, o, h0, NULL, 0, B, T, D);
     float *xf = to_f(x, n), *gf = to_f(g, n), *h0f = to_f(h0, B * D), *wf = to_f(w, n), *of = fzeros(n);
     float *dxf = fzeros(n), *dgf = fzeros(n), *rxf = fzeros(n), *rgf = fzeros(n);
-    hgrn_fwd_chunk_f32(of, NULL, xf, gf, h0f, B, T, D, C);
-    hgrn_bwd_chunk_f32(dxf, dgf, wf, gf, of, h0f, B, T, D, C);
-    hgrn_bwd_ref_f32(rxf, rgf, wf, gf, of, h0f, B, T, D);
+    hgrn_fwd_chunk_f32(of, NULL, xf, gf, h0f, NULL, 0, B, T, D, C);
+    hgrn_bwd_chunk_f32(dxf, dgf, wf, gf, of, h0f, NULL, 0, B, T, D, C);
+    hgrn_bwd_ref_f32(rxf, rgf, wf, gf, of, h0f, NULL, 0, B, T, D);
     const double e = fmax(rel_err_fd(dxf, dx, n), rel_err_fd(dgf, dg, n));
     const double er = fmax(rel_err_fd(rxf, dx, n), rel_err_fd(rgf, dg, n));
     char name[200];
@@ -129,17 +132,17 @@ static void test_backward_f32(int64_t B, int64_t T, int64_t D, int64_t C) {
     for (int path = 0; path < 2; path++) {
         for (int64_t i = 0; i < n; i++) ax[i] = ag[i] = 1.0, zx[i] = zg[i] = nx[i] = ng[i] = 0;
         if (path == 0) {
-            hgrn_bwd_ref_f64(ax, ag, w, g, o, h0, B, T, D);
-            hgrn_bwd_ref_f64(zx, zg, w, g, o, h0, B, T, D);
-            hgrn_bwd_ref_f64(nx, NULL, w, g, o, h0, B, T, D);
-            hgrn_bwd_ref_f64(NULL, ng, w, g, o, h0, B, T, D);
-            null_ok &= hgrn_bwd_ref_f64(NULL, NULL, w, g, o, h0, B, T, D) == 0;
+            hgrn_bwd_ref_f64(ax, ag, w, g, o, h0, NULL, 0, B, T, D);
+            hgrn_bwd_ref_f64(zx, zg, w, g, o, h0, NULL, 0, B, T, D);
+            hgrn_bwd_ref_f64(nx, NULL, w, g, o, h0, NULL, 0, B, T, D);
+            hgrn_bwd_ref_f64(NULL, ng, w, g, o, h0, NULL, 0, B, T, D);
+            null_ok &= hgrn_bwd_ref_f64(NULL, NULL, w, g, o, h0, NULL, 0, B, T, D) == 0;
         } else {
-            hgrn_bwd_chunk_f64(ax, ag, w, g, o, h0, B, T, D, C);
-            hgrn_bwd_chunk_f64(zx, zg, w, g, o, h0, B, T, D, C);
-            hgrn_bwd_chunk_f64(nx, NULL, w, g, o, h0, B, T, D, C);
-            hgrn_bwd_chunk_f64(NULL, ng, w, g, o, h0, B, T, D, C);
-            null_ok &= hgrn_bwd_chunk_f64(NULL, NULL, w, g, o, h0, B, T, D, C) == 0;
+            hgrn_bwd_chunk_f64(ax, ag, w, g, o, h0, NULL, 0, B, T, D, C);
+            hgrn_bwd_chunk_f64(zx, zg, w, g, o, h0, NULL, 0, B, T, D, C);
+            hgrn_bwd_chunk_f64(nx, NULL, w, g, o, h0, NULL, 0, B, T, D, C);
+            hgrn_bwd_chunk_f64(NULL, ng, w, g, o, h0, NULL, 0, B, T, D, C);
+            null_ok &= hgrn_bwd_chunk_f64(NULL, NULL, w, g, o, h0, NULL, 0, B, T, D, C) == 0;
         }
         for (int64_t i = 0; i < n; i++) {
             acc_ok &= fabs(ax[i] - 1.0 - zx[i]) <= 1e-12 * (1 + fabs(zx[i]));
@@ -157,7 +160,7 @@ static void test_decode(int64_t B, int64_t T, int64_t D, int64_t C, int64_t tp) 
     const int64_t n = B * T * D;
     double *x = drand_vec(n, 1), *g = make_g(B, T, D, 1), *h0 = drand_vec(B * D, 2);
     double *o_ref = dzeros(n), *ht_ref = dzeros(B * D);
-    hgrn_fwd_ref_f64(o_ref, ht_ref, x, g, h0, B, T, D);
+    hgrn_fwd_ref_f64(o_ref, ht_ref, x, g, h0, NULL, 0, B, T, D);
     double *st = dzeros(B * D), *o = dzeros(n), *xt = dzeros(B * D), *gt = dzeros(B * D), *ot = dzeros(B * D);
     memcpy(st, h0, (size_t)(B * D) * sizeof(double));
     for (int64_t t = 0; t < T; t++) {
@@ -183,7 +186,7 @@ static void test_decode(int64_t B, int64_t T, int64_t D, int64_t C, int64_t tp) 
     /* chunked prefill of [0, tp) (ht), then decode */
     double *xa = dzeros(B * tp * D), *ga = dzeros(B * tp * D), *oa = dzeros(B * tp * D);
     slice_time(xa, x, B, T, D, 0, tp), slice_time(ga, g, B, T, D, 0, tp);
-    hgrn_fwd_chunk_f64(oa, st, xa, ga, h0, B, tp, D, C);
+    hgrn_fwd_chunk_f64(oa, st, xa, ga, h0, NULL, 0, B, tp, D, C);
     for (int64_t b = 0; b < B; b++) memcpy(o + b * T * D, oa + b * tp * D, (size_t)(tp * D) * sizeof(double));
     for (int64_t t = tp; t < T; t++) {
         slice_time(xt, x, B, T, D, t, t + 1), slice_time(gt, g, B, T, D, t, t + 1);
@@ -198,8 +201,8 @@ static void test_decode(int64_t B, int64_t T, int64_t D, int64_t C, int64_t tp) 
     double *xb = dzeros(B * tb * D), *gb = dzeros(B * tb * D), *ob = dzeros(B * tb * D), *ob_ref = dzeros(B * tb * D);
     double *mid = dzeros(B * D), *fin = dzeros(B * D);
     slice_time(xb, x, B, T, D, tp, T), slice_time(gb, g, B, T, D, tp, T), slice_time(ob_ref, o_ref, B, T, D, tp, T);
-    hgrn_fwd_chunk_f64(oa, mid, xa, ga, h0, B, tp, D, C);
-    hgrn_fwd_chunk_f64(ob, fin, xb, gb, mid, B, tb, D, C);
+    hgrn_fwd_chunk_f64(oa, mid, xa, ga, h0, NULL, 0, B, tp, D, C);
+    hgrn_fwd_chunk_f64(ob, fin, xb, gb, mid, NULL, 0, B, tb, D, C);
     e = fmax(rel_err_dd(ob, ob_ref, B * tb * D), rel_err_dd(fin, ht_ref, B * D));
     check(e <= 1e-10, "chunked [0,t) then chunked [t,T) from its state == full reference", "rel err %.3e", e);
 
@@ -217,9 +220,9 @@ static void test_threads(int64_t B, int64_t T, int64_t D, int64_t C) {
         hb_threads_set(run + 1);
         float **r = out[run];
         r[0] = fzeros(n), r[1] = fzeros(B * D), r[2] = fzeros(n), r[3] = fzeros(n), r[4] = fzeros(n);
-        hgrn_fwd_chunk_f32(r[0], r[1], x, g, h0, B, T, D, C);
-        hgrn_bwd_chunk_f32(r[2], r[3], w, g, r[0], h0, B, T, D, C);
-        hgrn_fwd_ref_f32(r[4], NULL, x, g, h0, B, T, D);
+        hgrn_fwd_chunk_f32(r[0], r[1], x, g, h0, NULL, 0, B, T, D, C);
+        hgrn_bwd_chunk_f32(r[2], r[3], w, g, r[0], h0, NULL, 0, B, T, D, C);
+        hgrn_fwd_ref_f32(r[4], NULL, x, g, h0, NULL, 0, B, T, D);
     }
     const int64_t sz[5] = {n, B * D, n, n, n};
     int same = 1;
@@ -232,6 +235,113 @@ static void test_threads(int64_t B, int64_t T, int64_t D, int64_t C) {
         for (int i = 0; i < 5; i++) free(out[run][i]);
     free(xd), free(gd), free(hd), free(wd), free(x), free(g), free(h0), free(w);
     hb_threads_set(2);
+}
+
+/* ---- packed sequences ---------------------------------------------------------------------------------- */
+/* The packed kernels (form 0 reference, 1 chunked with C) against each document run alone, in f32. */
+static void test_packed(int64_t D, int64_t C, int form) {
+    int64_t cu[PACK_N + 1];
+    const int64_t T = pack_cu(cu, PACK_LENS, PACK_N), n = T * D, N = PACK_N;
+    double *xd = drand_vec(n, 1), *gd = make_g(1, T, D, 1), *hd = drand_vec(N * D, 2), *wd = drand_vec(n, 1);
+    float *x = to_f(xd, n), *g = to_f(gd, n), *h0 = to_f(hd, N * D), *w = to_f(wd, n);
+    float *o[2], *ht[2], *dx[2], *dg[2];
+    for (int r = 0; r < 2; r++) o[r] = fzeros(n), ht[r] = fzeros(N * D), dx[r] = fzeros(n), dg[r] = fzeros(n);
+    int rc = form ? hgrn_fwd_chunk_f32(o[0], ht[0], x, g, h0, cu, N, 1, T, D, C)
+                  : hgrn_fwd_ref_f32(o[0], ht[0], x, g, h0, cu, N, 1, T, D);
+    rc |= form ? hgrn_bwd_chunk_f32(dx[0], dg[0], w, g, o[0], h0, cu, N, 1, T, D, C)
+               : hgrn_bwd_ref_f32(dx[0], dg[0], w, g, o[0], h0, cu, N, 1, T, D);
+    for (int64_t d = 0; d < N; d++) { /* document d alone: its rows as a batch of one */
+        const int64_t s = cu[d] * D, L = cu[d + 1] - cu[d];
+        rc |= form ? hgrn_fwd_chunk_f32(o[1] + s, ht[1] + d * D, x + s, g + s, h0 + d * D, NULL, 0, 1, L, D, C)
+                   : hgrn_fwd_ref_f32(o[1] + s, ht[1] + d * D, x + s, g + s, h0 + d * D, NULL, 0, 1, L, D);
+        rc |= form ? hgrn_bwd_chunk_f32(dx[1] + s, dg[1] + s, w + s, g + s, o[1] + s, h0 + d * D, NULL, 0, 1, L, D, C)
+                   : hgrn_bwd_ref_f32(dx[1] + s, dg[1] + s, w + s, g + s, o[1] + s, h0 + d * D, NULL, 0, 1, L, D);
+    }
+    double *ref[4];
+    float *got[4] = {o[0], ht[0], dx[0], dg[0]}, *alone[4] = {o[1], ht[1], dx[1], dg[1]};
+    const int64_t sz[4] = {n, N * D, n, n};
+    double e = 0;
+    for (int i = 0; i < 4; i++) {
+        ref[i] = dzeros(sz[i]);
+        for (int64_t j = 0; j < sz[i]; j++) ref[i][j] = alone[i][j];
+        e = fmax(e, rel_err_fd(got[i], ref[i], sz[i]));
+        free(ref[i]);
+    }
+    char name[200];
+    snprintf(name, sizeof name, "packed {1,63,64,65,200} == each document alone, f32 %s (D=%ld C=%ld): o, ht, dx, dg",
+             form ? "chunk" : "ref", (long)D, (long)C);
+    check(rc == 0 && e <= 1e-5, name, "rc %d, max rel err %.3e", rc, e);
+    for (int r = 0; r < 2; r++) free(o[r]), free(ht[r]), free(dx[r]), free(dg[r]);
+    free(xd), free(gd), free(hd), free(wd), free(x), free(g), free(h0), free(w);
+}
+
+/* float64 finite differences through the packed kernels (documents {1, 3, 0, 4, 5}, C = 2) */
+static double packed_loss(const int64_t *cu, int64_t N, const double *x, const double *g, const double *h0,
+                          const double *w, double *o, int64_t T, int64_t D) {
+    hgrn_fwd_ref_f64(o, NULL, x, g, h0, cu, N, 1, T, D);
+    double s = 0;
+    for (int64_t i = 0; i < T * D; i++) s += o[i] * w[i];
+    return s;
+}
+
+static void test_packed_gradcheck(void) {
+    const int64_t lens[] = {1, 3, 0, 4, 5}, N = 5, D = 3;
+    int64_t cu[6];
+    const int64_t T = pack_cu(cu, lens, (int)N), n = T * D;
+    double *x = drand_vec(n, 1), *g = make_g(1, T, D, 0), *h0 = drand_vec(N * D, 1), *w = drand_vec(n, 1);
+    double *o = dzeros(n), *tmp = dzeros(n);
+    hgrn_fwd_chunk_f64(o, NULL, x, g, h0, cu, N, 1, T, D, 2);
+    for (int path = 0; path < 2; path++) {
+        double *dx = dzeros(n), *dg = dzeros(n), ex = 0, eg = 0;
+        int rc = path ? hgrn_bwd_chunk_f64(dx, dg, w, g, o, h0, cu, N, 1, T, D, 2)
+                      : hgrn_bwd_ref_f64(dx, dg, w, g, o, h0, cu, N, 1, T, D);
+        double *ps[2] = {x, g}, *gs[2] = {dx, dg}, *es[2] = {&ex, &eg};
+        for (int k = 0; k < 2; k++) {
+            double maxdiff = 0, maxnum = 0;
+            for (int64_t i = 0; i < n; i++) {
+                const double p0 = ps[k][i];
+                ps[k][i] = p0 + 1e-6;
+                const double lp = packed_loss(cu, N, x, g, h0, w, tmp, T, D);
+                ps[k][i] = p0 - 1e-6;
+                const double lm = packed_loss(cu, N, x, g, h0, w, tmp, T, D);
+                ps[k][i] = p0;
+                const double num = (lp - lm) / 2e-6;
+                maxdiff = fmax(maxdiff, fabs(num - gs[k][i]));
+                maxnum = fmax(maxnum, fabs(num));
+            }
+            *es[k] = maxdiff / fmax(1e-3, maxnum);
+        }
+        check(rc == 0 && ex <= 1e-6 && eg <= 1e-6,
+              path ? "packed gradcheck f64 bwd_chunk (C=2, an empty document): dx dg"
+                   : "packed gradcheck f64 bwd_ref (an empty document): dx dg",
+              "rel err dx %.3e dg %.3e", ex, eg);
+        free(dx), free(dg);
+    }
+    /* the empty document's final state is its h0, in both forms */
+    double *ht = dzeros(N * D), *ht2 = dzeros(N * D);
+    hgrn_fwd_chunk_f64(o, ht, x, g, h0, cu, N, 1, T, D, 2);
+    hgrn_fwd_ref_f64(o, ht2, x, g, h0, cu, N, 1, T, D);
+    check(!memcmp(ht + 2 * D, h0 + 2 * D, (size_t)D * sizeof(double)) && !memcmp(ht2 + 2 * D, h0 + 2 * D, (size_t)D * sizeof(double)),
+          "packed: an empty document's final state is its h0", "compared %ld values", (long)D);
+    free(x), free(g), free(h0), free(w), free(o), free(tmp), free(ht), free(ht2);
+}
+
+static void test_packed_bad(void) {
+    const int64_t T = 8, D = 3;
+    float *x = fzeros(2 * T * D), *o = fzeros(2 * T * D), *ht = fzeros(4 * D);
+    bad_pack_t bad[8];
+    int nb = bad_packs(T, bad), all = 1;
+    for (int i = 0; i < nb; i++) {
+        const int64_t *cu = bad[i].cu, N = bad[i].N, B = bad[i].B;
+        int r[4] = {hgrn_fwd_ref_f32(o, ht, x, x, NULL, cu, N, B, T, D), hgrn_fwd_chunk_f32(o, ht, x, x, NULL, cu, N, B, T, D, 4),
+                    hgrn_bwd_ref_f32(o, o, x, x, x, NULL, cu, N, B, T, D),
+                    hgrn_bwd_chunk_f32(o, o, x, x, x, NULL, cu, N, B, T, D, 4)};
+        int good = r[0] == -1 && r[1] == -1 && r[2] == -1 && r[3] == -1;
+        if (!good) diag("not refused: %s", bad[i].what);
+        all &= good;
+    }
+    check(all, "packed: bad cu_seqlens (start, end, order, B != 1, N = 0) return -1 from every function", "%d layouts", nb);
+    free(x), free(o), free(ht);
 }
 
 int main(void) {
@@ -263,5 +373,13 @@ int main(void) {
     test_threads(2, 150, 100, 32);
     test_threads(1, 200, 2048, 64);
     test_threads(2, 130, 1100, 16);
+    for (int form = 0; form < 2; form++) {
+        test_packed(7, 64, form);
+        test_packed(1030, 16, form);
+    }
+    test_packed(9, 0, 1); /* one chunk per document */
+    test_packed(9, 1, 1); /* every token a chunk */
+    test_packed_gradcheck();
+    test_packed_bad();
     return tap_done();
 }
