@@ -58,7 +58,8 @@ static void vadd(real *restrict z, const real *restrict s, int64_t n) {
     for (; k < n; k++) z[k] += s[k];
 }
 /* z += a ⊙ b ⊙ c */
-static void vaxpy3(real *restrict z, const real *restrict a, const real *restrict b, const real *restrict c, int64_t n) {
+static void vaxpy3(real *restrict z, const real *restrict a, const real *restrict b, const real *restrict c,
+                   int64_t n) {
     int64_t k = 0;
     for (; k + 8 <= n; k += 8)
         for (int u = 0; u < 8; u++) z[k + u] += a[k + u] * b[k + u] * c[k + u];
@@ -435,7 +436,8 @@ int hgrn_fwd_ref_f32(float *o, float *ht, const float *x, const float *g, const 
                      const int64_t *cu_seqlens, int64_t N, int64_t B, int64_t T, int64_t D) {
     return fwd_ref(o, ht, x, g, h0, cu_seqlens, N, B, T, D);
 }
-int hgrn_bwd_ref_f32(float *dx, float *dg, const float *do_, const float *g, const float *o, const float *h0, const int64_t *cu_seqlens, int64_t N, int64_t B, int64_t T, int64_t D) {
+int hgrn_bwd_ref_f32(float *dx, float *dg, const float *do_, const float *g, const float *o, const float *h0,
+                     const int64_t *cu_seqlens, int64_t N, int64_t B, int64_t T, int64_t D) {
     return bwd_ref(dx, dg, do_, g, o, h0, cu_seqlens, N, B, T, D);
 }
 int hgrn_fwd_chunk_f32(float *o, float *ht, const float *x, const float *g, const float *h0,

@@ -33,21 +33,32 @@
 #include "alloc.h"
 #include "parallel.h"
 #include "retention.h"
+#include "seqs.h"
 #include <stdlib.h>
 #include <string.h>
 
 typedef struct {
     real *o, *ht, *dq, *dk, *dv;
     const real *q, *k, *v, *h0, *lg, *do_;
+    const int64_t *cu; /* cu_seqlens (kernels/seqs.h) or NULL */
     real scale;
     int64_t B, T, H, K, V, C;
     real *scratch;
-    int64_t per_item; /* scratch reals per (b, h) item */
+    int64_t per_item; /* scratch reals per (sequence, head) item */
 } ctx_t;
 
-/* Offsets of head (b, h) at time 0 in a (B,T,H,D) tensor and in a (B,H,K,V) state. */
-static int64_t seq_off(const ctx_t *c, int64_t b, int64_t h, int64_t D) { return (b * c->T * c->H + h) * D; }
+/* Offsets of head h of sequence b (a row, or a packed document) at its first token in a (B,T,H,D)
+ * tensor, and of its state in an (NS,H,K,V) one; its length. */
+static int64_t seq_off(const ctx_t *c, int64_t b, int64_t h, int64_t D) {
+    return (hb_seq_get(c->cu, c->T, b).start * c->H + h) * D;
+}
 static int64_t st_off(const ctx_t *c, int64_t b, int64_t h) { return (b * c->H + h) * c->K * c->V; }
+static int64_t seq_len(const ctx_t *c, int64_t b) { return hb_seq_get(c->cu, c->T, b).len; }
+
+/* The argument checks shared by the full-sequence entry points. */
+static int bad_args(const int64_t *cu, int64_t N, int64_t B, int64_t T, int64_t H, int64_t K, int64_t V) {
+    return B < 0 || T < 0 || H < 0 || K < 0 || V < 0 || hb_seqs_check(cu, N, B, T);
+}
 
 static real *alloc_scratch(int64_t n_items, int64_t per_item) {
     size_t n = (size_t)(n_items * per_item);
@@ -85,7 +96,7 @@ static void fwd_ref_item(void *vctx, int64_t i) {
     const real *q = c->q + seq_off(c, b, h, K), *k = c->k + seq_off(c, b, h, K);
     const real *v = c->v + seq_off(c, b, h, V);
     real *o = c->o + seq_off(c, b, h, V);
-    for (int64_t t = 0; t < c->T; t++, q += HK, k += HK, v += HV, o += HV) {
+    for (int64_t t = 0, T = seq_len(c, b); t < T; t++, q += HK, k += HK, v += HV, o += HV) {
         for (int64_t j = 0; j < V; j++) o[j] = 0;
         for (int64_t a = 0; a < K; a++) update_row(S + a * V, o, v, g, k[a], c->scale * q[a], V);
     }
@@ -93,13 +104,15 @@ static void fwd_ref_item(void *vctx, int64_t i) {
 }
 
 static int fwd_ref(real *o, real *ht, const real *q, const real *k, const real *v,
-                          const real *h0, const real *lg, real scale,
+                          const real *h0, const real *lg, real scale, const int64_t *cu, int64_t N,
                           int64_t B, int64_t T, int64_t H, int64_t K, int64_t V) {
-    ctx_t c = {.o = o, .ht = ht, .q = q, .k = k, .v = v, .h0 = h0, .lg = lg, .scale = scale,
+    if (bad_args(cu, N, B, T, H, K, V)) return -1;
+    const int64_t NS = hb_seq_count(cu, N, B);
+    ctx_t c = {.o = o, .ht = ht, .q = q, .k = k, .v = v, .h0 = h0, .lg = lg, .cu = cu, .scale = scale,
                .B = B, .T = T, .H = H, .K = K, .V = V, .per_item = K * V};
-    c.scratch = alloc_scratch(B * H, c.per_item);
+    c.scratch = alloc_scratch(NS * H, c.per_item);
     if (!c.scratch) return -1;
-    hb_parallel_for(B * H, fwd_ref_item, &c);
+    hb_parallel_for(NS * H, fwd_ref_item, &c);
     free(c.scratch);
     return 0;
 }
@@ -116,7 +129,7 @@ static void bwd_ref_item(void *vctx, int64_t i) {
         else memset(S, 0, (size_t)(K * V) * sizeof(real));
         const real *k = c->k + oq, *v = c->v + ov, *dout = c->do_ + ov;
         real *dq = c->dq + oq;
-        for (int64_t t = 0; t < c->T; t++, k += HK, v += HV, dout += HV, dq += HK) {
+        for (int64_t t = 0, T = seq_len(c, b); t < T; t++, k += HK, v += HV, dout += HV, dq += HK) {
             for (int64_t a = 0; a < K; a++) {
                 real *Sa = S + a * V, acc = 0;
                 for (int64_t j = 0; j < V; j++) {
@@ -129,7 +142,7 @@ static void bwd_ref_item(void *vctx, int64_t i) {
     }
     if (!c->dk && !c->dv) return;
     memset(dS, 0, (size_t)(K * V) * sizeof(real));
-    for (int64_t t = c->T - 1; t >= 0; t--) {
+    for (int64_t t = seq_len(c, b) - 1; t >= 0; t--) {
         const real *q = c->q + oq + t * HK, *k = c->k + oq + t * HK;
         const real *v = c->v + ov + t * HV, *dout = c->do_ + ov + t * HV;
         for (int64_t a = 0; a < K; a++) {
@@ -150,14 +163,16 @@ static void bwd_ref_item(void *vctx, int64_t i) {
 
 static int bwd_ref(real *dq, real *dk, real *dv, const real *do_,
                           const real *q, const real *k, const real *v, const real *h0,
-                          const real *lg, real scale,
+                          const real *lg, real scale, const int64_t *cu, int64_t N,
                           int64_t B, int64_t T, int64_t H, int64_t K, int64_t V) {
+    if (bad_args(cu, N, B, T, H, K, V)) return -1;
     if (!dq && !dk && !dv) return 0;
-    ctx_t c = {.dq = dq, .dk = dk, .dv = dv, .do_ = do_, .q = q, .k = k, .v = v, .h0 = h0, .lg = lg,
+    const int64_t NS = hb_seq_count(cu, N, B);
+    ctx_t c = {.dq = dq, .dk = dk, .dv = dv, .do_ = do_, .q = q, .k = k, .v = v, .h0 = h0, .lg = lg, .cu = cu,
                .scale = scale, .B = B, .T = T, .H = H, .K = K, .V = V, .per_item = 2 * K * V};
-    c.scratch = alloc_scratch(B * H, c.per_item);
+    c.scratch = alloc_scratch(NS * H, c.per_item);
     if (!c.scratch) return -1;
-    hb_parallel_for(B * H, bwd_ref_item, &c);
+    hb_parallel_for(NS * H, bwd_ref_item, &c);
     free(c.scratch);
     return 0;
 }
@@ -231,7 +246,7 @@ static void decay_powers(real *pw, real *fr, real *M, real lg, real scale, int64
  * pw (C+1), fr (C), fk (C). */
 static void fwd_chunk_item(void *vctx, int64_t i) {
     const ctx_t *c = vctx;
-    const int64_t b = i / c->H, h = i % c->H, K = c->K, V = c->V, C = c->C, T = c->T;
+    const int64_t b = i / c->H, h = i % c->H, K = c->K, V = c->V, C = c->C, T = seq_len(c, b);
     const int64_t HK = c->H * K, HV = c->H * V;
     real *S = c->scratch + i * c->per_item, *A = S + K * V, *M = A + C * C, *Qs = M + C * C, *Kd = Qs + C * K;
     real *Qp = Kd + C * K, *Kp = Qp + C * K, *Vp = Kp + C * K, *Op = Vp + C * V;
@@ -274,16 +289,18 @@ static void fwd_chunk_item(void *vctx, int64_t i) {
 }
 
 static int fwd_chunk(real *o, real *ht, const real *q, const real *k, const real *v,
-                            const real *h0, const real *lg, real scale,
+                            const real *h0, const real *lg, real scale, const int64_t *cu, int64_t N,
                             int64_t B, int64_t T, int64_t H, int64_t K, int64_t V, int64_t C) {
+    if (bad_args(cu, N, B, T, H, K, V)) return -1;
+    const int64_t NS = hb_seq_count(cu, N, B), maxlen = hb_seq_maxlen(cu, N, T);
     if (C < 1) C = 64;
-    if (C > T && T > 0) C = T;
-    ctx_t c = {.o = o, .ht = ht, .q = q, .k = k, .v = v, .h0 = h0, .lg = lg, .scale = scale,
+    if (C > maxlen && maxlen > 0) C = maxlen;
+    ctx_t c = {.o = o, .ht = ht, .q = q, .k = k, .v = v, .h0 = h0, .lg = lg, .cu = cu, .scale = scale,
                .B = B, .T = T, .H = H, .K = K, .V = V, .C = C};
     c.per_item = K * V + 2 * C * C + 4 * C * K + 2 * C * V + 3 * C + 1;
-    c.scratch = alloc_scratch(B * H, c.per_item);
+    c.scratch = alloc_scratch(NS * H, c.per_item);
     if (!c.scratch) return -1;
-    hb_parallel_for(B * H, fwd_chunk_item, &c);
+    hb_parallel_for(NS * H, fwd_chunk_item, &c);
     free(c.scratch);
     return 0;
 }
@@ -302,7 +319,7 @@ static int fwd_chunk(real *o, real *ht, const real *q, const real *k, const real
 
 static void bwd_chunk_item(void *vctx, int64_t i) {
     const ctx_t *c = vctx;
-    const int64_t b = i / c->H, h = i % c->H, K = c->K, V = c->V, C = c->C, T = c->T;
+    const int64_t b = i / c->H, h = i % c->H, K = c->K, V = c->V, C = c->C, T = seq_len(c, b);
     const int64_t HK = c->H * K, HV = c->H * V, KV = K * V, NC = (T + C - 1) / C;
     real *S = c->scratch + i * c->per_item, *dS = S + KV, *A = dS + KV, *dA = A + C * C, *M = dA + C * C;
     real *dOs = M + C * C, *Vd = dOs + C * V, *Kd = Vd + C * V;
@@ -401,17 +418,19 @@ static void bwd_chunk_item(void *vctx, int64_t i) {
 
 static int bwd_chunk(real *dq, real *dk, real *dv, const real *do_,
                             const real *q, const real *k, const real *v, const real *h0,
-                            const real *lg, real scale,
+                            const real *lg, real scale, const int64_t *cu, int64_t N,
                             int64_t B, int64_t T, int64_t H, int64_t K, int64_t V, int64_t C) {
+    if (bad_args(cu, N, B, T, H, K, V)) return -1;
     if ((!dq && !dk && !dv) || T <= 0) return 0;
+    const int64_t NS = hb_seq_count(cu, N, B), maxlen = hb_seq_maxlen(cu, N, T);
     if (C < 1) C = 64;
-    if (C > T) C = T;
-    ctx_t c = {.dq = dq, .dk = dk, .dv = dv, .do_ = do_, .q = q, .k = k, .v = v, .h0 = h0, .lg = lg,
+    if (C > maxlen) C = maxlen > 0 ? maxlen : 1;
+    ctx_t c = {.dq = dq, .dk = dk, .dv = dv, .do_ = do_, .q = q, .k = k, .v = v, .h0 = h0, .lg = lg, .cu = cu,
                .scale = scale, .B = B, .T = T, .H = H, .K = K, .V = V, .C = C};
     c.per_item = 2 * K * V + 3 * C * C + 5 * C * V + 4 * C * K + 3 * C + 1;
-    c.scratch = alloc_scratch(B * H, c.per_item);
+    c.scratch = alloc_scratch(NS * H, c.per_item);
     if (!c.scratch) return -1;
-    hb_parallel_for(B * H, bwd_chunk_item, &c);
+    hb_parallel_for(NS * H, bwd_chunk_item, &c);
     free(c.scratch);
     return 0;
 }
@@ -438,25 +457,27 @@ static int mixer_fwd_chunk(const hb_mixer_args_t *a) {
     int64_t B = a->dim[0], T = a->dim[1], H = a->dim[2], K = a->dim[3], V = a->dim[4];
     const real *q = a->in[0], *k = a->in[1], *v = a->in[2], *lg = a->in[3];
     real scale = (real)a->scalar[0];
-    return fwd_chunk(a->o, a->ht, q, k, v, NULL, lg, scale, B, T, H, K, V, a->chunk);
+    return fwd_chunk(a->o, a->ht, q, k, v, NULL, lg, scale, a->cu_seqlens, a->N, B, T, H, K, V, a->chunk);
 }
 static int mixer_bwd_chunk(const hb_mixer_args_t *a) {
     int64_t B = a->dim[0], T = a->dim[1], H = a->dim[2], K = a->dim[3], V = a->dim[4];
     const real *q = a->in[0], *k = a->in[1], *v = a->in[2], *lg = a->in[3];
     real scale = (real)a->scalar[0];
-    return bwd_chunk(a->din[0], a->din[1], a->din[2], a->dout, q, k, v, NULL, lg, scale, B, T, H, K, V, a->chunk);
+    return bwd_chunk(a->din[0], a->din[1], a->din[2], a->dout, q, k, v, NULL, lg, scale, a->cu_seqlens, a->N, B, T,
+                     H, K, V, a->chunk);
 }
 static int mixer_fwd_recurrent(const hb_mixer_args_t *a) {
     int64_t B = a->dim[0], T = a->dim[1], H = a->dim[2], K = a->dim[3], V = a->dim[4];
     const real *q = a->in[0], *k = a->in[1], *v = a->in[2], *lg = a->in[3];
     real scale = (real)a->scalar[0];
-    return fwd_ref(a->o, a->ht, q, k, v, NULL, lg, scale, B, T, H, K, V);
+    return fwd_ref(a->o, a->ht, q, k, v, NULL, lg, scale, a->cu_seqlens, a->N, B, T, H, K, V);
 }
 static int mixer_bwd_recurrent(const hb_mixer_args_t *a) {
     int64_t B = a->dim[0], T = a->dim[1], H = a->dim[2], K = a->dim[3], V = a->dim[4];
     const real *q = a->in[0], *k = a->in[1], *v = a->in[2], *lg = a->in[3];
     real scale = (real)a->scalar[0];
-    return bwd_ref(a->din[0], a->din[1], a->din[2], a->dout, q, k, v, NULL, lg, scale, B, T, H, K, V);
+    return bwd_ref(a->din[0], a->din[1], a->din[2], a->dout, q, k, v, NULL, lg, scale, a->cu_seqlens, a->N, B, T, H,
+                   K, V);
 }
 static int mixer_step(const hb_mixer_args_t *a) {
     int64_t B = a->dim[0], H = a->dim[2], K = a->dim[3], V = a->dim[4];
@@ -468,24 +489,28 @@ static int mixer_step(const hb_mixer_args_t *a) {
 /* ---- the exported names, written out (this file is compiled twice: kernels/kreal.h) ---------------- */
 #ifdef HB_KERNEL_F64
 int retention_fwd_ref_f64(double *o, double *ht, const double *q, const double *k, const double *v,
-                          const double *h0, const double *lg, double scale, int64_t B, int64_t T, int64_t H,
+                          const double *h0, const double *lg, double scale, const int64_t *cu_seqlens, int64_t N,
+                              int64_t B, int64_t T, int64_t H,
                           int64_t K, int64_t V) {
-    return fwd_ref(o, ht, q, k, v, h0, lg, scale, B, T, H, K, V);
+    return fwd_ref(o, ht, q, k, v, h0, lg, scale, cu_seqlens, N, B, T, H, K, V);
 }
 int retention_bwd_ref_f64(double *dq, double *dk, double *dv, const double *do_, const double *q,
                           const double *k, const double *v, const double *h0, const double *lg, double scale,
+                              const int64_t *cu_seqlens, int64_t N,
                           int64_t B, int64_t T, int64_t H, int64_t K, int64_t V) {
-    return bwd_ref(dq, dk, dv, do_, q, k, v, h0, lg, scale, B, T, H, K, V);
+    return bwd_ref(dq, dk, dv, do_, q, k, v, h0, lg, scale, cu_seqlens, N, B, T, H, K, V);
 }
 int retention_fwd_chunk_f64(double *o, double *ht, const double *q, const double *k, const double *v,
-                            const double *h0, const double *lg, double scale, int64_t B, int64_t T, int64_t H,
+                            const double *h0, const double *lg, double scale, const int64_t *cu_seqlens, int64_t N,
+                                int64_t B, int64_t T, int64_t H,
                             int64_t K, int64_t V, int64_t C) {
-    return fwd_chunk(o, ht, q, k, v, h0, lg, scale, B, T, H, K, V, C);
+    return fwd_chunk(o, ht, q, k, v, h0, lg, scale, cu_seqlens, N, B, T, H, K, V, C);
 }
 int retention_bwd_chunk_f64(double *dq, double *dk, double *dv, const double *do_, const double *q,
                             const double *k, const double *v, const double *h0, const double *lg,
-                            double scale, int64_t B, int64_t T, int64_t H, int64_t K, int64_t V, int64_t C) {
-    return bwd_chunk(dq, dk, dv, do_, q, k, v, h0, lg, scale, B, T, H, K, V, C);
+                            double scale, const int64_t *cu_seqlens, int64_t N, int64_t B, int64_t T, int64_t H,
+                                int64_t K, int64_t V, int64_t C) {
+    return bwd_chunk(dq, dk, dv, do_, q, k, v, h0, lg, scale, cu_seqlens, N, B, T, H, K, V, C);
 }
 int retention_step_f64(double *o, double *state, const double *q, const double *k, const double *v,
                        const double *lg, double scale, int64_t B, int64_t H, int64_t K, int64_t V) {
@@ -498,24 +523,28 @@ int retention_mixer_bwd_recurrent_f64(const hb_mixer_args_t *a) { return mixer_b
 int retention_mixer_step_f64(const hb_mixer_args_t *a) { return mixer_step(a); }
 #else
 int retention_fwd_ref_f32(float *o, float *ht, const float *q, const float *k, const float *v,
-                          const float *h0, const float *lg, float scale, int64_t B, int64_t T, int64_t H,
+                          const float *h0, const float *lg, float scale, const int64_t *cu_seqlens, int64_t N,
+                              int64_t B, int64_t T, int64_t H,
                           int64_t K, int64_t V) {
-    return fwd_ref(o, ht, q, k, v, h0, lg, scale, B, T, H, K, V);
+    return fwd_ref(o, ht, q, k, v, h0, lg, scale, cu_seqlens, N, B, T, H, K, V);
 }
 int retention_bwd_ref_f32(float *dq, float *dk, float *dv, const float *do_, const float *q, const float *k,
-                          const float *v, const float *h0, const float *lg, float scale, int64_t B, int64_t T,
+                          const float *v, const float *h0, const float *lg, float scale, const int64_t *cu_seqlens,
+                              int64_t N, int64_t B, int64_t T,
                           int64_t H, int64_t K, int64_t V) {
-    return bwd_ref(dq, dk, dv, do_, q, k, v, h0, lg, scale, B, T, H, K, V);
+    return bwd_ref(dq, dk, dv, do_, q, k, v, h0, lg, scale, cu_seqlens, N, B, T, H, K, V);
 }
 int retention_fwd_chunk_f32(float *o, float *ht, const float *q, const float *k, const float *v,
-                            const float *h0, const float *lg, float scale, int64_t B, int64_t T, int64_t H,
+                            const float *h0, const float *lg, float scale, const int64_t *cu_seqlens, int64_t N,
+                                int64_t B, int64_t T, int64_t H,
                             int64_t K, int64_t V, int64_t C) {
-    return fwd_chunk(o, ht, q, k, v, h0, lg, scale, B, T, H, K, V, C);
+    return fwd_chunk(o, ht, q, k, v, h0, lg, scale, cu_seqlens, N, B, T, H, K, V, C);
 }
 int retention_bwd_chunk_f32(float *dq, float *dk, float *dv, const float *do_, const float *q, const float *k,
-                            const float *v, const float *h0, const float *lg, float scale, int64_t B,
+                            const float *v, const float *h0, const float *lg, float scale, const int64_t *cu_seqlens,
+                                int64_t N, int64_t B,
                             int64_t T, int64_t H, int64_t K, int64_t V, int64_t C) {
-    return bwd_chunk(dq, dk, dv, do_, q, k, v, h0, lg, scale, B, T, H, K, V, C);
+    return bwd_chunk(dq, dk, dv, do_, q, k, v, h0, lg, scale, cu_seqlens, N, B, T, H, K, V, C);
 }
 int retention_step_f32(float *o, float *state, const float *q, const float *k, const float *v,
                        const float *lg, float scale, int64_t B, int64_t H, int64_t K, int64_t V) {
@@ -538,6 +567,7 @@ const hb_mixer_desc_t hb_mixer_retention = {
     .out = "B T H V",
     .state = "B H K V",
     .chunk = 64,
+    .packed = 1,
     .f32 = {retention_mixer_fwd_chunk_f32, retention_mixer_bwd_chunk_f32, retention_mixer_fwd_recurrent_f32,
             retention_mixer_bwd_recurrent_f32, retention_mixer_step_f32},
     .f64 = {retention_mixer_fwd_chunk_f64, retention_mixer_bwd_chunk_f64, retention_mixer_fwd_recurrent_f64,

@@ -5,7 +5,10 @@
  * central-difference gradient checks of both backward paths w.r.t. q, k, v; f32 chunked backward vs
  * float64 reference backward; backward accumulates and tolerates NULL gradients; step-by-step decode
  * reproduces the reference outputs and final state; prefill (chunked, ht) + decode / + second chunked
- * call (h0) reproduces the full sequence; results are bit-identical for 1 and 2 threads.
+ * call (h0) reproduces the full sequence; results are bit-identical for 1 and 2 threads. Packed
+ * sequences (cu_seqlens): documents {1, 63, 64, 65, 200} in one row give each document's own outputs,
+ * final states and gradients (f32, rel ≤ 1e-5) in both forms, float64 finite differences through the
+ * packed kernels (with an empty document), and bad layouts return −1.
  */
 #include "../kernels/parallel.h"
 #include "../kernels/retention.h"
@@ -40,14 +43,14 @@ static void test_forward(int64_t B, int64_t T, int64_t H, int64_t K, int64_t V, 
     const double scale = 1.0 / sqrt((double)K);
     make_lg(lg, H, kind);
     double *o_ref = dzeros(nv), *ht_ref = dzeros(ns), *o64 = dzeros(nv), *ht64 = dzeros(ns);
-    retention_fwd_ref_f64(o_ref, ht_ref, q, k, v, h0, lg, scale, B, T, H, K, V);
-    retention_fwd_chunk_f64(o64, ht64, q, k, v, h0, lg, scale, B, T, H, K, V, C);
+    retention_fwd_ref_f64(o_ref, ht_ref, q, k, v, h0, lg, scale, NULL, 0, B, T, H, K, V);
+    retention_fwd_chunk_f64(o64, ht64, q, k, v, h0, lg, scale, NULL, 0, B, T, H, K, V, C);
     float *qf = to_f(q, nq), *kf = to_f(k, nq), *vf = to_f(v, nv), *h0f = to_f(h0, ns);
     float lgf[16];
     for (int64_t h = 0; h < H; h++) lgf[h] = (float)lg[h];
     float *o32 = fzeros(nv), *ht32 = fzeros(ns), *or32 = fzeros(nv), *htr32 = fzeros(ns);
-    retention_fwd_chunk_f32(o32, ht32, qf, kf, vf, h0f, lgf, (float)scale, B, T, H, K, V, C);
-    retention_fwd_ref_f32(or32, htr32, qf, kf, vf, h0f, lgf, (float)scale, B, T, H, K, V);
+    retention_fwd_chunk_f32(o32, ht32, qf, kf, vf, h0f, lgf, (float)scale, NULL, 0, B, T, H, K, V, C);
+    retention_fwd_ref_f32(or32, htr32, qf, kf, vf, h0f, lgf, (float)scale, NULL, 0, B, T, H, K, V);
     double e64 = fmax(rel_err_dd(o64, o_ref, nv), rel_err_dd(ht64, ht_ref, ns));
     double e32 = fmax(rel_err_fd(o32, o_ref, nv), rel_err_fd(ht32, ht_ref, ns));
     double er32 = fmax(rel_err_fd(or32, o_ref, nv), rel_err_fd(htr32, ht_ref, ns));
@@ -63,9 +66,12 @@ static void test_forward(int64_t B, int64_t T, int64_t H, int64_t K, int64_t V, 
 }
 
 /* loss = Σ o·w computed with the float64 reference forward. */
+static const int64_t *CU; /* cu_seqlens of the packed gradient checks (NULL: B rows) */
+static int64_t CU_N;
+
 static double loss_of(const double *q, const double *k, const double *v, const double *h0, const double *lg,
                       double scale, const double *w, double *o, int64_t B, int64_t T, int64_t H, int64_t K, int64_t V) {
-    retention_fwd_ref_f64(o, NULL, q, k, v, h0, lg, scale, B, T, H, K, V);
+    retention_fwd_ref_f64(o, NULL, q, k, v, h0, lg, scale, CU, CU_N, B, T, H, K, V);
     double s = 0;
     for (int64_t i = 0; i < B * T * H * V; i++) s += o[i] * w[i];
     return s;
@@ -99,8 +105,8 @@ static void test_gradients(int64_t B, int64_t T, int64_t H, int64_t K, int64_t V
     make_lg(lg, H, kind);
     for (int path = 0; path < 2; path++) {
         double *dq = dzeros(nq), *dk = dzeros(nq), *dv = dzeros(nv);
-        if (path == 0) retention_bwd_ref_f64(dq, dk, dv, w, q, k, v, h0, lg, scale, B, T, H, K, V);
-        else retention_bwd_chunk_f64(dq, dk, dv, w, q, k, v, h0, lg, scale, B, T, H, K, V, C);
+        if (path == 0) retention_bwd_ref_f64(dq, dk, dv, w, q, k, v, h0, lg, scale, NULL, 0, B, T, H, K, V);
+        else retention_bwd_chunk_f64(dq, dk, dv, w, q, k, v, h0, lg, scale, NULL, 0, B, T, H, K, V, C);
         double eq = fd_err(q, nq, dq, q, k, v, h0, lg, scale, w, o, B, T, H, K, V);
         double ek = fd_err(k, nq, dk, q, k, v, h0, lg, scale, w, o, B, T, H, K, V);
         double ev = fd_err(v, nv, dv, q, k, v, h0, lg, scale, w, o, B, T, H, K, V);
@@ -122,15 +128,15 @@ static void test_backward_f32(int64_t B, int64_t T, int64_t H, int64_t K, int64_
     const double scale = 1.0 / sqrt((double)K);
     make_lg(lg, H, 1);
     double *dq = dzeros(nq), *dk = dzeros(nq), *dv = dzeros(nv);
-    retention_bwd_ref_f64(dq, dk, dv, w, q, k, v, h0, lg, scale, B, T, H, K, V);
+    retention_bwd_ref_f64(dq, dk, dv, w, q, k, v, h0, lg, scale, NULL, 0, B, T, H, K, V);
     float *qf = to_f(q, nq), *kf = to_f(k, nq), *vf = to_f(v, nv), *h0f = to_f(h0, ns), *wf = to_f(w, nv);
     float lgf[16];
     for (int64_t h = 0; h < H; h++) lgf[h] = (float)lg[h];
     float *dqf = fzeros(nq), *dkf = fzeros(nq), *dvf = fzeros(nv);
-    retention_bwd_chunk_f32(dqf, dkf, dvf, wf, qf, kf, vf, h0f, lgf, (float)scale, B, T, H, K, V, C);
+    retention_bwd_chunk_f32(dqf, dkf, dvf, wf, qf, kf, vf, h0f, lgf, (float)scale, NULL, 0, B, T, H, K, V, C);
     double e = fmax(rel_err_fd(dqf, dq, nq), fmax(rel_err_fd(dkf, dk, nq), rel_err_fd(dvf, dv, nv)));
     float *rq = fzeros(nq), *rk = fzeros(nq), *rv = fzeros(nv);
-    retention_bwd_ref_f32(rq, rk, rv, wf, qf, kf, vf, h0f, lgf, (float)scale, B, T, H, K, V);
+    retention_bwd_ref_f32(rq, rk, rv, wf, qf, kf, vf, h0f, lgf, (float)scale, NULL, 0, B, T, H, K, V);
     double er = fmax(rel_err_fd(rq, dq, nq), fmax(rel_err_fd(rk, dk, nq), rel_err_fd(rv, dv, nv)));
     char name[200];
     snprintf(name, sizeof name, "bwd chunk f32 / bwd ref f32 == bwd ref f64 (B=%ld T=%ld H=%ld K=%ld V=%ld C=%ld)",
@@ -148,11 +154,11 @@ static void test_backward_f32(int64_t B, int64_t T, int64_t H, int64_t K, int64_
         for (int64_t i = 0; i < nq; i++) aq[i] = ak[i] = 1.0;
         for (int64_t i = 0; i < nv; i++) av[i] = 1.0;
         if (path == 0) {
-            retention_bwd_ref_f64(aq, ak, av, w, q, k, v, h0, lg, scale, B, T, H, K, V);
-            retention_bwd_ref_f64(zq, zk, zv, w, q, k, v, h0, lg, scale, B, T, H, K, V);
+            retention_bwd_ref_f64(aq, ak, av, w, q, k, v, h0, lg, scale, NULL, 0, B, T, H, K, V);
+            retention_bwd_ref_f64(zq, zk, zv, w, q, k, v, h0, lg, scale, NULL, 0, B, T, H, K, V);
         } else {
-            retention_bwd_chunk_f64(aq, ak, av, w, q, k, v, h0, lg, scale, B, T, H, K, V, C);
-            retention_bwd_chunk_f64(zq, zk, zv, w, q, k, v, h0, lg, scale, B, T, H, K, V, C);
+            retention_bwd_chunk_f64(aq, ak, av, w, q, k, v, h0, lg, scale, NULL, 0, B, T, H, K, V, C);
+            retention_bwd_chunk_f64(zq, zk, zv, w, q, k, v, h0, lg, scale, NULL, 0, B, T, H, K, V, C);
         }
         for (int64_t i = 0; i < nq; i++) acc_ok &= fabs(aq[i] - 1.0 - zq[i]) <= 1e-12 * (1 + fabs(zq[i]));
         for (int64_t i = 0; i < nq; i++) acc_ok &= fabs(ak[i] - 1.0 - zk[i]) <= 1e-12 * (1 + fabs(zk[i]));
@@ -166,15 +172,15 @@ static void test_backward_f32(int64_t B, int64_t T, int64_t H, int64_t K, int64_
         for (int which = 0; which < 3; which++) {
             double *g = dzeros(which == 2 ? nv : nq);
             double *gq = which == 0 ? g : NULL, *gk = which == 1 ? g : NULL, *gv = which == 2 ? g : NULL;
-            if (path == 0) retention_bwd_ref_f64(gq, gk, gv, w, q, k, v, h0, lg, scale, B, T, H, K, V);
-            else retention_bwd_chunk_f64(gq, gk, gv, w, q, k, v, h0, lg, scale, B, T, H, K, V, C);
+            if (path == 0) retention_bwd_ref_f64(gq, gk, gv, w, q, k, v, h0, lg, scale, NULL, 0, B, T, H, K, V);
+            else retention_bwd_chunk_f64(gq, gk, gv, w, q, k, v, h0, lg, scale, NULL, 0, B, T, H, K, V, C);
             const double *full = which == 0 ? zq : which == 1 ? zk : zv;
             if (path == 0) full = which == 0 ? dq : which == 1 ? dk : dv;
             null_ok &= rel_err_dd(g, full, which == 2 ? nv : nq) <= 1e-12;
             free(g);
         }
     }
-    null_ok &= retention_bwd_chunk_f64(NULL, NULL, NULL, w, q, k, v, h0, lg, scale, B, T, H, K, V, C) == 0;
+    null_ok &= retention_bwd_chunk_f64(NULL, NULL, NULL, w, q, k, v, h0, lg, scale, NULL, 0, B, T, H, K, V, C) == 0;
     check(null_ok, "backward with NULL gradient pointers computes the others unchanged", null_ok ? "same" : "mismatch");
 
     free(q), free(k), free(v), free(h0), free(w), free(dq), free(dk), free(dv);
@@ -190,7 +196,7 @@ static void test_decode(int64_t B, int64_t T, int64_t H, int64_t K, int64_t V, i
     const double scale = 1.0 / sqrt((double)K);
     make_lg(lg, H, 1);
     double *o_ref = dzeros(B * T * RV), *ht_ref = dzeros(ns);
-    retention_fwd_ref_f64(o_ref, ht_ref, q, k, v, h0, lg, scale, B, T, H, K, V);
+    retention_fwd_ref_f64(o_ref, ht_ref, q, k, v, h0, lg, scale, NULL, 0, B, T, H, K, V);
 
     /* plain decode from h0 */
     double *st = dzeros(ns), *o = dzeros(B * T * RV), *qt = dzeros(B * R), *kt = dzeros(B * R), *vt = dzeros(B * RV);
@@ -224,7 +230,7 @@ static void test_decode(int64_t B, int64_t T, int64_t H, int64_t K, int64_t V, i
     /* prefill [0, tp) with the chunked forward (ht), then decode [tp, T) */
     double *qa = dzeros(B * tp * R), *ka = dzeros(B * tp * R), *va = dzeros(B * tp * RV), *oa = dzeros(B * tp * RV);
     slice_time(qa, q, B, T, R, 0, tp), slice_time(ka, k, B, T, R, 0, tp), slice_time(va, v, B, T, RV, 0, tp);
-    retention_fwd_chunk_f64(oa, st, qa, ka, va, h0, lg, scale, B, tp, H, K, V, C);
+    retention_fwd_chunk_f64(oa, st, qa, ka, va, h0, lg, scale, NULL, 0, B, tp, H, K, V, C);
     for (int64_t b = 0; b < B; b++) memcpy(o + b * T * RV, oa + b * tp * RV, (size_t)(tp * RV) * sizeof(double));
     for (int64_t t = tp; t < T; t++) {
         slice_time(qt, q, B, T, R, t, t + 1), slice_time(kt, k, B, T, R, t, t + 1), slice_time(vt, v, B, T, RV, t, t + 1);
@@ -240,8 +246,8 @@ static void test_decode(int64_t B, int64_t T, int64_t H, int64_t K, int64_t V, i
     double *mid = dzeros(ns), *fin = dzeros(ns), *ob_ref = dzeros(B * tb * RV);
     slice_time(qb, q, B, T, R, tp, T), slice_time(kb, k, B, T, R, tp, T), slice_time(vb, v, B, T, RV, tp, T);
     slice_time(ob_ref, o_ref, B, T, RV, tp, T);
-    retention_fwd_chunk_f64(oa, mid, qa, ka, va, h0, lg, scale, B, tp, H, K, V, C);
-    retention_fwd_chunk_f64(ob, fin, qb, kb, vb, mid, lg, scale, B, tb, H, K, V, C);
+    retention_fwd_chunk_f64(oa, mid, qa, ka, va, h0, lg, scale, NULL, 0, B, tp, H, K, V, C);
+    retention_fwd_chunk_f64(ob, fin, qb, kb, vb, mid, lg, scale, NULL, 0, B, tb, H, K, V, C);
     e = fmax(rel_err_dd(ob, ob_ref, B * tb * RV), rel_err_dd(fin, ht_ref, ns));
     check(e <= 1e-10, "chunked [0,t) then chunked [t,T) from its state == full reference", "rel err %.3e", e);
 
@@ -264,10 +270,10 @@ static void test_threads(void) {
         r[0] = fzeros(nv), r[1] = fzeros(ns), r[2] = fzeros(nv);
         r[3] = fzeros(nq), r[4] = fzeros(nq), r[5] = fzeros(nv);
         r[6] = fzeros(nq), r[7] = fzeros(nq), r[8] = fzeros(nv);
-        retention_fwd_chunk_f32(r[0], r[1], q, k, v, h0, lg, scale, B, T, H, K, V, C);
-        retention_fwd_ref_f32(r[2], NULL, q, k, v, h0, lg, scale, B, T, H, K, V);
-        retention_bwd_chunk_f32(r[3], r[4], r[5], w, q, k, v, h0, lg, scale, B, T, H, K, V, C);
-        retention_bwd_ref_f32(r[6], r[7], r[8], w, q, k, v, h0, lg, scale, B, T, H, K, V);
+        retention_fwd_chunk_f32(r[0], r[1], q, k, v, h0, lg, scale, NULL, 0, B, T, H, K, V, C);
+        retention_fwd_ref_f32(r[2], NULL, q, k, v, h0, lg, scale, NULL, 0, B, T, H, K, V);
+        retention_bwd_chunk_f32(r[3], r[4], r[5], w, q, k, v, h0, lg, scale, NULL, 0, B, T, H, K, V, C);
+        retention_bwd_ref_f32(r[6], r[7], r[8], w, q, k, v, h0, lg, scale, NULL, 0, B, T, H, K, V);
     }
     const int64_t sz[9] = {nv, ns, nv, nq, nq, nv, nq, nq, nv};
     int same = 1;
@@ -276,6 +282,101 @@ static void test_threads(void) {
     for (int run = 0; run < 2; run++)
         for (int i = 0; i < 9; i++) free(out[run][i]);
     free(qd), free(kd), free(vd), free(hd), free(wd), free(q), free(k), free(v), free(h0), free(w);
+}
+
+/* ---- packed sequences ---------------------------------------------------------------------------------- */
+static void test_packed(int64_t H, int64_t K, int64_t V, int64_t C, int form) {
+    int64_t cu[PACK_N + 1];
+    const int64_t T = pack_cu(cu, PACK_LENS, PACK_N), N = PACK_N, nq = T * H * K, nv = T * H * V, ns = N * H * K * V;
+    double lgd[16];
+    make_lg(lgd, H, 1);
+    float lg[16], scale = 1.0f / sqrtf((float)K);
+    for (int64_t h = 0; h < H; h++) lg[h] = (float)lgd[h];
+    double *qd = drand_vec(nq, 1), *kd = drand_vec(nq, 1), *vd = drand_vec(nv, 1), *hd = drand_vec(ns, 1);
+    double *wd = drand_vec(nv, 1);
+    float *q = to_f(qd, nq), *k = to_f(kd, nq), *v = to_f(vd, nv), *h0 = to_f(hd, ns), *w = to_f(wd, nv);
+    float *r[2][5];
+    const int64_t sz[5] = {nv, ns, nq, nq, nv};
+    for (int x = 0; x < 2; x++)
+        for (int i = 0; i < 5; i++) r[x][i] = fzeros(sz[i]);
+    int rc = form ? retention_fwd_chunk_f32(r[0][0], r[0][1], q, k, v, h0, lg, scale, cu, N, 1, T, H, K, V, C)
+                  : retention_fwd_ref_f32(r[0][0], r[0][1], q, k, v, h0, lg, scale, cu, N, 1, T, H, K, V);
+    rc |= form ? retention_bwd_chunk_f32(r[0][2], r[0][3], r[0][4], w, q, k, v, h0, lg, scale, cu, N, 1, T, H, K, V, C)
+               : retention_bwd_ref_f32(r[0][2], r[0][3], r[0][4], w, q, k, v, h0, lg, scale, cu, N, 1, T, H, K, V);
+    for (int64_t d = 0; d < N; d++) { /* document d alone */
+        const int64_t L = cu[d + 1] - cu[d], oq = cu[d] * H * K, ov = cu[d] * H * V, os = d * H * K * V;
+        rc |= form ? retention_fwd_chunk_f32(r[1][0] + ov, r[1][1] + os, q + oq, k + oq, v + ov, h0 + os, lg, scale,
+                                             NULL, 0, 1, L, H, K, V, C)
+                   : retention_fwd_ref_f32(r[1][0] + ov, r[1][1] + os, q + oq, k + oq, v + ov, h0 + os, lg, scale,
+                                           NULL, 0, 1, L, H, K, V);
+        rc |= form ? retention_bwd_chunk_f32(r[1][2] + oq, r[1][3] + oq, r[1][4] + ov, w + ov, q + oq, k + oq, v + ov,
+                                             h0 + os, lg, scale, NULL, 0, 1, L, H, K, V, C)
+                   : retention_bwd_ref_f32(r[1][2] + oq, r[1][3] + oq, r[1][4] + ov, w + ov, q + oq, k + oq, v + ov,
+                                           h0 + os, lg, scale, NULL, 0, 1, L, H, K, V);
+    }
+    double e = 0;
+    for (int i = 0; i < 5; i++) {
+        double *ref = dzeros(sz[i]);
+        for (int64_t j = 0; j < sz[i]; j++) ref[j] = r[1][i][j];
+        e = fmax(e, rel_err_fd(r[0][i], ref, sz[i]));
+        free(ref);
+    }
+    char name[200];
+    snprintf(name, sizeof name, "packed {1,63,64,65,200} == each document alone, f32 %s (H=%ld K=%ld V=%ld C=%ld): "
+             "o, ht, dq, dk, dv", form ? "chunk" : "ref", (long)H, (long)K, (long)V, (long)C);
+    check(rc == 0 && e <= 1e-5, name, "rc %d, max rel err %.3e", rc, e);
+    for (int x = 0; x < 2; x++)
+        for (int i = 0; i < 5; i++) free(r[x][i]);
+    free(qd), free(kd), free(vd), free(hd), free(wd), free(q), free(k), free(v), free(h0), free(w);
+}
+
+static void test_packed_gradcheck(void) {
+    const int64_t lens[] = {1, 3, 0, 4, 5}, N = 5, H = 2, K = 3, V = 2;
+    int64_t cu[6];
+    const int64_t T = pack_cu(cu, lens, (int)N), nq = T * H * K, nv = T * H * V, ns = N * H * K * V;
+    double *q = drand_vec(nq, 1), *k = drand_vec(nq, 1), *v = drand_vec(nv, 1), *h0 = drand_vec(ns, 1);
+    double *w = drand_vec(nv, 1), *o = dzeros(nv), lg[16], scale = 1 / sqrt(3.0);
+    make_lg(lg, H, 0);
+    CU = cu, CU_N = N;
+    for (int path = 0; path < 2; path++) {
+        double *dq = dzeros(nq), *dk = dzeros(nq), *dv = dzeros(nv);
+        int rc = path ? retention_bwd_chunk_f64(dq, dk, dv, w, q, k, v, h0, lg, scale, cu, N, 1, T, H, K, V, 2)
+                      : retention_bwd_ref_f64(dq, dk, dv, w, q, k, v, h0, lg, scale, cu, N, 1, T, H, K, V);
+        double eq = fd_err(q, nq, dq, q, k, v, h0, lg, scale, w, o, 1, T, H, K, V);
+        double ek = fd_err(k, nq, dk, q, k, v, h0, lg, scale, w, o, 1, T, H, K, V);
+        double ev = fd_err(v, nv, dv, q, k, v, h0, lg, scale, w, o, 1, T, H, K, V);
+        check(rc == 0 && eq <= 1e-6 && ek <= 1e-6 && ev <= 1e-6,
+              path ? "packed gradcheck f64 bwd_chunk (C=2, an empty document): dq dk dv"
+                   : "packed gradcheck f64 bwd_ref (an empty document): dq dk dv",
+              "rel err dq %.3e dk %.3e dv %.3e", eq, ek, ev);
+        free(dq), free(dk), free(dv);
+    }
+    CU = NULL, CU_N = 0;
+    double *ht = dzeros(ns);
+    retention_fwd_chunk_f64(o, ht, q, k, v, h0, lg, scale, cu, N, 1, T, H, K, V, 2);
+    const int64_t st = H * K * V;
+    check(!memcmp(ht + 2 * st, h0 + 2 * st, (size_t)st * sizeof(double)), "packed: an empty document's final state is its h0",
+          "compared %ld values", (long)st);
+    free(q), free(k), free(v), free(h0), free(w), free(o), free(ht);
+}
+
+static void test_packed_bad(void) {
+    const int64_t T = 8, H = 2, K = 3, V = 2;
+    float *x = fzeros(2 * T * H * 4), *o = fzeros(2 * T * H * 4), lg[2] = {-0.1f, -0.2f};
+    bad_pack_t bad[8];
+    int nb = bad_packs(T, bad), all = 1;
+    for (int i = 0; i < nb; i++) {
+        const int64_t *cu = bad[i].cu, N = bad[i].N, B = bad[i].B;
+        int r[4] = {retention_fwd_ref_f32(o, NULL, x, x, x, NULL, lg, 1, cu, N, B, T, H, K, V),
+                    retention_fwd_chunk_f32(o, NULL, x, x, x, NULL, lg, 1, cu, N, B, T, H, K, V, 4),
+                    retention_bwd_ref_f32(o, o, o, x, x, x, x, NULL, lg, 1, cu, N, B, T, H, K, V),
+                    retention_bwd_chunk_f32(o, o, o, x, x, x, x, NULL, lg, 1, cu, N, B, T, H, K, V, 4)};
+        int good = r[0] == -1 && r[1] == -1 && r[2] == -1 && r[3] == -1;
+        if (!good) diag("not refused: %s", bad[i].what);
+        all &= good;
+    }
+    check(all, "packed: bad cu_seqlens (start, end, order, B != 1, N = 0) return -1 from every function", "%d layouts", nb);
+    free(x), free(o);
 }
 
 int main(void) {
@@ -300,5 +401,12 @@ int main(void) {
     test_decode(2, 45, 3, 8, 6, 16, 20);
     test_decode(1, 70, 4, 4, 4, 64, 67);
     test_threads();
+    for (int form = 0; form < 2; form++) {
+        test_packed(3, 8, 16, 64, form);
+        test_packed(2, 16, 8, 16, form);
+    }
+    test_packed(2, 4, 4, 1, 1);
+    test_packed_gradcheck();
+    test_packed_bad();
     return tap_done();
 }
