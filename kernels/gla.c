@@ -52,6 +52,7 @@
 #include "kreal.h"
 #include "alloc.h"
 #include "gla.h"
+#include "seqs.h"
 #include "kmath.h"
 #include "parallel.h"
 #include <stdlib.h>
@@ -84,17 +85,21 @@ static int64_t chunk_len(int64_t C, int64_t T) {
 typedef struct {
     real *o, *ht, *dq, *dk, *dv, *dgk, *dh0;
     const real *q, *k, *v, *gk, *h0, *do_, *dht;
+    const int64_t *cu; /* cu_seqlens (kernels/seqs.h) or NULL */
     real scale;
     int64_t T, H, K, V, C;
+    int64_t Ls;        /* checkpoint spacing of the reference backward */
     real *scratch;
     int64_t per_item; /* scratch reals per work item */
 } gla_args;
 
-/* Start of row t of head h in batch b for a (B,T,H,D) tensor. */
+/* Work item i = (sequence b, head h): b is a row of the batch, or a packed document. Start of its
+ * row t in a (B,T,H,D) tensor, and its length. */
 static int64_t row(const gla_args *a, int64_t i, int64_t t, int64_t D) {
     int64_t b = i / a->H, h = i % a->H;
-    return ((b * a->T + t) * a->H + h) * D;
+    return ((hb_seq_get(a->cu, a->T, b).start + t) * a->H + h) * D;
 }
+static int64_t item_len(const gla_args *a, int64_t i) { return hb_seq_get(a->cu, a->T, i / a->H).len; }
 
 /* Ask for the L rows (D reals each, ld apart) of a strided head slice to be brought into cache.
  * The rows of one head are H·D apart, which defeats the hardware prefetchers; each chunk prefetches
@@ -162,9 +167,10 @@ static void fwd_ref_item(void *ctx, int64_t i) {
     int64_t K = a->K, V = a->V, HK = a->H * K, HV = a->H * V;
     real *S = a->scratch + i * a->per_item;
     state_init(S, a->h0, i, K * V);
-    if (a->T > 0) {
+    const int64_t T = item_len(a, i);
+    if (T > 0) {
         int64_t rk = row(a, i, 0, K), rv = row(a, i, 0, V);
-        for (int64_t t = 0; t < a->T; t++) {
+        for (int64_t t = 0; t < T; t++) {
             rec_step(S, a->k + rk + t * HK, a->v + rv + t * HV, a->gk + rk + t * HK, K, V);
             rec_out(a->o + rv + t * HV, S, a->q + rk + t * HK, a->scale, K, V);
         }
@@ -173,15 +179,17 @@ static void fwd_ref_item(void *ctx, int64_t i) {
 }
 
 static int fwd_ref(real *o, real *ht, const real *q, const real *k, const real *v, const real *gk,
-                    const real *h0, real scale, int64_t B, int64_t T, int64_t H, int64_t K,
-                    int64_t V) {
-    if (bad_dims(B, T, H, K, V, 1) || (T > 0 && (!o || !q || !k || !v || !gk))) return -1;
-    if (B * H == 0) return 0;
-    gla_args a = {.o = o, .ht = ht, .q = q, .k = k, .v = v, .gk = gk, .h0 = h0, .scale = scale,
+                    const real *h0, real scale, const int64_t *cu, int64_t N, int64_t B, int64_t T,
+                    int64_t H, int64_t K, int64_t V) {
+    if (bad_dims(B, T, H, K, V, 1) || hb_seqs_check(cu, N, B, T) || (T > 0 && (!o || !q || !k || !v || !gk)))
+        return -1;
+    const int64_t NS = hb_seq_count(cu, N, B);
+    if (NS * H == 0) return 0;
+    gla_args a = {.o = o, .ht = ht, .q = q, .k = k, .v = v, .gk = gk, .h0 = h0, .cu = cu, .scale = scale,
                   .T = T, .H = H, .K = K, .V = V, .per_item = K * V};
-    a.scratch = hb_malloc((size_t)(B * H * a.per_item) * sizeof(real));
+    a.scratch = hb_malloc((size_t)(NS * H * a.per_item) * sizeof(real));
     if (!a.scratch) return -1;
-    hb_parallel_for(B * H, fwd_ref_item, &a);
+    hb_parallel_for(NS * H, fwd_ref_item, &a);
     free(a.scratch);
     return 0;
 }
@@ -195,8 +203,8 @@ static int64_t ref_seg(int64_t T) {
 
 static void bwd_ref_item(void *ctx, int64_t i) {
     const gla_args *a = ctx;
-    int64_t K = a->K, V = a->V, KV = K * V, HK = a->H * K, HV = a->H * V, T = a->T;
-    int64_t Ls = ref_seg(T), ns = (T + Ls - 1) / Ls;
+    int64_t K = a->K, V = a->V, KV = K * V, HK = a->H * K, HV = a->H * V, T = item_len(a, i);
+    int64_t Ls = a->Ls, ns = (T + Ls - 1) / Ls;
     real *ck = a->scratch + i * a->per_item; /* ns checkpoints: state entering each segment */
     real *buf = ck + ns * KV;                /* Ls states of the segment being walked */
     real *dS = buf + Ls * KV;
@@ -251,17 +259,19 @@ static void bwd_ref_item(void *ctx, int64_t i) {
 
 static int bwd_ref(real *dq, real *dk, real *dv, real *dgk, real *dh0, const real *do_,
                     const real *dht, const real *q, const real *k, const real *v, const real *gk,
-                    const real *h0, real scale, int64_t B, int64_t T, int64_t H, int64_t K,
-                    int64_t V) {
-    if (bad_dims(B, T, H, K, V, 1) || (T > 0 && (!do_ || !q || !k || !v || !gk))) return -1;
-    if (B * H == 0) return 0;
-    int64_t Ls = ref_seg(T), ns = (T + Ls - 1) / Ls;
+                    const real *h0, real scale, const int64_t *cu, int64_t N, int64_t B, int64_t T,
+                    int64_t H, int64_t K, int64_t V) {
+    if (bad_dims(B, T, H, K, V, 1) || hb_seqs_check(cu, N, B, T) || (T > 0 && (!do_ || !q || !k || !v || !gk)))
+        return -1;
+    const int64_t NS = hb_seq_count(cu, N, B), maxlen = hb_seq_maxlen(cu, N, T);
+    if (NS * H == 0) return 0;
+    int64_t Ls = ref_seg(maxlen), ns = (maxlen + Ls - 1) / Ls;
     gla_args a = {.dq = dq, .dk = dk, .dv = dv, .dgk = dgk, .dh0 = dh0, .do_ = do_, .dht = dht,
-                  .q = q, .k = k, .v = v, .gk = gk, .h0 = h0, .scale = scale,
-                  .T = T, .H = H, .K = K, .V = V, .per_item = (ns + Ls + 1) * K * V};
-    a.scratch = hb_malloc((size_t)(B * H * a.per_item) * sizeof(real));
+                  .q = q, .k = k, .v = v, .gk = gk, .h0 = h0, .cu = cu, .scale = scale,
+                  .T = T, .H = H, .K = K, .V = V, .Ls = Ls, .per_item = (ns + Ls + 1) * K * V};
+    a.scratch = hb_malloc((size_t)(NS * H * a.per_item) * sizeof(real));
     if (!a.scratch) return -1;
-    hb_parallel_for(B * H, bwd_ref_item, &a);
+    hb_parallel_for(NS * H, bwd_ref_item, &a);
     free(a.scratch);
     return 0;
 }
@@ -495,7 +505,7 @@ static void chunk_state(chunk_ws *w, real *S, const real *k, int64_t ldk, const 
 /* Forward over all chunks of item i. Writes o when a->o is set; stores the chunk-entry states in
  * w->states when `keep` (the backward's state pass); leaves the final state in w->S. */
 static void chunk_forward(const gla_args *a, chunk_ws *w, int64_t i, int keep) {
-    int64_t K = a->K, V = a->V, C = a->C, T = a->T, HK = a->H * K, HV = a->H * V;
+    int64_t K = a->K, V = a->V, C = a->C, T = item_len(a, i), HK = a->H * K, HV = a->H * V;
     state_init(w->S, a->h0, i, K * V);
     int64_t c = 0;
     for (int64_t t0 = 0; t0 < T; t0 += C, c++) {
@@ -543,23 +553,25 @@ static void fwd_chunk_item(void *ctx, int64_t i) {
 }
 
 static int fwd_chunk(real *o, real *ht, const real *q, const real *k, const real *v, const real *gk,
-                      const real *h0, real scale, int64_t B, int64_t T, int64_t H, int64_t K,
-                      int64_t V, int64_t C) {
-    if (bad_dims(B, T, H, K, V, C) || (T > 0 && (!o || !q || !k || !v || !gk))) return -1;
-    C = chunk_len(C, T);
-    if (B * H == 0) return 0;
-    gla_args a = {.o = o, .ht = ht, .q = q, .k = k, .v = v, .gk = gk, .h0 = h0, .scale = scale,
+                      const real *h0, real scale, const int64_t *cu, int64_t N, int64_t B, int64_t T,
+                      int64_t H, int64_t K, int64_t V, int64_t C) {
+    if (bad_dims(B, T, H, K, V, C) || hb_seqs_check(cu, N, B, T) || (T > 0 && (!o || !q || !k || !v || !gk)))
+        return -1;
+    const int64_t NS = hb_seq_count(cu, N, B);
+    C = chunk_len(C, hb_seq_maxlen(cu, N, T));
+    if (NS * H == 0) return 0;
+    gla_args a = {.o = o, .ht = ht, .q = q, .k = k, .v = v, .gk = gk, .h0 = h0, .cu = cu, .scale = scale,
                   .T = T, .H = H, .K = K, .V = V, .C = C, .per_item = ws_size(K, V, C, 0)};
-    a.scratch = hb_malloc((size_t)(B * H * a.per_item) * sizeof(real));
+    a.scratch = hb_malloc((size_t)(NS * H * a.per_item) * sizeof(real));
     if (!a.scratch) return -1;
-    hb_parallel_for(B * H, fwd_chunk_item, &a);
+    hb_parallel_for(NS * H, fwd_chunk_item, &a);
     free(a.scratch);
     return 0;
 }
 
 static void bwd_chunk_item(void *ctx, int64_t i) {
     const gla_args *a = ctx;
-    int64_t K = a->K, V = a->V, C = a->C, T = a->T, HK = a->H * K, HV = a->H * V, KV = K * V;
+    int64_t K = a->K, V = a->V, C = a->C, T = item_len(a, i), HK = a->H * K, HV = a->H * V, KV = K * V;
     int64_t nc = (T + C - 1) / C;
     real scale = a->scale;
     chunk_ws w;
@@ -662,18 +674,20 @@ static void bwd_chunk_item(void *ctx, int64_t i) {
 
 static int bwd_chunk(real *dq, real *dk, real *dv, real *dgk, real *dh0, const real *do_,
                       const real *dht, const real *q, const real *k, const real *v, const real *gk,
-                      const real *h0, real scale, int64_t B, int64_t T, int64_t H, int64_t K,
-                      int64_t V, int64_t C) {
-    if (bad_dims(B, T, H, K, V, C) || (T > 0 && (!do_ || !q || !k || !v || !gk))) return -1;
-    C = chunk_len(C, T);
-    if (B * H == 0) return 0;
-    int64_t nc = (T + C - 1) / C;
+                      const real *h0, real scale, const int64_t *cu, int64_t N, int64_t B, int64_t T,
+                      int64_t H, int64_t K, int64_t V, int64_t C) {
+    if (bad_dims(B, T, H, K, V, C) || hb_seqs_check(cu, N, B, T) || (T > 0 && (!do_ || !q || !k || !v || !gk)))
+        return -1;
+    const int64_t NS = hb_seq_count(cu, N, B), maxlen = hb_seq_maxlen(cu, N, T);
+    C = chunk_len(C, maxlen);
+    if (NS * H == 0) return 0;
+    int64_t nc = (maxlen + C - 1) / C;
     gla_args a = {.dq = dq, .dk = dk, .dv = dv, .dgk = dgk, .dh0 = dh0, .do_ = do_, .dht = dht,
-                  .q = q, .k = k, .v = v, .gk = gk, .h0 = h0, .scale = scale,
+                  .q = q, .k = k, .v = v, .gk = gk, .h0 = h0, .cu = cu, .scale = scale,
                   .T = T, .H = H, .K = K, .V = V, .C = C, .per_item = ws_size(K, V, C, nc + 1)};
-    a.scratch = hb_malloc((size_t)(B * H * a.per_item) * sizeof(real));
+    a.scratch = hb_malloc((size_t)(NS * H * a.per_item) * sizeof(real));
     if (!a.scratch) return -1;
-    hb_parallel_for(B * H, bwd_chunk_item, &a);
+    hb_parallel_for(NS * H, bwd_chunk_item, &a);
     free(a.scratch);
     return 0;
 }
@@ -705,26 +719,28 @@ static int mixer_fwd_chunk(const hb_mixer_args_t *a) {
     int64_t B = a->dim[0], T = a->dim[1], H = a->dim[2], K = a->dim[3], V = a->dim[4];
     const real *q = a->in[0], *k = a->in[1], *v = a->in[2], *gk = a->in[3];
     real scale = (real)a->scalar[0];
-    return fwd_chunk(a->o, a->ht, q, k, v, gk, NULL, scale, B, T, H, K, V, a->chunk);
+    return fwd_chunk(a->o, a->ht, q, k, v, gk, NULL, scale, a->cu_seqlens, a->N, B, T, H, K, V, a->chunk);
 }
 static int mixer_bwd_chunk(const hb_mixer_args_t *a) {
     int64_t B = a->dim[0], T = a->dim[1], H = a->dim[2], K = a->dim[3], V = a->dim[4];
     const real *q = a->in[0], *k = a->in[1], *v = a->in[2], *gk = a->in[3];
     real scale = (real)a->scalar[0];
-    return bwd_chunk(a->din[0], a->din[1], a->din[2], a->din[3], NULL, a->dout, NULL, q, k, v, gk, NULL, scale, B, T, H, K, V,
+    return bwd_chunk(a->din[0], a->din[1], a->din[2], a->din[3], NULL, a->dout, NULL, q, k, v, gk, NULL, scale,
+                     a->cu_seqlens, a->N, B, T, H, K, V,
                      a->chunk);
 }
 static int mixer_fwd_recurrent(const hb_mixer_args_t *a) {
     int64_t B = a->dim[0], T = a->dim[1], H = a->dim[2], K = a->dim[3], V = a->dim[4];
     const real *q = a->in[0], *k = a->in[1], *v = a->in[2], *gk = a->in[3];
     real scale = (real)a->scalar[0];
-    return fwd_ref(a->o, a->ht, q, k, v, gk, NULL, scale, B, T, H, K, V);
+    return fwd_ref(a->o, a->ht, q, k, v, gk, NULL, scale, a->cu_seqlens, a->N, B, T, H, K, V);
 }
 static int mixer_bwd_recurrent(const hb_mixer_args_t *a) {
     int64_t B = a->dim[0], T = a->dim[1], H = a->dim[2], K = a->dim[3], V = a->dim[4];
     const real *q = a->in[0], *k = a->in[1], *v = a->in[2], *gk = a->in[3];
     real scale = (real)a->scalar[0];
-    return bwd_ref(a->din[0], a->din[1], a->din[2], a->din[3], NULL, a->dout, NULL, q, k, v, gk, NULL, scale, B, T, H, K, V);
+    return bwd_ref(a->din[0], a->din[1], a->din[2], a->din[3], NULL, a->dout, NULL, q, k, v, gk, NULL, scale,
+                   a->cu_seqlens, a->N, B, T, H, K, V);
 }
 static int mixer_step(const hb_mixer_args_t *a) {
     int64_t B = a->dim[0], H = a->dim[2], K = a->dim[3], V = a->dim[4];
@@ -736,25 +752,29 @@ static int mixer_step(const hb_mixer_args_t *a) {
 /* ---- the exported names, written out (this file is compiled twice: kernels/kreal.h) ---------------- */
 #ifdef HB_KERNEL_F64
 int gla_fwd_ref_f64(double *o, double *ht, const double *q, const double *k, const double *v,
-                    const double *gk, const double *h0, double scale, int64_t B, int64_t T, int64_t H,
+                    const double *gk, const double *h0, double scale, const int64_t *cu_seqlens, int64_t N,
+                        int64_t B, int64_t T, int64_t H,
                     int64_t K, int64_t V) {
-    return fwd_ref(o, ht, q, k, v, gk, h0, scale, B, T, H, K, V);
+    return fwd_ref(o, ht, q, k, v, gk, h0, scale, cu_seqlens, N, B, T, H, K, V);
 }
 int gla_bwd_ref_f64(double *dq, double *dk, double *dv, double *dgk, double *dh0, const double *do_,
                     const double *dht, const double *q, const double *k, const double *v, const double *gk,
-                    const double *h0, double scale, int64_t B, int64_t T, int64_t H, int64_t K, int64_t V) {
-    return bwd_ref(dq, dk, dv, dgk, dh0, do_, dht, q, k, v, gk, h0, scale, B, T, H, K, V);
+                    const double *h0, double scale, const int64_t *cu_seqlens, int64_t N, int64_t B, int64_t T,
+                        int64_t H, int64_t K, int64_t V) {
+    return bwd_ref(dq, dk, dv, dgk, dh0, do_, dht, q, k, v, gk, h0, scale, cu_seqlens, N, B, T, H, K, V);
 }
 int gla_fwd_chunk_f64(double *o, double *ht, const double *q, const double *k, const double *v,
-                      const double *gk, const double *h0, double scale, int64_t B, int64_t T, int64_t H,
+                      const double *gk, const double *h0, double scale, const int64_t *cu_seqlens, int64_t N,
+                          int64_t B, int64_t T, int64_t H,
                       int64_t K, int64_t V, int64_t C) {
-    return fwd_chunk(o, ht, q, k, v, gk, h0, scale, B, T, H, K, V, C);
+    return fwd_chunk(o, ht, q, k, v, gk, h0, scale, cu_seqlens, N, B, T, H, K, V, C);
 }
 int gla_bwd_chunk_f64(double *dq, double *dk, double *dv, double *dgk, double *dh0, const double *do_,
                       const double *dht, const double *q, const double *k, const double *v, const double *gk,
-                      const double *h0, double scale, int64_t B, int64_t T, int64_t H, int64_t K, int64_t V,
+                      const double *h0, double scale, const int64_t *cu_seqlens, int64_t N, int64_t B, int64_t T,
+                          int64_t H, int64_t K, int64_t V,
                       int64_t C) {
-    return bwd_chunk(dq, dk, dv, dgk, dh0, do_, dht, q, k, v, gk, h0, scale, B, T, H, K, V, C);
+    return bwd_chunk(dq, dk, dv, dgk, dh0, do_, dht, q, k, v, gk, h0, scale, cu_seqlens, N, B, T, H, K, V, C);
 }
 int gla_step_f64(double *o, double *state, const double *q, const double *k, const double *v,
                  const double *gk, double scale, int64_t B, int64_t H, int64_t K, int64_t V) {
@@ -767,24 +787,28 @@ int gla_mixer_bwd_recurrent_f64(const hb_mixer_args_t *a) { return mixer_bwd_rec
 int gla_mixer_step_f64(const hb_mixer_args_t *a) { return mixer_step(a); }
 #else
 int gla_fwd_ref_f32(float *o, float *ht, const float *q, const float *k, const float *v, const float *gk,
-                    const float *h0, float scale, int64_t B, int64_t T, int64_t H, int64_t K, int64_t V) {
-    return fwd_ref(o, ht, q, k, v, gk, h0, scale, B, T, H, K, V);
+                    const float *h0, float scale, const int64_t *cu_seqlens, int64_t N, int64_t B, int64_t T,
+                        int64_t H, int64_t K, int64_t V) {
+    return fwd_ref(o, ht, q, k, v, gk, h0, scale, cu_seqlens, N, B, T, H, K, V);
 }
 int gla_bwd_ref_f32(float *dq, float *dk, float *dv, float *dgk, float *dh0, const float *do_,
                     const float *dht, const float *q, const float *k, const float *v, const float *gk,
-                    const float *h0, float scale, int64_t B, int64_t T, int64_t H, int64_t K, int64_t V) {
-    return bwd_ref(dq, dk, dv, dgk, dh0, do_, dht, q, k, v, gk, h0, scale, B, T, H, K, V);
+                    const float *h0, float scale, const int64_t *cu_seqlens, int64_t N, int64_t B, int64_t T,
+                        int64_t H, int64_t K, int64_t V) {
+    return bwd_ref(dq, dk, dv, dgk, dh0, do_, dht, q, k, v, gk, h0, scale, cu_seqlens, N, B, T, H, K, V);
 }
 int gla_fwd_chunk_f32(float *o, float *ht, const float *q, const float *k, const float *v, const float *gk,
-                      const float *h0, float scale, int64_t B, int64_t T, int64_t H, int64_t K, int64_t V,
+                      const float *h0, float scale, const int64_t *cu_seqlens, int64_t N, int64_t B, int64_t T,
+                          int64_t H, int64_t K, int64_t V,
                       int64_t C) {
-    return fwd_chunk(o, ht, q, k, v, gk, h0, scale, B, T, H, K, V, C);
+    return fwd_chunk(o, ht, q, k, v, gk, h0, scale, cu_seqlens, N, B, T, H, K, V, C);
 }
 int gla_bwd_chunk_f32(float *dq, float *dk, float *dv, float *dgk, float *dh0, const float *do_,
                       const float *dht, const float *q, const float *k, const float *v, const float *gk,
-                      const float *h0, float scale, int64_t B, int64_t T, int64_t H, int64_t K, int64_t V,
+                      const float *h0, float scale, const int64_t *cu_seqlens, int64_t N, int64_t B, int64_t T,
+                          int64_t H, int64_t K, int64_t V,
                       int64_t C) {
-    return bwd_chunk(dq, dk, dv, dgk, dh0, do_, dht, q, k, v, gk, h0, scale, B, T, H, K, V, C);
+    return bwd_chunk(dq, dk, dv, dgk, dh0, do_, dht, q, k, v, gk, h0, scale, cu_seqlens, N, B, T, H, K, V, C);
 }
 int gla_step_f32(float *o, float *state, const float *q, const float *k, const float *v, const float *gk,
                  float scale, int64_t B, int64_t H, int64_t K, int64_t V) {
@@ -807,6 +831,7 @@ const hb_mixer_desc_t hb_mixer_gla = {
     .out = "B T H V",
     .state = "B H K V",
     .chunk = 64,
+    .packed = 1,
     .f32 = {gla_mixer_fwd_chunk_f32, gla_mixer_bwd_chunk_f32, gla_mixer_fwd_recurrent_f32,
             gla_mixer_bwd_recurrent_f32, gla_mixer_step_f32},
     .f64 = {gla_mixer_fwd_chunk_f64, gla_mixer_bwd_chunk_f64, gla_mixer_fwd_recurrent_f64,

@@ -3,11 +3,15 @@
  *   S_t = diag(exp(gk_t)) S_{t−1} + k_t v_tᵀ     S ∈ R^{K×V} per (batch, head), S_{−1} = h0 (or 0)
  *   o_t = S_tᵀ (scale · q_t)                     gk_t ≤ 0 (finite) is the log decay of each key channel
  *
- * Shapes (contiguous, row-major): q, k, gk (B,T,H,K); v, o (B,T,H,V); states h0, ht (B,H,K,V).
+ * Shapes (contiguous, row-major): q, k, gk (B,T,H,K); v, o (B,T,H,V); states h0, ht (NS,H,K,V).
  * All heads are equal (GQA repeats are done by the caller). Callers pass scale = K^−1/2.
+ * Sequences (kernels/seqs.h): the B rows (NS = B), or, with cu_seqlens (N+1) [IN][OPTIONAL] != NULL,
+ * N documents packed back to back in one row (B = 1, NS = N): each starts from its own h0 (or 0),
+ * its chunks are counted from its first token, nothing crosses its boundaries, and dh0/dht are (N,...)
+ * too. cu_seqlens == NULL ignores N.
  * Every function exists as _f32 (float) and _f64 (double), both compiled from kernels/gla.c.
  * All functions return 0 on success, −1 on a bad argument (checked before any work) or when scratch
- * memory could not be allocated. Dimensions: B, T, H ≥ 0; K, V, C ≥ 1.
+ * memory could not be allocated. Dimensions: B, T, H ≥ 0; K, V, C ≥ 1; cu_seqlens valid (seqs.h).
  * Backward functions ACCUMULATE (+=) into dq, dk, dv, dgk, dh0; any of them may be NULL (skipped).
  */
 #ifndef HB_KERNELS_GLA_H
@@ -19,41 +23,43 @@
 extern "C" {
 #endif
 
-/* Reference forward: the per-timestep recurrence (parallel over B·H).
- * o  (B,T,H,V) [OUT]; ht (B,H,K,V) [OUT][OPTIONAL] final state;
- * q, k, gk (B,T,H,K) [IN]; v (B,T,H,V) [IN]; h0 (B,H,K,V) [IN][OPTIONAL] initial state (NULL = 0). */
+/* Reference forward: the per-timestep recurrence (parallel over NS·H).
+ * o  (B,T,H,V) [OUT]; ht (NS,H,K,V) [OUT][OPTIONAL] final states;
+ * q, k, gk (B,T,H,K) [IN]; v (B,T,H,V) [IN]; h0 (NS,H,K,V) [IN][OPTIONAL] initial states (NULL = 0);
+ * cu_seqlens (N+1) [IN][OPTIONAL] packed document boundaries, N documents. */
 int gla_fwd_ref_f32(float *o, float *ht, const float *q, const float *k, const float *v,
-                    const float *gk, const float *h0, float scale,
+                    const float *gk, const float *h0, float scale, const int64_t *cu_seqlens, int64_t N,
                     int64_t B, int64_t T, int64_t H, int64_t K, int64_t V);
 int gla_fwd_ref_f64(double *o, double *ht, const double *q, const double *k, const double *v,
-                    const double *gk, const double *h0, double scale,
+                    const double *gk, const double *h0, double scale, const int64_t *cu_seqlens, int64_t N,
                     int64_t B, int64_t T, int64_t H, int64_t K, int64_t V);
 
 /* Reference backward: backprop through time over the recurrence. The states are recomputed from
- * checkpoints every ~sqrt(T) steps (scratch O(sqrt(T)·K·V) per (b,h)).
+ * checkpoints every ~sqrt(T) steps (T the longest sequence; scratch O(sqrt(T)·K·V) per item).
  * dq, dk, dgk (B,T,H,K) [OUT][OPTIONAL] +=; dv (B,T,H,V) [OUT][OPTIONAL] +=;
- * dh0 (B,H,K,V) [OUT][OPTIONAL] += gradient w.r.t. the initial state;
- * do_ (B,T,H,V) [IN] dL/do; dht (B,H,K,V) [IN][OPTIONAL] dL/dht (NULL = 0);
- * q, k, v, gk, h0, scale as in the forward. */
+ * dh0 (NS,H,K,V) [OUT][OPTIONAL] += gradient w.r.t. the initial states;
+ * do_ (B,T,H,V) [IN] dL/do; dht (NS,H,K,V) [IN][OPTIONAL] dL/dht (NULL = 0);
+ * q, k, v, gk, h0, scale, cu_seqlens, N as in the forward. */
 int gla_bwd_ref_f32(float *dq, float *dk, float *dv, float *dgk, float *dh0,
                     const float *do_, const float *dht,
                     const float *q, const float *k, const float *v, const float *gk,
-                    const float *h0, float scale,
+                    const float *h0, float scale, const int64_t *cu_seqlens, int64_t N,
                     int64_t B, int64_t T, int64_t H, int64_t K, int64_t V);
 int gla_bwd_ref_f64(double *dq, double *dk, double *dv, double *dgk, double *dh0,
                     const double *do_, const double *dht,
                     const double *q, const double *k, const double *v, const double *gk,
-                    const double *h0, double scale,
+                    const double *h0, double scale, const int64_t *cu_seqlens, int64_t N,
                     int64_t B, int64_t T, int64_t H, int64_t K, int64_t V);
 
-/* Chunked forward (chunk length C, callers use 64; T need not be a multiple of C), with secondary
+/* Chunked forward (chunk length C, callers use 64, counted from each sequence's first token; the
+ * lengths need not be multiples of C), with secondary
  * 16-row sub-blocks for the intra-chunk scores; safe for any gk ≤ 0 (no e^{+G} is ever formed).
  * Scratch O(C·K + C² + K·V) per (b,h). Same arguments and results as gla_fwd_ref. */
 int gla_fwd_chunk_f32(float *o, float *ht, const float *q, const float *k, const float *v,
-                      const float *gk, const float *h0, float scale,
+                      const float *gk, const float *h0, float scale, const int64_t *cu_seqlens, int64_t N,
                       int64_t B, int64_t T, int64_t H, int64_t K, int64_t V, int64_t C);
 int gla_fwd_chunk_f64(double *o, double *ht, const double *q, const double *k, const double *v,
-                      const double *gk, const double *h0, double scale,
+                      const double *gk, const double *h0, double scale, const int64_t *cu_seqlens, int64_t N,
                       int64_t B, int64_t T, int64_t H, int64_t K, int64_t V, int64_t C);
 
 /* Chunked backward: recomputes the chunk-boundary states from the inputs (scratch (T/C+1)·K·V per
@@ -63,12 +69,12 @@ int gla_fwd_chunk_f64(double *o, double *ht, const double *q, const double *k, c
 int gla_bwd_chunk_f32(float *dq, float *dk, float *dv, float *dgk, float *dh0,
                       const float *do_, const float *dht,
                       const float *q, const float *k, const float *v, const float *gk,
-                      const float *h0, float scale,
+                      const float *h0, float scale, const int64_t *cu_seqlens, int64_t N,
                       int64_t B, int64_t T, int64_t H, int64_t K, int64_t V, int64_t C);
 int gla_bwd_chunk_f64(double *dq, double *dk, double *dv, double *dgk, double *dh0,
                       const double *do_, const double *dht,
                       const double *q, const double *k, const double *v, const double *gk,
-                      const double *h0, double scale,
+                      const double *h0, double scale, const int64_t *cu_seqlens, int64_t N,
                       int64_t B, int64_t T, int64_t H, int64_t K, int64_t V, int64_t C);
 
 /* One decode step: state ← diag(exp(gk)) state + k vᵀ, o = stateᵀ (scale q).

@@ -12,7 +12,11 @@
  * 5. prefill (chunked, ht) + decode (step) and prefill + chunked continuation (h0) match one pass;
  * 6. NULL gradient pointers are skipped (dgk alone equals dgk with all gradients);
  * 7. thread-count independence: 1 vs 2 threads give bit-identical results;
- * 8. bad arguments return −1.
+ * 8. bad arguments return −1;
+ * 9. packed sequences (cu_seqlens): documents {1, 63, 64, 65, 200} in one row give each document's own
+ *    outputs, final states and gradients (dq, dk, dv, dgk, dh0 with dht; f32 rel ≤ 1e-5) in both forms,
+ *    float64 finite differences through the packed kernels (an empty document included), bad layouts
+ *    return −1.
  */
 #include "gla.h"
 #include "parallel.h"
@@ -109,8 +113,8 @@ static void test_forward(int64_t B, int64_t T, int64_t H, int64_t K, int64_t V, 
     char name[160];
 
     double *o1 = dvec(nv), *o2 = dvec(nv), *h1 = dvec(ns), *h2 = dvec(ns);
-    int rc = gla_fwd_ref_f64(o1, h1, p.q, p.k, p.v, p.g, p.h0, scale, B, T, H, K, V);
-    rc |= gla_fwd_chunk_f64(o2, h2, p.q, p.k, p.v, p.g, p.h0, scale, B, T, H, K, V, C);
+    int rc = gla_fwd_ref_f64(o1, h1, p.q, p.k, p.v, p.g, p.h0, scale, NULL, 0, B, T, H, K, V);
+    rc |= gla_fwd_chunk_f64(o2, h2, p.q, p.k, p.v, p.g, p.h0, scale, NULL, 0, B, T, H, K, V, C);
     double eo = relerr_d(o2, o1, nv), eh = relerr_d(h2, h1, ns);
     snprintf(name, sizeof name, "fwd f64 chunk==ref B=%ld T=%ld H=%ld K=%ld V=%ld C=%ld gate=%s",
              (long)B, (long)T, (long)H, (long)K, (long)V, (long)C, gname[gmode]);
@@ -118,8 +122,8 @@ static void test_forward(int64_t B, int64_t T, int64_t H, int64_t K, int64_t V, 
         "rc=%d o err %.3g ht err %.3g", rc, eo, eh);
 
     float *f1 = fvec(nv), *f2 = fvec(nv), *g1 = fvec(ns), *g2 = fvec(ns);
-    rc = gla_fwd_ref_f32(f1, g1, p.qf, p.kf, p.vf, p.gf, p.h0f, (float)scale, B, T, H, K, V);
-    rc |= gla_fwd_chunk_f32(f2, g2, p.qf, p.kf, p.vf, p.gf, p.h0f, (float)scale, B, T, H, K, V, C);
+    rc = gla_fwd_ref_f32(f1, g1, p.qf, p.kf, p.vf, p.gf, p.h0f, (float)scale, NULL, 0, B, T, H, K, V);
+    rc |= gla_fwd_chunk_f32(f2, g2, p.qf, p.kf, p.vf, p.gf, p.h0f, (float)scale, NULL, 0, B, T, H, K, V, C);
     eo = relerr_f(f2, f1, nv), eh = relerr_f(g2, g1, ns);
     name[5] = '3', name[6] = '2'; /* "f64" → "f32" */
     check(rc == 0 && eo <= 1e-4 && eh <= 1e-4 && relerr_f(f1, f1, nv) == 0, name,
@@ -141,9 +145,9 @@ static void test_backward(int64_t B, int64_t T, int64_t H, int64_t K, int64_t V,
     double *gr[5], *gc[5];
     for (int i = 0; i < 5; i++) gr[i] = dvec(len[i]), gc[i] = dvec(len[i]);
     int rc = gla_bwd_ref_f64(gr[0], gr[1], gr[2], gr[3], gr[4], p.w, p.wh, p.q, p.k, p.v, p.g, p.h0,
-                             scale, B, T, H, K, V);
+                             scale, NULL, 0, B, T, H, K, V);
     rc |= gla_bwd_chunk_f64(gc[0], gc[1], gc[2], gc[3], gc[4], p.w, p.wh, p.q, p.k, p.v, p.g, p.h0,
-                            scale, B, T, H, K, V, C);
+                            scale, NULL, 0, B, T, H, K, V, C);
     double worst = 0;
     int wi = 0;
     for (int i = 0; i < 5; i++) {
@@ -157,9 +161,9 @@ static void test_backward(int64_t B, int64_t T, int64_t H, int64_t K, int64_t V,
     float *fr[5], *fc[5];
     for (int i = 0; i < 5; i++) fr[i] = fvec(len[i]), fc[i] = fvec(len[i]);
     rc = gla_bwd_ref_f32(fr[0], fr[1], fr[2], fr[3], fr[4], p.wf, p.whf, p.qf, p.kf, p.vf, p.gf, p.h0f,
-                         (float)scale, B, T, H, K, V);
+                         (float)scale, NULL, 0, B, T, H, K, V);
     rc |= gla_bwd_chunk_f32(fc[0], fc[1], fc[2], fc[3], fc[4], p.wf, p.whf, p.qf, p.kf, p.vf, p.gf,
-                            p.h0f, (float)scale, B, T, H, K, V, C);
+                            p.h0f, (float)scale, NULL, 0, B, T, H, K, V, C);
     worst = 0, wi = 0;
     for (int i = 0; i < 5; i++) {
         double e = relerr_f(fc[i], fr[i], len[i]);
@@ -174,7 +178,7 @@ static void test_backward(int64_t B, int64_t T, int64_t H, int64_t K, int64_t V,
 /* ---- 3. finite differences ---- */
 static double loss_f64(const prob *p, double scale, double *o, double *ht) {
     int64_t nv = p->B * p->T * p->H * p->V, ns = p->B * p->H * p->K * p->V;
-    gla_fwd_ref_f64(o, ht, p->q, p->k, p->v, p->g, p->h0, scale, p->B, p->T, p->H, p->K, p->V);
+    gla_fwd_ref_f64(o, ht, p->q, p->k, p->v, p->g, p->h0, scale, NULL, 0, p->B, p->T, p->H, p->K, p->V);
     double L = 0;
     for (int64_t i = 0; i < nv; i++) L += o[i] * p->w[i];
     for (int64_t i = 0; i < ns; i++) L += ht[i] * p->wh[i];
@@ -193,9 +197,9 @@ static void test_fd(int64_t B, int64_t T, int64_t H, int64_t K, int64_t V, int64
     double *gr[5], *gc[5], *num[5];
     for (int i = 0; i < 5; i++) gr[i] = dvec(len[i]), gc[i] = dvec(len[i]), num[i] = dvec(len[i]);
     int rc = gla_bwd_ref_f64(gr[0], gr[1], gr[2], gr[3], gr[4], p.w, p.wh, p.q, p.k, p.v, p.g, p.h0,
-                             scale, B, T, H, K, V);
+                             scale, NULL, 0, B, T, H, K, V);
     rc |= gla_bwd_chunk_f64(gc[0], gc[1], gc[2], gc[3], gc[4], p.w, p.wh, p.q, p.k, p.v, p.g, p.h0,
-                            scale, B, T, H, K, V, C);
+                            scale, NULL, 0, B, T, H, K, V, C);
     for (int i = 0; i < 5; i++)
         for (int64_t j = 0; j < len[i]; j++) {
             double x0 = xs[i][j];
@@ -238,14 +242,14 @@ static void test_decode(int64_t B, int64_t T, int64_t H, int64_t K, int64_t V, i
     double scale = 1 / sqrt((double)K);
     char name[160];
     double *o = dvec(nv), *ht = dvec(ns);
-    gla_fwd_ref_f64(o, ht, p.q, p.k, p.v, p.g, p.h0, scale, B, T, H, K, V);
+    gla_fwd_ref_f64(o, ht, p.q, p.k, p.v, p.g, p.h0, scale, NULL, 0, B, T, H, K, V);
 
     /* step-by-step decode from h0, f64 and f32 */
     double *S = dvec(ns), *od = dvec(nv), *q1 = dvec(B * HK), *k1 = dvec(B * HK), *g1 = dvec(B * HK);
     double *v1 = dvec(B * HV), *o1 = dvec(B * HV);
     float *Sf = fvec(ns), *odf = fvec(nv), *q1f = fvec(B * HK), *k1f = fvec(B * HK), *g1f = fvec(B * HK);
     float *v1f = fvec(B * HV), *o1f = fvec(B * HV), *of = fvec(nv), *htf = fvec(ns);
-    gla_fwd_ref_f32(of, htf, p.qf, p.kf, p.vf, p.gf, p.h0f, (float)scale, B, T, H, K, V);
+    gla_fwd_ref_f32(of, htf, p.qf, p.kf, p.vf, p.gf, p.h0f, (float)scale, NULL, 0, B, T, H, K, V);
     memcpy(S, p.h0, (size_t)ns * sizeof(double));
     memcpy(Sf, p.h0f, (size_t)ns * sizeof(float));
     int rc = 0;
@@ -288,8 +292,8 @@ static void test_decode(int64_t B, int64_t T, int64_t H, int64_t K, int64_t V, i
         memcpy(vb + b * T2 * HV, p.v + (b * T + T1) * HV, (size_t)(T2 * HV) * sizeof(double));
     }
     double *oa = dvec(B * T1 * HV), *ob = dvec(B * T2 * HV), *hmid = dvec(ns), *hend = dvec(ns);
-    rc = gla_fwd_chunk_f64(oa, hmid, qa, ka, va, ga, p.h0, scale, B, T1, H, K, V, C);
-    rc |= gla_fwd_chunk_f64(ob, hend, qb, kb, vb, gb, hmid, scale, B, T2, H, K, V, C);
+    rc = gla_fwd_chunk_f64(oa, hmid, qa, ka, va, ga, p.h0, scale, NULL, 0, B, T1, H, K, V, C);
+    rc |= gla_fwd_chunk_f64(ob, hend, qb, kb, vb, gb, hmid, scale, NULL, 0, B, T2, H, K, V, C);
     double e1 = 0, e2 = 0;
     for (int64_t b = 0; b < B; b++) {
         double ea = relerr_d(oa + b * T1 * HV, o + b * T * HV, T1 * HV);
@@ -338,13 +342,13 @@ static void test_null_grads(void) {
     int64_t nk = B * T * H * K, nv = B * T * H * V;
     double scale = 0.25;
     double *dq = dvec(nk), *dk = dvec(nk), *dv = dvec(nv), *dg = dvec(nk), *dg2 = dvec(nk), *dg3 = dvec(nk);
-    int rc = gla_bwd_chunk_f64(dq, dk, dv, dg, NULL, p.w, NULL, p.q, p.k, p.v, p.g, NULL, scale, B, T,
+    int rc = gla_bwd_chunk_f64(dq, dk, dv, dg, NULL, p.w, NULL, p.q, p.k, p.v, p.g, NULL, scale, NULL, 0, B, T,
                                H, K, V, C);
-    rc |= gla_bwd_chunk_f64(NULL, NULL, NULL, dg2, NULL, p.w, NULL, p.q, p.k, p.v, p.g, NULL, scale, B,
+    rc |= gla_bwd_chunk_f64(NULL, NULL, NULL, dg2, NULL, p.w, NULL, p.q, p.k, p.v, p.g, NULL, scale, NULL, 0, B,
                             T, H, K, V, C);
-    rc |= gla_bwd_ref_f64(NULL, NULL, NULL, dg3, NULL, p.w, NULL, p.q, p.k, p.v, p.g, NULL, scale, B, T,
+    rc |= gla_bwd_ref_f64(NULL, NULL, NULL, dg3, NULL, p.w, NULL, p.q, p.k, p.v, p.g, NULL, scale, NULL, 0, B, T,
                           H, K, V);
-    rc |= gla_bwd_chunk_f64(NULL, NULL, NULL, NULL, NULL, p.w, NULL, p.q, p.k, p.v, p.g, NULL, scale, B,
+    rc |= gla_bwd_chunk_f64(NULL, NULL, NULL, NULL, NULL, p.w, NULL, p.q, p.k, p.v, p.g, NULL, scale, NULL, 0, B,
                             T, H, K, V, C);
     check(rc == 0 && memcmp(dg, dg2, (size_t)nk * sizeof(double)) == 0 && relerr_d(dg2, dg3, nk) <= 1e-10,
         "bwd with only dgk (NULL dq/dk/dv/dh0) == full bwd; all-NULL runs", "rc=%d err %.3g", rc,
@@ -353,7 +357,7 @@ static void test_null_grads(void) {
     /* accumulation: a second call adds the same amount again */
     double *dq2 = dvec(nk);
     memcpy(dq2, dq, (size_t)nk * sizeof(double));
-    rc = gla_bwd_chunk_f64(dq2, NULL, NULL, NULL, NULL, p.w, NULL, p.q, p.k, p.v, p.g, NULL, scale, B,
+    rc = gla_bwd_chunk_f64(dq2, NULL, NULL, NULL, NULL, p.w, NULL, p.q, p.k, p.v, p.g, NULL, scale, NULL, 0, B,
                            T, H, K, V, C);
     double e = 0;
     for (int64_t i = 0; i < nk; i++) e = fmax(e, fabs(dq2[i] - 2 * dq[i]));
@@ -375,12 +379,12 @@ static void test_threads(void) {
         float **x = r[run];
         x[0] = fvec(nv), x[1] = fvec(ns), x[2] = fvec(nk), x[3] = fvec(nk), x[4] = fvec(nv);
         x[5] = fvec(nk), x[6] = fvec(ns), x[7] = fvec(nv), x[8] = fvec(nk), x[9] = fvec(nk);
-        gla_fwd_chunk_f32(x[0], x[1], p.qf, p.kf, p.vf, p.gf, p.h0f, scale, B, T, H, K, V, C);
+        gla_fwd_chunk_f32(x[0], x[1], p.qf, p.kf, p.vf, p.gf, p.h0f, scale, NULL, 0, B, T, H, K, V, C);
         gla_bwd_chunk_f32(x[2], x[3], x[4], x[5], x[6], p.wf, p.whf, p.qf, p.kf, p.vf, p.gf, p.h0f,
-                          scale, B, T, H, K, V, C);
-        gla_fwd_ref_f32(x[7], NULL, p.qf, p.kf, p.vf, p.gf, p.h0f, scale, B, T, H, K, V);
+                          scale, NULL, 0, B, T, H, K, V, C);
+        gla_fwd_ref_f32(x[7], NULL, p.qf, p.kf, p.vf, p.gf, p.h0f, scale, NULL, 0, B, T, H, K, V);
         gla_bwd_ref_f32(x[8], NULL, NULL, x[9], NULL, p.wf, p.whf, p.qf, p.kf, p.vf, p.gf, p.h0f,
-                        scale, B, T, H, K, V);
+                        scale, NULL, 0, B, T, H, K, V);
     }
     int64_t len[10] = {nv, ns, nk, nk, nv, nk, ns, nv, nk, nk};
     int same = 1;
@@ -395,17 +399,148 @@ static void test_threads(void) {
 static void test_bad_args(void) {
     float x[64] = {0};
     int bad = 0;
-    bad += gla_fwd_chunk_f32(x, NULL, x, x, x, x, NULL, 1, 1, 2, 1, 0, 2, 16) == -1;
-    bad += gla_fwd_chunk_f32(x, NULL, x, x, x, x, NULL, 1, 1, 2, 1, 2, 2, 0) == -1;
-    bad += gla_fwd_ref_f32(x, NULL, x, x, x, x, NULL, 1, -1, 2, 1, 2, 2) == -1;
-    bad += gla_fwd_chunk_f32(x, NULL, NULL, x, x, x, NULL, 1, 1, 2, 1, 2, 2, 16) == -1;
-    bad += gla_bwd_chunk_f32(x, x, x, x, NULL, NULL, NULL, x, x, x, x, NULL, 1, 1, 2, 1, 2, 2, 16) == -1;
+    bad += gla_fwd_chunk_f32(x, NULL, x, x, x, x, NULL, 1, NULL, 0, 1, 2, 1, 0, 2, 16) == -1;
+    bad += gla_fwd_chunk_f32(x, NULL, x, x, x, x, NULL, 1, NULL, 0, 1, 2, 1, 2, 2, 0) == -1;
+    bad += gla_fwd_ref_f32(x, NULL, x, x, x, x, NULL, 1, NULL, 0, -1, 2, 1, 2, 2) == -1;
+    bad += gla_fwd_chunk_f32(x, NULL, NULL, x, x, x, NULL, 1, NULL, 0, 1, 2, 1, 2, 2, 16) == -1;
+    bad += gla_bwd_chunk_f32(x, x, x, x, NULL, NULL, NULL, x, x, x, x, NULL, 1, NULL, 0, 1, 2, 1, 2, 2, 16) == -1;
     bad += gla_step_f32(x, NULL, x, x, x, x, 1, 1, 1, 2, 2) == -1;
     check(bad == 6, "bad arguments return -1", "%d of 6", bad);
     /* T = 0: ht = h0 */
     float h0[4] = {1, 2, 3, 4}, ht[4] = {0};
-    int rc = gla_fwd_chunk_f32(x, ht, x, x, x, x, h0, 1, 1, 0, 1, 2, 2, 16);
+    int rc = gla_fwd_chunk_f32(x, ht, x, x, x, x, h0, 1, NULL, 0, 1, 0, 1, 2, 2, 16);
     check(rc == 0 && memcmp(h0, ht, sizeof h0) == 0, "T=0 copies h0 to ht", "rc=%d", rc);
+}
+
+/* ---- 9. packed sequences ---- */
+typedef struct {
+    int64_t N, T, H, K, V, cu[8];
+    double *x[7]; /* q, k, v, g, h0, w (dL/do), wh (dL/dht) */
+    int64_t len[7];
+} pk;
+
+static void pk_make(pk *p, const int64_t *lens, int n, int64_t H, int64_t K, int64_t V, int gmode) {
+    p->N = n, p->H = H, p->K = K, p->V = V;
+    p->T = pack_cu(p->cu, lens, n);
+    int64_t nk = p->T * H * K, nv = p->T * H * V, ns = n * H * K * V;
+    const int64_t len[7] = {nk, nk, nv, nk, ns, nv, ns};
+    for (int i = 0; i < 7; i++) p->len[i] = len[i], p->x[i] = dvec(len[i]);
+    for (int i = 0; i < 7; i++)
+        for (int64_t j = 0; j < len[i]; j++) p->x[i][j] = i == 4 ? 0.5 * nrand() : nrand();
+    for (int64_t j = 0; j < nk; j++)
+        p->x[3][j] = gmode == G_NEG && j % K % 3 == 0 ? -20 : logsigmoid(nrand()) / (gmode == G_MIX ? 1 : 16);
+}
+static void pk_free(pk *p) {
+    for (int i = 0; i < 7; i++) free(p->x[i]);
+}
+
+static void test_packed(int64_t H, int64_t K, int64_t V, int64_t C, int form, int gmode) {
+    pk p;
+    pk_make(&p, PACK_LENS, PACK_N, H, K, V, gmode);
+    const int64_t N = p.N, T = p.T, *cu = p.cu, SK = H * K, SV = H * V, S = H * K * V;
+    float scale = 1.0f / sqrtf((float)K), *x[7], *r[2][7];
+    for (int i = 0; i < 7; i++) x[i] = tof(p.x[i], p.len[i]);
+    const int64_t out_len[7] = {p.len[2], p.len[4], p.len[0], p.len[1], p.len[2], p.len[3], p.len[4]};
+    for (int a = 0; a < 2; a++)
+        for (int i = 0; i < 7; i++) r[a][i] = fvec(out_len[i]); /* o, ht, dq, dk, dv, dgk, dh0 */
+    float **g = r[0];
+    int rc = form ? gla_fwd_chunk_f32(g[0], g[1], x[0], x[1], x[2], x[3], x[4], scale, cu, N, 1, T, H, K, V, C)
+                  : gla_fwd_ref_f32(g[0], g[1], x[0], x[1], x[2], x[3], x[4], scale, cu, N, 1, T, H, K, V);
+    rc |= form ? gla_bwd_chunk_f32(g[2], g[3], g[4], g[5], g[6], x[5], x[6], x[0], x[1], x[2], x[3], x[4], scale, cu, N,
+                                   1, T, H, K, V, C)
+               : gla_bwd_ref_f32(g[2], g[3], g[4], g[5], g[6], x[5], x[6], x[0], x[1], x[2], x[3], x[4], scale, cu, N,
+                                 1, T, H, K, V);
+    for (int64_t d = 0; d < N; d++) { /* document d alone */
+        const int64_t L = cu[d + 1] - cu[d], ok_ = cu[d] * SK, ov = cu[d] * SV, os = d * S;
+        float **a = r[1];
+        rc |= form ? gla_fwd_chunk_f32(a[0] + ov, a[1] + os, x[0] + ok_, x[1] + ok_, x[2] + ov, x[3] + ok_, x[4] + os,
+                                       scale, NULL, 0, 1, L, H, K, V, C)
+                   : gla_fwd_ref_f32(a[0] + ov, a[1] + os, x[0] + ok_, x[1] + ok_, x[2] + ov, x[3] + ok_, x[4] + os,
+                                     scale, NULL, 0, 1, L, H, K, V);
+        rc |= form ? gla_bwd_chunk_f32(a[2] + ok_, a[3] + ok_, a[4] + ov, a[5] + ok_, a[6] + os, x[5] + ov, x[6] + os,
+                                       x[0] + ok_, x[1] + ok_, x[2] + ov, x[3] + ok_, x[4] + os, scale, NULL, 0, 1, L, H,
+                                       K, V, C)
+                   : gla_bwd_ref_f32(a[2] + ok_, a[3] + ok_, a[4] + ov, a[5] + ok_, a[6] + os, x[5] + ov, x[6] + os,
+                                     x[0] + ok_, x[1] + ok_, x[2] + ov, x[3] + ok_, x[4] + os, scale, NULL, 0, 1, L, H,
+                                     K, V);
+    }
+    double e = 0;
+    for (int i = 0; i < 7; i++) e = fmax(e, relerr_f(r[0][i], r[1][i], out_len[i]));
+    char name[200];
+    snprintf(name, sizeof name, "packed {1,63,64,65,200} == each document alone, f32 %s (H=%ld K=%ld V=%ld C=%ld "
+             "gate=%s): o, ht, dq, dk, dv, dgk, dh0", form ? "chunk" : "ref", (long)H, (long)K, (long)V, (long)C,
+             gname[gmode]);
+    check(rc == 0 && e <= 1e-5, name, "rc %d, max rel err %.3e", rc, e);
+    for (int a = 0; a < 2; a++)
+        for (int i = 0; i < 7; i++) free(r[a][i]);
+    for (int i = 0; i < 7; i++) free(x[i]);
+    pk_free(&p);
+}
+
+static double pk_loss(const pk *p, double *o, double *ht) {
+    gla_fwd_ref_f64(o, ht, p->x[0], p->x[1], p->x[2], p->x[3], p->x[4], 1 / sqrt((double)p->K), p->cu, p->N, 1, p->T,
+                    p->H, p->K, p->V);
+    double L = 0;
+    for (int64_t i = 0; i < p->len[5]; i++) L += o[i] * p->x[5][i];
+    for (int64_t i = 0; i < p->len[6]; i++) L += ht[i] * p->x[6][i];
+    return L;
+}
+
+static void test_packed_fd(void) {
+    const int64_t lens[] = {1, 3, 0, 4, 6};
+    pk p;
+    pk_make(&p, lens, 5, 2, 3, 2, G_GLA);
+    double *o = dvec(p.len[2]), *ht = dvec(p.len[4]), *an[2][5];
+    const int64_t *cu = p.cu, N = p.N, T = p.T, H = p.H, K = p.K, V = p.V;
+    double scale = 1 / sqrt((double)K), **x = p.x;
+    for (int a = 0; a < 2; a++)
+        for (int i = 0; i < 5; i++) an[a][i] = dvec(p.len[i]);
+    int rc = gla_bwd_ref_f64(an[0][0], an[0][1], an[0][2], an[0][3], an[0][4], x[5], x[6], x[0], x[1], x[2], x[3], x[4],
+                             scale, cu, N, 1, T, H, K, V);
+    rc |= gla_bwd_chunk_f64(an[1][0], an[1][1], an[1][2], an[1][3], an[1][4], x[5], x[6], x[0], x[1], x[2], x[3], x[4],
+                            scale, cu, N, 1, T, H, K, V, 2);
+    double worst[2] = {0, 0};
+    for (int i = 0; i < 5; i++) {
+        double m = 1e-3, e[2] = {0, 0};
+        for (int64_t j = 0; j < p.len[i]; j++) {
+            double x0 = x[i][j];
+            x[i][j] = x0 + 1e-6;
+            double lp = pk_loss(&p, o, ht);
+            x[i][j] = x0 - 1e-6;
+            double lm = pk_loss(&p, o, ht);
+            x[i][j] = x0;
+            double num = (lp - lm) / 2e-6;
+            m = fmax(m, fabs(num));
+            for (int a = 0; a < 2; a++) e[a] = fmax(e[a], fabs(an[a][i][j] - num));
+        }
+        for (int a = 0; a < 2; a++) worst[a] = fmax(worst[a], e[a] / m);
+    }
+    check(rc == 0 && worst[0] <= 1e-6 && worst[1] <= 1e-6,
+          "packed fd f64 (documents {1,3,0,4,6}, C=2): bwd_ref and bwd_chunk dq dk dv dgk dh0",
+          "rc=%d worst ref %.3g chunk %.3g", rc, worst[0], worst[1]);
+    for (int a = 0; a < 2; a++)
+        for (int i = 0; i < 5; i++) free(an[a][i]);
+    free(o), free(ht);
+    pk_free(&p);
+}
+
+static void test_packed_bad(void) {
+    const int64_t T = 8, H = 1, K = 2, V = 2;
+    float *x = fvec(2 * T * 4), *o = fvec(2 * T * 4);
+    bad_pack_t bad[8];
+    int nb = bad_packs(T, bad), all = 1;
+    for (int i = 0; i < nb; i++) {
+        const int64_t *cu = bad[i].cu, N = bad[i].N, B = bad[i].B;
+        int r[4] = {gla_fwd_ref_f32(o, NULL, x, x, x, x, NULL, 1, cu, N, B, T, H, K, V),
+                    gla_fwd_chunk_f32(o, NULL, x, x, x, x, NULL, 1, cu, N, B, T, H, K, V, 4),
+                    gla_bwd_ref_f32(o, o, o, o, NULL, x, NULL, x, x, x, x, NULL, 1, cu, N, B, T, H, K, V),
+                    gla_bwd_chunk_f32(o, o, o, o, NULL, x, NULL, x, x, x, x, NULL, 1, cu, N, B, T, H, K, V, 4)};
+        int good = r[0] == -1 && r[1] == -1 && r[2] == -1 && r[3] == -1;
+        if (!good) diag("not refused: %s", bad[i].what);
+        all &= good;
+    }
+    check(all, "packed: bad cu_seqlens (start, end, order, B != 1, N = 0) return -1 from every function", "%d layouts", nb);
+    free(x), free(o);
 }
 
 int main(void) {
@@ -439,5 +574,12 @@ int main(void) {
     test_null_grads();
     test_threads();
     test_bad_args();
+    for (int form = 0; form < 2; form++) {
+        test_packed(2, 16, 32, 64, form, G_GLA);
+        test_packed(1, 8, 8, 16, form, G_NEG);
+    }
+    test_packed(2, 8, 4, 20, 1, G_MIX);
+    test_packed_fd();
+    test_packed_bad();
     return tap_done();
 }
