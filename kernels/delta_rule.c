@@ -38,6 +38,11 @@
  * buffers (chunk_pack, prefetching the next chunk's rows): read in place with their H·K stride,
  * the block products thrash L1 and the hardware prefetchers do not follow them.
  *
+ * Sequences (kernels/seqs.h): a work item's "batch" b is a row of the batch, or, with cu_seqlens, a
+ * packed document; it walks the rows s.start .. s.start + len − 1 of the flattened token axis from its
+ * own h0, its chunks counted from its first token (C is clamped to the longest sequence), so a packed
+ * document computes exactly what it computes alone. The chunk states of document n sit at hs_index().
+ *
  * Threads: forwards and the decode step run over the B·HV (batch, value head) pairs; backwards run
  * over the B·H (batch, q/k head) pairs and loop the value heads of the group inside, so dq and dk
  * are accumulated race-free and in a fixed order. Scratch is allocated once per call, one slot per
@@ -47,6 +52,7 @@
 #include "kreal.h"
 #include "alloc.h"
 #include "delta_rule.h"
+#include "seqs.h"
 #include "kmath.h"
 #include "parallel.h"
 #include <stdlib.h>
@@ -68,9 +74,41 @@ typedef struct {
     real *o, *ht, *hs;                            /* forward outputs */
     real *dq, *dk, *dv, *dbeta, *dg;              /* backward outputs (+=) */
     const real *dout, *q, *k, *v, *beta, *g, *h0, *hsin;
+    const int64_t *cu;                            /* cu_seqlens (kernels/seqs.h) or NULL */
+    const int64_t *choff;                         /* packed: first chunk of each document in hs, or NULL */
     real scale;
-    int64_t B, T, H, HV, K, V, C, NC;
+    int64_t B, T, H, HV, K, V, C, NC;             /* NC: chunks of the longest sequence */
 } args_t;
+
+/* Sequence b: a row of the batch, or a packed document. */
+static hb_seq_t seq_of(const args_t *a, int64_t b) { return hb_seq_get(a->cu, a->T, b); }
+
+/* Chunks of sequence b, and the offset (in states) of its value head j's first chunk state in hs:
+ * hs holds, sequence after sequence, (HV, nc_b, K, V) blocks ((B,HV,NC,K,V) for B rows). */
+static int64_t seq_chunks(const args_t *a, int64_t b) { return (seq_of(a, b).len + a->C - 1) / a->C; }
+static int64_t hs_index(const args_t *a, int64_t b, int64_t j) {
+    if (!a->cu) return (b * a->HV + j) * a->NC;
+    return a->choff[b] * a->HV + j * seq_chunks(a, b);
+}
+
+/* The checks shared by the full-sequence entry points; fills the sequence geometry of a (C clamped to
+ * the longest sequence, NC its chunk count) and, when packed, the chunk offsets *choff (to free). */
+static int bad_dims(int64_t B, int64_t T, int64_t H, int64_t HV, int64_t K, int64_t V);
+static int seq_setup(args_t *a, const int64_t *cu, int64_t N, int64_t C, int64_t **choff) {
+    *choff = NULL;
+    if (bad_dims(a->B, a->T, a->H, a->HV, a->K, a->V) || C < 1 || hb_seqs_check(cu, N, a->B, a->T)) return -1;
+    const int64_t maxlen = hb_seq_maxlen(cu, N, a->T);
+    a->cu = cu;
+    a->C = C < maxlen ? C : (maxlen > 0 ? maxlen : 1); /* C > T: one chunk */
+    a->NC = (maxlen + a->C - 1) / a->C;
+    if (!cu) return 0;
+    int64_t *off = hb_malloc((size_t)(N + 1) * sizeof(int64_t));
+    if (!off) return -1;
+    off[0] = 0;
+    for (int64_t n = 0; n < N; n++) off[n + 1] = off[n] + (cu[n + 1] - cu[n] + a->C - 1) / a->C;
+    a->choff = *choff = off;
+    return 0;
+}
 
 typedef void (*item_fn)(const args_t *a, int64_t item, real *scratch);
 
@@ -161,11 +199,12 @@ static void init_state(real *S, const args_t *a, int64_t b, int64_t j) {
 /* Reference forward / backward                                                                   */
 
 static void fwd_ref_item(const args_t *a, int64_t item, real *S) {
-    const int64_t HV = a->HV, K = a->K, V = a->V, T = a->T;
+    const int64_t HV = a->HV, K = a->K, V = a->V;
     const int64_t b = item / HV, j = item % HV, h = j / (HV / a->H);
+    const hb_seq_t s = seq_of(a, b);
     init_state(S, a, b, j);
-    for (int64_t t = 0; t < T; t++) {
-        const int64_t bt = b * T + t;
+    for (int64_t t = 0; t < s.len; t++) {
+        const int64_t bt = s.start + t;
         const real *qt = a->q + (bt * a->H + h) * K, *kt = a->k + (bt * a->H + h) * K;
         const real *vt = a->v + (bt * HV + j) * V;
         real *ot = a->o + (bt * HV + j) * V; /* holds u_t, then o_t */
@@ -178,11 +217,13 @@ static void fwd_ref_item(const args_t *a, int64_t item, real *S) {
 
 static int fwd_ref(real *o, real *ht, const real *q, const real *k, const real *v,
                            const real *beta, const real *g, const real *h0, real scale,
+                           const int64_t *cu, int64_t N,
                            int64_t B, int64_t T, int64_t H, int64_t HV, int64_t K, int64_t V) {
-    if (bad_dims(B, T, H, HV, K, V) || (T > 0 && (!o || !q || !k || !v || !beta))) return -1;
-    args_t a = {.o = o, .ht = ht, .q = q, .k = k, .v = v, .beta = beta, .g = g, .h0 = h0,
+    if (bad_dims(B, T, H, HV, K, V) || hb_seqs_check(cu, N, B, T) || (T > 0 && (!o || !q || !k || !v || !beta)))
+        return -1;
+    args_t a = {.o = o, .ht = ht, .q = q, .k = k, .v = v, .beta = beta, .g = g, .h0 = h0, .cu = cu,
                 .scale = scale, .B = B, .T = T, .H = H, .HV = HV, .K = K, .V = V};
-    return run_items(fwd_ref_item, &a, B * HV, (size_t)(K * V));
+    return run_items(fwd_ref_item, &a, hb_seq_count(cu, N, B) * HV, (size_t)(K * V));
 }
 
 /* BPTT for one (batch, q/k head) group. States are checkpointed every REF_SEG steps; each segment
@@ -192,8 +233,10 @@ static int fwd_ref(real *o, real *ht, const real *q, const real *k, const real *
  *   dβ = du·w (w = v − γ S_{t−1}ᵀ k);  dS −= β k duᵀ (now ∂L/∂S'_t);
  *   dg = Σ dS ⊙ γ S_{t−1};  dS *= γ. */
 static void bwd_ref_item(const args_t *a, int64_t item, real *scr) {
-    const int64_t H = a->H, HV = a->HV, K = a->K, V = a->V, T = a->T, KV = K * V;
+    const int64_t H = a->H, HV = a->HV, K = a->K, V = a->V, KV = K * V;
     const int64_t b = item / H, h = item % H, grp = HV / H;
+    const hb_seq_t s = seq_of(a, b);
+    const int64_t T = s.len;
     const int64_t nseg = (T + REF_SEG - 1) / REF_SEG;
     real *ck = scr, *buf = ck + nseg * KV, *dS = buf + (REF_SEG + 1) * KV;
     real *w = dS + KV, *u = w + V, *du = u + V, *dqv = du + V, *dkv = dqv + K;
@@ -202,7 +245,7 @@ static void bwd_ref_item(const args_t *a, int64_t item, real *scr) {
         real *S = buf;
         init_state(S, a, b, j);
         for (int64_t t = 0; t < T; t++) {
-            const int64_t bt = b * T + t;
+            const int64_t bt = s.start + t;
             if (t % REF_SEG == 0) memcpy(ck + (t / REF_SEG) * KV, S, (size_t)KV * sizeof(real));
             state_step(S, u, a->k + (bt * H + h) * K, a->v + (bt * HV + j) * V,
                        a->beta[bt * HV + j], a->g ? kexp(a->g[bt * HV + j]) : (real)1, K, V);
@@ -212,13 +255,13 @@ static void bwd_ref_item(const args_t *a, int64_t item, real *scr) {
             const int64_t t0 = seg * REF_SEG, n = T - t0 < REF_SEG ? T - t0 : REF_SEG;
             memcpy(buf, ck + seg * KV, (size_t)KV * sizeof(real));
             for (int64_t i = 0; i < n; i++) {
-                const int64_t bt = b * T + t0 + i;
+                const int64_t bt = s.start + t0 + i;
                 memcpy(buf + (i + 1) * KV, buf + i * KV, (size_t)KV * sizeof(real));
                 state_step(buf + (i + 1) * KV, u, a->k + (bt * H + h) * K, a->v + (bt * HV + j) * V,
                            a->beta[bt * HV + j], a->g ? kexp(a->g[bt * HV + j]) : (real)1, K, V);
             }
             for (int64_t i = n - 1; i >= 0; i--) {
-                const int64_t bt = b * T + t0 + i;
+                const int64_t bt = s.start + t0 + i;
                 const real *Sp = buf + i * KV, *St = buf + (i + 1) * KV;
                 const real *qt = a->q + (bt * H + h) * K, *kt = a->k + (bt * H + h) * K;
                 const real *vt = a->v + (bt * HV + j) * V, *dOt = a->dout + (bt * HV + j) * V;
@@ -271,15 +314,16 @@ static void bwd_ref_item(const args_t *a, int64_t item, real *scr) {
 
 static int bwd_ref(real *dq, real *dk, real *dv, real *dbeta, real *dg, const real *do_,
                            const real *q, const real *k, const real *v, const real *beta,
-                           const real *g, const real *h0, real scale,
+                           const real *g, const real *h0, real scale, const int64_t *cu, int64_t N,
                            int64_t B, int64_t T, int64_t H, int64_t HV, int64_t K, int64_t V) {
-    if (bad_dims(B, T, H, HV, K, V) || (T > 0 && (!do_ || !q || !k || !v || !beta))) return -1;
+    if (bad_dims(B, T, H, HV, K, V) || hb_seqs_check(cu, N, B, T) || (T > 0 && (!do_ || !q || !k || !v || !beta)))
+        return -1;
     args_t a = {.dq = dq, .dk = dk, .dv = dv, .dbeta = dbeta, .dg = dg, .dout = do_, .q = q,
-                .k = k, .v = v, .beta = beta, .g = g, .h0 = h0, .scale = scale,
+                .k = k, .v = v, .beta = beta, .g = g, .h0 = h0, .cu = cu, .scale = scale,
                 .B = B, .T = T, .H = H, .HV = HV, .K = K, .V = V};
-    const int64_t nseg = (T + REF_SEG - 1) / REF_SEG;
+    const int64_t nseg = (hb_seq_maxlen(cu, N, T) + REF_SEG - 1) / REF_SEG;
     size_t per = (size_t)((nseg + REF_SEG + 2) * K * V + 3 * V + 2 * K);
-    return run_items(bwd_ref_item, &a, B * H, per);
+    return run_items(bwd_ref_item, &a, hb_seq_count(cu, N, B) * H, per);
 }
 
 /* ---------------------------------------------------------------------------------------------- */
@@ -344,8 +388,9 @@ typedef struct {
 
 static chunk_t chunk_at(const args_t *a, int64_t b, int64_t h, int64_t j, int64_t t0) {
     chunk_t c;
-    const int64_t bt = b * a->T + t0;
-    c.n = a->T - t0 < a->C ? a->T - t0 : a->C;
+    const hb_seq_t s = seq_of(a, b);
+    const int64_t bt = s.start + t0;
+    c.n = s.len - t0 < a->C ? s.len - t0 : a->C;
     c.lq = a->H * a->K;
     c.lv = a->HV * a->V;
     c.qo = (bt * a->H + h) * a->K;
@@ -493,12 +538,13 @@ static void fwd_chunk_item(const args_t *a, int64_t item, real *scr) {
     real *S = w.S;
     init_state(S, a, b, j);
     chunk_t c = chunk_at(a, b, h, j, 0);
-    for (int64_t ci = 0; ci < a->NC; ci++) {
+    const int64_t NC = seq_chunks(a, b);
+    for (int64_t ci = 0; ci < NC; ci++) {
         const int64_t n = c.n;
-        const chunk_t next = ci + 1 < a->NC ? chunk_at(a, b, h, j, (ci + 1) * a->C) : c;
-        chunk_pack(&w, &c, a, 1, 0, ci + 1 < a->NC ? &next : NULL);
+        const chunk_t next = ci + 1 < NC ? chunk_at(a, b, h, j, (ci + 1) * a->C) : c;
+        chunk_pack(&w, &c, a, 1, 0, ci + 1 < NC ? &next : NULL);
         real *O = w.Op;
-        if (a->hs) memcpy(a->hs + (item * a->NC + ci) * KV, S, (size_t)KV * sizeof(real));
+        if (a->hs) memcpy(a->hs + (hs_index(a, b, j) + ci) * KV, S, (size_t)KV * sizeof(real));
         chunk_prep(&w, &c, S, a);
         chunk_scores(&w, &c, a);
         /* O = scale diag(e^G) Q S + M D */
@@ -516,19 +562,19 @@ static void fwd_chunk_item(const args_t *a, int64_t item, real *scr) {
     if (a->ht) memcpy(a->ht + item * KV, S, (size_t)KV * sizeof(real));
 }
 
-static int64_t nchunks(int64_t T, int64_t C) { return (T + C - 1) / C; }
-
 static int fwd_chunk(real *o, real *ht, real *hs, const real *q, const real *k,
                              const real *v, const real *beta, const real *g, const real *h0,
-                             real scale, int64_t B, int64_t T, int64_t H, int64_t HV, int64_t K,
-                             int64_t V, int64_t C) {
-    if (bad_dims(B, T, H, HV, K, V) || C < 1 || (T > 0 && (!o || !q || !k || !v || !beta)))
-        return -1;
+                             real scale, const int64_t *cu, int64_t N, int64_t B, int64_t T, int64_t H,
+                             int64_t HV, int64_t K, int64_t V, int64_t C) {
+    if (T > 0 && (!o || !q || !k || !v || !beta)) return -1;
     args_t a = {.o = o, .ht = ht, .hs = hs, .q = q, .k = k, .v = v, .beta = beta, .g = g,
-                .h0 = h0, .scale = scale, .B = B, .T = T, .H = H, .HV = HV, .K = K, .V = V,
-                .C = C < T ? C : (T > 0 ? T : 1), .NC = nchunks(T, C)}; /* C > T: one chunk */
+                .h0 = h0, .scale = scale, .B = B, .T = T, .H = H, .HV = HV, .K = K, .V = V};
+    int64_t *choff;
+    if (seq_setup(&a, cu, N, C, &choff)) return -1;
     work_t w;
-    return run_items(fwd_chunk_item, &a, B * HV, carve(&w, NULL, &a, 0, 0));
+    int rc = run_items(fwd_chunk_item, &a, hb_seq_count(cu, N, B) * HV, carve(&w, NULL, &a, 0, 0));
+    free(choff);
+    return rc;
 }
 
 /* ---------------------------------------------------------------------------------------------- */
@@ -669,15 +715,15 @@ static void chunk_bwd(work_t *w, const chunk_t *c, const real *S, const args_t *
 }
 
 static void bwd_chunk_item(const args_t *a, int64_t item, real *scr) {
-    const int64_t H = a->H, HV = a->HV, K = a->K, V = a->V, KV = K * V, NC = a->NC;
-    const int64_t b = item / H, h = item % H, grp = HV / H;
+    const int64_t H = a->H, HV = a->HV, K = a->K, V = a->V, KV = K * V;
+    const int64_t b = item / H, h = item % H, grp = HV / H, NC = seq_chunks(a, b);
     work_t w;
     carve(&w, scr, a, 1, a->hsin == NULL);
     for (int64_t jj = 0; jj < grp; jj++) {
         const int64_t j = h * grp + jj;
         const real *states;
         if (a->hsin) {
-            states = a->hsin + (b * HV + j) * NC * KV;
+            states = a->hsin + hs_index(a, b, j) * KV;
         } else { /* recompute the state pass */
             real *S = w.S;
             init_state(S, a, b, j);
@@ -704,16 +750,18 @@ static void bwd_chunk_item(const args_t *a, int64_t item, real *scr) {
 static int bwd_chunk(real *dq, real *dk, real *dv, real *dbeta, real *dg, const real *do_,
                              const real *q, const real *k, const real *v, const real *beta,
                              const real *g, const real *h0, const real *hs, real scale,
-                             int64_t B, int64_t T, int64_t H, int64_t HV, int64_t K, int64_t V,
-                             int64_t C) {
-    if (bad_dims(B, T, H, HV, K, V) || C < 1 || (T > 0 && (!do_ || !q || !k || !v || !beta)))
-        return -1;
+                             const int64_t *cu, int64_t N, int64_t B, int64_t T, int64_t H, int64_t HV,
+                             int64_t K, int64_t V, int64_t C) {
+    if (T > 0 && (!do_ || !q || !k || !v || !beta)) return -1;
     args_t a = {.dq = dq, .dk = dk, .dv = dv, .dbeta = dbeta, .dg = dg, .dout = do_, .q = q,
                 .k = k, .v = v, .beta = beta, .g = g, .h0 = h0, .hsin = hs, .scale = scale,
-                .B = B, .T = T, .H = H, .HV = HV, .K = K, .V = V,
-                .C = C < T ? C : (T > 0 ? T : 1), .NC = nchunks(T, C)}; /* C > T: one chunk */
+                .B = B, .T = T, .H = H, .HV = HV, .K = K, .V = V};
+    int64_t *choff;
+    if (seq_setup(&a, cu, N, C, &choff)) return -1;
     work_t w;
-    return run_items(bwd_chunk_item, &a, B * H, carve(&w, NULL, &a, 1, hs == NULL));
+    int rc = run_items(bwd_chunk_item, &a, hb_seq_count(cu, N, B) * H, carve(&w, NULL, &a, 1, hs == NULL));
+    free(choff);
+    return rc;
 }
 
 /* ---------------------------------------------------------------------------------------------- */
@@ -753,27 +801,29 @@ static int mixer_fwd_chunk(const hb_mixer_args_t *a) {
     int64_t B = a->dim[0], T = a->dim[1], H = a->dim[2], HV = a->dim[3], K = a->dim[4], V = a->dim[5];
     const real *q = a->in[0], *k = a->in[1], *v = a->in[2], *beta = a->in[3], *g = a->in[4];
     real scale = (real)a->scalar[0];
-    return fwd_chunk(a->o, a->ht, a->saved, q, k, v, beta, g, NULL, scale, B, T, H, HV, K, V, a->chunk);
+    return fwd_chunk(a->o, a->ht, a->saved, q, k, v, beta, g, NULL, scale, a->cu_seqlens, a->N, B, T, H, HV, K, V,
+                     a->chunk);
 }
 static int mixer_bwd_chunk(const hb_mixer_args_t *a) {
     int64_t B = a->dim[0], T = a->dim[1], H = a->dim[2], HV = a->dim[3], K = a->dim[4], V = a->dim[5];
     const real *q = a->in[0], *k = a->in[1], *v = a->in[2], *beta = a->in[3], *g = a->in[4];
     real scale = (real)a->scalar[0];
     return bwd_chunk(a->din[0], a->din[1], a->din[2], a->din[3], a->din[4], a->dout, q, k, v, beta, g, NULL, a->saved,
-                     scale, B, T, H, HV, K, V, a->chunk);
+                     scale, a->cu_seqlens, a->N, B, T, H, HV, K, V, a->chunk);
 }
 static int mixer_fwd_recurrent(const hb_mixer_args_t *a) {
     int64_t B = a->dim[0], T = a->dim[1], H = a->dim[2], HV = a->dim[3], K = a->dim[4], V = a->dim[5];
     const real *q = a->in[0], *k = a->in[1], *v = a->in[2], *beta = a->in[3], *g = a->in[4];
     real scale = (real)a->scalar[0];
-    return fwd_ref(a->o, a->ht, q, k, v, beta, g, NULL, scale, B, T, H, HV, K, V);
+    return fwd_ref(a->o, a->ht, q, k, v, beta, g, NULL, scale, a->cu_seqlens, a->N, B, T, H, HV, K, V);
 }
 static int mixer_bwd_recurrent(const hb_mixer_args_t *a) {
     int64_t B = a->dim[0], T = a->dim[1], H = a->dim[2], HV = a->dim[3], K = a->dim[4], V = a->dim[5];
     const real *q = a->in[0], *k = a->in[1], *v = a->in[2], *beta = a->in[3], *g = a->in[4];
     real scale = (real)a->scalar[0];
-    return bwd_ref(a->din[0], a->din[1], a->din[2], a->din[3], a->din[4], a->dout, q, k, v, beta, g, NULL, scale, B, T,
-                   H, HV, K, V);
+    return bwd_ref(a->din[0], a->din[1], a->din[2], a->din[3], a->din[4], a->dout, q, k, v, beta, g, NULL, scale,
+                   a->cu_seqlens,
+                   a->N, B, T, H, HV, K, V);
 }
 static int mixer_step(const hb_mixer_args_t *a) {
     int64_t B = a->dim[0], H = a->dim[2], HV = a->dim[3], K = a->dim[4], V = a->dim[5];
@@ -785,27 +835,30 @@ static int mixer_step(const hb_mixer_args_t *a) {
 /* ---- the exported names, written out (this file is compiled twice: kernels/kreal.h) ---------------- */
 #ifdef HB_KERNEL_F64
 int delta_rule_fwd_ref_f64(double *o, double *ht, const double *q, const double *k, const double *v,
-                           const double *beta, const double *g, const double *h0, double scale, int64_t B,
-                           int64_t T, int64_t H, int64_t HV, int64_t K, int64_t V) {
-    return fwd_ref(o, ht, q, k, v, beta, g, h0, scale, B, T, H, HV, K, V);
+                           const double *beta, const double *g, const double *h0, double scale,
+                           const int64_t *cu_seqlens, int64_t N,
+                           int64_t B, int64_t T, int64_t H, int64_t HV, int64_t K, int64_t V) {
+    return fwd_ref(o, ht, q, k, v, beta, g, h0, scale, cu_seqlens, N, B, T, H, HV, K, V);
 }
 int delta_rule_bwd_ref_f64(double *dq, double *dk, double *dv, double *dbeta, double *dg, const double *do_,
                            const double *q, const double *k, const double *v, const double *beta,
-                           const double *g, const double *h0, double scale, int64_t B, int64_t T, int64_t H,
-                           int64_t HV, int64_t K, int64_t V) {
-    return bwd_ref(dq, dk, dv, dbeta, dg, do_, q, k, v, beta, g, h0, scale, B, T, H, HV, K, V);
+                           const double *g, const double *h0, double scale, const int64_t *cu_seqlens, int64_t N,
+                           int64_t B, int64_t T, int64_t H, int64_t HV, int64_t K, int64_t V) {
+    return bwd_ref(dq, dk, dv, dbeta, dg, do_, q, k, v, beta, g, h0, scale, cu_seqlens, N, B, T, H, HV, K, V);
 }
 int delta_rule_fwd_chunk_f64(double *o, double *ht, double *hs, const double *q, const double *k,
                              const double *v, const double *beta, const double *g, const double *h0,
-                             double scale, int64_t B, int64_t T, int64_t H, int64_t HV, int64_t K, int64_t V,
-                             int64_t C) {
-    return fwd_chunk(o, ht, hs, q, k, v, beta, g, h0, scale, B, T, H, HV, K, V, C);
+                             double scale, const int64_t *cu_seqlens, int64_t N,
+                             int64_t B, int64_t T, int64_t H, int64_t HV, int64_t K, int64_t V, int64_t C) {
+    return fwd_chunk(o, ht, hs, q, k, v, beta, g, h0, scale, cu_seqlens, N, B, T, H, HV, K, V, C);
 }
 int delta_rule_bwd_chunk_f64(double *dq, double *dk, double *dv, double *dbeta, double *dg, const double *do_,
                              const double *q, const double *k, const double *v, const double *beta,
-                             const double *g, const double *h0, const double *hs, double scale, int64_t B,
-                             int64_t T, int64_t H, int64_t HV, int64_t K, int64_t V, int64_t C) {
-    return bwd_chunk(dq, dk, dv, dbeta, dg, do_, q, k, v, beta, g, h0, hs, scale, B, T, H, HV, K, V, C);
+                             const double *g, const double *h0, const double *hs, double scale,
+                             const int64_t *cu_seqlens, int64_t N,
+                             int64_t B, int64_t T, int64_t H, int64_t HV, int64_t K, int64_t V, int64_t C) {
+    return bwd_chunk(dq, dk, dv, dbeta, dg, do_, q, k, v, beta, g, h0, hs, scale, cu_seqlens, N, B, T, H, HV, K, V,
+                     C);
 }
 int delta_rule_step_f64(double *o, double *state, const double *q, const double *k, const double *v,
                         const double *beta, const double *g, double scale, int64_t B, int64_t H, int64_t HV,
@@ -819,26 +872,30 @@ int delta_rule_mixer_bwd_recurrent_f64(const hb_mixer_args_t *a) { return mixer_
 int delta_rule_mixer_step_f64(const hb_mixer_args_t *a) { return mixer_step(a); }
 #else
 int delta_rule_fwd_ref_f32(float *o, float *ht, const float *q, const float *k, const float *v,
-                           const float *beta, const float *g, const float *h0, float scale, int64_t B,
-                           int64_t T, int64_t H, int64_t HV, int64_t K, int64_t V) {
-    return fwd_ref(o, ht, q, k, v, beta, g, h0, scale, B, T, H, HV, K, V);
+                           const float *beta, const float *g, const float *h0, float scale,
+                           const int64_t *cu_seqlens, int64_t N,
+                           int64_t B, int64_t T, int64_t H, int64_t HV, int64_t K, int64_t V) {
+    return fwd_ref(o, ht, q, k, v, beta, g, h0, scale, cu_seqlens, N, B, T, H, HV, K, V);
 }
 int delta_rule_bwd_ref_f32(float *dq, float *dk, float *dv, float *dbeta, float *dg, const float *do_,
-                           const float *q, const float *k, const float *v, const float *beta, const float *g,
-                           const float *h0, float scale, int64_t B, int64_t T, int64_t H, int64_t HV,
-                           int64_t K, int64_t V) {
-    return bwd_ref(dq, dk, dv, dbeta, dg, do_, q, k, v, beta, g, h0, scale, B, T, H, HV, K, V);
+                           const float *q, const float *k, const float *v, const float *beta,
+                           const float *g, const float *h0, float scale, const int64_t *cu_seqlens, int64_t N,
+                           int64_t B, int64_t T, int64_t H, int64_t HV, int64_t K, int64_t V) {
+    return bwd_ref(dq, dk, dv, dbeta, dg, do_, q, k, v, beta, g, h0, scale, cu_seqlens, N, B, T, H, HV, K, V);
 }
-int delta_rule_fwd_chunk_f32(float *o, float *ht, float *hs, const float *q, const float *k, const float *v,
-                             const float *beta, const float *g, const float *h0, float scale, int64_t B,
-                             int64_t T, int64_t H, int64_t HV, int64_t K, int64_t V, int64_t C) {
-    return fwd_chunk(o, ht, hs, q, k, v, beta, g, h0, scale, B, T, H, HV, K, V, C);
+int delta_rule_fwd_chunk_f32(float *o, float *ht, float *hs, const float *q, const float *k,
+                             const float *v, const float *beta, const float *g, const float *h0,
+                             float scale, const int64_t *cu_seqlens, int64_t N,
+                             int64_t B, int64_t T, int64_t H, int64_t HV, int64_t K, int64_t V, int64_t C) {
+    return fwd_chunk(o, ht, hs, q, k, v, beta, g, h0, scale, cu_seqlens, N, B, T, H, HV, K, V, C);
 }
 int delta_rule_bwd_chunk_f32(float *dq, float *dk, float *dv, float *dbeta, float *dg, const float *do_,
                              const float *q, const float *k, const float *v, const float *beta,
-                             const float *g, const float *h0, const float *hs, float scale, int64_t B,
-                             int64_t T, int64_t H, int64_t HV, int64_t K, int64_t V, int64_t C) {
-    return bwd_chunk(dq, dk, dv, dbeta, dg, do_, q, k, v, beta, g, h0, hs, scale, B, T, H, HV, K, V, C);
+                             const float *g, const float *h0, const float *hs, float scale,
+                             const int64_t *cu_seqlens, int64_t N,
+                             int64_t B, int64_t T, int64_t H, int64_t HV, int64_t K, int64_t V, int64_t C) {
+    return bwd_chunk(dq, dk, dv, dbeta, dg, do_, q, k, v, beta, g, h0, hs, scale, cu_seqlens, N, B, T, H, HV, K, V,
+                     C);
 }
 int delta_rule_step_f32(float *o, float *state, const float *q, const float *k, const float *v,
                         const float *beta, const float *g, float scale, int64_t B, int64_t H, int64_t HV,
@@ -850,10 +907,11 @@ int delta_rule_mixer_bwd_chunk_f32(const hb_mixer_args_t *a) { return mixer_bwd_
 int delta_rule_mixer_fwd_recurrent_f32(const hb_mixer_args_t *a) { return mixer_fwd_recurrent(a); }
 int delta_rule_mixer_bwd_recurrent_f32(const hb_mixer_args_t *a) { return mixer_bwd_recurrent(a); }
 int delta_rule_mixer_step_f32(const hb_mixer_args_t *a) { return mixer_step(a); }
-/* the chunk states hs (B,HV,NC,K,V), NC = ceil(T/C), that the chunked forward hands its backward */
+/* the chunk states hs that the chunked forward hands its backward: (B,HV,NC,K,V), NC = ceil(T/C), or
+ * (HV, ceil(len_n/C), K, V) blocks per packed document */
 static int64_t mixer_saved_numel(const hb_mixer_args_t *a) {
     int64_t B = a->dim[0], T = a->dim[1], HV = a->dim[3], K = a->dim[4], V = a->dim[5];
-    return B * HV * ((T + a->chunk - 1) / a->chunk) * K * V;
+    return delta_rule_chunk_count(a->cu_seqlens, a->N, B, T, a->chunk) * HV * K * V;
 }
 /* the descriptor (compiled once, with the float pass; it names the double entry points too) */
 const hb_mixer_desc_t hb_mixer_delta_rule = {
@@ -869,6 +927,7 @@ const hb_mixer_desc_t hb_mixer_delta_rule = {
     .state = "B HV K V",
     .multiple = {{"HV", "H"}},
     .chunk = 64,
+    .packed = 1,
     .saved_numel = mixer_saved_numel,
     .f32 = {delta_rule_mixer_fwd_chunk_f32, delta_rule_mixer_bwd_chunk_f32, delta_rule_mixer_fwd_recurrent_f32,
             delta_rule_mixer_bwd_recurrent_f32, delta_rule_mixer_step_f32},

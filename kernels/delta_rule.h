@@ -8,13 +8,19 @@
  *   o_t  = S_tᵀ (scale · q_t)
  *
  * Shapes (contiguous, row-major): q, k (B,T,H,K) — already l2-normalised by the caller, the kernel
- * does not normalise; v, o (B,T,HV,V); beta, g (B,T,HV); states h0, ht (B,HV,K,V); chunk states
+ * does not normalise; v, o (B,T,HV,V); beta, g (B,T,HV); states h0, ht (NS,HV,K,V); chunk states
  * hs (B,HV,NC,K,V) with NC = ceil(T/C). HV must be a multiple of H (GVA; HV == H is the usual
  * case).
+ * Sequences (kernels/seqs.h): the B rows (NS = B), or, with cu_seqlens (N+1) [IN][OPTIONAL] != NULL,
+ * N documents packed back to back in one row (B = 1, NS = N): each starts from its own h0 (or 0), its
+ * chunks are counted from its first token and nothing crosses its boundaries; hs then holds, document
+ * after document, (HV, ceil(len_n/C), K, V) blocks (delta_rule_chunk_count below counts them).
+ * cu_seqlens == NULL ignores N and keeps every result exactly as before packing existed.
  * Decode: q, k (B,H,K); v, o (B,HV,V); beta, g (B,HV); state (B,HV,K,V).
  * Every function exists as _f32 (float) and _f64 (double); see kernels/kreal.h.
  * All functions return 0 on success, −1 on a bad argument (checked before any work) or when scratch
- * memory could not be allocated. Backward functions ACCUMULATE (+=) into dq/dk/dv/dbeta/dg; any of
+ * memory could not be allocated (bad arguments: negative sizes, HV % H != 0, C < 1, bad cu_seqlens, a
+ * required pointer NULL). Backward functions ACCUMULATE (+=) into dq/dk/dv/dbeta/dg; any of
  * them may be NULL (not computed). Gradients w.r.t. h0 are not computed; ht receives no gradient.
  */
 #ifndef HB_KERNELS_DELTA_RULE_H
@@ -26,22 +32,34 @@
 extern "C" {
 #endif
 
-/* Reference forward: the per-timestep recurrence. Parallel over B·HV.
- * o (B,T,HV,V) [OUT]; ht (B,HV,K,V) [OUT][OPTIONAL] final state;
+/* Chunk states a chunked forward writes to hs per value head: B·ceil(T/C), or Σ_n ceil(len_n/C) when
+ * packed (cu_seqlens already valid); hs has HV·K·V times as many reals. C ≥ 1. */
+static inline int64_t delta_rule_chunk_count(const int64_t *cu_seqlens, int64_t N, int64_t B, int64_t T,
+                                             int64_t C) {
+    if (!cu_seqlens) return B * ((T + C - 1) / C);
+    int64_t n = 0;
+    for (int64_t i = 0; i < N; i++) n += (cu_seqlens[i + 1] - cu_seqlens[i] + C - 1) / C;
+    return n;
+}
+
+/* Reference forward: the per-timestep recurrence. Parallel over NS·HV.
+ * o (B,T,HV,V) [OUT]; ht (NS,HV,K,V) [OUT][OPTIONAL] final states;
  * q, k (B,T,H,K) [IN]; v (B,T,HV,V) [IN]; beta (B,T,HV) [IN];
  * g (B,T,HV) [IN][OPTIONAL] log decay (≤ 0; NULL = no decay);
- * h0 (B,HV,K,V) [IN][OPTIONAL] initial state (NULL = 0);
- * scale: the query scale (usually K^−1/2). */
+ * h0 (NS,HV,K,V) [IN][OPTIONAL] initial states (NULL = 0);
+ * scale: the query scale (usually K^−1/2);
+ * cu_seqlens (N+1) [IN][OPTIONAL] packed document boundaries (kernels/seqs.h), N documents. */
 int delta_rule_fwd_ref_f32(float *o, float *ht, const float *q, const float *k, const float *v,
                            const float *beta, const float *g, const float *h0, float scale,
+                           const int64_t *cu_seqlens, int64_t N,
                            int64_t B, int64_t T, int64_t H, int64_t HV, int64_t K, int64_t V);
 int delta_rule_fwd_ref_f64(double *o, double *ht, const double *q, const double *k,
                            const double *v, const double *beta, const double *g,
-                           const double *h0, double scale,
+                           const double *h0, double scale, const int64_t *cu_seqlens, int64_t N,
                            int64_t B, int64_t T, int64_t H, int64_t HV, int64_t K, int64_t V);
 
 /* Reference backward: backprop through time over the recurrence (states are checkpointed every
- * 64 steps and recomputed segment by segment). Parallel over B·H (each item loops over the value
+ * 64 steps and recomputed segment by segment). Parallel over NS·H (each item loops over the value
  * heads of its group, so the shared dq/dk are accumulated race-free).
  * dq, dk (B,T,H,K) [OUT][OPTIONAL] +=; dv (B,T,HV,V) [OUT][OPTIONAL] +=;
  * dbeta (B,T,HV) [OUT][OPTIONAL] +=; dg (B,T,HV) [OUT][OPTIONAL] += (ignored when g is NULL);
@@ -49,40 +67,42 @@ int delta_rule_fwd_ref_f64(double *o, double *ht, const double *q, const double 
 int delta_rule_bwd_ref_f32(float *dq, float *dk, float *dv, float *dbeta, float *dg,
                            const float *do_, const float *q, const float *k, const float *v,
                            const float *beta, const float *g, const float *h0, float scale,
+                           const int64_t *cu_seqlens, int64_t N,
                            int64_t B, int64_t T, int64_t H, int64_t HV, int64_t K, int64_t V);
 int delta_rule_bwd_ref_f64(double *dq, double *dk, double *dv, double *dbeta, double *dg,
                            const double *do_, const double *q, const double *k,
                            const double *v, const double *beta, const double *g,
-                           const double *h0, double scale,
+                           const double *h0, double scale, const int64_t *cu_seqlens, int64_t N,
                            int64_t B, int64_t T, int64_t H, int64_t HV, int64_t K, int64_t V);
 
-/* Chunked forward, WY/UT form (spec §12.4/§12.5), chunk length C ≥ 1 (callers use 64; T need not
- * be a multiple of C). Parallel over B·HV. Same arguments and results as delta_rule_fwd_ref, plus
- * hs (B,HV,NC,K,V) [OUT][OPTIONAL]: the state entering each chunk, NC = ceil(T/C); pass it to
- * delta_rule_bwd_chunk (same C) to spare the backward the recomputation of the state pass. */
+/* Chunked forward, WY/UT form (spec §12.4/§12.5), chunk length C ≥ 1 (callers use 64; counted from
+ * each sequence's first token, lengths need not be multiples of C). Parallel over NS·HV. Same arguments
+ * and results as delta_rule_fwd_ref, plus hs [OUT][OPTIONAL] (delta_rule_chunk_count(...)·HV·K·V
+ * reals, layout above): the state entering each chunk; pass it to delta_rule_bwd_chunk (same C and
+ * cu_seqlens) to spare the backward the recomputation of the state pass. */
 int delta_rule_fwd_chunk_f32(float *o, float *ht, float *hs, const float *q, const float *k,
                              const float *v, const float *beta, const float *g,
-                             const float *h0, float scale, int64_t B, int64_t T, int64_t H,
-                             int64_t HV, int64_t K, int64_t V, int64_t C);
+                             const float *h0, float scale, const int64_t *cu_seqlens, int64_t N,
+                             int64_t B, int64_t T, int64_t H, int64_t HV, int64_t K, int64_t V, int64_t C);
 int delta_rule_fwd_chunk_f64(double *o, double *ht, double *hs, const double *q,
                              const double *k, const double *v, const double *beta,
-                             const double *g, const double *h0, double scale, int64_t B,
-                             int64_t T, int64_t H, int64_t HV, int64_t K, int64_t V, int64_t C);
+                             const double *g, const double *h0, double scale, const int64_t *cu_seqlens, int64_t N,
+                             int64_t B, int64_t T, int64_t H, int64_t HV, int64_t K, int64_t V, int64_t C);
 
 /* Chunked backward: walks the chunks backwards, recomputing the WY quantities of each chunk from
- * the inputs. Parallel over B·H (value heads of a group looped inside). Same arguments and results
- * as delta_rule_bwd_ref, plus hs (B,HV,NC,K,V) [IN][OPTIONAL] the chunk states written by
+ * the inputs. Parallel over NS·H (value heads of a group looped inside). Same arguments and results
+ * as delta_rule_bwd_ref, plus hs [IN][OPTIONAL] the chunk states written by
  * delta_rule_fwd_chunk with the same C, h0 and inputs (NULL = recompute them here), and C. */
 int delta_rule_bwd_chunk_f32(float *dq, float *dk, float *dv, float *dbeta, float *dg,
                              const float *do_, const float *q, const float *k, const float *v,
                              const float *beta, const float *g, const float *h0,
-                             const float *hs, float scale, int64_t B, int64_t T, int64_t H,
-                             int64_t HV, int64_t K, int64_t V, int64_t C);
+                             const float *hs, float scale, const int64_t *cu_seqlens, int64_t N,
+                             int64_t B, int64_t T, int64_t H, int64_t HV, int64_t K, int64_t V, int64_t C);
 int delta_rule_bwd_chunk_f64(double *dq, double *dk, double *dv, double *dbeta, double *dg,
                              const double *do_, const double *q, const double *k,
                              const double *v, const double *beta, const double *g,
-                             const double *h0, const double *hs, double scale, int64_t B,
-                             int64_t T, int64_t H, int64_t HV, int64_t K, int64_t V, int64_t C);
+                             const double *h0, const double *hs, double scale, const int64_t *cu_seqlens, int64_t N,
+                             int64_t B, int64_t T, int64_t H, int64_t HV, int64_t K, int64_t V, int64_t C);
 
 /* One decode step for every (batch, value head): the recurrence above for a single token.
  * o (B,HV,V) [OUT]; state (B,HV,K,V) [IN/OUT] updated in place;

@@ -45,6 +45,9 @@
  * a reverse cumulative sum over the whole sequence of quantities the backward already has (no
  * exponential at all). The test checks it against the BPTT reference and finite differences.
  *
+ * Sequences (kernels/seqs.h): "b" is a row of the batch or, with cu_seqlens, a packed document; an
+ * item walks its own rows from its own h0 with chunks counted from its first token (row(), item_len()),
+ * so a packed document computes exactly what it computes alone.
  * Parallel over B·H: each work item owns one (b,h), writes only its rows, and uses its own slice
  * of scratch allocated once per call, so results do not depend on the thread count.
  * Compiled twice (kreal.h): float → *_f32, -DHB_KERNEL_F64 → *_f64.

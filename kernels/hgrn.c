@@ -21,7 +21,9 @@
  * work of a plain scan and only pays off when B × channel blocks alone cannot keep the threads busy;
  * with one chunk (C ≥ T) phase 3 is the plain scan. hgrn_chunk_hint (hgrn.h) picks C from the shapes.
  *
- * Work items are (batch, chunk, block of CB channels); the inner loops run over channels (stride 1).
+ * Sequences (kernels/seqs.h): the B rows or the N packed documents of cu_seqlens; each has its own
+ * chunks, counted from its first token (choff numbers them across sequences), its own h0 and ht.
+ * Work items are (sequence, chunk, block of CB channels); the inner loops run over channels (stride 1).
  * Blocks are wide (CB = 1024) because a scan down a narrow column of a (T,D) array is several times
  * slower than one down whole rows (measured here: 64-channel columns ran 2–3× slower).
  * Each item writes only its own rows/channels, so results do not depend on the thread count.

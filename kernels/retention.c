@@ -24,6 +24,8 @@
  * All decay factors are powers γ^n with n ≥ 0 computed as e^{n·lg}: nothing can overflow, and a
  * decay near 0 simply underflows to 0.
  *
+ * Sequences (kernels/seqs.h): a "batch" b is a row, or with cu_seqlens a packed document whose rows
+ * start at its cu_seqlens entry (seq_off, seq_len); its chunks are counted from its first token.
  * Work is split over the B·H (batch, head) pairs with hb_parallel_for; each pair writes only its own
  * rows of the outputs and uses its own slice of one scratch block allocated per call, so results do
  * not depend on the thread count. The rows of one head are strided (H·K or H·V apart); each chunk

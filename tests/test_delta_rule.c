@@ -7,7 +7,10 @@
  * beta, g (loss = Σ o·w); chunked vs reference backward in f32; saved chunk states vs
  * recomputation; NULL gradients and accumulation; decode steps vs the reference; prefill (chunked)
  * + decode and chunked prefill in two pieces; thread-count independence (1 vs 2 threads,
- * bit-identical); bad arguments.
+ * bit-identical); bad arguments. Packed sequences (cu_seqlens): documents {1, 63, 64, 65, 200} in one
+ * row give each document's own outputs, final states, chunk states and gradients (f32, rel ≤ 1e-5) in
+ * both forms, with and without the saved chunk states, GVA and gated/ungated; float64 finite differences
+ * through the packed kernels (an empty document included); bad layouts return −1.
  */
 #include "../kernels/delta_rule.h"
 #include "../kernels/parallel.h"
@@ -133,16 +136,16 @@ static void test_forward(void) {
                         double *h1 = dalloc(d.ns), *h2 = dalloc(d.ns);
                         float *f1 = falloc(d.nv), *f2 = falloc(d.nv);
                         float *fh1 = falloc(d.ns), *fh2 = falloc(d.ns);
-                        rc |= delta_rule_fwd_ref_f64(o1, h1, d.q, d.k, d.v, d.beta, d.g, d.h0, sc,
+                        rc |= delta_rule_fwd_ref_f64(o1, h1, d.q, d.k, d.v, d.beta, d.g, d.h0, sc, NULL, 0,
                                                      c.B, c.T, c.H, c.HV, c.K, c.V);
                         rc |= delta_rule_fwd_chunk_f64(o2, h2, NULL, d.q, d.k, d.v, d.beta, d.g,
-                                                       d.h0, sc, c.B, c.T, c.H, c.HV, c.K, c.V,
+                                                       d.h0, sc, NULL, 0, c.B, c.T, c.H, c.HV, c.K, c.V,
                                                        Cs[ci]);
                         rc |= delta_rule_fwd_ref_f32(f1, fh1, d.qf, d.kf, d.vf, d.betaf, d.gf,
-                                                     d.h0f, (float)sc, c.B, c.T, c.H, c.HV, c.K,
+                                                     d.h0f, (float)sc, NULL, 0, c.B, c.T, c.H, c.HV, c.K,
                                                      c.V);
                         rc |= delta_rule_fwd_chunk_f32(f2, fh2, NULL, d.qf, d.kf, d.vf, d.betaf,
-                                                       d.gf, d.h0f, (float)sc, c.B, c.T, c.H,
+                                                       d.gf, d.h0f, (float)sc, NULL, 0, c.B, c.T, c.H,
                                                        c.HV, c.K, c.V, Cs[ci]);
                         double a = fmax(relerr(o2, o1, d.nv), relerr(h2, h1, d.ns));
                         double b = fmax(relerrf(f2, f1, d.nv), relerrf(fh2, fh1, d.ns));
@@ -176,10 +179,10 @@ static void test_forward(void) {
         cfg_t c = {1, 300, 2, 2, 64, 64, gm, 2.0, 1};
         data_t d = make_data(c);
         float *f1 = falloc(d.nv), *f2 = falloc(d.nv);
-        int rc = delta_rule_fwd_ref_f32(f1, NULL, d.qf, d.kf, d.vf, d.betaf, d.gf, d.h0f, 0.125f,
+        int rc = delta_rule_fwd_ref_f32(f1, NULL, d.qf, d.kf, d.vf, d.betaf, d.gf, d.h0f, 0.125f, NULL, 0,
                                         c.B, c.T, c.H, c.HV, c.K, c.V);
         rc |= delta_rule_fwd_chunk_f32(f2, NULL, NULL, d.qf, d.kf, d.vf, d.betaf, d.gf, d.h0f,
-                                       0.125f, c.B, c.T, c.H, c.HV, c.K, c.V, 64);
+                                       0.125f, NULL, 0, c.B, c.T, c.H, c.HV, c.K, c.V, 64);
         double e = relerrf(f2, f1, d.nv);
         char name[128];
         snprintf(name, sizeof name, "fwd_chunk == fwd_ref f32, K=V=64 T=300 beta<2 %s", gname[gm]);
@@ -197,17 +200,17 @@ static void test_odd_chunks(void) {
     const int64_t n[5] = {d.nq, d.nq, d.nv, d.nb, d.nb};
     double *o1 = dalloc(d.nv), *o2 = dalloc(d.nv), *a[5], *b[5];
     for (int i = 0; i < 5; i++) a[i] = dalloc(n[i]);
-    int rc = delta_rule_fwd_ref_f64(o1, NULL, d.q, d.k, d.v, d.beta, d.g, d.h0, sc, c.B, c.T, c.H,
+    int rc = delta_rule_fwd_ref_f64(o1, NULL, d.q, d.k, d.v, d.beta, d.g, d.h0, sc, NULL, 0, c.B, c.T, c.H,
                                     c.HV, c.K, c.V);
     rc |= delta_rule_bwd_ref_f64(a[0], a[1], a[2], a[3], a[4], d.w, d.q, d.k, d.v, d.beta, d.g,
-                                 d.h0, sc, c.B, c.T, c.H, c.HV, c.K, c.V);
+                                 d.h0, sc, NULL, 0, c.B, c.T, c.H, c.HV, c.K, c.V);
     static const int64_t Cs[] = {1, 3, 200};
     for (int ci = 0; ci < 3; ci++) {
         for (int i = 0; i < 5; i++) b[i] = dalloc(n[i]);
-        rc |= delta_rule_fwd_chunk_f64(o2, NULL, NULL, d.q, d.k, d.v, d.beta, d.g, d.h0, sc, c.B,
+        rc |= delta_rule_fwd_chunk_f64(o2, NULL, NULL, d.q, d.k, d.v, d.beta, d.g, d.h0, sc, NULL, 0, c.B,
                                        c.T, c.H, c.HV, c.K, c.V, Cs[ci]);
         rc |= delta_rule_bwd_chunk_f64(b[0], b[1], b[2], b[3], b[4], d.w, d.q, d.k, d.v, d.beta,
-                                       d.g, d.h0, NULL, sc, c.B, c.T, c.H, c.HV, c.K, c.V, Cs[ci]);
+                                       d.g, d.h0, NULL, sc, NULL, 0, c.B, c.T, c.H, c.HV, c.K, c.V, Cs[ci]);
         double e = relerr(o2, o1, d.nv);
         for (int i = 0; i < 5; i++) e = fmax(e, relerr(b[i], a[i], n[i])), free(b[i]);
         char name[128];
@@ -224,7 +227,7 @@ static void test_odd_chunks(void) {
 
 static double loss64(const data_t *d, double *o) {
     const cfg_t *c = &d->c;
-    delta_rule_fwd_ref_f64(o, NULL, d->q, d->k, d->v, d->beta, d->g, d->h0, scale_of(c), c->B,
+    delta_rule_fwd_ref_f64(o, NULL, d->q, d->k, d->v, d->beta, d->g, d->h0, scale_of(c), NULL, 0, c->B,
                            c->T, c->H, c->HV, c->K, c->V);
     double L = 0;
     for (int64_t i = 0; i < d->nv; i++) L += o[i] * d->w[i];
@@ -243,10 +246,10 @@ static void test_gradcheck(cfg_t c, int64_t C) {
     for (int p = 0; p < 2; p++)
         for (int i = 0; i < 5; i++) gr[p][i] = dalloc(n[i]);
     int rc = delta_rule_bwd_ref_f64(gr[0][0], gr[0][1], gr[0][2], gr[0][3], gr[0][4], d.w, d.q,
-                                    d.k, d.v, d.beta, d.g, d.h0, sc, c.B, c.T, c.H, c.HV, c.K,
+                                    d.k, d.v, d.beta, d.g, d.h0, sc, NULL, 0, c.B, c.T, c.H, c.HV, c.K,
                                     c.V);
     rc |= delta_rule_bwd_chunk_f64(gr[1][0], gr[1][1], gr[1][2], gr[1][3], gr[1][4], d.w, d.q,
-                                   d.k, d.v, d.beta, d.g, d.h0, NULL, sc, c.B, c.T, c.H, c.HV,
+                                   d.k, d.v, d.beta, d.g, d.h0, NULL, sc, NULL, 0, c.B, c.T, c.H, c.HV,
                                    c.K, c.V, C);
     for (int i = 0; i < 5; i++) {
         if (!x[i]) continue;
@@ -293,10 +296,10 @@ static void test_bwd_f32(void) {
             float *a[5], *b[5];
             for (int i = 0; i < 5; i++) a[i] = falloc(n[i]), b[i] = falloc(n[i]);
             int rc = delta_rule_bwd_ref_f32(a[0], a[1], a[2], a[3], a[4], d.wf, d.qf, d.kf, d.vf,
-                                            d.betaf, d.gf, d.h0f, sc, c.B, c.T, c.H, c.HV, c.K,
+                                            d.betaf, d.gf, d.h0f, sc, NULL, 0, c.B, c.T, c.H, c.HV, c.K,
                                             c.V);
             rc |= delta_rule_bwd_chunk_f32(b[0], b[1], b[2], b[3], b[4], d.wf, d.qf, d.kf, d.vf,
-                                           d.betaf, d.gf, d.h0f, NULL, sc, c.B, c.T, c.H, c.HV,
+                                           d.betaf, d.gf, d.h0f, NULL, sc, NULL, 0, c.B, c.T, c.H, c.HV,
                                            c.K, c.V, C);
             double e = 0;
             for (int i = 0; i < (d.g ? 5 : 4); i++) e = fmax(e, relerrf(b[i], a[i], n[i]));
@@ -317,12 +320,12 @@ static void test_bwd_f32(void) {
     const int64_t n[5] = {d.nq, d.nq, d.nv, d.nb, d.nb};
     double *o = dalloc(d.nv), *hs = dalloc(d.ns * NC), *a[5], *b[5];
     for (int i = 0; i < 5; i++) a[i] = dalloc(n[i]), b[i] = dalloc(n[i]);
-    int rc = delta_rule_fwd_chunk_f64(o, NULL, hs, d.q, d.k, d.v, d.beta, d.g, d.h0, sc, c.B, c.T,
+    int rc = delta_rule_fwd_chunk_f64(o, NULL, hs, d.q, d.k, d.v, d.beta, d.g, d.h0, sc, NULL, 0, c.B, c.T,
                                       c.H, c.HV, c.K, c.V, C);
     rc |= delta_rule_bwd_chunk_f64(a[0], a[1], a[2], a[3], a[4], d.w, d.q, d.k, d.v, d.beta, d.g,
-                                   d.h0, NULL, sc, c.B, c.T, c.H, c.HV, c.K, c.V, C);
+                                   d.h0, NULL, sc, NULL, 0, c.B, c.T, c.H, c.HV, c.K, c.V, C);
     rc |= delta_rule_bwd_chunk_f64(b[0], b[1], b[2], b[3], b[4], d.w, d.q, d.k, d.v, d.beta, d.g,
-                                   d.h0, hs, sc, c.B, c.T, c.H, c.HV, c.K, c.V, C);
+                                   d.h0, hs, sc, NULL, 0, c.B, c.T, c.H, c.HV, c.K, c.V, C);
     int same = 1;
     for (int i = 0; i < 5; i++) same &= memcmp(a[i], b[i], (size_t)n[i] * sizeof(double)) == 0;
     check(rc == 0 && same, "bwd_chunk with saved hs == bwd_chunk recomputing them (bitwise)",
@@ -336,11 +339,11 @@ static void test_bwd_f32(void) {
         for (int64_t j = 0; j < n[i]; j++) buf[j] = 1;
         p[i] = buf;
         rc |= delta_rule_bwd_chunk_f64(p[0], p[1], p[2], p[3], p[4], d.w, d.q, d.k, d.v, d.beta,
-                                       d.g, d.h0, hs, sc, c.B, c.T, c.H, c.HV, c.K, c.V, C);
+                                       d.g, d.h0, hs, sc, NULL, 0, c.B, c.T, c.H, c.HV, c.K, c.V, C);
         for (int64_t j = 0; j < n[i]; j++) okall &= fabs(buf[j] - 1 - a[i][j]) <= 1e-12;
         for (int64_t j = 0; j < n[i]; j++) buf[j] = 1;
         rc |= delta_rule_bwd_ref_f64(p[0], p[1], p[2], p[3], p[4], d.w, d.q, d.k, d.v, d.beta,
-                                     d.g, d.h0, sc, c.B, c.T, c.H, c.HV, c.K, c.V);
+                                     d.g, d.h0, sc, NULL, 0, c.B, c.T, c.H, c.HV, c.K, c.V);
         for (int64_t j = 0; j < n[i]; j++) okall &= fabs(buf[j] - 1 - a[i][j]) <= 1e-10;
         free(buf);
     }
@@ -350,9 +353,9 @@ static void test_bwd_f32(void) {
     /* without g, a non-NULL dg is left untouched */
     double *dg = dalloc(d.nb);
     rc = delta_rule_bwd_chunk_f64(NULL, NULL, NULL, NULL, dg, d.w, d.q, d.k, d.v, d.beta, NULL,
-                                  d.h0, NULL, sc, c.B, c.T, c.H, c.HV, c.K, c.V, C);
+                                  d.h0, NULL, sc, NULL, 0, c.B, c.T, c.H, c.HV, c.K, c.V, C);
     rc |= delta_rule_bwd_ref_f64(NULL, NULL, NULL, NULL, dg, d.w, d.q, d.k, d.v, d.beta, NULL,
-                                 d.h0, sc, c.B, c.T, c.H, c.HV, c.K, c.V);
+                                 d.h0, sc, NULL, 0, c.B, c.T, c.H, c.HV, c.K, c.V);
     int zero = 1;
     for (int64_t j = 0; j < d.nb; j++) zero &= dg[j] == 0;
     check(rc == 0 && zero, "g == NULL: dg untouched, all gradients NULL is fine", "rc %d", rc);
@@ -387,10 +390,10 @@ static void test_decode(void) {
         const int64_t HK = H * K, HVV = HV * V;
         double *oref = dalloc(d.nv), *href = dalloc(d.ns);
         float *fref = falloc(d.nv), *fhref = falloc(d.ns);
-        int rc = delta_rule_fwd_ref_f64(oref, href, d.q, d.k, d.v, d.beta, d.g, d.h0, sc, B, T, H,
+        int rc = delta_rule_fwd_ref_f64(oref, href, d.q, d.k, d.v, d.beta, d.g, d.h0, sc, NULL, 0, B, T, H,
                                         HV, K, V);
         rc |= delta_rule_fwd_ref_f32(fref, fhref, d.qf, d.kf, d.vf, d.betaf, d.gf, d.h0f,
-                                     (float)sc, B, T, H, HV, K, V);
+                                     (float)sc, NULL, 0, B, T, H, HV, K, V);
 
         /* step by step from h0, f64 and f32: o_t and the final state */
         double *S = dalloc(d.ns), *qt = dalloc(B * HK), *kt = dalloc(B * HK), *vt = dalloc(B * HVV);
@@ -437,7 +440,7 @@ static void test_decode(void) {
         slice(qb, d.q, B, T, T1, T2, HK), slice(kb, d.k, B, T, T1, T2, HK);
         slice(vb, d.v, B, T, T1, T2, HVV), slice(bb, d.beta, B, T, T1, T2, HV);
         slice(gb, d.g, B, T, T1, T2, HV), slice(rb, oref, B, T, T1, T2, HVV);
-        rc = delta_rule_fwd_chunk_f64(oa, h1, NULL, qa, ka, va, ba, d.g ? ga : NULL, d.h0, sc, B,
+        rc = delta_rule_fwd_chunk_f64(oa, h1, NULL, qa, ka, va, ba, d.g ? ga : NULL, d.h0, sc, NULL, 0, B,
                                       T1, H, HV, K, V, 16);
         double emax = relerr(oa, ra, B * T1 * HVV);
         memcpy(S, h1, (size_t)d.ns * sizeof(double));
@@ -454,7 +457,7 @@ static void test_decode(void) {
         check(rc == 0 && emax <= 1e-10, name, "rc %d rel err %.3g", rc, emax);
 
         /* chunked prefill in two pieces: the second starts from the first's ht */
-        rc = delta_rule_fwd_chunk_f64(ob, h2, NULL, qb, kb, vb, bb, d.g ? gb : NULL, h1, sc, B, T2,
+        rc = delta_rule_fwd_chunk_f64(ob, h2, NULL, qb, kb, vb, bb, d.g ? gb : NULL, h1, sc, NULL, 0, B, T2,
                                       H, HV, K, V, 16);
         emax = fmax(relerr(h2, href, d.ns), relerr(ob, rb, B * T2 * HVV));
         snprintf(name, sizeof name, "fwd_chunk(h0 = previous ht) continues the sequence (%s)",
@@ -483,15 +486,15 @@ static void run_all(const data_t *d, outs_t *r) {
     r->o = falloc(d->nv), r->ht = falloc(d->ns), r->hs = falloc(d->ns * ((c->T + C - 1) / C));
     r->of = falloc(d->nv), r->so = falloc(c->B * c->HV * c->V), r->st = falloc(d->ns);
     for (int i = 0; i < 5; i++) r->g[i] = falloc(n[i]), r->rg[i] = falloc(n[i]);
-    delta_rule_fwd_chunk_f32(r->o, r->ht, r->hs, d->qf, d->kf, d->vf, d->betaf, d->gf, d->h0f, sc,
+    delta_rule_fwd_chunk_f32(r->o, r->ht, r->hs, d->qf, d->kf, d->vf, d->betaf, d->gf, d->h0f, sc, NULL, 0,
                              c->B, c->T, c->H, c->HV, c->K, c->V, C);
     delta_rule_bwd_chunk_f32(r->g[0], r->g[1], r->g[2], r->g[3], r->g[4], d->wf, d->qf, d->kf,
-                             d->vf, d->betaf, d->gf, d->h0f, NULL, sc, c->B, c->T, c->H, c->HV,
+                             d->vf, d->betaf, d->gf, d->h0f, NULL, sc, NULL, 0, c->B, c->T, c->H, c->HV,
                              c->K, c->V, C);
-    delta_rule_fwd_ref_f32(r->of, NULL, d->qf, d->kf, d->vf, d->betaf, d->gf, d->h0f, sc, c->B,
+    delta_rule_fwd_ref_f32(r->of, NULL, d->qf, d->kf, d->vf, d->betaf, d->gf, d->h0f, sc, NULL, 0, c->B,
                            c->T, c->H, c->HV, c->K, c->V);
     delta_rule_bwd_ref_f32(r->rg[0], r->rg[1], r->rg[2], r->rg[3], r->rg[4], d->wf, d->qf, d->kf,
-                           d->vf, d->betaf, d->gf, d->h0f, sc, c->B, c->T, c->H, c->HV, c->K,
+                           d->vf, d->betaf, d->gf, d->h0f, sc, NULL, 0, c->B, c->T, c->H, c->HV, c->K,
                            c->V);
     memcpy(r->st, d->h0f, (size_t)d->ns * sizeof(float)); /* one decode step on the first tokens */
     delta_rule_step_f32(r->so, r->st, d->qf, d->kf, d->vf, d->betaf, d->gf, sc, c->B, c->H, c->HV,
@@ -532,19 +535,148 @@ static void test_threads(void) {
 
 static void test_bad_args(void) {
     float x[64] = {0};
-    int rejected = delta_rule_fwd_ref_f32(x, NULL, x, x, x, x, NULL, NULL, 1, 1, 2, 2, 3, 2, 2) == -1 &&
-                  delta_rule_fwd_chunk_f32(x, NULL, NULL, x, x, x, x, NULL, NULL, 1, 1, 2, 1, 1, 2, 2,
+    int rejected = delta_rule_fwd_ref_f32(x, NULL, x, x, x, x, NULL, NULL, 1, NULL, 0, 1, 2, 2, 3, 2, 2) == -1 &&
+                  delta_rule_fwd_chunk_f32(x, NULL, NULL, x, x, x, x, NULL, NULL, 1, NULL, 0, 1, 2, 1, 1, 2, 2,
                                            0) == -1 &&
-                  delta_rule_bwd_chunk_f32(x, x, x, x, x, NULL, x, x, x, x, NULL, NULL, NULL, 1, 1, 2,
+                  delta_rule_bwd_chunk_f32(x, x, x, x, x, NULL, x, x, x, x, NULL, NULL, NULL, 1, NULL, 0, 1, 2,
                                            1, 1, 2, 2, 16) == -1 &&
                   delta_rule_step_f32(x, x, x, x, x, x, NULL, 1, 1, 1, 1, 0, 2) == -1 &&
-                  delta_rule_bwd_ref_f32(NULL, NULL, NULL, NULL, NULL, x, x, x, x, x, NULL, NULL, 1,
+                  delta_rule_bwd_ref_f32(NULL, NULL, NULL, NULL, NULL, x, x, x, x, x, NULL, NULL, 1, NULL, 0,
                                          -1, 2, 1, 1, 2, 2) == -1;
     ok(rejected, "bad arguments (HV %% H != 0, C = 0, NULL dout, K = 0, B < 0) return -1");
     /* T = 0: ht = h0 */
     float h0[4] = {1, 2, 3, 4}, ht[4] = {0};
-    int rc = delta_rule_fwd_chunk_f32(x, ht, NULL, x, x, x, x, NULL, h0, 1, 1, 0, 1, 1, 2, 2, 64);
+    int rc = delta_rule_fwd_chunk_f32(x, ht, NULL, x, x, x, x, NULL, h0, 1, NULL, 0, 1, 0, 1, 1, 2, 2, 64);
     check(rc == 0 && !memcmp(h0, ht, sizeof h0), "T = 0: fwd_chunk returns ht = h0", "rc %d", rc);
+}
+
+/* ---- packed sequences ---- */
+
+/* c.B = 1, c.T = the packed length; per-document h0 (N,HV,K,V) beside d (whose h0 is unused) */
+static void test_packed(int64_t H, int64_t HV, int64_t K, int64_t V, int gm, int64_t C, int form, int use_hs) {
+    int64_t cu[PACK_N + 1];
+    const int64_t T = pack_cu(cu, PACK_LENS, PACK_N), N = PACK_N, KV = K * V;
+    data_t d = make_data((cfg_t){1, T, H, HV, K, V, gm, gm % 2 ? 2.0 : 1.0, 0});
+    const int64_t ns = N * HV * KV, nhs = delta_rule_chunk_count(cu, N, 1, T, C) * HV * KV;
+    double *h0d = dalloc(ns);
+    for (int64_t i = 0; i < ns; i++) h0d[i] = 0.5 * urand();
+    float *h0 = tof(h0d, ns), sc = 1.0f / sqrtf((float)K), *r[2][8];
+    const int64_t len[8] = {d.nv, ns, nhs, d.nq, d.nq, d.nv, d.nb, d.nb}; /* o ht hs dq dk dv dbeta dg */
+    for (int a = 0; a < 2; a++)
+        for (int i = 0; i < 8; i++) r[a][i] = falloc(len[i]);
+    float **p = r[0];
+    int rc = form ? delta_rule_fwd_chunk_f32(p[0], p[1], p[2], d.qf, d.kf, d.vf, d.betaf, d.gf, h0, sc, cu, N, 1, T, H,
+                                             HV, K, V, C)
+                  : delta_rule_fwd_ref_f32(p[0], p[1], d.qf, d.kf, d.vf, d.betaf, d.gf, h0, sc, cu, N, 1, T, H, HV, K, V);
+    rc |= form ? delta_rule_bwd_chunk_f32(p[3], p[4], p[5], p[6], p[7], d.wf, d.qf, d.kf, d.vf, d.betaf, d.gf, h0,
+                                          use_hs ? p[2] : NULL, sc, cu, N, 1, T, H, HV, K, V, C)
+               : delta_rule_bwd_ref_f32(p[3], p[4], p[5], p[6], p[7], d.wf, d.qf, d.kf, d.vf, d.betaf, d.gf, h0, sc, cu,
+                                        N, 1, T, H, HV, K, V);
+    int64_t hsoff = 0;
+    for (int64_t n = 0; n < N; n++) { /* document n alone: offsets of its rows, state and chunk states */
+        const int64_t L = cu[n + 1] - cu[n], oq = cu[n] * H * K, ov = cu[n] * HV * V, ob = cu[n] * HV, os = n * HV * KV;
+        const float *g = d.gf ? d.gf + ob : NULL;
+        float **a = r[1], *dg = a[7] + ob;
+        rc |= form ? delta_rule_fwd_chunk_f32(a[0] + ov, a[1] + os, a[2] + hsoff, d.qf + oq, d.kf + oq, d.vf + ov,
+                                              d.betaf + ob, g, h0 + os, sc, NULL, 0, 1, L, H, HV, K, V, C)
+                   : delta_rule_fwd_ref_f32(a[0] + ov, a[1] + os, d.qf + oq, d.kf + oq, d.vf + ov, d.betaf + ob, g,
+                                            h0 + os, sc, NULL, 0, 1, L, H, HV, K, V);
+        rc |= form ? delta_rule_bwd_chunk_f32(a[3] + oq, a[4] + oq, a[5] + ov, a[6] + ob, dg, d.wf + ov, d.qf + oq,
+                                              d.kf + oq, d.vf + ov, d.betaf + ob, g, h0 + os, use_hs ? a[2] + hsoff : NULL,
+                                              sc, NULL, 0, 1, L, H, HV, K, V, C)
+                   : delta_rule_bwd_ref_f32(a[3] + oq, a[4] + oq, a[5] + ov, a[6] + ob, dg, d.wf + ov, d.qf + oq,
+                                            d.kf + oq, d.vf + ov, d.betaf + ob, g, h0 + os, sc, NULL, 0, 1, L, H, HV, K, V);
+        hsoff += delta_rule_chunk_count(NULL, 0, 1, L, C) * HV * KV;
+    }
+    double e = 0;
+    for (int i = 0; i < 8; i++)
+        if (form || i != 2) e = fmax(e, relerrf(r[0][i], r[1][i], len[i]));
+    char name[200];
+    snprintf(name, sizeof name, "packed {1,63,64,65,200} == each document alone, f32 %s%s (%s, H=%d HV=%d C=%d): o, ht, "
+             "%sdq, dk, dv, dbeta, dg", form ? "chunk" : "ref", form ? (use_hs ? " with hs" : " recomputing hs") : "",
+             gname[gm], (int)H, (int)HV, (int)C, form ? "hs, " : "");
+    check(rc == 0 && e <= 1e-5, name, "rc %d, max rel err %.3e", rc, e);
+    for (int a = 0; a < 2; a++)
+        for (int i = 0; i < 8; i++) free(r[a][i]);
+    free(h0d), free(h0);
+    free_data(&d);
+}
+
+static const int64_t *PCU; /* the packed gradient check's layout */
+static int64_t PN;
+static double *PH0;
+
+static double packed_loss(const data_t *d, double *o) {
+    const cfg_t *c = &d->c;
+    delta_rule_fwd_ref_f64(o, NULL, d->q, d->k, d->v, d->beta, d->g, PH0, scale_of(c), PCU, PN, 1, c->T, c->H, c->HV,
+                           c->K, c->V);
+    double L = 0;
+    for (int64_t i = 0; i < d->nv; i++) L += o[i] * d->w[i];
+    return L;
+}
+
+static void test_packed_gradcheck(int gm) {
+    const int64_t lens[] = {1, 3, 0, 4, 6}, N = 5;
+    int64_t cu[6];
+    const int64_t T = pack_cu(cu, lens, (int)N);
+    cfg_t c = {1, T, 1, 2, 3, 2, gm, 2.0, 0};
+    data_t d = make_data(c);
+    PCU = cu, PN = N, PH0 = dalloc(N * c.HV * c.K * c.V);
+    for (int64_t i = 0; i < N * c.HV * c.K * c.V; i++) PH0[i] = 0.5 * urand();
+    double *o = dalloc(d.nv), sc = scale_of(&c), *x[5] = {d.q, d.k, d.v, d.beta, d.g}, *gr[2][5], worst[2] = {0, 0};
+    const int64_t n[5] = {d.nq, d.nq, d.nv, d.nb, d.nb};
+    for (int p = 0; p < 2; p++)
+        for (int i = 0; i < 5; i++) gr[p][i] = dalloc(n[i]);
+    int rc = delta_rule_bwd_ref_f64(gr[0][0], gr[0][1], gr[0][2], gr[0][3], gr[0][4], d.w, d.q, d.k, d.v, d.beta, d.g,
+                                    PH0, sc, cu, N, 1, T, c.H, c.HV, c.K, c.V);
+    rc |= delta_rule_bwd_chunk_f64(gr[1][0], gr[1][1], gr[1][2], gr[1][3], gr[1][4], d.w, d.q, d.k, d.v, d.beta, d.g,
+                                   PH0, NULL, sc, cu, N, 1, T, c.H, c.HV, c.K, c.V, 2);
+    for (int i = 0; i < 5; i++) {
+        if (!x[i]) continue;
+        double mx = 1e-3, e[2] = {0, 0};
+        for (int64_t j = 0; j < n[i]; j++) {
+            double s0 = x[i][j];
+            x[i][j] = s0 + 1e-6;
+            double Lp = packed_loss(&d, o);
+            x[i][j] = s0 - 1e-6;
+            double Lm = packed_loss(&d, o);
+            x[i][j] = s0;
+            double num = (Lp - Lm) / 2e-6;
+            mx = fmax(mx, fabs(num));
+            for (int p = 0; p < 2; p++) e[p] = fmax(e[p], fabs(gr[p][i][j] - num));
+        }
+        for (int p = 0; p < 2; p++) worst[p] = fmax(worst[p], e[p] / mx);
+    }
+    char name[160];
+    snprintf(name, sizeof name, "packed gradcheck f64 (documents {1,3,0,4,6}, C=2, %s, GVA): bwd_ref and bwd_chunk",
+             gname[gm]);
+    check(rc == 0 && worst[0] <= 1e-6 && worst[1] <= 1e-6, name, "rc %d rel err ref %.3g chunk %.3g", rc, worst[0],
+          worst[1]);
+    for (int p = 0; p < 2; p++)
+        for (int i = 0; i < 5; i++) free(gr[p][i]);
+    free(o), free(PH0);
+    PCU = NULL, PN = 0, PH0 = NULL;
+    free_data(&d);
+}
+
+static void test_packed_bad(void) {
+    const int64_t T = 8, H = 1, HV = 1, K = 2, V = 2;
+    float *x = falloc(2 * T * 4), *o = falloc(2 * T * 4);
+    bad_pack_t bad[8];
+    int nb = bad_packs(T, bad), all = 1;
+    for (int i = 0; i < nb; i++) {
+        const int64_t *cu = bad[i].cu, N = bad[i].N, B = bad[i].B;
+        int r[4] = {delta_rule_fwd_ref_f32(o, NULL, x, x, x, x, NULL, NULL, 1, cu, N, B, T, H, HV, K, V),
+                    delta_rule_fwd_chunk_f32(o, NULL, NULL, x, x, x, x, NULL, NULL, 1, cu, N, B, T, H, HV, K, V, 4),
+                    delta_rule_bwd_ref_f32(o, o, o, o, NULL, x, x, x, x, x, NULL, NULL, 1, cu, N, B, T, H, HV, K, V),
+                    delta_rule_bwd_chunk_f32(o, o, o, o, NULL, x, x, x, x, x, NULL, NULL, NULL, 1, cu, N, B, T, H, HV, K,
+                                             V, 4)};
+        int good = r[0] == -1 && r[1] == -1 && r[2] == -1 && r[3] == -1;
+        if (!good) diag("not refused: %s", bad[i].what);
+        all &= good;
+    }
+    check(all, "packed: bad cu_seqlens (start, end, order, B != 1, N = 0) return -1 from every function", "%d layouts", nb);
+    free(x), free(o);
 }
 
 int main(void) {
@@ -561,5 +693,14 @@ int main(void) {
     test_decode();
     test_threads();
     test_bad_args();
+    for (int form = 0; form < 2; form++) {
+        test_packed(2, 2, 16, 16, G_MOD, 64, form, 1);
+        test_packed(1, 2, 8, 8, G_NONE, 16, form, 1);
+    }
+    test_packed(2, 4, 8, 4, G_MIX, 64, 1, 0);
+    test_packed(1, 1, 4, 4, G_M20, 3, 1, 1);
+    test_packed_gradcheck(G_MOD);
+    test_packed_gradcheck(G_NONE);
+    test_packed_bad();
     return tap_done();
 }
