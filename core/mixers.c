@@ -276,16 +276,16 @@ hb_tensor_t *hb_hgrn_step(hb_tensor_t *state, hb_tensor_t *x, hb_tensor_t *g) {
 static int conv1d_fwd_dt(hb_dtype_t dt, void *y, const void *x, const void *w, const void *b, int act, int64_t B, int64_t T,
                          int64_t D, int64_t W) {
     switch (dt) {
-    case HB_F32: return conv1d_fwd_f32(y, x, w, b, act, NULL, B, T, D, W);
-    case HB_F64: return conv1d_fwd_f64(y, x, w, b, act, NULL, B, T, D, W);
+    case HB_F32: return conv1d_fwd_f32(y, x, w, b, act, NULL, NULL, 0, B, T, D, W);
+    case HB_F64: return conv1d_fwd_f64(y, x, w, b, act, NULL, NULL, 0, B, T, D, W);
     default: return -1;
     }
 }
 static int conv1d_bwd_dt(hb_dtype_t dt, void *dx, void *dw, void *db, const void *dy, const void *x, const void *w,
                          const void *b, int act, int64_t B, int64_t T, int64_t D, int64_t W) {
     switch (dt) {
-    case HB_F32: return conv1d_bwd_f32(dx, dw, db, dy, x, w, b, act, NULL, B, T, D, W);
-    case HB_F64: return conv1d_bwd_f64(dx, dw, db, dy, x, w, b, act, NULL, B, T, D, W);
+    case HB_F32: return conv1d_bwd_f32(dx, dw, db, dy, x, w, b, act, NULL, NULL, 0, B, T, D, W);
+    case HB_F64: return conv1d_bwd_f64(dx, dw, db, dy, x, w, b, act, NULL, NULL, 0, B, T, D, W);
     default: return -1;
     }
 }
@@ -299,8 +299,8 @@ static int conv1d_step_dt(hb_dtype_t dt, void *y, void *cache, const void *x, co
 }
 static int conv1d_cache_from_seq_dt(hb_dtype_t dt, void *cache, const void *x, int64_t B, int64_t T, int64_t D, int64_t W) {
     switch (dt) {
-    case HB_F32: return conv1d_cache_from_seq_f32(cache, x, B, T, D, W);
-    case HB_F64: return conv1d_cache_from_seq_f64(cache, x, B, T, D, W);
+    case HB_F32: return conv1d_cache_from_seq_f32(cache, x, NULL, 0, B, T, D, W);
+    case HB_F64: return conv1d_cache_from_seq_f64(cache, x, NULL, 0, B, T, D, W);
     default: return -1;
     }
 }
