@@ -87,8 +87,8 @@ static int kfail(const char *op) {
 static int attn_fwd_dt(hb_dtype_t dt, void *o, void *lse, const void *q, const void *k, const void *v, double scale,
                        int64_t window, int64_t B, int64_t T, int64_t H, int64_t Hkv, int64_t D) {
     switch (dt) {
-    case HB_F32: return attn_fwd_f32(o, lse, q, k, v, (float)scale, window, B, T, H, Hkv, D, ATTN_TILE);
-    case HB_F64: return attn_fwd_f64(o, lse, q, k, v, scale, window, B, T, H, Hkv, D, ATTN_TILE);
+    case HB_F32: return attn_fwd_f32(o, lse, q, k, v, (float)scale, window, NULL, 0, B, T, H, Hkv, D, ATTN_TILE);
+    case HB_F64: return attn_fwd_f64(o, lse, q, k, v, scale, window, NULL, 0, B, T, H, Hkv, D, ATTN_TILE);
     default: return -1;
     }
 }
@@ -96,8 +96,8 @@ static int attn_bwd_dt(hb_dtype_t dt, void *dq, void *dk, void *dv, const void *
                        const void *o, const void *lse, const void *dout, double scale, int64_t window, int64_t B,
                        int64_t T, int64_t H, int64_t Hkv, int64_t D) {
     switch (dt) {
-    case HB_F32: return attn_bwd_f32(dq, dk, dv, q, k, v, o, lse, dout, (float)scale, window, B, T, H, Hkv, D, ATTN_TILE);
-    case HB_F64: return attn_bwd_f64(dq, dk, dv, q, k, v, o, lse, dout, scale, window, B, T, H, Hkv, D, ATTN_TILE);
+    case HB_F32: return attn_bwd_f32(dq, dk, dv, q, k, v, o, lse, dout, (float)scale, window, NULL, 0, B, T, H, Hkv, D, ATTN_TILE);
+    case HB_F64: return attn_bwd_f64(dq, dk, dv, q, k, v, o, lse, dout, scale, window, NULL, 0, B, T, H, Hkv, D, ATTN_TILE);
     default: return -1;
     }
 }
@@ -189,11 +189,11 @@ hb_tensor_t *hb_attention_step(hb_tensor_t *q, hb_tensor_t *kc, hb_tensor_t *vc,
 static int rope_dt(hb_dtype_t dt, int backward, void *out, const void *x, double theta, int64_t pos0, const int64_t *size) {
     switch (dt) {
     case HB_F32:
-        return backward ? rope_bwd_f32(out, x, theta, pos0, size[0], size[1], size[2], size[3])
-                        : rope_fwd_f32(out, x, theta, pos0, size[0], size[1], size[2], size[3]);
+        return backward ? rope_bwd_f32(out, x, theta, pos0, NULL, 0, size[0], size[1], size[2], size[3])
+                        : rope_fwd_f32(out, x, theta, pos0, NULL, 0, size[0], size[1], size[2], size[3]);
     case HB_F64:
-        return backward ? rope_bwd_f64(out, x, theta, pos0, size[0], size[1], size[2], size[3])
-                        : rope_fwd_f64(out, x, theta, pos0, size[0], size[1], size[2], size[3]);
+        return backward ? rope_bwd_f64(out, x, theta, pos0, NULL, 0, size[0], size[1], size[2], size[3])
+                        : rope_fwd_f64(out, x, theta, pos0, NULL, 0, size[0], size[1], size[2], size[3]);
     default: return -1;
     }
 }

@@ -27,6 +27,11 @@
  * A work item owns (b, kv head) and loops over the G query heads of its group, so no two items
  * ever touch the same gradient row and the summation order is fixed (deterministic).
  *
+ * Sequences (kernels/seqs.h): a work item's "b" is a row, or with cu_seqlens a packed document whose
+ * tokens are rows st .. st + len − 1 of the flattened axis: its queries see only its own keys (block-
+ * diagonal causal attention) and a sliding window restarts at its first token. lse keeps its (B,H,T)
+ * layout (lse_at).
+ *
  * RoPE (GPT-NeoX rotate-half, rotary dim = D): inv_freq[j] = 1/theta^(2j/D), a = (pos0+t)*inv_freq[j],
  *   y[j] = x[j] cos a - x[j+D/2] sin a,   y[j+D/2] = x[j] sin a + x[j+D/2] cos a   (j < D/2),
  * computed in `real` (fp32 for the _f32 kernels, as fla does). The backward applies the transpose.
@@ -38,6 +43,7 @@
 #include "kmath.h"
 #include "attention.h"
 #include "parallel.h"
+#include "seqs.h"
 #include <stdlib.h>
 #include <string.h>
 
@@ -124,58 +130,67 @@ static real dot(const real *a, const real *b, int64_t n) {
 /* ---------------------------------------------------------------------------------------------
  * Naive reference: one query row at a time, scores in a length-T scratch row.
  */
+/* Index in lse (B,H,T) of head h at token f of the flattened (B·T) token axis. */
+static int64_t lse_at(int64_t T, int64_t H, int64_t h, int64_t f) { return ((f / T) * H + h) * T + f % T; }
+
 static int fwd_ref(real *o, real *lse, const real *q, const real *k, const real *v, real scale,
-                     int64_t window, int64_t B, int64_t T, int64_t H, int64_t Hkv, int64_t D) {
-    if (!o || !q || !k || !v || bad_dims(window, B, T, H, Hkv, D)) return -1;
+                     int64_t window, const int64_t *cu, int64_t N, int64_t B, int64_t T, int64_t H, int64_t Hkv,
+                     int64_t D) {
+    if (!o || !q || !k || !v || bad_dims(window, B, T, H, Hkv, D) || hb_seqs_check(cu, N, B, T)) return -1;
     if (B == 0 || T == 0) return 0;
     real *p = hb_malloc((size_t)T * sizeof(real));
     if (!p) return -1;
     int64_t G = H / Hkv;
-    for (int64_t b = 0; b < B; b++)
+    for (int64_t b = 0; b < hb_seq_count(cu, N, B); b++) {
+        const hb_seq_t sq = hb_seq_get(cu, T, b);
+        const int64_t st = sq.start;
         for (int64_t h = 0; h < H; h++)
-            for (int64_t t = 0; t < T; t++) {
-                const real *qt = q + ((b * T + t) * H + h) * D;
+            for (int64_t t = 0; t < sq.len; t++) {
+                const real *qt = q + ((st + t) * H + h) * D;
                 int64_t lo = first_key(t, window);
                 real m = -INFINITY, sum = 0;
                 for (int64_t s = lo; s <= t; s++) {
-                    p[s] = scale * dot(qt, k + ((b * T + s) * Hkv + h / G) * D, D);
+                    p[s] = scale * dot(qt, k + ((st + s) * Hkv + h / G) * D, D);
                     if (p[s] > m) m = p[s];
                 }
                 for (int64_t s = lo; s <= t; s++) {
                     p[s] = kexp(p[s] - m);
                     sum += p[s];
                 }
-                real *ot = o + ((b * T + t) * H + h) * D;
+                real *ot = o + ((st + t) * H + h) * D;
                 for (int64_t d = 0; d < D; d++) ot[d] = 0;
                 for (int64_t s = lo; s <= t; s++) {
-                    const real *vs = v + ((b * T + s) * Hkv + h / G) * D;
+                    const real *vs = v + ((st + s) * Hkv + h / G) * D;
                     for (int64_t d = 0; d < D; d++) ot[d] += p[s] * vs[d];
                 }
                 for (int64_t d = 0; d < D; d++) ot[d] /= sum;
-                if (lse) lse[(b * H + h) * T + t] = m + klog(sum);
+                if (lse) lse[lse_at(T, H, h, st + t)] = m + klog(sum);
             }
+    }
     free(p);
     return 0;
 }
 
 static int bwd_ref(real *dq, real *dk, real *dv, const real *q, const real *k, const real *v,
-                     const real *dout, real scale, int64_t window, int64_t B, int64_t T, int64_t H,
-                     int64_t Hkv, int64_t D) {
-    if (!q || !k || !v || !dout || bad_dims(window, B, T, H, Hkv, D)) return -1;
+                     const real *dout, real scale, int64_t window, const int64_t *cu, int64_t N, int64_t B,
+                     int64_t T, int64_t H, int64_t Hkv, int64_t D) {
+    if (!q || !k || !v || !dout || bad_dims(window, B, T, H, Hkv, D) || hb_seqs_check(cu, N, B, T)) return -1;
     if (B == 0 || T == 0 || (!dq && !dk && !dv)) return 0;
     real *p = hb_malloc((size_t)(2 * T) * sizeof(real));
     if (!p) return -1;
     real *dp = p + T;
     int64_t G = H / Hkv;
-    for (int64_t b = 0; b < B; b++)
+    for (int64_t b = 0; b < hb_seq_count(cu, N, B); b++) {
+        const hb_seq_t sq = hb_seq_get(cu, T, b);
+        const int64_t st = sq.start;
         for (int64_t h = 0; h < H; h++)
-            for (int64_t t = 0; t < T; t++) {
-                const real *qt = q + ((b * T + t) * H + h) * D;
-                const real *dot_ = dout + ((b * T + t) * H + h) * D;
+            for (int64_t t = 0; t < sq.len; t++) {
+                const real *qt = q + ((st + t) * H + h) * D;
+                const real *dot_ = dout + ((st + t) * H + h) * D;
                 int64_t lo = first_key(t, window);
                 real m = -INFINITY, sum = 0, pdp = 0;
                 for (int64_t s = lo; s <= t; s++) {
-                    p[s] = scale * dot(qt, k + ((b * T + s) * Hkv + h / G) * D, D);
+                    p[s] = scale * dot(qt, k + ((st + s) * Hkv + h / G) * D, D);
                     if (p[s] > m) m = p[s];
                 }
                 for (int64_t s = lo; s <= t; s++) {
@@ -184,19 +199,20 @@ static int bwd_ref(real *dq, real *dk, real *dv, const real *q, const real *k, c
                 }
                 for (int64_t s = lo; s <= t; s++) {
                     p[s] /= sum;
-                    dp[s] = dot(dot_, v + ((b * T + s) * Hkv + h / G) * D, D);
+                    dp[s] = dot(dot_, v + ((st + s) * Hkv + h / G) * D, D);
                     pdp += p[s] * dp[s];
                 }
                 for (int64_t s = lo; s <= t; s++) {
                     real ds = p[s] * (dp[s] - pdp) * scale;
-                    int64_t kv = ((b * T + s) * Hkv + h / G) * D;
+                    int64_t kv = ((st + s) * Hkv + h / G) * D;
                     for (int64_t d = 0; d < D; d++) {
-                        if (dq) dq[((b * T + t) * H + h) * D + d] += ds * k[kv + d];
+                        if (dq) dq[((st + t) * H + h) * D + d] += ds * k[kv + d];
                         if (dk) dk[kv + d] += ds * qt[d];
                         if (dv) dv[kv + d] += p[s] * dot_[d];
                     }
                 }
             }
+    }
     free(p);
     return 0;
 }
@@ -210,19 +226,22 @@ typedef struct {
     real scale;
     int64_t window, T, H, Hkv, D, tile;
     real *scratch;
+    const int64_t *cu; /* cu_seqlens or NULL */
 } fwd_ctx;
 
 static void fwd_item(void *vctx, int64_t item) {
     const fwd_ctx *c = vctx;
-    int64_t T = c->T, H = c->H, Hkv = c->Hkv, D = c->D, tile = c->tile, w = c->window;
+    int64_t H = c->H, Hkv = c->Hkv, D = c->D, tile = c->tile, w = c->window;
     int64_t b = item / H, h = item % H, hk = h / (H / Hkv);
+    const hb_seq_t sq = hb_seq_get(c->cu, c->T, b);
+    const int64_t T = sq.len, st = sq.start; /* this sequence's tokens: rows st .. st + T − 1 */
     int64_t ldq = H * D, ldk = Hkv * D;
     real *S = c->scratch + item * (tile * tile + tile * D + 2 * tile);
     real *acc = S + tile * tile, *m = acc + tile * D, *l = m + tile;
 
     for (int64_t t0 = 0; t0 < T; t0 += tile) {
         int64_t bq = imin(tile, T - t0);
-        const real *Q = c->q + ((b * T + t0) * H + h) * D;
+        const real *Q = c->q + ((st + t0) * H + h) * D;
         for (int64_t i = 0; i < bq; i++) {
             m[i] = -INFINITY;
             l[i] = 0;
@@ -231,8 +250,8 @@ static void fwd_item(void *vctx, int64_t item) {
         int64_t s_hi = t0 + bq - 1;
         for (int64_t s0 = first_key(t0, w); s0 <= s_hi; s0 += tile) {
             int64_t bk = imin(tile, s_hi + 1 - s0);
-            const real *K = c->k + ((b * T + s0) * Hkv + hk) * D;
-            const real *V = c->v + ((b * T + s0) * Hkv + hk) * D;
+            const real *K = c->k + ((st + s0) * Hkv + hk) * D;
+            const real *V = c->v + ((st + s0) * Hkv + hk) * D;
             kgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)bq, (int)bk, (int)D, c->scale, Q,
                   (int)ldq, K, (int)ldk, 0, S, (int)bk);
             for (int64_t i = 0; i < bq; i++) {
@@ -259,23 +278,25 @@ static void fwd_item(void *vctx, int64_t item) {
                   (int)bk, V, (int)ldk, 1, acc, (int)D);
         }
         for (int64_t i = 0; i < bq; i++) {
-            real *ot = c->o + ((b * T + t0 + i) * H + h) * D, inv = 1 / l[i];
+            real *ot = c->o + ((st + t0 + i) * H + h) * D, inv = 1 / l[i];
             for (int64_t d = 0; d < D; d++) ot[d] = acc[i * D + d] * inv;
-            if (c->lse) c->lse[(b * H + h) * T + t0 + i] = m[i] + klog(l[i]);
+            if (c->lse) c->lse[lse_at(c->T, H, h, st + t0 + i)] = m[i] + klog(l[i]);
         }
     }
 }
 
 static int fwd(real *o, real *lse, const real *q, const real *k, const real *v, real scale,
-                 int64_t window, int64_t B, int64_t T, int64_t H, int64_t Hkv, int64_t D,
-                 int64_t tile) {
-    if (!o || !q || !k || !v || tile < 1 || bad_dims(window, B, T, H, Hkv, D)) return -1;
+                 int64_t window, const int64_t *cu, int64_t N, int64_t B, int64_t T, int64_t H, int64_t Hkv,
+                 int64_t D, int64_t tile) {
+    if (!o || !q || !k || !v || tile < 1 || bad_dims(window, B, T, H, Hkv, D) || hb_seqs_check(cu, N, B, T))
+        return -1;
     if (B == 0 || T == 0) return 0;
-    tile = imin(tile, T);
-    real *scratch = hb_malloc((size_t)(B * H * (tile * tile + tile * D + 2 * tile)) * sizeof(real));
+    const int64_t NS = hb_seq_count(cu, N, B), maxlen = hb_seq_maxlen(cu, N, T);
+    tile = imin(tile, maxlen > 0 ? maxlen : 1);
+    real *scratch = hb_malloc((size_t)(NS * H * (tile * tile + tile * D + 2 * tile)) * sizeof(real));
     if (!scratch) return -1;
-    fwd_ctx c = {o, lse, q, k, v, scale, window, T, H, Hkv, D, tile, scratch};
-    hb_parallel_for(B * H, fwd_item, &c);
+    fwd_ctx c = {o, lse, q, k, v, scale, window, T, H, Hkv, D, tile, scratch, cu};
+    hb_parallel_for(NS * H, fwd_item, &c);
     free(scratch);
     return 0;
 }
@@ -289,12 +310,15 @@ typedef struct {
     real scale;
     int64_t window, T, H, Hkv, D, tile;
     real *scratch;
+    const int64_t *cu; /* cu_seqlens or NULL */
 } bwd_ctx;
 
 static void bwd_item(void *vctx, int64_t item) {
     const bwd_ctx *c = vctx;
-    int64_t T = c->T, H = c->H, Hkv = c->Hkv, D = c->D, tile = c->tile, w = c->window;
+    int64_t H = c->H, Hkv = c->Hkv, D = c->D, tile = c->tile, w = c->window;
     int64_t G = H / Hkv, b = item / Hkv, hk = item % Hkv;
+    const hb_seq_t sq = hb_seq_get(c->cu, c->T, b);
+    const int64_t T = sq.len, st = sq.start; /* this sequence's tokens: rows st .. st + T − 1 */
     int64_t ldq = H * D, ldk = Hkv * D;
     real *P = c->scratch + item * (2 * tile * tile + tile);
     real *dS = P + tile * tile, *delta = dS + tile * tile;
@@ -303,13 +327,13 @@ static void bwd_item(void *vctx, int64_t item) {
     for (int64_t h = hk * G; h < (hk + 1) * G; h++)
         for (int64_t t0 = 0; t0 < T; t0 += tile) {
             int64_t bq = imin(tile, T - t0);
-            int64_t qoff = ((b * T + t0) * H + h) * D;
-            const real *Q = c->q + qoff, *dO = c->dout + qoff, *lse = c->lse + (b * H + h) * T + t0;
+            int64_t qoff = ((st + t0) * H + h) * D;
+            const real *Q = c->q + qoff, *dO = c->dout + qoff, *lse = c->lse + lse_at(c->T, H, h, st + t0);
             for (int64_t i = 0; i < bq; i++) delta[i] = dot(dO + i * ldq, c->o + qoff + i * ldq, D);
             int64_t s_hi = t0 + bq - 1;
             for (int64_t s0 = first_key(t0, w); s0 <= s_hi; s0 += tile) {
                 int64_t bk = imin(tile, s_hi + 1 - s0);
-                int64_t koff = ((b * T + s0) * Hkv + hk) * D;
+                int64_t koff = ((st + s0) * Hkv + hk) * D;
                 const real *K = c->k + koff, *V = c->v + koff;
                 kgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)bq, (int)bk, (int)D, c->scale,
                       Q, (int)ldq, K, (int)ldk, 0, P, (int)bk);
@@ -344,15 +368,18 @@ static void bwd_item(void *vctx, int64_t item) {
 
 static int bwd(real *dq, real *dk, real *dv, const real *q, const real *k, const real *v,
                  const real *o, const real *lse, const real *dout, real scale, int64_t window,
-                 int64_t B, int64_t T, int64_t H, int64_t Hkv, int64_t D, int64_t tile) {
-    if (!q || !k || !v || !o || !lse || !dout || tile < 1 || bad_dims(window, B, T, H, Hkv, D))
+                 const int64_t *cu, int64_t N, int64_t B, int64_t T, int64_t H, int64_t Hkv, int64_t D,
+                 int64_t tile) {
+    if (!q || !k || !v || !o || !lse || !dout || tile < 1 || bad_dims(window, B, T, H, Hkv, D) ||
+        hb_seqs_check(cu, N, B, T))
         return -1;
     if (B == 0 || T == 0 || (!dq && !dk && !dv)) return 0;
-    tile = imin(tile, T);
-    real *scratch = hb_malloc((size_t)(B * Hkv * (2 * tile * tile + tile)) * sizeof(real));
+    const int64_t NS = hb_seq_count(cu, N, B), maxlen = hb_seq_maxlen(cu, N, T);
+    tile = imin(tile, maxlen > 0 ? maxlen : 1);
+    real *scratch = hb_malloc((size_t)(NS * Hkv * (2 * tile * tile + tile)) * sizeof(real));
     if (!scratch) return -1;
-    bwd_ctx c = {dq, dk, dv, q, k, v, o, lse, dout, scale, window, T, H, Hkv, D, tile, scratch};
-    hb_parallel_for(B * Hkv, bwd_item, &c);
+    bwd_ctx c = {dq, dk, dv, q, k, v, o, lse, dout, scale, window, T, H, Hkv, D, tile, scratch, cu};
+    hb_parallel_for(NS * Hkv, bwd_item, &c);
     free(scratch);
     return 0;
 }
@@ -404,18 +431,34 @@ static int decode_step(real *o, const real *q, const real *kc, const real *vc, r
 /* ---------------------------------------------------------------------------------------------
  * RoPE. Work item = one (b, t) row; the angle table for that position is shared by its H heads.
  * mode 0: out = R x (out may equal x);  mode 1: out += R^T x.
+ * A token's position is pos0 + its index in its sequence: in its row, or, packed, in its document
+ * (positions restart at every document, found by bisection of cu_seqlens).
  */
 typedef struct {
     real *out;
     const real *x;
     const real *inv_freq;
     int64_t pos0, T, H, D, mode;
+    const int64_t *cu; /* cu_seqlens or NULL */
+    int64_t N;
 } rope_ctx;
+
+/* Index of token f of the flattened token axis within its sequence. */
+static int64_t seq_pos(const rope_ctx *c, int64_t f) {
+    if (!c->cu) return f % c->T;
+    int64_t lo = 0, hi = c->N - 1; /* the last document n with cu[n] <= f: it holds f */
+    while (lo < hi) {
+        const int64_t mid = (lo + hi + 1) / 2;
+        if (c->cu[mid] <= f) lo = mid;
+        else hi = mid - 1;
+    }
+    return f - c->cu[lo];
+}
 
 static void rope_item(void *vctx, int64_t item) {
     const rope_ctx *c = vctx;
     int64_t H = c->H, D = c->D, half = D / 2;
-    real pos = (real)(c->pos0 + item % c->T);
+    real pos = (real)(c->pos0 + seq_pos(c, item));
     for (int64_t j = 0; j < half; j++) {
         real a = pos * c->inv_freq[j], cs = kcos(a), sn = ksin(a);
         for (int64_t h = 0; h < H; h++) {
@@ -432,94 +475,101 @@ static void rope_item(void *vctx, int64_t item) {
     }
 }
 
-static int rope_run(real *out, const real *x, double theta, int64_t pos0, int64_t B, int64_t T,
-                    int64_t H, int64_t D, int mode) {
-    if (!out || !x || B < 0 || T < 0 || H < 1 || D < 2 || D % 2 != 0 || pos0 < 0 || !(theta > 0))
+static int rope_run(real *out, const real *x, double theta, int64_t pos0, const int64_t *cu, int64_t N, int64_t B,
+                    int64_t T, int64_t H, int64_t D, int mode) {
+    if (!out || !x || B < 0 || T < 0 || H < 1 || D < 2 || D % 2 != 0 || pos0 < 0 || !(theta > 0) ||
+        hb_seqs_check(cu, N, B, T))
         return -1;
     if (B == 0 || T == 0) return 0;
     real *inv_freq = hb_malloc((size_t)(D / 2) * sizeof(real));
     if (!inv_freq) return -1;
     for (int64_t j = 0; j < D / 2; j++)
         inv_freq[j] = (real)1 / kpow((real)theta, (real)(2 * j) / (real)D);
-    rope_ctx c = {out, x, inv_freq, pos0, T, H, D, mode};
+    rope_ctx c = {out, x, inv_freq, pos0, T, H, D, mode, cu, N};
     hb_parallel_for(B * T, rope_item, &c);
     free(inv_freq);
     return 0;
 }
 
-static int rope_fwd(real *out, const real *x, double theta, int64_t pos0, int64_t B, int64_t T,
-                 int64_t H, int64_t D) {
-    return rope_run(out, x, theta, pos0, B, T, H, D, 0);
+static int rope_fwd(real *out, const real *x, double theta, int64_t pos0, const int64_t *cu, int64_t N, int64_t B,
+                    int64_t T, int64_t H, int64_t D) {
+    return rope_run(out, x, theta, pos0, cu, N, B, T, H, D, 0);
 }
 
-static int rope_bwd(real *dx, const real *dout, double theta, int64_t pos0, int64_t B, int64_t T,
-                 int64_t H, int64_t D) {
-    return rope_run(dx, dout, theta, pos0, B, T, H, D, 1);
+static int rope_bwd(real *dx, const real *dout, double theta, int64_t pos0, const int64_t *cu, int64_t N, int64_t B,
+                    int64_t T, int64_t H, int64_t D) {
+    return rope_run(dx, dout, theta, pos0, cu, N, B, T, H, D, 1);
 }
 
 /* ---- the exported names, written out (this file is compiled twice: kernels/kreal.h) ---------------- */
 #ifdef HB_KERNEL_F64
 int attn_fwd_ref_f64(double *o, double *lse, const double *q, const double *k, const double *v, double scale,
-                     int64_t window, int64_t B, int64_t T, int64_t H, int64_t Hkv, int64_t D) {
-    return fwd_ref(o, lse, q, k, v, scale, window, B, T, H, Hkv, D);
+                     int64_t window, const int64_t *cu_seqlens, int64_t N, int64_t B, int64_t T, int64_t H,
+                     int64_t Hkv, int64_t D) {
+    return fwd_ref(o, lse, q, k, v, scale, window, cu_seqlens, N, B, T, H, Hkv, D);
 }
 int attn_bwd_ref_f64(double *dq, double *dk, double *dv, const double *q, const double *k, const double *v,
-                     const double *dout, double scale, int64_t window, int64_t B, int64_t T, int64_t H,
-                     int64_t Hkv, int64_t D) {
-    return bwd_ref(dq, dk, dv, q, k, v, dout, scale, window, B, T, H, Hkv, D);
+                     const double *dout, double scale, int64_t window, const int64_t *cu_seqlens, int64_t N,
+                     int64_t B, int64_t T, int64_t H, int64_t Hkv, int64_t D) {
+    return bwd_ref(dq, dk, dv, q, k, v, dout, scale, window, cu_seqlens, N, B, T, H, Hkv, D);
 }
 int attn_fwd_f64(double *o, double *lse, const double *q, const double *k, const double *v, double scale,
-                 int64_t window, int64_t B, int64_t T, int64_t H, int64_t Hkv, int64_t D, int64_t tile) {
-    return fwd(o, lse, q, k, v, scale, window, B, T, H, Hkv, D, tile);
+                 int64_t window, const int64_t *cu_seqlens, int64_t N, int64_t B, int64_t T, int64_t H,
+                 int64_t Hkv, int64_t D, int64_t tile) {
+    return fwd(o, lse, q, k, v, scale, window, cu_seqlens, N, B, T, H, Hkv, D, tile);
 }
 int attn_bwd_f64(double *dq, double *dk, double *dv, const double *q, const double *k, const double *v,
                  const double *o, const double *lse, const double *dout, double scale, int64_t window,
-                 int64_t B, int64_t T, int64_t H, int64_t Hkv, int64_t D, int64_t tile) {
-    return bwd(dq, dk, dv, q, k, v, o, lse, dout, scale, window, B, T, H, Hkv, D, tile);
+                 const int64_t *cu_seqlens, int64_t N, int64_t B, int64_t T, int64_t H, int64_t Hkv,
+                 int64_t D, int64_t tile) {
+    return bwd(dq, dk, dv, q, k, v, o, lse, dout, scale, window, cu_seqlens, N, B, T, H, Hkv, D, tile);
 }
 int attn_decode_step_f64(double *o, const double *q, const double *kc, const double *vc, double scale,
                          int64_t window, int64_t pos, int64_t B, int64_t Tmax, int64_t H, int64_t Hkv,
                          int64_t D) {
     return decode_step(o, q, kc, vc, scale, window, pos, B, Tmax, H, Hkv, D);
 }
-int rope_fwd_f64(double *out, const double *x, double theta, int64_t pos0, int64_t B, int64_t T, int64_t H,
-                 int64_t D) {
-    return rope_fwd(out, x, theta, pos0, B, T, H, D);
+int rope_fwd_f64(double *out, const double *x, double theta, int64_t pos0, const int64_t *cu_seqlens, int64_t N,
+                 int64_t B, int64_t T, int64_t H, int64_t D) {
+    return rope_fwd(out, x, theta, pos0, cu_seqlens, N, B, T, H, D);
 }
-int rope_bwd_f64(double *dx, const double *dout, double theta, int64_t pos0, int64_t B, int64_t T, int64_t H,
-                 int64_t D) {
-    return rope_bwd(dx, dout, theta, pos0, B, T, H, D);
+int rope_bwd_f64(double *dx, const double *dout, double theta, int64_t pos0, const int64_t *cu_seqlens, int64_t N,
+                 int64_t B, int64_t T, int64_t H, int64_t D) {
+    return rope_bwd(dx, dout, theta, pos0, cu_seqlens, N, B, T, H, D);
 }
 #else
 int attn_fwd_ref_f32(float *o, float *lse, const float *q, const float *k, const float *v, float scale,
-                     int64_t window, int64_t B, int64_t T, int64_t H, int64_t Hkv, int64_t D) {
-    return fwd_ref(o, lse, q, k, v, scale, window, B, T, H, Hkv, D);
+                     int64_t window, const int64_t *cu_seqlens, int64_t N, int64_t B, int64_t T, int64_t H,
+                     int64_t Hkv, int64_t D) {
+    return fwd_ref(o, lse, q, k, v, scale, window, cu_seqlens, N, B, T, H, Hkv, D);
 }
 int attn_bwd_ref_f32(float *dq, float *dk, float *dv, const float *q, const float *k, const float *v,
-                     const float *dout, float scale, int64_t window, int64_t B, int64_t T, int64_t H,
-                     int64_t Hkv, int64_t D) {
-    return bwd_ref(dq, dk, dv, q, k, v, dout, scale, window, B, T, H, Hkv, D);
+                     const float *dout, float scale, int64_t window, const int64_t *cu_seqlens, int64_t N,
+                     int64_t B, int64_t T, int64_t H, int64_t Hkv, int64_t D) {
+    return bwd_ref(dq, dk, dv, q, k, v, dout, scale, window, cu_seqlens, N, B, T, H, Hkv, D);
 }
 int attn_fwd_f32(float *o, float *lse, const float *q, const float *k, const float *v, float scale,
-                 int64_t window, int64_t B, int64_t T, int64_t H, int64_t Hkv, int64_t D, int64_t tile) {
-    return fwd(o, lse, q, k, v, scale, window, B, T, H, Hkv, D, tile);
+                 int64_t window, const int64_t *cu_seqlens, int64_t N, int64_t B, int64_t T, int64_t H,
+                 int64_t Hkv, int64_t D, int64_t tile) {
+    return fwd(o, lse, q, k, v, scale, window, cu_seqlens, N, B, T, H, Hkv, D, tile);
 }
 int attn_bwd_f32(float *dq, float *dk, float *dv, const float *q, const float *k, const float *v,
-                 const float *o, const float *lse, const float *dout, float scale, int64_t window, int64_t B,
-                 int64_t T, int64_t H, int64_t Hkv, int64_t D, int64_t tile) {
-    return bwd(dq, dk, dv, q, k, v, o, lse, dout, scale, window, B, T, H, Hkv, D, tile);
+                 const float *o, const float *lse, const float *dout, float scale, int64_t window,
+                 const int64_t *cu_seqlens, int64_t N, int64_t B, int64_t T, int64_t H, int64_t Hkv,
+                 int64_t D, int64_t tile) {
+    return bwd(dq, dk, dv, q, k, v, o, lse, dout, scale, window, cu_seqlens, N, B, T, H, Hkv, D, tile);
 }
 int attn_decode_step_f32(float *o, const float *q, const float *kc, const float *vc, float scale,
                          int64_t window, int64_t pos, int64_t B, int64_t Tmax, int64_t H, int64_t Hkv,
                          int64_t D) {
     return decode_step(o, q, kc, vc, scale, window, pos, B, Tmax, H, Hkv, D);
 }
-int rope_fwd_f32(float *out, const float *x, double theta, int64_t pos0, int64_t B, int64_t T, int64_t H,
-                 int64_t D) {
-    return rope_fwd(out, x, theta, pos0, B, T, H, D);
+int rope_fwd_f32(float *out, const float *x, double theta, int64_t pos0, const int64_t *cu_seqlens, int64_t N,
+                 int64_t B, int64_t T, int64_t H, int64_t D) {
+    return rope_fwd(out, x, theta, pos0, cu_seqlens, N, B, T, H, D);
 }
-int rope_bwd_f32(float *dx, const float *dout, double theta, int64_t pos0, int64_t B, int64_t T, int64_t H,
-                 int64_t D) {
-    return rope_bwd(dx, dout, theta, pos0, B, T, H, D);
+int rope_bwd_f32(float *dx, const float *dout, double theta, int64_t pos0, const int64_t *cu_seqlens, int64_t N,
+                 int64_t B, int64_t T, int64_t H, int64_t D) {
+    return rope_bwd(dx, dout, theta, pos0, cu_seqlens, N, B, T, H, D);
 }
 #endif

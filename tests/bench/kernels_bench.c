@@ -203,14 +203,14 @@ static int do_train(const char *kern, int64_t T, int64_t D, int reps) {
         if (!strcmp(kern, "gla")) rc = gla_fwd_chunk_f32(o, NULL, q, k, v, g, NULL, scale, NULL, 0, B, T, H, K, V, C);
         else if (!strcmp(kern, "retention")) rc = retention_fwd_chunk_f32(o, NULL, q, k, v, NULL, lg, scale, NULL, 0, B, T, H, K, V, C);
         else if (beta) rc = delta_rule_fwd_chunk_f32(o, NULL, hs, q, k, v, beta, g, NULL, scale, NULL, 0, B, T, H, H, K, V, C);
-        else if (!strcmp(kern, "attn")) rc = attn_fwd_f32(o, lse, q, k, v, scale, 0, B, T, H, H, D, 64);
+        else if (!strcmp(kern, "attn")) rc = attn_fwd_f32(o, lse, q, k, v, scale, 0, NULL, 0, B, T, H, H, D, 64);
         else if (hx) rc = hgrn_fwd_chunk_f32(ho, NULL, hx, hg, NULL, NULL, 0, B, T, Dh, hC);
         double t1 = now();
         if (!rc) {
             if (!strcmp(kern, "gla")) rc = gla_bwd_chunk_f32(dq, dk, dv, dg, NULL, dout, NULL, q, k, v, g, NULL, scale, NULL, 0, B, T, H, K, V, C);
             else if (!strcmp(kern, "retention")) rc = retention_bwd_chunk_f32(dq, dk, dv, dout, q, k, v, NULL, lg, scale, NULL, 0, B, T, H, K, V, C);
             else if (beta) rc = delta_rule_bwd_chunk_f32(dq, dk, dv, db, dg, dout, q, k, v, beta, g, NULL, hs, scale, NULL, 0, B, T, H, H, K, V, C);
-            else if (!strcmp(kern, "attn")) rc = attn_bwd_f32(dq, dk, dv, q, k, v, o, lse, dout, scale, 0, B, T, H, H, D, 64);
+            else if (!strcmp(kern, "attn")) rc = attn_bwd_f32(dq, dk, dv, q, k, v, o, lse, dout, scale, 0, NULL, 0, B, T, H, H, D, 64);
             else if (hx) rc = hgrn_bwd_chunk_f32(hdx, hdg, hdo, hg, ho, NULL, NULL, 0, B, T, Dh, hC);
         }
         double t2 = now();
