@@ -607,7 +607,8 @@ int main(void) {
     };
     int nvs = (int)(sizeof vs / sizeof vs[0]);
     int64_t ntest_vs = 4 * (nvs + 1), ntest_grad = 6 * 4, ntest_win = 3, ntest_dec = 6;
-    plan((int)(ntest_vs + ntest_grad + ntest_win + ntest_dec + 1 + 3 + 6 + 1 + 2 + 10)); /* + packed: 6 equalities, 2 gradchecks, rope, bad layouts */
+    /* ... + 10 packed: 6 equalities, 2 gradchecks, rope, bad layouts */
+    plan((int)(ntest_vs + ntest_grad + ntest_win + ntest_dec + 1 + 3 + 6 + 1 + 2 + 10));
     for (int i = 0; i < nvs; i++) check_vs_ref(vs[i], 1.0);
 
     shape_t gc[] = {
