@@ -5,7 +5,8 @@
  * fill the argument block of kernels/mixer.h, call the float or double entry point (an explicit switch
  * on the dtype), and record an autograd node whose context, mixer_ctx, names what the backward reads:
  * the mode, chunk length, scalars and sizes, the contiguous inputs, the forward output when the mixer's
- * backward reads it, and the buffer the chunked forward saved. Nothing here knows a particular mixer.
+ * backward reads it, the buffer the chunked forward saved, and the packed documents' cu_seqlens. Nothing
+ * here knows a particular mixer.
  */
 #include "mixer_op.h"
 #include "autograd.h"
@@ -233,14 +234,65 @@ static int kernel_failed(const char *op) {
     return -1;
 }
 
+/* ---- packed sequences ---------------------------------------------------------------------------------- */
+hb_tensor_t *hb_seqlens_check(hb_tensor_t *cu, int64_t B, int64_t T, const char *op, int64_t *N) {
+    char sh[64];
+    if (!cu || (cu->dtype != HB_I64 && cu->dtype != HB_I32) || cu->ndim != 1) {
+        if (!cu) hb_seterr("%s: cu_seqlens is missing", op);
+        else hb_seterr("%s: cu_seqlens must be a 1-D int64 or int32 tensor [N+1] of document starts, got %s %s", op,
+                       hb_dtype_name(cu->dtype), hb_shape_str(cu, sh, sizeof sh));
+        return NULL;
+    }
+    if (cu->size[0] < 2) {
+        hb_seterr("%s: cu_seqlens needs N+1 >= 2 entries (0, the document ends, the total length), got %s", op,
+                  hb_shape_str(cu, sh, sizeof sh));
+        return NULL;
+    }
+    if (B != 1) {
+        hb_seterr("%s: packed sequences (cu_seqlens) need B = 1, the documents back to back in one row; got B = %lld",
+                  op, (long long)B);
+        return NULL;
+    }
+    hb_tensor_t *c = cu->dtype == HB_I64 ? hb_contiguous(cu) : hb_to_dtype(cu, HB_I64);
+    hb_tensor_t *cc = c ? hb_contiguous(c) : NULL;
+    hb_tensor_free(c);
+    if (!cc) return NULL;
+    const int64_t *v = hb_data(cc), n = cc->size[0] - 1;
+    const char *bad = NULL;
+    char msg[160];
+    if (v[0] != 0) {
+        snprintf(msg, sizeof msg, "cu_seqlens[0] must be 0, got %lld", (long long)v[0]);
+        bad = msg;
+    }
+    for (int64_t i = 1; !bad && i <= n; i++)
+        if (v[i] < v[i - 1]) {
+            snprintf(msg, sizeof msg, "cu_seqlens must be non-decreasing (cu_seqlens[%lld] = %lld < cu_seqlens[%lld] = %lld)",
+                     (long long)i, (long long)v[i], (long long)(i - 1), (long long)v[i - 1]);
+            bad = msg;
+        }
+    if (!bad && v[n] != T) {
+        snprintf(msg, sizeof msg, "cu_seqlens must end at T = %lld (the packed length), got %lld", (long long)T,
+                 (long long)v[n]);
+        bad = msg;
+    }
+    if (bad) {
+        hb_seterr("%s: %s", op, bad);
+        hb_tensor_free(cc);
+        return NULL;
+    }
+    *N = n;
+    return cc;
+}
+
 /* ---- the autograd node ------------------------------------------------------------------------------ */
 typedef struct {
     const hb_mixer_desc_t *desc;
     hb_mode_t mode;
-    hb_mixer_args_t args;              /* scalars, sizes and chunk of the forward */
+    hb_mixer_args_t args;              /* scalars, sizes, chunk and N of the forward */
     hb_tensor_t *in[HB_MIXER_MAXIN];   /* contiguous inputs, descriptor order (NULL: absent or HB_IN_UNSAVED) */
     hb_tensor_t *out;                  /* detached forward output, when the backward reads it */
     hb_tensor_t *saved;                /* what the chunked forward saved for its backward, or NULL */
+    hb_tensor_t *cu;                   /* contiguous int64 cu_seqlens of a packed forward, or NULL */
     int node_in[HB_MIXER_MAXIN];       /* descriptor index of the node's j-th input */
 } mixer_ctx;
 
@@ -249,6 +301,7 @@ static void mixer_ctx_release(void *p) {
     free_inputs(c->in);
     hb_tensor_free(c->out);
     hb_tensor_free(c->saved);
+    hb_tensor_free(c->cu);
 }
 
 static int bw_mixer(hb_node_t *n, hb_tensor_t *g, hb_tensor_t **gin) {
@@ -271,6 +324,7 @@ static int bw_mixer(hb_node_t *n, hb_tensor_t *g, hb_tensor_t **gin) {
     a.dout = hb_data(gc);
     a.out = data_or_null(c->out);
     a.saved = data_or_null(c->saved);
+    a.cu_seqlens = data_or_null(c->cu);
     int rc = c->mode == HB_MODE_CHUNK ? k->bwd_chunk(&a) : k->bwd_recurrent(&a);
     hb_tensor_free(gc);
     if (rc) {
@@ -288,7 +342,7 @@ static int bw_mixer(hb_node_t *n, hb_tensor_t *g, hb_tensor_t **gin) {
 
 /* Attach the node: inputs with gradients, and a context holding what the backward reads. */
 static void record(hb_tensor_t *o, const hb_mixer_desc_t *d, hb_tensor_t *const *in, hb_tensor_t **c, hb_mode_t mode,
-                   const hb_mixer_args_t *a, hb_tensor_t *saved) {
+                   const hb_mixer_args_t *a, hb_tensor_t *saved, hb_tensor_t *cu) {
     hb_tensor_t *gin[HB_MIXER_MAXIN];
     int node_in[HB_MIXER_MAXIN], nin = 0;
     for (int i = 0; i < hb_mixer_nin(d); i++)
@@ -303,6 +357,7 @@ static void record(hb_tensor_t *o, const hb_mixer_desc_t *d, hb_tensor_t *const 
     for (int i = 0; i < HB_MIXER_MAXIN; i++)
         x->in[i] = c[i] && !(d->in[i].flags & HB_IN_UNSAVED) ? hb_tensor_ref(c[i]) : NULL;
     x->saved = hb_tensor_ref(saved);
+    x->cu = cu ? hb_tensor_ref(cu) : NULL;
     n->ctx_release = mixer_ctx_release;
     if (d->saves_output) {
         x->out = hb_detach(o);
@@ -313,6 +368,11 @@ static void record(hb_tensor_t *o, const hb_mixer_desc_t *d, hb_tensor_t *const 
 /* ---- the op ------------------------------------------------------------------------------------------ */
 hb_tensor_t *hb_mixer(const hb_mixer_desc_t *d, hb_tensor_t *const *in, const double *scalar, hb_mode_t mode,
                       int64_t chunk, hb_tensor_t **ht) {
+    return hb_mixer_packed(d, in, scalar, mode, chunk, NULL, ht);
+}
+
+hb_tensor_t *hb_mixer_packed(const hb_mixer_desc_t *d, hb_tensor_t *const *in, const double *scalar, hb_mode_t mode,
+                             int64_t chunk, hb_tensor_t *cu_seqlens, hb_tensor_t **ht) {
     dims_t s;
     if (ht) *ht = NULL;
     if (dims_init(&s, d, d->name)) return NULL;
@@ -328,10 +388,24 @@ hb_tensor_t *hb_mixer(const hb_mixer_desc_t *d, hb_tensor_t *const *in, const do
     if (check_inputs(&s, in, 0, dt, NULL)) return NULL;
     hb_mixer_args_t a = {0};
     fill_params(&a, &s, scalar, chunk);
+    /* packed documents: checked against the bound B and T; the final states are (N, ...) */
+    hb_tensor_t *cu = NULL;
+    dims_t sh = s; /* the sizes of the state: B → N when packed */
+    if (cu_seqlens) {
+        if (!d->packed) {
+            hb_seterr("%s: packed sequences (cu_seqlens) are not supported by this mixer's kernels", d->name);
+            return NULL;
+        }
+        int iB = dim_index(&s, "B"), iT = dim_index(&s, "T");
+        cu = hb_seqlens_check(cu_seqlens, iB >= 0 ? a.dim[iB] : 1, iT >= 0 ? a.dim[iT] : 0, d->name, &a.N);
+        if (!cu) return NULL;
+        a.cu_seqlens = hb_data(cu);
+        if (iB >= 0) sh.size[iB] = a.N;
+    }
     int need = hb_needs_grad(nin, (hb_tensor_t **)in);
     hb_tensor_t *c[HB_MIXER_MAXIN];
-    if (contiguous_inputs(d, in, dt, c)) return NULL;
-    hb_tensor_t *o = alloc_pattern(&s, dt, d->out, 0), *h = ht ? alloc_pattern(&s, dt, d->state, 0) : NULL, *saved = NULL;
+    if (contiguous_inputs(d, in, dt, c)) { hb_tensor_free(cu); return NULL; }
+    hb_tensor_t *o = alloc_pattern(&s, dt, d->out, 0), *h = ht ? alloc_pattern(&sh, dt, d->state, 0) : NULL, *saved = NULL;
     if (o && (h || !ht) && need && mode == HB_MODE_CHUNK && d->saved_numel) {
         int64_t m = d->saved_numel(&a);
         saved = hb_tensor_empty(dt, 1, &m);
@@ -349,14 +423,16 @@ hb_tensor_t *hb_mixer(const hb_mixer_desc_t *d, hb_tensor_t *const *in, const do
         }
     }
     if (failed) {
-        free_inputs(c); hb_tensor_free(o); hb_tensor_free(h); hb_tensor_free(saved);
+        free_inputs(c); hb_tensor_free(o); hb_tensor_free(h); hb_tensor_free(saved); hb_tensor_free(cu);
         return NULL;
     }
-    a.o = a.ht = a.saved = NULL; /* the node keeps sizes and scalars only; pointers are refilled */
+    a.o = a.ht = a.saved = NULL; /* the node keeps sizes, scalars and N only; pointers are refilled */
+    a.cu_seqlens = NULL;
     for (int i = 0; i < HB_MIXER_MAXIN; i++) a.in[i] = NULL;
-    if (need) record(o, d, in, c, mode, &a, saved);
+    if (need) record(o, d, in, c, mode, &a, saved, cu);
     free_inputs(c);
     hb_tensor_free(saved);
+    hb_tensor_free(cu);
     if (ht) *ht = h;
     return o;
 }
@@ -427,6 +503,14 @@ int hb_mixer_desc_check(const hb_mixer_desc_t *d) {
             hb_seterr("%s: constraint %s multiple of %s names an unknown dimension", op, d->multiple[c].dim, d->multiple[c].of);
             return -1;
         }
+    if (d->packed) { /* cu_seqlens binds to B and T, and the final states are (N, ...) */
+        int n = pattern(&s, d->state, 0, idx), has_b = 0;
+        for (int j = 0; j < n; j++) has_b |= !strcmp(s.name[idx[j]], "B");
+        if (dim_index(&s, "B") < 0 || !has_b) {
+            hb_seterr("%s: a packed mixer needs the batch dimension B in its dims and its state pattern", op);
+            return -1;
+        }
+    }
     const hb_mixer_kernels_t *ks[2] = {&d->f32, &d->f64};
     for (int t = 0; t < 2; t++)
         if (!ks[t]->fwd_chunk || !ks[t]->bwd_chunk || !ks[t]->fwd_recurrent || !ks[t]->bwd_recurrent || !ks[t]->step) {

@@ -6,7 +6,8 @@
  * call the _f32 or _f64 kernel through an explicit switch on the dtype (the kernels take typed pointers
  * and hb_data() is void *), then attach a node whose named context (attn_ctx, rope_ctx, conv1d_ctx) and
  * saved tensors hold what the backward needs (lse and the output for attention). Backward allocates
- * zeroed gradient buffers, lets the kernel accumulate into them, and hands them back.
+ * zeroed gradient buffers, lets the kernel accumulate into them, and hands them back. The packed forms
+ * (hb_*_packed) check cu_seqlens with hb_seqlens_check and save its int64 copy for the backward.
  */
 #include "mixers.h"
 #include "../kernels/attention.h"
@@ -85,19 +86,20 @@ static int kfail(const char *op) {
 /* ---- softmax attention --------------------------------------------------------------------------- */
 /* dtype dispatch to the fully written kernel names (kernels/attention.h) */
 static int attn_fwd_dt(hb_dtype_t dt, void *o, void *lse, const void *q, const void *k, const void *v, double scale,
-                       int64_t window, int64_t B, int64_t T, int64_t H, int64_t Hkv, int64_t D) {
+                       int64_t window, const int64_t *cu, int64_t N, int64_t B, int64_t T, int64_t H, int64_t Hkv,
+                       int64_t D) {
     switch (dt) {
-    case HB_F32: return attn_fwd_f32(o, lse, q, k, v, (float)scale, window, NULL, 0, B, T, H, Hkv, D, ATTN_TILE);
-    case HB_F64: return attn_fwd_f64(o, lse, q, k, v, scale, window, NULL, 0, B, T, H, Hkv, D, ATTN_TILE);
+    case HB_F32: return attn_fwd_f32(o, lse, q, k, v, (float)scale, window, cu, N, B, T, H, Hkv, D, ATTN_TILE);
+    case HB_F64: return attn_fwd_f64(o, lse, q, k, v, scale, window, cu, N, B, T, H, Hkv, D, ATTN_TILE);
     default: return -1;
     }
 }
 static int attn_bwd_dt(hb_dtype_t dt, void *dq, void *dk, void *dv, const void *q, const void *k, const void *v,
-                       const void *o, const void *lse, const void *dout, double scale, int64_t window, int64_t B,
-                       int64_t T, int64_t H, int64_t Hkv, int64_t D) {
+                       const void *o, const void *lse, const void *dout, double scale, int64_t window, const int64_t *cu,
+                       int64_t N, int64_t B, int64_t T, int64_t H, int64_t Hkv, int64_t D) {
     switch (dt) {
-    case HB_F32: return attn_bwd_f32(dq, dk, dv, q, k, v, o, lse, dout, (float)scale, window, NULL, 0, B, T, H, Hkv, D, ATTN_TILE);
-    case HB_F64: return attn_bwd_f64(dq, dk, dv, q, k, v, o, lse, dout, scale, window, NULL, 0, B, T, H, Hkv, D, ATTN_TILE);
+    case HB_F32: return attn_bwd_f32(dq, dk, dv, q, k, v, o, lse, dout, (float)scale, window, cu, N, B, T, H, Hkv, D, ATTN_TILE);
+    case HB_F64: return attn_bwd_f64(dq, dk, dv, q, k, v, o, lse, dout, scale, window, cu, N, B, T, H, Hkv, D, ATTN_TILE);
     default: return -1;
     }
 }
@@ -110,10 +112,11 @@ static int attn_decode_step_dt(hb_dtype_t dt, void *o, const void *q, const void
     }
 }
 
-/* saved: q, k, v (contiguous), o (detached), lse */
+/* saved: q, k, v (contiguous), o (detached), lse, cu_seqlens (int64, packed only) */
 typedef struct {
     double scale;
     int64_t window;
+    int64_t N; /* packed documents (saved[5] != NULL) */
 } attn_ctx;
 
 static int bw_attention(hb_node_t *n, hb_tensor_t *g, hb_tensor_t **gin) {
@@ -124,7 +127,7 @@ static int bw_attention(hb_node_t *n, hb_tensor_t *g, hb_tensor_t **gin) {
     if (!gc || !dq || !dk || !dv) { hb_tensor_free(gc); hb_tensor_free(dq); hb_tensor_free(dk); hb_tensor_free(dv); return -1; }
     int64_t B = q->size[0], T = q->size[1], H = q->size[2], D = q->size[3], Hkv = k->size[2];
     int rc = attn_bwd_dt(q->dtype, dp(dq), dp(dk), dp(dv), dp(q), dp(k), dp(v), dp(o), dp(lse), dp(gc), c->scale, c->window,
-                         B, T, H, Hkv, D);
+                         dp(n->saved[5]), c->N, B, T, H, Hkv, D);
     hb_tensor_free(gc);
     if (rc) { hb_tensor_free(dq); hb_tensor_free(dk); hb_tensor_free(dv); return kfail("attention backward"); }
     gin[0] = dq; gin[1] = dk; gin[2] = dv;
@@ -132,6 +135,11 @@ static int bw_attention(hb_node_t *n, hb_tensor_t *g, hb_tensor_t **gin) {
 }
 
 hb_tensor_t *hb_attention(hb_tensor_t *q, hb_tensor_t *k, hb_tensor_t *v, double scale, int64_t window) {
+    return hb_attention_packed(q, k, v, scale, window, NULL);
+}
+
+hb_tensor_t *hb_attention_packed(hb_tensor_t *q, hb_tensor_t *k, hb_tensor_t *v, double scale, int64_t window,
+                                 hb_tensor_t *cu_seqlens) {
     const char *op = "attention";
     if (check_t(q, op, "q", 4) || check_t(k, op, "k", 4) || check_t(v, op, "v", 4)) return NULL;
     hb_tensor_t *all[3] = {q, k, v};
@@ -141,13 +149,16 @@ hb_tensor_t *hb_attention(hb_tensor_t *q, hb_tensor_t *k, hb_tensor_t *v, double
     if (dims_eq(k, op, "k", 4, ks) || dims_eq(v, op, "v", 4, ks)) return NULL;
     if (Hkv < 1 || H % Hkv) { hb_seterr("%s: %lld query heads are not a multiple of %lld kv heads", op, (long long)H, (long long)Hkv); return NULL; }
     if (window < 0) { hb_seterr("%s: window must be >= 0", op); return NULL; }
-    hb_tensor_t *c[3];
-    if (contig(3, all, c)) return NULL;
+    int64_t N = 0;
+    hb_tensor_t *cu = cu_seqlens ? hb_seqlens_check(cu_seqlens, B, T, op, &N) : NULL, *c[3];
+    if (cu_seqlens && !cu) return NULL;
+    if (contig(3, all, c)) { hb_tensor_free(cu); return NULL; }
     int64_t ls[3] = {B, H, T};
     hb_tensor_t *o = hb_tensor_empty(q->dtype, 4, q->size), *lse = hb_tensor_empty(q->dtype, 3, ls);
-    if (!o || !lse || attn_fwd_dt(q->dtype, dp(o), dp(lse), dp(c[0]), dp(c[1]), dp(c[2]), scale, window, B, T, H, Hkv, D)) {
+    if (!o || !lse ||
+        attn_fwd_dt(q->dtype, dp(o), dp(lse), dp(c[0]), dp(c[1]), dp(c[2]), scale, window, dp(cu), N, B, T, H, Hkv, D)) {
         if (o && lse) kfail(op);
-        free_all(3, c); hb_tensor_free(o); hb_tensor_free(lse);
+        free_all(3, c); hb_tensor_free(o); hb_tensor_free(lse); hb_tensor_free(cu);
         return NULL;
     }
     hb_node_t *n = hb_node_attach(o, op, bw_attention, 3, all, sizeof(attn_ctx));
@@ -155,11 +166,13 @@ hb_tensor_t *hb_attention(hb_tensor_t *q, hb_tensor_t *k, hb_tensor_t *v, double
         for (int i = 0; i < 3; i++) n->saved[i] = hb_tensor_ref(c[i]);
         n->saved[3] = hb_detach(o);
         n->saved[4] = hb_tensor_ref(lse);
-        *(attn_ctx *)n->ctx = (attn_ctx){.scale = scale, .window = window};
+        n->saved[5] = cu ? hb_tensor_ref(cu) : NULL;
+        *(attn_ctx *)n->ctx = (attn_ctx){.scale = scale, .window = window, .N = N};
         if (!n->saved[3]) hb_node_lost(o);
     }
     free_all(3, c);
     hb_tensor_free(lse);
+    hb_tensor_free(cu);
     return o;
 }
 
@@ -186,21 +199,24 @@ hb_tensor_t *hb_attention_step(hb_tensor_t *q, hb_tensor_t *kc, hb_tensor_t *vc,
 }
 
 /* ---- rotary position embedding ------------------------------------------------------------------- */
-static int rope_dt(hb_dtype_t dt, int backward, void *out, const void *x, double theta, int64_t pos0, const int64_t *size) {
+static int rope_dt(hb_dtype_t dt, int backward, void *out, const void *x, double theta, int64_t pos0, const int64_t *cu,
+                   int64_t N, const int64_t *size) {
     switch (dt) {
     case HB_F32:
-        return backward ? rope_bwd_f32(out, x, theta, pos0, NULL, 0, size[0], size[1], size[2], size[3])
-                        : rope_fwd_f32(out, x, theta, pos0, NULL, 0, size[0], size[1], size[2], size[3]);
+        return backward ? rope_bwd_f32(out, x, theta, pos0, cu, N, size[0], size[1], size[2], size[3])
+                        : rope_fwd_f32(out, x, theta, pos0, cu, N, size[0], size[1], size[2], size[3]);
     case HB_F64:
-        return backward ? rope_bwd_f64(out, x, theta, pos0, NULL, 0, size[0], size[1], size[2], size[3])
-                        : rope_fwd_f64(out, x, theta, pos0, NULL, 0, size[0], size[1], size[2], size[3]);
+        return backward ? rope_bwd_f64(out, x, theta, pos0, cu, N, size[0], size[1], size[2], size[3])
+                        : rope_fwd_f64(out, x, theta, pos0, cu, N, size[0], size[1], size[2], size[3]);
     default: return -1;
     }
 }
 
+/* saved: cu_seqlens (int64, packed only) */
 typedef struct {
     double theta;
     int64_t pos0;
+    int64_t N; /* packed documents (saved[0] != NULL) */
 } rope_ctx;
 
 static int bw_rope(hb_node_t *n, hb_tensor_t *g, hb_tensor_t **gin) {
@@ -208,24 +224,37 @@ static int bw_rope(hb_node_t *n, hb_tensor_t *g, hb_tensor_t **gin) {
     hb_tensor_t *gc = hb_contiguous(g);
     hb_tensor_t *dx = gc ? zeros_like(gc) : NULL;
     if (!dx) { hb_tensor_free(gc); return -1; }
-    int rc = rope_dt(g->dtype, 1, dp(dx), dp(gc), c->theta, c->pos0, g->size);
+    int rc = rope_dt(g->dtype, 1, dp(dx), dp(gc), c->theta, c->pos0, dp(n->saved[0]), c->N, g->size);
     hb_tensor_free(gc);
     if (rc) { hb_tensor_free(dx); return kfail("rope backward"); }
     gin[0] = dx;
     return 0;
 }
 
-hb_tensor_t *hb_rope(hb_tensor_t *x, double theta, int64_t pos0) {
+hb_tensor_t *hb_rope(hb_tensor_t *x, double theta, int64_t pos0) { return hb_rope_packed(x, theta, pos0, NULL); }
+
+hb_tensor_t *hb_rope_packed(hb_tensor_t *x, double theta, int64_t pos0, hb_tensor_t *cu_seqlens) {
     if (check_t(x, "rope", "x", 4)) return NULL;
     if (x->size[3] % 2) { hb_seterr("rope: head dim %lld must be even", (long long)x->size[3]); return NULL; }
+    if (pos0 < 0 || !(theta > 0)) {
+        hb_seterr("rope: needs pos0 >= 0 and theta > 0 (got pos0 = %lld, theta = %g)", (long long)pos0, theta);
+        return NULL;
+    }
+    int64_t N = 0;
+    hb_tensor_t *cu = cu_seqlens ? hb_seqlens_check(cu_seqlens, x->size[0], x->size[1], "rope", &N) : NULL;
+    if (cu_seqlens && !cu) return NULL;
     hb_tensor_t *xc = hb_contiguous(x);
     hb_tensor_t *o = xc ? hb_tensor_empty(x->dtype, 4, x->size) : NULL;
-    if (!o) { hb_tensor_free(xc); return NULL; }
-    int rc = rope_dt(x->dtype, 0, dp(o), dp(xc), theta, pos0, x->size);
+    if (!o) { hb_tensor_free(xc); hb_tensor_free(cu); return NULL; }
+    int rc = rope_dt(x->dtype, 0, dp(o), dp(xc), theta, pos0, dp(cu), N, x->size);
     hb_tensor_free(xc);
-    if (rc) { hb_tensor_free(o); kfail("rope"); return NULL; }
+    if (rc) { hb_tensor_free(o); hb_tensor_free(cu); kfail("rope"); return NULL; }
     hb_node_t *n = hb_node_attach(o, "rope", bw_rope, 1, &x, sizeof(rope_ctx));
-    if (n) *(rope_ctx *)n->ctx = (rope_ctx){.theta = theta, .pos0 = pos0};
+    if (n) {
+        *(rope_ctx *)n->ctx = (rope_ctx){.theta = theta, .pos0 = pos0, .N = N};
+        n->saved[0] = cu ? hb_tensor_ref(cu) : NULL;
+    }
+    hb_tensor_free(cu);
     return o;
 }
 
@@ -273,19 +302,19 @@ hb_tensor_t *hb_hgrn_step(hb_tensor_t *state, hb_tensor_t *x, hb_tensor_t *g) {
 
 /* ---- short convolution ------------------------------------------------------------------------------- */
 /* dtype dispatch to the fully written kernel names (kernels/conv1d.h) */
-static int conv1d_fwd_dt(hb_dtype_t dt, void *y, const void *x, const void *w, const void *b, int act, int64_t B, int64_t T,
-                         int64_t D, int64_t W) {
+static int conv1d_fwd_dt(hb_dtype_t dt, void *y, const void *x, const void *w, const void *b, int act, const int64_t *cu,
+                         int64_t N, int64_t B, int64_t T, int64_t D, int64_t W) {
     switch (dt) {
-    case HB_F32: return conv1d_fwd_f32(y, x, w, b, act, NULL, NULL, 0, B, T, D, W);
-    case HB_F64: return conv1d_fwd_f64(y, x, w, b, act, NULL, NULL, 0, B, T, D, W);
+    case HB_F32: return conv1d_fwd_f32(y, x, w, b, act, NULL, cu, N, B, T, D, W);
+    case HB_F64: return conv1d_fwd_f64(y, x, w, b, act, NULL, cu, N, B, T, D, W);
     default: return -1;
     }
 }
 static int conv1d_bwd_dt(hb_dtype_t dt, void *dx, void *dw, void *db, const void *dy, const void *x, const void *w,
-                         const void *b, int act, int64_t B, int64_t T, int64_t D, int64_t W) {
+                         const void *b, int act, const int64_t *cu, int64_t N, int64_t B, int64_t T, int64_t D, int64_t W) {
     switch (dt) {
-    case HB_F32: return conv1d_bwd_f32(dx, dw, db, dy, x, w, b, act, NULL, NULL, 0, B, T, D, W);
-    case HB_F64: return conv1d_bwd_f64(dx, dw, db, dy, x, w, b, act, NULL, NULL, 0, B, T, D, W);
+    case HB_F32: return conv1d_bwd_f32(dx, dw, db, dy, x, w, b, act, NULL, cu, N, B, T, D, W);
+    case HB_F64: return conv1d_bwd_f64(dx, dw, db, dy, x, w, b, act, NULL, cu, N, B, T, D, W);
     default: return -1;
     }
 }
@@ -297,18 +326,20 @@ static int conv1d_step_dt(hb_dtype_t dt, void *y, void *cache, const void *x, co
     default: return -1;
     }
 }
-static int conv1d_cache_from_seq_dt(hb_dtype_t dt, void *cache, const void *x, int64_t B, int64_t T, int64_t D, int64_t W) {
+static int conv1d_cache_from_seq_dt(hb_dtype_t dt, void *cache, const void *x, const int64_t *cu, int64_t N, int64_t B,
+                                    int64_t T, int64_t D, int64_t W) {
     switch (dt) {
-    case HB_F32: return conv1d_cache_from_seq_f32(cache, x, NULL, 0, B, T, D, W);
-    case HB_F64: return conv1d_cache_from_seq_f64(cache, x, NULL, 0, B, T, D, W);
+    case HB_F32: return conv1d_cache_from_seq_f32(cache, x, cu, N, B, T, D, W);
+    case HB_F64: return conv1d_cache_from_seq_f64(cache, x, cu, N, B, T, D, W);
     default: return -1;
     }
 }
 
-/* saved: x, w, bias (contiguous; bias may be NULL) */
+/* saved: x, w, bias (contiguous; bias may be NULL), cu_seqlens (int64, packed only) */
 typedef struct {
     int act;     /* 0 none, 1 silu */
     int64_t W;   /* kernel width */
+    int64_t N;   /* packed documents (saved[3] != NULL) */
 } conv1d_ctx;
 
 static int bw_conv(hb_node_t *n, hb_tensor_t *g, hb_tensor_t **gin) {
@@ -318,7 +349,8 @@ static int bw_conv(hb_node_t *n, hb_tensor_t *g, hb_tensor_t **gin) {
     hb_tensor_t *dx = zeros_like(x), *dw = zeros_like(w), *db = b ? zeros_like(b) : NULL;
     if (!gc || !dx || !dw || (b && !db)) { hb_tensor_free(gc); hb_tensor_free(dx); hb_tensor_free(dw); hb_tensor_free(db); return -1; }
     int64_t B = x->size[0], T = x->size[1], D = x->size[2];
-    int rc = conv1d_bwd_dt(x->dtype, dp(dx), dp(dw), dp(db), dp(gc), dp(x), dp(w), dp(b), c->act, B, T, D, c->W);
+    int rc = conv1d_bwd_dt(x->dtype, dp(dx), dp(dw), dp(db), dp(gc), dp(x), dp(w), dp(b), c->act, dp(n->saved[3]), c->N, B, T,
+                           D, c->W);
     hb_tensor_free(gc);
     if (rc) { hb_tensor_free(dx); hb_tensor_free(dw); hb_tensor_free(db); return kfail("conv1d backward"); }
     gin[0] = dx; gin[1] = dw; gin[2] = db;
@@ -340,28 +372,38 @@ static int conv_check(hb_tensor_t *x, hb_tensor_t *w, hb_tensor_t *bias, int64_t
 }
 
 hb_tensor_t *hb_conv1d(hb_tensor_t *x, hb_tensor_t *w, hb_tensor_t *bias, int act, hb_tensor_t **cache_out) {
+    return hb_conv1d_packed(x, w, bias, act, NULL, cache_out);
+}
+
+hb_tensor_t *hb_conv1d_packed(hb_tensor_t *x, hb_tensor_t *w, hb_tensor_t *bias, int act, hb_tensor_t *cu_seqlens,
+                              hb_tensor_t **cache_out) {
     const char *op = "conv1d";
+    if (cache_out) *cache_out = NULL;
     if (check_t(x, op, "x", 3)) return NULL;
-    int64_t B = x->size[0], T = x->size[1], D = x->size[2], W;
+    int64_t B = x->size[0], T = x->size[1], D = x->size[2], W, N = 0;
     if (conv_check(x, w, bias, D, &W, op)) return NULL;
+    hb_tensor_t *cu = cu_seqlens ? hb_seqlens_check(cu_seqlens, B, T, op, &N) : NULL;
+    if (cu_seqlens && !cu) return NULL;
     hb_tensor_t *all[3] = {x, w, bias}, *c[3];
-    if (contig(3, all, c)) return NULL;
+    if (contig(3, all, c)) { hb_tensor_free(cu); return NULL; }
     hb_tensor_t *y = hb_tensor_empty(x->dtype, 3, x->size);
-    int nomem = !y, rc = nomem || conv1d_fwd_dt(x->dtype, dp(y), dp(c[0]), dp(c[1]), dp(c[2]), act, B, T, D, W);
-    if (!rc && cache_out) {
-        int64_t cs[3] = {B, W - 1, D};
+    int nomem = !y, rc = nomem || conv1d_fwd_dt(x->dtype, dp(y), dp(c[0]), dp(c[1]), dp(c[2]), act, dp(cu), N, B, T, D, W);
+    if (!rc && cache_out) { /* the decode cache of every sequence: (B or N, W-1, D) */
+        int64_t cs[3] = {cu ? N : B, W - 1, D};
         *cache_out = hb_tensor_empty(x->dtype, 3, cs);
         nomem = !*cache_out;
-        rc = nomem || conv1d_cache_from_seq_dt(x->dtype, dp(*cache_out), dp(c[0]), B, T, D, W);
+        rc = nomem || conv1d_cache_from_seq_dt(x->dtype, dp(*cache_out), dp(c[0]), dp(cu), N, B, T, D, W);
         if (rc) { hb_tensor_free(*cache_out); *cache_out = NULL; }
     }
-    if (rc) { free_all(3, c); hb_tensor_free(y); if (!nomem) kfail(op); return NULL; }
+    if (rc) { free_all(3, c); hb_tensor_free(y); hb_tensor_free(cu); if (!nomem) kfail(op); return NULL; }
     hb_node_t *n = hb_node_attach(y, op, bw_conv, bias ? 3 : 2, all, sizeof(conv1d_ctx));
     if (n) {
         for (int i = 0; i < 3; i++) n->saved[i] = c[i] ? hb_tensor_ref(c[i]) : NULL;
-        *(conv1d_ctx *)n->ctx = (conv1d_ctx){.act = act, .W = W};
+        n->saved[3] = cu ? hb_tensor_ref(cu) : NULL;
+        *(conv1d_ctx *)n->ctx = (conv1d_ctx){.act = act, .W = W, .N = N};
     }
     free_all(3, c);
+    hb_tensor_free(cu);
     return y;
 }
 

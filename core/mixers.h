@@ -18,6 +18,18 @@
 hb_tensor_t *hb_attention(hb_tensor_t *q, hb_tensor_t *k, hb_tensor_t *v, double scale, int64_t window);
 /* RoPE rotate-half on x (B,T,H,D), positions pos0 + t. */
 hb_tensor_t *hb_rope(hb_tensor_t *x, double theta, int64_t pos0);
+
+/* Packed sequences (fla's cu_seqlens, kernels/seqs.h): cu_seqlens (may be NULL: the plain op) is an int64
+ * or int32 tensor [N+1] of document starts over the T tokens of a batch of B = 1 row (checked by
+ * hb_seqlens_check, mixer_op.h). Attention is block-diagonal causal (a query sees only its document's
+ * keys; a window restarts at each document), RoPE positions are pos0 + the index within the document,
+ * and the convolution's taps stop at each document's first token; its cache_out is (N, W-1, D), one
+ * per document. Gradients as for the plain ops. */
+hb_tensor_t *hb_attention_packed(hb_tensor_t *q, hb_tensor_t *k, hb_tensor_t *v, double scale, int64_t window,
+                                 hb_tensor_t *cu_seqlens);
+hb_tensor_t *hb_rope_packed(hb_tensor_t *x, double theta, int64_t pos0, hb_tensor_t *cu_seqlens);
+hb_tensor_t *hb_conv1d_packed(hb_tensor_t *x, hb_tensor_t *w, hb_tensor_t *bias, int act, hb_tensor_t *cu_seqlens,
+                              hb_tensor_t **cache_out);
 /* One decode step of attention: q (B,H,D) against caches kc/vc (B,Tmax,Hkv,D) holding positions 0..pos. */
 hb_tensor_t *hb_attention_step(hb_tensor_t *q, hb_tensor_t *kc, hb_tensor_t *vc, double scale, int64_t window, int64_t pos);
 

@@ -2,6 +2,10 @@
  * (kernels/mixer_registry.c): descriptors well formed, shape-pattern / dtype / constraint errors with
  * their exact messages, and, for each mixer in float64: the finite-difference gradient check through
  * the op in both modes, chunk == recurrent (output and final state), and T decode steps == the forward.
+ * Packed sequences (cu_seqlens): for every mixer whose descriptor says `packed`, the finite-difference
+ * gradient check through hb_mixer_packed in both modes (documents {2, 0, 3, 5}: an empty one, one
+ * shorter than the chunk, one spanning two) and packed == each document alone (outputs and the N final
+ * states); a mixer without it is refused with a message; cu_seqlens errors with their exact messages.
  * Pure C: links libhbcore.a only. A new mixer is covered by registering it (input value ranges below).
  */
 #include "../core/autograd.h"
@@ -20,9 +24,12 @@ static hb_rng_t R;
 
 /* Test sizes of the dimension names (anything else: 3); T spans a partial second chunk of CHUNK. */
 #define CHUNK 4
+static int64_t PACKED_T; /* > 0 while building packed inputs: B = 1 and T = PACKED_T */
 static int64_t dim_size(const char *name) {
     static const struct { const char *n; int64_t v; } sz[] = {
         {"B", 2}, {"T", 7}, {"H", 2}, {"HV", 4}, {"G", 1}, {"K", 4}, {"V", 3}, {"D", 5}};
+    if (PACKED_T > 0 && !strcmp(name, "B")) return 1;
+    if (PACKED_T > 0 && !strcmp(name, "T")) return PACKED_T;
     for (size_t i = 0; i < sizeof sz / sizeof sz[0]; i++)
         if (!strcmp(sz[i].n, name)) return sz[i].v;
     return 3;
@@ -126,6 +133,125 @@ static void check_forms(const hb_mixer_desc_t *d) {
     for (int i = 0; i < HB_MIXER_MAXIN; i++) hb_tensor_free(in[i]);
 }
 
+/* ---- packed sequences ----------------------------------------------------------------------------------- */
+static const int64_t PLENS[] = {2, 0, 3, 5}; /* an empty document, one shorter than CHUNK, one spanning two */
+#define PN 4
+
+typedef struct {
+    gc_ctx g;
+    hb_tensor_t *cu;
+} pk_ctx;
+
+static hb_tensor_t *f_packed(void *p, hb_tensor_t **in) {
+    pk_ctx *c = p;
+    hb_tensor_t *all[HB_MIXER_MAXIN];
+    memcpy(all, c->g.all, sizeof all);
+    for (int j = 0; j < c->g.ngrad; j++) all[c->g.grad_index[j]] = in[j];
+    return hb_mixer_packed(c->g.d, all, NULL, c->g.mode, CHUNK, c->cu, NULL);
+}
+
+static hb_tensor_t *seqlens(const int64_t *lens, int n) {
+    int64_t v[16] = {0}, sz = n + 1;
+    for (int i = 0; i < n; i++) v[i + 1] = v[i] + lens[i];
+    return hb_tensor_from_data(HB_I64, 1, &sz, v);
+}
+
+/* rows [t0, t0 + n) of x along its T axis (dim 1) when its pattern has one, else x itself */
+static hb_tensor_t *rows(hb_tensor_t *x, const char *pat, int64_t t0, int64_t n) {
+    if (!x) return NULL;
+    if (!strstr(pat, "T")) return hb_tensor_ref(x);
+    hb_tensor_t *v = hb_narrow(x, 1, t0, n), *c = v ? hb_contiguous(v) : NULL;
+    hb_tensor_free(v);
+    return c;
+}
+
+static void check_packed(const hb_mixer_desc_t *d) {
+    int64_t T = 0;
+    for (int i = 0; i < PN; i++) T += PLENS[i];
+    PACKED_T = T;
+    hb_tensor_t *cu = seqlens(PLENS, PN);
+    for (int mode = 0; mode < 2; mode++) {
+        pk_ctx c = {.g = {.d = d, .mode = (hb_mode_t)mode}, .cu = cu};
+        hb_tensor_t *g[HB_MIXER_MAXIN];
+        for (int i = 0; i < hb_mixer_nin(d); i++) {
+            c.g.all[i] = make_input(&d->in[i], 0);
+            if (d->in[i].flags & HB_IN_GRAD) { c.g.grad_index[c.g.ngrad] = i; g[c.g.ngrad++] = c.g.all[i]; }
+        }
+        double err = gradcheck(f_packed, &c, c.g.ngrad, g);
+        ok(err < 1e-6, "%s: float64 gradients through hb_mixer_packed match finite differences (%s mode, documents "
+           "{2,0,3,5}; rel err %.2e)", d->name, mode == HB_MODE_CHUNK ? "chunk" : "recurrent", err);
+        /* packed == each document alone: outputs and final states */
+        hb_tensor_t *ht = NULL, *o = hb_mixer_packed(d, c.g.all, NULL, (hb_mode_t)mode, CHUNK, cu, &ht);
+        double e = o && ht ? 0 : INFINITY;
+        for (int n = 0, t0 = 0; n < PN && e < INFINITY; t0 += (int)PLENS[n], n++) {
+            hb_tensor_t *x[HB_MIXER_MAXIN] = {0}, *hn = NULL;
+            for (int i = 0; i < hb_mixer_nin(d); i++) x[i] = rows(c.g.all[i], d->in[i].shape, t0, PLENS[n]);
+            hb_tensor_t *on = hb_mixer(d, x, NULL, (hb_mode_t)mode, CHUNK, &hn);
+            hb_tensor_t *op = hb_narrow(o, 1, t0, PLENS[n]), *hp = hb_narrow(ht, 0, n, 1);
+            double e1 = max_abs_diff(on, op), e2 = max_abs_diff(hn, hp);
+            e = fmax(e, fmax(e1, e2));
+            hb_tensor_free(on); hb_tensor_free(hn); hb_tensor_free(op); hb_tensor_free(hp);
+            for (int i = 0; i < HB_MIXER_MAXIN; i++) hb_tensor_free(x[i]);
+        }
+        ok(e < 1e-12, "%s: packed == each document alone through the op (%s mode; outputs and the %d final states; "
+           "max diff %.1e)", d->name, mode == HB_MODE_CHUNK ? "chunk" : "recurrent", PN, e);
+        hb_tensor_free(o); hb_tensor_free(ht);
+        for (int i = 0; i < hb_mixer_nin(d); i++) hb_tensor_free(c.g.all[i]);
+    }
+    PACKED_T = 0;
+    hb_tensor_free(cu);
+}
+
+static void expect_error(hb_tensor_t *r, const char *want, const char *desc);
+
+/* cu_seqlens errors, and a mixer whose kernels do not take it */
+static void check_packed_errors(void) {
+    const hb_mixer_desc_t *gla = hb_mixer_find("gla");
+    int64_t s5[4] = {1, 5, 2, 4}, s2[4] = {2, 5, 2, 4};
+    hb_tensor_t *q = hb_tensor_full(HB_F32, 4, s5, 0.5), *q2 = hb_tensor_full(HB_F32, 4, s2, 0.5);
+    hb_tensor_t *in[HB_MIXER_MAXIN] = {q, q, q, q}, *in2[HB_MIXER_MAXIN] = {q2, q2, q2, q2};
+    const int64_t ok_l[2] = {2, 3}, end_l[2] = {2, 2}, two[1] = {5};
+    hb_tensor_t *good = seqlens(ok_l, 2), *short_ = seqlens(end_l, 2), *one = seqlens(two, 0);
+    int64_t v0[3] = {1, 2, 5}, vd[3] = {0, 3, 2}, n3 = 3;
+    hb_tensor_t *start1 = hb_tensor_from_data(HB_I64, 1, &n3, v0), *down = hb_tensor_from_data(HB_I64, 1, &n3, vd);
+    hb_tensor_t *flt = hb_to_dtype(good, HB_F32), *i32 = hb_to_dtype(good, HB_I32);
+    expect_error(hb_mixer_packed(gla, in2, NULL, HB_MODE_CHUNK, 0, good, NULL),
+                 "gla: packed sequences (cu_seqlens) need B = 1, the documents back to back in one row; got B = 2",
+                 "packed: B must be 1");
+    expect_error(hb_mixer_packed(gla, in, NULL, HB_MODE_CHUNK, 0, flt, NULL),
+                 "gla: cu_seqlens must be a 1-D int64 or int32 tensor [N+1] of document starts, got float32 [3]",
+                 "packed: cu_seqlens must be an integer tensor");
+    expect_error(hb_mixer_packed(gla, in, NULL, HB_MODE_CHUNK, 0, one, NULL),
+                 "gla: cu_seqlens needs N+1 >= 2 entries (0, the document ends, the total length), got [1]",
+                 "packed: at least one document");
+    expect_error(hb_mixer_packed(gla, in, NULL, HB_MODE_CHUNK, 0, start1, NULL), "gla: cu_seqlens[0] must be 0, got 1",
+                 "packed: cu_seqlens starts at 0");
+    expect_error(hb_mixer_packed(gla, in, NULL, HB_MODE_CHUNK, 0, down, NULL),
+                 "gla: cu_seqlens must be non-decreasing (cu_seqlens[2] = 2 < cu_seqlens[1] = 3)",
+                 "packed: cu_seqlens is non-decreasing");
+    expect_error(hb_mixer_packed(gla, in, NULL, HB_MODE_CHUNK, 0, short_, NULL),
+                 "gla: cu_seqlens must end at T = 5 (the packed length), got 4", "packed: cu_seqlens ends at T");
+    hb_tensor_t *ht = NULL, *o = hb_mixer_packed(gla, in, NULL, HB_MODE_RECURRENT, 0, i32, &ht);
+    int64_t want[4] = {2, 2, 4, 4};
+    ok(o && ht && ht->ndim == 4 && !memcmp(ht->size, want, sizeof want),
+       "packed: an int32 cu_seqlens is accepted; the final states are [N, H, K, V] = [2, 2, 4, 4]");
+    hb_tensor_free(o); hb_tensor_free(ht);
+    hb_mixer_desc_t plain = *gla;
+    plain.packed = 0;
+    expect_error(hb_mixer_packed(&plain, in, NULL, HB_MODE_CHUNK, 0, good, NULL),
+                 "gla: packed sequences (cu_seqlens) are not supported by this mixer's kernels",
+                 "packed: a descriptor without `packed` refuses cu_seqlens");
+    o = hb_mixer_packed(&plain, in, NULL, HB_MODE_CHUNK, 0, NULL, NULL);
+    ok(o != NULL, "... and runs without it");
+    hb_tensor_free(o);
+    hb_mixer_desc_t nob = *gla;
+    nob.state = "H K V";
+    ok(hb_mixer_desc_check(&nob) != 0 && strstr(hb_errmsg(), "needs the batch dimension B"),
+       "a packed descriptor whose state has no B is caught (%s)", hb_errmsg());
+    hb_tensor_t *all[] = {q, q2, good, short_, one, start1, down, flt, i32};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) hb_tensor_free(all[i]);
+}
+
 /* ---- errors ------------------------------------------------------------------------------------------- */
 static hb_tensor_t *ones(int n, int64_t a, int64_t b, int64_t c, int64_t e) {
     int64_t s[4] = {a, b, c, e};
@@ -225,9 +351,14 @@ int main(void) {
     bad.out = "B T Q";
     ok(hb_mixer_desc_check(&bad) != 0 && strstr(hb_errmsg(), "unknown dimension"), "a pattern over an unknown dimension is caught (%s)", hb_errmsg());
     check_errors();
+    check_packed_errors();
     for (int i = 0; hb_mixer_registry[i]; i++) {
         check_gradients(hb_mixer_registry[i]);
         check_forms(hb_mixer_registry[i]);
+        if (hb_mixer_registry[i]->packed) check_packed(hb_mixer_registry[i]);
+        else /* every mixer trains on packed documents: wiring one is `.packed = 1` and a->cu_seqlens, a->N */
+            ok(0, "%s: its descriptor does not declare packed sequences (set .packed = 1 and pass a->cu_seqlens, "
+               "a->N from its adapters to its kernels; kernels/mixer.h)", hb_mixer_registry[i]->name);
     }
     return tap_done();
 }
