@@ -36,6 +36,12 @@ int lhb_kw_number(lua_State *L, const char *fn, const char *key, double *v);
 int lhb_kw_integer(lua_State *L, const char *fn, const char *key, int64_t *v);
 const char *lhb_kw_string(lua_State *L, const char *fn, const char *key);
 int lhb_kw_bool(lua_State *L, const char *fn, const char *key);
+/* Packed sequences' cu_seqlens (fla's convention): a hyblua.Tensor (returned as is; the core op checks its
+ * dtype and values) or a Lua list of integers, converted to a new int64 tensor left on the stack for the
+ * call. lhb_seqlens_at reads stack index idx (`what` names it in messages); lhb_kw_seqlens reads key of
+ * the keyword table (NULL when absent). */
+hb_tensor_t *lhb_seqlens_at(lua_State *L, int idx, const char *fn, const char *what);
+hb_tensor_t *lhb_kw_seqlens(lua_State *L, const char *fn, const char *key);
 
 void lhb_open_tensor(lua_State *L);  /* tensors: metatable + functions into the table on top */
 void lhb_open_nn(lua_State *L);      /* nn functions, attention, conv1d (lnn.c) */

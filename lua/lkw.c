@@ -116,6 +116,33 @@ const char *lhb_kw_string(lua_State *L, const char *fn, const char *key) {
     return s;
 }
 
+hb_tensor_t *lhb_seqlens_at(lua_State *L, int idx, const char *fn, const char *what) {
+    idx = lua_absindex(L, idx);
+    hb_tensor_t *t = lhb_test_tensor(L, idx);
+    if (t) return t;
+    if (lua_type(L, idx) != LUA_TTABLE)
+        luaL_error(L, "%s: %s must be an int64 tensor or a list of integers (document starts), got %s", fn, what,
+                   type_name(L, idx));
+    int64_t n = (int64_t)luaL_len(L, idx);
+    t = hb_tensor_empty(HB_I64, 1, &n);
+    lhb_push_tensor(L, t); /* owned by Lua from here: an error below leaks nothing */
+    int64_t *v = hb_data(t);
+    for (int64_t i = 0; i < n; i++) {
+        lua_geti(L, idx, (lua_Integer)(i + 1));
+        int isint = 0;
+        lua_Integer x = lua_tointegerx(L, -1, &isint);
+        if (!isint) luaL_error(L, "%s: %s[%I] must be an integer, got %s", fn, what, (lua_Integer)(i + 1), type_name(L, -1));
+        v[i] = (int64_t)x;
+        lua_pop(L, 1);
+    }
+    return t;
+}
+
+hb_tensor_t *lhb_kw_seqlens(lua_State *L, const char *fn, const char *key) {
+    if (!field(L, key)) return NULL;
+    return lhb_seqlens_at(L, -1, fn, key); /* a converted list stays on the stack above its table for the call */
+}
+
 int lhb_kw_bool(lua_State *L, const char *fn, const char *key) {
     if (!field(L, key)) return 0;
     if (!lua_isboolean(L, -1)) luaL_error(L, "%s: argument '%s' must be a boolean, got %s", fn, key, type_name(L, -1));

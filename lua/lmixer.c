@@ -2,12 +2,15 @@
  *
  * One binding for all mixers: the names of the keyword arguments come from the kernel descriptor
  * (kernels/mixer.h) — its tensor inputs and scalars — plus, for the full-sequence call, `mode`
- * ("chunk" | "recurrent"), `chunk` (only for mixers with a chunk length) and `state` (true: also return
- * the final recurrent state, to prefill a decode cache). The step call takes `state` (the decode state,
- * updated in place) and returns the step's output. Shapes, dtypes and defaults are checked by
- * core/mixer_op.c; this file only turns a table into its arguments.
+ * ("chunk" | "recurrent"), `chunk` (only for mixers with a chunk length), `state` (true: also return
+ * the final recurrent state, to prefill a decode cache) and `cu_seqlens` (packed documents, fla's
+ * convention: an int64 tensor or a list of integers [N+1] over the T tokens of a batch of one row; the
+ * states are then [N, ...]). The step call takes `state` (the decode state, updated in place) and returns
+ * the step's output. Shapes, dtypes and defaults are checked by core/mixer_op.c; this file only turns a
+ * table into its arguments.
  *
- *   hb.gla{q = q, k = k, v = v, g = g, scale = K ^ -0.5, mode = "chunk", chunk = 64, state = false} → o [, S]
+ *   hb.gla{q = q, k = k, v = v, g = g, scale = K ^ -0.5, mode = "chunk", chunk = 64, state = false,
+ *          cu_seqlens = nil} → o [, S]
  *   hb.gla_step{state = S, q = q1, k = k1, v = v1, g = g1, scale = K ^ -0.5} → o1
  */
 #include "../core/mixer_op.h"
@@ -17,7 +20,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#define MAXKEYS (HB_MIXER_MAXIN + HB_MIXER_MAXSCALAR + 4)
+#define MAXKEYS (HB_MIXER_MAXIN + HB_MIXER_MAXSCALAR + 5)
 
 /* The keyword names of d's full-sequence call (step = 0) or of its step (step = 1), NULL-terminated. */
 static void keys_of(const hb_mixer_desc_t *d, int step, const char **keys) {
@@ -29,6 +32,7 @@ static void keys_of(const hb_mixer_desc_t *d, int step, const char **keys) {
         keys[n++] = "mode";
         if (d->chunk > 0) keys[n++] = "chunk";
         keys[n++] = "state";
+        keys[n++] = "cu_seqlens";
     }
     keys[n] = NULL;
 }
@@ -59,8 +63,8 @@ static int l_mixer(lua_State *L) {
     if (d->chunk > 0 && lhb_kw_integer(L, fn, "chunk", &chunk) && chunk < 1)
         return luaL_error(L, "%s: chunk must be a positive integer, got %I", fn, (lua_Integer)chunk);
     int want_state = lhb_kw_bool(L, fn, "state");
-    hb_tensor_t *ht = NULL;
-    hb_tensor_t *o = hb_mixer(d, in, scalar, mode, chunk, want_state ? &ht : NULL);
+    hb_tensor_t *cu = lhb_kw_seqlens(L, fn, "cu_seqlens"), *ht = NULL;
+    hb_tensor_t *o = hb_mixer_packed(d, in, scalar, mode, chunk, cu, want_state ? &ht : NULL);
     if (!o) return luaL_error(L, "%s", hb_errmsg());
     lhb_push_tensor(L, o);
     if (!want_state) return 1;

@@ -27,9 +27,9 @@ static int l_cross_entropy(lua_State *L) {
     return ret(L, hb_cross_entropy(lhb_check_tensor(L, 1), lhb_check_tensor(L, 2), luaL_optinteger(L, 3, -100)));
 }
 
-/* hb.attention{q =, k =, v =, scale = D^-1/2, window = 0} */
+/* hb.attention{q =, k =, v =, scale = D^-1/2, window = 0, cu_seqlens = nil} (packed documents: block-diagonal) */
 static int l_attention(lua_State *L) {
-    static const char *const keys[] = {"q", "k", "v", "scale", "window", NULL};
+    static const char *const keys[] = {"q", "k", "v", "scale", "window", "cu_seqlens", NULL};
     const char *fn = "hb.attention";
     lhb_kw_check(L, fn, keys);
     hb_tensor_t *q = lhb_kw_tensor(L, fn, "q", 1), *k = lhb_kw_tensor(L, fn, "k", 1), *v = lhb_kw_tensor(L, fn, "v", 1);
@@ -37,7 +37,8 @@ static int l_attention(lua_State *L) {
     int64_t window = 0;
     lhb_kw_number(L, fn, "scale", &scale);
     lhb_kw_integer(L, fn, "window", &window);
-    return ret(L, hb_attention(q, k, v, scale, window));
+    hb_tensor_t *cu = lhb_kw_seqlens(L, fn, "cu_seqlens");
+    return ret(L, hb_attention_packed(q, k, v, scale, window, cu));
 }
 /* hb.attention_step{q = (B,H,D), k_cache =, v_cache =, scale = D^-1/2, window = 0, pos =} (0-based pos) */
 static int l_attention_step(lua_State *L) {
@@ -53,9 +54,14 @@ static int l_attention_step(lua_State *L) {
     if (!lhb_kw_integer(L, fn, "pos", &pos)) return luaL_error(L, "%s: missing argument 'pos'", fn);
     return ret(L, hb_attention_step(q, kc, vc, scale, window, pos));
 }
-/* hb.rope(x, theta [, pos0]) — pos0 is a 0-based absolute position */
+/* hb.rope(x, theta [, pos0 [, cu_seqlens]]) — pos0 is a 0-based absolute position; with cu_seqlens (packed
+ * documents) positions restart at every document */
 static int l_rope(lua_State *L) {
-    return ret(L, hb_rope(lhb_check_tensor(L, 1), luaL_checknumber(L, 2), luaL_optinteger(L, 3, 0)));
+    hb_tensor_t *x = lhb_check_tensor(L, 1);
+    double theta = luaL_checknumber(L, 2);
+    lua_Integer pos0 = luaL_optinteger(L, 3, 0);
+    hb_tensor_t *cu = lua_isnoneornil(L, 4) ? NULL : lhb_seqlens_at(L, 4, "hb.rope", "cu_seqlens");
+    return ret(L, hb_rope_packed(x, theta, pos0, cu));
 }
 /* act = nil | "silu" → 0 | 1 */
 static int conv_act(lua_State *L, const char *fn) {
@@ -63,15 +69,16 @@ static int conv_act(lua_State *L, const char *fn) {
     if (act && strcmp(act, "silu")) return luaL_error(L, "%s: act must be nil or 'silu', got '%s'", fn, act);
     return act != NULL;
 }
-/* hb.conv1d{x =, w =, bias = nil, act = nil | "silu", cache = false} → y [, cache] */
+/* hb.conv1d{x =, w =, bias = nil, act = nil | "silu", cache = false, cu_seqlens = nil} → y [, cache]; packed
+ * documents: no tap crosses a boundary, the cache is [N, W-1, D] */
 static int l_conv1d(lua_State *L) {
-    static const char *const keys[] = {"x", "w", "bias", "act", "cache", NULL};
+    static const char *const keys[] = {"x", "w", "bias", "act", "cache", "cu_seqlens", NULL};
     const char *fn = "hb.conv1d";
     lhb_kw_check(L, fn, keys);
     hb_tensor_t *x = lhb_kw_tensor(L, fn, "x", 1), *w = lhb_kw_tensor(L, fn, "w", 1), *bias = lhb_kw_tensor(L, fn, "bias", 0);
     int act = conv_act(L, fn), want_cache = lhb_kw_bool(L, fn, "cache");
-    hb_tensor_t *cache = NULL;
-    hb_tensor_t *y = hb_conv1d(x, w, bias, act, want_cache ? &cache : NULL);
+    hb_tensor_t *cu = lhb_kw_seqlens(L, fn, "cu_seqlens"), *cache = NULL;
+    hb_tensor_t *y = hb_conv1d_packed(x, w, bias, act, cu, want_cache ? &cache : NULL);
     if (!y) return luaL_error(L, "%s", hb_errmsg());
     lhb_push_tensor(L, y);
     if (!want_cache) return 1;
