@@ -395,8 +395,95 @@ local function to_ids(ids)
   return ids
 end
 
--- hidden states through every block; cache (optional) is a model cache for decoding
-function Model:hidden(ids, cache)
+-- ---- packed batches -----------------------------------------------------------------------------------
+-- A packed batch is fla's varlen form: ids [1, total] holding N documents back to back and cu_seqlens, the
+-- N+1 document starts 0 = cu[1] <= ... <= cu[N+1] = total (an int64 tensor or a Lua list). Every mixer
+-- runs each document as if alone; the loss predicts no token across a boundary. It is given either as
+-- the table {ids = ..., cu_seqlens = ...} in place of ids (what hb.data's packed batches are) or as
+-- opts.cu_seqlens beside ids.
+
+-- the checked int64 tensor of a packed batch's cu_seqlens (who names the function in messages)
+local function check_seqlens(cu, ids, who)
+  local B, T = ids:size(1), ids:size(2)
+  if B ~= 1 then
+    error(string.format("%s: a packed batch is one row of documents back to back: ids [1, total] with cu_seqlens " ..
+      "(got ids [%d, %d])", who, B, T), 3)
+  end
+  if type(cu) == "table" and getmetatable(cu) == nil then cu = hb.tensor(cu, "int64") end
+  if type(cu) ~= "userdata" or (cu:dtype() ~= "int64" and cu:dtype() ~= "int32") or cu:dim() ~= 1 then
+    error(who .. ": cu_seqlens must be a list of integers or an int64 tensor [N+1] (the document starts, then " ..
+      "the total length)", 3)
+  end
+  local v = cu:tolist()
+  if #v < 2 then error(string.format("%s: cu_seqlens needs N+1 >= 2 entries, got %d", who, #v), 3) end
+  if v[1] ~= 0 then error(string.format("%s: cu_seqlens must start at 0, got %s", who, tostring(v[1])), 3) end
+  for j = 2, #v do
+    if v[j] < v[j - 1] then
+      error(string.format("%s: cu_seqlens must be non-decreasing (entry %d is %d, after %d)", who, j, v[j], v[j - 1]), 3)
+    end
+  end
+  if v[#v] ~= T then
+    error(string.format("%s: cu_seqlens must end at %d, the number of packed tokens (got %d)", who, T, v[#v]), 3)
+  end
+  return cu:dtype() == "int64" and cu or cu:long()
+end
+
+-- ids (and the checked cu_seqlens, or nil) of a forward's first argument and opts
+local function batch_of(ids, opts, who)
+  local cu = opts and opts.cu_seqlens
+  if type(ids) == "table" and ids.ids ~= nil then
+    cu = cu or ids.cu_seqlens
+    ids = ids.ids
+  end
+  ids = to_ids(ids)
+  if cu == nil then return ids, nil end
+  return ids, check_seqlens(cu, ids, who)
+end
+
+-- hb.models.pack(docs) → {ids = int64 [1, total], cu_seqlens = int64 [N+1]}: documents (int64 tensors of
+-- any shape, read in order, or Lua lists of ids) packed back to back
+function models.pack(docs)
+  if type(docs) ~= "table" then error("pack: expected a list of documents (tensors or lists of ids)", 2) end
+  local flat, cu = {}, { 0 }
+  for n, d in ipairs(docs) do
+    local ids = d
+    if type(d) == "userdata" then
+      local ok, l = pcall(function() return d:contiguous():view(d:numel()):tolist() end)
+      if not ok then error(string.format("pack: document %d: %s", n, tostring(l)), 2) end
+      ids = l
+    elseif type(d) ~= "table" then
+      error(string.format("pack: document %d must be a tensor or a list of ids, got %s", n, type(d)), 2)
+    end
+    for _, t in ipairs(ids) do flat[#flat + 1] = t end
+    cu[#cu + 1] = #flat
+  end
+  if #cu < 2 then error("pack: no documents", 2) end
+  return { ids = hb.tensor({ flat }, "int64"), cu_seqlens = hb.tensor(cu, "int64") }
+end
+
+-- every layer of a packed forward must keep its documents apart: its def declares packed = true (and so
+-- does the model type's def, whose block, final norm and prepare run too)
+local function check_packed(self)
+  local function refuse(what)
+    error(what .. " does not handle packed sequences (its def lacks packed = true): a packed batch would let " ..
+      "its documents see each other; run them as separate rows instead", 0)
+  end
+  if not self._def.packed then refuse(string.format("model_type '%s'", self.config.model_type)) end
+  for li, layer in ipairs(self.layers) do
+    if not layer.def.packed then
+      refuse(string.format("layer %d (%s): mixer '%s'", li - 1, layer.kind, layer.mixer))
+    end
+  end
+end
+
+-- hidden states through every block; cache (optional) is a model cache for decoding; cu (checked) the
+-- packed documents' starts or nil
+local function hidden(self, ids, cache, cu)
+  if cu and cache then
+    error("hidden: a decode cache holds one sequence per row; packed batches (cu_seqlens) are for full " ..
+      "forwards (prefill each document as its own row)", 0)
+  end
+  if cu then check_packed(self) end
   local def, names = self._def, self._names
   local h = hb.embedding(self.params[names.embeddings], ids)
   local prepared = def.prepare and def.prepare(self) or nil
@@ -405,7 +492,7 @@ function Model:hidden(ids, cache)
     local i = li - 1
     local lcache = cache and cache.layers[li] or nil
     local ctx = { m = self, i = i, W = self.params, cache = lcache, mode = self.mode, prepared = prepared,
-                  layer = layer, prefix = layer.prefix }
+                  layer = layer, prefix = layer.prefix, cu_seqlens = cu }
     local function W(name) return common.W(ctx, name) end
     local function mix(x)
       local ok, y = pcall(layer.def.forward, ctx, x, layer.opts, W)
@@ -413,26 +500,61 @@ function Model:hidden(ids, cache)
       return y
     end
     local bctx = { m = self, i = i, W = self.params, cache = lcache, mode = self.mode, prepared = prepared,
-                   layer = layer, prefix = layer.block_prefix }
+                   layer = layer, prefix = layer.block_prefix, cu_seqlens = cu }
     h = block.forward(bctx, h, mix)
   end
   local final = def.final_norm or models.standard_final_norm
-  return final.forward({ m = self, W = self.params, prefix = names.model .. "." .. names.final_norm .. "." }, h)
+  return final.forward({ m = self, W = self.params, prefix = names.model .. "." .. names.final_norm .. ".",
+                         cu_seqlens = cu }, h)
 end
 
--- logits [B, T, V]
-function Model:forward(ids)
-  ids = to_ids(ids)
-  return hb.linear(self:hidden(ids), lm_weight(self))
+-- hidden states [B, T, d] through every block. ids: [B, T] (or a packed batch, see above); cache
+-- (optional) a model cache for decoding; opts.cu_seqlens: packed documents (no cache then)
+function Model:hidden(ids, cache, opts)
+  local cu
+  ids, cu = batch_of(ids, opts, "hidden")
+  return hidden(self, ids, cache, cu)
 end
 
--- mean next-token cross-entropy (docs/mixers.md#the-model); labels default to ids (shifted inside)
-function Model:loss(ids, labels)
-  ids = to_ids(ids)
+-- logits [B, T, V]; ids [B, T], or a packed batch (ids [1, total] and cu_seqlens: opts.cu_seqlens or
+-- {ids =, cu_seqlens =} in place of ids), each document's logits as if it ran alone
+function Model:forward(ids, opts)
+  local cu
+  ids, cu = batch_of(ids, opts, "forward")
+  return hb.linear(hidden(self, ids, nil, cu), lm_weight(self))
+end
+
+-- the loss of a packed batch: token t predicts labels[t+1] only inside its document (the last token of
+-- every document predicts nothing), so it is the mean over all documents' targets of each one's loss alone
+local function packed_loss(self, ids, labels, cu)
+  local T = ids:size(2)
+  if labels:size(1) ~= 1 or labels:size(2) ~= T then
+    error(string.format("loss: labels must be [1, %d] like the packed ids, got [%s]", T,
+      table.concat(labels:shape(), ", ")), 3)
+  end
+  local ends, masked = cu:tolist(), {}
+  for j = 2, #ends do
+    local last = ends[j] - 1 -- 0-based position of document j-1's last token: it predicts nothing
+    if ends[j] > ends[j - 1] and last < T - 1 then masked[#masked + 1] = last end
+  end
+  if T - 1 - #masked < 1 then error("loss: the packed batch has no targets (every document has fewer than 2 tokens)", 3) end
+  local tgt = labels:narrow(2, 2, T - 1):contiguous():view(T - 1):clone()
+  for _, p in ipairs(masked) do tgt:set(-100, p + 1) end
+  local h = hidden(self, ids, nil, cu):narrow(2, 1, T - 1)
+  return hb.cross_entropy(hb.linear(h, lm_weight(self)):view(T - 1, -1), tgt, -100)
+end
+
+-- mean next-token cross-entropy (docs/mixers.md#the-model); labels default to ids (shifted inside). A
+-- packed batch (ids [1, total] with cu_seqlens in opts or in place of ids) predicts no target across a
+-- document boundary.
+function Model:loss(ids, labels, opts)
+  local cu
+  ids, cu = batch_of(ids, opts, "loss")
   labels = labels and to_ids(labels) or ids
+  if cu then return packed_loss(self, ids, labels, cu) end
   local B, T = ids:size(1), ids:size(2)
   if T < 2 then error("loss: need at least 2 tokens per row", 2) end
-  local h = self:hidden(ids):narrow(2, 1, T - 1)
+  local h = hidden(self, ids):narrow(2, 1, T - 1)
   local logits = hb.linear(h, lm_weight(self)):view(B * (T - 1), -1)
   local tgt = labels:narrow(2, 2, T - 1):contiguous():view(B * (T - 1))
   return hb.cross_entropy(logits, tgt, -100)
@@ -477,7 +599,7 @@ function Model:step(ids, cache)
     error(string.format("step: ids have %d rows but the cache was made for batch %d (m:new_cache(B))", ids:size(1), cache.B), 2)
   end
   return hb.no_grad(function()
-    local h = self:hidden(ids, cache)
+    local h = hidden(self, ids, cache)
     cache.pos = cache.pos + ids:size(2)
     local logits = hb.linear(h, lm_weight(self))
     return logits:select(2, logits:size(2))
@@ -491,7 +613,7 @@ function Model:prefill(ids, cache)
     error(string.format("prefill: ids have %d rows but the cache was made for batch %d (m:new_cache(B))", ids:size(1), cache.B), 2)
   end
   return hb.no_grad(function()
-    local h = self:hidden(ids, cache)
+    local h = hidden(self, ids, cache)
     cache.pos = cache.pos + ids:size(2)
     local last = h:narrow(2, ids:size(2), 1)
     return hb.linear(last, lm_weight(self)):select(2, 1)

@@ -16,6 +16,7 @@ local attention = {
   model_type = "transformer",
   architecture = "TransformerForCausalLM",
   hybrid = false,                           -- fla's TransformerConfig has no `attn`
+  packed = true,                            -- handles ctx.cu_seqlens (packed documents)
   letter = "A",
   -- TransformerConfig's own fields (elementwise_affine is stored, unused by fla)
   config = {
@@ -117,8 +118,8 @@ function attention.forward(ctx, x)
   end
   local cache = ctx.cache
   local pos0 = cache and cache.pos or 0
-  q = hb.rope(q, L.theta, pos0)
-  k = hb.rope(k, L.theta, pos0)
+  q = hb.rope(q, L.theta, pos0, ctx.cu_seqlens) -- packed: positions restart at every document
+  k = hb.rope(k, L.theta, pos0, ctx.cu_seqlens)
   local scale = 1 / math.sqrt(L.D)
   local o
   if cache then
@@ -144,8 +145,8 @@ function attention.forward(ctx, x)
     else
       error("decode cache: only one token per step after the prefill", 0)
     end
-  else
-    o = hb.attention { q = q, k = k, v = v, scale = scale, window = L.window }
+  else -- packed documents: block-diagonal causal attention, windows restarting at every document
+    o = hb.attention { q = q, k = k, v = v, scale = scale, window = L.window, cu_seqlens = ctx.cu_seqlens }
   end
   return lin(ctx, flat(o), "o_proj")
 end

@@ -6,7 +6,10 @@
 -- ctx (built by Model:hidden): m (the model), i (0-based layer), layer (this layer's description: its
 -- def, opts and the sizes its declare returned), prefix ("model.layers.<i>.attn."), W (name → parameter,
 -- all of the model's), cache (this layer's decode cache, or nil), mode ("chunk" | "recurrent"),
--- prepared (what the model type's def.prepare returned for this forward).
+-- prepared (what the model type's def.prepare returned for this forward), cu_seqlens (packed documents:
+-- an int64 tensor [N+1] over the T tokens of a batch of one row, or nil; never with a cache). conv and
+-- recur pass cu_seqlens on, so a mixer written with them needs only to hand `cu` to its kernel call
+-- and to declare def.packed = true.
 -- Maths: docs/mixers.md. Index convention: Lua dims are 1-based (hb binding).
 local hb = require "hyblua.binding"
 local C = require "hyblua.config_fla"
@@ -61,11 +64,11 @@ function M.flat(x) local s = x:shape(); return x:view(s[1], s[2], s[3] * s[4]) e
 
 -- ---- decoding --------------------------------------------------------------------------------------------
 -- causal short conv with cache handling (act: "silu" or nil); the cache keeps the last conv_size − 1
--- inputs under the parameter's name
+-- inputs under the parameter's name; packed documents (ctx.cu_seqlens): no tap crosses a boundary
 function M.conv(ctx, x, name, act)
   local w = M.W(ctx, name .. ".weight")
   local cache = ctx.cache
-  if not cache then return (hb.conv1d { x = x, w = w, act = act }) end
+  if not cache then return (hb.conv1d { x = x, w = w, act = act, cu_seqlens = ctx.cu_seqlens }) end
   local key = name
   if cache[key] then
     local T = x:size(2)
@@ -78,11 +81,12 @@ function M.conv(ctx, x, name, act)
   return y
 end
 
--- recurrence with cache: fwd(want_state) → o, state ; step(state) → o (one token). The cache keeps the
--- state as cache.state.
+-- recurrence with cache: fwd(want_state, cu_seqlens) → o, state ; step(state) → o (one token). The cache
+-- keeps the state as cache.state. cu_seqlens is ctx.cu_seqlens (packed documents, nil otherwise): fwd
+-- passes it to its kernel (hb.<mixer>{..., cu_seqlens = cu}).
 function M.recur(ctx, fwd, step)
   local cache = ctx.cache
-  if not cache then return (fwd(false)) end
+  if not cache then return (fwd(false, ctx.cu_seqlens)) end
   if cache.state then return step(cache.state) end
   local o, st = fwd(true)
   cache.state = st
@@ -114,7 +118,10 @@ end
 function M.delta_core(ctx, q, k, v, beta, g, L)
   local scale = L.dk ^ -0.5
   return M.recur(ctx,
-    function(ws) return hb.delta_rule { q = q, k = k, v = v, beta = beta, g = g, scale = scale, mode = ctx.mode, state = ws } end,
+    function(ws, cu)
+      return hb.delta_rule { q = q, k = k, v = v, beta = beta, g = g, scale = scale, mode = ctx.mode, state = ws,
+        cu_seqlens = cu }
+    end,
     function(st)
       return hb.delta_rule_step { state = st, q = q:select(2, 1), k = k:select(2, 1), v = v:select(2, 1),
         beta = beta:select(2, 1), g = g and g:select(2, 1) or nil, scale = scale }:unsqueeze(2)

@@ -13,6 +13,7 @@ local lin, conv, heads, l2n = common.lin, common.conv, common.heads, common.l2n
 local delta_net = {
   model_type = "delta_net",
   architecture = "DeltaNetForCausalLM",
+  packed = true,
   -- use_output_norm is stored but ignored by fla (the output norm is always there)
   config = {
     attn_mode = "chunk", expand_k = 1.0, expand_v = 1.0, num_heads = 16, use_gate = false,

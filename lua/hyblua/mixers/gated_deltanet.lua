@@ -12,6 +12,7 @@ local lin, conv, heads, l2n, W = common.lin, common.conv, common.heads, common.l
 local gated_deltanet = {
   model_type = "gated_deltanet",
   architecture = "GatedDeltaNetForCausalLM",
+  packed = true,
   config = {
     attn_mode = "chunk", head_dim = 256, num_heads = 6, num_v_heads = NULL, expand_v = 2.0,
     use_gate = true, use_short_conv = true, conv_size = 4, allow_neg_eigval = false, num_hidden_layers = 21,

@@ -12,6 +12,7 @@ local lin, conv, recur, heads, W = common.lin, common.conv, common.recur, common
 local gla = {
   model_type = "gla",
   architecture = "GLAForCausalLM",
+  packed = true,
   -- use_gk and use_gv are stored but unused by fla's layer
   config = {
     expand_k = 0.5, expand_v = 1.0, num_heads = 4, num_kv_heads = NULL, feature_map = NULL,
@@ -65,7 +66,10 @@ function gla.forward(ctx, x)
   gk = gk:logsigmoid() / 16
   if not C.is_null(c.clamp_min) then gk = gk:clamp(c.clamp_min) end
   local scale = L.dk ^ -0.5
-  local o = recur(ctx, function(ws) return hb.gla { q = q, k = k, v = v, g = gk, scale = scale, mode = ctx.mode, state = ws } end,
+  local o = recur(ctx,
+    function(ws, cu)
+      return hb.gla { q = q, k = k, v = v, g = gk, scale = scale, mode = ctx.mode, state = ws, cu_seqlens = cu }
+    end,
     function(st)
       return hb.gla_step { state = st, q = q:select(2, 1), k = k:select(2, 1), v = v:select(2, 1), g = gk:select(2, 1),
         scale = scale }:unsqueeze(2)

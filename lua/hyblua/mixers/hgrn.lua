@@ -12,6 +12,7 @@ local lin, conv, recur, W = common.lin, common.conv, common.recur, common.W
 local hgrn = {
   model_type = "hgrn",
   architecture = "HGRNForCausalLM",
+  packed = true,
   config = {
     attn_mode = "fused_recurrent", expand_ratio = 1, use_short_conv = false, conv_size = 4,
     use_lower_bound = true, elementwise_affine = true, attn = NULL,
@@ -49,7 +50,7 @@ function hgrn.forward(ctx, x)
   local lb = common.lower_bound(ctx)
   if lb then f = common.apply_lb(f, lb) end
   i = i:silu() * (1 - f:exp())
-  local o = recur(ctx, function(ws) return hb.hgrn { x = i, g = f, mode = ctx.mode, state = ws } end,
+  local o = recur(ctx, function(ws, cu) return hb.hgrn { x = i, g = f, mode = ctx.mode, state = ws, cu_seqlens = cu } end,
     function(st) return hb.hgrn_step { state = st, x = i:select(2, 1), g = f:select(2, 1) }:unsqueeze(2) end)
   local gw = c.elementwise_affine ~= false and W(ctx, "g_norm.weight") or nil
   o = common.normgate(o, lin(ctx, x, "g_proj"), gw, c.norm_eps)

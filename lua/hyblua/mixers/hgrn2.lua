@@ -12,6 +12,7 @@ local lin, conv, recur, heads, W = common.lin, common.conv, common.recur, common
 local hgrn2 = {
   model_type = "hgrn2",
   architecture = "HGRN2ForCausalLM",
+  packed = true,
   config = {
     attn_mode = "chunk", expand_ratio = 128, num_heads = NULL, use_short_conv = false, conv_size = 4,
     use_lower_bound = true, elementwise_affine = true, attn = NULL,
@@ -62,7 +63,10 @@ function hgrn2.forward(ctx, x)
   q, k, g = heads(q, L.H, L.E), heads(k, L.H, L.E), heads(g, L.H, L.E)
   local v = heads(i, L.H, L.dv)
   local scale = L.E ^ -0.5
-  local o = recur(ctx, function(ws) return hb.gla { q = q, k = k, v = v, g = g, scale = scale, mode = ctx.mode, state = ws } end,
+  local o = recur(ctx,
+    function(ws, cu)
+      return hb.gla { q = q, k = k, v = v, g = g, scale = scale, mode = ctx.mode, state = ws, cu_seqlens = cu }
+    end,
     function(st)
       return hb.gla_step { state = st, q = q:select(2, 1), k = k:select(2, 1), v = v:select(2, 1), g = g:select(2, 1),
         scale = scale }:unsqueeze(2)

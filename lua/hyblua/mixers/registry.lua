@@ -12,7 +12,7 @@ local R = {}
 local FIELDS = {
   -- layer fields
   forward = "function", declare = "function", options = "table", check_options = "function", state_bytes = "function",
-  kv_bytes = "function", flops = "function", cache_bytes = "function", letter = "string",
+  kv_bytes = "function", flops = "function", cache_bytes = "function", letter = "string", packed = "boolean",
   -- model-type fields
   model_type = "string", architecture = "string", config = "table", unsupported = "table",
   validate = "function", native_options = "function", hybrid = "boolean", names = "table",

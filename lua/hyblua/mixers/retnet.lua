@@ -13,6 +13,7 @@ local lin, recur, heads = common.lin, common.recur, common.heads
 local retnet = {
   model_type = "retnet",
   architecture = "RetNetForCausalLM",
+  packed = true,
   -- use_short_conv and conv_size are stored but never reach fla's RetNet layer
   config = {
     attn_mode = "chunk", expand_k = 1.0, expand_v = 2.0, num_heads = 8, num_kv_heads = NULL,
@@ -48,8 +49,8 @@ function retnet.forward(ctx, x)
   local k = heads(lin(ctx, x, "k_proj"), Hkv, L.dk)
   local v = heads(lin(ctx, x, "v_proj"), Hkv, L.dv)
   local pos0 = ctx.cache and (ctx.cache.pos or 0) or 0
-  q = hb.rope(q, 10000.0, pos0)
-  k = hb.rope(k, 10000.0, pos0)
+  q = hb.rope(q, 10000.0, pos0, ctx.cu_seqlens) -- packed: positions restart at every document
+  k = hb.rope(k, 10000.0, pos0, ctx.cu_seqlens)
   if L.G > 1 then k = k:repeat_interleave(L.G, 3); v = v:repeat_interleave(L.G, 3) end
   if not L.lg then
     local t = {}
@@ -58,7 +59,9 @@ function retnet.forward(ctx, x)
   end
   local scale = L.dk ^ -0.5
   local o = recur(ctx,
-    function(ws) return hb.retention { q = q, k = k, v = v, decay = L.lg, scale = scale, mode = ctx.mode, state = ws } end,
+    function(ws, cu)
+      return hb.retention { q = q, k = k, v = v, decay = L.lg, scale = scale, mode = ctx.mode, state = ws, cu_seqlens = cu }
+    end,
     function(st)
       return hb.retention_step { state = st, q = q:select(2, 1), k = k:select(2, 1), v = v:select(2, 1), decay = L.lg,
         scale = scale }:unsqueeze(2)
