@@ -1,8 +1,9 @@
 -- hyblua/init.lua — the Lua half of the library. luaopen_hyblua (C) builds the module table `hb` with
 -- tensors, nn functions and mixer kernels, then calls the function returned here to add the pure-Lua
 -- parts. Each part is a module returning function(hb) that installs itself into hb:
---   eager: optim, models, schedule, train, config, data, tokenizer (cheap, used by every recipe)
---   lazy:  eval, recipe, dist (loaded on first use of hb.eval, hb.recipe, hb.dist)
+--   eager: errors (first: every part may raise user errors), optim, models, schedule, train, config,
+--          data, tokenizer (cheap, used by every recipe)
+--   lazy:  eval, recipe, dist, plot (loaded on first use of hb.eval, hb.recipe, hb.dist, hb.plot)
 return function(hb)
   local function load(name)
     local ok, mod = pcall(require, "hyblua." .. name)
@@ -13,8 +14,8 @@ return function(hb)
     end
     if type(mod) == "function" then mod(hb) end
   end
-  for _, name in ipairs { "optim", "models", "schedule", "train", "config", "data", "tokenizer" } do load(name) end
-  local lazy = { eval = true, recipe = true, dist = true }
+  for _, name in ipairs { "errors", "optim", "models", "schedule", "train", "config", "data", "tokenizer" } do load(name) end
+  local lazy = { eval = true, recipe = true, dist = true, plot = true }
   setmetatable(hb, {
     __index = function(t, k)
       if lazy[k] then
