@@ -31,6 +31,7 @@ return function(hb)
   local P = {}
   hb.plot = P
   local user_error = hb.user_error
+  local place_labels
 
   P.palette = { "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf" }
 
@@ -211,6 +212,39 @@ return function(hb)
 
   local function fmt_num(x) return string.format("%.1f", x) end
 
+  -- Point labels, placed greedily: each takes the first of eight positions around its point (right,
+  -- above-right, below-right, left, ...) that overlaps the fewest markers and labels already placed
+  -- and stays inside the plot area.
+  local function overlap(a, b)
+    local w = math.min(a[3], b[3]) - math.max(a[1], b[1])
+    local h = math.min(a[4], b[4]) - math.max(a[2], b[2])
+    return (w > 0 and h > 0) and w * h or 0
+  end
+  place_labels = function(o, labels, markers, area)
+    local placed = {}
+    for _, lb in ipairs(labels) do
+      local w, h = (utf8.len(lb.text) or #lb.text) * 5.8, 10
+      local x, y = lb.x, lb.y
+      local cands = {
+        { x + 6, y - h / 2 }, { x + 5, y - 5 - h }, { x + 5, y + 5 }, { x - 6 - w, y - h / 2 },
+        { x - 5 - w, y - 5 - h }, { x - 5 - w, y + 5 }, { x - w / 2, y - 7 - h }, { x - w / 2, y + 7 },
+      }
+      local best, bestscore
+      for i, c in ipairs(cands) do
+        local box = { c[1], c[2], c[1] + w, c[2] + h }
+        local score = i * 0.01 -- prefer the earlier positions on ties
+        for _, m in ipairs(markers) do score = score + overlap(box, m) end
+        for _, b in ipairs(placed) do score = score + 2 * overlap(box, b) end
+        local inside = overlap(box, area)
+        score = score + 4 * (w * h - inside)
+        if not bestscore or score < bestscore then best, bestscore = box, score end
+      end
+      placed[#placed + 1] = best
+      o[#o + 1] = string.format('<text x="%s" y="%s" font-size="10" fill="%s">%s</text>', fmt_num(best[1]), fmt_num(best[4] - 1.5),
+        lb.color, esc(lb.text))
+    end
+  end
+
   -- the named series of a panel (the legend's entries) and the legend's width in pixels
   local function legend_of(p)
     local named = {}
@@ -311,7 +345,8 @@ return function(hb)
       o[#o + 1] = string.format('<text x="%s" y="%s" transform="rotate(-90 %s %s)" text-anchor="middle" fill="#111">%s</text>',
         fmt_num(ox + 16), fmt_num(cy), fmt_num(ox + 16), fmt_num(cy), esc(p.ylabel))
     end
-    -- series
+    -- series; markers and labels are collected for the label placement below
+    local markers, labels = {}, {}
     for i, s in ipairs(p.series) do
       local color = s.color or P.palette[(i - 1) % #P.palette + 1]
       local width = s.width or 2
@@ -349,11 +384,11 @@ return function(hb)
           o[#o + 1] = string.format('<circle cx="%s" cy="%s" r="4" fill="%s" fill-opacity="%s" stroke="white" stroke-width="1"/>',
             fmt_num(q[1]), fmt_num(q[2]), color, op)
         end
-        if q[5] then
-          o[#o + 1] = string.format('<text x="%s" y="%s" font-size="10" fill="%s">%s</text>', fmt_num(q[1] + 6), fmt_num(q[2] - 5), color, esc(q[5]))
-        end
+        markers[#markers + 1] = { q[1] - 4, q[2] - 4, q[1] + 4, q[2] + 4 }
+        if q[5] then labels[#labels + 1] = { x = q[1], y = q[2], text = q[5], color = color } end
       end
     end
+    place_labels(o, labels, markers, { x0, y0, x1, y1 })
     -- legend
     if legend then
       local lx, ly = x1 + 16, y0 + 4
