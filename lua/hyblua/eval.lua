@@ -120,6 +120,14 @@ return function(hb)
     }
   end
 
+  -- the option tables of the entry points: an unknown key is a user error with hb.config's did-you-mean
+  -- suggestion ("hb.eval.lm: unknown key 'max_token' (did you mean 'max_tokens'?)")
+  function U.check_opts(opts, known, who)
+    if opts == nil then return end
+    if type(opts) ~= "table" then hb.user_error(who .. ": options must be a table, got " .. type(opts), 3) end
+    hb.config.check_keys(opts, known, who)
+  end
+
   -- monotonic wall-clock seconds
   function U.now() return hb.now() end
 
@@ -218,6 +226,8 @@ return function(hb)
   --   opts.batch_size   windows per forward (default: ~32M logits per batch)
   -- loss = nats per scored token, ppl = exp(loss), bpb = total nats / (ln 2 · total bytes).
   function E.lm(model, data, opts)
+    U.check_opts(opts, { "T", "stride", "max_tokens", "prefix_token", "bytes", "bytes_per_token", "tokenizer", "batch_size" },
+      "hb.eval.lm")
     opts = opts or {}
     local cfg = rawget(model, "config") or {}
     local T = opts.T or cfg.max_position_embeddings or 2048
@@ -312,6 +322,7 @@ return function(hb)
   -- hb.eval.efficiency(model, {N = 2048}) -> {params, state_bytes, conv_state_bytes, kv_bytes_at_N, N,
   --   mixer_flops_per_token (paper formula), flops_per_token (mixer + 2·params), layers = {...}}
   function E.efficiency(model, opts)
+    U.check_opts(opts, { "N" }, "hb.eval.efficiency")
     opts = opts or {}
     local cfg = model.config
     local N = opts.N or cfg.max_position_embeddings or 2048
@@ -353,6 +364,7 @@ return function(hb)
   -- Training = forward + loss + backward on random ids (no optimiser step), after one warm-up step;
   -- decode = `steps` single-token steps of a B-row cache prefilled with T tokens. Wall clock.
   function E.measure_throughput(model, opts)
+    U.check_opts(opts, { "B", "T", "steps", "decode_steps", "seed" }, "hb.eval.measure_throughput")
     opts = opts or {}
     local B, T, steps = opts.B or 4, opts.T or 256, opts.steps or 3
     local V = model.config.vocab_size

@@ -155,6 +155,27 @@ return function(hb)
     return state
   end
 
+  -- A resumed run appends to its JSONL log. Records the run will write again are removed first, so that
+  -- no step appears twice: those after the checkpoint `start` (logged before a crash or Ctrl-C that came
+  -- after the checkpoint) and, when the run is already finished (start == steps), the final validation,
+  -- which is run and logged again. A missing log is left missing; the rewrite is atomic.
+  function train.trim_log(path, start, steps)
+    local f = io.open(path, "r")
+    if not f then return end
+    local keep, dropped = {}, false
+    for line in f:lines() do
+      local ok, rec = pcall(hb.io.decode_json, line)
+      local step = ok and type(rec) == "table" and rec.step
+      if math.type(step) == "integer" and (step < start or (step == start and not (rec.val_loss ~= nil and start == steps))) then
+        keep[#keep + 1] = line
+      else
+        dropped = true -- a later step, a repeated final validation, or a torn last line
+      end
+    end
+    f:close()
+    if dropped then hb.config.write_text(path, #keep > 0 and table.concat(keep, "\n") .. "\n" or "") end
+  end
+
   -- ---- progress display -----------------------------------------------------------------------------
   local function fmt_time(s)
     s = math.max(0, math.floor(s + 0.5))
@@ -176,22 +197,92 @@ return function(hb)
   --           weight_decay=, clip=, val=function(model) → loss, eval_every=, log=path.jsonl,
   --           out=dir, save_every=, keep=, resume=true, progress=true|false, log_every=, name=,
   --           data_parallel=false, bucket_mb=25, check_every=100, matmul_precision="fp32"|"bf16" }
+  -- An unknown option, a wrong type or an out-of-range value is a user error (check_options).
   -- matmul_precision: hb.set_matmul_precision for this run's steps and validations (restored on return);
   -- nil leaves the process-wide setting as it is.
   -- With data_parallel, batch(k) returns the GLOBAL micro-batch (every rank keeps its rows) and
   -- loss_fn(k, ctx) is called with ctx = {rank=, size=, ...} and must return this rank's share.
   -- returns { step=, losses={...}, val={...}, interrupted=bool, checkpoint=path }
-  function hb.train(o)
-    assert(type(o) == "table", "hb.train{...} expects a table")
-    local model = o.model or error("hb.train: 'model' is required", 2)
-    local batch = o.batch
-    if not batch and not o.loss_fn then error("hb.train: 'batch' (function(k) → ids) or 'loss_fn' is required", 2) end
-    local steps = o.steps or error("hb.train: 'steps' is required", 2)
-    local accum = o.grad_accum or 1
+  -- ---- options -------------------------------------------------------------------------------------
+  -- every option hb.train reads; an unknown key is an error with hb.config's did-you-mean suggestion
+  local train_options = { "model", "batch", "loss_fn", "steps", "grad_accum", "lr", "min_lr", "warmup", "schedule",
+    "decay_frac", "betas", "eps", "weight_decay", "clip", "val", "eval_every", "log", "out", "save_every", "keep",
+    "resume", "progress", "log_every", "name", "seed", "on_step", "data_parallel", "bucket_mb", "check_every",
+    "matmul_precision", "step_delay" }
+
+  -- check the options table: names, types and ranges (user errors naming the option and the value)
+  local function check_options(o)
+    if type(o) ~= "table" then hb.user_error("hb.train{...} expects a table of options, got " .. type(o), 3) end
+    hb.config.check_keys(o, train_options, "hb.train")
+    local function bad(k, what)
+      local v = o[k]
+      hb.user_error(string.format("hb.train: '%s' must be %s, got %s", k, what,
+        type(v) == "string" and ("'" .. v .. "'") or tostring(v)), 3)
+    end
+    local function callable(v)
+      local mt = getmetatable(v)
+      return type(v) == "function" or (type(mt) == "table" and mt.__call ~= nil)
+    end
+    local function int(k, min, required)
+      local v = o[k]
+      if v == nil then if required then hb.user_error("hb.train: '" .. k .. "' is required", 3) end return end
+      if math.type(v) ~= "integer" or v < min then bad(k, "an integer >= " .. min) end
+    end
+    local function num(k, lo, open_lo, hi)
+      local v = o[k]
+      if v == nil then return end
+      if type(v) ~= "number" or v ~= v or v < lo or (open_lo and v == lo) or (hi and v > hi) or v == math.huge then
+        bad(k, "a number " .. (open_lo and "> " or ">= ") .. lo .. (hi and (" and <= " .. hi) or ""))
+      end
+    end
+    local function typed(k, t, what)
+      local v = o[k]
+      if v ~= nil and type(v) ~= t then bad(k, what) end
+    end
+    if o.model == nil then hb.user_error("hb.train: 'model' is required", 3) end
+    if o.batch == nil and o.loss_fn == nil then hb.user_error("hb.train: 'batch' (function(k) → ids) or 'loss_fn' is required", 3) end
+    for _, k in ipairs { "batch", "loss_fn", "val", "on_step" } do
+      if o[k] ~= nil and not callable(o[k]) then bad(k, "a function") end
+    end
+    int("steps", 1, true)
+    for _, k in ipairs { "grad_accum", "eval_every", "save_every", "keep", "log_every", "check_every" } do int(k, 1) end
+    int("warmup", 0)
+    if o.seed ~= nil and math.type(o.seed) ~= "integer" then bad("seed", "an integer") end
+    num("lr", 0, true)
+    num("min_lr", 0)
+    num("decay_frac", 0, true, 1)
+    num("eps", 0, true)
+    num("weight_decay", 0)
+    num("bucket_mb", 0, true)
+    num("step_delay", 0)
+    if o.clip ~= nil and o.clip ~= false then num("clip", 0) end
+    if o.schedule ~= nil and o.schedule ~= "cosine" and o.schedule ~= "wsd" and o.schedule ~= "constant" then
+      bad("schedule", "\"cosine\", \"wsd\" or \"constant\"")
+    end
+    if o.betas ~= nil then
+      local b = o.betas
+      if type(b) ~= "table" or #b ~= 2 or type(b[1]) ~= "number" or type(b[2]) ~= "number"
+        or b[1] < 0 or b[1] >= 1 or b[2] < 0 or b[2] >= 1 then
+        hb.user_error("hb.train: 'betas' must be a list of two numbers in [0, 1), e.g. {0.9, 0.95}", 3)
+      end
+    end
+    typed("log", "string", "a file path")
+    typed("out", "string", "a directory path")
+    typed("name", "string", "a string")
+    for _, k in ipairs { "resume", "progress", "data_parallel" } do typed(k, "boolean", "true or false") end
     local mm = o.matmul_precision
     if mm ~= nil and mm ~= "fp32" and mm ~= "bf16" then
-      error("hb.train: matmul_precision must be \"fp32\" or \"bf16\" (got " .. tostring(mm) .. ")", 2)
+      hb.user_error("hb.train: matmul_precision must be \"fp32\" or \"bf16\" (got " .. tostring(mm) .. ")", 3)
     end
+  end
+
+  function hb.train(o)
+    check_options(o)
+    local model = o.model
+    local batch = o.batch
+    local steps = o.steps
+    local accum = o.grad_accum or 1
+    local mm = o.matmul_precision
     local lr_opts = { lr = o.lr or 1e-3, min_lr = o.min_lr or (o.lr or 1e-3) * 0.1, warmup = o.warmup or 0,
                       schedule = o.schedule or "cosine", steps = steps, decay_frac = o.decay_frac }
     local names = param_names(model)
@@ -259,6 +350,7 @@ return function(hb)
     if o.log and root then
       local d = o.log:match("^(.*)/[^/]*$")
       if d then mkdir_p(d) end
+      if start > 0 then train.trim_log(o.log, start, steps) end
       logf = assert(io.open(o.log, start > 0 and "a" or "w"))
     end
     local function log(rec)

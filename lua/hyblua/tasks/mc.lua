@@ -177,6 +177,7 @@ return function(hb, E, U)
   --   opts.prefix_token id used for an empty context (default: the tokenizer's eos/bos id)
   -- items[i] = {lls, pred, pred_norm, gold, is_greedy}
   function M.run(model, tok, src, opts)
+    U.check_opts(opts, { "limit", "max_length", "prefix_token" }, "hb.eval.mc")
     opts = opts or {}
     local raw = type(src) == "string" and M.load(src) or src
     if type(raw) ~= "table" then error("mc: expected a JSONL path or a list of items", 2) end

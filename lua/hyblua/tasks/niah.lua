@@ -181,7 +181,13 @@ part and trust that the rest will become clearer along the way.
   --   tokenizer object with :encode (and :decode for run), or a function text -> ids; default bytes
   -- Needles go between sentences (essay: before sentence floor(n_sentences·depth), joined with " ") or
   -- between lines (repeat/needle haystacks: before line floor(n_lines·depth), joined with "\n").
+  local build_keys = { "task", "length", "depth", "haystack", "tokenizer", "seed", "tokens_to_generate", "haystack_type" }
+  local cases_keys = { "lengths", "depths", "samples" }
+  for _, k in ipairs(build_keys) do cases_keys[#cases_keys + 1] = k end
+
   function N.build(o)
+    if type(o) ~= "table" then hb.user_error("hb.eval.niah.build{...} expects a table of options", 2) end
+    U.check_opts(o, build_keys, "hb.eval.niah.build")
     local name, spec = resolve(o.task)
     local tok = o.tokenizer or E.byte_tokenizer()
     local length = o.length
@@ -356,6 +362,8 @@ part and trust that the rest will become clearer along the way.
   -- a grid of cases: niah.cases{task=, lengths={...}, depths={...} (default RULER's 40, as fractions),
   --   samples=1, seed=, ...build options} -> list of cases (seed + running index per case)
   function N.cases(o)
+    if type(o) ~= "table" then hb.user_error("hb.eval.niah.cases{...} expects a table of options", 2) end
+    U.check_opts(o, cases_keys, "hb.eval.niah.cases")
     local out = {}
     local depths = o.depths
     if not depths then depths = {}; for i, d in ipairs(N.DEPTHS) do depths[i] = d / 100 end end
@@ -427,6 +435,7 @@ part and trust that the rest will become clearer along the way.
   -- hb.eval.niah.run(model, tokenizer, cases [, {tokens_to_generate=, eos=}]) -> score (0..100), details
   -- details = {mean (0..1), n, cases = {{task, length, depth, pred, answers, frac}, ...}}
   function N.run(model, tok, cases, opts)
+    U.check_opts(opts, { "tokens_to_generate", "eos" }, "hb.eval.niah.run")
     opts = opts or {}
     if cases.prompt_ids then cases = { cases } end
     local eos = opts.eos or U.attr(tok, "eos_id", "eos_token_id", "eos")
