@@ -402,7 +402,10 @@ static void test_script_interrupt(void) {
     send_str(&s, "\x03");
     ok(expect(&s, "interrupted!"), "Ctrl-C interrupts a script run");
     rc = session_end(&s, TIMEOUT_MS);
-    ok(rc == 1, "an interrupted script exits with status 1 (got %d)", rc);
+    ok(rc == 130, "an interrupted script exits with status 130 (got %d)", rc);
+    ok(strstr(s.buf, "stack traceback") == NULL && strstr(s.buf, "(command line):1: interrupted") == NULL,
+       "an interrupt is reported without a position or a traceback");
+    if (nfailed) diag("output", s.buf);
 }
 
 static void test_plain_runs(void) {
@@ -512,6 +515,31 @@ static void test_plain_runs(void) {
         char *argv[] = {NULL, (char *)"-x", NULL};
         rc = run(argv, NULL, &out, &err);
         ok(rc == 1 && strstr(err, "unrecognized option '-x'"), "a bad option gives status 1");
+        free(out), free(err);
+    }
+    /* user errors (recorded in registry["hyblua.user_errors"], as hb.user_error does) print without a
+     * traceback; other errors keep theirs; --traceback and HYBLUA_TRACEBACK=1 give every error one */
+    {
+        static char user[] = "local r = debug.getregistry(); r['hyblua.user_errors'] = {['bad key x'] = true}; error('bad key x', 0)";
+        char *argv[] = {NULL, (char *)"-e", user, NULL};
+        rc = run(argv, NULL, &out, &err);
+        ok(rc == 1 && strcmp(err, "hyblua: bad key x\n") == 0, "a user error is its message alone, status 1");
+        if (strcmp(err, "hyblua: bad key x\n") != 0) diag("stderr", err);
+        free(out), free(err);
+        char *argv2[] = {NULL, (char *)"--traceback", (char *)"-e", user, NULL};
+        rc = run(argv2, NULL, &out, &err);
+        ok(rc == 1 && strstr(err, "bad key x") && strstr(err, "stack traceback"), "--traceback: a user error with its traceback");
+        free(out), free(err);
+        setenv("HYBLUA_TRACEBACK", "1", 1);
+        rc = run(argv, NULL, &out, &err);
+        unsetenv("HYBLUA_TRACEBACK");
+        ok(rc == 1 && strstr(err, "stack traceback"), "HYBLUA_TRACEBACK=1: the same");
+        free(out), free(err);
+    }
+    {
+        char *argv[] = {NULL, (char *)"-e", (char *)"local t = nil; return t.x", NULL};
+        rc = run(argv, NULL, &out, &err);
+        ok(rc == 1 && strstr(err, "attempt to index") && strstr(err, "stack traceback"), "a bug keeps its traceback");
         free(out), free(err);
     }
 }

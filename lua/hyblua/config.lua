@@ -145,6 +145,7 @@ return function(hb)
     return unknown_message("config key", path, all_paths(root_defaults, ""), ks, label)
   end
 
+  -- (the message is prefixed by the position of the first caller outside the library: "run.lua:12: ...")
   function config.check_keys(t, known, who)
     if type(t) ~= "table" then return end
     local names, set = {}, {}
@@ -156,9 +157,9 @@ return function(hb)
     for _, k in ipairs(sorted_keys(t)) do
       if type(k) ~= "string" then
         user_error(string.format("%s: unexpected positional value at [%s] (options are named: %s)", who, tostring(k),
-          table.concat(names, ", ")))
+          table.concat(names, ", ")), 2)
       end
-      if not set[k] then user_error(who .. ": " .. unknown_message("key", k, names, names, "known keys")) end
+      if not set[k] then user_error(who .. ": " .. unknown_message("key", k, names, names, "known keys"), 2) end
     end
   end
 
@@ -245,7 +246,7 @@ return function(hb)
       end
       if bad then
         fail(src, path, string.format("config key '%s' must be %s, got %s", path, range_text(doc),
-          src.raw and ("'" .. src.raw .. "'") or show(x)))
+          (src.raw and #items == 1 and not is_list(v)) and ("'" .. src.raw .. "'") or show(x)))
       end
     end
     if doc.check then

@@ -41,7 +41,7 @@ return function(hb)
   -- k distinct values of lo..hi in random order (partial Fisher–Yates; numpy's choice(replace=False))
   function Rng:sample(lo, hi, k)
     local n = hi - lo + 1
-    if k > n then error(string.format("sample: cannot take %d distinct values from %d", k, n), 2) end
+    if k > n then hb.user_error(string.format("sample: cannot take %d distinct values from %d", k, n), 2) end
     local swap, out = {}, {}
     for i = 0, k - 1 do
       local j = self:randint(i, n - 1)
@@ -78,12 +78,12 @@ return function(hb)
 
   function U.encode(tok, text)
     if type(tok) == "function" then return U.ids_of(tok(text)) end
-    if type(tok) ~= "table" and type(tok) ~= "userdata" then error("tokenizer expected (object with :encode or a function)", 3) end
+    if type(tok) ~= "table" and type(tok) ~= "userdata" then hb.user_error("tokenizer expected (object with :encode or a function)", 3) end
     return U.ids_of(tok:encode(text))
   end
 
   function U.decode(tok, ids)
-    if type(tok) ~= "table" and type(tok) ~= "userdata" then error("decoding needs a tokenizer object with :decode", 3) end
+    if type(tok) ~= "table" and type(tok) ~= "userdata" then hb.user_error("decoding needs a tokenizer object with :decode", 3) end
     return tok:decode(ids)
   end
 
@@ -160,7 +160,7 @@ return function(hb)
   -- Returns a list of {s = first input index in seq, L = input length, k = scored tokens (the last k)}.
   function E.rolling_windows(n, T, stride)
     stride = stride or T
-    if T < 1 or stride < 1 or stride > T then error("rolling_windows: need 1 <= stride <= T", 2) end
+    if T < 1 or stride < 1 or stride > T then hb.user_error("rolling_windows: need 1 <= stride <= T", 2) end
     local wins = {}
     if n <= 0 then return wins end
     local first = math.min(T, n)
@@ -182,7 +182,7 @@ return function(hb)
     local len, raw
     if is_tensor(data) then
       if data:dim() == 2 and data:size(1) == 1 then data = data:select(1, 1) end
-      if data:dim() ~= 1 then error("lm: ids must be a 1-D tensor (or [1, N])", 3) end
+      if data:dim() ~= 1 then hb.user_error("lm: ids must be a 1-D tensor (or [1, N])", 3) end
       len = data:size(1)
       raw = function(a, n) return data:narrow(1, a, n) end
     elseif type(data) == "table" and type(data[1]) == "number" then
@@ -200,7 +200,7 @@ return function(hb)
         return w
       end
     else
-      error("lm: expected a 1-D int64 tensor of ids, a table of ids, or a shard with :len() and :window(i, n)", 3)
+      hb.user_error("lm: expected a 1-D int64 tensor of ids, a table of ids, or a shard with :len() and :window(i, n)", 3)
     end
     if not prefix then return len, raw end
     local function get(a, n)
@@ -235,7 +235,7 @@ return function(hb)
     local len, get = stream_reader(data, opts.prefix_token)
     local n = len - 1
     if opts.max_tokens then n = math.min(n, opts.max_tokens) end
-    if n < 1 then error("lm: need at least 2 tokens (or 1 with a prefix_token)", 2) end
+    if n < 1 then hb.user_error("lm: need at least 2 tokens (or 1 with a prefix_token)", 2) end
     local wins = E.rolling_windows(n, T, stride)
     local V = cfg.vocab_size or 32000
     local total, count, bytes_dec = 0.0, 0, 0

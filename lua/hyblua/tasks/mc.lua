@@ -53,7 +53,7 @@ return function(hb, E, U)
       gold = tonumber(item.label)
     elseif item.sentence and item.option1 then -- WinoGrande (partial scoring)
       local i = item.sentence:find("_", 1, true)
-      if not i then error("mc: WinoGrande sentence without '_'", 3) end
+      if not i then hb.user_error("mc: WinoGrande sentence without '_'", 3) end
       local target = trim(item.sentence:sub(i + 1))
       choices = { item.sentence:sub(1, i - 1) .. item.option1, item.sentence:sub(1, i - 1) .. item.option2 }
       partial = target
@@ -71,12 +71,12 @@ return function(hb, E, U)
       if gold == nil then gold = item.answer end
       if type(gold) == "string" then gold = tonumber(gold) or index_of(choices, gold) end
     end
-    if type(choices) ~= "table" or #choices < 1 then error("mc: item has no choices", 3) end
+    if type(choices) ~= "table" or #choices < 1 then hb.user_error("mc: item has no choices", 3) end
     if math.type(gold) ~= "integer" and not (type(gold) == "number" and gold == math.floor(gold)) then
-      error("mc: item has no usable gold index (0-based)", 3)
+      hb.user_error("mc: item has no usable gold index (0-based)", 3)
     end
     gold = math.tointeger(gold)
-    if gold < 0 or gold >= #choices then error(string.format("mc: gold %d out of range for %d choices", gold, #choices), 3) end
+    if gold < 0 or gold >= #choices then hb.user_error(string.format("mc: gold %d out of range for %d choices", gold, #choices), 3) end
     local reqs = {}
     for i, c in ipairs(choices) do
       if partial then reqs[i] = { c, " " .. partial } else reqs[i] = { ctx or "", " " .. c } end
@@ -87,13 +87,13 @@ return function(hb, E, U)
   -- read a JSONL file (one JSON object a line; blank lines skipped)
   function M.load(path)
     local f, err = io.open(path, "r")
-    if not f then error("mc: cannot open " .. tostring(path) .. ": " .. tostring(err), 3) end
+    if not f then hb.user_error("mc: cannot open " .. tostring(path) .. ": " .. tostring(err), 3) end
     local items, n = {}, 0
     for line in f:lines() do
       n = n + 1
       if line:find("%S") then
         local ok, obj = pcall(hb.io.decode_json, line)
-        if not ok then f:close(); error(string.format("mc: %s:%d: %s", path, n, tostring(obj)), 3) end
+        if not ok then f:close(); hb.user_error(string.format("mc: %s:%d: %s", path, n, tostring(obj)), 3) end
         items[#items + 1] = obj
       end
     end
@@ -109,7 +109,7 @@ return function(hb, E, U)
       context = context:sub(1, -n_sp - 1)
     end
     if context == "" then
-      if prefix_token == nil then error("mc: empty context needs a prefix token (opts.prefix_token or a tokenizer eos/bos)", 3) end
+      if prefix_token == nil then hb.user_error("mc: empty context needs a prefix token (opts.prefix_token or a tokenizer eos/bos)", 3) end
       return { prefix_token }, U.encode(tok, continuation)
     end
     local whole = U.encode(tok, context .. continuation)
@@ -130,7 +130,7 @@ return function(hb, E, U)
       if max_length and #full - 1 > max_length then drop = #full - 1 - max_length end
       local inp = {}
       for j = 1 + drop, #full - 1 do inp[#inp + 1] = full[j] end
-      if #p[2] == 0 or #p[2] > #inp then error("mc: continuation is empty or longer than the model input", 3) end
+      if #p[2] == 0 or #p[2] > #inp then hb.user_error("mc: continuation is empty or longer than the model input", 3) end
       rows[i] = { inp = inp, cont = p[2] }
       Tm = math.max(Tm, #inp)
     end
@@ -180,7 +180,7 @@ return function(hb, E, U)
     U.check_opts(opts, { "limit", "max_length", "prefix_token" }, "hb.eval.mc")
     opts = opts or {}
     local raw = type(src) == "string" and M.load(src) or src
-    if type(raw) ~= "table" then error("mc: expected a JSONL path or a list of items", 2) end
+    if type(raw) ~= "table" then hb.user_error("mc: expected a JSONL path or a list of items", 2) end
     local prefix = opts.prefix_token or U.attr(tok, "eos_id", "eos_token_id", "bos_id", "bos_token_id")
     local n = #raw
     if opts.limit then n = math.min(n, opts.limit) end

@@ -26,7 +26,7 @@ return function(hb, E, U)
   for _, k in ipairs(gen_keys) do mixture_keys[#mixture_keys + 1] = k end
 
   local function check(cond, msg, ...)
-    if not cond then error(string.format("mqar: " .. msg, ...), 3) end
+    if not cond then hb.user_error(string.format("mqar: " .. msg, ...), 3) end
   end
 
   -- Zoology's asserts (multiquery_ar.py), plus the population checks numpy makes implicitly.
@@ -250,7 +250,7 @@ return function(hb, E, U)
     U.check_opts(opts, { "batch_size", "full_logits" }, "hb.eval.mqar.accuracy")
     opts = opts or {}
     if inputs:dim() ~= 2 or labels:dim() ~= 2 or inputs:size(1) ~= labels:size(1) or inputs:size(2) ~= labels:size(2) then
-      error("mqar.accuracy: inputs and labels must both be [N, T]", 2)
+      hb.user_error("mqar.accuracy: inputs and labels must both be [N, T]", 2)
     end
     local N = inputs:size(1)
     local bs = opts.batch_size or 64
