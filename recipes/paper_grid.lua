@@ -376,7 +376,11 @@ end
 md[#md + 1] = ""
 md[#md + 1] = "LM val loss: nats per token on the validation tokens; bpb: bits per byte; MQAR acc: accuracy over all test " ..
   "examples, then per key-value count. A row marked (= name) has the same layer stack as that cell and shares its training."
-md[#md + 1] = string.format("Grid wall time (this invocation): %.0f s. Config: %s/config.yaml.", hb.now() - tstart, out)
+if cfg.grid.plot_only then
+  md[#md + 1] = "Rewritten from cells/*.json (grid.plot_only); the run's configuration is config.yaml."
+else
+  md[#md + 1] = string.format("Grid wall time (this invocation): %.0f s. Config: %s/config.yaml.", hb.now() - tstart, out)
+end
 hb.config.write_text(out .. "/grid.md", table.concat(md, "\n") .. "\n")
 
 -- ---- plots -----------------------------------------------------------------------------------------------
