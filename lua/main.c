@@ -551,6 +551,8 @@ static void print_results(lua_State *L) {
 static void run_repl(lua_State *L) {
     const char *oldprogname = progname;
     interactive = 1;
+    lua_pushboolean(L, 1);
+    lua_setfield(L, LUA_REGISTRYINDEX, "hyblua.interactive");
     progname = NULL; /* no "hyblua:" prefix on errors in the REPL */
     init_line_reading();
     for (;;) {
@@ -659,6 +661,10 @@ static int pmain(lua_State *L) {
     interactive = (args & HAS_I) != 0;
 
     luaL_openlibs(L);
+    /* registry["hyblua.interactive"]: true in a session that must not end on a library's request
+     * (hb.config.parse_args's --help exits only when it is false) */
+    lua_pushboolean(L, interactive);
+    lua_setfield(L, LUA_REGISTRYINDEX, "hyblua.interactive");
     luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
     lua_pushcfunction(L, luaopen_hyblua);
     lua_setfield(L, -2, "hyblua");

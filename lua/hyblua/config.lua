@@ -12,6 +12,7 @@
 --                 argument, so write --flag=false
 --     --          everything after it is positional
 --     -h, --help  print the keys (with their defaults, meanings and ranges) and exit(0): nothing runs
+--                 (in an interactive session — the REPL, hyblua -i — an error stops the script instead)
 --   rest is the list of positional arguments; without opts.positional any positional argument is an
 --   error. Precedence: defaults < --config files < --set/--key. opts: positional (true or a name for the
 --   help), usage, description, epilog (help text around the generated key table).
@@ -408,6 +409,9 @@ return function(hb)
       if is_help(args[j]) then
         io.stdout:write(config.help(defaults, opts, args[0]))
         io.stdout:flush()
+        -- a script run ends here, with status 0; an interactive session (REPL, hyblua -i) must not
+        -- end, so there the help is followed by an error that stops the script instead
+        if debug.getregistry()["hyblua.interactive"] then user_error("--help: see above; nothing was run") end
         os.exit(0, true)
       end
     end

@@ -13,8 +13,9 @@
 --       the library. A leading position inside the library already in msg (from a binding's
 --       luaL_error, "…/lua/hyblua/config.lua:306: ") is removed.
 --   hb.is_user_error(msg)          was msg raised by hb.user_error (in this chunk)?
---   hb.rethrow(err [, prefix])     re-raise a caught error, prefixed: a user error stays one (its
---       library position removed), anything else is raised unchanged in kind (a bug stays a bug)
+--   hb.rethrow(err [, prefix])     re-raise a caught error as a string, prefixed: a user error stays
+--       one (its library position removed), anything else is raised unchanged in kind (a bug stays
+--       a bug)
 --
 -- The record is the table registry["hyblua.user_errors"] (message → true), which main.c reads in its
 -- message handler and clears before each chunk; it is emptied when it grows past 256 messages, so a
@@ -86,9 +87,9 @@ return function(hb)
   end
 
   function hb.rethrow(err, prefix)
-    prefix = prefix or ""
+    prefix = prefix == nil and "" or tostring(prefix)
     if hb.is_user_error(err) then hb.user_error(prefix .. strip_library_position(err)) end
-    if prefix == "" then error(err, 0) end
+    -- the message is always a string (an error object becomes its tostring)
     error(prefix .. tostring(err), 0)
   end
 end
