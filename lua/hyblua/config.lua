@@ -666,7 +666,12 @@ return function(hb)
     if opts.epilog then
       out[#out + 1] = ""
       for para in (opts.epilog .. "\n"):gmatch("([^\n]*)\n") do
-        if para == "" then out[#out + 1] = "" else for _, l in ipairs(wrap(para, 100)) do out[#out + 1] = l end end
+        if para == "" then out[#out + 1] = ""
+        else
+          -- a paragraph keeps its indentation; its continuation lines are indented two more
+          local ind = para:match("^%s*")
+          for j, l in ipairs(wrap(para, 100 - #ind - 2)) do out[#out + 1] = ind .. (j > 1 and "  " or "") .. l end
+        end
       end
     end
     return table.concat(out, "\n") .. "\n"
