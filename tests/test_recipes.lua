@@ -42,7 +42,8 @@ local function records(path)
   local seen, dup, n = {}, nil, 0
   for line in io.lines(path) do
     local r = hb.io.decode_json(line)
-    local key = r.step .. (r.val_loss and "v" or "t")
+    -- an event ({event = "resume", ...}) is no step record, but it counts: an unchanged re-run logs none
+    local key = r.step .. (r.event and "e" .. n or r.val_loss and "v" or "t")
     if seen[key] then dup = key end
     seen[key] = true
     n = n + 1

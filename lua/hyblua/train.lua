@@ -299,7 +299,9 @@ do
     if type(old) ~= "table" then return out end
     for _, k in ipairs(TRAINER_KEYS) do
       local a, b = show(old[k]), show(new[k])
-      if a ~= b then out[#out + 1] = string.format("%s %s → %s", k, a, b) end
+      -- numbers compare by value: JSON gives clip = 1.0 back as the integer 1
+      local same = a == b or (type(old[k]) == "number" and old[k] == new[k])
+      if not same then out[#out + 1] = string.format("%s %s → %s", k, a, b) end
     end
     return out
   end
