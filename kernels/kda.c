@@ -355,7 +355,8 @@ static int bwd_ref(real *dq, real *dk, real *dv, real *dg, real *dbeta, real *dh
 typedef struct {
     double *G;                           /* (C,K) cumulative log decays, in double (see chunk_load) */
     real *q, *k, *v, *dO, *beta;         /* the chunk's rows, packed: (C,K) (C,K) (C,V) (C,V) (C) */
-    real *eg, *Eg, *El, *RF;             /* (C,K) gate factors (see chunk_load) */
+    real *eg, *Eg, *El, *RF, *Em;        /* (C,K) gate factors (see chunk_load) */
+    real *E0;                            /* (K) scratch of chunk_load and sub_columns */
     real *QR, *KR, *Bc, *CF, *Qg, *Kg;   /* (C,K) operands */
     real *M, *Bm, *A, *Tm, *tmp;         /* (C,C) scores M (Aqk), B (Akk / β), A, T, scratch */
     real *R, *X, *U, *O;                 /* (C,V) R = V − Kg S, X = diag(β) R, U = T X, output */
@@ -382,7 +383,8 @@ static size_t carve(work_t *w, real *scr, const args_t *a, int bwd, int states) 
     w->q = take(scr, &o, CK), w->k = take(scr, &o, CK), w->v = take(scr, &o, CV);
     w->beta = take(scr, &o, C);
     w->eg = take(scr, &o, CK), w->Eg = take(scr, &o, CK);
-    w->El = take(scr, &o, CK), w->RF = take(scr, &o, CK);
+    w->El = take(scr, &o, CK), w->RF = take(scr, &o, CK), w->Em = take(scr, &o, CK);
+    w->E0 = take(scr, &o, K);
     w->QR = take(scr, &o, CK), w->KR = take(scr, &o, CK), w->Bc = take(scr, &o, CK);
     w->CF = take(scr, &o, CK), w->Qg = take(scr, &o, CK), w->Kg = take(scr, &o, CK);
     w->M = take(scr, &o, CC), w->Bm = take(scr, &o, CC), w->A = take(scr, &o, CC);
@@ -410,33 +412,34 @@ typedef struct {
     int64_t t0, n, h, j;
 } chunk_t;
 
-/* Prefetch (into L2) the L rows of D reals, ld apart, of a strided head slice. */
-static void prefetch_rows(const real *p, int64_t ld, int64_t L, int64_t D) {
-    const int64_t step = 64 / (int64_t)sizeof(real);
-    for (int64_t r = 0; r < L; r++)
-        for (int64_t x = 0; x < D; x += step) __builtin_prefetch(p + r * ld + x, 0, 2);
+/* Prefetch (into L2) one row of D reals of a strided head slice. */
+static void prefetch_row(const real *p, int64_t D) {
+    for (int64_t x = 0; x < D; x += 64 / (int64_t)sizeof(real)) __builtin_prefetch(p + x, 0, 2);
 }
 
-/* Copy the chunk's k, v, beta (and q, do when asked) rows into w, compute its gate factors:
- *   G_r = g_0 + … + g_r,  eg_r = e^{g_r},  Eg_r = e^{G_r},  El_r = e^{G_L − G_r},
- *   RF_r = e^{G_r − G_n0} (n0 the first row of r's sub-block),
- * and prefetch the rows of the chunk `next` (NULL: none). G is summed in double in both builds:
- * after a strongly decaying row, G is large and a float difference G_r − G_s of two such sums would
- * lose the small decays between them (relative error ~1e−5 in e^{G_r − G_s} at |G| ≈ 100). */
+/* Copy the chunk's k, v, beta (and q, do when asked) rows into w and compute its gate factors
+ *   eg_r = e^{g_r},   RF_r = e^{G_r − G_n0},   Em_r = e^{G_m − G_r}   (n0, m: first and last row of r's
+ *   sub-block; running products of at most BC − 1 factors eg ≤ 1),
+ *   Eg_r = e^{G_n0} RF_r = e^{G_r},   El_r = e^{G_L − G_m} Em_r = e^{G_L − G_r},
+ * with one exponential per element (eg) and one per sub-block anchor; prefetch the rows of the chunk
+ * `next` (NULL: none), one row per row copied. The cumulative log decays G_r = g_0 + … + g_r, needed
+ * at the anchors, are summed in double in both builds: after a strongly decaying row G is large, and
+ * a float difference of two such sums would lose the small decays between them. */
 static void chunk_load(work_t *w, const args_t *a, const chunk_t *c, int with_q, int with_do,
                        const chunk_t *next) {
     const int64_t n = c->n, K = a->K, V = a->V, lq = a->H * K, lv = a->HV * V, lg = a->HV * K;
     const real *q = a->q + QROW(a, c->s, c->t0, c->h), *k = a->k + QROW(a, c->s, c->t0, c->h);
     const real *v = a->v + VROW(a, c->s, c->t0, c->j), *g = a->g + GROW(a, c->s, c->t0, c->j);
     const real *beta = a->beta + BIDX(a, c->s, c->t0, c->j);
-    if (next) {
-        prefetch_rows(a->k + QROW(a, next->s, next->t0, next->h), lq, next->n, K);
-        prefetch_rows(a->v + VROW(a, next->s, next->t0, next->j), lv, next->n, V);
-        prefetch_rows(a->g + GROW(a, next->s, next->t0, next->j), lg, next->n, K);
-        if (with_q) prefetch_rows(a->q + QROW(a, next->s, next->t0, next->h), lq, next->n, K);
-        if (with_do) prefetch_rows(a->dout + VROW(a, next->s, next->t0, next->j), lv, next->n, V);
-    }
     for (int64_t r = 0; r < n; r++) {
+        if (next && r < next->n) { /* row r of the next chunk, spread over this loop */
+            const int64_t t = next->t0 + r;
+            prefetch_row(a->k + QROW(a, next->s, t, next->h), K);
+            prefetch_row(a->v + VROW(a, next->s, t, next->j), V);
+            prefetch_row(a->g + GROW(a, next->s, t, next->j), K);
+            if (with_q) prefetch_row(a->q + QROW(a, next->s, t, next->h), K);
+            if (with_do) prefetch_row(a->dout + VROW(a, next->s, t, next->j), V);
+        }
         memcpy(w->k + r * K, k + r * lq, (size_t)K * sizeof(real));
         memcpy(w->v + r * V, v + r * lv, (size_t)V * sizeof(real));
         if (with_q) memcpy(w->q + r * K, q + r * lq, (size_t)K * sizeof(real));
@@ -448,29 +451,66 @@ static void chunk_load(work_t *w, const args_t *a, const chunk_t *c, int with_q,
         for (int64_t x = 0; x < K; x++) Gr[x] = (r ? Gr[x - K] : 0) + gr[x], er[x] = gexp(gr[x]);
     }
     const double *GL = w->G + (n - 1) * K;
-    for (int64_t r = 0; r < n; r++) {
-        const double *Gr = w->G + r * K, *Gn = w->G + (r - r % BC) * K;
-        real *Eg = w->Eg + r * K, *El = w->El + r * K, *RF = w->RF + r * K;
+    real *E0 = w->E0;
+    for (int64_t n0 = 0; n0 < n; n0 += BC) {
+        const int64_t m = (n0 + BC < n ? n0 + BC : n) - 1;
+        const double *Gn = w->G + n0 * K, *Gm = w->G + m * K;
         for (int64_t x = 0; x < K; x++) {
-            Eg[x] = gexp((real)Gr[x]);
-            El[x] = gexp((real)(GL[x] - Gr[x]));
-            RF[x] = gexp((real)(Gr[x] - Gn[x]));
+            w->RF[n0 * K + x] = 1, w->Em[m * K + x] = 1;
+            E0[x] = gexp((real)Gn[x]);
+        }
+        for (int64_t r = n0 + 1; r <= m; r++)
+            for (int64_t x = 0; x < K; x++) w->RF[r * K + x] = w->RF[(r - 1) * K + x] * w->eg[r * K + x];
+        for (int64_t r = m - 1; r >= n0; r--)
+            for (int64_t x = 0; x < K; x++) w->Em[r * K + x] = w->Em[(r + 1) * K + x] * w->eg[(r + 1) * K + x];
+        for (int64_t r = n0; r <= m; r++)
+            for (int64_t x = 0; x < K; x++) w->Eg[r * K + x] = E0[x] * w->RF[r * K + x];
+        for (int64_t x = 0; x < K; x++) E0[x] = gexp((real)(GL[x] - Gm[x]));
+        for (int64_t r = n0; r <= m; r++)
+            for (int64_t x = 0; x < K; x++) w->El[r * K + x] = E0[x] * w->Em[r * K + x];
+    }
+}
+
+/* Bc_s = k_s ⊙ CF_s with CF_s = e^{G_n0 − G_s} = e^{G_n0 − G_m} Em_s for s < n0 (m the last row of
+ * s's sub-block): the columns of row sub-block n0. */
+static void sub_columns(work_t *w, int64_t n0, int64_t K) {
+    const double *Gn = w->G + n0 * K;
+    for (int64_t j0 = 0; j0 < n0; j0 += BC) {
+        const double *Gm = w->G + (j0 + BC - 1) * K;
+        for (int64_t x = 0; x < K; x++) w->E0[x] = gexp((real)(Gn[x] - Gm[x]));
+        for (int64_t s = j0; s < j0 + BC; s++) {
+            const real *ks = w->k + s * K, *Em = w->Em + s * K, *mid = w->E0;
+            real *CF = w->CF + s * K, *Bc = w->Bc + s * K;
+            for (int64_t x = 0; x < K; x++) {
+                CF[x] = mid[x] * Em[x];
+                Bc[x] = ks[x] * CF[x];
+            }
         }
     }
 }
 
-/* Bc_s = k_s ⊙ CF_s with CF_s = e^{G_n0 − G_s}, s < n0: the columns of row sub-block n0. */
-static void sub_columns(work_t *w, int64_t n0, int64_t K) {
-    const double *Gn = w->G + n0 * K;
-    for (int64_t s = 0; s < n0; s++) {
-        const double *Gs = w->G + s * K;
-        const real *ks = w->k + s * K;
-        real *CF = w->CF + s * K, *Bc = w->Bc + s * K;
-        for (int64_t x = 0; x < K; x++) {
-            CF[x] = gexp((real)(Gn[x] - Gs[x]));
-            Bc[x] = ks[x] * CF[x];
+/* One pair r > s of a diagonal sub-block: P ← P ⊙ e^{g_r} (P = k_s ⊙ e^{G_r − G_s} on return) and
+ * *bm = k_r·P, *m = q_r·P (q_r NULL: skipped), in 16 interleaved partial sums (vectorised). */
+static void diag_pair_fwd(real *restrict P, const real *restrict er, const real *restrict kr,
+                          const real *restrict qr, real *bm, real *m, int64_t K) {
+    real ab[16] = {0}, am[16] = {0};
+    int64_t x = 0;
+    for (; x + 16 <= K; x += 16)
+        for (int u = 0; u < 16; u++) {
+            const real p = P[x + u] * er[x + u];
+            P[x + u] = p;
+            ab[u] += kr[x + u] * p;
+            if (qr) am[u] += qr[x + u] * p;
         }
+    for (; x < K; x++) {
+        P[x] *= er[x];
+        ab[x & 15] += kr[x] * P[x];
+        if (qr) am[x & 15] += qr[x] * P[x];
     }
+    real sb = 0, sm = 0;
+    for (int u = 0; u < 16; u++) sb += ab[u], sm += am[u];
+    *bm = sb;
+    if (qr) *m = sm;
 }
 
 /* Intra-chunk scores (n×n, leading dimension C, zero above their triangles):
@@ -503,10 +543,10 @@ static void chunk_scores(work_t *w, const args_t *a, int64_t n, int want_q) {
             if (want_q) w->M[s * C + s] = scale * dotv(w->q + s * K, ks, K);
             for (int64_t x = 0; x < K; x++) P[x] = ks[x];
             for (int64_t r = s + 1; r < e; r++) { /* P = k_s ⊙ e^{G_r − G_s} */
-                const real *er = w->eg + r * K;
-                for (int64_t x = 0; x < K; x++) P[x] *= er[x];
-                w->Bm[r * C + s] = dotv(w->k + r * K, P, K);
-                if (want_q) w->M[r * C + s] = scale * dotv(w->q + r * K, P, K);
+                real m = 0;
+                diag_pair_fwd(P, w->eg + r * K, w->k + r * K, want_q ? w->q + r * K : NULL,
+                              w->Bm + r * C + s, &m, K);
+                if (want_q) w->M[r * C + s] = scale * m;
             }
         }
     }
@@ -616,10 +656,29 @@ static int fwd_chunk(real *o, real *ht, real *hs, const real *q, const real *k, 
 /* ---------------------------------------------------------------------------------------------- */
 /* Chunked backward                                                                               */
 
+/* Backward of one pair r > s of a diagonal sub-block, with cq = ∂L/∂M_rs, ck = ∂L/∂Bm_rs and
+ * P ← P ⊙ e^{g_r} = e^{G_r − G_s}: the q_r, k_r (row) and k_s (column) gradients and ±dG. */
+static void diag_pair_bwd(real *restrict dQr, real *restrict dKr, real *restrict dKs,
+                          real *restrict dGr, real *restrict dGs, real *restrict P,
+                          const real *restrict er, const real *restrict qr, const real *restrict kr,
+                          const real *restrict ks, real cq, real ck, int64_t K) {
+    for (int64_t x = 0; x < K; x++) {
+        const real p = P[x] * er[x];
+        P[x] = p;
+        const real kp = ks[x] * p, wv = (cq * qr[x] + ck * kr[x]) * p, z = wv * ks[x];
+        dQr[x] += cq * kp;
+        dKr[x] += ck * kp;
+        dKs[x] += wv;
+        dGr[x] += z;
+        dGs[x] -= z;
+    }
+}
+
 /* Backward of one chunk of L rows entered with state S (see the top comment). On entry w->dS =
  * ∂L/∂S_next; on exit ∂L/∂S. Leaves the chunk's gradients in w->dQ, dK, dX (dv), dB (dβ) and dG
  * (dg, already reverse-summed); the caller adds them to the outputs. */
-static void chunk_bwd(work_t *w, const args_t *a, int64_t L, const real *S) {
+static void chunk_bwd(work_t *w, const args_t *a, const chunk_t *c, const real *S) {
+    const int64_t L = c->n;
     const int64_t C = a->C, K = a->K, V = a->V;
     const real scale = a->scale;
     real *dS = w->dS, *dQ = w->dQ, *dK = w->dK, *dG = w->dG, *T1 = w->T1, *T2 = w->T2;
@@ -685,6 +744,16 @@ static void chunk_bwd(work_t *w, const args_t *a, int64_t L, const real *S) {
         for (int64_t s = 0; s < r; s++) dAr[s] *= w->beta[r];
     }
 
+    /* The gradient rows this chunk adds to, a few microseconds before the adds (at the chunk's start
+     * the working set of its products would evict them again). */
+    for (int64_t r = 0; r < L; r++) {
+        const int64_t t = c->t0 + r;
+        if (a->dq) prefetch_row(a->dq + QROW(a, c->s, t, c->h), K);
+        if (a->dk) prefetch_row(a->dk + QROW(a, c->s, t, c->h), K);
+        if (a->dv) prefetch_row(a->dv + VROW(a, c->s, t, c->j), V);
+        if (a->dg) prefetch_row(a->dg + GROW(a, c->s, t, c->j), K);
+    }
+
     /* Scores, off-diagonal sub-blocks: M[i,:n0] = QR Bcᵀ, Bm[i,:n0] = KR Bcᵀ. */
     for (int64_t n0 = BC; n0 < L; n0 += BC) {
         const int64_t e = n0 + BC < L ? n0 + BC : L, bl = e - n0;
@@ -723,21 +792,10 @@ static void chunk_bwd(work_t *w, const args_t *a, int64_t L, const real *S) {
                 dKs[x] += cd * qs[x];
                 P[x] = 1;
             }
-            for (int64_t r = s + 1; r < e; r++) {
-                const real *er = w->eg + r * K, *qr = w->q + r * K, *kr = w->k + r * K;
-                const real cq = scale * w->dM[r * C + s], ck = w->dA[r * C + s];
-                real *dQr = dQ + r * K, *dKr = dK + r * K, *dGr = dG + r * K;
-                for (int64_t x = 0; x < K; x++) {
-                    P[x] *= er[x];
-                    const real kp = ks[x] * P[x], wv = (cq * qr[x] + ck * kr[x]) * P[x];
-                    const real z = wv * ks[x];
-                    dQr[x] += cq * kp;
-                    dKr[x] += ck * kp;
-                    dKs[x] += wv;
-                    dGr[x] += z;
-                    dGs[x] -= z;
-                }
-            }
+            for (int64_t r = s + 1; r < e; r++)
+                diag_pair_bwd(dQ + r * K, dK + r * K, dKs, dG + r * K, dGs, P, w->eg + r * K,
+                              w->q + r * K, w->k + r * K, ks, scale * w->dM[r * C + s],
+                              w->dA[r * C + s], K);
         }
     }
 
@@ -787,7 +845,7 @@ static void bwd_chunk_item(const args_t *a, int64_t item, real *scr) {
             const chunk_t c = chunk_of(a, s, ci, h, j), prev = chunk_of(a, s, ci - 1, h, j);
             const int64_t L = c.n;
             chunk_load(&w, a, &c, 1, 1, ci > 0 ? &prev : NULL);
-            chunk_bwd(&w, a, L, states + ci * stride);
+            chunk_bwd(&w, a, &c, states + ci * stride);
             if (a->dq) add_rows(a->dq + QROW(a, s, c.t0, h), H * K, w.dQ, L, K);
             if (a->dk) add_rows(a->dk + QROW(a, s, c.t0, h), H * K, w.dK, L, K);
             if (a->dv) add_rows(a->dv + VROW(a, s, c.t0, j), HV * V, w.dX, L, V);
