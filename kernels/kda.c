@@ -29,6 +29,11 @@
  * (both factors ≤ 1: one kgemm per sub-block row and matrix). Inside a diagonal sub-block the pairs
  * s ≤ r are summed element-wise with the running product P_rs = Π_{s<u≤r} e^{g_u} (no division, no
  * exponent of a sum), as fla's token-parallel diagonal kernel does.
+ * Every decay factor is a running product of e^{g} inside one sub-block (≤ BC − 1 factors, each ≤ 1)
+ * times one exponential per sub-block anchor (e^{G_n0}, e^{G_L − G_m}, e^{G_n0 − G_m'}), the anchors
+ * taken from cumulative sums kept in double, so a float difference of two large sums never loses the
+ * small decays between them (see chunk_load). Accuracy of the f32 chunked form: that of the f32
+ * reference (≈1e−6 relative, tests/test_kda.c).
  *
  * Chunked backward, chunks in reverse, dS = ∂L/∂S_next (starts at dht, or 0):
  *   dU  = Mᵀ dO + Kl dS;   dM = dO Uᵀ (s ≤ r);   dQg = dO Sᵀ;   dKl = U dSᵀ
@@ -109,6 +114,7 @@ static void slot_run(void *ctx, int64_t s) {
 /* Run fn over n_items work items with per_slot reals of scratch for each thread. */
 static int run_items(item_fn fn, const args_t *a, int64_t n_items, size_t per_slot) {
     if (n_items <= 0) return 0;
+    per_slot = (per_slot + 15) / 16 * 16; /* every slot as aligned as the block (work_t's doubles) */
     int64_t ns = hb_threads_get();
     if (ns > n_items) ns = n_items;
     if (ns < 1) ns = 1;

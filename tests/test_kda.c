@@ -15,6 +15,7 @@
 #define KTEST_SEED 0x5DEECE66DA3B9F17ull
 #include "../kernels/kda.h"
 #include "../kernels/parallel.h"
+#include "alloc.h"
 #include "ktest.h"
 #include <string.h>
 
@@ -658,6 +659,37 @@ static void test_bad_args(void) {
     check(rc == 0 && good0, "T = 0: fwd_chunk returns ht = h0, bwd_chunk adds dht to dh0", "rc %d", rc);
 }
 
+/* every allocation of every entry point, failed in turn, gives -1 (and the next call works) */
+static void test_alloc_fail(void) {
+    static const int64_t cu[] = {0, 20, 21, 40};
+    cfg_t c = {1, 40, 1, 2, 8, 4, G_MOD, B_UNI2, 1, cu, 3};
+    data_t d = make_data(c);
+    const int64_t C = 16, NCT = kda_chunk_count(cu, 3, 1, 40, C);
+    float *o = fzeros(d.n[DV]), *ht = fzeros(d.n[DH0]), *hs = fzeros(NCT * c.HV * c.K * c.V), *gr[NGRAD];
+    alloc_grads32(&d, gr);
+    int fails = 0, calls = 0;
+    for (int fn = 0; fn < 6; fn++)
+        for (int64_t n = 0; n < 3; n++) {
+            hb_alloc_fail_after(n);
+            const int64_t before = hb_alloc_injected();
+            int rc;
+            switch (fn) {
+            case 0: rc = fwd32(&d, 0, o, ht, NULL); break;
+            case 1: rc = fwd32(&d, C, o, ht, hs); break;
+            case 2: rc = bwd32(&d, 0, gr, NULL); break;
+            case 3: rc = bwd32(&d, C, gr, NULL); break;
+            case 4: rc = bwd32(&d, C, gr, hs); break;
+            default: rc = kda_step_f32(o, ht, d.xf[DQ], d.xf[DK], d.xf[DV], d.xf[DG], d.xf[DB], 0.3f, 1, 1, 2, 8, 4);
+            }
+            hb_alloc_fail_after(-1);
+            if (hb_alloc_injected() > before) calls++, fails += rc == -1; /* an allocation did fail */
+        }
+    check(calls >= 6 && fails == calls, "a failed allocation returns -1 (every entry point, each of its allocations)",
+          "%d failed allocations, %d returned -1", calls, fails);
+    free(o), free(ht), free(hs), free_grads((void **)gr);
+    free_data(&d);
+}
+
 int main(void) {
     hb_threads_set(2);
     test_forward();
@@ -684,5 +716,6 @@ int main(void) {
     static const int64_t tcu[] = {0, 30, 31, 100, 160};
     test_threads((cfg_t){1, 160, 1, 2, 16, 16, G_GATE, B_UNI2, 1, tcu, 4}, 32);
     test_bad_args();
+    test_alloc_fail();
     return tap_done();
 }
