@@ -919,6 +919,45 @@ static int step(real *o, real *state, const real *q, const real *k, const real *
 }
 
 /* ---------------------------------------------------------------------------------------------- */
+/* The mixer descriptor's adapters (kernels/mixer.h)                                              */
+/* dims "B T H HV K V" (HV value heads, a multiple of the H q/k heads); inputs q, k, v, g, beta in
+ * fla's chunk_kda order; scalar scale; the chunked forward saves the chunk states hs
+ * (B·ceil(T/C),HV,K,V) for the chunked backward. No packing or initial state through the op yet
+ * (cu_seqlens = NULL, h0 = NULL). */
+#define MIXER_DIMS(a)                                                                              \
+    const int64_t B = (a)->dim[0], T = (a)->dim[1], H = (a)->dim[2], HV = (a)->dim[3],            \
+                  K = (a)->dim[4], V = (a)->dim[5];                                                \
+    const real *q = (a)->in[0], *k = (a)->in[1], *v = (a)->in[2], *g = (a)->in[3],                \
+               *beta = (a)->in[4];                                                                 \
+    const real scale = (real)(a)->scalar[0]
+
+static int mixer_fwd_chunk(const hb_mixer_args_t *a) {
+    MIXER_DIMS(a);
+    return fwd_chunk(a->o, a->ht, a->saved, q, k, v, g, beta, NULL, scale, NULL, 0, B, T, H, HV, K,
+                     V, a->chunk);
+}
+static int mixer_bwd_chunk(const hb_mixer_args_t *a) {
+    MIXER_DIMS(a);
+    return bwd_chunk(a->din[0], a->din[1], a->din[2], a->din[3], a->din[4], NULL, a->dout, NULL, q, k,
+                     v, g, beta, NULL, a->saved, scale, NULL, 0, B, T, H, HV, K, V, a->chunk);
+}
+static int mixer_fwd_recurrent(const hb_mixer_args_t *a) {
+    MIXER_DIMS(a);
+    return fwd_ref(a->o, a->ht, q, k, v, g, beta, NULL, scale, NULL, 0, B, T, H, HV, K, V);
+}
+static int mixer_bwd_recurrent(const hb_mixer_args_t *a) {
+    MIXER_DIMS(a);
+    return bwd_ref(a->din[0], a->din[1], a->din[2], a->din[3], a->din[4], NULL, a->dout, NULL, q, k,
+                   v, g, beta, NULL, scale, NULL, 0, B, T, H, HV, K, V);
+}
+static int mixer_step(const hb_mixer_args_t *a) {
+    MIXER_DIMS(a);
+    (void)T;
+    return step(a->o, a->state, q, k, v, g, beta, scale, B, H, HV, K, V);
+}
+#undef MIXER_DIMS
+
+/* ---------------------------------------------------------------------------------------------- */
 /* Public names                                                                                   */
 
 #ifdef HB_KERNEL_F64
@@ -955,6 +994,11 @@ int kda_step_f64(double *o, double *state, const double *q, const double *k, con
                  int64_t B, int64_t H, int64_t HV, int64_t K, int64_t V) {
     return step(o, state, q, k, v, g, beta, scale, B, H, HV, K, V);
 }
+int kda_mixer_fwd_chunk_f64(const hb_mixer_args_t *a) { return mixer_fwd_chunk(a); }
+int kda_mixer_bwd_chunk_f64(const hb_mixer_args_t *a) { return mixer_bwd_chunk(a); }
+int kda_mixer_fwd_recurrent_f64(const hb_mixer_args_t *a) { return mixer_fwd_recurrent(a); }
+int kda_mixer_bwd_recurrent_f64(const hb_mixer_args_t *a) { return mixer_bwd_recurrent(a); }
+int kda_mixer_step_f64(const hb_mixer_args_t *a) { return mixer_step(a); }
 #else
 int kda_fwd_ref_f32(float *o, float *ht, const float *q, const float *k, const float *v,
                     const float *g, const float *beta, const float *h0, float scale,
@@ -989,4 +1033,34 @@ int kda_step_f32(float *o, float *state, const float *q, const float *k, const f
                  int64_t B, int64_t H, int64_t HV, int64_t K, int64_t V) {
     return step(o, state, q, k, v, g, beta, scale, B, H, HV, K, V);
 }
+int kda_mixer_fwd_chunk_f32(const hb_mixer_args_t *a) { return mixer_fwd_chunk(a); }
+int kda_mixer_bwd_chunk_f32(const hb_mixer_args_t *a) { return mixer_bwd_chunk(a); }
+int kda_mixer_fwd_recurrent_f32(const hb_mixer_args_t *a) { return mixer_fwd_recurrent(a); }
+int kda_mixer_bwd_recurrent_f32(const hb_mixer_args_t *a) { return mixer_bwd_recurrent(a); }
+int kda_mixer_step_f32(const hb_mixer_args_t *a) { return mixer_step(a); }
+/* the chunk states hs (B·ceil(T/C),HV,K,V) that the chunked forward hands its backward */
+static int64_t mixer_saved_numel(const hb_mixer_args_t *a) {
+    int64_t B = a->dim[0], T = a->dim[1], HV = a->dim[3], K = a->dim[4], V = a->dim[5];
+    return kda_chunk_count(NULL, 0, B, T, a->chunk) * HV * K * V;
+}
+/* the descriptor (compiled once, with the float pass; it names the double entry points too) */
+const hb_mixer_desc_t hb_mixer_kda = {
+    .name = "kda",
+    .dims = "B T H HV K V",
+    .in = {{"q", "B T H K", HB_IN_GRAD},
+           {"k", "B T H K", HB_IN_GRAD},
+           {"v", "B T HV V", HB_IN_GRAD},
+           {"g", "B T HV K", HB_IN_GRAD},
+           {"beta", "B T HV", HB_IN_GRAD}},
+    .scalar = {{"scale", 0, "K"}},
+    .out = "B T HV V",
+    .state = "B HV K V",
+    .multiple = {{"HV", "H"}},
+    .chunk = 64,
+    .saved_numel = mixer_saved_numel,
+    .f32 = {kda_mixer_fwd_chunk_f32, kda_mixer_bwd_chunk_f32, kda_mixer_fwd_recurrent_f32,
+            kda_mixer_bwd_recurrent_f32, kda_mixer_step_f32},
+    .f64 = {kda_mixer_fwd_chunk_f64, kda_mixer_bwd_chunk_f64, kda_mixer_fwd_recurrent_f64,
+            kda_mixer_bwd_recurrent_f64, kda_mixer_step_f64},
+};
 #endif

@@ -38,6 +38,7 @@
  */
 #ifndef HB_KERNELS_KDA_H
 #define HB_KERNELS_KDA_H
+#include "mixer.h"
 #include <stdint.h>
 
 #ifdef __cplusplus
@@ -127,6 +128,20 @@ int kda_step_f32(float *o, float *state, const float *q, const float *k, const f
 int kda_step_f64(double *o, double *state, const double *q, const double *k, const double *v,
                  const double *g, const double *beta, double scale,
                  int64_t B, int64_t H, int64_t HV, int64_t K, int64_t V);
+
+/* The mixer descriptor (kernels/mixer.h) and its entry points, adapters over the functions above:
+ * hb.kda{q, k, v, g, beta [, scale]} / hb.kda_step{...} (no h0, no packing through the op yet). */
+extern const hb_mixer_desc_t hb_mixer_kda;
+int kda_mixer_fwd_chunk_f32(const hb_mixer_args_t *a);
+int kda_mixer_bwd_chunk_f32(const hb_mixer_args_t *a);
+int kda_mixer_fwd_recurrent_f32(const hb_mixer_args_t *a);
+int kda_mixer_bwd_recurrent_f32(const hb_mixer_args_t *a);
+int kda_mixer_step_f32(const hb_mixer_args_t *a);
+int kda_mixer_fwd_chunk_f64(const hb_mixer_args_t *a);
+int kda_mixer_bwd_chunk_f64(const hb_mixer_args_t *a);
+int kda_mixer_fwd_recurrent_f64(const hb_mixer_args_t *a);
+int kda_mixer_bwd_recurrent_f64(const hb_mixer_args_t *a);
+int kda_mixer_step_f64(const hb_mixer_args_t *a);
 
 #ifdef __cplusplus
 }

@@ -10,7 +10,8 @@
  * decode steps vs the reference; prefill (ht) + decode, and a chunked continuation from ht; packed
  * documents (cu_seqlens, lengths 1, 63, 64, 65, 200 and an empty one) vs each document run alone,
  * forward, final states and backward, plus a packed gradcheck; 1 vs 2 threads bit-identical; bad
- * dimensions and bad cu_seqlens return −1; T = 0.
+ * dimensions and bad cu_seqlens return −1; T = 0; the mixer descriptor's entry points (both dtypes)
+ * == the kernel functions, saved_numel, saved hs == recomputed.
  */
 #define KTEST_SEED 0x5DEECE66DA3B9F17ull
 #include "../kernels/kda.h"
@@ -608,6 +609,101 @@ static void test_threads(cfg_t c, int64_t C) {
     free_data(&d);
 }
 
+/* ---- the mixer descriptor (kernels/mixer.h): what core/mixer_op.c calls ---- */
+
+/* The five entry points of hb_mixer_kda (f32 and f64) give bit for bit what the kernel functions give
+ * (no h0, no dht: the op has neither), saved_numel is the size of hs, and the saved hs handed back to
+ * the chunked backward gives the same gradients as recomputing it. */
+#define DESC_CASE(R, SUF, X, W, zeros)                                                                 \
+    do {                                                                                               \
+        const hb_mixer_kernels_t *kk = &hb_mixer_kda.SUF;                                              \
+        R *o1 = zeros(d.n[DV]), *o2 = zeros(d.n[DV]), *h1 = zeros(d.n[DH0]), *h2 = zeros(d.n[DH0]);   \
+        R *s1 = zeros(nhs), *s2 = zeros(nhs), *g1[NGRAD], *g2[NGRAD], *g3[NGRAD];                      \
+        for (int i = 0; i < NGRAD; i++) g1[i] = zeros(d.n[i]), g2[i] = zeros(d.n[i]), g3[i] = zeros(d.n[i]); \
+        const R sc = (R)scale_of(&c);                                                                  \
+        hb_mixer_args_t a = args;                                                                      \
+        for (int i = 0; i < 5; i++) a.in[i] = X[i];                                                    \
+        a.o = o1, a.ht = h1, a.saved = s1;                                                             \
+        int rc = kk->fwd_chunk(&a);                                                                    \
+        rc |= kda_fwd_chunk_##SUF(o2, h2, s2, X[DQ], X[DK], X[DV], X[DG], X[DB], NULL, sc, NULL, 0,    \
+                                  c.B, c.T, c.H, c.HV, c.K, c.V, C);                                   \
+        int same = !memcmp(o1, o2, (size_t)d.n[DV] * sizeof(R)) &&                                    \
+                   !memcmp(h1, h2, (size_t)d.n[DH0] * sizeof(R)) && !memcmp(s1, s2, (size_t)nhs * sizeof(R)); \
+        a.o = a.ht = a.saved = NULL, a.dout = W;                                                       \
+        for (int i = 0; i < 5; i++) a.din[i] = g1[i];                                                  \
+        a.saved = s1;                                                                                  \
+        rc |= kk->bwd_chunk(&a);                                                                       \
+        for (int i = 0; i < 5; i++) a.din[i] = g3[i];                                                  \
+        a.saved = NULL;                                                                                \
+        rc |= kk->bwd_chunk(&a);                                                                       \
+        rc |= kda_bwd_chunk_##SUF(g2[DQ], g2[DK], g2[DV], g2[DG], g2[DB], NULL, W, NULL, X[DQ], X[DK], \
+                                  X[DV], X[DG], X[DB], NULL, NULL, sc, NULL, 0, c.B, c.T, c.H, c.HV,  \
+                                  c.K, c.V, C);                                                        \
+        double erec = 0;                                                                               \
+        for (int i = 0; i < 5; i++) {                                                                  \
+            same &= !memcmp(g1[i], g2[i], (size_t)d.n[i] * sizeof(R));                                 \
+            for (int64_t j = 0; j < d.n[i]; j++) erec = fmax(erec, fabs((double)g3[i][j] - g1[i][j])); \
+        }                                                                                              \
+        /* recurrent mode and the decode step */                                                       \
+        for (int i = 0; i < 5; i++) memset(g1[i], 0, (size_t)d.n[i] * sizeof(R)),                     \
+                                    memset(g2[i], 0, (size_t)d.n[i] * sizeof(R));                     \
+        a = args;                                                                                      \
+        for (int i = 0; i < 5; i++) a.in[i] = X[i];                                                    \
+        a.o = o1, a.ht = h1;                                                                           \
+        rc |= kk->fwd_recurrent(&a);                                                                   \
+        rc |= kda_fwd_ref_##SUF(o2, h2, X[DQ], X[DK], X[DV], X[DG], X[DB], NULL, sc, NULL, 0, c.B, c.T, \
+                                c.H, c.HV, c.K, c.V);                                                  \
+        same &= !memcmp(o1, o2, (size_t)d.n[DV] * sizeof(R)) && !memcmp(h1, h2, (size_t)d.n[DH0] * sizeof(R)); \
+        a.o = a.ht = NULL, a.dout = W;                                                                 \
+        for (int i = 0; i < 5; i++) a.din[i] = g1[i];                                                  \
+        rc |= kk->bwd_recurrent(&a);                                                                   \
+        rc |= kda_bwd_ref_##SUF(g2[DQ], g2[DK], g2[DV], g2[DG], g2[DB], NULL, W, NULL, X[DQ], X[DK],   \
+                                X[DV], X[DG], X[DB], NULL, sc, NULL, 0, c.B, c.T, c.H, c.HV, c.K, c.V); \
+        for (int i = 0; i < 5; i++) same &= !memcmp(g1[i], g2[i], (size_t)d.n[i] * sizeof(R));        \
+        /* one step from the final state: token 0 of every input */                                   \
+        memcpy(h2, h1, (size_t)d.n[DH0] * sizeof(R));                                                  \
+        a = args, a.dim[1] = 1;                                                                        \
+        for (int i = 0; i < 5; i++) a.in[i] = X[i];                                                    \
+        a.o = o1, a.state = h1;                                                                        \
+        rc |= kk->step(&a);                                                                            \
+        rc |= kda_step_##SUF(o2, h2, X[DQ], X[DK], X[DV], X[DG], X[DB], sc, c.B, c.H, c.HV, c.K, c.V); \
+        /* both read the first B·H·K (...) elements of the (B,T,...) buffers as (B,...) inputs */ \
+        same &= !memcmp(o1, o2, (size_t)(c.B * c.HV * c.V) * sizeof(R)) &&                            \
+                !memcmp(h1, h2, (size_t)d.n[DH0] * sizeof(R));                                         \
+        char name[160];                                                                                \
+        snprintf(name, sizeof name, "hb_mixer_kda." #SUF ": the five entry points == the kernel functions " \
+                 "(T=%d, C=%d, HV=2H); saved hs == recomputed", (int)c.T, (int)C);                     \
+        check(rc == 0 && same && erec <= (sizeof(R) == 8 ? 1e-12 : 1e-5), name,                        \
+              "rc %d, bit-identical %d, saved vs recomputed hs: max |dgrad| %.3g", rc, same, erec);    \
+        free(o1), free(o2), free(h1), free(h2), free(s1), free(s2);                                    \
+        for (int i = 0; i < NGRAD; i++) free(g1[i]), free(g2[i]), free(g3[i]);                         \
+    } while (0)
+
+static void test_descriptor(void) {
+    const hb_mixer_desc_t *m = &hb_mixer_kda;
+    int shape_ok = !strcmp(m->name, "kda") && !strcmp(m->dims, "B T H HV K V") && m->chunk == 64 &&
+                   !strcmp(m->in[0].name, "q") && !strcmp(m->in[3].name, "g") && !strcmp(m->in[3].shape, "B T HV K") &&
+                   !strcmp(m->in[4].name, "beta") && !m->in[5].name && !strcmp(m->state, "B HV K V") &&
+                   !strcmp(m->multiple[0].dim, "HV") && !strcmp(m->multiple[0].of, "H") && m->saved_numel;
+    check(shape_ok, "hb_mixer_kda: name, dims, inputs q k v g beta, state (B,HV,K,V), HV a multiple of H, chunk 64",
+          "dims '%s'", m->dims);
+    const int64_t C = 16;
+    cfg_t c = {2, 37, 2, 4, 8, 6, G_MIX, B_UNI2, 0, NULL, 0};
+    data_t d = make_data(c);
+    hb_mixer_args_t args;
+    memset(&args, 0, sizeof args);
+    const int64_t dims[6] = {c.B, c.T, c.H, c.HV, c.K, c.V};
+    for (int i = 0; i < 6; i++) args.dim[i] = dims[i];
+    args.scalar[0] = scale_of(&c), args.chunk = C;
+    const int64_t nhs = kda_chunk_count(NULL, 0, c.B, c.T, C) * c.HV * c.K * c.V;
+    check(m->saved_numel(&args) == nhs, "hb_mixer_kda.saved_numel == the chunk states' size B·ceil(T/C)·HV·K·V",
+          "%lld vs %lld", (long long)m->saved_numel(&args), (long long)nhs);
+    DESC_CASE(double, f64, d.x, d.w, dzeros);
+    DESC_CASE(float, f32, d.xf, d.wf, fzeros);
+    free_data(&d);
+}
+#undef DESC_CASE
+
 /* ---- bad arguments, T = 0 ---- */
 
 static void test_bad_args(void) {
@@ -715,6 +811,7 @@ int main(void) {
     test_threads((cfg_t){3, 77, 2, 4, 16, 16, G_MIX, B_UNI2, 1, NULL, 0}, 16);
     static const int64_t tcu[] = {0, 30, 31, 100, 160};
     test_threads((cfg_t){1, 160, 1, 2, 16, 16, G_GATE, B_UNI2, 1, tcu, 4}, 32);
+    test_descriptor();
     test_bad_args();
     test_alloc_fail();
     return tap_done();
