@@ -14,7 +14,7 @@ local q, k, v, g = rnd(B, Tn, H, K), rnd(B, Tn, H, K), rnd(B, Tn, H, V), decay(B
 T.raises(function() return hb.gla { q = q, k = k, v = v, gk = g } end, "hb.gla: unknown argument 'gk' (did you mean 'g'?)",
   "unknown key with a suggestion")
 T.raises(function() return hb.gla { q = q, k = k, v = v, g = g, chunk_size = 16 } end,
-  "hb.gla: unknown argument 'chunk_size' (it takes q, k, v, g, scale, mode, chunk, state)", "unknown key: the names it takes")
+  "hb.gla: unknown argument 'chunk_size' (it takes q, k, v, g, scale, mode, chunk, state, cu_seqlens)", "unknown key: the names it takes")
 T.raises(function() return hb.gla { q = q, k = k, v = v } end, "hb.gla: missing argument 'g'", "missing required argument")
 T.raises(function() return hb.gla { q = 1, k = k, v = v, g = g } end, "hb.gla: argument 'q' must be a hyblua.Tensor, got number",
   "tensor argument of the wrong type")
@@ -31,7 +31,7 @@ T.raises(function() return hb.gla(q, k, v, g, K ^ -0.5) end, "hb.gla takes a tab
 T.raises(function() return hb.gla({ q = q, k = k, v = v, g = g }, 1) end, "hb.gla takes one table of named arguments (got 2 arguments)",
   "extra positional arguments are refused")
 T.raises(function() return hb.gla { q, k, v, g } end, "hb.gla takes named arguments only (got a number key)", "a list is refused")
-T.raises(function() return hb.hgrn { x = q, g = g, chunk = 64 } end, "hb.hgrn: unknown argument 'chunk' (it takes x, g, mode, state)",
+T.raises(function() return hb.hgrn { x = q, g = g, chunk = 64 } end, "hb.hgrn: unknown argument 'chunk' (it takes x, g, mode, state, cu_seqlens)",
   "hgrn takes no chunk")
 T.raises(function() return hb.delta_rule_step { q = q, k = k, v = v, beta = q } end, "hb.delta_rule_step: missing argument 'state'",
   "a step needs its state")
