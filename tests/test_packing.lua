@@ -208,4 +208,53 @@ do
     "... and a packed batch through it fails naming the layer and the mixer")
 end
 
+-- ---- packed training batches (hb.data.packed_batch) and hb.train on them ------------------------------------
+do
+  local dir = os.tmpname(); os.remove(dir); hb.data.mkdir(dir)
+  local docs = {}
+  for i = 1, 40 do docs[i] = { name = "d" .. i, text = string.rep("word" .. i .. " ", 3 + (i * 7) % 30) } end
+  local meta = hb.data.prepare { input = docs, out = dir, bpe_vocab = 280, val_fraction = 0.1, seed = 1 }
+  local eos = meta.tokenizer.eos_id
+  T.ok(math.type(eos) == "integer", "a BPE tokenizer has an eos id (the document separator)")
+  local d = hb.data.load(dir)
+  local B, S = 3, 40
+  local pb = hb.data.packed_batch(d.train, B, S, 5, 2, { eos = eos })
+  local rows = d.train:batch(B, S, 5, 2)
+  local flat = {}
+  for _, r in ipairs(rows:tolist()) do for _, t in ipairs(r) do flat[#flat + 1] = t end end
+  T.is(table.concat(pb.ids:tolist()[1], ","), table.concat(flat, ","), "packed_batch holds the rows of shard:batch, back to back")
+  local cu, ok_cut = pb.cu_seqlens:tolist(), true
+  local ids = pb.ids:tolist()[1]
+  local is_end = {}
+  for j = 2, #cu do is_end[cu[j]] = true; ok_cut = ok_cut and cu[j] > cu[j - 1] end
+  for p = 1, #ids do
+    local row_end = p % (S + 1) == 0
+    if (ids[p] == eos or row_end) ~= (is_end[p] == true) then ok_cut = false end
+  end
+  T.ok(ok_cut and cu[#cu] == B * (S + 1), "documents end exactly after every eos and at every row end (no empty one)")
+  local pb2 = hb.data.packed_batch(d.train, B, S, 5, 2, { eos = eos })
+  T.ok(pb2.cu_seqlens:tolist()[3] == cu[3] and rel(pb2.ids:double(), pb.ids:double()) == 0, "packed_batch is deterministic in (seed, k)")
+  local pc = hb.data.packed_batch(d.train, B, S, 5, 2, { eos = eos, context_len = 7 })
+  local cc, longest = pc.cu_seqlens:tolist(), 0
+  for j = 2, #cc do longest = math.max(longest, cc[j] - cc[j - 1]) end
+  T.ok(longest <= 7 and #cc > #cu, "context_len cuts longer documents")
+  T.raises(function() hb.data.packed_batch(d.train, B, S, 5, 2, {}) end, "hb.data.packed_batch: eos must be", "eos is required")
+  T.raises(function() hb.data.packed_batch(d.train, B, S, 5, 2, { eos = eos, context = 3 }) end,
+    "unknown option 'context'", "unknown option")
+  T.raises(function() hb.data.packed_batch(d.train, B, S, 5, 2, { eos = eos, context_len = 0 }) end,
+    "context_len must be an integer >= 1", "context_len range")
+  -- hb.train on packed batches: the loss of step 1 is the model's packed loss of micro-batch 0, and it trains
+  local cfg = {}
+  for k, v in pairs(configs.gla[1].cfg) do cfg[k] = v end
+  cfg.vocab_size = meta.vocab_size
+  local m = hb.models.new(cfg, { seed = 2 })
+  local first = m:loss(hb.data.packed_batch(d.train, B, S, 5, 0, { eos = eos })):item()
+  local tr = hb.train { model = m, batch = function(k) return hb.data.packed_batch(d.train, B, S, 5, k, { eos = eos }) end,
+    steps = 6, lr = 3e-3, warmup = 0, progress = false }
+  T.ok(math.abs(tr.losses[1] - first) < 1e-6 and tr.losses[6] < tr.losses[1],
+    "hb.train takes packed batches (step 1's loss is the packed loss; it falls)",
+    string.format("%.5f vs %.5f, last %.5f", tr.losses[1], first, tr.losses[6]))
+  os.execute("rm -rf '" .. dir .. "'")
+end
+
 T.done()

@@ -23,8 +23,16 @@
 --   hb.data.load(dir [, {vocab_size=}]) → {train=shard, val=shard, meta=meta, dir=dir, tokenizer=fn}
 --   hb.data.check_vocab(meta | dir, vocab_size) — raises when the data's ids do not fit the model
 --   hb.data.sample() → hb.data.load of the committed CC0 sample, prepared into data/sample on first use
+--   hb.data.packed_batch(shard, B, T, seed, k, {eos=, context_len=}) → {ids = int64 [1, B·(T+1)],
+--     cu_seqlens = int64 [N+1]}: micro-batch k as a packed batch (fla's cu_seqlens, m:loss takes it).
+--     The rows are shard:batch(B, T, seed, k)'s (so deterministic and resumable like it, and the same
+--     tokens as the unpacked batch); each row is cut after every eos id (the document separator
+--     hb.data.prepare writes, meta.tokenizer.eos_id) and at its end, and pieces longer than context_len
+--     (flame's context_len; default: no limit) are cut again. No token attends to, carries state from or
+--     predicts a token of another document.
 -- The module extends the binding's hb.data table (ldata.c: open, mkdir, list_dir, ...) and returns it.
 local hb = require "hyblua.binding"
+local user_error = require("hyblua.errors").user_error
 local data = hb.data
 
 -- ---- text ----------------------------------------------------------------------------------------------
@@ -293,6 +301,37 @@ function data.load(dir, opts)
     return hb.tokenizer.load(dir .. "/" .. (meta.tokenizer and meta.tokenizer.file or "tokenizer.json"))
   end
   return d
+end
+
+-- ---- packed batches ---------------------------------------------------------------------------------------
+function data.packed_batch(shard, B, T, seed, k, opts)
+  local who = "hb.data.packed_batch"
+  opts = opts or {}
+  if type(opts) ~= "table" then user_error(who .. ": opts must be a table {eos=, context_len=}", 2) end
+  for key in pairs(opts) do
+    if key ~= "eos" and key ~= "context_len" then
+      user_error(string.format("%s: unknown option '%s' (it takes eos, context_len)", who, tostring(key)), 2)
+    end
+  end
+  local eos, clen = opts.eos, opts.context_len
+  if math.type(eos) ~= "integer" or eos < 0 then
+    user_error(who .. ": eos must be the tokenizer's end-of-document id (a non-negative integer; the data's " ..
+      "meta.tokenizer.eos_id), got " .. tostring(eos), 2)
+  end
+  if clen ~= nil and (math.type(clen) ~= "integer" or clen < 1) then
+    user_error(who .. ": context_len must be an integer >= 1, got " .. tostring(clen), 2)
+  end
+  local rows = shard:batch(B, T, seed, k):tolist()
+  local flat, cu = {}, { 0 }
+  local function cut() if #flat > cu[#cu] then cu[#cu + 1] = #flat end end
+  for _, row in ipairs(rows) do
+    for _, t in ipairs(row) do
+      flat[#flat + 1] = t
+      if t == eos or (clen and #flat - cu[#cu] >= clen) then cut() end
+    end
+    cut()
+  end
+  return { ids = hb.tensor({ flat }, "int64"), cu_seqlens = hb.tensor(cu, "int64") }
 end
 
 -- the repository root (from where this file lives), for the committed sample

@@ -110,6 +110,10 @@ do
           "with the learning-rate schedule recomputed over the new total", { min = 1 }),
         batch_size = K(16, "rows per micro-batch (with data_parallel: the global batch)", { min = 1 }),
         seq_len = K(256, "tokens per row", { min = 1 }),
+        packing = K(false, "pack documents: each micro-batch is one row of the same tokens cut at every eos " ..
+          "(fla's cu_seqlens); no token sees or predicts another document (needs a tokenizer with an eos id)"),
+        context_len = K(null, "with packing: the longest document piece; longer documents are cut (flame's " ..
+          "context_len; null: no limit)", { check = int_or_null(1) }),
         grad_accum = K(1, "micro-batches per optimiser step", { min = 1 }),
         lr = K(3e-3, "peak learning rate", { check = positive }),
         min_lr = K(3e-4, "final learning rate of the schedule", { min = 0 }),
@@ -421,9 +425,21 @@ do
     local function val_loss(m)
       return hb.eval.lm(m, val_shard, { T = T, max_tokens = val_tokens, bytes_per_token = bpt }).loss
     end
+    local batch = function(k) return train_shard:batch(B, T, cfg.seed, k) end
+    if cfg.train.packing then
+      local eos = type(meta.tokenizer) == "table" and meta.tokenizer.eos_id or nil
+      if math.type(eos) ~= "integer" then
+        user_error(string.format("%s: train.packing needs the documents' boundaries, but the data's tokenizer " ..
+          "has no eos id (separator '%s'); prepare the data with a tokenizer that has one", cfg.name,
+          tostring(meta.separator)), 0)
+      end
+      if dp then user_error(cfg.name .. ": train.packing does not combine with train.data_parallel", 0) end
+      local popts = { eos = eos, context_len = math.type(cfg.train.context_len) == "integer" and cfg.train.context_len or nil }
+      batch = function(k) return hb.data.packed_batch(train_shard, B, T, cfg.seed, k, popts) end
+    end
     local tr = hb.train {
       model = model, name = cfg.name,
-      batch = function(k) return train_shard:batch(B, T, cfg.seed, k) end,
+      batch = batch,
       steps = cfg.train.steps, grad_accum = cfg.train.grad_accum, lr = cfg.train.lr, min_lr = cfg.train.min_lr,
       warmup = math.min(cfg.train.warmup, cfg.train.steps), schedule = cfg.train.schedule,
       weight_decay = cfg.train.weight_decay, clip = cfg.train.clip, val = val_loss,

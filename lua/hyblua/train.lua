@@ -385,7 +385,8 @@ do
   local function num_name(x) return x ~= x and "NaN" or (x > 0 and "+Inf" or "-Inf") end
 
   -- ---- the loop -------------------------------------------------------------------------------------
-  -- hb.train{ model=, batch=function(k) → ids [B, T+1] (micro-batch k, 0-based, deterministic)
+  -- hb.train{ model=, batch=function(k) → ids [B, T+1] (micro-batch k, 0-based, deterministic), or a
+  --             packed batch {ids = [1, total], cu_seqlens =} (hb.data.packed_batch; not with data_parallel)
   --           | loss_fn=function(k) → scalar loss tensor, tokens (any objective, e.g. MQAR),
   --           steps=, grad_accum=1, lr=, min_lr=, warmup=, schedule=, decay_frac=, betas=, eps=,
   --           weight_decay=, clip=, val=function(model) → loss, eval_every=, log=path.jsonl,
@@ -684,9 +685,22 @@ do
             loss, mtok = o.loss_fn(k, dp)
           else
             local ids = batch(k)
-            if type(ids) == "table" then ids = hb.tensor(ids, "int64") end
-            if dp then ids = ids:narrow(1, hb.dist.rows(ids:size(1), dp)) end
-            loss, mtok = model:loss(ids), ids:size(1) * (ids:size(2) - 1)
+            if type(ids) == "table" and ids.cu_seqlens ~= nil then
+              -- a packed batch {ids = [1, total], cu_seqlens} (hb.data.packed_batch): documents apart,
+              -- no target across a boundary; its tokens are the targets (total − documents)
+              if dp then
+                user_error("hb.train: packed batches (cu_seqlens) are one row and cannot be split over " ..
+                  "data_parallel ranks; use one process or unpacked batches", 0)
+              end
+              loss = model:loss(ids)
+              local n = ids.cu_seqlens
+              n = type(n) == "table" and #n or n:size(1)
+              mtok = ids.ids:size(2) - (n - 1)
+            else
+              if type(ids) == "table" then ids = hb.tensor(ids, "int64") end
+              if dp then ids = ids:narrow(1, hb.dist.rows(ids:size(1), dp)) end
+              loss, mtok = model:loss(ids), ids:size(1) * (ids:size(2) - 1)
+            end
           end
           local lv = loss:item()
           if not is_finite(lv) then
