@@ -188,8 +188,10 @@ local function repr(v)
 end
 
 -- ---- the API --------------------------------------------------------------------------------------------------
--- never called at random: they sleep, change process-wide settings, or run whole trainings/recipes
-local SKIP = { ["hb.sleep"] = true, ["hb.set_num_threads"] = true, ["hb.train"] = true, ["hb.defer_interrupts"] = true }
+-- never called at random: they sleep, change process-wide settings, or run whole trainings/recipes; and
+-- hb.user_error / hb.rethrow, which raise the message they are given (an empty one too) by design
+local SKIP = { ["hb.sleep"] = true, ["hb.set_num_threads"] = true, ["hb.train"] = true, ["hb.defer_interrupts"] = true,
+  ["hb.user_error"] = true, ["hb.rethrow"] = true }
 local api, seen = {}, {}
 local function walk(t, name, depth)
   if seen[t] or depth > 3 then return end
