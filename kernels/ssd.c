@@ -36,9 +36,11 @@
  *
  * Heads of a group share q and k, hence Q Kᵀ and (summed over the heads) the dP products: a work item
  * is a block of HB heads of one group of one sequence, and the state-side products of its heads run
- * as one wide kgemm over the HB·V columns [S_h1 | S_h2 | …] (K × HB·V). Groups are split into blocks
- * only when there are fewer than 4 (sequence, group) pairs, so that small batches still use every
- * thread; the split depends on the dimensions only. In the backward, the first block of a group adds
+ * as one wide kgemm over the HB·V columns [S_h1 | S_h2 | …] (K × HB·V). A group is split into two
+ * blocks (MIN_ITEMS) only when the call has a single (sequence, group) pair, so that B = 1, G = 1 still
+ * keeps two threads busy; the split depends on the dimensions only, never on the thread count (more
+ * blocks cost efficiency: Q Kᵀ and the dP products are shared by fewer heads, the kgemms are narrower,
+ * and each extra block needs a partial dq, dk buffer). In the backward, the first block of a group adds
  * dq, dk directly and the others write per-block partial buffers, added afterwards in block order, so
  * every sum has a fixed order: results do not depend on the thread count.
  * Each chunk's q, k, v, do rows are first copied into dense buffers (strided by G·K or H·V they
@@ -55,7 +57,7 @@
 #include <string.h>
 
 #define BC 16        /* secondary sub-block rows */
-#define MIN_ITEMS 4  /* split groups into head blocks below this many (sequence, group) pairs */
+#define MIN_ITEMS 2  /* split groups into head blocks below this many (sequence, group) pairs */
 
 /* e^x for x ≤ 0 in loops GCC vectorises: hb_expf_edges (kmath.h) in float; libm exp in double. */
 #ifdef HB_KERNEL_F64
@@ -440,6 +442,10 @@ static void states_out(const args_t *a, const block_t *b, real *dst, const real 
 static void pack_heads(const args_t *a, const block_t *b, real *dst, const real *src, int64_t tok0,
                        int64_t L) {
     const int64_t H = a->H, V = a->V, W = a->HB * V;
+    if (!a->tiled) { /* the block's heads are adjacent: one copy per row */
+        pack_rows(dst, W, src + (tok0 * H + head_of(a, b->gi, b->j0)) * V, H * V, L, b->nh * V);
+        return;
+    }
     for (int64_t j = 0; j < b->nh; j++) {
         const int64_t h = head_of(a, b->gi, b->j0 + j);
         pack_rows(dst + j * V, W, src + (tok0 * H + h) * V, H * V, L, V);
@@ -506,11 +512,24 @@ static void fwd_chunk_item(const args_t *a, int64_t item, real *scr) {
  * Chunked backward.
  * ------------------------------------------------------------------------------------------- */
 
-/* Backward of one chunk (tokens tok0..tok0+L−1) for the block's heads, entered with states Sg
- * (w->Sg) and w->dSg = ∂L/∂S'; leaves ∂L/∂S in w->dSg. dq, dk go to dqo, dko (rows G·K apart;
- * += when add, else =), dv and dg to the outputs. */
-static void chunk_bwd(const args_t *a, const block_t *b, ws_t *w, int64_t tok0, int64_t L, real *dqo,
-                      real *dko, int add) {
+/* The state entering chunk c of the block's head slot j, read in place: from hs (row `row`, rows of V)
+ * or from the state pass in w->states (rows of W). *ld receives its row stride. */
+static const real *entry_state(const args_t *a, const block_t *b, const ws_t *w, int64_t c, int64_t row,
+                               int64_t j, int64_t *ld) {
+    const int64_t K = a->K, V = a->V;
+    if (a->hsin) {
+        *ld = V;
+        return a->hsin + ((row * a->H + head_of(a, b->gi, b->j0 + j)) * K) * V;
+    }
+    *ld = a->HB * V;
+    return w->states + c * K * a->HB * V + j * V;
+}
+
+/* Backward of chunk c (tokens tok0..tok0+L−1, hs row `row`) for the block's heads, with
+ * w->dSg = ∂L/∂S'; leaves ∂L/∂S in w->dSg. dq, dk go to dqo, dko (rows G·K apart; += when add,
+ * else =), dv and dg to the outputs. */
+static void chunk_bwd(const args_t *a, const block_t *b, ws_t *w, int64_t c, int64_t row, int64_t tok0,
+                      int64_t L, real *dqo, real *dko, int add) {
     const int64_t H = a->H, G = a->G, K = a->K, V = a->V, Ce = a->Ce, W = a->HB * V, Wb = b->nh * V;
     const real scale = a->scale;
     chunk_qk(a, w, tok0, b->gi, L, 1);
@@ -528,6 +547,8 @@ static void chunk_bwd(const args_t *a, const block_t *b, ws_t *w, int64_t tok0, 
         chunk_gates(w, j, a->g + tok0 * H + h, H, L, Ce);
         chunk_scores(w, scale, L, Ce);
         const real *eG = w->eG + j * Ce, *eL = w->eL + j * Ce;
+        int64_t lds;
+        const real *Sj = entry_state(a, b, w, c, row, j, &lds);
         for (int64_t r = 0; r < L; r++) dG[r] = 0, colG[r] = 0;
 
         /* intra: dM = dO Vᵀ; dV = Mᵀ dO; dP = scale dM ⊙ Λ summed over heads; Σ_rs gate terms */
@@ -556,7 +577,7 @@ static void chunk_bwd(const args_t *a, const block_t *b, ws_t *w, int64_t tok0, 
             for (int64_t u = 0; u < V; u++) y[u] = f * x[u];
         }
         kgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)L, (int)K, (int)V, 1, w->dOs + j * V, (int)W,
-              w->Sg + j * V, (int)W, 0, w->tK, (int)K);
+              Sj, (int)lds, 0, w->tK, (int)K);
         for (int64_t r = 0; r < L; r++) {
             dG[r] += dotv(w->Qc + r * K, w->tK + r * K, K);
             real *d = w->dQc + r * K;
@@ -577,7 +598,7 @@ static void chunk_bwd(const args_t *a, const block_t *b, ws_t *w, int64_t tok0, 
             for (int64_t u = 0; u < V; u++) dvr[u] += eL[r] * kd[u], vr[u] *= eL[r];
         }
         real sd = 0;
-        for (int64_t i = 0; i < K; i++) sd += dotv(w->Sg + i * W + j * V, w->dSg + i * W + j * V, V);
+        for (int64_t i = 0; i < K; i++) sd += dotv(Sj + i * lds, w->dSg + i * W + j * V, V);
         dG[L - 1] += zs + eG[L - 1] * sd;
 
         if (a->dg) {
@@ -647,9 +668,7 @@ static void bwd_chunk_item(const args_t *a, int64_t item, real *scr) {
     real *dko = blk == 0 ? a->dk : a->dk ? a->pdk + (blk - 1) * a->B * a->T * a->G * K : NULL;
     for (int64_t c = nc - 1; c >= 0; c--) {
         const int64_t t0 = c * C, L = imin(C, b.s.len - t0), tok0 = b.s.start + t0;
-        if (a->hsin) states_in(a, &b, w.Sg, a->hsin, row0 + c);
-        else memcpy(w.Sg, w.states + c * KW, (size_t)KW * sizeof(real));
-        chunk_bwd(a, &b, &w, tok0, L, dqo, dko, blk == 0);
+        chunk_bwd(a, &b, &w, c, row0 + c, tok0, L, dqo, dko, blk == 0);
     }
     if (a->dh0) states_out(a, &b, a->dh0, w.dSg, b.n, 1);
 }
