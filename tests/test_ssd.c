@@ -11,6 +11,7 @@
  * pieces; packed documents {1, 63, 64, 65, 200} vs separate runs (forward, final states, backward) and
  * a packed gradient check; 1 vs 2 threads bit-identical; bad arguments.
  */
+#include "../core/alloc.h"
 #include "../kernels/parallel.h"
 #include "../kernels/ssd.h"
 #define KTEST_SEED 0x5DEECE66DB4A3F21ull
@@ -672,6 +673,36 @@ static void test_bad_args(void) {
     check(rc == 0 && !memcmp(h0, ht, sizeof h0), "T = 0: fwd_chunk returns ht = h0", "rc %d", rc);
 }
 
+/* every allocation of the chunked paths and the reference, made to fail in turn: -1 (chunk offsets,
+ * partial dq/dk buffers and scratch in the chunked backward; scratch in the others) */
+static void test_alloc_fail(void) {
+    static const int64_t cu[] = {0, 50};
+    cfg_t c = {1, 50, 4, 1, 8, 6, G_MOD, 0, 1, 1, 1.0, cu, 1}; /* packed, one (document, group): head blocks + partials */
+    prob_t p = make_prob(c);
+    int good = 1, fails = 0;
+    for (int f = 0; f < 4; f++)
+        for (int64_t n = 0; n < 6; n++) {
+            res_t r = res_new(&p);
+            const int64_t before = hb_alloc_injected();
+            hb_alloc_fail_after(n);
+            double **x = r.x;
+            int rc;
+            if (f == 0) rc = ssd_fwd_chunk_f64(x[0], x[1], NULL, p.q, p.k, p.v, p.g, p.h0, 1, 0, cu, 1, 1, 50, 4, 1, 8, 6, 16);
+            else if (f == 1) rc = ssd_bwd_chunk_f64(x[2], x[3], x[4], x[5], x[6], p.w, p.wh, p.q, p.k, p.v, p.g, p.h0, NULL, 1, 0,
+                                                    cu, 1, 1, 50, 4, 1, 8, 6, 16);
+            else if (f == 2) rc = ssd_fwd_ref_f64(x[0], x[1], p.q, p.k, p.v, p.g, p.h0, 1, 0, cu, 1, 1, 50, 4, 1, 8, 6);
+            else rc = ssd_bwd_ref_f64(x[2], x[3], x[4], x[5], x[6], p.w, p.wh, p.q, p.k, p.v, p.g, p.h0, 1, 0, cu, 1, 1, 50, 4,
+                                      1, 8, 6);
+            hb_alloc_fail_after(-1);
+            const int injected = hb_alloc_injected() > before;
+            fails += injected;
+            good &= injected ? rc == -1 : rc == 0;
+            res_free(&r);
+        }
+    check(good && fails == 7, "each of the 7 allocations failing in turn returns -1 (fwd/bwd, chunk/ref, packed)", "injected %d", fails);
+    free_prob(&p);
+}
+
 int main(void) {
     test_chunk_vs_ref();
     test_odd_chunks();
@@ -687,5 +718,6 @@ int main(void) {
     test_packed();
     test_threads();
     test_bad_args();
+    test_alloc_fail();
     return tap_done();
 }
