@@ -838,6 +838,45 @@ static int step(real *o, real *state, const real *q, const real *k, const real *
 }
 
 /* ---------------------------------------------------------------------------------------------
+ * The mixer descriptor's entry points (kernels/mixer.h): dims "B T H G K V", inputs q, k, v, g,
+ * scalars scale and tiled_groups (nonzero = 1). No initial state and no packing through the generic
+ * op yet (h0 = NULL; cu_seqlens = NULL, N = 0).
+ * ------------------------------------------------------------------------------------------- */
+
+#define MIXER_ARGS                                                                                \
+    const int64_t B = a->dim[0], T = a->dim[1], H = a->dim[2], G = a->dim[3], K = a->dim[4],      \
+                  V = a->dim[5];                                                                  \
+    const real *q = a->in[0], *k = a->in[1], *v = a->in[2], *g = a->in[3];                        \
+    const real scale = (real)a->scalar[0];                                                        \
+    const int tiled = a->scalar[1] != 0;                                                          \
+    (void)T
+
+static int mixer_fwd_chunk(const hb_mixer_args_t *a) {
+    MIXER_ARGS;
+    return fwd_chunk(a->o, a->ht, a->saved, q, k, v, g, NULL, scale, tiled, NULL, 0, B, T, H, G, K,
+                     V, a->chunk);
+}
+static int mixer_bwd_chunk(const hb_mixer_args_t *a) {
+    MIXER_ARGS;
+    return bwd_chunk(a->din[0], a->din[1], a->din[2], a->din[3], NULL, a->dout, NULL, q, k, v, g,
+                     NULL, a->saved, scale, tiled, NULL, 0, B, T, H, G, K, V, a->chunk);
+}
+static int mixer_fwd_recurrent(const hb_mixer_args_t *a) {
+    MIXER_ARGS;
+    return fwd_ref(a->o, a->ht, q, k, v, g, NULL, scale, tiled, NULL, 0, B, T, H, G, K, V);
+}
+static int mixer_bwd_recurrent(const hb_mixer_args_t *a) {
+    MIXER_ARGS;
+    return bwd_ref(a->din[0], a->din[1], a->din[2], a->din[3], NULL, a->dout, NULL, q, k, v, g,
+                   NULL, scale, tiled, NULL, 0, B, T, H, G, K, V);
+}
+static int mixer_step(const hb_mixer_args_t *a) {
+    MIXER_ARGS;
+    return step(a->o, a->state, q, k, v, g, scale, tiled, B, H, G, K, V);
+}
+#undef MIXER_ARGS
+
+/* ---------------------------------------------------------------------------------------------
  * Public names, written out for each precision.
  * ------------------------------------------------------------------------------------------- */
 
@@ -876,6 +915,11 @@ int ssd_step_f64(double *o, double *state, const double *q, const double *k, con
                  int64_t K, int64_t V) {
     return step(o, state, q, k, v, g, scale, tiled_groups, B, H, G, K, V);
 }
+int ssd_mixer_fwd_chunk_f64(const hb_mixer_args_t *a) { return mixer_fwd_chunk(a); }
+int ssd_mixer_bwd_chunk_f64(const hb_mixer_args_t *a) { return mixer_bwd_chunk(a); }
+int ssd_mixer_fwd_recurrent_f64(const hb_mixer_args_t *a) { return mixer_fwd_recurrent(a); }
+int ssd_mixer_bwd_recurrent_f64(const hb_mixer_args_t *a) { return mixer_bwd_recurrent(a); }
+int ssd_mixer_step_f64(const hb_mixer_args_t *a) { return mixer_step(a); }
 #else
 int ssd_fwd_ref_f32(float *o, float *ht, const float *q, const float *k, const float *v,
                     const float *g, const float *h0, float scale, int tiled_groups,
@@ -911,4 +955,34 @@ int ssd_step_f32(float *o, float *state, const float *q, const float *k, const f
                  int64_t K, int64_t V) {
     return step(o, state, q, k, v, g, scale, tiled_groups, B, H, G, K, V);
 }
+int ssd_mixer_fwd_chunk_f32(const hb_mixer_args_t *a) { return mixer_fwd_chunk(a); }
+int ssd_mixer_bwd_chunk_f32(const hb_mixer_args_t *a) { return mixer_bwd_chunk(a); }
+int ssd_mixer_fwd_recurrent_f32(const hb_mixer_args_t *a) { return mixer_fwd_recurrent(a); }
+int ssd_mixer_bwd_recurrent_f32(const hb_mixer_args_t *a) { return mixer_bwd_recurrent(a); }
+int ssd_mixer_step_f32(const hb_mixer_args_t *a) { return mixer_step(a); }
+/* the chunk states hs (B·ceil(T/C), H, K, V) that the chunked forward hands its backward */
+static int64_t mixer_saved_numel(const hb_mixer_args_t *a) {
+    return ssd_chunk_count(NULL, 0, a->dim[0], a->dim[1], a->chunk) * a->dim[2] * a->dim[4] *
+           a->dim[5];
+}
+/* the descriptor (compiled once, with the float pass; it names the double entry points too).
+ * scale defaults to 1 (Mamba-2's); tiled_groups to 0 (head h reads group h / (H/G)). */
+const hb_mixer_desc_t hb_mixer_ssd = {
+    .name = "ssd",
+    .dims = "B T H G K V",
+    .in = {{"q", "B T G K", HB_IN_GRAD},
+           {"k", "B T G K", HB_IN_GRAD},
+           {"v", "B T H V", HB_IN_GRAD},
+           {"g", "B T H", HB_IN_GRAD}},
+    .scalar = {{"scale", 1.0, NULL}, {"tiled_groups", 0.0, NULL}},
+    .out = "B T H V",
+    .state = "B H K V",
+    .multiple = {{"H", "G"}},
+    .chunk = 64,
+    .saved_numel = mixer_saved_numel,
+    .f32 = {ssd_mixer_fwd_chunk_f32, ssd_mixer_bwd_chunk_f32, ssd_mixer_fwd_recurrent_f32,
+            ssd_mixer_bwd_recurrent_f32, ssd_mixer_step_f32},
+    .f64 = {ssd_mixer_fwd_chunk_f64, ssd_mixer_bwd_chunk_f64, ssd_mixer_fwd_recurrent_f64,
+            ssd_mixer_bwd_recurrent_f64, ssd_mixer_step_f64},
+};
 #endif

@@ -33,6 +33,7 @@
  */
 #ifndef HB_KERNELS_SSD_H
 #define HB_KERNELS_SSD_H
+#include "mixer.h"
 #include <stdint.h>
 
 #ifdef __cplusplus
@@ -116,6 +117,22 @@ int ssd_step_f32(float *o, float *state, const float *q, const float *k, const f
 int ssd_step_f64(double *o, double *state, const double *q, const double *k, const double *v,
                  const double *g, double scale, int tiled_groups, int64_t B, int64_t H, int64_t G,
                  int64_t K, int64_t V);
+
+/* The mixer descriptor (kernels/mixer.h; hb.ssd{q, k, v, g, scale = 1, tiled_groups = 0} and
+ * hb.ssd_step{state, ...}) and its entry points, adapters over the functions above: dims
+ * "B T H G K V", state (B,H,K,V), chunk 64, the chunk states saved for the chunked backward;
+ * tiled_groups is read as a flag (nonzero = 1). */
+extern const hb_mixer_desc_t hb_mixer_ssd;
+int ssd_mixer_fwd_chunk_f32(const hb_mixer_args_t *a);
+int ssd_mixer_bwd_chunk_f32(const hb_mixer_args_t *a);
+int ssd_mixer_fwd_recurrent_f32(const hb_mixer_args_t *a);
+int ssd_mixer_bwd_recurrent_f32(const hb_mixer_args_t *a);
+int ssd_mixer_step_f32(const hb_mixer_args_t *a);
+int ssd_mixer_fwd_chunk_f64(const hb_mixer_args_t *a);
+int ssd_mixer_bwd_chunk_f64(const hb_mixer_args_t *a);
+int ssd_mixer_fwd_recurrent_f64(const hb_mixer_args_t *a);
+int ssd_mixer_bwd_recurrent_f64(const hb_mixer_args_t *a);
+int ssd_mixer_step_f64(const hb_mixer_args_t *a);
 
 #ifdef __cplusplus
 }

@@ -9,9 +9,11 @@
  * reference backward (f64 ≤ 1e-9, f32 ≤ 1e-3); saved chunk states (hs) vs recomputation; NULL
  * gradients and accumulation; decode steps vs the reference, prefill + decode, chunked prefill in two
  * pieces; packed documents {1, 63, 64, 65, 200} vs separate runs (forward, final states, backward) and
- * a packed gradient check; 1 vs 2 threads bit-identical; bad arguments.
+ * a packed gradient check; 1 vs 2 threads bit-identical; the mixer descriptor hb_mixer_ssd (its fields,
+ * its five entry points == the kernel functions in f32 and f64 with blocked and tiled groups, saved_numel,
+ * the saved hs, tiled_groups read as a flag); bad arguments.
  */
-#include "../core/alloc.h"
+#include "../kernels/alloc.h"
 #include "../kernels/parallel.h"
 #include "../kernels/ssd.h"
 #define KTEST_SEED 0x5DEECE66DB4A3F21ull
@@ -647,6 +649,127 @@ static void test_threads(void) {
     hb_threads_set(2);
 }
 
+/* ---- the mixer descriptor (kernels/mixer.h): what core/mixer_op.c calls ---- */
+
+/* Forward + backward of p through the descriptor's entry points in float32 (f32) or float64: the
+ * chunked pair with chunk length C (the forward saving its chunk states in `saved`, NULL = none, the
+ * backward reading them) or, for C = 0, the recurrent pair. x as in run64/run32 (dh0 untouched). */
+static int desc_run(const hb_mixer_kernels_t *kk, const prob_t *p, int f32, int64_t C, void *const *x, void *saved) {
+    const cfg_t *c = &p->c;
+    hb_mixer_args_t a;
+    memset(&a, 0, sizeof a);
+    const int64_t dims[6] = {c->B, c->T, c->H, c->G, c->K, c->V};
+    for (int i = 0; i < 6; i++) a.dim[i] = dims[i];
+    a.scalar[0] = c->scale, a.scalar[1] = c->tiled, a.chunk = C > 0 ? C : 64;
+    const void *in64[4] = {p->q, p->k, p->v, p->g}, *in32[4] = {p->fq, p->fk, p->fv, p->fg};
+    for (int i = 0; i < 4; i++) a.in[i] = f32 ? in32[i] : in64[i];
+    a.o = x[0], a.ht = x[1], a.saved = saved;
+    int rc = C > 0 ? kk->fwd_chunk(&a) : kk->fwd_recurrent(&a);
+    a.o = a.ht = NULL, a.dout = f32 ? (const void *)p->fw : (const void *)p->w;
+    for (int i = 0; i < 4; i++) a.din[i] = x[2 + i];
+    return rc | (C > 0 ? kk->bwd_chunk(&a) : kk->bwd_recurrent(&a));
+}
+
+/* hb_mixer_ssd: the descriptor's fields; its five entry points (f32 and f64, blocked and tiled groups)
+ * give bit for bit what the kernel functions give (no h0, no dht: the op has neither); saved_numel is
+ * the size of hs; the chunked backward without the saved hs (recomputed) agrees with the one reading it. */
+static void test_descriptor(void) {
+    const hb_mixer_desc_t *m = &hb_mixer_ssd;
+    int shape_ok = !strcmp(m->name, "ssd") && !strcmp(m->dims, "B T H G K V") && m->chunk == 64 &&
+                   !strcmp(m->in[0].name, "q") && !strcmp(m->in[0].shape, "B T G K") && !strcmp(m->in[1].name, "k") &&
+                   !strcmp(m->in[2].shape, "B T H V") && !strcmp(m->in[3].name, "g") && !strcmp(m->in[3].shape, "B T H") &&
+                   !m->in[4].name && !strcmp(m->out, "B T H V") && !strcmp(m->state, "B H K V") &&
+                   !strcmp(m->multiple[0].dim, "H") && !strcmp(m->multiple[0].of, "G") && m->saved_numel &&
+                   !strcmp(m->scalar[0].name, "scale") && m->scalar[0].def == 1.0 && !m->scalar[0].rsqrt_of &&
+                   !strcmp(m->scalar[1].name, "tiled_groups") && m->scalar[1].def == 0.0 && !m->scalar[2].name;
+    check(shape_ok, "hb_mixer_ssd: dims B T H G K V, q k (B,T,G,K), v (B,T,H,V), g (B,T,H), state (B,H,K,V), "
+          "H a multiple of G, scale = 1 and tiled_groups = 0 by default, chunk 64", "dims '%s'", m->dims);
+    const int64_t C = 16;
+    for (int tiled = 0; tiled < 2; tiled++) {
+        cfg_t c = {2, 37, 4, 2, 8, 6, G_MIX, tiled, 0, 0, 0.8, NULL, 0};
+        prob_t p = make_prob(c);
+        hb_mixer_args_t args;
+        memset(&args, 0, sizeof args);
+        args.dim[0] = c.B, args.dim[1] = c.T, args.dim[2] = c.H, args.dim[3] = c.G, args.dim[4] = c.K, args.dim[5] = c.V;
+        args.chunk = C;
+        const int64_t nhs = ssd_chunk_count(NULL, 0, c.B, c.T, C) * c.H * c.K * c.V;
+        check(m->saved_numel(&args) == nhs, "hb_mixer_ssd.saved_numel == the chunk states' size B·ceil(T/C)·H·K·V",
+              "%lld vs %lld", (long long)m->saved_numel(&args), (long long)nhs);
+        int64_t n[NRES];
+        res_sizes(&p, n);
+        for (int f32 = 0; f32 < 2; f32++) {
+            const size_t es = f32 ? sizeof(float) : sizeof(double);
+            const hb_mixer_kernels_t *kk = f32 ? &m->f32 : &m->f64;
+            int rc = 0, same = 1;
+            double erec = 0;
+            for (int64_t chunk = C; chunk >= 0; chunk -= C) { /* chunked, then recurrent */
+                res_t d = res_new(&p), e = res_new(&p), h = res_new(&p);
+                resf_t df = resf_new(&p), ef = resf_new(&p), hf = resf_new(&p);
+                void *mine[NRES], *ref[NRES], *nosave[NRES];
+                for (int i = 0; i < NRES; i++)
+                    mine[i] = f32 ? (void *)df.x[i] : (void *)d.x[i], ref[i] = f32 ? (void *)ef.x[i] : (void *)e.x[i],
+                    nosave[i] = f32 ? (void *)hf.x[i] : (void *)h.x[i];
+                void *saved = chunk ? calloc((size_t)nhs, es) : NULL;
+                rc |= desc_run(kk, &p, f32, chunk, mine, saved);
+                rc |= f32 ? run32(&p, chunk, 1, &ef) : run64(&p, chunk, 1, &e);
+                for (int i = 0; i < 6; i++) same &= !memcmp(mine[i], ref[i], (size_t)n[i] * es);
+                if (chunk) {
+                    rc |= desc_run(kk, &p, f32, chunk, nosave, NULL);
+                    for (int i = 0; i < 6; i++)
+                        for (int64_t j = 0; j < n[i]; j++) {
+                            const double u = f32 ? hf.x[i][j] : h.x[i][j], v = f32 ? df.x[i][j] : d.x[i][j];
+                            erec = fmax(erec, fabs(u - v) / (1 + fabs(v)));
+                        }
+                }
+                free(saved);
+                res_free(&d), res_free(&e), res_free(&h), resf_free(&df), resf_free(&ef), resf_free(&hf);
+            }
+            /* one decode step from a state: token 0 of every input (its first rows are (B, ...) inputs) */
+            const int64_t ns = c.B * c.H * c.K * c.V, no = c.B * c.H * c.V;
+            void *s1 = calloc((size_t)ns, es), *s2 = calloc((size_t)ns, es), *o1 = calloc((size_t)no, es),
+                 *o2 = calloc((size_t)no, es);
+            for (int64_t j = 0; j < ns; j++) {
+                const double v = 0.3 * urand();
+                if (f32) ((float *)s1)[j] = ((float *)s2)[j] = (float)v;
+                else ((double *)s1)[j] = ((double *)s2)[j] = v;
+            }
+            hb_mixer_args_t a = args;
+            a.dim[1] = 1, a.scalar[0] = c.scale, a.scalar[1] = tiled;
+            const void *in64[4] = {p.q, p.k, p.v, p.g}, *in32[4] = {p.fq, p.fk, p.fv, p.fg};
+            for (int i = 0; i < 4; i++) a.in[i] = f32 ? in32[i] : in64[i];
+            a.o = o1, a.state = s1;
+            rc |= kk->step(&a);
+            rc |= f32 ? ssd_step_f32(o2, s2, p.fq, p.fk, p.fv, p.fg, (float)c.scale, tiled, c.B, c.H, c.G, c.K, c.V)
+                      : ssd_step_f64(o2, s2, p.q, p.k, p.v, p.g, c.scale, tiled, c.B, c.H, c.G, c.K, c.V);
+            same &= !memcmp(o1, o2, (size_t)no * es) && !memcmp(s1, s2, (size_t)ns * es);
+            free(s1), free(s2), free(o1), free(o2);
+            char name[200];
+            snprintf(name, sizeof name, "hb_mixer_ssd.%s: the five entry points == the kernel functions (T=%d, C=%d, "
+                     "H=4, G=2 %s); backward without the saved hs == with it", f32 ? "f32" : "f64", (int)c.T, (int)C,
+                     tiled ? "tiled" : "blocked");
+            check(rc == 0 && same && erec <= (f32 ? 1e-5 : 1e-12), name,
+                  "rc %d, bit-identical %d, recomputed vs saved hs: max |diff|/(1+|x|) %.3g", rc, same, erec);
+        }
+        free_prob(&p);
+    }
+    /* tiled_groups is a flag: any nonzero value selects the tiled mapping */
+    cfg_t c = {1, 9, 4, 2, 4, 3, G_MOD, 1, 0, 0, 1.0, NULL, 0};
+    prob_t p = make_prob(c);
+    res_t r1 = res_new(&p), r2 = res_new(&p);
+    hb_mixer_args_t a;
+    memset(&a, 0, sizeof a);
+    a.dim[0] = c.B, a.dim[1] = c.T, a.dim[2] = c.H, a.dim[3] = c.G, a.dim[4] = c.K, a.dim[5] = c.V;
+    a.scalar[0] = 1, a.scalar[1] = 7, a.chunk = 4;
+    a.in[0] = p.q, a.in[1] = p.k, a.in[2] = p.v, a.in[3] = p.g, a.o = r1.x[0], a.ht = r1.x[1];
+    int rc = m->f64.fwd_chunk(&a);
+    rc |= ssd_fwd_chunk_f64(r2.x[0], r2.x[1], NULL, p.q, p.k, p.v, p.g, NULL, 1, 1, NULL, 0, c.B, c.T, c.H, c.G, c.K,
+                            c.V, 4);
+    check(rc == 0 && !memcmp(r1.x[0], r2.x[0], (size_t)p.nv * sizeof(double)),
+          "hb_mixer_ssd: tiled_groups = 7 is read as 1 (a flag)", "rc %d", rc);
+    res_free(&r1), res_free(&r2);
+    free_prob(&p);
+}
+
 /* ---- bad arguments ---- */
 
 static void test_bad_args(void) {
@@ -717,6 +840,7 @@ int main(void) {
     test_decode();
     test_packed();
     test_threads();
+    test_descriptor();
     test_bad_args();
     test_alloc_fail();
     return tap_done();
