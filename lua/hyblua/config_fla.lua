@@ -26,7 +26,8 @@ M.common = {
 }
 
 -- common fields fla defines whose other values hyblua does not implement (the value here is the only one
--- accepted); a mixer adds its own in def.unsupported
+-- accepted); a mixer adds its own in def.unsupported, where an entry replaces the one here (Mamba-2's
+-- hidden_act is "silu")
 M.unsupported = { attnres_block_size = NULL, hidden_act = "swish", use_l2warp = false }
 
 -- keys every config may carry besides its fields: what the model is, and where custom mixers go
@@ -189,8 +190,10 @@ function M.normalize(user)
   M.need_num(cfg, "initializer_range", 0, math.huge)
   M.need_num(cfg, "norm_eps", 0, 1)
   if cfg.use_short_conv then M.need_int(cfg, "conv_size", 1) end
-  check_supported(cfg, M.unsupported)
-  check_supported(cfg, def.unsupported or {})
+  local only = {}
+  for k, v in pairs(M.unsupported) do only[k] = v end
+  for k, v in pairs(def.unsupported or {}) do only[k] = v end
+  check_supported(cfg, only)
   if cfg.fuse_cross_entropy == true and cfg.fuse_linear_cross_entropy == true then
     cerr("fuse_cross_entropy and fuse_linear_cross_entropy cannot both be true")
   end

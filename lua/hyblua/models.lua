@@ -129,10 +129,12 @@ end
 
 -- The block of every fla model type here (docs/mixers.md#the-block): pre-norm residuals around the
 -- mixer and the GatedMLP. A model type's def.block replaces it (same two functions):
---   declare(add, i, cfg, mixer)  add(name, ...) declares model.layers.<i>.<name>; mixer() declares the
---                                mixer's parameters at that point (exactly once)
---   forward(ctx, h, mix) → h     ctx as a mixer's, with ctx.prefix = "model.layers.<i>."; mix(x) runs
---                                the layer's mixer
+--   declare(add, i, cfg, mixer, standard)  add(name, ...) declares model.layers.<i>.<name>; mixer()
+--                                declares the mixer's parameters at that point (exactly once)
+--   forward(ctx, h, mix, standard) → h  ctx as a mixer's, with ctx.prefix = "model.layers.<i>."; mix(x)
+--                                runs the layer's mixer
+-- `standard` is this block, for a type's block that hands some layers to it (Mamba-2's hybrid
+-- attention layers)
 models.standard_block = {
   declare = function(add, _, cfg, mixer)
     local d = cfg.hidden_size
@@ -275,7 +277,7 @@ local function build(cfg_in)
       if type(facts) == "table" then
         for k, v in pairs(facts) do if layer[k] == nil then layer[k] = v end end
       end
-    end)
+    end, models.standard_block)
     if declared ~= 1 then
       user_error(string.format("config: the block of model_type '%s' declared the mixer of layer %d %d times (once expected)",
         cfg.model_type, i, declared), 0)
@@ -503,7 +505,7 @@ local function hidden(self, ids, cache, cu)
     end
     local bctx = { m = self, i = i, W = self.params, cache = lcache, mode = self.mode, prepared = prepared,
                    layer = layer, prefix = layer.block_prefix, cu_seqlens = cu }
-    h = block.forward(bctx, h, mix)
+    h = block.forward(bctx, h, mix, models.standard_block)
   end
   local final = def.final_norm or models.standard_final_norm
   return final.forward({ m = self, W = self.params, prefix = names.model .. "." .. names.final_norm .. ".",

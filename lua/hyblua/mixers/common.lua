@@ -64,20 +64,22 @@ function M.heads(x, H, D) local s = x:shape(); return x:view(s[1], s[2], H, D) e
 function M.flat(x) local s = x:shape(); return x:view(s[1], s[2], s[3] * s[4]) end
 
 -- ---- decoding --------------------------------------------------------------------------------------------
--- causal short conv with cache handling (act: "silu" or nil); the cache keeps the last conv_size − 1
--- inputs under the parameter's name; packed documents (ctx.cu_seqlens): no tap crosses a boundary
-function M.conv(ctx, x, name, act)
+-- causal short conv with cache handling (act: "silu" or nil; bias: true adds the parameter
+-- <name>.bias); the cache keeps the last conv_size − 1 inputs under the parameter's name; packed
+-- documents (ctx.cu_seqlens): no tap crosses a boundary
+function M.conv(ctx, x, name, act, bias)
   local w = M.W(ctx, name .. ".weight")
+  local b = bias and M.W(ctx, name .. ".bias") or nil
   local cache = ctx.cache
-  if not cache then return (hb.conv1d { x = x, w = w, act = act, cu_seqlens = ctx.cu_seqlens }) end
+  if not cache then return (hb.conv1d { x = x, w = w, bias = b, act = act, cu_seqlens = ctx.cu_seqlens }) end
   local key = name
   if cache[key] then
     local T = x:size(2)
     if T ~= 1 then user_error("decode cache: only one token per step after the prefill") end
-    local y = hb.conv1d_step { cache = cache[key], x = x:select(2, 1), w = w, act = act }
+    local y = hb.conv1d_step { cache = cache[key], x = x:select(2, 1), w = w, bias = b, act = act }
     return y:unsqueeze(2)
   end
-  local y, c = hb.conv1d { x = x, w = w, act = act, cache = true }
+  local y, c = hb.conv1d { x = x, w = w, bias = b, act = act, cache = true }
   cache[key] = c
   return y
 end
