@@ -134,11 +134,14 @@ static int run_items(item_fn fn, const args_t *a, size_t per_slot) {
     if (ns > n_items) ns = n_items;
     if (ns < 1) ns = 1;
     per_slot = (per_slot + 63) & ~(size_t)63;
-    char *scr = hb_aligned_alloc(64, (size_t)ns * per_slot + 64);
-    if (!scr) return -1;
+    /* plain malloc, aligned by hand: glibc serves repeated calls of this size from its heap (its mmap
+     * threshold adapts), where aligned_alloc kept mapping fresh pages and faulting them in per call */
+    char *raw = hb_malloc((size_t)ns * per_slot + 64);
+    if (!raw) return -1;
+    char *scr = raw + ((64 - (uintptr_t)raw % 64) % 64);
     slots_t sl = {fn, a, n_items, ns, per_slot, scr};
     hb_parallel_for(ns, slot_run, &sl);
-    hb_free(scr);
+    hb_free(raw);
     return 0;
 }
 
@@ -346,7 +349,9 @@ typedef struct {
     real *VU, *P;         /* (2C,V) [V; U]; P = [Q̂ S (then O); Ã S (then Y)] */
     real *Ef, *QAh;       /* (2C,K) [scale e^{G}; e^{E}] and [Q̂; Ã] = QA ⊙ Ef */
     real *eL, *KBb;       /* (C,K) e^{G_L − G}; (2C,K) [K̄; B̄] */
-    real *eGL, *tame;     /* (K) e^{G_L}; the current sub-block's tame flags (1/0) */
+    real *eGL;            /* (K) e^{G_L} */
+    real *tame, *tamei;   /* (nb,K) tame flags (1/0) of each row sub-block; those of the current one */
+    real *Em, *DF, *mid;  /* (C,K) e^{G_{e−1} − G_s}, e^{R − G_s} in s's sub-block; (nb,nb,K) e^{R_i − G_{e_j−1}} */
     real *LF, *XL;        /* (2C,K) left factors / operands, sub-block i at rows 2·n0.. (q rows, a rows) */
     real *F, *YR;         /* (C,K) right factors of the current sub-block; (2C,K) its operand [k; b] ⊙ F */
     real *M, *Tile;       /* (2C,2C) scores; (2BC,2C) one sub-block's tile (or its gradient) */
@@ -368,7 +373,9 @@ static size_t carve(work_t *w, char *base, const args_t *a, int bwd, int64_t nst
     w->VU = TAKE(&ar, 2 * C * V), w->P = TAKE(&ar, 2 * C * V);
     w->Ef = TAKE(&ar, 2 * C * K), w->QAh = TAKE(&ar, 2 * C * K);
     w->eL = TAKE(&ar, C * K), w->KBb = TAKE(&ar, 2 * C * K);
-    w->eGL = TAKE(&ar, K), w->tame = TAKE(&ar, K);
+    const int64_t nb = (C + BC - 1) / BC;
+    w->eGL = TAKE(&ar, K), w->tame = TAKE(&ar, nb * K), w->tamei = w->tame;
+    w->Em = TAKE(&ar, C * K), w->DF = TAKE(&ar, C * K), w->mid = TAKE(&ar, nb * nb * K);
     w->LF = TAKE(&ar, 2 * C * K), w->XL = TAKE(&ar, 2 * C * K);
     w->F = TAKE(&ar, C * K), w->YR = TAKE(&ar, 2 * C * K);
     w->M = TAKE(&ar, 4 * C * C), w->Tile = TAKE(&ar, 2 * BC * 2 * C);
@@ -416,75 +423,98 @@ static void chunk_pack(work_t *w, const args_t *a, const item_t *it, int64_t t0,
     }
 }
 
-/* out[j] = e^{x[j] − y[j]} for differences ≤ 0 (or bounded by the tame test). */
+/* out[j] = f·e^{x[j] − y[j]} (y NULL: f·e^{x[j]}) for exponents ≤ 0. */
 static void exp_diff(real *restrict out, const double *restrict x, const double *restrict y, real f,
                      int64_t K) {
-    for (int64_t j = 0; j < K; j++) out[j] = f * gexp((real)(x[j] - y[j]));
+    if (y)
+        for (int64_t j = 0; j < K; j++) out[j] = f * gexp((real)(x[j] - y[j]));
+    else
+        for (int64_t j = 0; j < K; j++) out[j] = f * gexp((real)x[j]);
 }
 
-/* Gate factors of a chunk of n rows whose gk rows are ldg apart: Gd, Ef, QAh, eL, KBb, eGL and the
- * left factors / operands LF, XL of every row sub-block (see the top comment). */
-static void chunk_gates(work_t *w, const real *g, int64_t ldg, int64_t n, int64_t K, real scale) {
+/* Small element-wise kernels over one row of K, restrict-qualified so that GCC vectorises them. */
+static void vmul(real *restrict o, const real *restrict x, const real *restrict y, int64_t K) {
+    for (int64_t j = 0; j < K; j++) o[j] = x[j] * y[j];
+}
+static void vscale(real *restrict o, const real *restrict x, real f, int64_t K) {
+    for (int64_t j = 0; j < K; j++) o[j] = f * x[j];
+}
+static void vmul_by(real *restrict o, const real *restrict y, int64_t K) {
+    for (int64_t j = 0; j < K; j++) o[j] *= y[j];
+}
+/* cur = prev + max(g, GMIN) (NaN kept). */
+static void cum_row(double *restrict cur, const double *restrict prev, const real *restrict g, int64_t K) {
+    for (int64_t j = 0; j < K; j++) cur[j] = prev[j] + (g[j] < GMIN ? GMIN : (double)g[j]);
+}
+/* df = e^{R − G_s} on the tame channels (R − G_s ≥ 0, bounded by −LOG_TAME there), 0 on the others. */
+static void diag_factor(real *restrict df, const double *restrict R, const double *restrict Gs,
+                        const real *restrict tame, int64_t K) {
+    for (int64_t j = 0; j < K; j++) {
+        const real x = (real)(R[j] - Gs[j]);
+        df[j] = tame[j] != 0 ? (x < (real)-LOG_TAME ? x : (real)-LOG_TAME) : (real)-1e4;
+    }
+    for (int64_t j = 0; j < K; j++) df[j] = gexp(df[j]);
+}
+
+/* Gate factors of a chunk of n rows whose gk rows are ldg apart (see the top comment): Gd; Ef = [scale
+ * e^{G}; e^{E}], QAh, eL, KBb, eGL; for every row sub-block i = [n0, e) its left factors LF and operands
+ * XL, its tame flags, DF_s = e^{R_i − G_s} on its own rows (0 on the untamed channels), Em_s =
+ * e^{G_{e−1} − G_s} and mid[i][j] = e^{R_i − G_{e_j − 1}} (j < i), so that F_s = Em_s ⊙ mid[i][j(s)] for
+ * s left of the sub-block: a product of factors ≤ 1 (sub_right). */
+static void chunk_gates(work_t *w, const real *g, int64_t ldg, int64_t n, int64_t K, int64_t C,
+                        real scale) {
     double *Gd = w->Gd;
+    const int64_t nbmax = (C + BC - 1) / BC;
     for (int64_t j = 0; j < K; j++) Gd[j] = 0;
-    for (int64_t r = 0; r < n; r++) {
-        const real *gr = g + r * ldg;
-        const double *prev = Gd + r * K;
-        double *cur = Gd + (r + 1) * K;
-        for (int64_t j = 0; j < K; j++) cur[j] = prev[j] + (gr[j] < GMIN ? GMIN : (double)gr[j]);
-    }
+    for (int64_t r = 0; r < n; r++) cum_row(Gd + (r + 1) * K, Gd + r * K, g + r * ldg, K);
     const double *GL = Gd + n * K;
-    for (int64_t j = 0; j < K; j++) w->eGL[j] = gexp((real)GL[j]);
+    exp_diff(w->eGL, GL, NULL, 1, K);
+    for (int64_t r = 0; r < n; r++) exp_diff(w->Ef + (n + r) * K, Gd + r * K, NULL, 1, K); /* e^{E_r} */
     for (int64_t r = 0; r < n; r++) {
-        real *eL = w->eL + r * K, *Eq = w->Ef + r * K, *Ea = w->Ef + (n + r) * K;
+        real *eL = w->eL + r * K, *Eq = w->Ef + r * K;
+        const real *Ea = w->Ef + (n + r) * K, *EGr = r + 1 < n ? w->Ef + (n + r + 1) * K : w->eGL;
         exp_diff(eL, GL, Gd + (r + 1) * K, 1, K);
-        for (int64_t j = 0; j < K; j++) {
-            Eq[j] = scale * gexp((real)Gd[(r + 1) * K + j]);
-            Ea[j] = gexp((real)Gd[r * K + j]);
-        }
-        const real *kr = w->KB + r * K, *br = w->KB + (n + r) * K;
-        const real *qr = w->QA + r * K, *ar = w->QA + (n + r) * K;
-        real *kb = w->KBb + r * K, *bb = w->KBb + (n + r) * K;
-        real *qh = w->QAh + r * K, *ah = w->QAh + (n + r) * K;
-        for (int64_t j = 0; j < K; j++) {
-            kb[j] = kr[j] * eL[j], bb[j] = br[j] * eL[j];
-            qh[j] = qr[j] * Eq[j], ah[j] = ar[j] * Ea[j];
-        }
+        vscale(Eq, EGr, scale, K); /* scale e^{G_r} = scale e^{E_{r+1}} */
+        vmul(w->KBb + r * K, w->KB + r * K, eL, K), vmul(w->KBb + (n + r) * K, w->KB + (n + r) * K, eL, K);
+        vmul(w->QAh + r * K, w->QA + r * K, Eq, K), vmul(w->QAh + (n + r) * K, w->QA + (n + r) * K, Ea, K);
     }
-    for (int64_t n0 = 0; n0 < n; n0 += BC) {
-        const int64_t bl = imin(n, n0 + BC) - n0;
-        const double *R = Gd + n0 * K;
+    for (int64_t n0 = 0, ib = 0; n0 < n; n0 += BC, ib++) {
+        const int64_t e = imin(n, n0 + BC), bl = e - n0;
+        const double *R = Gd + n0 * K, *Ge = Gd + e * K;
+        real *tame = w->tame + ib * K;
+        for (int64_t j = 0; j < K; j++) tame[j] = Ge[j] - R[j] >= LOG_TAME ? 1 : 0;
+        for (int64_t rr = 0; rr < bl; rr++) { /* la_r = e^{E_r − R} first: lq_r = scale·la_{r+1} */
+            const int64_t r = n0 + rr;
+            exp_diff(w->LF + (2 * n0 + bl + rr) * K, Gd + r * K, R, 1, K);
+            exp_diff(w->Em + r * K, Ge, Gd + (r + 1) * K, 1, K);
+            diag_factor(w->DF + r * K, R, Gd + (r + 1) * K, tame, K);
+        }
+        real *lqe = w->LF + (2 * n0 + bl - 1) * K; /* e^{G_{e−1} − R}, into the last q row's slot */
+        exp_diff(lqe, Ge, R, 1, K);
         for (int64_t rr = 0; rr < bl; rr++) {
             const int64_t r = n0 + rr;
-            real *lq = w->LF + (2 * n0 + rr) * K, *la = w->LF + (2 * n0 + bl + rr) * K;
-            real *xq = w->XL + (2 * n0 + rr) * K, *xa = w->XL + (2 * n0 + bl + rr) * K;
-            const real *qr = w->QA + r * K, *ar = w->QA + (n + r) * K;
-            exp_diff(lq, Gd + (r + 1) * K, R, scale, K);
-            exp_diff(la, Gd + r * K, R, 1, K);
-            for (int64_t j = 0; j < K; j++) xq[j] = qr[j] * lq[j], xa[j] = ar[j] * la[j];
+            real *lq = w->LF + (2 * n0 + rr) * K;
+            const real *la = w->LF + (2 * n0 + bl + rr) * K;
+            if (rr + 1 < bl) vscale(lq, la + K, scale, K);
+            else for (int64_t j = 0; j < K; j++) lq[j] *= scale;
+            vmul(w->XL + (2 * n0 + rr) * K, w->QA + r * K, lq, K);
+            vmul(w->XL + (2 * n0 + bl + rr) * K, w->QA + (n + r) * K, la, K);
         }
+        for (int64_t jb = 0; jb < ib; jb++) /* mid[ib][jb] = e^{R − G at the last row of jb} */
+            exp_diff(w->mid + (ib * nbmax + jb) * K, R, Gd + imin(n, (jb + 1) * BC) * K, 1, K);
     }
 }
 
-/* Right factors and operand of row sub-block [n0, e): tame flags, F_s = e^{R − G_s} (s < e; 0 on the
- * untamed channels of the diagonal sub-block), YR = [k_s ⊙ F_s (s < e); b_s ⊙ F_s (s < e)]. */
-static void sub_right(work_t *w, int64_t n, int64_t n0, int64_t e, int64_t K) {
-    const double *Gd = w->Gd, *R = Gd + n0 * K;
-    real *tame = w->tame;
-    for (int64_t j = 0; j < K; j++) tame[j] = Gd[e * K + j] - R[j] >= LOG_TAME ? 1 : 0;
+/* Right operand of row sub-block ib = [n0, e): F_s = Em_s ⊙ mid[ib][j(s)] (s < n0), DF_s (s ≥ n0);
+ * YR = [k_s ⊙ F_s (s < e); b_s ⊙ F_s (s < e)]. Sets w->tame to the sub-block's flags. */
+static void sub_right(work_t *w, int64_t n, int64_t ib, int64_t K, int64_t C) {
+    const int64_t n0 = ib * BC, e = imin(n, n0 + BC), nbmax = (C + BC - 1) / BC;
+    w->tamei = w->tame + ib * K;
     for (int64_t s = 0; s < e; s++) {
-        real *Fs = w->F + s * K, *yk = w->YR + s * K, *yb = w->YR + (e + s) * K;
-        const real *ks = w->KB + s * K, *bs = w->KB + (n + s) * K;
-        const double *Gs = Gd + (s + 1) * K;
-        if (s < n0) {
-            exp_diff(Fs, R, Gs, 1, K);
-        } else { /* R − G_s ≥ 0 here: bounded by −LOG_TAME on the tame channels */
-            for (int64_t j = 0; j < K; j++) {
-                const real x = (real)(R[j] - Gs[j]);
-                Fs[j] = tame[j] != 0 ? gexp(x < -LOG_TAME ? x : (real)-LOG_TAME) : 0;
-            }
-        }
-        for (int64_t j = 0; j < K; j++) yk[j] = ks[j] * Fs[j], yb[j] = bs[j] * Fs[j];
+        real *Fs = w->F + s * K;
+        if (s < n0) vmul(Fs, w->Em + s * K, w->mid + (ib * nbmax + s / BC) * K, K);
+        else memcpy(Fs, w->DF + s * K, (size_t)K * sizeof(real));
+        vmul(w->YR + s * K, w->KB + s * K, Fs, K), vmul(w->YR + (e + s) * K, w->KB + (n + s) * K, Fs, K);
     }
 }
 
@@ -495,9 +525,9 @@ static void chunk_scores(work_t *w, int64_t n, int64_t K, int64_t C, real scale)
     const double *Gd = w->Gd;
     real *M = w->M;
     for (int64_t r = 0; r < 2 * n; r++) memset(M + r * ldm, 0, (size_t)(2 * n) * sizeof(real));
-    for (int64_t n0 = 0; n0 < n; n0 += BC) {
+    for (int64_t n0 = 0, ib = 0; n0 < n; n0 += BC, ib++) {
         const int64_t e = imin(n, n0 + BC), bl = e - n0;
-        sub_right(w, n, n0, e, K);
+        sub_right(w, n, ib, K, C);
         kgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)(2 * bl), (int)(2 * e), (int)K, 1,
               w->XL + 2 * n0 * K, (int)K, w->YR, (int)K, 0, w->Tile, (int)ldt);
         for (int64_t rr = 0; rr < bl; rr++) {
@@ -508,7 +538,7 @@ static void chunk_scores(work_t *w, int64_t n, int64_t K, int64_t C, real scale)
             for (int64_t s = 0; s < r; s++) Ma[s] = ta[s], Ma[n + s] = ta[e + s];
         }
         for (int64_t j = 0; j < K; j++) { /* untamed channels of the diagonal sub-block */
-            if (w->tame[j] != 0) continue;
+            if (w->tamei[j] != 0) continue;
             for (int64_t r = n0; r < e; r++) {
                 const real qj = scale * w->QA[r * K + j], aj = w->QA[(n + r) * K + j];
                 real *Mq = M + r * ldm, *Ma = M + (n + r) * ldm;
@@ -579,7 +609,7 @@ static void chunk_state(work_t *w, real *S, int64_t n, int64_t K, int64_t V) {
 static void chunk_prep(work_t *w, const args_t *a, const item_t *it, int64_t t0, int64_t n,
                        const real *S, int with_q) {
     const int64_t H = a->H, K = a->K;
-    chunk_gates(w, a->g + ((it->start + t0) * H + it->h) * K, H * K, n, K, a->scale);
+    chunk_gates(w, a->g + ((it->start + t0) * H + it->h) * K, H * K, n, K, a->C, a->scale);
     chunk_scores(w, n, K, a->C, a->scale);
     chunk_solve(w, S, n, K, a->V, a->C, with_q);
 }
@@ -659,18 +689,15 @@ static void chunk_bwd(work_t *w, const args_t *a, const item_t *it, int64_t t0, 
           S, (int)V, 0, w->dQA, (int)K);
     kgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)(2 * n), (int)K, (int)V, 1, w->VU, (int)V,
           dS, (int)V, 0, w->dKB, (int)K);
-    for (int64_t r = 0; r < 2 * n; r++) {
-        real *dq = w->dQA + r * K, *dk = w->dKB + r * K;
-        const real *ef = w->Ef + r * K, *el = w->eL + (r < n ? r : r - n) * K;
-        for (int64_t j = 0; j < K; j++) dq[j] *= ef[j], dk[j] *= el[j];
-    }
+    for (int64_t r = 0; r < 2 * n; r++)
+        vmul_by(w->dQA + r * K, w->Ef + r * K, K), vmul_by(w->dKB + r * K, w->eL + (r < n ? r : r - n) * K, K);
 
     /* Score part, one row sub-block at a time: dTile = masked dM rows, dXL = dTile YR,
      * dYR = dTileᵀ XL; untamed diagonal-sub-block channels element-wise. */
     const double *Gd = w->Gd;
-    for (int64_t n0 = 0; n0 < n; n0 += BC) {
+    for (int64_t n0 = 0, ib = 0; n0 < n; n0 += BC, ib++) {
         const int64_t e = imin(n, n0 + BC), bl = e - n0;
-        sub_right(w, n, n0, e, K);
+        sub_right(w, n, ib, K, C);
         real *dT = w->Tile;
         for (int64_t rr = 0; rr < bl; rr++) {
             const int64_t r = n0 + rr;
@@ -699,7 +726,7 @@ static void chunk_bwd(work_t *w, const args_t *a, const item_t *it, int64_t t0, 
             for (int64_t j = 0; j < K; j++) dk[j] += Fs[j] * yk[j], db[j] += Fs[j] * yb[j];
         }
         for (int64_t j = 0; j < K; j++) {
-            if (w->tame[j] != 0) continue;
+            if (w->tamei[j] != 0) continue;
             for (int64_t r = n0; r < e; r++) {
                 const real qj = scale * w->QA[r * K + j], aj = w->QA[(n + r) * K + j];
                 const real *dMq = dM + r * ldm, *dMa = dM + (n + r) * ldm;
