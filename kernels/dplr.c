@@ -36,7 +36,8 @@
  *
  * Chunked backward (chunks in reverse; dS = ∂L/∂S', starting at dht), with the forward recomputed:
  *   dVU = M_qᵀ dO + [K̄; B̄] dS   (rows: dV partial, dU);   X = Tᵀ dU;   dV += Makᵀ X
- *   dM  = [dO; X] [V; U]ᵀ   (masked like M: the four score gradients in one kgemm)
+ *   dM  = [dO; X] [V; U]ᵀ   (masked like M: the four score gradients), formed one row sub-block at a
+ *         time as its tile dTile = [dO_i; X_i] [V_{<e}; U_{<e}]ᵀ (two kgemms), never as a whole
  *   d[q; a] = ([dO; X] Sᵀ) ⊙ [scale e^{G}; e^{E}] + score part;  d[k; b] = (VU dSᵀ) ⊙ e^{G_L−G} + score part
  *   score part, per row sub-block: dXL = dTile YR, dYR = dTileᵀ XL, then dq,da += left factor ⊙ dXL,
  *   dk,db += F ⊙ dYR (plus the untamed element-wise terms)
@@ -342,7 +343,7 @@ static int step(real *o, real *state, const real *q, const real *k, const real *
 /* Chunked forward and backward                                                                   */
 
 /* Per-slot workspace. Row blocks of 2C rows hold the q (or k, v) rows of the chunk in [0, n) and the
- * a (or b, U) rows in [n, 2n). M, dM have leading dimension 2C; Tm, Tt C; Tile 2C. */
+ * a (or b, U) rows in [n, 2n). M has leading dimension 2C; Tm, Tt C; Tile 2C. */
 typedef struct {
     double *Gd;           /* (C+1,K): Gd[0] = 0, Gd[r+1] = G_r (cumulative log decay, double) */
     real *QA, *KB;        /* (2C,K) packed [q; a] and [k; b] rows */
@@ -358,7 +359,7 @@ typedef struct {
     real *Tm, *Tt;        /* (C,C) T = (I − Mab)^{−1} and scratch */
     real *S;              /* (K,V) running state */
     real *dOX, *dVU;      /* (2C,V) [dO; X] and [dV; dU] */
-    real *dM;             /* (2C,2C) */
+    real *LG;             /* (2BC,V) one row sub-block's [dO_i; X_i] rows */
     real *dQA, *dKB;      /* (2C,K) gradients of the [q; a] and [k; b] rows */
     real *dXL, *dYR;      /* (2BC,K), (2C,K) */
     real *dS, *R, *pa;    /* (K,V) state gradient; (K) dgk running sum and the pending a ⊙ da */
@@ -383,7 +384,7 @@ static size_t carve(work_t *w, char *base, const args_t *a, int bwd, int64_t nst
     w->S = TAKE(&ar, K * V);
     if (bwd) {
         w->dOX = TAKE(&ar, 2 * C * V), w->dVU = TAKE(&ar, 2 * C * V);
-        w->dM = TAKE(&ar, 4 * C * C);
+        w->LG = TAKE(&ar, 2 * BC * V);
         w->dQA = TAKE(&ar, 2 * C * K), w->dKB = TAKE(&ar, 2 * C * K);
         w->dXL = TAKE(&ar, 2 * BC * K), w->dYR = TAKE(&ar, 2 * C * K);
         w->dS = TAKE(&ar, K * V), w->R = TAKE(&ar, K), w->pa = TAKE(&ar, K);
@@ -669,7 +670,7 @@ static void chunk_bwd(work_t *w, const args_t *a, const item_t *it, int64_t t0, 
     const int64_t H = a->H, K = a->K, V = a->V, C = a->C, ldm = 2 * C, ldt = 2 * C;
     const int64_t HK = H * K, HV = H * V;
     const real scale = a->scale;
-    real *dS = w->dS, *M = w->M, *dM = w->dM;
+    real *dS = w->dS, *M = w->M;
     chunk_prep(w, a, it, t0, n, S, 0);
 
     /* dVU = [Mqk Mqb]ᵀ dO + [K̄; B̄] dS;  X = Tᵀ dU;  dV += Makᵀ X */
@@ -681,9 +682,6 @@ static void chunk_bwd(work_t *w, const args_t *a, const item_t *it, int64_t t0, 
           w->dVU + n * V, (int)V, 0, w->dOX + n * V, (int)V);
     kgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)n, (int)V, (int)n, 1, M + n * ldm, (int)ldm,
           w->dOX + n * V, (int)V, 1, w->dVU, (int)V);
-    /* dM = [dO; X] [V; U]ᵀ (masked when gathered) */
-    kgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)(2 * n), (int)(2 * n), (int)V, 1, w->dOX,
-          (int)V, w->VU, (int)V, 0, dM, (int)ldm);
     /* d[q; a] = ([dO; X] Sᵀ) ⊙ Ef;  d[k; b] = ([V; U] dSᵀ) ⊙ e^{G_L − G} */
     kgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)(2 * n), (int)K, (int)V, 1, w->dOX, (int)V,
           S, (int)V, 0, w->dQA, (int)K);
@@ -692,21 +690,27 @@ static void chunk_bwd(work_t *w, const args_t *a, const item_t *it, int64_t t0, 
     for (int64_t r = 0; r < 2 * n; r++)
         vmul_by(w->dQA + r * K, w->Ef + r * K, K), vmul_by(w->dKB + r * K, w->eL + (r < n ? r : r - n) * K, K);
 
-    /* Score part, one row sub-block at a time: dTile = masked dM rows, dXL = dTile YR,
-     * dYR = dTileᵀ XL; untamed diagonal-sub-block channels element-wise. */
+    /* Score part, one row sub-block at a time: dTile = [dO_i; X_i] [V_{<e}; U_{<e}]ᵀ (the sub-block's
+     * rows of dM, masked in place), dXL = dTile YR, dYR = dTileᵀ XL; untamed diagonal-sub-block
+     * channels element-wise. */
     const double *Gd = w->Gd;
     for (int64_t n0 = 0, ib = 0; n0 < n; n0 += BC, ib++) {
         const int64_t e = imin(n, n0 + BC), bl = e - n0;
         sub_right(w, n, ib, K, C);
         real *dT = w->Tile;
         for (int64_t rr = 0; rr < bl; rr++) {
+            memcpy(w->LG + rr * V, w->dOX + (n0 + rr) * V, (size_t)V * sizeof(real));
+            memcpy(w->LG + (bl + rr) * V, w->dOX + (n + n0 + rr) * V, (size_t)V * sizeof(real));
+        }
+        kgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)(2 * bl), (int)e, (int)V, 1, w->LG, (int)V,
+              w->VU, (int)V, 0, dT, (int)ldt);
+        kgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)(2 * bl), (int)e, (int)V, 1, w->LG, (int)V,
+              w->VU + n * V, (int)V, 0, dT + e, (int)ldt);
+        for (int64_t rr = 0; rr < bl; rr++) { /* masks: s ≤ r on the q rows, s < r on the a rows */
             const int64_t r = n0 + rr;
             real *tq = dT + rr * ldt, *ta = dT + (bl + rr) * ldt;
-            const real *dq = dM + r * ldm, *da = dM + (n + r) * ldm;
-            for (int64_t s = 0; s < e; s++) {
-                tq[s] = s <= r ? dq[s] : 0, tq[e + s] = s <= r ? dq[n + s] : 0;
-                ta[s] = s < r ? da[s] : 0, ta[e + s] = s < r ? da[n + s] : 0;
-            }
+            for (int64_t s = r + 1; s < e; s++) tq[s] = 0, tq[e + s] = 0;
+            for (int64_t s = r; s < e; s++) ta[s] = 0, ta[e + s] = 0;
         }
         const real *XLb = w->XL + 2 * n0 * K, *LFb = w->LF + 2 * n0 * K;
         kgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)(2 * bl), (int)K, (int)(2 * e), 1, dT,
@@ -729,20 +733,21 @@ static void chunk_bwd(work_t *w, const args_t *a, const item_t *it, int64_t t0, 
             if (w->tamei[j] != 0) continue;
             for (int64_t r = n0; r < e; r++) {
                 const real qj = scale * w->QA[r * K + j], aj = w->QA[(n + r) * K + j];
-                const real *dMq = dM + r * ldm, *dMa = dM + (n + r) * ldm;
+                /* the tile's rows: column s of dMqk is tq[s], of dMqb tq[e + s] (ta: the a rows) */
+                const real *tq = dT + (r - n0) * ldt, *ta = dT + (bl + r - n0) * ldt;
                 real dqj = 0, daj = 0;
                 for (int64_t s = n0; s <= r; s++) {
                     const real kj = w->KB[s * K + j], bj = w->KB[(n + s) * K + j];
                     const double Gs = Gd[(s + 1) * K + j];
                     const real f = gexp((real)(Gd[(r + 1) * K + j] - Gs));
-                    dqj += f * (dMq[s] * kj + dMq[n + s] * bj);
-                    w->dKB[s * K + j] += f * dMq[s] * qj;
-                    w->dKB[(n + s) * K + j] += f * dMq[n + s] * qj;
+                    dqj += f * (tq[s] * kj + tq[e + s] * bj);
+                    w->dKB[s * K + j] += f * tq[s] * qj;
+                    w->dKB[(n + s) * K + j] += f * tq[e + s] * qj;
                     if (s < r) {
                         const real fa = gexp((real)(Gd[r * K + j] - Gs));
-                        daj += fa * (dMa[s] * kj + dMa[n + s] * bj);
-                        w->dKB[s * K + j] += fa * dMa[s] * aj;
-                        w->dKB[(n + s) * K + j] += fa * dMa[n + s] * aj;
+                        daj += fa * (ta[s] * kj + ta[e + s] * bj);
+                        w->dKB[s * K + j] += fa * ta[s] * aj;
+                        w->dKB[(n + s) * K + j] += fa * ta[e + s] * aj;
                     }
                 }
                 w->dQA[r * K + j] += scale * dqj;
@@ -760,25 +765,35 @@ static void chunk_bwd(work_t *w, const args_t *a, const item_t *it, int64_t t0, 
     kgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)K, (int)V, (int)(2 * n), 1, w->QAh, (int)K,
           w->dOX, (int)V, 1, dS, (int)V);
 
-    /* Accumulate; dgk by the reverse cumulative sum of q⊙dq − k⊙dk − b⊙db + (a⊙da of the next row). */
+    /* Accumulate (one pass over the rows, last to first, prefetching the strided output rows a few
+     * rows ahead); dgk by the reverse cumulative sum of q⊙dq − k⊙dk − b⊙db + (a⊙da of the next row). */
     const int64_t ok = ((it->start + t0) * H + it->h) * K, ov = ((it->start + t0) * H + it->h) * V;
-    for (int64_t r = 0; r < n; r++) {
-        const real *dq = w->dQA + r * K, *da = w->dQA + (n + r) * K;
-        const real *dk = w->dKB + r * K, *db = w->dKB + (n + r) * K, *dv = w->dVU + r * V;
+    real *outk[5] = {a->dq, a->da, a->dk, a->db, a->dg};
+    real *R = w->R, *pa = w->pa;
+    for (int64_t r = n - 1; r >= 0; r--) {
+        const real *restrict q = w->QA + r * K, *restrict ar = w->QA + (n + r) * K;
+        const real *restrict k = w->KB + r * K, *restrict b = w->KB + (n + r) * K;
+        const real *restrict dq = w->dQA + r * K, *restrict da = w->dQA + (n + r) * K;
+        const real *restrict dk = w->dKB + r * K, *restrict db = w->dKB + (n + r) * K;
+        const real *src[4] = {dq, da, dk, db};
         const int64_t rk = ok + r * HK, rv = ov + r * HV;
-        if (a->dq) for (int64_t j = 0; j < K; j++) a->dq[rk + j] += dq[j];
-        if (a->da) for (int64_t j = 0; j < K; j++) a->da[rk + j] += da[j];
-        if (a->dk) for (int64_t j = 0; j < K; j++) a->dk[rk + j] += dk[j];
-        if (a->db) for (int64_t j = 0; j < K; j++) a->db[rk + j] += db[j];
-        if (a->dv) for (int64_t x = 0; x < V; x++) a->dv[rv + x] += dv[x];
-    }
-    if (a->dg) {
-        real *R = w->R, *pa = w->pa;
-        for (int64_t r = n - 1; r >= 0; r--) {
-            const real *q = w->QA + r * K, *ar = w->QA + (n + r) * K, *k = w->KB + r * K;
-            const real *b = w->KB + (n + r) * K, *dq = w->dQA + r * K, *da = w->dQA + (n + r) * K;
-            const real *dk = w->dKB + r * K, *db = w->dKB + (n + r) * K;
-            real *dg = a->dg + ok + r * HK;
+        if (r >= 4)
+            for (int x = 0; x < 5; x++)
+                if (outk[x]) prefetch_rows(outk[x] + rk - 4 * HK, HK, 1, K);
+        for (int x = 0; x < 4; x++)
+            if (outk[x]) {
+                real *restrict d = outk[x] + rk;
+                const real *restrict sx = src[x];
+                for (int64_t j = 0; j < K; j++) d[j] += sx[j];
+            }
+        if (a->dv) {
+            real *restrict d = a->dv + rv;
+            const real *restrict dv = w->dVU + r * V;
+            if (r >= 4) prefetch_rows(d - 4 * HV, HV, 1, V);
+            for (int64_t x = 0; x < V; x++) d[x] += dv[x];
+        }
+        if (a->dg) {
+            real *restrict dg = a->dg + rk;
             for (int64_t j = 0; j < K; j++) {
                 R[j] += q[j] * dq[j] - k[j] * dk[j] - b[j] * db[j] + pa[j];
                 pa[j] = ar[j] * da[j];
