@@ -9,11 +9,12 @@
  * the decay (fla's naive dplr_recurrence: kv = k vᵀ + β (αᵀ S), then S ← S ⊙ e^{gk} + kv, with α = a,
  * β = b). In RWKV-7's own orientation (state V×K, S' = Sᵀ) this reads S'_t = S'_{t−1} (diag(e^{gk_t}) +
  * a_t b_tᵀ) + v_t k_tᵀ, i.e. the paper's S'_t = S'_{t−1} (diag(w_t) − κ̂_t (â_t ⊙ κ̂_t)ᵀ) + v_t k_tᵀ.
- * gk_t ≤ 0 is the log decay of each key channel (any value ≤ 0 is safe, −inf included).
+ * gk_t ≤ 0 is the log decay of each key channel (any value ≤ 0 is safe, −inf included: the chunked
+ * form clamps the cumulative sums at −1000 per step, where e^{gk} is 0 in both precisions anyway).
  *
  * RWKV-7 (fla v0.5.2 layers/rwkv7.py) calls it with q = r, gk = w = −0.6065306597126334·σ(w_lora(x_w)),
  * a = −kk, b = kk ⊙ σ(a_lora(x_a)) (kk = l2norm(k ⊙ k_k) per head, taken BEFORE k's update), scale = 1:
- * every pre-processing step is the caller's (see docs/mixers.md and the report of issue 13).
+ * every pre-processing step (token shift, LoRAs, l2norm, sigmoids, the k update) is the caller's.
  *
  * Shape letters: B batch, T time, H heads, K key dim, V value dim, C chunk length.
  * Shapes (contiguous, row-major): q, k, a, b, gk (B,T,H,K); v, o (B,T,H,V); states h0, ht (B,H,K,V).
@@ -26,13 +27,14 @@
  * cu_seqlens, a missing required pointer) or when scratch memory could not be allocated.
  * Backward functions ACCUMULATE (+=) into dq, dk, dv, da, db, dgk, dh0; any of them may be NULL (skipped).
  *
- * FLOPs per (sequence, head) of T tokens (2 per multiply-add, causal halves of C×C blocks, element-wise
- * work not counted), used by the timing program:
- *   forward  8·T·K·V (Q̂S, ÃS, K̄ᵀV, B̄ᵀU) + 2·T·(C+1)·K + 2·T·(C−1)·K (the four score matrices
- *            q·kᵀ, q·bᵀ, a·kᵀ, a·bᵀ) + 2·T·(C−1)·V (Mak·V, T·Y) + 2·T·(C+1)·V ([Mqk Mqb]·[V;U])
+ * FLOPs per (sequence, head) of T tokens (2 per multiply-add, causal halves of the C×C score blocks,
+ * element-wise work not counted), as the timing programs count them:
+ *   forward  8·T·K·V (Q̂·S, Ã·S, K̄ᵀ·V, B̄ᵀ·U) + 2·T·(C+1)·K + 2·T·(C−1)·K (the score matrices q·kᵀ,
+ *            q·bᵀ (s ≤ r) and a·kᵀ, a·bᵀ (s < r)) + 2·T·(C−1)·V (Mak·V, T·Y) + 2·T·(C+1)·V ([Mqk Mqb]·[V; U])
  *            + T·C²/3 (the unit triangular inverse)
- *   backward 12·T·K·V + 2·T·(C+1)·(2K+V) + 2·T·(C−1)·(2K+V) (the same products transposed: dM, dXL, dYR,
- *            dV, dU, X) + the recomputation of the forward's scores, ÃS, Mak·V, T·Y and T
+ *   backward 16·T·K·V (dU/dV from dS, d[q;a] and d[k;b] through the states, dS) + 4·T·(C+1)·(K+V)
+ *            + 4·T·(C−1)·(K+V) (the score gradients and their products with k, b, q, a; Mᵀ·dO, Tᵀ·dU,
+ *            Makᵀ·X); the recomputation of the forward's scores, Ã·S, Mak·V, T·Y and T is not counted.
  */
 #ifndef HB_KERNELS_DPLR_H
 #define HB_KERNELS_DPLR_H

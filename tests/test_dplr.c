@@ -3,7 +3,8 @@
  * Checks: chunked forward vs the per-step reference (f64 ≤ 1e-10, f32 chunk and f32 reference vs the f64
  * reference ≤ 1e-4; outputs and final states) over T = 1, 37, 100, 130, 200 with C = 64, 16, 1, 3 and
  * C > T; RWKV-7's own instance (a = −kk, b = kk ⊙ â, log decays −0.6065·σ) and extreme settings (decays
- * near 0 (gk ≈ −20, whole sub-blocks "untamed") and near 1 (gk ≈ −1e−6), strong decays everywhere,
+ * near 0 (gk ≈ −20, whole sub-blocks "untamed"), exactly 0 (gk = −inf, forward and chunk-vs-reference
+ * backward) and near 1 (gk ≈ −1e−6), strong decays everywhere (e^{−2..−3.5} per step),
  * β = â near 0 and near 2, general unrelated a and b); float64 central-difference gradient checks of
  * the reference backward AND the chunked backward w.r.t. q, k, v, a, b, gk and h0 (loss Σ o·w + Σ ht·w'
  * so dht is exercised too); chunked vs reference backward (f64 ≤ 1e-9, f32 ≤ 1e-3); saved chunk states
@@ -24,9 +25,9 @@
 enum { IQ, IK, IV, IA, IB, IG, IH0, NIN };
 static const char *iname[NIN] = {"q", "k", "v", "a", "b", "gk", "h0"};
 
-enum { G_RWKV, G_EXTREME, G_STRONG };         /* log decays */
+enum { G_RWKV, G_EXTREME, G_STRONG, G_INF };  /* log decays */
 enum { L_RWKV, L_EDGE, L_GENERAL };           /* low-rank pair */
-static const char *gname[] = {"rwkv decay", "decay ~0 and ~1", "strong decay"};
+static const char *gname[] = {"rwkv decay", "decay ~0 and ~1", "strong decay", "decay 0 (gk = -inf) in some channels"};
 static const char *lname[] = {"a=-kk b=kk*a^", "b=kk*beta, beta~0|~2", "general a,b"};
 
 typedef struct {
@@ -43,6 +44,7 @@ static double sigm(double z) { return 1 / (1 + exp(-z)); }
 static double gate(int mode, int64_t j) {
     const double rw = -0.6065306597126334 * sigm(3 * urand());
     if (mode == G_RWKV) return rw;
+    if (mode == G_INF) return j % 4 == 1 ? -INFINITY : rw;
     if (mode == G_STRONG) return -2 - 1.5 * urand(); /* 16-row sub-blocks: e^{-8} .. e^{-56}, tame or not in f32 */
     if (j % 3 == 0) return -20 + urand();
     if (j % 3 == 1) return -1e-6 * (1.5 + urand());
@@ -518,6 +520,7 @@ int main(void) {
     }
     test_forward(2, 40, 2, 16, 16, 16, G_RWKV, L_GENERAL, 1);
     test_forward(1, 70, 1, 16, 8, 32, G_EXTREME, L_GENERAL, 0);
+    test_forward(2, 100, 2, 16, 16, 64, G_INF, L_RWKV, 1);
 
     /* f64 finite differences: T not a multiple of C, extreme decays, β near 0 and 2, general a, b */
     test_gradients(2, 23, 2, 5, 4, 8, G_EXTREME, L_EDGE, 1, NULL, 0);
@@ -537,6 +540,7 @@ int main(void) {
     test_backward(1, 200, 1, 64, 32, 64, G_EXTREME, L_RWKV);
     test_backward(1, 40, 2, 16, 16, 3, G_RWKV, L_GENERAL);
     test_backward(1, 100, 1, 128, 128, 64, G_EXTREME, L_EDGE);
+    test_backward(1, 90, 2, 16, 16, 32, G_INF, L_RWKV);
 
     test_decode(2, 45, 2, 6, 5, 16, 20);
     test_decode(1, 150, 2, 32, 32, 64, 67);
