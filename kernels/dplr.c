@@ -873,6 +873,42 @@ static int bwd_chunk(real *dq, real *dk, real *dv, real *da, real *db, real *dgk
     return run_items(bwd_chunk_item, &ar, carve(&w, NULL, &ar, 1, hs ? 0 : max_chunks(&ar) + 1));
 }
 
+/* ---- the mixer descriptor's adapters (kernels/mixer.h) ------------------------------------------- */
+/* dims "B T H K V"; inputs q, k, v, a, b, gk in that order; scalar scale; the chunked forward saves the
+ * chunk states hs (B, ceil(T/C), H, K, V) for the chunked backward. No h0 and no packed sequences yet
+ * (the argument block carries neither): NULL, 0. */
+static int mixer_fwd_chunk(const hb_mixer_args_t *m) {
+    const int64_t *d = m->dim;
+    const real *const *x = (const real *const *)m->in;
+    return fwd_chunk(m->o, m->ht, m->saved, x[0], x[1], x[2], x[3], x[4], x[5], NULL, (real)m->scalar[0],
+                     NULL, 0, d[0], d[1], d[2], d[3], d[4], m->chunk);
+}
+static int mixer_bwd_chunk(const hb_mixer_args_t *m) {
+    const int64_t *d = m->dim;
+    const real *const *x = (const real *const *)m->in;
+    real *const *g = (real *const *)m->din;
+    return bwd_chunk(g[0], g[1], g[2], g[3], g[4], g[5], NULL, m->dout, NULL, x[0], x[1], x[2], x[3], x[4],
+                     x[5], NULL, m->saved, (real)m->scalar[0], NULL, 0, d[0], d[1], d[2], d[3], d[4], m->chunk);
+}
+static int mixer_fwd_recurrent(const hb_mixer_args_t *m) {
+    const int64_t *d = m->dim;
+    const real *const *x = (const real *const *)m->in;
+    return fwd_ref(m->o, m->ht, x[0], x[1], x[2], x[3], x[4], x[5], NULL, (real)m->scalar[0], NULL, 0,
+                   d[0], d[1], d[2], d[3], d[4]);
+}
+static int mixer_bwd_recurrent(const hb_mixer_args_t *m) {
+    const int64_t *d = m->dim;
+    const real *const *x = (const real *const *)m->in;
+    real *const *g = (real *const *)m->din;
+    return bwd_ref(g[0], g[1], g[2], g[3], g[4], g[5], NULL, m->dout, NULL, x[0], x[1], x[2], x[3], x[4],
+                   x[5], NULL, (real)m->scalar[0], NULL, 0, d[0], d[1], d[2], d[3], d[4]);
+}
+static int mixer_step(const hb_mixer_args_t *m) {
+    const int64_t *d = m->dim;
+    const real *const *x = (const real *const *)m->in;
+    return step(m->o, m->state, x[0], x[1], x[2], x[3], x[4], x[5], (real)m->scalar[0], d[0], d[2], d[3], d[4]);
+}
+
 /* ---------------------------------------------------------------------------------------------- */
 /* Public names                                                                                   */
 
@@ -912,6 +948,11 @@ int dplr_step_f64(double *o, double *state, const double *q, const double *k, co
                   int64_t B, int64_t H, int64_t K, int64_t V) {
     return step(o, state, q, k, v, a, b, gk, scale, B, H, K, V);
 }
+int dplr_mixer_fwd_chunk_f64(const hb_mixer_args_t *a) { return mixer_fwd_chunk(a); }
+int dplr_mixer_bwd_chunk_f64(const hb_mixer_args_t *a) { return mixer_bwd_chunk(a); }
+int dplr_mixer_fwd_recurrent_f64(const hb_mixer_args_t *a) { return mixer_fwd_recurrent(a); }
+int dplr_mixer_bwd_recurrent_f64(const hb_mixer_args_t *a) { return mixer_bwd_recurrent(a); }
+int dplr_mixer_step_f64(const hb_mixer_args_t *a) { return mixer_step(a); }
 #else
 int dplr_fwd_ref_f32(float *o, float *ht, const float *q, const float *k, const float *v,
                      const float *a, const float *b, const float *gk, const float *h0, float scale,
@@ -947,4 +988,34 @@ int dplr_step_f32(float *o, float *state, const float *q, const float *k, const 
                   int64_t B, int64_t H, int64_t K, int64_t V) {
     return step(o, state, q, k, v, a, b, gk, scale, B, H, K, V);
 }
+int dplr_mixer_fwd_chunk_f32(const hb_mixer_args_t *a) { return mixer_fwd_chunk(a); }
+int dplr_mixer_bwd_chunk_f32(const hb_mixer_args_t *a) { return mixer_bwd_chunk(a); }
+int dplr_mixer_fwd_recurrent_f32(const hb_mixer_args_t *a) { return mixer_fwd_recurrent(a); }
+int dplr_mixer_bwd_recurrent_f32(const hb_mixer_args_t *a) { return mixer_bwd_recurrent(a); }
+int dplr_mixer_step_f32(const hb_mixer_args_t *a) { return mixer_step(a); }
+/* the chunk states hs (B, ceil(T/C), H, K, V) that the chunked forward hands its backward */
+static int64_t mixer_saved_numel(const hb_mixer_args_t *a) {
+    const int64_t *d = a->dim;
+    return dplr_chunk_count(NULL, 0, d[0], d[1], a->chunk) * d[2] * d[3] * d[4];
+}
+/* the descriptor (compiled once, with the float pass; it names the double entry points too) */
+const hb_mixer_desc_t hb_mixer_dplr = {
+    .name = "dplr",
+    .dims = "B T H K V",
+    .in = {{"q", "B T H K", HB_IN_GRAD},
+           {"k", "B T H K", HB_IN_GRAD},
+           {"v", "B T H V", HB_IN_GRAD},
+           {"a", "B T H K", HB_IN_GRAD},
+           {"b", "B T H K", HB_IN_GRAD},
+           {"gk", "B T H K", HB_IN_GRAD}},
+    .scalar = {{"scale", 0, "K"}},
+    .out = "B T H V",
+    .state = "B H K V",
+    .chunk = 64,
+    .saved_numel = mixer_saved_numel,
+    .f32 = {dplr_mixer_fwd_chunk_f32, dplr_mixer_bwd_chunk_f32, dplr_mixer_fwd_recurrent_f32,
+            dplr_mixer_bwd_recurrent_f32, dplr_mixer_step_f32},
+    .f64 = {dplr_mixer_fwd_chunk_f64, dplr_mixer_bwd_chunk_f64, dplr_mixer_fwd_recurrent_f64,
+            dplr_mixer_bwd_recurrent_f64, dplr_mixer_step_f64},
+};
 #endif

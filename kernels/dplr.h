@@ -38,6 +38,7 @@
  */
 #ifndef HB_KERNELS_DPLR_H
 #define HB_KERNELS_DPLR_H
+#include "mixer.h"
 #include <stdint.h>
 
 #ifdef __cplusplus
@@ -125,6 +126,21 @@ int dplr_step_f32(float *o, float *state, const float *q, const float *k, const 
 int dplr_step_f64(double *o, double *state, const double *q, const double *k, const double *v,
                   const double *a, const double *b, const double *gk, double scale,
                   int64_t B, int64_t H, int64_t K, int64_t V);
+
+/* The mixer descriptor (kernels/mixer.h) and its entry points, adapters over the functions above:
+ * hb.dplr{q, k, v, a, b, gk, scale} / hb.dplr_step{...} (scale defaults to K^−1/2, fla's default; RWKV-7
+ * passes 1). */
+extern const hb_mixer_desc_t hb_mixer_dplr;
+int dplr_mixer_fwd_chunk_f32(const hb_mixer_args_t *a);
+int dplr_mixer_bwd_chunk_f32(const hb_mixer_args_t *a);
+int dplr_mixer_fwd_recurrent_f32(const hb_mixer_args_t *a);
+int dplr_mixer_bwd_recurrent_f32(const hb_mixer_args_t *a);
+int dplr_mixer_step_f32(const hb_mixer_args_t *a);
+int dplr_mixer_fwd_chunk_f64(const hb_mixer_args_t *a);
+int dplr_mixer_bwd_chunk_f64(const hb_mixer_args_t *a);
+int dplr_mixer_fwd_recurrent_f64(const hb_mixer_args_t *a);
+int dplr_mixer_bwd_recurrent_f64(const hb_mixer_args_t *a);
+int dplr_mixer_step_f64(const hb_mixer_args_t *a);
 
 #ifdef __cplusplus
 }

@@ -11,7 +11,8 @@
  * vs recomputation; decode steps vs the reference; chunked prefill + decode, and chunked prefill in two
  * pieces; packed documents {1, 63, 64, 65, 200} (and ones with empty documents) vs each run alone,
  * forward, final states and backward, plus a packed f64 gradient check; 1 vs 2 threads bit-identical;
- * bad arguments; NULL gradient buffers and accumulation.
+ * bad arguments; NULL gradient buffers and accumulation; the mixer descriptor's entry points (argument order,
+ * saved chunk states, scale, f32 and f64) against the direct calls.
  */
 #include "../kernels/dplr.h"
 #include "../kernels/parallel.h"
@@ -504,6 +505,83 @@ static void test_bad_args(void) {
           ok_all ? "as expected" : "mismatch");
 }
 
+/* ---- the mixer descriptor (kernels/mixer.h): its adapters hand every argument to the right place ---- */
+static int same64(const double *x, const double *y, int64_t n) { return !memcmp(x, y, (size_t)n * sizeof(double)); }
+
+static void test_descriptor(void) {
+    const hb_mixer_desc_t *ds = &hb_mixer_dplr;
+    static const char *names[] = {"q", "k", "v", "a", "b", "gk"};
+    int names_ok = !strcmp(ds->name, "dplr") && !strcmp(ds->dims, "B T H K V") && ds->in[6].name == NULL &&
+                   !strcmp(ds->scalar[0].name, "scale") && !strcmp(ds->scalar[0].rsqrt_of, "K") && ds->chunk == 64;
+    for (int i = 0; i < 6; i++) names_ok &= ds->in[i].name && !strcmp(ds->in[i].name, names[i]);
+    check(names_ok, "descriptor: dplr, dims B T H K V, inputs q k v a b gk, scale = K^-1/2 by default, chunk 64", "%s",
+          names_ok ? "as expected" : "mismatch");
+
+    const int64_t B = 2, T = 21, H = 2, K = 5, V = 4, C = 8;
+    data_t d;
+    make_data(&d, B, T, H, K, V, NULL, 0, G_RWKV, L_GENERAL, 0); /* unrelated a, b: a swap would show */
+    hb_mixer_args_t m = {.scalar = {d.scale}, .dim = {B, T, H, K, V}, .chunk = C};
+    for (int i = 0; i < 6; i++) m.in[i] = d.x[i];
+    const int64_t no = d.n[IV], ns = B * H * K * V, nsaved = ds->saved_numel(&m);
+    check(nsaved == dplr_chunk_count(NULL, 0, B, T, C) * H * K * V, "descriptor: saved_numel = the chunk states",
+          "%lld elements", (long long)nsaved);
+    double *o1 = dzeros(no), *o2 = dzeros(no), *h1 = dzeros(ns), *h2 = dzeros(ns), *s1 = dzeros(nsaved),
+           *s2 = dzeros(nsaved), *dO = drand_vec(no, 1);
+    m.o = o1, m.ht = h1, m.saved = s1;
+    int rc = ds->f64.fwd_chunk(&m);
+    rc |= fwd64(&d, C, o2, h2, s2);
+    int fwd_ok = same64(o1, o2, no) && same64(h1, h2, ns) && same64(s1, s2, nsaved);
+    m.o = o1, m.ht = h1, m.saved = NULL;
+    rc |= ds->f64.fwd_recurrent(&m);
+    rc |= fwd64(&d, 0, o2, h2, NULL);
+    fwd_ok &= same64(o1, o2, no) && same64(h1, h2, ns);
+    float *of1 = fzeros(no), *of2 = fzeros(no);
+    hb_mixer_args_t mf = m;
+    for (int i = 0; i < 6; i++) mf.in[i] = d.f[i];
+    mf.o = of1, mf.ht = NULL, mf.saved = NULL;
+    rc |= ds->f32.fwd_chunk(&mf);
+    rc |= fwd32(&d, C, of2, NULL, NULL);
+    fwd_ok &= !memcmp(of1, of2, (size_t)no * sizeof(float));
+    check(rc == 0 && fwd_ok, "descriptor: chunked and recurrent forward entry points (f64, f32) == the direct calls",
+          "rc %d", rc);
+
+    double *g1[NIN], *g2[NIN];
+    int bwd_ok = 1;
+    for (int mode = 0; mode < 2; mode++) {
+        alloc_grads64(&d, g1), alloc_grads64(&d, g2);
+        hb_mixer_args_t mb = m;
+        mb.dout = dO, mb.saved = mode ? NULL : s1;
+        for (int i = 0; i < 6; i++) mb.din[i] = g1[i];
+        rc |= mode ? ds->f64.bwd_recurrent(&mb) : ds->f64.bwd_chunk(&mb);
+        rc |= bwd64(&d, mode ? 0 : C, g2, dO, NULL, mode ? NULL : s2);
+        for (int i = 0; i < 6; i++) bwd_ok &= same64(g1[i], g2[i], d.n[i]);
+        free_grads((void **)g1), free_grads((void **)g2);
+    }
+    check(rc == 0 && bwd_ok, "descriptor: chunked and recurrent backward entry points == the direct calls (all six gradients)",
+          "rc %d", rc);
+
+    /* one decode step of the first token from a random state */
+    const int64_t nk1 = B * H * K, nv1 = B * H * V;
+    double *in1[6], *st1 = drand_vec(ns, 0.5), *st2 = dzeros(ns), *so1 = dzeros(nv1), *so2 = dzeros(nv1);
+    memcpy(st2, st1, (size_t)ns * sizeof(double));
+    for (int i = 0; i < 6; i++) {
+        const int64_t w = i == IV ? V : K, n1 = i == IV ? nv1 : nk1;
+        in1[i] = dzeros(n1);
+        for (int64_t r = 0; r < B * H; r++) /* token 0 of batch r / H, head r % H */
+            memcpy(in1[i] + r * w, d.x[i] + ((r / H) * T * H + r % H) * w, (size_t)w * sizeof(double));
+    }
+    hb_mixer_args_t mst = {.o = so1, .state = st1, .scalar = {d.scale}, .dim = {B, 1, H, K, V}};
+    for (int i = 0; i < 6; i++) mst.in[i] = in1[i];
+    rc = ds->f64.step(&mst);
+    rc |= dplr_step_f64(so2, st2, in1[IQ], in1[IK], in1[IV], in1[IA], in1[IB], in1[IG], d.scale, B, H, K, V);
+    check(rc == 0 && same64(so1, so2, nv1) && same64(st1, st2, ns), "descriptor: the step entry point == dplr_step",
+          "rc %d", rc);
+    for (int i = 0; i < 6; i++) free(in1[i]);
+    free(st1), free(st2), free(so1), free(so2);
+    free(o1), free(o2), free(h1), free(h2), free(s1), free(s2), free(dO), free(of1), free(of2);
+    free_data(&d);
+}
+
 int main(void) {
     hb_threads_set(2);
     /* forward: shapes × chunk lengths × gate and low-rank settings */
@@ -556,5 +634,6 @@ int main(void) {
     test_threads(1, 200, 2, 64, 64, 64);
     test_accumulate();
     test_bad_args();
+    test_descriptor();
     return tap_done();
 }
