@@ -25,8 +25,9 @@ M.common = {
 }
 
 -- common fields fla defines whose other values hyblua does not implement (the value here is the only one
--- accepted); a mixer adds its own in def.unsupported
-M.unsupported = { attnres_block_size = NULL, hidden_act = "swish", use_l2warp = false }
+-- accepted); a mixer adds its own in def.unsupported, where an entry replaces the one here (RWKV-7's
+-- hidden_act is "sqrelu")
+M.unsupported = { attnres_block_size = NULL, hidden_act = "swish" }
 
 -- keys every config may carry besides its fields: what the model is, and where custom mixers go
 -- (a type without hybrids, def.hybrid == false, accepts only a null `attn`)
@@ -188,8 +189,11 @@ function M.normalize(user)
   M.need_num(cfg, "initializer_range", 0, math.huge)
   M.need_num(cfg, "norm_eps", 0, 1)
   if cfg.use_short_conv then M.need_int(cfg, "conv_size", 1) end
-  check_supported(cfg, M.unsupported)
-  check_supported(cfg, def.unsupported or {})
+  local only = {}
+  for k, v in pairs(M.unsupported) do only[k] = v end
+  for k, v in pairs(def.unsupported or {}) do only[k] = v end
+  check_supported(cfg, only)
+  if type(cfg.use_l2warp) ~= "boolean" then cerr("use_l2warp must be true or false (got %s)", show(cfg.use_l2warp)) end
   if cfg.fuse_cross_entropy == true and cfg.fuse_linear_cross_entropy == true then
     cerr("fuse_cross_entropy and fuse_linear_cross_entropy cannot both be true")
   end
