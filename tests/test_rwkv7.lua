@@ -7,8 +7,8 @@
 --     float64 transcription of fla's model (tests/scripts/rwkv7_fla_ref.py), in chunk and recurrent modes
 --   * float64 finite differences of whole blocks (LayerNorms, time mix, channel mix: every parameter, the
 --     input, v_first in and out) at T = 70 (a chunk of 64 and a partial one), with decays at both ends of
---     RWKV-7's range (e^{−0.6065·σ}: near 1, and its floor 0.545) and â near 0 and near 1 (RWKV-7's
---     transition diag(w) − κ̂(κ̂⊙â)ᵀ has no negative eigenvalues), in both modes
+--     RWKV-7's range (e^{−0.6065·σ}: near 1, and its floor 0.545) and â near 0 and near 1 (where the floor
+--     meets â ≈ 1 the transition diag(e^w) − κ̂(κ̂⊙â)ᵀ has negative eigenvalues), in both modes
 --   * random configurations (head sizes, value_dim, switches, hybrids): chunk == recurrent (logits and
 --     gradients), step-by-step decode and prefill + decode == the forward, cache bytes == hb.eval.efficiency
 --   * hybrids train, decode, save and load; l2_warp's gradient (any model type); the config rules
