@@ -260,6 +260,7 @@ function rwkv7.forward(ctx, x)
   local r, k, v = lin(ctx, xr, "r_proj"), lin(ctx, xk, "k_proj"), lin(ctx, xv, "v_proj")
   local w = lora(ctx, xw, "w_lora", "tanh", true):sigmoid() * W_SCALE
   local flow = ctx.prepared
+  if type(flow) ~= "table" then error("rwkv7: ctx.prepared must be the model's per-forward table (def.prepare)", 0) end
   if L.first then
     flow.v_first = v
   else -- lerp(v, v_first, s); without an RWKV-7 layer 0 (a hybrid), v_first = 0
