@@ -16,6 +16,7 @@ local shapes = {
   hgrn2 = { expand_ratio = 32 },
   delta_net = { num_heads = 2, expand_k = 0.5, expand_v = 2.0 },
   gated_deltanet = { num_heads = 2, head_dim = 48, expand_v = 2.0 },
+  rwkv7 = { head_dim = 32 },
   transformer = {},
 }
 local names = {}
