@@ -4,7 +4,7 @@
 --   hyblua recipes/hybrid.lua --mixer retnet --ratio 0          # pure linear
 --   hyblua recipes/hybrid.lua --mixer transformer               # pure Transformer
 --   hyblua recipes/hybrid.lua --mixer gla --ratio 0 --set attn.layers=[1,5]   # attention exactly there
--- mixers: hgrn, retnet, gla, hgrn2, delta_net, gated_deltanet, mamba2, transformer. ratio r puts attention at
+-- mixers: hgrn, retnet, gla, hgrn2, delta_net, gated_deltanet, mamba2, rwkv7, transformer. ratio r puts attention at
 -- layers r, 2r+1, ... (hb.schedule.ratio); 0 means no attention layer. --help lists every key.
 local hb = require "hyblua"
 
@@ -17,6 +17,7 @@ local shapes = {
   delta_net = { num_heads = 2, expand_k = 0.5, expand_v = 2.0 },
   gated_deltanet = { num_heads = 2, head_dim = 48, expand_v = 2.0 },
   mamba2 = { head_dim = 32, state_size = 64 },
+  rwkv7 = { head_dim = 32 },
   transformer = {},
 }
 local names = {}

@@ -248,7 +248,7 @@ cfgerr({ expand_v = 0.3 }, "head_dim * expand_v = 1.2 is not an integer", "a non
 cfgerr({ attn_mode = "parallel" }, "attn_mode = 'parallel' (expected 'chunk' or 'fused_recurrent')", "fla's layer modes only")
 cfgerr({ use_gate = true }, "'use_gate' is not a field of kda configs", "another type's field is refused")
 cfgerr({ safe_gate = 1 }, "'safe_gate' must be true or false", "safe_gate must be a boolean")
-cfgerr({ use_l2warp = true }, "use_l2warp = true is not implemented by hyblua", "use_l2warp is refused naming the field")
+cfgerr({ hidden_act = "gelu" }, "hidden_act = 'gelu' is not implemented by hyblua", "a common field with an unimplemented value is refused naming it")
 T.ok(pcall(hb.models.new, with(BASE, { attn_mode = "fused_recurrent", safe_gate = true, lower_bound = -5 })),
   "attn_mode fused_recurrent and safe_gate with lower_bound −5 are accepted")
 local defaults = hb.models.new({ model_type = "kda", num_hidden_layers = 1, hidden_size = 64, vocab_size = 8 }).config

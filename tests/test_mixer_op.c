@@ -49,7 +49,7 @@ static int shape_of(const char *pat, int step, int64_t *size) {
 static hb_tensor_t *make_input(const hb_mixer_input_t *x, int step) {
     int64_t size[HB_MAXDIM];
     int n = shape_of(x->shape, step, size);
-    if (!strcmp(x->name, "g") || !strcmp(x->name, "decay")) return hb_rand(&R, HB_F64, n, size, -1.0, -0.05);
+    if (!strcmp(x->name, "g") || !strcmp(x->name, "gk") || !strcmp(x->name, "decay")) return hb_rand(&R, HB_F64, n, size, -1.0, -0.05);
     if (!strcmp(x->name, "beta")) return hb_rand(&R, HB_F64, n, size, 0.1, 0.9);
     return hb_randn(&R, HB_F64, n, size, 0, 0.5);
 }

@@ -8,7 +8,7 @@
 local hb = require "hyblua"
 local T = dofile("tests/tap.lua")
 
-local BUILTIN = { "attention", "hgrn", "retnet", "gla", "hgrn2", "delta_net", "gated_deltanet", "kda", "mamba2" }
+local BUILTIN = { "attention", "hgrn", "retnet", "gla", "hgrn2", "delta_net", "gated_deltanet", "kda", "mamba2", "rwkv7" }
 local tmp = os.tmpname()
 os.remove(tmp)
 hb.data.mkdir(tmp)
@@ -138,7 +138,7 @@ end
 T.raises(function() hb.models.new(with { num_head = 2 }) end, "config: unknown config key 'num_head' (did you mean 'num_heads'?)",
   "model config: a misspelt key")
 T.raises(function() hb.models.new(with { model_type = "hgrn", num_heads = 2 }) end,
-  "config: 'num_heads' is not a field of hgrn configs (it is one of delta_net, gated_deltanet, gla, hgrn2, kda, mamba2, retnet, transformer)",
+  "config: 'num_heads' is not a field of hgrn configs (it is one of delta_net, gated_deltanet, gla, hgrn2, kda, mamba2, retnet, rwkv7, transformer)",
   "model config: another type's field")
 T.raises(function() hb.models.new(with { foo = 1 }) end, "config: unknown config key 'foo' (known keys: architectures, attn,",
   "model config: a key with no near match lists the known keys")
@@ -167,7 +167,7 @@ T.is(hb.schedule.describe(hb.models.normalize_config { model_type = "gated_delta
 
 -- fla fields hyblua does not implement
 for _, c in ipairs {
-  { with { use_l2warp = true }, "config: use_l2warp = true is not implemented by hyblua (use false)" },
+  { with { use_l2warp = 1 }, "config: use_l2warp must be true or false (got 1)" },
   { with { hidden_act = "powlu" }, "config: hidden_act = 'powlu' is not implemented by hyblua (use 'swish')" },
   { with { elementwise_affine = false }, "config: elementwise_affine = false is not implemented by hyblua (use true)" },
   { with { feature_map = "relu" }, "config: feature_map = 'relu' is not implemented by hyblua (use null)" },
@@ -334,6 +334,51 @@ do
   hb.models.register_mixer("test_toy_bad", bad)
   T.raises(function() hb.models.new { model_type = "test_toy2" } end,
     "config: the block of model_type 'test_toy2' declared the mixer of layer 0 0 times (once expected)", "a block must declare its mixer")
+end
+
+-- ---- model_inits, a block with its own decode state, a per-forward table (RWKV-7's hooks, generally) ----
+do
+  local shift = {
+    model_type = "test_shift", architecture = "TestShiftForCausalLM", hybrid = true,
+    model_inits = function() return { embeddings = "ones", lm_head = function(shape) return hb.full(0.25, shape[1], shape[2]) end } end,
+    prepare = function() return {} end,
+    -- h + mix(h) + x_{t−1}: the previous token's input, kept in the block's cache (ctx.cache = c.blocks[i])
+    block = {
+      declare = function(_, _, _, mixer) mixer() end,
+      forward = function(ctx, h, mix)
+        local B, T, d = h:size(1), h:size(2), h:size(3)
+        local prev = ctx.cache and ctx.cache.prev or hb.zeros(B, 1, d)
+        if ctx.cache then ctx.cache.prev = h:narrow(2, T, 1):clone() end
+        local shifted = T == 1 and prev or hb.cat({ prev, h:narrow(2, 1, T - 1) }, 2)
+        return h + mix(h) + shifted
+      end,
+      state_bytes = function(cfg) return cfg.hidden_size * 4 end,
+    },
+    declare = function(add, d) add("w", { d, d }) end,
+    -- layer 0 leaves its output in the per-forward table; later layers add it
+    forward = function(ctx, x, _, W)
+      local y = hb.linear(x, W("w"))
+      if ctx.i == 0 then ctx.prepared.first = y else y = y + ctx.prepared.first end
+      return y
+    end,
+    state_bytes = function() return 0, 0 end,
+    flops = function() return 0 end,
+  }
+  hb.models.register_mixer("test_shift", shift)
+  local m = hb.models.new({ model_type = "test_shift", hidden_size = 8, num_hidden_layers = 3, vocab_size = 16,
+    attn = { layers = { 1 }, num_heads = 2 } }, { seed = 2 })
+  T.ok(m.params["model.embeddings.weight"]:min():item() == 1 and m.params["lm_head.weight"]:max():item() == 0.25,
+    "def.model_inits: the embedding's and the LM head's initialisation")
+  local ids = hb.randint(0, 16, 2, 7)
+  local full = hb.no_grad(function() return m:forward(ids) end)
+  local c, worst = m:new_cache(2), 0
+  for t = 1, 7 do worst = math.max(worst, (m:step(ids:narrow(2, t, 1), c) - full:select(2, t)):abs():max():item()) end
+  T.ok(worst < 1e-5 and c.blocks[2].prev ~= nil, "a block's own decode state (c.blocks) and a per-forward table (prepare) " ..
+    "across an attention layer: decoding matches the forward", worst)
+  T.is(c:nbytes(), hb.eval.efficiency(m, { N = 7 }).cache_bytes_at_N * 2, "cache:nbytes() and hb.eval.efficiency count block.state_bytes")
+  T.raises(function() hb.models.register_mixer("test_shift_bad", { forward = shift.forward, block = { declare = shift.block.declare,
+    forward = shift.block.forward, state_bytes = 4 } }) end, "def.block.state_bytes must be a function (got number)",
+    "block.state_bytes is checked")
 end
 
 -- ---- a missing module is an error ----------------------------------------------------------------------

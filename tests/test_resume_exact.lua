@@ -14,7 +14,7 @@ local STEPS, STOP = 10, 6    -- save_every is 4 in tests/scripts/train_resume.lu
 -- build, the test fails naming it, so that a shape is added here rather than the type skipped
 local shapes = {
   hgrn = { expand_ratio = 1 }, hgrn2 = { expand_ratio = 16 }, gated_deltanet = { num_heads = 2, head_dim = 16 },
-  mamba2 = { head_dim = 16, state_size = 16 },
+  mamba2 = { head_dim = 16, state_size = 16 }, rwkv7 = { head_dim = 16 },
 }
 local function small(mt, defaults)
   local c = { model_type = mt, hidden_size = 64, num_hidden_layers = 4, vocab_size = 256 }

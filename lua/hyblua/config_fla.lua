@@ -27,8 +27,8 @@ M.common = {
 
 -- common fields fla defines whose other values hyblua does not implement (the value here is the only one
 -- accepted); a mixer adds its own in def.unsupported, where an entry replaces the one here (Mamba-2's
--- hidden_act is "silu")
-M.unsupported = { attnres_block_size = NULL, hidden_act = "swish", use_l2warp = false }
+-- hidden_act is "silu", RWKV-7's "sqrelu")
+M.unsupported = { attnres_block_size = NULL, hidden_act = "swish" }
 
 -- keys every config may carry besides its fields: what the model is, and where custom mixers go
 -- (a type without hybrids, def.hybrid == false, accepts only a null `attn`)
@@ -194,6 +194,7 @@ function M.normalize(user)
   for k, v in pairs(M.unsupported) do only[k] = v end
   for k, v in pairs(def.unsupported or {}) do only[k] = v end
   check_supported(cfg, only)
+  if type(cfg.use_l2warp) ~= "boolean" then cerr("use_l2warp must be true or false (got %s)", show(cfg.use_l2warp)) end
   if cfg.fuse_cross_entropy == true and cfg.fuse_linear_cross_entropy == true then
     cerr("fuse_cross_entropy and fuse_linear_cross_entropy cannot both be true")
   end

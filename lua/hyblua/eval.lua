@@ -188,9 +188,12 @@ function E.efficiency(model, opts)
   local N = opts.N or cfg.max_position_embeddings or 2048
   local out = { params = model:num_parameters(), N = N, state_bytes = 0, conv_state_bytes = 0,
                 kv_bytes_at_N = 0, mixer_flops_per_token = 0, layers = {} }
+  local block = model._def and model._def.block
   for li, L in ipairs(model.layers) do
     local st, cv = ask(L, "state_bytes")(L, cfg)
-    cv = cv or 0
+    -- a model type's own block may keep decode state beside the mixer's (RWKV-7's channel-mix token
+    -- shift): counted with the short-convolution tails
+    cv = (cv or 0) + (block and block.state_bytes and block.state_bytes(cfg) or 0)
     local kv = L.def.kv_bytes and L.def.kv_bytes(L, cfg, N) or 0
     local fl = ask(L, "flops")(L, cfg, N)
     out.layers[li] = { kind = L.kind, mixer = L.mixer, state_bytes = st, conv_state_bytes = cv, kv_bytes = kv,

@@ -131,8 +131,11 @@ end
 -- mixer and the GatedMLP. A model type's def.block replaces it (same two functions):
 --   declare(add, i, cfg, mixer, standard)  add(name, ...) declares model.layers.<i>.<name>; mixer()
 --                                declares the mixer's parameters at that point (exactly once)
---   forward(ctx, h, mix, standard) → h  ctx as a mixer's, with ctx.prefix = "model.layers.<i>."; mix(x)
+--   forward(ctx, h, mix, standard) → h  ctx as a mixer's, with ctx.prefix = "model.layers.<i>." and
+--                                ctx.cache the block's own decode cache (its state beside the mixer's,
+--                                e.g. RWKV-7's channel-mix token shift; nil for full sequences); mix(x)
 --                                runs the layer's mixer
+--   state_bytes(cfg) (optional)  bytes per sequence of that state (float32), for hb.eval.efficiency
 -- `standard` is this block, for a type's block that hands some layers to it (Mamba-2's hybrid
 -- attention layers)
 models.standard_block = {
@@ -263,7 +266,8 @@ local function build(cfg_in)
   -- a lower bound first (embeddings + every layer's MLP), so a huge num_hidden_layers fails at once
   local least = 1.0 * V * d + (tdef.block and 0 or 3.0 * L * d * cfg._mlp)
   if least > models.max_params then user_error(too_big(least), 0) end
-  declare(m, names.embeddings, { V, d }, "normal")
+  local inits = tdef.model_inits and tdef.model_inits(cfg) or {}
+  declare(m, names.embeddings, { V, d }, inits.embeddings or "normal")
   if tdef.declare_model then tdef.declare_model(adder(m, ""), cfg) end
   local block = tdef.block or models.standard_block
   for i = 0, L - 1 do
@@ -286,7 +290,7 @@ local function build(cfg_in)
   end
   local final = tdef.final_norm or models.standard_final_norm
   final.declare(adder(m, names.model .. "." .. names.final_norm .. "."), d, cfg)
-  if not cfg.tie_word_embeddings then declare(m, "lm_head.weight", { V, d }, "normal") end
+  if not cfg.tie_word_embeddings then declare(m, "lm_head.weight", { V, d }, inits.lm_head or "normal") end
   return m
 end
 
@@ -503,8 +507,8 @@ local function hidden(self, ids, cache, cu)
       if not ok then errors.rethrow(y, string.format("layer %d (%s): ", i, layer.kind)) end
       return y
     end
-    local bctx = { m = self, i = i, W = self.params, cache = lcache, mode = self.mode, prepared = prepared,
-                   layer = layer, prefix = layer.block_prefix, cu_seqlens = cu }
+    local bctx = { m = self, i = i, W = self.params, cache = cache and cache.blocks[li] or nil, mode = self.mode,
+                   prepared = prepared, layer = layer, prefix = layer.block_prefix, cu_seqlens = cu }
     h = block.forward(bctx, h, mix, models.standard_block)
   end
   local final = def.final_norm or models.standard_final_norm
@@ -528,6 +532,17 @@ function Model:forward(ids, opts)
   return hb.linear(hidden(self, ids, nil, cu), lm_weight(self))
 end
 
+-- fla's l2_warp (docs/mixers.md#the-model): a term whose value is exactly 0 and whose gradient is
+-- factor·m at the arg-max of every position's logits, m the max logit, factor = 1e-4 / (B·T) (every
+-- position of logits [B, T, V], the last one included)
+local L2WARP = 1e-4
+local function l2warp(logits)
+  local m = logits:max(-1)
+  local md = m:detach()
+  local factor = L2WARP / (logits:size(1) * logits:size(2))
+  return ((m:square() - md:square()) * (0.5 * factor)):sum()
+end
+
 -- the loss of a packed batch: token t predicts labels[t+1] only inside its document (the last token of
 -- every document predicts nothing), so it is the mean over all documents' targets of each one's loss alone
 local function packed_loss(self, ids, labels, cu)
@@ -544,13 +559,17 @@ local function packed_loss(self, ids, labels, cu)
   if T - 1 - #masked < 1 then user_error("loss: the packed batch has no targets (every document has fewer than 2 tokens)", 3) end
   local tgt = labels:narrow(2, 2, T - 1):contiguous():view(T - 1):clone()
   for _, p in ipairs(masked) do tgt:set(-100, p + 1) end
-  local h = hidden(self, ids, nil, cu):narrow(2, 1, T - 1)
-  return hb.cross_entropy(hb.linear(h, lm_weight(self)):view(T - 1, -1), tgt, -100)
+  local h = hidden(self, ids, nil, cu)
+  local all = self.config.use_l2warp == true and hb.linear(h, lm_weight(self)) or nil
+  local logits = all and all:narrow(2, 1, T - 1) or hb.linear(h:narrow(2, 1, T - 1), lm_weight(self))
+  local loss = hb.cross_entropy(logits:contiguous():view(T - 1, -1), tgt, -100)
+  return all and loss + l2warp(all) or loss
 end
 
 -- mean next-token cross-entropy (docs/mixers.md#the-model); labels default to ids (shifted inside). A
 -- packed batch (ids [1, total] with cu_seqlens in opts or in place of ids) predicts no target across a
--- document boundary.
+-- document boundary. With config.use_l2warp the gradient also gets fla's l2_warp term (the value is
+-- unchanged).
 function Model:loss(ids, labels, opts)
   local cu
   ids, cu = batch_of(ids, opts, "loss")
@@ -558,35 +577,46 @@ function Model:loss(ids, labels, opts)
   if cu then return packed_loss(self, ids, labels, cu) end
   local B, T = ids:size(1), ids:size(2)
   if T < 2 then user_error("loss: need at least 2 tokens per row", 2) end
-  local h = hidden(self, ids):narrow(2, 1, T - 1)
-  local logits = hb.linear(h, lm_weight(self)):view(B * (T - 1), -1)
+  local warp = self.config.use_l2warp == true
+  local h = hidden(self, ids)
+  local all = warp and hb.linear(h, lm_weight(self)) or nil
+  local logits = all and all:narrow(2, 1, T - 1) or hb.linear(h:narrow(2, 1, T - 1), lm_weight(self))
+  logits = logits:contiguous():view(B * (T - 1), -1)
   local tgt = labels:narrow(2, 2, T - 1):contiguous():view(B * (T - 1))
-  return hb.cross_entropy(logits, tgt, -100)
+  local loss = hb.cross_entropy(logits, tgt, -100)
+  if warp then loss = loss + l2warp(all) end
+  return loss
 end
 
 -- ---- decoding -------------------------------------------------------------------------------------
 local Cache = {}
 Cache.__index = Cache
 -- the bytes the cache holds: per layer what its mixer's def.cache_bytes(layer cache, layer) says
--- (attention counts only the KV positions filled), else every tensor in the layer's table in full
-function Cache:nbytes()
+-- (attention counts only the KV positions filled), else every tensor in the layer's table in full;
+-- plus every tensor of the blocks' own caches (c.blocks, e.g. RWKV-7's channel-mix token shift)
+local function tensor_bytes(tbl)
   local n = 0
-  for li, lc in ipairs(self.layers) do
-    local layer = self._layers[li]
-    if layer.def.cache_bytes then
-      n = n + layer.def.cache_bytes(lc, layer)
-    else
-      for _, t in pairs(lc) do
-        if type(t) == "userdata" then n = n + t:nbytes() end
-      end
-    end
+  for _, t in pairs(tbl) do
+    if type(t) == "userdata" then n = n + t:nbytes() end
   end
   return n
 end
 
+function Cache:nbytes()
+  local n = 0
+  for li, lc in ipairs(self.layers) do
+    local layer = self._layers[li]
+    n = n + (layer.def.cache_bytes and layer.def.cache_bytes(lc, layer) or tensor_bytes(lc))
+    n = n + tensor_bytes(self.blocks[li])
+  end
+  return n
+end
+
+-- c.layers[li]: the mixer's decode state of layer li (ctx.cache of the mixer); c.blocks[li]: the block's
+-- own decode state (ctx.cache of the block, e.g. RWKV-7's channel-mix token shift)
 function Model:new_cache(B)
-  local c = setmetatable({ B = B or 1, layers = {}, pos = 0, _layers = self.layers }, Cache)
-  for li = 1, #self.layers do c.layers[li] = {} end
+  local c = setmetatable({ B = B or 1, layers = {}, blocks = {}, pos = 0, _layers = self.layers }, Cache)
+  for li = 1, #self.layers do c.layers[li], c.blocks[li] = {}, {} end
   return c
 end
 

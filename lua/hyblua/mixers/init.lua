@@ -10,6 +10,7 @@ require "hyblua.mixers.delta_net"
 require "hyblua.mixers.gated_deltanet"
 require "hyblua.mixers.kda"
 require "hyblua.mixers.mamba2"
+require "hyblua.mixers.rwkv7"
 
 local registry = require "hyblua.mixers.registry"
 registry.seal_builtins()

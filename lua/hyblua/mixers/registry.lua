@@ -19,6 +19,7 @@ local FIELDS = {
   model_type = "string", architecture = "string", config = "table", unsupported = "table",
   validate = "function", native_options = "function", hybrid = "boolean", names = "table",
   declare_model = "function", prepare = "function", block = "table", final_norm = "table",
+  model_inits = "function",
 }
 R.FIELDS = FIELDS
 
@@ -47,6 +48,9 @@ function R.register(name, def)
     local p = def[part]
     if p and (type(p.declare) ~= "function" or type(p.forward) ~= "function") then
       fail(name, "def." .. part .. " must be a table {declare = fn, forward = fn}")
+    end
+    if p and p.state_bytes ~= nil and type(p.state_bytes) ~= "function" then
+      fail(name, "def." .. part .. ".state_bytes must be a function (got " .. type(p.state_bytes) .. ")")
     end
   end
   local mt = def.model_type
