@@ -9,6 +9,7 @@ require "hyblua.mixers.hgrn2"
 require "hyblua.mixers.delta_net"
 require "hyblua.mixers.gated_deltanet"
 require "hyblua.mixers.kda"
+require "hyblua.mixers.gated_deltaproduct"
 
 local registry = require "hyblua.mixers.registry"
 registry.seal_builtins()
