@@ -4,7 +4,7 @@
 #include <string.h>
 
 extern const hb_mixer_desc_t hb_mixer_hgrn, hb_mixer_retention, hb_mixer_gla, hb_mixer_delta_rule,
-    hb_mixer_kda, hb_mixer_ssd, hb_mixer_dplr;
+    hb_mixer_kda, hb_mixer_ssd, hb_mixer_dplr, hb_mixer_deltaproduct;
 
 const hb_mixer_desc_t *const hb_mixer_registry[] = {
     &hb_mixer_hgrn,       /* kernels/hgrn.c: HGRN's element-wise gated scan */
@@ -14,6 +14,7 @@ const hb_mixer_desc_t *const hb_mixer_registry[] = {
     &hb_mixer_kda,        /* kernels/kda.c: KDA, the delta rule with a per-key-channel decay */
     &hb_mixer_ssd,        /* kernels/ssd.c: Mamba-2's SSD scan, scalar decay per head, grouped q/k */
     &hb_mixer_dplr,       /* kernels/dplr.c: RWKV-7's diagonal-plus-low-rank delta rule */
+    &hb_mixer_deltaproduct, /* kernels/deltaproduct.c: Gated DeltaProduct (NH Householder steps a token) */
     NULL,
 };
 

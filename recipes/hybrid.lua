@@ -4,8 +4,9 @@
 --   hyblua recipes/hybrid.lua --mixer retnet --ratio 0          # pure linear
 --   hyblua recipes/hybrid.lua --mixer transformer               # pure Transformer
 --   hyblua recipes/hybrid.lua --mixer gla --ratio 0 --set attn.layers=[1,5]   # attention exactly there
--- mixers: hgrn, retnet, gla, hgrn2, delta_net, gated_deltanet, mamba2, rwkv7, transformer. ratio r puts attention at
--- layers r, 2r+1, ... (hb.schedule.ratio); 0 means no attention layer. --help lists every key.
+-- mixers: hgrn, retnet, gla, hgrn2, delta_net, gated_deltanet, kda, gated_deltaproduct, mamba2, rwkv7,
+-- transformer. ratio r puts attention at layers r, 2r+1, ... (hb.schedule.ratio); 0 means no attention
+-- layer. --help lists every key.
 local hb = require "hyblua"
 
 -- per-mixer sizes that keep roughly the same parameter budget at hidden_size 128
@@ -16,6 +17,8 @@ local shapes = {
   hgrn2 = { expand_ratio = 32 },
   delta_net = { num_heads = 2, expand_k = 0.5, expand_v = 2.0 },
   gated_deltanet = { num_heads = 2, head_dim = 48, expand_v = 2.0 },
+  kda = { num_heads = 2, head_dim = 48, expand_v = 2.0 },
+  gated_deltaproduct = { num_heads = 2, head_dim = 48, expand_v = 2.0, num_householder = 2 },
   mamba2 = { head_dim = 32, state_size = 64 },
   rwkv7 = { head_dim = 32 },
   transformer = {},

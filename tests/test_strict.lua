@@ -204,7 +204,7 @@ end
 local user_cases = {
   { "recipes/gdn_3to1.lua --config nope.yaml", "hyblua: nope.yaml: No such file or directory\n" },
   { "recipes/gdn_3to1.lua --set train.lrr=1", "hyblua: --set train.lrr=1: unknown config key 'train.lrr' (did you mean 'train.lr'?)\n" },
-  { "recipes/hybrid.lua --mixer mamba", "hyblua: --mixer mamba: config key 'mixer' must be one of: delta_net, gated_deltanet, gla, hgrn, hgrn2, mamba2, retnet, rwkv7, transformer, got 'mamba'\n" },
+  { "recipes/hybrid.lua --mixer mamba", "hyblua: --mixer mamba: config key 'mixer' must be one of: delta_net, gated_deltanet, gated_deltaproduct, gla, hgrn, hgrn2, kda, mamba2, retnet, rwkv7, transformer, got 'mamba'\n" },
   { "recipes/gdn_3to1.lua --set model.expand_ratio=4", "hyblua: recipe: model.expand_ratio does not apply to model_type gated_deltanet (it is a key of: hgrn, hgrn2)\n" },
   { "plot nope.jsonl", "hyblua: nope.jsonl: No such file or directory\n" },
   { "plot --smoth 0.5 x.jsonl", "hyblua: plot: unknown option --smoth (did you mean --smooth?)\n" },

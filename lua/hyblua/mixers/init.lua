@@ -11,6 +11,7 @@ require "hyblua.mixers.gated_deltanet"
 require "hyblua.mixers.kda"
 require "hyblua.mixers.mamba2"
 require "hyblua.mixers.rwkv7"
+require "hyblua.mixers.gated_deltaproduct"
 
 local registry = require "hyblua.mixers.registry"
 registry.seal_builtins()
