@@ -18,10 +18,17 @@ local config = require "hyblua.config"
 local registry = require "hyblua.mixers"
 local common = require "hyblua.mixers.common"
 local schedule = require "hyblua.schedule"
+local generate = require "hyblua.generate"
+local summary = require "hyblua.summary"
 
 local models = {}
 local Model = {}
 Model.__index = Model
+-- printing a model (the REPL): type, layer stack, parameters by group, decode memory, dtype, mode
+Model.__name = "hyblua.Model"
+Model.__tostring = function(m) return summary.model(m) end
+-- m.config prints as its public fields, one a line (it stays a plain table for everything else)
+local ConfigMeta = { __name = "hyblua.Config", __tostring = function(cfg) return summary.config(C.to_json(cfg)) end }
 
 -- ---- parameters ---------------------------------------------------------------------------------
 -- The largest model new/from_tensors/load_pretrained build, in parameters (4 bytes each in float32):
@@ -254,6 +261,7 @@ local function build(cfg_in)
   local cfg = C.normalize(user)
   local custom_at, resolved = custom_layers(cfg, custom)
   if custom ~= nil then cfg.custom_mixers = resolved end
+  if getmetatable(cfg) == nil then setmetatable(cfg, ConfigMeta) end
   local names = names_of(tdef)
   local m = setmetatable({ config = cfg, _order = {}, _spec = {}, params = {}, mode = "chunk", layers = {},
                            _def = tdef, _names = names }, Model)
@@ -397,6 +405,21 @@ local function to_ids(ids)
   return ids
 end
 
+-- the layer's mixer on x; rows (a decode cache's split[li], made by generate for prompts of different
+-- lengths): one cache per row, so the mixer runs row by row, each row with its own cache
+local function run_mixer(layer, ctx, x, W, rows)
+  if not rows then return layer.def.forward(ctx, x, layer.opts, W) end
+  if #rows ~= x:size(1) then error(string.format("decode cache: %d rows, ids have %d", #rows, x:size(1)), 0) end
+  local ys = {}
+  for b, rc in ipairs(rows) do
+    local c = {}
+    for k, v in pairs(ctx) do c[k] = v end
+    c.cache = rc
+    ys[b] = layer.def.forward(c, x:narrow(1, b, 1), layer.opts, function(name) return common.W(c, name) end)
+  end
+  return hb.cat(ys, 1)
+end
+
 -- hidden states through every block; cache (optional) is a model cache for decoding
 function Model:hidden(ids, cache)
   local def, names = self._def, self._names
@@ -409,8 +432,9 @@ function Model:hidden(ids, cache)
     local ctx = { m = self, i = i, W = self.params, cache = lcache, mode = self.mode, prepared = prepared,
                   layer = layer, prefix = layer.prefix }
     local function W(name) return common.W(ctx, name) end
+    local rows = cache and cache.split and cache.split[li]
     local function mix(x)
-      local ok, y = pcall(layer.def.forward, ctx, x, layer.opts, W)
+      local ok, y = pcall(run_mixer, layer, ctx, x, W, rows)
       if not ok then errors.rethrow(y, string.format("layer %d (%s): ", i, layer.kind)) end
       return y
     end
@@ -445,20 +469,33 @@ local Cache = {}
 Cache.__index = Cache
 -- the bytes the cache holds: per layer what its mixer's def.cache_bytes(layer cache, layer) says
 -- (attention counts only the KV positions filled), else every tensor in the layer's table in full
-function Cache:nbytes()
+-- (a layer decoded row by row, cache.split[li], counts each row's cache)
+local function layer_cache_bytes(layer, lc)
+  if layer.def.cache_bytes then return layer.def.cache_bytes(lc, layer) end
   local n = 0
-  for li, lc in ipairs(self.layers) do
-    local layer = self._layers[li]
-    if layer.def.cache_bytes then
-      n = n + layer.def.cache_bytes(lc, layer)
-    else
-      for _, t in pairs(lc) do
-        if type(t) == "userdata" then n = n + t:nbytes() end
-      end
-    end
+  for _, t in pairs(lc) do
+    if type(t) == "userdata" then n = n + t:nbytes() end
   end
   return n
 end
+
+function Cache:layer_bytes(li)
+  local layer, rows = self._layers[li], self.split and self.split[li]
+  if not rows then return layer_cache_bytes(layer, self.layers[li]) end
+  local n = 0
+  for _, rc in ipairs(rows) do n = n + layer_cache_bytes(layer, rc) end
+  return n
+end
+
+function Cache:nbytes()
+  local n = 0
+  for li = 1, #self.layers do n = n + self:layer_bytes(li) end
+  return n
+end
+
+-- printing a cache (the REPL): rows, position, bytes and each layer's tensors (lua/hyblua/summary.lua)
+Cache.__name = "hyblua.Cache"
+Cache.__tostring = function(c) return summary.cache(c) end
 
 function Model:new_cache(B)
   local c = setmetatable({ B = B or 1, layers = {}, pos = 0, _layers = self.layers }, Cache)
@@ -500,45 +537,10 @@ function Model:prefill(ids, cache)
   end)
 end
 
--- greedy (temperature 0) or sampled generation; returns a table of B lists of new token ids
-function Model:generate(prompt, n, opts)
-  opts = opts or {}
-  prompt = to_ids(prompt)
-  local B = prompt:size(1)
-  local temp = opts.temperature or 0
-  local rng_seed = opts.seed
-  if rng_seed then hb.manual_seed(rng_seed) end
-  local cache = self:new_cache(B)
-  local logits = self:prefill(prompt, cache)
-  local out = {}
-  for b = 1, B do out[b] = {} end
-  for step = 1, n do
-    local nxt
-    if temp <= 0 then
-      nxt = logits:argmax(2)
-    else
-      local p = (logits / temp):softmax(2)
-      local u = hb.rand(B, 1, "float32")
-      local cs = p:cumsum(2)
-      local col = {}
-      for b = 1, B do
-        local row = cs:select(1, b):tolist()
-        local r, pick = u:get(b, 1), #row
-        for j = 1, #row do if row[j] >= r then pick = j; break end end
-        col[b] = pick - 1
-      end
-      nxt = hb.tensor(col, "int64")
-    end
-    local ids = {}
-    for b = 1, B do
-      local t = nxt:get(b)
-      out[b][step] = t
-      ids[b] = { t }
-    end
-    if step < n then logits = self:step(ids, cache) end
-  end
-  return out
-end
+-- generation (HF-style options, batches of prompts of different lengths, streaming, text):
+-- lua/hyblua/generate.lua
+Model.generate = generate.generate
+Model.generate_text = generate.generate_text
 
 -- ---- saving ----------------------------------------------------------------------------------------
 function Model:state_dict()
