@@ -81,7 +81,7 @@ $(B)/tests/hyblua_stub: lua/main.c core/interrupt.c tests/stub_hyblua.c lua/hybl
 	$(CC) $(CFLAGS) $(LUA_CFLAGS) lua/main.c core/interrupt.c tests/stub_hyblua.c -o $@ $(LUA_LIBS) -lm
 
 test: hyblua $(CTEST_BIN) $(if $(wildcard tests/test_repl.c),$(B)/tests/test_repl)
-	HB_FIXTURES=$(FIXTURES) HYBLUA=$(B)/tests/hyblua_stub prove -e tests/runtest $(CTEST_BIN) \
+	HB_FIXTURES=$(FIXTURES) HYBLUA=$(B)/tests/hyblua_stub HYBLUA_REAL=./hyblua prove -e tests/runtest $(CTEST_BIN) \
 	  $(if $(wildcard tests/test_repl.c),$(B)/tests/test_repl) $(sort $(wildcard tests/test_*.lua)) \
 	  $(wildcard tests/test_*.sh)
 

@@ -524,6 +524,57 @@ static void test_plain_runs(void) {
     }
 }
 
+/* The real module (HYBLUA_REAL, default ./hyblua): what the REPL prints for a model and its config
+ * (lua/hyblua/summary.lua), and Ctrl-C inside a user loop over a model reports "interrupted!" without
+ * a position inside the library. */
+static int seg_has(session *s, size_t from, const char *needle) {
+    char *seg = strndup(s->buf + from, s->mark - from);
+    int yes = strstr(seg, needle) != NULL;
+    if (!yes) diag_text("missing", needle);
+    free(seg);
+    return yes;
+}
+
+static void test_real_module(void) {
+    session s;
+    char *argv[] = {(char *)"hyblua", NULL};
+    const char *stub = hyblua;
+    const char *real = getenv("HYBLUA_REAL") ? getenv("HYBLUA_REAL") : "./hyblua";
+    size_t from;
+    hyblua = real;
+    if (!ok(access(real, X_OK) == 0 && session_start(&s, argv, tmpdir), "the real hyblua starts on a pseudo-terminal")) {
+        hyblua = stub;
+        return;
+    }
+    ok(prompt(&s), "real module: prompt");
+    ok(send_line(&s, "m = hb.models.new({model_type = 'gla', hidden_size = 16, num_hidden_layers = 2, num_heads = 2, "
+                     "vocab_size = 32, attn = hb.schedule.layers{1, num_heads = 2}}, {seed = 1});", NULL),
+       "a model is built");
+    from = s.mark;
+    ok(send_line(&s, "m", "hyblua.Model(gla, 2 layers: LA)") && seg_has(&s, from, "\n  parameters ") &&
+       seg_has(&s, from, "KV 128 B per token") && seg_has(&s, from, "mode chunk"),
+       "a bare model at the prompt prints its summary");
+    from = s.mark;
+    ok(send_line(&s, "m.config", "hyblua config {") && seg_has(&s, from, "  model_type ") && seg_has(&s, from, "\"gla\""),
+       "m.config prints as a readable table");
+    from = s.mark;
+    send_str(&s, "ids = hb.randint(0, 32, 1, 16) print('generating') while true do m:generate(ids, 4) end\n");
+    ok(expect(&s, "\ngenerating\n"), "a user loop over m:generate starts");
+    sleep_ms(300);
+    send_str(&s, "\x03");
+    ok(expect(&s, "interrupted!") && prompt(&s), "Ctrl-C in the user loop: 'interrupted!' and a prompt");
+    {
+        char *seg = strndup(s.buf + from, s.mark - from);
+        ok(strstr(seg, ".lua:") == NULL && strstr(seg, "stack traceback") == NULL && strstr(seg, "layer ") == NULL,
+           "the interrupt names no library file, layer or traceback");
+        free(seg);
+    }
+    ok(send_line(&s, "#m:generate(ids, 3)[1]", "\n3\n"), "the model still works after the interrupt");
+    send_str(&s, "os.exit(0)\n");
+    ok(session_end(&s, TIMEOUT_MS) == 0, "the session ends");
+    hyblua = stub;
+}
+
 int main(int argc, char **argv) {
     char cmd[600];
     hyblua = argc > 1 ? argv[1] : getenv("HYBLUA") ? getenv("HYBLUA") : "./hyblua";
@@ -533,6 +584,7 @@ int main(int argc, char **argv) {
     test_repl_session();
     test_script_interrupt();
     test_plain_runs();
+    test_real_module();
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
     if (system(cmd) != 0) diag("could not remove %s", tmpdir);
     return tap_done();

@@ -68,6 +68,7 @@ end
 
 function M.user_error(msg, level)
   msg = strip_library_position(tostring(msg))
+  if msg == "" then msg = "(user error with an empty message)" end -- an error always says something
   -- a whole level in [0, 10^6] (Lua stacks are no deeper; debug.getinfo takes a C int, and a float
   -- level such as 2^53 would never advance)
   level = type(level) == "number" and level == level and math.min(math.max(math.floor(level), 0), 1000000) or 0

@@ -18,10 +18,17 @@ local config = require "hyblua.config"
 local registry = require "hyblua.mixers"
 local common = require "hyblua.mixers.common"
 local schedule = require "hyblua.schedule"
+local generate = require "hyblua.generate"
+local summary = require "hyblua.summary"
 
 local models = {}
 local Model = {}
 Model.__index = Model
+-- printing a model (the REPL): type, layer stack, parameters by group, decode memory, dtype, mode
+Model.__name = "hyblua.Model"
+Model.__tostring = function(m) return summary.model(m) end
+-- m.config prints as its public fields, one a line (it stays a plain table for everything else)
+local ConfigMeta = { __name = "hyblua.Config", __tostring = function(cfg) return summary.config(C.to_json(cfg)) end }
 
 -- ---- parameters ---------------------------------------------------------------------------------
 -- The largest model new/from_tensors/load_pretrained build, in parameters (4 bytes each in float32):
@@ -259,6 +266,7 @@ local function build(cfg_in)
   local cfg = C.normalize(user)
   local custom_at, resolved = custom_layers(cfg, custom)
   if custom ~= nil then cfg.custom_mixers = resolved end
+  if getmetatable(cfg) == nil then setmetatable(cfg, ConfigMeta) end
   local names = names_of(tdef)
   local m = setmetatable({ config = cfg, _order = {}, _spec = {}, params = {}, mode = "chunk", layers = {},
                            _def = tdef, _names = names }, Model)
@@ -484,6 +492,21 @@ local function check_packed(self)
   end
 end
 
+-- the layer's mixer on x; rows (a decode cache's split[li], made by generate for prompts of different
+-- lengths): one cache per row, so the mixer runs row by row, each row with its own cache
+local function run_mixer(layer, ctx, x, W, rows)
+  if not rows then return layer.def.forward(ctx, x, layer.opts, W) end
+  if #rows ~= x:size(1) then error(string.format("decode cache: %d rows, ids have %d", #rows, x:size(1)), 0) end
+  local ys = {}
+  for b, rc in ipairs(rows) do
+    local c = {}
+    for k, v in pairs(ctx) do c[k] = v end
+    c.cache = rc
+    ys[b] = layer.def.forward(c, x:narrow(1, b, 1), layer.opts, function(name) return common.W(c, name) end)
+  end
+  return hb.cat(ys, 1)
+end
+
 -- hidden states through every block; cache (optional) is a model cache for decoding; cu (checked) the
 -- packed documents' starts or nil
 local function hidden(self, ids, cache, cu)
@@ -502,8 +525,9 @@ local function hidden(self, ids, cache, cu)
     local ctx = { m = self, i = i, W = self.params, cache = lcache, mode = self.mode, prepared = prepared,
                   layer = layer, prefix = layer.prefix, cu_seqlens = cu }
     local function W(name) return common.W(ctx, name) end
+    local rows = cache and cache.split and cache.split[li]
     local function mix(x)
-      local ok, y = pcall(layer.def.forward, ctx, x, layer.opts, W)
+      local ok, y = pcall(run_mixer, layer, ctx, x, W, rows)
       if not ok then errors.rethrow(y, string.format("layer %d (%s): ", i, layer.kind)) end
       return y
     end
@@ -592,8 +616,9 @@ end
 local Cache = {}
 Cache.__index = Cache
 -- the bytes the cache holds: per layer what its mixer's def.cache_bytes(layer cache, layer) says
--- (attention counts only the KV positions filled), else every tensor in the layer's table in full;
--- plus every tensor of the blocks' own caches (c.blocks, e.g. RWKV-7's channel-mix token shift)
+-- (attention counts only the KV positions filled), else every tensor in the layer's table in full
+-- (a layer decoded row by row, cache.split[li], counts each row's cache); plus every tensor of the
+-- blocks' own caches (c.blocks, e.g. RWKV-7's channel-mix token shift)
 local function tensor_bytes(tbl)
   local n = 0
   for _, t in pairs(tbl) do
@@ -602,15 +627,27 @@ local function tensor_bytes(tbl)
   return n
 end
 
-function Cache:nbytes()
-  local n = 0
-  for li, lc in ipairs(self.layers) do
-    local layer = self._layers[li]
-    n = n + (layer.def.cache_bytes and layer.def.cache_bytes(lc, layer) or tensor_bytes(lc))
-    n = n + tensor_bytes(self.blocks[li])
-  end
+local function layer_cache_bytes(layer, lc)
+  return layer.def.cache_bytes and layer.def.cache_bytes(lc, layer) or tensor_bytes(lc)
+end
+
+function Cache:layer_bytes(li)
+  local layer, rows = self._layers[li], self.split and self.split[li]
+  local n = tensor_bytes(self.blocks[li])
+  if not rows then return n + layer_cache_bytes(layer, self.layers[li]) end
+  for _, rc in ipairs(rows) do n = n + layer_cache_bytes(layer, rc) end
   return n
 end
+
+function Cache:nbytes()
+  local n = 0
+  for li = 1, #self.layers do n = n + self:layer_bytes(li) end
+  return n
+end
+
+-- printing a cache (the REPL): rows, position, bytes and each layer's tensors (lua/hyblua/summary.lua)
+Cache.__name = "hyblua.Cache"
+Cache.__tostring = function(c) return summary.cache(c) end
 
 -- c.layers[li]: the mixer's decode state of layer li (ctx.cache of the mixer); c.blocks[li]: the block's
 -- own decode state (ctx.cache of the block, e.g. RWKV-7's channel-mix token shift)
@@ -654,45 +691,10 @@ function Model:prefill(ids, cache)
   end)
 end
 
--- greedy (temperature 0) or sampled generation; returns a table of B lists of new token ids
-function Model:generate(prompt, n, opts)
-  opts = opts or {}
-  prompt = to_ids(prompt)
-  local B = prompt:size(1)
-  local temp = opts.temperature or 0
-  local rng_seed = opts.seed
-  if rng_seed then hb.manual_seed(rng_seed) end
-  local cache = self:new_cache(B)
-  local logits = self:prefill(prompt, cache)
-  local out = {}
-  for b = 1, B do out[b] = {} end
-  for step = 1, n do
-    local nxt
-    if temp <= 0 then
-      nxt = logits:argmax(2)
-    else
-      local p = (logits / temp):softmax(2)
-      local u = hb.rand(B, 1, "float32")
-      local cs = p:cumsum(2)
-      local col = {}
-      for b = 1, B do
-        local row = cs:select(1, b):tolist()
-        local r, pick = u:get(b, 1), #row
-        for j = 1, #row do if row[j] >= r then pick = j; break end end
-        col[b] = pick - 1
-      end
-      nxt = hb.tensor(col, "int64")
-    end
-    local ids = {}
-    for b = 1, B do
-      local t = nxt:get(b)
-      out[b][step] = t
-      ids[b] = { t }
-    end
-    if step < n then logits = self:step(ids, cache) end
-  end
-  return out
-end
+-- generation (HF-style options, batches of prompts of different lengths, streaming, text):
+-- lua/hyblua/generate.lua
+Model.generate = generate.generate
+Model.generate_text = generate.generate_text
 
 -- ---- saving ----------------------------------------------------------------------------------------
 function Model:state_dict()
