@@ -233,6 +233,9 @@ static int kernel_failed(const char *op) {
     return -1;
 }
 
+/* the node watches the context's inputs and output for in-place changes */
+_Static_assert(HB_MIXER_MAXIN + 1 <= HB_NODE_MAXWATCH, "mixer_ctx keeps more tensors than a node can watch");
+
 /* ---- the autograd node ------------------------------------------------------------------------------ */
 typedef struct {
     const hb_mixer_desc_t *desc;
@@ -304,9 +307,12 @@ static void record(hb_tensor_t *o, const hb_mixer_desc_t *d, hb_tensor_t *const 
         x->in[i] = c[i] && !(d->in[i].flags & HB_IN_UNSAVED) ? hb_tensor_ref(c[i]) : NULL;
     x->saved = hb_tensor_ref(saved);
     n->ctx_release = mixer_ctx_release;
+    n->reads_in = 0;   /* the backward reads the context's copies: watch those for in-place changes */
+    for (int i = 0; i < HB_MIXER_MAXIN; i++) hb_node_watch(n, x->in[i]);
     if (d->saves_output) {
         x->out = hb_detach(o);
-        if (!x->out) hb_node_lost(o);
+        if (!x->out) { hb_node_lost(o); return; }
+        hb_node_watch(n, x->out);
     }
 }
 
@@ -381,6 +387,7 @@ hb_tensor_t *hb_mixer_step(const hb_mixer_desc_t *d, hb_tensor_t *state, hb_tens
     if (o) {
         a.o = hb_data(o);
         a.state = hb_data(state);
+        hb_tensor_bump_version(state);
         for (int i = 0; i < HB_MIXER_MAXIN; i++) a.in[i] = data_or_null(c[i]);
         if (kernels_for(d, state->dtype)->step(&a)) {
             hb_tensor_free(o);

@@ -151,12 +151,12 @@ hb_tensor_t *hb_attention(hb_tensor_t *q, hb_tensor_t *k, hb_tensor_t *v, double
         return NULL;
     }
     hb_node_t *n = hb_node_attach(o, op, bw_attention, 3, all, sizeof(attn_ctx));
-    if (n) {
-        for (int i = 0; i < 3; i++) n->saved[i] = hb_tensor_ref(c[i]);
-        n->saved[3] = hb_detach(o);
-        n->saved[4] = hb_tensor_ref(lse);
+    if (n) {   /* the backward reads the saved contiguous copies, not the inputs */
+        n->reads_in = 0;
+        for (int i = 0; i < 3; i++) hb_node_save(n, i, c[i]);
+        hb_node_save(n, 4, lse);
         *(attn_ctx *)n->ctx = (attn_ctx){.scale = scale, .window = window};
-        if (!n->saved[3]) hb_node_lost(o);
+        hb_node_save_output(n, 3, o);
     }
     free_all(3, c);
     hb_tensor_free(lse);
@@ -225,7 +225,10 @@ hb_tensor_t *hb_rope(hb_tensor_t *x, double theta, int64_t pos0) {
     hb_tensor_free(xc);
     if (rc) { hb_tensor_free(o); kfail("rope"); return NULL; }
     hb_node_t *n = hb_node_attach(o, "rope", bw_rope, 1, &x, sizeof(rope_ctx));
-    if (n) *(rope_ctx *)n->ctx = (rope_ctx){.theta = theta, .pos0 = pos0};
+    if (n) {
+        *(rope_ctx *)n->ctx = (rope_ctx){.theta = theta, .pos0 = pos0};
+        n->reads_in = 0;   /* a rotation: its backward needs no values */
+    }
     return o;
 }
 
@@ -358,7 +361,8 @@ hb_tensor_t *hb_conv1d(hb_tensor_t *x, hb_tensor_t *w, hb_tensor_t *bias, int ac
     if (rc) { free_all(3, c); hb_tensor_free(y); if (!nomem) kfail(op); return NULL; }
     hb_node_t *n = hb_node_attach(y, op, bw_conv, bias ? 3 : 2, all, sizeof(conv1d_ctx));
     if (n) {
-        for (int i = 0; i < 3; i++) n->saved[i] = c[i] ? hb_tensor_ref(c[i]) : NULL;
+        n->reads_in = 0;   /* the backward reads the saved contiguous copies */
+        for (int i = 0; i < 3; i++) hb_node_save(n, i, c[i]);
         *(conv1d_ctx *)n->ctx = (conv1d_ctx){.act = act, .W = W};
     }
     free_all(3, c);
@@ -376,6 +380,7 @@ hb_tensor_t *hb_conv1d_step(hb_tensor_t *cache, hb_tensor_t *x, hb_tensor_t *w, 
     if (!hb_is_contiguous(cache)) { hb_seterr("conv1d_step: cache must be contiguous"); return NULL; }
     if (contig(3, all, c)) return NULL;
     hb_tensor_t *y = hb_tensor_empty(x->dtype, 2, x->size);
+    hb_tensor_bump_version(cache);
     if (y && conv1d_step_dt(x->dtype, dp(y), dp(cache), dp(c[0]), dp(c[1]), dp(c[2]), act, B, D, W)) {
         hb_tensor_free(y);
         y = NULL;
