@@ -170,8 +170,14 @@ hb_tensor_t *hb_attention_step(hb_tensor_t *q, hb_tensor_t *kc, hb_tensor_t *vc,
     int64_t cs[4] = {B, Tmax, Hkv, D};
     if (dims_eq(kc, op, "k cache", 4, cs) || dims_eq(vc, op, "v cache", 4, cs)) return NULL;
     if (kc->dtype != q->dtype || vc->dtype != q->dtype) { hb_seterr("%s: dtypes differ", op); return NULL; }
-    if (pos < 0 || pos >= Tmax || !hb_is_contiguous(kc) || !hb_is_contiguous(vc) || Hkv < 1 || H % Hkv) {
+    if (pos < 0 || !hb_is_contiguous(kc) || !hb_is_contiguous(vc) || Hkv < 1 || H % Hkv) {
         hb_seterr("%s: bad cache (pos %lld, capacity %lld, contiguous caches required)", op, (long long)pos, (long long)Tmax);
+        return NULL;
+    }
+    if (pos >= Tmax && !(window > 0 && window <= Tmax)) {   /* a ring buffer serves a window only */
+        hb_seterr("%s: position %lld is beyond the cache's %lld slots; a cache shorter than the context is a ring "
+                  "of the last positions, which serves only a window of at most %lld (window %lld)", op, (long long)pos,
+                  (long long)Tmax, (long long)Tmax, (long long)window);
         return NULL;
     }
     hb_tensor_t *qc = hb_contiguous(q);

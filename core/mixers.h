@@ -18,7 +18,8 @@
 hb_tensor_t *hb_attention(hb_tensor_t *q, hb_tensor_t *k, hb_tensor_t *v, double scale, int64_t window);
 /* RoPE rotate-half on x (B,T,H,D), positions pos0 + t. */
 hb_tensor_t *hb_rope(hb_tensor_t *x, double theta, int64_t pos0);
-/* One decode step of attention: q (B,H,D) against caches kc/vc (B,Tmax,Hkv,D) holding positions 0..pos. */
+/* One decode step of attention: q (B,H,D) against caches kc/vc (B,Tmax,Hkv,D) holding positions 0..pos, position
+ * p at slot p mod Tmax: pos < Tmax, or a ring of the last Tmax positions when 0 < window <= Tmax. */
 hb_tensor_t *hb_attention_step(hb_tensor_t *q, hb_tensor_t *kc, hb_tensor_t *vc, double scale, int64_t window, int64_t pos);
 
 /* GLA: S_t = diag(exp(gk_t)) S_{t-1} + k_t v_tᵀ, o_t = S_tᵀ(scale q_t). q,k,gk (B,T,H,K), v (B,T,H,V). */
