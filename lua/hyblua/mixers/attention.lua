@@ -5,6 +5,7 @@
 -- layers, which fla does not offer in hybrids).
 local hb = require "hyblua.binding"
 local config = require "hyblua.config"
+local user_error = require("hyblua.errors").user_error
 local C = require "hyblua.config_fla"
 local common = require "hyblua.mixers.common"
 local registry = require "hyblua.mixers.registry"
@@ -55,7 +56,7 @@ function attention.check_options(spec, cfg, where)
   if type(spec) ~= "table" then cerr("%s must be an object", where) end
   local known = {}
   for k in pairs(attention.options) do known[k] = true end
-  config.check_keys(spec, known, "config: " .. where)
+  config.check_keys(spec, known, "config: " .. where, "config key")
   if type(spec.layers) ~= "table" then cerr("%s.layers is required (a list of layer indices)", where) end
   for _, l in ipairs(spec.layers) do
     if math.type(l) ~= "integer" or l < 0 or l >= L then
@@ -152,7 +153,7 @@ function attention.forward(ctx, x)
   local scale = 1 / math.sqrt(L.D)
   local o
   if cache then
-    if pos0 > 0 and T ~= 1 then error("decode cache: only one token per step after the prefill", 0) end
+    if pos0 > 0 and T ~= 1 then user_error("decode cache: only one token per step after the prefill") end
     cache_write(cache, k, v, pos0, L)
     cache.pos = pos0 + T
     if pos0 == 0 then
