@@ -74,6 +74,12 @@ do
   local a = hb.attention { q = q2, k = k2, v = v2, scale = 0.5 }
   hb.no_grad(function() v2:fill_(0) end)
   T.raises(function() a:sum():backward() end, "attention: " .. MSG, "attention: changing v before backward raises")
+  -- kda (added after the version counters: every mixer descriptor's context is watched)
+  local q3, k3, v3, g3 = qkvg()
+  local beta = (hb.rand(1, 4, 1) * 0.5):requires_grad(true)
+  local o3 = hb.kda { q = q3, k = k3, v = v3, g = -(g3:abs()), beta = beta, scale = 0.5 }
+  hb.no_grad(function() beta:mul_(2) end)
+  T.raises(function() o3:sum():backward() end, "kda: " .. MSG, "kda: changing beta before backward raises")
 end
 
 -- no false alarms: ops whose backward reads no values, and changes after the backward
@@ -112,11 +118,21 @@ do
 end
 
 -- the model's own in-place updates: KV cache and recurrent-state writes while a graph is alive
-for _, cfg in ipairs {
-  { model_type = "transformer", hidden_size = 16, num_hidden_layers = 2, num_heads = 2, vocab_size = 32 },
-  { model_type = "gla", hidden_size = 16, num_hidden_layers = 2, num_heads = 2, vocab_size = 32,
-    attn = { layers = { 1 }, num_heads = 2, window_size = 4 } },
-} do
+-- (every model type of the mixer registry as a 1:1 hybrid with a windowed attention layer, and a transformer)
+local cfgs = { { model_type = "transformer", hidden_size = 16, num_hidden_layers = 2, num_heads = 2, vocab_size = 32 } }
+local shapes = { hgrn = { expand_ratio = 1 }, hgrn2 = { expand_ratio = 8 }, gated_deltanet = { num_heads = 2, head_dim = 8 } }
+local types = require("hyblua.config_fla").types
+for _, mt in ipairs(require("hyblua.mixers.registry").model_types()) do
+  if mt ~= "transformer" then
+    local c = { model_type = mt, hidden_size = 16, num_hidden_layers = 2, vocab_size = 32,
+      attn = { layers = { 1 }, num_heads = 2, window_size = 4 } }
+    for k, v in pairs(shapes[mt] or {}) do c[k] = v end
+    if not shapes[mt] and types[mt].num_heads ~= nil then c.num_heads = 2 end
+    if not shapes[mt] and types[mt].head_dim ~= nil then c.head_dim = 8 end
+    cfgs[#cfgs + 1] = c
+  end
+end
+for _, cfg in ipairs(cfgs) do
   local m = hb.models.new(cfg, { seed = 1 })
   local cache = m:new_cache(1)
   local h = m:hidden(hb.tensor({ { 1, 2, 3, 4, 5 } }, "int64"), cache)   -- grad mode on, cache filled
