@@ -119,4 +119,25 @@ do
   T.is(#g:generate({ { 1, 2 } }, 3)[1], 3, "no temperature is greedy")
 end
 
+-- ---- every new model type's booleans and numbers (kda), and all of these are user errors -------------------
+do
+  local kda = { model_type = "kda", hidden_size = 16, num_hidden_layers = 1, num_heads = 2, head_dim = 8, vocab_size = 32 }
+  local function kwith(k, v) local c = {} for x, y in pairs(kda) do c[x] = y end c[k] = v return c end
+  T.raises(function() hb.models.new(kwith("allow_neg_eigval", "yes")) end,
+    "config: 'allow_neg_eigval' must be true or false (got 'yes')", "kda: a boolean field given \"yes\"")
+  T.raises(function() hb.models.new(kwith("expand_v", math.huge)) end, "config: 'expand_v' must be a number in [0, 2147483647] (got inf)",
+    "kda: an infinite expand_v (its own range message)")
+  local g = hb.models.new(base, { seed = 1 })
+  for _, f in ipairs {
+    function() hb.models.new(with { use_short_conv = "no" }) end,
+    function() hb.models.new(with { initializer_range = math.huge }) end,
+    function() hb.models.new(with { custom_mixers = { { mixer = "test_bool_opt", layers = 5 } } }) end,
+    function() g:step({ 1 }, {}) end,
+    function() g:generate({ { 1, 2 } }, 3, { temperature = 0 / 0 }) end,
+  } do
+    local ok, err = pcall(f)
+    T.ok(not ok and hb.is_user_error(err), "a user error (printed without a traceback): " .. tostring(err))
+  end
+end
+
 T.done()
