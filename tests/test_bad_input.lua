@@ -112,7 +112,7 @@ do
   for _, case in ipairs { { 0 / 0, "nan" }, { 1e-310, "1e-310" }, { 4.9e-324, "4.94066e-324" }, { 1e-7, "1e-07" },
     { -1, "-1" }, { math.huge, "inf" }, { "0.7", "'0.7'" } } do
     T.raises(function() g:generate({ { 1, 2 } }, 3, { temperature = case[1] }) end,
-      "generate: temperature must be 0 (greedy) or a finite number >= 1e-06 (got ", "temperature " .. case[2] .. " is refused")
+      "generate: temperature must be 0 (greedy) or a finite number >= 1e-06 (got " .. case[2] .. ")", "temperature " .. case[2] .. " is refused")
   end
   T.is(#g:generate({ { 1, 2 } }, 3, { temperature = 0.7, seed = 1 })[1], 3, "temperature 0.7 samples")
   T.is(#g:generate({ { 1, 2 } }, 3, { temperature = 1e-6, seed = 1 })[1], 3, "temperature 1e-6 samples")

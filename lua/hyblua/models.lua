@@ -563,7 +563,7 @@ function Model:generate(prompt, n, opts)
   -- into infinities and the probabilities into NaN, as NaN itself would: both used to pick the last token
   if type(temp) ~= "number" or not (temp == 0 or (temp >= MIN_TEMPERATURE and temp < math.huge)) then
     user_error(string.format("generate: temperature must be 0 (greedy) or a finite number >= %g (got %s)", MIN_TEMPERATURE,
-      type(temp) == "number" and string.format("%.6g", temp) or C.show(temp)), 2)
+      temp ~= temp and "nan" or type(temp) == "number" and string.format("%.6g", temp) or C.show(temp)), 2)
   end
   local rng_seed = opts.seed
   if rng_seed then hb.manual_seed(rng_seed) end
