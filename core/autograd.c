@@ -12,6 +12,7 @@
 #include "autograd.h"
 #include "../kernels/alloc.h"
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -77,10 +78,70 @@ hb_node_t *hb_node_attach(hb_tensor_t *out, const char *name, hb_backward_fn bw,
     n->name = name;
     n->backward = bw;
     n->nin = nin;
-    for (int i = 0; i < nin; i++) n->in[i] = hb_tensor_ref(in[i]);
+    for (int i = 0; i < nin; i++) {
+        n->in[i] = hb_tensor_ref(in[i]);
+        if (in[i]) n->in_version[i] = hb_tensor_version(in[i]);
+    }
+    n->reads_in = (1u << nin) - 1;
     set_grad_fn(out, n);
     out->requires_grad = 1;
     return n;
+}
+
+void hb_node_save(hb_node_t *n, int i, hb_tensor_t *t) {
+    hb_tensor_free(n->saved[i]);
+    n->saved[i] = hb_tensor_ref(t);
+    n->saved_version[i] = t ? hb_tensor_version(t) : 0;
+    n->saved_set |= 1u << i;
+}
+
+int hb_node_save_output(hb_node_t *n, int i, hb_tensor_t *out) {
+    hb_tensor_t *alias = hb_detach(out);
+    if (!alias) { hb_node_lost(out); return -1; }
+    hb_node_save(n, i, alias);
+    hb_tensor_free(alias);
+    return 0;
+}
+
+int hb_node_watch(hb_node_t *n, const hb_tensor_t *t) {
+    if (!t) return 0;
+    if (n->nwatch == HB_NODE_MAXWATCH) {
+        hb_seterr("%s: more than %d tensors to watch for in-place changes", n->name, HB_NODE_MAXWATCH);
+        return -1;
+    }
+    n->watch[n->nwatch] = t;
+    n->watch_version[n->nwatch++] = hb_tensor_version(t);
+    return 0;
+}
+
+/* 0 if every tensor n's backward reads still has the version it had when recorded, else -1 with a
+ * message naming the op, which tensor, and both versions. */
+static int modified(const hb_node_t *n, int input, const hb_tensor_t *t, uint64_t v) {
+    char b[64], what[32] = "a saved tensor";
+    if (input) snprintf(what, sizeof what, "its input %d", input);
+    hb_seterr("%s: a tensor needed for backward was modified in place (%s, of shape %s, is at version %llu; "
+              "the forward saw version %llu): change a clone() instead, or run the forward again after the change",
+              n->name, what, hb_shape_str(t, b, sizeof b), (unsigned long long)hb_tensor_version(t),
+              (unsigned long long)v);
+    return -1;
+}
+static int check_versions(const hb_node_t *n) {
+    for (int i = 0; i < n->nin; i++)
+        if ((n->reads_in >> i & 1) && n->in[i] && hb_tensor_version(n->in[i]) != n->in_version[i])
+            return modified(n, i + 1, n->in[i], n->in_version[i]);
+    for (int i = 0; i < HB_NODE_MAXSAVED; i++) {
+        if (!n->saved[i]) continue;
+        if (!(n->saved_set >> i & 1)) {
+            hb_seterr("%s: saved tensor %d was not recorded with hb_node_save (an internal error)", n->name, i + 1);
+            return -1;
+        }
+        if (hb_tensor_version(n->saved[i]) != n->saved_version[i])
+            return modified(n, 0, n->saved[i], n->saved_version[i]);
+    }
+    for (int i = 0; i < n->nwatch; i++)
+        if (hb_tensor_version(n->watch[i]) != n->watch_version[i])
+            return modified(n, 0, n->watch[i], n->watch_version[i]);
+    return 0;
 }
 
 void hb_node_free(hb_node_t *n) {
@@ -194,6 +255,10 @@ int hb_backward(hb_tensor_t *root, hb_tensor_t *gout, int retain_graph) {
             if (vec_push(&order, t)) goto out;
         }
     }
+    /* every node's saved values must be as the forward left them: checked before anything runs, so a
+       refused backward changes no .grad and keeps the graph */
+    for (int64_t k = order.n - 1; k >= 0; k--)
+        if (order.v[k]->grad_fn && check_versions(order.v[k]->grad_fn)) goto out;
     int prev = hb_grad_set(0);
     hb_tensor_t *seed = gout ? hb_tensor_ref(gout) : hb_tensor_full(root->dtype, root->ndim, root->size, 1.0);
     if (!seed) { hb_grad_set(prev); goto out; }

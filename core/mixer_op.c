@@ -284,6 +284,9 @@ hb_tensor_t *hb_seqlens_check(hb_tensor_t *cu, int64_t B, int64_t T, const char 
     return cc;
 }
 
+/* the node watches the context's inputs, output and cu_seqlens for in-place changes */
+_Static_assert(HB_MIXER_MAXIN + 2 <= HB_NODE_MAXWATCH, "mixer_ctx keeps more tensors than a node can watch");
+
 /* ---- the autograd node ------------------------------------------------------------------------------ */
 typedef struct {
     const hb_mixer_desc_t *desc;
@@ -359,9 +362,13 @@ static void record(hb_tensor_t *o, const hb_mixer_desc_t *d, hb_tensor_t *const 
     x->saved = hb_tensor_ref(saved);
     x->cu = cu ? hb_tensor_ref(cu) : NULL;
     n->ctx_release = mixer_ctx_release;
+    n->reads_in = 0;   /* the backward reads the context's copies: watch those for in-place changes */
+    for (int i = 0; i < HB_MIXER_MAXIN; i++) hb_node_watch(n, x->in[i]);
+    hb_node_watch(n, x->cu);
     if (d->saves_output) {
         x->out = hb_detach(o);
-        if (!x->out) hb_node_lost(o);
+        if (!x->out) { hb_node_lost(o); return; }
+        hb_node_watch(n, x->out);
     }
 }
 
@@ -457,6 +464,7 @@ hb_tensor_t *hb_mixer_step(const hb_mixer_desc_t *d, hb_tensor_t *state, hb_tens
     if (o) {
         a.o = hb_data(o);
         a.state = hb_data(state);
+        hb_tensor_bump_version(state);
         for (int i = 0; i < HB_MIXER_MAXIN; i++) a.in[i] = data_or_null(c[i]);
         if (kernels_for(d, state->dtype)->step(&a)) {
             hb_tensor_free(o);

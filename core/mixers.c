@@ -162,13 +162,13 @@ hb_tensor_t *hb_attention_packed(hb_tensor_t *q, hb_tensor_t *k, hb_tensor_t *v,
         return NULL;
     }
     hb_node_t *n = hb_node_attach(o, op, bw_attention, 3, all, sizeof(attn_ctx));
-    if (n) {
-        for (int i = 0; i < 3; i++) n->saved[i] = hb_tensor_ref(c[i]);
-        n->saved[3] = hb_detach(o);
-        n->saved[4] = hb_tensor_ref(lse);
-        n->saved[5] = cu ? hb_tensor_ref(cu) : NULL;
+    if (n) {   /* the backward reads the saved contiguous copies, not the inputs */
+        n->reads_in = 0;
+        for (int i = 0; i < 3; i++) hb_node_save(n, i, c[i]);
+        hb_node_save(n, 4, lse);
+        hb_node_save(n, 5, cu);
         *(attn_ctx *)n->ctx = (attn_ctx){.scale = scale, .window = window, .N = N};
-        if (!n->saved[3]) hb_node_lost(o);
+        hb_node_save_output(n, 3, o);
     }
     free_all(3, c);
     hb_tensor_free(lse);
@@ -183,8 +183,14 @@ hb_tensor_t *hb_attention_step(hb_tensor_t *q, hb_tensor_t *kc, hb_tensor_t *vc,
     int64_t cs[4] = {B, Tmax, Hkv, D};
     if (dims_eq(kc, op, "k cache", 4, cs) || dims_eq(vc, op, "v cache", 4, cs)) return NULL;
     if (kc->dtype != q->dtype || vc->dtype != q->dtype) { hb_seterr("%s: dtypes differ", op); return NULL; }
-    if (pos < 0 || pos >= Tmax || !hb_is_contiguous(kc) || !hb_is_contiguous(vc) || Hkv < 1 || H % Hkv) {
+    if (pos < 0 || !hb_is_contiguous(kc) || !hb_is_contiguous(vc) || Hkv < 1 || H % Hkv) {
         hb_seterr("%s: bad cache (pos %lld, capacity %lld, contiguous caches required)", op, (long long)pos, (long long)Tmax);
+        return NULL;
+    }
+    if (pos >= Tmax && !(window > 0 && window <= Tmax)) {   /* a ring buffer serves a window only */
+        hb_seterr("%s: position %lld is beyond the cache's %lld slots; a cache shorter than the context is a ring "
+                  "of the last positions, which serves only a window of at most %lld (window %lld)", op, (long long)pos,
+                  (long long)Tmax, (long long)Tmax, (long long)window);
         return NULL;
     }
     hb_tensor_t *qc = hb_contiguous(q);
@@ -252,7 +258,8 @@ hb_tensor_t *hb_rope_packed(hb_tensor_t *x, double theta, int64_t pos0, hb_tenso
     hb_node_t *n = hb_node_attach(o, "rope", bw_rope, 1, &x, sizeof(rope_ctx));
     if (n) {
         *(rope_ctx *)n->ctx = (rope_ctx){.theta = theta, .pos0 = pos0, .N = N};
-        n->saved[0] = cu ? hb_tensor_ref(cu) : NULL;
+        n->reads_in = 0;   /* a rotation: its backward needs no values */
+        hb_node_save(n, 0, cu);
     }
     hb_tensor_free(cu);
     return o;
@@ -398,8 +405,9 @@ hb_tensor_t *hb_conv1d_packed(hb_tensor_t *x, hb_tensor_t *w, hb_tensor_t *bias,
     if (rc) { free_all(3, c); hb_tensor_free(y); hb_tensor_free(cu); if (!nomem) kfail(op); return NULL; }
     hb_node_t *n = hb_node_attach(y, op, bw_conv, bias ? 3 : 2, all, sizeof(conv1d_ctx));
     if (n) {
-        for (int i = 0; i < 3; i++) n->saved[i] = c[i] ? hb_tensor_ref(c[i]) : NULL;
-        n->saved[3] = cu ? hb_tensor_ref(cu) : NULL;
+        n->reads_in = 0;   /* the backward reads the saved contiguous copies */
+        for (int i = 0; i < 3; i++) hb_node_save(n, i, c[i]);
+        hb_node_save(n, 3, cu);
         *(conv1d_ctx *)n->ctx = (conv1d_ctx){.act = act, .W = W, .N = N};
     }
     free_all(3, c);
@@ -418,6 +426,7 @@ hb_tensor_t *hb_conv1d_step(hb_tensor_t *cache, hb_tensor_t *x, hb_tensor_t *w, 
     if (!hb_is_contiguous(cache)) { hb_seterr("conv1d_step: cache must be contiguous"); return NULL; }
     if (contig(3, all, c)) return NULL;
     hb_tensor_t *y = hb_tensor_empty(x->dtype, 2, x->size);
+    hb_tensor_bump_version(cache);
     if (y && conv1d_step_dt(x->dtype, dp(y), dp(cache), dp(c[0]), dp(c[1]), dp(c[2]), act, B, D, W)) {
         hb_tensor_free(y);
         y = NULL;

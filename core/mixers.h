@@ -30,7 +30,8 @@ hb_tensor_t *hb_attention_packed(hb_tensor_t *q, hb_tensor_t *k, hb_tensor_t *v,
 hb_tensor_t *hb_rope_packed(hb_tensor_t *x, double theta, int64_t pos0, hb_tensor_t *cu_seqlens);
 hb_tensor_t *hb_conv1d_packed(hb_tensor_t *x, hb_tensor_t *w, hb_tensor_t *bias, int act, hb_tensor_t *cu_seqlens,
                               hb_tensor_t **cache_out);
-/* One decode step of attention: q (B,H,D) against caches kc/vc (B,Tmax,Hkv,D) holding positions 0..pos. */
+/* One decode step of attention: q (B,H,D) against caches kc/vc (B,Tmax,Hkv,D) holding positions 0..pos, position
+ * p at slot p mod Tmax: pos < Tmax, or a ring of the last Tmax positions when 0 < window <= Tmax. */
 hb_tensor_t *hb_attention_step(hb_tensor_t *q, hb_tensor_t *kc, hb_tensor_t *vc, double scale, int64_t window, int64_t pos);
 
 /* GLA: S_t = diag(exp(gk_t)) S_{t-1} + k_t v_tᵀ, o_t = S_tᵀ(scale q_t). q,k,gk (B,T,H,K), v (B,T,H,V). */

@@ -321,7 +321,10 @@ hb_tensor_t *hb_binary(hb_binop_t op, hb_tensor_t *a, hb_tensor_t *b) {
     hb_tensor_t *o = binary_raw(op, a, b);
     hb_tensor_t *in[2] = {a, b};
     hb_node_t *n = hb_node_attach(o, name, bw_binary, 2, in, sizeof(binary_ctx));
-    if (n) ((binary_ctx *)n->ctx)->op = op;
+    if (n) {
+        ((binary_ctx *)n->ctx)->op = op;
+        if (op == HB_OP_ADD || op == HB_OP_SUB) n->reads_in = 0;   /* their gradients need no values */
+    }
     return o;
 }
 hb_tensor_t *hb_add(hb_tensor_t *a, hb_tensor_t *b) { return hb_binary(HB_OP_ADD, a, b); }
@@ -390,7 +393,10 @@ hb_tensor_t *hb_binary_scalar(hb_binop_t op, hb_tensor_t *a, double s, int scala
     }
     hb_tensor_free(ac);
     hb_node_t *n = hb_node_attach(o, binop_name(op), bw_binary_scalar, 1, &a, sizeof(binary_scalar_ctx));
-    if (n) *(binary_scalar_ctx *)n->ctx = (binary_scalar_ctx){.op = op, .scalar_first = scalar_first, .s = s};
+    if (n) {
+        *(binary_scalar_ctx *)n->ctx = (binary_scalar_ctx){.op = op, .scalar_first = scalar_first, .s = s};
+        if (op == HB_OP_ADD || op == HB_OP_SUB || op == HB_OP_MUL || (op == HB_OP_DIV && !scalar_first)) n->reads_in = 0;
+    }
     return o;
 }
 
@@ -559,7 +565,10 @@ hb_tensor_t *hb_unary(hb_unop_t op, hb_tensor_t *a) {
     }
     hb_tensor_free(ac);
     hb_node_t *n = hb_node_attach(o, unames[op], bw_unary, 1, &a, sizeof(unary_ctx));
-    if (n) ((unary_ctx *)n->ctx)->op = op;
+    if (n) {
+        ((unary_ctx *)n->ctx)->op = op;
+        if (op == HB_U_NEG) n->reads_in = 0;
+    }
     return o;
 }
 
@@ -813,7 +822,10 @@ static hb_tensor_t *reduce_impl(hb_redop_t op, hb_tensor_t *a, int d, int keepdi
     hb_tensor_free(ac);
     if (!isarg) {
         hb_node_t *n = hb_node_attach(o, names[op], bw_reduce, 1, &a, sizeof(reduce_ctx));
-        if (n) *(reduce_ctx *)n->ctx = (reduce_ctx){.op = op, .dim = d, .all = all};
+        if (n) {
+            *(reduce_ctx *)n->ctx = (reduce_ctx){.op = op, .dim = d, .all = all};
+            if (op == HB_R_SUM || op == HB_R_MEAN) n->reads_in = 0;   /* max/min route by x's values */
+        }
     }
     return o;
 }
@@ -855,7 +867,10 @@ hb_tensor_t *hb_cumsum(hb_tensor_t *a, int dim, int reverse) {
         }
     hb_tensor_free(ac);
     hb_node_t *n = hb_node_attach(o, "cumsum", bw_cumsum, 1, &a, sizeof(cumsum_ctx));
-    if (n) *(cumsum_ctx *)n->ctx = (cumsum_ctx){.dim = d, .reverse = reverse};
+    if (n) {
+        *(cumsum_ctx *)n->ctx = (cumsum_ctx){.dim = d, .reverse = reverse};
+        n->reads_in = 0;
+    }
     return o;
 }
 
@@ -922,7 +937,11 @@ static hb_tensor_t *softmax_impl(hb_tensor_t *a, int dim, int logsm) {
         }
     hb_tensor_free(ac);
     hb_node_t *n = hb_node_attach(o, name, bw_softmax, 1, &a, sizeof(softmax_ctx));
-    if (n) { *(softmax_ctx *)n->ctx = (softmax_ctx){.dim = d, .log = logsm}; n->saved[0] = hb_detach(o); if (!n->saved[0]) hb_node_lost(o); }
+    if (n) {   /* the backward reads the output, not the input */
+        *(softmax_ctx *)n->ctx = (softmax_ctx){.dim = d, .log = logsm};
+        n->reads_in = 0;
+        hb_node_save_output(n, 0, o);
+    }
     return o;
 }
 hb_tensor_t *hb_softmax(hb_tensor_t *a, int dim) { return softmax_impl(a, dim, 0); }
@@ -1067,9 +1086,10 @@ hb_tensor_t *hb_cross_entropy(hb_tensor_t *logits, hb_tensor_t *target, int64_t 
     hb_tensor_t *o = hb_tensor_full(x->dtype, 0, NULL, count ? total / (double)count : 0.0);
     hb_node_t *n = o ? hb_node_attach(o, "cross_entropy", bw_cross_entropy, 1, &logits, sizeof(cross_entropy_ctx)) : NULL;
     if (n) {
-        n->saved[0] = hb_tensor_ref(x);
-        n->saved[1] = hb_tensor_ref(tg);
-        n->saved[2] = hb_tensor_ref(lse);
+        n->reads_in = 0;   /* the backward reads the saved contiguous logits */
+        hb_node_save(n, 0, x);
+        hb_node_save(n, 1, tg);
+        hb_node_save(n, 2, lse);
         *(cross_entropy_ctx *)n->ctx = (cross_entropy_ctx){.ignore_index = ignore_index, .count = count};
     }
     hb_tensor_free(x);
@@ -1138,7 +1158,10 @@ hb_tensor_t *hb_embedding(hb_tensor_t *w, hb_tensor_t *ids) {
         memcpy((char *)hb_data(o) + (size_t)(i * D) * es, (char *)hb_data(wc) + (size_t)(load_index(ic, i) * D) * es, (size_t)D * es);
     hb_tensor_free(wc);
     hb_node_t *n = hb_node_attach(o, "embedding", bw_embedding, 1, &w, 0);
-    if (n) n->saved[0] = hb_tensor_ref(ic);
+    if (n) {
+        n->reads_in = 0;   /* only the weight's shape */
+        hb_node_save(n, 0, ic);
+    }
     hb_tensor_free(ic);
     return o;
 }
@@ -1249,7 +1272,11 @@ hb_tensor_t *hb_rmsnorm(hb_tensor_t *x, hb_tensor_t *w, double eps) {
     hb_tensor_free(wc);
     hb_tensor_t *in[2] = {x, w};
     hb_node_t *n = hb_node_attach(o, "rmsnorm", bw_rmsnorm, w ? 2 : 1, in, sizeof(rmsnorm_ctx));
-    if (n) { n->saved[0] = hb_tensor_ref(xc); ((rmsnorm_ctx *)n->ctx)->eps = eps; }
+    if (n) {
+        n->reads_in = 2;   /* the weight; x is read from the saved contiguous copy */
+        hb_node_save(n, 0, xc);
+        ((rmsnorm_ctx *)n->ctx)->eps = eps;
+    }
     hb_tensor_free(xc);
     return o;
 }
@@ -1311,7 +1338,10 @@ hb_tensor_t *hb_cat(int n, hb_tensor_t **ts, int dim) {
     hb_grad_set(g);
     if (n <= HB_NODE_MAXIN) {
         hb_node_t *nd = hb_node_attach(o, "cat", bw_cat, n, ts, sizeof(dim_ctx));
-        if (nd) ((dim_ctx *)nd->ctx)->dim = d;
+        if (nd) {
+            ((dim_ctx *)nd->ctx)->dim = d;
+            nd->reads_in = 0;
+        }
     } else if (hb_needs_grad(n, ts)) {
         hb_tensor_free(o);
         hb_seterr("cat: at most %d tensors when gradients are needed", HB_NODE_MAXIN);
@@ -1364,7 +1394,11 @@ hb_tensor_t *hb_gather(hb_tensor_t *a, int dim, hb_tensor_t *index) {
         for (int i = ic->ndim - 1; i >= 0; i--) { if (++pos[i] < ic->size[i]) break; pos[i] = 0; }
     }
     hb_node_t *n = hb_node_attach(o, "gather", bw_gather, 1, &a, sizeof(dim_ctx));
-    if (n) { n->saved[0] = hb_tensor_ref(ic); ((dim_ctx *)n->ctx)->dim = d; }
+    if (n) {
+        n->reads_in = 0;   /* only the input's shape */
+        hb_node_save(n, 0, ic);
+        ((dim_ctx *)n->ctx)->dim = d;
+    }
     hb_tensor_free(ic);
     return o;
 }
@@ -1413,7 +1447,11 @@ hb_tensor_t *hb_index_select(hb_tensor_t *a, int dim, hb_tensor_t *index) {
     }
     hb_grad_set(g);
     hb_node_t *n = hb_node_attach(o, "index_select", bw_index_select, 1, &a, sizeof(dim_ctx));
-    if (n) { n->saved[0] = hb_tensor_ref(ic); ((dim_ctx *)n->ctx)->dim = d; }
+    if (n) {
+        n->reads_in = 0;   /* only the input's shape */
+        hb_node_save(n, 0, ic);
+        ((dim_ctx *)n->ctx)->dim = d;
+    }
     hb_tensor_free(ic);
     return o;
 }

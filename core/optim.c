@@ -41,6 +41,9 @@ int hb_adamw_update(hb_tensor_t *p, hb_tensor_t *g, hb_tensor_t *m, hb_tensor_t 
     }
     hb_tensor_t *gc = hb_contiguous(g);
     if (!gc) return -1;
+    hb_tensor_bump_version(p);
+    hb_tensor_bump_version(m);
+    hb_tensor_bump_version(v);
     int64_t n = hb_numel(p);
     double bc1 = 1 - pow(b1, (double)t), bc2 = 1 - pow(b2, (double)t);
     double step = lr / bc1, sbc2 = sqrt(bc2), decay = 1 - lr * wd;

@@ -315,6 +315,7 @@ double hb_get(const hb_tensor_t *t, const int64_t *idx) {
     return load(t->storage->data, t->dtype, elem_offset(t, idx));
 }
 void hb_set(hb_tensor_t *t, const int64_t *idx, double v) {
+    t->storage->version++;
     store(t->storage->data, t->dtype, elem_offset(t, idx), v);
 }
 
@@ -361,12 +362,17 @@ static void iter_next(iter_t *it, const hb_tensor_t *t) {
     }
 }
 
+/* ---- versions ---------------------------------------------------------------------------------- */
+uint64_t hb_tensor_version(const hb_tensor_t *t) { return t->storage->version; }
+void hb_tensor_bump_version(hb_tensor_t *t) { t->storage->version++; }
+
 int hb_copy_(hb_tensor_t *dst, hb_tensor_t *src) {
     if (hb_numel(dst) != hb_numel(src)) {
         char a[64], b[64];
         hb_seterr("copy: sizes differ (dst %s, src %s)", hb_shape_str(dst, a, sizeof a), hb_shape_str(src, b, sizeof b));
         return -1;
     }
+    dst->storage->version++;
     int64_t n = hb_numel(dst);
     if (dst->dtype == src->dtype && hb_is_contiguous(dst) && hb_is_contiguous(src)) {
         memmove(hb_data(dst), hb_data(src), (size_t)n * hb_dtype_size(dst->dtype));
@@ -404,6 +410,7 @@ int hb_copy_(hb_tensor_t *dst, hb_tensor_t *src) {
 
 int hb_fill_(hb_tensor_t *t, double v) {
     int64_t n = hb_numel(t);
+    t->storage->version++;
     if (hb_is_contiguous(t)) {
         void *p = hb_data(t);
         switch (t->dtype) {
@@ -435,6 +442,7 @@ int hb_add_(hb_tensor_t *a, hb_tensor_t *b, double alpha) {
         return -1;
     }
     int64_t n = hb_numel(a);
+    a->storage->version++;
     if (hb_is_contiguous(a) && hb_is_contiguous(b)) {
         if (a->dtype == HB_F32) {
             float *x = hb_data(a), al = (float)alpha;

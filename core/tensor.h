@@ -15,6 +15,12 @@
  * (core/autograd.h) on its output; hb_backward() walks the nodes and accumulates into leaf .grad.
  * A tensor only points at its node (grad_fn, opaque here) and knows how to drop that reference.
  *
+ * Versions (PyTorch's version counters): every storage counts the in-place writes into it — hb_copy_,
+ * hb_fill_, hb_add_, hb_set, and every other function that updates an existing tensor (optimiser steps,
+ * decode-state updates) calls hb_tensor_bump_version. A view shares its source's storage and so its
+ * counter. An autograd node records the versions of what its backward reads, and the backward fails if
+ * one changed ("mul: a tensor needed for backward was modified in place ...").
+ *
  * dtypes: HB_F32 is the compute type, HB_F64 is for gradient checks, HB_I64/HB_I32 hold token ids.
  * Math ops require float tensors of one dtype; binary ops broadcast like NumPy/PyTorch.
  */
@@ -34,6 +40,7 @@ typedef struct hb_storage {
     int external;           /* 1: data not owned (e.g. an mmapped file region) */
     void (*release)(void *ctx); /* called when an external storage dies (may be NULL) */
     void *release_ctx;
+    uint64_t version;       /* bumped by every in-place write (see "versions" below) */
 } hb_storage_t;
 
 struct hb_node; /* an autograd node (core/autograd.h); opaque to tensor.c */
@@ -98,11 +105,19 @@ int hb_same_shape(const hb_tensor_t *a, const hb_tensor_t *b);
 /* Write "[2, 3]" into buf. Returns buf. */
 char *hb_shape_str(const hb_tensor_t *t, char *buf, size_t n);
 
+/* ---- versions ---------------------------------------------------------------------------------- */
+/* The number of in-place writes into t's storage so far (through t or any view sharing it). */
+uint64_t hb_tensor_version(const hb_tensor_t *t);
+/* Record an in-place write into t's storage. Every function that writes into a tensor it did not just
+ * create calls it (raw pointer loops included); hb_copy_, hb_fill_, hb_add_ and hb_set do it themselves. */
+void hb_tensor_bump_version(hb_tensor_t *t);
+
 /* ---- raw copies (no autograd) ------------------------------------------------------------------- */
 /* A new tensor sharing t's storage and view, with no grad history (also the alias an autograd node saves
  * instead of its own output). */
 hb_tensor_t *hb_detach(hb_tensor_t *t);
-/* Copy src into dst (same numel; element order row-major), converting dtypes. */
+/* Copy src into dst (same numel; element order row-major), converting dtypes. hb_copy_, hb_fill_, hb_add_
+ * and hb_set bump the version of the tensor they write. */
 int hb_copy_(hb_tensor_t *dst, hb_tensor_t *src);
 int hb_fill_(hb_tensor_t *t, double v);
 /* a += alpha * b for two float tensors of one shape and dtype. The primitive under gradient accumulation

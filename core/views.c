@@ -18,6 +18,13 @@ static int norm_dim(int dim, int ndim, const char *op) {
     return d;
 }
 
+/* Every backward here needs only the source's shape, never its values: an in-place change of the source
+ * after the view was taken does not affect the gradient (the view's consumers check their own inputs). */
+static hb_node_t *shape_only(hb_node_t *n) {
+    if (n) n->reads_in = 0;
+    return n;
+}
+
 typedef struct {
     int dim;
     int64_t start, len;
@@ -49,7 +56,7 @@ hb_tensor_t *hb_narrow(hb_tensor_t *t, int dim, int64_t start, int64_t len) {
     if (!v) return NULL;
     v->offset += start * t->stride[d];
     v->size[d] = len;
-    hb_node_t *n = hb_node_attach(v, "narrow", bw_narrow, 1, &t, sizeof(narrow_ctx));
+    hb_node_t *n = shape_only(hb_node_attach(v, "narrow", bw_narrow, 1, &t, sizeof(narrow_ctx)));
     if (n) *(narrow_ctx *)n->ctx = (narrow_ctx){.dim = d, .start = start, .len = len};
     return v;
 }
@@ -92,7 +99,7 @@ hb_tensor_t *hb_permute(hb_tensor_t *t, const int *perm) {
         v->size[i] = t->size[perm[i]];
         v->stride[i] = t->stride[perm[i]];
     }
-    hb_node_t *n = hb_node_attach(v, "permute", bw_permute, 1, &t, sizeof(permute_ctx));
+    hb_node_t *n = shape_only(hb_node_attach(v, "permute", bw_permute, 1, &t, sizeof(permute_ctx)));
     if (n) memcpy(((permute_ctx *)n->ctx)->perm, perm, sizeof(int) * (size_t)t->ndim);
     return v;
 }
@@ -163,7 +170,7 @@ hb_tensor_t *hb_view(hb_tensor_t *t, int ndim, const int64_t *size_in) {
     v->ndim = ndim;
     view_strides(src, ndim, size, v->stride);
     for (int i = 0; i < ndim; i++) v->size[i] = size[i];
-    hb_node_attach(v, "view", bw_view, 1, &src, 0);
+    shape_only(hb_node_attach(v, "view", bw_view, 1, &src, 0));
     hb_tensor_free(src);
     return v;
 }
@@ -185,7 +192,7 @@ hb_tensor_t *hb_squeeze(hb_tensor_t *t, int dim) {
     if (!v) return NULL;
     for (int i = d; i < t->ndim - 1; i++) { v->size[i] = t->size[i + 1]; v->stride[i] = t->stride[i + 1]; }
     v->ndim = t->ndim - 1;
-    hb_node_attach(v, "squeeze", bw_view, 1, &t, 0);
+    shape_only(hb_node_attach(v, "squeeze", bw_view, 1, &t, 0));
     return v;
 }
 
@@ -229,7 +236,7 @@ hb_tensor_t *hb_expand(hb_tensor_t *t, int ndim, const int64_t *size) {
         prod *= v->size[i];
     }
     if (hb_check_numel(prod, v->dtype, "expand: the result, a ")) { hb_tensor_free(v); return NULL; }
-    hb_node_attach(v, "expand", bw_expand, 1, &t, 0);
+    shape_only(hb_node_attach(v, "expand", bw_expand, 1, &t, 0));
     return v;
 }
 
@@ -243,7 +250,7 @@ hb_tensor_t *hb_clone(hb_tensor_t *t) {
     hb_tensor_t *c = hb_tensor_empty(t->dtype, t->ndim, t->size);
     if (!c) return NULL;
     if (hb_copy_(c, t)) { hb_tensor_free(c); return NULL; }
-    hb_node_attach(c, "clone", bw_identity, 1, &t, 0);
+    shape_only(hb_node_attach(c, "clone", bw_identity, 1, &t, 0));
     return c;
 }
 
@@ -262,7 +269,7 @@ hb_tensor_t *hb_to_dtype(hb_tensor_t *t, hb_dtype_t dt) {
     hb_tensor_t *c = hb_tensor_empty(dt, t->ndim, t->size);
     if (!c) return NULL;
     hb_copy_(c, t);
-    if (hb_dtype_is_float(dt) && hb_dtype_is_float(t->dtype)) hb_node_attach(c, "to_dtype", bw_to_dtype, 1, &t, 0);
+    if (hb_dtype_is_float(dt) && hb_dtype_is_float(t->dtype)) shape_only(hb_node_attach(c, "to_dtype", bw_to_dtype, 1, &t, 0));
     return c;
 }
 

@@ -386,43 +386,56 @@ static int bwd(real *dq, real *dk, real *dv, const real *q, const real *k, const
 
 /* ---------------------------------------------------------------------------------------------
  * Decode step. Work item = (b, kv head): the G query rows of the group form one G x n score block.
+ * Position p lives in cache slot p mod Tmax: with pos < Tmax that is slot p (a cache that grows), and a
+ * sliding window of at most Tmax keys turns the cache into a ring of the last Tmax positions. The n
+ * attended keys are then one run of slots or two (the end of the ring, then its start); both are
+ * visited in position order, so scores, softmax and the weighted sum are those of the plain cache.
  */
 typedef struct {
     real *o;
     const real *q, *kc, *vc;
     real scale;
-    int64_t lo, n, Tmax, H, Hkv, D;
+    int64_t s0, n1, n, Tmax, H, Hkv, D;   /* first slot, keys in the first run, keys in all */
     real *scratch;
 } dec_ctx;
 
 static void dec_item(void *vctx, int64_t item) {
     const dec_ctx *c = vctx;
-    int64_t H = c->H, Hkv = c->Hkv, D = c->D, n = c->n, G = H / Hkv;
+    int64_t H = c->H, Hkv = c->Hkv, D = c->D, n = c->n, n1 = c->n1, n2 = n - n1, G = H / Hkv;
     int64_t b = item / Hkv, hk = item % Hkv, ldk = Hkv * D;
     real *S = c->scratch + item * G * n;
-    int64_t qoff = (b * H + hk * G) * D, koff = ((b * c->Tmax + c->lo) * Hkv + hk) * D;
-    kgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)G, (int)n, (int)D, c->scale, c->q + qoff,
+    int64_t qoff = (b * H + hk * G) * D, koff = ((b * c->Tmax + c->s0) * Hkv + hk) * D,
+            k0off = (b * c->Tmax * Hkv + hk) * D;   /* slot 0: where the second run starts */
+    kgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)G, (int)n1, (int)D, c->scale, c->q + qoff,
           (int)D, c->kc + koff, (int)ldk, 0, S, (int)n);
+    if (n2)
+        kgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)G, (int)n2, (int)D, c->scale, c->q + qoff,
+              (int)D, c->kc + k0off, (int)ldk, 0, S + n1, (int)n);
     for (int64_t g = 0; g < G; g++) {
         real *row = S + g * n, mx = row[0];
         for (int64_t j = 1; j < n; j++)
             if (row[j] > mx) mx = row[j];
         scale_row(row, 1 / exp_shift_sum(row, n, mx), n);
     }
-    kgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)G, (int)D, (int)n, 1, S, (int)n,
+    kgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)G, (int)D, (int)n1, 1, S, (int)n,
           c->vc + koff, (int)ldk, 0, c->o + qoff, (int)D);
+    if (n2)
+        kgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)G, (int)D, (int)n2, 1, S + n1, (int)n,
+              c->vc + k0off, (int)ldk, 1, c->o + qoff, (int)D);
 }
 
 static int decode_step(real *o, const real *q, const real *kc, const real *vc, real scale,
                          int64_t window, int64_t pos, int64_t B, int64_t Tmax, int64_t H,
                          int64_t Hkv, int64_t D) {
-    if (!o || !q || !kc || !vc || pos < 0 || pos >= Tmax || bad_dims(window, B, Tmax, H, Hkv, D))
+    if (!o || !q || !kc || !vc || pos < 0 || Tmax < 1 || bad_dims(window, B, Tmax, H, Hkv, D))
         return -1;
+    if (pos >= Tmax && !(window > 0 && window <= Tmax)) return -1;   /* older keys were overwritten */
     if (B == 0) return 0;
-    int64_t lo = first_key(pos, window), n = pos - lo + 1;
+    int64_t lo = first_key(pos, window), n = pos - lo + 1, s0 = lo % Tmax;
+    int64_t n1 = s0 + n <= Tmax ? n : Tmax - s0;
     real *scratch = hb_malloc((size_t)(B * H * n) * sizeof(real));
     if (!scratch) return -1;
-    dec_ctx c = {o, q, kc, vc, scale, lo, n, Tmax, H, Hkv, D, scratch};
+    dec_ctx c = {o, q, kc, vc, scale, s0, n1, n, Tmax, H, Hkv, D, scratch};
     hb_parallel_for(B * Hkv, dec_item, &c);
     free(scratch);
     return 0;

@@ -73,9 +73,11 @@ int attn_bwd_f64(double *dq, double *dk, double *dv, const double *q, const doub
                  const int64_t *cu_seqlens, int64_t N, int64_t B, int64_t T, int64_t H, int64_t Hkv,
                  int64_t D, int64_t tile);
 
-/* One decode step: the new token of every batch row is at position `pos` (0 <= pos < Tmax) and
- * the caller has already written its k, v at index pos of the cache; keys 0..pos (within the
- * window) are attended. Parallel over B*Hkv.
+/* One decode step: the new token of every batch row is at position `pos` (0-based) and the caller
+ * has already written its k, v into the cache; keys 0..pos (within the window) are attended.
+ * Position p is at slot p mod Tmax: a cache of Tmax > pos slots holds every position, and with a
+ * window 0 < window <= Tmax the cache may be a ring of the last Tmax positions (pos >= Tmax allowed).
+ * Returns -1 for pos >= Tmax without such a window. Parallel over B*Hkv.
  * o [OUT] (B,H,D)   q [IN] (B,H,D)   kc, vc [IN] (B,Tmax,Hkv,D) */
 int attn_decode_step_f32(float *o, const float *q, const float *kc, const float *vc, float scale,
                          int64_t window, int64_t pos, int64_t B, int64_t Tmax, int64_t H,

@@ -227,6 +227,7 @@ static int l_allreduce(lua_State *L) {
     double t0 = MPI_Wtime();
     int64_t n = hb_numel(t);
     size_t es = hb_dtype_size(t->dtype);
+    hb_tensor_bump_version(t);
     char *p = hb_data(t);
     for (int64_t off = 0; off < n; off += CHUNK) {
         int cnt = (int)(n - off < CHUNK ? n - off : CHUNK);
@@ -245,6 +246,7 @@ static int l_bcast(lua_State *L) {
     if (root < 0 || root >= mpi_size) return luaL_argerror(L, 2, "root is not a rank");
     int64_t n = hb_numel(t);
     size_t es = hb_dtype_size(t->dtype);
+    hb_tensor_bump_version(t);
     char *p = hb_data(t);
     for (int64_t off = 0; off < n; off += CHUNK) {
         int cnt = (int)(n - off < CHUNK ? n - off : CHUNK);
@@ -396,6 +398,8 @@ static int l_allreduce_grads(lua_State *L) {
         hb_tensor_free(p->grad);
         p->grad = g;
     }
+    for (int i = 0; i < n; i++)
+        if (present[i]) hb_tensor_bump_version(ps[i]->grad);   /* the unpacking below writes them */
     int64_t cap = bucket_bytes / (lua_Integer)sizeof(float);
     if (cap > CHUNK) cap = CHUNK;
     float *buf = malloc((size_t)cap * sizeof(float));

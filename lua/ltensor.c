@@ -745,8 +745,15 @@ static int m_newindex(lua_State *L) {
         hb_tensor_t *g = lua_isnil(L, 3) ? NULL : lhb_check_tensor(L, 3);
         if (g && (!hb_same_shape(g, t) || g->dtype != t->dtype))
             return luaL_error(L, "grad must have the tensor's shape and dtype");
+        /* .grad owns its storage: backward accumulates into it in place, which must never write into the
+           assigned tensor (an expanded view would take every addition several times) */
+        hb_tensor_t *c = NULL;
+        if (g) {
+            c = hb_tensor_empty(g->dtype, g->ndim, g->size);
+            if (!c || hb_copy_(c, g)) { hb_tensor_free(c); return luaL_error(L, "grad: %s", hb_errmsg()); }
+        }
         hb_tensor_free(t->grad);
-        t->grad = g ? hb_tensor_ref(g) : NULL;
+        t->grad = c;
         return 0;
     }
     return luaL_error(L, "cannot set field '%s' of a hyblua.Tensor", k);

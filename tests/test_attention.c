@@ -4,7 +4,8 @@
  * Checks: tiled forward (o, lse) and tiled backward vs the naive reference in f32 and f64 for T up
  * to 300 with tiles 64 and 16, GQA and sliding windows; float64 central finite-difference checks
  * of both backward paths (dq, dk, dv) and of rope_bwd; window >= T equals no window; decode steps
- * from a KV cache reproduce the full forward row by row (also after a prefill); thread-count
+ * from a KV cache reproduce the full forward row by row (also after a prefill, and from a ring of the last
+ * positions under a sliding window); thread-count
  * independence (bit-identical); += accumulation and NULL gradient pointers; RoPE properties;
  * argument errors. Packed sequences (cu_seqlens): documents {1, 63, 64, 65, 200} in one row give each
  * document's own o, lse and gradients (f32 rel ≤ 1e-5; tiled and reference; GQA; full causal and sliding
@@ -266,6 +267,43 @@ static void check_decode(shape_t s, int64_t P) {
         free(fot);
 }
 
+/* ---- a sliding window decodes from a ring of the last Tmax = C >= window positions (slot t mod C),
+ * both runs of the ring in position order: every row matches the full forward (issue 17, item 15) ---- */
+static void check_decode_ring(shape_t s, int64_t C) {
+    int64_t nq = s.B * s.T * s.H * s.D, nk = s.B * s.T * s.Hkv * s.D, HD = s.H * s.D, KD = s.Hkv * s.D;
+    double scale = 1.0 / sqrt((double)s.D);
+    double *q = drand_vec(nq, 1.5), *k = drand_vec(nk, 1.5), *v = drand_vec(nk, 1);
+    double *o_full = dzeros(nq), *o_dec = dzeros(nq), *kc = dzeros(s.B * C * KD), *vc = dzeros(s.B * C * KD);
+    double *qt = dzeros(s.B * HD), *ot = dzeros(s.B * HD);
+    float *qf = to_f(q, nq), *kf = to_f(k, nk), *vf = to_f(v, nk), *fo_full = fzeros(nq), *fo_dec = fzeros(nq);
+    float *fkc = fzeros(s.B * C * KD), *fvc = fzeros(s.B * C * KD), *fqt = fzeros(s.B * HD), *fot = fzeros(s.B * HD);
+    int rc = attn_fwd_f64(o_full, NULL, q, k, v, scale, s.window, s.B, s.T, s.H, s.Hkv, s.D, s.tile);
+    rc |= attn_fwd_f32(fo_full, NULL, qf, kf, vf, (float)scale, s.window, s.B, s.T, s.H, s.Hkv, s.D, s.tile);
+    for (int64_t t = 0; t < s.T; t++) {
+        int64_t slot = t % C;
+        for (int64_t b = 0; b < s.B; b++) {
+            memcpy(kc + (b * C + slot) * KD, k + (b * s.T + t) * KD, (size_t)KD * sizeof(double));
+            memcpy(vc + (b * C + slot) * KD, v + (b * s.T + t) * KD, (size_t)KD * sizeof(double));
+            memcpy(fkc + (b * C + slot) * KD, kf + (b * s.T + t) * KD, (size_t)KD * sizeof(float));
+            memcpy(fvc + (b * C + slot) * KD, vf + (b * s.T + t) * KD, (size_t)KD * sizeof(float));
+            memcpy(qt + b * HD, q + (b * s.T + t) * HD, (size_t)HD * sizeof(double));
+            memcpy(fqt + b * HD, qf + (b * s.T + t) * HD, (size_t)HD * sizeof(float));
+        }
+        rc |= attn_decode_step_f64(ot, qt, kc, vc, scale, s.window, t, s.B, C, s.H, s.Hkv, s.D);
+        rc |= attn_decode_step_f32(fot, fqt, fkc, fvc, (float)scale, s.window, t, s.B, C, s.H, s.Hkv, s.D);
+        for (int64_t b = 0; b < s.B; b++) {
+            memcpy(o_dec + (b * s.T + t) * HD, ot + b * HD, (size_t)HD * sizeof(double));
+            memcpy(fo_dec + (b * s.T + t) * HD, fot + b * HD, (size_t)HD * sizeof(float));
+        }
+    }
+    double e64 = rel_d(o_dec, o_full, nq, 1e-30), e32 = rel_f(fo_dec, fo_full, nq, 1e-30);
+    char name[300];
+    snprintf(name, sizeof name, "%s ring of %lld slots", shape_name("decode == full forward", s), (long long)C);
+    check(rc == 0 && e64 <= 1e-10 && e32 <= 1e-5, name, "f64 err %.3g f32 err %.3g", e64, e32);
+    free(q), free(k), free(v), free(o_full), free(o_dec), free(kc), free(vc), free(qt), free(ot);
+    free(qf), free(kf), free(vf), free(fo_full), free(fo_dec), free(fkc), free(fvc), free(fqt), free(fot);
+}
+
 /* ---- thread-count independence ---- */
 static void check_threads(void) {
     shape_t s = {2, 150, 4, 2, 32, 40, 64};
@@ -454,9 +492,10 @@ static void check_errors(void) {
     bad += attn_fwd_ref_f64(o, l, x, x, x, 1, 0, NULL, 0, 1, 2, 3, 2, 4) == -1;      /* H % Hkv */
     bad += attn_bwd_f64(o, o, o, x, x, x, x, NULL, x, 1, 0, NULL, 0, 1, 2, 2, 1, 4, 64) == -1; /* no lse */
     bad += attn_decode_step_f64(o, x, x, x, 1, 0, 2, 1, 2, 2, 1, 4) == -1;  /* pos >= Tmax */
+    bad += attn_decode_step_f64(o, x, x, x, 1, 3, 2, 1, 2, 2, 1, 4) == -1;  /* ... with a window > Tmax */
     bad += rope_fwd_f64(o, x, 10000.0, 0, NULL, 0, 1, 2, 2, 5) == -1;                /* odd D */
     bad += rope_fwd_f64(o, x, 0.0, 0, NULL, 0, 1, 2, 2, 4) == -1;                    /* theta <= 0 */
-    check(bad == 8, "bad arguments return -1", "%g of %g rejected", (double)bad, 8.0);
+    check(bad == 9, "bad arguments return -1", "%g of %g rejected", (double)bad, 9.0);
     int good = attn_fwd_f64(o, l, x, x, x, 1, 0, NULL, 0, 0, 0, 2, 1, 4, 64) == 0 &&
                attn_bwd_f64(o, o, o, x, x, x, x, l, x, 1, 0, NULL, 0, 1, 0, 2, 1, 4, 64) == 0;
     check(good, "empty B or T is a no-op returning 0", "%g %g", (double)good, 0.0);
@@ -606,7 +645,7 @@ int main(void) {
         {1, 300, 2, 1, 8, 5, 64},   {1, 300, 6, 2, 8, 70, 64}, {1, 100, 2, 1, 8, 0, 512},
     };
     int nvs = (int)(sizeof vs / sizeof vs[0]);
-    int64_t ntest_vs = 4 * (nvs + 1), ntest_grad = 6 * 4, ntest_win = 3, ntest_dec = 6;
+    int64_t ntest_vs = 4 * (nvs + 1), ntest_grad = 6 * 4, ntest_win = 3, ntest_dec = 6 + 3;
     /* ... + 10 packed: 6 equalities, 2 gradchecks, rope, bad layouts */
     plan((int)(ntest_vs + ntest_grad + ntest_win + ntest_dec + 1 + 3 + 6 + 1 + 2 + 10));
     for (int i = 0; i < nvs; i++) check_vs_ref(vs[i], 1.0);
@@ -626,6 +665,9 @@ int main(void) {
     check_decode((shape_t){1, 150, 4, 1, 16, 20, 16}, 64);
     check_decode((shape_t){2, 70, 3, 3, 8, 1, 16}, 5);
     check_decode((shape_t){1, 130, 2, 1, 32, 200, 64}, 100);
+    check_decode_ring((shape_t){2, 150, 4, 2, 16, 20, 16}, 20);
+    check_decode_ring((shape_t){1, 150, 4, 1, 16, 20, 16}, 27);
+    check_decode_ring((shape_t){1, 90, 3, 3, 8, 1, 16}, 1);
 
     check_threads();
     check_accumulate();

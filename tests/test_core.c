@@ -8,7 +8,9 @@
  */
 #include "../core/autograd.h"
 #include "../core/linalg.h"
+#include "../core/mixers.h"
 #include "../core/ops.h"
+#include "../core/optim.h"
 #include "../core/tensor.h"
 #include "../core/views.h"
 #include "gradcheck.h"
@@ -429,6 +431,68 @@ static void case_float_cross_entropy(void) {
     hb_tensor_free(l32); hb_tensor_free(l64); hb_tensor_free(tg); hb_tensor_free(c32); hb_tensor_free(c64); hb_tensor_free(cn);
 }
 
+/* ---- version counters (issue 17): in-place writes are counted per storage, backward refuses changed inputs */
+static int bw_none(hb_node_t *n, hb_tensor_t *g, hb_tensor_t **gin) { (void)n; gin[0] = hb_tensor_ref(g); return 0; }
+
+static void case_versions(void) {
+    int64_t s3 = 3, s4[4] = {1, 1, 2, 2};
+    hb_tensor_t *a = hb_tensor_zeros(HB_F32, 1, &s3), *b = hb_tensor_full(HB_F32, 1, &s3, 2.0);
+    uint64_t v0 = hb_tensor_version(a);
+    hb_fill_(a, 1);
+    hb_copy_(a, b);
+    hb_add_(a, b, 1.0);
+    int64_t i1 = 1;
+    hb_set(a, &i1, 5);
+    ok(v0 == 0 && hb_tensor_version(a) == 4, "fill_, copy_, add_, set each bump the version (0 -> %llu)",
+       (unsigned long long)hb_tensor_version(a));
+    hb_tensor_t *v = hb_narrow(a, 0, 1, 2);
+    hb_fill_(v, 0);
+    ok(hb_tensor_version(a) == 5 && hb_tensor_version(v) == 5, "a write through a view bumps its source's version");
+    hb_tensor_t *g = hb_tensor_full(HB_F32, 1, &s3, 1.0), *m = hb_tensor_zeros(HB_F32, 1, &s3),
+                *vv = hb_tensor_zeros(HB_F32, 1, &s3);
+    uint64_t gv = hb_tensor_version(g);
+    hb_adamw_update(a, g, m, vv, 0.1, 0.9, 0.999, 1e-8, 0.0, 1);
+    ok(hb_tensor_version(a) == 6 && hb_tensor_version(m) == 1 && hb_tensor_version(vv) == 1 && hb_tensor_version(g) == gv,
+       "an AdamW step bumps the parameter and both moments, not the gradient");
+    hb_tensor_t *st = hb_tensor_zeros(HB_F32, 4, s4), *q = hb_tensor_full(HB_F32, 3, s4, 0.5);
+    hb_tensor_t *o = hb_gla_step(st, q, q, q, q, 1.0);
+    ok(o && hb_tensor_version(st) == 1, "a decode step bumps its state's version");
+    hb_tensor_free(o); hb_tensor_free(st); hb_tensor_free(q);
+    hb_tensor_free(v); hb_tensor_free(g); hb_tensor_free(m); hb_tensor_free(vv);
+
+    /* x * c, then c changed: the backward is refused before any gradient is written, the graph kept */
+    hb_tensor_t *x = hb_tensor_full(HB_F64, 1, &s3, 1.0), *c = hb_tensor_full(HB_F64, 1, &s3, 3.0);
+    hb_set_requires_grad(x, 1);
+    hb_tensor_t *y = hb_mul(x, c), *sum = hb_reduce_all(HB_R_SUM, y);
+    hb_fill_(c, 10);
+    int rc = hb_backward(sum, NULL, 0);
+    ok(rc == -1 && strstr(hb_errmsg(), "mul: a tensor needed for backward was modified in place (its input 2") &&
+       !x->grad && y->grad_fn, "mul after its input changed: refused, no .grad written, graph kept: %s", hb_errmsg());
+    hb_tensor_free(sum);
+    hb_tensor_t *y2 = hb_add(x, c), *sum2 = hb_reduce_all(HB_R_SUM, y2);
+    hb_fill_(c, 11);
+    ok(hb_backward(sum2, NULL, 0) == 0 && x->grad && hb_get(x->grad, &i1) == 1.0,
+       "add reads no values: a change of its input does not stop the backward");
+    hb_tensor_free(y); hb_tensor_free(y2); hb_tensor_free(sum2);
+
+    /* a saved tensor must go through hb_node_save; the watch list is bounded */
+    hb_tensor_t *z = hb_tensor_zeros(HB_F64, 1, &s3), *in[1] = {x};
+    hb_node_t *n = hb_node_attach(z, "custom", bw_none, 1, in, 0);
+    n->saved[0] = hb_tensor_ref(c);
+    ok(hb_backward(z, c, 0) == -1 && strstr(hb_errmsg(), "custom: saved tensor 1 was not recorded with hb_node_save"),
+       "a saved[] slot filled directly is refused: %s", hb_errmsg());
+    hb_tensor_free(n->saved[0]);
+    n->saved[0] = NULL;
+    hb_node_save(n, 0, c);
+    int wrc = 0;
+    for (int i = 0; i <= HB_NODE_MAXWATCH; i++) wrc = hb_node_watch(n, c);
+    ok(wrc == -1 && strstr(hb_errmsg(), "more than 12 tensors"), "hb_node_watch refuses the 13th tensor");
+    hb_fill_(c, 1);
+    ok(hb_backward(z, c, 0) == -1 && strstr(hb_errmsg(), "custom: a tensor needed for backward was modified in place (a saved tensor"),
+       "a saved tensor changed: refused: %s", hb_errmsg());
+    hb_tensor_free(z); hb_tensor_free(x); hb_tensor_free(c); hb_tensor_free(a); hb_tensor_free(b);
+}
+
 /* ---- the cases, in the order they run (and draw from R) ------------------------------------------- */
 static const struct {
     const char *name;
@@ -456,6 +520,7 @@ static const struct {
     {"library RNG", case_rng},
     {"float unary fast paths", case_float_unary},
     {"float cross-entropy", case_float_cross_entropy},
+    {"version counters", case_versions},
 };
 
 int main(void) {

@@ -144,7 +144,7 @@ T.raises(function() gla:generate(ids, { max_new_tokens = -1 }) end, "max_new_tok
 T.raises(function() gla:generate(ids, 4, { max_new_tokens = 5 }) end, "max_new_tokens is given twice", "n twice")
 T.raises(function() gla:generate(ids, { max_new_tokens = 3, top_p = 2 }) end, "top_p must be a number in (0, 1]", "top_p range")
 T.raises(function() gla:generate(ids, { max_new_tokens = 3, top_k = 1.5 }) end, "top_k must be a non-negative integer", "top_k")
-T.raises(function() gla:generate(ids, { max_new_tokens = 3, temperature = -1 }) end, "temperature must be a finite number >= 0", "temperature")
+T.raises(function() gla:generate(ids, { max_new_tokens = 3, temperature = -1 }) end, "temperature must be 0 (greedy) or a finite number >= 1e-06 (got -1)", "temperature")
 T.raises(function() gla:generate(ids, { max_new_tokens = 3, repetition_penalty = 0 }) end, "repetition_penalty must be", "penalty")
 T.raises(function() gla:generate(ids, { max_new_tokens = 3, do_sample = false, temperature = 0.7 }) end,
   "greedy decoding ignores temperature, top_k and top_p", "greedy + temperature contradict")

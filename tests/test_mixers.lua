@@ -102,10 +102,11 @@ do
         local lc, real = cache.layers[li], 0
         for _, t in pairs(lc) do if type(t) == "userdata" then real = real + t:nbytes() end end
         local e = eff.layers[li]
-        local want = L.kind == "attention" and 2 * 2 * N * L.Hkv * L.D * 4 or 2 * (e.state_bytes + e.conv_state_bytes)
+        local kept = L.kind == "attention" and L.window > 0 and math.min(N, L.window) or N   -- a window's ring
+        local want = L.kind == "attention" and 2 * 2 * kept * L.Hkv * L.D * 4 or 2 * (e.state_bytes + e.conv_state_bytes)
         local got = L.kind == "attention" and L.def.cache_bytes(lc, L) or real
         if got ~= want then bad = string.format("%s/%s layer %d (%s): cache %d bytes, mixer says %d", set, name, li - 1, L.kind, got, want) end
-        if L.kind == "attention" and L.window == 0 and e.kv_bytes * 2 ~= got then bad = set .. "/" .. name .. ": kv_bytes" end
+        if L.kind == "attention" and e.kv_bytes * 2 ~= got then bad = set .. "/" .. name .. ": kv_bytes" end
         checked = checked + 1
       end
     end

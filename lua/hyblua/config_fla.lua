@@ -84,6 +84,32 @@ function M.need_num(cfg, k, lo, hi)
   return v
 end
 
+-- The type a field's default gives it, for every field of `defaults` that t holds: a field whose default
+-- is a boolean takes true or false (not "yes", "no", 1 or null: fla would read null as false, hyblua's
+-- Lua as true), one whose default is a number takes a finite number or null. Fields whose default is
+-- null, a string or a table are checked by the code that reads them. `where` prefixes the field name
+-- ("attn[1]" → attn[1].qkv_bias); without it the name is quoted ('tie_word_embeddings'). `only`
+-- ("boolean" or "number") limits the check to one kind: normalize checks booleans before anything reads
+-- them and numbers last, after the checks that give a size or a ratio its own message.
+function M.check_types(t, defaults, where, only)
+  local keys = {}
+  for k, d in pairs(defaults) do
+    if t[k] ~= nil and (type(d) == "boolean" or type(d) == "number") and (not only or type(d) == only) then
+      keys[#keys + 1] = k
+    end
+  end
+  table.sort(keys)
+  for _, k in ipairs(keys) do
+    local v, d = t[k], defaults[k]
+    local name = where and (where .. "." .. k) or ("'" .. k .. "'")
+    if type(d) == "boolean" and type(v) ~= "boolean" then
+      cerr("%s must be true or false (got %s)", name, show(v))
+    elseif type(d) == "number" and v ~= NULL and (type(v) ~= "number" or v ~= v or v == math.huge or v == -math.huge) then
+      cerr("%s must be a finite number (got %s)", name, show(v))
+    end
+  end
+end
+
 -- a derived size (hidden_size * a ratio): a whole number of at least min that fits MAX_SIZE
 function M.derived(what, v, min)
   if v ~= v or v < min or v > MAX_SIZE then cerr("%s = %s must be in [%d, %d]", what, tostring(v), min, MAX_SIZE) end
@@ -162,7 +188,9 @@ local function hybrid_specs(cfg, def)
   if specs[1] == nil and next(specs) ~= nil then specs = { specs } end
   local attention = registry.get("attention")
   for i, s in ipairs(specs) do
+    if type(s) == "table" then M.check_types(s, attention.options, string.format("attn[%d]", i), "boolean") end
     attention.check_options(s, cfg, string.format("attn[%d]", i))
+    M.check_types(s, attention.options, string.format("attn[%d]", i), "number")
     for _, l in ipairs(s.layers) do
       if cfg._attn_at[l] then cerr("attn: layer %d appears twice", l) end
       cfg._attn_at[l] = s
@@ -184,6 +212,8 @@ function M.normalize(user)
   cfg.model_type = mt
   if is_null(cfg.architectures) then cfg.architectures = { def.architecture } end
 
+  M.check_types(cfg, M.common, nil, "boolean")
+  M.check_types(cfg, def.config or {}, nil, "boolean")
   local d = M.need_int(cfg, "hidden_size", 1)
   M.need_int(cfg, "num_hidden_layers", 1)
   M.need_int(cfg, "vocab_size", 1)
@@ -208,6 +238,8 @@ function M.normalize(user)
   end
   hybrid_specs(cfg, def)
   if def.validate then def.validate(cfg) end
+  M.check_types(cfg, M.common, nil, "number")
+  M.check_types(cfg, def.config or {}, nil, "number")
   return cfg
 end
 

@@ -28,6 +28,8 @@ local registry = require "hyblua.mixers"
 local user_error = require("hyblua.errors").user_error
 
 local G = {}
+-- the smallest sampling temperature: logits up to 3.4e32 stay finite in float32 once divided by it
+G.MIN_TEMPERATURE = 1e-6
 
 -- the options of m:generate (and m:generate_text)
 local KNOWN = { "max_new_tokens", "do_sample", "greedy", "temperature", "top_k", "top_p", "repetition_penalty",
@@ -64,9 +66,12 @@ local function check_options(opts, n, who)
   if opts.do_sample ~= nil and opts.greedy ~= nil and opts.do_sample == opts.greedy then
     fail("%s: do_sample = %s contradicts greedy = %s", who, tostring(opts.do_sample), tostring(opts.greedy))
   end
+  -- 0 is greedy; a sampling temperature divides the float32 logits, so a tiny one (a denormal) would turn
+  -- them into infinities and the probabilities into NaN
   local t = opts.temperature
-  if t ~= nil and (type(t) ~= "number" or not (t >= 0) or t == math.huge) then
-    fail("%s: temperature must be a finite number >= 0 (got %s)", who, show(t))
+  if t ~= nil and (type(t) ~= "number" or not (t == 0 or (t >= G.MIN_TEMPERATURE and t < math.huge))) then
+    fail("%s: temperature must be 0 (greedy) or a finite number >= %g (got %s)", who, G.MIN_TEMPERATURE,
+      t ~= t and "nan" or type(t) == "number" and string.format("%.6g", t) or show(t))
   end
   local k = opts.top_k
   if k ~= nil and (math.type(k) ~= "integer" or k < 0) then

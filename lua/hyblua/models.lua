@@ -188,7 +188,8 @@ local function custom_layers(cfg, list)
   if type(list) ~= "table" then user_error("config: custom_mixers must be a list of {mixer =, layers =} (got " .. C.show(list) .. ")", 0) end
   local L = cfg.num_hidden_layers
   for k, entry in ipairs(list) do
-    local where = string.format("config: custom_mixers[%d]", k)
+    local what = string.format("custom_mixers[%d]", k)
+    local where = "config: " .. what
     if type(entry) ~= "table" then user_error(string.format("%s must be an object (got %s)", where, C.show(entry)), 0) end
     local base = { mixer = true, layers = true }
     local def = registry.get(entry.mixer)
@@ -211,6 +212,7 @@ local function custom_layers(cfg, list)
       user_error(string.format("%s.mixer = '%s' is the mixer of model_type '%s' (set attention layers with `attn`, " ..
         "the other layers' mixer with model_type)", where, entry.mixer, def.model_type), 0)
     end
+    C.check_types(entry, def.options or {}, what, "boolean")   -- true or false, not "yes"
     local spec = {}
     for key, v in pairs(def.options or {}) do spec[key] = v end
     for key, v in pairs(entry) do spec[key] = v end
@@ -220,8 +222,15 @@ local function custom_layers(cfg, list)
       layers = {}
       for i = 0, L - 1 do if r(i, L) then layers[#layers + 1] = i end end
     end
-    if type(layers) ~= "table" then
+    if layers == nil or layers == hb.io.null then
       user_error(string.format("%s.layers is required (a list of 0-based layer indices or a schedule)", where), 0)
+    end
+    local bad = type(layers) ~= "table" and (type(layers) == "function" and "a function" or C.show(layers))
+    for key in pairs(type(layers) == "table" and layers or {}) do   -- a list: keys 1..n only
+      if not bad and (math.type(key) ~= "integer" or key < 1 or key > #layers) then bad = "a table with key " .. C.show(key) end
+    end
+    if bad then
+      user_error(string.format("%s.layers must be a list of 0-based layer indices or a schedule (got %s)", where, bad), 0)
     end
     for _, i in ipairs(layers) do
       if math.type(i) ~= "integer" or i < 0 or i >= L then
@@ -231,7 +240,8 @@ local function custom_layers(cfg, list)
       at[i] = spec
     end
     spec.layers = layers
-    if def.check_options then def.check_options(spec, cfg, string.format("custom_mixers[%d]", k)) end
+    if def.check_options then def.check_options(spec, cfg, what) end
+    C.check_types(spec, def.options or {}, what, "number")   -- finite
     resolved[k] = spec
   end
   return at, resolved
@@ -649,12 +659,50 @@ end
 Cache.__name = "hyblua.Cache"
 Cache.__tostring = function(c) return summary.cache(c) end
 
+-- A cache remembers the model it was made for (_model): its layer caches hold that model's tensors.
 -- c.layers[li]: the mixer's decode state of layer li (ctx.cache of the mixer); c.blocks[li]: the block's
 -- own decode state (ctx.cache of the block, e.g. RWKV-7's channel-mix token shift)
 function Model:new_cache(B)
-  local c = setmetatable({ B = B or 1, layers = {}, blocks = {}, pos = 0, _layers = self.layers }, Cache)
+  local c = setmetatable({ B = B or 1, layers = {}, blocks = {}, pos = 0, _layers = self.layers, _model = self }, Cache)
   for li = 1, #self.layers do c.layers[li], c.blocks[li] = {}, {} end
   return c
+end
+
+-- "gla, 2 layers LA, hidden_size 16": what a cache mismatch names
+local function describe(m)
+  local c = m.config
+  return string.format("%s, %d layers %s, hidden_size %d", tostring(c.model_type), c.num_hidden_layers,
+    schedule.describe(c), c.hidden_size)
+end
+-- deep equality of two config values (JSON data)
+local function same(a, b)
+  if type(a) ~= "table" or type(b) ~= "table" then return a == b end
+  for k, v in pairs(a) do if not same(v, b[k]) then return false end end
+  for k in pairs(b) do if a[k] == nil then return false end end
+  return true
+end
+-- the cache must be one made by m:new_cache for this model, or for another of the same config (a copy
+-- loaded from the same checkpoint continues it); else an error naming both models
+local function check_cache(self, cache, fn)
+  if getmetatable(cache) ~= Cache then
+    user_error(string.format("%s: the cache must be one made by m:new_cache(B) (got %s)", fn, C.show(cache)), 3)
+  end
+  local owner = cache._model
+  if owner == self then return end
+  local a, b = owner:to_config(), self:to_config()
+  local keys = {}
+  for k in pairs(a) do keys[#keys + 1] = k end
+  for k in pairs(b) do if a[k] == nil then keys[#keys + 1] = k end end
+  table.sort(keys, function(x, y)   -- model_type first: the difference that says most
+    if (x == "model_type") ~= (y == "model_type") then return x == "model_type" end
+    return tostring(x) < tostring(y)
+  end)
+  for _, k in ipairs(keys) do
+    if not same(a[k], b[k]) then
+      user_error(string.format("%s: the cache was made for another model (%s) than this one (%s; the configs differ in %s); " ..
+        "make a cache for this model with m:new_cache(B)", fn, describe(owner), describe(self), k), 3)
+    end
+  end
 end
 
 -- one column of ids [B] or [B,1] (tensor or table) → logits [B, V] for the next position
@@ -666,6 +714,7 @@ function Model:step(ids, cache)
   elseif ids:dim() == 1 then
     ids = ids:view(ids:size(1), 1)
   end
+  check_cache(self, cache, "step")
   if ids:size(1) ~= cache.B then
     user_error(string.format("step: ids have %d rows but the cache was made for batch %d (m:new_cache(B))", ids:size(1), cache.B), 2)
   end
@@ -680,6 +729,7 @@ end
 -- prefill a cache with a [B, T] prompt; returns logits of the last position [B, V]
 function Model:prefill(ids, cache)
   ids = to_ids(ids)
+  check_cache(self, cache, "prefill")
   if ids:size(1) ~= cache.B then
     user_error(string.format("prefill: ids have %d rows but the cache was made for batch %d (m:new_cache(B))", ids:size(1), cache.B), 2)
   end

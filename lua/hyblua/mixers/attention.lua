@@ -107,6 +107,36 @@ function attention.declare(add, d, i, spec)
            window = is_null(spec.window_size) and 0 or spec.window_size, theta = spec.rope_theta }
 end
 
+-- The decode cache: cache.k, cache.v [B, capacity, Hkv, D], position p at slot p mod capacity (what
+-- hb.attention_step reads). Without a window the capacity grows by doubling and holds every position; a
+-- sliding window caps it at window_size, so once the context is longer the cache is a ring of the last
+-- window_size positions — the only keys a window attends — and its size stays bounded while decoding.
+local function cache_write(cache, k, v, pos0, L)
+  local B, T = k:size(1), k:size(2)
+  local need, limit = pos0 + T, L.window > 0 and L.window or math.huge
+  local cap = cache.k and cache.k:size(2) or 0
+  if cap < need and cap < limit then
+    -- grow: a cache below its limit has never wrapped, so positions 0..pos0-1 are at slots 0..pos0-1
+    local ncap = math.min(limit, math.max(need, cap * 2, 64))
+    local nk, nv = hb.zeros(B, ncap, L.Hkv, L.D), hb.zeros(B, ncap, L.Hkv, L.D)
+    if pos0 > 0 then
+      nk:narrow(2, 1, pos0):copy_(cache.k:narrow(2, 1, pos0))
+      nv:narrow(2, 1, pos0):copy_(cache.v:narrow(2, 1, pos0))
+    end
+    cache.k, cache.v, cap = nk, nv, ncap
+  end
+  -- keep the last min(T, cap) of the new positions, in at most two runs of slots (the ring's end, its start)
+  local m = math.min(T, cap)
+  local s = (need - m) % cap
+  local n1 = math.min(m, cap - s)
+  cache.k:narrow(2, s + 1, n1):copy_(k:narrow(2, T - m + 1, n1))
+  cache.v:narrow(2, s + 1, n1):copy_(v:narrow(2, T - m + 1, n1))
+  if m > n1 then
+    cache.k:narrow(2, 1, m - n1):copy_(k:narrow(2, T - m + n1 + 1, m - n1))
+    cache.v:narrow(2, 1, m - n1):copy_(v:narrow(2, T - m + n1 + 1, m - n1))
+  end
+end
+
 function attention.forward(ctx, x)
   local L = ctx.layer
   local B, T = x:size(1), x:size(2)
@@ -124,27 +154,14 @@ function attention.forward(ctx, x)
   local scale = 1 / math.sqrt(L.D)
   local o
   if cache then
-    -- grow the KV cache by doubling, then append
-    local need = pos0 + T
-    if not cache.k or cache.k:size(2) < need then
-      local cap = math.max(need, cache.k and cache.k:size(2) * 2 or 64)
-      local nk, nv = hb.zeros(B, cap, L.Hkv, L.D), hb.zeros(B, cap, L.Hkv, L.D)
-      if cache.k and pos0 > 0 then
-        nk:narrow(2, 1, pos0):copy_(cache.k:narrow(2, 1, pos0))
-        nv:narrow(2, 1, pos0):copy_(cache.v:narrow(2, 1, pos0))
-      end
-      cache.k, cache.v = nk, nv
-    end
-    cache.k:narrow(2, pos0 + 1, T):copy_(k)
-    cache.v:narrow(2, pos0 + 1, T):copy_(v)
+    if pos0 > 0 and T ~= 1 then user_error("decode cache: only one token per step after the prefill") end
+    cache_write(cache, k, v, pos0, L)
     cache.pos = pos0 + T
     if pos0 == 0 then
       o = hb.attention { q = q, k = k, v = v, scale = scale, window = L.window }
-    elseif T == 1 then
+    else
       o = hb.attention_step { q = q:select(2, 1), k_cache = cache.k, v_cache = cache.v, scale = scale, window = L.window,
         pos = pos0 }:unsqueeze(2)
-    else
-      user_error("decode cache: only one token per step after the prefill")
     end
   else -- packed documents: block-diagonal causal attention, windows restarting at every document
     o = hb.attention { q = q, k = k, v = v, scale = scale, window = L.window, cu_seqlens = ctx.cu_seqlens }
@@ -155,16 +172,18 @@ end
 -- no state of fixed size: the KV cache grows with the context
 function attention.state_bytes() return 0, 0 end
 
--- K and V of the last min(N, window) positions: cache.k, cache.v [B, N, Hkv, D], float32
+-- K and V of the positions the cache keeps after N: all N, or the last window_size (the ring), float32
 function attention.kv_bytes(L, _, N)
   local n = L.window > 0 and math.min(N, L.window) or N
   return 2 * n * L.Hkv * L.D * 4
 end
 
--- the bytes the cache holds: the KV capacity grows by doubling, count only the positions filled
+-- the bytes the cache holds: the positions it keeps, min(pos, capacity) slots of K and V (a capacity
+-- grown by doubling has unfilled slots; a window's ring is full once the context reaches window_size)
 function attention.cache_bytes(lc)
   if not lc.k then return 0 end
-  return 2 * lc.k:nbytes() // lc.k:size(2) * lc.pos
+  local cap = lc.k:size(2)
+  return 2 * lc.k:nbytes() // cap * math.min(lc.pos, cap)
 end
 
 -- paper formula: 2·N·d (scores and weighted sum over N positions)
