@@ -277,8 +277,9 @@ static void check_decode_ring(shape_t s, int64_t C) {
     double *qt = dzeros(s.B * HD), *ot = dzeros(s.B * HD);
     float *qf = to_f(q, nq), *kf = to_f(k, nk), *vf = to_f(v, nk), *fo_full = fzeros(nq), *fo_dec = fzeros(nq);
     float *fkc = fzeros(s.B * C * KD), *fvc = fzeros(s.B * C * KD), *fqt = fzeros(s.B * HD), *fot = fzeros(s.B * HD);
-    int rc = attn_fwd_f64(o_full, NULL, q, k, v, scale, s.window, s.B, s.T, s.H, s.Hkv, s.D, s.tile);
-    rc |= attn_fwd_f32(fo_full, NULL, qf, kf, vf, (float)scale, s.window, s.B, s.T, s.H, s.Hkv, s.D, s.tile);
+    int rc = attn_fwd_f64(o_full, NULL, q, k, v, scale, s.window, NULL, 0, s.B, s.T, s.H, s.Hkv, s.D, s.tile);
+    rc |= attn_fwd_f32(fo_full, NULL, qf, kf, vf, (float)scale, s.window, NULL, 0, s.B, s.T, s.H, s.Hkv, s.D,
+                       s.tile);
     for (int64_t t = 0; t < s.T; t++) {
         int64_t slot = t % C;
         for (int64_t b = 0; b < s.B; b++) {
