@@ -146,8 +146,8 @@ static void test_reference(void) {
             interleaved_ref(o2, h2, &d);
             e = fmax(e, fmax(rel_err_dd(o1, o2, d.no), rel_err_dd(h1, h2, d.ns)));
             if (NH == 1) { /* one Householder step is the gated delta rule itself */
-                rc |= delta_rule_fwd_ref_f64(o2, h2, d.q, d.k, d.v, d.beta, d.g, d.h0, scale_of(&c), c.B, c.T,
-                                             c.H, c.HV, c.K, c.V);
+                rc |= delta_rule_fwd_ref_f64(o2, h2, d.q, d.k, d.v, d.beta, d.g, d.h0, scale_of(&c), NULL, 0,
+                                             c.B, c.T, c.H, c.HV, c.K, c.V);
                 e = fmax(e, fmax(rel_err_dd(o1, o2, d.no), rel_err_dd(h1, h2, d.ns)));
             }
             free(o1), free(o2), free(h1), free(h2);
