@@ -120,7 +120,8 @@ end
 -- the model's own in-place updates: KV cache and recurrent-state writes while a graph is alive
 -- (every model type of the mixer registry as a 1:1 hybrid with a windowed attention layer, and a transformer)
 local cfgs = { { model_type = "transformer", hidden_size = 16, num_hidden_layers = 2, num_heads = 2, vocab_size = 32 } }
-local shapes = { hgrn = { expand_ratio = 1 }, hgrn2 = { expand_ratio = 8 }, gated_deltanet = { num_heads = 2, head_dim = 8 } }
+local shapes = { hgrn = { expand_ratio = 1 }, hgrn2 = { expand_ratio = 8 }, gated_deltanet = { num_heads = 2, head_dim = 8 },
+  mamba2 = { head_dim = 8, state_size = 8 } }
 local types = require("hyblua.config_fla").types
 for _, mt in ipairs(require("hyblua.mixers.registry").model_types()) do
   if mt ~= "transformer" then

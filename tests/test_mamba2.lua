@@ -270,7 +270,7 @@ cfgerr({ A_init_range = { 0, 16 } }, "'A_init_range' must be a positive finite p
 cfgerr({ dt_min = 0.5, dt_max = 0.1 }, "dt_min and dt_max must satisfy 0 < dt_min <= dt_max", "dt_min <= dt_max")
 cfgerr({ rmsnorm = 1 }, "'rmsnorm' must be true or false", "rmsnorm must be a boolean")
 cfgerr({ hidden_act = "swish" }, "hidden_act = 'swish' is not implemented by hyblua", "hidden_act other than silu is refused naming the field")
-cfgerr({ use_l2warp = 1 }, "use_l2warp must be true or false (got 1)", "use_l2warp must be a boolean")
+cfgerr({ use_l2warp = 1 }, "'use_l2warp' must be true or false (got 1)", "use_l2warp must be a boolean")
 cfgerr({ use_gate = true }, "'use_gate' is not a field of mamba2 configs", "another type's field is refused")
 do
   local m = hb.models.new({ model_type = "mamba2", num_hidden_layers = 1, hidden_size = 64, vocab_size = 8 })

@@ -169,7 +169,7 @@ T.is(hb.schedule.describe(hb.models.normalize_config { model_type = "gated_delta
 
 -- fla fields hyblua does not implement
 for _, c in ipairs {
-  { with { use_l2warp = 1 }, "config: use_l2warp must be true or false (got 1)" },
+  { with { use_l2warp = 1 }, "config: 'use_l2warp' must be true or false (got 1)" },
   { with { hidden_act = "powlu" }, "config: hidden_act = 'powlu' is not implemented by hyblua (use 'swish')" },
   { with { elementwise_affine = false }, "config: elementwise_affine = false is not implemented by hyblua (use true)" },
   { with { feature_map = "relu" }, "config: feature_map = 'relu' is not implemented by hyblua (use null)" },

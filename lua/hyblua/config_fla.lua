@@ -224,7 +224,6 @@ function M.normalize(user)
   for k, v in pairs(M.unsupported) do only[k] = v end
   for k, v in pairs(def.unsupported or {}) do only[k] = v end
   check_supported(cfg, only)
-  if type(cfg.use_l2warp) ~= "boolean" then cerr("use_l2warp must be true or false (got %s)", show(cfg.use_l2warp)) end
   if cfg.fuse_cross_entropy == true and cfg.fuse_linear_cross_entropy == true then
     cerr("fuse_cross_entropy and fuse_linear_cross_entropy cannot both be true")
   end

@@ -71,7 +71,8 @@ local function check_options(opts, n, who)
   local t = opts.temperature
   if t ~= nil and (type(t) ~= "number" or not (t == 0 or (t >= G.MIN_TEMPERATURE and t < math.huge))) then
     fail("%s: temperature must be 0 (greedy) or a finite number >= %g (got %s)", who, G.MIN_TEMPERATURE,
-      t ~= t and "nan" or type(t) == "number" and string.format("%.6g", t) or show(t))
+      t ~= t and "nan" or type(t) == "number" and string.format("%.6g", t) or
+      type(t) == "string" and "'" .. t .. "'" or show(t))
   end
   local k = opts.top_k
   if k ~= nil and (math.type(k) ~= "integer" or k < 0) then
