@@ -1,4 +1,5 @@
-/* attention.c — causal softmax attention (flash-attn contract, spec §3) and rotary embeddings.
+/* attention.c — causal softmax attention (flash-attn contract,
+ * docs/mixers.md#softmax-attention) and rotary embeddings.
  *
  * Shape letters: B batch, T time, H query heads, Hkv kv heads (H = G*Hkv, G = group size), D head
  * dim, `tile` the flash tile edge (queries and keys; callers use 64), w the sliding window (0 = none).

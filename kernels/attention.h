@@ -1,4 +1,4 @@
-/* attention.h — causal softmax attention (flash-attn contract, spec §3) and RoPE.
+/* attention.h — causal softmax attention (flash-attn contract, docs/mixers.md#softmax-attention) and RoPE.
  *
  * Shapes (all contiguous row-major, int64_t dimensions):
  *   q, o, dq, dout : (B,T,H,D)        k, v, dk, dv : (B,T,Hkv,D)        lse : (B,H,T)
@@ -86,8 +86,9 @@ int attn_decode_step_f64(double *o, const double *q, const double *kc, const dou
                          double scale, int64_t window, int64_t pos, int64_t B, int64_t Tmax,
                          int64_t H, int64_t Hkv, int64_t D);
 
-/* RoPE, GPT-NeoX rotate-half over the full head dim D (even), positions pos0 + t (spec §3 step 3), t
- * counted from the first token of the token's row, or of its document with cu_seqlens (N+1) [OPTIONAL]:
+/* RoPE, GPT-NeoX rotate-half over the full head dim D (even), positions pos0 + t
+ * (docs/mixers.md#softmax-attention), t counted from the first token of the token's row, or of its
+ * document with cu_seqlens (N+1) [OPTIONAL]:
  * inv_freq[j] = 1/theta^(2j/D), ang = pos*inv_freq[j], all in the kernel's real type.
  * out [OUT] (B,T,H,D), may equal x (in place)   x [IN] (B,T,H,D)   theta: rope base (e.g. 10000) */
 int rope_fwd_f32(float *out, const float *x, double theta, int64_t pos0, const int64_t *cu_seqlens, int64_t N,

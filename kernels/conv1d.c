@@ -1,4 +1,5 @@
-/* conv1d.c — fla's ShortConvolution (spec §1.3): causal depthwise conv over time, optional SiLU.
+/* conv1d.c — fla's ShortConvolution (docs/mixers.md#short-convolution): causal depthwise conv over
+ * time, optional SiLU.
  *
  * Shapes: B batch, T time, D channels, W taps. x, y (B,T,D); w (D,W); b (D); caches (B,W−1,D).
  *

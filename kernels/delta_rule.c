@@ -1,4 +1,5 @@
-/* delta_rule.c — the (gated) delta rule: DeltaNet (g = NULL) and GatedDeltaNet (spec §9.3, §10.3).
+/* delta_rule.c — the (gated) delta rule: DeltaNet (g = NULL) and GatedDeltaNet (docs/mixers.md#deltanet,
+ * docs/mixers.md#gated-deltanet).
  *
  * Shape letters: B batch, T time, H q/k heads, HV value heads (a multiple of H; value head j reads
  * q/k head h = j / (HV/H)), K key dim, V value dim, C chunk length, NC = ceil(T/C) chunks.

@@ -1,5 +1,5 @@
 /* delta_rule.h — the (gated) delta rule of DeltaNet and GatedDeltaNet
- * (spec §9.3, §10.3, §12.4, §12.5).
+ * (docs/mixers.md#deltanet, docs/mixers.md#gated-deltanet, docs/mixers.md#chunked-forms).
  *
  * Per value head j (q/k head h = j / (HV/H)), state S ∈ R^{K×V}, S_{−1} = h0 (or 0):
  *   S'_t = exp(g_t) · S_{t−1}                    (decay first; g = NULL means no decay: DeltaNet)
@@ -75,11 +75,12 @@ int delta_rule_bwd_ref_f64(double *dq, double *dk, double *dv, double *dbeta, do
                            const double *h0, double scale, const int64_t *cu_seqlens, int64_t N,
                            int64_t B, int64_t T, int64_t H, int64_t HV, int64_t K, int64_t V);
 
-/* Chunked forward, WY/UT form (spec §12.4/§12.5), chunk length C ≥ 1 (callers use 64; counted from
- * each sequence's first token, lengths need not be multiples of C). Parallel over NS·HV. Same arguments
- * and results as delta_rule_fwd_ref, plus hs [OUT][OPTIONAL] (delta_rule_chunk_count(...)·HV·K·V
- * reals, layout above): the state entering each chunk; pass it to delta_rule_bwd_chunk (same C and
- * cu_seqlens) to spare the backward the recomputation of the state pass. */
+/* Chunked forward, WY/UT form (docs/mixers.md#chunked-forms), chunk length C ≥ 1 (callers use 64;
+ * counted from each sequence's first token, lengths need not be multiples of C). Parallel over NS·HV.
+ * Same arguments and results as delta_rule_fwd_ref, plus hs [OUT][OPTIONAL]
+ * (delta_rule_chunk_count(...)·HV·K·V reals, layout above): the state entering each chunk; pass it to
+ * delta_rule_bwd_chunk (same C and cu_seqlens) to spare the backward the recomputation of the state
+ * pass. */
 int delta_rule_fwd_chunk_f32(float *o, float *ht, float *hs, const float *q, const float *k,
                              const float *v, const float *beta, const float *g,
                              const float *h0, float scale, const int64_t *cu_seqlens, int64_t N,

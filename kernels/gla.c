@@ -1,5 +1,5 @@
-/* gla.c — gated linear attention (GLA, spec §7.3) with a per-key-channel decay; HGRN-2 (§8.3) runs
- * the same kernel with k = 1 − e^{g}.
+/* gla.c — gated linear attention (GLA, docs/mixers.md#gla) with a per-key-channel decay; HGRN-2
+ * (docs/mixers.md#hgrn-2) runs the same kernel with k = 1 − e^{g}.
  *
  * Shape letters: B batch, T time, H heads, K key dim, V value dim, C chunk length, BC = 16 the
  * secondary sub-block inside a chunk. Layout (B,T,H,D) row-major: the rows of one head are D-vectors
@@ -15,7 +15,7 @@
  *   dS += scale q_t do_tᵀ;  dq_t = scale S_t do_t;  dk_t = dS v_t;  dv_t = dSᵀ k_t;
  *   dgk_t = e^{gk_t} ⊙ rowsum(S_{t−1} ⊙ dS);  dS ← diag(e^{gk_t}) dS;  finally dh0 = dS.
  *
- * Chunked form (§12.1). In a chunk of L ≤ C rows r = 0..L−1 entering with state S:
+ * Chunked form (docs/mixers.md#chunked-forms). In a chunk of L ≤ C rows r = 0..L−1 entering with state S:
  *   G_r = Σ_{u≤r} gk_u (per channel, ≤ 0, non-increasing)
  *   o_r = scale (q_r ⊙ e^{G_r})ᵀ S + Σ_{s≤r} A_rs v_s,   A_rs = scale Σ_j q_rj k_sj e^{G_rj − G_sj}
  *   S'  = diag(e^{G_{L−1}}) S + Σ_r (k_r ⊙ e^{G_{L−1} − G_r}) v_rᵀ

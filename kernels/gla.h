@@ -1,4 +1,5 @@
-/* gla.h — gated linear attention with a per-key-channel decay (GLA, spec §7.3; HGRN-2 §8.3).
+/* gla.h — gated linear attention with a per-key-channel decay (GLA, docs/mixers.md#gla;
+ * HGRN-2 docs/mixers.md#hgrn-2).
  *
  *   S_t = diag(exp(gk_t)) S_{t−1} + k_t v_tᵀ     S ∈ R^{K×V} per (batch, head), S_{−1} = h0 (or 0)
  *   o_t = S_tᵀ (scale · q_t)                     gk_t ≤ 0 (finite) is the log decay of each key channel

@@ -1,4 +1,4 @@
-/* hgrn.c — HGRN's element-wise gated linear recurrence (spec §5.4, §12.3).
+/* hgrn.c — HGRN's element-wise gated linear recurrence (docs/mixers.md#hgrn, docs/mixers.md#chunked-forms).
  *
  * Shapes: B batch, T time, D channels, C chunk length. x, g, o (B,T,D); states h0, ht (B,D).
  *

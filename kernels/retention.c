@@ -10,8 +10,8 @@
  *   dS_t = γ dS_{t+1} + scale q_t do_tᵀ,   dq_t = scale S_t do_t,
  *   dk_t = dS_t v_t,                        dv_t = dS_tᵀ k_t.
  *
- * Chunked form (fla/ops/simple_gla, spec §12.2). Inside one chunk of c ≤ C rows r, s = 0…c−1 that
- * starts from state S (the state before its first row):
+ * Chunked form (fla/ops/simple_gla, docs/mixers.md#chunked-forms). Inside one chunk of c ≤ C rows
+ * r, s = 0…c−1 that starts from state S (the state before its first row):
  *   M_rs = scale γ^{r−s} if s ≤ r else 0                       (c×c decay mask)
  *   O    = (M ⊙ Q Kᵀ) V + diag(scale γ^{r+1}) Q S
  *   S'   = γ^c S + (diag(γ^{c−1−s}) K)ᵀ V
