@@ -136,7 +136,10 @@ hb_tensor_t *hb_view(hb_tensor_t *t, int ndim, const int64_t *size_in) {
         } else if (size[i] < 0) {
             hb_seterr("view: invalid size %lld", (long long)size[i]);
             return NULL;
-        } else known *= size[i];
+        } else if (__builtin_mul_overflow(known, size[i], &known)) {
+            hb_seterr("view: sizes multiply past 2^63 elements");
+            return NULL;
+        }
     }
     if (infer >= 0) {
         if (known == 0 || n % known) {

@@ -5,6 +5,9 @@
  *   hyblua -e 'code' ...        run strings (repeatable), in order, before any script
  *   hyblua -i [script.lua]      run the script (if any), then the REPL in the same Lua state
  *   hyblua                      REPL on a terminal; otherwise (or with `-`) run stdin as a script
+ *   hyblua plot FILE.jsonl...   plot training curves (hb.plot.main: `hyblua plot --help`); a script
+ *                               file named "plot" runs as ./plot
+ *   hyblua --traceback ...      tracebacks for user errors too (also HYBLUA_TRACEBACK=1)
  *
  * The module comes from luaopen_hyblua (lua/hyblua.h), registered in package.preload, so scripts say
  * `local hb = require "hyblua"`. For convenience the REPL and -e chunks also get a global
@@ -19,9 +22,20 @@
  * (HYBLUA_HISTORY overrides the path; set it empty for no history file). When stdin is not a
  * terminal (`... | hyblua -i`) lines are read plainly and no prompts are shown.
  *
+ * Errors. A user error (raised by hb.user_error: a bad argument, an unknown key, a missing file; see
+ * lua/hyblua/errors.lua) is printed as its message alone; every other error — a bug — with a
+ * traceback. The message handler tells them apart by the registry table "hyblua.user_errors"
+ * (message → true) that hb.user_error fills; it is cleared before each chunk.
+ *
+ * Exit status: 0 on success, 1 after an error, 130 (128 + SIGINT, as a shell reports a process killed
+ * by Ctrl-C) when a script run was interrupted — also when the script caught the interrupt and ended
+ * normally (hb.train stops at a step boundary, saves and returns), since the interrupt flag stays
+ * raised until the next chunk.
+ *
  * Ctrl-C. While a chunk runs, SIGINT raises the hb_interrupted() flag (core/interrupt.h), which C
  * kernels and training loops poll, and sets a Lua hook (lua.c's technique) that stops pure Lua code
- * at its next step with the error "interrupted!". The flag is cleared before each chunk. In a script
+ * at its next step with the error "interrupted!" (without a position; an "interrupted!" from a binding
+ * is shown the same way, without its position or a traceback). The flag is cleared before each chunk. In a script
  * run a second Ctrl-C kills the process as usual; in an interactive session (REPL or -i) it only
  * re-raises the request, so a slow C operation that polls late does not end the session (Ctrl-\
  * still does). At the prompt, Ctrl-C abandons the line (and any unfinished chunk) and shows a fresh
@@ -65,6 +79,7 @@ static lua_State *globalL = NULL;       /* the state the SIGINT handler sets its
 static pthread_t main_thread;
 static volatile sig_atomic_t interactive = 0; /* REPL or -i: a second Ctrl-C must not kill */
 
+static int full_traceback = 0;          /* --traceback / HYBLUA_TRACEBACK: tracebacks for user errors */
 static int editing = 0;                 /* libedit is reading the lines */
 static char *history_file = NULL;       /* NULL: no persistent history */
 static int prompt_cancelled = 0;        /* Ctrl-C seen while reading a line */
@@ -118,10 +133,14 @@ static void print_help(FILE *f) {
         "  -l name        require library 'name' into global 'name'\n"
         "  -v, --version  show version information\n"
         "  -W             turn warnings on\n"
+        "  --traceback    print a traceback for user errors too (HYBLUA_TRACEBACK=1 does the same)\n"
         "  -h, --help     show this help\n"
         "  --             stop handling options\n"
         "  -              stop handling options and execute stdin\n"
+        "  hyblua plot run/metrics.jsonl...   plot training curves to SVG/PNG (hyblua plot --help)\n"
         "Scripts load the module themselves: local hb = require \"hyblua\"\n"
+        "Recipes answer --help with their keys: hyblua recipes/gdn_3to1.lua --help\n"
+        "Exit status: 0 success, 1 error, 130 interrupted (Ctrl-C).\n"
         "REPL: the global 'hb' is preset; a trailing ';' suppresses printing; Ctrl-C interrupts the\n"
         "running chunk or clears the line; Ctrl-D exits. History is kept in ~/" HISTORY_FILE "\n"
         "(HYBLUA_HISTORY overrides the path; empty disables it).\n");
@@ -146,7 +165,8 @@ static void lstop(lua_State *L, lua_Debug *ar) {
     if (lua_getinfo(L, "S", ar) && strcmp(ar->what, "C") == 0) return;
     lua_sethook(L, NULL, 0, 0);
     if (hb_interrupt_deferred()) return; /* a training loop polls the flag at its next step boundary */
-    luaL_error(L, "interrupted!");
+    lua_pushliteral(L, "interrupted!"); /* no position: it is not an error of the line that ran */
+    lua_error(L);
 }
 
 /* SIGINT while a chunk runs. In a script run the handler was installed with SA_RESETHAND, so the
@@ -191,9 +211,40 @@ static void set_sigint(enum sigint_mode mode) {
 
 /* ---------------------------------------------------------------- running chunks */
 
-/* Message handler: append a traceback to the error message. */
+#define USER_ERRORS "hyblua.user_errors"
+#define INTERRUPTED "interrupted!"
+
+/* Was the string at index idx raised by hb.user_error (lua/hyblua/errors.lua)? */
+static int is_user_error(lua_State *L, int idx) {
+    int yes = 0;
+    idx = lua_absindex(L, idx);
+    if (lua_type(L, idx) != LUA_TSTRING) return 0;
+    if (lua_getfield(L, LUA_REGISTRYINDEX, USER_ERRORS) == LUA_TTABLE) {
+        lua_pushvalue(L, idx);
+        yes = lua_rawget(L, -2) == LUA_TBOOLEAN && lua_toboolean(L, -1);
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+    return yes;
+}
+
+/* Does msg end with "interrupted!" (the hook's error, or a binding's with its position)? */
+static int is_interrupt_message(const char *msg) {
+    size_t n = strlen(msg), k = sizeof(INTERRUPTED) - 1;
+    return n >= k && strcmp(msg + n - k, INTERRUPTED) == 0;
+}
+
+/* Message handler: a user error is its message alone; an interrupt is "interrupted!"; anything else
+ * (a bug) gets a traceback. --traceback gives every error its traceback. */
 static int msghandler(lua_State *L) {
     const char *msg = lua_tostring(L, 1);
+    if (msg != NULL && !full_traceback) {
+        if (is_user_error(L, 1)) return 1;
+        if (hb_interrupted() && is_interrupt_message(msg)) {
+            lua_pushliteral(L, INTERRUPTED);
+            return 1;
+        }
+    }
     if (msg == NULL) { /* error object is not a string */
         if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING)
             return 1; /* its __tostring is the message */
@@ -211,6 +262,8 @@ static int docall(lua_State *L, int narg, int nres) {
     lua_pushcfunction(L, msghandler);
     lua_insert(L, base);
     globalL = L;
+    lua_pushnil(L);
+    lua_setfield(L, LUA_REGISTRYINDEX, USER_ERRORS); /* a fresh record of user errors per chunk */
     hb_interrupt_clear();
     set_sigint(SIGINT_RUNNING);
     status = lua_pcall(L, narg, nres, base);
@@ -273,12 +326,20 @@ static int push_script_args(lua_State *L) {
     return n;
 }
 
-/* Run argv[0] as the script; "-" (not after "--") is stdin. */
+/* The `hyblua plot ...` subcommand: hb.plot.main(arg[1..]). */
+static const char plot_chunk[] = "return require('hyblua').plot.main({...})";
+
+/* Run argv[0] as the script; "-" (not after "--") is stdin; "plot" (not after "--") the plot
+ * subcommand. */
 static int run_script(lua_State *L, char **argv) {
     const char *fname = argv[0];
     int status;
-    if (strcmp(fname, "-") == 0 && strcmp(argv[-1], "--") != 0) fname = NULL;
-    status = luaL_loadfile(L, fname);
+    int after_dashes = strcmp(argv[-1], "--") == 0;
+    if (strcmp(fname, "-") == 0 && !after_dashes) fname = NULL;
+    if (strcmp(fname ? fname : "", "plot") == 0 && !after_dashes)
+        status = luaL_loadbuffer(L, plot_chunk, sizeof plot_chunk - 1, "=hyblua plot");
+    else
+        status = luaL_loadfile(L, fname);
     if (status == LUA_OK) {
         int n = push_script_args(L);
         status = docall(L, n, LUA_MULTRET);
@@ -490,6 +551,8 @@ static void print_results(lua_State *L) {
 static void run_repl(lua_State *L) {
     const char *oldprogname = progname;
     interactive = 1;
+    lua_pushboolean(L, 1);
+    lua_setfield(L, LUA_REGISTRYINDEX, "hyblua.interactive");
     progname = NULL; /* no "hyblua:" prefix on errors in the REPL */
     init_line_reading();
     for (;;) {
@@ -528,6 +591,7 @@ static int collect_args(char **argv, int *first) {
         if (argv[i][0] != '-') return args; /* the script */
         if (strcmp(argv[i], "--version") == 0) { args |= HAS_V; continue; }
         if (strcmp(argv[i], "--help") == 0) { args |= HAS_H; continue; }
+        if (strcmp(argv[i], "--traceback") == 0) { full_traceback = 1; continue; }
         switch (argv[i][1]) {
         case '-': /* "--" */
             if (argv[i][2] != '\0') return HAS_ERROR;
@@ -597,6 +661,10 @@ static int pmain(lua_State *L) {
     interactive = (args & HAS_I) != 0;
 
     luaL_openlibs(L);
+    /* registry["hyblua.interactive"]: true in a session that must not end on a library's request
+     * (hb.config.parse_args's --help exits only when it is false) */
+    lua_pushboolean(L, interactive);
+    lua_setfield(L, LUA_REGISTRYINDEX, "hyblua.interactive");
     luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
     lua_pushcfunction(L, luaopen_hyblua);
     lua_setfield(L, -2, "hyblua");
@@ -626,6 +694,8 @@ static int pmain(lua_State *L) {
     return 1;
 }
 
+#define EXIT_INTERRUPTED 130 /* 128 + SIGINT, what a shell reports for a process ended by Ctrl-C */
+
 int main(int argc, char **argv) {
     int status, result;
     lua_State *L = luaL_newstate();
@@ -634,6 +704,10 @@ int main(int argc, char **argv) {
         return EXIT_FAILURE;
     }
     main_thread = pthread_self();
+    {
+        const char *tb = getenv("HYBLUA_TRACEBACK");
+        if (tb != NULL && tb[0] != '\0' && strcmp(tb, "0") != 0) full_traceback = 1;
+    }
     lua_pushcfunction(L, pmain);
     lua_pushinteger(L, argc);
     lua_pushlightuserdata(L, argv);
@@ -642,5 +716,6 @@ int main(int argc, char **argv) {
     report(L, status);
     lua_close(L);
     free(history_file);
+    if (!interactive && hb_interrupted()) return EXIT_INTERRUPTED; /* Ctrl-C ended the run */
     return (result && status == LUA_OK) ? EXIT_SUCCESS : EXIT_FAILURE;
 }

@@ -7,6 +7,8 @@
 --
 --   hyblua recipes/custom_mixer.lua              # trains a small GLA/EMA/attention hybrid on the corpus
 --   hyblua recipes/custom_mixer.lua --tiny       # a few steps (the test suite runs this)
+-- Like the other recipes it resumes the run in `out` (the same command continues an interrupted run);
+-- --set train.overwrite=true moves an earlier run aside and starts afresh.
 local hb = require "hyblua"
 
 hb.models.register_mixer("ema", {
@@ -51,12 +53,33 @@ hb.models.register_mixer("ema", {
   end,
 })
 
-local cfg = hb.config.parse_args(arg, {
-  tiny = false, steps = 300, batch_size = 8, seq_len = 128, lr = 3e-3, seed = 0, out = "runs/custom_mixer",
-  data = { dir = "data/sotu", sample = "tests/data/sample", cache = "runs/cache/sample" },
-  model = { vocab_size = 256 },
-})
-if cfg.tiny then cfg.steps, cfg.batch_size, cfg.seq_len, cfg.out = 6, 2, 32, cfg.out .. "-tiny" end
+local K = hb.config.key
+local defaults = hb.config.declare {
+  tiny = K(false, "a few steps at width 32, batch 2 × 32 tokens (the test suite runs this); explicit values win"),
+  steps = K(300, "training steps", { min = 1 }),
+  batch_size = K(8, "rows per step", { min = 1 }),
+  seq_len = K(128, "tokens per row", { min = 2 }),
+  lr = K(3e-3, "peak learning rate", { min = 0 }),
+  seed = K(0, "seed of the initialisation and the batches", { min = 0 }),
+  out = K("runs/custom_mixer", "run directory (metrics.jsonl, checkpoints); runs/custom_mixer-tiny with --tiny"),
+  train = {
+    resume = K(true, "resume from the newest checkpoint in out"),
+    overwrite = K(false, "start afresh even if out holds a run: it is moved aside to <out>.old-<time> first"),
+  },
+  data = {
+    dir = K("data/sotu", "token shards, from `make data`"),
+    sample = K("tests/data/sample", "the bundled sample used when data.dir is not prepared"),
+    cache = K("runs/cache/sample", "where the sample is prepared (once)"),
+  },
+  model = { vocab_size = K(256, "vocabulary size; must match the data", { min = 1 }) },
+}
+local popts = { description = "A new token mixer (a per-head exponential moving average, 'ema') written in Lua, " ..
+  "trained between GLA layers and a softmax-attention layer; autograd gives its backward." }
+-- --tiny is a preset: it changes the defaults before --config and --set, so explicit values win
+local first = hb.config.parse_args(arg, defaults, popts)
+local eff = hb.config.copy(defaults)
+if first.tiny then eff.steps, eff.batch_size, eff.seq_len, eff.out = 6, 2, 32, eff.out .. "-tiny" end
+local cfg = hb.config.parse_args(arg, eff, popts)
 
 -- 6 layers: GLA at 0,2,4; EMA at 1,3; softmax attention at 5
 local model = hb.models.new({
@@ -72,8 +95,10 @@ local before = val(model)
 local r = hb.train {
   model = model, name = "custom_mixer", steps = cfg.steps, lr = cfg.lr, warmup = math.min(20, cfg.steps),
   batch = function(k) return train_shard:batch(cfg.batch_size, cfg.seq_len, cfg.seed, k) end,
-  out = cfg.out, log = cfg.out .. "/metrics.jsonl", resume = false, progress = not cfg.tiny,
+  out = cfg.out, log = cfg.out .. "/metrics.jsonl", resume = cfg.train.resume, overwrite = cfg.train.overwrite,
+  progress = not cfg.tiny,
 }
+if r.interrupted then return r end -- the checkpoint is saved; hyblua exits with status 130
 local after = val(model)
 print(string.format("custom_mixer: validation loss %.4f → %.4f after %d steps", before, after, cfg.steps))
 return { before = before, after = after, losses = r.losses, model = model }

@@ -6,15 +6,20 @@
 -- --config file.yaml and --set key=value work as in every recipe (hb.config.parse_args).
 local hb = require "hyblua"
 
-local defaults = {
-  input = "data/cache/sotu", -- a directory of *.txt files (one document each) or one file
-  out = "data/sotu",
-  val_fraction = 0.05,
-  seed = 1234,
-  bpe = 0,                   -- 0: byte tokenizer only
-  force = false,             -- re-prepare even when out/meta.json exists
+local K = hb.config.key
+local defaults = hb.config.declare {
+  input = K("data/cache/sotu", "a directory of *.txt files (one document each) or one text file"),
+  out = K("data/sotu", "output directory of the shards"),
+  val_fraction = K(0.05, "share of the documents held out for validation", { min = 0, max = 1 }),
+  seed = K(1234, "seed of the train/validation split", { min = 0 }),
+  bpe = K(0, "also train a byte-level BPE of this many ids into <out>/bpe<N> (0: byte tokenizer only)", { min = 0 }),
+  force = K(false, "prepare again even when <out>/meta.json exists"),
 }
-local cfg = hb.config.parse_args(arg, defaults)
+local cfg = hb.config.parse_args(arg, defaults, {
+  description = "Text files → token shards for training: <out>/train.bin, val.bin, meta.json and tokenizer.json " ..
+    "with the byte tokenizer (and with --bpe N a BPE of N ids in <out>/bpe<N>). Run by `make data`.",
+})
+if cfg.bpe > 0 and cfg.bpe < 257 then hb.user_error("--bpe " .. cfg.bpe .. ": a BPE needs at least 257 ids (the 256 bytes and one merge)") end
 
 local function report(dir, meta)
   print(string.format("%s: %s tokenizer, vocab %d; train %d docs, %d tokens (%d bytes); val %d docs, %d tokens (%d bytes)",

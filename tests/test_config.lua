@@ -74,7 +74,7 @@ do
   local f1 = write("c1.yaml", "train:\n  lr: 0.01\n  steps: 200\nmodel:\n  layers: [1, 5, 7]\nout: from_file1\n")
   local f2 = write("c2.yaml", "train:\n  steps: 300\nout: from_file2\n")
   cfg, rest = hb.config.parse_args({ "--set", "train.steps=400", "--config", f1, "input.txt", "--config=" .. f2,
-    "--train.batch=16", "--set", "train.batch=32", "--", "--not-an-option" }, d)
+    "--train.batch=16", "--set", "train.batch=32", "--", "--not-an-option" }, d, { positional = true })
   T.is(cfg.train.lr, 0.01, "precedence: file value over the default")
   T.is(cfg.out, "from_file2", "precedence: a later file over an earlier one")
   T.is(cfg.train.steps, 400, "precedence: --set over files, even when given before --config")

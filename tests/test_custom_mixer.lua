@@ -1,12 +1,27 @@
 -- test_custom_mixer.lua — a mixer defined in Lua (recipes/custom_mixer.lua) trains beside built-in
 -- ones: its parameters get gradients from autograd, a float64 finite-difference check of the Lua
--- mixer passes, decoding through its cache reproduces the full forward, and the recipe runs.
+-- mixer passes, decoding through its cache reproduces the full forward, and the recipe runs, resumes
+-- its finished run and starts afresh with train.overwrite. The runs go to a fresh temporary folder, so
+-- the test passes however often it runs.
 local hb = require "hyblua"
 local T = dofile("tests/tap.lua")
-arg = { "--tiny" }
-local ok, res = pcall(dofile, "recipes/custom_mixer.lua")
+local tmp = os.tmpname(); os.remove(tmp); hb.data.mkdir(tmp)
+local out = tmp .. "/run"
+local function recipe(...)
+  arg = { "--tiny", "--out", out, ... }
+  return pcall(dofile, "recipes/custom_mixer.lua")
+end
+local ok, res = recipe()
 T.ok(ok, "recipes/custom_mixer.lua --tiny runs", res)
 if not ok then T.done() end
+local ok2, again = recipe()
+T.ok(ok2 and #again.losses == 0, "the same command again resumes the finished run: no step is trained twice",
+  ok2 and #again.losses or again)
+local ok3, fresh = recipe("--set", "train.overwrite=true")
+local aside = false
+for _, n in ipairs(hb.data.list_dir(tmp)) do if n:match("^run%.old%-") then aside = true end end
+T.ok(ok3 and #fresh.losses == #res.losses and aside, "train.overwrite=true moves the run aside and trains afresh",
+  ok3 and #fresh.losses or fresh)
 local m = res.model
 T.is(hb.schedule.describe(m.config), "LCLCLA", "schedule: GLA and EMA layers alternate, then attention")
 T.ok(m.params["model.layers.1.attn.decay_logit"] ~= nil and m.params["model.layers.3.attn.v_proj.weight"] ~= nil,
@@ -61,4 +76,5 @@ for t = 1, 17 do
   worst = math.max(worst, (lt - full:select(2, t)):abs():max():item())
 end
 T.ok(worst < 1e-4 * full:abs():max():item(), "step-by-step decode through the Lua mixer matches the forward", string.format("%.2e", worst))
+os.execute("rm -rf '" .. tmp .. "'")
 T.done()

@@ -8,7 +8,7 @@
 local hb = require "hyblua"
 local T = dofile("tests/tap.lua")
 
-local BUILTIN = { "attention", "hgrn", "retnet", "gla", "hgrn2", "delta_net", "gated_deltanet" }
+local BUILTIN = { "attention", "hgrn", "retnet", "gla", "hgrn2", "delta_net", "gated_deltanet", "kda" }
 local tmp = os.tmpname()
 os.remove(tmp)
 hb.data.mkdir(tmp)
@@ -138,7 +138,7 @@ end
 T.raises(function() hb.models.new(with { num_head = 2 }) end, "config: unknown config key 'num_head' (did you mean 'num_heads'?)",
   "model config: a misspelt key")
 T.raises(function() hb.models.new(with { model_type = "hgrn", num_heads = 2 }) end,
-  "config: 'num_heads' is not a field of hgrn configs (it is one of delta_net, gated_deltanet, gla, hgrn2, retnet, transformer)",
+  "config: 'num_heads' is not a field of hgrn configs (it is one of delta_net, gated_deltanet, gla, hgrn2, kda, retnet, transformer)",
   "model config: another type's field")
 T.raises(function() hb.models.new(with { foo = 1 }) end, "config: unknown config key 'foo' (known keys: architectures, attn,",
   "model config: a key with no near match lists the known keys")

@@ -376,8 +376,16 @@ static void test_script_interrupt(void) {
     sleep_ms(100);
     send_str(&s, "\x03");
     ok(expect(&s, "interrupted!"), "Ctrl-C interrupts a script run");
+    {
+        long deadline = now_ms() + TIMEOUT_MS; /* the whole output, before session_end frees it */
+        int clean;
+        while (now_ms() < deadline && session_read(&s, 50)) {}
+        clean = strstr(s.buf, "stack traceback") == NULL && strstr(s.buf, "(command line):1: interrupted") == NULL;
+        ok(clean, "an interrupt is reported without a position or a traceback");
+        if (!clean) diag("output", s.buf);
+    }
     rc = session_end(&s, TIMEOUT_MS);
-    ok(rc == 1, "an interrupted script exits with status 1 (got %d)", rc);
+    ok(rc == 130, "an interrupted script exits with status 130 (got %d)", rc);
 }
 
 static void test_plain_runs(void) {
@@ -487,6 +495,31 @@ static void test_plain_runs(void) {
         char *argv[] = {NULL, (char *)"-x", NULL};
         rc = run(argv, NULL, &out, &err);
         ok(rc == 1 && strstr(err, "unrecognized option '-x'"), "a bad option gives status 1");
+        free(out), free(err);
+    }
+    /* user errors (recorded in registry["hyblua.user_errors"], as hb.user_error does) print without a
+     * traceback; other errors keep theirs; --traceback and HYBLUA_TRACEBACK=1 give every error one */
+    {
+        static char user[] = "local r = debug.getregistry(); r['hyblua.user_errors'] = {['bad key x'] = true}; error('bad key x', 0)";
+        char *argv[] = {NULL, (char *)"-e", user, NULL};
+        rc = run(argv, NULL, &out, &err);
+        ok(rc == 1 && strcmp(err, "hyblua: bad key x\n") == 0, "a user error is its message alone, status 1");
+        if (strcmp(err, "hyblua: bad key x\n") != 0) diag("stderr", err);
+        free(out), free(err);
+        char *argv2[] = {NULL, (char *)"--traceback", (char *)"-e", user, NULL};
+        rc = run(argv2, NULL, &out, &err);
+        ok(rc == 1 && strstr(err, "bad key x") && strstr(err, "stack traceback"), "--traceback: a user error with its traceback");
+        free(out), free(err);
+        setenv("HYBLUA_TRACEBACK", "1", 1);
+        rc = run(argv, NULL, &out, &err);
+        unsetenv("HYBLUA_TRACEBACK");
+        ok(rc == 1 && strstr(err, "stack traceback"), "HYBLUA_TRACEBACK=1: the same");
+        free(out), free(err);
+    }
+    {
+        char *argv[] = {NULL, (char *)"-e", (char *)"local t = nil; return t.x", NULL};
+        rc = run(argv, NULL, &out, &err);
+        ok(rc == 1 && strstr(err, "attempt to index") && strstr(err, "stack traceback"), "a bug keeps its traceback");
         free(out), free(err);
     }
 }

@@ -50,11 +50,13 @@ local function options(o)
   hb.io.write_json(p, o)
   return p
 end
--- run tests/scripts/train_resume.lua; returns ok, stdout .. stderr
+-- run tests/scripts/train_resume.lua; returns ok, stdout .. stderr. ok: exit status 0, or with `stop` (a
+-- Ctrl-C after that step) 130, the status of every script that Ctrl-C ended
 local function run(cfg, out, steps, stop, opts)
   local cmd = string.format("%s tests/scripts/train_resume.lua %s %s %d %d %s > %s/out.txt 2> %s/err.txt", HY, cfg, out,
     steps, stop or 0, opts or "", tmp, tmp)
-  local ok = os.execute(cmd)
+  local ok, _, code = os.execute(cmd)
+  if stop and stop > 0 then ok = not ok and code == 130 end
   return ok, (read(tmp .. "/out.txt") or "") .. (read(tmp .. "/err.txt") or "")
 end
 

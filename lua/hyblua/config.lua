@@ -1,8 +1,9 @@
 -- hyblua/config.lua — run configurations: defaults written in Lua, YAML files, command-line overrides,
 -- and the effective configuration dumped back to YAML (saved with every run).
 --
---   local cfg, rest = hb.config.parse_args(arg, defaults)
---     defaults    a nested table; it defines every valid key path and its type
+--   local cfg, rest = hb.config.parse_args(arg, defaults [, opts])
+--     defaults    a nested table; it defines every valid key path and its type (plain, or made by
+--                 hb.config.declare, which adds a meaning and a valid range to each key)
 --     --config f  a YAML file merged over the defaults (repeatable, applied in order)
 --     --set a.b=v an override (repeatable, applied in order after all --config files); v is read as a
 --                 YAML scalar or flow value: 3, 1e-3, true, ~, [0, 3], {a: 1}, 'quoted'
@@ -10,7 +11,11 @@
 --     --flag      a boolean key set to true (--no-flag sets it false); booleans never take the next
 --                 argument, so write --flag=false
 --     --          everything after it is positional
---   rest is the list of positional arguments. Precedence: defaults < --config files < --set/--key.
+--     -h, --help  print the keys (with their defaults, meanings and ranges) and exit(0): nothing runs
+--                 (in an interactive session — the REPL, hyblua -i — an error stops the script instead)
+--   rest is the list of positional arguments; without opts.positional any positional argument is an
+--   error. Precedence: defaults < --config files < --set/--key. opts: positional (true or a name for the
+--   help), usage, description, epilog (help text around the generated key table).
 --
 -- Type rules, from the default's type: an integer key takes integers (1e3 is fine, 1.5 is not), a
 -- float key any number, a boolean key true/false, a string key any scalar (kept as typed), a list key a
@@ -20,15 +25,28 @@
 --   "config.yaml:3:3: unknown config key 'train.lrr' (did you mean 'train.lr'?)"
 --   "--set train.steps=abc: config key 'train.steps' expects an integer, got 'abc'"
 --
+--   hb.config.declare(tree) → defaults: a tree whose leaves may be hb.config.key(default, meaning
+--     [, {min=, max=, choices=, check=}]); returns the plain defaults, remembering meanings and ranges
+--   hb.config.copy(defaults) → a deep copy that keeps the declaration
+--   hb.config.help(defaults [, opts]) → the --help text
+--   hb.config.check_keys(t, known, who [, noun]) — every key of t must be a name of known (a list of
+--     names, or a table keyed by them). An options table of an API call (noun nil):
+--     "who: unknown key 'stesp' (did you mean 'steps'?)", prefixed by the caller's position; a model
+--     config, attention or schedule spec (noun "config key"): "who: unknown config key 'window' (did
+--     you mean 'window_size'?)", the text of the YAML path's error
+--   hb.config.suggest(name, known) → the name of known nearest to name (the did-you-mean of all these
+--     errors), or nil
+--   hb.config.unknown_key(name, known [, noun]) → "unknown config key 'k' (did you mean 'x'?)", or the
+--     message listing the known names when none is near
 --   hb.config.merge(defaults, overlay [, source]) → a new config (overlay checked like a file)
 --   hb.config.dump(cfg [, comment]) → YAML text (keys sorted; floats keep a '.', so they stay floats)
 --   hb.config.save(path, cfg [, comment]) — atomic write of dump(cfg)
 --   hb.config.load(path), hb.config.decode(text) — YAML to Lua (lua/lconfig.c)
---   hb.config.suggest(key, known), hb.config.check_keys(t, known [, where]) — the did-you-mean of the
---                 unknown-key errors, for other table-of-options APIs (model configs, attention specs)
+-- All errors are user errors (hb.user_error): the executable prints them without a traceback.
 --
 -- The module extends the binding's hb.config table (lconfig.c) and returns it.
 local hb = require "hyblua.binding"
+local user_error = require("hyblua.errors").user_error
 do
   local config = hb.config
   local null = hb.io.null
@@ -104,15 +122,24 @@ do
 
   -- the known path nearest to `path`, or nil when none is near: whole paths and also last components are
   -- compared (a key put in the wrong section, or a top-level shorthand for a nested key); failing that, a
-  -- key typed without its suffix finds the key it begins ("window" → "window_size")
+  -- key typed without its suffix finds the key it begins ("window" → "window_size"). This is the one
+  -- did-you-mean of the library: config keys, options tables, hb.config.suggest.
+  -- (The distance is quadratic in time and memory: names longer than MAX_NAME get no suggestion, and a
+  -- candidate whose length alone puts it out of reach is not compared.)
+  local MAX_NAME = 200
   local function nearest(path, paths)
+    if #path > MAX_NAME then return nil end
     local best, bestd
     local last = path:match("([^.]*)$")
+    local limit = math.max(1, #last // 3)
     for _, p in ipairs(paths) do
-      local d = math.min(distance(path, p), distance(last, p:match("([^.]*)$")))
-      if not bestd or d < bestd or (d == bestd and p < best) then best, bestd = p, d end
+      local lp = p:match("([^.]*)$")
+      local d = math.huge
+      if #p <= MAX_NAME and math.abs(#path - #p) <= limit then d = distance(path, p) end
+      if #lp <= MAX_NAME and math.abs(#last - #lp) <= limit then d = math.min(d, distance(last, lp)) end
+      if d <= limit and (not bestd or d < bestd or (d == bestd and p < best)) then best, bestd = p, d end
     end
-    if best and bestd <= math.max(1, #last // 3) then return best end
+    if best then return best end
     local pre
     for _, p in ipairs(paths) do
       local lp = p:match("([^.]*)$")
@@ -123,41 +150,63 @@ do
     return pre
   end
 
+  -- "unknown <noun> 'x' (did you mean 'y'?)", else the known names (label: "known keys", ...)
+  local function unknown_message(noun, name, candidates, known, label)
+    local msg = "unknown " .. noun .. " '" .. name .. "'"
+    local s = nearest(name, candidates)
+    if s then return msg .. " (did you mean '" .. s .. "'?)" end
+    return msg .. " (" .. label .. ": " .. table.concat(known, ", ") .. ")"
+  end
+
   local function unknown_key(path, root_defaults, parent_defaults, parent_path)
-    local best = nearest(path, all_paths(root_defaults, ""))
-    local msg = "unknown config key '" .. path .. "'"
-    if best then return msg .. " (did you mean '" .. best .. "'?)" end
     local ks = {}
     for _, k in ipairs(sorted_keys(parent_defaults)) do ks[#ks + 1] = tostring(k) end
-    if parent_path == "" then return msg .. " (known keys: " .. table.concat(ks, ", ") .. ")" end
-    return msg .. " (keys of '" .. parent_path .. "': " .. table.concat(ks, ", ") .. ")"
+    local label = parent_path == "" and "known keys" or "keys of '" .. parent_path .. "'"
+    return unknown_message("config key", path, all_paths(root_defaults, ""), ks, label)
   end
 
-  -- The flat set {key = true} of a table's keys (so that all_paths does not descend into values).
-  local function key_set(known)
-    local set = {}
-    for k in pairs(known) do set[tostring(k)] = true end
-    return set
+  -- the valid names of `known`, sorted, and their set: `known` is a list of names ({"steps", "lr"}) or a
+  -- table keyed by them ({steps = true}, a defaults table; its values are not looked into)
+  local function names_of(known)
+    local names, set = {}, {}
+    for k, v in pairs(known) do
+      local name = math.type(k) == "integer" and type(v) == "string" and v or tostring(k)
+      if not set[name] then set[name] = true; names[#names + 1] = name end
+    end
+    table.sort(names)
+    return names, set
   end
 
-  -- hb.config.suggest(key, known) → the key of `known` (a table whose keys are the valid names) nearest
-  -- to `key`, as the unknown-key errors suggest it, or nil
-  function config.suggest(key, known)
-    return nearest(tostring(key), all_paths(key_set(known), ""))
+  function config.suggest(name, known)
+    if (type(name) ~= "string" and type(name) ~= "number") or type(known) ~= "table" then
+      user_error("hb.config.suggest(name, known): a string and a list (or set) of names", 2)
+    end
+    return nearest(tostring(name), (names_of(known)))
   end
 
-  -- hb.config.unknown_key(key, known) → "unknown config key 'k' (did you mean 'x'?)", or the message
-  -- listing the known keys when none is near: the text of the YAML path's error
-  function config.unknown_key(key, known)
-    local set = key_set(known)
-    return unknown_key(tostring(key), set, set, "")
+  function config.unknown_key(name, known, noun)
+    if type(known) ~= "table" then user_error("hb.config.unknown_key(name, known [, noun]): known must be a table", 2) end
+    local names = names_of(known)
+    return unknown_message(noun or "config key", tostring(name), names, names, "known keys")
   end
 
-  -- hb.config.check_keys(t, known [, where]) — raises "<where>: unknown config key ..." (as above) for the
-  -- first key of t, in sorted order, that is not a key of `known`
-  function config.check_keys(t, known, where)
+  -- An options table (noun nil) is checked where a script calls an API, so its errors carry the position
+  -- of the first caller outside the library ("run.lua:12: hb.train: unknown key ..."); a configuration
+  -- (noun "config key") reads like the YAML path's errors, without a position.
+  function config.check_keys(t, known, who, noun)
+    if type(t) ~= "table" then return end
+    if type(known) ~= "table" then user_error("hb.config.check_keys(t, known, who [, noun]): known must be a table", 2) end
+    local names, set = names_of(known)
+    local prefix = who and (who .. ": ") or ""
+    local level = noun == nil and 2 or 0
     for _, k in ipairs(sorted_keys(t)) do
-      if known[k] == nil then error((where and where .. ": " or "") .. config.unknown_key(k, known), 0) end
+      if type(k) ~= "string" and noun == nil then
+        user_error(string.format("%sunexpected positional value at [%s] (options are named: %s)", prefix, tostring(k),
+          table.concat(names, ", ")), level)
+      end
+      if not set[tostring(k)] then
+        user_error(prefix .. unknown_message(noun or "key", tostring(k), names, names, "known keys"), level)
+      end
     end
   end
 
@@ -166,10 +215,95 @@ do
   -- "file:line:col", from hb.config.load), src.raw (the text typed on the command line, if any).
   local function fail(src, path, msg)
     local where = src.pos and src.pos[path] or src.name
-    error(where .. ": " .. msg, 0)
+    user_error(where .. ": " .. msg)
   end
 
-  local coerce
+  -- ---- declarations: meanings and valid ranges ----------------------------------------------------------
+  -- declared[defaults] = { [key path] = {help =, min =, max =, choices =, check =} } for defaults made by
+  -- hb.config.declare (weak keys: a declaration lives as long as its defaults table)
+  local declared = setmetatable({}, { __mode = "k" })
+  local KeyDecl = {}
+  KeyDecl.__index = KeyDecl
+
+  function config.key(default, help, checks)
+    if help ~= nil and type(help) ~= "string" then user_error("hb.config.key(default, meaning [, checks]): meaning must be a string", 2) end
+    if checks ~= nil and type(checks) ~= "table" then user_error("hb.config.key: checks must be a table {min=, max=, choices=, check=}", 2) end
+    checks = checks or {}
+    config.check_keys(checks, { "min", "max", "choices", "check" }, "hb.config.key")
+    return setmetatable({ default = default, help = help, min = checks.min, max = checks.max,
+                          choices = checks.choices, check = checks.check }, KeyDecl)
+  end
+  function config.is_key(x) return getmetatable(x) == KeyDecl end
+
+  function config.declare(tree)
+    if type(tree) ~= "table" then user_error("hb.config.declare: expected a table of defaults", 2) end
+    local docs = {}
+    local function walk(t, prefix, depth)
+      if depth > 64 then user_error("hb.config.declare: nesting deeper than 64 (a cycle?)") end
+      local out = {}
+      for k, v in pairs(t) do
+        local p = join(prefix, k)
+        if config.is_key(v) then
+          docs[p] = v
+          out[k] = deepcopy(v.default)
+        elseif type(v) == "table" and v ~= null and not is_list(v) and not is_empty(v) then
+          out[k] = walk(v, p, depth + 1)
+        else
+          out[k] = deepcopy(v)
+        end
+      end
+      return out
+    end
+    local d = walk(tree, "", 0)
+    declared[d] = docs
+    return d
+  end
+
+  function config.copy(defaults)
+    local c = deepcopy(defaults)
+    declared[c] = declared[defaults]
+    return c
+  end
+
+  -- the declaration of key `path` under `root`, if any
+  function config.doc(root, path) return (declared[root] or {})[path] end
+
+  -- the range rules of a declared key as text: ">= 1", "one of: a, b"
+  local function range_text(doc)
+    local parts = {}
+    if doc.choices then parts[#parts + 1] = "one of: " .. table.concat(doc.choices, ", ") end
+    if doc.min and doc.max then parts[#parts + 1] = doc.min .. " to " .. doc.max
+    elseif doc.min then parts[#parts + 1] = ">= " .. doc.min
+    elseif doc.max then parts[#parts + 1] = "<= " .. doc.max end
+    return table.concat(parts, "; ")
+  end
+
+  -- check a value against its declaration (nulls always pass: they mean "not set")
+  local function validate(root, path, v, src)
+    local doc = declared[root] and declared[root][path]
+    if not doc or v == null or v == nil then return end
+    local items = is_list(v) and v or { v }
+    for _, x in ipairs(items) do
+      local bad
+      if type(x) == "number" and ((doc.min and x < doc.min) or (doc.max and x > doc.max) or x ~= x) then bad = true end
+      if doc.choices then
+        local found = false
+        for _, c in ipairs(doc.choices) do if c == x then found = true end end
+        if not found then bad = true end
+      end
+      if bad then
+        fail(src, path, string.format("config key '%s' must be %s, got %s", path, range_text(doc),
+          (src.raw and #items == 1 and not is_list(v)) and ("'" .. src.raw .. "'") or show(x)))
+      end
+    end
+    if doc.check then
+      local msg = doc.check(v)
+      if msg then fail(src, path, string.format("config key '%s' %s, got %s", path, msg,
+        src.raw and ("'" .. src.raw .. "'") or show(v))) end
+    end
+  end
+
+  local coerce, coerce_type
 
   -- merge the mapping `over` into the copy `into` (a table) under the defaults `def` at `path`
   local function merge_map(into, def, over, path, src, root)
@@ -183,8 +317,15 @@ do
     return into
   end
 
-  -- the value to store for key `path` whose default is `def`, given `v` (current value `cur`)
+  -- coerce_type, then the declared range of the key
   function coerce(def, v, cur, path, src, root)
+    local out = coerce_type(def, v, cur, path, src, root)
+    validate(root, path, out, src)
+    return out
+  end
+
+  -- the value to store for key `path` whose default is `def`, given `v` (current value `cur`)
+  function coerce_type(def, v, cur, path, src, root)
     local raw = src.raw
     local got = raw and ("'" .. raw .. "'") or show(v)
     if def == null or is_empty(def) then return deepcopy(v) end
@@ -214,7 +355,7 @@ do
       local proto = def[1]
       if type(proto) == "table" then return deepcopy(v) end -- lists of tables are taken as given
       local out = {}
-      for i, x in ipairs(v) do out[i] = coerce(proto, x, nil, path .. "." .. i, { name = src.name, pos = src.pos }, root) end
+      for i, x in ipairs(v) do out[i] = coerce_type(proto, x, nil, path .. "." .. i, { name = src.name, pos = src.pos }, root) end
       return out
     elseif is_map(def) then
       if v == null then return v end
@@ -228,10 +369,10 @@ do
   end
 
   function config.merge(defaults, overlay, source, positions)
-    if type(defaults) ~= "table" then error("hb.config.merge: defaults must be a table", 2) end
+    if type(defaults) ~= "table" then user_error("hb.config.merge: defaults must be a table", 2) end
     local cfg = deepcopy(defaults)
     if overlay == nil or overlay == null or is_empty(overlay) then return cfg end
-    if not is_map(overlay) then error((source or "config") .. ": top level must be a mapping", 0) end
+    if not is_map(overlay) then user_error((source or "config") .. ": top level must be a mapping") end
     return merge_map(cfg, defaults, overlay, "", { name = source or "config", pos = positions }, defaults)
   end
 
@@ -240,7 +381,7 @@ do
     local src = { name = srcname }
     local parts = {}
     for part in (path .. "."):gmatch("([^.]*)%.") do
-      if part == "" then error(srcname .. ": empty component in key '" .. path .. "'", 0) end
+      if part == "" then user_error(srcname .. ": empty component in key '" .. path .. "'") end
       parts[#parts + 1] = part
     end
     local def, node, prefix = defaults, cfg, ""
@@ -274,7 +415,7 @@ do
     local ok, v = pcall(config.decode, raw, "--set " .. path)
     if not ok then
       -- text that is not YAML is a string (a string key takes it as typed; others report the mismatch)
-      if type(d) ~= "string" and d ~= null and not is_empty(d) then error(v, 0) end
+      if type(d) ~= "string" and d ~= null and not is_empty(d) then user_error(v) end
       v = raw
     end
     src.raw = raw
@@ -298,14 +439,33 @@ do
     return key, nil
   end
 
-  function config.parse_args(args, defaults)
-    if type(defaults) ~= "table" then error("hb.config.parse_args: defaults must be a table", 2) end
+  -- is `a` a help request?
+  local function is_help(a) return a == "-h" or a == "--help" end
+
+  function config.parse_args(args, defaults, opts)
+    if type(defaults) ~= "table" then user_error("hb.config.parse_args: defaults must be a table", 2) end
+    if opts ~= nil and type(opts) ~= "table" then user_error("hb.config.parse_args: opts must be a table", 2) end
+    opts = opts or {}
+    config.check_keys(opts, { "positional", "usage", "description", "epilog" }, "hb.config.parse_args")
     args = args or {}
+    local n = #args
+    -- help first: it never runs anything, whatever else is on the command line
+    for j = 1, n do
+      if args[j] == "--" then break end
+      if is_help(args[j]) then
+        io.stdout:write(config.help(defaults, opts, args[0]))
+        io.stdout:flush()
+        -- a script run ends here, with status 0; an interactive session (REPL, hyblua -i) must not
+        -- end, so there the help is followed by an error that stops the script instead
+        if debug.getregistry()["hyblua.interactive"] then user_error("--help: see above; nothing was run") end
+        os.exit(0, true)
+      end
+    end
     local files, sets, rest = {}, {}, {}
-    local i, n = 1, #args
+    local i = 1
     local function need_value(opt)
       i = i + 1
-      if args[i] == nil then error("option " .. opt .. " needs a value", 0) end
+      if args[i] == nil then user_error("option " .. opt .. " needs a value") end
       return args[i]
     end
     while i <= n do
@@ -320,7 +480,7 @@ do
       elseif a == "--set" or a:match("^%-%-set=") then
         local kv = a == "--set" and need_value(a) or a:sub(7)
         local k, v = kv:match("^([^=]+)=(.*)$")
-        if not k then error("--set " .. kv .. ": expected key=value", 0) end
+        if not k then user_error("--set " .. kv .. ": expected key=value") end
         sets[#sets + 1] = { k, v, "--set " .. kv }
       elseif a:match("^%-%-.") then
         local body = a:sub(3)
@@ -336,21 +496,30 @@ do
           elseif type(ndef) == "boolean" then
             sets[#sets + 1] = { nkey, "false", a }
           elseif def == nil then
-            error(a .. ": " .. unknown_key(body, defaults, defaults, ""), 0)
+            user_error(a .. ": " .. unknown_key(body, defaults, defaults, ""))
           else
             local v = need_value(a)
             sets[#sets + 1] = { key, v, a .. " " .. v }
           end
         end
+      elseif a:match("^%-.") and not a:match("^%-%d") then
+        user_error(a .. ": unknown option (options are --config FILE, --set KEY=VALUE, --KEY VALUE, -h/--help)")
       else
+        if not opts.positional then
+          local key, def = resolve(defaults, a)
+          local hint = def ~= nil and (" (did you mean --" .. key .. (type(def) == "boolean" and "" or " VALUE") .. "?)")
+            or " (this script takes no positional arguments; options start with --, see --help)"
+          user_error("unexpected argument '" .. a .. "'" .. hint)
+        end
         rest[#rest + 1] = a
       end
       i = i + 1
     end
     local cfg = deepcopy(defaults)
     for _, f in ipairs(files) do
-      local over, pos = config.load(f)
-      if not is_map(over) and not is_empty(over) then error(f .. ": top level must be a mapping", 0) end
+      local ok, over, pos = pcall(config.load, f)
+      if not ok then user_error(over) end
+      if not is_map(over) and not is_empty(over) then user_error(f .. ": top level must be a mapping") end
       cfg = merge_map(cfg, defaults, over, "", { name = f, pos = pos }, defaults)
     end
     for _, s in ipairs(sets) do
@@ -472,6 +641,86 @@ do
 
   function config.save(path, cfg, comment)
     config.write_text(path, config.dump(cfg, comment))
+  end
+
+  -- ---- --help --------------------------------------------------------------------------------------------
+  -- the leaf key paths of a defaults table, sorted (a mapping default is a section; {} and null are leaves)
+  local function leaf_paths(t, prefix, out)
+    for _, k in ipairs(sorted_keys(t)) do
+      local v, p = t[k], join(prefix, k)
+      if is_map(v) then leaf_paths(v, p, out) else out[#out + 1] = { p, v } end
+    end
+    return out
+  end
+
+  -- words of `text` wrapped to lines of at most `width` characters
+  local function wrap(text, width)
+    local lines, cur = {}, ""
+    for w in text:gmatch("%S+") do
+      if cur ~= "" and utf8.len(cur) + 1 + utf8.len(w) > width then lines[#lines + 1] = cur; cur = w
+      else cur = cur == "" and w or cur .. " " .. w end
+    end
+    if cur ~= "" then lines[#lines + 1] = cur end
+    return lines
+  end
+
+  local function pad(s, w) return s .. string.rep(" ", math.max(0, w - (utf8.len(s) or #s))) end
+
+  function config.help(defaults, opts, script)
+    opts = opts or {}
+    local docs = declared[defaults] or {}
+    local out = {}
+    local pos = opts.positional and (" " .. (type(opts.positional) == "string" and opts.positional or "ARG...")) or ""
+    out[#out + 1] = opts.usage or ("usage: hyblua " .. (script or "script.lua") .. " [options]" .. pos)
+    if opts.description then
+      out[#out + 1] = ""
+      for _, l in ipairs(wrap(opts.description, 100)) do out[#out + 1] = l end
+    end
+    out[#out + 1] = ""
+    out[#out + 1] = "Options:"
+    for _, o in ipairs {
+      { "--config FILE", "merge a YAML file over the defaults (repeatable, applied in order)" },
+      { "--set KEY=VALUE", "set one key; VALUE is YAML: 3, 1e-3, true, ~ (null), [0, 3], {a: 1} (repeatable)" },
+      { "--KEY=VALUE, --KEY VALUE", "shorthand for --set KEY=VALUE ('-' may stand for '_' in KEY)" },
+      { "--FLAG, --no-FLAG", "set a boolean key to true, to false" },
+      { "-h, --help", "show this help and exit (nothing runs, nothing is written)" },
+    } do out[#out + 1] = "  " .. pad(o[1], 27) .. o[2] end
+    out[#out + 1] = "Precedence: defaults < --config files < --set and --KEY options."
+    out[#out + 1] = ""
+    out[#out + 1] = "Keys (default, meaning):"
+    local rows, wk, wd = {}, 0, 0
+    for _, kv in ipairs(leaf_paths(defaults, "", {})) do
+      local p, v = kv[1], kv[2]
+      local shown = v == "" and '""' or inline(v, 0)
+      if #shown > 24 then shown = shown:sub(1, 21) .. "..." end
+      local doc = docs[p]
+      local meaning = doc and doc.help or ""
+      local range = doc and range_text(doc) or ""
+      if range ~= "" then meaning = meaning .. (meaning ~= "" and " " or "") .. "(" .. range .. ")" end
+      rows[#rows + 1] = { p, shown, meaning }
+      wk, wd = math.max(wk, #p), math.max(wd, #shown)
+    end
+    wk, wd = math.min(wk, 30), math.min(wd, 24)
+    local indent = 2 + wk + 2 + wd + 2
+    for _, r in ipairs(rows) do
+      local head = "  " .. pad(r[1], wk) .. "  " .. pad(r[2], wd) .. "  "
+      local lines = wrap(r[3], math.max(40, 110 - indent))
+      if #head > indent and #lines > 0 then out[#out + 1] = head:gsub("%s+$", ""); head = string.rep(" ", indent) end
+      out[#out + 1] = (head .. (lines[1] or "")):gsub("%s+$", "")
+      for j = 2, #lines do out[#out + 1] = string.rep(" ", indent) .. lines[j] end
+    end
+    if opts.epilog then
+      out[#out + 1] = ""
+      for para in (opts.epilog .. "\n"):gmatch("([^\n]*)\n") do
+        if para == "" then out[#out + 1] = ""
+        else
+          -- a paragraph keeps its indentation; its continuation lines are indented two more
+          local ind = para:match("^%s*")
+          for j, l in ipairs(wrap(para, 100 - #ind - 2)) do out[#out + 1] = ind .. (j > 1 and "  " or "") .. l end
+        end
+      end
+    end
+    return table.concat(out, "\n") .. "\n"
   end
 
   return config

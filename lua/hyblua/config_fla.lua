@@ -6,6 +6,7 @@
 -- save_pretrained writes what fla's config class would.
 local hb = require "hyblua.binding"
 local config = require "hyblua.config"
+local user_error = require("hyblua.errors").user_error
 local registry = require "hyblua.mixers.registry"
 
 local M = {}
@@ -46,7 +47,7 @@ local function is_null(v) return v == nil or v == NULL end
 M.is_null = is_null
 
 -- ---- helpers for the checks (used by the mixer files' validate) --------------------------------------
-local function cerr(fmt, ...) error(string.format("config: " .. fmt, ...), 0) end
+local function cerr(fmt, ...) user_error(string.format("config: " .. fmt, ...)) end
 M.cerr = cerr
 
 -- a value as a message shows it: strings quoted (and cut), tables named, JSON null as null
@@ -117,7 +118,7 @@ local function check_keys(def, user)
       cerr("'%s' is not a field of %s configs (it is one of %s)", bad, user.model_type, table.concat(others, ", "))
     end
   end
-  config.check_keys({ [bad] = true }, fields, "config")
+  config.check_keys({ [bad] = true }, fields, "config", "config key")
 end
 
 -- a field whose value hyblua does not implement is an error naming it (fields in sorted order)

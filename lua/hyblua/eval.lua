@@ -16,6 +16,7 @@
 -- Token ids are 0-based values; positions and dims are 1-based (the binding's convention).
 local hb = require "hyblua.binding"
 local U = require "hyblua.tasks.util"
+local user_error = require("hyblua.errors").user_error
 
 local E = {}
 E._util = U
@@ -33,7 +34,7 @@ local is_tensor = U.is_tensor
 -- Returns a list of {s = first input index in seq, L = input length, k = scored tokens (the last k)}.
 function E.rolling_windows(n, T, stride)
   stride = stride or T
-  if T < 1 or stride < 1 or stride > T then error("rolling_windows: need 1 <= stride <= T", 2) end
+  if T < 1 or stride < 1 or stride > T then user_error("rolling_windows: need 1 <= stride <= T", 2) end
   local wins = {}
   if n <= 0 then return wins end
   local first = math.min(T, n)
@@ -55,7 +56,7 @@ local function stream_reader(data, prefix)
   local len, raw
   if is_tensor(data) then
     if data:dim() == 2 and data:size(1) == 1 then data = data:select(1, 1) end
-    if data:dim() ~= 1 then error("lm: ids must be a 1-D tensor (or [1, N])", 3) end
+    if data:dim() ~= 1 then user_error("lm: ids must be a 1-D tensor (or [1, N])", 3) end
     len = data:size(1)
     raw = function(a, n) return data:narrow(1, a, n) end
   elseif type(data) == "table" and type(data[1]) == "number" then
@@ -73,7 +74,7 @@ local function stream_reader(data, prefix)
       return w
     end
   else
-    error("lm: expected a 1-D int64 tensor of ids, a table of ids, or a shard with :len() and :window(i, n)", 3)
+    user_error("lm: expected a 1-D int64 tensor of ids, a table of ids, or a shard with :len() and :window(i, n)", 3)
   end
   if not prefix then return len, raw end
   local function get(a, n)
@@ -99,6 +100,8 @@ end
 --   opts.batch_size   windows per forward (default: ~32M logits per batch)
 -- loss = nats per scored token, ppl = exp(loss), bpb = total nats / (ln 2 · total bytes).
 function E.lm(model, data, opts)
+  U.check_opts(opts, { "T", "stride", "max_tokens", "prefix_token", "bytes", "bytes_per_token", "tokenizer", "batch_size" },
+    "hb.eval.lm")
   opts = opts or {}
   local cfg = rawget(model, "config") or {}
   local T = opts.T or cfg.max_position_embeddings or 2048
@@ -106,7 +109,7 @@ function E.lm(model, data, opts)
   local len, get = stream_reader(data, opts.prefix_token)
   local n = len - 1
   if opts.max_tokens then n = math.min(n, opts.max_tokens) end
-  if n < 1 then error("lm: need at least 2 tokens (or 1 with a prefix_token)", 2) end
+  if n < 1 then user_error("lm: need at least 2 tokens (or 1 with a prefix_token)", 2) end
   local wins = E.rolling_windows(n, T, stride)
   local V = cfg.vocab_size or 32000
   local total, count, bytes_dec = 0.0, 0, 0
@@ -179,6 +182,7 @@ end
 -- hb.eval.efficiency(model, {N = 2048}) -> {params, state_bytes, conv_state_bytes, kv_bytes_at_N, N,
 --   mixer_flops_per_token (paper formula), flops_per_token (mixer + 2·params), layers = {...}}
 function E.efficiency(model, opts)
+  U.check_opts(opts, { "N" }, "hb.eval.efficiency")
   opts = opts or {}
   local cfg = model.config
   local N = opts.N or cfg.max_position_embeddings or 2048
@@ -207,6 +211,7 @@ end
 -- Training = forward + loss + backward on random ids (no optimiser step), after one warm-up step;
 -- decode = `steps` single-token steps of a B-row cache prefilled with T tokens. Wall clock.
 function E.measure_throughput(model, opts)
+  U.check_opts(opts, { "B", "T", "steps", "decode_steps", "seed" }, "hb.eval.measure_throughput")
   opts = opts or {}
   local B, T, steps = opts.B or 4, opts.T or 256, opts.steps or 3
   local V = model.config.vocab_size

@@ -11,6 +11,8 @@
 -- Semantics: docs/mixers.md. Index convention: Lua dims are 1-based (hb binding), fla layer indices
 -- are 0-based as in config.json.
 local hb = require "hyblua.binding"
+local errors = require "hyblua.errors"
+local user_error = errors.user_error
 local C = require "hyblua.config_fla"
 local config = require "hyblua.config"
 local registry = require "hyblua.mixers"
@@ -52,26 +54,26 @@ local INITS = { normal = true, ones = true, zeros = true, A_log = true, dt_bias 
 -- running parameter count under max_params
 local function declare(m, name, shape, init, no_decay)
   if type(shape) ~= "table" then
-    error(string.format("config: parameter '%s' needs a shape (a list of sizes), got %s", name, C.show(shape)), 0)
+    user_error(string.format("config: parameter '%s' needs a shape (a list of sizes), got %s", name, C.show(shape)), 0)
   end
   if type(init) ~= "function" and not INITS[init] then
-    error(string.format("config: parameter '%s': init must be 'normal', 'ones', 'zeros', 'A_log', 'dt_bias' " ..
+    user_error(string.format("config: parameter '%s': init must be 'normal', 'ones', 'zeros', 'A_log', 'dt_bias' " ..
       "or a function(shape) → tensor (got %s)", name, C.show(init)), 0)
   end
   local n = 1.0
   for k, v in ipairs(shape) do
     if math.type(v) ~= "integer" or v < 0 then
-      error(string.format("config: parameter '%s' would have size %s in dimension %d (sizes must be " ..
+      user_error(string.format("config: parameter '%s' would have size %s in dimension %d (sizes must be " ..
         "non-negative integers; check the config's sizes and ratios)", name, tostring(v), k), 0)
     end
     n = n * v
   end
-  if m._spec[name] then error(string.format("config: parameter '%s' is declared twice", name), 0) end
+  if m._spec[name] then user_error(string.format("config: parameter '%s' is declared twice", name), 0) end
   m._nparams = (m._nparams or 0) + n
-  if m._nparams > models.max_params then error(too_big(m._nparams), 0) end
+  if m._nparams > models.max_params then user_error(too_big(m._nparams), 0) end
   local lim, what = models.memory_limit()
   if lim and m._nparams * 4 > lim then
-    error(string.format("config: the model's weights would take at least %s (%.4g parameters × 4 bytes), more " ..
+    user_error(string.format("config: the model's weights would take at least %s (%.4g parameters × 4 bytes), more " ..
       "than %s (%s); check the config's sizes, or set hb.models.max_bytes (bytes) to override",
       models.format_bytes(m._nparams * 4), m._nparams, what, models.format_bytes(lim)), 0)
   end
@@ -82,7 +84,7 @@ end
 -- the `add(name, shape [, init [, no_decay]])` a def's declare functions receive: names under `prefix`
 local function adder(m, prefix)
   return function(name, shape, init, no_decay)
-    if type(name) ~= "string" then error("config: add(name, shape, init): name must be a string, got " .. C.show(name), 0) end
+    if type(name) ~= "string" then user_error("config: add(name, shape, init): name must be a string, got " .. C.show(name), 0) end
     declare(m, prefix .. name, shape, init or "normal", no_decay)
   end
 end
@@ -95,7 +97,7 @@ local function init_param(spec, std)
     t = kind(spec.shape)
     local ok, got = pcall(function() return t:shape() end)
     if not ok or shape_str(got) ~= shape_str(spec.shape) then
-      error(string.format("init function: expected a tensor of shape %s, got %s", shape_str(spec.shape),
+      user_error(string.format("init function: expected a tensor of shape %s, got %s", shape_str(spec.shape),
         ok and shape_str(got) or C.show(t)), 0)
     end
     t = t:float():detach()
@@ -171,30 +173,30 @@ end
 local function custom_layers(cfg, list)
   local at, resolved = {}, {}
   if list == nil or list == hb.io.null then list = {} end
-  if type(list) ~= "table" then error("config: custom_mixers must be a list of {mixer =, layers =} (got " .. C.show(list) .. ")", 0) end
+  if type(list) ~= "table" then user_error("config: custom_mixers must be a list of {mixer =, layers =} (got " .. C.show(list) .. ")", 0) end
   local L = cfg.num_hidden_layers
   for k, entry in ipairs(list) do
     local where = string.format("config: custom_mixers[%d]", k)
-    if type(entry) ~= "table" then error(string.format("%s must be an object (got %s)", where, C.show(entry)), 0) end
+    if type(entry) ~= "table" then user_error(string.format("%s must be an object (got %s)", where, C.show(entry)), 0) end
     local base = { mixer = true, layers = true }
     local def = registry.get(entry.mixer)
     if def and def.options then
       local known = {}
       for key in pairs(def.options) do known[key] = true end
       for key in pairs(base) do known[key] = true end
-      config.check_keys(entry, known, where)
+      config.check_keys(entry, known, where, "config key")
     else
       -- options are the mixer's own business; a key that is a near miss of mixer or layers is a typo
       for key in pairs(entry) do
         local near = type(key) == "string" and not base[key] and config.suggest(key, base)
-        if near and entry[near] == nil then error(where .. ": " .. config.unknown_key(key, base), 0) end
+        if near and entry[near] == nil then user_error(where .. ": " .. config.unknown_key(key, base), 0) end
       end
     end
     if type(entry.mixer) ~= "string" or not def then
-      error(string.format("%s.mixer = %s is not registered (hb.models.register_mixer)", where, C.show(entry.mixer)), 0)
+      user_error(string.format("%s.mixer = %s is not registered (hb.models.register_mixer)", where, C.show(entry.mixer)), 0)
     end
     if def.model_type then
-      error(string.format("%s.mixer = '%s' is the mixer of model_type '%s' (set attention layers with `attn`, " ..
+      user_error(string.format("%s.mixer = '%s' is the mixer of model_type '%s' (set attention layers with `attn`, " ..
         "the other layers' mixer with model_type)", where, entry.mixer, def.model_type), 0)
     end
     local spec = {}
@@ -207,13 +209,13 @@ local function custom_layers(cfg, list)
       for i = 0, L - 1 do if r(i, L) then layers[#layers + 1] = i end end
     end
     if type(layers) ~= "table" then
-      error(string.format("%s.layers is required (a list of 0-based layer indices or a schedule)", where), 0)
+      user_error(string.format("%s.layers is required (a list of 0-based layer indices or a schedule)", where), 0)
     end
     for _, i in ipairs(layers) do
       if math.type(i) ~= "integer" or i < 0 or i >= L then
-        error(string.format("%s.layers: %s is not a layer index in [0, %d)", where, tostring(i), L), 0)
+        user_error(string.format("%s.layers: %s is not a layer index in [0, %d)", where, tostring(i), L), 0)
       end
-      if at[i] then error(string.format("config: layer %d appears twice in custom_mixers", i), 0) end
+      if at[i] then user_error(string.format("config: layer %d appears twice in custom_mixers", i), 0) end
       at[i] = spec
     end
     spec.layers = layers
@@ -228,7 +230,7 @@ end
 local function layer_mixer(cfg, tdef, tname, i, cust)
   local spec = cfg._attn_at[i]
   if cust and spec then
-    error(string.format("config: layer %d is both an attention layer and a custom mixer ('%s')", i, cust.mixer), 0)
+    user_error(string.format("config: layer %d is both an attention layer and a custom mixer ('%s')", i, cust.mixer), 0)
   end
   if cust then return { kind = "custom", mixer = cust.mixer, name = cust.mixer, def = registry.get(cust.mixer), opts = cust } end
   if spec then return { kind = "attention", mixer = "attention", def = registry.get("attention"), opts = spec } end
@@ -237,7 +239,7 @@ end
 
 local function build(cfg_in)
   if type(cfg_in) ~= "table" then
-    error("config: expected a table (a JSON object in config.json), got " .. C.show(cfg_in), 0)
+    user_error("config: expected a table (a JSON object in config.json), got " .. C.show(cfg_in), 0)
   end
   local user = {}
   for k, v in pairs(cfg_in) do user[k] = v end
@@ -258,7 +260,7 @@ local function build(cfg_in)
   local d, L, V = cfg.hidden_size, cfg.num_hidden_layers, cfg.vocab_size
   -- a lower bound first (embeddings + every layer's MLP), so a huge num_hidden_layers fails at once
   local least = 1.0 * V * d + (tdef.block and 0 or 3.0 * L * d * cfg._mlp)
-  if least > models.max_params then error(too_big(least), 0) end
+  if least > models.max_params then user_error(too_big(least), 0) end
   declare(m, names.embeddings, { V, d }, "normal")
   if tdef.declare_model then tdef.declare_model(adder(m, ""), cfg) end
   local block = tdef.block or models.standard_block
@@ -275,7 +277,7 @@ local function build(cfg_in)
       end
     end)
     if declared ~= 1 then
-      error(string.format("config: the block of model_type '%s' declared the mixer of layer %d %d times (once expected)",
+      user_error(string.format("config: the block of model_type '%s' declared the mixer of layer %d %d times (once expected)",
         cfg.model_type, i, declared), 0)
     end
     m.layers[i + 1] = layer
@@ -306,17 +308,17 @@ function models.from_tensors(cfg, tensors, where)
   for _, name in ipairs(m._order) do
     local t = tensors[name]
     if not t then
-      error(string.format("%s: tensor '%s' is missing (config %s implies it)", where, name, m.config.model_type), 0)
+      user_error(string.format("%s: tensor '%s' is missing (config %s implies it)", where, name, m.config.model_type), 0)
     end
     local want = m._spec[name].shape
     local got = t:shape()
     local same = #got == #want
     for k = 1, #want do same = same and got[k] == want[k] end
     if not same then
-      error(string.format("%s: tensor '%s' has shape %s but the config implies %s", where, name, shape_str(got), shape_str(want)), 0)
+      user_error(string.format("%s: tensor '%s' has shape %s but the config implies %s", where, name, shape_str(got), shape_str(want)), 0)
     end
     if t:dtype() ~= "float32" and t:dtype() ~= "float64" then   -- integer data is no weight: never convert it
-      error(string.format("%s: tensor '%s' holds integer data (%s); a parameter needs F32, BF16, F16 or F64", where, name, t:dtype()), 0)
+      user_error(string.format("%s: tensor '%s' holds integer data (%s); a parameter needs F32, BF16, F16 or F64", where, name, t:dtype()), 0)
     end
     if t:dtype() ~= "float32" then t = t:float() end
     m.params[name] = t:requires_grad(true)
@@ -327,7 +329,7 @@ function models.from_tensors(cfg, tensors, where)
   for name in pairs(tensors) do if not used[name] then extra[#extra + 1] = name end end
   if #extra > 0 then
     table.sort(extra)
-    error(string.format("%s: unexpected tensor '%s' (not part of a %s model with this config)", where, extra[1], m.config.model_type), 0)
+    user_error(string.format("%s: unexpected tensor '%s' (not part of a %s model with this config)", where, extra[1], m.config.model_type), 0)
   end
   return m
 end
@@ -337,12 +339,12 @@ local function exists(path) return hb.io.file_kind(path) ~= nil end   -- never o
 -- hb.load_pretrained(dir): config.json + model.safetensors (or a sharded index)
 function models.load_pretrained(dir)
   local cpath = dir .. "/config.json"
-  if not exists(cpath) then error("load_pretrained: " .. cpath .. " not found", 2) end
+  if not exists(cpath) then user_error("load_pretrained: " .. cpath .. " not found", 2) end
   local cfg = hb.io.read_json(cpath)
   local ok, tensors = pcall(hb.io.load_safetensors, dir)
-  if not ok then error("load_pretrained: " .. tostring(tensors), 2) end
+  if not ok then user_error("load_pretrained: " .. tostring(tensors), 2) end
   local ok2, m = pcall(models.from_tensors, cfg, tensors, dir)
-  if not ok2 then error("load_pretrained: " .. tostring(m), 2) end
+  if not ok2 then errors.rethrow(m, "load_pretrained: ") end
   return m
 end
 
@@ -376,7 +378,7 @@ end
 
 function Model:set_mode(mode)
   if mode ~= "chunk" and mode ~= "recurrent" then
-    error("set_mode: mode must be 'chunk' or 'recurrent' (got " .. tostring(mode) .. ")", 2)
+    user_error("set_mode: mode must be 'chunk' or 'recurrent' (got " .. tostring(mode) .. ")", 2)
   end
   self.mode = mode
   return self
@@ -388,10 +390,10 @@ end
 
 local function to_ids(ids)
   if type(ids) == "table" then
-    if type(ids[1]) ~= "table" then error("forward: ids must be a [B, T] tensor or a table of tables", 3) end
+    if type(ids[1]) ~= "table" then user_error("forward: ids must be a [B, T] tensor or a table of tables", 3) end
     return hb.tensor(ids, "int64")
   end
-  if ids:dim() ~= 2 then error("forward: ids must have shape [B, T], got [" .. table.concat(ids:shape(), ", ") .. "]", 3) end
+  if ids:dim() ~= 2 then user_error("forward: ids must have shape [B, T], got [" .. table.concat(ids:shape(), ", ") .. "]", 3) end
   return ids
 end
 
@@ -409,7 +411,7 @@ function Model:hidden(ids, cache)
     local function W(name) return common.W(ctx, name) end
     local function mix(x)
       local ok, y = pcall(layer.def.forward, ctx, x, layer.opts, W)
-      if not ok then error(string.format("layer %d (%s): %s", i, layer.kind, tostring(y)), 0) end
+      if not ok then errors.rethrow(y, string.format("layer %d (%s): ", i, layer.kind)) end
       return y
     end
     local bctx = { m = self, i = i, W = self.params, cache = lcache, mode = self.mode, prepared = prepared,
@@ -431,7 +433,7 @@ function Model:loss(ids, labels)
   ids = to_ids(ids)
   labels = labels and to_ids(labels) or ids
   local B, T = ids:size(1), ids:size(2)
-  if T < 2 then error("loss: need at least 2 tokens per row", 2) end
+  if T < 2 then user_error("loss: need at least 2 tokens per row", 2) end
   local h = self:hidden(ids):narrow(2, 1, T - 1)
   local logits = hb.linear(h, lm_weight(self)):view(B * (T - 1), -1)
   local tgt = labels:narrow(2, 2, T - 1):contiguous():view(B * (T - 1))
@@ -474,7 +476,7 @@ function Model:step(ids, cache)
     ids = ids:view(ids:size(1), 1)
   end
   if ids:size(1) ~= cache.B then
-    error(string.format("step: ids have %d rows but the cache was made for batch %d (m:new_cache(B))", ids:size(1), cache.B), 2)
+    user_error(string.format("step: ids have %d rows but the cache was made for batch %d (m:new_cache(B))", ids:size(1), cache.B), 2)
   end
   return hb.no_grad(function()
     local h = self:hidden(ids, cache)
@@ -488,7 +490,7 @@ end
 function Model:prefill(ids, cache)
   ids = to_ids(ids)
   if ids:size(1) ~= cache.B then
-    error(string.format("prefill: ids have %d rows but the cache was made for batch %d (m:new_cache(B))", ids:size(1), cache.B), 2)
+    user_error(string.format("prefill: ids have %d rows but the cache was made for batch %d (m:new_cache(B))", ids:size(1), cache.B), 2)
   end
   return hb.no_grad(function()
     local h = self:hidden(ids, cache)

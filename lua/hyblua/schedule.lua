@@ -15,6 +15,7 @@
 -- A spec's keys are checked when the schedule is made (the attention mixer's spec fields: num_heads,
 -- num_kv_heads, qkv_bias, window_size, rope_theta); an unknown one raises with a did-you-mean.
 local config = require "hyblua.config"
+local user_error = require("hyblua.errors").user_error
 local registry = require "hyblua.mixers"
 
 local S = {}
@@ -24,14 +25,14 @@ Sched.__index = Sched
 -- the string keys of spec must be fields of an attention spec (`layers` comes from the schedule)
 local function check_spec(spec, who)
   if spec == nil then return {} end
-  if type(spec) ~= "table" then error(who .. ": the attention spec must be a table (got " .. type(spec) .. ")", 3) end
+  if type(spec) ~= "table" then user_error(who .. ": the attention spec must be a table (got " .. type(spec) .. ")", 3) end
   local named = {}
   for k, v in pairs(spec) do if type(k) == "string" then named[k] = v end end
   local known = {}
   for k in pairs(registry.get("attention").options) do known[k] = true end
-  local ok, err = pcall(config.check_keys, named, known, who)
-  if not ok then error(err, 3) end
-  if named.layers ~= nil then error(who .. ": the attention spec must not set layers (the schedule places them)", 3) end
+  local ok, err = pcall(config.check_keys, named, known, who, "config key")
+  if not ok then user_error(err, 3) end
+  if named.layers ~= nil then user_error(who .. ": the attention spec must not set layers (the schedule places them)", 3) end
   return spec
 end
 
@@ -43,7 +44,7 @@ end
 local MAX_DEPTH = 1 << 20
 local function check_depth(L, who)
   if math.type(L) ~= "integer" or L < 0 or L > MAX_DEPTH then
-    error(string.format("%s: the number of layers must be an integer in [0, %d], got %s", who, MAX_DEPTH, tostring(L)), 3)
+    user_error(string.format("%s: the number of layers must be an integer in [0, %d], got %s", who, MAX_DEPTH, tostring(L)), 3)
   end
 end
 
@@ -56,19 +57,19 @@ function Sched:resolve(L)
   local out = { layers = layers }
   for k, v in pairs(self.spec) do if type(k) == "string" then out[k] = v end end
   if not out.num_heads then
-    error("schedule '" .. self.name .. "': the attention spec needs num_heads", 3)
+    user_error("schedule '" .. self.name .. "': the attention spec needs num_heads", 3)
   end
   return out
 end
 
 function S.ratio(r, spec)
-  if math.type(r) ~= "integer" or r < 1 then error("schedule.ratio: r must be a positive integer", 2) end
+  if math.type(r) ~= "integer" or r < 1 then user_error("schedule.ratio: r must be a positive integer", 2) end
   spec = check_spec(spec, "schedule.ratio")
   return make(function(i) return i % (r + 1) == r end, spec, r .. ":1")
 end
 
 function S.every(n, spec)
-  if math.type(n) ~= "integer" or n < 1 then error("schedule.every: n must be a positive integer", 2) end
+  if math.type(n) ~= "integer" or n < 1 then user_error("schedule.every: n must be a positive integer", 2) end
   spec = check_spec(spec, "schedule.every")
   return make(function(i) return i % n == n - 1 end, spec, "every " .. n)
 end
@@ -77,7 +78,7 @@ function S.layers(list, spec)
   spec = spec or list
   local set = {}
   for _, i in ipairs(list) do
-    if math.type(i) ~= "integer" then error("schedule.layers: indices must be integers", 2) end
+    if math.type(i) ~= "integer" then user_error("schedule.layers: indices must be integers", 2) end
     set[i] = true
   end
   local s = {}

@@ -30,6 +30,8 @@
 -- check_every steps and before each checkpoint (an exact checksum; drift raises, naming step and ranks).
 -- The module returns hb.train_utils; hb.train is its `run` (lua/hyblua/init.lua).
 local hb = require "hyblua.binding"
+local config = require "hyblua.config"
+local user_error = require("hyblua.errors").user_error
 do
   local train = {}
 
@@ -297,7 +299,9 @@ do
     if type(old) ~= "table" then return out end
     for _, k in ipairs(TRAINER_KEYS) do
       local a, b = show(old[k]), show(new[k])
-      if a ~= b then out[#out + 1] = string.format("%s %s → %s", k, a, b) end
+      -- numbers compare by value: JSON gives clip = 1.0 back as the integer 1
+      local same = a == b or (type(old[k]) == "number" and old[k] == new[k])
+      if not same then out[#out + 1] = string.format("%s %s → %s", k, a, b) end
     end
     return out
   end
@@ -311,11 +315,11 @@ do
   local function prepare_out(out, o)
     check_path(out)
     local okm, e = pcall(mkdir_p, out)
-    if not okm then error(string.format("hb.train: cannot create the run folder %s: %s", out, reason(e)), 0) end
+    if not okm then user_error(string.format("hb.train: cannot create the run folder %s: %s", out, reason(e)), 0) end
     local probe = out .. "/.hyblua-write-test"
     local f, ferr = io.open(probe, "wb")
     if not f then
-      error(string.format("hb.train: the run folder %s is not writable (%s), so no checkpoint could be saved", out,
+      user_error(string.format("hb.train: the run folder %s is not writable (%s), so no checkpoint could be saved", out,
         tostring(ferr)), 0)
     end
     f:close()
@@ -339,10 +343,31 @@ do
         io.stderr:write(string.format("overwrite: its log %s was moved to %s\n", o.log, laside))
       end
     elseif o.resume == false then
-      error(string.format("hb.train: %s already holds a run (%s) and resume is false; set overwrite = true " ..
+      user_error(string.format("hb.train: %s already holds a run (%s) and resume is false; set overwrite = true " ..
         "(recipes: --set train.overwrite=true) to move it aside to %s.old-<time> and start afresh, or choose " ..
         "another out", out, what, out), 0)
     end
+  end
+
+  -- A resumed run appends to its JSONL log. Records the run will write again are removed first, so that
+  -- no step appears twice: those after the checkpoint `start` (logged before a crash or Ctrl-C that came
+  -- after the checkpoint) and, when the run is already finished (start == steps), the final validation,
+  -- which is run and logged again. A missing log is left missing; the rewrite is atomic.
+  function train.trim_log(path, start, steps)
+    local f = io.open(path, "r")
+    if not f then return end
+    local keep, dropped = {}, false
+    for line in f:lines() do
+      local ok, rec = pcall(hb.io.decode_json, line)
+      local step = ok and type(rec) == "table" and rec.step
+      if math.type(step) == "integer" and (step < start or (step == start and not (rec.val_loss ~= nil and start == steps))) then
+        keep[#keep + 1] = line
+      else
+        dropped = true -- a later step, a repeated final validation, or a torn last line
+      end
+    end
+    f:close()
+    if dropped then hb.config.write_text(path, #keep > 0 and table.concat(keep, "\n") .. "\n" or "") end
   end
 
   -- ---- progress display -----------------------------------------------------------------------------
@@ -369,22 +394,92 @@ do
   --           data_parallel=false, bucket_mb=25, check_every=100, matmul_precision="fp32"|"bf16" }
   -- overwrite: start afresh even if out holds a run, which is moved aside to out.old-<time> first.
   -- on_start: called (rank 0) once out is checked and any resume is done, before the first step.
+  -- An unknown option, a wrong type or an out-of-range value is a user error (check_options).
   -- matmul_precision: hb.set_matmul_precision for this run's steps and validations (restored on return);
   -- nil leaves the process-wide setting as it is.
   -- With data_parallel, batch(k) returns the GLOBAL micro-batch (every rank keeps its rows) and
   -- loss_fn(k, ctx) is called with ctx = {rank=, size=, ...} and must return this rank's share.
   -- returns { step=, losses={...}, val={...}, interrupted=bool, checkpoint=path }
-  function train.run(o)
-    assert(type(o) == "table", "hb.train{...} expects a table")
-    local model = o.model or error("hb.train: 'model' is required", 2)
-    local batch = o.batch
-    if not batch and not o.loss_fn then error("hb.train: 'batch' (function(k) → ids) or 'loss_fn' is required", 2) end
-    local steps = o.steps or error("hb.train: 'steps' is required", 2)
-    local accum = o.grad_accum or 1
+  -- ---- options -------------------------------------------------------------------------------------
+  -- every option hb.train reads; an unknown key is an error with hb.config's did-you-mean suggestion
+  local train_options = { "model", "batch", "loss_fn", "steps", "grad_accum", "lr", "min_lr", "warmup", "schedule",
+    "decay_frac", "betas", "eps", "weight_decay", "clip", "val", "eval_every", "log", "out", "save_every", "keep",
+    "resume", "overwrite", "progress", "log_every", "name", "seed", "on_step", "on_start", "data_parallel", "bucket_mb",
+    "check_every", "matmul_precision", "step_delay" }
+
+  -- check the options table: names, types and ranges (user errors naming the option and the value)
+  local function check_options(o)
+    if type(o) ~= "table" then user_error("hb.train{...} expects a table of options, got " .. type(o), 3) end
+    config.check_keys(o, train_options, "hb.train")
+    local function bad(k, what)
+      local v = o[k]
+      user_error(string.format("hb.train: '%s' must be %s, got %s", k, what,
+        type(v) == "string" and ("'" .. v .. "'") or tostring(v)), 3)
+    end
+    local function callable(v)
+      local mt = getmetatable(v)
+      return type(v) == "function" or (type(mt) == "table" and mt.__call ~= nil)
+    end
+    local function int(k, min, required)
+      local v = o[k]
+      if v == nil then if required then user_error("hb.train: '" .. k .. "' is required", 3) end return end
+      if math.type(v) ~= "integer" or v < min then bad(k, "an integer >= " .. min) end
+    end
+    local function num(k, lo, open_lo, hi)
+      local v = o[k]
+      if v == nil then return end
+      if type(v) ~= "number" or v ~= v or v < lo or (open_lo and v == lo) or (hi and v > hi) or v == math.huge then
+        bad(k, "a number " .. (open_lo and "> " or ">= ") .. lo .. (hi and (" and <= " .. hi) or ""))
+      end
+    end
+    local function typed(k, t, what)
+      local v = o[k]
+      if v ~= nil and type(v) ~= t then bad(k, what) end
+    end
+    if o.model == nil then user_error("hb.train: 'model' is required", 3) end
+    if o.batch == nil and o.loss_fn == nil then user_error("hb.train: 'batch' (function(k) → ids) or 'loss_fn' is required", 3) end
+    for _, k in ipairs { "batch", "loss_fn", "val", "on_step", "on_start" } do
+      if o[k] ~= nil and not callable(o[k]) then bad(k, "a function") end
+    end
+    int("steps", 1, true)
+    for _, k in ipairs { "grad_accum", "eval_every", "save_every", "keep", "log_every", "check_every" } do int(k, 1) end
+    int("warmup", 0)
+    if o.seed ~= nil and math.type(o.seed) ~= "integer" then bad("seed", "an integer") end
+    num("lr", 0, true)
+    num("min_lr", 0)
+    num("decay_frac", 0, true, 1)
+    num("eps", 0, true)
+    num("weight_decay", 0)
+    num("bucket_mb", 0, true)
+    num("step_delay", 0)
+    if o.clip ~= nil and o.clip ~= false then num("clip", 0) end
+    if o.schedule ~= nil and o.schedule ~= "cosine" and o.schedule ~= "wsd" and o.schedule ~= "constant" then
+      bad("schedule", "\"cosine\", \"wsd\" or \"constant\"")
+    end
+    if o.betas ~= nil then
+      local b = o.betas
+      if type(b) ~= "table" or #b ~= 2 or type(b[1]) ~= "number" or type(b[2]) ~= "number"
+        or b[1] < 0 or b[1] >= 1 or b[2] < 0 or b[2] >= 1 then
+        user_error("hb.train: 'betas' must be a list of two numbers in [0, 1), e.g. {0.9, 0.95}", 3)
+      end
+    end
+    typed("log", "string", "a file path")
+    typed("out", "string", "a directory path")
+    typed("name", "string", "a string")
+    for _, k in ipairs { "resume", "overwrite", "progress", "data_parallel" } do typed(k, "boolean", "true or false") end
     local mm = o.matmul_precision
     if mm ~= nil and mm ~= "fp32" and mm ~= "bf16" then
-      error("hb.train: matmul_precision must be \"fp32\" or \"bf16\" (got " .. tostring(mm) .. ")", 2)
+      user_error("hb.train: matmul_precision must be \"fp32\" or \"bf16\" (got " .. tostring(mm) .. ")", 3)
     end
+  end
+
+  function train.run(o)
+    check_options(o)
+    local model = o.model
+    local batch = o.batch
+    local steps = o.steps
+    local accum = o.grad_accum or 1
+    local mm = o.matmul_precision
     local lr_opts = { lr = o.lr or 1e-3, min_lr = o.min_lr or (o.lr or 1e-3) * 0.1, warmup = o.warmup or 0,
                       schedule = o.schedule or "cosine", steps = steps, decay_frac = o.decay_frac }
     local names = param_names(model)
@@ -393,7 +488,7 @@ do
     local lim, what = hb.models.memory_limit()
     if lim and nparams * 16 > lim then
       local fb = hb.models.format_bytes
-      error(string.format("hb.train: training this model needs at least %s (%d parameters × 16 bytes: weights, " ..
+      user_error(string.format("hb.train: training this model needs at least %s (%d parameters × 16 bytes: weights, " ..
         "gradients and AdamW's two moments, before activations), more than %s (%s); use a smaller model, or " ..
         "set hb.models.max_bytes (bytes) to override", fb(nparams * 16), nparams, what, fb(lim)), 2)
     end
@@ -441,7 +536,7 @@ do
           local ok, ck = pcall(read_checkpoint, c.path, model, opt, c.step)
           if ok then
             if ck.state.step > steps then
-              error(string.format("hb.train: %s is at step %d, beyond steps = %d; raise steps to train it further",
+              user_error(string.format("hb.train: %s is at step %d, beyond steps = %d; raise steps to train it further",
                 c.path, ck.state.step, steps), 0)
             end
             local st = apply_checkpoint(ck, model, opt)
@@ -457,7 +552,7 @@ do
             skipped[#skipped + 1] = { c = c, msg = ck.msg }
             io.stderr:write(string.format("warning: checkpoint %s is unusable (%s); trying an older one\n", c.path, ck.msg))
           else
-            error(string.format("hb.train: cannot resume from %s: %s. A run resumes only into the model it trained: " ..
+            user_error(string.format("hb.train: cannot resume from %s: %s. A run resumes only into the model it trained: " ..
               "use the same model config, choose another out, or set overwrite = true (recipes: --set " ..
               "train.overwrite=true) to move the earlier run aside and start afresh", out, reason(ck)), 0)
           end
@@ -465,7 +560,7 @@ do
         if not res.resumed_from and #skipped > 0 then
           local list = {}
           for _, k in ipairs(skipped) do list[#list + 1] = k.msg end
-          error(string.format("hb.train: %s holds checkpoints but none can be resumed (%s); repair or remove them, or " ..
+          user_error(string.format("hb.train: %s holds checkpoints but none can be resumed (%s); repair or remove them, or " ..
             "set overwrite = true (recipes: --set train.overwrite=true) to move the folder aside and start afresh", out,
             table.concat(list, "; ")), 0)
         end
@@ -515,9 +610,10 @@ do
     if o.log and root then
       local d = o.log:match("^(.*)/[^/]*$")
       if d then mkdir_p(d) end
+      if start > 0 then train.trim_log(o.log, start, steps) end
       local err
       logf, err = io.open(o.log, start > 0 and "a" or "w")
-      if not logf then error("hb.train: cannot open the log " .. tostring(err), 0) end
+      if not logf then user_error("hb.train: cannot open the log " .. tostring(err), 0) end
     end
     local function log(rec)
       if logf then logf:write(hb.io.encode_json(rec), "\n"); logf:flush() end

@@ -5,6 +5,7 @@
 -- layers, which fla does not offer in hybrids).
 local hb = require "hyblua.binding"
 local config = require "hyblua.config"
+local user_error = require("hyblua.errors").user_error
 local C = require "hyblua.config_fla"
 local common = require "hyblua.mixers.common"
 local registry = require "hyblua.mixers.registry"
@@ -55,7 +56,7 @@ function attention.check_options(spec, cfg, where)
   if type(spec) ~= "table" then cerr("%s must be an object", where) end
   local known = {}
   for k in pairs(attention.options) do known[k] = true end
-  config.check_keys(spec, known, "config: " .. where)
+  config.check_keys(spec, known, "config: " .. where, "config key")
   if type(spec.layers) ~= "table" then cerr("%s.layers is required (a list of layer indices)", where) end
   for _, l in ipairs(spec.layers) do
     if math.type(l) ~= "integer" or l < 0 or l >= L then
@@ -142,7 +143,7 @@ function attention.forward(ctx, x)
       o = hb.attention_step { q = q:select(2, 1), k_cache = cache.k, v_cache = cache.v, scale = scale, window = L.window,
         pos = pos0 }:unsqueeze(2)
     else
-      error("decode cache: only one token per step after the prefill", 0)
+      user_error("decode cache: only one token per step after the prefill")
     end
   else
     o = hb.attention { q = q, k = k, v = v, scale = scale, window = L.window }

@@ -10,6 +10,7 @@
 -- Maths: docs/mixers.md. Index convention: Lua dims are 1-based (hb binding).
 local hb = require "hyblua.binding"
 local C = require "hyblua.config_fla"
+local user_error = require("hyblua.errors").user_error
 
 local M = {}
 
@@ -69,7 +70,7 @@ function M.conv(ctx, x, name, act)
   local key = name
   if cache[key] then
     local T = x:size(2)
-    if T ~= 1 then error("decode cache: only one token per step after the prefill", 0) end
+    if T ~= 1 then user_error("decode cache: only one token per step after the prefill") end
     local y = hb.conv1d_step { cache = cache[key], x = x:select(2, 1), w = w, act = act }
     return y:unsqueeze(2)
   end

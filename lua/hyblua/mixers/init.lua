@@ -8,6 +8,7 @@ require "hyblua.mixers.gla"
 require "hyblua.mixers.hgrn2"
 require "hyblua.mixers.delta_net"
 require "hyblua.mixers.gated_deltanet"
+require "hyblua.mixers.kda"
 
 local registry = require "hyblua.mixers.registry"
 registry.seal_builtins()

@@ -5,6 +5,8 @@
 --
 -- This module needs nothing else from the library (so a test can wrap register() before the built-ins
 -- load); it checks the shape of a def, not what its functions compute.
+local user_error = require("hyblua.errors").user_error
+
 local R = {}
 
 -- field → Lua type. Layer fields: any mixer. Model-type fields: a def that names a model_type is the
@@ -22,12 +24,12 @@ R.FIELDS = FIELDS
 
 local defs, order, builtin = {}, {}, {}
 
-local function fail(name, msg) error("register_mixer('" .. tostring(name) .. "'): " .. msg, 3) end
+local function fail(name, msg) user_error("register_mixer('" .. tostring(name) .. "'): " .. msg, 3) end
 
 -- hb.models.register_mixer(name, def): add (or replace) a mixer. Built-in names cannot be replaced.
 function R.register(name, def)
   if type(name) ~= "string" or name == "" or type(def) ~= "table" or type(def.forward) ~= "function" then
-    error("register_mixer(name, {declare=fn, forward=fn, ...}): name must be a non-empty string and def a table " ..
+    user_error("register_mixer(name, {declare=fn, forward=fn, ...}): name must be a non-empty string and def a table " ..
       "with a forward function", 2)
   end
   if builtin[name] then fail(name, "'" .. name .. "' is a built-in mixer; register yours under another name") end
@@ -97,7 +99,7 @@ end
 -- a read-only view name → def (hb.models.mixers)
 R.view = setmetatable({}, {
   __index = function(_, k) return defs[k] end,
-  __newindex = function() error("hb.models.mixers is read-only; use hb.models.register_mixer(name, def)", 2) end,
+  __newindex = function() user_error("hb.models.mixers is read-only; use hb.models.register_mixer(name, def)", 2) end,
   __pairs = function() return next, defs, nil end,
 })
 

@@ -19,6 +19,7 @@
 -- So real task files (JSONL exports of those datasets) load as they are when a user has them.
 local hb = require "hyblua.binding"
 local U = require "hyblua.tasks.util"
+local user_error = require("hyblua.errors").user_error
 local M = {}
 
 local function trim(s) return (s:match("^%s*(.-)%s*$")) end
@@ -54,7 +55,7 @@ function M.normalize(item)
     gold = tonumber(item.label)
   elseif item.sentence and item.option1 then -- WinoGrande (partial scoring)
     local i = item.sentence:find("_", 1, true)
-    if not i then error("mc: WinoGrande sentence without '_'", 3) end
+    if not i then user_error("mc: WinoGrande sentence without '_'", 3) end
     local target = trim(item.sentence:sub(i + 1))
     choices = { item.sentence:sub(1, i - 1) .. item.option1, item.sentence:sub(1, i - 1) .. item.option2 }
     partial = target
@@ -72,12 +73,12 @@ function M.normalize(item)
     if gold == nil then gold = item.answer end
     if type(gold) == "string" then gold = tonumber(gold) or index_of(choices, gold) end
   end
-  if type(choices) ~= "table" or #choices < 1 then error("mc: item has no choices", 3) end
+  if type(choices) ~= "table" or #choices < 1 then user_error("mc: item has no choices", 3) end
   if math.type(gold) ~= "integer" and not (type(gold) == "number" and gold == math.floor(gold)) then
-    error("mc: item has no usable gold index (0-based)", 3)
+    user_error("mc: item has no usable gold index (0-based)", 3)
   end
   gold = math.tointeger(gold)
-  if gold < 0 or gold >= #choices then error(string.format("mc: gold %d out of range for %d choices", gold, #choices), 3) end
+  if gold < 0 or gold >= #choices then user_error(string.format("mc: gold %d out of range for %d choices", gold, #choices), 3) end
   local reqs = {}
   for i, c in ipairs(choices) do
     if partial then reqs[i] = { c, " " .. partial } else reqs[i] = { ctx or "", " " .. c } end
@@ -88,13 +89,13 @@ end
 -- read a JSONL file (one JSON object a line; blank lines skipped)
 function M.load(path)
   local f, err = io.open(path, "r")
-  if not f then error("mc: cannot open " .. tostring(path) .. ": " .. tostring(err), 3) end
+  if not f then user_error("mc: cannot open " .. tostring(path) .. ": " .. tostring(err), 3) end
   local items, n = {}, 0
   for line in f:lines() do
     n = n + 1
     if line:find("%S") then
       local ok, obj = pcall(hb.io.decode_json, line)
-      if not ok then f:close(); error(string.format("mc: %s:%d: %s", path, n, tostring(obj)), 3) end
+      if not ok then f:close(); user_error(string.format("mc: %s:%d: %s", path, n, tostring(obj)), 3) end
       items[#items + 1] = obj
     end
   end
@@ -110,7 +111,7 @@ function M.encode_pair(tok, context, continuation, prefix_token)
     context = context:sub(1, -n_sp - 1)
   end
   if context == "" then
-    if prefix_token == nil then error("mc: empty context needs a prefix token (opts.prefix_token or a tokenizer eos/bos)", 3) end
+    if prefix_token == nil then user_error("mc: empty context needs a prefix token (opts.prefix_token or a tokenizer eos/bos)", 3) end
     return { prefix_token }, U.encode(tok, continuation)
   end
   local whole = U.encode(tok, context .. continuation)
@@ -131,7 +132,7 @@ function M.loglikelihoods(model, pairs, max_length)
     if max_length and #full - 1 > max_length then drop = #full - 1 - max_length end
     local inp = {}
     for j = 1 + drop, #full - 1 do inp[#inp + 1] = full[j] end
-    if #p[2] == 0 or #p[2] > #inp then error("mc: continuation is empty or longer than the model input", 3) end
+    if #p[2] == 0 or #p[2] > #inp then user_error("mc: continuation is empty or longer than the model input", 3) end
     rows[i] = { inp = inp, cont = p[2] }
     Tm = math.max(Tm, #inp)
   end
@@ -178,9 +179,10 @@ end
 --   opts.prefix_token id used for an empty context (default: the tokenizer's eos/bos id)
 -- items[i] = {lls, pred, pred_norm, gold, is_greedy}
 function M.run(model, tok, src, opts)
+  U.check_opts(opts, { "limit", "max_length", "prefix_token" }, "hb.eval.mc")
   opts = opts or {}
   local raw = type(src) == "string" and M.load(src) or src
-  if type(raw) ~= "table" then error("mc: expected a JSONL path or a list of items", 2) end
+  if type(raw) ~= "table" then user_error("mc: expected a JSONL path or a list of items", 2) end
   local prefix = opts.prefix_token or U.attr(tok, "eos_id", "eos_token_id", "bos_id", "bos_token_id")
   local n = #raw
   if opts.limit then n = math.min(n, opts.limit) end

@@ -11,6 +11,7 @@
 -- weighted draw without replacement repeats numpy's rounds (draw, drop repeats, zero found, renormalise).
 local hb = require "hyblua.binding"
 local U = require "hyblua.tasks.util"
+local user_error = require("hyblua.errors").user_error
 local M = {}
 
 -- The Zoology docstring example: V=12, 2 pairs, T=16, no random fillers.
@@ -20,8 +21,14 @@ M.docstring_example = {
   labels = { -100, -100, -100, -100, -100, -100, 7, -100, -100, -100, -100, -100, 8, -100, -100 },
 }
 
+-- the options of generate (also the shared and per-spec options of mixture)
+local gen_keys = { "vocab_size", "seq_len", "input_seq_len", "num_kv_pairs", "num_examples", "power_a", "num_passes",
+  "allow_small_vocab", "seed", "random_non_queries" }
+local mixture_keys = { "train", "test" }
+for _, k in ipairs(gen_keys) do mixture_keys[#mixture_keys + 1] = k end
+
 local function check(cond, msg, ...)
-  if not cond then error(string.format("mqar: " .. msg, ...), 3) end
+  if not cond then user_error(string.format("mqar: " .. msg, ...), 3) end
 end
 
 -- Zoology's asserts (multiquery_ar.py), plus the population checks numpy makes implicitly.
@@ -117,6 +124,8 @@ end
 --   -> inputs int64 [N, T], labels int64 [N, T], info
 -- (`input_seq_len` is accepted for seq_len.) info = {seq_len, num_kv_pairs, num_passes, vocab_size, seed}
 function M.generate(o)
+  if type(o) ~= "table" then user_error("hb.eval.mqar.generate{...} expects a table of options", 2) end
+  U.check_opts(o, gen_keys, "hb.eval.mqar.generate")
   local V = o.vocab_size
   local T = o.seq_len or o.input_seq_len
   local kv = o.num_kv_pairs or 8
@@ -160,6 +169,11 @@ end
 -- and test never share one. Per-spec fields override the shared ones. Segments are kept apart
 -- (different T); iterate them with mqar.batches and score them with mqar.evaluate.
 function M.mixture(specs)
+  if type(specs) ~= "table" then user_error("hb.eval.mqar.mixture{...} expects a table of options", 2) end
+  U.check_opts(specs, mixture_keys, "hb.eval.mqar.mixture")
+  for _, split in ipairs { "train", "test" } do
+    for i, s in ipairs(specs[split] or {}) do U.check_opts(s, gen_keys, "hb.eval.mqar.mixture: " .. split .. "[" .. i .. "]") end
+  end
   local rng = U.rng(specs.seed or 123)
   local out = {}
   for _, split in ipairs { "train", "test" } do
@@ -235,9 +249,10 @@ end
 -- Logits are computed only at supervised positions when the model allows (see tasks/util.lua logits_at);
 -- full_logits = true forces model:forward.
 function M.accuracy(model, inputs, labels, opts)
+  U.check_opts(opts, { "batch_size", "full_logits" }, "hb.eval.mqar.accuracy")
   opts = opts or {}
   if inputs:dim() ~= 2 or labels:dim() ~= 2 or inputs:size(1) ~= labels:size(1) or inputs:size(2) ~= labels:size(2) then
-    error("mqar.accuracy: inputs and labels must both be [N, T]", 2)
+    user_error("mqar.accuracy: inputs and labels must both be [N, T]", 2)
   end
   local N = inputs:size(1)
   local bs = opts.batch_size or 64
@@ -263,6 +278,7 @@ end
 -- accuracy is the mean per-example accuracy over all examples of all segments (Zoology concatenates the
 -- test segments), then sliced by num_kv_pairs and input_seq_len as its metrics are.
 function M.evaluate(model, segments, opts)
+  U.check_opts(opts, { "batch_size", "full_logits" }, "hb.eval.mqar.evaluate")
   local out = { slices = {}, by_num_kv_pairs = {}, by_seq_len = {} }
   local sum, n = 0, 0
   local kvs, lens = {}, {}

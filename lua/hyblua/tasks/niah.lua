@@ -17,6 +17,7 @@
 -- as needed, where RULER stops at the end of its essays).
 local hb = require "hyblua.binding"
 local U = require "hyblua.tasks.util"
+local user_error = require("hyblua.errors").user_error
 local N = {}
 
 N.NEEDLE = "One of the special magic {type_needle_v} for {key} is: {value}."
@@ -46,14 +47,14 @@ local ALIASES = {
   multiquery = "niah_multiquery",
 }
 local function resolve(task)
-  if type(task) ~= "string" then error("niah: task name expected (e.g. 'niah_single_2' or 's-niah-2')", 3) end
+  if type(task) ~= "string" then user_error("niah: task name expected (e.g. 'niah_single_2' or 's-niah-2')", 3) end
   local t = task:lower():gsub("-", "_")
   local name = ALIASES[task:lower()] or (N.TASKS[t] and t) or (N.TASKS["niah_" .. t] and "niah_" .. t)
   if not name then
     local names = {}
     for k in pairs(N.TASKS) do names[#names + 1] = k end
     table.sort(names)
-    error("niah: unknown task '" .. task .. "' (known: " .. table.concat(names, ", ") .. ")", 3)
+    user_error("niah: unknown task '" .. task .. "' (known: " .. table.concat(names, ", ") .. ")", 3)
   end
   return name, N.TASKS[name]
 end
@@ -114,7 +115,7 @@ local function gen_random(rng, kind)
     h = h:sub(1, 12) .. "4" .. h:sub(14, 16) .. var .. h:sub(18)
     return h:sub(1, 8) .. "-" .. h:sub(9, 12) .. "-" .. h:sub(13, 16) .. "-" .. h:sub(17, 20) .. "-" .. h:sub(21, 32)
   end
-  error("niah: unknown needle type '" .. tostring(kind) .. "'", 3)
+  user_error("niah: unknown needle type '" .. tostring(kind) .. "'", 3)
 end
 
 local function plain_replace(s, a, b)
@@ -157,14 +158,14 @@ local function word_source(h)
   local function add(text) for w in text:gmatch("%S+") do words[#words + 1] = w end end
   if type(h) == "string" then add(h); exhausted = true
   elseif type(h) == "table" then for _, s in ipairs(h) do add(s) end; exhausted = true
-  elseif type(h) ~= "function" then error("niah: haystack must be text, a list of texts or a function(i) -> text", 3) end
+  elseif type(h) ~= "function" then user_error("niah: haystack must be text, a list of texts or a function(i) -> text", 3) end
   return function(n)
     while #words < n and not exhausted do
       i = i + 1
       local chunk = h(i)
       if chunk == nil then exhausted = true else add(chunk) end
     end
-    if #words == 0 then error("niah: the haystack is empty", 4) end
+    if #words == 0 then user_error("niah: the haystack is empty", 4) end
     local out = {}
     for j = 1, n do out[j] = words[(j - 1) % #words + 1] end
     return out
@@ -182,11 +183,17 @@ end
 --   tokenizer object with :encode (and :decode for run), or a function text -> ids; default bytes
 -- Needles go between sentences (essay: before sentence floor(n_sentences·depth), joined with " ") or
 -- between lines (repeat/needle haystacks: before line floor(n_lines·depth), joined with "\n").
+local build_keys = { "task", "length", "depth", "haystack", "tokenizer", "seed", "tokens_to_generate", "haystack_type" }
+local cases_keys = { "lengths", "depths", "samples" }
+for _, k in ipairs(build_keys) do cases_keys[#cases_keys + 1] = k end
+
 function N.build(o)
+  if type(o) ~= "table" then user_error("hb.eval.niah.build{...} expects a table of options", 2) end
+  U.check_opts(o, build_keys, "hb.eval.niah.build")
   local name, spec = resolve(o.task)
   local tok = o.tokenizer or U.byte_tokenizer()
   local length = o.length
-  if math.type(length) ~= "integer" or length < 1 then error("niah.build: length (tokens) is required", 2) end
+  if math.type(length) ~= "integer" or length < 1 then user_error("niah.build: length (tokens) is required", 2) end
   local gen = o.tokens_to_generate or 128
   local seed = o.seed or 42
   local rng = U.rng(seed)
@@ -219,12 +226,12 @@ function N.build(o)
 
   -- depths (fractions)
   if type(o.depth) == "table" then
-    if #o.depth ~= #needles then error(string.format("niah.build: %d depths given for %d needles", #o.depth, #needles), 2) end
+    if #o.depth ~= #needles then user_error(string.format("niah.build: %d depths given for %d needles", #o.depth, #needles), 2) end
     for i, nd in ipairs(needles) do nd.depth = o.depth[i] end
   else
     local pinned
     if o.depth ~= nil then
-      if type(o.depth) ~= "number" or o.depth < 0 or o.depth > 1 then error("niah.build: depth must be in [0, 1]", 2) end
+      if type(o.depth) ~= "number" or o.depth < 0 or o.depth > 1 then user_error("niah.build: depth must be in [0, 1]", 2) end
       for i, nd in ipairs(needles) do if queried[nd.key] then pinned = i; break end end
       needles[pinned].depth = o.depth
     end
@@ -263,7 +270,7 @@ function N.build(o)
   elseif kind == "repeat" or kind == "needle" then
     line_rng, lines = U.rng(seed ~ 0x2545F491), {}
   else
-    error("niah.build: unknown haystack type '" .. tostring(kind) .. "'", 2)
+    user_error("niah.build: unknown haystack type '" .. tostring(kind) .. "'", 2)
   end
   local function line(i)
     if kind == "repeat" then return N.NOISE end
@@ -321,13 +328,13 @@ function N.build(o)
   -- largest haystack that fits: grow, then bisect
   local ok1, n1 = fits(1)
   if not ok1 then
-    error(string.format("niah.build: length %d is too small for task %s (the prompt alone needs %d tokens + %d to generate)",
+    user_error(string.format("niah.build: length %d is too small for task %s (the prompt alone needs %d tokens + %d to generate)",
       length, name, n1, gen), 2)
   end
   local lo, hi = 1, 2
   while fits(hi) do
     lo, hi = hi, hi * 2
-    if hi > (1 << 26) then error("niah.build: the tokenizer does not grow with the haystack", 2) end
+    if hi > (1 << 26) then user_error("niah.build: the tokenizer does not grow with the haystack", 2) end
   end
   while hi - lo > 1 do
     local mid = (lo + hi) // 2
@@ -357,6 +364,8 @@ end
 -- a grid of cases: niah.cases{task=, lengths={...}, depths={...} (default RULER's 40, as fractions),
 --   samples=1, seed=, ...build options} -> list of cases (seed + running index per case)
 function N.cases(o)
+  if type(o) ~= "table" then user_error("hb.eval.niah.cases{...} expects a table of options", 2) end
+  U.check_opts(o, cases_keys, "hb.eval.niah.cases")
   local out = {}
   local depths = o.depths
   if not depths then depths = {}; for i, d in ipairs(N.DEPTHS) do depths[i] = d / 100 end end
@@ -428,6 +437,7 @@ end
 -- hb.eval.niah.run(model, tokenizer, cases [, {tokens_to_generate=, eos=}]) -> score (0..100), details
 -- details = {mean (0..1), n, cases = {{task, length, depth, pred, answers, frac}, ...}}
 function N.run(model, tok, cases, opts)
+  U.check_opts(opts, { "tokens_to_generate", "eos" }, "hb.eval.niah.run")
   opts = opts or {}
   if cases.prompt_ids then cases = { cases } end
   local eos = opts.eos or U.attr(tok, "eos_id", "eos_token_id", "eos")

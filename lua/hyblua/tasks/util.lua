@@ -1,7 +1,10 @@
 -- hyblua/tasks/util.lua — what hb.eval and its tasks (tasks/mqar.lua, niah.lua, mc.lua) share: a seeded
 -- RNG independent of hb's generator, token-id and tokenizer helpers (duck-typed), the byte tokenizer,
--- a clock, and logits at chosen positions. hb.eval exposes this table as hb.eval._util.
+-- a clock, logits at chosen positions, and the check of an entry point's options table (check_opts). hb.eval
+-- exposes this table as hb.eval._util.
 local hb = require "hyblua.binding"
+local config = require "hyblua.config"
+local user_error = require("hyblua.errors").user_error
 
 local U = {}
 
@@ -26,7 +29,7 @@ function Rng:randint(lo, hi) return lo + math.floor(self:random() * (hi - lo + 1
 -- k distinct values of lo..hi in random order (partial Fisher–Yates; numpy's choice(replace=False))
 function Rng:sample(lo, hi, k)
   local n = hi - lo + 1
-  if k > n then error(string.format("sample: cannot take %d distinct values from %d", k, n), 2) end
+  if k > n then user_error(string.format("sample: cannot take %d distinct values from %d", k, n), 2) end
   local swap, out = {}, {}
   for i = 0, k - 1 do
     local j = self:randint(i, n - 1)
@@ -63,12 +66,12 @@ end
 
 function U.encode(tok, text)
   if type(tok) == "function" then return U.ids_of(tok(text)) end
-  if type(tok) ~= "table" and type(tok) ~= "userdata" then error("tokenizer expected (object with :encode or a function)", 3) end
+  if type(tok) ~= "table" and type(tok) ~= "userdata" then user_error("tokenizer expected (object with :encode or a function)", 3) end
   return U.ids_of(tok:encode(text))
 end
 
 function U.decode(tok, ids)
-  if type(tok) ~= "table" and type(tok) ~= "userdata" then error("decoding needs a tokenizer object with :decode", 3) end
+  if type(tok) ~= "table" and type(tok) ~= "userdata" then user_error("decoding needs a tokenizer object with :decode", 3) end
   return tok:decode(ids)
 end
 
@@ -103,6 +106,14 @@ function U.byte_tokenizer()
       return table.concat(parts)
     end,
   }
+end
+
+-- the option tables of the entry points: an unknown key is a user error with hb.config's did-you-mean
+-- suggestion ("hb.eval.lm: unknown key 'max_token' (did you mean 'max_tokens'?)")
+function U.check_opts(opts, known, who)
+  if opts == nil then return end
+  if type(opts) ~= "table" then user_error(who .. ": options must be a table, got " .. type(opts), 3) end
+  config.check_keys(opts, known, who)
 end
 
 -- monotonic wall-clock seconds
