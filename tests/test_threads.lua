@@ -11,6 +11,7 @@ local configs = {
     head_dim = 32, vocab_size = 96, attn = { layers = { 3 }, num_heads = 4, num_kv_heads = 4 } } },
   { name = "gla", cfg = { model_type = "gla", hidden_size = 64, num_hidden_layers = 2, num_heads = 2, vocab_size = 96 } },
   { name = "transformer", cfg = { model_type = "transformer", hidden_size = 64, num_hidden_layers = 2, num_heads = 4, vocab_size = 96 } },
+  { name = "kda", cfg = { model_type = "kda", hidden_size = 64, num_hidden_layers = 2, num_heads = 2, head_dim = 32, vocab_size = 96 } },
   { name = "delta_net", cfg = { model_type = "delta_net", hidden_size = 64, num_hidden_layers = 2, num_heads = 2, vocab_size = 96 } },
 }
 
