@@ -73,6 +73,8 @@ static void gemm_block(void *ctx, int64_t i) {
     }
 }
 
+enum { GEMM_SPLIT = 32 }; /* blocks a large fp32 product is split into (gemm below) */
+
 static hb_mm_precision_t mm_precision = HB_MM_FP32;
 
 int hb_set_matmul_precision(hb_mm_precision_t p) {
@@ -99,17 +101,20 @@ static int gemm(hb_dtype_t dt, CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int64_t M
     /* before ANY BLAS call, small ones included: the first hb_threads_get() puts OpenBLAS at one thread,
        and OpenBLAS's own threading rounds differently, so a product made before it would give other bits
        than the same product later in the process (a resumed run diverged from an uninterrupted one) */
-    int nt = hb_threads_get();
+    (void)hb_threads_get();
     double flops = 2.0 * (double)M * (double)N * (double)K;
-    if (flops < 4e6 || nt < 2) {
+    if (flops < 4e6) {
         gemm1(dt, ta, tb, M, N, K, A, lda, B, ldb, beta, C, ldc);
         return 0;
     }
     gemm_job_t j = {dt, ta, tb, M, N, K, lda, ldb, ldc, 0, M >= N, A, B, C, beta};
-    /* one block per thread (each packs the shared operand once, as OpenBLAS's own threading does),
-       rounded to 16 rows/cols; splitting rows or columns never changes the k-summation of an element */
+    /* the split depends on the shape only, never on the thread count, and is used with 1 thread too:
+       OpenBLAS picks its kernels (small-matrix paths included) by the shape of each call, so a product
+       split into other blocks can round differently (a 320x192x64 product whole vs in two 160-row
+       halves differed in the last bit). GEMM_SPLIT blocks of at least 64 rows/cols, rounded to 16: enough
+       items to balance 16 threads, few enough that re-packing the shared operand per block stays small. */
     int64_t len = j.by_rows ? M : N;
-    int64_t block = ((len + nt - 1) / nt + 15) / 16 * 16;
+    int64_t block = ((len + GEMM_SPLIT - 1) / GEMM_SPLIT + 15) / 16 * 16;
     if (block < 64) block = 64;
     j.block = block;
     hb_parallel_for((len + block - 1) / block, gemm_block, &j);

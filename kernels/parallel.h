@@ -1,10 +1,11 @@
 /* parallel.h — the thread pool interface kernels use (implemented in kernels/threads.c).
  *
  * hb_parallel_for(n, fn, ctx) calls fn(ctx, i) for every i in [0, n), spread over the pool's
- * workers (the calling thread takes part). While a parallel region runs, OpenBLAS is limited to one
- * thread so the two cores are never oversubscribed; outside regions OpenBLAS uses all threads.
- * Calls nested inside a region run serially on the calling worker. fn must not fail: kernels do
- * their argument checks before the region.
+ * workers (the calling thread takes part; a region wakes at most n-1 workers). OpenBLAS is kept at one
+ * thread for the whole process: all parallelism is the pool's. Calls nested inside a region run
+ * serially on the calling worker. fn must not fail: kernels do their argument checks before the
+ * region. Results must not depend on the thread count: split the work in a way that does not depend
+ * on it, each item writing its own outputs.
  */
 #ifndef HB_PARALLEL_H
 #define HB_PARALLEL_H
@@ -15,8 +16,26 @@ typedef void (*hb_parallel_fn)(void *ctx, int64_t i);
 /* Run fn(ctx, i) for i in [0, n). Returns when all calls have finished. */
 void hb_parallel_for(int64_t n, hb_parallel_fn fn, void *ctx);
 
-/* Number of worker threads (>= 1), set by hb_threads_set or HYBLUA_NUM_THREADS / nproc. */
+/* Number of threads (>= 1, at most 256), set by hb_threads_set or HYBLUA_NUM_THREADS / nproc. */
 int hb_threads_get(void);
 void hb_threads_set(int n);
+/* How long an idle worker (and a waiting caller) spins before sleeping, in microseconds (default 100,
+ * or HYBLUA_SPIN_US; 0 = sleep at once). No spinning while the pool has more threads than CPUs. */
+void hb_threads_set_spin(int us);
+
+/* Accounting of top-level regions since the start of the process. */
+typedef struct {
+    int64_t regions;  /* regions run */
+    double region_s;  /* wall seconds inside them */
+    double sim_s;     /* simulation mode: their predicted seconds on `threads` threads */
+    double items_s;   /* simulation mode: the sum of their items' times (their 1-thread time) */
+    int simulated;    /* 1 in simulation mode */
+    int threads;      /* hb_threads_get() */
+} hb_pool_stats_t;
+void hb_pool_stats(hb_pool_stats_t *out);
+/* Simulation mode (also HYBLUA_POOL_SIM=1): regions run serially, each item timed, and sim_s gets the
+ * time each region would take on hb_threads_get() threads (kernels/threads.c). For predicting many-core
+ * scaling on a small machine; results are the same as in normal mode. */
+void hb_pool_simulate(int on);
 
 #endif

@@ -28,6 +28,26 @@ static int l_get_num_threads(lua_State *L) {
     lua_pushinteger(L, hb_threads_get());
     return 1;
 }
+/* hb.pool_stats() → {regions, region_s, sim_s, items_s, simulated, threads}: kernels/parallel.h's accounting
+   of the thread pool's regions since the start (the bench's scaling section diffs two readings) */
+static int l_pool_stats(lua_State *L) {
+    hb_pool_stats_t st;
+    hb_pool_stats(&st);
+    lua_createtable(L, 0, 6);
+    lua_pushinteger(L, st.regions);
+    lua_setfield(L, -2, "regions");
+    lua_pushnumber(L, st.region_s);
+    lua_setfield(L, -2, "region_s");
+    lua_pushnumber(L, st.sim_s);
+    lua_setfield(L, -2, "sim_s");
+    lua_pushnumber(L, st.items_s);
+    lua_setfield(L, -2, "items_s");
+    lua_pushboolean(L, st.simulated);
+    lua_setfield(L, -2, "simulated");
+    lua_pushinteger(L, st.threads);
+    lua_setfield(L, -2, "threads");
+    return 1;
+}
 /* hb.set_matmul_precision("fp32" | "bf16") / hb.matmul_precision(): core/linalg.h's global setting. */
 static const char *const mm_names[] = {"fp32", "bf16", NULL};
 static int l_set_matmul_precision(lua_State *L) {
@@ -112,6 +132,14 @@ static int l_now(lua_State *L) {
     lua_pushnumber(L, (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec);
     return 1;
 }
+/* hb.thread_time() — CPU seconds used by the calling thread (CLOCK_THREAD_CPUTIME_ID): on a loaded machine,
+   the time a single-threaded run (e.g. the pool's simulation mode) took, without the time it waited */
+static int l_thread_time(lua_State *L) {
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    lua_pushnumber(L, (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec);
+    return 1;
+}
 /* hb.sleep(seconds) — unlike os.execute("sleep"), keeps Ctrl-C deliverable to this process */
 static int l_sleep(lua_State *L) {
     double s = luaL_checknumber(L, 1);
@@ -160,9 +188,9 @@ static int l_fsync(lua_State *L) {
     return 0;
 }
 
-static const luaL_Reg funcs[] = {{"interrupted", l_interrupted}, {"now", l_now}, {"sleep", l_sleep}, {"defer_interrupts", l_defer_interrupts},
+static const luaL_Reg funcs[] = {{"interrupted", l_interrupted}, {"now", l_now}, {"thread_time", l_thread_time}, {"sleep", l_sleep}, {"defer_interrupts", l_defer_interrupts},
                                  {"isatty", l_isatty}, {"get_rng_state", l_get_rng_state},
-                                 {"set_rng_state", l_set_rng_state}, {"fsync", l_fsync},{"set_num_threads", l_set_num_threads}, {"get_num_threads", l_get_num_threads},
+                                 {"set_rng_state", l_set_rng_state}, {"fsync", l_fsync},{"set_num_threads", l_set_num_threads}, {"get_num_threads", l_get_num_threads}, {"pool_stats", l_pool_stats},
                                  {"set_matmul_precision", l_set_matmul_precision}, {"matmul_precision", l_matmul_precision},
                                  {"cat", l_cat}, {"where", l_where}, {"tensor_bytes", l_mem}, {NULL, NULL}};
 

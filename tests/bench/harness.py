@@ -830,6 +830,43 @@ def write_report(path, meta, tc, mm, models, kernels, decodes, bf=None):
         for f in meta["failures"]:
             w(f"* {f}")
         w("")
+    w("## Threads: design and scaling")
+    w("")
+    w("One process parallelises through one pool (kernels/threads.c); OpenBLAS stays at one thread for the whole "
+      "process. Design points (issue 15):")
+    w("")
+    w("* **Fork/join cost.** Each worker waits on its own cache line (a generation word); a region wakes only "
+      "min(threads − 1, items − 1) workers, so a 3-item region on 16 threads touches 2 of them. Waiting is "
+      "spin-then-sleep on both sides (`HYBLUA_SPIN_US`, default 100 µs, then a futex), so the back-to-back "
+      "regions of a training step reach spinning workers without a system call; spinning is off when the pool "
+      "has more threads than the process has CPUs.")
+    w("* **Results independent of the thread count.** Every split depends on the shape only. Large fp32 matrix "
+      "products are cut into 32 row (or column) blocks of ≥ 64 — also with 1 thread — because OpenBLAS chooses "
+      "its kernels by the shape of each call: before this, a 320×192×64 product whole and in two 160-row halves "
+      "differed in the last bit, and 1- and 2-thread training diverged. tests/test_threads.lua checks "
+      "bit-identical losses and parameters after two AdamW steps for 1, 2, 3, 5 and 16 threads (gated_deltanet "
+      "3:1, gla, transformer, kda, delta_net) and in simulation mode.")
+    w("* **Accounting and simulation.** `hb.pool_stats()` gives the regions run and the wall seconds inside them; "
+      "with `HYBLUA_POOL_SIM=1` regions run serially, each item timed with the thread's CPU clock, and `sim_s` "
+      "adds the time the region would take on `hb.get_num_threads()` threads (list scheduling in index order "
+      "plus `HYBLUA_POOL_SIM_OVERHEAD_US`, default 3 µs per region). On a 2-core machine this predicts a "
+      "many-core step (serial time + simulated regions) without memory-bandwidth contention; it is a bound "
+      "to find what serialises, not a measurement.")
+    w("")
+    w("`tests/bench/run.sh --scaling [THREADS]` (default 1,2,4,8,16; no Python) measures training tokens/s per "
+      "model type at d 512 / T 2048, prefill and batch-1 decode tokens/s of the same models, the chunked "
+      "kernels' and the fp32 gemm's GFLOP/s and their ratio, each as speed-up and efficiency over 1 thread. Its "
+      "last table (tests/bench/results/scaling.md) follows; figures from a shared 2-core machine show the "
+      "method, not many-core scaling.")
+    w("")
+    sc = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "scaling.md")
+    if os.path.exists(sc):
+        with open(sc) as f:
+            for line in f.read().rstrip("\n").split("\n"):
+                w(line.replace("## Thread scaling", "### Thread scaling"))
+    else:
+        w("(no scaling run yet)")
+    w("")
     w("## Reproducing and profiling")
     w("")
     w("* `make bench` (full: 28–35 minutes on the shared 2-core machine, depending on its load) or "

@@ -1,0 +1,99 @@
+-- test_threads.lua — results do not depend on the thread count (kernels/threads.c, docs/performance.md
+-- "Threads"): two AdamW training steps of small models of several mixer types give bit-identical losses
+-- and parameters with 1, 2, 3, 5 and 16 threads (more threads than cores and than (batch × head) items;
+-- regions that wake fewer workers than the pool has), in the pool's simulation mode too; the pool's
+-- accounting (hb.pool_stats) counts regions.
+local hb = require "hyblua"
+local T = dofile("tests/tap.lua")
+
+local configs = {
+  { name = "gated_deltanet 3:1", cfg = { model_type = "gated_deltanet", hidden_size = 64, num_hidden_layers = 4, num_heads = 2,
+    head_dim = 32, vocab_size = 96, attn = { layers = { 3 }, num_heads = 4, num_kv_heads = 4 } } },
+  { name = "gla", cfg = { model_type = "gla", hidden_size = 64, num_hidden_layers = 2, num_heads = 2, vocab_size = 96 } },
+  { name = "transformer", cfg = { model_type = "transformer", hidden_size = 64, num_hidden_layers = 2, num_heads = 4, vocab_size = 96 } },
+  { name = "kda", cfg = { model_type = "kda", hidden_size = 64, num_hidden_layers = 2, num_heads = 2, head_dim = 32, vocab_size = 96 } },
+  { name = "delta_net", cfg = { model_type = "delta_net", hidden_size = 64, num_hidden_layers = 2, num_heads = 2, vocab_size = 96 } },
+}
+
+-- a string that changes if any bit of the losses or of any parameter changes
+local function fingerprint(m, losses)
+  local parts = {}
+  for _, l in ipairs(losses) do parts[#parts + 1] = string.format("%a", l) end
+  for _, p in ipairs(m:parameters()) do
+    parts[#parts + 1] = string.format("%a|%a", p:sum():item(), (p * p):sum():item())
+  end
+  return table.concat(parts, ",")
+end
+
+local function train(cfg, threads)
+  hb.set_num_threads(threads)
+  local m = hb.models.new(cfg, { seed = 3 })
+  hb.manual_seed(4)
+  local ids = hb.randint(0, cfg.vocab_size, { 2, 160 }, "int64") -- 160 = 2.5 chunks of 64
+  local opt = hb.optim.AdamW(m:parameters(), { lr = 1e-2, betas = { 0.9, 0.95 }, weight_decay = 0.1 })
+  local losses = {}
+  for s = 1, 2 do
+    opt:zero_grad()
+    local loss = m:loss(ids)
+    loss:backward()
+    opt:step()
+    losses[s] = loss:item()
+  end
+  return fingerprint(m, losses), losses[1]
+end
+
+local saved = hb.get_num_threads()
+for _, c in ipairs(configs) do
+  local ref, l1 = train(c.cfg, 1)
+  T.ok(l1 == l1 and l1 > 0, c.name .. ": the 1-thread loss is finite", tostring(l1))
+  for _, n in ipairs({ 2, 3, 5, 16 }) do
+    local got = train(c.cfg, n)
+    T.ok(got == ref, string.format("%s: %d threads give bit-identical losses and parameters to 1 thread", c.name, n))
+  end
+end
+
+-- the pool's accounting: every top-level region is counted once
+hb.set_num_threads(4)
+local s0 = hb.pool_stats()
+local a = hb.randn(256, 256)
+local _ = a:matmul(a)
+local s1 = hb.pool_stats()
+T.ok(s1.regions > s0.regions and s1.region_s >= s0.region_s, "hb.pool_stats counts the regions of a matrix product",
+  string.format("%d → %d", s0.regions, s1.regions))
+T.is(s1.threads, 4, "hb.pool_stats reports the thread count")
+T.is(s1.simulated, false, "simulation mode is off unless asked for")
+hb.set_num_threads(saved)
+
+-- simulation mode (HYBLUA_POOL_SIM=1) runs regions serially but splits work as for 16 threads: same result,
+-- and a predicted region time no larger than the measured serial one (plus the modelled 3 µs fork/join per region)
+local script = os.tmpname()
+local f = assert(io.open(script, "w"))
+f:write([[
+local hb = require "hyblua"
+hb.set_num_threads(16)
+local cfg = { model_type = "gla", hidden_size = 64, num_hidden_layers = 2, num_heads = 2, vocab_size = 96 }
+local m = hb.models.new(cfg, { seed = 3 })
+hb.manual_seed(4)
+local ids = hb.randint(0, 96, { 2, 160 }, "int64")
+local s0 = hb.pool_stats()
+local l = m:loss(ids)
+l:backward()
+local s1 = hb.pool_stats()
+print(string.format("%a %s %.9f %.9f", l:item(), tostring(s1.simulated), s1.sim_s - s0.sim_s, s1.items_s - s0.items_s + 3e-6 * (s1.regions - s0.regions)))
+]])
+f:close()
+local function run(env)
+  local p = io.popen(env .. " ./hyblua " .. script .. " 2>&1")
+  local out = p:read("a")
+  p:close()
+  return out
+end
+local plain, sim = run("HYBLUA_POOL_SIM=0"), run("HYBLUA_POOL_SIM=1 HYBLUA_POOL_SIM_OVERHEAD_US=3")
+os.remove(script)
+local lp = plain:match("^(%S+) false")
+local ls, sim_s, items_s = sim:match("^(%S+) true (%S+) (%S+)")
+T.ok(lp ~= nil and ls == lp, "simulation mode gives the same loss as normal mode", plain .. " / " .. sim)
+T.ok(tonumber(sim_s) and tonumber(sim_s) > 0 and tonumber(sim_s) <= tonumber(items_s),
+  "simulation mode predicts a region time between 0 and the serial time", sim)
+
+T.done()
