@@ -211,6 +211,10 @@ hb_tensor_t *hb_tensor_arange(hb_dtype_t dt, double start, double end, double st
         return NULL;
     }
     double nf = ceil((end - start) / step);
+    if (!(nf < 9.2e18)) { /* (int64_t)nf would be undefined; no such tensor could be allocated anyway */
+        hb_seterr("arange: %g elements (from %g to %g by %g) is too many", nf, start, end, step);
+        return NULL;
+    }
     int64_t n = nf > 0 ? (int64_t)nf : 0;
     hb_tensor_t *t = hb_tensor_empty(dt, 1, &n);
     if (!t) return NULL;

@@ -507,8 +507,7 @@ static void check_packed(int64_t H, int64_t Hkv, int64_t D, int64_t window, int6
     int64_t cu[PACK_N + 1];
     const int64_t T = pack_cu(cu, PACK_LENS, PACK_N), N = PACK_N, nq = T * H * D, nk = T * Hkv * D, nl = H * T;
     double *qd = drand_vec(nq, 1.5), *kd = drand_vec(nk, 1.5), *vd = drand_vec(nk, 1), *wd = drand_vec(nq, 1);
-    float *q = to_f(qd, nq), *k = to_f(kd, nq), *v = to_f(vd, nk), *w = to_f(wd, nq), scale = 1.0f / sqrtf((float)D);
-    k = (free(k), to_f(kd, nk));
+    float *q = to_f(qd, nq), *k = to_f(kd, nk), *v = to_f(vd, nk), *w = to_f(wd, nq), scale = 1.0f / sqrtf((float)D);
     float *r[2][5];
     const int64_t len[5] = {nq, nl, nq, nk, nk}; /* o lse dq dk dv */
     for (int a = 0; a < 2; a++)
