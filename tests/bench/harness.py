@@ -867,6 +867,21 @@ def write_report(path, meta, tc, mm, models, kernels, decodes, bf=None):
     else:
         w("(no scaling run yet)")
     w("")
+    w("## Packed sequences: the cost")
+    w("")
+    w("`tests/bench/run.sh --packing [HIDDEN TOTAL REPEATS]` (tests/bench/packing.lua; no Python) times one "
+      "training step of every model type over the same tokens, unpacked rows of 512 vs one packed row of "
+      "documents of 16–512 tokens with cu_seqlens (every state, convolution and attention window restarting "
+      "per document). Its last table (tests/bench/results/packing.md) follows.")
+    w("")
+    pk = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "packing.md")
+    if os.path.exists(pk):
+        with open(pk) as f:
+            for line in f.read().rstrip("\n").split("\n"):
+                w(line)
+    else:
+        w("(no packing run yet)")
+    w("")
     w("## Reproducing and profiling")
     w("")
     w("* `make bench` (full: 28–35 minutes on the shared 2-core machine, depending on its load) or "

@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
 # tests/bench/run.sh [--quick] [--threads N] [harness options] — `make bench`: hyblua vs PyTorch-CPU.
+# tests/bench/run.sh --packing [HIDDEN TOTAL REPEATS] — the cost of packed sequences only (tests/bench/packing.lua:
+#   training tokens/s of every model type, unpacked rows vs one packed row of documents, same tokens).
 # tests/bench/run.sh --scaling [THREADS] — thread scaling only (1,2,4,8,16 unless THREADS, a comma list):
 #   tests/bench/scaling.lua prints a markdown table (training tokens/s per model type, prefill/decode
 #   tokens/s, kernel and gemm GFLOP/s, kernel/gemm ratio; speed-up and efficiency per thread count).
@@ -16,10 +18,14 @@ cd "$(dirname "$0")/../.."
 
 THREADS=2
 SCALING=""
+PACKING=""
+PACKING_ARGS=()
 args=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --scaling) SCALING="1,2,4,8,16"; shift; case "${1-}" in [0-9]*) SCALING="$1"; shift ;; esac ;;
+    --packing) PACKING=1; shift; while [ $# -gt 0 ] && case "$1" in [0-9]*) true ;; *) false ;; esac; do
+        PACKING_ARGS+=("$1"); shift; done ;;
     --threads) THREADS="$2"; shift 2 ;;
     --threads=*) THREADS="${1#*=}"; shift ;;
     *) args+=("$1"); shift ;;
@@ -27,6 +33,11 @@ while [ $# -gt 0 ]; do
 done
 export HYBLUA_NUM_THREADS="$THREADS" OPENBLAS_NUM_THREADS="$THREADS" OMP_NUM_THREADS="$THREADS" OMP_WAIT_POLICY=PASSIVE
 PY="${HB_BENCH_PYTHON:-/usr/bin/python3}"
+
+if [ -n "$PACKING" ]; then
+  make -s hyblua
+  exec ./hyblua tests/bench/packing.lua ${PACKING_ARGS[@]+"${PACKING_ARGS[@]}"}
+fi
 
 if [ -z "$SCALING" ] && ! "$PY" -c 'import torch, numpy' 2>/dev/null; then
   echo "bench: $PY cannot import torch/numpy; install them with: apt-get install -y python3-torch python3-numpy" >&2
