@@ -204,6 +204,16 @@ local function exists(p) local f = io.open(p, "rb"); if f then f:close(); return
 -- a cell-seed's files: cells/<cell>__s<seed>.json (its result), cells/<cell>__s<seed>.lock (held while training)
 local function cell_file(cell, seed) return cell.name .. "__s" .. seed end
 local function cell_path(cell, seed) return out .. "/cells/" .. cell_file(cell, seed) .. ".json" end
+-- a grid written before seeds existed has cells/<cell>.json, trained with the configured seed exactly as the
+-- cell-seed <cell>__s<seed> is now: it stands for that seed (read, and copied to the new name when training)
+local function legacy_record(cell, seed)
+  local p = out .. "/cells/" .. cell.name .. ".json"
+  if seed ~= cfg.seed or not exists(p) then return nil end
+  local r = hb.io.read_json(p)
+  if r.seed ~= nil and r.seed ~= seed then return nil end
+  r.seed = seed
+  return r
+end
 
 -- cells whose layer stacks coincide at this depth are trained once: primary_of[name] = the first such cell
 local function stack_key(cell)
@@ -273,6 +283,8 @@ end
 local function run_cell(cell, seed)
   local path = cell_path(cell, seed)
   if exists(path) then return hb.io.read_json(path), "cached" end
+  local old = legacy_record(cell, seed)
+  if old then hb.io.write_json(path, old); return old, "cached" end
   local lock, holder = hb.proc.lock(out .. "/cells/" .. cell_file(cell, seed) .. ".lock")
   if not lock then return nil, "busy", holder end
   if exists(path) then lock:release(); return hb.io.read_json(path), "cached" end -- finished while we looked
@@ -443,7 +455,9 @@ local function read_cells()
   for _, cell in ipairs(cells) do
     for _, seed in ipairs(seeds) do
       local path = cell_path(cell, seed)
+      local old = not exists(path) and legacy_record(cell, seed)
       if exists(path) then results[#results + 1] = hb.io.read_json(path)
+      elseif old then results[#results + 1] = old
       else io.stderr:write("no result for " .. cell_file(cell, seed) .. " (" .. path .. ")\n") end
     end
   end

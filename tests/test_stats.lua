@@ -99,5 +99,6 @@ T.ok(md:find("| 1 | standalone rank", 1, true) and md:find("| 4 | hybrids recove
 local one_seed = {}
 for _, x in ipairs(recs) do if x.seed == 0 then one_seed[#one_seed + 1] = x end end
 local f1 = S.findings(one_seed, { B = 50 })
+T.like(table.concat(S.findings_markdown(f1), "\n"), "no test (1 seed)", "F1 with one seed gives no verdict (a majority of one seed is no test)")
 T.ok(f1.f2.verdict == "no interval (1 seed)" and f1.f4[1].verdict == "no interval (1 seed)", "one seed: verdicts say there is no interval")
 T.done()
