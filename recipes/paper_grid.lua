@@ -1,8 +1,9 @@
 -- recipes/paper_grid.lua — the paper's study in miniature.
 --
--- 6 linear mixers × {pure, 24:1, 12:1, 6:1, 3:1} + a Transformer = 31 cells, all at the same depth,
--- width and (by adjusting the MLP width) the same parameter budget, each trained twice with the same
--- number of tokens: (a) on the text corpus (language modelling → validation bits-per-byte) and (b) on
+-- 10 linear mixers (the paper's 6, kda, gated_deltaproduct, mamba2, rwkv7) × {pure, 24:1, 12:1, 6:1, 3:1}
+-- + a Transformer = 51 cells, all at the same depth, width and (by adjusting the MLP width; not possible for
+-- Mamba-2, whose blocks have no MLP) the same parameter budget, each trained once per seed (grid.seeds,
+-- default 3), and each of those twice with the same number of tokens: (a) on the text corpus (language modelling → validation bits-per-byte) and (b) on
 -- Zoology's MQAR (recall → accuracy on held-out lengths). Results go to <out>/grid.csv, grid.md and
 -- three plots as SVG (and PNG when rsvg-convert is installed): recall vs attention share, LM vs
 -- attention share, recall vs state+KV bytes.
@@ -12,8 +13,12 @@
 --   hyblua recipes/paper_grid.lua --tiny          # seconds per cell; used by the test suite
 --   hyblua recipes/paper_grid.lua --set grid.mixers=[gla,hgrn2] --set lm.steps=500
 --   hyblua recipes/paper_grid.lua --out docs/grid --set grid.plot_only=true   # tables and plots again
--- Re-running skips finished cells (<out>/cells/*.json) and resumes a half-trained one from its
--- checkpoint; everything is deterministic given the seed.
+--   hyblua recipes/paper_grid.lua --jobs 8 --set grid.job_threads=2   # 8 cell-seeds at once (child processes)
+-- Re-running skips finished cell-seeds (<out>/cells/<cell>__s<seed>.json) and resumes a half-trained one from
+-- its checkpoint; a cell-seed being trained holds <out>/cells/<cell>__s<seed>.lock, so two jobs or two
+-- invocations never train it twice; everything is deterministic given the seed, whatever the jobs and threads.
+-- grid.md: mean ± 95% t-interval per cell, per-seed values, the placement table, and the paper's four
+-- findings judged by hb.stats.findings (docs/recipes.md states each test).
 --
 -- Attention placement is hb.schedule.ratio's, as in every recipe: ratio r puts attention at the 0-based
 -- layers i with i % (r+1) == r. At 12 layers, 3:1 gives 3 attention layers (3, 7, 11) and 6:1 one
