@@ -55,6 +55,8 @@ static int l_spawn(lua_State *L) {
             return luaL_error(L, "hb.proc.spawn: stderr must be a path (string), got %s", luaL_typename(L, -1));
         err = lua_tostring(L, -1);
         /* both strings stay referenced on the stack until return */
+        if ((out && strlen(out) != lua_rawlen(L, -2)) || (err && strlen(err) != lua_rawlen(L, -1)))
+            return luaL_error(L, "hb.proc.spawn: an output path contains a NUL byte");
     }
     /* the argument vector is built before fork: the child only calls async-signal-safe functions.
      * Every element stays on the Lua stack until return, so its string cannot be collected. */
@@ -87,8 +89,11 @@ static int l_spawn(lua_State *L) {
         return luaL_error(L, "hb.proc.spawn: fork failed: %s", strerror(e));
     }
     if (pid == 0) {
-        if (ofd >= 0 && dup2(ofd, 1) < 0) _exit(127);
-        if (efd >= 0 && dup2(efd, 2) < 0) _exit(127);
+        /* dup2 onto itself (fd 1 or 2 was closed, so open() returned it) keeps close-on-exec: clear it */
+        if (ofd == 1) fcntl(1, F_SETFD, 0);
+        else if (ofd >= 0 && dup2(ofd, 1) < 0) _exit(127);
+        if (efd == 2) fcntl(2, F_SETFD, 0);
+        else if (efd >= 0 && dup2(efd, 2) < 0) _exit(127);
         execv(argv[0], (char *const *)argv);
         _exit(127);
     }

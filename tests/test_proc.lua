@@ -39,6 +39,7 @@ T.is(P.wait(pid), 128 + 9, "a killed child reports 128 + signal")
 T.raises(function() P.spawn {} end, "argv must be a non-empty list", "empty argv refused")
 T.raises(function() P.spawn { exe, 3 } end, "argv[2] is a number (strings expected)", "non-string argument refused")
 T.raises(function() P.spawn { exe, "a\0b" } end, "argv[2] contains a NUL byte", "NUL in an argument refused")
+T.raises(function() P.spawn({ exe }, { stderr = tmp .. "/x\0y" }) end, "an output path contains a NUL byte", "NUL in an output path refused")
 T.raises(function() P.spawn({ exe }, { stdout = 1 }) end, "stdout must be a path (string), got number", "bad stdout refused")
 T.raises(function() P.spawn({ exe }, { stdout = tmp .. "/no/such/dir/x" }) end, "cannot open " .. tmp .. "/no/such/dir/x",
   "unopenable output file named")
