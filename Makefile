@@ -1,4 +1,4 @@
-# hyblua — plain GNU make. Targets: all (./hyblua), run, test, bench, asan, valgrind, fuzz, data, clean, deps.
+# hyblua — plain GNU make. Targets: all (./hyblua), run, test, check-anchors, bench, asan, valgrind, fuzz, data, clean, deps.
 # Layers, each including only those below it: lua/ → io/ → core/ → kernels/ (tests/scripts/include_graph.sh checks).
 # kernels/, core/ and io/ build into build/libhbcore.a without Lua; lua/ adds the binding and the executable.
 
@@ -24,7 +24,7 @@ CTEST_BIN   := $(CTEST_SRC:tests/%.c=$(B)/tests/%)
 HEADERS     := $(wildcard core/*.h io/*.h kernels/*.h lua/*.h tests/*.h)
 FIXTURES    ?= $(abspath tests/fixtures)
 
-.PHONY: all run test bench asan valgrind data clean deps
+.PHONY: all run test bench asan valgrind data clean deps check-anchors
 all: $(if $(filter 1,$(MPI)),hyblua-mpi,hyblua)
 
 deps:
@@ -84,6 +84,12 @@ test: hyblua $(CTEST_BIN) $(if $(wildcard tests/test_repl.c),$(B)/tests/test_rep
 	HB_FIXTURES=$(FIXTURES) HYBLUA=$(B)/tests/hyblua_stub HYBLUA_REAL=./hyblua prove -e tests/runtest $(CTEST_BIN) \
 	  $(if $(wildcard tests/test_repl.c),$(B)/tests/test_repl) $(sort $(wildcard tests/test_*.lua)) \
 	  $(wildcard tests/test_*.sh)
+
+# the slow anchors, not part of `make test` (docs/reproduction.md): Zoology's 2-layer d 64 Transformer must
+# solve MQAR (≥ 0.97 on 4, 8 and 16 key-value pairs at seq_len 64) with hb.train and a learning-rate sweep.
+# The fast version (--tiny: learns beyond chance) is tests/test_anchor.lua.
+check-anchors: hyblua
+	./hyblua recipes/mqar_anchor.lua --check --out runs/mqar_anchor
 
 # fuzz targets: `make fuzz` (clang + libFuzzer) and their replay in `make test` (tests/fuzz/fuzz.mk)
 include tests/fuzz/fuzz.mk

@@ -228,6 +228,7 @@ int luaopen_hyblua(lua_State *L) {
     lhb_open_config(L);
     lhb_open_tokenizer(L);
     lhb_open_data(L);
+    lhb_open_proc(L);
 #ifdef HB_MPI
     lhb_open_mpi(L); /* hb.mpi, only in ./hyblua-mpi (make MPI=1) */
 #endif

@@ -50,5 +50,6 @@ void lhb_open_io(lua_State *L);      /* hb.io: safetensors, json (lio.c) */
 void lhb_open_config(lua_State *L);  /* hb.config: YAML load/decode, atomic text (lconfig.c; after io) */
 void lhb_open_tokenizer(lua_State *L); /* hb.tokenizer: byte, GPT-2, HF BPE, BPE training (ltokenizer.c) */
 void lhb_open_data(lua_State *L);    /* hb.data: token shards, batches, validation windows (ldata.c) */
+void lhb_open_proc(lua_State *L);    /* hb.proc: child processes without a shell, cell locks (lproc.c) */
 void lhb_open_mpi(lua_State *L);     /* hb.mpi (lmpi.c): compiled only with make MPI=1, under HB_MPI */
 #endif

@@ -1,8 +1,9 @@
 -- recipes/paper_grid.lua — the paper's study in miniature.
 --
--- 6 linear mixers × {pure, 24:1, 12:1, 6:1, 3:1} + a Transformer = 31 cells, all at the same depth,
--- width and (by adjusting the MLP width) the same parameter budget, each trained twice with the same
--- number of tokens: (a) on the text corpus (language modelling → validation bits-per-byte) and (b) on
+-- 10 linear mixers (the paper's 6, kda, gated_deltaproduct, mamba2, rwkv7) × {pure, 24:1, 12:1, 6:1, 3:1}
+-- + a Transformer = 51 cells, all at the same depth, width and (by adjusting the MLP width; not possible for
+-- Mamba-2, whose blocks have no MLP) the same parameter budget, each trained once per seed (grid.seeds,
+-- default 3), and each of those twice with the same number of tokens: (a) on the text corpus (language modelling → validation bits-per-byte) and (b) on
 -- Zoology's MQAR (recall → accuracy on held-out lengths). Results go to <out>/grid.csv, grid.md and
 -- three plots as SVG (and PNG when rsvg-convert is installed): recall vs attention share, LM vs
 -- attention share, recall vs state+KV bytes.
@@ -12,8 +13,12 @@
 --   hyblua recipes/paper_grid.lua --tiny          # seconds per cell; used by the test suite
 --   hyblua recipes/paper_grid.lua --set grid.mixers=[gla,hgrn2] --set lm.steps=500
 --   hyblua recipes/paper_grid.lua --out docs/grid --set grid.plot_only=true   # tables and plots again
--- Re-running skips finished cells (<out>/cells/*.json) and resumes a half-trained one from its
--- checkpoint; everything is deterministic given the seed.
+--   hyblua recipes/paper_grid.lua --jobs 8 --set grid.job_threads=2   # 8 cell-seeds at once (child processes)
+-- Re-running skips finished cell-seeds (<out>/cells/<cell>__s<seed>.json) and resumes a half-trained one from
+-- its checkpoint; a cell-seed being trained holds <out>/cells/<cell>__s<seed>.lock, so two jobs or two
+-- invocations never train it twice; everything is deterministic given the seed, whatever the jobs and threads.
+-- grid.md: mean ± 95% t-interval per cell, per-seed values, the placement table, and the paper's four
+-- findings judged by hb.stats.findings (docs/recipes.md states each test).
 --
 -- Attention placement is hb.schedule.ratio's, as in every recipe: ratio r puts attention at the 0-based
 -- layers i with i % (r+1) == r. At 12 layers, 3:1 gives 3 attention layers (3, 7, 11) and 6:1 one
@@ -23,12 +28,14 @@ local hb = require "hyblua"
 local K = hb.config.key
 local null = hb.io.null
 
-local mixer_names = { "hgrn", "retnet", "gla", "hgrn2", "delta_net", "gated_deltanet" }
+local mixer_names = { "hgrn", "retnet", "gla", "hgrn2", "delta_net", "gated_deltanet", "kda", "gated_deltaproduct",
+                      "mamba2", "rwkv7" }
 local defaults = hb.config.declare {
   name = K("paper_grid", "the study's name (recorded in config.yaml)"),
   out = K("results", "output directory (results/tiny with --tiny)"),
-  tiny = K(false, "seconds per cell: width 32, 6 layers, 3 steps per task, ratios [0, 3] (explicit values win)"),
-  seed = K(0, "seed of initialisation, batches and MQAR data", { min = 0 }),
+  tiny = K(false, "seconds per cell: width 32, 6 layers, 3 steps per task, ratios [0, 3], mixers [hgrn, gla, " ..
+    "gated_deltanet, kda], 2 seeds (explicit values win)"),
+  seed = K(0, "first seed of initialisation, batches and MQAR data (grid.seeds counts up from it)", { min = 0 }),
   threads = K(0, "worker threads (0: HYBLUA_NUM_THREADS or all CPUs)", { min = 0, max = 256 }),
   grid = {
     mixers = K(mixer_names, "the linear mixers", { choices = mixer_names }),
@@ -36,6 +43,12 @@ local defaults = hb.config.declare {
     transformer = K(true, "add the pure-Transformer cell"),
     tasks = K({ "lm", "mqar" }, "what every cell is trained on", { choices = { "lm", "mqar" } }),
     budget = K(0, "parameter budget every cell is sized to (0: the Transformer's parameter count)", { min = 0 }),
+    seeds = K(3, "seeds per cell: every cell is trained with seeds seed, seed+1, ... (mean ± 95% t-interval reported)",
+      { min = 1, max = 1000 }),
+    seed_list = K({}, "explicit seeds (a list of integers ≥ 0); when given, replaces seed/grid.seeds"),
+    jobs = K(1, "cells trained at once, each as a child process of ./hyblua (--jobs N)", { min = 1, max = 256 }),
+    job_threads = K(1, "worker threads of each child when grid.jobs > 1", { min = 1, max = 256 }),
+    only = K("", "internal (--jobs children): train the one cell-seed <cell>__s<seed> and write no report"),
     plot_only = K(false, "train nothing: rewrite grid.csv, grid.md and the plots from <out>/cells/*.json"),
   },
   model = {
@@ -76,17 +89,43 @@ local function tiny_preset(d)
   d.mqar.steps, d.mqar.batch_size, d.mqar.seq_len = 3, 4, 32
   d.mqar.train_kv, d.mqar.test_kv, d.mqar.train_examples, d.mqar.test_examples = { 2, 4 }, { 4 }, 64, 16
   d.grid.ratios = { 0, 3 }
+  d.grid.mixers = { "hgrn", "gla", "gated_deltanet", "kda" }
+  d.grid.seeds = 2
   d.out = "results/tiny"
 end
 local popts = { description = "The paper's grid in miniature: every linear mixer pure and at each attention ratio, " ..
   "plus a Transformer, at one parameter budget, trained on language modelling and on MQAR recall. " ..
   "Writes <out>/grid.csv, grid.md, plots, and cells/*.json (re-running skips finished cells)." }
-local first = hb.config.parse_args(arg, defaults, popts)
+-- --jobs N is the shorthand of --set grid.jobs=N
+local args = {}
+for i = 0, #arg do
+  local a = arg[i]
+  if i > 0 and a == "--jobs" then a = "--grid.jobs" elseif i > 0 and a:sub(1, 7) == "--jobs=" then a = "--grid.jobs=" .. a:sub(8) end
+  args[i] = a
+end
+for i = -1, -10, -1 do args[i] = arg[i] end
+local first = hb.config.parse_args(args, defaults, popts)
 local eff = hb.config.copy(defaults)
 if first.tiny then tiny_preset(eff) end
-local cfg = hb.config.parse_args(arg, eff, popts)
+local cfg = hb.config.parse_args(args, eff, popts)
 if cfg.threads > 0 then hb.set_num_threads(cfg.threads) end
 local out = cfg.out
+
+-- the seeds: grid.seed_list, or grid.seeds of them counting up from seed
+local seeds = {}
+if #cfg.grid.seed_list > 0 then
+  local seen = {}
+  for i, s in ipairs(cfg.grid.seed_list) do
+    if math.type(s) ~= "integer" or s < 0 then
+      hb.user_error(string.format("config key 'grid.seed_list': element %d must be an integer ≥ 0, got %s", i, tostring(s)))
+    end
+    if seen[s] then hb.user_error(string.format("config key 'grid.seed_list': seed %d is listed twice", s)) end
+    seen[s] = true
+    seeds[#seeds + 1] = s
+  end
+else
+  for i = 0, cfg.grid.seeds - 1 do seeds[#seeds + 1] = cfg.seed + i end
+end
 local d, L, H = cfg.model.hidden_size, cfg.model.num_hidden_layers, cfg.heads
 
 -- ---- the cells ------------------------------------------------------------------------------------
@@ -98,6 +137,10 @@ local function mixer_cfg(mixer)
   elseif mixer == "hgrn2" then c.expand_ratio = d // H
   elseif mixer == "delta_net" then c.num_heads = H
   elseif mixer == "gated_deltanet" then c.num_heads = H; c.head_dim = (3 * d // 4) // H
+  elseif mixer == "kda" then c.num_heads = H; c.head_dim = (3 * d // 4) // H
+  elseif mixer == "gated_deltaproduct" then c.num_heads = H; c.head_dim = (d // 2) // H; c.num_householder = 2
+  elseif mixer == "mamba2" then c.head_dim = d // H; c.state_size = 16
+  elseif mixer == "rwkv7" then c.head_dim = d // H
   elseif mixer == "transformer" then c.num_heads = H end
   return c
 end
@@ -135,13 +178,21 @@ local function cell_config(cell, V, budget)
     if #layers > 0 then c.attn = { layers = layers, num_heads = H } end
   end
   if budget then
-    -- params are linear in intermediate_size I (3·d·I per layer): solve for I, round to a multiple of 8
+    -- params are linear in the MLP width I: measure the slope (3·d·I per layer for a SwiGLU MLP, 2·d·I for
+    -- RWKV-7's), solve for I and round to a multiple of 8. Mamba-2 blocks have no MLP (only an attention
+    -- layer's would change): such a cell keeps its width and is not budget-matched (its params are recorded).
     c.intermediate_size = 64
     local p0 = hb.models.new(c, { seed = 0 }):num_parameters()
-    local I = math.max(8, math.floor((64 + (budget - p0) / (3 * d * L)) / 8 + 0.5) * 8)
-    c.intermediate_size = I
+    c.intermediate_size = 128
+    local slope = (hb.models.new(c, { seed = 0 }):num_parameters() - p0) / 64
+    if slope >= 2 * d * L then
+      c.intermediate_size = math.max(8, math.floor((64 + (budget - p0) / slope) / 8 + 0.5) * 8)
+    else
+      c.intermediate_size = 64
+      return c, false
+    end
   end
-  return c
+  return c, budget ~= nil
 end
 
 -- the budget: the parameter count of the Transformer at fla's default MLP width (or grid.budget)
@@ -155,31 +206,60 @@ end
 -- ---- running the grid -------------------------------------------------------------------------------------
 local function exists(p) local f = io.open(p, "rb"); if f then f:close(); return true end return false end
 
-local function train_grid()
-  -- ---- data ---------------------------------------------------------------------------------------------
-  local train_shard, val_shard, meta = hb.recipe.open_data(cfg)
-  local bpt = (meta.val_bytes and meta.val_tokens and meta.val_tokens > 0) and meta.val_bytes / meta.val_tokens or 1
-  local mq = cfg.mqar
-  local mqar_train = hb.eval.mqar.mixture {
-    vocab_size = mq.vocab_size, seed = cfg.seed + 17,
-    train = (function()
-      local t = {}
-      for _, kv in ipairs(mq.train_kv) do t[#t + 1] = { seq_len = mq.seq_len, num_kv_pairs = kv, num_examples = mq.train_examples // #mq.train_kv } end
-      return t
-    end)(),
-    test = (function()
-      local t = {}
-      for _, kv in ipairs(mq.test_kv) do t[#t + 1] = { seq_len = mq.seq_len, num_kv_pairs = kv, num_examples = mq.test_examples } end
-      return t
-    end)(),
-  }
-  -- MQAR training examples as one pool; batch k is a fixed function of k
-  local pool_x = hb.cat((function() local l = {} for i, s in ipairs(mqar_train.train) do l[i] = s.inputs end return l end)(), 1)
-  local pool_y = hb.cat((function() local l = {} for i, s in ipairs(mqar_train.train) do l[i] = s.labels end return l end)(), 1)
+-- a cell-seed's files: cells/<cell>__s<seed>.json (its result), cells/<cell>__s<seed>.lock (held while training)
+local function cell_file(cell, seed) return cell.name .. "__s" .. seed end
+local function cell_path(cell, seed) return out .. "/cells/" .. cell_file(cell, seed) .. ".json" end
+-- a grid written before seeds existed has cells/<cell>.json, trained with the configured seed exactly as the
+-- cell-seed <cell>__s<seed> is now: it stands for that seed (read, and copied to the new name when training)
+local function legacy_record(cell, seed)
+  local p = out .. "/cells/" .. cell.name .. ".json"
+  if seed ~= cfg.seed or not exists(p) then return nil end
+  local r = hb.io.read_json(p)
+  if r.seed ~= nil and r.seed ~= seed then return nil end
+  r.seed = seed
+  return r
+end
+
+-- cells whose layer stacks coincide at this depth are trained once: primary_of[name] = the first such cell
+local function stack_key(cell)
+  return cell.mixer .. "|" .. table.concat(cell.mixer == "transformer" and {} or attn_layers(cell.ratio), ",")
+end
+local primary_of = {}
+do
+  local first = {}
+  for _, cell in ipairs(cells) do
+    local k = stack_key(cell)
+    if first[k] then primary_of[cell.name] = first[k] else first[k] = cell end
+  end
+end
+
+-- the data, opened on first use (a --jobs parent trains nothing and never opens it)
+local data_cache, mqar_cache = nil, {}
+local function lm_data()
+  if not data_cache then
+    local train_shard, val_shard, meta = hb.recipe.open_data(cfg)
+    local bpt = (meta.val_bytes and meta.val_tokens and meta.val_tokens > 0) and meta.val_bytes / meta.val_tokens or 1
+    data_cache = { train = train_shard, val = val_shard, bpt = bpt }
+  end
+  return data_cache
+end
+
+-- MQAR for one seed: its training pool and test sets (the data, like the initialisation, depends on the seed)
+local mq = cfg.mqar
+local function mqar_data(seed)
+  if mqar_cache[seed] then return mqar_cache[seed] end
+  local train, test = {}, {}
+  for _, kv in ipairs(mq.train_kv) do train[#train + 1] = { seq_len = mq.seq_len, num_kv_pairs = kv, num_examples = mq.train_examples // #mq.train_kv } end
+  for _, kv in ipairs(mq.test_kv) do test[#test + 1] = { seq_len = mq.seq_len, num_kv_pairs = kv, num_examples = mq.test_examples } end
+  local mix = hb.eval.mqar.mixture { vocab_size = mq.vocab_size, seed = seed + 17, train = train, test = test }
+  local xs, ys = {}, {}
+  for i, s in ipairs(mix.train) do xs[i], ys[i] = s.inputs, s.labels end
+  local pool_x, pool_y = hb.cat(xs, 1), hb.cat(ys, 1)
   local pool_n = pool_x:size(1)
-  local function mqar_batch(k)
+  -- MQAR training examples as one pool; batch k is a fixed function of k and the seed
+  local function batch(k)
     local idx = {}
-    local x = (k * 2654435761 + cfg.seed) % 4294967296
+    local x = (k * 2654435761 + seed) % 4294967296
     for i = 1, mq.batch_size do
       x = (x * 1103515245 + 12345) % 2147483648
       idx[i] = x % pool_n
@@ -187,135 +267,236 @@ local function train_grid()
     local it = hb.tensor(idx, "int64")
     return pool_x:index_select(1, it), pool_y:index_select(1, it)
   end
-
-  -- a model wrapper whose loss is MQAR's: cross-entropy only at supervised positions (labels ≠ −100),
-  -- with logits computed only there (hidden states gathered first, then the vocabulary projection)
-  local function mqar_loss(model, x, y)
-    local B, T = x:size(1), x:size(2)
-    local ylist = y:view(B * T):tolist()
-    local rows, tgt = {}, {}
-    for i, v in ipairs(ylist) do if v ~= -100 then rows[#rows + 1] = i - 1; tgt[#tgt + 1] = v end end
-    local h = model:hidden(x):view(B * T, -1):index_select(1, hb.tensor(rows, "int64"))
-    local w = model.params["lm_head.weight"] or model.params["model.embeddings.weight"]
-    return hb.cross_entropy(hb.linear(h, w), hb.tensor(tgt, "int64"), -100)
-  end
-
-  -- ---- running one cell ------------------------------------------------------------------------------------
-
-  local arch_done = {} -- "mixer|layers" → result, so a ratio that gives the same stack is not retrained
-
-  local function run_cell(cell)
-    local path = out .. "/cells/" .. cell.name .. ".json"
-    if exists(path) then
-      local r = hb.io.read_json(path)
-      arch_done[cell.mixer .. "|" .. table.concat(cell.mixer == "transformer" and {} or attn_layers(cell.ratio), ",")] = r
-      return r, true
-    end
-    local key = cell.mixer .. "|" .. table.concat(cell.mixer == "transformer" and {} or attn_layers(cell.ratio), ",")
-    if arch_done[key] then
-      local r = {}
-      for k, v in pairs(arch_done[key]) do r[k] = v end
-      r.name, r.ratio, r.same_as = cell.name, cell.ratio, arch_done[key].name
-      hb.io.write_json(path, r)
-      return r, true
-    end
-    local t0 = hb.now()
-    local res = { name = cell.name, mixer = cell.mixer, ratio = cell.ratio }
-    local has = {}
-    for _, t in ipairs(cfg.grid.tasks) do has[t] = true end
-    if has.lm then
-      local V = cfg.model.vocab_size
-      local c = cell_config(cell, V, budget_for(V))
-      local m = hb.models.new(c, { seed = cfg.seed })
-      local lm = cfg.lm
-      local v0 = hb.eval.lm(m, val_shard, { T = lm.seq_len, max_tokens = math.min(lm.val_tokens, val_shard:len() - 1), bytes_per_token = bpt })
-      res.lm_val_loss_init = v0.loss
-      local tr = hb.train {
-        model = m, name = cell.name .. " lm",
-        batch = function(k) return train_shard:batch(lm.batch_size, lm.seq_len, cfg.seed, k) end,
-        steps = lm.steps, lr = lm.lr, min_lr = lm.lr / 10, warmup = math.min(30, lm.steps), schedule = "cosine",
-        weight_decay = 0.1, clip = 1.0, out = out .. "/ckpt/" .. cell.name .. "-lm", save_every = math.max(50, lm.steps // 3), keep = 1,
-        log = out .. "/logs/" .. cell.name .. "-lm.jsonl", seed = cfg.seed,
-      }
-      if tr.interrupted then os.exit(130) end -- the checkpoint is saved; the same command resumes
-      local ev = hb.eval.lm(m, val_shard, { T = lm.seq_len, max_tokens = math.min(lm.val_tokens, val_shard:len() - 1), bytes_per_token = bpt })
-      local eff = hb.eval.efficiency(m, { N = lm.seq_len })
-      res.params = m:num_parameters()
-      res.intermediate_size = c.intermediate_size
-      res.attn_layers = #(c.attn and c.attn.layers or {})
-      if cell.mixer == "transformer" then res.attn_layers = L end
-      res.attn_share = res.attn_layers / L
-      res.layers = hb.schedule.describe(m.config)
-      res.lm_val_loss, res.lm_val_bpb = ev.loss, ev.bpb
-      res.lm_train_loss_first, res.lm_train_loss_last = tr.losses[1], tr.losses[lm.steps]
-      res.state_bytes = eff.state_bytes + (eff.conv_state_bytes or 0)
-      res.kv_bytes_at_T = eff.kv_bytes_at_N
-      res.lm_seconds = hb.now() - t0
-    end
-    if has.mqar then
-      local t1 = hb.now()
-      local V = mq.vocab_size
-      local c = cell_config(cell, V, budget_for(V))
-      local m = hb.models.new(c, { seed = cfg.seed + 1 })
-      local tr = hb.train {
-        model = m,
-        loss_fn = function(k) local x, y = mqar_batch(k); return mqar_loss(m, x, y), x:numel() end,
-        name = cell.name .. " mqar",
-        steps = mq.steps, lr = mq.lr, min_lr = mq.lr / 10, warmup = math.min(30, mq.steps), schedule = "cosine",
-        weight_decay = 0.1, clip = 1.0, out = out .. "/ckpt/" .. cell.name .. "-mqar", save_every = math.max(50, mq.steps // 3), keep = 1,
-        log = out .. "/logs/" .. cell.name .. "-mqar.jsonl", seed = cfg.seed,
-      }
-      if tr.interrupted then os.exit(130) end -- the checkpoint is saved; the same command resumes
-      local r = hb.eval.mqar.evaluate(m, mqar_train.test, { batch_size = 32 })
-      res.mqar_acc = r.accuracy
-      res.mqar_by_kv = {}
-      for kv, acc in pairs(r.by_num_kv_pairs or {}) do res.mqar_by_kv["kv" .. kv] = acc end
-      res.mqar_train_loss_last = tr.losses[mq.steps]
-      res.mqar_seconds = hb.now() - t1
-    end
-    res.seconds = hb.now() - t0
-    hb.io.write_json(path, res)
-    arch_done[key] = res
-    return res, false
-  end
-
-  -- ---- the grid --------------------------------------------------------------------------------------------
-  local results = {}
-  for i, cell in ipairs(cells) do
-    local r, cached = run_cell(cell)
-    results[i] = r
-    io.stderr:write(string.format("[%2d/%d] %-22s %s lm bpb %s  mqar %s  (%s)\n", i, #cells, cell.name,
-      cached and "(cached)" or string.format("%5.0fs", r.seconds or 0),
-      r.lm_val_bpb and string.format("%.3f", r.lm_val_bpb) or "-", r.mqar_acc and string.format("%.3f", r.mqar_acc) or "-",
-      r.layers or ""))
-  end
-  return results
+  mqar_cache[seed] = { test = mix.test, batch = batch }
+  return mqar_cache[seed]
 end
 
--- the finished cells' records, without training (grid.plot_only)
+-- a model wrapper whose loss is MQAR's: cross-entropy only at supervised positions (labels ≠ −100),
+-- with logits computed only there (hidden states gathered first, then the vocabulary projection)
+local function mqar_loss(model, x, y)
+  local B, T = x:size(1), x:size(2)
+  local ylist = y:view(B * T):tolist()
+  local rows, tgt = {}, {}
+  for i, v in ipairs(ylist) do if v ~= -100 then rows[#rows + 1] = i - 1; tgt[#tgt + 1] = v end end
+  local h = model:hidden(x):view(B * T, -1):index_select(1, hb.tensor(rows, "int64"))
+  local w = model.params["lm_head.weight"] or model.params["model.embeddings.weight"]
+  return hb.cross_entropy(hb.linear(h, w), hb.tensor(tgt, "int64"), -100)
+end
+
+-- ---- training one cell at one seed ---------------------------------------------------------------------------
+-- → record, "cached" | "trained"; or nil, "busy", holder when another process holds the cell's lock
+local function run_cell(cell, seed)
+  local path = cell_path(cell, seed)
+  if exists(path) then return hb.io.read_json(path), "cached" end
+  local old = legacy_record(cell, seed)
+  if old then hb.io.write_json(path, old); return old, "cached" end
+  local lock, holder = hb.proc.lock(out .. "/cells/" .. cell_file(cell, seed) .. ".lock")
+  if not lock then return nil, "busy", holder end
+  if exists(path) then lock:release(); return hb.io.read_json(path), "cached" end -- finished while we looked
+  local tag = cell_file(cell, seed)
+  local t0 = hb.now()
+  local res = { name = cell.name, mixer = cell.mixer, ratio = cell.ratio, seed = seed }
+  local has = {}
+  for _, t in ipairs(cfg.grid.tasks) do has[t] = true end
+  if has.lm then
+    local D = lm_data()
+    local V = cfg.model.vocab_size
+    local c, matched = cell_config(cell, V, budget_for(V))
+    local m = hb.models.new(c, { seed = seed })
+    local lm = cfg.lm
+    local vopts = { T = lm.seq_len, max_tokens = math.min(lm.val_tokens, D.val:len() - 1), bytes_per_token = D.bpt }
+    res.lm_val_loss_init = hb.eval.lm(m, D.val, vopts).loss
+    local tr = hb.train {
+      model = m, name = tag .. " lm",
+      batch = function(k) return D.train:batch(lm.batch_size, lm.seq_len, seed, k) end,
+      steps = lm.steps, lr = lm.lr, min_lr = lm.lr / 10, warmup = math.min(30, lm.steps), schedule = "cosine",
+      weight_decay = 0.1, clip = 1.0, out = out .. "/ckpt/" .. tag .. "-lm", save_every = math.max(50, lm.steps // 3), keep = 1,
+      log = out .. "/logs/" .. tag .. "-lm.jsonl", seed = seed,
+    }
+    if tr.interrupted then os.exit(130) end -- the checkpoint is saved; the same command resumes
+    local ev = hb.eval.lm(m, D.val, vopts)
+    local eff = hb.eval.efficiency(m, { N = lm.seq_len })
+    res.params = m:num_parameters()
+    res.budget_matched = matched
+    res.intermediate_size = c.intermediate_size
+    res.attn_layers = #(c.attn and c.attn.layers or {})
+    if cell.mixer == "transformer" then res.attn_layers = L end
+    res.attn_share = res.attn_layers / L
+    res.layers = hb.schedule.describe(m.config)
+    res.lm_val_loss, res.lm_val_bpb = ev.loss, ev.bpb
+    res.lm_train_loss_first, res.lm_train_loss_last = tr.losses[1], tr.losses[lm.steps]
+    res.state_bytes = eff.state_bytes + (eff.conv_state_bytes or 0)
+    res.kv_bytes_at_T = eff.kv_bytes_at_N
+    res.lm_seconds = hb.now() - t0
+  end
+  if has.mqar then
+    local t1 = hb.now()
+    local Q = mqar_data(seed)
+    local V = mq.vocab_size
+    local c = cell_config(cell, V, budget_for(V))
+    local m = hb.models.new(c, { seed = seed + 1 })
+    local tr = hb.train {
+      model = m,
+      loss_fn = function(k) local x, y = Q.batch(k); return mqar_loss(m, x, y), x:numel() end,
+      name = tag .. " mqar",
+      steps = mq.steps, lr = mq.lr, min_lr = mq.lr / 10, warmup = math.min(30, mq.steps), schedule = "cosine",
+      weight_decay = 0.1, clip = 1.0, out = out .. "/ckpt/" .. tag .. "-mqar", save_every = math.max(50, mq.steps // 3), keep = 1,
+      log = out .. "/logs/" .. tag .. "-mqar.jsonl", seed = seed,
+    }
+    if tr.interrupted then os.exit(130) end -- the checkpoint is saved; the same command resumes
+    local r = hb.eval.mqar.evaluate(m, Q.test, { batch_size = 32 })
+    res.mqar_acc = r.accuracy
+    res.mqar_by_kv = {}
+    for kv, acc in pairs(r.by_num_kv_pairs or {}) do res.mqar_by_kv["kv" .. kv] = acc end
+    res.mqar_train_loss_last = tr.losses[mq.steps]
+    res.mqar_seconds = hb.now() - t1
+  end
+  res.seconds = hb.now() - t0
+  res.threads = hb.get_num_threads and hb.get_num_threads() or nil
+  hb.io.write_json(path, res)
+  lock:release()
+  return res, "trained"
+end
+
+-- a cell that shares its primary's stack: a copy of the primary's record, marked same_as
+local function write_copy(cell, seed)
+  local path = cell_path(cell, seed)
+  if exists(path) then return end
+  local pp = cell_path(primary_of[cell.name], seed)
+  if not exists(pp) then return end
+  local r = hb.io.read_json(pp)
+  r.name, r.ratio, r.same_as = cell.name, cell.ratio, primary_of[cell.name].name
+  hb.io.write_json(path, r)
+end
+
+local function progress(i, n, cell, seed, r, how)
+  io.stderr:write(string.format("[%2d/%d] %-30s %s lm bpb %s  mqar %s  (%s)\n", i, n, cell_file(cell, seed),
+    how == "trained" and string.format("%5.0fs", r.seconds or 0) or "(" .. how .. ")",
+    r.lm_val_bpb and string.format("%.3f", r.lm_val_bpb) or "-", r.mqar_acc and string.format("%.3f", r.mqar_acc) or "-",
+    r.layers or ""))
+end
+
+-- ---- the grid: serially in this process, or as grid.jobs child processes ----------------------------------
+local function train_grid()
+  local todo = {} -- primaries only: {cell, seed}
+  for _, seed in ipairs(seeds) do
+    for _, cell in ipairs(cells) do
+      if not primary_of[cell.name] then todo[#todo + 1] = { cell = cell, seed = seed } end
+    end
+  end
+  local failed = {}
+  if cfg.grid.jobs <= 1 then
+    for i, t in ipairs(todo) do
+      local r, how, holder = run_cell(t.cell, t.seed)
+      if r then progress(i, #todo, t.cell, t.seed, r, how)
+      else
+        io.stderr:write(string.format("[%2d/%d] %-30s skipped: being trained by another process (%s)\n", i, #todo,
+          cell_file(t.cell, t.seed), holder))
+      end
+    end
+  else
+    -- each child runs this recipe with the same arguments plus grid.only=<cell>__s<seed>; it writes the
+    -- cell's JSON (under the cell's lock) and its output to logs/<cell>__s<seed>.out
+    local exe = hb.proc.self_exe()
+    local pending = {}
+    for _, t in ipairs(todo) do
+      if not exists(cell_path(t.cell, t.seed)) then pending[#pending + 1] = t end
+    end
+    io.stderr:write(string.format("grid: %d of %d cell-seeds to train, %d jobs × %d thread(s)\n", #pending, #todo,
+      cfg.grid.jobs, cfg.grid.job_threads))
+    hb.data.mkdir(out .. "/logs")
+    local running, nrun, next_i, done = {}, 0, 1, 0
+    while next_i <= #pending or nrun > 0 do
+      while nrun < cfg.grid.jobs and next_i <= #pending do
+        local t = pending[next_i]
+        next_i = next_i + 1
+        local argv = { exe, arg[0] }
+        for i = 1, #args do argv[#argv + 1] = args[i] end
+        for _, kv in ipairs { "grid.only=" .. cell_file(t.cell, t.seed), "grid.jobs=1", "threads=" .. cfg.grid.job_threads } do
+          argv[#argv + 1] = "--set"; argv[#argv + 1] = kv
+        end
+        local logp = out .. "/logs/" .. cell_file(t.cell, t.seed) .. ".out"
+        local pid = hb.proc.spawn(argv, { stdout = logp, stderr = logp })
+        running[pid] = { t = t, log = logp }
+        nrun = nrun + 1
+      end
+      local finished = false
+      for pid, j in pairs(running) do
+        local code = hb.proc.wait(pid, true)
+        if code then
+          running[pid], nrun, finished = nil, nrun - 1, true
+          done = done + 1
+          if code == 0 and exists(cell_path(j.t.cell, j.t.seed)) then
+            progress(done, #pending, j.t.cell, j.t.seed, hb.io.read_json(cell_path(j.t.cell, j.t.seed)), "trained")
+          elseif code == 75 then
+            io.stderr:write(string.format("[%2d/%d] %-30s skipped: being trained by another process (%s)\n", done, #pending,
+              cell_file(j.t.cell, j.t.seed), j.log))
+          else
+            failed[#failed + 1] = string.format("%s (exit %d; log %s)", cell_file(j.t.cell, j.t.seed), code, j.log)
+            io.stderr:write(string.format("[%2d/%d] %-30s FAILED, exit %d (log %s)\n", done, #pending,
+              cell_file(j.t.cell, j.t.seed), code, j.log))
+            if code == 130 then -- interrupted: stop the others (they save checkpoints on SIGINT) and stop
+              for p in pairs(running) do hb.proc.kill(p, 2) end
+              for p in pairs(running) do hb.proc.wait(p) end
+              hb.user_error("grid: interrupted; the same command resumes")
+            end
+          end
+        end
+      end
+      if not finished then hb.sleep(0.05) end
+    end
+  end
+  for _, seed in ipairs(seeds) do
+    for _, cell in ipairs(cells) do if primary_of[cell.name] then write_copy(cell, seed) end end
+  end
+  if #failed > 0 then
+    hb.user_error("grid: " .. #failed .. " cell-seed(s) failed: " .. table.concat(failed, "; "))
+  end
+end
+
+-- every finished cell-seed's record (one per cell and seed), in grid order
 local function read_cells()
   local results = {}
   for _, cell in ipairs(cells) do
-    local path = out .. "/cells/" .. cell.name .. ".json"
-    if exists(path) then results[#results + 1] = hb.io.read_json(path)
-    else io.stderr:write("no result for " .. cell.name .. " (" .. path .. ")\n") end
+    for _, seed in ipairs(seeds) do
+      local path = cell_path(cell, seed)
+      local old = not exists(path) and legacy_record(cell, seed)
+      if exists(path) then results[#results + 1] = hb.io.read_json(path)
+      elseif old then results[#results + 1] = old
+      else io.stderr:write("no result for " .. cell_file(cell, seed) .. " (" .. path .. ")\n") end
+    end
   end
-  if #results == 0 then hb.user_error("grid.plot_only: no cell results in " .. out .. "/cells/") end
+  if #results == 0 then hb.user_error("no cell results in " .. out .. "/cells/") end
   return results
 end
 
 local tstart = hb.now()
-local results
-if cfg.grid.plot_only then
-  results = read_cells()
-else
+if cfg.grid.only ~= "" then
+  -- a --jobs child: one cell-seed, no report
+  for _, cell in ipairs(cells) do
+    for _, seed in ipairs(seeds) do
+      if cell_file(cell, seed) == cfg.grid.only then
+        if primary_of[cell.name] then hb.user_error("grid.only: " .. cfg.grid.only .. " shares its stack with " .. primary_of[cell.name].name) end
+        local r, how, holder = run_cell(cell, seed)
+        if not r then io.stderr:write(cfg.grid.only .. ": being trained by another process (" .. holder .. ")\n"); os.exit(75) end
+        progress(1, 1, cell, seed, r, how)
+        os.exit(0)
+      end
+    end
+  end
+  hb.user_error("grid.only: no cell-seed '" .. cfg.grid.only .. "' in this grid (names are <cell>__s<seed>, e.g. " ..
+    cell_file(cells[1], seeds[1]) .. ")")
+end
+if not cfg.grid.plot_only then
   hb.data.mkdir(out .. "/cells")   -- no shell: out may hold any character
   hb.config.save(out .. "/config.yaml", cfg, "paper grid")
-  results = train_grid()
+  train_grid()
 end
+local results = read_cells()
 
 -- ---- outputs -------------------------------------------------------------------------------------------
 -- per-kv MQAR accuracies: one column per test key-value count found in the records (mqar_kv4, ...)
+local S = hb.stats
 local kv_cols = {}
 do
   local seen = {}
@@ -327,68 +508,193 @@ do
   end
   table.sort(kv_cols)
 end
-local function kv_acc(r, n) return r.mqar_by_kv and r.mqar_by_kv["kv" .. n] end
-local has_seed = false
-for _, r in ipairs(results) do if r.seed ~= nil then has_seed = true end end
+local function num(v) if type(v) == "number" and v == v then return v end return nil end
+local function metric_of(r, m)
+  local n = m:match("^mqar_kv(%d+)$")
+  if n then return num(r.mqar_by_kv and r.mqar_by_kv["kv" .. n]) end
+  return num(r[m])
+end
+local metrics = { "lm_val_loss_init", "lm_val_loss", "lm_val_bpb", "mqar_acc" }
+for _, n in ipairs(kv_cols) do metrics[#metrics + 1] = "mqar_kv" .. n end
+metrics[#metrics + 1] = "mqar_train_loss_last"
 
-local cols = { "name", "mixer", "ratio", "attn_layers", "attn_share", "params", "intermediate_size", "state_bytes",
-               "kv_bytes_at_T", "lm_val_loss_init", "lm_val_loss", "lm_val_bpb", "mqar_acc" }
-for _, n in ipairs(kv_cols) do cols[#cols + 1] = "mqar_kv" .. n end
-for _, c in ipairs { "mqar_train_loss_last", "lm_seconds", "mqar_seconds", "layers", "same_as" } do cols[#cols + 1] = c end
-if has_seed then table.insert(cols, 2, "seed") end
-local function csv_value(r, c)
-  local v = r[c]
-  local n = c:match("^mqar_kv(%d+)$")
-  if n then v = kv_acc(r, tonumber(n)) end
+-- one aggregate per cell (grid order): its first record's fixed fields, and each metric over its seeds
+local agg, agg_by = {}, {}
+for _, r in ipairs(results) do
+  local a = agg_by[r.name]
+  if not a then a = { r = r, seeds = {}, per = {}, vals = {}, secs = {} }; agg_by[r.name] = a; agg[#agg + 1] = a end
+  a.seeds[#a.seeds + 1] = r.seed == nil and "-" or tostring(r.seed)
+  for _, m in ipairs(metrics) do
+    local v = metric_of(r, m)
+    a.per[m] = a.per[m] or {}
+    a.per[m][#a.seeds] = v
+    if v then a.vals[m] = a.vals[m] or {}; table.insert(a.vals[m], v) end
+  end
+  if not r.same_as and num(r.seconds) then a.secs[#a.secs + 1] = r.seconds end
+end
+local function ci_of(a, m) local v = a.vals[m]; return v and S.ci(v, 0.95) or nil end
+local function per_seed(a, m, fmt)
+  local t = {}
+  for i = 1, #a.seeds do local v = a.per[m] and a.per[m][i]; t[i] = v and string.format(fmt, v) or "-" end
+  return t
+end
+
+local cols = { "name", "mixer", "ratio", "attn_layers", "attn_share", "params", "intermediate_size", "budget_matched",
+               "state_bytes", "kv_bytes_at_T", "n_seeds", "seeds" }
+for _, m in ipairs(metrics) do cols[#cols + 1] = m; cols[#cols + 1] = m .. "_ci95"; cols[#cols + 1] = m .. "_per_seed" end
+for _, c in ipairs { "seconds_mean", "layers", "same_as" } do cols[#cols + 1] = c end
+local function cv(v)
   if v == nil or v == null then return "" end
   if math.type(v) == "float" then return string.format("%.6g", v) end
   return tostring(v)
 end
 local csv = { table.concat(cols, ",") }
-for _, r in ipairs(results) do
-  local row = {}
-  for i, c in ipairs(cols) do row[i] = csv_value(r, c) end
+for _, a in ipairs(agg) do
+  local r, row = a.r, {}
+  for _, c in ipairs { "name", "mixer", "ratio", "attn_layers", "attn_share", "params", "intermediate_size", "budget_matched",
+                       "state_bytes", "kv_bytes_at_T" } do row[#row + 1] = cv(r[c]) end
+  row[#row + 1] = tostring(#a.seeds)
+  row[#row + 1] = table.concat(a.seeds, ";")
+  for _, m in ipairs(metrics) do
+    local ci = ci_of(a, m)
+    row[#row + 1] = ci and cv(ci.mean) or ""
+    row[#row + 1] = ci and ci.half and cv(ci.half) or ""
+    row[#row + 1] = table.concat(per_seed(a, m, "%.6g"), ";")
+  end
+  row[#row + 1] = #a.secs > 0 and cv(S.mean(a.secs)) or ""
+  row[#row + 1] = cv(r.layers)
+  row[#row + 1] = cv(r.same_as)
   csv[#csv + 1] = table.concat(row, ",")
 end
 hb.config.write_text(out .. "/grid.csv", table.concat(csv, "\n") .. "\n")
+-- the long form: one row per cell and seed
+do
+  local lcols = { "name", "seed", "mixer", "ratio", "attn_share", "params" }
+  for _, m in ipairs(metrics) do lcols[#lcols + 1] = m end
+  for _, c in ipairs { "seconds", "threads", "same_as" } do lcols[#lcols + 1] = c end
+  local lines = { table.concat(lcols, ",") }
+  for _, r in ipairs(results) do
+    local row = {}
+    for i, c in ipairs(lcols) do
+      if c:match("^mqar_kv%d+$") then row[i] = cv(metric_of(r, c)) else row[i] = cv(r[c]) end
+    end
+    lines[#lines + 1] = table.concat(row, ",")
+  end
+  hb.config.write_text(out .. "/grid_seeds.csv", table.concat(lines, "\n") .. "\n")
+end
 
 local function ratio_label(r) return r == -1 and "Transformer" or (r == 0 and "pure" or (r .. ":1")) end
 local function f(v, fmt) return v and v ~= null and string.format(fmt, v) or "-" end
-local head = { "mixer", "ratio" }
-if has_seed then head[#head + 1] = "seed" end
-for _, h in ipairs { "attn layers", "params", "state+KV bytes @T", "LM val loss", "LM val bpb", "MQAR acc" } do head[#head + 1] = h end
+local function pm(ci, fmt)
+  if not ci then return "-" end
+  if not ci.half then return string.format(fmt, ci.mean) end
+  return string.format(fmt .. " ± " .. fmt, ci.mean, ci.half)
+end
+local nmin, nmax = math.huge, 0
+for _, a in ipairs(agg) do nmin, nmax = math.min(nmin, #a.seeds), math.max(nmax, #a.seeds) end
+local head = { "mixer", "ratio", "attn layers", "params", "state+KV bytes @T", "seeds", "LM val loss", "LM val bpb", "MQAR acc" }
 for _, n in ipairs(kv_cols) do head[#head + 1] = "MQAR " .. n .. " kv" end
 head[#head + 1] = "layers"
-local md = { "| " .. table.concat(head, " | ") .. " |", "|" .. string.rep("---|", #head) }
-for _, r in ipairs(results) do
-  local row = { r.mixer, ratio_label(r.ratio) }
-  if has_seed then row[#row + 1] = tostring(r.seed or "-") end
-  row[#row + 1] = tostring(r.attn_layers or "-")
-  row[#row + 1] = f(r.params and r.params / 1e6, "%.3fM")
-  row[#row + 1] = r.state_bytes and tostring(r.state_bytes + (r.kv_bytes_at_T or 0)) or "-"
-  row[#row + 1] = f(r.lm_val_loss, "%.4f")
-  row[#row + 1] = f(r.lm_val_bpb, "%.4f")
-  row[#row + 1] = f(r.mqar_acc, "%.3f")
-  for _, n in ipairs(kv_cols) do row[#row + 1] = f(kv_acc(r, n), "%.3f") end
+local md = { "# " .. cfg.name, "",
+  string.format("Every cell trained with %s seed(s) (%s); values are the mean ± the half-width of the 95%% Student-t " ..
+    "interval of the mean over seeds (t_{.975, n−1}·sd/√n); a single seed shows the value alone. Per-seed values: " ..
+    "the table after this one, grid.csv (*_per_seed) and grid_seeds.csv.", nmin == nmax and tostring(nmin) or (nmin .. "–" .. nmax),
+    table.concat((function() local t = {} for i, s in ipairs(seeds) do t[i] = tostring(s) end return t end)(), ", ")), "",
+  "| " .. table.concat(head, " | ") .. " |", "|" .. string.rep("---|", #head) }
+for _, a in ipairs(agg) do
+  local r = a.r
+  local row = { r.mixer, ratio_label(r.ratio), tostring(r.attn_layers or "-"),
+    f(r.params and r.params / 1e6, "%.3fM") .. (r.budget_matched == false and "*" or ""),
+    r.state_bytes and tostring(r.state_bytes + (r.kv_bytes_at_T or 0)) or "-", tostring(#a.seeds),
+    pm(ci_of(a, "lm_val_loss"), "%.4f"), pm(ci_of(a, "lm_val_bpb"), "%.4f"), pm(ci_of(a, "mqar_acc"), "%.3f") }
+  for _, n in ipairs(kv_cols) do row[#row + 1] = pm(ci_of(a, "mqar_kv" .. n), "%.3f") end
   row[#row + 1] = (r.layers or "-") .. (r.same_as and (" (= " .. r.same_as .. ")") or "")
   md[#md + 1] = "| " .. table.concat(row, " | ") .. " |"
 end
 md[#md + 1] = ""
 md[#md + 1] = "LM val loss: nats per token on the validation tokens; bpb: bits per byte; MQAR acc: accuracy over all test " ..
-  "examples, then per key-value count. A row marked (= name) has the same layer stack as that cell and shares its training."
+  "examples, then per key-value count. A row marked (= name) has the same layer stack as that cell and shares its training. " ..
+  "params marked * are not matched to the budget (Mamba-2 blocks have no MLP whose width could be adjusted)."
+md[#md + 1] = ""
+md[#md + 1] = "## Per seed"
+md[#md + 1] = ""
+md[#md + 1] = "| cell | seeds | LM val bpb per seed | MQAR acc per seed |"
+md[#md + 1] = "|---|---|---|---|"
+for _, a in ipairs(agg) do
+  if not a.r.same_as then
+    md[#md + 1] = string.format("| %s | %s | %s | %s |", a.r.name, table.concat(a.seeds, ", "),
+      table.concat(per_seed(a, "lm_val_bpb", "%.4f"), ", "), table.concat(per_seed(a, "mqar_acc", "%.3f"), ", "))
+  end
+end
+
+-- placement: which attention layers each ratio gives at this depth, and which cells coincide
+md[#md + 1] = ""
+md[#md + 1] = string.format("## Placement at %d layers", L)
+md[#md + 1] = ""
+md[#md + 1] = "hb.schedule.ratio(r): attention at the 0-based layers i with i % (r+1) == r (the last layer of each block of " ..
+  "r+1); a ratio with r+1 > depth gives no attention layer, and its cells are the pure models (trained once, same_as). " ..
+  "At 24 layers (`--set model.num_hidden_layers=24`) 24:1 still gives none (it needs 25), 12:1 gives layer 12."
+md[#md + 1] = ""
+md[#md + 1] = "| ratio | attention layers (0-based) | attention share | coincides with |"
+md[#md + 1] = "|---|---|---|---|"
+local pure_ratio_cells = {}
+for _, r in ipairs(cfg.grid.ratios) do
+  local al = attn_layers(r)
+  local same = {}
+  if r > 0 and #al == 0 then same[1] = "pure" end
+  for _, r2 in ipairs(cfg.grid.ratios) do
+    if r2 ~= r and r2 > 0 and r > 0 and table.concat(attn_layers(r2), ",") == table.concat(al, ",") then same[#same + 1] = r2 .. ":1" end
+  end
+  md[#md + 1] = string.format("| %s | %s | %.3f | %s |", ratio_label(r), #al > 0 and table.concat(al, ", ") or "none",
+    #al / L, #same > 0 and table.concat(same, ", ") or "-")
+  local _ = pure_ratio_cells
+end
+
+-- the paper's findings, each by a stated test (hb.stats.findings; docs/reproduction.md explains them)
+local F = S.findings(results, { B = 2000, seed = 0 })
+md[#md + 1] = ""
+md[#md + 1] = "## Findings"
+md[#md + 1] = ""
+for _, l in ipairs(S.findings_markdown(F)) do md[#md + 1] = l end
+md[#md + 1] = ""
+local limits = {}
+if F.seeds_min < 3 then
+  limits[#limits + 1] = string.format("only %d seed(s) per cell: the intervals are wide (t_{.975,%d} = %.2f) or absent, so " ..
+    "most verdicts can only be 'undecided'", F.seeds_min, math.max(1, F.seeds_min - 1), S.t_quantile(0.975, math.max(1, F.seeds_min - 1)))
+end
+limits[#limits + 1] = string.format("the scale: width %d, %d layers, ~%s parameters, %d LM steps × %d × %d tokens and %d MQAR steps per cell — " ..
+  "far below the paper's 340M–1.3B models; a finding that holds or fails here says nothing about that scale",
+  d, L, agg[1] and agg[1].r.params and string.format("%.2fM", agg[1].r.params / 1e6) or "?", cfg.lm.steps, cfg.lm.batch_size,
+  cfg.lm.seq_len, cfg.mqar.steps)
+limits[#limits + 1] = "seeds vary the initialisation, the batch order and the MQAR data, not the hyper-parameters: no learning-rate " ..
+  "sweep per cell, so a mixer held back by a poor learning rate is not told apart from a weaker mixer"
+if #(F.f3 or {}) == 0 then
+  limits[#limits + 1] = "finding 3 (recall rises with the attention share) is not tested: it needs ≥ 3 distinct layer stacks " ..
+    "per mixer (pure and two ratios that give different attention layers at this depth)"
+end
+local tr = F.transformer_recall
+if tr and tr.mean < 0.95 then
+  limits[#limits + 1] = string.format("the Transformer reaches only %.3f MQAR accuracy: attention itself is the bottleneck of this " ..
+    "protocol, so finding 4 (hybrids recover the Transformer's recall) compares against an under-trained reference", tr.mean)
+end
+md[#md + 1] = "What this grid cannot decide: " .. table.concat(limits, "; ") .. "."
+md[#md + 1] = ""
 if cfg.grid.plot_only then
   md[#md + 1] = "Rewritten from cells/*.json (grid.plot_only); the run's configuration is config.yaml."
 else
-  md[#md + 1] = string.format("Grid wall time (this invocation): %.0f s. Config: %s/config.yaml.", hb.now() - tstart, out)
+  md[#md + 1] = string.format("Grid wall time (this invocation): %.0f s, %d job(s). Config: %s/config.yaml.", hb.now() - tstart,
+    cfg.grid.jobs, out)
 end
 hb.config.write_text(out .. "/grid.md", table.concat(md, "\n") .. "\n")
 
 -- ---- plots -----------------------------------------------------------------------------------------------
 -- One point per mixer and layer stack: cells that share a stack (same_as) are one point labelled with all
--- their ratios; several records of one cell (seeds) are one point with an error bar (± 1 std).
+-- their ratios; several records of one cell (seeds) are one point with an error bar (the 95% t-interval of the mean).
 local palette = { hgrn = "#1f77b4", retnet = "#ff7f0e", gla = "#2ca02c", hgrn2 = "#d62728", delta_net = "#9467bd",
-                  gated_deltanet = "#8c564b", transformer = "#000000" }
-local order = { "hgrn", "retnet", "gla", "hgrn2", "delta_net", "gated_deltanet", "transformer" }
+                  gated_deltanet = "#8c564b", kda = "#e377c2", gated_deltaproduct = "#7f7f7f", mamba2 = "#bcbd22",
+                  rwkv7 = "#17becf", transformer = "#000000" }
+local order = { "hgrn", "retnet", "gla", "hgrn2", "delta_net", "gated_deltanet", "kda", "gated_deltaproduct", "mamba2", "rwkv7",
+                "transformer" }
 
 local function grouped(field)
   local groups, list = {}, {}
@@ -454,12 +760,12 @@ end
 local plots = {
   { "recall_vs_attention", { title = "MQAR accuracy vs attention share", xlabel = "attention layers / all layers (axis broken before the Transformer)",
     ylabel = "MQAR accuracy", series = series_of("mqar_acc", "share", false), xsegments = share_segments(), ymin = 0, ymax = 1,
-    xformat = "percent" } },
+    xformat = "percent", errorbars = "ci95" } },
   { "lm_vs_ratio", { title = "Validation bits per byte vs attention share", xlabel = "attention layers / all layers (axis broken before the Transformer)",
     ylabel = "bits per byte (lower is better)", series = series_of("lm_val_bpb", "share", false), xsegments = share_segments(),
-    xformat = "percent" } },
+    xformat = "percent", errorbars = "ci95" } },
   { "recall_vs_state", { title = "Recall vs decode memory (recurrent state + KV cache at T)", xlabel = "bytes per sequence (log scale)",
-    ylabel = "MQAR accuracy", series = series_of("mqar_acc", "bytes", true), logx = true, ymin = 0, ymax = 1, xformat = "bytes" } },
+    ylabel = "MQAR accuracy", series = series_of("mqar_acc", "bytes", true), logx = true, ymin = 0, ymax = 1, xformat = "bytes", errorbars = "ci95" } },
 }
 local png = hb.plot.have_rsvg()
 local written = {}
@@ -476,4 +782,4 @@ for _, pl in ipairs(plots) do
     if png then hb.plot.save(out .. "/" .. pl[1] .. ".png", svg); written[#written + 1] = pl[1] .. ".png" end
   end
 end
-print(string.format("grid: %d cells → %s/grid.csv, grid.md, %s (%.0f s)", #results, out, table.concat(written, ", "), hb.now() - tstart))
+print(string.format("grid: %d cells × %d seed(s) → %s/grid.csv, grid_seeds.csv, grid.md, %s (%.0f s)", #agg, #seeds, out, table.concat(written, ", "), hb.now() - tstart))

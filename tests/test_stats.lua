@@ -99,5 +99,17 @@ T.ok(md:find("| 1 | standalone rank", 1, true) and md:find("| 4 | hybrids recove
 local one_seed = {}
 for _, x in ipairs(recs) do if x.seed == 0 then one_seed[#one_seed + 1] = x end end
 local f1 = S.findings(one_seed, { B = 50 })
+T.like(table.concat(S.findings_markdown(f1), "\n"), "no test (1 seed)", "F1 with one seed gives no verdict (a majority of one seed is no test)")
 T.ok(f1.f2.verdict == "no interval (1 seed)" and f1.f4[1].verdict == "no interval (1 seed)", "one seed: verdicts say there is no interval")
+-- hb.plot's error bars: "ci95" spans the t-interval of the mean (wider than ± sd for 3 samples: t(2)/√3 = 2.48)
+do
+  local function fig(mode)
+    return hb.plot.svg { panels = { { series = { { name = "a", points = { { 0, { 1.0, 2.0, 3.0 } }, { 1, { 2.0, 2.5, 3.0 } } } } },
+      errorbars = mode } } }
+  end
+  local sd, ci = fig(nil), fig("ci95")
+  T.ok(type(sd) == "string" and type(ci) == "string" and sd ~= ci, "plot: ci95 error bars differ from ± sd bars")
+  T.is(fig("sd"), sd, "plot: errorbars = \"sd\" is the default")
+  T.raises(function() fig("se") end, 'errorbars must be "sd" or "ci95", got se', "plot: an unknown errorbars value is refused")
+end
 T.done()

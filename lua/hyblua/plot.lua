@@ -18,18 +18,21 @@
 --   series = { {name =, color =, points = {{x, y [, label = "text"]}, ...}, line = true, markers = true,
 --               dash = false, width = 2, opacity = 1}, ... }
 --              y may be a list of samples (several seeds): the point is their mean, with an error bar of
---              ± one standard deviation (sample std; a single sample has no bar)
+--              ± one standard deviation (sample std; a single sample has no bar), or with
+--              errorbars = "ci95" the 95% Student-t interval of the mean (± t_{.975,n−1}·sd/√n)
 --   logx, logy                 log10 axes (values must be > 0)
 --   xmin, xmax, ymin, ymax     fix the data range (the axis adds a small margin so no point sits on it)
 --   xsegments = {{lo, hi [, weight]}, ...}  a broken x axis: the segments side by side (width by weight),
 --              with break marks between them, e.g. hybrids at 0–0.25 and a Transformer at 1.0
 --   xformat, yformat           "bytes" (kB, MB), "si" (12k, 3.4M), "percent", or a function(v) → text
+--   errorbars = "sd" | "ci95"  what the bar of a point with several samples spans (default "sd")
 --   legend = true              the series names, at the right of the panel
 -- Ticks fall on nice values, with light gridlines; points are drawn with markers, optional labels and
 -- error bars. Every error raises a user error naming what is wrong.
 local hb = require "hyblua.binding"
 local config = require "hyblua.config"
 local user_error = require("hyblua.errors").user_error
+local stats = require "hyblua.stats"
 
 local P = {}
 local place_labels
@@ -112,14 +115,17 @@ function P.smooth(values, alpha)
   return out
 end
 
-local function mean_std(ys)
+-- the mean of samples and the half-width of its error bar: the sample std ("sd") or the 95% t-interval ("ci95")
+local function mean_std(ys, mode)
   local n, s = #ys, 0
   for _, y in ipairs(ys) do s = s + y end
   local m = s / n
   if n < 2 then return m, nil end
   local q = 0
   for _, y in ipairs(ys) do q = q + (y - m) ^ 2 end
-  return m, math.sqrt(q / (n - 1))
+  local sd = math.sqrt(q / (n - 1))
+  if mode == "ci95" then return m, stats.t_quantile(0.975, n - 1) * sd / math.sqrt(n) end
+  return m, sd
 end
 
 local function esc(s)
@@ -128,12 +134,15 @@ end
 
 -- ---- checking a panel -----------------------------------------------------------------------------------
 local panel_keys = { "title", "xlabel", "ylabel", "series", "logx", "logy", "xmin", "xmax", "ymin", "ymax", "xsegments",
-                     "xformat", "yformat", "legend", "notes" }
+                     "xformat", "yformat", "legend", "notes", "errorbars" }
 local series_keys = { "name", "color", "points", "line", "markers", "dash", "width", "opacity", "labels" }
 
 local function check_panel(p, where)
   if type(p) ~= "table" then user_error(where .. ": a panel must be a table") end
   config.check_keys(p, panel_keys, where)
+  if p.errorbars ~= nil and p.errorbars ~= "sd" and p.errorbars ~= "ci95" then
+    user_error(where .. ": errorbars must be \"sd\" or \"ci95\", got " .. tostring(p.errorbars))
+  end
   if type(p.series) ~= "table" then user_error(where .. ": 'series' must be a list of {name =, points = {{x, y}, ...}}") end
   for i, s in ipairs(p.series) do
     local sw = string.format("%s: series %d", where, i)
@@ -176,7 +185,7 @@ local function data_range(p, axis)
       else
         local y = pt[2]
         if type(y) == "table" then
-          local m, sd = mean_std(y)
+          local m, sd = mean_std(y, p.errorbars)
           sd = sd or 0
           lo, hi = math.min(lo, m - sd), math.max(hi, m + sd)
         else
@@ -364,7 +373,7 @@ local function draw_panel(o, p, ox, oy, W, H, lw)
     local prev_seg
     for _, pt in ipairs(s.points) do
       local y, sd = pt[2], nil
-      if type(y) == "table" then y, sd = mean_std(y) end
+      if type(y) == "table" then y, sd = mean_std(y, p.errorbars) end
       local sg = seg_of(pt[1])
       if sg then
         if prev_seg and sg ~= prev_seg then flush() end -- no line across an axis break

@@ -443,7 +443,8 @@ function S.findings_markdown(f)
         "top changes in %d of %d seeds; order changes in %d of %d; ρ = %s | %s |",
         which[2], pct, table.concat(r.pure_order, " > "), table.concat(r.hybrid_order, " > "),
         r.seeds_top_changed, r.seeds, r.seeds_order_changed, r.seeds, iv(r.rho, "%.2f"),
-        r.seeds == 0 and "-" or (r.seeds_top_changed * 2 > r.seeds and "holds" or "does not hold"))
+        r.seeds == 0 and "-" or r.seeds < 2 and "no test (1 seed)" or
+        (r.seeds_top_changed * 2 > r.seeds and "holds" or "does not hold"))
     end
   end
   if f.f2 then
