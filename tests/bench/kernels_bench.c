@@ -5,6 +5,11 @@
  *   kernels_bench train KERNEL T[,T...] D REPS    chunked forward + backward of one mixer at B = 1,
  *                                                 H = 512/D heads of head dim D (K = V = D), chunk 64;
  *                                                 best of REPS after a warm-up (no warm-up for T > 1024)
+ *   kernels_bench train+sgemm KERNEL T[,T...] D REPS   the same, with a 1024³ cblas_sgemm timed 3 times right
+ *                                                 before and 3 times right after the kernel's repetitions
+ *                                                 in the same process (not between them: that would evict
+ *                                                 the kernel's working set): sgemm_gflops_best / _median
+ *                                                 are measured under the same load as the kernel
  *   kernels_bench decode KERNEL CTX[,CTX...] D REPS  one decode step at context length CTX (B = 1)
  *   kernels_bench gemm TR:M:N:K[,...] REPS        hb_matmul in fp32 (cblas_sgemm split over the pool, what
  *                                                 training runs) and in bf16 (kernels/gemm_bf16.c) on
@@ -193,6 +198,8 @@ static void flops(const char *k, double T, double D, double C, double *ff, doubl
     }
 }
 
+static int interleave_sgemm; /* train+sgemm: 1024³ sgemms right before and after the repetitions */
+
 static int do_train(const char *kern, int64_t T, int64_t D, int reps) {
     const int64_t B = 1, H = 512 / D, C = 64, K = D, V = D;
     const int64_t nk = B * T * H * K, nv = B * T * H * V, nb = B * T * H;
@@ -254,6 +261,18 @@ static int do_train(const char *kern, int64_t T, int64_t D, int reps) {
         hdo = buf(B * T * Dh, -1, 1); hdx = zbuf(B * T * Dh); hdg = zbuf(B * T * Dh);
     }
     double *tf = malloc((size_t)(reps + 1) * sizeof *tf), *tb = malloc((size_t)(reps + 1) * sizeof *tb), *tt = malloc((size_t)(reps + 1) * sizeof *tt);
+    const int SG = 1024;
+    float *sa = NULL, *sb = NULL, *sc = NULL;
+    double ts[6];
+    if (interleave_sgemm) {
+        sa = buf(SG * SG, -1, 1); sb = buf(SG * SG, -1, 1); sc = zbuf(SG * SG);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, SG, SG, SG, 1.f, sa, SG, sb, SG, 0.f, sc, SG);
+        for (int i = 0; i < 3; i++) {
+            double s0 = now();
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, SG, SG, SG, 1.f, sa, SG, sb, SG, 0.f, sc, SG);
+            ts[i] = now() - s0;
+        }
+    }
     int rc = 0;
     for (int r = T <= 1024 ? 0 : 1; r <= reps && !rc; r++) { /* r = 0 is a warm-up (skipped for long T) */
         double t0 = now();
@@ -282,6 +301,11 @@ static int do_train(const char *kern, int64_t T, int64_t D, int reps) {
         if (r > 0) { tf[r - 1] = t1 - t0; tb[r - 1] = t2 - t1; tt[r - 1] = t2 - t0; }
     }
     if (rc) { fprintf(stderr, "kernel %s failed\n", kern); return 1; }
+    for (int i = 3; interleave_sgemm && i < 6; i++) {
+        double s0 = now();
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, SG, SG, SG, 1.f, sa, SG, sb, SG, 0.f, sc, SG);
+        ts[i] = now() - s0;
+    }
     double ff, fb;
     flops(kern, (double)T, (double)D, (double)C, &ff, &fb);
     ff *= (double)(B * H);
@@ -289,9 +313,14 @@ static int do_train(const char *kern, int64_t T, int64_t D, int reps) {
     double bytes = hx ? (double)(B * T * Dh) * 4.0 * (3 + 5) : 0; /* fwd: x,g→o; bwd: do,g,o→dx,dg */
     printf("{\"bench\":\"train\",\"kernel\":\"%s\",\"T\":%lld,\"D\":%lld,\"H\":%lld,\"B\":%lld,\"C\":%lld,\"threads\":%d,"
            "\"fwd_best_s\":%.6g,\"fwd_median_s\":%.6g,\"bwd_best_s\":%.6g,\"bwd_median_s\":%.6g,\"total_best_s\":%.6g,"
-           "\"total_median_s\":%.6g,\"flops_fwd\":%.6g,\"flops_bwd\":%.6g,\"bytes\":%.6g}\n",
+           "\"total_median_s\":%.6g,\"flops_fwd\":%.6g,\"flops_bwd\":%.6g,\"bytes\":%.6g",
            kern, (long long)T, (long long)D, (long long)H, (long long)B, (long long)(hx ? hC : C), hb_threads_get(),
            best(tf, reps), med(tf, reps), best(tb, reps), med(tb, reps), best(tt, reps), med(tt, reps), ff, fb, bytes);
+    if (interleave_sgemm)
+        printf(",\"sgemm_N\":%d,\"sgemm_gflops_best\":%.4g,\"sgemm_gflops_median\":%.4g", SG,
+               2.0 * SG * SG * SG / best(ts, 6) / 1e9, 2.0 * SG * SG * SG / med(ts, 6) / 1e9);
+    printf("}\n");
+    free(sa); free(sb); free(sc);
     free(q); free(k); free(v); free(o); free(dout); free(dq); free(dk); free(dv); free(g); free(dg); free(beta);
     free(db); free(hs); free(lse); free(lg); free(hx); free(hg); free(ho); free(hdo); free(hdx); free(hdg);
     free(xk); free(xv); free(xdk); free(xdv); free(xa); free(xb); free(xda); free(xdb);
@@ -341,6 +370,7 @@ int main(int argc, char **argv) {
         }
         return rc;
     }
+    if (argc >= 6 && !strcmp(argv[1], "train+sgemm")) { interleave_sgemm = 1; argv[1] = "train"; }
     if (argc >= 6 && (!strcmp(argv[1], "train") || !strcmp(argv[1], "decode"))) {
         /* argv[3] is a comma-separated list of sequence / context lengths */
         int rc = 0;
@@ -354,7 +384,7 @@ int main(int argc, char **argv) {
         }
         return rc;
     }
-    fprintf(stderr, "usage: kernels_bench sgemm N REPS | train KERNEL T[,T..] D REPS | decode KERNEL CTX[,CTX..] D REPS"
+    fprintf(stderr, "usage: kernels_bench sgemm N REPS | train[+sgemm] KERNEL T[,T..] D REPS | decode KERNEL CTX[,CTX..] D REPS"
                     " | gemm TR:M:N:K[,...] REPS\n");
     return 2;
 }
