@@ -720,11 +720,13 @@ def next_report(w, meta, nx):
                 if not rows:
                     continue
                 fl = max(ut) / min(ut) if ut else None
+                tmax = max(rows, key=lambda x: x.get("us_per_token") or 0)["T"]
+                tmin = min(rows, key=lambda x: x.get("us_per_token") or 1e30)["T"]
                 w(f"| {NEXT_KERNEL_NAMES[k]} | {D} | {fmt(min(pct) if pct else None, '.0f')}–"
                   f"{fmt(max(pct) if pct else None, '.0f')}% | "
                   f"**{'met' if pct and min(pct) >= targets.KERNEL_TARGET else 'missed' if pct else '—'}** | "
                   f"{fmt(min(ut) if ut else None, '.1f')}–{fmt(max(ut) if ut else None, '.1f')} | {fmt(fl)} | "
-                  f"{'yes' if fl and fl <= 1.3 else 'no' if fl else '—'} |")
+                  f"{'yes' if fl and fl <= 1.3 else f'no (slowest per token at T {tmax}, fastest at T {tmin})' if fl else '—'} |")
         w("")
         for k in NEXT_KERNELS:
             rows = [x for x in ks if x["kernel"] == k]
