@@ -666,7 +666,7 @@ def bf16_report(w, meta, bf):
         w("")
 
 
-def next_report(w, meta, nx):
+def next_report(w, meta, nx, mm=None):
     """The section of issue 13's mixers (the "next" harness section), hyblua only."""
     import targets
     sm = (meta.get("sections") or {}).get("next", {})
@@ -710,6 +710,13 @@ def next_report(w, meta, nx):
           f"T ≥ {targets.KERNEL_MIN_T} (the smallest % over those T decides); time per token flat in T "
           "(\"µs/token max/min\" over all T measured; ≤ 1.3 on this noisy machine counts as flat).")
         w("")
+        sgs = [x["sgemm"] for x in ks if x.get("sgemm")]
+        if sgs and mm and mm.get("sgemm"):
+            w(f"Load check: the in-process sgemm of this section ranged {min(sgs):.0f}–{max(sgs):.0f} GFLOP/s; the "
+              f"matmul section's 1024³ sgemm (its own run, see its date) reached {mm['sgemm']:.0f} GFLOP/s. Where "
+              "this section's sgemm is well below that, the machine was contended during it, and the % sgemm "
+              "column is a ratio of two contended numbers: reliable to perhaps ±10 points, not better.")
+            w("")
         w("| kernel | D | % sgemm at T ≥ 1024 (min–max) | target | µs/token min–max | µs/token max/min | flat in T |")
         w("|---|---|---|---|---|---|---|")
         for k in NEXT_KERNELS:
@@ -951,7 +958,7 @@ def write_report(path, meta, tc, mm, models, kernels, decodes, bf=None, nx=None)
     w("* HGRN is element-wise; its row reports bytes moved (`32·T·D`: x, g → o; do, g, o → dx, dg) per second.")
     w("")
     if nx:
-        next_report(w, meta, nx)
+        next_report(w, meta, nx, mm)
     if decodes:
         w("## Decode cost per token vs context length (kernel level)")
         w("")
