@@ -685,7 +685,7 @@ def next_report(w, meta, nx, mm=None):
     if ks:
         w("### Kernels: chunked forward + backward vs sgemm")
         w("")
-        w("`kernels_bench train KERNEL T,... D REPS` (tests/bench/kernels_bench.c): B = 1, H = 512/D heads, K = V = D, "
+        w("`kernels_bench train+sgemm KERNEL T,... D REPS` (tests/bench/kernels_bench.c, REPS = 5): B = 1, H = 512/D heads, K = V = D, "
           "chunk 64, one forward (saving the chunk states) plus one backward (reusing them), best of the repetitions "
           "after a warm-up when T ≤ 1024. Inputs as the model layers produce them: KDA l2-normalised q/k, "
           "per-channel log decay in [−0.2, 0), β ∈ (0.05, 0.95); Gated DeltaProduct NH = 2 Householder steps per "
