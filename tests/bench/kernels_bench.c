@@ -5,12 +5,22 @@
  *   kernels_bench train KERNEL T[,T...] D REPS    chunked forward + backward of one mixer at B = 1,
  *                                                 H = 512/D heads of head dim D (K = V = D), chunk 64;
  *                                                 best of REPS after a warm-up (no warm-up for T > 1024)
+ *   kernels_bench train+sgemm KERNEL T[,T...] D REPS   the same, with a 1024³ cblas_sgemm timed 3 times right
+ *                                                 before and 3 times right after the kernel's repetitions
+ *                                                 in the same process (not between them: that would evict
+ *                                                 the kernel's working set): sgemm_gflops_best / _median
+ *                                                 are measured under the same load as the kernel
  *   kernels_bench decode KERNEL CTX[,CTX...] D REPS  one decode step at context length CTX (B = 1)
  *   kernels_bench gemm TR:M:N:K[,...] REPS        hb_matmul in fp32 (cblas_sgemm split over the pool, what
  *                                                 training runs) and in bf16 (kernels/gemm_bf16.c) on
  *                                                 op(A) (M,K) · op(B) (K,N), TR = NN | NT | TN | TT; the
  *                                                 two alternate REPS times, best time → GFLOP/s each
- * KERNEL: gla | retention | delta | gdelta | hgrn | attn. Output: one JSON line per call with the best
+ * KERNEL: gla | retention | delta | gdelta | hgrn | attn | kda | dproduct | dplr | ssd (the last four: issue 13's
+ * mixers, set up as their model layers call them: KDA with a per-key-channel log decay g ∈ [−0.2, 0) and
+ * l2-normalised q/k; Gated DeltaProduct with NH = 2 Householder steps per token, a forget gate and
+ * l2-normalised q/k; DPLR as RWKV-7 calls it, a = −κ, b = κ ⊙ u (κ l2-normalised, u ∈ (0,1)),
+ * gk ∈ (−0.6065, 0), scale 1; SSD with G = H groups (one q/k per head) and a scalar log decay per
+ * (token, head); HV = H everywhere). Output: one JSON line per call with the best
  * and median seconds of the forward, the backward and both together, and the FLOP counts of the chunked
  * algorithm (formulas in docs/performance.md and below; 2 FLOPs per multiply-add, causal/triangular
  * blocks counted as half, element-wise work not counted). HGRN is element-wise: it reports bytes moved.
@@ -18,10 +28,14 @@
  */
 #include "attention.h"
 #include "delta_rule.h"
+#include "deltaproduct.h"
+#include "dplr.h"
 #include "gla.h"
 #include "hgrn.h"
+#include "kda.h"
 #include "parallel.h"
 #include "retention.h"
+#include "ssd.h"
 #include "gemm_bf16.h"
 #include "linalg.h"
 #include "tensor.h"
@@ -151,6 +165,8 @@ static int do_gemm(const char *spec, int reps) {
     return 0;
 }
 
+#define DP_NH 2 /* Householder steps per token of the Gated DeltaProduct bench */
+
 /* FLOPs of the chunked algorithms per (batch, head); see docs/performance.md */
 static void flops(const char *k, double T, double D, double C, double *ff, double *fb) {
     double K = D, V = D;
@@ -160,6 +176,20 @@ static void flops(const char *k, double T, double D, double C, double *ff, doubl
     } else if (!strcmp(k, "delta") || !strcmp(k, "gdelta")) {
         *ff = 6 * T * K * V + T * (C - 1) * (2 * K + V) + T * (C + 1) * (K + V);
         *fb = 12 * T * K * V + 2 * T * (C + 1) * (K + V) + 2 * T * (C - 1) * (2 * K + V);
+    } else if (!strcmp(k, "kda")) { /* kernels/kda.h: per token and value head */
+        *ff = T * (6 * K * V + 2 * C * V + 2 * C * K + C * C / 3);
+        *fb = T * (14 * K * V + 5 * C * V + 6 * C * K + C * C / 3);
+    } else if (!strcmp(k, "dproduct")) { /* the delta rule's count over R = T·NH sub-steps (what runs) */
+        double R = T * DP_NH;
+        *ff = 6 * R * K * V + R * (C - 1) * (2 * K + V) + R * (C + 1) * (K + V);
+        *fb = 12 * R * K * V + 2 * R * (C + 1) * (K + V) + 2 * R * (C - 1) * (2 * K + V);
+    } else if (!strcmp(k, "dplr")) { /* kernels/dplr.h */
+        *ff = 8 * T * K * V + 2 * T * (C + 1) * K + 2 * T * (C - 1) * K + 2 * T * (C - 1) * V + 2 * T * (C + 1) * V +
+              T * C * C / 3;
+        *fb = 16 * T * K * V + 4 * T * (C + 1) * (K + V) + 4 * T * (C - 1) * (K + V);
+    } else if (!strcmp(k, "ssd")) { /* kernels/ssd.h with G = H (per head) */
+        *ff = 4 * T * K * V + T * (C + 1) * V + T * (C + 1) * K;
+        *fb = 8 * T * K * V + 2 * T * (C + 1) * V + 3 * T * (C + 1) * K;
     } else if (!strcmp(k, "attn")) {
         *ff = 2 * T * (T + 1) * D;
         *fb = 5 * T * (T + 1) * D;
@@ -167,6 +197,8 @@ static void flops(const char *k, double T, double D, double C, double *ff, doubl
         *ff = *fb = 0;
     }
 }
+
+static int interleave_sgemm; /* train+sgemm: 1024³ sgemms right before and after the repetitions */
 
 static int do_train(const char *kern, int64_t T, int64_t D, int reps) {
     const int64_t B = 1, H = 512 / D, C = 64, K = D, V = D;
@@ -189,6 +221,38 @@ static int do_train(const char *kern, int64_t T, int64_t D, int reps) {
         if (!strcmp(kern, "gdelta")) { g = buf(nb, -0.2, -0.001); dg = zbuf(nb); }
     }
     if (!strcmp(kern, "attn")) lse = zbuf(B * H * T);
+    /* issue 13's mixers (HV = H, G = H) */
+    const int is_kda = !strcmp(kern, "kda"), is_dp = !strcmp(kern, "dproduct"), is_dplr = !strcmp(kern, "dplr"),
+              is_ssd = !strcmp(kern, "ssd");
+    float *xk = NULL, *xv = NULL, *xdk = NULL, *xdv = NULL, *xa = NULL, *xb = NULL, *xda = NULL, *xdb = NULL;
+    if (is_kda) {
+        l2norm_rows(q, B * T * H, K);
+        l2norm_rows(k, B * T * H, K);
+        g = buf(nk, -0.2, -0.001); dg = zbuf(nk);
+        beta = buf(nb, 0.05, 0.95); db = zbuf(nb);
+        hs = zbuf(kda_chunk_count(NULL, 0, B, T, C) * H * K * V);
+    }
+    if (is_dp) { /* k, v, beta: DP_NH sub-steps per token */
+        l2norm_rows(q, B * T * H, K);
+        xk = buf(nk * DP_NH, -1, 1); xv = buf(nv * DP_NH, -1, 1); xdk = zbuf(nk * DP_NH); xdv = zbuf(nv * DP_NH);
+        l2norm_rows(xk, B * T * DP_NH * H, K);
+        beta = buf(nb * DP_NH, 0.05, 0.95); db = zbuf(nb * DP_NH);
+        g = buf(nb, -0.2, -0.001); dg = zbuf(nb);
+        hs = zbuf(deltaproduct_chunk_count(NULL, 0, B, T, DP_NH, C) * H * K * V);
+    }
+    if (is_dplr) { /* RWKV-7: a = −κ, b = κ ⊙ u, κ l2-normalised; gk = −0.6065·σ(·) */
+        l2norm_rows(k, B * T * H, K);
+        xa = buf(nk, -1, 1); l2norm_rows(xa, B * T * H, K);
+        xb = buf(nk, 0.01, 0.99);
+        for (int64_t i = 0; i < nk; i++) { xb[i] *= xa[i]; xa[i] = -xa[i]; }
+        g = buf(nk, -0.6, -0.001); dg = zbuf(nk); xda = zbuf(nk); xdb = zbuf(nk);
+        hs = zbuf(dplr_chunk_count(NULL, 0, B, T, C) * H * K * V);
+        scale = 1.f;
+    }
+    if (is_ssd) {
+        g = buf(nb, -0.2, -0.001); dg = zbuf(nb);
+        hs = zbuf(ssd_chunk_count(NULL, 0, B, T, C) * H * K * V);
+    }
     const int64_t Dh = H * D; /* hgrn: channels */
     float *hx = NULL, *hg = NULL, *ho = NULL, *hdo = NULL, *hdx = NULL, *hdg = NULL;
     int64_t hC = hgrn_chunk_hint(B, T, Dh);
@@ -197,17 +261,37 @@ static int do_train(const char *kern, int64_t T, int64_t D, int reps) {
         hdo = buf(B * T * Dh, -1, 1); hdx = zbuf(B * T * Dh); hdg = zbuf(B * T * Dh);
     }
     double *tf = malloc((size_t)(reps + 1) * sizeof *tf), *tb = malloc((size_t)(reps + 1) * sizeof *tb), *tt = malloc((size_t)(reps + 1) * sizeof *tt);
+    const int SG = 1024;
+    float *sa = NULL, *sb = NULL, *sc = NULL;
+    double ts[6];
+    if (interleave_sgemm) {
+        sa = buf(SG * SG, -1, 1); sb = buf(SG * SG, -1, 1); sc = zbuf(SG * SG);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, SG, SG, SG, 1.f, sa, SG, sb, SG, 0.f, sc, SG);
+        for (int i = 0; i < 3; i++) {
+            double s0 = now();
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, SG, SG, SG, 1.f, sa, SG, sb, SG, 0.f, sc, SG);
+            ts[i] = now() - s0;
+        }
+    }
     int rc = 0;
     for (int r = T <= 1024 ? 0 : 1; r <= reps && !rc; r++) { /* r = 0 is a warm-up (skipped for long T) */
         double t0 = now();
-        if (!strcmp(kern, "gla")) rc = gla_fwd_chunk_f32(o, NULL, q, k, v, g, NULL, scale, NULL, 0, B, T, H, K, V, C);
+        if (is_kda) rc = kda_fwd_chunk_f32(o, NULL, hs, q, k, v, g, beta, NULL, scale, NULL, 0, B, T, H, H, K, V, C);
+        else if (is_dp) rc = deltaproduct_fwd_chunk_f32(o, NULL, hs, q, xk, xv, beta, g, NULL, scale, NULL, 0, B, T, DP_NH, H, H, K, V, C);
+        else if (is_dplr) rc = dplr_fwd_chunk_f32(o, NULL, hs, q, k, v, xa, xb, g, NULL, scale, NULL, 0, B, T, H, K, V, C);
+        else if (is_ssd) rc = ssd_fwd_chunk_f32(o, NULL, hs, q, k, v, g, NULL, scale, 0, NULL, 0, B, T, H, H, K, V, C);
+        else if (!strcmp(kern, "gla")) rc = gla_fwd_chunk_f32(o, NULL, q, k, v, g, NULL, scale, NULL, 0, B, T, H, K, V, C);
         else if (!strcmp(kern, "retention")) rc = retention_fwd_chunk_f32(o, NULL, q, k, v, NULL, lg, scale, NULL, 0, B, T, H, K, V, C);
         else if (beta) rc = delta_rule_fwd_chunk_f32(o, NULL, hs, q, k, v, beta, g, NULL, scale, NULL, 0, B, T, H, H, K, V, C);
         else if (!strcmp(kern, "attn")) rc = attn_fwd_f32(o, lse, q, k, v, scale, 0, NULL, 0, B, T, H, H, D, 64);
         else if (hx) rc = hgrn_fwd_chunk_f32(ho, NULL, hx, hg, NULL, NULL, 0, B, T, Dh, hC);
         double t1 = now();
         if (!rc) {
-            if (!strcmp(kern, "gla")) rc = gla_bwd_chunk_f32(dq, dk, dv, dg, NULL, dout, NULL, q, k, v, g, NULL, scale, NULL, 0, B, T, H, K, V, C);
+            if (is_kda) rc = kda_bwd_chunk_f32(dq, dk, dv, dg, db, NULL, dout, NULL, q, k, v, g, beta, NULL, hs, scale, NULL, 0, B, T, H, H, K, V, C);
+            else if (is_dp) rc = deltaproduct_bwd_chunk_f32(dq, xdk, xdv, db, dg, dout, q, xk, xv, beta, g, NULL, hs, scale, NULL, 0, B, T, DP_NH, H, H, K, V, C);
+            else if (is_dplr) rc = dplr_bwd_chunk_f32(dq, dk, dv, xda, xdb, dg, NULL, dout, NULL, q, k, v, xa, xb, g, NULL, hs, scale, NULL, 0, B, T, H, K, V, C);
+            else if (is_ssd) rc = ssd_bwd_chunk_f32(dq, dk, dv, dg, NULL, dout, NULL, q, k, v, g, NULL, hs, scale, 0, NULL, 0, B, T, H, H, K, V, C);
+            else if (!strcmp(kern, "gla")) rc = gla_bwd_chunk_f32(dq, dk, dv, dg, NULL, dout, NULL, q, k, v, g, NULL, scale, NULL, 0, B, T, H, K, V, C);
             else if (!strcmp(kern, "retention")) rc = retention_bwd_chunk_f32(dq, dk, dv, dout, q, k, v, NULL, lg, scale, NULL, 0, B, T, H, K, V, C);
             else if (beta) rc = delta_rule_bwd_chunk_f32(dq, dk, dv, db, dg, dout, q, k, v, beta, g, NULL, hs, scale, NULL, 0, B, T, H, H, K, V, C);
             else if (!strcmp(kern, "attn")) rc = attn_bwd_f32(dq, dk, dv, q, k, v, o, lse, dout, scale, 0, NULL, 0, B, T, H, H, D, 64);
@@ -217,6 +301,11 @@ static int do_train(const char *kern, int64_t T, int64_t D, int reps) {
         if (r > 0) { tf[r - 1] = t1 - t0; tb[r - 1] = t2 - t1; tt[r - 1] = t2 - t0; }
     }
     if (rc) { fprintf(stderr, "kernel %s failed\n", kern); return 1; }
+    for (int i = 3; interleave_sgemm && i < 6; i++) {
+        double s0 = now();
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, SG, SG, SG, 1.f, sa, SG, sb, SG, 0.f, sc, SG);
+        ts[i] = now() - s0;
+    }
     double ff, fb;
     flops(kern, (double)T, (double)D, (double)C, &ff, &fb);
     ff *= (double)(B * H);
@@ -224,11 +313,17 @@ static int do_train(const char *kern, int64_t T, int64_t D, int reps) {
     double bytes = hx ? (double)(B * T * Dh) * 4.0 * (3 + 5) : 0; /* fwd: x,g→o; bwd: do,g,o→dx,dg */
     printf("{\"bench\":\"train\",\"kernel\":\"%s\",\"T\":%lld,\"D\":%lld,\"H\":%lld,\"B\":%lld,\"C\":%lld,\"threads\":%d,"
            "\"fwd_best_s\":%.6g,\"fwd_median_s\":%.6g,\"bwd_best_s\":%.6g,\"bwd_median_s\":%.6g,\"total_best_s\":%.6g,"
-           "\"total_median_s\":%.6g,\"flops_fwd\":%.6g,\"flops_bwd\":%.6g,\"bytes\":%.6g}\n",
+           "\"total_median_s\":%.6g,\"flops_fwd\":%.6g,\"flops_bwd\":%.6g,\"bytes\":%.6g",
            kern, (long long)T, (long long)D, (long long)H, (long long)B, (long long)(hx ? hC : C), hb_threads_get(),
            best(tf, reps), med(tf, reps), best(tb, reps), med(tb, reps), best(tt, reps), med(tt, reps), ff, fb, bytes);
+    if (interleave_sgemm)
+        printf(",\"sgemm_N\":%d,\"sgemm_gflops_best\":%.4g,\"sgemm_gflops_median\":%.4g", SG,
+               2.0 * SG * SG * SG / best(ts, 6) / 1e9, 2.0 * SG * SG * SG / med(ts, 6) / 1e9);
+    printf("}\n");
+    free(sa); free(sb); free(sc);
     free(q); free(k); free(v); free(o); free(dout); free(dq); free(dk); free(dv); free(g); free(dg); free(beta);
     free(db); free(hs); free(lse); free(lg); free(hx); free(hg); free(ho); free(hdo); free(hdx); free(hdg);
+    free(xk); free(xv); free(xdk); free(xdv); free(xa); free(xb); free(xda); free(xdb);
     free(tf); free(tb); free(tt);
     return 0;
 }
@@ -275,6 +370,7 @@ int main(int argc, char **argv) {
         }
         return rc;
     }
+    if (argc >= 6 && !strcmp(argv[1], "train+sgemm")) { interleave_sgemm = 1; argv[1] = "train"; }
     if (argc >= 6 && (!strcmp(argv[1], "train") || !strcmp(argv[1], "decode"))) {
         /* argv[3] is a comma-separated list of sequence / context lengths */
         int rc = 0;
@@ -288,7 +384,7 @@ int main(int argc, char **argv) {
         }
         return rc;
     }
-    fprintf(stderr, "usage: kernels_bench sgemm N REPS | train KERNEL T[,T..] D REPS | decode KERNEL CTX[,CTX..] D REPS"
+    fprintf(stderr, "usage: kernels_bench sgemm N REPS | train[+sgemm] KERNEL T[,T..] D REPS | decode KERNEL CTX[,CTX..] D REPS"
                     " | gemm TR:M:N:K[,...] REPS\n");
     return 2;
 }

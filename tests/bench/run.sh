@@ -13,6 +13,9 @@
 # tests/bench/results/latest.json. Both sides use the same thread count (default 2); the thread
 # environment is exported here, before any Python process imports torch.
 # A full run takes 28–35 minutes on the shared 2-core machine (depending on its load); --quick about 5.
+# --only next [--quick]: issue 13's mixers alone (KDA, Gated DeltaProduct, RWKV-7's DPLR, Mamba-2's SSD:
+#   kernel GFLOP/s against an sgemm timed in the same process, D 64/128, T 512–4096; training tokens/s of
+#   kda, gated_deltaproduct, rwkv7, mamba2 pure and 3:1 next to gated_deltanet; hyblua only), about 5 min.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
