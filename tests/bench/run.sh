@@ -4,6 +4,9 @@
 #   tests/bench/scaling.lua prints a markdown table (training tokens/s per model type, prefill/decode
 #   tokens/s, kernel and gemm GFLOP/s, kernel/gemm ratio; speed-up and efficiency per thread count).
 #   Needs no Python: make, a C compiler and ./hyblua only. About 2 min per thread count on an idle host.
+# tests/bench/run.sh --inference [SIZES] [--threads N] — inference only (340m unless SIZES: 340m,1.3b):
+#   tests/bench/inference.lua (prefill / decode tokens/s of GatedDeltaNet 3:1 and Transformer at fla's shapes,
+#   bf16 safetensors loaded by mmap, against the memory-bandwidth bound measured by build/bench/stream_bench).
 #
 # Builds ./hyblua (if needed) and build/bench/kernels_bench (tests/bench/kernels_bench.c, compiled with
 # the Makefile's own CFLAGS and linked against build/libhbcore.a), checks that Debian's python3-torch
@@ -16,10 +19,12 @@ cd "$(dirname "$0")/../.."
 
 THREADS=2
 SCALING=""
+INFERENCE=""
 args=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --scaling) SCALING="1,2,4,8,16"; shift; case "${1-}" in [0-9]*) SCALING="$1"; shift ;; esac ;;
+    --inference) INFERENCE="340m"; shift; case "${1-}" in [0-9]*) INFERENCE="$1"; shift ;; esac ;;
     --threads) THREADS="$2"; shift 2 ;;
     --threads=*) THREADS="${1#*=}"; shift ;;
     *) args+=("$1"); shift ;;
@@ -28,7 +33,7 @@ done
 export HYBLUA_NUM_THREADS="$THREADS" OPENBLAS_NUM_THREADS="$THREADS" OMP_NUM_THREADS="$THREADS" OMP_WAIT_POLICY=PASSIVE
 PY="${HB_BENCH_PYTHON:-/usr/bin/python3}"
 
-if [ -z "$SCALING" ] && ! "$PY" -c 'import torch, numpy' 2>/dev/null; then
+if [ -z "$SCALING$INFERENCE" ] && ! "$PY" -c 'import torch, numpy' 2>/dev/null; then
   echo "bench: $PY cannot import torch/numpy; install them with: apt-get install -y python3-torch python3-numpy" >&2
   exit 1
 fi
@@ -45,6 +50,12 @@ CC_=${flags%%|*}; rest=${flags#*|}; CFLAGS_=${rest%%|*}; LIBS_=${rest#*|}
 mkdir -p build/bench
 # shellcheck disable=SC2086
 $CC_ $CFLAGS_ tests/bench/kernels_bench.c -o build/bench/kernels_bench build/libhbcore.a $LIBS_
+# shellcheck disable=SC2086
+$CC_ $CFLAGS_ tests/bench/stream_bench.c -o build/bench/stream_bench -lpthread
+
+if [ -n "$INFERENCE" ]; then
+  exec ./hyblua tests/bench/inference.lua "$INFERENCE" "$THREADS"
+fi
 
 if [ -n "$SCALING" ]; then
   exec ./hyblua tests/bench/scaling.lua "$SCALING"
