@@ -867,6 +867,16 @@ def write_report(path, meta, tc, mm, models, kernels, decodes, bf=None):
     else:
         w("(no scaling run yet)")
     w("")
+    # issue 15: the process × thread splits (tests/bench/split_scaling.sh) and the inference section
+    # (tests/bench/run.sh --inference), each copied from its last result file when there is one
+    res = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+    for fname in ("split_scaling.md", "inference.md"):
+        fp = os.path.join(res, fname)
+        if os.path.exists(fp):
+            with open(fp) as f:
+                for line in f.read().rstrip("\n").split("\n"):
+                    w(line)
+            w("")
     w("## Reproducing and profiling")
     w("")
     w("* `make bench` (full: 28–35 minutes on the shared 2-core machine, depending on its load) or "

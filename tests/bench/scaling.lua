@@ -90,7 +90,7 @@ local function emit(s) out[#out + 1] = s; print(s) end
 local f = io.open("/proc/cpuinfo")
 local cpu = f and f:read("a"):match("model name%s*:%s*([^\n]+)") or "?"
 if f then f:close() end
-local p = io.popen("nproc")
+local p = io.popen("env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc")
 local ncpu = p:read("l")
 p:close()
 emit(string.format("## Thread scaling (%s, %s CPUs, %s UTC; best of %d steps)", cpu, ncpu, os.date("!%Y-%m-%d %H:%M"), steps))

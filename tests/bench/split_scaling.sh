@@ -7,7 +7,7 @@
 # The split's throughput is the sum of its processes' tokens/s: an upper bound of data parallelism over MPI
 # with that split (no all-reduce, no barrier), so "1 process / best split" here is a lower bound of the ratio
 # against a real MPI run. One JSON line per (model, split) on stdout; a markdown table at the end.
-# Needs ./hyblua (make). Run on a quiet machine with at least P·T CPUs.
+# SEQ=T (default 2048) and MODELS="gla ..." shrink a run. Needs ./hyblua (make). Run on a quiet machine with at least P·T CPUs.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 SPLITS=${1:-"1x16 2x8 4x4"}; STEPS=${2:-3}
@@ -21,7 +21,7 @@ declare -A CFG=(
 MODELS=${MODELS:-"gated_deltanet_3to1 gla transformer"}
 for m in $MODELS; do
   echo "${CFG[$m]}" > "$W/$m.json"
-  HYBLUA_NUM_THREADS=1 ./hyblua tests/bench/train_step.lua init "$W/$m.json" "$W/$m" 1 2 2048 > /dev/null
+  HYBLUA_NUM_THREADS=1 ./hyblua tests/bench/train_step.lua init "$W/$m.json" "$W/$m" 1 2 "${SEQ:-2048}" > /dev/null
 done
 TASKSET=$(command -v taskset || true)
 declare -A RES
@@ -43,6 +43,10 @@ for m in $MODELS; do
     echo "{\"model\": \"$m\", \"split\": \"$s\", \"processes\": $P, \"threads\": $T, \"tokens_per_s\": $tot}"
   done
 done
+{
+echo "### One process vs processes × threads ($(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //'), $(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc) CPUs, $(date -u '+%Y-%m-%d %H:%M') UTC; best of $STEPS steps; no MPI)"
+echo
+echo "Each split runs its processes at once, each pinned to its own CPUs; its tokens/s is the sum over them (an upper bound of MPI data parallelism, which adds the all-reduce). Target (issue 15): 1 process ≥ 0.8× the best split."
 echo
 echo "| model | $(for s in $SPLITS; do printf '%s tok/s | ' "$s"; done)1 process / best split |"
 echo "|---|$(for s in $SPLITS; do printf -- '---:|'; done)---:|"
@@ -54,3 +58,4 @@ for m in $MODELS; do
   done
   echo "| $m |$row $(awk -v a="$first" -v b="$best" 'BEGIN { printf "%.2f", a / b }') |"
 done
+} | tee tests/bench/results/split_scaling.md
