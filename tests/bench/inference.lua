@@ -22,18 +22,21 @@ local hb = require "hyblua"
 
 local mode = arg[1]
 
--- fla's 340M / 1.3B shapes (fla-org/flame configs): d, layers, vocab 32000, MLP hidden_ratio 4, untied head
+-- fla's 340M / 1.3B shapes: d 1024 / 2048, 24 layers, vocab 32000, MLP hidden_ratio 4 (SwiGLU width
+-- 2/3·4d rounded up to 256), untied LM head; attention heads of 64; Gated DeltaNet heads with
+-- num_heads·head_dim = 0.75·d and expand_v 2 (fla's layer sizing: q, k 0.75·d² each, v, g, o 1.5·d² each; at
+-- d 2048 that is fla's default 6 heads of 256), attention in every 4th layer (3:1)
 local function configs(size)
-  local d, L, gh, th
-  if size == "340m" then d, L, gh, th = 1024, 24, 4, 16
-  elseif size == "1.3b" then d, L, gh, th = 2048, 24, 8, 32
-  elseif size == "tiny" then d, L, gh, th = 256, 4, 1, 4 -- a smoke test of the bench itself
+  local d, L, gh, gd, th
+  if size == "340m" then d, L, gh, gd, th = 1024, 24, 6, 128, 16
+  elseif size == "1.3b" then d, L, gh, gd, th = 2048, 24, 6, 256, 32
+  elseif size == "tiny" then d, L, gh, gd, th = 256, 4, 3, 64, 4 -- a smoke test of the bench itself
   else error("inference: unknown size '" .. tostring(size) .. "' (340m | 1.3b | tiny)") end
   local attn_layers = {}
   for i = 3, L - 1, 4 do attn_layers[#attn_layers + 1] = i end -- every 4th layer: 3:1
   return {
     { name = "gated_deltanet 3:1 " .. size, cfg = { model_type = "gated_deltanet", hidden_size = d,
-      num_hidden_layers = L, vocab_size = 32000, num_heads = gh, head_dim = 256, expand_v = 2,
+      num_hidden_layers = L, vocab_size = 32000, num_heads = gh, head_dim = gd, expand_v = 2,
       attn = { layers = attn_layers, num_heads = th, num_kv_heads = th } } },
     { name = "transformer " .. size, cfg = { model_type = "transformer", hidden_size = d, num_hidden_layers = L,
       vocab_size = 32000, num_heads = th } },
