@@ -6,7 +6,8 @@
 #   Needs no Python: make, a C compiler and ./hyblua only. About 2 min per thread count on an idle host.
 # tests/bench/run.sh --inference [SIZES] [--threads N] — inference only (340m unless SIZES: 340m,1.3b):
 #   tests/bench/inference.lua (prefill / decode tokens/s of GatedDeltaNet 3:1 and Transformer at fla's shapes,
-#   bf16 safetensors loaded by mmap, against the memory-bandwidth bound measured by build/bench/stream_bench).
+#   bf16 safetensors loaded by mmap, against the memory-bandwidth bound measured by build/bench/stream_bench;
+#   about 4 min on the shared 2-core machine). A full run (no --quick / --only) runs the 340m part too.
 #
 # Builds ./hyblua (if needed) and build/bench/kernels_bench (tests/bench/kernels_bench.c, compiled with
 # the Makefile's own CFLAGS and linked against build/libhbcore.a), checks that Debian's python3-torch
@@ -61,6 +62,11 @@ if [ -n "$SCALING" ]; then
   exec ./hyblua tests/bench/scaling.lua "$SCALING"
 fi
 
+# the inference section (results/inference.md, copied into the report by harness.py) in full runs only
+case " ${args[*]-} " in
+  *" --quick "*|*" --only "*|*" --report-only "*) ;;
+  *) ./hyblua tests/bench/inference.lua 340m "$THREADS" > /dev/null || echo "bench: the inference section failed" >&2 ;;
+esac
 "$PY" tests/bench/harness.py --threads "$THREADS" ${args[@]+"${args[@]}"}
 
 # the "Targets" section explains a missed training target with the share of hyblua's step spent in sgemm:
