@@ -128,8 +128,9 @@ for _, size in ipairs(sizes) do
     run(env .. "./hyblua tests/bench/inference.lua init " .. dir .. ".json " .. dir)
     local r = run(env .. "./hyblua tests/bench/inference.lua bench " .. dir)
     r.name = mdl.name
-    local fsz = io.popen("stat -c %s " .. dir .. "/model.safetensors"):read("l")
-    r.file_bytes = tonumber(fsz)
+    local fh = assert(io.open(dir .. "/model.safetensors", "rb"))
+    r.file_bytes = fh:seek("end")
+    fh:close()
     os.execute("rm -rf " .. dir)
     io.stderr:write(hb.io.encode_json(r), "\n")
     rows[#rows + 1] = r
