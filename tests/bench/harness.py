@@ -1039,6 +1039,48 @@ def write_report(path, meta, tc, mm, models, kernels, decodes, bf=None, nx=None)
     else:
         w("(no scaling run yet)")
     w("")
+    w("On a many-core host without a package manager or network (a lent machine), "
+      "`tests/bench/offline_scaling.sh pack DIR` (here) packs the libraries from Debian 12 .deb files into one "
+      "prefix and `tests/bench/offline_scaling.sh run DIR setup yard s1_16 s8_4_2 split infer` (there) builds "
+      "./hyblua against it and runs this section (1 and 16 threads first, then 8, 4, 2), the OpenBLAS sgemm "
+      "yardstick at 1 and 16 threads, the stream bandwidth, the process × thread splits and the inference "
+      "bench. `tests/bench/split_scaling.sh [SPLITS] [STEPS]` compares one process of N threads with P "
+      "processes of N/P threads on the same d 512 / T 2048 configs, each process pinned to its own CPUs and "
+      "the split's tokens/s summed: an upper bound of data parallelism over MPI (no all-reduce), so "
+      "\"1 process / best split\" is a lower bound of issue 15's ratio against a real MPI run (target ≥ 0.8).")
+    w("")
+    # issue 15: the process × thread splits (tests/bench/split_scaling.sh), copied from its last result
+    res = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+    fp = os.path.join(res, "split_scaling.md")
+    if os.path.exists(fp):
+        with open(fp) as f:
+            for line in f.read().rstrip("\n").split("\n"):
+                w(line)
+        w("")
+    # issue 15 item 4: inference (tests/bench/run.sh --inference), copied from its last result
+    w("## Inference: prefill, decode and the memory-bandwidth bound")
+    w("")
+    w("`tests/bench/run.sh --inference [340m,1.3b] [--threads N]` (tests/bench/inference.lua; no Python) "
+      "builds GatedDeltaNet 3:1 and Transformer models at fla's 340M / 1.3B shapes with random weights "
+      "(d 1024 / 2048, 24 layers, vocab 32000, SwiGLU MLP ratio 4, untied LM head; attention heads of 64; "
+      "Gated DeltaNet q/k heads with heads·head_dim = 0.75·d and expand_v 2, attention every 4th layer), saves "
+      "each as bf16 safetensors in a child process and loads it in a fresh one (hb.load_pretrained mmaps the "
+      "file and widens bf16 to float32 in memory). At the same thread count it measures prefill (B 1, 256 "
+      "tokens), decode at batch 1 (after a 256-token prefill) and batch 8 (after a 64-token prefill of 8 rows), "
+      "16 single-token steps each, median step; and the memory bandwidth with build/bench/stream_bench "
+      "(tests/bench/stream_bench.c: copy / scale / add / triad over 512 MiB float32 arrays, STREAM's byte "
+      "counting, best of the four). The bound of decode is bandwidth / weight bytes read per step (every "
+      "parameter except the input embedding, at 4 bytes: weights are float32 in memory); batch 8 reads them "
+      "once for 8 tokens. Target (issue 15): decode at batch 1 ≥ 70% of the bound.")
+    w("")
+    fp = os.path.join(res, "inference.md")
+    if os.path.exists(fp):
+        with open(fp) as f:
+            for line in f.read().rstrip("\n").split("\n"):
+                w(line)
+    else:
+        w("(no inference run yet)")
+    w("")
     w("## Packed sequences: the cost")
     w("")
     w("`tests/bench/run.sh --packing [HIDDEN TOTAL REPEATS]` (tests/bench/packing.lua; no Python) times one "

@@ -6,6 +6,10 @@
 #   tests/bench/scaling.lua prints a markdown table (training tokens/s per model type, prefill/decode
 #   tokens/s, kernel and gemm GFLOP/s, kernel/gemm ratio; speed-up and efficiency per thread count).
 #   Needs no Python: make, a C compiler and ./hyblua only. About 2 min per thread count on an idle host.
+# tests/bench/run.sh --inference [SIZES] [--threads N] — inference only (340m unless SIZES: 340m,1.3b):
+#   tests/bench/inference.lua (prefill / decode tokens/s of GatedDeltaNet 3:1 and Transformer at fla's shapes,
+#   bf16 safetensors loaded by mmap, against the memory-bandwidth bound measured by build/bench/stream_bench;
+#   about 4 min on the shared 2-core machine). A full run (no --quick / --only) runs the 340m part too.
 #
 # Builds ./hyblua (if needed) and build/bench/kernels_bench (tests/bench/kernels_bench.c, compiled with
 # the Makefile's own CFLAGS and linked against build/libhbcore.a), checks that Debian's python3-torch
@@ -23,12 +27,14 @@ THREADS=2
 SCALING=""
 PACKING=""
 PACKING_ARGS=()
+INFERENCE=""
 args=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --scaling) SCALING="1,2,4,8,16"; shift; case "${1-}" in [0-9]*) SCALING="$1"; shift ;; esac ;;
     --packing) PACKING=1; shift; while [ $# -gt 0 ] && case "$1" in [0-9]*) true ;; *) false ;; esac; do
         PACKING_ARGS+=("$1"); shift; done ;;
+    --inference) INFERENCE="340m"; shift; case "${1-}" in [0-9]*) INFERENCE="$1"; shift ;; esac ;;
     --threads) THREADS="$2"; shift 2 ;;
     --threads=*) THREADS="${1#*=}"; shift ;;
     *) args+=("$1"); shift ;;
@@ -42,7 +48,7 @@ if [ -n "$PACKING" ]; then
   exec ./hyblua tests/bench/packing.lua ${PACKING_ARGS[@]+"${PACKING_ARGS[@]}"}
 fi
 
-if [ -z "$SCALING" ] && ! "$PY" -c 'import torch, numpy' 2>/dev/null; then
+if [ -z "$SCALING$INFERENCE" ] && ! "$PY" -c 'import torch, numpy' 2>/dev/null; then
   echo "bench: $PY cannot import torch/numpy; install them with: apt-get install -y python3-torch python3-numpy" >&2
   exit 1
 fi
@@ -59,11 +65,22 @@ CC_=${flags%%|*}; rest=${flags#*|}; CFLAGS_=${rest%%|*}; LIBS_=${rest#*|}
 mkdir -p build/bench
 # shellcheck disable=SC2086
 $CC_ $CFLAGS_ tests/bench/kernels_bench.c -o build/bench/kernels_bench build/libhbcore.a $LIBS_
+# shellcheck disable=SC2086
+$CC_ $CFLAGS_ tests/bench/stream_bench.c -o build/bench/stream_bench -lpthread
+
+if [ -n "$INFERENCE" ]; then
+  exec ./hyblua tests/bench/inference.lua "$INFERENCE" "$THREADS"
+fi
 
 if [ -n "$SCALING" ]; then
   exec ./hyblua tests/bench/scaling.lua "$SCALING"
 fi
 
+# the inference section (results/inference.md, copied into the report by harness.py) in full runs only
+case " ${args[*]-} " in
+  *" --quick "*|*" --only "*|*" --report-only "*) ;;
+  *) ./hyblua tests/bench/inference.lua 340m "$THREADS" > /dev/null || echo "bench: the inference section failed" >&2 ;;
+esac
 "$PY" tests/bench/harness.py --threads "$THREADS" ${args[@]+"${args[@]}"}
 
 # the "Targets" section explains a missed training target with the share of hyblua's step spent in sgemm:

@@ -58,6 +58,8 @@ local order = {}
 local function put(name, unit, n, v)
   if not rows[name] then rows[name] = { unit = unit }; order[#order + 1] = name end
   rows[name][n] = v
+  -- each figure also goes to stderr at once, so that a run cut short still leaves what it measured
+  io.stderr:write(string.format('scaling-row {"name": "%s", "unit": "%s", "threads": %d, "value": %.6g}\n', name, unit, n, v))
 end
 
 local env = "OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 HYBLUA_NUM_THREADS="
@@ -79,13 +81,16 @@ for _, n in ipairs(threads) do
   end
 end
 os.execute("rm -rf " .. work)
+-- measured in the order given (e.g. 1,16,8,4,2 puts the extremes first); shown in increasing order, the
+-- smallest thread count as the base of the speed-ups
+table.sort(threads)
 
 local out = {}
 local function emit(s) out[#out + 1] = s; print(s) end
 local f = io.open("/proc/cpuinfo")
 local cpu = f and f:read("a"):match("model name%s*:%s*([^\n]+)") or "?"
 if f then f:close() end
-local p = io.popen("nproc")
+local p = io.popen("env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc")
 local ncpu = p:read("l")
 p:close()
 emit(string.format("## Thread scaling (%s, %s CPUs, %s UTC; best of %d steps)", cpu, ncpu, os.date("!%Y-%m-%d %H:%M"), steps))

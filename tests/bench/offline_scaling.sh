@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# tests/bench/offline_scaling.sh pack DIR | run DIR PHASES... — the scaling measurements of issue 15 on a
+# many-core Linux x86-64 host that has gcc and make but no package manager or network (a lent machine).
+#
+#   pack DIR   (here, on Debian 12 amd64 with network) downloads hyblua's libraries as .deb files
+#              (apt-get download: Lua 5.4, OpenBLAS pthread, libyaml, cJSON, libedit and what they need),
+#              unpacks them into one prefix with dpkg -x (never into /), drops static libraries, LAPACK and
+#              docs, and writes DIR/deps.tar.xz (about 6 MB). Carry DIR with the repository.
+#   run DIR PHASES...   (there, from the repository root) unpacks DIR/deps.tar.xz into /opt/deps
+#              (DEPS_PREFIX), builds ./hyblua with pkg-config pointed at it and LD_LIBRARY_PATH set, then runs
+#              the phases in order, each under the time left of LIMIT seconds (default 560), writing to $OUT
+#              (default /tmp/hb-scaling):
+#       setup   tools, CPU, build (build.log)
+#       yard    OpenBLAS sgemm 4096³ at 1 and 16 threads and hb_matmul NT 4096×1536×512 at 1 and 16 pool
+#               threads (the yardsticks), stream_bench at 1 and 16 threads
+#       s1_16   tests/bench/scaling.lua 1,16 (training / prefill / decode / kernels / gemm, best of 2 steps)
+#       s8_4_2  tests/bench/scaling.lua 8,4,2
+#       split   tests/bench/split_scaling.sh "1x16 4x4 2x8" 2 (one process vs processes × threads)
+#       infer   tests/bench/inference.lua 340m 16
+#   scaling.lua prints each figure to stderr as it is measured (scaling-row lines), so a phase cut short
+#   still leaves its figures in $OUT.
+set -u
+cmd=${1:?usage: offline_scaling.sh pack DIR | run DIR PHASES...}; D=${2:?DIR}; shift 2
+if [ "$cmd" = pack ]; then
+  set -e
+  mkdir -p "$D/debs"; T=$(mktemp -d)
+  (cd "$D/debs" && apt-get download liblua5.4-dev liblua5.4-0 libopenblas-dev libopenblas0-pthread \
+    libopenblas-pthread-dev libopenblas0 libyaml-dev libyaml-0-2 libcjson-dev libcjson1 libedit-dev libedit2 \
+    libbsd0 libmd0 libgfortran5 libquadmath0 libncurses-dev libtinfo6 libncurses6 libncursesw6 libbsd-dev \
+    libmd-dev pkg-config pkgconf pkgconf-bin libpkgconf3)
+  mkdir -p "$T/deps"; for f in "$D"/debs/*.deb; do dpkg -x "$f" "$T/deps"; done
+  find "$T/deps" -name '*.a' -delete
+  rm -rf "$T/deps/usr/share/doc" "$T/deps/usr/share/man" "$T/deps/usr/share/lintian" "$T/deps/usr/share/info" \
+    "$T"/deps/usr/lib/x86_64-linux-gnu/openblas-pthread/{liblapack.so*,libblas.so*,cmake}
+  tar cJf "$D/deps.tar.xz" -C "$T" deps; rm -rf "$T" "$D/debs"; ls -la "$D"
+  exit 0
+fi
+[ "$cmd" = run ] || { echo "offline_scaling.sh: unknown command $cmd" >&2; exit 2; }
+cd "$(dirname "$0")/../.."
+OUT=${OUT:-/tmp/hb-scaling}; T0=$(date +%s); LIMIT=${LIMIT:-560}
+left() { echo $(( LIMIT - ($(date +%s) - T0) )); }
+mkdir -p "$OUT"
+exec > >(tee -a "$OUT/device.log") 2>&1
+P=${DEPS_PREFIX:-/opt/deps}; L=$P/usr/lib/x86_64-linux-gnu
+export PATH=$P/usr/bin:$PATH LD_LIBRARY_PATH=$L:$L/openblas-pthread LIBRARY_PATH=$L:$L/openblas-pthread \
+  PKG_CONFIG_LIBDIR=$L/pkgconfig:$L/openblas-pthread/pkgconfig PKG_CONFIG_SYSROOT_DIR=$P
+for ph in "$@"; do
+  echo "=== phase $ph at $(( $(date +%s) - T0 )) s, $(left) s left"
+  case $ph in
+  setup)
+    which gcc make taskset; gcc --version | head -1; nproc
+    lscpu | grep -E 'Model name|^CPU\(s\)|Thread|Core|Socket|NUMA|MHz|L3'; free -g | head -2; uptime
+    mkdir -p "$(dirname "$P")" && tar xJf "$D/deps.tar.xz" -C "$(dirname "$P")" || exit 1
+    pkg-config --cflags --libs openblas yaml-0.1 libcjson lua5.4 libedit
+    ( make -j"$(nproc)" hyblua build/libhbcore.a > "$OUT/build.log" 2>&1 ) || { tail -30 "$OUT/build.log"; exit 1; }
+    ./hyblua -e 'print("hyblua ok", hb.get_num_threads())' ;;
+  yard)
+    flags=$(printf 'hb-pf:\n\t@echo "$(CC)|$(CFLAGS) $(CORE_CFLAGS)|$(CORE_LIBS)"\n' | make -s --no-print-directory -f Makefile -f - hb-pf)
+    CC_=${flags%%|*}; rest=${flags#*|}; CF=${rest%%|*}; LB=${rest#*|}; mkdir -p build/bench
+    # shellcheck disable=SC2086
+    $CC_ $CF tests/bench/kernels_bench.c -o build/bench/kernels_bench build/libhbcore.a $LB || exit 1
+    # shellcheck disable=SC2086
+    $CC_ $CF tests/bench/stream_bench.c -o build/bench/stream_bench -lpthread
+    for n in 1 16; do build/bench/stream_bench $n; done
+    for n in 1 16; do HYBLUA_NUM_THREADS=1 OPENBLAS_NUM_THREADS=$n build/bench/kernels_bench sgemm 4096 3 | sed "s/^/sgemm openblas_threads=$n /"; done
+    for n in 1 16; do HYBLUA_NUM_THREADS=$n OPENBLAS_NUM_THREADS=1 build/bench/kernels_bench gemm NT:4096:1536:512 3 | sed "s/^/hb_matmul pool_threads=$n /"; done ;;
+  s1_16)  timeout $(( $(left) - 5 )) ./hyblua tests/bench/scaling.lua 1,16 2 > "$OUT/scaling_1_16.md" 2> "$OUT/scaling_1_16.err"; echo rc $? ;;
+  s8_4_2) timeout $(( $(left) - 5 )) ./hyblua tests/bench/scaling.lua 8,4,2 2 > "$OUT/scaling_8_4_2.md" 2> "$OUT/scaling_8_4_2.err"; echo rc $? ;;
+  split)  timeout $(( $(left) - 5 )) bash tests/bench/split_scaling.sh "1x16 4x4 2x8" 2 > "$OUT/split.txt" 2>&1; echo rc $? ;;
+  infer)  timeout $(( $(left) - 5 )) ./hyblua tests/bench/inference.lua 340m 16 > "$OUT/inference16.md" 2>&1; echo rc $? ;;
+  *) echo "unknown phase $ph" ;;
+  esac
+done
+echo "=== done at $(( $(date +%s) - T0 )) s"
