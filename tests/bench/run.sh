@@ -35,6 +35,7 @@ while [ $# -gt 0 ]; do
     --packing) PACKING=1; shift; while [ $# -gt 0 ] && case "$1" in [0-9]*) true ;; *) false ;; esac; do
         PACKING_ARGS+=("$1"); shift; done ;;
     --inference) INFERENCE="340m"; shift; case "${1-}" in [0-9]*) INFERENCE="$1"; shift ;; esac ;;
+    -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     --threads) THREADS="$2"; shift 2 ;;
     --threads=*) THREADS="${1#*=}"; shift ;;
     *) args+=("$1"); shift ;;
