@@ -298,6 +298,18 @@ local function mergeable(layer, lcs)
   return true
 end
 
+-- one table of B rows from B one-row tables of the same keys: every tensor concatenated along the batch
+-- (mergeable says when a layer cache may be; a block's own state, e.g. RWKV-7's token shift, always is)
+local function cat_rows(tables)
+  local merged = {}
+  for key, v in pairs(tables[1]) do
+    local parts = {}
+    for b = 1, #tables do parts[b] = tables[b][key] end
+    merged[key] = is_tensor(v) and hb.cat(parts, 1) or v
+  end
+  return merged
+end
+
 -- the prefill of rows of different lengths: each row alone, then one cache of B rows
 local function ragged_prefill(m, rows)
   local B = #rows
@@ -312,25 +324,10 @@ local function ragged_prefill(m, rows)
   cache.pos = longest
   cache.split = {}
   for li, layer in ipairs(m.layers) do
-    local lcs = {}
-    for b = 1, B do lcs[b] = caches[b].layers[li] end
-    if mergeable(layer, lcs) then
-      local merged = {}
-      for key in pairs(lcs[1]) do
-        local parts = {}
-        for b = 1, B do parts[b] = lcs[b][key] end
-        merged[key] = hb.cat(parts, 1)
-      end
-      cache.layers[li] = merged
-    else
-      cache.split[li] = lcs
-    end
-    -- the block's own state (RWKV-7's channel-mix token shift): one row per prompt, batched
-    for key, v in pairs(caches[1].blocks[li]) do
-      local parts = {}
-      for bb = 1, B do parts[bb] = caches[bb].blocks[li][key] end
-      cache.blocks[li][key] = type(v) == "userdata" and hb.cat(parts, 1) or v
-    end
+    local lcs, bcs = {}, {}
+    for b = 1, B do lcs[b], bcs[b] = caches[b].layers[li], caches[b].blocks[li] end
+    if mergeable(layer, lcs) then cache.layers[li] = cat_rows(lcs) else cache.split[li] = lcs end
+    cache.blocks[li] = cat_rows(bcs)
   end
   return cache, hb.cat(logits, 1)
 end

@@ -577,6 +577,16 @@ local function l2warp(logits)
   return ((m:square() - md:square()) * (0.5 * factor)):sum()
 end
 
+-- mean cross-entropy of hidden states h [B, T, d] predicting tgt [B·(T−1)] (−100 ignored); with
+-- config.use_l2warp the l2_warp term over all T positions' logits is added
+local function next_token_loss(self, h, tgt)
+  local B, T = h:size(1), h:size(2)
+  local all = self.config.use_l2warp == true and hb.linear(h, lm_weight(self)) or nil
+  local logits = all and all:narrow(2, 1, T - 1) or hb.linear(h:narrow(2, 1, T - 1), lm_weight(self))
+  local loss = hb.cross_entropy(logits:contiguous():view(B * (T - 1), -1), tgt, -100)
+  return all and loss + l2warp(all) or loss
+end
+
 -- the loss of a packed batch: token t predicts labels[t+1] only inside its document (the last token of
 -- every document predicts nothing), so it is the mean over all documents' targets of each one's loss alone
 local function packed_loss(self, ids, labels, cu)
@@ -593,11 +603,7 @@ local function packed_loss(self, ids, labels, cu)
   if T - 1 - #masked < 1 then user_error("loss: the packed batch has no targets (every document has fewer than 2 tokens)", 3) end
   local tgt = labels:narrow(2, 2, T - 1):contiguous():view(T - 1):clone()
   for _, p in ipairs(masked) do tgt:set(-100, p + 1) end
-  local h = hidden(self, ids, nil, cu)
-  local all = self.config.use_l2warp == true and hb.linear(h, lm_weight(self)) or nil
-  local logits = all and all:narrow(2, 1, T - 1) or hb.linear(h:narrow(2, 1, T - 1), lm_weight(self))
-  local loss = hb.cross_entropy(logits:contiguous():view(T - 1, -1), tgt, -100)
-  return all and loss + l2warp(all) or loss
+  return next_token_loss(self, hidden(self, ids, nil, cu), tgt)
 end
 
 -- mean next-token cross-entropy (docs/mixers.md#the-model); labels default to ids (shifted inside). A
@@ -611,15 +617,8 @@ function Model:loss(ids, labels, opts)
   if cu then return packed_loss(self, ids, labels, cu) end
   local B, T = ids:size(1), ids:size(2)
   if T < 2 then user_error("loss: need at least 2 tokens per row", 2) end
-  local warp = self.config.use_l2warp == true
-  local h = hidden(self, ids)
-  local all = warp and hb.linear(h, lm_weight(self)) or nil
-  local logits = all and all:narrow(2, 1, T - 1) or hb.linear(h:narrow(2, 1, T - 1), lm_weight(self))
-  logits = logits:contiguous():view(B * (T - 1), -1)
   local tgt = labels:narrow(2, 2, T - 1):contiguous():view(B * (T - 1))
-  local loss = hb.cross_entropy(logits, tgt, -100)
-  if warp then loss = loss + l2warp(all) end
-  return loss
+  return next_token_loss(self, hidden(self, ids), tgt)
 end
 
 -- ---- decoding -------------------------------------------------------------------------------------

@@ -784,6 +784,20 @@ def next_report(w, meta, nx, mm=None):
         w("")
 
 
+def copy_result(w, name, missing=None, edit=lambda line: line):
+    """Write tests/bench/results/<name> (the last table a Python-free bench left) line by line through w, or
+    the line `missing` when there is none; returns whether the file was there."""
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", name)
+    if not os.path.exists(path):
+        if missing is not None:
+            w(missing)
+        return False
+    with open(path) as f:
+        for line in f.read().rstrip("\n").split("\n"):
+            w(edit(line))
+    return True
+
+
 def write_report(path, meta, tc, mm, models, kernels, decodes, bf=None, nx=None):
     L = []
     w = L.append
@@ -1031,13 +1045,8 @@ def write_report(path, meta, tc, mm, models, kernels, decodes, bf=None, nx=None)
       "last table (tests/bench/results/scaling.md) follows; figures from a shared 2-core machine show the "
       "method, not many-core scaling.")
     w("")
-    sc = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "scaling.md")
-    if os.path.exists(sc):
-        with open(sc) as f:
-            for line in f.read().rstrip("\n").split("\n"):
-                w(line.replace("## Thread scaling", "### Thread scaling"))
-    else:
-        w("(no scaling run yet)")
+    copy_result(w, "scaling.md", "(no scaling run yet)",
+                lambda line: line.replace("## Thread scaling", "### Thread scaling"))
     w("")
     w("On a many-core host without a package manager or network (a lent machine), "
       "`tests/bench/offline_scaling.sh pack DIR` (here) packs the libraries from Debian 12 .deb files into one "
@@ -1050,12 +1059,7 @@ def write_report(path, meta, tc, mm, models, kernels, decodes, bf=None, nx=None)
       "\"1 process / best split\" is a lower bound of issue 15's ratio against a real MPI run (target ≥ 0.8).")
     w("")
     # issue 15: the process × thread splits (tests/bench/split_scaling.sh), copied from its last result
-    res = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
-    fp = os.path.join(res, "split_scaling.md")
-    if os.path.exists(fp):
-        with open(fp) as f:
-            for line in f.read().rstrip("\n").split("\n"):
-                w(line)
+    if copy_result(w, "split_scaling.md"):
         w("")
     # issue 15 item 4: inference (tests/bench/run.sh --inference), copied from its last result
     w("## Inference: prefill, decode and the memory-bandwidth bound")
@@ -1073,13 +1077,7 @@ def write_report(path, meta, tc, mm, models, kernels, decodes, bf=None, nx=None)
       "parameter except the input embedding, at 4 bytes: weights are float32 in memory); batch 8 reads them "
       "once for 8 tokens. Target (issue 15): decode at batch 1 ≥ 70% of the bound.")
     w("")
-    fp = os.path.join(res, "inference.md")
-    if os.path.exists(fp):
-        with open(fp) as f:
-            for line in f.read().rstrip("\n").split("\n"):
-                w(line)
-    else:
-        w("(no inference run yet)")
+    copy_result(w, "inference.md", "(no inference run yet)")
     w("")
     w("## Packed sequences: the cost")
     w("")
@@ -1088,13 +1086,7 @@ def write_report(path, meta, tc, mm, models, kernels, decodes, bf=None, nx=None)
       "documents of 16–512 tokens with cu_seqlens (every state, convolution and attention window restarting "
       "per document). Its last table (tests/bench/results/packing.md) follows.")
     w("")
-    pk = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "packing.md")
-    if os.path.exists(pk):
-        with open(pk) as f:
-            for line in f.read().rstrip("\n").split("\n"):
-                w(line)
-    else:
-        w("(no packing run yet)")
+    copy_result(w, "packing.md", "(no packing run yet)")
     w("")
     w("## Reproducing and profiling")
     w("")

@@ -228,19 +228,24 @@ local function layer_norm(x, w, b, eps)
 end
 
 -- token shift: x_{t−1} − x_t with x_{−1} = 0, or with a decode cache the last token of the previous call,
--- kept as cache[key] [B, 1, d]. Packed documents (cu, ctx.cu_seqlens): x_{t−1} = 0 at every document's
--- first token.
-local function token_shift(cache, key, x, cu)
+-- kept as cache[key] [B, 1, d]. Packed documents (ctx.cu_seqlens): x_{t−1} = 0 at every document's
+-- first token, through a mask [1, T, 1] made once per forward (kept in ctx.prepared, which every layer
+-- and block of that forward shares).
+local function token_shift(ctx, key, x)
+  local cache = ctx.cache
   local B, T, d = x:size(1), x:size(2), x:size(3)
   local prev = cache and cache[key] or hb.zeros({ B, 1, d }, x:dtype())
   local shifted = T == 1 and prev or hb.cat({ prev, x:narrow(2, 1, T - 1) }, 2)
   if cache then cache[key] = x:narrow(2, T, 1):clone() end
-  if cu then
-    local keep = hb.ones({ 1, T, 1 }, x:dtype())
-    for _, s in ipairs(cu:tolist()) do
-      if s > 0 and s < T then keep:set(0, 1, s + 1, 1) end
+  if ctx.cu_seqlens then
+    local flow = ctx.prepared
+    if not flow.keep then
+      flow.keep = hb.ones({ 1, T, 1 }, x:dtype())
+      for _, s in ipairs(ctx.cu_seqlens:tolist()) do
+        if s > 0 and s < T then flow.keep:set(0, 1, s + 1, 1) end
+      end
     end
-    shifted = shifted * keep
+    shifted = shifted * flow.keep
   end
   return shifted - x
 end
@@ -263,13 +268,13 @@ function rwkv7.prepare() return {} end
 
 function rwkv7.forward(ctx, x)
   local c, L = ctx.m.config, ctx.layer
-  local delta = token_shift(ctx.cache, "shift", x, ctx.cu_seqlens)
+  local flow = ctx.prepared
+  if type(flow) ~= "table" then error("rwkv7: ctx.prepared must be the model's per-forward table (def.prepare)", 0) end
+  local delta = token_shift(ctx, "shift", x)
   local function shifted(name) return x + delta * W(ctx, name) end
   local xr, xw, xk, xv, xa, xg = shifted("x_r"), shifted("x_w"), shifted("x_k"), shifted("x_v"), shifted("x_a"), shifted("x_g")
   local r, k, v = lin(ctx, xr, "r_proj"), lin(ctx, xk, "k_proj"), lin(ctx, xv, "v_proj")
   local w = lora(ctx, xw, "w_lora", "tanh", true):sigmoid() * W_SCALE
-  local flow = ctx.prepared
-  if type(flow) ~= "table" then error("rwkv7: ctx.prepared must be the model's per-forward table (def.prepare)", 0) end
   if L.first then
     flow.v_first = v
   else -- lerp(v, v_first, s); without an RWKV-7 layer 0 (a hybrid), v_first = 0
@@ -305,7 +310,7 @@ function rwkv7.flops(L, c) return 11 * c.hidden_size * L.vd / L.H end
 -- ---- the block: LayerNorms with bias, pre_norm on layer 0, the channel mix -----------------------------------
 -- channel mix: value(relu(key(x + δ ⊙ x_k))²) with its own token shift (the block's cache)
 local function channel_mix(ctx, x)
-  local kx = x + token_shift(ctx.cache, "ffn_shift", x, ctx.cu_seqlens) * W(ctx, "ffn.x_k")
+  local kx = x + token_shift(ctx, "ffn_shift", x) * W(ctx, "ffn.x_k")
   return hb.linear(hb.linear(kx, W(ctx, "ffn.key.weight")):relu():square(), W(ctx, "ffn.value.weight"))
 end
 
