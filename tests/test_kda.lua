@@ -49,58 +49,10 @@ local function layer64(cfg, setup)
   return f, P, L
 end
 
--- the 1-based index tuple of flat element i (0-based) of a tensor of shape s
-local function unflat(i, s)
-  local idx = {}
-  for d = #s, 1, -1 do idx[d] = i % s[d] + 1; i = i // s[d] end
-  return idx
-end
-
--- max over tensors of max_i |numeric − analytic| / max|analytic gradient of that tensor|, over a sample
--- of elements of each tensor (all of the small ones), plus one random direction through every element;
+-- the whole-layer check (tests/layer_gradcheck.lua): max over tensors of |numeric − analytic| / max|analytic|;
 -- numeric: the 4-point central difference (error O(h⁴)), h = 1e-5
-local function gradcheck(f, P, x, mode)
-  local w = hb.randn(table.unpack(x:shape())):double()
-  local function loss() return (f(x, mode) * w):sum() end
-  local l = loss()
-  l:backward()
-  local all = { x = x }
-  for k, t in pairs(P) do all[k] = t end
-  local names = {}
-  for k in pairs(all) do names[#names + 1] = k end
-  table.sort(names)
-  local eps, worst, wname = 1e-5, 0, ""
-  hb.no_grad(function()
-    for _, name in ipairs(names) do
-      local t = all[name]
-      local n, s = t:numel(), t:shape()
-      local g = t.grad or hb.zeros(s):double() -- no gradient at all: every nonzero difference fails
-      local scale = math.max(maxabs(g), 1e-12)
-      local picks = {}
-      if n <= 24 then for i = 0, n - 1 do picks[#picks + 1] = i end
-      else for _ = 1, 12 do picks[#picks + 1] = math.random(0, n - 1) end end
-      local e = 0
-      for _, i in ipairs(picks) do
-        local idx = unflat(i, s)
-        local old = t:get(table.unpack(idx))
-        local function at(h) t:set(old + h, table.unpack(idx)); return loss():item() end
-        local num = (8 * (at(eps) - at(-eps)) - (at(2 * eps) - at(-2 * eps))) / (12 * eps)
-        t:set(old, table.unpack(idx))
-        e = math.max(e, math.abs(num - g:get(table.unpack(idx))) / scale)
-      end
-      -- a random direction through all elements at once
-      local d = hb.randn(s):double()
-      local saved = t:clone()
-      local function at(h) t:copy_(saved + d * h); return loss():item() end
-      local num = (8 * (at(eps) - at(-eps)) - (at(2 * eps) - at(-2 * eps))) / (12 * eps)
-      t:copy_(saved)
-      local dir = (g * d):sum():item()
-      e = math.max(e, math.abs(num - dir) / math.max(maxabs(g) * maxabs(d), 1e-12))
-      if e > worst then worst, wname = e, name end
-    end
-  end)
-  return worst, wname, #names
-end
+local gradcheck_h = dofile("tests/layer_gradcheck.lua")
+local function gradcheck(f, P, x, mode) return gradcheck_h(f, P, x, mode, 1e-5) end
 
 -- x with a positive mean (so that a b_proj of one sign pushes β to one side)
 local function input(B, Tn, d) return (hb.randn(B, Tn, d) * 0.5 + 1):double() end
