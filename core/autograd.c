@@ -15,8 +15,52 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 static _Thread_local int grad_disabled = 0;
+
+/* Backward profile (HYBLUA_PROFILE=1): wall seconds and calls per node name (plus the gradient
+ * accumulation), printed to stderr at exit, largest first — to see which backward ops stop scaling
+ * with threads (docs/performance.md, "Threads"). Names are the ops' string literals; compared by
+ * content so that two copies of a literal share a row. */
+#define PROF_MAX 160
+static struct { const char *name; double s; int64_t n; } prof[PROF_MAX];
+static int prof_n = 0, prof_on = -1;
+static double prof_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+static void prof_print(void) {
+    double total = 0;
+    for (int i = 0; i < prof_n; i++) total += prof[i].s;
+    for (int i = 1; i < prof_n; i++) /* insertion sort, largest first */
+        for (int j = i; j > 0 && prof[j].s > prof[j - 1].s; j--) {
+            __typeof__(prof[0]) t = prof[j]; prof[j] = prof[j - 1]; prof[j - 1] = t;
+        }
+    fprintf(stderr, "hb-profile backward: %.4f s in %d node kinds\n", total, prof_n);
+    for (int i = 0; i < prof_n; i++)
+        fprintf(stderr, "hb-profile %-28s %9.4f s %5.1f%% %8lld calls\n", prof[i].name, prof[i].s,
+                total > 0 ? 100.0 * prof[i].s / total : 0.0, (long long)prof[i].n);
+}
+static int prof_enabled(void) {
+    if (prof_on < 0) {
+        const char *e = getenv("HYBLUA_PROFILE");
+        prof_on = e && *e && strcmp(e, "0") != 0;
+        if (prof_on) atexit(prof_print);
+    }
+    return prof_on;
+}
+static void prof_add(const char *name, double s) {
+    int i = 0;
+    while (i < prof_n && prof[i].name != name && strcmp(prof[i].name, name) != 0) i++;
+    if (i == prof_n) {
+        if (prof_n == PROF_MAX) return;
+        prof[prof_n++].name = name;
+    }
+    prof[i].s += s;
+    prof[i].n++;
+}
 int hb_grad_enabled(void) { return !grad_disabled; }
 int hb_grad_set(int enabled) {
     int prev = !grad_disabled;
@@ -276,7 +320,12 @@ int hb_backward(hb_tensor_t *root, hb_tensor_t *gout, int retain_graph) {
         if (!t->grad_fn || !t->bgrad) continue;
         hb_node_t *n = t->grad_fn;
         hb_tensor_t *gin[HB_NODE_MAXIN] = {0};
-        if (n->backward(n, t->bgrad, gin)) {
+        int prof = prof_enabled();
+        double p0 = prof ? prof_now() : 0;
+        int brc = n->backward(n, t->bgrad, gin);
+        double p1 = prof ? prof_now() : 0;
+        if (prof) prof_add(n->name ? n->name : "?", p1 - p0);
+        if (brc) {
             char msg[1024];
             strncpy(msg, hb_errmsg(), sizeof msg - 1);
             msg[sizeof msg - 1] = 0;
@@ -301,6 +350,7 @@ int hb_backward(hb_tensor_t *root, hb_tensor_t *gout, int retain_graph) {
             }
             hb_tensor_free(gin[i]);
         }
+        if (prof) prof_add("(accumulate, free)", prof_now() - p1);
     }
     hb_grad_set(prev);
     rc = 0;

@@ -17,6 +17,8 @@
 #       s8_4_2  tests/bench/scaling.lua 8,4,2
 #       split   tests/bench/split_scaling.sh "1x16 4x4 2x8" 2 (one process vs processes × threads)
 #       infer   tests/bench/inference.lua 340m 16
+#       prof    HYBLUA_PROFILE=1 training steps of gated_deltanet 3:1 and gla (d 512 / T 2048) at 1 and 16
+#               threads: backward time per node kind and the step parts (prof_*.txt)
 #   scaling.lua prints each figure to stderr as it is measured (scaling-row lines), so a phase cut short
 #   still leaves its figures in $OUT.
 set -u
@@ -67,6 +69,18 @@ for ph in "$@"; do
   s1_16)  timeout $(( $(left) - 5 )) ./hyblua tests/bench/scaling.lua 1,16 2 > "$OUT/scaling_1_16.md" 2> "$OUT/scaling_1_16.err"; echo rc $? ;;
   s8_4_2) timeout $(( $(left) - 5 )) ./hyblua tests/bench/scaling.lua 8,4,2 2 > "$OUT/scaling_8_4_2.md" 2> "$OUT/scaling_8_4_2.err"; echo rc $? ;;
   split)  timeout $(( $(left) - 5 )) bash tests/bench/split_scaling.sh "1x16 4x4 2x8" 2 > "$OUT/split.txt" 2>&1; echo rc $? ;;
+  prof)
+    for m in gated_deltanet gla; do
+      if [ $m = gla ]; then c='{"model_type":"gla","hidden_size":512,"num_hidden_layers":4,"vocab_size":4096,"num_heads":8}'
+      else c='{"model_type":"gated_deltanet","hidden_size":512,"num_hidden_layers":4,"vocab_size":4096,"num_heads":6,"head_dim":64,"attn":{"layers":[3],"num_heads":8,"num_kv_heads":8}}'; fi
+      echo "$c" > /tmp/prof_$m.json
+      HYBLUA_NUM_THREADS=1 ./hyblua tests/bench/train_step.lua init /tmp/prof_$m.json /tmp/prof_$m 1 2 2048 > /dev/null
+      for n in 1 16; do
+        OPENBLAS_NUM_THREADS=1 HYBLUA_NUM_THREADS=$n HYBLUA_PROFILE=1 timeout $(( $(left) - 5 )) \
+          ./hyblua tests/bench/train_step.lua bench /tmp/prof_$m 2 1 0 0 0 > "$OUT/prof_${m}_$n.txt" 2>&1
+        echo "prof $m $n rc $?"
+      done
+    done ;;
   infer)  timeout $(( $(left) - 5 )) ./hyblua tests/bench/inference.lua 340m 16 > "$OUT/inference16.md" 2>&1; echo rc $? ;;
   *) echo "unknown phase $ph" ;;
   esac

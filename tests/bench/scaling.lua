@@ -68,6 +68,20 @@ for _, n in ipairs(threads) do
   for _, m in ipairs(models) do
     local r = run(string.format("%s%d ./hyblua tests/bench/train_step.lua bench %s %d 1 0 256 16", env, n, m.dir, steps))
     put("train " .. m.name, "tok/s", n, B * T / r.train.best_s)
+    -- the step's parts (best of the steps each) and, for the best step, the share of its time outside the
+    -- pool's parallel regions (serial: Lua, dispatch, unparallelised ops)
+    local ib = 1
+    for i, t in ipairs(r.train.total) do if t < r.train.total[ib] then ib = i end end
+    for _, part in ipairs({ "fwd", "bwd", "opt" }) do
+      local best = math.huge
+      for _, t in ipairs(r.train[part]) do best = math.min(best, t) end
+      put(string.format("train %s: %s", m.name, part), "tok/s", n, B * T / best)
+      local reg = r.train.region_s and r.train.region_s[ib]
+      if reg then
+        put(string.format("train %s: %s serial share", m.name, part), "share", n,
+          math.max(0, r.train[part][ib] - reg[part]) / r.train[part][ib])
+      end
+    end
     put("prefill " .. m.name, "tok/s", n, r.decode.prompt / r.decode.prefill_s)
     put("decode b1 " .. m.name, "tok/s", n, 1 / r.decode.median_step_s)
   end
@@ -106,11 +120,13 @@ emit(table.concat(sep))
 for _, name in ipairs(order) do
   local r = rows[name]
   local line = { string.format("| %s | %s |", name, r.unit) }
-  for _, n in ipairs(threads) do line[#line + 1] = string.format(r.unit == "ratio" and " %.2f |" or " %.4g |", r[n]) end
+  for _, n in ipairs(threads) do
+    line[#line + 1] = string.format((r.unit == "ratio" or r.unit == "share") and " %.2f |" or " %.4g |", r[n])
+  end
   for _, n in ipairs(threads) do
     if n ~= threads[1] then
       local s = r[n] / r[threads[1]]
-      line[#line + 1] = r.unit == "ratio" and " — |" or string.format(" %.2f (%.0f%%) |", s, 100 * s / (n / threads[1]))
+      line[#line + 1] = (r.unit == "ratio" or r.unit == "share") and " — |" or string.format(" %.2f (%.0f%%) |", s, 100 * s / (n / threads[1]))
     end
   end
   emit(table.concat(line))

@@ -78,26 +78,33 @@ elseif mode == "bench" then
   -- first one's loss is the untouched model's loss on that slice, compared with torch's
   local wids = ids:narrow(1, 1, 1):narrow(2, 1, math.min(T, 256)):contiguous()
   if steps == 0 and nfwd > 0 then hb.no_grad(function() return m:loss(wids) end) end -- forward warm-up
-  local rec = { fwd = {}, bwd = {}, opt = {}, total = {} }
+  local rec = { fwd = {}, bwd = {}, opt = {}, total = {}, region = {} }
+  -- seconds inside the pool's parallel regions per part (hb.pool_stats): the rest of a part ran on one thread
+  local function region_s() return hb.pool_stats().region_s end
   for s = 1, (steps > 0 and warmup or 0) + steps do
     local x = s <= warmup and wids or ids
+    local r0 = region_s()
     local t0 = now()
     opt:zero_grad()
     local loss = m:loss(x)
     local t1 = now()
+    local r1 = region_s()
     loss:backward()
     local t2 = now()
+    local r2 = region_s()
     opt:step()
     local t3 = now()
+    local r3 = region_s()
     if s == 1 then out.init_loss = loss:item() end
     if s > warmup then
       rec.fwd[#rec.fwd + 1], rec.bwd[#rec.bwd + 1] = t1 - t0, t2 - t1
       rec.opt[#rec.opt + 1], rec.total[#rec.total + 1] = t3 - t2, t3 - t0
+      rec.region[#rec.region + 1] = { fwd = r1 - r0, bwd = r2 - r1, opt = r3 - r2 }
     end
     loss = nil
   end
   if steps > 0 then
-    out.train = { fwd = rec.fwd, bwd = rec.bwd, opt = rec.opt, total = rec.total,
+    out.train = { fwd = rec.fwd, bwd = rec.bwd, opt = rec.opt, total = rec.total, region_s = rec.region,
                   best_s = minimum(rec.total), median_s = median(rec.total) }
     out.rss_train_kb = vmhwm_kb()
   end
