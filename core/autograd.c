@@ -11,6 +11,7 @@
  */
 #include "autograd.h"
 #include "../kernels/alloc.h"
+#include "../kernels/parallel.h"
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,12 +25,15 @@ static _Thread_local int grad_disabled = 0;
  * with threads (docs/performance.md, "Threads"). Names are the ops' string literals; compared by
  * content so that two copies of a literal share a row. */
 #define PROF_MAX 160
-static struct { const char *name; double s; int64_t n; } prof[PROF_MAX];
+static struct { const char *name; double s, reg, sim; int64_t n; } prof[PROF_MAX];
 static int prof_n = 0, prof_on = -1;
-static double prof_now(void) {
+typedef struct { double t, reg, sim; } prof_mark_t;
+static prof_mark_t prof_now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+    hb_pool_stats_t st;
+    hb_pool_stats(&st);
+    return (prof_mark_t){(double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec, st.region_s, st.sim_s};
 }
 static void prof_print(void) {
     double total = 0;
@@ -38,10 +42,12 @@ static void prof_print(void) {
         for (int j = i; j > 0 && prof[j].s > prof[j - 1].s; j--) {
             __typeof__(prof[0]) t = prof[j]; prof[j] = prof[j - 1]; prof[j - 1] = t;
         }
-    fprintf(stderr, "hb-profile backward: %.4f s in %d node kinds\n", total, prof_n);
+    fprintf(stderr, "hb-profile backward: %.4f s in %d node kinds (wall, in pool regions, outside them;"
+                    " with HYBLUA_POOL_SIM=1 also the regions' simulated time)\n", total, prof_n);
     for (int i = 0; i < prof_n; i++)
-        fprintf(stderr, "hb-profile %-28s %9.4f s %5.1f%% %8lld calls\n", prof[i].name, prof[i].s,
-                total > 0 ? 100.0 * prof[i].s / total : 0.0, (long long)prof[i].n);
+        fprintf(stderr, "hb-profile %-28s %9.4f s %5.1f%% %8lld calls  region %8.4f  serial %8.4f  sim %8.4f\n",
+                prof[i].name, prof[i].s, total > 0 ? 100.0 * prof[i].s / total : 0.0, (long long)prof[i].n,
+                prof[i].reg, prof[i].s - prof[i].reg, prof[i].sim);
 }
 static int prof_enabled(void) {
     if (prof_on < 0) {
@@ -51,14 +57,16 @@ static int prof_enabled(void) {
     }
     return prof_on;
 }
-static void prof_add(const char *name, double s) {
+static void prof_add(const char *name, prof_mark_t a, prof_mark_t b) {
     int i = 0;
     while (i < prof_n && prof[i].name != name && strcmp(prof[i].name, name) != 0) i++;
     if (i == prof_n) {
         if (prof_n == PROF_MAX) return;
         prof[prof_n++].name = name;
     }
-    prof[i].s += s;
+    prof[i].s += b.t - a.t;
+    prof[i].reg += b.reg - a.reg;
+    prof[i].sim += b.sim - a.sim;
     prof[i].n++;
 }
 int hb_grad_enabled(void) { return !grad_disabled; }
@@ -321,10 +329,10 @@ int hb_backward(hb_tensor_t *root, hb_tensor_t *gout, int retain_graph) {
         hb_node_t *n = t->grad_fn;
         hb_tensor_t *gin[HB_NODE_MAXIN] = {0};
         int prof = prof_enabled();
-        double p0 = prof ? prof_now() : 0;
+        prof_mark_t p0 = {0}, p1 = {0};
+        if (prof) p0 = prof_now();
         int brc = n->backward(n, t->bgrad, gin);
-        double p1 = prof ? prof_now() : 0;
-        if (prof) prof_add(n->name ? n->name : "?", p1 - p0);
+        if (prof) { p1 = prof_now(); prof_add(n->name ? n->name : "?", p0, p1); }
         if (brc) {
             char msg[1024];
             strncpy(msg, hb_errmsg(), sizeof msg - 1);
@@ -350,7 +358,7 @@ int hb_backward(hb_tensor_t *root, hb_tensor_t *gout, int retain_graph) {
             }
             hb_tensor_free(gin[i]);
         }
-        if (prof) prof_add("(accumulate, free)", prof_now() - p1);
+        if (prof) prof_add("(accumulate, free)", p1, prof_now());
     }
     hb_grad_set(prev);
     rc = 0;

@@ -44,15 +44,14 @@ static void gemm1(hb_dtype_t dt, CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int64_t
         cblas_dgemm(CblasRowMajor, ta, tb, (int)M, (int)N, (int)K, 1.0, A, (int)lda, B, (int)ldb, beta, C, (int)ldc);
 }
 
-/* A large product is split into blocks of rows of C (or columns when there are few rows) run on the
- * thread pool, each a single-threaded BLAS call (OpenBLAS is kept at one thread: kernels/threads.c). The
- * row or column blocks never change how an element of C is summed, so results do not depend on the
- * thread count. */
+/* A large product is split into tiles of C — blocks of rows, and also of columns when there are too few
+ * row blocks (the weight gradients: 512 x 512 over 4096 tokens) — run on the thread pool, each a
+ * single-threaded BLAS call (OpenBLAS is kept at one thread: kernels/threads.c). Tiles never change how an
+ * element of C is summed (K is never split), so results do not depend on the thread count. */
 typedef struct {
     hb_dtype_t dt;
     CBLAS_TRANSPOSE ta, tb;
-    int64_t M, N, K, lda, ldb, ldc, block;
-    int by_rows;
+    int64_t M, N, K, lda, ldb, ldc, bm, bn, nbn;
     const char *A, *B;
     char *C;
     double beta;
@@ -61,16 +60,18 @@ typedef struct {
 static void gemm_block(void *ctx, int64_t i) {
     gemm_job_t *j = ctx;
     size_t es = j->dt == HB_F32 ? 4 : 8;
-    int64_t lo = i * j->block;
-    if (j->by_rows) {
-        int64_t m = lo + j->block < j->M ? j->block : j->M - lo;
-        const char *a = j->A + (size_t)(j->ta == CblasNoTrans ? lo * j->lda : lo) * es;
-        gemm1(j->dt, j->ta, j->tb, m, j->N, j->K, a, j->lda, j->B, j->ldb, j->beta, j->C + (size_t)(lo * j->ldc) * es, j->ldc);
-    } else {
-        int64_t n = lo + j->block < j->N ? j->block : j->N - lo;
-        const char *b = j->B + (size_t)(j->tb == CblasNoTrans ? lo : lo * j->ldb) * es;
-        gemm1(j->dt, j->ta, j->tb, j->M, n, j->K, j->A, j->lda, b, j->ldb, j->beta, j->C + (size_t)lo * es, j->ldc);
-    }
+    int64_t m0 = (i / j->nbn) * j->bm, n0 = (i % j->nbn) * j->bn;
+    int64_t m = m0 + j->bm < j->M ? j->bm : j->M - m0;
+    int64_t n = n0 + j->bn < j->N ? j->bn : j->N - n0;
+    const char *a = j->A + (size_t)(j->ta == CblasNoTrans ? m0 * j->lda : m0) * es;
+    const char *b = j->B + (size_t)(j->tb == CblasNoTrans ? n0 : n0 * j->ldb) * es;
+    gemm1(j->dt, j->ta, j->tb, m, n, j->K, a, j->lda, b, j->ldb, j->beta, j->C + (size_t)(m0 * j->ldc + n0) * es, j->ldc);
+}
+
+/* the block of a dimension of length len cut into about `parts` blocks: at least 64, rounded up to 16 */
+static int64_t gemm_block_len(int64_t len, int64_t parts) {
+    int64_t b = ((len + parts - 1) / parts + 15) / 16 * 16;
+    return b < 64 ? 64 : b;
 }
 
 enum { GEMM_SPLIT = 32 }; /* blocks a large fp32 product is split into (gemm below) */
@@ -107,17 +108,21 @@ static int gemm(hb_dtype_t dt, CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int64_t M
         gemm1(dt, ta, tb, M, N, K, A, lda, B, ldb, beta, C, ldc);
         return 0;
     }
-    gemm_job_t j = {dt, ta, tb, M, N, K, lda, ldb, ldc, 0, M >= N, A, B, C, beta};
+    gemm_job_t j = {dt, ta, tb, M, N, K, lda, ldb, ldc, M, N, 1, A, B, C, beta};
     /* the split depends on the shape only, never on the thread count, and is used with 1 thread too:
        OpenBLAS picks its kernels (small-matrix paths included) by the shape of each call, so a product
        split into other blocks can round differently (a 320x192x64 product whole vs in two 160-row
-       halves differed in the last bit). GEMM_SPLIT blocks of at least 64 rows/cols, rounded to 16: enough
-       items to balance 16 threads, few enough that re-packing the shared operand per block stays small. */
-    int64_t len = j.by_rows ? M : N;
-    int64_t block = ((len + GEMM_SPLIT - 1) / GEMM_SPLIT + 15) / 16 * 16;
-    if (block < 64) block = 64;
-    j.block = block;
-    hb_parallel_for((len + block - 1) / block, gemm_block, &j);
+       halves differed in the last bit). About GEMM_SPLIT tiles: the longer of M and N in blocks of at
+       least 64 (rounded to 16); when that gives fewer than GEMM_SPLIT blocks, the other one too. Enough
+       items to balance 16 threads, few enough that re-packing the shared operands per tile stays small. */
+    int64_t *bl = M >= N ? &j.bm : &j.bn, *bs = M >= N ? &j.bn : &j.bm;
+    int64_t ll = M >= N ? M : N, ls = M >= N ? N : M;
+    *bl = gemm_block_len(ll, GEMM_SPLIT);
+    int64_t nl = (ll + *bl - 1) / *bl;
+    if (nl < GEMM_SPLIT && ls >= 128) *bs = gemm_block_len(ls, (GEMM_SPLIT + nl - 1) / nl);
+    if (*bs > ls) *bs = ls;
+    j.nbn = (N + j.bn - 1) / j.bn;
+    hb_parallel_for(((M + j.bm - 1) / j.bm) * j.nbn, gemm_block, &j);
     return 0;
 }
 

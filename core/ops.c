@@ -19,26 +19,8 @@
 /* ---- parallel ranges ------------------------------------------------------------------------------- */
 /* Large contiguous float loops are split into fixed-size ranges run on the thread pool; the split does
  * not depend on the thread count, and each range writes its own slice, so results are identical. */
-typedef void (*range_fn)(void *ctx, int64_t lo, int64_t hi);
-typedef struct {
-    range_fn fn;
-    void *ctx;
-    int64_t n, grain;
-} par_t;
-static void par_item(void *c, int64_t i) {
-    par_t *p = c;
-    int64_t lo = i * p->grain, hi = lo + p->grain < p->n ? lo + p->grain : p->n;
-    p->fn(p->ctx, lo, hi);
-}
-static void par_range(int64_t n, range_fn fn, void *ctx) {
-    const int64_t grain = 1 << 15;
-    if (n <= 2 * grain) {
-        fn(ctx, 0, n);
-        return;
-    }
-    par_t p = {fn, ctx, n, grain};
-    hb_parallel_for((n + grain - 1) / grain, par_item, &p);
-}
+typedef hb_range_fn range_fn;
+static void par_range(int64_t n, range_fn fn, void *ctx) { hb_parallel_range(n, HB_ELEM_GRAIN, fn, ctx); }
 
 /* ---- small helpers -------------------------------------------------------------------------------- */
 static int check_float(const hb_tensor_t *t, const char *op, const char *arg) {
@@ -1170,61 +1152,83 @@ typedef struct {
     double eps;
 } rmsnorm_ctx;
 
+/* rmsnorm runs in blocks of RMS_ROWS rows on the thread pool; the weight gradient is summed per block (in
+ * double) and the blocks' sums added in block order, so results do not depend on the thread count. */
+enum { RMS_ROWS = 64 };
+typedef struct {
+    hb_dtype_t dt;
+    int64_t D, rows;
+    double eps;
+    const void *x, *g, *w; /* contiguous; w may be NULL */
+    void *out;
+    double *gw; /* [blocks][D] partial weight gradients, or NULL */
+} rms_job_t;
+
+static void rms_bw_block(void *ctx, int64_t blk) {
+    rms_job_t *j = ctx;
+    int64_t D = j->D, r1 = (blk + 1) * RMS_ROWS < j->rows ? (blk + 1) * RMS_ROWS : j->rows;
+    double *gw = j->gw ? j->gw + blk * D : NULL;
+    if (j->dt == HB_F32) {
+        const float *px = j->x, *pg = j->g, *pw = j->w;
+        float *pgx = j->out;
+        for (int64_t r = blk * RMS_ROWS; r < r1; r++) {
+            const float *xr = px + r * D, *gr = pg + r * D;
+            float *out = pgx + r * D;
+            double ss = 0;
+            for (int64_t k = 0; k < D; k++) ss += (double)xr[k] * xr[k];
+            float rs = (float)(1 / sqrt(ss / (double)D + j->eps));
+            float dot = 0;
+            for (int64_t k = 0; k < D; k++) {
+                float xh = xr[k] * rs, gxh = gr[k] * (pw ? pw[k] : 1.0f);
+                dot += gxh * xh;
+                if (gw) gw[k] += (double)(gr[k] * xh);
+            }
+            dot /= (float)D;
+            for (int64_t k = 0; k < D; k++) {
+                float xh = xr[k] * rs, gxh = gr[k] * (pw ? pw[k] : 1.0f);
+                out[k] = rs * (gxh - xh * dot);
+            }
+        }
+        return;
+    }
+    hb_dtype_t dt = j->dt;
+    for (int64_t r = blk * RMS_ROWS; r < r1; r++) {
+        int64_t b = r * D;
+        double ss = 0;
+        for (int64_t k = 0; k < D; k++) { double v = ld(j->x, dt, b + k); ss += v * v; }
+        double rs = 1 / sqrt(ss / (double)D + j->eps), dot = 0;
+        for (int64_t k = 0; k < D; k++) {
+            double xh = ld(j->x, dt, b + k) * rs, gv = ld(j->g, dt, b + k);
+            double gxh = gv * (j->w ? ld(j->w, dt, k) : 1.0);
+            dot += gxh * xh;
+            if (gw) gw[k] += gv * xh;
+        }
+        dot /= (double)D;
+        for (int64_t k = 0; k < D; k++) {
+            double xh = ld(j->x, dt, b + k) * rs, gv = ld(j->g, dt, b + k);
+            double gxh = gv * (j->w ? ld(j->w, dt, k) : 1.0);
+            st(j->out, dt, b + k, rs * (gxh - xh * dot));
+        }
+    }
+}
+
 static int bw_rmsnorm(hb_node_t *n, hb_tensor_t *g, hb_tensor_t **gin) {
     hb_tensor_t *x = n->saved[0], *w = n->nin > 1 ? n->in[1] : NULL;
     double eps = ((const rmsnorm_ctx *)n->ctx)->eps;
     hb_tensor_t *gc = hb_contiguous(g), *wc = w ? hb_contiguous(w) : NULL;
-    int64_t D = x->size[x->ndim - 1], rows = D ? hb_numel(x) / D : 0;
+    int64_t D = x->size[x->ndim - 1], rows = D ? hb_numel(x) / D : 0, nb = (rows + RMS_ROWS - 1) / RMS_ROWS;
     hb_tensor_t *gx = gc && (!w || wc) ? hb_tensor_empty(x->dtype, x->ndim, x->size) : NULL;
-    double *gw = w && w->requires_grad ? hb_calloc((size_t)D, sizeof(double)) : NULL;
+    double *gw = w && w->requires_grad ? hb_calloc((size_t)((nb > 0 ? nb : 1) * D), sizeof(double)) : NULL;
     if (!gx || (w && w->requires_grad && !gw)) { hb_tensor_free(gc); hb_tensor_free(wc); hb_tensor_free(gx); free(gw); hb_seterr("rmsnorm backward: out of memory"); return -1; }
     hb_dtype_t dt = x->dtype;
-    if (dt == HB_F32) {
-        const float *px = hb_data(x), *pg = hb_data(gc), *pw = wc ? hb_data(wc) : NULL;
-        float *pgx = hb_data(gx);
-        for (int64_t r = 0; r < rows; r++) {
-            const float *xr = px + r * D, *gr = pg + r * D;
-            float *out = pgx + r * D;
-            double ss = 0;
-            for (int64_t j = 0; j < D; j++) ss += (double)xr[j] * xr[j];
-            float rs = (float)(1 / sqrt(ss / (double)D + eps));
-            float dot = 0;
-            for (int64_t j = 0; j < D; j++) {
-                float xh = xr[j] * rs, gxh = gr[j] * (pw ? pw[j] : 1.0f);
-                dot += gxh * xh;
-                if (gw) gw[j] += (double)(gr[j] * xh);
-            }
-            dot /= (float)D;
-            for (int64_t j = 0; j < D; j++) {
-                float xh = xr[j] * rs, gxh = gr[j] * (pw ? pw[j] : 1.0f);
-                out[j] = rs * (gxh - xh * dot);
-            }
-        }
-        goto done;
-    }
-    for (int64_t r = 0; r < rows; r++) {
-        int64_t b = r * D;
-        double ss = 0;
-        for (int64_t j = 0; j < D; j++) { double v = ld(hb_data(x), dt, b + j); ss += v * v; }
-        double rs = 1 / sqrt(ss / (double)D + eps), dot = 0;
-        for (int64_t j = 0; j < D; j++) {
-            double xh = ld(hb_data(x), dt, b + j) * rs, gv = ld(hb_data(gc), dt, b + j);
-            double gxh = gv * (wc ? ld(hb_data(wc), dt, j) : 1.0);
-            dot += gxh * xh;
-            if (gw) gw[j] += gv * xh;
-        }
-        dot /= (double)D;
-        for (int64_t j = 0; j < D; j++) {
-            double xh = ld(hb_data(x), dt, b + j) * rs, gv = ld(hb_data(gc), dt, b + j);
-            double gxh = gv * (wc ? ld(hb_data(wc), dt, j) : 1.0);
-            st(hb_data(gx), dt, b + j, rs * (gxh - xh * dot));
-        }
-    }
-done:
+    rms_job_t j = {dt, D, rows, eps, hb_data(x), hb_data(gc), wc ? hb_data(wc) : NULL, hb_data(gx), gw};
+    hb_parallel_for(nb, rms_bw_block, &j);
+    for (int64_t b = 1; b < nb && gw; b++)
+        for (int64_t k = 0; k < D; k++) gw[k] += gw[b * D + k];
     gin[0] = gx;
     if (gw) {
         gin[1] = hb_tensor_empty(w->dtype, 1, &D);
-        if (gin[1]) for (int64_t j = 0; j < D; j++) st(hb_data(gin[1]), dt, j, gw[j]);
+        if (gin[1]) for (int64_t k = 0; k < D; k++) st(hb_data(gin[1]), dt, k, gw[k]);
     }
     int lost = gw && !gin[1];
     free(gw);
@@ -1232,6 +1236,32 @@ done:
     hb_tensor_free(gc);
     hb_tensor_free(wc);
     return 0;
+}
+
+static void rms_fw_block(void *ctx, int64_t blk) {
+    rms_job_t *j = ctx;
+    int64_t D = j->D, r1 = (blk + 1) * RMS_ROWS < j->rows ? (blk + 1) * RMS_ROWS : j->rows;
+    if (j->dt == HB_F32) {
+        const float *px = j->x, *pw = j->w;
+        float *po = j->out;
+        for (int64_t r = blk * RMS_ROWS; r < r1; r++) {
+            const float *xr = px + r * D;
+            float *orow = po + r * D;
+            double ss = 0;
+            for (int64_t k = 0; k < D; k++) ss += (double)xr[k] * xr[k];
+            float rs = (float)(1 / sqrt(ss / (double)D + j->eps));
+            for (int64_t k = 0; k < D; k++) orow[k] = xr[k] * rs * (pw ? pw[k] : 1.0f);
+        }
+        return;
+    }
+    const double *px = j->x, *pw = j->w;
+    double *po = j->out;
+    for (int64_t r = blk * RMS_ROWS; r < r1; r++) {
+        double ss = 0;
+        for (int64_t k = 0; k < D; k++) ss += px[r * D + k] * px[r * D + k];
+        double rs = 1 / sqrt(ss / (double)D + j->eps);
+        for (int64_t k = 0; k < D; k++) po[r * D + k] = px[r * D + k] * rs * (pw ? pw[k] : 1.0);
+    }
 }
 
 hb_tensor_t *hb_rmsnorm(hb_tensor_t *x, hb_tensor_t *w, double eps) {
@@ -1248,27 +1278,8 @@ hb_tensor_t *hb_rmsnorm(hb_tensor_t *x, hb_tensor_t *w, double eps) {
     hb_tensor_t *o = xc && (!w || wc) ? hb_tensor_empty(x->dtype, x->ndim, x->size) : NULL;
     if (!o) { hb_tensor_free(xc); hb_tensor_free(wc); return NULL; }
     int64_t rows = D ? hb_numel(x) / D : 0;
-    if (x->dtype == HB_F32) {
-        const float *px = hb_data(xc), *pw = wc ? hb_data(wc) : NULL;
-        float *po = hb_data(o);
-        for (int64_t r = 0; r < rows; r++) {
-            const float *xr = px + r * D;
-            float *orow = po + r * D;
-            double ss = 0;
-            for (int64_t j = 0; j < D; j++) ss += (double)xr[j] * xr[j];
-            float rs = (float)(1 / sqrt(ss / (double)D + eps));
-            for (int64_t j = 0; j < D; j++) orow[j] = xr[j] * rs * (pw ? pw[j] : 1.0f);
-        }
-    } else {
-        const double *px = hb_data(xc), *pw = wc ? hb_data(wc) : NULL;
-        double *po = hb_data(o);
-        for (int64_t r = 0; r < rows; r++) {
-            double ss = 0;
-            for (int64_t j = 0; j < D; j++) ss += px[r * D + j] * px[r * D + j];
-            double rs = 1 / sqrt(ss / (double)D + eps);
-            for (int64_t j = 0; j < D; j++) po[r * D + j] = px[r * D + j] * rs * (pw ? pw[j] : 1.0);
-        }
-    }
+    rms_job_t j = {x->dtype, D, rows, eps, hb_data(xc), NULL, wc ? hb_data(wc) : NULL, hb_data(o), NULL};
+    hb_parallel_for((rows + RMS_ROWS - 1) / RMS_ROWS, rms_fw_block, &j);
     hb_tensor_free(wc);
     hb_tensor_t *in[2] = {x, w};
     hb_node_t *n = hb_node_attach(o, "rmsnorm", bw_rmsnorm, w ? 2 : 1, in, sizeof(rmsnorm_ctx));

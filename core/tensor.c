@@ -7,6 +7,7 @@
  */
 #include "tensor.h"
 #include "../kernels/alloc.h"
+#include "../kernels/parallel.h"
 #include <math.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -191,9 +192,12 @@ hb_tensor_t *hb_tensor_empty(hb_dtype_t dt, int ndim, const int64_t *size) {
     return t;
 }
 
+static void zero_range(void *ctx, int64_t lo, int64_t hi) { memset((char *)ctx + lo, 0, (size_t)(hi - lo)); }
+
 hb_tensor_t *hb_tensor_zeros(hb_dtype_t dt, int ndim, const int64_t *size) {
     hb_tensor_t *t = hb_tensor_empty(dt, ndim, size);
-    if (t) memset(t->storage->data, 0, t->storage->nbytes);
+    /* in 512 KiB ranges on the pool: a large fresh buffer's page faults are shared out too */
+    if (t) hb_parallel_range((int64_t)t->storage->nbytes, (int64_t)1 << 19, zero_range, t->storage->data);
     return t;
 }
 
@@ -352,9 +356,15 @@ typedef struct {
     int64_t off;
 } iter_t;
 
-static void iter_init(iter_t *it, const hb_tensor_t *t) {
-    memset(it, 0, sizeof *it);
+/* position it at the k-th element (row-major) of t */
+static void iter_seek(iter_t *it, const hb_tensor_t *t, int64_t k) {
     it->off = t->offset;
+    for (int d = t->ndim - 1; d >= 0; d--) {
+        int64_t s = t->size[d] > 0 ? t->size[d] : 1;
+        it->idx[d] = k % s;
+        it->off += it->idx[d] * t->stride[d];
+        k /= s;
+    }
 }
 static void iter_next(iter_t *it, const hb_tensor_t *t) {
     for (int d = t->ndim - 1; d >= 0; d--) {
@@ -370,6 +380,54 @@ static void iter_next(iter_t *it, const hb_tensor_t *t) {
 uint64_t hb_tensor_version(const hb_tensor_t *t) { return t->storage->version; }
 void hb_tensor_bump_version(hb_tensor_t *t) { t->storage->version++; }
 
+/* The element loops of copy_, add_ and fill_ run in ranges of HB_ELEM_GRAIN elements on the thread pool
+ * (kernels/parallel.h): each range writes its own elements, so results do not depend on the thread count. */
+typedef struct {
+    hb_tensor_t *dst, *src;
+    double alpha;
+} elem_job_t;
+
+static void copy_range(void *ctx, int64_t lo, int64_t hi) {
+    elem_job_t *j = ctx;
+    hb_tensor_t *dst = j->dst, *src = j->src;
+    if (dst->dtype == src->dtype && hb_is_contiguous(dst) && hb_is_contiguous(src)) {
+        size_t es = hb_dtype_size(dst->dtype);
+        memcpy((char *)hb_data(dst) + (size_t)lo * es, (const char *)hb_data(src) + (size_t)lo * es, (size_t)(hi - lo) * es);
+        return;
+    }
+    iter_t id, is;
+    iter_seek(&id, dst, lo);
+    iter_seek(&is, src, lo);
+    if (dst->dtype == HB_F32 && src->dtype == HB_F32) {
+        float *d = dst->storage->data;
+        const float *s = src->storage->data;
+        if (src->ndim > 0 && dst->ndim > 0 && src->stride[src->ndim - 1] == 1 && dst->stride[dst->ndim - 1] == 1 &&
+            hb_same_shape(dst, src)) {
+            /* contiguous innermost rows: memcpy each row's part in [lo, hi) */
+            int64_t inner = dst->size[dst->ndim - 1];
+            for (int64_t k = lo; k < hi;) {
+                int64_t m = inner - id.idx[dst->ndim - 1];
+                if (m > hi - k) m = hi - k;
+                memcpy(d + id.off, s + is.off, (size_t)m * 4);
+                k += m;
+                if (k < hi) { iter_seek(&id, dst, k); iter_seek(&is, src, k); }
+            }
+            return;
+        }
+        for (int64_t k = lo; k < hi; k++) {
+            d[id.off] = s[is.off];
+            iter_next(&id, dst);
+            iter_next(&is, src);
+        }
+        return;
+    }
+    for (int64_t k = lo; k < hi; k++) {
+        store(dst->storage->data, dst->dtype, id.off, load(src->storage->data, src->dtype, is.off));
+        iter_next(&id, dst);
+        iter_next(&is, src);
+    }
+}
+
 int hb_copy_(hb_tensor_t *dst, hb_tensor_t *src) {
     if (hb_numel(dst) != hb_numel(src)) {
         char a[64], b[64];
@@ -378,60 +436,81 @@ int hb_copy_(hb_tensor_t *dst, hb_tensor_t *src) {
     }
     dst->storage->version++;
     int64_t n = hb_numel(dst);
-    if (dst->dtype == src->dtype && hb_is_contiguous(dst) && hb_is_contiguous(src)) {
-        memmove(hb_data(dst), hb_data(src), (size_t)n * hb_dtype_size(dst->dtype));
-        return 0;
-    }
-    iter_t id, is;
-    iter_init(&id, dst);
-    iter_init(&is, src);
-    if (dst->dtype == HB_F32 && src->dtype == HB_F32) {
-        float *d = dst->storage->data;
-        const float *s = src->storage->data;
-        if (src->ndim > 0 && dst->ndim > 0 && src->stride[src->ndim - 1] == 1 && dst->stride[dst->ndim - 1] == 1 &&
-            hb_same_shape(dst, src)) {
-            int64_t inner = dst->size[dst->ndim - 1];
-            for (int64_t k = 0; k < n; k += inner) {
-                memcpy(d + id.off, s + is.off, (size_t)inner * 4);
-                for (int64_t j = 0; j < inner; j++) { iter_next(&id, dst); iter_next(&is, src); }
-            }
+    if (dst->storage == src->storage) { /* may overlap: one serial pass (memmove when both are contiguous) */
+        if (dst->dtype == src->dtype && hb_is_contiguous(dst) && hb_is_contiguous(src)) {
+            memmove(hb_data(dst), hb_data(src), (size_t)n * hb_dtype_size(dst->dtype));
             return 0;
         }
-        for (int64_t k = 0; k < n; k++) {
-            d[id.off] = s[is.off];
-            iter_next(&id, dst);
-            iter_next(&is, src);
-        }
+        elem_job_t j = {dst, src, 0};
+        copy_range(&j, 0, n);
         return 0;
     }
-    for (int64_t k = 0; k < n; k++) {
-        store(dst->storage->data, dst->dtype, id.off, load(src->storage->data, src->dtype, is.off));
-        iter_next(&id, dst);
-        iter_next(&is, src);
-    }
+    elem_job_t j = {dst, src, 0};
+    /* a strided copy (a transpose made contiguous) moves a few bytes per element: a smaller grain */
+    hb_parallel_range(n, hb_is_contiguous(src) && hb_is_contiguous(dst) ? 4 * HB_ELEM_GRAIN : HB_ELEM_GRAIN,
+                      copy_range, &j);
     return 0;
+}
+
+static void fill_range(void *ctx, int64_t lo, int64_t hi) {
+    elem_job_t *j = ctx;
+    hb_tensor_t *t = j->dst;
+    double v = j->alpha;
+    if (hb_is_contiguous(t)) {
+        void *p = hb_data(t);
+        switch (t->dtype) {
+        case HB_F32: for (int64_t i = lo; i < hi; i++) ((float *)p)[i] = (float)v; break;
+        case HB_F64: for (int64_t i = lo; i < hi; i++) ((double *)p)[i] = v; break;
+        case HB_I64: { int64_t x = hb_double_to_i64(v); for (int64_t i = lo; i < hi; i++) ((int64_t *)p)[i] = x; break; }
+        case HB_I32: { int32_t x = hb_double_to_i32(v); for (int64_t i = lo; i < hi; i++) ((int32_t *)p)[i] = x; break; }
+        }
+        return;
+    }
+    iter_t it;
+    iter_seek(&it, t, lo);
+    for (int64_t k = lo; k < hi; k++) {
+        store(t->storage->data, t->dtype, it.off, v);
+        iter_next(&it, t);
+    }
 }
 
 int hb_fill_(hb_tensor_t *t, double v) {
     int64_t n = hb_numel(t);
     t->storage->version++;
-    if (hb_is_contiguous(t)) {
-        void *p = hb_data(t);
-        switch (t->dtype) {
-        case HB_F32: for (int64_t i = 0; i < n; i++) ((float *)p)[i] = (float)v; break;
-        case HB_F64: for (int64_t i = 0; i < n; i++) ((double *)p)[i] = v; break;
-        case HB_I64: { int64_t x = hb_double_to_i64(v); for (int64_t i = 0; i < n; i++) ((int64_t *)p)[i] = x; break; }
-        case HB_I32: { int32_t x = hb_double_to_i32(v); for (int64_t i = 0; i < n; i++) ((int32_t *)p)[i] = x; break; }
-        }
-        return 0;
-    }
-    iter_t it;
-    iter_init(&it, t);
-    for (int64_t k = 0; k < n; k++) {
-        store(t->storage->data, t->dtype, it.off, v);
-        iter_next(&it, t);
-    }
+    elem_job_t j = {t, NULL, v};
+    /* a view with a zero stride writes one element many times: the same value, but serially */
+    int overlap = 0;
+    for (int d = 0; d < t->ndim; d++) overlap |= t->stride[d] == 0 && t->size[d] > 1;
+    if (overlap) fill_range(&j, 0, n);
+    else hb_parallel_range(n, 4 * HB_ELEM_GRAIN, fill_range, &j);
     return 0;
+}
+
+static void add_range(void *ctx, int64_t lo, int64_t hi) {
+    elem_job_t *j = ctx;
+    hb_tensor_t *a = j->dst, *b = j->src;
+    if (hb_is_contiguous(a) && hb_is_contiguous(b)) {
+        if (a->dtype == HB_F32) {
+            float *x = hb_data(a), al = (float)j->alpha;
+            const float *y = hb_data(b);
+            for (int64_t i = lo; i < hi; i++) x[i] += al * y[i];
+        } else {
+            double *x = hb_data(a);
+            const double *y = hb_data(b);
+            for (int64_t i = lo; i < hi; i++) x[i] += j->alpha * y[i];
+        }
+        return;
+    }
+    /* strided: walk a and b in row-major order, in double */
+    iter_t ia, ib;
+    iter_seek(&ia, a, lo);
+    iter_seek(&ib, b, lo);
+    void *pa = a->storage->data, *pb = b->storage->data;
+    for (int64_t k = lo; k < hi; k++) {
+        store(pa, a->dtype, ia.off, load(pa, a->dtype, ia.off) + j->alpha * load(pb, b->dtype, ib.off));
+        iter_next(&ia, a);
+        iter_next(&ib, b);
+    }
 }
 
 int hb_add_(hb_tensor_t *a, hb_tensor_t *b, double alpha) {
@@ -447,28 +526,12 @@ int hb_add_(hb_tensor_t *a, hb_tensor_t *b, double alpha) {
     }
     int64_t n = hb_numel(a);
     a->storage->version++;
-    if (hb_is_contiguous(a) && hb_is_contiguous(b)) {
-        if (a->dtype == HB_F32) {
-            float *x = hb_data(a), al = (float)alpha;
-            const float *y = hb_data(b);
-            for (int64_t i = 0; i < n; i++) x[i] += al * y[i];
-        } else {
-            double *x = hb_data(a);
-            const double *y = hb_data(b);
-            for (int64_t i = 0; i < n; i++) x[i] += alpha * y[i];
-        }
+    elem_job_t j = {a, b, alpha};
+    if (a->storage == b->storage) {
+        add_range(&j, 0, n); /* views of one storage may overlap: one serial pass, in order */
         return 0;
     }
-    /* strided: walk a and b in row-major order, in double */
-    iter_t ia, ib;
-    iter_init(&ia, a);
-    iter_init(&ib, b);
-    void *pa = a->storage->data, *pb = b->storage->data;
-    for (int64_t k = 0; k < n; k++) {
-        store(pa, a->dtype, ia.off, load(pa, a->dtype, ia.off) + alpha * load(pb, b->dtype, ib.off));
-        iter_next(&ia, a);
-        iter_next(&ib, b);
-    }
+    hb_parallel_range(n, HB_ELEM_GRAIN, add_range, &j);
     return 0;
 }
 

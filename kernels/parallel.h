@@ -16,6 +16,14 @@ typedef void (*hb_parallel_fn)(void *ctx, int64_t i);
 /* Run fn(ctx, i) for i in [0, n). Returns when all calls have finished. */
 void hb_parallel_for(int64_t n, hb_parallel_fn fn, void *ctx);
 
+/* Element ranges: fn(ctx, lo, hi) over [0, n) in fixed ranges of `grain` elements (the last shorter), run
+ * on the pool when there are more than two of them, else one call fn(ctx, 0, n). The split depends on n and
+ * grain only, never on the thread count. */
+typedef void (*hb_range_fn)(void *ctx, int64_t lo, int64_t hi);
+void hb_parallel_range(int64_t n, int64_t grain, hb_range_fn fn, void *ctx);
+/* the grain of element-wise loops over float data (32768 elements: 128 KiB of fp32 per range) */
+#define HB_ELEM_GRAIN ((int64_t)1 << 15)
+
 /* Number of threads (>= 1, at most 256), set by hb_threads_set or HYBLUA_NUM_THREADS / nproc. */
 int hb_threads_get(void);
 void hb_threads_set(int n);

@@ -254,6 +254,27 @@ static double simulate(int64_t n, hb_parallel_fn fn, void *ctx, int nt, double *
     return mk;
 }
 
+typedef struct {
+    hb_range_fn fn;
+    void *ctx;
+    int64_t n, grain;
+} range_job_t;
+static void range_item(void *c, int64_t i) {
+    range_job_t *r = c;
+    int64_t lo = i * r->grain, hi = lo + r->grain < r->n ? lo + r->grain : r->n;
+    r->fn(r->ctx, lo, hi);
+}
+void hb_parallel_range(int64_t n, int64_t grain, hb_range_fn fn, void *ctx) {
+    if (n <= 0) return;
+    if (grain < 1) grain = 1;
+    if (n <= 2 * grain) {
+        fn(ctx, 0, n);
+        return;
+    }
+    range_job_t r = {fn, ctx, n, grain};
+    hb_parallel_for((n + grain - 1) / grain, range_item, &r);
+}
+
 void hb_parallel_for(int64_t n, hb_parallel_fn fn, void *ctx) {
     if (n <= 0) return;
     int nt = hb_threads_get();

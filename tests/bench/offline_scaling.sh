@@ -17,6 +17,8 @@
 #       s8_4_2  tests/bench/scaling.lua 8,4,2
 #       split   tests/bench/split_scaling.sh "1x16 4x4 2x8" 2 (one process vs processes × threads)
 #       infer   tests/bench/inference.lua 340m 16
+#       ab      (with OLD=DIR, an older source tree) builds DIR/hyblua and times one training step per
+#               model at 16 threads with the old and this build, interleaved (ab.txt): before/after
 #       prof    HYBLUA_PROFILE=1 training steps of gated_deltanet 3:1 and gla (d 512 / T 2048) at 1 and 16
 #               threads: backward time per node kind and the step parts (prof_*.txt)
 #   scaling.lua prints each figure to stderr as it is measured (scaling-row lines), so a phase cut short
@@ -69,6 +71,20 @@ for ph in "$@"; do
   s1_16)  timeout $(( $(left) - 5 )) ./hyblua tests/bench/scaling.lua 1,16 2 > "$OUT/scaling_1_16.md" 2> "$OUT/scaling_1_16.err"; echo rc $? ;;
   s8_4_2) timeout $(( $(left) - 5 )) ./hyblua tests/bench/scaling.lua 8,4,2 2 > "$OUT/scaling_8_4_2.md" 2> "$OUT/scaling_8_4_2.err"; echo rc $? ;;
   split)  timeout $(( $(left) - 5 )) bash tests/bench/split_scaling.sh "1x16 4x4 2x8" 2 > "$OUT/split.txt" 2>&1; echo rc $? ;;
+  ab)
+    [ -n "${OLD:-}" ] || { echo "ab: set OLD=DIR"; continue; }
+    ( cd "$OLD" && make -j"$(nproc)" hyblua > "$OUT/build_old.log" 2>&1 ) || { tail -20 "$OUT/build_old.log"; continue; }
+    for m in gated_deltanet gla transformer; do
+      if [ $m = gla ]; then c='{"model_type":"gla","hidden_size":512,"num_hidden_layers":4,"vocab_size":4096,"num_heads":8}'
+      elif [ $m = transformer ]; then c='{"model_type":"transformer","hidden_size":512,"num_hidden_layers":4,"vocab_size":4096,"num_heads":8}'
+      else c='{"model_type":"gated_deltanet","hidden_size":512,"num_hidden_layers":4,"vocab_size":4096,"num_heads":6,"head_dim":64,"attn":{"layers":[3],"num_heads":8,"num_kv_heads":8}}'; fi
+      echo "$c" > /tmp/ab_$m.json
+      HYBLUA_NUM_THREADS=1 ./hyblua tests/bench/train_step.lua init /tmp/ab_$m.json /tmp/ab_$m 1 2 2048 > /dev/null
+      for b in "$OLD/hyblua" ./hyblua "$OLD/hyblua" ./hyblua; do
+        OPENBLAS_NUM_THREADS=1 HYBLUA_NUM_THREADS=16 timeout $(( $(left) - 5 )) $b tests/bench/train_step.lua bench /tmp/ab_$m 2 1 0 0 0 \
+          | sed "s|^|ab $m $b 16 |" | cut -c 1-400 | tee -a "$OUT/ab.txt"
+      done
+    done ;;
   prof)
     for m in gated_deltanet gla; do
       if [ $m = gla ]; then c='{"model_type":"gla","hidden_size":512,"num_hidden_layers":4,"vocab_size":4096,"num_heads":8}'
