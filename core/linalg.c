@@ -68,10 +68,37 @@ static void gemm_block(void *ctx, int64_t i) {
     gemm1(j->dt, j->ta, j->tb, m, n, j->K, a, j->lda, b, j->ldb, j->beta, j->C + (size_t)(m0 * j->ldc + n0) * es, j->ldc);
 }
 
-/* the block of a dimension of length len cut into about `parts` blocks: at least 64, rounded up to 16 */
-static int64_t gemm_block_len(int64_t len, int64_t parts) {
-    int64_t b = ((len + parts - 1) / parts + 15) / 16 * 16;
-    return b < 64 ? 64 : b;
+/* The tiling of an M x N product: the grid of nr x nc tiles (each side at least 64, rounded up to 16) that
+ * runs best on 16 threads — the makespan of ceil(tiles / 16) rounds of the largest tile against the
+ * product's area — among grids of at least GEMM_SPLIT tiles where the shape allows that many, fewer tiles
+ * on a tie (less re-packing of the shared operands). A multiple of 16 tiles also divides evenly over 2, 4
+ * and 8 threads. The shape alone decides it. */
+static void gemm_tiles(int64_t M, int64_t N, int64_t *bm_out, int64_t *bn_out) {
+    enum { MAXP = 32, ROUND = 16 };
+    int64_t pm = (M + 63) / 64, pn = (N + 63) / 64;
+    if (pm > MAXP) pm = MAXP;
+    if (pn > MAXP) pn = MAXP;
+    if (pm < 1) pm = 1;
+    if (pn < 1) pn = 1;
+    int64_t want = pm * pn < 32 ? pm * pn : 32;
+    double best = -1;
+    int64_t best_tiles = 0;
+    *bm_out = M, *bn_out = N;
+    for (int64_t nr = 1; nr <= pm; nr++)
+        for (int64_t nc = 1; nc <= pn; nc++) {
+            int64_t bm = ((M + nr - 1) / nr + 15) / 16 * 16, bn = ((N + nc - 1) / nc + 15) / 16 * 16;
+            if (bm < 64) bm = 64;
+            if (bn < 64) bn = 64;
+            if (bm > M) bm = M;
+            if (bn > N) bn = N;
+            int64_t tiles = ((M + bm - 1) / bm) * ((N + bn - 1) / bn);
+            if (tiles < want) continue;
+            double eff = (double)M * (double)N / ((double)ROUND * (double)((tiles + ROUND - 1) / ROUND) * (double)bm * (double)bn);
+            if (eff > best + 1e-9 || (eff > best - 1e-9 && tiles < best_tiles)) {
+                best = eff, best_tiles = tiles;
+                *bm_out = bm, *bn_out = bn;
+            }
+        }
 }
 
 enum { GEMM_SPLIT = 32 }; /* blocks a large fp32 product is split into (gemm below) */
@@ -112,15 +139,8 @@ static int gemm(hb_dtype_t dt, CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int64_t M
     /* the split depends on the shape only, never on the thread count, and is used with 1 thread too:
        OpenBLAS picks its kernels (small-matrix paths included) by the shape of each call, so a product
        split into other blocks can round differently (a 320x192x64 product whole vs in two 160-row
-       halves differed in the last bit). About GEMM_SPLIT tiles: the longer of M and N in blocks of at
-       least 64 (rounded to 16); when that gives fewer than GEMM_SPLIT blocks, the other one too. Enough
-       items to balance 16 threads, few enough that re-packing the shared operands per tile stays small. */
-    int64_t *bl = M >= N ? &j.bm : &j.bn, *bs = M >= N ? &j.bn : &j.bm;
-    int64_t ll = M >= N ? M : N, ls = M >= N ? N : M;
-    *bl = gemm_block_len(ll, GEMM_SPLIT);
-    int64_t nl = (ll + *bl - 1) / *bl;
-    if (nl < GEMM_SPLIT && ls >= 128) *bs = gemm_block_len(ls, (GEMM_SPLIT + nl - 1) / nl);
-    if (*bs > ls) *bs = ls;
+       halves differed in the last bit). gemm_tiles picks the tiles. */
+    gemm_tiles(M, N, &j.bm, &j.bn);
     j.nbn = (N + j.bn - 1) / j.bn;
     hb_parallel_for(((M + j.bm - 1) / j.bm) * j.nbn, gemm_block, &j);
     return 0;
