@@ -49,7 +49,7 @@ for i, m in ipairs(models) do
   local f = assert(io.open(m.dir .. ".json", "w"))
   f:write(hb.io.encode_json(m.cfg))
   f:close()
-  run(string.format("HYBLUA_NUM_THREADS=1 ./hyblua tests/bench/train_step.lua init %s.json %s 1 %d %d", m.dir, m.dir, B, T))
+  m.params = run(string.format("HYBLUA_NUM_THREADS=1 ./hyblua tests/bench/train_step.lua init %s.json %s 1 %d %d", m.dir, m.dir, B, T)).params
 end
 
 local kernels = { { "gla", 64 }, { "gla", 128 }, { "gdelta", 64 }, { "gdelta", 128 } }
@@ -87,6 +87,12 @@ for _, n in ipairs(threads) do
   end
   local g = run(string.format("%s%d build/bench/kernels_bench gemm NT:4096:1536:512 3", env, n))
   put("gemm fp32 4096x1536x512", "GFLOP/s", n, g.gflops_fp32)
+  -- model FLOPs utilisation against this gemm at the same thread count (6·N·tokens: the mixers' and
+  -- attention's own FLOPs are left out, so this is a lower bound)
+  for _, m in ipairs(models) do
+    put("train " .. m.name .. ": MFU (6·N·tokens / gemm)", "ratio", n,
+      6 * m.params * rows["train " .. m.name][n] / (g.gflops_fp32 * 1e9))
+  end
   for _, k in ipairs(kernels) do
     local r = run(string.format("%s%d build/bench/kernels_bench train %s 2048 %d 3", env, n, k[1], k[2]))
     local gf = (r.flops_fwd + r.flops_bwd) / r.total_best_s / 1e9
