@@ -19,6 +19,9 @@
 #       infer   tests/bench/inference.lua 340m 16
 #       ab      (with OLD=DIR, an older source tree) builds DIR/hyblua and times one training step per
 #               model at 16 threads with the old and this build, interleaved (ab.txt): before/after
+#       jobs    recipes/paper_grid.lua --tiny with every mixer and 2 seeds (42 cell-seeds, 30 steps per task)
+#               serially (1 thread), with --jobs 2 and --jobs 16 (1 thread per child): wall times and a
+#               check that every cell record is identical to the serial run's, seconds aside (jobs.txt)
 #       prof    HYBLUA_PROFILE=1 training steps of gated_deltanet 3:1 and gla (d 512 / T 2048) at 1 and 16
 #               threads: backward time per node kind and the step parts (prof_*.txt)
 #   scaling.lua prints each figure to stderr as it is measured (scaling-row lines), so a phase cut short
@@ -84,6 +87,23 @@ for ph in "$@"; do
         OPENBLAS_NUM_THREADS=1 HYBLUA_NUM_THREADS=16 timeout $(( $(left) - 5 )) $b tests/bench/train_step.lua bench /tmp/ab_$m 2 1 0 0 0 \
           | sed "s|^|ab $m $b 16 |" | cut -c 1-400 | tee -a "$OUT/ab.txt"
       done
+    done ;;
+  jobs)
+    G="--tiny --set grid.seeds=2 --set lm.steps=30 --set mqar.steps=30 --set grid.mixers=[hgrn,retnet,gla,hgrn2,delta_net,gated_deltanet,kda,gated_deltaproduct,mamba2,rwkv7]"
+    for J in 1 2 16; do
+      rm -rf /tmp/gj$J; t0=$(date +%s.%N)
+      # shellcheck disable=SC2086
+      if [ $J = 1 ]; then HYBLUA_NUM_THREADS=1 timeout $(( $(left) - 5 )) ./hyblua recipes/paper_grid.lua $G --out /tmp/gj$J > /tmp/gj$J.log 2>&1
+      else HYBLUA_NUM_THREADS=1 timeout $(( $(left) - 5 )) ./hyblua recipes/paper_grid.lua $G --jobs $J --set grid.job_threads=1 --out /tmp/gj$J > /tmp/gj$J.log 2>&1; fi
+      echo "jobs $J rc $? wall $(echo "$(date +%s.%N) - $t0" | bc 2>/dev/null || python3 -c "print($(date +%s.%N) - $t0)") s cells $(ls /tmp/gj$J/cells/*.json 2>/dev/null | wc -l)" | tee -a "$OUT/jobs.txt"
+      tail -3 /tmp/gj$J.log >> "$OUT/jobs.txt"
+    done
+    for J in 2 16; do
+      same=0; diff=0
+      for f in /tmp/gj1/cells/*.json; do
+        if cmp -s <(grep -v seconds "$f") <(grep -v seconds "/tmp/gj$J/cells/$(basename "$f")" 2>/dev/null); then same=$((same+1)); else diff=$((diff+1)); fi
+      done
+      echo "jobs $J vs serial: $same identical, $diff differ" | tee -a "$OUT/jobs.txt"
     done ;;
   prof)
     for m in gated_deltanet gla; do
