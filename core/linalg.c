@@ -131,7 +131,10 @@ static int gemm(hb_dtype_t dt, CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int64_t M
        than the same product later in the process (a resumed run diverged from an uninterrupted one) */
     (void)hb_threads_get();
     double flops = 2.0 * (double)M * (double)N * (double)K;
-    if (flops < 4e6) {
+    double bytes = (double)(dt == HB_F32 ? 4 : 8) * ((double)M * (double)K + (double)K * (double)N + (double)M * (double)N);
+    /* small products are one call; a decode step's vector-matrix products (few flops, megabytes of
+       weights) are split too, so that several threads stream the weights */
+    if (flops < 4e6 && bytes < 2e6) {
         gemm1(dt, ta, tb, M, N, K, A, lda, B, ldb, beta, C, ldc);
         return 0;
     }
@@ -142,7 +145,7 @@ static int gemm(hb_dtype_t dt, CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int64_t M
        halves differed in the last bit). gemm_tiles picks the tiles. */
     gemm_tiles(M, N, &j.bm, &j.bn);
     j.nbn = (N + j.bn - 1) / j.bn;
-    hb_parallel_for(((M + j.bm - 1) / j.bm) * j.nbn, gemm_block, &j);
+    hb_parallel_for_work(((M + j.bm - 1) / j.bm) * j.nbn, flops + 2 * bytes, gemm_block, &j);
     return 0;
 }
 

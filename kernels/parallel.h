@@ -16,6 +16,13 @@ typedef void (*hb_parallel_fn)(void *ctx, int64_t i);
 /* Run fn(ctx, i) for i in [0, n). Returns when all calls have finished. */
 void hb_parallel_for(int64_t n, hb_parallel_fn fn, void *ctx);
 
+/* hb_parallel_for for a region whose total cost is about `work` flop-equivalents (a byte moved counts 2):
+ * it uses at most work / HB_WORK_PER_THREAD threads and runs inline below two (a decode step's small
+ * products and per-head state updates, where waking 15 workers costs more than the work). work <= 0: no
+ * cap. The items and their results are those of hb_parallel_for. */
+#define HB_WORK_PER_THREAD 2e6
+void hb_parallel_for_work(int64_t n, double work, hb_parallel_fn fn, void *ctx);
+
 /* Element ranges: fn(ctx, lo, hi) over [0, n) in fixed ranges of `grain` elements (the last shorter), run
  * on the pool when there are more than two of them, else one call fn(ctx, 0, n). The split depends on n and
  * grain only, never on the thread count. */

@@ -275,9 +275,19 @@ void hb_parallel_range(int64_t n, int64_t grain, hb_range_fn fn, void *ctx) {
     hb_parallel_for((n + grain - 1) / grain, range_item, &r);
 }
 
-void hb_parallel_for(int64_t n, hb_parallel_fn fn, void *ctx) {
+void hb_parallel_for(int64_t n, hb_parallel_fn fn, void *ctx) { hb_parallel_for_work(n, 0, fn, ctx); }
+
+void hb_parallel_for_work(int64_t n, double work, hb_parallel_fn fn, void *ctx) {
     if (n <= 0) return;
     int nt = hb_threads_get();
+    if (work > 0) { /* a small region: fewer threads, or none, than waking them all would cost */
+        double cap = work / HB_WORK_PER_THREAD;
+        if (cap < 2) {
+            for (int64_t i = 0; i < n; i++) fn(ctx, i);
+            return;
+        }
+        if (cap < nt) nt = (int)cap;
+    }
     if (in_region) {
         for (int64_t i = 0; i < n; i++) fn(ctx, i);
         return;

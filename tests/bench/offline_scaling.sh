@@ -22,6 +22,9 @@
 #       jobs    recipes/paper_grid.lua --tiny with every mixer and 2 seeds (42 cell-seeds, 30 steps per task)
 #               serially (1 thread), with --jobs 2 and --jobs 16 (1 thread per child): wall times and a
 #               check that every cell record is identical to the serial run's, seconds aside (jobs.txt)
+#       final   training step tok/s at 1 and 16 threads (3 models, 2 steps, the two thread counts run back to
+#               back per model) and batch-1 decode (256-token prefill, 16 steps) at 1 and 16 threads, and
+#               with OLD=DIR also the old build's decode at 16 threads (final.txt)
 #       prof    HYBLUA_PROFILE=1 training steps of gated_deltanet 3:1 and gla (d 512 / T 2048) at 1 and 16
 #               threads: backward time per node kind and the step parts (prof_*.txt)
 #   scaling.lua prints each figure to stderr as it is measured (scaling-row lines), so a phase cut short
@@ -50,7 +53,8 @@ mkdir -p "$OUT"
 exec > >(tee -a "$OUT/device.log") 2>&1
 P=${DEPS_PREFIX:-/opt/deps}; L=$P/usr/lib/x86_64-linux-gnu
 export PATH=$P/usr/bin:$PATH LD_LIBRARY_PATH=$L:$L/openblas-pthread LIBRARY_PATH=$L:$L/openblas-pthread \
-  PKG_CONFIG_LIBDIR=$L/pkgconfig:$L/openblas-pthread/pkgconfig PKG_CONFIG_SYSROOT_DIR=$P
+  PKG_CONFIG_LIBDIR=$L/pkgconfig:$L/openblas-pthread/pkgconfig PKG_CONFIG_SYSROOT_DIR=$P \
+  CPATH=$P/usr/include/x86_64-linux-gnu
 for ph in "$@"; do
   echo "=== phase $ph at $(( $(date +%s) - T0 )) s, $(left) s left"
   case $ph in
@@ -104,6 +108,23 @@ for ph in "$@"; do
         if cmp -s <(grep -v seconds "$f") <(grep -v seconds "/tmp/gj$J/cells/$(basename "$f")" 2>/dev/null); then same=$((same+1)); else diff=$((diff+1)); fi
       done
       echo "jobs $J vs serial: $same identical, $diff differ" | tee -a "$OUT/jobs.txt"
+    done ;;
+  final)
+    [ -n "${OLD:-}" ] && { ( cd "$OLD" && make -j"$(nproc)" hyblua > "$OUT/build_old.log" 2>&1 ) || echo "old build failed"; }
+    for m in gated_deltanet gla transformer; do
+      if [ $m = gla ]; then c='{"model_type":"gla","hidden_size":512,"num_hidden_layers":4,"vocab_size":4096,"num_heads":8}'
+      elif [ $m = transformer ]; then c='{"model_type":"transformer","hidden_size":512,"num_hidden_layers":4,"vocab_size":4096,"num_heads":8}'
+      else c='{"model_type":"gated_deltanet","hidden_size":512,"num_hidden_layers":4,"vocab_size":4096,"num_heads":6,"head_dim":64,"attn":{"layers":[3],"num_heads":8,"num_kv_heads":8}}'; fi
+      echo "$c" > /tmp/fi_$m.json
+      HYBLUA_NUM_THREADS=1 ./hyblua tests/bench/train_step.lua init /tmp/fi_$m.json /tmp/fi_$m 1 2 2048 > /dev/null
+      for n in 16 1; do
+        r=$(OPENBLAS_NUM_THREADS=1 HYBLUA_NUM_THREADS=$n timeout $(( $(left) - 5 )) ./hyblua tests/bench/train_step.lua bench /tmp/fi_$m 2 1 0 0 0)
+        echo "final train $m threads $n best_s $(echo "$r" | grep -o '"best_s":[0-9.e-]*' | head -1)" | tee -a "$OUT/final.txt"
+      done
+      for b in ./hyblua ${OLD:+$OLD/hyblua}; do for n in 1 16; do
+        r=$(OPENBLAS_NUM_THREADS=1 HYBLUA_NUM_THREADS=$n timeout $(( $(left) - 5 )) $b tests/bench/train_step.lua bench /tmp/fi_$m 0 0 0 256 16)
+        echo "final decode $m $b threads $n $(echo "$r" | grep -o '"median_step_s":[0-9.e-]*') $(echo "$r" | grep -o '"prefill_s":[0-9.e-]*')" | tee -a "$OUT/final.txt"
+      done; done
     done ;;
   prof)
     for m in gated_deltanet gla; do
