@@ -1027,11 +1027,24 @@ def write_report(path, meta, tc, mm, models, kernels, decodes, bf=None, nx=None)
       "regions of a training step reach spinning workers without a system call; spinning is off when the pool "
       "has more threads than the process has CPUs.")
     w("* **Results independent of the thread count.** Every split depends on the shape only. Large fp32 matrix "
-      "products are cut into 32 row (or column) blocks of ≥ 64 — also with 1 thread — because OpenBLAS chooses "
-      "its kernels by the shape of each call: before this, a 320×192×64 product whole and in two 160-row halves "
-      "differed in the last bit, and 1- and 2-thread training diverged. tests/test_threads.lua checks "
+      "products are cut into tiles of C — also with 1 thread — because OpenBLAS chooses its kernels by the "
+      "shape of each call: before this, a 320×192×64 product whole and in two 160-row halves differed in the "
+      "last bit, and 1- and 2-thread training diverged. The tiling (core/linalg.c, gemm_tiles) is the grid of "
+      "tiles with sides ≥ 64 that has the best 16-thread makespan among grids of ≥ 32 tiles, so a weight "
+      "gradient (512 × 768 over 4096 tokens) is cut in both dimensions (48 tiles) rather than into 12 row "
+      "blocks. tests/test_threads.lua checks "
       "bit-identical losses and parameters after two AdamW steps for 1, 2, 3, 5 and 16 threads (gated_deltanet "
       "3:1, gla, transformer, kda, delta_net) and in simulation mode.")
+    w("* **No serial glue.** The element-wise primitives under autograd (copy, accumulate, fill, zeros: "
+      "kernels/parallel.h's hb_parallel_range in fixed ranges of 32768 elements) and rmsnorm forward and "
+      "backward (blocks of 64 rows; the weight gradient summed per block, then over blocks in order) run on the "
+      "pool; at 16 threads less than 2% of each step part runs outside pool regions (the serial-share rows).")
+    w("* **Small regions stay small.** `hb_parallel_for_work(n, work, …)` uses at most work / 2·10⁶ "
+      "flop-equivalents threads and runs inline below two, so decode's per-head state steps and attention over "
+      "the cache do not wake 15 workers for microseconds of work; vector-matrix products with megabytes of "
+      "weights (decode) are tiled so that several threads share the weight stream.")
+    w("* **Profiling.** `HYBLUA_PROFILE=1` prints, at exit, the backward seconds per node kind, split into time "
+      "inside and outside pool regions (and simulated, under `HYBLUA_POOL_SIM=1`).")
     w("* **Accounting and simulation.** `hb.pool_stats()` gives the regions run and the wall seconds inside them; "
       "with `HYBLUA_POOL_SIM=1` regions run serially, each item timed with the thread's CPU clock, and `sim_s` "
       "adds the time the region would take on `hb.get_num_threads()` threads (list scheduling in index order "
@@ -1042,18 +1055,23 @@ def write_report(path, meta, tc, mm, models, kernels, decodes, bf=None, nx=None)
     w("`tests/bench/run.sh --scaling [THREADS]` (default 1,2,4,8,16; no Python) measures training tokens/s per "
       "model type at d 512 / T 2048, prefill and batch-1 decode tokens/s of the same models, the chunked "
       "kernels' and the fp32 gemm's GFLOP/s and their ratio, each as speed-up and efficiency over 1 thread. Its "
-      "last table (tests/bench/results/scaling.md) follows; figures from a shared 2-core machine show the "
-      "method, not many-core scaling.")
+      "last table (tests/bench/results/scaling.md) follows: the 16-core run of 2026-12-06 (its step-part rows: "
+      "tokens/s of forward, backward and optimizer alone, and the share of each outside pool regions; MFU: "
+      "6·N·tokens over the fp32 gemm at the same thread count, a lower bound that leaves out the mixers' own "
+      "FLOPs).")
     w("")
     copy_result(w, "scaling.md", "(no scaling run yet)",
                 lambda line: line.replace("## Thread scaling", "### Thread scaling"))
     w("")
+    if copy_result(w, "scaling16.md"):
+        w("")
     w("On a many-core host without a package manager or network (a lent machine), "
       "`tests/bench/offline_scaling.sh pack DIR` (here) packs the libraries from Debian 12 .deb files into one "
       "prefix and `tests/bench/offline_scaling.sh run DIR setup yard s1_16 s8_4_2 split infer` (there) builds "
       "./hyblua against it and runs this section (1 and 16 threads first, then 8, 4, 2), the OpenBLAS sgemm "
       "yardstick at 1 and 16 threads, the stream bandwidth, the process × thread splits and the inference "
-      "bench. `tests/bench/split_scaling.sh [SPLITS] [STEPS]` compares one process of N threads with P "
+      "bench (also: `ab` an older build against this one, `prof` the backward profile, `jobs` the grid's "
+      "--jobs timing, `final` training and decode at 1 and 16 threads). `tests/bench/split_scaling.sh [SPLITS] [STEPS]` compares one process of N threads with P "
       "processes of N/P threads on the same d 512 / T 2048 configs, each process pinned to its own CPUs and "
       "the split's tokens/s summed: an upper bound of data parallelism over MPI (no all-reduce), so "
       "\"1 process / best split\" is a lower bound of issue 15's ratio against a real MPI run (target ≥ 0.8).")
