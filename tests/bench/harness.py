@@ -1097,6 +1097,8 @@ def write_report(path, meta, tc, mm, models, kernels, decodes, bf=None, nx=None)
     w("")
     copy_result(w, "inference.md", "(no inference run yet)")
     w("")
+    if copy_result(w, "inference16.md"):   # the 16-thread run on the lent many-core machine
+        w("")
     w("## Packed sequences: the cost")
     w("")
     w("`tests/bench/run.sh --packing [HIDDEN TOTAL REPEATS]` (tests/bench/packing.lua; no Python) times one "
