@@ -77,7 +77,15 @@ local defaults = hb.config.declare {
     lr = K(3e-3, "MQAR peak learning rate (cosine to lr/10 after mqar.warmup steps) when mqar.lrs is empty", { min = 0 }),
     lrs = K({}, "MQAR learning-rate sweep: every cell-seed is trained once per rate from the same initialisation and " ..
       "keeps the one with the best test accuracy (the first on a tie); every rate's result is in the cell's mqar_sweep. " ..
-      "Empty: mqar.lr alone, no sweep", { min = 0 }),
+      "Empty: mqar.lr alone, no sweep", { check = function(v)
+        local seen = {}
+        for _, lr in ipairs(v) do
+          if type(lr) ~= "number" or not (lr > 0) then return "must hold learning rates > 0" end
+          local k = string.format("%g", lr) -- names the rate's checkpoints and results
+          if seen[k] then return "must not list a learning rate twice" end
+          seen[k] = true
+        end
+      end }),
     warmup = K(30, "MQAR linear warm-up steps (at most mqar.steps)", { min = 0 }),
     train_kv = K({ 2, 4, 6 }, "key-value pairs per training example (a mixture)", { min = 1 }),
     test_kv = K({ 4, 6 }, "key-value pairs per test example (one accuracy column each)", { min = 1 }),
@@ -129,16 +137,6 @@ if #cfg.grid.seed_list > 0 then
   end
 else
   for i = 0, cfg.grid.seeds - 1 do seeds[#seeds + 1] = cfg.seed + i end
-end
--- the MQAR learning rates: each at most once (its checkpoints and results are named after it)
-do
-  local seen = {}
-  for i, lr in ipairs(cfg.mqar.lrs) do
-    local k = string.format("%g", lr)
-    if seen[k] then hb.user_error(string.format("config key 'mqar.lrs': learning rate %s is listed twice", k)) end
-    if lr <= 0 then hb.user_error(string.format("config key 'mqar.lrs': element %d must be > 0, got %s", i, k)) end
-    seen[k] = true
-  end
 end
 local d, L, H = cfg.model.hidden_size, cfg.model.num_hidden_layers, cfg.heads
 
