@@ -523,6 +523,7 @@ if cfg.grid.only ~= "" then
     for _, seed in ipairs(seeds) do
       if cell_file(cell, seed) == cfg.grid.only then
         if primary_of[cell.name] then hb.user_error("grid.only: " .. cfg.grid.only .. " shares its stack with " .. primary_of[cell.name].name) end
+        hb.data.mkdir(out .. "/cells") -- a grid.only run of its own (not a --jobs child) may be the first in out
         local r, how, holder = run_cell(cell, seed)
         if not r then io.stderr:write(cfg.grid.only .. ": being trained by another process (" .. holder .. ")\n"); os.exit(75) end
         progress(1, 1, cell, seed, r, how)
