@@ -14,9 +14,11 @@
 --   hyblua recipes/paper_grid.lua --set grid.mixers=[gla,hgrn2] --set lm.steps=500
 --   hyblua recipes/paper_grid.lua --out docs/grid --set grid.plot_only=true   # tables and plots again
 --   hyblua recipes/paper_grid.lua --jobs 8 --set grid.job_threads=2   # 8 cell-seeds at once (child processes)
+--   hyblua recipes/paper_grid.lua --set grid.tasks=[mqar] --set mqar.lrs=[1e-3,3e-3]   # MQAR alone, best of two rates
 -- Re-running skips finished cell-seeds (<out>/cells/<cell>__s<seed>.json) and resumes a half-trained one from
--- its checkpoint; a cell-seed being trained holds <out>/cells/<cell>__s<seed>.lock, so two jobs or two
--- invocations never train it twice; everything is deterministic given the seed, whatever the jobs and threads.
+-- its checkpoint (with mqar.lrs, skipping the learning rates it has finished); a cell-seed being trained holds
+-- <out>/cells/<cell>__s<seed>.lock, so two jobs or two invocations never train it twice; everything is
+-- deterministic given the seed, whatever the jobs and threads.
 -- grid.md: mean ± 95% t-interval per cell, per-seed values, the placement table, and the paper's four
 -- findings judged by hb.stats.findings (docs/recipes.md states each test).
 --
