@@ -14,9 +14,11 @@
 --   hyblua recipes/paper_grid.lua --set grid.mixers=[gla,hgrn2] --set lm.steps=500
 --   hyblua recipes/paper_grid.lua --out docs/grid --set grid.plot_only=true   # tables and plots again
 --   hyblua recipes/paper_grid.lua --jobs 8 --set grid.job_threads=2   # 8 cell-seeds at once (child processes)
+--   hyblua recipes/paper_grid.lua --set grid.tasks=[mqar] --set mqar.lrs=[1e-3,3e-3]   # MQAR alone, best of two rates
 -- Re-running skips finished cell-seeds (<out>/cells/<cell>__s<seed>.json) and resumes a half-trained one from
--- its checkpoint; a cell-seed being trained holds <out>/cells/<cell>__s<seed>.lock, so two jobs or two
--- invocations never train it twice; everything is deterministic given the seed, whatever the jobs and threads.
+-- its checkpoint (with mqar.lrs, skipping the learning rates it has finished); a cell-seed being trained holds
+-- <out>/cells/<cell>__s<seed>.lock, so two jobs or two invocations never train it twice; everything is
+-- deterministic given the seed, whatever the jobs and threads.
 -- grid.md: mean ± 95% t-interval per cell, per-seed values, the placement table, and the paper's four
 -- findings judged by hb.stats.findings (docs/recipes.md states each test).
 --
@@ -74,7 +76,19 @@ local defaults = hb.config.declare {
     batch_size = K(16, "MQAR examples per step", { min = 1 }),
     seq_len = K(48, "MQAR sequence length", { min = 4 }),
     vocab_size = K(64, "MQAR vocabulary (keys and values from its two halves)", { min = 8 }),
-    lr = K(3e-3, "MQAR peak learning rate", { min = 0 }),
+    lr = K(3e-3, "MQAR peak learning rate (cosine to lr/10 after mqar.warmup steps) when mqar.lrs is empty", { min = 0 }),
+    lrs = K({}, "MQAR learning-rate sweep: every cell-seed is trained once per rate from the same initialisation and " ..
+      "keeps the one with the best test accuracy (the first on a tie); every rate's result is in the cell's mqar_sweep. " ..
+      "Empty: mqar.lr alone, no sweep", { check = function(v)
+        local seen = {}
+        for _, lr in ipairs(v) do
+          if type(lr) ~= "number" or not (lr > 0) then return "must hold learning rates > 0" end
+          local k = string.format("%g", lr) -- names the rate's checkpoints and results
+          if seen[k] then return "must not list a learning rate twice" end
+          seen[k] = true
+        end
+      end }),
+    warmup = K(30, "MQAR linear warm-up steps (at most mqar.steps)", { min = 0 }),
     train_kv = K({ 2, 4, 6 }, "key-value pairs per training example (a mixture)", { min = 1 }),
     test_kv = K({ 4, 6 }, "key-value pairs per test example (one accuracy column each)", { min = 1 }),
     train_examples = K(12000, "training examples (split evenly over train_kv)", { min = 1 }),
@@ -333,23 +347,57 @@ local function run_cell(cell, seed)
     local t1 = hb.now()
     local Q = mqar_data(seed)
     local V = mq.vocab_size
-    local c = cell_config(cell, V, budget_for(V))
-    local m = hb.models.new(c, { seed = seed + 1 })
-    local tr = hb.train {
-      model = m,
-      loss_fn = function(k) local x, y = Q.batch(k); return mqar_loss(m, x, y), x:numel() end,
-      name = tag .. " mqar",
-      steps = mq.steps, lr = mq.lr, min_lr = mq.lr / 10, warmup = math.min(30, mq.steps), schedule = "cosine",
-      weight_decay = 0.1, clip = 1.0, out = out .. "/ckpt/" .. tag .. "-mqar", save_every = math.max(50, mq.steps // 3), keep = 1,
-      log = out .. "/logs/" .. tag .. "-mqar.jsonl", seed = seed,
-    }
-    if tr.interrupted then os.exit(130) end -- the checkpoint is saved; the same command resumes
-    local r = hb.eval.mqar.evaluate(m, Q.test, { batch_size = 32 })
-    res.mqar_acc = r.accuracy
-    res.mqar_by_kv = {}
-    for kv, acc in pairs(r.by_num_kv_pairs or {}) do res.mqar_by_kv["kv" .. kv] = acc end
-    res.mqar_train_loss_last = tr.losses[mq.steps]
+    local c, matched = cell_config(cell, V, budget_for(V))
+    -- one run at mqar.lr (no sweep: the checkpoint and log names of a grid from before mqar.lrs), or one run per
+    -- rate of mqar.lrs, each from the same initialisation and batches; a finished rate's result is kept in
+    -- ckpt/<cell>__s<seed>-mqar-lr<lr>.json so that a resumed cell-seed trains only the rates still missing
+    local sweep = #mq.lrs > 0
+    local runs, best, m_last = {}, nil, nil
+    for _, lr in ipairs(sweep and mq.lrs or { mq.lr }) do
+      local sub = sweep and string.format("-lr%g", lr) or ""
+      local part = out .. "/ckpt/" .. tag .. "-mqar" .. sub .. ".json"
+      local run
+      if sweep and exists(part) then run = hb.io.read_json(part)
+      else
+        local tl = hb.now()
+        local m = hb.models.new(c, { seed = seed + 1 })
+        local tr = hb.train {
+          model = m,
+          loss_fn = function(k) local x, y = Q.batch(k); return mqar_loss(m, x, y), x:numel() end,
+          name = tag .. " mqar" .. (sweep and string.format(" lr %g", lr) or ""),
+          steps = mq.steps, lr = lr, min_lr = lr / 10, warmup = math.min(mq.warmup, mq.steps), schedule = "cosine",
+          weight_decay = 0.1, clip = 1.0, out = out .. "/ckpt/" .. tag .. "-mqar" .. sub, save_every = math.max(50, mq.steps // 3), keep = 1,
+          log = out .. "/logs/" .. tag .. "-mqar" .. sub .. ".jsonl", seed = seed,
+        }
+        if tr.interrupted then os.exit(130) end -- the checkpoint is saved; the same command resumes
+        local r = hb.eval.mqar.evaluate(m, Q.test, { batch_size = 32 })
+        run = { lr = lr, accuracy = r.accuracy, by_kv = {}, train_loss_last = tr.losses[mq.steps], seconds = hb.now() - tl }
+        for kv, acc in pairs(r.by_num_kv_pairs or {}) do run.by_kv["kv" .. kv] = acc end
+        if sweep then hb.io.write_json(part, run) end
+        m_last = m
+      end
+      runs[#runs + 1] = run
+      if not best or run.accuracy > best.accuracy then best = run end
+    end
+    res.mqar_acc = best.accuracy
+    res.mqar_by_kv = best.by_kv
+    res.mqar_train_loss_last = best.train_loss_last
+    res.mqar_lr = best.lr
+    if sweep then res.mqar_sweep = runs end
     res.mqar_seconds = hb.now() - t1
+    if not has.lm then
+      -- an MQAR-only grid: the cell's structure from the MQAR model (params at the MQAR vocabulary)
+      local m = m_last or hb.models.new(c, { seed = seed + 1 })
+      local eff = hb.eval.efficiency(m, { N = mq.seq_len })
+      res.params = m:num_parameters()
+      res.budget_matched = matched
+      res.intermediate_size = c.intermediate_size
+      res.attn_layers = cell.mixer == "transformer" and L or #(c.attn and c.attn.layers or {})
+      res.attn_share = res.attn_layers / L
+      res.layers = hb.schedule.describe(m.config)
+      res.state_bytes = eff.state_bytes + (eff.conv_state_bytes or 0)
+      res.kv_bytes_at_T = eff.kv_bytes_at_N
+    end
   end
   res.seconds = hb.now() - t0
   res.threads = hb.get_num_threads and hb.get_num_threads() or nil
@@ -477,6 +525,7 @@ if cfg.grid.only ~= "" then
     for _, seed in ipairs(seeds) do
       if cell_file(cell, seed) == cfg.grid.only then
         if primary_of[cell.name] then hb.user_error("grid.only: " .. cfg.grid.only .. " shares its stack with " .. primary_of[cell.name].name) end
+        hb.data.mkdir(out .. "/cells") -- a grid.only run of its own (not a --jobs child) may be the first in out
         local r, how, holder = run_cell(cell, seed)
         if not r then io.stderr:write(cfg.grid.only .. ": being trained by another process (" .. holder .. ")\n"); os.exit(75) end
         progress(1, 1, cell, seed, r, how)
@@ -571,7 +620,7 @@ hb.config.write_text(out .. "/grid.csv", table.concat(csv, "\n") .. "\n")
 do
   local lcols = { "name", "seed", "mixer", "ratio", "attn_share", "params" }
   for _, m in ipairs(metrics) do lcols[#lcols + 1] = m end
-  for _, c in ipairs { "seconds", "threads", "same_as" } do lcols[#lcols + 1] = c end
+  for _, c in ipairs { "mqar_lr", "seconds", "threads", "same_as" } do lcols[#lcols + 1] = c end
   local lines = { table.concat(lcols, ",") }
   for _, r in ipairs(results) do
     local row = {}
@@ -666,8 +715,16 @@ limits[#limits + 1] = string.format("the scale: width %d, %d layers, ~%s paramet
   "far below the paper's 340M–1.3B models; a finding that holds or fails here says nothing about that scale",
   d, L, agg[1] and agg[1].r.params and string.format("%.2fM", agg[1].r.params / 1e6) or "?", cfg.lm.steps, cfg.lm.batch_size,
   cfg.lm.seq_len, cfg.mqar.steps)
-limits[#limits + 1] = "seeds vary the initialisation, the batch order and the MQAR data, not the hyper-parameters: no learning-rate " ..
-  "sweep per cell, so a mixer held back by a poor learning rate is not told apart from a weaker mixer"
+if #cfg.mqar.lrs > 1 then
+  local l = {}
+  for i, lr in ipairs(cfg.mqar.lrs) do l[i] = string.format("%g", lr) end
+  limits[#limits + 1] = "MQAR keeps each cell-seed's best of the learning rates {" .. table.concat(l, ", ") .. "} (chosen on the " ..
+    "test accuracy, as Zoology reports; grid_seeds.csv's mqar_lr), the LM task uses one learning rate for every cell, so an LM " ..
+    "cell held back by a poor learning rate is not told apart from a weaker mixer"
+else
+  limits[#limits + 1] = "seeds vary the initialisation, the batch order and the MQAR data, not the hyper-parameters: no learning-rate " ..
+    "sweep per cell (mqar.lrs), so a mixer held back by a poor learning rate is not told apart from a weaker mixer"
+end
 if #(F.f3 or {}) == 0 then
   limits[#limits + 1] = "finding 3 (recall rises with the attention share) is not tested: it needs ≥ 3 distinct layer stacks " ..
     "per mixer (pure and two ratios that give different attention layers at this depth)"
