@@ -108,4 +108,27 @@ T.like(out, "tensor([2, 4, 6]", "piped -i: expression auto-printed (the doubled 
 T.like(out, "42", "piped -i: multi-line function then call prints 42")
 local p2 = io.popen("./hyblua --version"); local v = p2:read("a"); p2:close()
 T.like(v, "hyblua " .. hb.version, "--version matches hb.version")
+
+-- fp32 products against float64 for every path of core/linalg.c's gemm: one BLAS call (small), tiles
+-- (large), matrix-vector rows (≤ 8 rows of C, tiled or not), with either operand a transposed view
+do
+  hb.manual_seed(7)
+  for _, M in ipairs({ 1, 3, 8, 9, 130 }) do
+    for _, NK in ipairs({ { 5, 7 }, { 700, 1024 } }) do
+      local N, K = NK[1], NK[2]
+      local worst = 0
+      for _, ta in ipairs({ false, true }) do
+        for _, tb in ipairs({ false, true }) do
+          local a = ta and hb.randn(K, M):t() or hb.randn(M, K)
+          local b = tb and hb.randn(N, K):t() or hb.randn(K, N)
+          local r = a:double():matmul(b:double())
+          local d = (a:matmul(b):double() - r):abs():max():item() / r:abs():max():item()
+          worst = math.max(worst, d)
+        end
+      end
+      T.ok(worst < 1e-5, string.format("matmul %dx%dx%d (all transposes) matches float64", M, N, K),
+        "worst relative error " .. worst)
+    end
+  end
+end
 T.done()
