@@ -55,6 +55,14 @@ P=${DEPS_PREFIX:-/opt/deps}; L=$P/usr/lib/x86_64-linux-gnu
 export PATH=$P/usr/bin:$PATH LD_LIBRARY_PATH=$L:$L/openblas-pthread LIBRARY_PATH=$L:$L/openblas-pthread \
   PKG_CONFIG_LIBDIR=$L/pkgconfig:$L/openblas-pthread/pkgconfig PKG_CONFIG_SYSROOT_DIR=$P \
   CPATH=$P/usr/include/x86_64-linux-gnu
+# the d 512 / T 2048 bench configs of tests/bench/scaling.lua, by model name
+cfg_of() {
+  case $1 in
+  gla) echo '{"model_type":"gla","hidden_size":512,"num_hidden_layers":4,"vocab_size":4096,"num_heads":8}' ;;
+  transformer) echo '{"model_type":"transformer","hidden_size":512,"num_hidden_layers":4,"vocab_size":4096,"num_heads":8}' ;;
+  *) echo '{"model_type":"gated_deltanet","hidden_size":512,"num_hidden_layers":4,"vocab_size":4096,"num_heads":6,"head_dim":64,"attn":{"layers":[3],"num_heads":8,"num_kv_heads":8}}' ;;
+  esac
+}
 for ph in "$@"; do
   echo "=== phase $ph at $(( $(date +%s) - T0 )) s, $(left) s left"
   case $ph in
@@ -82,9 +90,7 @@ for ph in "$@"; do
     [ -n "${OLD:-}" ] || { echo "ab: set OLD=DIR"; continue; }
     ( cd "$OLD" && make -j"$(nproc)" hyblua > "$OUT/build_old.log" 2>&1 ) || { tail -20 "$OUT/build_old.log"; continue; }
     for m in gated_deltanet gla transformer; do
-      if [ $m = gla ]; then c='{"model_type":"gla","hidden_size":512,"num_hidden_layers":4,"vocab_size":4096,"num_heads":8}'
-      elif [ $m = transformer ]; then c='{"model_type":"transformer","hidden_size":512,"num_hidden_layers":4,"vocab_size":4096,"num_heads":8}'
-      else c='{"model_type":"gated_deltanet","hidden_size":512,"num_hidden_layers":4,"vocab_size":4096,"num_heads":6,"head_dim":64,"attn":{"layers":[3],"num_heads":8,"num_kv_heads":8}}'; fi
+      c=$(cfg_of $m)
       echo "$c" > /tmp/ab_$m.json
       HYBLUA_NUM_THREADS=1 ./hyblua tests/bench/train_step.lua init /tmp/ab_$m.json /tmp/ab_$m 1 2 2048 > /dev/null
       for b in "$OLD/hyblua" ./hyblua "$OLD/hyblua" ./hyblua; do
@@ -112,9 +118,7 @@ for ph in "$@"; do
   final)
     [ -n "${OLD:-}" ] && { ( cd "$OLD" && make -j"$(nproc)" hyblua > "$OUT/build_old.log" 2>&1 ) || echo "old build failed"; }
     for m in gated_deltanet gla transformer; do
-      if [ $m = gla ]; then c='{"model_type":"gla","hidden_size":512,"num_hidden_layers":4,"vocab_size":4096,"num_heads":8}'
-      elif [ $m = transformer ]; then c='{"model_type":"transformer","hidden_size":512,"num_hidden_layers":4,"vocab_size":4096,"num_heads":8}'
-      else c='{"model_type":"gated_deltanet","hidden_size":512,"num_hidden_layers":4,"vocab_size":4096,"num_heads":6,"head_dim":64,"attn":{"layers":[3],"num_heads":8,"num_kv_heads":8}}'; fi
+      c=$(cfg_of $m)
       echo "$c" > /tmp/fi_$m.json
       HYBLUA_NUM_THREADS=1 ./hyblua tests/bench/train_step.lua init /tmp/fi_$m.json /tmp/fi_$m 1 2 2048 > /dev/null
       for n in 16 1; do
@@ -128,8 +132,7 @@ for ph in "$@"; do
     done ;;
   prof)
     for m in gated_deltanet gla; do
-      if [ $m = gla ]; then c='{"model_type":"gla","hidden_size":512,"num_hidden_layers":4,"vocab_size":4096,"num_heads":8}'
-      else c='{"model_type":"gated_deltanet","hidden_size":512,"num_hidden_layers":4,"vocab_size":4096,"num_heads":6,"head_dim":64,"attn":{"layers":[3],"num_heads":8,"num_kv_heads":8}}'; fi
+      c=$(cfg_of $m)
       echo "$c" > /tmp/prof_$m.json
       HYBLUA_NUM_THREADS=1 ./hyblua tests/bench/train_step.lua init /tmp/prof_$m.json /tmp/prof_$m 1 2 2048 > /dev/null
       for n in 1 16; do
