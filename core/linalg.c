@@ -103,6 +103,7 @@ static void gemm_block(void *ctx, int64_t i) {
  * product's area — among grids of at least GEMM_SPLIT tiles where the shape allows that many, fewer tiles
  * on a tie (less re-packing of the shared operands). A multiple of 16 tiles also divides evenly over 2, 4
  * and 8 threads. The shape alone decides it. */
+enum { GEMM_SPLIT = 32 }; /* the fewest tiles a large fp32 product is split into, where its shape allows */
 static void gemm_tiles(int64_t M, int64_t N, int64_t *bm_out, int64_t *bn_out) {
     enum { MAXP = 32, ROUND = 16 };
     int64_t pm = (M + 63) / 64, pn = (N + 63) / 64;
@@ -110,7 +111,7 @@ static void gemm_tiles(int64_t M, int64_t N, int64_t *bm_out, int64_t *bn_out) {
     if (pn > MAXP) pn = MAXP;
     if (pm < 1) pm = 1;
     if (pn < 1) pn = 1;
-    int64_t want = pm * pn < 32 ? pm * pn : 32;
+    int64_t want = pm * pn < GEMM_SPLIT ? pm * pn : GEMM_SPLIT;
     double best = -1;
     int64_t best_tiles = 0;
     *bm_out = M, *bn_out = N;
@@ -131,7 +132,6 @@ static void gemm_tiles(int64_t M, int64_t N, int64_t *bm_out, int64_t *bn_out) {
         }
 }
 
-enum { GEMM_SPLIT = 32 }; /* blocks a large fp32 product is split into (gemm below) */
 
 static hb_mm_precision_t mm_precision = HB_MM_FP32;
 
