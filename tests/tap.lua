@@ -1,5 +1,5 @@
 -- tests/tap.lua — a tiny TAP producer for the Lua tests (dofile("tests/tap.lua") returns it).
--- ok(cond, desc), is(a, b, desc), like(str, pattern, desc), raises(fn, pattern, desc), done().
+-- ok(cond, desc), is(a, b, desc), like(str, pattern, desc), raises(fn, pattern, desc), done(); run(cmd), exists(path).
 local T = { n = 0, failed = 0 }
 function T.ok(cond, desc, diag)
   T.n = T.n + 1
@@ -27,6 +27,14 @@ function T.done()
   print("1.." .. T.n)
   os.exit(T.failed == 0 and 0 or 1)
 end
+-- run a shell command: whether it succeeded and its stdout and stderr together
+function T.run(cmd)
+  local p = io.popen(cmd .. " 2>&1")
+  local out = p:read("a")
+  local ok = p:close()
+  return ok, out
+end
+function T.exists(path) local f = io.open(path); if f then f:close(); return true end return false end
 -- where the reference fixtures live (make test sets HB_FIXTURES)
 T.fixtures = os.getenv("HB_FIXTURES") or "tests/fixtures"
 return T

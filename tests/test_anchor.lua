@@ -4,12 +4,7 @@
 local hb = require "hyblua"
 local T = dofile("tests/tap.lua")
 local tmp = os.tmpname(); os.remove(tmp); hb.data.mkdir(tmp)
-local function run(cmd)
-  local p = io.popen(cmd .. " 2>&1")
-  local out = p:read("a")
-  local ok = p:close()
-  return ok, out
-end
+local run = T.run
 
 local ok, out = run("./hyblua recipes/mqar_anchor.lua --tiny --check --out " .. tmp .. "/a")
 T.ok(ok and out:find("→ PASS", 1, true), "the tiny anchor passes its check (3× chance on every pair count)", out:sub(-600))

@@ -5,13 +5,7 @@
 local hb = require "hyblua"
 local T = dofile("tests/tap.lua")
 local tmp = os.tmpname(); os.remove(tmp); hb.data.mkdir(tmp)
-local function run(cmd)
-  local p = io.popen(cmd .. " 2>&1")
-  local out = p:read("a")
-  local ok = p:close()
-  return ok, out
-end
-local function exists(p) local f = io.open(p); if f then f:close(); return true end return false end
+local run, exists = T.run, T.exists
 
 local base = "./hyblua recipes/paper_grid.lua --tiny --set grid.tasks=[mqar] --set grid.mixers=[gla] --set grid.ratios=[0] " ..
   "--set grid.transformer=false --set grid.seeds=1 --set mqar.steps=20 --set threads=1 --set data.cache=" .. tmp .. "/cache"

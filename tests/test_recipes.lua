@@ -8,13 +8,7 @@
 local hb = require "hyblua"
 local T = dofile("tests/tap.lua")
 local tmp = os.tmpname(); os.remove(tmp); os.execute("mkdir -p " .. tmp)
-local function run(cmd)
-  local p = io.popen(cmd .. " 2>&1")
-  local out = p:read("a")
-  local ok = p:close()
-  return ok, out
-end
-local function exists(p) local f = io.open(p); if f then f:close(); return true end return false end
+local run, exists = T.run, T.exists
 
 local ok, out = run("./hyblua recipes/gdn_3to1.lua --tiny --out " .. tmp .. "/gdn --set data.cache=" .. tmp .. "/cache")
 T.ok(ok and out:find("bits/byte", 1, true), "gdn_3to1 --tiny runs and reports bits/byte", out:sub(-600))
