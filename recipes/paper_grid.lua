@@ -297,6 +297,20 @@ local function mqar_loss(model, x, y)
   return hb.cross_entropy(hb.linear(h, w), hb.tensor(tgt, "int64"), -100)
 end
 
+-- the cell's structure, read off its model m (config c): parameters, attention layers and share, the layer
+-- string, and the recurrent state and KV-cache bytes at N tokens
+local function record_structure(res, cell, m, c, matched, N)
+  local eff = hb.eval.efficiency(m, { N = N })
+  res.params = m:num_parameters()
+  res.budget_matched = matched
+  res.intermediate_size = c.intermediate_size
+  res.attn_layers = cell.mixer == "transformer" and L or #(c.attn and c.attn.layers or {})
+  res.attn_share = res.attn_layers / L
+  res.layers = hb.schedule.describe(m.config)
+  res.state_bytes = eff.state_bytes + (eff.conv_state_bytes or 0)
+  res.kv_bytes_at_T = eff.kv_bytes_at_N
+end
+
 -- ---- training one cell at one seed ---------------------------------------------------------------------------
 -- → record, "cached" | "trained"; or nil, "busy", holder when another process holds the cell's lock
 local function run_cell(cell, seed)
@@ -329,18 +343,9 @@ local function run_cell(cell, seed)
     }
     if tr.interrupted then os.exit(130) end -- the checkpoint is saved; the same command resumes
     local ev = hb.eval.lm(m, D.val, vopts)
-    local eff = hb.eval.efficiency(m, { N = lm.seq_len })
-    res.params = m:num_parameters()
-    res.budget_matched = matched
-    res.intermediate_size = c.intermediate_size
-    res.attn_layers = #(c.attn and c.attn.layers or {})
-    if cell.mixer == "transformer" then res.attn_layers = L end
-    res.attn_share = res.attn_layers / L
-    res.layers = hb.schedule.describe(m.config)
+    record_structure(res, cell, m, c, matched, lm.seq_len)
     res.lm_val_loss, res.lm_val_bpb = ev.loss, ev.bpb
     res.lm_train_loss_first, res.lm_train_loss_last = tr.losses[1], tr.losses[lm.steps]
-    res.state_bytes = eff.state_bytes + (eff.conv_state_bytes or 0)
-    res.kv_bytes_at_T = eff.kv_bytes_at_N
     res.lm_seconds = hb.now() - t0
   end
   if has.mqar then
@@ -387,16 +392,7 @@ local function run_cell(cell, seed)
     res.mqar_seconds = hb.now() - t1
     if not has.lm then
       -- an MQAR-only grid: the cell's structure from the MQAR model (params at the MQAR vocabulary)
-      local m = m_last or hb.models.new(c, { seed = seed + 1 })
-      local eff = hb.eval.efficiency(m, { N = mq.seq_len })
-      res.params = m:num_parameters()
-      res.budget_matched = matched
-      res.intermediate_size = c.intermediate_size
-      res.attn_layers = cell.mixer == "transformer" and L or #(c.attn and c.attn.layers or {})
-      res.attn_share = res.attn_layers / L
-      res.layers = hb.schedule.describe(m.config)
-      res.state_bytes = eff.state_bytes + (eff.conv_state_bytes or 0)
-      res.kv_bytes_at_T = eff.kv_bytes_at_N
+      record_structure(res, cell, m_last or hb.models.new(c, { seed = seed + 1 }), c, matched, mq.seq_len)
     end
   end
   res.seconds = hb.now() - t0
