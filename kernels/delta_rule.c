@@ -791,7 +791,7 @@ static int step(real *o, real *state, const real *q, const real *k, const real *
     if (bad_dims(B, 1, H, HV, K, V) || (B > 0 && (!o || !state || !q || !k || !v || !beta)))
         return -1;
     step_t a = {o, state, q, k, v, beta, g, scale, H, HV, K, V};
-    hb_parallel_for_work(B * HV, (double)(B * HV) * (double)(K * V) * 16, step_item, &a);
+    hb_parallel_for_work(B * HV, hb_state_step_work(B * HV, K, V), step_item, &a);
     return 0;
 }
 

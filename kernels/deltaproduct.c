@@ -154,7 +154,7 @@ static int step(real *o, real *state, const real *q, const real *k, const real *
     dims_t d = {.B = B, .T = 1, .NH = NH, .H = H, .HV = HV, .K = K, .V = V};
     if (bad_dims(&d) || (B > 0 && (!o || !state || !q || !k || !v || !beta))) return -1;
     ref_t a = {.o = o, .state = state, .q = q, .k = k, .v = v, .beta = beta, .g = g, .scale = scale, .d = d};
-    hb_parallel_for_work(B * HV, (double)(B * HV * NH) * (double)(K * V) * 16, step_item, &a);
+    hb_parallel_for_work(B * HV, hb_state_step_work(B * HV * NH, K, V), step_item, &a);
     return 0;
 }
 

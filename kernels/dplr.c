@@ -335,7 +335,7 @@ static int step(real *o, real *state, const real *q, const real *k, const real *
     if (B == 0) return 0;
     if (!o || !state || !q || !k || !v || !a || !b || !gk) return -1;
     step_t s = {o, state, q, k, v, a, b, gk, scale, K, V};
-    hb_parallel_for_work(B * H, (double)(B * H) * (double)(K * V) * 16, step_item, &s);
+    hb_parallel_for_work(B * H, hb_state_step_work(B * H, K, V), step_item, &s);
     return 0;
 }
 

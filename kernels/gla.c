@@ -712,7 +712,7 @@ static int step(real *o, real *state, const real *q, const real *k, const real *
     if (bad_dims(B, 1, H, K, V, 1) || !o || !state || !q || !k || !v || !gk) return -1;
     gla_args a = {.o = o, .ht = state, .q = q, .k = k, .v = v, .gk = gk, .scale = scale,
                   .H = H, .K = K, .V = V};
-    hb_parallel_for_work(B * H, (double)(B * H) * (double)(K * V) * 16, step_item, &a);
+    hb_parallel_for_work(B * H, hb_state_step_work(B * H, K, V), step_item, &a);
     return 0;
 }
 

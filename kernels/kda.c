@@ -913,7 +913,7 @@ static int step(real *o, real *state, const real *q, const real *k, const real *
     real *scr = hb_malloc((size_t)(B * HV * V) * sizeof(real));
     if (!scr) return -1;
     step_t a = {o, state, scr, q, k, v, g, beta, scale, H, HV, K, V};
-    hb_parallel_for_work(B * HV, (double)(B * HV) * (double)(K * V) * 16, step_item, &a);
+    hb_parallel_for_work(B * HV, hb_state_step_work(B * HV, K, V), step_item, &a);
     hb_free(scr);
     return 0;
 }

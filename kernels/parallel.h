@@ -22,6 +22,10 @@ void hb_parallel_for(int64_t n, hb_parallel_fn fn, void *ctx);
  * cap. The items and their results are those of hb_parallel_for. */
 #define HB_WORK_PER_THREAD 2e6
 void hb_parallel_for_work(int64_t n, double work, hb_parallel_fn fn, void *ctx);
+/* the work of `updates` state updates of a K x V recurrent state and a read-out (a decode step's mixer) */
+static inline double hb_state_step_work(int64_t updates, int64_t K, int64_t V) {
+    return (double)updates * (double)K * (double)V * 16;
+}
 
 /* Element ranges: fn(ctx, lo, hi) over [0, n) in fixed ranges of `grain` elements (the last shorter), run
  * on the pool when there are more than two of them, else one call fn(ctx, 0, n). The split depends on n and

@@ -833,7 +833,7 @@ static int step(real *o, real *state, const real *q, const real *k, const real *
     if (bad_dims(B, 1, H, G, K, V, tiled) || (B > 0 && (!o || !state || !q || !k || !v || !g)))
         return -1;
     step_t a = {o, state, q, k, v, g, scale, tiled, H, G, K, V};
-    hb_parallel_for_work(B * H, (double)(B * H) * (double)(K * V) * 16, step_item, &a);
+    hb_parallel_for_work(B * H, hb_state_step_work(B * H, K, V), step_item, &a);
     return 0;
 }
 
