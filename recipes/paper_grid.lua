@@ -51,6 +51,8 @@ local defaults = hb.config.declare {
     jobs = K(1, "cells trained at once, each as a child process of ./hyblua (--jobs N)", { min = 1, max = 256 }),
     job_threads = K(1, "worker threads of each child when grid.jobs > 1", { min = 1, max = 256 }),
     only = K("", "internal (--jobs children): train the one cell-seed <cell>__s<seed> and write no report"),
+    only_lr = K(0.0, "internal (--jobs children): with grid.only and mqar.lrs, train MQAR at this one learning rate " ..
+      "(ckpt/<cell>__s<seed>-mqar-lr<lr>.json) and nothing else", { min = 0 }),
     plot_only = K(false, "train nothing: rewrite grid.csv, grid.md and the plots from <out>/cells/*.json"),
   },
   model = {
@@ -88,6 +90,9 @@ local defaults = hb.config.declare {
           seen[k] = true
         end
       end }),
+    lr_select = K("each_seed", "with mqar.lrs: each_seed sweeps the rates for every seed; first_seed sweeps them for " ..
+      "the grid's first seed only, and every other seed of the cell trains once, at the rate the first seed kept",
+      { choices = { "each_seed", "first_seed" } }),
     warmup = K(30, "MQAR linear warm-up steps (at most mqar.steps)", { min = 0 }),
     train_kv = K({ 2, 4, 6 }, "key-value pairs per training example (a mixture)", { min = 1 }),
     test_kv = K({ 4, 6 }, "key-value pairs per test example (one accuracy column each)", { min = 1 }),
@@ -311,6 +316,65 @@ local function record_structure(res, cell, m, c, matched, N)
   res.kv_bytes_at_T = eff.kv_bytes_at_N
 end
 
+-- ---- MQAR at one learning rate ---------------------------------------------------------------------------------
+-- Without mqar.lrs a cell-seed trains once at mqar.lr (checkpoint and log names of a grid from before mqar.lrs).
+-- With it, every rate is its own run from the same initialisation and batches, whose result is kept in
+-- ckpt/<cell>__s<seed>-mqar-lr<lr>.json: a resumed cell-seed trains only the rates still missing, and --jobs runs
+-- the rates of one cell-seed as separate jobs.
+local function rate_part(cell, seed, lr) return out .. "/ckpt/" .. cell_file(cell, seed) .. string.format("-mqar-lr%g", lr) end
+
+-- the rates cell-seed trains: {mqar.lr}; mqar.lrs; or with mqar.lr_select = first_seed, for every seed but the
+-- grid's first, the one rate the first seed kept (→ rates, that seed). → nil, message when that is not known yet.
+local function mqar_rates(cell, seed)
+  if #mq.lrs == 0 then return { mq.lr } end
+  if mq.lr_select ~= "first_seed" or seed == seeds[1] then return mq.lrs end
+  local p = cell_path(cell, seeds[1])
+  local r = exists(p) and hb.io.read_json(p) or nil
+  if not r then
+    return nil, string.format("mqar.lr_select=first_seed: %s trains at the rate %s kept, and %s has no result yet " ..
+      "(train seed %d first: the grid's order does)", cell_file(cell, seed), cell_file(cell, seeds[1]), p, seeds[1])
+  end
+  if type(r.mqar_lr) ~= "number" then
+    return nil, string.format("mqar.lr_select=first_seed: %s records no mqar_lr (a grid without MQAR?)", p)
+  end
+  return { r.mqar_lr }, seeds[1]
+end
+
+-- one MQAR run of cell-seed at rate lr → run record, trained model (nil when the rate's result was already
+-- saved); → nil, holder when another process is training this rate
+local function mqar_rate(cell, seed, lr)
+  local sweep = #mq.lrs > 0
+  local tag = cell_file(cell, seed)
+  local sub = sweep and string.format("-lr%g", lr) or ""
+  local part = rate_part(cell, seed, lr)
+  if sweep and exists(part .. ".json") then return hb.io.read_json(part .. ".json") end
+  local lock, holder
+  if sweep then
+    hb.data.mkdir(out .. "/ckpt")
+    lock, holder = hb.proc.lock(part .. ".lock")
+    if not lock then return nil, holder end
+    if exists(part .. ".json") then lock:release(); return hb.io.read_json(part .. ".json") end
+  end
+  local Q = mqar_data(seed)
+  local c = cell_config(cell, mq.vocab_size, budget_for(mq.vocab_size))
+  local tl = hb.now()
+  local m = hb.models.new(c, { seed = seed + 1 })
+  local tr = hb.train {
+    model = m,
+    loss_fn = function(k) local x, y = Q.batch(k); return mqar_loss(m, x, y), x:numel() end,
+    name = tag .. " mqar" .. (sweep and string.format(" lr %g", lr) or ""),
+    steps = mq.steps, lr = lr, min_lr = lr / 10, warmup = math.min(mq.warmup, mq.steps), schedule = "cosine",
+    weight_decay = 0.1, clip = 1.0, out = out .. "/ckpt/" .. tag .. "-mqar" .. sub, save_every = math.max(50, mq.steps // 3), keep = 1,
+    log = out .. "/logs/" .. tag .. "-mqar" .. sub .. ".jsonl", seed = seed,
+  }
+  if tr.interrupted then os.exit(130) end -- the checkpoint is saved; the same command resumes
+  local r = hb.eval.mqar.evaluate(m, Q.test, { batch_size = 32 })
+  local run = { lr = lr, accuracy = r.accuracy, by_kv = {}, train_loss_last = tr.losses[mq.steps], seconds = hb.now() - tl }
+  for kv, acc in pairs(r.by_num_kv_pairs or {}) do run.by_kv["kv" .. kv] = acc end
+  if sweep then hb.io.write_json(part .. ".json", run); lock:release() end
+  return run, m
+end
+
 -- ---- training one cell at one seed ---------------------------------------------------------------------------
 -- → record, "cached" | "trained"; or nil, "busy", holder when another process holds the cell's lock
 local function run_cell(cell, seed)
@@ -350,48 +414,26 @@ local function run_cell(cell, seed)
   end
   if has.mqar then
     local t1 = hb.now()
-    local Q = mqar_data(seed)
-    local V = mq.vocab_size
-    local c, matched = cell_config(cell, V, budget_for(V))
-    -- one run at mqar.lr (no sweep: the checkpoint and log names of a grid from before mqar.lrs), or one run per
-    -- rate of mqar.lrs, each from the same initialisation and batches; a finished rate's result is kept in
-    -- ckpt/<cell>__s<seed>-mqar-lr<lr>.json so that a resumed cell-seed trains only the rates still missing
-    local sweep = #mq.lrs > 0
+    local rates, from = mqar_rates(cell, seed)
+    if not rates then lock:release(); hb.user_error(from) end
     local runs, best, m_last = {}, nil, nil
-    for _, lr in ipairs(sweep and mq.lrs or { mq.lr }) do
-      local sub = sweep and string.format("-lr%g", lr) or ""
-      local part = out .. "/ckpt/" .. tag .. "-mqar" .. sub .. ".json"
-      local run
-      if sweep and exists(part) then run = hb.io.read_json(part)
-      else
-        local tl = hb.now()
-        local m = hb.models.new(c, { seed = seed + 1 })
-        local tr = hb.train {
-          model = m,
-          loss_fn = function(k) local x, y = Q.batch(k); return mqar_loss(m, x, y), x:numel() end,
-          name = tag .. " mqar" .. (sweep and string.format(" lr %g", lr) or ""),
-          steps = mq.steps, lr = lr, min_lr = lr / 10, warmup = math.min(mq.warmup, mq.steps), schedule = "cosine",
-          weight_decay = 0.1, clip = 1.0, out = out .. "/ckpt/" .. tag .. "-mqar" .. sub, save_every = math.max(50, mq.steps // 3), keep = 1,
-          log = out .. "/logs/" .. tag .. "-mqar" .. sub .. ".jsonl", seed = seed,
-        }
-        if tr.interrupted then os.exit(130) end -- the checkpoint is saved; the same command resumes
-        local r = hb.eval.mqar.evaluate(m, Q.test, { batch_size = 32 })
-        run = { lr = lr, accuracy = r.accuracy, by_kv = {}, train_loss_last = tr.losses[mq.steps], seconds = hb.now() - tl }
-        for kv, acc in pairs(r.by_num_kv_pairs or {}) do run.by_kv["kv" .. kv] = acc end
-        if sweep then hb.io.write_json(part, run) end
-        m_last = m
-      end
+    for _, lr in ipairs(rates) do
+      local run, m = mqar_rate(cell, seed, lr)
+      if not run then lock:release(); return nil, "busy", m end
       runs[#runs + 1] = run
+      m_last = m or m_last
       if not best or run.accuracy > best.accuracy then best = run end
     end
+    if from then res.mqar_lr_from_seed = from end
     res.mqar_acc = best.accuracy
     res.mqar_by_kv = best.by_kv
     res.mqar_train_loss_last = best.train_loss_last
     res.mqar_lr = best.lr
-    if sweep then res.mqar_sweep = runs end
+    if #mq.lrs > 0 then res.mqar_sweep = runs end
     res.mqar_seconds = hb.now() - t1
     if not has.lm then
       -- an MQAR-only grid: the cell's structure from the MQAR model (params at the MQAR vocabulary)
+      local c, matched = cell_config(cell, mq.vocab_size, budget_for(mq.vocab_size))
       record_structure(res, cell, m_last or hb.models.new(c, { seed = seed + 1 }), c, matched, mq.seq_len)
     end
   end
@@ -440,45 +482,109 @@ local function train_grid()
     end
   else
     -- each child runs this recipe with the same arguments plus grid.only=<cell>__s<seed>; it writes the
-    -- cell's JSON (under the cell's lock) and its output to logs/<cell>__s<seed>.out
+    -- cell's JSON (under the cell's lock) and its output to logs/<cell>__s<seed>.out. With mqar.lrs, every
+    -- rate of a cell-seed is a job of its own first (grid.only_lr; logs/<cell>__s<seed>-lr<lr>.out), and the
+    -- cell-seed's job (the LM task and the record) waits for them; with mqar.lr_select = first_seed, the rate
+    -- job of a later seed waits for the first seed's record, which names its rate.
     local exe = hb.proc.self_exe()
-    local pending = {}
+    local sweep = false
+    for _, t in ipairs(cfg.grid.tasks) do if t == "mqar" and #mq.lrs > 0 then sweep = true end end
+    local units, ncell = {}, 0
     for _, t in ipairs(todo) do
-      if not exists(cell_path(t.cell, t.seed)) then pending[#pending + 1] = t end
-    end
-    io.stderr:write(string.format("grid: %d of %d cell-seeds to train, %d jobs × %d thread(s)\n", #pending, #todo,
-      cfg.grid.jobs, cfg.grid.job_threads))
-    hb.data.mkdir(out .. "/logs")
-    local running, nrun, next_i, done = {}, 0, 1, 0
-    while next_i <= #pending or nrun > 0 do
-      while nrun < cfg.grid.jobs and next_i <= #pending do
-        local t = pending[next_i]
-        next_i = next_i + 1
-        local argv = { exe, arg[0] }
-        for i = 1, #args do argv[#argv + 1] = args[i] end
-        for _, kv in ipairs { "grid.only=" .. cell_file(t.cell, t.seed), "grid.jobs=1", "threads=" .. cfg.grid.job_threads } do
-          argv[#argv + 1] = "--set"; argv[#argv + 1] = kv
+      if not exists(cell_path(t.cell, t.seed)) then
+        ncell = ncell + 1
+        local main = { t = t, deps = {}, tag = cell_file(t.cell, t.seed) }
+        if sweep then
+          local later = mq.lr_select == "first_seed" and t.seed ~= seeds[1]
+          for _, lr in ipairs(later and { false } or mq.lrs) do
+            local u = { t = t, lr = lr or nil, rate = true }
+            if not (u.lr and exists(rate_part(t.cell, t.seed, u.lr) .. ".json")) then
+              units[#units + 1] = u
+              main.deps[#main.deps + 1] = u
+            end
+          end
         end
-        local logp = out .. "/logs/" .. cell_file(t.cell, t.seed) .. ".out"
-        local pid = hb.proc.spawn(argv, { stdout = logp, stderr = logp })
-        running[pid] = { t = t, log = logp }
-        nrun = nrun + 1
+        units[#units + 1] = main
+      end
+    end
+    io.stderr:write(string.format("grid: %d of %d cell-seeds to train (%d jobs in all), %d jobs × %d thread(s)\n", ncell,
+      #todo, #units, cfg.grid.jobs, cfg.grid.job_threads))
+    hb.data.mkdir(out .. "/logs")
+    -- a unit is ready when what it waits for is done; → true, or false, or "failed" when that failed
+    local function ready(u)
+      if u.rate and not u.lr then
+        local rates = mqar_rates(u.t.cell, u.t.seed)
+        if rates then u.lr = rates[1]; return true end
+        for _, v in ipairs(units) do -- the first seed's cell-seed job
+          if not v.rate and v.t.cell == u.t.cell and v.t.seed == seeds[1] and (v.state == "failed" or v.state == "skipped") then
+            return v.state
+          end
+        end
+        return false
+      end
+      for _, dep in ipairs(u.deps or {}) do
+        if dep.state == "failed" or dep.state == "skipped" then return dep.state end
+        if dep.state ~= "done" then return false end
+      end
+      return true
+    end
+    local running, nrun, done, left = {}, 0, 0, #units
+    while left > 0 do
+      for _, u in ipairs(units) do
+        if nrun >= cfg.grid.jobs then break end
+        if not u.state then
+          local ok = ready(u)
+          if ok == "failed" or ok == "skipped" then
+            u.state, left = ok, left - 1
+            local what = cell_file(u.t.cell, u.t.seed) .. (u.rate and " (an MQAR rate)" or "")
+            if ok == "failed" then failed[#failed + 1] = what .. ": a job it needs failed"
+            else io.stderr:write(what .. ": skipped, a job it needs is being run by another process\n") end
+          elseif ok and u.rate and exists(rate_part(u.t.cell, u.t.seed, u.lr) .. ".json") then
+            u.state, left = "done", left - 1
+          elseif ok then
+            local argv = { exe, arg[0] }
+            for i = 1, #args do argv[#argv + 1] = args[i] end
+            local sets = { "grid.only=" .. cell_file(u.t.cell, u.t.seed), "grid.jobs=1", "threads=" .. cfg.grid.job_threads }
+            if u.rate then sets[#sets + 1] = string.format("grid.only_lr=%.17g", u.lr) end
+            for _, kv in ipairs(sets) do argv[#argv + 1] = "--set"; argv[#argv + 1] = kv end
+            u.name = cell_file(u.t.cell, u.t.seed) .. (u.rate and string.format(" lr %g", u.lr) or "")
+            u.log = out .. "/logs/" .. cell_file(u.t.cell, u.t.seed) .. (u.rate and string.format("-lr%g", u.lr) or "") .. ".out"
+            local pid = hb.proc.spawn(argv, { stdout = u.log, stderr = u.log })
+            u.state = "running"
+            running[pid] = u
+            nrun = nrun + 1
+          end
+        end
+      end
+      if nrun == 0 and left > 0 then
+        local stuck = {}
+        for _, u in ipairs(units) do if not u.state then stuck[#stuck + 1] = u.tag or cell_file(u.t.cell, u.t.seed) end end
+        failed[#failed + 1] = "waiting on results that no job will produce: " .. table.concat(stuck, ", ")
+        break
       end
       local finished = false
-      for pid, j in pairs(running) do
+      for pid, u in pairs(running) do
         local code = hb.proc.wait(pid, true)
         if code then
-          running[pid], nrun, finished = nil, nrun - 1, true
+          running[pid], nrun, finished, left = nil, nrun - 1, true, left - 1
           done = done + 1
-          if code == 0 and exists(cell_path(j.t.cell, j.t.seed)) then
-            progress(done, #pending, j.t.cell, j.t.seed, hb.io.read_json(cell_path(j.t.cell, j.t.seed)), "trained")
+          local ok = code == 0 and (u.rate and exists(rate_part(u.t.cell, u.t.seed, u.lr) .. ".json")
+            or (not u.rate and exists(cell_path(u.t.cell, u.t.seed))))
+          if ok then
+            u.state = "done"
+            if u.rate then
+              local r = hb.io.read_json(rate_part(u.t.cell, u.t.seed, u.lr) .. ".json")
+              io.stderr:write(string.format("[%2d/%d] %-30s %5.0fs  mqar %.3f\n", done, #units, u.name, r.seconds or 0, r.accuracy or 0))
+            else
+              progress(done, #units, u.t.cell, u.t.seed, hb.io.read_json(cell_path(u.t.cell, u.t.seed)), "trained")
+            end
           elseif code == 75 then
-            io.stderr:write(string.format("[%2d/%d] %-30s skipped: being trained by another process (%s)\n", done, #pending,
-              cell_file(j.t.cell, j.t.seed), j.log))
+            u.state = "skipped" -- another process trains it; its dependants are left to a later run
+            io.stderr:write(string.format("[%2d/%d] %-30s skipped: being trained by another process (%s)\n", done, #units, u.name, u.log))
           else
-            failed[#failed + 1] = string.format("%s (exit %d; log %s)", cell_file(j.t.cell, j.t.seed), code, j.log)
-            io.stderr:write(string.format("[%2d/%d] %-30s FAILED, exit %d (log %s)\n", done, #pending,
-              cell_file(j.t.cell, j.t.seed), code, j.log))
+            u.state = "failed"
+            failed[#failed + 1] = string.format("%s (exit %d; log %s)", u.name, code, u.log)
+            io.stderr:write(string.format("[%2d/%d] %-30s FAILED, exit %d (log %s)\n", done, #units, u.name, code, u.log))
             if code == 130 then -- interrupted: stop the others (they save checkpoints on SIGINT) and stop
               for p in pairs(running) do hb.proc.kill(p, 2) end
               for p in pairs(running) do hb.proc.wait(p) end
@@ -522,6 +628,14 @@ if cfg.grid.only ~= "" then
       if cell_file(cell, seed) == cfg.grid.only then
         if primary_of[cell.name] then hb.user_error("grid.only: " .. cfg.grid.only .. " shares its stack with " .. primary_of[cell.name].name) end
         hb.data.mkdir(out .. "/cells") -- a grid.only run of its own (not a --jobs child) may be the first in out
+        if cfg.grid.only_lr > 0 then
+          -- one MQAR rate of the cell-seed (a --jobs child of a grid with mqar.lrs)
+          if #mq.lrs == 0 then hb.user_error("grid.only_lr needs mqar.lrs (a learning-rate sweep)") end
+          local r, holder = mqar_rate(cell, seed, cfg.grid.only_lr)
+          if not r then io.stderr:write(cfg.grid.only .. " lr " .. cfg.grid.only_lr .. ": being trained by another process (" .. holder .. ")\n"); os.exit(75) end
+          io.stderr:write(string.format("%s lr %g: mqar %.3f\n", cfg.grid.only, cfg.grid.only_lr, r.accuracy))
+          os.exit(0)
+        end
         local r, how, holder = run_cell(cell, seed)
         if not r then io.stderr:write(cfg.grid.only .. ": being trained by another process (" .. holder .. ")\n"); os.exit(75) end
         progress(1, 1, cell, seed, r, how)
@@ -714,12 +828,22 @@ limits[#limits + 1] = string.format("the scale: width %d, %d layers, ~%s paramet
 if #cfg.mqar.lrs > 1 then
   local l = {}
   for i, lr in ipairs(cfg.mqar.lrs) do l[i] = string.format("%g", lr) end
-  limits[#limits + 1] = "MQAR keeps each cell-seed's best of the learning rates {" .. table.concat(l, ", ") .. "} (chosen on the " ..
-    "test accuracy, as Zoology reports; grid_seeds.csv's mqar_lr), the LM task uses one learning rate for every cell, so an LM " ..
-    "cell held back by a poor learning rate is not told apart from a weaker mixer"
+  limits[#limits + 1] = (cfg.mqar.lr_select == "first_seed"
+    and ("MQAR keeps the best of the learning rates {" .. table.concat(l, ", ") .. "} on each cell's first seed (chosen on the " ..
+      "test accuracy, as Zoology reports), and the cell's other seeds train at that rate only (mqar.lr_select = first_seed; " ..
+      "grid_seeds.csv's mqar_lr): the first seed's value is a best of " .. #l .. ", the others' are not")
+    or ("MQAR keeps each cell-seed's best of the learning rates {" .. table.concat(l, ", ") .. "} (chosen on the " ..
+      "test accuracy, as Zoology reports; grid_seeds.csv's mqar_lr)")) ..
+    "; the LM task uses one learning rate for every cell, so an LM cell held back by a poor learning rate is not told apart from a weaker mixer"
 else
   limits[#limits + 1] = "seeds vary the initialisation, the batch order and the MQAR data, not the hyper-parameters: no learning-rate " ..
     "sweep per cell (mqar.lrs), so a mixer held back by a poor learning rate is not told apart from a weaker mixer"
+end
+local f3_two = false
+for _, r in ipairs(F.f3 or {}) do if r.diff then f3_two = true end end
+if f3_two then
+  limits[#limits + 1] = "finding 3 is tested on two distinct layer stacks per mixer (pure and one hybrid at this depth) as the " ..
+    "difference in recall: it says whether recall rises with attention, not whether it saturates"
 end
 if #(F.f3 or {}) == 0 then
   limits[#limits + 1] = "finding 3 (recall rises with the attention share) is not tested: it needs ≥ 3 distinct layer stacks " ..

@@ -55,6 +55,41 @@ T.ok(ok and r2.mqar_sweep and r2.mqar_sweep[1].seconds == -1 and r2.mqar_acc == 
 
 ok, out = run(base .. " --set mqar.lrs=[0.001,1e-3] --out " .. tmp .. "/bad")
 T.ok(not ok and out:find("config key 'mqar.lrs' must not list a learning rate twice", 1, true), "a repeated rate is a clear error", out)
+-- mqar.lr_select = first_seed: seed 0 sweeps, seeds 1 and 2 train once at seed 0's rate; --jobs runs each rate as a
+-- job of its own and gives the same records as the serial run
+local fs = base:gsub("grid.seeds=1", "grid.seeds=3") .. " --set mqar.lrs=[0.0001,0.01] --set mqar.lr_select=first_seed"
+local function strip(rec)
+  rec.seconds, rec.mqar_seconds, rec.lm_seconds, rec.threads = nil, nil, nil, nil
+  for _, x in ipairs(rec.mqar_sweep or {}) do x.seconds = nil end
+  return rec
+end
+ok, out = run(fs .. " --out " .. tmp .. "/fs1")
+local ok2, out2 = run(fs .. " --out " .. tmp .. "/fs2 --jobs 2")
+T.ok(ok and ok2, "first_seed: serial and --jobs 2 runs finish", out:sub(-300) .. out2:sub(-300))
+local f0 = exists(tmp .. "/fs1/cells/gla_pure__s0.json") and hb.io.read_json(tmp .. "/fs1/cells/gla_pure__s0.json") or {}
+local later_ok, same = true, true
+for s = 0, 2 do
+  local a = tmp .. "/fs1/cells/gla_pure__s" .. s .. ".json"
+  local b = tmp .. "/fs2/cells/gla_pure__s" .. s .. ".json"
+  local ra, rb = exists(a) and strip(hb.io.read_json(a)) or {}, exists(b) and strip(hb.io.read_json(b)) or {}
+  if s > 0 and not (ra.mqar_sweep and #ra.mqar_sweep == 1 and ra.mqar_lr == f0.mqar_lr and ra.mqar_lr_from_seed == 0) then
+    later_ok = false
+  end
+  if hb.io.encode_json(ra) ~= hb.io.encode_json(rb) then same = false end
+  if ra.mqar_acc ~= rb.mqar_acc or ra.mqar_lr ~= rb.mqar_lr or ra.mqar_train_loss_last ~= rb.mqar_train_loss_last then same = false end
+end
+T.ok(f0.mqar_sweep and #f0.mqar_sweep == 2, "first_seed: the first seed sweeps both rates")
+T.ok(later_ok, "first_seed: seeds 1 and 2 train once, at the rate seed 0 kept (mqar_lr_from_seed = 0)")
+T.ok(same, "first_seed: --jobs 2 (one job per rate) gives the serial run's records")
+T.ok(exists(tmp .. "/fs2/logs/gla_pure__s0-lr0.0001.out") and exists(tmp .. "/fs2/logs/gla_pure__s1-lr" ..
+  string.format("%g", f0.mqar_lr or 0) .. ".out"), "--jobs: each rate ran as its own job (logs/<cell>__s<seed>-lr<lr>.out)")
+-- a later seed alone, before its first seed has a result: a clear error naming what is missing
+ok, out = run(fs .. " --out " .. tmp .. "/fs3 --set grid.only=gla_pure__s1")
+T.ok(not ok and out:find("mqar.lr_select=first_seed", 1, true) and out:find("gla_pure__s0", 1, true),
+  "first_seed: a later seed before the first has a result is a clear error", out)
+ok, out = run(base .. " --set mqar.lrs=[0.001] --set mqar.lr_select=best --out " .. tmp .. "/bad2")
+T.ok(not ok and out:find("mqar.lr_select", 1, true), "an unknown mqar.lr_select is refused", out)
+
 ok, out = run("./hyblua recipes/paper_grid.lua --help")
 T.ok(ok and out:find("mqar.lrs", 1, true) and out:find("mqar.warmup", 1, true), "--help lists mqar.lrs and mqar.warmup")
 os.execute("rm -rf " .. tmp)

@@ -95,6 +95,25 @@ near(f.f4[2].diff.diff, 0, 1e-12, "F4: b's difference is 0")
 local md = table.concat(S.findings_markdown(f), "\n")
 T.ok(md:find("| 1 | standalone rank", 1, true) and md:find("| 4 | hybrids recover", 1, true) and md:find("recovers |", 1, true),
   "findings_markdown: one row per finding and mixer")
+-- two distinct stacks per mixer (pure and 3:1, as at 4 layers): F3 is the Welch difference, more attention minus less
+do
+  local two = {}
+  for _, x in ipairs(recs) do if x.ratio ~= 1 then two[#two + 1] = x end end
+  local f2s = S.findings(two, { B = 100 })
+  T.ok(#f2s.f3 == 2 and f2s.f3[1].points == 2 and f2s.f3[1].diff and f2s.f3[1].verdict == "holds",
+    "F3 with two stacks: a Welch interval, verdict holds (a: 0.40 vs 0.20)")
+  near(f2s.f3[1].diff.diff, 0.20, 1e-12, "F3 with two stacks: a's 3:1 − pure = 0.20")
+  T.ok(f2s.f3[1].shares[1] == 0 and f2s.f3[1].shares[2] == 0.25, "F3 with two stacks: less attention first")
+  local rev = {}
+  for _, x in ipairs(two) do
+    local y = {}
+    for k, v in pairs(x) do y[k] = v end
+    if y.mixer == "b" and y.ratio == 3 then y.mqar_acc = 0.05 + (y.seed - 1) * 0.002 end
+    rev[#rev + 1] = y
+  end
+  T.is(S.findings(rev, { B = 100 }).f3[2].verdict, "reversed", "F3 with two stacks: recall falling with attention is 'reversed'")
+  T.like(table.concat(S.findings_markdown(f2s), "\n"), "two distinct stacks", "findings_markdown: the two-stack F3 row says what it tests")
+end
 -- one seed: no intervals, said so
 local one_seed = {}
 for _, x in ipairs(recs) do if x.seed == 0 then one_seed[#one_seed + 1] = x end end

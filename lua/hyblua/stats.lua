@@ -393,6 +393,20 @@ function S.findings(records, opts)
       elseif b.lo > 0 then v = "holds"
       elseif b.hi < 0 then v = "reversed" end
       out.f3[#out.f3 + 1] = { mixer = mx, points = #groups, rho = b, verdict = v }
+    elseif #groups == 2 and xs[1] ~= xs[2] then
+      -- two stacks (pure and one hybrid, e.g. at 4 layers): the Welch interval of the difference in recall,
+      -- more attention minus less; a rank correlation of two points is only this difference's sign
+      local lo_i, hi_i = 1, 2
+      if xs[1] > xs[2] then lo_i, hi_i = 2, 1 end
+      local row = { mixer = mx, points = 2, shares = { xs[lo_i], xs[hi_i] } }
+      if #groups[1] >= 2 and #groups[2] >= 2 then
+        row.diff = S.welch(groups[hi_i], groups[lo_i], boot.level)
+        row.verdict = row.diff.lo > 0 and "holds" or (row.diff.hi < 0 and "reversed" or "undecided")
+      else
+        row.diff = { diff = S.mean(groups[hi_i]) - S.mean(groups[lo_i]) }
+        row.verdict = "no interval (1 seed)"
+      end
+      out.f3[#out.f3 + 1] = row
     end
   end
 
@@ -454,9 +468,16 @@ function S.findings_markdown(f)
       f.flat_below, pct, iv(f.f2.ratio_effect), iv(f.f2.mixer_spread), iv(f.f2.relative, "%.2f"), num(f.f2.noise), f.f2.verdict)
   end
   for _, r in ipairs(f.f3 or {}) do
-    L[#L + 1] = string.format("| 3 | recall rises with attention (%s) | Spearman ρ(attention share, recall) over %d " ..
-      "distinct stacks, %d%% bootstrap interval; holds when the interval is above 0 | ρ = %s | %s |",
-      r.mixer, r.points, pct, iv(r.rho, "%.2f"), r.verdict)
+    if r.diff then
+      L[#L + 1] = string.format("| 3 | recall rises with attention (%s) | two distinct stacks (attention share %.3g and %.3g): " ..
+        "recall difference, Welch %d%% interval; holds when the interval is above 0 | %s | %s |", r.mixer, r.shares[1],
+        r.shares[2], pct, r.diff.lo and string.format("%+.3f [%+.3f, %+.3f]", r.diff.diff, r.diff.lo, r.diff.hi)
+          or string.format("%+.3f", r.diff.diff), r.verdict)
+    else
+      L[#L + 1] = string.format("| 3 | recall rises with attention (%s) | Spearman ρ(attention share, recall) over %d " ..
+        "distinct stacks, %d%% bootstrap interval; holds when the interval is above 0 | ρ = %s | %s |",
+        r.mixer, r.points, pct, iv(r.rho, "%.2f"), r.verdict)
+    end
   end
   for _, r in ipairs(f.f4 or {}) do
     L[#L + 1] = string.format("| 4 | hybrids recover Transformer recall (%s) | best hybrid (%s) − Transformer, Welch " ..
