@@ -91,6 +91,10 @@ test: hyblua $(CTEST_BIN) $(if $(wildcard tests/test_repl.c),$(B)/tests/test_rep
 check-anchors: hyblua
 	./hyblua recipes/mqar_anchor.lua --check --out runs/mqar_anchor
 
+# the State of the Union corpus as byte-level shards in data/sotu (BPE=4096 also trains a BPE: data/sotu/bpe4096)
+data: hyblua
+	BPE=$(BPE) bash recipes/data/fetch_sotu.sh
+
 # fuzz targets: `make fuzz` (clang + libFuzzer) and their replay in `make test` (tests/fuzz/fuzz.mk)
 include tests/fuzz/fuzz.mk
 
