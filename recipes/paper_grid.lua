@@ -817,15 +817,22 @@ md[#md + 1] = ""
 for _, l in ipairs(S.findings_markdown(F)) do md[#md + 1] = l end
 md[#md + 1] = ""
 local limits = {}
+local task_on = {}
+for _, t in ipairs(cfg.grid.tasks) do task_on[t] = true end
 if F.seeds_min < 3 then
   limits[#limits + 1] = string.format("only %d seed(s) per cell: the intervals are wide (t_{.975,%d} = %.2f) or absent, so " ..
     "most verdicts can only be 'undecided'", F.seeds_min, math.max(1, F.seeds_min - 1), S.t_quantile(0.975, math.max(1, F.seeds_min - 1)))
 end
-limits[#limits + 1] = string.format("the scale: width %d, %d layers, ~%s parameters, %d LM steps × %d × %d tokens and %d MQAR steps per cell — " ..
+local budget_parts = {}
+if task_on.lm then budget_parts[#budget_parts + 1] = string.format("%d LM steps × %d × %d tokens", cfg.lm.steps, cfg.lm.batch_size, cfg.lm.seq_len) end
+if task_on.mqar then budget_parts[#budget_parts + 1] = string.format("%d MQAR steps", cfg.mqar.steps) end
+limits[#limits + 1] = string.format("the scale: width %d, %d layers, ~%s parameters, %s per cell — " ..
   "far below the paper's 340M–1.3B models; a finding that holds or fails here says nothing about that scale",
-  d, L, agg[1] and agg[1].r.params and string.format("%.2fM", agg[1].r.params / 1e6) or "?", cfg.lm.steps, cfg.lm.batch_size,
-  cfg.lm.seq_len, cfg.mqar.steps)
-if #cfg.mqar.lrs > 1 then
+  d, L, agg[1] and agg[1].r.params and string.format("%.2fM", agg[1].r.params / 1e6) or "?", table.concat(budget_parts, " and "))
+if not task_on.mqar then
+  limits[#limits + 1] = "no recall task (grid.tasks has no mqar): findings 3 and 4 and finding 1 on recall are not tested; the LM " ..
+    "task uses one learning rate for every cell, so an LM cell held back by a poor learning rate is not told apart from a weaker mixer"
+elseif #cfg.mqar.lrs > 1 then
   local l = {}
   for i, lr in ipairs(cfg.mqar.lrs) do l[i] = string.format("%g", lr) end
   limits[#limits + 1] = (cfg.mqar.lr_select == "first_seed"
@@ -845,7 +852,7 @@ if f3_two then
   limits[#limits + 1] = "finding 3 is tested on two distinct layer stacks per mixer (pure and one hybrid at this depth) as the " ..
     "difference in recall: it says whether recall rises with attention, not whether it saturates"
 end
-if #(F.f3 or {}) == 0 then
+if #(F.f3 or {}) == 0 and task_on.mqar then
   limits[#limits + 1] = "finding 3 (recall rises with the attention share) is not tested: it needs ≥ 3 distinct layer stacks " ..
     "per mixer (pure and two ratios that give different attention layers at this depth)"
 end
