@@ -36,7 +36,7 @@ local tests = {}
 for i, T in ipairs(cfg.lengths) do tests[i] = { seq_len = T, kv = cfg.kv[i] or T // 4 } end
 
 local G = cfg.grid
-local function exists(p) local f = io.open(p, "rb"); if f then f:close(); return true end return false end
+local function exists(p) return hb.io.file_kind(p) ~= nil end -- a file or a directory (a stat; never opens)
 if not exists(G .. "/cells") then hb.user_error("mqar_longer: " .. G .. "/cells not found (is --grid a paper_grid output directory?)") end
 
 -- the final checkpoint of the rate a cell-seed kept: ckpt/<cell>__s<seed>-mqar[-lr<lr>]/ckpt-<step>
