@@ -146,6 +146,8 @@ else
   for i = 0, cfg.grid.seeds - 1 do seeds[#seeds + 1] = cfg.seed + i end
 end
 local d, L, H = cfg.model.hidden_size, cfg.model.num_hidden_layers, cfg.heads
+local task_on = {} -- the configured tasks as a set: task_on.lm, task_on.mqar
+for _, t in ipairs(cfg.grid.tasks) do task_on[t] = true end
 
 -- ---- the cells ------------------------------------------------------------------------------------
 local function mixer_cfg(mixer)
@@ -388,9 +390,7 @@ local function run_cell(cell, seed)
   local tag = cell_file(cell, seed)
   local t0 = hb.now()
   local res = { name = cell.name, mixer = cell.mixer, ratio = cell.ratio, seed = seed }
-  local has = {}
-  for _, t in ipairs(cfg.grid.tasks) do has[t] = true end
-  if has.lm then
+  if task_on.lm then
     local D = lm_data()
     local V = cfg.model.vocab_size
     local c, matched = cell_config(cell, V, budget_for(V))
@@ -412,7 +412,7 @@ local function run_cell(cell, seed)
     res.lm_train_loss_first, res.lm_train_loss_last = tr.losses[1], tr.losses[lm.steps]
     res.lm_seconds = hb.now() - t0
   end
-  if has.mqar then
+  if task_on.mqar then
     local t1 = hb.now()
     local rates, from = mqar_rates(cell, seed)
     if not rates then lock:release(); hb.user_error(from) end
@@ -431,7 +431,7 @@ local function run_cell(cell, seed)
     res.mqar_lr = best.lr
     if #mq.lrs > 0 then res.mqar_sweep = runs end
     res.mqar_seconds = hb.now() - t1
-    if not has.lm then
+    if not task_on.lm then
       -- an MQAR-only grid: the cell's structure from the MQAR model (params at the MQAR vocabulary)
       local c, matched = cell_config(cell, mq.vocab_size, budget_for(mq.vocab_size))
       record_structure(res, cell, m_last or hb.models.new(c, { seed = seed + 1 }), c, matched, mq.seq_len)
@@ -487,8 +487,7 @@ local function train_grid()
     -- cell-seed's job (the LM task and the record) waits for them; with mqar.lr_select = first_seed, the rate
     -- job of a later seed waits for the first seed's record, which names its rate.
     local exe = hb.proc.self_exe()
-    local sweep = false
-    for _, t in ipairs(cfg.grid.tasks) do if t == "mqar" and #mq.lrs > 0 then sweep = true end end
+    local sweep = task_on.mqar and #mq.lrs > 0
     local units, ncell = {}, 0
     for _, t in ipairs(todo) do
       if not exists(cell_path(t.cell, t.seed)) then
@@ -817,8 +816,6 @@ md[#md + 1] = ""
 for _, l in ipairs(S.findings_markdown(F)) do md[#md + 1] = l end
 md[#md + 1] = ""
 local limits = {}
-local task_on = {}
-for _, t in ipairs(cfg.grid.tasks) do task_on[t] = true end
 if F.seeds_min < 3 then
   limits[#limits + 1] = string.format("only %d seed(s) per cell: the intervals are wide (t_{.975,%d} = %.2f) or absent, so " ..
     "most verdicts can only be 'undecided'", F.seeds_min, math.max(1, F.seeds_min - 1), S.t_quantile(0.975, math.max(1, F.seeds_min - 1)))
