@@ -13,6 +13,8 @@
 #include "ops.h"
 #include "views.h"
 #include "../kernels/gemm_bf16.h"
+#include "../kernels/gemv.h"
+#include "../kernels/alloc.h"
 #include "../kernels/parallel.h"
 #include <cblas.h>
 #include <string.h>
@@ -36,13 +38,18 @@ static int blas_layout(const hb_tensor_t *t, CBLAS_TRANSPOSE *tr, int64_t *ld) {
     return 0;
 }
 
-/* A product of at most GEMV_MAX_M rows of C (decode: one token per sequence) is M matrix-vector products:
- * sgemm would pack all of op(B) — the weights — into a buffer on every call and read them twice, where a
- * gemv streams them once (a 1 x 1024 x 32 tile ran at half the speed through sgemm, most of it packing).
- * Chosen by the shape alone. */
-enum { GEMV_MAX_M = 8 };
+/* A product of at most GEMV_MAX_M rows of C (decode: one token per sequence) is not a job for sgemm, which
+ * would pack all of op(B) — the weights — into a buffer on every call and read them twice (a 1 x 1024 x 32
+ * tile ran at half the speed through sgemm, most of it packing). The nn.Linear layout (B = Wᵀ with W's rows
+ * contiguous, A's rows contiguous) goes to kernels/gemv.c, which reads each weight row once for all M rows;
+ * other layouts are M BLAS matrix-vector products. Chosen by the shape alone. */
+enum { GEMV_MAX_M = HB_GEMV_MAX_M };
 static void gemv_rows(hb_dtype_t dt, CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int64_t M, int64_t N, int64_t K,
                       const void *A, int64_t lda, const void *B, int64_t ldb, double beta, void *C, int64_t ldc) {
+    if (dt == HB_F32 && ta == CblasNoTrans && tb == CblasTrans) {
+        hb_gemv_nt_f32(M, N, K, A, lda, B, ldb, (float)beta, C, ldc);
+        return;
+    }
     size_t es = dt == HB_F32 ? 4 : 8;
     /* row m of op(A): A + m*lda (stride 1) when not transposed, else A + m (stride lda) */
     int64_t xs = ta == CblasNoTrans ? 1 : lda;
@@ -83,6 +90,7 @@ typedef struct {
     CBLAS_TRANSPOSE ta, tb;
     int64_t M, N, K, lda, ldb, ldc, bm, bn, nbn;
     const char *A, *B;
+    const uint16_t *B16; /* bf16 matrix-vector products: B's bfloat16 copy (tb == Trans, M <= GEMV_MAX_M), or NULL */
     char *C;
     double beta;
 } gemm_job_t;
@@ -94,6 +102,11 @@ static void gemm_block(void *ctx, int64_t i) {
     int64_t m = m0 + j->bm < j->M ? j->bm : j->M - m0;
     int64_t n = n0 + j->bn < j->N ? j->bn : j->N - n0;
     const char *a = j->A + (size_t)(j->ta == CblasNoTrans ? m0 * j->lda : m0) * es;
+    if (j->B16) {
+        hb_gemv_nt_bf16(m, n, j->K, (const float *)a, j->lda, j->B16 + n0 * j->ldb, j->ldb, (float)j->beta,
+                        (float *)j->C + m0 * j->ldc + n0, j->ldc);
+        return;
+    }
     const char *b = j->B + (size_t)(j->tb == CblasNoTrans ? n0 : n0 * j->ldb) * es;
     gemm1(j->dt, j->ta, j->tb, m, n, j->K, a, j->lda, b, j->ldb, j->beta, j->C + (size_t)(m0 * j->ldc + n0) * es, j->ldc);
 }
@@ -146,10 +159,14 @@ int hb_set_matmul_precision(hb_mm_precision_t p) {
 
 hb_mm_precision_t hb_matmul_precision(void) { return mm_precision; }
 
-/* Returns 0, or -1 with the error set (only the bf16 path allocates: its packing buffers). */
+/* Returns 0, or -1 with the error set (only the bf16 path allocates: its packing buffers). B16: B's
+   bfloat16 copy (bf16_weights) for a bf16 product of at most GEMV_MAX_M rows in the nn.Linear layout, or
+   NULL. */
 static int gemm(hb_dtype_t dt, CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int64_t M, int64_t N, int64_t K, const void *A,
-                int64_t lda, const void *B, int64_t ldb, double beta, void *C, int64_t ldc) {
-    if (dt == HB_F32 && mm_precision == HB_MM_BF16) {
+                int64_t lda, const void *B, int64_t ldb, const uint16_t *B16, double beta, void *C, int64_t ldc) {
+    int bf16_rows = B16 && dt == HB_F32 && mm_precision == HB_MM_BF16 && M > 0 && M <= GEMV_MAX_M &&
+                    ta == CblasNoTrans && tb == CblasTrans;
+    if (dt == HB_F32 && mm_precision == HB_MM_BF16 && !bf16_rows) {
         if (gemm_bf16(C, A, B, ta != CblasNoTrans, tb != CblasNoTrans, (float)beta, M, N, K, lda, ldb, ldc) == 0)
             return 0;
         hb_seterr("matmul: out of memory for the bf16 packing buffers (%lldx%lldx%lld)", (long long)M, (long long)N,
@@ -160,15 +177,15 @@ static int gemm(hb_dtype_t dt, CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int64_t M
        and OpenBLAS's own threading rounds differently, so a product made before it would give other bits
        than the same product later in the process (a resumed run diverged from an uninterrupted one) */
     (void)hb_threads_get();
-    double flops = 2.0 * (double)M * (double)N * (double)K;
-    double bytes = (double)(dt == HB_F32 ? 4 : 8) * ((double)M * (double)K + (double)K * (double)N + (double)M * (double)N);
+    double flops = 2.0 * (double)M * (double)N * (double)K, es = dt == HB_F32 ? 4 : 8;
+    double bytes = es * ((double)M * (double)K + (double)M * (double)N) + (bf16_rows ? 2 : es) * (double)K * (double)N;
+    gemm_job_t j = {dt, ta, tb, M, N, K, lda, ldb, ldc, M, N, 1, A, B, bf16_rows ? B16 : NULL, C, beta};
     /* small products are one call; a decode step's vector-matrix products (few flops, megabytes of
        weights) are split too, so that several threads stream the weights */
     if (flops < 4e6 && bytes < 2e6) {
-        gemm1(dt, ta, tb, M, N, K, A, lda, B, ldb, beta, C, ldc);
+        gemm_block(&j, 0);
         return 0;
     }
-    gemm_job_t j = {dt, ta, tb, M, N, K, lda, ldb, ldc, M, N, 1, A, B, C, beta};
     /* the split depends on the shape only, never on the thread count, and is used with 1 thread too:
        OpenBLAS picks its kernels (small-matrix paths included) by the shape of each call, so a product
        split into other blocks can round differently (a 320x192x64 product whole vs in two 160-row
@@ -177,6 +194,35 @@ static int gemm(hb_dtype_t dt, CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int64_t M
     j.nbn = (N + j.bn - 1) / j.bn;
     hb_parallel_for_work(((M + j.bm - 1) / j.bm) * j.nbn, flops + 2 * bytes, gemm_block, &j);
     return 0;
+}
+
+/* The bfloat16 copy of b's storage, at b's first element, for a bf16-precision product of at most
+ * GEMV_MAX_M rows with b = Wᵀ (W's rows contiguous: tb == Trans): decode then streams 2 bytes per weight
+ * and multiplies them with the float32 activations (bf16 x fp32 products summed in float32; gemm_bf16
+ * would round the activations too and re-pack the weights on every call). The copy lives with the storage
+ * and is remade after any in-place write (its version). NULL when the product is not such a one, the
+ * storage is small (< 2^16 floats: gemm_bf16 is as good from cache) or the copy cannot be allocated (the
+ * product then goes to gemm_bf16). */
+typedef struct { uint16_t *dst; const float *src; } round_job_t;
+static void round_range(void *ctx, int64_t lo, int64_t hi) {
+    round_job_t *r = ctx;
+    gemm_bf16_round_bits(r->dst + lo, r->src + lo, (size_t)(hi - lo));
+}
+
+static const uint16_t *bf16_weights(const hb_tensor_t *b, int64_t M, CBLAS_TRANSPOSE tb) {
+    hb_storage_t *s = b->storage;
+    size_t n = s->nbytes / sizeof(float);
+    if (mm_precision != HB_MM_BF16 || b->dtype != HB_F32 || M <= 0 || M > GEMV_MAX_M || tb != CblasTrans ||
+        n < ((size_t)1 << 16))
+        return NULL;
+    if (!s->bf16 || s->bf16_version != s->version) {
+        if (!s->bf16) s->bf16 = hb_malloc(n * sizeof(uint16_t));
+        if (!s->bf16) return NULL;
+        round_job_t r = {s->bf16, s->data};
+        hb_parallel_range((int64_t)n, HB_ELEM_GRAIN, round_range, &r);
+        s->bf16_version = s->version;
+    }
+    return s->bf16 + b->offset;
 }
 
 static hb_tensor_t *matmul_raw(hb_tensor_t *a, hb_tensor_t *b);
@@ -259,8 +305,9 @@ static hb_tensor_t *matmul_raw(hb_tensor_t *a_in, hb_tensor_t *b_in) {
     CBLAS_TRANSPOSE ta, tb;
     int64_t lda, ldb;
     size_t es = hb_dtype_size(a->dtype);
-    /* fast path: 2-D right operand, left operand contiguous → one big gemm */
-    if (nbb == 0 && nba > 0 && hb_is_contiguous(a)) {
+    /* fast path: 2-D right operand, left operand contiguous → one big gemm (for a 2-D left operand the
+       same call as the general path's below) */
+    if (nbb == 0 && hb_is_contiguous(a)) {
         if (!blas_layout(b, &tb, &ldb)) {
             hb_tensor_t *bc = hb_contiguous(b);
             hb_tensor_free(b);
@@ -268,7 +315,8 @@ static hb_tensor_t *matmul_raw(hb_tensor_t *a_in, hb_tensor_t *b_in) {
             if (!b) { hb_tensor_free(o); o = NULL; goto done; }
             blas_layout(b, &tb, &ldb);
         }
-        if (gemm(a->dtype, CblasNoTrans, tb, nbatch * M, N, K, hb_data(a), K, hb_data(b), ldb, 0.0, hb_data(o), N)) {
+        if (gemm(a->dtype, CblasNoTrans, tb, nbatch * M, N, K, hb_data(a), K, hb_data(b), ldb,
+                 bf16_weights(b, nbatch * M, tb), 0.0, hb_data(o), N)) {
             hb_tensor_free(o);
             o = NULL;
         }
@@ -288,6 +336,8 @@ static hb_tensor_t *matmul_raw(hb_tensor_t *a_in, hb_tensor_t *b_in) {
         if (!b) { hb_tensor_free(o); o = NULL; goto done; }
         blas_layout(b, &tb, &ldb);
     }
+    /* a 2-D right operand is the same matrix for every batch entry: its bf16 copy serves them all */
+    const uint16_t *b16 = nbb == 0 ? bf16_weights(b, M, tb) : NULL;
     int64_t idx[HB_MAXDIM] = {0};
     for (int64_t k = 0; k < nbatch; k++) {
         int64_t oa = a->offset, ob = b->offset;
@@ -297,7 +347,7 @@ static hb_tensor_t *matmul_raw(hb_tensor_t *a_in, hb_tensor_t *b_in) {
             if (ib >= 0 && b->size[ib] != 1) ob += idx[i] * b->stride[ib];
         }
         if (gemm(a->dtype, ta, tb, M, N, K, (char *)a->storage->data + (size_t)oa * es, lda,
-                 (char *)b->storage->data + (size_t)ob * es, ldb, 0.0, (char *)hb_data(o) + (size_t)(k * M * N) * es,
+                 (char *)b->storage->data + (size_t)ob * es, ldb, b16, 0.0, (char *)hb_data(o) + (size_t)(k * M * N) * es,
                  N)) {
             hb_tensor_free(o);
             o = NULL;

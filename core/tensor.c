@@ -116,6 +116,7 @@ static hb_storage_t *storage_new(size_t nbytes) {
 
 static void storage_release(hb_storage_t *s) {
     if (!s || --s->refcount > 0) return;
+    hb_free(s->bf16);
     if (s->external) {
         if (s->release) s->release(s->release_ctx);
     } else {

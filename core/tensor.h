@@ -41,6 +41,9 @@ typedef struct hb_storage {
     void (*release)(void *ctx); /* called when an external storage dies (may be NULL) */
     void *release_ctx;
     uint64_t version;       /* bumped by every in-place write (see "versions" below) */
+    uint16_t *bf16;         /* float32 storage only: a bfloat16 copy for decode's matrix-vector products in
+                               bf16 matmul precision (core/linalg.c), made on first use, or NULL */
+    uint64_t bf16_version;  /* the version the copy was made at: a later write makes it stale */
 } hb_storage_t;
 
 struct hb_node; /* an autograd node (core/autograd.h); opaque to tensor.c */

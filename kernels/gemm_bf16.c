@@ -85,6 +85,10 @@ float gemm_bf16_round(float x) {
     return r;
 }
 
+void gemm_bf16_round_bits(uint16_t *dst, const float *src, size_t n) {
+    for (size_t i = 0; i < n; i++) dst[i] = round_bits(src[i]);
+}
+
 static int check_args(const float *C, const float *A, const float *B, int trans_a, int trans_b, int64_t M,
                       int64_t N, int64_t K, int64_t lda, int64_t ldb, int64_t ldc) {
     if (M < 0 || N < 0 || K < 0) return -1;

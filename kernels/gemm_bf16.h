@@ -20,6 +20,7 @@
  */
 #ifndef HB_KERNELS_GEMM_BF16_H
 #define HB_KERNELS_GEMM_BF16_H
+#include <stddef.h>
 #include <stdint.h>
 
 #ifdef __cplusplus
@@ -37,6 +38,10 @@ int gemm_bf16_ref(float *C, const float *A, const float *B, int trans_a, int tra
 
 /* x rounded to bfloat16 as the product sees it, returned as the float it stands for (exact). */
 float gemm_bf16_round(float x);
+
+/* dst[i] = the bfloat16 bits of src[i] rounded as gemm_bf16_round rounds it (the weights that decode's
+ * bf16 matrix-vector products read: kernels/gemv.h). */
+void gemm_bf16_round_bits(uint16_t *dst, const float *src, size_t n);
 
 /* 1 when gemm_bf16 runs the AVX512_BF16 kernel (the CPU has avx512f/bw/vl/bf16 and it is allowed),
  * 0 when it runs the portable fallback. */

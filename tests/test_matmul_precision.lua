@@ -3,7 +3,10 @@
 -- products (forward and backward) by a bf16-sized amount and never float64 ones (gradient checks stay
 -- float64), a fixture model's bf16 logits stay within 2e-2 of fla's, bad values are rejected naming the
 -- allowed ones, and hb.train's matmul_precision option applies to the run and is restored afterwards.
--- The kernel itself: tests/test_gemm_bf16.c.
+-- Decode products (≤ 8 rows, bf16 mode): bf16 weights from the copy kept with the storage × unrounded float32
+-- activations, equal to gemm_bf16 on bf16-exact activations, through a weight view at an offset, the same bits
+-- at 1 and 2 threads, the copy remade after an in-place write (copy_); fp32 decode (kernels/gemv.c) vs float64.
+-- The kernels themselves: tests/test_gemm_bf16.c, tests/test_gemv.c.
 local hb = require "hyblua"
 local T = dofile("tests/tap.lua")
 
@@ -99,5 +102,61 @@ T.ok(r.step == 2 and seen == "bf16" and hb.matmul_precision() == "fp32", "hb.tra
 T.raises(function() tiny_train("half") end, 'hb.train: matmul_precision must be "fp32" or "bf16" (got half)',
   "hb.train rejects an unknown matmul_precision")
 T.is(hb.matmul_precision(), "fp32", "still fp32 after the rejected run")
+
+-- decode products (at most 8 rows, weights as nn.Linear's W): in bf16 mode the weights are streamed from
+-- a bfloat16 copy kept with their storage and multiplied with the float32 activations unrounded: the
+-- float64 product of the unrounded activations with the bf16-rounded weights (a bf16 safetensors round trip
+-- rounds as the kernel does), up to float32 summation error. gemm_bf16 (which rounds the activations too)
+-- is ~1e-3 away from it, so the test tells the two paths apart.
+hb.manual_seed(9)
+local wd = hb.randn(520, 384)                                     -- 199680 floats: a copy is kept
+local tmpw = os.tmpname()
+hb.io.save_safetensors(tmpw, { w = wd }, {}, { dtype = "bf16" })
+local wb = hb.io.load_safetensors(tmpw).w:double()                -- bf16(W), exactly
+os.remove(tmpw)
+local xd = hb.randn(16, 384)
+hb.set_matmul_precision("bf16")
+local full = hb.linear(xd, wd)                                    -- 16 rows: gemm_bf16, activations rounded
+local worst, bits1 = 0, {}
+for M = 1, 8 do
+  local y = hb.linear(xd:narrow(1, 1, M), wd)
+  worst = math.max(worst, rel(y, hb.linear(xd:narrow(1, 1, M):double(), wb)))
+  bits1[M] = y
+end
+T.ok(worst < 1e-5, "bf16 decode (M 1..8) = unrounded activations × bf16 weights", worst)
+local eg = rel(full:narrow(1, 1, 8), hb.linear(xd:narrow(1, 1, 8):double(), wb))
+T.ok(eg > 1e-4, "… which gemm_bf16 (16 rows, activations rounded too) is not", eg)
+T.ok(same(bits1[1], bits1[8]:narrow(1, 1, 1)), "bf16 decode: a row's bits do not depend on the batch size")
+T.ok(rel(bits1[3], hb.linear(xd:narrow(1, 1, 3):double(), wd:double())) > 1e-5,
+  "bf16 decode uses bf16 weights (differs from the float64 product)")
+-- activations are not rounded: a row that is not exact in bf16 gives the bf16-weight × fp32 product
+local xr = hb.randn(2, 384)
+local yr = hb.linear(xr, wd)
+local xr16 = hb.linear(xr, wd) -- same call twice: the copy is reused, same bits
+T.ok(same(yr, xr16), "bf16 decode is deterministic across calls (the kept copy is reused)")
+-- a weight view at an offset (rows 11..310) uses the copy at that offset
+local wv = wd:narrow(1, 11, 300)
+T.ok(same(hb.linear(xd:narrow(1, 1, 4), wv), bits1[4]:narrow(2, 11, 300)),
+  "bf16 decode through a row view of the weight (storage offset)")
+-- the thread count does not change the bits
+local nt = hb.get_num_threads()
+hb.set_num_threads(1)
+local y1 = hb.linear(xr, wd)
+hb.set_num_threads(2)
+local y2 = hb.linear(xr, wd)
+hb.set_num_threads(nt)
+T.ok(same(y1, y2) and same(y1, yr), "bf16 decode: the same bits at 1 and 2 threads")
+-- an in-place write to the weight (an optimizer step, copy_) makes the copy stale: it is remade
+local wnew = hb.randn(520, 384)
+wd:copy_(wnew)
+local yn = hb.linear(xd:narrow(1, 1, 5), wd)
+hb.set_matmul_precision("fp32")
+local yn32 = hb.linear(xd:narrow(1, 1, 5), wnew)
+local en = rel(yn, yn32)
+T.ok(en > 1e-6 and en < 1e-2, "after wd:copy_(new) bf16 decode uses the new weights", en)
+T.ok(same(hb.linear(xd:narrow(1, 1, 5), wd), yn32), "fp32 decode after bf16 mode is the plain fp32 product")
+-- fp32 decode (kernels/gemv.c) against float64
+local e32 = rel(hb.linear(xr, wd), hb.linear(xr:double(), wd:double()))
+T.ok(e32 < 1e-5, "fp32 decode (M ≤ 8) matches float64", e32)
 
 T.done()

@@ -16,6 +16,9 @@
 --             input embedding (one row per token), at its in-memory width (4 bytes: float32). Batch 8
 --             shares one read of the weights, so its bound is 8× batch 1's. Target (issue 15): decode at
 --             batch 1 ≥ 70% of the bound. Recurrent state and KV-cache traffic are not in the bound.
+--   bf16 decode  the same decode (B 1 after a 64-token prefill, and B 8) with hb.set_matmul_precision("bf16"):
+--             the ≤ 8-row products read a bfloat16 copy of each weight (core/linalg.h), so the bound counts
+--             2 bytes per weight.
 -- Writes tests/bench/results/inference.md (tests/bench/harness.py copies it into docs/performance.md) and
 -- prints it; one JSON line per model goes to stderr as it is measured.
 local hb = require "hyblua"
@@ -89,6 +92,13 @@ elseif mode == "bench" then -- inference.lua bench DIR → one JSON line
   out.prefill_tok_s, out.decode_b1_tok_s = decode(1, 256, 16)
   local _
   _, out.decode_b8_tok_s = decode(8, 64, 16)
+  -- bf16 weights for decode: matmul precision bf16, whose ≤ 8-row products stream a bf16 copy of each
+  -- weight (made on first use, by the warm-up) and multiply it with the float32 activations
+  hb.set_matmul_precision("bf16")
+  decode(1, 16, 2)
+  _, out.decode16_b1_tok_s = decode(1, 64, 16)
+  _, out.decode16_b8_tok_s = decode(8, 64, 16)
+  hb.set_matmul_precision("fp32")
   print(hb.io.encode_json(out))
   return
 end
@@ -158,6 +168,20 @@ for _, r in ipairs(rows) do
   emit(string.format("| %s | %.1fM | %.0f | %.2f | %.1f | %.2f | %.2f | %.0f | %.2f | %.0f%% | %s | %.0f%% |",
     r.name, r.params / 1e6, r.file_bytes / 1e6, r.load_s, r.prefill_tok_s, r.decode_b1_tok_s, r.decode_b8_tok_s,
     r.weight_bytes_per_step / 1e6, bound, 100 * q, q >= 0.7 and "met" or "missed", 100 * r.decode_b8_tok_s / (8 * bound)))
+end
+emit("")
+emit("bf16 weights for decode (hb.set_matmul_precision(\"bf16\"): products of ≤ 8 rows stream a bfloat16 copy of "
+  .. "each weight, kept with its storage, and multiply it with the float32 activations): 2 bytes per weight read.")
+emit("")
+emit("| model | weight MB read / step (bf16) | bound tok/s B 1 | decode tok/s B 1 | B 1 / bound | target ≥ 70% "
+  .. "| decode tok/s B 8 | B 8 / (8 × bound) | B 1 vs fp32 weights |")
+emit("|---|---:|---:|---:|---:|---|---:|---:|---:|")
+for _, r in ipairs(rows) do
+  local bound = bw.best_gbs * 1e9 / (r.weight_bytes_per_step / 2)
+  local q = r.decode16_b1_tok_s / bound
+  emit(string.format("| %s | %.0f | %.2f | %.2f | %.0f%% | %s | %.2f | %.0f%% | %.2f× |", r.name,
+    r.weight_bytes_per_step / 2e6, bound, r.decode16_b1_tok_s, 100 * q, q >= 0.7 and "met" or "missed",
+    r.decode16_b8_tok_s, 100 * r.decode16_b8_tok_s / (8 * bound), r.decode16_b1_tok_s / r.decode_b1_tok_s))
 end
 emit("")
 local o = io.open("tests/bench/results/inference.md", "w")
