@@ -181,8 +181,13 @@ static int gemm(hb_dtype_t dt, CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int64_t M
     double bytes = es * ((double)M * (double)K + (double)M * (double)N) + (bf16_rows ? 2 : es) * (double)K * (double)N;
     gemm_job_t j = {dt, ta, tb, M, N, K, lda, ldb, ldc, M, N, 1, A, B, bf16_rows ? B16 : NULL, C, beta};
     /* small products are one call; a decode step's vector-matrix products (few flops, megabytes of
-       weights) are split too, so that several threads stream the weights */
-    if (flops < 4e6 && bytes < 2e6) {
+       weights) are split too, so that several threads stream the weights. Those that go to kernels/gemv.c
+       (at most GEMV_MAX_M rows, B = Wᵀ; fp32 or the bf16 copy) are bound by memory bandwidth, a byte
+       costing a core several flops' time: they are split from 256 KiB of operands on, with a byte counted
+       as 8 units of work (a 768 x 1024 bf16 weight, 1.5 MB, ran on one thread of 16 otherwise). Any split
+       gives the same bits there: each output is one row's dot product in a fixed order. */
+    int streamed = M <= GEMV_MAX_M && ta == CblasNoTrans && tb == CblasTrans && (dt == HB_F32 || bf16_rows);
+    if (streamed ? bytes < 262144 : flops < 4e6 && bytes < 2e6) {
         gemm_block(&j, 0);
         return 0;
     }
@@ -192,7 +197,7 @@ static int gemm(hb_dtype_t dt, CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int64_t M
        halves differed in the last bit). gemm_tiles picks the tiles. */
     gemm_tiles(M, N, &j.bm, &j.bn);
     j.nbn = (N + j.bn - 1) / j.bn;
-    hb_parallel_for_work(((M + j.bm - 1) / j.bm) * j.nbn, flops + 2 * bytes, gemm_block, &j);
+    hb_parallel_for_work(((M + j.bm - 1) / j.bm) * j.nbn, flops + (streamed ? 8 : 2) * bytes, gemm_block, &j);
     return 0;
 }
 
