@@ -57,4 +57,17 @@ void hb_pool_stats(hb_pool_stats_t *out);
  * scaling on a small machine; results are the same as in normal mode. */
 void hb_pool_simulate(int on);
 
+/* OpenBLAS's kernels for this CPU. A DYNAMIC_ARCH OpenBLAS (Debian's) picks its kernels from a table of CPU
+ * models when it loads; a CPU newer than its table falls back to Prescott (SSE3) kernels: on an Emerald
+ * Rapids Xeon (family 6, model 207) Debian 12's OpenBLAS 0.3.21 ran sgemm 1024³ at 28 GFLOP/s on one core
+ * instead of the 142 of its SkylakeX kernels, and hyblua's training 2.6x slower. The choice can only be
+ * changed before the library loads (the environment variable OPENBLAS_CORETYPE), so the executable asks
+ * this function at the start of main and re-executes itself with the variable set.
+ * hb_blas_coretype_hint: the kernels to ask for, "SkylakeX" (the CPU has AVX-512 F/BW/DQ/VL/CD) or
+ * "Haswell" (AVX2 + FMA), when OpenBLAS chose a pre-AVX2 core (Prescott, Core2, Nehalem, Sandybridge, …)
+ * on a CPU that has them and OPENBLAS_CORETYPE is not set; else NULL. hb_blas_corename: OpenBLAS's
+ * current choice ("?" when it does not say). */
+const char *hb_blas_coretype_hint(void);
+const char *hb_blas_corename(void);
+
 #endif

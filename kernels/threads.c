@@ -44,11 +44,13 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
 extern void openblas_set_num_threads(int);
+extern char *openblas_get_corename(void);
 
 #define MAX_WORKERS 255
 
@@ -337,4 +339,33 @@ void hb_parallel_for_work(int64_t n, double work, hb_parallel_fn fn, void *ctx) 
     pool.region_s += now_s() - t0;
     in_region = 0;
     pthread_mutex_unlock(&pool.region);
+}
+
+/* ---- OpenBLAS's kernels (parallel.h) ------------------------------------------------------------------ */
+const char *hb_blas_corename(void) {
+    const char *c = openblas_get_corename();
+    return c ? c : "?";
+}
+
+const char *hb_blas_coretype_hint(void) {
+    if (getenv("OPENBLAS_CORETYPE")) return NULL; /* chosen by the user (or by an earlier re-exec) */
+#if defined(__x86_64__) && defined(__GNUC__)
+    /* OpenBLAS's x86-64 cores without AVX2 kernels: a CPU with AVX2 given one of these was not recognised */
+    static const char *old[] = {"katmai", "coppermine", "northwood", "prescott", "banias", "atom", "core2",
+                                "penryn", "dunnington", "nehalem", "opteron", "opteron(sse3)", "barcelona",
+                                "nano", "sandybridge", "bobcat", "bulldozer", "piledriver", "unknown"};
+    const char *c = openblas_get_corename();
+    if (!c) return NULL;
+    int is_old = 0;
+    for (size_t i = 0; i < sizeof old / sizeof old[0]; i++)
+        if (!strcasecmp(c, old[i])) is_old = 1;
+    if (!is_old) return NULL;
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+        __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl") &&
+        __builtin_cpu_supports("avx512cd"))
+        return "SkylakeX";
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return "Haswell";
+#endif
+    return NULL;
 }

@@ -30,6 +30,13 @@ static int l_get_num_threads(lua_State *L) {
 }
 /* hb.pool_stats() → {regions, region_s, sim_s, items_s, simulated, threads}: kernels/parallel.h's accounting
    of the thread pool's regions since the start (the bench's scaling section diffs two readings) */
+/* hb.blas_corename() → OpenBLAS's kernels ("SkylakeX", "Haswell", …): benchmarks print it */
+static int l_blas_corename(lua_State *L) {
+    lua_pushstring(L, hb_blas_corename());
+    return 1;
+}
+const char *hyblua_blas_coretype_hint(void) { return hb_blas_coretype_hint(); }
+
 static int l_pool_stats(lua_State *L) {
     hb_pool_stats_t st;
     hb_pool_stats(&st);
@@ -190,7 +197,7 @@ static int l_fsync(lua_State *L) {
 
 static const luaL_Reg funcs[] = {{"interrupted", l_interrupted}, {"now", l_now}, {"thread_time", l_thread_time}, {"sleep", l_sleep}, {"defer_interrupts", l_defer_interrupts},
                                  {"isatty", l_isatty}, {"get_rng_state", l_get_rng_state},
-                                 {"set_rng_state", l_set_rng_state}, {"fsync", l_fsync},{"set_num_threads", l_set_num_threads}, {"get_num_threads", l_get_num_threads}, {"pool_stats", l_pool_stats},
+                                 {"set_rng_state", l_set_rng_state}, {"fsync", l_fsync},{"set_num_threads", l_set_num_threads}, {"get_num_threads", l_get_num_threads}, {"pool_stats", l_pool_stats}, {"blas_corename", l_blas_corename},
                                  {"set_matmul_precision", l_set_matmul_precision}, {"matmul_precision", l_matmul_precision},
                                  {"cat", l_cat}, {"where", l_where}, {"tensor_bytes", l_mem}, {NULL, NULL}};
 

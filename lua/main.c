@@ -698,6 +698,14 @@ static int pmain(lua_State *L) {
 
 int main(int argc, char **argv) {
     int status, result;
+    /* OpenBLAS fell back to pre-AVX2 kernels on a CPU it does not know (kernels/parallel.h): run again
+       with OPENBLAS_CORETYPE set, which it reads only when it loads. Once: the variable is set then. */
+    const char *coretype = hyblua_blas_coretype_hint();
+    if (coretype && setenv("OPENBLAS_CORETYPE", coretype, 1) == 0) {
+        execv("/proc/self/exe", argv);
+        fprintf(stderr, "hyblua: warning: OpenBLAS chose slow kernels for this CPU and re-running with "
+                        "OPENBLAS_CORETYPE=%s failed (%s); set it yourself\n", coretype, strerror(errno));
+    }
     lua_State *L = luaL_newstate();
     if (L == NULL) {
         l_message("hyblua", "cannot create state: not enough memory");

@@ -19,6 +19,8 @@ static int stub_busy(lua_State *L) {
     return 1;
 }
 
+const char *hyblua_blas_coretype_hint(void) { return NULL; } /* no BLAS in the stub */
+
 int luaopen_hyblua(lua_State *L) {
     static const luaL_Reg funcs[] = {{"busy", stub_busy}, {NULL, NULL}};
     luaL_newlib(L, funcs);

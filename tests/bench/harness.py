@@ -82,6 +82,14 @@ class Runner:
         self.env = dict(os.environ)
         n = str(threads)
         self.env.update(HYBLUA_NUM_THREADS=n, OPENBLAS_NUM_THREADS=n, OMP_NUM_THREADS=n, OMP_WAIT_POLICY="PASSIVE")
+        # hyblua re-runs itself with OPENBLAS_CORETYPE set when OpenBLAS does not know the CPU and falls back
+        # to SSE3 kernels (kernels/parallel.h); torch's OpenBLAS gets the same kernels, or the comparison
+        # would flatter hyblua
+        if "OPENBLAS_CORETYPE" not in self.env:
+            ct = subprocess.run(["./hyblua", "-e", 'io.write(os.getenv("OPENBLAS_CORETYPE") or "")'],
+                                capture_output=True, text=True).stdout.strip()
+            if ct:
+                self.env["OPENBLAS_CORETYPE"] = ct
         self.threads = threads
         self.raw = open(raw_path, "w")
         self.verbose = verbose
