@@ -1100,7 +1100,8 @@ def write_report(path, meta, tc, mm, models, kernels, decodes, bf=None, nx=None)
       "16 single-token steps each, median step; and the memory bandwidth with build/bench/stream_bench "
       "(tests/bench/stream_bench.c: copy / scale / add / triad over 512 MiB float32 arrays, STREAM's byte "
       "counting, best of the four). The bound of decode is bandwidth / weight bytes read per step (every "
-      "parameter except the input embedding, at 4 bytes: weights are float32 in memory); batch 8 reads them "
+      "parameter except the input embedding, at 4 bytes: weights are float32 in memory; 2 bytes in the bf16 "
+      "table, whose decode streams a bfloat16 copy of each weight); batch 8 reads them "
       "once for 8 tokens. Target (issue 15): decode at batch 1 ≥ 70% of the bound.")
     w("")
     copy_result(w, "inference.md", "(no inference run yet)")
