@@ -92,6 +92,28 @@ T.ok(#f.f3 == 2 and close(f.f3[1].rho.estimate, 1, 1e-12) and f.f3[1].verdict ==
 T.ok(#f.f4 == 2 and f.f4[1].verdict == "does not recover" and f.f4[2].verdict == "recovers",
   "F4: a's best hybrid (0.60) does not recover the Transformer's 0.90; b's (0.90) does")
 near(f.f4[2].diff.diff, 0, 1e-12, "F4: b's difference is 0")
+-- ties at a ceiling are not rank changes: "c" and "d" both at ~1.0 recall pure and hybrid, the seed's winner
+-- flipping by one test example (1/3000); a third mixer "e" far below. With the default tie of 0.005: no top or
+-- order change; with tie 0 every seed's top "changes" (the artefact the tie removes).
+local trecs = {}
+local function addt(mixer, ratio, accs)
+  for s = 0, 2 do
+    trecs[#trecs + 1] = { name = mixer .. ratio, mixer = mixer, ratio = ratio, attn_share = ratio == 0 and 0 or 0.25,
+                          layers = mixer .. ratio, seed = s, lm_val_bpb = 2, mqar_acc = accs[s + 1] }
+  end
+end
+addt("c", 0, { 1.0, 1.0, 1.0 }); addt("c", 3, { 0.99967, 0.99967, 0.99967 })
+addt("d", 0, { 0.99967, 0.99967, 0.99967 }); addt("d", 3, { 1.0, 1.0, 1.0 })
+addt("e", 0, { 0.1, 0.12, 0.11 }); addt("e", 3, { 0.2, 0.18, 0.19 })
+local ft = S.findings(trecs, { B = 200 })
+T.ok(ft.f1_recall.seeds_top_changed == 0 and ft.f1_recall.seeds_order_changed == 0,
+  "F1: a one-example difference at the ceiling is a tie (no top or order change)",
+  ft.f1_recall.seeds_top_changed .. " " .. ft.f1_recall.seeds_order_changed)
+local ft0 = S.findings(trecs, { B = 200, tie_recall = 0 })
+T.ok(ft0.f1_recall.seeds_top_changed == 3 and ft0.f1_recall.seeds_order_changed == 3,
+  "F1 with tie_recall = 0: every seed's top and order change", ft0.f1_recall.seeds_top_changed)
+T.ok(table.concat(S.findings_markdown(ft), "\n"):find("values within 0.005 are ties", 1, true),
+  "the findings table states the tie")
 local md = table.concat(S.findings_markdown(f), "\n")
 T.ok(md:find("| 1 | standalone rank", 1, true) and md:find("| 4 | hybrids recover", 1, true) and md:find("recovers |", 1, true),
   "findings_markdown: one row per finding and mixer")

@@ -256,7 +256,12 @@ local function mixers_in(cells)
 end
 
 -- F1: the best mixer standalone vs the best hybrid (each mixer's hybrid value: its best hybrid cell)
-local function rank_change(cells, better, boot)
+-- Per seed, values within `tie` of each other are ties: the top changes only when no mixer within `tie` of
+-- the best standalone value is within `tie` of the best hybrid value, and the order changes only when some
+-- pair is ordered one way beyond `tie` standalone and the other way beyond `tie` in the hybrids (two
+-- mixers at a ceiling, 1.000 vs 0.9997, are not a rank change).
+local function rank_change(cells, better, boot, tie)
+  tie = tie or 0
   local mixers = mixers_in(cells)
   local pure, hyb = {}, {}
   for i, c in ipairs(cells) do
@@ -307,10 +312,26 @@ local function rank_change(cells, better, boot)
     for i, c in ipairs(cells) do if c.mixer ~= "transformer" and c.by_seed[s] == nil then ok = false end; local _ = i end
     if ok then
       local ps, hs = values(function(i) return cells[i].by_seed[s] end)
-      local a, b = order_of(ps), order_of(hs)
       n = n + 1
-      if a[1] ~= b[1] then top = top + 1 end
-      if table.concat(a, ",") ~= table.concat(b, ",") then ord = ord + 1 end
+      local sgn = better == "lower" and -1 or 1
+      local function top_set(v) -- the mixers within `tie` of the best value
+        local b
+        for i = 1, #ms do b = b and best(b, v[i]) or v[i] end
+        local t = {}
+        for i = 1, #ms do if sgn * (b - v[i]) <= tie then t[i] = true end end
+        return t
+      end
+      local tp, th = top_set(ps), top_set(hs)
+      local shared = false
+      for i = 1, #ms do if tp[i] and th[i] then shared = true end end
+      if not shared then top = top + 1 end
+      local flipped = false
+      for i = 1, #ms do
+        for j = 1, #ms do
+          if sgn * (ps[i] - ps[j]) > tie and sgn * (hs[j] - hs[i]) > tie then flipped = true end
+        end
+      end
+      if flipped then ord = ord + 1 end
     end
   end
   res.seeds, res.seeds_top_changed, res.seeds_order_changed = n, top, ord
@@ -338,8 +359,9 @@ function S.findings(records, opts)
   out.seeds_min = smin or 0
 
   -- F1
-  if #lm > 0 then out.f1_lm = rank_change(lm, "lower", boot) end
-  if #rec > 0 then out.f1_recall = rank_change(rec, "higher", boot) end
+  out.tie_lm, out.tie_recall = opts.tie_lm or 0.005, opts.tie_recall or 0.005
+  if #lm > 0 then out.f1_lm = rank_change(lm, "lower", boot, out.tie_lm) end
+  if #rec > 0 then out.f1_recall = rank_change(rec, "higher", boot, out.tie_recall) end
 
   -- F2: LM flat across ratios: mean over mixers of the range of its cells' means (the ratio effect) vs
   -- the range over mixers of their average (the between-mixer spread)
@@ -453,9 +475,10 @@ function S.findings_markdown(f)
     local r = f[which[1]]
     if r then
       L[#L + 1] = string.format("| 1 | standalone rank ≠ hybrid rank (%s) | best pure vs best hybrid by cell means; " ..
-        "seeds where the top mixer changes; Spearman ρ(pure, best hybrid) with %d%% bootstrap interval | pure: %s; hybrid: %s; " ..
-        "top changes in %d of %d seeds; order changes in %d of %d; ρ = %s | %s |",
-        which[2], pct, table.concat(r.pure_order, " > "), table.concat(r.hybrid_order, " > "),
+        "seeds where the top mixer changes (values within %g are ties); Spearman ρ(pure, best hybrid) with %d%% " ..
+        "bootstrap interval | pure: %s; hybrid: %s; top changes in %d of %d seeds; order changes in %d of %d; ρ = %s | %s |",
+        which[2], (which[1] == "f1_lm" and f.tie_lm or f.tie_recall) or 0, pct, table.concat(r.pure_order, " > "),
+        table.concat(r.hybrid_order, " > "),
         r.seeds_top_changed, r.seeds, r.seeds_order_changed, r.seeds, iv(r.rho, "%.2f"),
         r.seeds == 0 and "-" or r.seeds < 2 and "no test (1 seed)" or
         (r.seeds_top_changed * 2 > r.seeds and "holds" or "does not hold"))
