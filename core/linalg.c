@@ -160,12 +160,11 @@ int hb_set_matmul_precision(hb_mm_precision_t p) {
 hb_mm_precision_t hb_matmul_precision(void) { return mm_precision; }
 
 /* Returns 0, or -1 with the error set (only the bf16 path allocates: its packing buffers). B16: B's
-   bfloat16 copy (bf16_weights) for a bf16 product of at most GEMV_MAX_M rows in the nn.Linear layout, or
-   NULL. */
+   bfloat16 copy from bf16_weights (non-NULL only in bf16 precision, for float32 with at most GEMV_MAX_M
+   rows and tb == Trans: it checked those), or NULL. */
 static int gemm(hb_dtype_t dt, CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int64_t M, int64_t N, int64_t K, const void *A,
                 int64_t lda, const void *B, int64_t ldb, const uint16_t *B16, double beta, void *C, int64_t ldc) {
-    int bf16_rows = B16 && dt == HB_F32 && mm_precision == HB_MM_BF16 && M > 0 && M <= GEMV_MAX_M &&
-                    ta == CblasNoTrans && tb == CblasTrans;
+    int bf16_rows = B16 && ta == CblasNoTrans;
     if (dt == HB_F32 && mm_precision == HB_MM_BF16 && !bf16_rows) {
         if (gemm_bf16(C, A, B, ta != CblasNoTrans, tb != CblasNoTrans, (float)beta, M, N, K, lda, ldb, ldc) == 0)
             return 0;
@@ -186,7 +185,7 @@ static int gemm(hb_dtype_t dt, CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int64_t M
        costing a core several flops' time: they are split from 256 KiB of operands on, with a byte counted
        as 8 units of work (a 768 x 1024 bf16 weight, 1.5 MB, ran on one thread of 16 otherwise). Any split
        gives the same bits there: each output is one row's dot product in a fixed order. */
-    int streamed = M <= GEMV_MAX_M && ta == CblasNoTrans && tb == CblasTrans && (dt == HB_F32 || bf16_rows);
+    int streamed = M <= GEMV_MAX_M && ta == CblasNoTrans && tb == CblasTrans && dt == HB_F32;
     if (streamed ? bytes < 262144 : flops < 4e6 && bytes < 2e6) {
         gemm_block(&j, 0);
         return 0;

@@ -28,8 +28,6 @@ static int l_get_num_threads(lua_State *L) {
     lua_pushinteger(L, hb_threads_get());
     return 1;
 }
-/* hb.pool_stats() → {regions, region_s, sim_s, items_s, simulated, threads}: kernels/parallel.h's accounting
-   of the thread pool's regions since the start (the bench's scaling section diffs two readings) */
 /* hb.blas_corename() → OpenBLAS's kernels ("SkylakeX", "Haswell", …): benchmarks print it */
 static int l_blas_corename(lua_State *L) {
     lua_pushstring(L, hb_blas_corename());
@@ -37,6 +35,8 @@ static int l_blas_corename(lua_State *L) {
 }
 const char *hyblua_blas_coretype_hint(void) { return hb_blas_coretype_hint(); }
 
+/* hb.pool_stats() → {regions, region_s, sim_s, items_s, simulated, threads}: kernels/parallel.h's accounting
+   of the thread pool's regions since the start (the bench's scaling section diffs two readings) */
 static int l_pool_stats(lua_State *L) {
     hb_pool_stats_t st;
     hb_pool_stats(&st);
