@@ -65,6 +65,12 @@ cfg_of() {
 }
 for ph in "$@"; do
   echo "=== phase $ph at $(( $(date +%s) - T0 )) s, $(left) s left"
+  # ./hyblua re-executes itself with OPENBLAS_CORETYPE when OpenBLAS does not know the CPU (lua/main.c); the
+  # C benchmarks run here directly get the same kernels from the same hint
+  if [ -z "${OPENBLAS_CORETYPE:-}" ] && [ -x ./hyblua ]; then
+    CT=$(./hyblua -e 'io.write(os.getenv("OPENBLAS_CORETYPE") or "")' 2>/dev/null || true)
+    [ -n "$CT" ] && { export OPENBLAS_CORETYPE=$CT; echo "OPENBLAS_CORETYPE=$CT (hyblua's hint)"; }
+  fi
   case $ph in
   setup)
     which gcc make taskset; gcc --version | head -1; nproc
