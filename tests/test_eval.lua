@@ -254,6 +254,37 @@ do
   local direct = m:generate(hb.tensor({ small.prompt_ids }, "int64"), 8, { temperature = 0 })[1]
   T.ok(sr >= 0 and sr <= 100 and sd.cases[1].pred == N.postprocess(bytes:decode(direct)),
     "niah.run: a real model decodes greedily with its cache (same as m:generate)")
+
+  -- answer_accuracy: an "oracle" whose logits at position p put the top score on its input's token p+1 scores 1;
+  -- one that is wrong at the token `miss` positions before the end scores (A−1)/A — so the scored positions are
+  -- exactly the answer's tokens (an off-by-one would score the last prompt token or drop an answer token)
+  local function oracle(miss)
+    return { forward = function(_, x)
+      local ids = x:tolist()[1]
+      local L, V = #ids, 256
+      local t = hb.zeros(1, L, V)
+      for p = 1, L - 1 do
+        local nxt = ids[p + 1]
+        if miss and p == L - miss then nxt = (nxt + 1) % V end
+        t:narrow(2, p, 1):narrow(3, nxt + 1, 1):fill_(1)
+      end
+      return t
+    end }
+  end
+  local both = { small, mk }
+  local a1, d1 = N.answer_accuracy(oracle(), bytes, both)
+  local A1 = #bytes:encode(" " .. small.answers[1]) -- " " + 7 digits
+  T.ok(close(a1, 1) and close(d1.exact, 1) and d1.n == 2 and d1.cases[1].tokens == A1 and A1 == 8,
+    "niah.answer_accuracy: a model that predicts every answer token scores 1 (answer = ' ' + value)", a1)
+  local a2, d2 = N.answer_accuracy(oracle(1), bytes, { small })
+  local a3 = N.answer_accuracy(oracle(A1), bytes, { small })
+  local a4 = N.answer_accuracy(oracle(A1 + 1), bytes, { small })
+  T.ok(close(a2, (A1 - 1) / A1) and close(a3, (A1 - 1) / A1) and close(a4, 1) and close(d2.exact, 0),
+    "niah.answer_accuracy: scores exactly the answer's tokens (a miss on the last or first of them counts, one before does not)",
+    string.format("%g %g %g", a2, a3, a4))
+  local ar = N.answer_accuracy(m, bytes, { small })
+  T.ok(ar >= 0 and ar <= 1, "niah.answer_accuracy: a real model's score is a fraction", ar)
+  T.raises(function() N.answer_accuracy(m, bytes, { {} }) end, "case 1 is not a case", "niah.answer_accuracy: a bad case is named")
 end
 
 -- ===================================================================================================

@@ -5,7 +5,7 @@
 -- side effect, and a module that is missing or fails to load is an error (`require "hyblua"` fails).
 --   eager: errors (first: hb.user_error, hb.is_user_error, hb.rethrow), optim, models (with the mixers
 --          of lua/hyblua/mixers/), schedule, train, config, data
---   lazy:  eval, recipe, dist, plot, stats (loaded on first use of hb.eval, hb.recipe, hb.dist, hb.plot)
+--   lazy:  eval, recipe, dist, plot, stats, grid (loaded on first use of hb.eval, hb.recipe, hb.dist, hb.plot, ...)
 local hb = require "hyblua.binding"
 
 local errors = require "hyblua.errors"
@@ -19,7 +19,8 @@ hb.train, hb.train_utils = train.run, train
 hb.config = require "hyblua.config"
 hb.data = require "hyblua.data"
 
-local lazy = { eval = "hyblua.eval", recipe = "hyblua.recipe", dist = "hyblua.dist", plot = "hyblua.plot", stats = "hyblua.stats" }
+local lazy = { eval = "hyblua.eval", recipe = "hyblua.recipe", dist = "hyblua.dist", plot = "hyblua.plot", stats = "hyblua.stats",
+               grid = "hyblua.grid" }
 setmetatable(hb, {
   __index = function(t, k)
     local name = lazy[k]

@@ -454,4 +454,37 @@ function N.run(model, tok, cases, opts)
   return score, { mean = score / 100, n = #preds, cases = rows }
 end
 
+-- hb.eval.niah.answer_accuracy(model, tokenizer, cases) -> mean, details: a graded companion of RULER's score
+-- (not RULER's; for models too small to generate the answer whole). Each case's prompt is followed by its gold
+-- answer, " " .. answers joined by ", ", and one forward pass scores the answer's tokens under teacher forcing:
+-- a token counts when it is the model's top prediction after the prompt and the gold tokens before it.
+-- mean = the per-case fraction of answer tokens predicted, averaged over cases; details = {mean, exact (the
+-- fraction of cases with every answer token predicted), n, tokens, cases = {{task, length, depth, hits, tokens}}}.
+function N.answer_accuracy(model, tok, cases)
+  if cases.prompt_ids then cases = { cases } end
+  local sum, exact, ntok, rows = 0, 0, 0, {}
+  for i, c in ipairs(cases) do
+    if type(c) ~= "table" or type(c.prompt_ids) ~= "table" or type(c.answers) ~= "table" or #c.answers == 0 then
+      user_error(string.format("hb.eval.niah.answer_accuracy: case %d is not a case of hb.eval.niah.build/cases", i), 2)
+    end
+    local gold = U.encode(tok, " " .. table.concat(c.answers, ", "))
+    local P, A = #c.prompt_ids, #gold
+    local ids = {}
+    for j = 1, P do ids[j] = c.prompt_ids[j] end
+    for j = 1, A do ids[P + j] = gold[j] end
+    -- logits at positions P .. P+A−1 (1-based) predict the answer's tokens 1 .. A
+    local pred = hb.no_grad(function()
+      return model:forward(hb.tensor({ ids }, "int64")):narrow(2, P, A):argmax(3):view(A):tolist()
+    end)
+    local hits = 0
+    for j = 1, A do if pred[j] == gold[j] then hits = hits + 1 end end
+    sum, ntok = sum + hits / A, ntok + A
+    if hits == A then exact = exact + 1 end
+    rows[i] = { task = c.task, length = c.length, depth = c.depth, hits = hits, tokens = A }
+  end
+  local n = #rows
+  local mean = n > 0 and sum / n or 0 / 0
+  return mean, { mean = mean, exact = n > 0 and exact / n or 0 / 0, n = n, tokens = ntok, cases = rows }
+end
+
 return N
