@@ -14,7 +14,9 @@
  *   kernels_bench gemm TR:M:N:K[,...] REPS        hb_matmul in fp32 (cblas_sgemm split over the pool, what
  *                                                 training runs) and in bf16 (kernels/gemm_bf16.c) on
  *                                                 op(A) (M,K) · op(B) (K,N), TR = NN | NT | TN | TT; the
- *                                                 two alternate REPS times, best time → GFLOP/s each
+ *                                                 two alternate REPS times, best time → GFLOP/s each;
+ *                                                 then the same product as one cblas_sgemm call
+ *                                                 (OpenBLAS's threads: OPENBLAS_NUM_THREADS), gflops_sgemm
  * KERNEL: gla | retention | delta | gdelta | hgrn | attn | kda | dproduct | dplr | ssd (the last four: issue 13's
  * mixers, set up as their model layers call them: KDA with a per-key-channel log decay g ∈ [−0.2, 0) and
  * l2-normalised q/k; Gated DeltaProduct with NH = 2 Householder steps per token, a forget gate and
@@ -151,17 +153,30 @@ static int do_gemm(const char *spec, int reps) {
         }
     }
     hb_set_matmul_precision(HB_MM_FP32);
+    /* the same product as ONE cblas_sgemm call (OpenBLAS's own threads: OPENBLAS_NUM_THREADS), the yardstick of
+       hb_matmul's tiling over the pool */
+    double *tsg = malloc((size_t)reps * sizeof *tsg);
+    float *cs = malloc((size_t)(M * N) * sizeof *cs);
+    if (!tsg || !cs) { fprintf(stderr, "out of memory\n"); return 1; }
+    for (int r = -1; r < reps; r++) {
+        double t0 = now();
+        cblas_sgemm(CblasRowMajor, tr[0] == 'T' ? CblasTrans : CblasNoTrans, tr[1] == 'T' ? CblasTrans : CblasNoTrans,
+                    (int)M, (int)N, (int)K, 1.f, hb_data(a), tr[0] == 'T' ? (int)M : (int)K, hb_data(b),
+                    tr[1] == 'T' ? (int)K : (int)N, 0.f, cs, (int)N);
+        if (r >= 0) tsg[r] = now() - t0;
+    }
     double num = 0, den = 0; /* relative Frobenius difference bf16 vs fp32 */
     const float *x = hb_data(c16), *y = hb_data(c32);
     for (long long i = 0; i < M * N; i++) num += ((double)x[i] - y[i]) * ((double)x[i] - y[i]), den += (double)y[i] * y[i];
     double fl = 2.0 * (double)M * (double)N * (double)K;
     printf("{\"bench\":\"gemm\",\"trans\":\"%s\",\"M\":%lld,\"N\":%lld,\"K\":%lld,\"threads\":%d,\"native\":%d,"
            "\"fp32_best_s\":%.6g,\"bf16_best_s\":%.6g,\"fp32_median_s\":%.6g,\"bf16_median_s\":%.6g,"
-           "\"gflops_fp32\":%.4g,\"gflops_bf16\":%.4g,\"rel_diff\":%.3g}\n",
+           "\"gflops_fp32\":%.4g,\"gflops_bf16\":%.4g,\"rel_diff\":%.3g,\"sgemm_best_s\":%.6g,\"gflops_sgemm\":%.4g}\n",
            tr, M, N, K, hb_threads_get(), gemm_bf16_native(), best(t32, reps), best(t16, reps), med(t32, reps),
-           med(t16, reps), fl / best(t32, reps) / 1e9, fl / best(t16, reps) / 1e9, sqrt(num / (den > 0 ? den : 1)));
+           med(t16, reps), fl / best(t32, reps) / 1e9, fl / best(t16, reps) / 1e9, sqrt(num / (den > 0 ? den : 1)),
+           best(tsg, reps), fl / best(tsg, reps) / 1e9);
     hb_tensor_free(a); hb_tensor_free(b); hb_tensor_free(c32); hb_tensor_free(c16);
-    free(t32); free(t16);
+    free(t32); free(t16); free(tsg); free(cs);
     return 0;
 }
 
