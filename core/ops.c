@@ -86,7 +86,7 @@ typedef struct {
     int64_t shape[HB_MAXDIM];
     int64_t str[4][HB_MAXDIM];
     int64_t idx[HB_MAXDIM];
-    int64_t off[4];
+    int64_t off[4], base[4];
 } mwalk_t;
 
 static void mwalk_init(mwalk_t *w, int nd, const int64_t *shape, int nops, hb_tensor_t **ops) {
@@ -96,7 +96,16 @@ static void mwalk_init(mwalk_t *w, int nd, const int64_t *shape, int nops, hb_te
     memcpy(w->shape, shape, sizeof(int64_t) * (size_t)nd);
     for (int k = 0; k < nops; k++) {
         bstrides(ops[k], nd, shape, w->str[k]);
-        w->off[k] = ops[k]->offset;
+        w->off[k] = w->base[k] = ops[k]->offset;
+    }
+}
+/* position the walk at row `row` (the row-major index over all dims except the last) */
+static void mwalk_seek(mwalk_t *w, int64_t row) {
+    for (int k = 0; k < w->nops; k++) w->off[k] = w->base[k];
+    for (int d = w->nd - 2; d >= 0; d--) {
+        w->idx[d] = row % w->shape[d];
+        row /= w->shape[d];
+        for (int k = 0; k < w->nops; k++) w->off[k] += w->idx[d] * w->str[k][d];
     }
 }
 /* advance over all dims except the last */
@@ -147,35 +156,25 @@ static void bin_range(void *ctx, int64_t lo, int64_t hi) {
 }
 
 /* out = a op b over a broadcast shape; no autograd. */
-static hb_tensor_t *binary_raw(hb_binop_t op, hb_tensor_t *a, hb_tensor_t *b) {
-    int64_t shape[HB_MAXDIM];
-    int nd = broadcast_shape(a, b, shape, binop_name(op));
-    if (nd < 0) return NULL;
-    hb_tensor_t *o = hb_tensor_empty(a->dtype, nd, shape);
-    if (!o) return NULL;
-    int64_t n = hb_numel(o);
-    if (n == 0) return o;
-    hb_dtype_t dt = a->dtype;
-    /* fast path: float32, same shape, both contiguous */
-    if (dt == HB_F32 && hb_same_shape(a, b) && hb_is_contiguous(a) && hb_is_contiguous(b) && op <= HB_OP_DIV) {
-        bin_ctx_t c = {op, hb_data(a), hb_data(b), hb_data(o)};
-        par_range(n, bin_range, &c);
-        return o;
-    }
-    hb_tensor_t *ops[3] = {o, a, b};
-    if (nd == 0) {
-        st(hb_data(o), dt, 0, binop(op, ld(hb_data(a), dt, 0), ld(hb_data(b), dt, 0)));
-        return o;
-    }
+/* rows [lo, hi) of a broadcast / strided binary op (binary_raw) */
+typedef struct {
+    hb_binop_t op;
+    hb_dtype_t dt;
     mwalk_t w;
-    mwalk_init(&w, nd, shape, 3, ops);
-    int64_t inner = shape[nd - 1], sa = w.str[1][nd - 1], sb = w.str[2][nd - 1];
-    void *pa = a->storage->data, *pb = b->storage->data, *po = o->storage->data;
-    for (int64_t k = 0; k < n; k += inner) {
+    int64_t inner;
+    void *pa, *pb, *po;
+} bin_walk_t;
+static void bin_walk_rows(void *ctx, int64_t lo, int64_t hi) {
+    const bin_walk_t *c = ctx;
+    mwalk_t w = c->w;
+    mwalk_seek(&w, lo);
+    const hb_binop_t op = c->op;
+    const int64_t inner = c->inner, sa = w.str[1][w.nd - 1], sb = w.str[2][w.nd - 1];
+    for (int64_t r = lo; r < hi; r++) {
         int64_t oo = w.off[0], oa = w.off[1], ob = w.off[2];
-        if (dt == HB_F32) {
-            const float *x = (const float *)pa + oa, *y = (const float *)pb + ob;
-            float *z = (float *)po + oo;
+        if (c->dt == HB_F32) {
+            const float *x = (const float *)c->pa + oa, *y = (const float *)c->pb + ob;
+            float *z = (float *)c->po + oo;
             if (sa == 1 && sb == 1) {
                 switch (op) {
                 case HB_OP_MUL: for (int64_t j = 0; j < inner; j++) z[j] = x[j] * y[j]; break;
@@ -202,12 +201,41 @@ static hb_tensor_t *binary_raw(hb_binop_t op, hb_tensor_t *a, hb_tensor_t *b) {
                 }
             }
         } else {
-            const double *x = (const double *)pa + oa, *y = (const double *)pb + ob;
-            double *z = (double *)po + oo;
+            const double *x = (const double *)c->pa + oa, *y = (const double *)c->pb + ob;
+            double *z = (double *)c->po + oo;
             for (int64_t j = 0; j < inner; j++) z[j] = binop(op, x[j * sa], y[j * sb]);
         }
         mwalk_next_outer(&w);
     }
+}
+
+static hb_tensor_t *binary_raw(hb_binop_t op, hb_tensor_t *a, hb_tensor_t *b) {
+    int64_t shape[HB_MAXDIM];
+    int nd = broadcast_shape(a, b, shape, binop_name(op));
+    if (nd < 0) return NULL;
+    hb_tensor_t *o = hb_tensor_empty(a->dtype, nd, shape);
+    if (!o) return NULL;
+    int64_t n = hb_numel(o);
+    if (n == 0) return o;
+    hb_dtype_t dt = a->dtype;
+    /* fast path: float32, same shape, both contiguous */
+    if (dt == HB_F32 && hb_same_shape(a, b) && hb_is_contiguous(a) && hb_is_contiguous(b) && op <= HB_OP_DIV) {
+        bin_ctx_t c = {op, hb_data(a), hb_data(b), hb_data(o)};
+        par_range(n, bin_range, &c);
+        return o;
+    }
+    hb_tensor_t *ops[3] = {o, a, b};
+    if (nd == 0) {
+        st(hb_data(o), dt, 0, binop(op, ld(hb_data(a), dt, 0), ld(hb_data(b), dt, 0)));
+        return o;
+    }
+    /* broadcast or strided operands: rows of the last dim, in fixed ranges of rows on the pool (each element
+       is computed on its own: the bits do not depend on the split) */
+    bin_walk_t bw = {.op = op, .dt = dt, .pa = a->storage->data, .pb = b->storage->data, .po = o->storage->data};
+    mwalk_init(&bw.w, nd, shape, 3, ops);
+    bw.inner = shape[nd - 1];
+    int64_t rows = n / bw.inner, grain = HB_ELEM_GRAIN / bw.inner;
+    hb_parallel_range(rows, grain > 0 ? grain : 1, bin_walk_rows, &bw);
     return o;
 }
 

@@ -7,6 +7,7 @@
  */
 #include "views.h"
 #include "autograd.h"
+#include "../kernels/parallel.h"
 #include <string.h>
 
 static int norm_dim(int dim, int ndim, const char *op) {
@@ -275,7 +276,56 @@ hb_tensor_t *hb_to_dtype(hb_tensor_t *t, hb_dtype_t dt) {
 
 /* ---- sum back to a broadcast source (no autograd) ------------------------------------------------ */
 /* Sum contiguous-or-not t over dim d into a new tensor (double accumulation; the summation order of
- * ops.c's reductions, so gradients are the same whichever path reduced them). */
+ * ops.c's reductions, so gradients are the same whichever path reduced them). Runs on the pool: over the
+ * rows when d is the last dim (each output a row's sum, four interleaved accumulators), else over
+ * (outer index, block of SUM_COLS adjacent outputs), each block walking the summed dim once with a row of
+ * accumulators — the cache-friendly order (contiguous reads) and, per output, the same sequence of
+ * additions as a one-output-at-a-time loop, so the bits depend neither on the threads nor on the block. */
+enum { SUM_COLS = 16 };
+typedef struct {
+    const void *src;
+    void *dst;
+    hb_dtype_t dt;
+    int64_t len, inner, nblk;
+} sum_dim_job_t;
+
+static void sum_dim_item(void *ctx, int64_t i) {
+    const sum_dim_job_t *j = ctx;
+    const int64_t len = j->len, inner = j->inner;
+    if (inner == 1) { /* row i */
+        double acc;
+        if (j->dt == HB_F32) {
+            const float *p = (const float *)j->src + i * len;
+            double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+            int64_t k = 0;
+            for (; k + 4 <= len; k += 4) { s0 += p[k]; s1 += p[k + 1]; s2 += p[k + 2]; s3 += p[k + 3]; }
+            for (; k < len; k++) s0 += p[k];
+            acc = (s0 + s1) + (s2 + s3);
+            ((float *)j->dst)[i] = (float)acc;
+        } else {
+            const double *p = (const double *)j->src + i * len;
+            acc = 0;
+            for (int64_t k = 0; k < len; k++) acc += p[k];
+            ((double *)j->dst)[i] = acc;
+        }
+        return;
+    }
+    const int64_t ou = i / j->nblk, c0 = (i % j->nblk) * SUM_COLS;
+    const int64_t nc = inner - c0 < SUM_COLS ? inner - c0 : SUM_COLS, base = ou * len * inner + c0;
+    double acc[SUM_COLS] = {0};
+    if (j->dt == HB_F32) {
+        const float *p = (const float *)j->src + base;
+        for (int64_t k = 0; k < len; k++, p += inner)
+            for (int64_t c = 0; c < nc; c++) acc[c] += p[c];
+        for (int64_t c = 0; c < nc; c++) ((float *)j->dst)[ou * inner + c0 + c] = (float)acc[c];
+    } else {
+        const double *p = (const double *)j->src + base;
+        for (int64_t k = 0; k < len; k++, p += inner)
+            for (int64_t c = 0; c < nc; c++) acc[c] += p[c];
+        for (int64_t c = 0; c < nc; c++) ((double *)j->dst)[ou * inner + c0 + c] = acc[c];
+    }
+}
+
 static hb_tensor_t *sum_dim(hb_tensor_t *t, int d, int keepdim) {
     hb_tensor_t *tc = hb_is_contiguous(t) ? hb_tensor_ref(t) : hb_tensor_empty(t->dtype, t->ndim, t->size);
     if (!tc || (tc != t && hb_copy_(tc, t))) { hb_tensor_free(tc); return NULL; }
@@ -288,27 +338,9 @@ static hb_tensor_t *sum_dim(hb_tensor_t *t, int d, int keepdim) {
     }
     hb_tensor_t *o = hb_tensor_empty(t->dtype, ond, osize);
     if (!o) { hb_tensor_free(tc); return NULL; }
-    for (int64_t ou = 0; ou < outer; ou++)
-        for (int64_t in = 0; in < inner; in++) {
-            int64_t base = ou * len * inner + in;
-            double acc = 0;
-            if (t->dtype == HB_F32) {
-                const float *p = (const float *)hb_data(tc) + base;
-                if (inner == 1) {
-                    double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-                    int64_t k = 0;
-                    for (; k + 4 <= len; k += 4) { s0 += p[k]; s1 += p[k + 1]; s2 += p[k + 2]; s3 += p[k + 3]; }
-                    for (; k < len; k++) s0 += p[k];
-                    acc = (s0 + s1) + (s2 + s3);
-                } else
-                    for (int64_t k = 0; k < len; k++) acc += p[k * inner];
-                ((float *)hb_data(o))[ou * inner + in] = (float)acc;
-            } else {
-                const double *p = (const double *)hb_data(tc) + base;
-                for (int64_t k = 0; k < len; k++) acc += p[k * inner];
-                ((double *)hb_data(o))[ou * inner + in] = acc;
-            }
-        }
+    sum_dim_job_t j = {hb_data(tc), hb_data(o), t->dtype, len, inner, (inner + SUM_COLS - 1) / SUM_COLS};
+    int64_t items = inner == 1 ? outer : outer * j.nblk;
+    if (items > 0) hb_parallel_for_work(items, 2.0 * (double)outer * (double)len * (double)inner, sum_dim_item, &j);
     hb_tensor_free(tc);
     return o;
 }

@@ -52,6 +52,41 @@ for _, c in ipairs(configs) do
   end
 end
 
+-- broadcast element-wise ops and the sums back to a broadcast source (core/ops.c binary_raw's strided path,
+-- core/views.c sum_dim) run on the pool: large enough here to be split, and bit-identical for 1, 3 and 16
+-- threads; the sums are those of float64 (they accumulate in double)
+local function bcast(threads)
+  hb.set_num_threads(threads)
+  hb.manual_seed(11)
+  local x = hb.randn(16, 1024, 96):requires_grad(true)
+  local w = hb.randn(96):requires_grad(true)
+  local r = hb.randn(16, 1, 96):requires_grad(true)
+  local xt = x:transpose(1, 2)                    -- a strided operand: [1024, 16, 96]
+  local y = (xt * w + r:transpose(1, 2)) * xt      -- broadcast over rows, over the middle dim, strided
+  y:sum():backward()
+  return string.format("%a|%a|%a|%a", y:sum():item(), w.grad:sum():item(), (w.grad * w.grad):sum():item(),
+    (r.grad * r.grad):sum():item()), w, r, x, y
+end
+local ref, w1, r1, x1, y1 = bcast(1)
+T.ok(bcast(3) == ref and bcast(16) == ref, "broadcast mul/add and their sums to the broadcast sources: bit-identical for 1, 3, 16 threads")
+-- d/dw of sum((x w + r) x) is the sum of x² over the broadcast dims, d/dr the sum of x: compared with float64
+local x64 = x1:detach():to("float64")
+local gw = (x64 * x64):sum(1):sum(1)               -- [96]
+local gr = x64:sum(2, true)                          -- [16, 1, 96]
+local function reldiff(a, b) return (a - b):abs():max():item() / b:abs():max():item() end
+local dw, dr = reldiff(w1.grad:to("float64"), gw), reldiff(r1.grad:to("float64"), gr)
+-- elements of y against scalar arithmetic (positions in every range of rows the split makes)
+local worst, xd, wd, rd, yd = 0, x1:detach(), w1:detach(), r1:detach(), y1:detach()
+for s = 0, 400 do
+  local i, j, k = 1 + (s * 37) % 1024, 1 + (s * 7) % 16, 1 + (s * 13) % 96
+  local xv = xd:get(j, i, k)
+  local want = (xv * wd:get(k) + rd:get(j, 1, k)) * xv
+  worst = math.max(worst, math.abs(yd:get(i, j, k) - want) / math.max(1, math.abs(want)))
+end
+T.ok(worst < 1e-5, "the broadcast / strided products equal scalar arithmetic element by element", worst)
+T.ok(dw < 1e-6 and dr < 1e-6, "the sums to the broadcast sources equal float64 sums (to float32 rounding)",
+  string.format("%g %g", dw, dr))
+
 -- the pool's accounting: every top-level region is counted once
 hb.set_num_threads(4)
 local s0 = hb.pool_stats()
