@@ -4,7 +4,7 @@
 -- loads each finished cell-seed's LM model (ckpt/<cell>__s<seed>-lm, the final checkpoint) and runs the tasks at
 -- the given lengths, without training anything:
 --
---   hyblua recipes/niah_grid.lua --grid results                       # S-NIAH-1/2, MK-NIAH-1 at 512, 1024, 2048
+--   hyblua recipes/niah_grid.lua --grid results                       # S-NIAH-1/2, MK-NIAH-1 at 1024, 2048, 4096
 --   hyblua recipes/niah_grid.lua --grid results --set tasks=[niah_single_1] --set lengths=[1024]
 --
 -- Two numbers per task and length, each averaged over depths × samples cases:
@@ -29,7 +29,7 @@ table.sort(task_names)
 local defaults = hb.config.declare {
   grid = K("results", "a paper_grid output directory (its cells/*.json and ckpt/)"),
   tasks = K({ "niah_single_1", "niah_single_2", "niah_multikey_1" }, "RULER tasks", { choices = task_names }),
-  lengths = K({ 512, 1024, 2048 }, "lengths in tokens (prompt + tokens_to_generate)", { min = 16 }),
+  lengths = K({ 1024, 2048, 4096 }, "lengths in tokens (prompt + tokens_to_generate; MK-NIAH-1 needs ~580 bytes)", { min = 16 }),
   depths = K({ 0.1, 0.3, 0.5, 0.7, 0.9 }, "needle depths in [0, 1] (RULER samples 40)", { min = 0, max = 1 }),
   samples = K(2, "cases per length and depth", { min = 1 }),
   tokens_to_generate = K(32, "greedy tokens per case (RULER: 128; a 7-digit value needs 8 bytes)", { min = 1 }),
