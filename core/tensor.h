@@ -72,6 +72,17 @@ const char *hb_errmsg(void);                 /* last error message of this threa
 void hb_seterr(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Byte counter of live tensor storage (for the Lua GC pressure); updated atomically. */
 int64_t hb_alloc_bytes(void);
+/* Tensor memory: live storage bytes, their high-water mark, and the block cache (core/tensor.c: freed
+ * blocks of ≥ 1 MiB kept for reuse at the same size, up to cache_limit bytes). */
+typedef struct {
+    int64_t live, peak, cached, cache_limit, cache_hits, cache_misses;
+} hb_memory_stats_t;
+void hb_memory_stats(hb_memory_stats_t *out);
+/* Free every block the cache holds; returns the bytes freed. */
+int64_t hb_block_cache_release(void);
+/* The cache's limit in bytes (0: no cache; < 0: the default, the larger of 1 GiB and the peak of live
+ * tensor bytes, or HYBLUA_BLOCK_CACHE_MB); a lower limit frees the cache now. */
+void hb_block_cache_set_limit(int64_t bytes);
 
 /* ---- dtypes ------------------------------------------------------------------------------------ */
 size_t hb_dtype_size(hb_dtype_t dt);

@@ -97,6 +97,33 @@ static int l_mem(lua_State *L) {
     lua_pushinteger(L, hb_alloc_bytes());
     return 1;
 }
+static int l_memory_stats(lua_State *L) {
+    hb_memory_stats_t m;
+    hb_memory_stats(&m);
+    lua_createtable(L, 0, 6);
+    lua_pushinteger(L, m.live); lua_setfield(L, -2, "live");
+    lua_pushinteger(L, m.peak); lua_setfield(L, -2, "peak");
+    lua_pushinteger(L, m.cached); lua_setfield(L, -2, "cached");
+    lua_pushinteger(L, m.cache_limit); lua_setfield(L, -2, "cache_limit");
+    lua_pushinteger(L, m.cache_hits); lua_setfield(L, -2, "cache_hits");
+    lua_pushinteger(L, m.cache_misses); lua_setfield(L, -2, "cache_misses");
+    return 1;
+}
+static int l_release_cache(lua_State *L) {
+    lua_pushinteger(L, hb_block_cache_release());
+    return 1;
+}
+/* hb.set_cache_limit(MiB) / hb.set_cache_limit(nil): the default */
+static int l_set_cache_limit(lua_State *L) {
+    if (lua_isnoneornil(L, 1)) {
+        hb_block_cache_set_limit(-1);
+        return 0;
+    }
+    lua_Integer mb = luaL_checkinteger(L, 1);
+    luaL_argcheck(L, mb >= 0 && mb <= ((lua_Integer)1 << 40), 1, "the block cache limit in MiB must be between 0 and 2^40");
+    hb_block_cache_set_limit((int64_t)mb << 20);
+    return 0;
+}
 
 typedef struct {
     void *p;
@@ -199,7 +226,9 @@ static const luaL_Reg funcs[] = {{"interrupted", l_interrupted}, {"now", l_now},
                                  {"isatty", l_isatty}, {"get_rng_state", l_get_rng_state},
                                  {"set_rng_state", l_set_rng_state}, {"fsync", l_fsync},{"set_num_threads", l_set_num_threads}, {"get_num_threads", l_get_num_threads}, {"pool_stats", l_pool_stats}, {"blas_corename", l_blas_corename},
                                  {"set_matmul_precision", l_set_matmul_precision}, {"matmul_precision", l_matmul_precision},
-                                 {"cat", l_cat}, {"where", l_where}, {"tensor_bytes", l_mem}, {NULL, NULL}};
+                                 {"cat", l_cat}, {"where", l_where}, {"tensor_bytes", l_mem},
+                                 {"memory_stats", l_memory_stats}, {"release_cache", l_release_cache},
+                                 {"set_cache_limit", l_set_cache_limit}, {NULL, NULL}};
 
 #ifndef HB_LUADIR
 #define HB_LUADIR "lua"

@@ -6,6 +6,7 @@
  * (hb_rng, seeded 1234 once) drawn in that order, so adding a case at the end leaves the others' data
  * as it is; a case that needs no particular values builds its tensors without R.
  */
+#include "../kernels/alloc.h"
 #include "../core/autograd.h"
 #include "../core/linalg.h"
 #include "../core/mixers.h"
@@ -493,6 +494,86 @@ static void case_versions(void) {
     hb_tensor_free(z); hb_tensor_free(x); hb_tensor_free(c); hb_tensor_free(a); hb_tensor_free(b);
 }
 
+
+/* the block cache of core/tensor.c: exact sizes, most recent first, a byte limit with the oldest dropped
+ * first, a failed allocation retried after releasing it */
+static hb_tensor_t *mib(double m) { /* a float32 tensor of m MiB */
+    int64_t n = (int64_t)(m * 262144);
+    return hb_tensor_zeros(HB_F32, 1, &n);
+}
+static void case_block_cache(void) {
+    hb_block_cache_set_limit(-1);
+    hb_block_cache_release();
+    hb_memory_stats_t m0, m;
+    hb_memory_stats(&m0);
+    ok(m0.cached == 0 && m0.cache_limit >= ((int64_t)1 << 30), "released: nothing cached, default limit >= 1 GiB (%lld)",
+       (long long)m0.cache_limit);
+    hb_tensor_t *a = mib(2);
+    void *pa = a->storage->data;
+    hb_tensor_free(a);
+    hb_memory_stats(&m0);
+    ok(m0.cached == (2 << 20), "a freed 2 MiB block is kept (%lld bytes cached)", (long long)m0.cached);
+    hb_tensor_t *b = mib(2), *c = mib(2.25);
+    hb_memory_stats(&m);
+    ok(b->storage->data == pa && c->storage->data != pa && m.cache_hits == m0.cache_hits + 1 &&
+           m.cache_misses == m0.cache_misses + 1 && m.cached == 0,
+       "the same size gets the block back (a hit), another size does not (a miss)");
+    ok(m.peak >= m.live && m.live >= (int64_t)(4.25 * (1 << 20)), "peak >= live >= the two tensors (%lld, %lld)",
+       (long long)m.peak, (long long)m.live);
+    hb_tensor_free(b);
+    hb_tensor_free(c);
+    ok(hb_block_cache_release() == (int64_t)(4.25 * (1 << 20)), "release frees what was cached");
+
+    /* limit 3 MiB: four 1 MiB blocks freed in order a0..a3 keep a1..a3 (a0 dropped, the oldest) */
+    hb_block_cache_set_limit(3 << 20);
+    hb_tensor_t *t[4];
+    void *pt[4];
+    for (int i = 0; i < 4; i++) { t[i] = mib(1); pt[i] = t[i]->storage->data; }
+    for (int i = 0; i < 4; i++) hb_tensor_free(t[i]);
+    hb_memory_stats(&m);
+    ok(m.cached == (3 << 20), "limit 3 MiB: 3 of 4 freed 1 MiB blocks kept (%lld bytes)", (long long)m.cached);
+    hb_tensor_t *u[3];
+    for (int i = 0; i < 3; i++) u[i] = mib(1);
+    ok(u[0]->storage->data == pt[3] && u[1]->storage->data == pt[2] && u[2]->storage->data == pt[1],
+       "handed back newest first (a3, a2, a1): the oldest (a0) was the one dropped");
+    for (int i = 0; i < 3; i++) hb_tensor_free(u[i]);
+    hb_tensor_t *big = mib(4);
+    hb_tensor_free(big);
+    hb_memory_stats(&m);
+    ok(m.cached == (3 << 20), "a block larger than the limit is not kept");
+    hb_block_cache_set_limit(1 << 20);
+    hb_memory_stats(&m);
+    ok(m.cached == 0 && m.cache_limit == (1 << 20), "lowering the limit below what is cached releases it");
+    hb_block_cache_set_limit(0);
+    a = mib(2);
+    hb_tensor_free(a);
+    hb_memory_stats(&m);
+    ok(m.cached == 0, "limit 0: nothing is kept");
+
+    /* a failing allocation releases the cache and tries again */
+    hb_block_cache_set_limit(-1);
+    int64_t c0 = hb_alloc_count();
+    a = mib(2);
+    int64_t per = hb_alloc_count() - c0; /* allocations of one tensor; the data block is the last */
+    hb_tensor_free(a);
+    hb_alloc_fail_after(per - 1);
+    b = mib(3); /* a miss: its data allocation fails once, the cache (2 MiB) is released, the retry succeeds */
+    hb_alloc_fail_after(-1);
+    hb_memory_stats(&m);
+    ok(b && m.cached == 0 && hb_alloc_injected() > 0, "an allocation that fails with blocks cached succeeds after releasing them");
+    hb_tensor_free(b);
+    hb_alloc_fail_after(per - 1);
+    b = mib(5); /* nothing useful cached beyond b's 3 MiB: release it, retry succeeds */
+    hb_alloc_fail_after(-1);
+    ok(b != NULL, "and again with the block of the last tensor cached");
+    hb_tensor_free(b);
+    hb_block_cache_release();
+    hb_alloc_fail_after(per - 1);
+    b = mib(6); /* nothing cached: the failure is an error */
+    hb_alloc_fail_after(-1);
+    ok(!b && strstr(hb_errmsg(), "out of memory allocating"), "with nothing cached the failure stands: %s", hb_errmsg());
+}
+
 /* ---- the cases, in the order they run (and draw from R) ------------------------------------------- */
 static const struct {
     const char *name;
@@ -521,6 +602,7 @@ static const struct {
     {"float unary fast paths", case_float_unary},
     {"float cross-entropy", case_float_cross_entropy},
     {"version counters", case_versions},
+    {"block cache", case_block_cache},
 };
 
 int main(void) {

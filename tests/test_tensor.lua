@@ -101,6 +101,29 @@ for i = 1, 60 do
 end
 T.ok(peak < 600 * 1024 * 1024, "GC pressure keeps live tensor bytes bounded", string.format("peak %.0f MiB", peak / 2 ^ 20))
 
+-- the block cache: a freed block of >= 1 MiB is kept for the next tensor of its size
+do
+  hb.set_cache_limit(nil)
+  hb.release_cache()
+  local t = hb.zeros(512, 1024) -- 2 MiB
+  t:close()
+  local m = hb.memory_stats()
+  T.ok(m.cached == 2 ^ 21 and m.cache_limit >= 2 ^ 30 and m.peak >= m.live, "memory_stats: a closed 2 MiB tensor is cached",
+    string.format("cached %d, limit %d", m.cached, m.cache_limit))
+  local hits = m.cache_hits
+  local u <close> = hb.zeros(512, 1024)
+  m = hb.memory_stats()
+  T.ok(m.cached == 0 and m.cache_hits == hits + 1, "the next tensor of that size takes the cached block")
+  u:close()
+  T.ok(hb.release_cache() == 2 ^ 21 and hb.memory_stats().cached == 0, "release_cache frees it and says how much")
+  hb.set_cache_limit(0)
+  hb.zeros(512, 1024):close()
+  T.ok(hb.memory_stats().cached == 0 and hb.memory_stats().cache_limit == 0, "set_cache_limit(0): nothing is kept")
+  hb.set_cache_limit(nil)
+  T.raises(function() hb.set_cache_limit(-5) end, "block cache limit in MiB must be between 0 and 2^40", "a negative limit is an error")
+  T.raises(function() hb.set_cache_limit("lots") end, "number expected", "a non-number limit is an error")
+end
+
 -- the REPL example from the issue, through the real module
 local p = io.popen([[printf 'x = hb.tensor({1,2,3})\nx*2\nfunction f(a)\n return a+1\nend\nf(41)\n' | ./hyblua -i 2>&1]])
 local out = p:read("a"); p:close()

@@ -78,6 +78,7 @@ elseif mode == "bench" then -- inference.lua bench DIR → one JSON line
     hb.no_grad(function() m:prefill(ids:narrow(2, 1, P):contiguous(), cache) end)
     local prefill_s = hb.now() - a
     local st = {}
+    local p0, w0 = hb.pool_stats(), hb.now()
     hb.no_grad(function()
       for i = 1, steps do
         local col = ids:narrow(2, P + i, 1):contiguous()
@@ -86,10 +87,15 @@ elseif mode == "bench" then -- inference.lua bench DIR → one JSON line
         st[i] = hb.now() - s0
       end
     end)
-    return B * P / prefill_s, B / median(st)
+    local p1, w1 = hb.pool_stats(), hb.now()
+    -- what a step is made of: pool regions per step, and the share of the steps' wall time spent inside
+    -- them (the rest ran on the calling thread alone: the Lua layer loop, small ops below the pool's
+    -- work threshold, allocation)
+    local diag = { regions_per_step = (p1.regions - p0.regions) / steps, in_regions = (p1.region_s - p0.region_s) / (w1 - w0) }
+    return B * P / prefill_s, B / median(st), diag
   end
   decode(1, 16, 2) -- warm-up: pool, allocator, first touch of the mapped weights
-  out.prefill_tok_s, out.decode_b1_tok_s = decode(1, 256, 16)
+  out.prefill_tok_s, out.decode_b1_tok_s, out.decode_b1_pool = decode(1, 256, 16)
   local _
   _, out.decode_b8_tok_s = decode(8, 64, 16)
   -- bf16 weights for decode: matmul precision bf16, whose ≤ 8-row products stream a bf16 copy of each

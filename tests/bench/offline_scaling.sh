@@ -17,8 +17,8 @@
 #       s8_4_2  tests/bench/scaling.lua 8,4,2
 #       split   tests/bench/split_scaling.sh "1x16 4x4 2x8" 2 (one process vs processes × threads)
 #       infer   tests/bench/inference.lua 340m 16
-#       ab      (with OLD=DIR, an older source tree) builds DIR/hyblua and times one training step per
-#               model at 16 threads with the old and this build, interleaved (ab.txt): before/after
+#       ab      (with OLD=DIR, an older source tree) builds DIR/hyblua and times AB_STEPS (default 2) training
+#               steps per model at 16 threads with the old and this build, interleaved (ab.txt): before/after
 #       jobs    recipes/paper_grid.lua --tiny with every mixer and 2 seeds (42 cell-seeds, 30 steps per task)
 #               serially (1 thread), with --jobs 2 and --jobs 16 (1 thread per child): wall times and a
 #               check that every cell record is identical to the serial run's, seconds aside (jobs.txt)
@@ -100,8 +100,8 @@ for ph in "$@"; do
       echo "$c" > /tmp/ab_$m.json
       HYBLUA_NUM_THREADS=1 ./hyblua tests/bench/train_step.lua init /tmp/ab_$m.json /tmp/ab_$m 1 2 2048 > /dev/null
       for b in "$OLD/hyblua" ./hyblua "$OLD/hyblua" ./hyblua; do
-        OPENBLAS_NUM_THREADS=1 HYBLUA_NUM_THREADS=16 timeout $(( $(left) - 5 )) $b tests/bench/train_step.lua bench /tmp/ab_$m 2 1 0 0 0 \
-          | sed "s|^|ab $m $b 16 |" | cut -c 1-400 | tee -a "$OUT/ab.txt"
+        OPENBLAS_NUM_THREADS=1 HYBLUA_NUM_THREADS=16 timeout $(( $(left) - 5 )) $b tests/bench/train_step.lua bench /tmp/ab_$m "${AB_STEPS:-2}" 1 0 0 0 \
+          | sed "s|^|ab $m $b 16 |" | tee -a "$OUT/ab.txt" | cut -c 1-400
       done
     done ;;
   jobs)

@@ -7,7 +7,7 @@
 --        thread pools, allocator; the first one reports the untouched model's loss on the slice), then
 --        times STEPS training steps on the whole batch split into forward / backward / optimizer, reads
 --        the peak RSS
---        (VmHWM) right after them, times FWD forward-only passes (logits, no grad) and finally decodes
+--        (VmHWM) right after them and counts each timed step's minor page faults (/proc/self/stat), times FWD forward-only passes (logits, no grad) and finally decodes
 --        DECODE_NEW tokens (B = 1) after a DECODE_PROMPT-token prefill (0 = skip). One JSON line on stdout.
 --        PRECISION fp32 (default) | bf16: hb.set_matmul_precision for everything after loading.
 --   hyblua train_step.lua matmul N REPS                    hb.randn(N,N):matmul(hb.randn(N,N)), best time
@@ -31,6 +31,21 @@ local function vmhwm_kb()
   local s = f:read("*a")
   f:close()
   return tonumber(s:match("VmHWM:%s*(%d+)"))
+end
+
+-- minor page faults of this process so far (/proc/self/stat field 10), or nil
+local function minflt()
+  local f = io.open("/proc/self/stat")
+  if not f then return nil end
+  local s = f:read("*a")
+  f:close()
+  local rest = s:match("%)%s+(.*)$") -- fields from 3 on (the name in parentheses may hold spaces)
+  local i = 2
+  for w in (rest or ""):gmatch("%S+") do
+    i = i + 1
+    if i == 10 then return tonumber(w) end
+  end
+  return nil
 end
 
 local function median(t)
@@ -78,12 +93,13 @@ elseif mode == "bench" then
   -- first one's loss is the untouched model's loss on that slice, compared with torch's
   local wids = ids:narrow(1, 1, 1):narrow(2, 1, math.min(T, 256)):contiguous()
   if steps == 0 and nfwd > 0 then hb.no_grad(function() return m:loss(wids) end) end -- forward warm-up
-  local rec = { fwd = {}, bwd = {}, opt = {}, total = {}, region = {} }
+  local rec = { fwd = {}, bwd = {}, opt = {}, total = {}, region = {}, faults = {} }
   -- seconds inside the pool's parallel regions per part (hb.pool_stats): the rest of a part ran on one thread
   local function region_s() return hb.pool_stats().region_s end
   for s = 1, (steps > 0 and warmup or 0) + steps do
     local x = s <= warmup and wids or ids
     local r0 = region_s()
+    local f0 = minflt()
     local t0 = now()
     opt:zero_grad()
     local loss = m:loss(x)
@@ -100,12 +116,14 @@ elseif mode == "bench" then
       rec.fwd[#rec.fwd + 1], rec.bwd[#rec.bwd + 1] = t1 - t0, t2 - t1
       rec.opt[#rec.opt + 1], rec.total[#rec.total + 1] = t3 - t2, t3 - t0
       rec.region[#rec.region + 1] = { fwd = r1 - r0, bwd = r2 - r1, opt = r3 - r2 }
+      local f3 = minflt()
+      if f0 and f3 then rec.faults[#rec.faults + 1] = f3 - f0 end
     end
     loss = nil
   end
   if steps > 0 then
     out.train = { fwd = rec.fwd, bwd = rec.bwd, opt = rec.opt, total = rec.total, region_s = rec.region,
-                  best_s = minimum(rec.total), median_s = median(rec.total) }
+                  page_faults = rec.faults, best_s = minimum(rec.total), median_s = median(rec.total) }
     out.rss_train_kb = vmhwm_kb()
   end
   opt = nil
