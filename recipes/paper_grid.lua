@@ -54,6 +54,9 @@ local defaults = hb.config.declare {
     only_lr = K(0.0, "internal (--jobs children): with grid.only and mqar.lrs, train MQAR at this one learning rate " ..
       "(ckpt/<cell>__s<seed>-mqar-lr<lr>.json) and nothing else", { min = 0 }),
     plot_only = K(false, "train nothing: rewrite grid.csv, grid.md and the plots from <out>/cells/*.json"),
+    matmul_precision = K("fp32", "matrix products of every cell's training (hb.train's matmul_precision; evaluation stays " ..
+      "fp32); a grid's cells must share it: a record of the other precision in --out is an error",
+      { choices = { "fp32", "bf16" } }),
   },
   model = {
     hidden_size = K(64, "model width of every cell", { min = 2 }),
@@ -227,6 +230,19 @@ end
 -- ---- running the grid -------------------------------------------------------------------------------------
 local function exists(p) local f = io.open(p, "rb"); if f then f:close(); return true end return false end
 
+-- a cell record (or an MQAR rate's part record) of --out; every record must have been trained at this run's
+-- grid.matmul_precision (records written before the option existed were fp32), else one grid would mix them
+local function read_record(p)
+  local r = hb.io.read_json(p)
+  local mm = r.matmul_precision or "fp32"
+  if mm ~= cfg.grid.matmul_precision then
+    hb.user_error(string.format("paper_grid: %s was trained with matmul precision %s, this run asks for %s " ..
+      "(grid.matmul_precision): use another --out, or --set grid.matmul_precision=%s to continue or report that grid",
+      p, mm, cfg.grid.matmul_precision, mm))
+  end
+  return r
+end
+
 -- a cell-seed's files: cells/<cell>__s<seed>.json (its result), cells/<cell>__s<seed>.lock (held while training)
 local function cell_file(cell, seed) return cell.name .. "__s" .. seed end
 local function cell_path(cell, seed) return out .. "/cells/" .. cell_file(cell, seed) .. ".json" end
@@ -235,7 +251,7 @@ local function cell_path(cell, seed) return out .. "/cells/" .. cell_file(cell, 
 local function legacy_record(cell, seed)
   local p = out .. "/cells/" .. cell.name .. ".json"
   if seed ~= cfg.seed or not exists(p) then return nil end
-  local r = hb.io.read_json(p)
+  local r = read_record(p)
   if r.seed ~= nil and r.seed ~= seed then return nil end
   r.seed = seed
   return r
@@ -331,7 +347,7 @@ local function mqar_rates(cell, seed)
   if #mq.lrs == 0 then return { mq.lr } end
   if mq.lr_select ~= "first_seed" or seed == seeds[1] then return mq.lrs end
   local p = cell_path(cell, seeds[1])
-  local r = exists(p) and hb.io.read_json(p) or nil
+  local r = exists(p) and read_record(p) or nil
   if not r then
     return nil, string.format("mqar.lr_select=first_seed: %s trains at the rate %s kept, and %s has no result yet " ..
       "(train seed %d first: the grid's order does)", cell_file(cell, seed), cell_file(cell, seeds[1]), p, seeds[1])
@@ -349,13 +365,13 @@ local function mqar_rate(cell, seed, lr)
   local tag = cell_file(cell, seed)
   local sub = sweep and string.format("-lr%g", lr) or ""
   local part = rate_part(cell, seed, lr)
-  if sweep and exists(part .. ".json") then return hb.io.read_json(part .. ".json") end
+  if sweep and exists(part .. ".json") then return read_record(part .. ".json") end
   local lock, holder
   if sweep then
     hb.data.mkdir(out .. "/ckpt")
     lock, holder = hb.proc.lock(part .. ".lock")
     if not lock then return nil, holder end
-    if exists(part .. ".json") then lock:release(); return hb.io.read_json(part .. ".json") end
+    if exists(part .. ".json") then lock:release(); return read_record(part .. ".json") end
   end
   local Q = mqar_data(seed)
   local c = cell_config(cell, mq.vocab_size, budget_for(mq.vocab_size))
@@ -367,11 +383,12 @@ local function mqar_rate(cell, seed, lr)
     name = tag .. " mqar" .. (sweep and string.format(" lr %g", lr) or ""),
     steps = mq.steps, lr = lr, min_lr = lr / 10, warmup = math.min(mq.warmup, mq.steps), schedule = "cosine",
     weight_decay = 0.1, clip = 1.0, out = out .. "/ckpt/" .. tag .. "-mqar" .. sub, save_every = math.max(50, mq.steps // 3), keep = 1,
-    log = out .. "/logs/" .. tag .. "-mqar" .. sub .. ".jsonl", seed = seed,
+    log = out .. "/logs/" .. tag .. "-mqar" .. sub .. ".jsonl", seed = seed, matmul_precision = cfg.grid.matmul_precision,
   }
   if tr.interrupted then os.exit(130) end -- the checkpoint is saved; the same command resumes
   local r = hb.eval.mqar.evaluate(m, Q.test, { batch_size = 32 })
-  local run = { lr = lr, accuracy = r.accuracy, by_kv = {}, train_loss_last = tr.losses[mq.steps], seconds = hb.now() - tl }
+  local run = { lr = lr, accuracy = r.accuracy, by_kv = {}, train_loss_last = tr.losses[mq.steps], seconds = hb.now() - tl,
+                matmul_precision = cfg.grid.matmul_precision }
   for kv, acc in pairs(r.by_num_kv_pairs or {}) do run.by_kv["kv" .. kv] = acc end
   if sweep then hb.io.write_json(part .. ".json", run); lock:release() end
   return run, m
@@ -381,15 +398,15 @@ end
 -- → record, "cached" | "trained"; or nil, "busy", holder when another process holds the cell's lock
 local function run_cell(cell, seed)
   local path = cell_path(cell, seed)
-  if exists(path) then return hb.io.read_json(path), "cached" end
+  if exists(path) then return read_record(path), "cached" end
   local old = legacy_record(cell, seed)
   if old then hb.io.write_json(path, old); return old, "cached" end
   local lock, holder = hb.proc.lock(out .. "/cells/" .. cell_file(cell, seed) .. ".lock")
   if not lock then return nil, "busy", holder end
-  if exists(path) then lock:release(); return hb.io.read_json(path), "cached" end -- finished while we looked
+  if exists(path) then lock:release(); return read_record(path), "cached" end -- finished while we looked
   local tag = cell_file(cell, seed)
   local t0 = hb.now()
-  local res = { name = cell.name, mixer = cell.mixer, ratio = cell.ratio, seed = seed }
+  local res = { name = cell.name, mixer = cell.mixer, ratio = cell.ratio, seed = seed, matmul_precision = cfg.grid.matmul_precision }
   if task_on.lm then
     local D = lm_data()
     local V = cfg.model.vocab_size
@@ -403,7 +420,7 @@ local function run_cell(cell, seed)
       batch = function(k) return D.train:batch(lm.batch_size, lm.seq_len, seed, k) end,
       steps = lm.steps, lr = lm.lr, min_lr = lm.lr / 10, warmup = math.min(30, lm.steps), schedule = "cosine",
       weight_decay = 0.1, clip = 1.0, out = out .. "/ckpt/" .. tag .. "-lm", save_every = math.max(50, lm.steps // 3), keep = 1,
-      log = out .. "/logs/" .. tag .. "-lm.jsonl", seed = seed,
+      log = out .. "/logs/" .. tag .. "-lm.jsonl", seed = seed, matmul_precision = cfg.grid.matmul_precision,
     }
     if tr.interrupted then os.exit(130) end -- the checkpoint is saved; the same command resumes
     local ev = hb.eval.lm(m, D.val, vopts)
@@ -450,7 +467,7 @@ local function write_copy(cell, seed)
   if exists(path) then return end
   local pp = cell_path(primary_of[cell.name], seed)
   if not exists(pp) then return end
-  local r = hb.io.read_json(pp)
+  local r = read_record(pp)
   r.name, r.ratio, r.same_as = cell.name, cell.ratio, primary_of[cell.name].name
   hb.io.write_json(path, r)
 end
@@ -572,10 +589,10 @@ local function train_grid()
           if ok then
             u.state = "done"
             if u.rate then
-              local r = hb.io.read_json(rate_part(u.t.cell, u.t.seed, u.lr) .. ".json")
+              local r = read_record(rate_part(u.t.cell, u.t.seed, u.lr) .. ".json")
               io.stderr:write(string.format("[%2d/%d] %-30s %5.0fs  mqar %.3f\n", done, #units, u.name, r.seconds or 0, r.accuracy or 0))
             else
-              progress(done, #units, u.t.cell, u.t.seed, hb.io.read_json(cell_path(u.t.cell, u.t.seed)), "trained")
+              progress(done, #units, u.t.cell, u.t.seed, read_record(cell_path(u.t.cell, u.t.seed)), "trained")
             end
           elseif code == 75 then
             u.state = "skipped" -- another process trains it; its dependants are left to a later run
@@ -610,7 +627,7 @@ local function read_cells()
     for _, seed in ipairs(seeds) do
       local path = cell_path(cell, seed)
       local old = not exists(path) and legacy_record(cell, seed)
-      if exists(path) then results[#results + 1] = hb.io.read_json(path)
+      if exists(path) then results[#results + 1] = read_record(path)
       elseif old then results[#results + 1] = old
       else io.stderr:write("no result for " .. cell_file(cell, seed) .. " (" .. path .. ")\n") end
     end

@@ -90,6 +90,26 @@ T.ok(not ok and out:find("mqar.lr_select=first_seed", 1, true) and out:find("gla
 ok, out = run(base .. " --set mqar.lrs=[0.001] --set mqar.lr_select=best --out " .. tmp .. "/bad2")
 T.ok(not ok and out:find("mqar.lr_select", 1, true), "an unknown mqar.lr_select is refused", out)
 
+
+-- grid.matmul_precision: bf16 training reaches hb.train (the records say so and the arithmetic differs), and a
+-- grid's records never mix precisions: resuming or reporting an --out of the other precision is an error
+ok, out = run(base .. " --set mqar.lr=0.01 --set grid.matmul_precision=bf16 --out " .. tmp .. "/bf16")
+local b1 = exists(tmp .. "/bf16/cells/gla_pure__s0.json") and hb.io.read_json(tmp .. "/bf16/cells/gla_pure__s0.json") or {}
+T.ok(ok and b1.matmul_precision == "bf16" and s1.matmul_precision == "fp32", "records carry the matmul precision they were trained at",
+  tostring(b1.matmul_precision) .. " / " .. tostring(s1.matmul_precision) .. out:sub(-300))
+T.ok(type(b1.mqar_train_loss_last) == "number" and b1.mqar_train_loss_last ~= s1.mqar_train_loss_last,
+  "bf16 products change the training (final loss differs from the fp32 run's)",
+  tostring(b1.mqar_train_loss_last) .. " vs " .. tostring(s1.mqar_train_loss_last))
+ok, out = run(base .. " --set mqar.lr=0.01 --set grid.matmul_precision=bf16 --out " .. tmp .. "/single")
+T.ok(not ok and out:find("was trained with matmul precision fp32, this run asks for bf16", 1, true) and out:find("gla_pure__s0.json", 1, true),
+  "resuming an fp32 grid in bf16 is refused, naming the record", out)
+ok, out = run(base .. " --set mqar.lr=0.01 --set grid.plot_only=true --out " .. tmp .. "/bf16")
+T.ok(not ok and out:find("grid.matmul_precision=bf16", 1, true), "reporting a bf16 grid without saying so is refused, with the fix", out)
+ok, out = run(base .. " --set mqar.lr=0.01 --set grid.plot_only=true --set grid.matmul_precision=bf16 --out " .. tmp .. "/bf16")
+T.ok(ok, "and with grid.matmul_precision=bf16 it reports", out:sub(-300))
+ok, out = run(base .. " --set grid.matmul_precision=fp16 --out " .. tmp .. "/bad3")
+T.ok(not ok and out:find("matmul_precision", 1, true), "an unknown precision is refused", out)
+
 ok, out = run("./hyblua recipes/paper_grid.lua --help")
 T.ok(ok and out:find("mqar.lrs", 1, true) and out:find("mqar.warmup", 1, true), "--help lists mqar.lrs and mqar.warmup")
 os.execute("rm -rf " .. tmp)
