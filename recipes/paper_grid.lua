@@ -230,15 +230,60 @@ end
 -- ---- running the grid -------------------------------------------------------------------------------------
 local function exists(p) local f = io.open(p, "rb"); if f then f:close(); return true end return false end
 
--- a cell record (or an MQAR rate's part record) of --out; every record must have been trained at this run's
--- grid.matmul_precision (records written before the option existed were fp32), else one grid would mix them
-local function read_record(p)
+-- What a cell's result depends on, recorded with it (protocol, lm_protocol, mqar_protocol) and compared when a
+-- record of --out is read again: re-running a grid with other settings in the same --out would otherwise skip
+-- the finished cells and report them as trained with the new settings. The run's mechanics (out, threads, jobs,
+-- which cells and seeds, plot_only) and the data paths are not part of it.
+local function common_protocol()
+  return { model = cfg.model, heads = cfg.heads, budget = cfg.grid.budget, matmul_precision = cfg.grid.matmul_precision }
+end
+local function mqar_rate_protocol() -- what one MQAR rate's run depends on (not the list of rates)
+  local m = {}
+  for k, v in pairs(cfg.mqar) do if k ~= "lrs" and k ~= "lr_select" and k ~= "lr" then m[k] = v end end
+  return m
+end
+-- the differences between a recorded protocol table and the current one, as "key = recorded (this run: now)"
+local function protocol_diffs(prefix, rec, now, diffs)
+  local keys, seen = {}, {}
+  for k in pairs(rec) do if not seen[k] then seen[k] = true; keys[#keys + 1] = k end end
+  for k in pairs(now) do if not seen[k] then seen[k] = true; keys[#keys + 1] = k end end
+  table.sort(keys, function(a, b) return tostring(a) < tostring(b) end)
+  for _, k in ipairs(keys) do
+    local a, b, name = rec[k], now[k], prefix .. tostring(k)
+    if type(a) == "table" and type(b) == "table" and #a == 0 and #b == 0 and next(a) and next(b) then
+      protocol_diffs(name .. ".", a, b, diffs)
+    else
+      local same = (type(a) == "number" and type(b) == "number") and a == b or
+        hb.io.encode_json({ v = a == nil and hb.io.null or a }) == hb.io.encode_json({ v = b == nil and hb.io.null or b })
+      if not same then
+        diffs[#diffs + 1] = string.format("%s = %s (this run: %s)", name, a == nil and "unset" or hb.io.encode_json({ v = a }):match("^{\"v\":(.*)}$"),
+          b == nil and "unset" or hb.io.encode_json({ v = b }):match("^{\"v\":(.*)}$"))
+      end
+    end
+  end
+  return diffs
+end
+-- a cell record (or an MQAR rate's part record) of --out, checked against this run's settings
+local function read_record(p, part)
   local r = hb.io.read_json(p)
-  local mm = r.matmul_precision or "fp32"
-  if mm ~= cfg.grid.matmul_precision then
-    hb.user_error(string.format("paper_grid: %s was trained with matmul precision %s, this run asks for %s " ..
-      "(grid.matmul_precision): use another --out, or --set grid.matmul_precision=%s to continue or report that grid",
-      p, mm, cfg.grid.matmul_precision, mm))
+  local diffs = {}
+  if r.protocol then protocol_diffs("", r.protocol, common_protocol(), diffs)
+  elseif (r.matmul_precision or "fp32") ~= cfg.grid.matmul_precision then -- written before protocols were recorded
+    diffs[1] = string.format("grid.matmul_precision = %s (this run: %s)", r.matmul_precision or "fp32", cfg.grid.matmul_precision)
+  end
+  if part then
+    if r.mqar_protocol then protocol_diffs("mqar.", r.mqar_protocol, mqar_rate_protocol(), diffs) end
+  else
+    if task_on.lm and r.lm_protocol then protocol_diffs("lm.", r.lm_protocol, cfg.lm, diffs) end
+    if task_on.mqar and r.mqar_protocol then protocol_diffs("mqar.", r.mqar_protocol, cfg.mqar, diffs) end
+  end
+  for i, d in ipairs(diffs) do -- the common keys by their option names
+    diffs[i] = d:gsub("^budget ", "grid.budget "):gsub("^matmul_precision ", "grid.matmul_precision ")
+  end
+  if #diffs > 0 then
+    hb.user_error(string.format("paper_grid: %s was trained with other settings than this run's: %s%s. Use another " ..
+      "--out for these settings, or the record's settings to continue or report that grid", p,
+      table.concat(diffs, ", ", 1, math.min(#diffs, 6)), #diffs > 6 and string.format(" and %d more", #diffs - 6) or ""))
   end
   return r
 end
@@ -365,13 +410,13 @@ local function mqar_rate(cell, seed, lr)
   local tag = cell_file(cell, seed)
   local sub = sweep and string.format("-lr%g", lr) or ""
   local part = rate_part(cell, seed, lr)
-  if sweep and exists(part .. ".json") then return read_record(part .. ".json") end
+  if sweep and exists(part .. ".json") then return read_record(part .. ".json", true) end
   local lock, holder
   if sweep then
     hb.data.mkdir(out .. "/ckpt")
     lock, holder = hb.proc.lock(part .. ".lock")
     if not lock then return nil, holder end
-    if exists(part .. ".json") then lock:release(); return read_record(part .. ".json") end
+    if exists(part .. ".json") then lock:release(); return read_record(part .. ".json", true) end
   end
   local Q = mqar_data(seed)
   local c = cell_config(cell, mq.vocab_size, budget_for(mq.vocab_size))
@@ -388,7 +433,7 @@ local function mqar_rate(cell, seed, lr)
   if tr.interrupted then os.exit(130) end -- the checkpoint is saved; the same command resumes
   local r = hb.eval.mqar.evaluate(m, Q.test, { batch_size = 32 })
   local run = { lr = lr, accuracy = r.accuracy, by_kv = {}, train_loss_last = tr.losses[mq.steps], seconds = hb.now() - tl,
-                matmul_precision = cfg.grid.matmul_precision }
+                matmul_precision = cfg.grid.matmul_precision, protocol = common_protocol(), mqar_protocol = mqar_rate_protocol() }
   for kv, acc in pairs(r.by_num_kv_pairs or {}) do run.by_kv["kv" .. kv] = acc end
   if sweep then hb.io.write_json(part .. ".json", run); lock:release() end
   return run, m
@@ -406,7 +451,8 @@ local function run_cell(cell, seed)
   if exists(path) then lock:release(); return read_record(path), "cached" end -- finished while we looked
   local tag = cell_file(cell, seed)
   local t0 = hb.now()
-  local res = { name = cell.name, mixer = cell.mixer, ratio = cell.ratio, seed = seed, matmul_precision = cfg.grid.matmul_precision }
+  local res = { name = cell.name, mixer = cell.mixer, ratio = cell.ratio, seed = seed, matmul_precision = cfg.grid.matmul_precision,
+                protocol = common_protocol(), lm_protocol = task_on.lm and cfg.lm or nil, mqar_protocol = task_on.mqar and cfg.mqar or nil }
   if task_on.lm then
     local D = lm_data()
     local V = cfg.model.vocab_size
@@ -589,7 +635,7 @@ local function train_grid()
           if ok then
             u.state = "done"
             if u.rate then
-              local r = read_record(rate_part(u.t.cell, u.t.seed, u.lr) .. ".json")
+              local r = read_record(rate_part(u.t.cell, u.t.seed, u.lr) .. ".json", true)
               io.stderr:write(string.format("[%2d/%d] %-30s %5.0fs  mqar %.3f\n", done, #units, u.name, r.seconds or 0, r.accuracy or 0))
             else
               progress(done, #units, u.t.cell, u.t.seed, read_record(cell_path(u.t.cell, u.t.seed)), "trained")
@@ -664,6 +710,15 @@ if cfg.grid.only ~= "" then
 end
 if not cfg.grid.plot_only then
   hb.data.mkdir(out .. "/cells")   -- no shell: out may hold any character
+  -- records already in --out must have been trained with these settings: checked before config.yaml is rewritten
+  for _, cell in ipairs(cells) do
+    for _, seed in ipairs(seeds) do
+      if exists(cell_path(cell, seed)) then read_record(cell_path(cell, seed)) end
+      for _, lr in ipairs(mq.lrs) do
+        if exists(rate_part(cell, seed, lr) .. ".json") then read_record(rate_part(cell, seed, lr) .. ".json", true) end
+      end
+    end
+  end
   hb.config.save(out .. "/config.yaml", cfg, "paper grid")
   train_grid()
 end

@@ -101,14 +101,34 @@ T.ok(type(b1.mqar_train_loss_last) == "number" and b1.mqar_train_loss_last ~= s1
   "bf16 products change the training (final loss differs from the fp32 run's)",
   tostring(b1.mqar_train_loss_last) .. " vs " .. tostring(s1.mqar_train_loss_last))
 ok, out = run(base .. " --set mqar.lr=0.01 --set grid.matmul_precision=bf16 --out " .. tmp .. "/single")
-T.ok(not ok and out:find("was trained with matmul precision fp32, this run asks for bf16", 1, true) and out:find("gla_pure__s0.json", 1, true),
+T.ok(not ok and out:find("grid.matmul_precision = \"fp32\" (this run: \"bf16\")", 1, true) and out:find("gla_pure__s0.json", 1, true),
   "resuming an fp32 grid in bf16 is refused, naming the record", out)
 ok, out = run(base .. " --set mqar.lr=0.01 --set grid.plot_only=true --out " .. tmp .. "/bf16")
-T.ok(not ok and out:find("grid.matmul_precision=bf16", 1, true), "reporting a bf16 grid without saying so is refused, with the fix", out)
+T.ok(not ok and out:find("grid.matmul_precision = \"bf16\" (this run: \"fp32\")", 1, true), "reporting a bf16 grid without saying so is refused", out)
 ok, out = run(base .. " --set mqar.lr=0.01 --set grid.plot_only=true --set grid.matmul_precision=bf16 --out " .. tmp .. "/bf16")
 T.ok(ok, "and with grid.matmul_precision=bf16 it reports", out:sub(-300))
 ok, out = run(base .. " --set grid.matmul_precision=fp16 --out " .. tmp .. "/bad3")
 T.ok(not ok and out:find("matmul_precision", 1, true), "an unknown precision is refused", out)
+
+
+-- every record carries what it was trained with, so a re-run with other settings in the same --out is refused
+-- (before config.yaml is rewritten) instead of reporting the old cells as trained with the new settings
+do
+  local cfg0 = io.open(tmp .. "/single/config.yaml"):read("a")
+  ok, out = run(base .. " --set mqar.lr=0.01 --set mqar.steps=25 --out " .. tmp .. "/single")
+  T.ok(not ok and out:find("gla_pure__s0.json was trained with other settings than this run's: mqar.steps = 20 (this run: 25)", 1, true),
+    "another mqar.steps in the same --out is refused, naming the record and the setting", out)
+  T.is(io.open(tmp .. "/single/config.yaml"):read("a"), cfg0, "and config.yaml still describes the records")
+  ok, out = run(base .. " --set mqar.lr=0.01 --set model.hidden_size=40 --set mqar.train_kv=[2,3] --out " .. tmp .. "/single")
+  T.ok(not ok and out:find("model.hidden_size = 32 (this run: 40)", 1, true) and out:find("mqar.train_kv = [2,4] (this run: [2,3])", 1, true),
+    "several differing settings are all named", out)
+  ok, out = run(base .. " --set mqar.lr=0.01 --set grid.jobs=2 --set threads=2 --out " .. tmp .. "/single")
+  T.ok(ok and out:find("0 of 1 cell-seeds to train", 1, true), "the run's mechanics (jobs, threads) are not part of it: the cell is reused", out:sub(-300))
+  -- a finished rate of a sweep is checked too (its part record)
+  ok, out = run(base .. " --set mqar.lrs=[0.0001,0.01,0.003] --set mqar.steps=21 --set grid.only=gla_pure__s0 --set grid.only_lr=0.01 --out " .. tmp .. "/sweep")
+  T.ok(not ok and out:find("-mqar-lr0.01.json was trained with other settings than this run's: mqar.steps = 20 (this run: 21)", 1, true),
+    "a sweep's finished rate with other settings is refused", out)
+end
 
 ok, out = run("./hyblua recipes/paper_grid.lua --help")
 T.ok(ok and out:find("mqar.lrs", 1, true) and out:find("mqar.warmup", 1, true), "--help lists mqar.lrs and mqar.warmup")
