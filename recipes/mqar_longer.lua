@@ -36,6 +36,7 @@ for i, T in ipairs(cfg.lengths) do tests[i] = { seq_len = T, kv = cfg.kv[i] or T
 
 local G = cfg.grid
 local recs, skipped = hb.grid.evaluate { grid = G, subdir = "longer", task = "mqar", who = "mqar_longer",
+  settings = { tests = tests, examples = cfg.examples },
   needs = function(r) return type(r.mqar_acc) ~= "number" and "no MQAR result" or nil end,
   evaluate = function(m, r)
     local V = m.config.vocab_size

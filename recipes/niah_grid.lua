@@ -62,6 +62,8 @@ end
 
 local G = cfg.grid
 local recs, skipped = hb.grid.evaluate { grid = G, subdir = "niah", task = "lm", who = "niah_grid",
+  settings = { tasks = cfg.tasks, lengths = cfg.lengths, depths = cfg.depths, samples = cfg.samples,
+               tokens_to_generate = cfg.tokens_to_generate, seed = cfg.seed, tokenizer_vocab = tok_vocab },
   needs = function(r) return type(r.lm_val_loss) ~= "number" and "no LM result" or nil end,
   evaluate = function(m, r)
     if m.config.vocab_size ~= tok_vocab then

@@ -242,40 +242,19 @@ local function mqar_rate_protocol() -- what one MQAR rate's run depends on (not 
   for k, v in pairs(cfg.mqar) do if k ~= "lrs" and k ~= "lr_select" and k ~= "lr" then m[k] = v end end
   return m
 end
--- the differences between a recorded protocol table and the current one, as "key = recorded (this run: now)"
-local function protocol_diffs(prefix, rec, now, diffs)
-  local keys, seen = {}, {}
-  for k in pairs(rec) do if not seen[k] then seen[k] = true; keys[#keys + 1] = k end end
-  for k in pairs(now) do if not seen[k] then seen[k] = true; keys[#keys + 1] = k end end
-  table.sort(keys, function(a, b) return tostring(a) < tostring(b) end)
-  for _, k in ipairs(keys) do
-    local a, b, name = rec[k], now[k], prefix .. tostring(k)
-    if type(a) == "table" and type(b) == "table" and #a == 0 and #b == 0 and next(a) and next(b) then
-      protocol_diffs(name .. ".", a, b, diffs)
-    else
-      local same = (type(a) == "number" and type(b) == "number") and a == b or
-        hb.io.encode_json({ v = a == nil and hb.io.null or a }) == hb.io.encode_json({ v = b == nil and hb.io.null or b })
-      if not same then
-        diffs[#diffs + 1] = string.format("%s = %s (this run: %s)", name, a == nil and "unset" or hb.io.encode_json({ v = a }):match("^{\"v\":(.*)}$"),
-          b == nil and "unset" or hb.io.encode_json({ v = b }):match("^{\"v\":(.*)}$"))
-      end
-    end
-  end
-  return diffs
-end
 -- a cell record (or an MQAR rate's part record) of --out, checked against this run's settings
 local function read_record(p, part)
   local r = hb.io.read_json(p)
   local diffs = {}
-  if r.protocol then protocol_diffs("", r.protocol, common_protocol(), diffs)
+  if r.protocol then hb.grid.settings_diffs(r.protocol, common_protocol(), "", diffs)
   elseif (r.matmul_precision or "fp32") ~= cfg.grid.matmul_precision then -- written before protocols were recorded
-    diffs[1] = string.format("grid.matmul_precision = %s (this run: %s)", r.matmul_precision or "fp32", cfg.grid.matmul_precision)
+    diffs[1] = string.format('grid.matmul_precision = "%s" (this run: "%s")', r.matmul_precision or "fp32", cfg.grid.matmul_precision)
   end
   if part then
-    if r.mqar_protocol then protocol_diffs("mqar.", r.mqar_protocol, mqar_rate_protocol(), diffs) end
+    if r.mqar_protocol then hb.grid.settings_diffs(r.mqar_protocol, mqar_rate_protocol(), "mqar.", diffs) end
   else
-    if task_on.lm and r.lm_protocol then protocol_diffs("lm.", r.lm_protocol, cfg.lm, diffs) end
-    if task_on.mqar and r.mqar_protocol then protocol_diffs("mqar.", r.mqar_protocol, cfg.mqar, diffs) end
+    if task_on.lm and r.lm_protocol then hb.grid.settings_diffs(r.lm_protocol, cfg.lm, "lm.", diffs) end
+    if task_on.mqar and r.mqar_protocol then hb.grid.settings_diffs(r.mqar_protocol, cfg.mqar, "mqar.", diffs) end
   end
   for i, d in ipairs(diffs) do -- the common keys by their option names
     diffs[i] = d:gsub("^budget ", "grid.budget "):gsub("^matmul_precision ", "grid.matmul_precision ")

@@ -33,6 +33,13 @@ r.tests[1].accuracy = -1
 hb.io.write_json(g .. "/longer/gla_3to1__s1.json", r)
 ok, out = run("./hyblua recipes/mqar_longer.lua --grid " .. g .. " --set lengths=[48] --set examples=16 --set threads=1")
 T.ok(ok and io.open(g .. "/mqar_longer.csv"):read("a"):find("-1", 1, true), "a re-run reuses longer/<cell>__s<seed>.json", out)
+-- a stored result of other settings is never reused silently
+ok, out = run("./hyblua recipes/mqar_longer.lua --grid " .. g .. " --set lengths=[48] --set examples=20 --set threads=1")
+T.ok(not ok and out:find("was computed with other settings than this run's: examples = 16 (this run: 20)", 1, true),
+  "a re-run with other examples is refused, naming the file and the setting", out)
+ok, out = run("./hyblua recipes/mqar_longer.lua --grid " .. g .. " --set lengths=[40] --set examples=16 --set threads=1")
+T.ok(not ok and out:find("tests = [{\"kv\":12,\"seq_len\":48}] (this run: [{\"kv\":10,\"seq_len\":40}])", 1, true),
+  "and one with other lengths", out)
 -- bad input
 ok, out = run("./hyblua recipes/mqar_longer.lua --grid " .. tmp .. "/nothing")
 T.ok(not ok and out:find("cells not found", 1, true), "a directory that is no grid: a clear error", out)

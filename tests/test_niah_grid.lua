@@ -40,6 +40,9 @@ t[1].answer_acc = -1
 hb.io.write_json(g .. "/niah/gla_3to1__s1.json", r)
 ok, out = run("./hyblua recipes/niah_grid.lua --grid " .. g .. args)
 T.ok(ok and io.open(g .. "/niah_grid.csv"):read("a"):find(";-1", 1, true), "a re-run reuses niah/<cell>__s<seed>.json", out)
+ok, out = run("./hyblua recipes/niah_grid.lua --grid " .. g .. args .. " --set samples=3")
+T.ok(not ok and out:find("was computed with other settings than this run's: samples = 1 (this run: 3)", 1, true),
+  "a re-run with other settings is refused, naming the file and the setting", out)
 -- bad input
 ok, out = run("./hyblua recipes/niah_grid.lua --grid " .. tmp .. "/nothing")
 T.ok(not ok and out:find("cells not found", 1, true), "a directory that is no grid: a clear error", out)
