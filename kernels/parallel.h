@@ -17,7 +17,8 @@ typedef void (*hb_parallel_fn)(void *ctx, int64_t i);
 void hb_parallel_for(int64_t n, hb_parallel_fn fn, void *ctx);
 
 /* hb_parallel_for for a region whose total cost is about `work` flop-equivalents (a byte moved counts 2):
- * it uses at most work / HB_WORK_PER_THREAD threads and runs inline below two (a decode step's small
+ * it uses at most work / HB_WORK_PER_THREAD threads (HYBLUA_WORK_PER_THREAD in the environment replaces the
+ * constant, read once) and runs inline below two (a decode step's small
  * products and per-head state updates, where waking 15 workers costs more than the work). work <= 0: no
  * cap. The items and their results are those of hb_parallel_for. */
 #define HB_WORK_PER_THREAD 2e6

@@ -68,6 +68,7 @@ static struct {
     int spin_us;                      /* spin before sleeping, microseconds (<0: from the environment) */
     int ncpu;                         /* CPUs this process may run on */
     int sim;                          /* simulation mode */
+    double work_per_thread;           /* hb_parallel_for_work's threshold (HYBLUA_WORK_PER_THREAD) */
     double sim_overhead_s;
     hb_parallel_fn fn;
     void *ctx;
@@ -159,6 +160,11 @@ static int default_threads(void) {
 
 static void read_settings(void) {
     if (pool.spin_us < 0) pool.spin_us = env_int("HYBLUA_SPIN_US", 100);
+    if (pool.work_per_thread <= 0) {
+        const char *w = getenv("HYBLUA_WORK_PER_THREAD");
+        double v = w && *w ? strtod(w, NULL) : 0;
+        pool.work_per_thread = v > 0 ? v : HB_WORK_PER_THREAD;
+    }
     if (pool.sim < 0) {
         pool.sim = env_int("HYBLUA_POOL_SIM", 0) > 0;
         pool.sim_overhead_s = 1e-6 * env_int("HYBLUA_POOL_SIM_OVERHEAD_US", 3);
@@ -283,7 +289,7 @@ void hb_parallel_for_work(int64_t n, double work, hb_parallel_fn fn, void *ctx) 
     if (n <= 0) return;
     int nt = hb_threads_get();
     if (work > 0) { /* a small region: fewer threads, or none, than waking them all would cost */
-        double cap = work / HB_WORK_PER_THREAD;
+        double cap = work / pool.work_per_thread;
         if (cap < 2) {
             for (int64_t i = 0; i < n; i++) fn(ctx, i);
             return;
