@@ -437,7 +437,7 @@ static int decode_step(real *o, const real *q, const real *kc, const real *vc, r
     real *scratch = hb_malloc((size_t)(B * H * n) * sizeof(real));
     if (!scratch) return -1;
     dec_ctx c = {o, q, kc, vc, scale, s0, n1, n, Tmax, H, Hkv, D, scratch};
-    hb_parallel_for_work(B * Hkv, (double)(B * H) * (double)(n * D) * 12, dec_item, &c);
+    hb_parallel_for_work(B * Hkv, hb_cache_read_work(B * H, n, D), dec_item, &c);
     free(scratch);
     return 0;
 }

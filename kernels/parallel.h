@@ -23,9 +23,18 @@ void hb_parallel_for(int64_t n, hb_parallel_fn fn, void *ctx);
  * cap. The items and their results are those of hb_parallel_for. */
 #define HB_WORK_PER_THREAD 2e6
 void hb_parallel_for_work(int64_t n, double work, hb_parallel_fn fn, void *ctx);
-/* the work of `updates` state updates of a K x V recurrent state and a read-out (a decode step's mixer) */
+/* the work of `updates` state updates of a K x V recurrent state and a read-out (a decode step's mixer). It is
+ * memory-bound: each update reads the float32 state three times and writes it once (16 bytes per element),
+ * counted at 8 per byte as core/linalg.c counts the weight stream of a matrix-vector product, plus ~8 flops.
+ * (Counted at 16 per element, a 340M Gated DeltaNet's state steps — 6 heads of 128 x 256, ~0.25 ms per layer
+ * on one core — stayed on one thread of 16.) */
 static inline double hb_state_step_work(int64_t updates, int64_t K, int64_t V) {
-    return (double)updates * (double)K * (double)V * 16;
+    return (double)updates * (double)K * (double)V * (8 + 8 * 16);
+}
+/* the work of attention over a key/value cache at decode: per head, n cached keys and values of D floats read
+ * once (8 bytes per (key, dim)) counted at 8 per byte, plus ~4 flops */
+static inline double hb_cache_read_work(int64_t heads, int64_t n, int64_t D) {
+    return (double)heads * (double)n * (double)D * (4 + 8 * 8);
 }
 
 /* Element ranges: fn(ctx, lo, hi) over [0, n) in fixed ranges of `grain` elements (the last shorter), run

@@ -99,6 +99,39 @@ T.is(s1.threads, 4, "hb.pool_stats reports the thread count")
 T.is(s1.simulated, false, "simulation mode is off unless asked for")
 hb.set_num_threads(saved)
 
+
+-- decode: the per-head state steps and the attention over the cache are regions of their own once their
+-- memory traffic is worth a second thread (kernels/parallel.h: hb_state_step_work, hb_cache_read_work); the
+-- logits of a decode are bit-identical for 1, 2, 5 and 16 threads, and the steps do run regions
+do
+  local cfg = { model_type = "gated_deltanet", hidden_size = 128, num_hidden_layers = 4, num_heads = 4, head_dim = 64,
+    expand_v = 2, vocab_size = 64, attn = { layers = { 3 }, num_heads = 8, num_kv_heads = 8 } }
+  local function decode(threads)
+    hb.set_num_threads(threads)
+    local m = hb.models.new(cfg, { seed = 5 })
+    hb.manual_seed(6)
+    local ids = hb.randint(0, 64, { 1, 520 }, "int64")
+    local cache = m:new_cache(1)
+    local parts = {}
+    local r0 = hb.pool_stats().regions
+    hb.no_grad(function()
+      m:prefill(ids:narrow(2, 1, 512):contiguous(), cache)
+      for i = 1, 8 do
+        local lg = m:step(ids:narrow(2, 512 + i, 1):contiguous(), cache)
+        parts[#parts + 1] = string.format("%a|%a", lg:sum():item(), (lg * lg):sum():item())
+      end
+    end)
+    return table.concat(parts, ","), hb.pool_stats().regions - r0
+  end
+  local ref = decode(1)
+  for _, n in ipairs({ 2, 5, 16 }) do
+    local got, regions = decode(n)
+    T.ok(got == ref, string.format("decode: %d threads give bit-identical logits to 1 thread", n))
+    if n == 16 then T.ok(regions > 0, "decode steps run pool regions", tostring(regions)) end
+  end
+  hb.set_num_threads(saved)
+end
+
 -- simulation mode (HYBLUA_POOL_SIM=1) runs regions serially but splits work as for 16 threads: same result,
 -- and a predicted region time no larger than the measured serial one (plus the modelled 3 µs fork/join per region)
 local script = os.tmpname()
