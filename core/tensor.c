@@ -67,7 +67,7 @@ static struct {
     uint64_t tick[BLOCK_CACHE]; /* when it was put: larger = more recent */
     uint64_t now;
     size_t total;
-    int64_t limit;              /* bytes; < 0: the default (read HYBLUA_BLOCK_CACHE_MB once) */
+    int64_t limit;              /* bytes; -1: the default; -2: HYBLUA_BLOCK_CACHE_MB not read yet */
     int64_t hits, misses;
 } blocks = {.mu = PTHREAD_MUTEX_INITIALIZER, .limit = -2};
 static atomic_llong peak_bytes; /* high-water mark of live_bytes */
@@ -78,6 +78,7 @@ static size_t block_limit(void) {
         const char *e = getenv("HYBLUA_BLOCK_CACHE_MB");
         char *end = NULL;
         long long mb = e && *e ? strtoll(e, &end, 10) : -1;
+        if (mb > (1LL << 40)) mb = 1LL << 40; /* no shift overflow: 2^40 MiB is more than any machine */
         blocks.limit = e && *e && end && *end == '\0' && mb >= 0 ? mb << 20 : -1;
     }
     if (blocks.limit >= 0) return (size_t)blocks.limit;
@@ -152,7 +153,7 @@ int64_t hb_block_cache_release(void) {
 
 void hb_block_cache_set_limit(int64_t bytes) {
     pthread_mutex_lock(&blocks.mu);
-    blocks.limit = bytes < 0 ? -1 : bytes;
+    blocks.limit = bytes < 0 ? -2 : bytes; /* -2: the default, HYBLUA_BLOCK_CACHE_MB read again */
     pthread_mutex_unlock(&blocks.mu);
     if (bytes >= 0) { /* shrink to the new limit now */
         pthread_mutex_lock(&blocks.mu);
