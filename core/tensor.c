@@ -154,13 +154,9 @@ int64_t hb_block_cache_release(void) {
 void hb_block_cache_set_limit(int64_t bytes) {
     pthread_mutex_lock(&blocks.mu);
     blocks.limit = bytes < 0 ? -2 : bytes; /* -2: the default, HYBLUA_BLOCK_CACHE_MB read again */
+    int over = bytes >= 0 && blocks.total > (size_t)bytes;
     pthread_mutex_unlock(&blocks.mu);
-    if (bytes >= 0) { /* shrink to the new limit now */
-        pthread_mutex_lock(&blocks.mu);
-        int over = blocks.total > (size_t)bytes;
-        pthread_mutex_unlock(&blocks.mu);
-        if (over) hb_block_cache_release();
-    }
+    if (over) hb_block_cache_release(); /* shrink to the new limit now */
 }
 
 void hb_memory_stats(hb_memory_stats_t *out) {

@@ -235,7 +235,7 @@ local function exists(p) local f = io.open(p, "rb"); if f then f:close(); return
 -- the finished cells and report them as trained with the new settings. The run's mechanics (out, threads, jobs,
 -- which cells and seeds, plot_only) and the data paths are not part of it.
 local function common_protocol()
-  return { model = cfg.model, heads = cfg.heads, budget = cfg.grid.budget, matmul_precision = cfg.grid.matmul_precision }
+  return { model = cfg.model, heads = cfg.heads, grid = { budget = cfg.grid.budget, matmul_precision = cfg.grid.matmul_precision } }
 end
 local function mqar_rate_protocol() -- what one MQAR rate's run depends on (not the list of rates)
   local m = {}
@@ -255,9 +255,6 @@ local function read_record(p, part)
   else
     if task_on.lm and r.lm_protocol then hb.grid.settings_diffs(r.lm_protocol, cfg.lm, "lm.", diffs) end
     if task_on.mqar and r.mqar_protocol then hb.grid.settings_diffs(r.mqar_protocol, cfg.mqar, "mqar.", diffs) end
-  end
-  for i, d in ipairs(diffs) do -- the common keys by their option names
-    diffs[i] = d:gsub("^budget ", "grid.budget "):gsub("^matmul_precision ", "grid.matmul_precision ")
   end
   if #diffs > 0 then
     hb.user_error(string.format("paper_grid: %s was trained with other settings than this run's: %s%s. Use another " ..
