@@ -27,8 +27,9 @@ void hb_seterr(const char *fmt, ...) {
     va_end(ap);
 }
 
-static atomic_llong live_bytes;
+static atomic_llong live_bytes, small_bytes;
 int64_t hb_alloc_bytes(void) { return atomic_load(&live_bytes); }
+int64_t hb_small_alloc_bytes(void) { return atomic_load(&small_bytes); }
 
 /* ---- dtypes ------------------------------------------------------------------------------------ */
 size_t hb_dtype_size(hb_dtype_t dt) {
@@ -57,9 +58,25 @@ int hb_dtype_is_float(hb_dtype_t dt) { return dt == HB_F32 || dt == HB_F64; }
  * step of 1.5 GB peak had 10–20 thousand page faults per step with a fixed 1 GiB and 16 entries, ~0 now),
  * or HYBLUA_BLOCK_CACHE_MB (0: no cache) / hb_block_cache_set_limit. When a block does not fit, the blocks
  * freed longest ago go first, so sizes no longer used age out. Memory the cache holds was live tensor
- * memory before; an allocation that fails releases the cache and tries once more. */
+ * memory before; an allocation that fails releases the cache and tries once more.
+ * Blocks below 1 MiB have a tier of their own: one free list per exact size (sizes are multiples of 64
+ * bytes), newest first, at most SMALL_LIMIT bytes in all (a freed block that does not fit goes back to
+ * glibc). A decode step makes about a thousand small tensors (norms, gates, one-token projections); through
+ * glibc each cost ~2 µs of malloc, free, consolidation and the page faults of the trimmed heap top, a
+ * serial part that more threads do not shorten. Under AddressSanitizer a cached block is poisoned, so a use
+ * after free is still reported. */
 #define BLOCK_CACHE 512
 #define BLOCK_MIN ((size_t)1 << 20)
+#define SMALL_LISTS (BLOCK_MIN / 64)
+#define SMALL_LIMIT ((size_t)64 << 20)
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+#define POISON(p, n) ASAN_POISON_MEMORY_REGION(p, n)
+#define UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION(p, n)
+#else
+#define POISON(p, n) ((void)(p), (void)(n))
+#define UNPOISON(p, n) ((void)(p), (void)(n))
+#endif
 static struct {
     pthread_mutex_t mu;
     void *ptr[BLOCK_CACHE];
@@ -69,6 +86,8 @@ static struct {
     size_t total;
     int64_t limit;              /* bytes; -1: the default; -2: HYBLUA_BLOCK_CACHE_MB not read yet */
     int64_t hits, misses;
+    void *small[SMALL_LISTS];   /* small[n / 64]: freed blocks of n bytes, linked through their first word */
+    size_t small_total;
 } blocks = {.mu = PTHREAD_MUTEX_INITIALIZER, .limit = -2};
 static atomic_llong peak_bytes; /* high-water mark of live_bytes */
 
@@ -86,9 +105,33 @@ static size_t block_limit(void) {
     return peak > (1LL << 30) ? (size_t)peak : (size_t)1 << 30;
 }
 
+/* the small tier's limit: SMALL_LIMIT, or less when the whole cache's limit is lower (0: no cache) */
+static size_t small_limit(void) {
+    size_t l = block_limit();
+    return l < SMALL_LIMIT ? l : SMALL_LIMIT;
+}
+
+/* pop the newest freed block of n (< BLOCK_MIN, a multiple of 64) bytes; called with blocks.mu held */
+static void *small_pop(size_t n) {
+    void *p = blocks.small[n / 64];
+    if (!p) return NULL;
+    UNPOISON(p, sizeof(void *));
+    blocks.small[n / 64] = *(void **)p;
+    UNPOISON(p, n);
+    blocks.small_total -= n;
+    return p;
+}
+
 static void *block_get(size_t n) {
-    if (n < BLOCK_MIN) return NULL;
     void *p = NULL;
+    if (n < BLOCK_MIN) {
+        pthread_mutex_lock(&blocks.mu);
+        p = small_pop(n);
+        if (p) blocks.hits++;
+        else blocks.misses++;
+        pthread_mutex_unlock(&blocks.mu);
+        return p;
+    }
     pthread_mutex_lock(&blocks.mu);
     int best = -1;
     for (int i = 0; i < BLOCK_CACHE; i++)
@@ -104,7 +147,17 @@ static void *block_get(size_t n) {
 }
 
 static void block_put(void *p, size_t n) {
-    if (n >= BLOCK_MIN) {
+    if (n < BLOCK_MIN) {
+        pthread_mutex_lock(&blocks.mu);
+        if (blocks.small_total + n <= small_limit()) {
+            *(void **)p = blocks.small[n / 64];
+            blocks.small[n / 64] = p;
+            blocks.small_total += n;
+            POISON(p, n);
+            p = NULL;
+        }
+        pthread_mutex_unlock(&blocks.mu);
+    } else {
         void *evict[BLOCK_CACHE];
         int ne = 0;
         pthread_mutex_lock(&blocks.mu);
@@ -138,23 +191,34 @@ static void block_put(void *p, size_t n) {
 int64_t hb_block_cache_release(void) {
     void *drop[BLOCK_CACHE];
     int nd = 0;
+    void *small = NULL; /* the small tier's blocks, relinked into one list to free outside the lock */
     pthread_mutex_lock(&blocks.mu);
-    int64_t freed = (int64_t)blocks.total;
+    int64_t freed = (int64_t)(blocks.total + blocks.small_total);
     for (int i = 0; i < BLOCK_CACHE; i++)
         if (blocks.ptr[i]) {
             drop[nd++] = blocks.ptr[i];
             blocks.ptr[i] = NULL;
         }
     blocks.total = 0;
+    for (size_t c = 1; c < SMALL_LISTS; c++)
+        for (void *p; (p = small_pop(c * 64));) {
+            *(void **)p = small;
+            small = p;
+        }
     pthread_mutex_unlock(&blocks.mu);
     for (int i = 0; i < nd; i++) free(drop[i]);
+    while (small) {
+        void *next = *(void **)small;
+        free(small);
+        small = next;
+    }
     return freed;
 }
 
 void hb_block_cache_set_limit(int64_t bytes) {
     pthread_mutex_lock(&blocks.mu);
     blocks.limit = bytes < 0 ? -2 : bytes; /* -2: the default, HYBLUA_BLOCK_CACHE_MB read again */
-    int over = bytes >= 0 && blocks.total > (size_t)bytes;
+    int over = bytes >= 0 && blocks.total + blocks.small_total > (size_t)bytes;
     pthread_mutex_unlock(&blocks.mu);
     if (over) hb_block_cache_release(); /* shrink to the new limit now */
 }
@@ -163,7 +227,8 @@ void hb_memory_stats(hb_memory_stats_t *out) {
     out->live = atomic_load(&live_bytes);
     out->peak = atomic_load(&peak_bytes);
     pthread_mutex_lock(&blocks.mu);
-    out->cached = (int64_t)blocks.total;
+    out->cached = (int64_t)(blocks.total + blocks.small_total);
+    out->cached_small = (int64_t)blocks.small_total;
     out->cache_limit = (int64_t)block_limit();
     out->cache_hits = blocks.hits;
     out->cache_misses = blocks.misses;
@@ -190,6 +255,7 @@ static hb_storage_t *storage_new(size_t nbytes) {
     }
     s->nbytes = nbytes;
     s->refcount = 1;
+    if (n < BLOCK_MIN) atomic_fetch_add(&small_bytes, (long long)n);
     long long live = atomic_fetch_add(&live_bytes, (long long)nbytes) + (long long)nbytes;
     for (long long pk = atomic_load(&peak_bytes); live > pk && !atomic_compare_exchange_weak(&peak_bytes, &pk, live);) {}
     return s;

@@ -40,7 +40,7 @@ const char *hyblua_blas_coretype_hint(void) { return hb_blas_coretype_hint(); }
 static int l_pool_stats(lua_State *L) {
     hb_pool_stats_t st;
     hb_pool_stats(&st);
-    lua_createtable(L, 0, 6);
+    lua_createtable(L, 0, 7);
     lua_pushinteger(L, st.regions);
     lua_setfield(L, -2, "regions");
     lua_pushnumber(L, st.region_s);
@@ -100,13 +100,14 @@ static int l_mem(lua_State *L) {
 static int l_memory_stats(lua_State *L) {
     hb_memory_stats_t m;
     hb_memory_stats(&m);
-    lua_createtable(L, 0, 6);
+    lua_createtable(L, 0, 7);
     lua_pushinteger(L, m.live); lua_setfield(L, -2, "live");
     lua_pushinteger(L, m.peak); lua_setfield(L, -2, "peak");
     lua_pushinteger(L, m.cached); lua_setfield(L, -2, "cached");
     lua_pushinteger(L, m.cache_limit); lua_setfield(L, -2, "cache_limit");
     lua_pushinteger(L, m.cache_hits); lua_setfield(L, -2, "cache_hits");
     lua_pushinteger(L, m.cache_misses); lua_setfield(L, -2, "cache_misses");
+    lua_pushinteger(L, m.cached_small); lua_setfield(L, -2, "cached_small");
     return 1;
 }
 static int l_release_cache(lua_State *L) {

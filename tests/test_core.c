@@ -501,6 +501,7 @@ static hb_tensor_t *mib(double m) { /* a float32 tensor of m MiB */
     int64_t n = (int64_t)(m * 262144);
     return hb_tensor_zeros(HB_F32, 1, &n);
 }
+static void case_small_blocks(void);
 static void case_block_cache(void) {
     hb_block_cache_set_limit(-1);
     hb_block_cache_release();
@@ -603,7 +604,55 @@ static const struct {
     {"float cross-entropy", case_float_cross_entropy},
     {"version counters", case_versions},
     {"block cache", case_block_cache},
+    {"block cache: blocks below 1 MiB", case_small_blocks},
 };
+
+/* the small tier: exact sizes (multiples of 64 bytes), newest first, at most 64 MiB or the limit */
+static void case_small_blocks(void) {
+    hb_block_cache_set_limit(-1);
+    hb_block_cache_release();
+    hb_memory_stats_t m0, m;
+    int64_t n100 = 100, n1000 = 1000;
+    hb_tensor_t *a = hb_tensor_empty(HB_F32, 1, &n100), *b = hb_tensor_empty(HB_F32, 1, &n100);
+    void *pa = a->storage->data, *pb = b->storage->data;
+    hb_tensor_free(a);
+    hb_tensor_free(b);
+    hb_memory_stats(&m0);
+    ok(m0.cached_small == 2 * 448 && m0.cached == m0.cached_small,
+       "two freed 400-byte blocks are kept at their 64-byte-rounded size (%lld bytes)", (long long)m0.cached_small);
+    hb_tensor_t *c = hb_tensor_empty(HB_F32, 1, &n1000), *d = hb_tensor_empty(HB_F32, 1, &n100),
+                *e = hb_tensor_empty(HB_F32, 1, &n100), *f = hb_tensor_empty(HB_F32, 1, &n100);
+    hb_memory_stats(&m);
+    ok(c->storage->data != pa && c->storage->data != pb, "another size does not get them");
+    ok(d->storage->data == pb && e->storage->data == pa && f->storage->data != pa && f->storage->data != pb,
+       "the same size gets them back newest first (b, a), then a fresh block");
+    ok(m.cache_hits == m0.cache_hits + 2 && m.cache_misses == m0.cache_misses + 2 && m.cached_small == 0,
+       "two hits, two misses, nothing left cached");
+    float *w = d->storage->data;
+    for (int i = 0; i < 100; i++) w[i] = (float)i; /* the whole reused block is the tensor's */
+    ok(w[99] == 99.0f, "a reused block is writable to its end");
+    hb_tensor_free(c); hb_tensor_free(d); hb_tensor_free(e); hb_tensor_free(f);
+    hb_memory_stats(&m);
+    ok(m.cached_small == 3 * 448 + 4032, "freed again: all four kept (%lld bytes)", (long long)m.cached_small);
+    ok(hb_block_cache_release() == 3 * 448 + 4032, "release frees the small tier too");
+    hb_memory_stats(&m);
+    ok(m.cached == 0 && m.cached_small == 0, "nothing cached after release");
+
+    hb_block_cache_set_limit(1000); /* the small tier keeps at most the limit */
+    a = hb_tensor_empty(HB_F32, 1, &n100); b = hb_tensor_empty(HB_F32, 1, &n100);
+    c = hb_tensor_empty(HB_F32, 1, &n100);
+    hb_tensor_free(a); hb_tensor_free(b); hb_tensor_free(c);
+    hb_memory_stats(&m);
+    ok(m.cached_small == 2 * 448, "limit 1000 bytes: 2 of 3 freed 448-byte blocks kept (%lld)", (long long)m.cached_small);
+    hb_block_cache_set_limit(0);
+    hb_memory_stats(&m);
+    ok(m.cached == 0, "limit 0 releases the small tier");
+    a = hb_tensor_empty(HB_F32, 1, &n100);
+    hb_tensor_free(a);
+    hb_memory_stats(&m);
+    ok(m.cached_small == 0, "limit 0: no small block kept");
+    hb_block_cache_set_limit(-1);
+}
 
 int main(void) {
     hb_rng_seed(&R, 1234);
