@@ -246,15 +246,15 @@ end
 local function read_record(p, part)
   local r = hb.io.read_json(p)
   local diffs = {}
-  if r.protocol then hb.grid.settings_diffs(r.protocol, common_protocol(), "", diffs)
+  if r.protocol then hb.config.diff(r.protocol, common_protocol(), "", diffs)
   elseif (r.matmul_precision or "fp32") ~= cfg.grid.matmul_precision then -- written before protocols were recorded
     diffs[1] = string.format('grid.matmul_precision = "%s" (this run: "%s")', r.matmul_precision or "fp32", cfg.grid.matmul_precision)
   end
   if part then
-    if r.mqar_protocol then hb.grid.settings_diffs(r.mqar_protocol, mqar_rate_protocol(), "mqar.", diffs) end
+    if r.mqar_protocol then hb.config.diff(r.mqar_protocol, mqar_rate_protocol(), "mqar.", diffs) end
   else
-    if task_on.lm and r.lm_protocol then hb.grid.settings_diffs(r.lm_protocol, cfg.lm, "lm.", diffs) end
-    if task_on.mqar and r.mqar_protocol then hb.grid.settings_diffs(r.mqar_protocol, cfg.mqar, "mqar.", diffs) end
+    if task_on.lm and r.lm_protocol then hb.config.diff(r.lm_protocol, cfg.lm, "lm.", diffs) end
+    if task_on.mqar and r.mqar_protocol then hb.config.diff(r.mqar_protocol, cfg.mqar, "mqar.", diffs) end
   end
   if #diffs > 0 then
     hb.user_error(string.format("paper_grid: %s was trained with other settings than this run's: %s%s. Use another " ..

@@ -34,20 +34,16 @@ local function prepare(dir, opts)
     -- prepared by an earlier run: reused with the same split only (a run asking for another one must not be
     -- told "prepared" and then train on shards split otherwise). meta.json records the split; prepare.yaml,
     -- when this recipe wrote it, the input.
-    local d = {}
-    local function differ(k, a, b)
-      if a ~= nil and not (a == b or (type(a) == "number" and type(b) == "number" and math.abs(a - b) <= 1e-12 * math.abs(b))) then
-        d[#d + 1] = string.format("%s = %s (this run: %s)", k, tostring(a), tostring(b))
-      end
-    end
+    local rec, now = {}, {}
     local okm, meta = pcall(hb.io.read_json, dir .. "/meta.json")
     if okm and type(meta) == "table" then
-      differ("val_fraction", meta.val_fraction, cfg.val_fraction)
-      differ("seed", meta.seed, cfg.seed)
+      rec.val_fraction, rec.seed = meta.val_fraction, meta.seed
     end
     local oky, was = pcall(hb.config.load, dir .. "/prepare.yaml")
     local function path(x) return type(x) == "string" and (x:gsub("/+$", "")) or x end
-    if oky and type(was) == "table" then differ("input", path(was.input), path(cfg.input)) end
+    if oky and type(was) == "table" then rec.input = path(was.input) end
+    for k in pairs(rec) do now[k] = k == "input" and path(cfg.input) or cfg[k] end -- what was recorded only
+    local d = hb.config.diff(rec, now)
     if #d > 0 then
       hb.user_error(string.format("prepare_data: %s was prepared with other settings: %s; --force to prepare it " ..
         "again with this run's, or another --out", dir, table.concat(d, ", ")))

@@ -186,5 +186,18 @@ do
   T.raises(function() hb.config.dump(cyc) end, "nesting deeper than 64", "dump detects cycles")
 end
 
+-- ---- hb.config.diff: the settings a result was made with against this run's ------------------------------
+do
+  local rec = { steps = 20, lr = 0.003, model = { hidden_size = 32, layers = { 0, 3 } }, name = "a", gone = true }
+  local now = { steps = 20, lr = 0.003, model = { hidden_size = 40, layers = { 0, 3 } }, name = "b", new = 1 }
+  T.is(table.concat(hb.config.diff(rec, now), "; "),
+    'gone = true (this run: unset); model.hidden_size = 32 (this run: 40); name = "a" (this run: "b"); new = unset (this run: 1)',
+    "diff: nested keys dotted, strings as JSON, keys missing on one side unset, sorted")
+  T.is(#hb.config.diff(rec, rec), 0, "diff of equal settings is empty")
+  T.is(table.concat(hb.config.diff({ kv = { 2, 4 } }, { kv = { 2, 3 } }, "mqar."), "; "), "mqar.kv = [2,4] (this run: [2,3])",
+    "lists are compared whole, under the prefix")
+  T.is(hb.grid.settings_diffs, hb.config.diff, "hb.grid.settings_diffs is the same function")
+end
+
 for _, f in ipairs(files) do os.remove(f) end
 T.done()

@@ -42,6 +42,11 @@
 --   hb.config.dump(cfg [, comment]) → YAML text (keys sorted; floats keep a '.', so they stay floats)
 --   hb.config.save(path, cfg [, comment]) — atomic write of dump(cfg)
 --   hb.config.load(path), hb.config.decode(text) — YAML to Lua (lua/lconfig.c)
+--   hb.config.diff(recorded, now [, prefix]) → {"key = recorded (this run: now)", ...}: the keys whose values
+--     differ between the settings a result was made with and this run's (nested mappings as dotted names,
+--     lists compared whole, values written as JSON, a key missing on one side "unset"), sorted by key. What
+--     every "made with other settings" error lists (paper_grid's records, hb.grid's stored results,
+--     prepare_data's directories).
 -- All errors are user errors (hb.user_error): the executable prints them without a traceback.
 --
 -- The module extends the binding's hb.config table (lconfig.c) and returns it.
@@ -625,6 +630,27 @@ do
         out[#out + 1] = pad .. "- " .. inline(v, depth + 1)
       end
     end
+  end
+
+  -- ---- comparing settings ----------------------------------------------------------------------------
+  local function json_value(v) return (hb.io.encode_json({ v = v }):match("^{\"v\":(.*)}$")) end
+  function config.diff(rec, now, prefix, diffs)
+    prefix, diffs = prefix or "", diffs or {}
+    local keys, seen = {}, {}
+    for k in pairs(rec) do if not seen[k] then seen[k] = true; keys[#keys + 1] = k end end
+    for k in pairs(now) do if not seen[k] then seen[k] = true; keys[#keys + 1] = k end end
+    table.sort(keys, function(a, b) return tostring(a) < tostring(b) end)
+    for _, k in ipairs(keys) do
+      local a, b, name = rec[k], now[k], prefix .. tostring(k)
+      if is_map(a) and is_map(b) then
+        config.diff(a, b, name .. ".", diffs)
+      elseif not ((type(a) == "number" and type(b) == "number" and a == b) or
+                  (a ~= nil and b ~= nil and json_value(a) == json_value(b))) then
+        diffs[#diffs + 1] = string.format("%s = %s (this run: %s)", name, a == nil and "unset" or json_value(a),
+          b == nil and "unset" or json_value(b))
+      end
+    end
+    return diffs
   end
 
   function config.dump(cfg, comment)

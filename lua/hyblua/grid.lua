@@ -14,8 +14,8 @@
 --       reason to skip a record (e.g. "no MQAR result"). → the per-cell-seed results and the skipped ones.
 --       settings: the options the results depend on (a table), stored with each result; a stored result of
 --       other settings is an error naming the file and the differing keys, never silently reused.
---   hb.grid.settings_diffs(recorded, now [, prefix]) → {"key = recorded (this run: now)", ...}: the keys (nested
---       tables as dotted names, lists compared whole) whose values differ.
+--   hb.grid.settings_diffs(recorded, now [, prefix]): hb.config.diff (lua/hyblua/config.lua), under the name it
+--       had here first.
 --   hb.grid.report{grid, name, recs, skipped, title, intro, keys, metrics, column [, base]}
 --       writes <grid>/<name>.md and .csv: per cell (Transformer last, cells by attention share) the mean ±
 --       95% t-interval over seeds of every metric at every test (tests matched by position), then per mixer and
@@ -44,32 +44,13 @@ function M.model_dir(grid, r, task)
   return best and (base .. "/" .. best) or nil, base
 end
 
-local function json_value(v) return (hb.io.encode_json({ v = v }):match("^{\"v\":(.*)}$")) end
-
-function M.settings_diffs(rec, now, prefix, diffs)
-  prefix, diffs = prefix or "", diffs or {}
-  local keys, seen = {}, {}
-  for k in pairs(rec) do if not seen[k] then seen[k] = true; keys[#keys + 1] = k end end
-  for k in pairs(now) do if not seen[k] then seen[k] = true; keys[#keys + 1] = k end end
-  table.sort(keys, function(a, b) return tostring(a) < tostring(b) end)
-  for _, k in ipairs(keys) do
-    local a, b, name = rec[k], now[k], prefix .. tostring(k)
-    if type(a) == "table" and type(b) == "table" and #a == 0 and #b == 0 and next(a) and next(b) then
-      M.settings_diffs(a, b, name .. ".", diffs)
-    elseif not ((type(a) == "number" and type(b) == "number" and a == b) or
-                (a ~= nil and b ~= nil and json_value(a) == json_value(b))) then
-      diffs[#diffs + 1] = string.format("%s = %s (this run: %s)", name, a == nil and "unset" or json_value(a),
-        b == nil and "unset" or json_value(b))
-    end
-  end
-  return diffs
-end
+M.settings_diffs = cfgm.diff
 
 -- a stored result, checked against the settings of this run (results stored before settings were: not checked)
 local function read_result(path, settings, who)
   local r = hb.io.read_json(path)
   if settings and r.settings then
-    local d = M.settings_diffs(r.settings, settings)
+    local d = cfgm.diff(r.settings, settings)
     if #d > 0 then
       user_error(string.format("%s: %s was computed with other settings than this run's: %s. Remove it (or its " ..
         "directory) to recompute, or run with its settings", who, path, table.concat(d, ", ")))
