@@ -60,8 +60,8 @@ int hb_dtype_is_float(hb_dtype_t dt) { return dt == HB_F32 || dt == HB_F64; }
  * freed longest ago go first, so sizes no longer used age out. Memory the cache holds was live tensor
  * memory before; an allocation that fails releases the cache and tries once more.
  * Blocks below 1 MiB have a tier of their own: one free list per exact size (sizes are multiples of 64
- * bytes), newest first, at most SMALL_LIMIT bytes in all (a freed block that does not fit goes back to
- * glibc). A decode step makes about a thousand small tensors (norms, gates, one-token projections), a
+ * bytes), newest first, at most SMALL_LIMIT bytes in all (a block that would not fit empties the tier
+ * first). A decode step makes about a thousand small tensors (norms, gates, one-token projections), a
  * serial part that more threads do not shorten; through glibc a third of each one's fixed cost was malloc,
  * free and consolidation (perf). With lua/ltensor.c collecting garbage tensors every 16 MiB of small blocks,
  * a small op reuses a block still in cache: 1.0–1.8 instead of 1.8–3.1 µs per op on one core
@@ -152,14 +152,39 @@ static void *block_get(size_t n) {
     return p;
 }
 
+/* take every block of the small tier out of it, as one chain to free outside the lock (blocks.mu held) */
+static void *small_detach(void) {
+    void *chain = NULL;
+    for (size_t c = 1; c < SMALL_LISTS; c++)
+        for (void *p; (p = small_pop(c * 64));) {
+            *(void **)p = chain;
+            chain = p;
+        }
+    return chain;
+}
+
+static void free_chain(void *chain) {
+    while (chain) {
+        void *next = *(void **)chain;
+        free(chain);
+        chain = next;
+    }
+}
+
 static void release_at_exit(void) { hb_block_cache_release(); }
 
 static void block_put(void *p, size_t n) {
     if (n < BLOCK_MIN) {
         static atomic_int at_exit;
         if (SANITIZED && !atomic_exchange(&at_exit, 1)) atexit(release_at_exit);
+        void *flushed = NULL;
         pthread_mutex_lock(&blocks.mu);
-        if (blocks.small_total + n <= small_limit()) {
+        size_t limit = small_limit();
+        /* full: the tier is emptied before the block goes in, so that sizes no longer allocated (a KV cache
+           that grows by a row every step leaves one dead size per step and layer) cannot fill it for good;
+           the sizes in use come back within one collection */
+        if (n <= limit && blocks.small_total + n > limit) flushed = small_detach();
+        if (blocks.small_total + n <= limit) {
             *(void **)p = blocks.small[n / 64];
             blocks.small[n / 64] = p;
             blocks.small_total += n;
@@ -167,6 +192,7 @@ static void block_put(void *p, size_t n) {
             p = NULL;
         }
         pthread_mutex_unlock(&blocks.mu);
+        free_chain(flushed);
     } else {
         void *evict[BLOCK_CACHE];
         int ne = 0;
@@ -201,7 +227,6 @@ static void block_put(void *p, size_t n) {
 int64_t hb_block_cache_release(void) {
     void *drop[BLOCK_CACHE];
     int nd = 0;
-    void *small = NULL; /* the small tier's blocks, relinked into one list to free outside the lock */
     pthread_mutex_lock(&blocks.mu);
     int64_t freed = (int64_t)(blocks.total + blocks.small_total);
     for (int i = 0; i < BLOCK_CACHE; i++)
@@ -210,18 +235,10 @@ int64_t hb_block_cache_release(void) {
             blocks.ptr[i] = NULL;
         }
     blocks.total = 0;
-    for (size_t c = 1; c < SMALL_LISTS; c++)
-        for (void *p; (p = small_pop(c * 64));) {
-            *(void **)p = small;
-            small = p;
-        }
+    void *small = small_detach();
     pthread_mutex_unlock(&blocks.mu);
     for (int i = 0; i < nd; i++) free(drop[i]);
-    while (small) {
-        void *next = *(void **)small;
-        free(small);
-        small = next;
-    }
+    free_chain(small);
     return freed;
 }
 

@@ -638,12 +638,35 @@ static void case_small_blocks(void) {
     hb_memory_stats(&m);
     ok(m.cached == 0 && m.cached_small == 0, "nothing cached after release");
 
-    hb_block_cache_set_limit(1000); /* the small tier keeps at most the limit */
+    hb_block_cache_set_limit(1000); /* the small tier keeps at most the limit; full, it is emptied first */
     a = hb_tensor_empty(HB_F32, 1, &n100); b = hb_tensor_empty(HB_F32, 1, &n100);
     c = hb_tensor_empty(HB_F32, 1, &n100);
-    hb_tensor_free(a); hb_tensor_free(b); hb_tensor_free(c);
+    void *pc = c->storage->data;
+    hb_tensor_free(a); hb_tensor_free(b);
     hb_memory_stats(&m);
-    ok(m.cached_small == 2 * 448, "limit 1000 bytes: 2 of 3 freed 448-byte blocks kept (%lld)", (long long)m.cached_small);
+    ok(m.cached_small == 2 * 448, "limit 1000 bytes: two freed 448-byte blocks kept (%lld)", (long long)m.cached_small);
+    hb_tensor_free(c);
+    hb_memory_stats(&m);
+    ok(m.cached_small == 448, "a third that would not fit empties the tier and is kept alone (%lld)", (long long)m.cached_small);
+    a = hb_tensor_empty(HB_F32, 1, &n100);
+    ok(a->storage->data == pc, "the block kept is the last freed");
+    hb_tensor_free(a);
+    /* dead sizes (a growing cache: one new size per step) cannot fill the tier for good */
+    hb_block_cache_release();
+    for (int64_t k = 1; k <= 8; k++) {
+        int64_t nk = 16 * k;
+        hb_tensor_t *g = hb_tensor_empty(HB_F32, 1, &nk);
+        hb_tensor_free(g);
+    }
+    b = hb_tensor_empty(HB_F32, 1, &n100);
+    void *pb2 = b->storage->data;
+    hb_tensor_free(b);
+    hb_memory_stats(&m0);
+    c = hb_tensor_empty(HB_F32, 1, &n100);
+    hb_memory_stats(&m);
+    ok(c->storage->data == pb2 && m.cache_hits == m0.cache_hits + 1,
+       "after eight sizes freed once each, a size in use is still kept and reused (a hit)");
+    hb_tensor_free(c);
     hb_block_cache_set_limit(0);
     hb_memory_stats(&m);
     ok(m.cached == 0, "limit 0 releases the small tier");
