@@ -247,8 +247,9 @@ local function read_record(p, part)
   local r = hb.io.read_json(p)
   local diffs = {}
   if r.protocol then hb.config.diff(r.protocol, common_protocol(), "", diffs)
-  elseif (r.matmul_precision or "fp32") ~= cfg.grid.matmul_precision then -- written before protocols were recorded
-    diffs[1] = string.format('grid.matmul_precision = "%s" (this run: "%s")', r.matmul_precision or "fp32", cfg.grid.matmul_precision)
+  else -- written before protocols were recorded: its precision only
+    hb.config.diff({ grid = { matmul_precision = r.matmul_precision or "fp32" } },
+      { grid = { matmul_precision = cfg.grid.matmul_precision } }, "", diffs)
   end
   if part then
     if r.mqar_protocol then hb.config.diff(r.mqar_protocol, mqar_rate_protocol(), "mqar.", diffs) end
