@@ -202,4 +202,23 @@ def targets_section(models, kernels, mm, shares, kernel_names, bf=None):
           "splitting the value dimension across threads at D = 128, and register-blocked micro-kernels for "
           "the 64×64 products.")
         w("")
+        w(
+          "Measured on one core of the shared 2-core Emerald Rapids machine (2026-12-07 ~10:50 UTC, OpenBLAS's "
+          "SkylakeX kernels, `build/bench/kernels_bench`), where the time of a D = 64 chunk goes: run hot (T = "
+          "256, every operand in L2) the GLA forward takes ~32 µs per (head, chunk) against the ~12 µs its "
+          "FLOPs take at the sgemm rate; the block products run at or near that rate (64×64×64 NoTrans × "
+          "NoTrans 162 GFLOP/s), and the rest is the element-wise work between them (the gate factors alone "
+          "~20% of the forward) and the copies of strided rows in and out (~25% cold, at T = 2048). One "
+          "exception among the products: OpenBLAS runs a row-major A·Bᵀ (NoTrans × Trans) of these sizes "
+          "through its packed large-matrix path at 72–110 GFLOP/s, against 133–158 for transposing B in "
+          "registers first and multiplying NoTrans × NoTrans (64×64×64: 5.48 → 3.52 µs; the Haswell kernels run"
+          " both forms alike). Since 2026-12-07 every kernel's float32 block product goes through "
+          "kernels/kgemm.c, which does that for A·Bᵀ up to M·N·K = 10⁶ (tests/test_kgemm.c). Old and new build "
+          "interleaved, one thread, best of 2–3 rounds (tests/bench/results/kgemm_ab.md): fwd+bwd at D = 64 "
+          "1.05–1.16× faster (delta rule 1.00–1.15×, gated delta 1.14–1.16×, GLA 1.05–1.09×, retention "
+          "1.10–1.12×, KDA 1.07–1.13×, Gated DeltaProduct 1.09–1.16×, SSD 1.12–1.38×), at D = 128 unchanged "
+          "within noise (0.98–1.08×). That moves the D = 64 kernels a few points (gated delta 30–32% → 34–37% of sgemm, delta 30–32% → "
+          "30–35%, GLA 29–31% → 31–33%, on this machine's one core), not to 50%: what remains is the "
+          "element-wise work and the strided copies.")
+        w("")
     return L
