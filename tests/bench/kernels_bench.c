@@ -2,7 +2,8 @@
  *
  * Built by tests/bench/run.sh with the Makefile's flags and linked against build/libhbcore.a:
  *   kernels_bench sgemm N REPS                   cblas_sgemm N×N×N, best time → GFLOP/s
- *   kernels_bench train KERNEL T[,T...] D REPS    chunked forward + backward of one mixer at B = 1,
+ *   kernels_bench train KERNEL T[,T...] D REPS    chunked forward + backward of one mixer at B = 1 (or
+ *                                                 HB_BENCH_B, for B·H work items on many threads),
  *                                                 H = 512/D heads of head dim D (K = V = D), chunk 64;
  *                                                 best of REPS after a warm-up (no warm-up for T > 1024)
  *   kernels_bench train+sgemm KERNEL T[,T...] D REPS   the same, with a 1024³ cblas_sgemm timed 3 times right
@@ -77,6 +78,12 @@ static void l2norm_rows(float *x, int64_t rows, int64_t D) {
         float inv = (float)(1.0 / sqrt(s + 1e-6));
         for (int64_t j = 0; j < D; j++) x[r * D + j] *= inv;
     }
+}
+/* the batch of `train` runs: 1, or HB_BENCH_B (1..64) */
+static int64_t bench_batch(void) {
+    const char *s = getenv("HB_BENCH_B");
+    long b = s ? strtol(s, NULL, 10) : 1;
+    return b >= 1 && b <= 64 ? b : 1;
 }
 static int cmp(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
@@ -216,7 +223,7 @@ static void flops(const char *k, double T, double D, double C, double *ff, doubl
 static int interleave_sgemm; /* train+sgemm: 1024³ sgemms right before and after the repetitions */
 
 static int do_train(const char *kern, int64_t T, int64_t D, int reps) {
-    const int64_t B = 1, H = 512 / D, C = 64, K = D, V = D;
+    const int64_t B = bench_batch(), H = 512 / D, C = 64, K = D, V = D;
     const int64_t nk = B * T * H * K, nv = B * T * H * V, nb = B * T * H;
     float scale = (float)(1.0 / sqrt((double)K));
     float *q = buf(nk, -1, 1), *k = buf(nk, -1, 1), *v = buf(nv, -1, 1), *o = zbuf(nv), *dout = buf(nv, -1, 1);
