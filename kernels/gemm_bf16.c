@@ -37,6 +37,7 @@
 #include "alloc.h"
 #include "parallel.h"
 #include <cblas.h>
+#include "tr16.h"
 #include <immintrin.h>
 #include <stdatomic.h>
 #include <string.h>
@@ -177,30 +178,6 @@ BF16_TARGET static inline void store_pair(uint32_t *base, int64_t p, int W, int6
     }
 }
 
-/* Transpose 16×16 dwords in place: r[l] dword t → r[t] dword l. */
-BF16_TARGET static void transpose16(__m512i r[16]) {
-    __m512i t[16], u[16];
-    for (int i = 0; i < 16; i += 2) {
-        t[i] = _mm512_unpacklo_epi32(r[i], r[i + 1]);
-        t[i + 1] = _mm512_unpackhi_epi32(r[i], r[i + 1]);
-    }
-    for (int i = 0; i < 16; i += 4) { /* u[i+s]: rows i..i+3 of column 4q+s in 128-bit lane q */
-        u[i] = _mm512_unpacklo_epi64(t[i], t[i + 2]);
-        u[i + 1] = _mm512_unpackhi_epi64(t[i], t[i + 2]);
-        u[i + 2] = _mm512_unpacklo_epi64(t[i + 1], t[i + 3]);
-        u[i + 3] = _mm512_unpackhi_epi64(t[i + 1], t[i + 3]);
-    }
-    for (int s = 0; s < 4; s++) { /* gather 128-bit lane q of u[s], u[4+s], u[8+s], u[12+s] into column 4q+s */
-        __m512i xl = _mm512_shuffle_i32x4(u[s], u[4 + s], 0x44), xh = _mm512_shuffle_i32x4(u[s], u[4 + s], 0xee);
-        __m512i yl = _mm512_shuffle_i32x4(u[8 + s], u[12 + s], 0x44);
-        __m512i yh = _mm512_shuffle_i32x4(u[8 + s], u[12 + s], 0xee);
-        r[s] = _mm512_shuffle_i32x4(xl, yl, 0x88);
-        r[4 + s] = _mm512_shuffle_i32x4(xl, yl, 0xdd);
-        r[8 + s] = _mm512_shuffle_i32x4(xh, yh, 0x88);
-        r[12 + s] = _mm512_shuffle_i32x4(xh, yh, 0xdd);
-    }
-}
-
 /* One group of `lines` ≤ 16 lines whose elements run along k: line l, k-value k at src[l·ld + k],
    k < kc. Each line gives 16 pairs per 32 k-values; a transpose makes them k-pairs of 16 lines. */
 BF16_TARGET static void pack_group_along_k(uint32_t *base, int W, int64_t kp, const float *src, int64_t ld,
@@ -216,7 +193,7 @@ BF16_TARGET static void pack_group_along_k(uint32_t *base, int W, int64_t kp, co
                 r[l] = _mm512_setzero_si512();
             }
         }
-        transpose16(r);
+        hb_tr16(r);
         for (int64_t t = 0; t < 16 && kb / 2 + t < kp; t++) store_pair(base, kb / 2 + t, W, kp, r[t]);
     }
 }

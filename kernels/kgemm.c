@@ -1,36 +1,19 @@
 /* kgemm.c — see kgemm.h. */
 #include "kgemm.h"
 #ifdef __AVX512F__
-#include <immintrin.h>
+#include "tr16.h"
 #endif
 
 #define NT_MAX_BK 16384      /* the largest B (N·K floats) transposed: 64 KiB of buffer per thread */
 #define NT_MAX_MNK 1000000.0 /* above this OpenBLAS leaves its small-matrix kernels for packed ones */
 
 #ifdef __AVX512F__
-/* One 16×16 tile: rows of src (lds apart) → columns of dst (ldd apart). Unpack pairs of rows, then
- * 4-element groups, then 128-bit lanes twice. */
+/* One 16×16 tile: rows of src (lds apart) → columns of dst (ldd apart), through hb_tr16 (tr16.h). */
 static void tile16(float *restrict dst, int64_t ldd, const float *restrict src, int64_t lds) {
-    __m512 r[16], t[16];
-    for (int i = 0; i < 16; i++) r[i] = _mm512_loadu_ps(src + i * lds);
-    for (int i = 0; i < 8; i++) {
-        t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
-        t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
-    }
-    for (int i = 0; i < 4; i++) { /* r[4i + j]: rows 4i..4i+3 at column 4L + j of each 128-bit lane L */
-        r[4 * i + 0] = _mm512_shuffle_ps(t[4 * i + 0], t[4 * i + 2], 0x44);
-        r[4 * i + 1] = _mm512_shuffle_ps(t[4 * i + 0], t[4 * i + 2], 0xEE);
-        r[4 * i + 2] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0x44);
-        r[4 * i + 3] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0xEE);
-    }
-    for (int j = 0; j < 4; j++) {
-        __m512 u0 = _mm512_shuffle_f32x4(r[j], r[4 + j], 0x88), u1 = _mm512_shuffle_f32x4(r[j], r[4 + j], 0xDD);
-        __m512 u2 = _mm512_shuffle_f32x4(r[8 + j], r[12 + j], 0x88), u3 = _mm512_shuffle_f32x4(r[8 + j], r[12 + j], 0xDD);
-        _mm512_storeu_ps(dst + (j + 0) * ldd, _mm512_shuffle_f32x4(u0, u2, 0x88));
-        _mm512_storeu_ps(dst + (j + 8) * ldd, _mm512_shuffle_f32x4(u0, u2, 0xDD));
-        _mm512_storeu_ps(dst + (j + 4) * ldd, _mm512_shuffle_f32x4(u1, u3, 0x88));
-        _mm512_storeu_ps(dst + (j + 12) * ldd, _mm512_shuffle_f32x4(u1, u3, 0xDD));
-    }
+    __m512i r[16];
+    for (int i = 0; i < 16; i++) r[i] = _mm512_castps_si512(_mm512_loadu_ps(src + i * lds));
+    hb_tr16(r);
+    for (int i = 0; i < 16; i++) _mm512_storeu_ps(dst + i * ldd, _mm512_castsi512_ps(r[i]));
 }
 #endif
 
