@@ -26,6 +26,7 @@
 #ifndef HB_KERNELS_DELTA_RULE_H
 #define HB_KERNELS_DELTA_RULE_H
 #include "mixer.h"
+#include "seqs.h"
 #include <stdint.h>
 
 #ifdef __cplusplus
@@ -36,10 +37,7 @@ extern "C" {
  * packed (cu_seqlens already valid); hs has HV·K·V times as many reals. C ≥ 1. */
 static inline int64_t delta_rule_chunk_count(const int64_t *cu_seqlens, int64_t N, int64_t B, int64_t T,
                                              int64_t C) {
-    if (!cu_seqlens) return B * ((T + C - 1) / C);
-    int64_t n = 0;
-    for (int64_t i = 0; i < N; i++) n += (cu_seqlens[i + 1] - cu_seqlens[i] + C - 1) / C;
-    return n;
+    return hb_seq_chunks(cu_seqlens, N, B, T, C);
 }
 
 /* Reference forward: the per-timestep recurrence. Parallel over NS·HV.

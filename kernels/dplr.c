@@ -102,13 +102,7 @@ static item_t item_get(const args_t *a, int64_t i) {
     const int64_t n = i / a->H;
     const hb_seq_t s = hb_seq_get(a->cu, a->T, n);
     it.item = i, it.h = i % a->H, it.start = s.start, it.len = s.len;
-    it.choff = 0;
-    if (a->C > 0) {
-        if (a->cu)
-            for (int64_t m = 0; m < n; m++) it.choff += (a->cu[m + 1] - a->cu[m] + a->C - 1) / a->C;
-        else
-            it.choff = n * ((a->T + a->C - 1) / a->C);
-    }
+    it.choff = a->C > 0 ? hb_seq_first_chunk(a->cu, a->T, a->C, n) : 0;
     return it;
 }
 

@@ -39,6 +39,7 @@
 #ifndef HB_KERNELS_DPLR_H
 #define HB_KERNELS_DPLR_H
 #include "mixer.h"
+#include "seqs.h"
 #include <stdint.h>
 
 #ifdef __cplusplus
@@ -50,10 +51,7 @@ extern "C" {
 static inline int64_t dplr_chunk_count(const int64_t *cu_seqlens, int64_t N, int64_t B, int64_t T,
                                        int64_t C) {
     if (C < 1) return 0;
-    if (!cu_seqlens) return B * ((T + C - 1) / C);
-    int64_t n = 0;
-    for (int64_t i = 0; i < N; i++) n += (cu_seqlens[i + 1] - cu_seqlens[i] + C - 1) / C;
-    return n;
+    return hb_seq_chunks(cu_seqlens, N, B, T, C);
 }
 
 /* Reference forward: the per-timestep recurrence. Parallel over (sequence, head).

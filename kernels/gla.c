@@ -37,7 +37,8 @@
  *   dk = e^{G_{L−1}−G} ⊙ (V dSᵀ) + scale Σ_r dA_rs q_r e^{G_r−G_s}  (column sub-block j: one kgemm
  *        with reference row m_j, i.e. q_r ⊙ En_r ⊙ mid below it and q_r / Em_r inside it)
  *   dS ← diag(e^{G_{L−1}}) dS + (scale q ⊙ e^{G})ᵀ dO;   finally dh0 = dS.
- * The chunk-entry states are recomputed by a forward state pass before the reverse walk.
+ * The chunk-entry states are those the chunked forward saved (hs), or, without them, recomputed by a
+ * forward state pass before the reverse walk.
  * Gate gradient by the identity (derivation): with the global cumsum Γ_t = Σ_{u≤t} gk_u, every
  * output depends on the gates only through q̂_t = q_t ⊙ e^{Γ_t}, k̂_u = k_u ⊙ e^{−Γ_u} and, for
  * ht = diag(e^{Γ_{T−1}})(h0 + Σ_u k̂_u v_uᵀ), the explicit factor e^{Γ_{T−1}}. Hence
@@ -87,6 +88,8 @@ static int64_t chunk_len(int64_t C, int64_t T) {
 /* Everything a work item needs; one struct for all entry points. */
 typedef struct {
     real *o, *ht, *dq, *dk, *dv, *dgk, *dh0;
+    real *hs;          /* chunked forward: [OPTIONAL] the chunk-entry states it saves (gla.h's layout) */
+    const real *hsin;  /* chunked backward: [OPTIONAL] those states, instead of a state pass of its own */
     const real *q, *k, *v, *gk, *h0, *do_, *dht;
     const int64_t *cu; /* cu_seqlens (kernels/seqs.h) or NULL */
     real scale;
@@ -505,13 +508,25 @@ static void chunk_state(chunk_ws *w, real *S, const real *k, int64_t ldk, const 
           (int)ldv, 1, S, (int)V);
 }
 
-/* Forward over all chunks of item i. Writes o when a->o is set; stores the chunk-entry states in
- * w->states when `keep` (the backward's state pass); leaves the final state in w->S. */
-static void chunk_forward(const gla_args *a, chunk_ws *w, int64_t i, int keep) {
+/* Offset in hs of item i's first chunk state: hs is (NT,H,K,V), NT = hb_seq_chunks(...), chunk j of
+ * sequence n at row hb_seq_first_chunk(n) + j (gla.h). */
+static int64_t hs_base(const gla_args *a, int64_t i) {
+    return (hb_seq_first_chunk(a->cu, a->T, a->C, i / a->H) * a->H + i % a->H) * a->K * a->V;
+}
+
+/* Forward over chunks c0, c0+1, … of item i, entering chunk c0 with state S0 (NULL: h0 or zeros; then
+ * c0 = 0). Writes o when a->o is set. With keep, copies the state entering each chunk c to keep + c·ks
+ * and, with `last`, the final state to keep + nc·ks (the backward's state pass). Leaves the final
+ * state in w->S. */
+static void chunk_forward(const gla_args *a, chunk_ws *w, int64_t i, int64_t c0, const real *S0, real *keep,
+                          int64_t ks, int last) {
     int64_t K = a->K, V = a->V, C = a->C, T = item_len(a, i), HK = a->H * K, HV = a->H * V;
-    state_init(w->S, a->h0, i, K * V);
-    int64_t c = 0;
-    for (int64_t t0 = 0; t0 < T; t0 += C, c++) {
+    if (S0)
+        memcpy(w->S, S0, (size_t)(K * V) * sizeof(real));
+    else
+        state_init(w->S, a->h0, i, K * V);
+    int64_t c = c0;
+    for (int64_t t0 = c0 * C; t0 < T; t0 += C, c++) {
         int64_t L = imin(C, T - t0), bk = row(a, i, t0, K), bv = row(a, i, t0, V);
         if (t0 + C < T) {
             int64_t Ln = imin(C, T - t0 - C);
@@ -522,7 +537,7 @@ static void chunk_forward(const gla_args *a, chunk_ws *w, int64_t i, int keep) {
         }
         pack_rows(w->kc, a->k + bk, HK, L, K);
         pack_rows(w->vc, a->v + bv, HV, L, V);
-        if (keep) memcpy(w->states + c * K * V, w->S, (size_t)(K * V) * sizeof(real));
+        if (keep) memcpy(keep + c * ks, w->S, (size_t)(K * V) * sizeof(real));
         chunk_gates(w, a->gk + bk, HK, L, K, C, a->o != NULL);
         if (a->o) {
             pack_rows(w->qc, a->q + bk, HK, L, K);
@@ -544,18 +559,18 @@ static void chunk_forward(const gla_args *a, chunk_ws *w, int64_t i, int keep) {
         }
         chunk_state(w, w->S, w->kc, K, w->vc, V, L, K, V);
     }
-    if (keep) memcpy(w->states + c * K * V, w->S, (size_t)(K * V) * sizeof(real));
+    if (keep && last) memcpy(keep + c * ks, w->S, (size_t)(K * V) * sizeof(real));
 }
 
 static void fwd_chunk_item(void *ctx, int64_t i) {
     const gla_args *a = ctx;
     chunk_ws w;
     ws_carve(&w, a->scratch + i * a->per_item, a->K, a->V, a->C);
-    chunk_forward(a, &w, i, 0);
+    chunk_forward(a, &w, i, 0, NULL, a->hs ? a->hs + hs_base(a, i) : NULL, a->H * a->K * a->V, 0);
     if (a->ht) memcpy(a->ht + i * a->K * a->V, w.S, (size_t)(a->K * a->V) * sizeof(real));
 }
 
-static int fwd_chunk(real *o, real *ht, const real *q, const real *k, const real *v, const real *gk,
+static int fwd_chunk(real *o, real *ht, real *hs, const real *q, const real *k, const real *v, const real *gk,
                       const real *h0, real scale, const int64_t *cu, int64_t N, int64_t B, int64_t T,
                       int64_t H, int64_t K, int64_t V, int64_t C) {
     if (bad_dims(B, T, H, K, V, C) || hb_seqs_check(cu, N, B, T) || (T > 0 && (!o || !q || !k || !v || !gk)))
@@ -563,8 +578,8 @@ static int fwd_chunk(real *o, real *ht, const real *q, const real *k, const real
     const int64_t NS = hb_seq_count(cu, N, B);
     C = chunk_len(C, hb_seq_maxlen(cu, N, T));
     if (NS * H == 0) return 0;
-    gla_args a = {.o = o, .ht = ht, .q = q, .k = k, .v = v, .gk = gk, .h0 = h0, .cu = cu, .scale = scale,
-                  .T = T, .H = H, .K = K, .V = V, .C = C, .per_item = ws_size(K, V, C, 0)};
+    gla_args a = {.o = o, .ht = ht, .hs = hs, .q = q, .k = k, .v = v, .gk = gk, .h0 = h0, .cu = cu,
+                  .scale = scale, .T = T, .H = H, .K = K, .V = V, .C = C, .per_item = ws_size(K, V, C, 0)};
     a.scratch = hb_malloc((size_t)(NS * H * a.per_item) * sizeof(real));
     if (!a.scratch) return -1;
     hb_parallel_for(NS * H, fwd_chunk_item, &a);
@@ -581,11 +596,21 @@ static void bwd_chunk_item(void *ctx, int64_t i) {
     ws_carve(&w, a->scratch + i * a->per_item, K, V, C);
     gla_args fa = *a;
     fa.o = NULL;
-    chunk_forward(&fa, &w, i, 1); /* w.states[c] = state entering chunk c; w.states[nc] = ht */
+    const real *states, *htf; /* the state entering chunk c is states + c·ss; htf = ht (read with dht) */
+    int64_t ss;
+    if (a->hsin) { /* saved by the forward; ht (only with dht) = the last chunk's state update */
+        states = a->hsin + hs_base(a, i), ss = a->H * KV;
+        if (a->dht) chunk_forward(&fa, &w, i, nc > 0 ? nc - 1 : 0, nc > 0 ? states + (nc - 1) * ss : NULL, NULL, 0, 0);
+        htf = w.S;
+    } else { /* the state pass: w.states[c] = state entering chunk c; w.states[nc] = ht */
+        chunk_forward(&fa, &w, i, 0, NULL, w.states, KV, 1);
+        states = w.states, ss = KV, htf = w.states + nc * KV;
+    }
 
-    /* R (K): running reverse cumsum of ∂L/∂Γ, kept in w.S (free after the state pass) */
+    /* R (K): running reverse cumsum of ∂L/∂Γ, kept in w.S (free from here on). With hsin, htf is w.S
+     * itself: R[j] overwrites element j only after row j (elements j·V ≥ j) has been read, and rows
+     * j' > j start at j'·V > j, so no element is read after it was overwritten. */
     real *dS = w.dS, *R = w.S;
-    const real *htf = w.states + nc * KV;
     for (int64_t j = 0; j < K; j++) {
         real s = 0;
         if (a->dht)
@@ -599,7 +624,7 @@ static void bwd_chunk_item(void *ctx, int64_t i) {
 
     for (int64_t c = nc - 1; c >= 0; c--) {
         int64_t t0 = c * C, L = imin(C, T - t0), bk = row(a, i, t0, K), bv = row(a, i, t0, V);
-        const real *S = w.states + c * KV;
+        const real *S = states + c * ss;
         if (c > 0) { /* the rows of the next chunk walked */
             prefetch_rows(a->q + bk - C * HK, HK, C, K);
             prefetch_rows(a->k + bk - C * HK, HK, C, K);
@@ -677,17 +702,17 @@ static void bwd_chunk_item(void *ctx, int64_t i) {
 
 static int bwd_chunk(real *dq, real *dk, real *dv, real *dgk, real *dh0, const real *do_,
                       const real *dht, const real *q, const real *k, const real *v, const real *gk,
-                      const real *h0, real scale, const int64_t *cu, int64_t N, int64_t B, int64_t T,
-                      int64_t H, int64_t K, int64_t V, int64_t C) {
+                      const real *h0, const real *hs, real scale, const int64_t *cu, int64_t N, int64_t B,
+                      int64_t T, int64_t H, int64_t K, int64_t V, int64_t C) {
     if (bad_dims(B, T, H, K, V, C) || hb_seqs_check(cu, N, B, T) || (T > 0 && (!do_ || !q || !k || !v || !gk)))
         return -1;
     const int64_t NS = hb_seq_count(cu, N, B), maxlen = hb_seq_maxlen(cu, N, T);
     C = chunk_len(C, maxlen);
     if (NS * H == 0) return 0;
     int64_t nc = (maxlen + C - 1) / C;
-    gla_args a = {.dq = dq, .dk = dk, .dv = dv, .dgk = dgk, .dh0 = dh0, .do_ = do_, .dht = dht,
+    gla_args a = {.dq = dq, .dk = dk, .dv = dv, .dgk = dgk, .dh0 = dh0, .do_ = do_, .dht = dht, .hsin = hs,
                   .q = q, .k = k, .v = v, .gk = gk, .h0 = h0, .cu = cu, .scale = scale,
-                  .T = T, .H = H, .K = K, .V = V, .C = C, .per_item = ws_size(K, V, C, nc + 1)};
+                  .T = T, .H = H, .K = K, .V = V, .C = C, .per_item = ws_size(K, V, C, hs ? 0 : nc + 1)};
     a.scratch = hb_malloc((size_t)(NS * H * a.per_item) * sizeof(real));
     if (!a.scratch) return -1;
     hb_parallel_for(NS * H, bwd_chunk_item, &a);
@@ -722,15 +747,14 @@ static int mixer_fwd_chunk(const hb_mixer_args_t *a) {
     int64_t B = a->dim[0], T = a->dim[1], H = a->dim[2], K = a->dim[3], V = a->dim[4];
     const real *q = a->in[0], *k = a->in[1], *v = a->in[2], *gk = a->in[3];
     real scale = (real)a->scalar[0];
-    return fwd_chunk(a->o, a->ht, q, k, v, gk, NULL, scale, a->cu_seqlens, a->N, B, T, H, K, V, a->chunk);
+    return fwd_chunk(a->o, a->ht, a->saved, q, k, v, gk, NULL, scale, a->cu_seqlens, a->N, B, T, H, K, V, a->chunk);
 }
 static int mixer_bwd_chunk(const hb_mixer_args_t *a) {
     int64_t B = a->dim[0], T = a->dim[1], H = a->dim[2], K = a->dim[3], V = a->dim[4];
     const real *q = a->in[0], *k = a->in[1], *v = a->in[2], *gk = a->in[3];
     real scale = (real)a->scalar[0];
-    return bwd_chunk(a->din[0], a->din[1], a->din[2], a->din[3], NULL, a->dout, NULL, q, k, v, gk, NULL, scale,
-                     a->cu_seqlens, a->N, B, T, H, K, V,
-                     a->chunk);
+    return bwd_chunk(a->din[0], a->din[1], a->din[2], a->din[3], NULL, a->dout, NULL, q, k, v, gk, NULL, a->saved,
+                     scale, a->cu_seqlens, a->N, B, T, H, K, V, a->chunk);
 }
 static int mixer_fwd_recurrent(const hb_mixer_args_t *a) {
     int64_t B = a->dim[0], T = a->dim[1], H = a->dim[2], K = a->dim[3], V = a->dim[4];
@@ -766,18 +790,17 @@ int gla_bwd_ref_f64(double *dq, double *dk, double *dv, double *dgk, double *dh0
                         int64_t H, int64_t K, int64_t V) {
     return bwd_ref(dq, dk, dv, dgk, dh0, do_, dht, q, k, v, gk, h0, scale, cu_seqlens, N, B, T, H, K, V);
 }
-int gla_fwd_chunk_f64(double *o, double *ht, const double *q, const double *k, const double *v,
+int gla_fwd_chunk_f64(double *o, double *ht, double *hs, const double *q, const double *k, const double *v,
                       const double *gk, const double *h0, double scale, const int64_t *cu_seqlens, int64_t N,
                           int64_t B, int64_t T, int64_t H,
                       int64_t K, int64_t V, int64_t C) {
-    return fwd_chunk(o, ht, q, k, v, gk, h0, scale, cu_seqlens, N, B, T, H, K, V, C);
+    return fwd_chunk(o, ht, hs, q, k, v, gk, h0, scale, cu_seqlens, N, B, T, H, K, V, C);
 }
 int gla_bwd_chunk_f64(double *dq, double *dk, double *dv, double *dgk, double *dh0, const double *do_,
                       const double *dht, const double *q, const double *k, const double *v, const double *gk,
-                      const double *h0, double scale, const int64_t *cu_seqlens, int64_t N, int64_t B, int64_t T,
-                          int64_t H, int64_t K, int64_t V,
-                      int64_t C) {
-    return bwd_chunk(dq, dk, dv, dgk, dh0, do_, dht, q, k, v, gk, h0, scale, cu_seqlens, N, B, T, H, K, V, C);
+                      const double *h0, const double *hs, double scale, const int64_t *cu_seqlens, int64_t N,
+                      int64_t B, int64_t T, int64_t H, int64_t K, int64_t V, int64_t C) {
+    return bwd_chunk(dq, dk, dv, dgk, dh0, do_, dht, q, k, v, gk, h0, hs, scale, cu_seqlens, N, B, T, H, K, V, C);
 }
 int gla_step_f64(double *o, double *state, const double *q, const double *k, const double *v,
                  const double *gk, double scale, int64_t B, int64_t H, int64_t K, int64_t V) {
@@ -800,18 +823,17 @@ int gla_bwd_ref_f32(float *dq, float *dk, float *dv, float *dgk, float *dh0, con
                         int64_t H, int64_t K, int64_t V) {
     return bwd_ref(dq, dk, dv, dgk, dh0, do_, dht, q, k, v, gk, h0, scale, cu_seqlens, N, B, T, H, K, V);
 }
-int gla_fwd_chunk_f32(float *o, float *ht, const float *q, const float *k, const float *v, const float *gk,
+int gla_fwd_chunk_f32(float *o, float *ht, float *hs, const float *q, const float *k, const float *v, const float *gk,
                       const float *h0, float scale, const int64_t *cu_seqlens, int64_t N, int64_t B, int64_t T,
                           int64_t H, int64_t K, int64_t V,
                       int64_t C) {
-    return fwd_chunk(o, ht, q, k, v, gk, h0, scale, cu_seqlens, N, B, T, H, K, V, C);
+    return fwd_chunk(o, ht, hs, q, k, v, gk, h0, scale, cu_seqlens, N, B, T, H, K, V, C);
 }
 int gla_bwd_chunk_f32(float *dq, float *dk, float *dv, float *dgk, float *dh0, const float *do_,
                       const float *dht, const float *q, const float *k, const float *v, const float *gk,
-                      const float *h0, float scale, const int64_t *cu_seqlens, int64_t N, int64_t B, int64_t T,
-                          int64_t H, int64_t K, int64_t V,
-                      int64_t C) {
-    return bwd_chunk(dq, dk, dv, dgk, dh0, do_, dht, q, k, v, gk, h0, scale, cu_seqlens, N, B, T, H, K, V, C);
+                      const float *h0, const float *hs, float scale, const int64_t *cu_seqlens, int64_t N,
+                      int64_t B, int64_t T, int64_t H, int64_t K, int64_t V, int64_t C) {
+    return bwd_chunk(dq, dk, dv, dgk, dh0, do_, dht, q, k, v, gk, h0, hs, scale, cu_seqlens, N, B, T, H, K, V, C);
 }
 int gla_step_f32(float *o, float *state, const float *q, const float *k, const float *v, const float *gk,
                  float scale, int64_t B, int64_t H, int64_t K, int64_t V) {
@@ -822,6 +844,11 @@ int gla_mixer_bwd_chunk_f32(const hb_mixer_args_t *a) { return mixer_bwd_chunk(a
 int gla_mixer_fwd_recurrent_f32(const hb_mixer_args_t *a) { return mixer_fwd_recurrent(a); }
 int gla_mixer_bwd_recurrent_f32(const hb_mixer_args_t *a) { return mixer_bwd_recurrent(a); }
 int gla_mixer_step_f32(const hb_mixer_args_t *a) { return mixer_step(a); }
+/* the chunk states hs that the chunked forward hands its backward: (NT,H,K,V), NT = hb_seq_chunks */
+static int64_t mixer_saved_numel(const hb_mixer_args_t *a) {
+    int64_t B = a->dim[0], T = a->dim[1], H = a->dim[2], K = a->dim[3], V = a->dim[4];
+    return hb_seq_chunks(a->cu_seqlens, a->N, B, T, a->chunk) * H * K * V;
+}
 /* the descriptor (compiled once, with the float pass; it names the double entry points too) */
 const hb_mixer_desc_t hb_mixer_gla = {
     .name = "gla",
@@ -835,6 +862,7 @@ const hb_mixer_desc_t hb_mixer_gla = {
     .state = "B H K V",
     .chunk = 64,
     .packed = 1,
+    .saved_numel = mixer_saved_numel,
     .f32 = {gla_mixer_fwd_chunk_f32, gla_mixer_bwd_chunk_f32, gla_mixer_fwd_recurrent_f32,
             gla_mixer_bwd_recurrent_f32, gla_mixer_step_f32},
     .f64 = {gla_mixer_fwd_chunk_f64, gla_mixer_bwd_chunk_f64, gla_mixer_fwd_recurrent_f64,

@@ -18,6 +18,7 @@
 #ifndef HB_KERNELS_GLA_H
 #define HB_KERNELS_GLA_H
 #include "mixer.h"
+#include "seqs.h"
 #include <stdint.h>
 
 #ifdef __cplusplus
@@ -55,27 +56,35 @@ int gla_bwd_ref_f64(double *dq, double *dk, double *dv, double *dgk, double *dh0
 /* Chunked forward (chunk length C, callers use 64, counted from each sequence's first token; the
  * lengths need not be multiples of C), with secondary
  * 16-row sub-blocks for the intra-chunk scores; safe for any gk ≤ 0 (no e^{+G} is ever formed).
- * Scratch O(C·K + C² + K·V) per (b,h). Same arguments and results as gla_fwd_ref. */
-int gla_fwd_chunk_f32(float *o, float *ht, const float *q, const float *k, const float *v,
+ * Scratch O(C·K + C² + K·V) per (b,h). Same arguments and results as gla_fwd_ref, plus
+ * hs [OUT][OPTIONAL] the state entering every chunk, for gla_bwd_chunk: (NT,H,K,V) with
+ * NT = gla_chunk_count(...); chunk j of sequence n is row (Σ_{m<n} ceil(len_m/C)) + j — for a padded
+ * batch (B, ceil(T/C), H, K, V). */
+static inline int64_t gla_chunk_count(const int64_t *cu_seqlens, int64_t N, int64_t B, int64_t T, int64_t C) {
+    return hb_seq_chunks(cu_seqlens, N, B, T, C);
+}
+int gla_fwd_chunk_f32(float *o, float *ht, float *hs, const float *q, const float *k, const float *v,
                       const float *gk, const float *h0, float scale, const int64_t *cu_seqlens, int64_t N,
                       int64_t B, int64_t T, int64_t H, int64_t K, int64_t V, int64_t C);
-int gla_fwd_chunk_f64(double *o, double *ht, const double *q, const double *k, const double *v,
+int gla_fwd_chunk_f64(double *o, double *ht, double *hs, const double *q, const double *k, const double *v,
                       const double *gk, const double *h0, double scale, const int64_t *cu_seqlens, int64_t N,
                       int64_t B, int64_t T, int64_t H, int64_t K, int64_t V, int64_t C);
 
-/* Chunked backward: recomputes the chunk-boundary states from the inputs (scratch (T/C+1)·K·V per
- * (b,h)), then walks the chunks backwards. dgk comes from the identity
- * dgk_t = Σ_{u≥t} (q_u ⊙ dq_u − k_u ⊙ dk_u) + Σ_v dht ⊙ ht (see gla.c).
- * Same arguments and results as gla_bwd_ref, plus the chunk length C. */
+/* Chunked backward: takes the chunk-entry states from hs [IN][OPTIONAL] (what gla_fwd_chunk saved for
+ * the same inputs, h0 and C), or, with hs NULL, recomputes them from the inputs (scratch (T/C+1)·K·V
+ * per (b,h)); then walks the chunks backwards. dgk comes from the identity
+ * dgk_t = Σ_{u≥t} (q_u ⊙ dq_u − k_u ⊙ dk_u) + Σ_v dht ⊙ ht (see gla.c; with hs and dht, ht is the last
+ * chunk's state update from its saved entry state).
+ * Same arguments and results as gla_bwd_ref, plus hs and the chunk length C. */
 int gla_bwd_chunk_f32(float *dq, float *dk, float *dv, float *dgk, float *dh0,
                       const float *do_, const float *dht,
                       const float *q, const float *k, const float *v, const float *gk,
-                      const float *h0, float scale, const int64_t *cu_seqlens, int64_t N,
+                      const float *h0, const float *hs, float scale, const int64_t *cu_seqlens, int64_t N,
                       int64_t B, int64_t T, int64_t H, int64_t K, int64_t V, int64_t C);
 int gla_bwd_chunk_f64(double *dq, double *dk, double *dv, double *dgk, double *dh0,
                       const double *do_, const double *dht,
                       const double *q, const double *k, const double *v, const double *gk,
-                      const double *h0, double scale, const int64_t *cu_seqlens, int64_t N,
+                      const double *h0, const double *hs, double scale, const int64_t *cu_seqlens, int64_t N,
                       int64_t B, int64_t T, int64_t H, int64_t K, int64_t V, int64_t C);
 
 /* One decode step: state ← diag(exp(gk)) state + k vᵀ, o = stateᵀ (scale q).

@@ -6,6 +6,8 @@
  *    logsigmoid(3·N(0,1)) (sub-blocks mixing "tame" and element-wise channels), very negative
  *    (−20 / −30·U on some channels) and −1000 on half the channels: no inf/NaN anywhere;
  * 2. chunked backward vs the BPTT reference backward (f32 rel ≤ 1e-4, f64 rel ≤ 1e-10);
+ * 2b. the chunk states the chunked forward saves (hs), handed to the chunked backward, give the
+ *    recomputing backward's gradients (f64 rel ≤ 1e-13, f32 ≤ 1e-6), padded and packed, with dht;
  * 3. float64 central finite differences (h = 1e-6, error ≤ 1e-6 relative to max(1e-3, max|num|))
  *    of BOTH backward paths w.r.t. q, k, v, gk and h0, on loss = Σ o·w + Σ ht·wh;
  * 4. decode: gla_step reproduces the reference outputs and final state;
@@ -114,7 +116,7 @@ static void test_forward(int64_t B, int64_t T, int64_t H, int64_t K, int64_t V, 
 
     double *o1 = dvec(nv), *o2 = dvec(nv), *h1 = dvec(ns), *h2 = dvec(ns);
     int rc = gla_fwd_ref_f64(o1, h1, p.q, p.k, p.v, p.g, p.h0, scale, NULL, 0, B, T, H, K, V);
-    rc |= gla_fwd_chunk_f64(o2, h2, p.q, p.k, p.v, p.g, p.h0, scale, NULL, 0, B, T, H, K, V, C);
+    rc |= gla_fwd_chunk_f64(o2, h2, NULL, p.q, p.k, p.v, p.g, p.h0, scale, NULL, 0, B, T, H, K, V, C);
     double eo = relerr_d(o2, o1, nv), eh = relerr_d(h2, h1, ns);
     snprintf(name, sizeof name, "fwd f64 chunk==ref B=%ld T=%ld H=%ld K=%ld V=%ld C=%ld gate=%s",
              (long)B, (long)T, (long)H, (long)K, (long)V, (long)C, gname[gmode]);
@@ -123,7 +125,7 @@ static void test_forward(int64_t B, int64_t T, int64_t H, int64_t K, int64_t V, 
 
     float *f1 = fvec(nv), *f2 = fvec(nv), *g1 = fvec(ns), *g2 = fvec(ns);
     rc = gla_fwd_ref_f32(f1, g1, p.qf, p.kf, p.vf, p.gf, p.h0f, (float)scale, NULL, 0, B, T, H, K, V);
-    rc |= gla_fwd_chunk_f32(f2, g2, p.qf, p.kf, p.vf, p.gf, p.h0f, (float)scale, NULL, 0, B, T, H, K, V, C);
+    rc |= gla_fwd_chunk_f32(f2, g2, NULL, p.qf, p.kf, p.vf, p.gf, p.h0f, (float)scale, NULL, 0, B, T, H, K, V, C);
     eo = relerr_f(f2, f1, nv), eh = relerr_f(g2, g1, ns);
     name[5] = '3', name[6] = '2'; /* "f64" → "f32" */
     check(rc == 0 && eo <= 1e-4 && eh <= 1e-4 && relerr_f(f1, f1, nv) == 0, name,
@@ -146,7 +148,7 @@ static void test_backward(int64_t B, int64_t T, int64_t H, int64_t K, int64_t V,
     for (int i = 0; i < 5; i++) gr[i] = dvec(len[i]), gc[i] = dvec(len[i]);
     int rc = gla_bwd_ref_f64(gr[0], gr[1], gr[2], gr[3], gr[4], p.w, p.wh, p.q, p.k, p.v, p.g, p.h0,
                              scale, NULL, 0, B, T, H, K, V);
-    rc |= gla_bwd_chunk_f64(gc[0], gc[1], gc[2], gc[3], gc[4], p.w, p.wh, p.q, p.k, p.v, p.g, p.h0,
+    rc |= gla_bwd_chunk_f64(gc[0], gc[1], gc[2], gc[3], gc[4], p.w, p.wh, p.q, p.k, p.v, p.g, p.h0, NULL,
                             scale, NULL, 0, B, T, H, K, V, C);
     double worst = 0;
     int wi = 0;
@@ -158,12 +160,27 @@ static void test_backward(int64_t B, int64_t T, int64_t H, int64_t K, int64_t V,
              (long)B, (long)T, (long)H, (long)K, (long)V, (long)C, gname[gmode]);
     check(rc == 0 && worst <= 1e-10, name, "rc=%d worst %s err %.3g", rc, gnm[wi], worst);
 
+    /* the saved-state path: the chunk forward's hs handed to the chunk backward (with dht) gives the
+     * recomputing path's gradients */
+    int64_t nhs = gla_chunk_count(NULL, 0, B, T, C) * H * K * V;
+    double *hs = dvec(nhs), *o = dvec(nv), *ht = dvec(ns), *gs[5];
+    for (int i = 0; i < 5; i++) gs[i] = dvec(len[i]);
+    rc = gla_fwd_chunk_f64(o, ht, hs, p.q, p.k, p.v, p.g, p.h0, scale, NULL, 0, B, T, H, K, V, C);
+    rc |= gla_bwd_chunk_f64(gs[0], gs[1], gs[2], gs[3], gs[4], p.w, p.wh, p.q, p.k, p.v, p.g, p.h0, hs,
+                            scale, NULL, 0, B, T, H, K, V, C);
+    double ws = 0, wr = 0;
+    for (int i = 0; i < 5; i++) ws = fmax(ws, relerr_d(gs[i], gc[i], len[i])), wr = fmax(wr, relerr_d(gs[i], gr[i], len[i]));
+    char sname[200];
+    snprintf(sname, sizeof sname, "bwd f64 saved chunk states (hs, dht) == recompute, == ref B=%ld T=%ld H=%ld K=%ld "
+             "V=%ld C=%ld gate=%s", (long)B, (long)T, (long)H, (long)K, (long)V, (long)C, gname[gmode]);
+    check(rc == 0 && ws <= 1e-13 && wr <= 1e-10, sname, "rc=%d vs recompute %.3g vs ref %.3g", rc, ws, wr);
+
     float *fr[5], *fc[5];
     for (int i = 0; i < 5; i++) fr[i] = fvec(len[i]), fc[i] = fvec(len[i]);
     rc = gla_bwd_ref_f32(fr[0], fr[1], fr[2], fr[3], fr[4], p.wf, p.whf, p.qf, p.kf, p.vf, p.gf, p.h0f,
                          (float)scale, NULL, 0, B, T, H, K, V);
     rc |= gla_bwd_chunk_f32(fc[0], fc[1], fc[2], fc[3], fc[4], p.wf, p.whf, p.qf, p.kf, p.vf, p.gf,
-                            p.h0f, (float)scale, NULL, 0, B, T, H, K, V, C);
+                            p.h0f, NULL, (float)scale, NULL, 0, B, T, H, K, V, C);
     worst = 0, wi = 0;
     for (int i = 0; i < 5; i++) {
         double e = relerr_f(fc[i], fr[i], len[i]);
@@ -171,7 +188,18 @@ static void test_backward(int64_t B, int64_t T, int64_t H, int64_t K, int64_t V,
     }
     name[5] = '3', name[6] = '2';
     check(rc == 0 && worst <= 1e-4, name, "rc=%d worst %s err %.3g", rc, gnm[wi], worst);
-    for (int i = 0; i < 5; i++) free(gr[i]), free(gc[i]), free(fr[i]), free(fc[i]);
+
+    float *hsf = fvec(nhs), *of = fvec(nv), *htf = fvec(ns), *fs[5];
+    for (int i = 0; i < 5; i++) fs[i] = fvec(len[i]);
+    rc = gla_fwd_chunk_f32(of, htf, hsf, p.qf, p.kf, p.vf, p.gf, p.h0f, (float)scale, NULL, 0, B, T, H, K, V, C);
+    rc |= gla_bwd_chunk_f32(fs[0], fs[1], fs[2], fs[3], fs[4], p.wf, p.whf, p.qf, p.kf, p.vf, p.gf, p.h0f, hsf,
+                            (float)scale, NULL, 0, B, T, H, K, V, C);
+    ws = 0, wr = 0;
+    for (int i = 0; i < 5; i++) ws = fmax(ws, relerr_f(fs[i], fc[i], len[i])), wr = fmax(wr, relerr_f(fs[i], fr[i], len[i]));
+    sname[5] = '3', sname[6] = '2';
+    check(rc == 0 && ws <= 1e-6 && wr <= 1e-4, sname, "rc=%d vs recompute %.3g vs ref %.3g", rc, ws, wr);
+    for (int i = 0; i < 5; i++) free(gr[i]), free(gc[i]), free(fr[i]), free(fc[i]), free(gs[i]), free(fs[i]);
+    free(hs), free(o), free(ht), free(hsf), free(of), free(htf);
     prob_free(&p);
 }
 
@@ -198,7 +226,7 @@ static void test_fd(int64_t B, int64_t T, int64_t H, int64_t K, int64_t V, int64
     for (int i = 0; i < 5; i++) gr[i] = dvec(len[i]), gc[i] = dvec(len[i]), num[i] = dvec(len[i]);
     int rc = gla_bwd_ref_f64(gr[0], gr[1], gr[2], gr[3], gr[4], p.w, p.wh, p.q, p.k, p.v, p.g, p.h0,
                              scale, NULL, 0, B, T, H, K, V);
-    rc |= gla_bwd_chunk_f64(gc[0], gc[1], gc[2], gc[3], gc[4], p.w, p.wh, p.q, p.k, p.v, p.g, p.h0,
+    rc |= gla_bwd_chunk_f64(gc[0], gc[1], gc[2], gc[3], gc[4], p.w, p.wh, p.q, p.k, p.v, p.g, p.h0, NULL,
                             scale, NULL, 0, B, T, H, K, V, C);
     for (int i = 0; i < 5; i++)
         for (int64_t j = 0; j < len[i]; j++) {
@@ -292,8 +320,8 @@ static void test_decode(int64_t B, int64_t T, int64_t H, int64_t K, int64_t V, i
         memcpy(vb + b * T2 * HV, p.v + (b * T + T1) * HV, (size_t)(T2 * HV) * sizeof(double));
     }
     double *oa = dvec(B * T1 * HV), *ob = dvec(B * T2 * HV), *hmid = dvec(ns), *hend = dvec(ns);
-    rc = gla_fwd_chunk_f64(oa, hmid, qa, ka, va, ga, p.h0, scale, NULL, 0, B, T1, H, K, V, C);
-    rc |= gla_fwd_chunk_f64(ob, hend, qb, kb, vb, gb, hmid, scale, NULL, 0, B, T2, H, K, V, C);
+    rc = gla_fwd_chunk_f64(oa, hmid, NULL, qa, ka, va, ga, p.h0, scale, NULL, 0, B, T1, H, K, V, C);
+    rc |= gla_fwd_chunk_f64(ob, hend, NULL, qb, kb, vb, gb, hmid, scale, NULL, 0, B, T2, H, K, V, C);
     double e1 = 0, e2 = 0;
     for (int64_t b = 0; b < B; b++) {
         double ea = relerr_d(oa + b * T1 * HV, o + b * T * HV, T1 * HV);
@@ -342,13 +370,13 @@ static void test_null_grads(void) {
     int64_t nk = B * T * H * K, nv = B * T * H * V;
     double scale = 0.25;
     double *dq = dvec(nk), *dk = dvec(nk), *dv = dvec(nv), *dg = dvec(nk), *dg2 = dvec(nk), *dg3 = dvec(nk);
-    int rc = gla_bwd_chunk_f64(dq, dk, dv, dg, NULL, p.w, NULL, p.q, p.k, p.v, p.g, NULL, scale, NULL, 0, B, T,
+    int rc = gla_bwd_chunk_f64(dq, dk, dv, dg, NULL, p.w, NULL, p.q, p.k, p.v, p.g, NULL, NULL, scale, NULL, 0, B, T,
                                H, K, V, C);
-    rc |= gla_bwd_chunk_f64(NULL, NULL, NULL, dg2, NULL, p.w, NULL, p.q, p.k, p.v, p.g, NULL, scale, NULL, 0, B,
+    rc |= gla_bwd_chunk_f64(NULL, NULL, NULL, dg2, NULL, p.w, NULL, p.q, p.k, p.v, p.g, NULL, NULL, scale, NULL, 0, B,
                             T, H, K, V, C);
     rc |= gla_bwd_ref_f64(NULL, NULL, NULL, dg3, NULL, p.w, NULL, p.q, p.k, p.v, p.g, NULL, scale, NULL, 0, B, T,
                           H, K, V);
-    rc |= gla_bwd_chunk_f64(NULL, NULL, NULL, NULL, NULL, p.w, NULL, p.q, p.k, p.v, p.g, NULL, scale, NULL, 0, B,
+    rc |= gla_bwd_chunk_f64(NULL, NULL, NULL, NULL, NULL, p.w, NULL, p.q, p.k, p.v, p.g, NULL, NULL, scale, NULL, 0, B,
                             T, H, K, V, C);
     check(rc == 0 && memcmp(dg, dg2, (size_t)nk * sizeof(double)) == 0 && relerr_d(dg2, dg3, nk) <= 1e-10,
         "bwd with only dgk (NULL dq/dk/dv/dh0) == full bwd; all-NULL runs", "rc=%d err %.3g", rc,
@@ -357,7 +385,7 @@ static void test_null_grads(void) {
     /* accumulation: a second call adds the same amount again */
     double *dq2 = dvec(nk);
     memcpy(dq2, dq, (size_t)nk * sizeof(double));
-    rc = gla_bwd_chunk_f64(dq2, NULL, NULL, NULL, NULL, p.w, NULL, p.q, p.k, p.v, p.g, NULL, scale, NULL, 0, B,
+    rc = gla_bwd_chunk_f64(dq2, NULL, NULL, NULL, NULL, p.w, NULL, p.q, p.k, p.v, p.g, NULL, NULL, scale, NULL, 0, B,
                            T, H, K, V, C);
     double e = 0;
     for (int64_t i = 0; i < nk; i++) e = fmax(e, fabs(dq2[i] - 2 * dq[i]));
@@ -379,8 +407,8 @@ static void test_threads(void) {
         float **x = r[run];
         x[0] = fvec(nv), x[1] = fvec(ns), x[2] = fvec(nk), x[3] = fvec(nk), x[4] = fvec(nv);
         x[5] = fvec(nk), x[6] = fvec(ns), x[7] = fvec(nv), x[8] = fvec(nk), x[9] = fvec(nk);
-        gla_fwd_chunk_f32(x[0], x[1], p.qf, p.kf, p.vf, p.gf, p.h0f, scale, NULL, 0, B, T, H, K, V, C);
-        gla_bwd_chunk_f32(x[2], x[3], x[4], x[5], x[6], p.wf, p.whf, p.qf, p.kf, p.vf, p.gf, p.h0f,
+        gla_fwd_chunk_f32(x[0], x[1], NULL, p.qf, p.kf, p.vf, p.gf, p.h0f, scale, NULL, 0, B, T, H, K, V, C);
+        gla_bwd_chunk_f32(x[2], x[3], x[4], x[5], x[6], p.wf, p.whf, p.qf, p.kf, p.vf, p.gf, p.h0f, NULL,
                           scale, NULL, 0, B, T, H, K, V, C);
         gla_fwd_ref_f32(x[7], NULL, p.qf, p.kf, p.vf, p.gf, p.h0f, scale, NULL, 0, B, T, H, K, V);
         gla_bwd_ref_f32(x[8], NULL, NULL, x[9], NULL, p.wf, p.whf, p.qf, p.kf, p.vf, p.gf, p.h0f,
@@ -399,16 +427,16 @@ static void test_threads(void) {
 static void test_bad_args(void) {
     float x[64] = {0};
     int bad = 0;
-    bad += gla_fwd_chunk_f32(x, NULL, x, x, x, x, NULL, 1, NULL, 0, 1, 2, 1, 0, 2, 16) == -1;
-    bad += gla_fwd_chunk_f32(x, NULL, x, x, x, x, NULL, 1, NULL, 0, 1, 2, 1, 2, 2, 0) == -1;
+    bad += gla_fwd_chunk_f32(x, NULL, NULL, x, x, x, x, NULL, 1, NULL, 0, 1, 2, 1, 0, 2, 16) == -1;
+    bad += gla_fwd_chunk_f32(x, NULL, NULL, x, x, x, x, NULL, 1, NULL, 0, 1, 2, 1, 2, 2, 0) == -1;
     bad += gla_fwd_ref_f32(x, NULL, x, x, x, x, NULL, 1, NULL, 0, -1, 2, 1, 2, 2) == -1;
-    bad += gla_fwd_chunk_f32(x, NULL, NULL, x, x, x, NULL, 1, NULL, 0, 1, 2, 1, 2, 2, 16) == -1;
-    bad += gla_bwd_chunk_f32(x, x, x, x, NULL, NULL, NULL, x, x, x, x, NULL, 1, NULL, 0, 1, 2, 1, 2, 2, 16) == -1;
+    bad += gla_fwd_chunk_f32(x, NULL, NULL, NULL, x, x, x, NULL, 1, NULL, 0, 1, 2, 1, 2, 2, 16) == -1;
+    bad += gla_bwd_chunk_f32(x, x, x, x, NULL, NULL, NULL, x, x, x, x, NULL, NULL, 1, NULL, 0, 1, 2, 1, 2, 2, 16) == -1;
     bad += gla_step_f32(x, NULL, x, x, x, x, 1, 1, 1, 2, 2) == -1;
     check(bad == 6, "bad arguments return -1", "%d of 6", bad);
     /* T = 0: ht = h0 */
     float h0[4] = {1, 2, 3, 4}, ht[4] = {0};
-    int rc = gla_fwd_chunk_f32(x, ht, x, x, x, x, h0, 1, NULL, 0, 1, 0, 1, 2, 2, 16);
+    int rc = gla_fwd_chunk_f32(x, ht, NULL, x, x, x, x, h0, 1, NULL, 0, 1, 0, 1, 2, 2, 16);
     check(rc == 0 && memcmp(h0, ht, sizeof h0) == 0, "T=0 copies h0 to ht", "rc=%d", rc);
 }
 
@@ -444,21 +472,23 @@ static void test_packed(int64_t H, int64_t K, int64_t V, int64_t C, int form, in
     for (int a = 0; a < 2; a++)
         for (int i = 0; i < 7; i++) r[a][i] = fvec(out_len[i]); /* o, ht, dq, dk, dv, dgk, dh0 */
     float **g = r[0];
-    int rc = form ? gla_fwd_chunk_f32(g[0], g[1], x[0], x[1], x[2], x[3], x[4], scale, cu, N, 1, T, H, K, V, C)
+    /* the chunked form hands its saved chunk states (hs, packed layout) from the forward to the backward */
+    float *hs = form ? fvec(gla_chunk_count(cu, N, 1, T, C) * S) : NULL;
+    int rc = form ? gla_fwd_chunk_f32(g[0], g[1], hs, x[0], x[1], x[2], x[3], x[4], scale, cu, N, 1, T, H, K, V, C)
                   : gla_fwd_ref_f32(g[0], g[1], x[0], x[1], x[2], x[3], x[4], scale, cu, N, 1, T, H, K, V);
-    rc |= form ? gla_bwd_chunk_f32(g[2], g[3], g[4], g[5], g[6], x[5], x[6], x[0], x[1], x[2], x[3], x[4], scale, cu, N,
+    rc |= form ? gla_bwd_chunk_f32(g[2], g[3], g[4], g[5], g[6], x[5], x[6], x[0], x[1], x[2], x[3], x[4], hs, scale, cu, N,
                                    1, T, H, K, V, C)
                : gla_bwd_ref_f32(g[2], g[3], g[4], g[5], g[6], x[5], x[6], x[0], x[1], x[2], x[3], x[4], scale, cu, N,
                                  1, T, H, K, V);
     for (int64_t d = 0; d < N; d++) { /* document d alone */
         const int64_t L = cu[d + 1] - cu[d], ok_ = cu[d] * SK, ov = cu[d] * SV, os = d * S;
         float **a = r[1];
-        rc |= form ? gla_fwd_chunk_f32(a[0] + ov, a[1] + os, x[0] + ok_, x[1] + ok_, x[2] + ov, x[3] + ok_, x[4] + os,
+        rc |= form ? gla_fwd_chunk_f32(a[0] + ov, a[1] + os, NULL, x[0] + ok_, x[1] + ok_, x[2] + ov, x[3] + ok_, x[4] + os,
                                        scale, NULL, 0, 1, L, H, K, V, C)
                    : gla_fwd_ref_f32(a[0] + ov, a[1] + os, x[0] + ok_, x[1] + ok_, x[2] + ov, x[3] + ok_, x[4] + os,
                                      scale, NULL, 0, 1, L, H, K, V);
         rc |= form ? gla_bwd_chunk_f32(a[2] + ok_, a[3] + ok_, a[4] + ov, a[5] + ok_, a[6] + os, x[5] + ov, x[6] + os,
-                                       x[0] + ok_, x[1] + ok_, x[2] + ov, x[3] + ok_, x[4] + os, scale, NULL, 0, 1, L, H,
+                                       x[0] + ok_, x[1] + ok_, x[2] + ov, x[3] + ok_, x[4] + os, NULL, scale, NULL, 0, 1, L, H,
                                        K, V, C)
                    : gla_bwd_ref_f32(a[2] + ok_, a[3] + ok_, a[4] + ov, a[5] + ok_, a[6] + os, x[5] + ov, x[6] + os,
                                      x[0] + ok_, x[1] + ok_, x[2] + ov, x[3] + ok_, x[4] + os, scale, NULL, 0, 1, L, H,
@@ -468,12 +498,13 @@ static void test_packed(int64_t H, int64_t K, int64_t V, int64_t C, int form, in
     for (int i = 0; i < 7; i++) e = fmax(e, relerr_f(r[0][i], r[1][i], out_len[i]));
     char name[200];
     snprintf(name, sizeof name, "packed {1,63,64,65,200} == each document alone, f32 %s (H=%ld K=%ld V=%ld C=%ld "
-             "gate=%s): o, ht, dq, dk, dv, dgk, dh0", form ? "chunk" : "ref", (long)H, (long)K, (long)V, (long)C,
+             "gate=%s): o, ht, dq, dk, dv, dgk, dh0", form ? "chunk, saved states" : "ref", (long)H, (long)K, (long)V, (long)C,
              gname[gmode]);
     check(rc == 0 && e <= 1e-5, name, "rc %d, max rel err %.3e", rc, e);
     for (int a = 0; a < 2; a++)
         for (int i = 0; i < 7; i++) free(r[a][i]);
     for (int i = 0; i < 7; i++) free(x[i]);
+    free(hs);
     pk_free(&p);
 }
 
@@ -490,18 +521,22 @@ static void test_packed_fd(void) {
     const int64_t lens[] = {1, 3, 0, 4, 6};
     pk p;
     pk_make(&p, lens, 5, 2, 3, 2, G_GLA);
-    double *o = dvec(p.len[2]), *ht = dvec(p.len[4]), *an[2][5];
+    double *o = dvec(p.len[2]), *ht = dvec(p.len[4]), *an[3][5];
     const int64_t *cu = p.cu, N = p.N, T = p.T, H = p.H, K = p.K, V = p.V;
     double scale = 1 / sqrt((double)K), **x = p.x;
-    for (int a = 0; a < 2; a++)
+    for (int a = 0; a < 3; a++)
         for (int i = 0; i < 5; i++) an[a][i] = dvec(p.len[i]);
-    int rc = gla_bwd_ref_f64(an[0][0], an[0][1], an[0][2], an[0][3], an[0][4], x[5], x[6], x[0], x[1], x[2], x[3], x[4],
+    double *hs = dvec(gla_chunk_count(cu, N, 1, T, 2) * H * K * V), *o2 = dvec(p.len[2]), *ht2 = dvec(p.len[4]);
+    int rc = gla_fwd_chunk_f64(o2, ht2, hs, x[0], x[1], x[2], x[3], x[4], scale, cu, N, 1, T, H, K, V, 2);
+    rc |= gla_bwd_chunk_f64(an[2][0], an[2][1], an[2][2], an[2][3], an[2][4], x[5], x[6], x[0], x[1], x[2], x[3], x[4],
+                            hs, scale, cu, N, 1, T, H, K, V, 2);
+    rc |= gla_bwd_ref_f64(an[0][0], an[0][1], an[0][2], an[0][3], an[0][4], x[5], x[6], x[0], x[1], x[2], x[3], x[4],
                              scale, cu, N, 1, T, H, K, V);
-    rc |= gla_bwd_chunk_f64(an[1][0], an[1][1], an[1][2], an[1][3], an[1][4], x[5], x[6], x[0], x[1], x[2], x[3], x[4],
+    rc |= gla_bwd_chunk_f64(an[1][0], an[1][1], an[1][2], an[1][3], an[1][4], x[5], x[6], x[0], x[1], x[2], x[3], x[4], NULL,
                             scale, cu, N, 1, T, H, K, V, 2);
-    double worst[2] = {0, 0};
+    double worst[3] = {0, 0, 0};
     for (int i = 0; i < 5; i++) {
-        double m = 1e-3, e[2] = {0, 0};
+        double m = 1e-3, e[3] = {0, 0, 0};
         for (int64_t j = 0; j < p.len[i]; j++) {
             double x0 = x[i][j];
             x[i][j] = x0 + 1e-6;
@@ -511,16 +546,16 @@ static void test_packed_fd(void) {
             x[i][j] = x0;
             double num = (lp - lm) / 2e-6;
             m = fmax(m, fabs(num));
-            for (int a = 0; a < 2; a++) e[a] = fmax(e[a], fabs(an[a][i][j] - num));
+            for (int a = 0; a < 3; a++) e[a] = fmax(e[a], fabs(an[a][i][j] - num));
         }
-        for (int a = 0; a < 2; a++) worst[a] = fmax(worst[a], e[a] / m);
+        for (int a = 0; a < 3; a++) worst[a] = fmax(worst[a], e[a] / m);
     }
-    check(rc == 0 && worst[0] <= 1e-6 && worst[1] <= 1e-6,
-          "packed fd f64 (documents {1,3,0,4,6}, C=2): bwd_ref and bwd_chunk dq dk dv dgk dh0",
-          "rc=%d worst ref %.3g chunk %.3g", rc, worst[0], worst[1]);
-    for (int a = 0; a < 2; a++)
+    check(rc == 0 && worst[0] <= 1e-6 && worst[1] <= 1e-6 && worst[2] <= 1e-6,
+          "packed fd f64 (documents {1,3,0,4,6}, C=2): bwd_ref, bwd_chunk and bwd_chunk from saved states dq dk dv dgk dh0",
+          "rc=%d worst ref %.3g chunk %.3g saved %.3g", rc, worst[0], worst[1], worst[2]);
+    for (int a = 0; a < 3; a++)
         for (int i = 0; i < 5; i++) free(an[a][i]);
-    free(o), free(ht);
+    free(o), free(ht), free(hs), free(o2), free(ht2);
     pk_free(&p);
 }
 
@@ -532,9 +567,9 @@ static void test_packed_bad(void) {
     for (int i = 0; i < nb; i++) {
         const int64_t *cu = bad[i].cu, N = bad[i].N, B = bad[i].B;
         int r[4] = {gla_fwd_ref_f32(o, NULL, x, x, x, x, NULL, 1, cu, N, B, T, H, K, V),
-                    gla_fwd_chunk_f32(o, NULL, x, x, x, x, NULL, 1, cu, N, B, T, H, K, V, 4),
+                    gla_fwd_chunk_f32(o, NULL, NULL, x, x, x, x, NULL, 1, cu, N, B, T, H, K, V, 4),
                     gla_bwd_ref_f32(o, o, o, o, NULL, x, NULL, x, x, x, x, NULL, 1, cu, N, B, T, H, K, V),
-                    gla_bwd_chunk_f32(o, o, o, o, NULL, x, NULL, x, x, x, x, NULL, 1, cu, N, B, T, H, K, V, 4)};
+                    gla_bwd_chunk_f32(o, o, o, o, NULL, x, NULL, x, x, x, x, NULL, NULL, 1, cu, N, B, T, H, K, V, 4)};
         int good = r[0] == -1 && r[1] == -1 && r[2] == -1 && r[3] == -1;
         if (!good) diag("not refused: %s", bad[i].what);
         all &= good;

@@ -192,9 +192,10 @@ static int do_gemm(const char *spec, int reps) {
 /* FLOPs of the chunked algorithms per (batch, head); see docs/performance.md */
 static void flops(const char *k, double T, double D, double C, double *ff, double *fb) {
     double K = D, V = D;
-    if (!strcmp(k, "gla") || !strcmp(k, "retention")) {
+    if (!strcmp(k, "gla") || !strcmp(k, "retention")) { /* GLA's backward reads the forward's chunk states:
+                                                            * no recomputed state pass (2·T·K·V less) */
         *ff = 4 * T * K * V + T * (C + 1) * (K + V);
-        *fb = 10 * T * K * V + T * (C + 1) * (3 * K + 2 * V);
+        *fb = (!strcmp(k, "gla") ? 8 : 10) * T * K * V + T * (C + 1) * (3 * K + 2 * V);
     } else if (!strcmp(k, "delta") || !strcmp(k, "gdelta")) {
         *ff = 6 * T * K * V + T * (C - 1) * (2 * K + V) + T * (C + 1) * (K + V);
         *fb = 12 * T * K * V + 2 * T * (C + 1) * (K + V) + 2 * T * (C - 1) * (2 * K + V);
@@ -229,7 +230,7 @@ static int do_train(const char *kern, int64_t T, int64_t D, int reps) {
     float *q = buf(nk, -1, 1), *k = buf(nk, -1, 1), *v = buf(nv, -1, 1), *o = zbuf(nv), *dout = buf(nv, -1, 1);
     float *dq = zbuf(nk), *dk = zbuf(nk), *dv = zbuf(nv);
     float *g = NULL, *dg = NULL, *beta = NULL, *db = NULL, *hs = NULL, *lse = NULL, *lg = NULL;
-    if (!strcmp(kern, "gla")) { g = buf(nk, -0.2, -0.001); dg = zbuf(nk); }
+    if (!strcmp(kern, "gla")) { g = buf(nk, -0.2, -0.001); dg = zbuf(nk); hs = zbuf(gla_chunk_count(NULL, 0, B, T, C) * H * K * V); }
     if (!strcmp(kern, "retention")) {
         lg = malloc((size_t)H * sizeof *lg);
         for (int64_t h = 0; h < H; h++) lg[h] = (float)log(1 - pow(2.0, -5.0 - (double)h));
@@ -302,7 +303,7 @@ static int do_train(const char *kern, int64_t T, int64_t D, int reps) {
         else if (is_dp) rc = deltaproduct_fwd_chunk_f32(o, NULL, hs, q, xk, xv, beta, g, NULL, scale, NULL, 0, B, T, DP_NH, H, H, K, V, C);
         else if (is_dplr) rc = dplr_fwd_chunk_f32(o, NULL, hs, q, k, v, xa, xb, g, NULL, scale, NULL, 0, B, T, H, K, V, C);
         else if (is_ssd) rc = ssd_fwd_chunk_f32(o, NULL, hs, q, k, v, g, NULL, scale, 0, NULL, 0, B, T, H, H, K, V, C);
-        else if (!strcmp(kern, "gla")) rc = gla_fwd_chunk_f32(o, NULL, q, k, v, g, NULL, scale, NULL, 0, B, T, H, K, V, C);
+        else if (!strcmp(kern, "gla")) rc = gla_fwd_chunk_f32(o, NULL, hs, q, k, v, g, NULL, scale, NULL, 0, B, T, H, K, V, C);
         else if (!strcmp(kern, "retention")) rc = retention_fwd_chunk_f32(o, NULL, q, k, v, NULL, lg, scale, NULL, 0, B, T, H, K, V, C);
         else if (beta) rc = delta_rule_fwd_chunk_f32(o, NULL, hs, q, k, v, beta, g, NULL, scale, NULL, 0, B, T, H, H, K, V, C);
         else if (!strcmp(kern, "attn")) rc = attn_fwd_f32(o, lse, q, k, v, scale, 0, NULL, 0, B, T, H, H, D, 64);
@@ -313,7 +314,7 @@ static int do_train(const char *kern, int64_t T, int64_t D, int reps) {
             else if (is_dp) rc = deltaproduct_bwd_chunk_f32(dq, xdk, xdv, db, dg, dout, q, xk, xv, beta, g, NULL, hs, scale, NULL, 0, B, T, DP_NH, H, H, K, V, C);
             else if (is_dplr) rc = dplr_bwd_chunk_f32(dq, dk, dv, xda, xdb, dg, NULL, dout, NULL, q, k, v, xa, xb, g, NULL, hs, scale, NULL, 0, B, T, H, K, V, C);
             else if (is_ssd) rc = ssd_bwd_chunk_f32(dq, dk, dv, dg, NULL, dout, NULL, q, k, v, g, NULL, hs, scale, 0, NULL, 0, B, T, H, H, K, V, C);
-            else if (!strcmp(kern, "gla")) rc = gla_bwd_chunk_f32(dq, dk, dv, dg, NULL, dout, NULL, q, k, v, g, NULL, scale, NULL, 0, B, T, H, K, V, C);
+            else if (!strcmp(kern, "gla")) rc = gla_bwd_chunk_f32(dq, dk, dv, dg, NULL, dout, NULL, q, k, v, g, NULL, hs, scale, NULL, 0, B, T, H, K, V, C);
             else if (!strcmp(kern, "retention")) rc = retention_bwd_chunk_f32(dq, dk, dv, dout, q, k, v, NULL, lg, scale, NULL, 0, B, T, H, K, V, C);
             else if (beta) rc = delta_rule_bwd_chunk_f32(dq, dk, dv, db, dg, dout, q, k, v, beta, g, NULL, hs, scale, NULL, 0, B, T, H, H, K, V, C);
             else if (!strcmp(kern, "attn")) rc = attn_bwd_f32(dq, dk, dv, q, k, v, o, lse, dout, scale, 0, NULL, 0, B, T, H, H, D, 64);
