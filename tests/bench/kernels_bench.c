@@ -44,6 +44,7 @@
 #include "tensor.h"
 #include "views.h"
 #include <cblas.h>
+#include <malloc.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -381,6 +382,12 @@ static int do_decode(const char *kern, int64_t ctx, int64_t D, int reps) {
 }
 
 int main(int argc, char **argv) {
+    /* glibc's malloc as the hyblua executable sets it (lua/hyblua.c): large kernel scratch stays on the heap
+     * and is recycled. With glibc's defaults every call's scratch of more than 128 KiB was a fresh mmap whose
+     * pages were faulted in and zeroed again: Gated DeltaProduct's spread buffers made its fwd+bwd 2.1–2.5×
+     * slower here than in hyblua (measured 2026-12-07). */
+    mallopt(M_MMAP_THRESHOLD, 32 << 20);
+    mallopt(M_TRIM_THRESHOLD, 1 << 30);
     if (argc >= 4 && !strcmp(argv[1], "sgemm")) return do_sgemm(atoll(argv[2]), atoi(argv[3]));
     if (argc >= 4 && !strcmp(argv[1], "gemm")) {
         int rc = 0;
