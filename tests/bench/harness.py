@@ -762,14 +762,14 @@ def next_report(w, meta, nx, mm=None):
           "1024 64 5`): the same structure as the paper's delta-rule kernels above — 64×64×D products too small "
           "for sgemm's large-matrix rate, chained through element-wise work the counts leave out (per-channel "
           "decay factors e^{G} in KDA and DPLR, the triangular solves, the 16-row sub-blocks of the decayed "
-          "score matrices), and only B·H = 8 (D 64) or 4 (D 128) work items for the thread pool. In addition, "
-          "every call allocates its scratch with plain malloc: buffers above glibc's mmap threshold come back as "
-          "fresh zero pages, and the first-touch and copy-on-write page faults are a visible share of the "
-          "profile (kernel time in `asm_exc_page_fault`). Gated DeltaProduct pays most: it spreads q and g onto "
-          "the T·NH sub-steps and gathers o, dq and dg back through freshly allocated (B, T·NH, ...) buffers around "
-          "the delta rule's kernels, so its time per sub-step is well above the gated delta rule's; a "
-          "DeltaProduct-specific chunk kernel (output products for the tokens only, no spread buffers) or a "
-          "reused scratch arena would close most of that gap.")
+          "score matrices), and only B·H = 8 (D 64) or 4 (D 128) work items for the thread pool. Gated "
+          "DeltaProduct spreads q and g onto the T·NH sub-steps and gathers o, dq and dg back through per-call "
+          "(B, T·NH, ...) buffers around the delta rule's kernels, and computes outputs for every sub-step. Until "
+          "2026-12-07 this benchmark, unlike the hyblua executable (lua/hyblua.c sets glibc's mmap and trim "
+          "thresholds), let every such buffer above 128 KiB be a fresh mmap faulted in and zeroed on every call, "
+          "which halved Gated DeltaProduct's figures (21–22% → 37–39% of sgemm at D 64, 30–31% → 49–51% at D 128 "
+          "with the same settings, tests/bench/results/kernels_bench_malloc.md); tables from before that date "
+          "understate it about 2×.")
         w("")
     if ms:
         w("### Training throughput (tokens/s), hyblua")
