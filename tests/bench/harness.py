@@ -153,9 +153,23 @@ def machine_info():
                                capture_output=True, text=True).stdout.strip()
         info["git_dirty"] = bool(dirty)
         info["hyblua_version"] = subprocess.run([HYBLUA, "-v"], capture_output=True, text=True).stdout.strip()
+        info["blas_core"] = subprocess.run([HYBLUA, "-e", "io.write(hb.blas_corename() or '?')"], capture_output=True,
+                                           text=True).stdout.strip()
     except OSError:
         pass
+    info["coretype_env"] = os.environ.get("OPENBLAS_CORETYPE")
     return info
+
+
+def narrow_kernels(mi):
+    """A warning when OpenBLAS runs AVX2 kernels on a CPU with AVX-512 because OPENBLAS_CORETYPE says so (on the
+    2-core Zen 5 machine of 2026-12-07 that halved sgemm: tests/bench/results/coretype_zen5.md), else None."""
+    core, env = (mi.get("blas_core") or "").lower(), mi.get("coretype_env")
+    if env and "avx512f" in mi.get("Flags", "").split() and core in ("haswell", "zen", "sandybridge", "prescott"):
+        return (f"OPENBLAS_CORETYPE={env} makes OpenBLAS run its {mi.get('blas_core')} kernels on a CPU with AVX-512; "
+                "both sides get them, so ratios stay like for like, but absolute figures are below what this CPU "
+                "does with OpenBLAS's own choice (unset the variable, or set SkylakeX)")
+    return None
 
 
 def loadavg():
@@ -834,6 +848,10 @@ def write_report(path, meta, tc, mm, models, kernels, decodes, bf=None, nx=None)
     w(f"* hyblua {mi.get('hyblua_version', '?')} at git {mi.get('git', '?')}{' (+ uncommitted changes)' if mi.get('git_dirty') else ''}; "
       f"OpenBLAS {mi.get('openblas', '?')} (pthread build, shared by both sides); PyTorch {meta.get('torch', '?')} "
       f"(Debian python3-torch, eager mode).")
+    if mi.get("blas_core"):  # runs before 2026-12-07 did not record it
+        w(f"* OpenBLAS kernels: {mi['blas_core']} (OPENBLAS_CORETYPE "
+          f"{'= ' + mi['coretype_env'] if mi.get('coretype_env') else 'unset'}; `hb.blas_corename()`)."
+          + (f" **Note:** {narrow_kernels(mi)}." if narrow_kernels(mi) else ""))
     w(f"* Threads: **{meta['threads']}** on both sides (`HYBLUA_NUM_THREADS`, `OPENBLAS_NUM_THREADS`, "
       f"`OMP_NUM_THREADS` = {meta['threads']}, `OMP_WAIT_POLICY=PASSIVE`, all set before torch is imported).")
     w(f"* Load average at start / end: {meta['load_start']} / {meta['load_end']}. The machine is shared: absolute "
@@ -969,8 +987,10 @@ def write_report(path, meta, tc, mm, models, kernels, decodes, bf=None, nx=None)
       "half of C×C (or T×T) blocks counted, element-wise work (exp, masks, norms) not counted:")
     w("")
     w("* GLA and retention, forward: `4·T·K·V` (chunk states kᵀv and inter-chunk output q·S) + `T·(C+1)·(K+V)` "
-      "(intra-chunk scores q·kᵀ and A·v over the lower triangle). Backward: `10·T·K·V` (states recomputed, dS pass, "
-      "dq/dk/dv through the states) + `T·(C+1)·(3K+2V)` (A recomputed, dA = do·vᵀ, Aᵀ·do, dA·k, dAᵀ·q).")
+      "(intra-chunk scores q·kᵀ and A·v over the lower triangle). Backward: `10·T·K·V` for retention (states "
+      "recomputed, dS pass, dq/dk/dv through the states), `8·T·K·V` for GLA (since 2026-12-07 its backward reads the "
+      "chunk states its forward saved instead of recomputing them) + `T·(C+1)·(3K+2V)` (A recomputed, dA = do·vᵀ, "
+      "Aᵀ·do, dA·k, dAᵀ·q).")
     w("* Delta rule and gated delta rule (WY/UT), forward: `6·T·K·V` (W·S, Kᵀ·Δ, q·S) + `T·(C−1)·(2K+V)` "
       "(β·K·Kᵀ strictly lower, triangular solve for W and U) + `T·(C+1)·(K+V)` (tril(q·kᵀ) and its product with Δ). "
       "Backward: `12·T·K·V + 2·T·(C+1)·(K+V) + 2·T·(C−1)·(2K+V)` (the same products transposed, without "
@@ -1247,6 +1267,8 @@ def main():
     r = Runner(args.threads, os.path.join(args.results, f"raw-{stamp}.jsonl"))
     meta = {"date": datetime.datetime.now().strftime("%Y-%m-%d %H:%M"), "threads": args.threads, "quick": args.quick,
             "machine": machine_info(), "load_start": loadavg()}
+    if narrow_kernels(meta["machine"]):
+        print("warning: " + narrow_kernels(meta["machine"]), flush=True)
     sections = set(args.only.split(",")) if args.only else set(ALL_SECTIONS)
     if sections - set(ALL_SECTIONS):
         ap.error(f"--only: unknown section(s) {', '.join(sorted(sections - set(ALL_SECTIONS)))} "
