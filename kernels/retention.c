@@ -41,6 +41,8 @@
 
 typedef struct {
     real *o, *ht, *dq, *dk, *dv;
+    real *hs;          /* chunked forward: [OPTIONAL] the state entering each chunk, (NT,H,K,V) (retention.h) */
+    const real *hsin;  /* chunked backward: [OPTIONAL] those states: one reverse sweep, no state pass */
     const real *q, *k, *v, *h0, *lg, *do_;
     const int64_t *cu; /* cu_seqlens (kernels/seqs.h) or NULL */
     real scale;
@@ -56,6 +58,10 @@ static int64_t seq_off(const ctx_t *c, int64_t b, int64_t h, int64_t D) {
 }
 static int64_t st_off(const ctx_t *c, int64_t b, int64_t h) { return (b * c->H + h) * c->K * c->V; }
 static int64_t seq_len(const ctx_t *c, int64_t b) { return hb_seq_get(c->cu, c->T, b).len; }
+/* Offset in hs of the state entering chunk 0 of head h of sequence b; chunk j's is j·H·K·V further. */
+static int64_t hs_off(const ctx_t *c, int64_t b, int64_t h) {
+    return (hb_seq_first_chunk(c->cu, c->T, c->C, b) * c->H + h) * c->K * c->V;
+}
 
 /* The argument checks shared by the full-sequence entry points. */
 static int bad_args(const int64_t *cu, int64_t N, int64_t B, int64_t T, int64_t H, int64_t K, int64_t V) {
@@ -259,9 +265,10 @@ static void fwd_chunk_item(void *vctx, int64_t i) {
     else memset(S, 0, (size_t)(K * V) * sizeof(real));
     const real *q = c->q + seq_off(c, b, h, K), *k = c->k + seq_off(c, b, h, K);
     const real *v = c->v + seq_off(c, b, h, V);
-    real *o = c->o + seq_off(c, b, h, V);
+    real *o = c->o + seq_off(c, b, h, V), *hs = c->hs ? c->hs + hs_off(c, b, h) : NULL;
     for (int64_t t0 = 0; t0 < T; t0 += C) {
         const int64_t n = T - t0 < C ? T - t0 : C, pn = T - t0 - n < C ? T - t0 - n : C;
+        if (hs) memcpy(hs + (t0 / C) * c->H * K * V, S, (size_t)(K * V) * sizeof(real));
         pack_rows(Qp, q + t0 * HK, HK, n, K, q + (t0 + n) * HK, pn);
         pack_rows(Kp, k + t0 * HK, HK, n, K, k + (t0 + n) * HK, pn);
         pack_rows(Vp, v + t0 * HV, HV, n, V, v + (t0 + n) * HV, pn);
@@ -290,14 +297,14 @@ static void fwd_chunk_item(void *vctx, int64_t i) {
     if (c->ht) memcpy(c->ht + st_off(c, b, h), S, (size_t)(K * V) * sizeof(real));
 }
 
-static int fwd_chunk(real *o, real *ht, const real *q, const real *k, const real *v,
+static int fwd_chunk(real *o, real *ht, real *hs, const real *q, const real *k, const real *v,
                             const real *h0, const real *lg, real scale, const int64_t *cu, int64_t N,
                             int64_t B, int64_t T, int64_t H, int64_t K, int64_t V, int64_t C) {
     if (bad_args(cu, N, B, T, H, K, V)) return -1;
     const int64_t NS = hb_seq_count(cu, N, B), maxlen = hb_seq_maxlen(cu, N, T);
     if (C < 1) C = 64;
     if (C > maxlen && maxlen > 0) C = maxlen;
-    ctx_t c = {.o = o, .ht = ht, .q = q, .k = k, .v = v, .h0 = h0, .lg = lg, .cu = cu, .scale = scale,
+    ctx_t c = {.o = o, .ht = ht, .hs = hs, .q = q, .k = k, .v = v, .h0 = h0, .lg = lg, .cu = cu, .scale = scale,
                .B = B, .T = T, .H = H, .K = K, .V = V, .C = C};
     c.per_item = K * V + 2 * C * C + 4 * C * K + 2 * C * V + 3 * C + 1;
     c.scratch = alloc_scratch(NS * H, c.per_item);
@@ -308,15 +315,17 @@ static int fwd_chunk(real *o, real *ht, const real *q, const real *k, const real
 }
 
 /* ---------------------------------------------------------------------------------------------
- * (3) Chunked backward, in two sweeps that need no stored states:
+ * (3) Chunked backward. Without the forward's chunk states, in two sweeps:
  *   forward over the chunks, carrying S (only if dq is wanted): dQ = dA K + dOs Sᵀ, then S → S';
  *   backward over the chunks, carrying dS: dK, dV, then dS ← γ^n dS + Qᵀ dOs.
  * (dk and dv do not depend on the states at all.) dA is recomputed in the second sweep, one extra
- * n×n×V product per chunk instead of keeping (T/C)·K·V states per head.
+ * n×n×V product per chunk. With the states the chunked forward saved (hsin), one backward sweep does
+ * all three: dQ from the chunk's saved entry state and the dA it computes for dK anyway — no state
+ * pass, no second dA, a third fewer row copies.
  * Each chunk's q, k, v, do rows are packed first (pack_rows); its dq, dk, dv rows are computed into
  * packed buffers and added to the outputs once.
  * Scratch per item: S, dS (K·V each), A, dA, M (C·C each), dOs, Vd, Vp, dOp, dVp (C·V each),
- * Kd, Qp, Kp, dXp (C·K each), pw (C+1), fr, fk (C each).
+ * Kd, Qp, Kp, dXp, dQp (C·K each), pw (C+1), fr, fk (C each).
  * ------------------------------------------------------------------------------------------- */
 
 static void bwd_chunk_item(void *vctx, int64_t i) {
@@ -326,8 +335,8 @@ static void bwd_chunk_item(void *vctx, int64_t i) {
     real *S = c->scratch + i * c->per_item, *dS = S + KV, *A = dS + KV, *dA = A + C * C, *M = dA + C * C;
     real *dOs = M + C * C, *Vd = dOs + C * V, *Kd = Vd + C * V;
     real *Qp = Kd + C * K, *Kp = Qp + C * K, *dXp = Kp + C * K, *Vp = dXp + C * K, *dOp = Vp + C * V;
-    real *dVp = dOp + C * V;
-    real *pw = dVp + C * V, *fr = pw + C + 1, *fk = fr + C;
+    real *dVp = dOp + C * V, *dQp = dVp + C * V;
+    real *pw = dQp + C * K, *fr = pw + C + 1, *fk = fr + C;
     decay_powers(pw, fr, M, c->lg[h], c->scale, C);
     const real *q = c->q + seq_off(c, b, h, K), *k = c->k + seq_off(c, b, h, K);
     const real *v = c->v + seq_off(c, b, h, V), *dout = c->do_ + seq_off(c, b, h, V);
@@ -335,8 +344,11 @@ static void bwd_chunk_item(void *vctx, int64_t i) {
     real *dk = c->dk ? c->dk + seq_off(c, b, h, K) : NULL;
     real *dv = c->dv ? c->dv + seq_off(c, b, h, V) : NULL;
 
-    /* Sweep 1 (dq): chunks in order, S = the state entering the chunk. dXp holds the chunk's dQ. */
-    if (dq) {
+    const real *hsin = c->hsin ? c->hsin + hs_off(c, b, h) : NULL; /* entry state of chunk j: + j·H·K·V */
+
+    /* Sweep 1 (dq, without saved states): chunks in order, S = the state entering the chunk. dXp holds
+     * the chunk's dQ. */
+    if (dq && !hsin) {
         int have_state = c->h0 != NULL;
         if (have_state) memcpy(S, c->h0 + st_off(c, b, h), (size_t)KV * sizeof(real));
         else memset(S, 0, (size_t)KV * sizeof(real));
@@ -368,10 +380,11 @@ static void bwd_chunk_item(void *vctx, int64_t i) {
             }
         }
     }
-    if (!dk && !dv) return;
+    const int dq2 = dq && hsin; /* dq in sweep 2 */
+    if (!dk && !dv && !dq2) return;
 
-    /* Sweep 2 (dk, dv): chunks in reverse, dS = gradient of the state leaving the current chunk.
-     * dXp holds the chunk's dK, dVp its dV. */
+    /* Sweep 2 (dk, dv; dq with saved states): chunks in reverse, dS = gradient of the state leaving the
+     * current chunk. dXp holds the chunk's dK, dVp its dV, dQp its dQ. */
     memset(dS, 0, (size_t)KV * sizeof(real));
     for (int64_t j = NC - 1; j >= 0; j--) {
         const int64_t t0 = j * C, n = T - t0 < C ? T - t0 : C, pn = j > 0 ? C : 0;
@@ -381,11 +394,25 @@ static void bwd_chunk_item(void *vctx, int64_t i) {
         pack_rows(Vp, v + t0 * HV, HV, n, V, v + (t0 - pn) * HV, pn);
         pack_rows(dOp, dout + t0 * HV, HV, n, V, dout + (t0 - pn) * HV, pn);
         for (int64_t s = 0; s < n; s++) fk[s] = pw[n - 1 - s];
-        if (dk) {
-            /* dK = (M ⊙ dO Vᵀ)ᵀ Q + diag(γ^{n−1−s}) V dSᵀ */
+        if (dk || dq2) { /* dA = M ⊙ dO Vᵀ */
             kgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)n, (int)V, 1, dOp, (int)V, Vp, (int)V,
                   0, dA, (int)C);
             apply_mask(dA, M, n, C);
+        }
+        if (dq2) {
+            /* dQ = dA K + diag(scale γ^{r+1}) dO Sᵀ, S the state entering this chunk (zero for the first
+             * chunk without h0) */
+            kgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, (int)K, (int)n, 1, dA, (int)C, Kp, (int)K,
+                  0, dQp, (int)K);
+            if (j > 0 || c->h0) {
+                scale_rows(dOs, dOp, V, n, V, fr);
+                kgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)K, (int)V, 1, dOs, (int)V,
+                      hsin + j * c->H * KV, (int)V, 1, dQp, (int)K);
+            }
+            add_rows(dq + t0 * HK, HK, dQp, n, K);
+        }
+        if (dk) {
+            /* dK = (M ⊙ dO Vᵀ)ᵀ Q + diag(γ^{n−1−s}) V dSᵀ */
             kgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)n, (int)K, (int)n, 1, dA, (int)C, Qp, (int)K,
                   0, dXp, (int)K);
             if (have_dS) {
@@ -419,7 +446,7 @@ static void bwd_chunk_item(void *vctx, int64_t i) {
 }
 
 static int bwd_chunk(real *dq, real *dk, real *dv, const real *do_,
-                            const real *q, const real *k, const real *v, const real *h0,
+                            const real *q, const real *k, const real *v, const real *h0, const real *hs,
                             const real *lg, real scale, const int64_t *cu, int64_t N,
                             int64_t B, int64_t T, int64_t H, int64_t K, int64_t V, int64_t C) {
     if (bad_args(cu, N, B, T, H, K, V)) return -1;
@@ -427,9 +454,9 @@ static int bwd_chunk(real *dq, real *dk, real *dv, const real *do_,
     const int64_t NS = hb_seq_count(cu, N, B), maxlen = hb_seq_maxlen(cu, N, T);
     if (C < 1) C = 64;
     if (C > maxlen) C = maxlen > 0 ? maxlen : 1;
-    ctx_t c = {.dq = dq, .dk = dk, .dv = dv, .do_ = do_, .q = q, .k = k, .v = v, .h0 = h0, .lg = lg, .cu = cu,
-               .scale = scale, .B = B, .T = T, .H = H, .K = K, .V = V, .C = C};
-    c.per_item = 2 * K * V + 3 * C * C + 5 * C * V + 4 * C * K + 3 * C + 1;
+    ctx_t c = {.dq = dq, .dk = dk, .dv = dv, .do_ = do_, .q = q, .k = k, .v = v, .h0 = h0, .hsin = hs, .lg = lg,
+               .cu = cu, .scale = scale, .B = B, .T = T, .H = H, .K = K, .V = V, .C = C};
+    c.per_item = 2 * K * V + 3 * C * C + 5 * C * V + 5 * C * K + 3 * C + 1;
     c.scratch = alloc_scratch(NS * H, c.per_item);
     if (!c.scratch) return -1;
     hb_parallel_for(NS * H, bwd_chunk_item, &c);
@@ -459,14 +486,14 @@ static int mixer_fwd_chunk(const hb_mixer_args_t *a) {
     int64_t B = a->dim[0], T = a->dim[1], H = a->dim[2], K = a->dim[3], V = a->dim[4];
     const real *q = a->in[0], *k = a->in[1], *v = a->in[2], *lg = a->in[3];
     real scale = (real)a->scalar[0];
-    return fwd_chunk(a->o, a->ht, q, k, v, NULL, lg, scale, a->cu_seqlens, a->N, B, T, H, K, V, a->chunk);
+    return fwd_chunk(a->o, a->ht, a->saved, q, k, v, NULL, lg, scale, a->cu_seqlens, a->N, B, T, H, K, V, a->chunk);
 }
 static int mixer_bwd_chunk(const hb_mixer_args_t *a) {
     int64_t B = a->dim[0], T = a->dim[1], H = a->dim[2], K = a->dim[3], V = a->dim[4];
     const real *q = a->in[0], *k = a->in[1], *v = a->in[2], *lg = a->in[3];
     real scale = (real)a->scalar[0];
-    return bwd_chunk(a->din[0], a->din[1], a->din[2], a->dout, q, k, v, NULL, lg, scale, a->cu_seqlens, a->N, B, T,
-                     H, K, V, a->chunk);
+    return bwd_chunk(a->din[0], a->din[1], a->din[2], a->dout, q, k, v, NULL, a->saved, lg, scale, a->cu_seqlens, a->N,
+                     B, T, H, K, V, a->chunk);
 }
 static int mixer_fwd_recurrent(const hb_mixer_args_t *a) {
     int64_t B = a->dim[0], T = a->dim[1], H = a->dim[2], K = a->dim[3], V = a->dim[4];
@@ -502,17 +529,17 @@ int retention_bwd_ref_f64(double *dq, double *dk, double *dv, const double *do_,
                           int64_t B, int64_t T, int64_t H, int64_t K, int64_t V) {
     return bwd_ref(dq, dk, dv, do_, q, k, v, h0, lg, scale, cu_seqlens, N, B, T, H, K, V);
 }
-int retention_fwd_chunk_f64(double *o, double *ht, const double *q, const double *k, const double *v,
+int retention_fwd_chunk_f64(double *o, double *ht, double *hs, const double *q, const double *k, const double *v,
                             const double *h0, const double *lg, double scale, const int64_t *cu_seqlens, int64_t N,
                                 int64_t B, int64_t T, int64_t H,
                             int64_t K, int64_t V, int64_t C) {
-    return fwd_chunk(o, ht, q, k, v, h0, lg, scale, cu_seqlens, N, B, T, H, K, V, C);
+    return fwd_chunk(o, ht, hs, q, k, v, h0, lg, scale, cu_seqlens, N, B, T, H, K, V, C);
 }
 int retention_bwd_chunk_f64(double *dq, double *dk, double *dv, const double *do_, const double *q,
-                            const double *k, const double *v, const double *h0, const double *lg,
+                            const double *k, const double *v, const double *h0, const double *hs, const double *lg,
                             double scale, const int64_t *cu_seqlens, int64_t N, int64_t B, int64_t T, int64_t H,
                                 int64_t K, int64_t V, int64_t C) {
-    return bwd_chunk(dq, dk, dv, do_, q, k, v, h0, lg, scale, cu_seqlens, N, B, T, H, K, V, C);
+    return bwd_chunk(dq, dk, dv, do_, q, k, v, h0, hs, lg, scale, cu_seqlens, N, B, T, H, K, V, C);
 }
 int retention_step_f64(double *o, double *state, const double *q, const double *k, const double *v,
                        const double *lg, double scale, int64_t B, int64_t H, int64_t K, int64_t V) {
@@ -536,17 +563,17 @@ int retention_bwd_ref_f32(float *dq, float *dk, float *dv, const float *do_, con
                           int64_t H, int64_t K, int64_t V) {
     return bwd_ref(dq, dk, dv, do_, q, k, v, h0, lg, scale, cu_seqlens, N, B, T, H, K, V);
 }
-int retention_fwd_chunk_f32(float *o, float *ht, const float *q, const float *k, const float *v,
+int retention_fwd_chunk_f32(float *o, float *ht, float *hs, const float *q, const float *k, const float *v,
                             const float *h0, const float *lg, float scale, const int64_t *cu_seqlens, int64_t N,
                                 int64_t B, int64_t T, int64_t H,
                             int64_t K, int64_t V, int64_t C) {
-    return fwd_chunk(o, ht, q, k, v, h0, lg, scale, cu_seqlens, N, B, T, H, K, V, C);
+    return fwd_chunk(o, ht, hs, q, k, v, h0, lg, scale, cu_seqlens, N, B, T, H, K, V, C);
 }
 int retention_bwd_chunk_f32(float *dq, float *dk, float *dv, const float *do_, const float *q, const float *k,
-                            const float *v, const float *h0, const float *lg, float scale, const int64_t *cu_seqlens,
+                            const float *v, const float *h0, const float *hs, const float *lg, float scale, const int64_t *cu_seqlens,
                                 int64_t N, int64_t B,
                             int64_t T, int64_t H, int64_t K, int64_t V, int64_t C) {
-    return bwd_chunk(dq, dk, dv, do_, q, k, v, h0, lg, scale, cu_seqlens, N, B, T, H, K, V, C);
+    return bwd_chunk(dq, dk, dv, do_, q, k, v, h0, hs, lg, scale, cu_seqlens, N, B, T, H, K, V, C);
 }
 int retention_step_f32(float *o, float *state, const float *q, const float *k, const float *v,
                        const float *lg, float scale, int64_t B, int64_t H, int64_t K, int64_t V) {
@@ -558,6 +585,11 @@ int retention_mixer_fwd_recurrent_f32(const hb_mixer_args_t *a) { return mixer_f
 int retention_mixer_bwd_recurrent_f32(const hb_mixer_args_t *a) { return mixer_bwd_recurrent(a); }
 int retention_mixer_step_f32(const hb_mixer_args_t *a) { return mixer_step(a); }
 /* the descriptor (compiled once, with the float pass; it names the double entry points too) */
+/* the chunk states hs that the chunked forward hands its backward: (NT,H,K,V), NT = hb_seq_chunks */
+static int64_t mixer_saved_numel(const hb_mixer_args_t *a) {
+    int64_t B = a->dim[0], T = a->dim[1], H = a->dim[2], K = a->dim[3], V = a->dim[4];
+    return hb_seq_chunks(a->cu_seqlens, a->N, B, T, a->chunk) * H * K * V;
+}
 const hb_mixer_desc_t hb_mixer_retention = {
     .name = "retention",
     .dims = "B T H K V",
@@ -570,6 +602,7 @@ const hb_mixer_desc_t hb_mixer_retention = {
     .state = "B H K V",
     .chunk = 64,
     .packed = 1,
+    .saved_numel = mixer_saved_numel,
     .f32 = {retention_mixer_fwd_chunk_f32, retention_mixer_bwd_chunk_f32, retention_mixer_fwd_recurrent_f32,
             retention_mixer_bwd_recurrent_f32, retention_mixer_step_f32},
     .f64 = {retention_mixer_fwd_chunk_f64, retention_mixer_bwd_chunk_f64, retention_mixer_fwd_recurrent_f64,

@@ -17,6 +17,7 @@
 #ifndef HB_KERNELS_RETENTION_H
 #define HB_KERNELS_RETENTION_H
 #include "mixer.h"
+#include "seqs.h"
 #include <stdint.h>
 
 /* Reference forward: the per-timestep recurrence.
@@ -45,23 +46,29 @@ int retention_bwd_ref_f64(double *dq, double *dk, double *dv, const double *do_,
 
 /* Chunked forward (chunk length C ≥ 1, callers use 64, counted from each sequence's first token; the
  * lengths need not be multiples of C).
- * Same arguments and results as retention_fwd_ref. */
-int retention_fwd_chunk_f32(float *o, float *ht, const float *q, const float *k, const float *v,
+ * Same arguments and results as retention_fwd_ref, plus hs [OUT][OPTIONAL] the state entering every chunk,
+ * for retention_bwd_chunk: (NT,H,K,V), NT = retention_chunk_count(...); chunk j of sequence n is row
+ * (Σ_{m<n} ceil(len_m/C)) + j — for a padded batch (B, ceil(T/C), H, K, V). */
+static inline int64_t retention_chunk_count(const int64_t *cu_seqlens, int64_t N, int64_t B, int64_t T, int64_t C) {
+    return hb_seq_chunks(cu_seqlens, N, B, T, C);
+}
+int retention_fwd_chunk_f32(float *o, float *ht, float *hs, const float *q, const float *k, const float *v,
                             const float *h0, const float *lg, float scale, const int64_t *cu_seqlens, int64_t N,
                             int64_t B, int64_t T, int64_t H, int64_t K, int64_t V, int64_t C);
-int retention_fwd_chunk_f64(double *o, double *ht, const double *q, const double *k, const double *v,
+int retention_fwd_chunk_f64(double *o, double *ht, double *hs, const double *q, const double *k, const double *v,
                             const double *h0, const double *lg, double scale, const int64_t *cu_seqlens, int64_t N,
                             int64_t B, int64_t T, int64_t H, int64_t K, int64_t V, int64_t C);
 
-/* Chunked backward: one sweep forward over the chunks for dq (recomputing the states from h0, k, v),
- * one backward for dk, dv; no per-chunk states are stored (scratch O(K·V + C²) per head).
- * Same arguments and results as retention_bwd_ref, plus the chunk length C. */
+/* Chunked backward. With hs [IN][OPTIONAL] (what retention_fwd_chunk saved for the same inputs, h0 and C):
+ * one sweep backward over the chunks for dq, dk and dv. With hs NULL: one sweep forward for dq
+ * (recomputing the states from h0, k, v), one backward for dk, dv. Scratch O(K·V + C²) per head.
+ * Same arguments and results as retention_bwd_ref, plus hs and the chunk length C. */
 int retention_bwd_chunk_f32(float *dq, float *dk, float *dv, const float *do_,
-                            const float *q, const float *k, const float *v, const float *h0,
+                            const float *q, const float *k, const float *v, const float *h0, const float *hs,
                             const float *lg, float scale, const int64_t *cu_seqlens, int64_t N,
                             int64_t B, int64_t T, int64_t H, int64_t K, int64_t V, int64_t C);
 int retention_bwd_chunk_f64(double *dq, double *dk, double *dv, const double *do_,
-                            const double *q, const double *k, const double *v, const double *h0,
+                            const double *q, const double *k, const double *v, const double *h0, const double *hs,
                             const double *lg, double scale, const int64_t *cu_seqlens, int64_t N,
                             int64_t B, int64_t T, int64_t H, int64_t K, int64_t V, int64_t C);
 

@@ -8,7 +8,9 @@
  * call (h0) reproduces the full sequence; results are bit-identical for 1 and 2 threads. Packed
  * sequences (cu_seqlens): documents {1, 63, 64, 65, 200} in one row give each document's own outputs,
  * final states and gradients (f32, rel ≤ 1e-5) in both forms, float64 finite differences through the
- * packed kernels (with an empty document), and bad layouts return −1.
+ * packed kernels (with an empty document), and bad layouts return −1. The chunked backward from the
+ * states the chunked forward saved (hs) passes the same finite differences and packed checks, and equals
+ * the recomputing backward without h0.
  */
 #include "../kernels/parallel.h"
 #include "../kernels/retention.h"
@@ -44,12 +46,12 @@ static void test_forward(int64_t B, int64_t T, int64_t H, int64_t K, int64_t V, 
     make_lg(lg, H, kind);
     double *o_ref = dzeros(nv), *ht_ref = dzeros(ns), *o64 = dzeros(nv), *ht64 = dzeros(ns);
     retention_fwd_ref_f64(o_ref, ht_ref, q, k, v, h0, lg, scale, NULL, 0, B, T, H, K, V);
-    retention_fwd_chunk_f64(o64, ht64, q, k, v, h0, lg, scale, NULL, 0, B, T, H, K, V, C);
+    retention_fwd_chunk_f64(o64, ht64, NULL, q, k, v, h0, lg, scale, NULL, 0, B, T, H, K, V, C);
     float *qf = to_f(q, nq), *kf = to_f(k, nq), *vf = to_f(v, nv), *h0f = to_f(h0, ns);
     float lgf[16];
     for (int64_t h = 0; h < H; h++) lgf[h] = (float)lg[h];
     float *o32 = fzeros(nv), *ht32 = fzeros(ns), *or32 = fzeros(nv), *htr32 = fzeros(ns);
-    retention_fwd_chunk_f32(o32, ht32, qf, kf, vf, h0f, lgf, (float)scale, NULL, 0, B, T, H, K, V, C);
+    retention_fwd_chunk_f32(o32, ht32, NULL, qf, kf, vf, h0f, lgf, (float)scale, NULL, 0, B, T, H, K, V, C);
     retention_fwd_ref_f32(or32, htr32, qf, kf, vf, h0f, lgf, (float)scale, NULL, 0, B, T, H, K, V);
     double e64 = fmax(rel_err_dd(o64, o_ref, nv), rel_err_dd(ht64, ht_ref, ns));
     double e32 = fmax(rel_err_fd(o32, o_ref, nv), rel_err_fd(ht32, ht_ref, ns));
@@ -103,20 +105,38 @@ static void test_gradients(int64_t B, int64_t T, int64_t H, int64_t K, int64_t V
     double *w = drand_vec(nv, 1), *o = dzeros(nv), lg[16];
     const double scale = 1.0 / sqrt((double)K);
     make_lg(lg, H, kind);
-    for (int path = 0; path < 2; path++) {
+    double *hs = dzeros(retention_chunk_count(NULL, 0, B, T, C) * H * K * V), *ht = dzeros(ns);
+    retention_fwd_chunk_f64(o, ht, hs, q, k, v, h0, lg, scale, NULL, 0, B, T, H, K, V, C);
+    for (int path = 0; path < 3; path++) { /* 2: the chunked backward from the chunked forward's saved states */
         double *dq = dzeros(nq), *dk = dzeros(nq), *dv = dzeros(nv);
         if (path == 0) retention_bwd_ref_f64(dq, dk, dv, w, q, k, v, h0, lg, scale, NULL, 0, B, T, H, K, V);
-        else retention_bwd_chunk_f64(dq, dk, dv, w, q, k, v, h0, lg, scale, NULL, 0, B, T, H, K, V, C);
+        else retention_bwd_chunk_f64(dq, dk, dv, w, q, k, v, h0, path == 2 ? hs : NULL, lg, scale, NULL, 0, B, T, H, K,
+                                     V, C);
         double eq = fd_err(q, nq, dq, q, k, v, h0, lg, scale, w, o, B, T, H, K, V);
         double ek = fd_err(k, nq, dk, q, k, v, h0, lg, scale, w, o, B, T, H, K, V);
         double ev = fd_err(v, nv, dv, q, k, v, h0, lg, scale, w, o, B, T, H, K, V);
         char name[200];
         snprintf(name, sizeof name, "gradcheck f64 %s (B=%ld T=%ld H=%ld K=%ld V=%ld C=%ld decay=%s): dq dk dv",
-                 path ? "bwd_chunk" : "bwd_ref", (long)B, (long)T, (long)H, (long)K, (long)V, (long)C,
+                 path == 2 ? "bwd_chunk from saved states" : path ? "bwd_chunk" : "bwd_ref", (long)B, (long)T, (long)H, (long)K, (long)V, (long)C,
                  kind ? "extreme" : "retnet");
         check(eq <= 1e-6 && ek <= 1e-6 && ev <= 1e-6, name, "rel err dq %.3e dk %.3e dv %.3e", eq, ek, ev);
         free(dq), free(dk), free(dv);
     }
+    /* without h0: the first chunk's saved state is zero; saved path == recomputing path */
+    double *a[3], *z[3];
+    const int64_t len[3] = {nq, nq, nv};
+    for (int i = 0; i < 3; i++) a[i] = dzeros(len[i]), z[i] = dzeros(len[i]);
+    int rc = retention_fwd_chunk_f64(o, ht, hs, q, k, v, NULL, lg, scale, NULL, 0, B, T, H, K, V, C);
+    rc |= retention_bwd_chunk_f64(a[0], a[1], a[2], w, q, k, v, NULL, hs, lg, scale, NULL, 0, B, T, H, K, V, C);
+    rc |= retention_bwd_chunk_f64(z[0], z[1], z[2], w, q, k, v, NULL, NULL, lg, scale, NULL, 0, B, T, H, K, V, C);
+    double e = 0;
+    for (int i = 0; i < 3; i++) e = fmax(e, rel_err_dd(a[i], z[i], len[i]));
+    char name[200];
+    snprintf(name, sizeof name, "bwd_chunk f64 from saved states == recomputing, no h0 (B=%ld T=%ld H=%ld C=%ld)",
+             (long)B, (long)T, (long)H, (long)C);
+    check(rc == 0 && e <= 1e-12, name, "rc %d rel err %.3e", rc, e);
+    for (int i = 0; i < 3; i++) free(a[i]), free(z[i]);
+    free(hs), free(ht);
     free(q), free(k), free(v), free(h0), free(w), free(o);
 }
 
@@ -133,7 +153,7 @@ static void test_backward_f32(int64_t B, int64_t T, int64_t H, int64_t K, int64_
     float lgf[16];
     for (int64_t h = 0; h < H; h++) lgf[h] = (float)lg[h];
     float *dqf = fzeros(nq), *dkf = fzeros(nq), *dvf = fzeros(nv);
-    retention_bwd_chunk_f32(dqf, dkf, dvf, wf, qf, kf, vf, h0f, lgf, (float)scale, NULL, 0, B, T, H, K, V, C);
+    retention_bwd_chunk_f32(dqf, dkf, dvf, wf, qf, kf, vf, h0f, NULL, lgf, (float)scale, NULL, 0, B, T, H, K, V, C);
     double e = fmax(rel_err_fd(dqf, dq, nq), fmax(rel_err_fd(dkf, dk, nq), rel_err_fd(dvf, dv, nv)));
     float *rq = fzeros(nq), *rk = fzeros(nq), *rv = fzeros(nv);
     retention_bwd_ref_f32(rq, rk, rv, wf, qf, kf, vf, h0f, lgf, (float)scale, NULL, 0, B, T, H, K, V);
@@ -157,8 +177,8 @@ static void test_backward_f32(int64_t B, int64_t T, int64_t H, int64_t K, int64_
             retention_bwd_ref_f64(aq, ak, av, w, q, k, v, h0, lg, scale, NULL, 0, B, T, H, K, V);
             retention_bwd_ref_f64(zq, zk, zv, w, q, k, v, h0, lg, scale, NULL, 0, B, T, H, K, V);
         } else {
-            retention_bwd_chunk_f64(aq, ak, av, w, q, k, v, h0, lg, scale, NULL, 0, B, T, H, K, V, C);
-            retention_bwd_chunk_f64(zq, zk, zv, w, q, k, v, h0, lg, scale, NULL, 0, B, T, H, K, V, C);
+            retention_bwd_chunk_f64(aq, ak, av, w, q, k, v, h0, NULL, lg, scale, NULL, 0, B, T, H, K, V, C);
+            retention_bwd_chunk_f64(zq, zk, zv, w, q, k, v, h0, NULL, lg, scale, NULL, 0, B, T, H, K, V, C);
         }
         for (int64_t i = 0; i < nq; i++) acc_ok &= fabs(aq[i] - 1.0 - zq[i]) <= 1e-12 * (1 + fabs(zq[i]));
         for (int64_t i = 0; i < nq; i++) acc_ok &= fabs(ak[i] - 1.0 - zk[i]) <= 1e-12 * (1 + fabs(zk[i]));
@@ -166,26 +186,29 @@ static void test_backward_f32(int64_t B, int64_t T, int64_t H, int64_t K, int64_
     }
     check(acc_ok, "backward accumulates into gradient buffers (ref and chunk)", acc_ok ? "exact" : "mismatch");
 
-    /* NULL gradients: each alone equals the full computation */
+    /* NULL gradients: each alone equals the full computation (path 2: the chunked backward from saved states) */
     int null_ok = 1;
-    for (int path = 0; path < 2; path++) {
+    double *hs = dzeros(retention_chunk_count(NULL, 0, B, T, C) * H * K * V), *os = dzeros(nv);
+    retention_fwd_chunk_f64(os, NULL, hs, q, k, v, h0, lg, scale, NULL, 0, B, T, H, K, V, C);
+    for (int path = 0; path < 3; path++) {
         for (int which = 0; which < 3; which++) {
             double *g = dzeros(which == 2 ? nv : nq);
             double *gq = which == 0 ? g : NULL, *gk = which == 1 ? g : NULL, *gv = which == 2 ? g : NULL;
             if (path == 0) retention_bwd_ref_f64(gq, gk, gv, w, q, k, v, h0, lg, scale, NULL, 0, B, T, H, K, V);
-            else retention_bwd_chunk_f64(gq, gk, gv, w, q, k, v, h0, lg, scale, NULL, 0, B, T, H, K, V, C);
+            else retention_bwd_chunk_f64(gq, gk, gv, w, q, k, v, h0, path == 2 ? hs : NULL, lg, scale, NULL, 0, B, T, H,
+                                         K, V, C);
             const double *full = which == 0 ? zq : which == 1 ? zk : zv;
             if (path == 0) full = which == 0 ? dq : which == 1 ? dk : dv;
             null_ok &= rel_err_dd(g, full, which == 2 ? nv : nq) <= 1e-12;
             free(g);
         }
     }
-    null_ok &= retention_bwd_chunk_f64(NULL, NULL, NULL, w, q, k, v, h0, lg, scale, NULL, 0, B, T, H, K, V, C) == 0;
-    check(null_ok, "backward with NULL gradient pointers computes the others unchanged", null_ok ? "same" : "mismatch");
+    null_ok &= retention_bwd_chunk_f64(NULL, NULL, NULL, w, q, k, v, h0, NULL, lg, scale, NULL, 0, B, T, H, K, V, C) == 0;
+    check(null_ok, "backward with NULL gradient pointers computes the others unchanged (ref, chunk, chunk from saved states)", null_ok ? "same" : "mismatch");
 
     free(q), free(k), free(v), free(h0), free(w), free(dq), free(dk), free(dv);
     free(qf), free(kf), free(vf), free(h0f), free(wf), free(dqf), free(dkf), free(dvf), free(rq), free(rk), free(rv);
-    free(aq), free(ak), free(av), free(zq), free(zk), free(zv);
+    free(aq), free(ak), free(av), free(zq), free(zk), free(zv), free(hs), free(os);
 }
 
 /* Decode: steps reproduce the reference; prefill (chunked) + steps and prefill + chunked continuation. */
@@ -230,7 +253,7 @@ static void test_decode(int64_t B, int64_t T, int64_t H, int64_t K, int64_t V, i
     /* prefill [0, tp) with the chunked forward (ht), then decode [tp, T) */
     double *qa = dzeros(B * tp * R), *ka = dzeros(B * tp * R), *va = dzeros(B * tp * RV), *oa = dzeros(B * tp * RV);
     slice_time(qa, q, B, T, R, 0, tp), slice_time(ka, k, B, T, R, 0, tp), slice_time(va, v, B, T, RV, 0, tp);
-    retention_fwd_chunk_f64(oa, st, qa, ka, va, h0, lg, scale, NULL, 0, B, tp, H, K, V, C);
+    retention_fwd_chunk_f64(oa, st, NULL, qa, ka, va, h0, lg, scale, NULL, 0, B, tp, H, K, V, C);
     for (int64_t b = 0; b < B; b++) memcpy(o + b * T * RV, oa + b * tp * RV, (size_t)(tp * RV) * sizeof(double));
     for (int64_t t = tp; t < T; t++) {
         slice_time(qt, q, B, T, R, t, t + 1), slice_time(kt, k, B, T, R, t, t + 1), slice_time(vt, v, B, T, RV, t, t + 1);
@@ -246,8 +269,8 @@ static void test_decode(int64_t B, int64_t T, int64_t H, int64_t K, int64_t V, i
     double *mid = dzeros(ns), *fin = dzeros(ns), *ob_ref = dzeros(B * tb * RV);
     slice_time(qb, q, B, T, R, tp, T), slice_time(kb, k, B, T, R, tp, T), slice_time(vb, v, B, T, RV, tp, T);
     slice_time(ob_ref, o_ref, B, T, RV, tp, T);
-    retention_fwd_chunk_f64(oa, mid, qa, ka, va, h0, lg, scale, NULL, 0, B, tp, H, K, V, C);
-    retention_fwd_chunk_f64(ob, fin, qb, kb, vb, mid, lg, scale, NULL, 0, B, tb, H, K, V, C);
+    retention_fwd_chunk_f64(oa, mid, NULL, qa, ka, va, h0, lg, scale, NULL, 0, B, tp, H, K, V, C);
+    retention_fwd_chunk_f64(ob, fin, NULL, qb, kb, vb, mid, lg, scale, NULL, 0, B, tb, H, K, V, C);
     e = fmax(rel_err_dd(ob, ob_ref, B * tb * RV), rel_err_dd(fin, ht_ref, ns));
     check(e <= 1e-10, "chunked [0,t) then chunked [t,T) from its state == full reference", "rel err %.3e", e);
 
@@ -270,9 +293,9 @@ static void test_threads(void) {
         r[0] = fzeros(nv), r[1] = fzeros(ns), r[2] = fzeros(nv);
         r[3] = fzeros(nq), r[4] = fzeros(nq), r[5] = fzeros(nv);
         r[6] = fzeros(nq), r[7] = fzeros(nq), r[8] = fzeros(nv);
-        retention_fwd_chunk_f32(r[0], r[1], q, k, v, h0, lg, scale, NULL, 0, B, T, H, K, V, C);
+        retention_fwd_chunk_f32(r[0], r[1], NULL, q, k, v, h0, lg, scale, NULL, 0, B, T, H, K, V, C);
         retention_fwd_ref_f32(r[2], NULL, q, k, v, h0, lg, scale, NULL, 0, B, T, H, K, V);
-        retention_bwd_chunk_f32(r[3], r[4], r[5], w, q, k, v, h0, lg, scale, NULL, 0, B, T, H, K, V, C);
+        retention_bwd_chunk_f32(r[3], r[4], r[5], w, q, k, v, h0, NULL, lg, scale, NULL, 0, B, T, H, K, V, C);
         retention_bwd_ref_f32(r[6], r[7], r[8], w, q, k, v, h0, lg, scale, NULL, 0, B, T, H, K, V);
     }
     const int64_t sz[9] = {nv, ns, nv, nq, nq, nv, nq, nq, nv};
@@ -299,18 +322,19 @@ static void test_packed(int64_t H, int64_t K, int64_t V, int64_t C, int form) {
     const int64_t sz[5] = {nv, ns, nq, nq, nv};
     for (int x = 0; x < 2; x++)
         for (int i = 0; i < 5; i++) r[x][i] = fzeros(sz[i]);
-    int rc = form ? retention_fwd_chunk_f32(r[0][0], r[0][1], q, k, v, h0, lg, scale, cu, N, 1, T, H, K, V, C)
+    float *hs = form ? fzeros(retention_chunk_count(cu, N, 1, T, C) * H * K * V) : NULL; /* saved states, packed */
+    int rc = form ? retention_fwd_chunk_f32(r[0][0], r[0][1], hs, q, k, v, h0, lg, scale, cu, N, 1, T, H, K, V, C)
                   : retention_fwd_ref_f32(r[0][0], r[0][1], q, k, v, h0, lg, scale, cu, N, 1, T, H, K, V);
-    rc |= form ? retention_bwd_chunk_f32(r[0][2], r[0][3], r[0][4], w, q, k, v, h0, lg, scale, cu, N, 1, T, H, K, V, C)
+    rc |= form ? retention_bwd_chunk_f32(r[0][2], r[0][3], r[0][4], w, q, k, v, h0, hs, lg, scale, cu, N, 1, T, H, K, V, C)
                : retention_bwd_ref_f32(r[0][2], r[0][3], r[0][4], w, q, k, v, h0, lg, scale, cu, N, 1, T, H, K, V);
     for (int64_t d = 0; d < N; d++) { /* document d alone */
         const int64_t L = cu[d + 1] - cu[d], oq = cu[d] * H * K, ov = cu[d] * H * V, os = d * H * K * V;
-        rc |= form ? retention_fwd_chunk_f32(r[1][0] + ov, r[1][1] + os, q + oq, k + oq, v + ov, h0 + os, lg, scale,
+        rc |= form ? retention_fwd_chunk_f32(r[1][0] + ov, r[1][1] + os, NULL, q + oq, k + oq, v + ov, h0 + os, lg, scale,
                                              NULL, 0, 1, L, H, K, V, C)
                    : retention_fwd_ref_f32(r[1][0] + ov, r[1][1] + os, q + oq, k + oq, v + ov, h0 + os, lg, scale,
                                            NULL, 0, 1, L, H, K, V);
         rc |= form ? retention_bwd_chunk_f32(r[1][2] + oq, r[1][3] + oq, r[1][4] + ov, w + ov, q + oq, k + oq, v + ov,
-                                             h0 + os, lg, scale, NULL, 0, 1, L, H, K, V, C)
+                                             h0 + os, NULL, lg, scale, NULL, 0, 1, L, H, K, V, C)
                    : retention_bwd_ref_f32(r[1][2] + oq, r[1][3] + oq, r[1][4] + ov, w + ov, q + oq, k + oq, v + ov,
                                            h0 + os, lg, scale, NULL, 0, 1, L, H, K, V);
     }
@@ -323,11 +347,11 @@ static void test_packed(int64_t H, int64_t K, int64_t V, int64_t C, int form) {
     }
     char name[200];
     snprintf(name, sizeof name, "packed {1,63,64,65,200} == each document alone, f32 %s (H=%ld K=%ld V=%ld C=%ld): "
-             "o, ht, dq, dk, dv", form ? "chunk" : "ref", (long)H, (long)K, (long)V, (long)C);
+             "o, ht, dq, dk, dv", form ? "chunk, saved states" : "ref", (long)H, (long)K, (long)V, (long)C);
     check(rc == 0 && e <= 1e-5, name, "rc %d, max rel err %.3e", rc, e);
     for (int x = 0; x < 2; x++)
         for (int i = 0; i < 5; i++) free(r[x][i]);
-    free(qd), free(kd), free(vd), free(hd), free(wd), free(q), free(k), free(v), free(h0), free(w);
+    free(qd), free(kd), free(vd), free(hd), free(wd), free(q), free(k), free(v), free(h0), free(w), free(hs);
 }
 
 static void test_packed_gradcheck(void) {
@@ -340,7 +364,7 @@ static void test_packed_gradcheck(void) {
     CU = cu, CU_N = N;
     for (int path = 0; path < 2; path++) {
         double *dq = dzeros(nq), *dk = dzeros(nq), *dv = dzeros(nv);
-        int rc = path ? retention_bwd_chunk_f64(dq, dk, dv, w, q, k, v, h0, lg, scale, cu, N, 1, T, H, K, V, 2)
+        int rc = path ? retention_bwd_chunk_f64(dq, dk, dv, w, q, k, v, h0, NULL, lg, scale, cu, N, 1, T, H, K, V, 2)
                       : retention_bwd_ref_f64(dq, dk, dv, w, q, k, v, h0, lg, scale, cu, N, 1, T, H, K, V);
         double eq = fd_err(q, nq, dq, q, k, v, h0, lg, scale, w, o, 1, T, H, K, V);
         double ek = fd_err(k, nq, dk, q, k, v, h0, lg, scale, w, o, 1, T, H, K, V);
@@ -353,7 +377,7 @@ static void test_packed_gradcheck(void) {
     }
     CU = NULL, CU_N = 0;
     double *ht = dzeros(ns);
-    retention_fwd_chunk_f64(o, ht, q, k, v, h0, lg, scale, cu, N, 1, T, H, K, V, 2);
+    retention_fwd_chunk_f64(o, ht, NULL, q, k, v, h0, lg, scale, cu, N, 1, T, H, K, V, 2);
     const int64_t st = H * K * V;
     check(!memcmp(ht + 2 * st, h0 + 2 * st, (size_t)st * sizeof(double)), "packed: an empty document's final state is its h0",
           "compared %ld values", (long)st);
@@ -368,9 +392,9 @@ static void test_packed_bad(void) {
     for (int i = 0; i < nb; i++) {
         const int64_t *cu = bad[i].cu, N = bad[i].N, B = bad[i].B;
         int r[4] = {retention_fwd_ref_f32(o, NULL, x, x, x, NULL, lg, 1, cu, N, B, T, H, K, V),
-                    retention_fwd_chunk_f32(o, NULL, x, x, x, NULL, lg, 1, cu, N, B, T, H, K, V, 4),
+                    retention_fwd_chunk_f32(o, NULL, NULL, x, x, x, NULL, lg, 1, cu, N, B, T, H, K, V, 4),
                     retention_bwd_ref_f32(o, o, o, x, x, x, x, NULL, lg, 1, cu, N, B, T, H, K, V),
-                    retention_bwd_chunk_f32(o, o, o, x, x, x, x, NULL, lg, 1, cu, N, B, T, H, K, V, 4)};
+                    retention_bwd_chunk_f32(o, o, o, x, x, x, x, NULL, NULL, lg, 1, cu, N, B, T, H, K, V, 4)};
         int good = r[0] == -1 && r[1] == -1 && r[2] == -1 && r[3] == -1;
         if (!good) diag("not refused: %s", bad[i].what);
         all &= good;

@@ -987,10 +987,9 @@ def write_report(path, meta, tc, mm, models, kernels, decodes, bf=None, nx=None)
       "half of C×C (or T×T) blocks counted, element-wise work (exp, masks, norms) not counted:")
     w("")
     w("* GLA and retention, forward: `4·T·K·V` (chunk states kᵀv and inter-chunk output q·S) + `T·(C+1)·(K+V)` "
-      "(intra-chunk scores q·kᵀ and A·v over the lower triangle). Backward: `10·T·K·V` for retention (states "
-      "recomputed, dS pass, dq/dk/dv through the states), `8·T·K·V` for GLA (since 2026-12-07 its backward reads the "
-      "chunk states its forward saved instead of recomputing them) + `T·(C+1)·(3K+2V)` (A recomputed, dA = do·vᵀ, "
-      "Aᵀ·do, dA·k, dAᵀ·q).")
+      "(intra-chunk scores q·kᵀ and A·v over the lower triangle). Backward: `8·T·K·V` (dS pass, dq/dk/dv through "
+      "the states; since 2026-12-07 both backwards read the chunk states their forward saved, before that they "
+      "recomputed them: `10·T·K·V`) + `T·(C+1)·(3K+2V)` (A recomputed, dA = do·vᵀ, Aᵀ·do, dA·k, dAᵀ·q).")
     w("* Delta rule and gated delta rule (WY/UT), forward: `6·T·K·V` (W·S, Kᵀ·Δ, q·S) + `T·(C−1)·(2K+V)` "
       "(β·K·Kᵀ strictly lower, triangular solve for W and U) + `T·(C+1)·(K+V)` (tril(q·kᵀ) and its product with Δ). "
       "Backward: `12·T·K·V + 2·T·(C+1)·(K+V) + 2·T·(C−1)·(2K+V)` (the same products transposed, without "

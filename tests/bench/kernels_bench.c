@@ -193,10 +193,10 @@ static int do_gemm(const char *spec, int reps) {
 /* FLOPs of the chunked algorithms per (batch, head); see docs/performance.md */
 static void flops(const char *k, double T, double D, double C, double *ff, double *fb) {
     double K = D, V = D;
-    if (!strcmp(k, "gla") || !strcmp(k, "retention")) { /* GLA's backward reads the forward's chunk states:
-                                                            * no recomputed state pass (2·T·K·V less) */
+    if (!strcmp(k, "gla") || !strcmp(k, "retention")) { /* the backwards read the forward's chunk states: no
+                                                            * recomputed state pass (since 2026-12-07) */
         *ff = 4 * T * K * V + T * (C + 1) * (K + V);
-        *fb = (!strcmp(k, "gla") ? 8 : 10) * T * K * V + T * (C + 1) * (3 * K + 2 * V);
+        *fb = 8 * T * K * V + T * (C + 1) * (3 * K + 2 * V);
     } else if (!strcmp(k, "delta") || !strcmp(k, "gdelta")) {
         *ff = 6 * T * K * V + T * (C - 1) * (2 * K + V) + T * (C + 1) * (K + V);
         *fb = 12 * T * K * V + 2 * T * (C + 1) * (K + V) + 2 * T * (C - 1) * (2 * K + V);
@@ -232,6 +232,7 @@ static int do_train(const char *kern, int64_t T, int64_t D, int reps) {
     float *dq = zbuf(nk), *dk = zbuf(nk), *dv = zbuf(nv);
     float *g = NULL, *dg = NULL, *beta = NULL, *db = NULL, *hs = NULL, *lse = NULL, *lg = NULL;
     if (!strcmp(kern, "gla")) { g = buf(nk, -0.2, -0.001); dg = zbuf(nk); hs = zbuf(gla_chunk_count(NULL, 0, B, T, C) * H * K * V); }
+    if (!strcmp(kern, "retention")) hs = zbuf(retention_chunk_count(NULL, 0, B, T, C) * H * K * V);
     if (!strcmp(kern, "retention")) {
         lg = malloc((size_t)H * sizeof *lg);
         for (int64_t h = 0; h < H; h++) lg[h] = (float)log(1 - pow(2.0, -5.0 - (double)h));
@@ -305,7 +306,7 @@ static int do_train(const char *kern, int64_t T, int64_t D, int reps) {
         else if (is_dplr) rc = dplr_fwd_chunk_f32(o, NULL, hs, q, k, v, xa, xb, g, NULL, scale, NULL, 0, B, T, H, K, V, C);
         else if (is_ssd) rc = ssd_fwd_chunk_f32(o, NULL, hs, q, k, v, g, NULL, scale, 0, NULL, 0, B, T, H, H, K, V, C);
         else if (!strcmp(kern, "gla")) rc = gla_fwd_chunk_f32(o, NULL, hs, q, k, v, g, NULL, scale, NULL, 0, B, T, H, K, V, C);
-        else if (!strcmp(kern, "retention")) rc = retention_fwd_chunk_f32(o, NULL, q, k, v, NULL, lg, scale, NULL, 0, B, T, H, K, V, C);
+        else if (!strcmp(kern, "retention")) rc = retention_fwd_chunk_f32(o, NULL, hs, q, k, v, NULL, lg, scale, NULL, 0, B, T, H, K, V, C);
         else if (beta) rc = delta_rule_fwd_chunk_f32(o, NULL, hs, q, k, v, beta, g, NULL, scale, NULL, 0, B, T, H, H, K, V, C);
         else if (!strcmp(kern, "attn")) rc = attn_fwd_f32(o, lse, q, k, v, scale, 0, NULL, 0, B, T, H, H, D, 64);
         else if (hx) rc = hgrn_fwd_chunk_f32(ho, NULL, hx, hg, NULL, NULL, 0, B, T, Dh, hC);
@@ -316,7 +317,7 @@ static int do_train(const char *kern, int64_t T, int64_t D, int reps) {
             else if (is_dplr) rc = dplr_bwd_chunk_f32(dq, dk, dv, xda, xdb, dg, NULL, dout, NULL, q, k, v, xa, xb, g, NULL, hs, scale, NULL, 0, B, T, H, K, V, C);
             else if (is_ssd) rc = ssd_bwd_chunk_f32(dq, dk, dv, dg, NULL, dout, NULL, q, k, v, g, NULL, hs, scale, 0, NULL, 0, B, T, H, H, K, V, C);
             else if (!strcmp(kern, "gla")) rc = gla_bwd_chunk_f32(dq, dk, dv, dg, NULL, dout, NULL, q, k, v, g, NULL, hs, scale, NULL, 0, B, T, H, K, V, C);
-            else if (!strcmp(kern, "retention")) rc = retention_bwd_chunk_f32(dq, dk, dv, dout, q, k, v, NULL, lg, scale, NULL, 0, B, T, H, K, V, C);
+            else if (!strcmp(kern, "retention")) rc = retention_bwd_chunk_f32(dq, dk, dv, dout, q, k, v, NULL, hs, lg, scale, NULL, 0, B, T, H, K, V, C);
             else if (beta) rc = delta_rule_bwd_chunk_f32(dq, dk, dv, db, dg, dout, q, k, v, beta, g, NULL, hs, scale, NULL, 0, B, T, H, H, K, V, C);
             else if (!strcmp(kern, "attn")) rc = attn_bwd_f32(dq, dk, dv, q, k, v, o, lse, dout, scale, 0, NULL, 0, B, T, H, H, D, 64);
             else if (hx) rc = hgrn_bwd_chunk_f32(hdx, hdg, hdo, hg, ho, NULL, NULL, 0, B, T, Dh, hC);
