@@ -22,6 +22,11 @@ char *hb_strdup(const char *s);
 char *hb_strndup(const char *s, size_t n);
 void hb_free(void *p);                      /* free(); NULL is safe */
 
+/* The process's malloc policy for training, set once at start by the hyblua executable and by the C
+ * benchmarks (so that they time kernels as hyblua runs them): large buffers stay on the heap and are
+ * recycled, instead of each being a fresh mmap whose pages are faulted in and zeroed again. No-op off glibc. */
+void hb_malloc_policy(void);
+
 /* Test hook: the n-th allocation from now (n = 0: the very next one) returns NULL, once; later ones
  * succeed again. n = -1 disables the hook. The environment variable HB_FAIL_ALLOC=N arms it at start
  * (the N-th allocation of the process fails), for tests that drive the hyblua executable. */

@@ -394,6 +394,9 @@ static void bwd_chunk_item(void *vctx, int64_t i) {
         pack_rows(Vp, v + t0 * HV, HV, n, V, v + (t0 - pn) * HV, pn);
         pack_rows(dOp, dout + t0 * HV, HV, n, V, dout + (t0 - pn) * HV, pn);
         for (int64_t s = 0; s < n; s++) fk[s] = pw[n - 1 - s];
+        /* dOs = diag(scale γ^{r+1}) dO, for dQ's state term (a nonzero entry state) and the dS update */
+        const int dq_state = dq2 && (j > 0 || c->h0);
+        if (dq_state || j > 0) scale_rows(dOs, dOp, V, n, V, fr);
         if (dk || dq2) { /* dA = M ⊙ dO Vᵀ */
             kgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)n, (int)V, 1, dOp, (int)V, Vp, (int)V,
                   0, dA, (int)C);
@@ -404,11 +407,9 @@ static void bwd_chunk_item(void *vctx, int64_t i) {
              * chunk without h0) */
             kgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, (int)K, (int)n, 1, dA, (int)C, Kp, (int)K,
                   0, dQp, (int)K);
-            if (j > 0 || c->h0) {
-                scale_rows(dOs, dOp, V, n, V, fr);
+            if (dq_state)
                 kgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)K, (int)V, 1, dOs, (int)V,
                       hsin + j * c->H * KV, (int)V, 1, dQp, (int)K);
-            }
             add_rows(dq + t0 * HK, HK, dQp, n, K);
         }
         if (dk) {
@@ -437,11 +438,9 @@ static void bwd_chunk_item(void *vctx, int64_t i) {
             add_rows(dv + t0 * HV, HV, dVp, n, V);
         }
         /* dS ← γ^n dS + Qᵀ diag(scale γ^{r+1}) dO, the gradient of the state entering this chunk */
-        if (j > 0) {
-            scale_rows(dOs, dOp, V, n, V, fr);
+        if (j > 0)
             kgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)K, (int)V, (int)n, 1, Qp, (int)K, dOs, (int)V,
                   have_dS ? pw[n] : 0, dS, (int)V);
-        }
     }
 }
 
@@ -584,12 +583,12 @@ int retention_mixer_bwd_chunk_f32(const hb_mixer_args_t *a) { return mixer_bwd_c
 int retention_mixer_fwd_recurrent_f32(const hb_mixer_args_t *a) { return mixer_fwd_recurrent(a); }
 int retention_mixer_bwd_recurrent_f32(const hb_mixer_args_t *a) { return mixer_bwd_recurrent(a); }
 int retention_mixer_step_f32(const hb_mixer_args_t *a) { return mixer_step(a); }
-/* the descriptor (compiled once, with the float pass; it names the double entry points too) */
 /* the chunk states hs that the chunked forward hands its backward: (NT,H,K,V), NT = hb_seq_chunks */
 static int64_t mixer_saved_numel(const hb_mixer_args_t *a) {
     int64_t B = a->dim[0], T = a->dim[1], H = a->dim[2], K = a->dim[3], V = a->dim[4];
     return hb_seq_chunks(a->cu_seqlens, a->N, B, T, a->chunk) * H * K * V;
 }
+/* the descriptor (compiled once, with the float pass; it names the double entry points too) */
 const hb_mixer_desc_t hb_mixer_retention = {
     .name = "retention",
     .dims = "B T H K V",

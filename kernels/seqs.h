@@ -59,22 +59,20 @@ static inline int64_t hb_seq_maxlen(const int64_t *cu_seqlens, int64_t N, int64_
     return m;
 }
 
-/* Chunks of C tokens over all sequences, counted from each sequence's first token: Σ_n ceil(len_n / C),
- * B·ceil(T/C) for a padded batch — the rows of a chunked forward's saved chunk states. C ≥ 1. */
-static inline int64_t hb_seq_chunks(const int64_t *cu_seqlens, int64_t N, int64_t B, int64_t T, int64_t C) {
-    if (!cu_seqlens) return B * ((T + C - 1) / C);
-    int64_t n = 0;
-    for (int64_t i = 0; i < N; i++) n += (cu_seqlens[i + 1] - cu_seqlens[i] + C - 1) / C;
-    return n;
-}
-
-/* Index of sequence n's first chunk among those: n·ceil(T/C) for a padded batch, Σ_{m<n} ceil(len_m / C)
- * when packed (O(n); kernels that look it up per work item precompute it once when N is large). */
+/* Chunks of C tokens counted from each sequence's first token, over the sequences before sequence n: its first
+ * chunk's index, n·ceil(T/C) for a padded batch, Σ_{m<n} ceil(len_m / C) when packed (O(n): GLA and
+ * retention call it once per work item). C ≥ 1. */
 static inline int64_t hb_seq_first_chunk(const int64_t *cu_seqlens, int64_t T, int64_t C, int64_t n) {
     if (!cu_seqlens) return n * ((T + C - 1) / C);
     int64_t c = 0;
     for (int64_t m = 0; m < n; m++) c += (cu_seqlens[m + 1] - cu_seqlens[m] + C - 1) / C;
     return c;
+}
+
+/* All the chunks: B·ceil(T/C) for a padded batch, Σ_n ceil(len_n / C) over the N packed documents — the rows
+ * of a chunked forward's saved chunk states. C ≥ 1. */
+static inline int64_t hb_seq_chunks(const int64_t *cu_seqlens, int64_t N, int64_t B, int64_t T, int64_t C) {
+    return hb_seq_first_chunk(cu_seqlens, T, C, hb_seq_count(cu_seqlens, N, B));
 }
 
 #endif

@@ -6,11 +6,11 @@
  * directory without installation.
  */
 #include "hyblua.h"
+#include "../kernels/alloc.h"
 #include "../kernels/parallel.h"
 #include "lhyblua.h"
 #include "../core/interrupt.h"
 #include <fcntl.h>
-#include <malloc.h>
 #include <time.h>
 #include <stdio.h>
 #include <unistd.h>
@@ -250,11 +250,7 @@ static void setup_path(lua_State *L) {
 }
 
 int luaopen_hyblua(lua_State *L) {
-    /* Training allocates and frees the same large activation buffers every step. With glibc's default
-     * mmap threshold each of them is a fresh mmap whose pages the kernel must zero on first touch (10%+
-     * of a training step); keeping them on the heap lets free() recycle them. */
-    mallopt(M_MMAP_THRESHOLD, 32 << 20); /* glibc's maximum */
-    mallopt(M_TRIM_THRESHOLD, 1 << 30);
+    hb_malloc_policy(); /* large buffers recycled on the heap (kernels/alloc.h) */
     setup_path(L);
     lua_newtable(L);
     lhb_open_tensor(L);

@@ -849,9 +849,10 @@ def write_report(path, meta, tc, mm, models, kernels, decodes, bf=None, nx=None)
       f"OpenBLAS {mi.get('openblas', '?')} (pthread build, shared by both sides); PyTorch {meta.get('torch', '?')} "
       f"(Debian python3-torch, eager mode).")
     if mi.get("blas_core"):  # runs before 2026-12-07 did not record it
+        note = narrow_kernels(mi)
         w(f"* OpenBLAS kernels: {mi['blas_core']} (OPENBLAS_CORETYPE "
           f"{'= ' + mi['coretype_env'] if mi.get('coretype_env') else 'unset'}; `hb.blas_corename()`)."
-          + (f" **Note:** {narrow_kernels(mi)}." if narrow_kernels(mi) else ""))
+          + (f" **Note:** {note}." if note else ""))
     w(f"* Threads: **{meta['threads']}** on both sides (`HYBLUA_NUM_THREADS`, `OPENBLAS_NUM_THREADS`, "
       f"`OMP_NUM_THREADS` = {meta['threads']}, `OMP_WAIT_POLICY=PASSIVE`, all set before torch is imported).")
     w(f"* Load average at start / end: {meta['load_start']} / {meta['load_end']}. The machine is shared: absolute "
@@ -1266,8 +1267,9 @@ def main():
     r = Runner(args.threads, os.path.join(args.results, f"raw-{stamp}.jsonl"))
     meta = {"date": datetime.datetime.now().strftime("%Y-%m-%d %H:%M"), "threads": args.threads, "quick": args.quick,
             "machine": machine_info(), "load_start": loadavg()}
-    if narrow_kernels(meta["machine"]):
-        print("warning: " + narrow_kernels(meta["machine"]), flush=True)
+    note = narrow_kernels(meta["machine"])
+    if note:
+        print("warning: " + note, flush=True)
     sections = set(args.only.split(",")) if args.only else set(ALL_SECTIONS)
     if sections - set(ALL_SECTIONS):
         ap.error(f"--only: unknown section(s) {', '.join(sorted(sections - set(ALL_SECTIONS)))} "

@@ -29,6 +29,7 @@
  * blocks counted as half, element-wise work not counted). HGRN is element-wise: it reports bytes moved.
  * Threads: the kernels' pool reads HYBLUA_NUM_THREADS, OpenBLAS reads OPENBLAS_NUM_THREADS.
  */
+#include "alloc.h"
 #include "attention.h"
 #include "delta_rule.h"
 #include "deltaproduct.h"
@@ -44,7 +45,6 @@
 #include "tensor.h"
 #include "views.h"
 #include <cblas.h>
-#include <malloc.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -232,8 +232,8 @@ static int do_train(const char *kern, int64_t T, int64_t D, int reps) {
     float *dq = zbuf(nk), *dk = zbuf(nk), *dv = zbuf(nv);
     float *g = NULL, *dg = NULL, *beta = NULL, *db = NULL, *hs = NULL, *lse = NULL, *lg = NULL;
     if (!strcmp(kern, "gla")) { g = buf(nk, -0.2, -0.001); dg = zbuf(nk); hs = zbuf(gla_chunk_count(NULL, 0, B, T, C) * H * K * V); }
-    if (!strcmp(kern, "retention")) hs = zbuf(retention_chunk_count(NULL, 0, B, T, C) * H * K * V);
     if (!strcmp(kern, "retention")) {
+        hs = zbuf(retention_chunk_count(NULL, 0, B, T, C) * H * K * V);
         lg = malloc((size_t)H * sizeof *lg);
         for (int64_t h = 0; h < H; h++) lg[h] = (float)log(1 - pow(2.0, -5.0 - (double)h));
     }
@@ -383,12 +383,9 @@ static int do_decode(const char *kern, int64_t ctx, int64_t D, int reps) {
 }
 
 int main(int argc, char **argv) {
-    /* glibc's malloc as the hyblua executable sets it (lua/hyblua.c): large kernel scratch stays on the heap
-     * and is recycled. With glibc's defaults every call's scratch of more than 128 KiB was a fresh mmap whose
-     * pages were faulted in and zeroed again: Gated DeltaProduct's spread buffers made its fwd+bwd 2.1–2.5×
-     * slower here than in hyblua (measured 2026-12-07). */
-    mallopt(M_MMAP_THRESHOLD, 32 << 20);
-    mallopt(M_TRIM_THRESHOLD, 1 << 30);
+    /* malloc as the hyblua executable sets it: without it every call's scratch of more than 128 KiB was a fresh
+     * mmap faulted in and zeroed again, and Gated DeltaProduct's fwd+bwd timed 1.7–1.8× slower than in hyblua */
+    hb_malloc_policy();
     if (argc >= 4 && !strcmp(argv[1], "sgemm")) return do_sgemm(atoll(argv[2]), atoi(argv[3]));
     if (argc >= 4 && !strcmp(argv[1], "gemm")) {
         int rc = 0;
