@@ -32,9 +32,140 @@ void hb_transpose_f32(float *restrict dst, int64_t ldd, const float *restrict sr
         for (int64_t c = 0; c < cols; c++) dst[c * ldd + i] = src[i * lds + c];
 }
 
+/* ---- the small-product path (row-major products of the kernels' block sizes) -----------------------------
+ * C (M×N) = alpha·op(A)·op(B) + beta·C with every element summed the same way: acc = fma(a_ik, b_kj, acc) for
+ * k = 0, 1, …, K−1 from 0, then C = fma(beta, C, alpha·acc) (C not read when beta = 0). The column blocks are
+ * vectors (16 floats with AVX-512, 8 with AVX2; the last one masked) and the row blocks MR rows whose a_ik are
+ * broadcast: an element's arithmetic does not depend on where its block starts or how wide it is, so any split
+ * of a product into sub-products gives the same bits. op(B) = Bᵀ is transposed first into a per-thread buffer.
+ * No library call, no shared state: OpenBLAS takes a lock around the buffer of every sgemm call
+ * (blas_memory_alloc), which serialises threads that each run thousands of small products. */
+#if defined(__AVX512F__)
+#define SM_VW 16
+#define SM_MR 8
+typedef __m512 smv;
+typedef __mmask16 smmask;
+static inline smmask sm_mask(int64_t n) { return n >= 16 ? (smmask)0xFFFF : n <= 0 ? 0 : (smmask)((1u << n) - 1); }
+static inline smv sm_load(const float *p, smmask m) { return _mm512_maskz_loadu_ps(m, p); }
+static inline void sm_store(float *p, smv v, smmask m) { _mm512_mask_storeu_ps(p, m, v); }
+#define sm_set1 _mm512_set1_ps
+#define sm_fma _mm512_fmadd_ps
+#define sm_mul _mm512_mul_ps
+#define sm_zero _mm512_setzero_ps
+#elif defined(__AVX2__) && defined(__FMA__)
+#include <immintrin.h>
+#define SM_VW 8
+#define SM_MR 6
+typedef __m256 smv;
+typedef __m256i smmask;
+static inline smmask sm_mask(int64_t n) {
+    const __m256i idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(n >= 8 ? 8 : n)), idx);
+}
+static inline smv sm_load(const float *p, smmask m) { return _mm256_maskload_ps(p, m); }
+static inline void sm_store(float *p, smv v, smmask m) { _mm256_maskstore_ps(p, m, v); }
+#define sm_set1 _mm256_set1_ps
+#define sm_fma _mm256_fmadd_ps
+#define sm_mul _mm256_mul_ps
+#define sm_zero _mm256_setzero_ps
+#endif
+
+#ifdef SM_VW
+#define SM_MAX_MNK 4194304.0 /* larger products go to OpenBLAS, whose packing pays there */
+
+/* Rows 0..MRX−1 × one block of nv (1 or 2) vectors of C; m0/m1 mask the two vectors' columns. a(i, k) is
+ * A[i·ars + k·acs]; op(B) is K×(cols) row-major with row stride ldb. The accumulators are named variables
+ * (an array of them GCC keeps in memory, storing every one at every k). */
+#define SM_R1(X) X(0)
+#define SM_R2(X) X(0) X(1)
+#define SM_R4(X) X(0) X(1) X(2) X(3)
+#define SM_R6(X) X(0) X(1) X(2) X(3) X(4) X(5)
+#define SM_R8(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7)
+#define SM_DECL(r) smv p##r = sm_zero(), q##r = sm_zero();
+#define SM_FMA2(r)                                                                                             \
+    {                                                                                                          \
+        const smv ar = sm_set1(a[r * ars]);                                                                    \
+        p##r = sm_fma(ar, b0, p##r);                                                                           \
+        q##r = sm_fma(ar, b1, q##r);                                                                           \
+    }
+#define SM_FMA1(r) p##r = sm_fma(sm_set1(a[r * ars]), b0, p##r);
+#define SM_OUT(r)                                                                                              \
+    {                                                                                                          \
+        float *c = C + r * ldc;                                                                                \
+        smv x0 = sm_mul(va, p##r);                                                                             \
+        if (beta != 0) x0 = sm_fma(vb, sm_load(c, m0), x0);                                                    \
+        sm_store(c, x0, m0);                                                                                   \
+        if (nv == 2) {                                                                                         \
+            smv x1 = sm_mul(va, q##r);                                                                         \
+            if (beta != 0) x1 = sm_fma(vb, sm_load(c + SM_VW, m1), x1);                                        \
+            sm_store(c + SM_VW, x1, m1);                                                                       \
+        }                                                                                                      \
+    }
+#define SM_KERNEL(NAME, ROWS)                                                                                  \
+    static void NAME(int64_t K, const float *A, int64_t ars, int64_t acs, const float *B, int64_t ldb,         \
+                     float alpha, float beta, float *C, int64_t ldc, int nv, smmask m0, smmask m1) {           \
+        ROWS(SM_DECL)                                                                                          \
+        if (nv == 2) {                                                                                         \
+            for (int64_t k = 0; k < K; k++) {                                                                  \
+                const smv b0 = sm_load(B + k * ldb, m0), b1 = sm_load(B + k * ldb + SM_VW, m1);                \
+                const float *a = A + k * acs;                                                                  \
+                ROWS(SM_FMA2)                                                                                  \
+            }                                                                                                  \
+        } else {                                                                                               \
+            for (int64_t k = 0; k < K; k++) {                                                                  \
+                const smv b0 = sm_load(B + k * ldb, m0);                                                       \
+                const float *a = A + k * acs;                                                                  \
+                ROWS(SM_FMA1)                                                                                  \
+            }                                                                                                  \
+        }                                                                                                      \
+        const smv va = sm_set1(alpha), vb = sm_set1(beta);                                                     \
+        ROWS(SM_OUT)                                                                                           \
+    }
+#if SM_MR == 8
+SM_KERNEL(sm_kern_mr, SM_R8)
+#else
+SM_KERNEL(sm_kern_mr, SM_R6)
+#endif
+SM_KERNEL(sm_kern4, SM_R4)
+SM_KERNEL(sm_kern2, SM_R2)
+SM_KERNEL(sm_kern1, SM_R1)
+
+static void sm_gemm(int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t ars, int64_t acs,
+                    const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
+    for (int64_t j0 = 0; j0 < N; j0 += 2 * SM_VW) {
+        const int64_t w = N - j0 < 2 * SM_VW ? N - j0 : 2 * SM_VW;
+        const int nv = w > SM_VW ? 2 : 1;
+        const smmask m0 = sm_mask(w), m1 = sm_mask(w - SM_VW);
+        const float *Bj = B + j0;
+        float *Cj = C + j0;
+        int64_t i0 = 0;
+        for (; i0 + SM_MR <= M; i0 += SM_MR)
+            sm_kern_mr(K, A + i0 * ars, ars, acs, Bj, ldb, alpha, beta, Cj + i0 * ldc, ldc, nv, m0, m1);
+        for (; i0 + 4 <= M; i0 += 4)
+            sm_kern4(K, A + i0 * ars, ars, acs, Bj, ldb, alpha, beta, Cj + i0 * ldc, ldc, nv, m0, m1);
+        for (; i0 + 2 <= M; i0 += 2)
+            sm_kern2(K, A + i0 * ars, ars, acs, Bj, ldb, alpha, beta, Cj + i0 * ldc, ldc, nv, m0, m1);
+        for (; i0 < M; i0++)
+            sm_kern1(K, A + i0 * ars, ars, acs, Bj, ldb, alpha, beta, Cj + i0 * ldc, ldc, nv, m0, m1);
+    }
+}
+#endif
+
 void hb_kgemm_f32(CBLAS_ORDER order, CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int M, int N, int K, float alpha,
                   const float *A, int lda, const float *B, int ldb, float beta, float *C, int ldc) {
     static _Thread_local float bt[NT_MAX_BK] __attribute__((aligned(64)));
+#ifdef SM_VW
+    if (order == CblasRowMajor && M > 0 && N > 0 && K >= 0 && (double)M * N * K <= SM_MAX_MNK &&
+        (tb == CblasNoTrans || (int64_t)N * K <= NT_MAX_BK)) {
+        if (tb != CblasNoTrans) {
+            hb_transpose_f32(bt, N, B, ldb, N, K); /* B is N×K: bt (K×N) = Bᵀ */
+            B = bt, ldb = N;
+        }
+        if (ta == CblasNoTrans) sm_gemm(M, N, K, alpha, A, lda, 1, B, ldb, beta, C, ldc);
+        else sm_gemm(M, N, K, alpha, A, 1, lda, B, ldb, beta, C, ldc);
+        return;
+    }
+#endif
     if (order == CblasRowMajor && ta == CblasNoTrans && tb == CblasTrans && M > 0 && N > 0 && K > 0 &&
         (int64_t)N * K <= NT_MAX_BK && (double)M * N * K <= NT_MAX_MNK) {
         hb_transpose_f32(bt, N, B, ldb, N, K); /* B is N×K: bt (K×N) = Bᵀ */

@@ -141,5 +141,43 @@ int main(void) {
         ok(prop, "A·Bᵀ: NaN in B's row 5 poisons C's column 5 only");
         free(A), free(B), free(B2), free(C1), free(C2), free(C3);
     }
+    { /* the small-product path sums every element the same way: sub-products give the same bits */
+        int same = 1, cases = 0;
+        static const int sp[][3] = {{64, 64, 64}, {64, 128, 64}, {37, 53, 29}, {8, 200, 16}};
+        for (int s = 0; s < 4; s++)
+            for (int it = 0; it < 4; it++) {
+                CBLAS_TRANSPOSE ta = tr[it >> 1], tb = tr[it & 1];
+                int M = sp[s][0], N = sp[s][1], K = sp[s][2];
+                if (tb == CblasTrans && N * K > 16384) continue;
+                int lda = ta == CblasTrans ? M : K, ldb = tb == CblasTrans ? K : N;
+                float *A = fzeros((int64_t)M * K), *B = fzeros((int64_t)N * K), *C1 = fzeros((int64_t)M * N),
+                      *C2 = fzeros((int64_t)M * N);
+                for (int64_t i = 0; i < (int64_t)M * K; i++) A[i] = (float)urand();
+                for (int64_t i = 0; i < (int64_t)N * K; i++) B[i] = (float)urand();
+                for (int64_t i = 0; i < (int64_t)M * N; i++) C1[i] = C2[i] = (float)urand();
+                hb_kgemm_f32(CblasRowMajor, ta, tb, M, N, K, -1, A, lda, B, ldb, 1, C1, N);
+                /* rows in pieces of 5, 3, …; columns split at 7 and 23 */
+                int cuts[] = {0, 7, 23, N};
+                for (int r0 = 0, step = 5; r0 < M; r0 += step, step = step == 5 ? 3 : 5) {
+                    int rn = M - r0 < step ? M - r0 : step;
+                    for (int c = 0; c < 3; c++) {
+                        int c0 = cuts[c] < N ? cuts[c] : N, c1 = cuts[c + 1] < N ? cuts[c + 1] : N;
+                        if (c1 <= c0) continue;
+                        const float *Ab = ta == CblasTrans ? A + r0 : A + (int64_t)r0 * lda;
+                        const float *Bb = tb == CblasTrans ? B + (int64_t)c0 * ldb : B + c0;
+                        hb_kgemm_f32(CblasRowMajor, ta, tb, rn, c1 - c0, K, -1, Ab, lda, Bb, ldb, 1,
+                                     C2 + (int64_t)r0 * N + c0, N);
+                    }
+                }
+                if (memcmp(C1, C2, (size_t)M * N * sizeof(float))) same = 0;
+                cases++;
+                free(A), free(B), free(C1), free(C2);
+            }
+        ok(same, "%d products (NN, NT, TN, TT; M, N, K ≤ 200) and the same products cut into row and column "
+                 "blocks of other sizes: the same bits", cases);
+        float A = 2, B = 3, C[2] = {5, 7};
+        hb_kgemm_f32(CblasRowMajor, CblasNoTrans, CblasNoTrans, 1, 2, 0, 1, &A, 1, &B, 2, 0.5f, C, 2);
+        ok(C[0] == 2.5f && C[1] == 3.5f, "K = 0: C = beta·C (%g, %g)", C[0], C[1]);
+    }
     return tap_done();
 }

@@ -18,6 +18,12 @@
  *                                                 two alternate REPS times, best time → GFLOP/s each;
  *                                                 then the same product as one cblas_sgemm call
  *                                                 (OpenBLAS's threads: OPENBLAS_NUM_THREADS), gflops_sgemm
+ *   kernels_bench blocks P[,P...] REPS            P threads at once (pthreads, not the pool), each running REPS
+ *                                                 times the block products of one delta-rule chunk (64×64 and
+ *                                                 64×128 blocks, NN / TN / NT, 13 products) on its own operands,
+ *                                                 once through cblas_sgemm and once through kgemm
+ *                                                 (hb_kgemm_f32): GFLOP/s per thread (mean) and summed, so the
+ *                                                 per-thread rate shows what concurrent small products cost
  * KERNEL: gla | retention | delta | gdelta | hgrn | attn | kda | dproduct | dplr | ssd (the last four: issue 13's
  * mixers, set up as their model layers call them: KDA with a per-key-channel log decay g ∈ [−0.2, 0) and
  * l2-normalised q/k; Gated DeltaProduct with NH = 2 Householder steps per token, a forget gate and
@@ -51,6 +57,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <pthread.h>
+#include "kgemm.h"
 
 static double now(void) {
     struct timespec ts;
@@ -382,11 +390,81 @@ static int do_decode(const char *kern, int64_t ctx, int64_t D, int reps) {
     return 0;
 }
 
+/* ---- blocks: concurrent small products ---------------------------------------------------------------- */
+typedef void (*gemm_fn)(CBLAS_ORDER, CBLAS_TRANSPOSE, CBLAS_TRANSPOSE, int, int, int, float, const float *, int,
+                        const float *, int, float, float *, int);
+typedef struct {
+    gemm_fn f;
+    int reps;
+    pthread_barrier_t *bar;
+    double secs, flops;
+} blk_job_t;
+
+static void *blocks_run(void *p) {
+    blk_job_t *j = p;
+    enum { C = 64, D = 64, V = 128 };
+    float *a = hb_malloc(C * V * sizeof(float)), *b = hb_malloc(V * V * sizeof(float)), *c = hb_malloc(C * V * sizeof(float));
+    for (int i = 0; i < C * V; i++) a[i] = (float)((i * 7 % 13) - 6) / 13, c[i] = 0;
+    for (int i = 0; i < V * V; i++) b[i] = (float)((i * 5 % 11) - 5) / 11;
+    /* one chunk of the gated delta rule's forward and backward at K = 64, V = 128: (ta, tb, M, N, K) */
+    static const int sh[][5] = {{0, 1, C, C, D}, {0, 1, C, C, D}, {0, 0, C, V, D}, {0, 0, C, V, C}, {0, 0, C, V, D},
+                                {0, 0, C, V, C}, {1, 0, D, V, C}, {1, 0, C, V, C}, {0, 1, C, D, V}, {0, 1, C, C, V},
+                                {0, 0, C, D, C}, {1, 0, D, V, C}, {1, 0, D, V, C}};
+    const int ns = sizeof sh / sizeof sh[0];
+    double fl = 0;
+    for (int i = 0; i < ns; i++) fl += 2.0 * sh[i][2] * sh[i][3] * sh[i][4];
+    pthread_barrier_wait(j->bar);
+    double t0 = now();
+    for (int r = 0; r < j->reps; r++)
+        for (int i = 0; i < ns; i++) {
+            const int ta = sh[i][0], tb = sh[i][1], M = sh[i][2], N = sh[i][3], K = sh[i][4];
+            j->f(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, M, N, K, 1, a,
+                 ta ? M : K, b, tb ? K : N, 1, c, N);
+        }
+    j->secs = now() - t0;
+    j->flops = fl * j->reps;
+    free(a), free(b), free(c);
+    return NULL;
+}
+
+static int do_blocks(const char *list, int reps) {
+    for (const char *p = list; *p;) {
+        char *end;
+        int P = (int)strtol(p, &end, 10);
+        if (P < 1 || P > 256) return 2;
+        for (int w = 0; w < 2; w++) {
+            gemm_fn f = w ? hb_kgemm_f32 : cblas_sgemm;
+            pthread_t th[256];
+            blk_job_t jobs[256];
+            pthread_barrier_t bar;
+            pthread_barrier_init(&bar, NULL, (unsigned)P);
+            for (int i = 0; i < P; i++) {
+                jobs[i] = (blk_job_t){f, reps, &bar, 0, 0};
+                pthread_create(&th[i], NULL, blocks_run, &jobs[i]);
+            }
+            double sum = 0, slow = 0, per = 0;
+            for (int i = 0; i < P; i++) {
+                pthread_join(th[i], NULL);
+                per += jobs[i].flops / jobs[i].secs / 1e9 / P;
+                if (jobs[i].secs > slow) slow = jobs[i].secs;
+                sum += jobs[i].flops;
+            }
+            pthread_barrier_destroy(&bar);
+            printf("{\"bench\":\"blocks\",\"path\":\"%s\",\"threads\":%d,\"reps\":%d,\"gflops_per_thread\":%.4g,"
+                   "\"gflops_total\":%.4g}\n", w ? "kgemm" : "cblas_sgemm", P, reps, per, sum / slow / 1e9);
+            fflush(stdout);
+        }
+        p = *end == ',' ? end + 1 : end;
+    }
+    return 0;
+}
+
 int main(int argc, char **argv) {
     /* malloc as the hyblua executable sets it: without it every call's scratch of more than 128 KiB was a fresh
      * mmap faulted in and zeroed again, and Gated DeltaProduct's fwd+bwd timed 1.7–1.8× slower than in hyblua */
     hb_malloc_policy();
     if (argc >= 4 && !strcmp(argv[1], "sgemm")) return do_sgemm(atoll(argv[2]), atoi(argv[3]));
+    if (argc >= 4 && !strcmp(argv[1], "blocks")) return do_blocks(argv[2], atoi(argv[3]));
     if (argc >= 4 && !strcmp(argv[1], "gemm")) {
         int rc = 0;
         for (char *p = argv[2]; *p && !rc;) { /* comma-separated shapes */
@@ -413,6 +491,6 @@ int main(int argc, char **argv) {
         return rc;
     }
     fprintf(stderr, "usage: kernels_bench sgemm N REPS | train[+sgemm] KERNEL T[,T..] D REPS | decode KERNEL CTX[,CTX..] D REPS"
-                    " | gemm TR:M:N:K[,...] REPS\n");
+                    " | gemm TR:M:N:K[,...] REPS | blocks P[,P..] REPS\n");
     return 2;
 }
