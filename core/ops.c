@@ -349,32 +349,58 @@ typedef struct {
     double s;
 } binary_scalar_ctx;
 
+/* x op s and its gradient, element by element over [lo, hi) (on the pool in fixed ranges: the bits do not
+ * depend on the split) */
+typedef struct {
+    hb_binop_t op;
+    int sfirst;
+    double s;
+    hb_dtype_t dt;
+    const void *px, *pg;
+    void *po;
+} scal_ctx_t;
+
+static void scal_fwd_range(void *ctx, int64_t lo, int64_t hi) {
+    const scal_ctx_t *c = ctx;
+    if (c->dt == HB_F32 && (c->op == HB_OP_MUL || c->op == HB_OP_ADD)) {
+        const float *x = c->px;
+        float *z = c->po, fs = (float)c->s;
+        if (c->op == HB_OP_MUL) for (int64_t i = lo; i < hi; i++) z[i] = x[i] * fs;
+        else for (int64_t i = lo; i < hi; i++) z[i] = x[i] + fs;
+        return;
+    }
+    for (int64_t i = lo; i < hi; i++) {
+        double x = ld(c->px, c->dt, i);
+        st(c->po, c->dt, i, c->sfirst ? binop(c->op, c->s, x) : binop(c->op, x, c->s));
+    }
+}
+
+static void scal_bwd_range(void *ctx, int64_t lo, int64_t hi) {
+    const scal_ctx_t *c = ctx;
+    const double s = c->s;
+    for (int64_t i = lo; i < hi; i++) {
+        double gv = ld(c->pg, c->dt, i), xv = ld(c->px, c->dt, i), r = 0;
+        switch (c->op) {
+        case HB_OP_ADD: r = gv; break;
+        case HB_OP_SUB: r = c->sfirst ? -gv : gv; break;
+        case HB_OP_MUL: r = gv * s; break;
+        case HB_OP_DIV: r = c->sfirst ? -gv * s / (xv * xv) : gv / s; break;
+        case HB_OP_POW: r = c->sfirst ? gv * pow(s, xv) * log(s) : (s == 0 ? 0 : gv * s * pow(xv, s - 1)); break;
+        case HB_OP_MAXIMUM: r = xv >= s ? gv : 0; break;
+        case HB_OP_MINIMUM: r = xv <= s ? gv : 0; break;
+        }
+        st(c->po, c->dt, i, r);
+    }
+}
+
 static int bw_binary_scalar(hb_node_t *n, hb_tensor_t *g, hb_tensor_t **gin) {
     const binary_scalar_ctx *c = n->ctx;
-    hb_binop_t op = c->op;
-    int sfirst = c->scalar_first;
-    double s = c->s;
     hb_tensor_t *x = n->in[0];
     hb_tensor_t *gc = hb_contiguous(g), *xc = hb_contiguous(x);
     hb_tensor_t *o = gc && xc ? hb_tensor_empty(x->dtype, x->ndim, x->size) : NULL;
     if (!o) { hb_tensor_free(gc); hb_tensor_free(xc); return -1; }
-    int64_t m = hb_numel(x);
-    const void *pg = hb_data(gc), *px = hb_data(xc);
-    void *po = hb_data(o);
-    hb_dtype_t dt = x->dtype;
-    for (int64_t i = 0; i < m; i++) {
-        double gv = ld(pg, dt, i), xv = ld(px, dt, i), r = 0;
-        switch (op) {
-        case HB_OP_ADD: r = gv; break;
-        case HB_OP_SUB: r = sfirst ? -gv : gv; break;
-        case HB_OP_MUL: r = gv * s; break;
-        case HB_OP_DIV: r = sfirst ? -gv * s / (xv * xv) : gv / s; break;
-        case HB_OP_POW: r = sfirst ? gv * pow(s, xv) * log(s) : (s == 0 ? 0 : gv * s * pow(xv, s - 1)); break;
-        case HB_OP_MAXIMUM: r = xv >= s ? gv : 0; break;
-        case HB_OP_MINIMUM: r = xv <= s ? gv : 0; break;
-        }
-        st(po, dt, i, r);
-    }
+    scal_ctx_t sc = {c->op, c->scalar_first, c->s, x->dtype, hb_data(xc), hb_data(gc), hb_data(o)};
+    par_range(hb_numel(x), scal_bwd_range, &sc);
     hb_tensor_free(gc);
     hb_tensor_free(xc);
     gin[0] = o;
@@ -387,20 +413,8 @@ hb_tensor_t *hb_binary_scalar(hb_binop_t op, hb_tensor_t *a, double s, int scala
     if (!o) return NULL;
     hb_tensor_t *ac = hb_contiguous(a);
     if (!ac) { hb_tensor_free(o); return NULL; }
-    int64_t m = hb_numel(a);
-    if (a->dtype == HB_F32 && (op == HB_OP_MUL || op == HB_OP_ADD) ) {
-        const float *x = hb_data(ac);
-        float *z = hb_data(o), fs = (float)s;
-        if (op == HB_OP_MUL) for (int64_t i = 0; i < m; i++) z[i] = x[i] * fs;
-        else for (int64_t i = 0; i < m; i++) z[i] = x[i] + fs;
-    } else {
-        const void *px = hb_data(ac);
-        void *po = hb_data(o);
-        for (int64_t i = 0; i < m; i++) {
-            double x = ld(px, a->dtype, i);
-            st(po, a->dtype, i, scalar_first ? binop(op, s, x) : binop(op, x, s));
-        }
-    }
+    scal_ctx_t sc = {op, scalar_first, s, a->dtype, hb_data(ac), NULL, hb_data(o)};
+    par_range(hb_numel(a), scal_fwd_range, &sc);
     hb_tensor_free(ac);
     hb_node_t *n = hb_node_attach(o, binop_name(op), bw_binary_scalar, 1, &a, sizeof(binary_scalar_ctx));
     if (n) {

@@ -1,5 +1,10 @@
 /* kgemm.c — see kgemm.h. */
 #include "kgemm.h"
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
 #ifdef __AVX512F__
 #include "tr16.h"
 #endif
@@ -151,12 +156,49 @@ static void sm_gemm(int64_t M, int64_t N, int64_t K, float alpha, const float *A
 }
 #endif
 
+extern char *openblas_get_corename(void);
+
+/* 1: small products on the kernel above, 0: on OpenBLAS. HYBLUA_KGEMM=own|blas chooses; by default the kernel
+ * above unless OpenBLAS runs its AVX-512 kernels, whose small-matrix path was as fast or faster on the blocks of
+ * the D 64 kernels (kgemm.h). Decided once per process, so every call and thread sums the same way. */
+static atomic_int choice = -1;
+
+void hb_kgemm_force(int own) {
+#ifdef SM_VW
+    atomic_store(&choice, own ? 1 : 0);
+#else
+    (void)own;
+    atomic_store(&choice, 0);
+#endif
+}
+
+int hb_kgemm_own(void) {
+    int c = atomic_load_explicit(&choice, memory_order_relaxed);
+    if (c >= 0) return c;
+#ifdef SM_VW
+    const char *e = getenv("HYBLUA_KGEMM");
+    if (e && !strcmp(e, "own")) c = 1;
+    else if (e && !strcmp(e, "blas")) c = 0;
+    else {
+        if (e && *e) fprintf(stderr, "hyblua: HYBLUA_KGEMM must be own or blas (got '%s'); using the default\n", e);
+        const char *n = openblas_get_corename();
+        c = !(n && (!strcasecmp(n, "skylakex") || !strcasecmp(n, "cooperlake") || !strcasecmp(n, "sapphirerapids")));
+    }
+#else
+    c = 0;
+#endif
+    int expect = -1;
+    if (!atomic_compare_exchange_strong(&choice, &expect, c)) c = expect;
+    return c;
+}
+
 void hb_kgemm_f32(CBLAS_ORDER order, CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int M, int N, int K, float alpha,
                   const float *A, int lda, const float *B, int ldb, float beta, float *C, int ldc) {
     static _Thread_local float bt[NT_MAX_BK] __attribute__((aligned(64)));
 #ifdef SM_VW
-    if (order == CblasRowMajor && M > 0 && N > 0 && K >= 0 && (double)M * N * K <= SM_MAX_MNK &&
+    if (order == CblasRowMajor && M > 0 && N > 0 && K >= 0 && (double)M * N * K <= SM_MAX_MNK && hb_kgemm_own() &&
         (tb == CblasNoTrans || (int64_t)N * K <= NT_MAX_BK)) {
+        if (alpha == 0) K = 0; /* C = beta·C, A and B not read (as BLAS) */
         if (tb != CblasNoTrans) {
             hb_transpose_f32(bt, N, B, ldb, N, K); /* B is N×K: bt (K×N) = Bᵀ */
             B = bt, ldb = N;

@@ -3,13 +3,17 @@
  *   - hb_transpose_f32: every rows × cols in 1..40 and 64, 65 with padded leading dimensions gives the
  *     exact transpose and never writes dst's padding (the 16×16 register tiles, their edges and the
  *     element-wise rows below the last whole tile);
- *   - hb_kgemm_f32 against a float64 reference for the four transposition cases, on shapes inside the
+ *   - hb_kgemm_f32, on OpenBLAS and on the own small-product kernel (hb_kgemm_force), against a float64
+ *     reference for the four transposition cases, on shapes inside the
  *     transposed A·Bᵀ path (M, N, K up to 64, N·K ≤ 16384) and outside it (K 300, N·K > 16384), padded
  *     leading dimensions, alpha 1 / −0.5 and beta 0 (C filled with NaN first: it must not leak) / 1;
  *     |Δ| ≤ (K + 4)·u·S with u = 2^-24 and S = Σ|α a b| + |β c|; C's padding columns never written;
  *   - A·Bᵀ through the transposed path is the same product as cblas_sgemm's within that bound, and the
  *     same bits on every call (the per-thread buffer holds nothing between calls), from another thread too;
- *   - NaN in B's row j poisons C's column j only.
+ *   - NaN in B's row j poisons C's column j only;
+ *   - the small-product path sums each element the same way wherever it falls: NN, NT, TN and TT products
+ *     (M, N, K ≤ 200, odd sizes for the masked column and short row blocks) equal, bit for bit, the same
+ *     products computed as sub-products of other row and column blocks; K = 0 gives C = beta·C.
  */
 #include "../kernels/kgemm.h"
 #include "ktest.h"
@@ -79,6 +83,9 @@ int main(void) {
                                     {64, 1, 64}, {3, 64, 128}, {64, 128, 128}, {7, 9, 300}, {65, 70, 64}};
     const int NS = sizeof shapes / sizeof shapes[0];
     static const CBLAS_TRANSPOSE tr[2] = {CblasNoTrans, CblasTrans};
+    for (int own = 0; own < 2; own++) {
+    hb_kgemm_force(own);
+    const char *path = hb_kgemm_own() ? "own kernel" : "OpenBLAS";
     for (int it = 0; it < 4; it++) {
         CBLAS_TRANSPOSE ta = tr[it >> 1], tb = tr[it & 1];
         for (int ib = 0; ib < 2; ib++) {
@@ -106,15 +113,17 @@ int main(void) {
                 }
                 free(A), free(B), free(C), free(C0);
             }
-            ok(worst <= 1.0, "%s%s alpha %g beta %g: %d shapes within (K+4)·u·S of float64 (worst ratio %.3g)",
-               ta == CblasTrans ? "T" : "N", tb == CblasTrans ? "T" : "N", alpha, beta, NS, worst);
-            ok(padok, "%s%s beta %g: C's padding is never written", ta == CblasTrans ? "T" : "N",
+            ok(worst <= 1.0, "%s: %s%s alpha %g beta %g: %d shapes within (K+4)·u·S of float64 (worst ratio %.3g)",
+               path, ta == CblasTrans ? "T" : "N", tb == CblasTrans ? "T" : "N", alpha, beta, NS, worst);
+            ok(padok, "%s: %s%s beta %g: C's padding is never written", path, ta == CblasTrans ? "T" : "N",
                tb == CblasTrans ? "T" : "N", beta);
             if (beta == 0)
-                ok(nanok, "%s%s beta 0: NaN already in C does not leak into the result", ta == CblasTrans ? "T" : "N",
-                   tb == CblasTrans ? "T" : "N");
+                ok(nanok, "%s: %s%s beta 0: NaN already in C does not leak into the result", path,
+                   ta == CblasTrans ? "T" : "N", tb == CblasTrans ? "T" : "N");
         }
     }
+    }
+    hb_kgemm_force(0);
 
     { /* the transposed path: repeatable, the same from another thread, NaN confined to its column */
         int M = 64, N = 64, K = 64;
@@ -141,7 +150,11 @@ int main(void) {
         ok(prop, "A·Bᵀ: NaN in B's row 5 poisons C's column 5 only");
         free(A), free(B), free(B2), free(C1), free(C2), free(C3);
     }
-    { /* the small-product path sums every element the same way: sub-products give the same bits */
+    hb_kgemm_force(1);
+    if (!hb_kgemm_own()) {
+        ok(1, "# skip: the own small-product kernel is not compiled here (no AVX2 + FMA)");
+        ok(1, "# skip: K = 0 on the own kernel");
+    } else { /* the own kernel sums every element the same way: sub-products give the same bits */
         int same = 1, cases = 0;
         static const int sp[][3] = {{64, 64, 64}, {64, 128, 64}, {37, 53, 29}, {8, 200, 16}};
         for (int s = 0; s < 4; s++)
