@@ -158,9 +158,9 @@ static void sm_gemm(int64_t M, int64_t N, int64_t K, float alpha, const float *A
 
 extern char *openblas_get_corename(void);
 
-/* 1: small products on the kernel above, 0: on OpenBLAS. HYBLUA_KGEMM=own|blas chooses; by default the kernel
- * above unless OpenBLAS runs its AVX-512 kernels, whose small-matrix path was as fast or faster on the blocks of
- * the D 64 kernels (kgemm.h). Decided once per process, so every call and thread sums the same way. */
+/* 1: small products on the kernel above, 0: on OpenBLAS. HYBLUA_KGEMM=own|blas chooses; by default the AVX-512
+ * kernel unless OpenBLAS runs AVX-512 kernels too, and OpenBLAS in AVX2 builds (kgemm.h has the measurements).
+ * Decided once per process, so every call and thread sums the same way. */
 static atomic_int choice = -1;
 
 void hb_kgemm_force(int own) {
@@ -181,8 +181,12 @@ int hb_kgemm_own(void) {
     else if (e && !strcmp(e, "blas")) c = 0;
     else {
         if (e && *e) fprintf(stderr, "hyblua: HYBLUA_KGEMM must be own or blas (got '%s'); using the default\n", e);
+#ifdef __AVX512F__
         const char *n = openblas_get_corename();
         c = !(n && (!strcasecmp(n, "skylakex") || !strcasecmp(n, "cooperlake") || !strcasecmp(n, "sapphirerapids")));
+#else
+        c = 0; /* the AVX2 kernel: 1.0-1.05x slower than OpenBLAS's Haswell kernels at D 64, 1.2-1.35x at D 128 */
+#endif
     }
 #else
     c = 0;

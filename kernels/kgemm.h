@@ -2,18 +2,22 @@
  *
  * hb_kgemm_f32 has cblas_sgemm's signature and result (row-major or column-major, any transposition, alpha,
  * beta; beta = 0 never reads C). Row-major products of the kernels' block sizes (M·N·K ≤ 2^22; with op(B) = Bᵀ
- * also N·K ≤ 16384) run on its own register-blocked kernel (kgemm.c: 8 rows × 32 columns of C in AVX-512
- * registers, 6 × 16 with AVX2), op(B) = Bᵀ first transposed into a per-thread buffer. Two reasons:
- *   - threads: OpenBLAS takes a lock around the work buffer of every sgemm call (blas_memory_alloc), and a chunked
- *     kernel on 16 threads makes tens of thousands of 64×64 products a second; with it the delta-rule backward's
- *     12 (batch, head) items ran 2.75× slower each at 16 threads than alone (docs/performance.md);
- *   - speed: the blocks of one delta-rule chunk ran at 177–204 GFLOP/s on one Zen 5 core against 85–90 for
- *     OpenBLAS's Haswell kernels and 168–190 for its AVX-512 small-matrix kernels.
- * Every element is summed the same way — acc = fma(a_ik, b_kj, acc) for k = 0..K−1, then C = fma(beta, C,
- * alpha·acc) — whatever block it falls in, so a product cut into sub-products gives the same bits, and the
- * result does not depend on the thread count or call site. Without AVX2 + FMA, and for larger or column-major
- * products, it calls cblas_sgemm (A·Bᵀ of small sizes as transpose + NoTrans × NoTrans: OpenBLAS's NT form of
- * them was slower on its SkylakeX kernels). */
+ * also N·K ≤ 16384) can run on its own register-blocked kernel (kgemm.c: 8 rows × 32 columns of C in AVX-512
+ * registers, 6 × 16 with AVX2; op(B) = Bᵀ first transposed into a per-thread buffer), which sums every element
+ * the same way — acc = fma(a_ik, b_kj, acc) for k = 0..K−1, then C = fma(beta, C, alpha·acc) — whatever block it
+ * falls in, so a product cut into sub-products gives the same bits. Which path runs is decided once per process
+ * (hb_kgemm_own: `HYBLUA_KGEMM=own|blas`, else the rule below), so results do not depend on the thread count.
+ *
+ * The rule, from one-thread fwd+bwd of the chunked kernels at T 2048 (docs/performance.md): with AVX-512 compiled
+ * in, the own kernel unless OpenBLAS runs its AVX-512 kernels (SkylakeX, Cooperlake, SapphireRapids). Against
+ * OpenBLAS's AVX2 (Haswell) kernels it made every kernel 1.3–2.1× faster on a Zen 5 core; against its AVX-512
+ * kernels it was 0.78–1.28× at D 64 and 0.84–1.44× at D 128 there, and 0.89–0.98× at D 64 / 1.07–1.48× at D 128 on a
+ * Xeon (Sapphire/Emerald Rapids) — no clear gain, so OpenBLAS stays. In AVX2 builds OpenBLAS (the own AVX2 kernel
+ * was 1.0–1.05× slower at D 64 and 1.2–1.35× at D 128 than OpenBLAS's Haswell kernels). Without AVX2 + FMA, and
+ * for larger or column-major products, cblas_sgemm (A·Bᵀ of small sizes as transpose + NoTrans × NoTrans:
+ * OpenBLAS's NT form of them was slower on its SkylakeX kernels). Concurrent small products cost the same per
+ * thread on both paths (kernels_bench blocks: 0.73 / 0.78 of the 1-thread rate at 16 threads): OpenBLAS's
+ * per-call buffer lock does not serialise the kernels. */
 #ifndef HB_KGEMM_H
 #define HB_KGEMM_H
 #include <cblas.h>

@@ -73,6 +73,43 @@ def model_config(mixer, d, hybrid):
     return c
 
 
+def kernel_flops(kind, T, K, V, C=64):
+    """FLOPs of one (batch, head)'s chunked forward + backward over T tokens: the formulas of the kernel section
+    (2 per multiply-add, causal halves, element-wise work left out); attention: K = V = head dim."""
+    if kind == "gla":        # GLA, HGRN-2 and retention
+        return 4 * T * K * V + T * (C + 1) * (K + V) + 8 * T * K * V + T * (C + 1) * (3 * K + 2 * V)
+    if kind == "delta":      # delta rule and gated delta rule (WY)
+        return (6 * T * K * V + T * (C - 1) * (2 * K + V) + T * (C + 1) * (K + V)
+                + 12 * T * K * V + 2 * T * (C + 1) * (K + V) + 2 * T * (C - 1) * (2 * K + V))
+    if kind == "attn":
+        return 7 * T * (T + 1) * K
+    return 0                 # HGRN: element-wise
+
+
+def model_flops_per_token(label, d, T, params):
+    """Training FLOPs per token of a benchmark config (model_config): 6·N for the matrix products, N the parameters
+    without the input embedding (a lookup; the untied LM head is a product and counts), plus every layer's token
+    mixer from kernel_flops (attention with head dim 64 over the causal half). None when params is unknown or the
+    mixer is not one of the paper's."""
+    if not params:
+        return None
+    mixer, hybrid = label.replace(" 3:1", ""), label.endswith(" 3:1")
+    H = d // 64
+    heads = {"transformer": ("attn", H, 64, 64), "hgrn": (None, 0, 0, 0), "retnet": ("gla", H, 64, 128),
+             "gla": ("gla", H, 64, 64), "hgrn2": ("gla", H, 64, 64), "delta_net": ("delta", H, 64, 64),
+             "gated_deltanet": ("delta", (3 * d // 4) // 64, 64, 128)}
+    if mixer not in heads:
+        return None
+    kind, nh, K, V = heads[mixer]
+    mix = 0
+    for layer in range(LAYERS):
+        if mixer == "transformer" or (hybrid and layer == LAYERS - 1):
+            mix += H * kernel_flops("attn", T, 64, 64)
+        else:
+            mix += nh * kernel_flops(kind, T, K, V)
+    return 6 * (params - VOCAB * d) + mix / T
+
+
 def config_label(mixer, hybrid):
     return f"{mixer} 3:1" if hybrid else mixer
 
@@ -494,12 +531,19 @@ def gflops(flop, s):
     return flop / s / 1e9 if flop and s else None
 
 
+def mfu(s, side, mm):
+    """Model FLOPs utilisation of one side of a summarized model row against the run's sgemm (None if unknown)."""
+    f, tok, peak = s.get("flops_per_token"), s.get(f"train_tok_s_{side}"), (mm or {}).get("sgemm")
+    return f * tok / (peak * 1e9) if f and tok and peak else None
+
+
 def summarize_models(rows):
     out = []
     for row in rows:
         hy, to = row.get("hyblua"), row.get("torch")
         tokens = row["B"] * row["T"]
         s = {"mixer": row["mixer"], "d": row["d"], "T": row["T"], "B": row["B"], "params": row.get("params")}
+        s["flops_per_token"] = model_flops_per_token(row["mixer"], row["d"], row["T"], row.get("params"))
         if hy and to:
             s["loss_hyblua"], s["loss_torch"] = hy.get("init_loss"), to.get("init_loss")
             if s["loss_hyblua"] is not None and s["loss_torch"] is not None:
@@ -879,12 +923,20 @@ def write_report(path, meta, tc, mm, models, kernels, decodes, bf=None, nx=None)
       f"{fmt(tc.get('default_step'), '.0f')} |")
     w("")
     import targets  # tests/bench/targets.py: the issue's targets, met or not, and why
+    for s in models:  # summaries written before 2026-12-07 lack the FLOP count: it follows from the config
+        if s.get("flops_per_token") is None:
+            s["flops_per_token"] = model_flops_per_token(s["mixer"], s["d"], s["T"], s.get("params"))
+        s["mfu_hyblua"], s["mfu_torch"] = mfu(s, "hyblua", mm), mfu(s, "torch", mm)
     L.extend(targets.targets_section(models, kernels, mm, targets.gemm_shares(os.path.join(HERE, "results")),
                                      KERNEL_NAMES, bf))
     w("## Matmul: hyblua vs raw sgemm")
     w("")
     pct = 100 * mm["hyblua"] / mm["sgemm"] if mm.get("hyblua") and mm.get("sgemm") else None
-    w("1024³ float32, best of 3 alternating processes × 20 repetitions.")
+    w("1024³ float32, best of 3 alternating processes × 20 repetitions. The Lua side releases each product before "
+      "the next (`local c <close> = a:matmul(b)`), as torch frees its output: until 2026-12-07 it dropped the "
+      "reference and left the output to the collector, which collects tensors only past 256 MiB of them, so every "
+      "repetition wrote its 4 MiB into fresh pages — 1024 page faults each, 35% of sgemm on the Zen 5 machine with "
+      "OpenBLAS's AVX-512 kernels (96–99% released).")
     w("")
     w("| path | GFLOP/s | % of cblas_sgemm |")
     w("|---|---|---|")
@@ -914,17 +966,24 @@ def write_report(path, meta, tc, mm, models, kernels, decodes, bf=None, nx=None)
     w("")
     w("### Training throughput (tokens/s, best of the timed steps)")
     w("")
-    w("| config | d | T | B | params | hyblua tok/s | torch tok/s | **ratio** | fwd time h/t | bwd time h/t | "
-      "AdamW time h/t | loss Δrel |")
-    w("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    w("| config | d | T | B | params | hyblua tok/s | torch tok/s | **ratio** | MFU hyblua | MFU torch | "
+      "fwd time h/t | bwd time h/t | AdamW time h/t | loss Δrel |")
+    w("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for s in models:
         w(f"| {s['mixer']} | {s['d']} | {s['T']} | {s['B']} | {fmt(s.get('params') and s['params'] / 1e6, '.1f')}M | "
           f"{fmt(s.get('train_tok_s_hyblua'), '.0f')} | {fmt(s.get('train_tok_s_torch'), '.0f')} | "
-          f"**{fmt(s.get('train_ratio'))}** | {fmt(s.get('fwd_time_ratio'))} | {fmt(s.get('bwd_time_ratio'))} | "
+          f"**{fmt(s.get('train_ratio'))}** | {fmt(s.get('mfu_hyblua'))} | {fmt(s.get('mfu_torch'))} | "
+          f"{fmt(s.get('fwd_time_ratio'))} | {fmt(s.get('bwd_time_ratio'))} | "
           f"{fmt(s.get('opt_time_ratio'))} | {fmt(s.get('loss_rel_diff'), '.1e')} |")
     w("")
     w("(\"fwd/bwd/AdamW time h/t\" are time ratios hyblua / torch of each phase: **> 1 means hyblua is slower** "
-      "in that phase.)")
+      "in that phase. MFU, model FLOPs utilisation: training FLOPs per token × tokens/s over the machine's fp32 "
+      f"peak, taken as this run's 1024³ `cblas_sgemm` at {meta['threads']} threads ({fmt(mm.get('sgemm'), '.1f')} "
+      "GFLOP/s, the matmul section; a measured peak, below the datasheet's). FLOPs per token: 6·N for the matrix "
+      "products (N the parameters less the input embedding, which is a lookup; the untied LM head counts) plus each "
+      "layer's token mixer by the kernel section's chunked-algorithm formulas, divided by T (attention: the causal "
+      "half, head dim 64; HGRN: 0, it is element-wise). Norms, gates, activations, the loss and AdamW are not "
+      "counted, as in the usual 6·N definition.)")
     w("")
     w("### Forward-only throughput (logits, no autograd) and peak RSS of the training process")
     w("")
@@ -1061,7 +1120,7 @@ def write_report(path, meta, tc, mm, models, kernels, decodes, bf=None, nx=None)
       "spin-then-sleep on both sides (`HYBLUA_SPIN_US`, default 100 µs, then a futex), so the back-to-back "
       "regions of a training step reach spinning workers without a system call; spinning is off when the pool "
       "has more threads than the process has CPUs.")
-    w("* **Results independent of the thread count.** Every split depends on the shape only. Large fp32 matrix products are cut into tiles of C — also with 1 thread — because OpenBLAS chooses its kernels by the shape of each call: before this, a 320×192×64 product whole and in two 160-row halves differed in the last bit, and 1- and 2-thread training diverged. The tiling (core/linalg.c, gemm_tiles) is, among the grids of ≥ 16 tiles with sides ≥ 64 whose 16-thread makespan is within 2% of the best, the one that packs the fewest operand bytes (each tile is one BLAS call that packs its own rows of op(A) and columns of op(B): a grid of nr × nc tiles reads op(A) nc times and op(B) nr times), so a weight gradient (512 × 768 over 4096 tokens) becomes 4 × 4 tiles of 128 × 192 and a 4096 × 512 product 8 × 2 tiles of 512 × 256. Until 2026-12-06 it took the first grid of ≥ 32 tiles with the best makespan, which was the one with the narrowest columns (1024 × 64 for 4096 × 512: op(A) packed 8 times); measured then on one thread of this session's machine (OpenBLAS SkylakeX kernels, `build/bench/kernels_bench gemm`, old and new build interleaved, best of 2 × 3): the d 512 step's products (B·T = 4096) ran 1.06–1.50× faster with the new rule, at 0.67–0.92 of one whole cblas_sgemm of the same product (0.59–0.75 before; the weight gradients with K = 4096 and a small output lowest), and at 2 threads 0.98–1.70× faster; the training step (d 512, T 2048, B 2; old and new binary interleaved, best of 2 runs × 2 steps) went 5.84 → 5.46 s (gated_deltanet 3:1), 5.31 → 4.85 s (gla), 5.97 → 5.69 s (transformer) on 1 thread and 3.29 → 2.92, 2.46 → 2.16, 3.56 → 3.13 s on 2 threads. Fewer, squarer tiles also read less memory at 16 threads, where the step's products scaled 8–9.4× (below); that is not re-measured yet. Batching the projections that read the same input into one product (issue 15 item 2's question) would gain little now: on the same machine and build, 1 thread, x (4096 × 512) times one weight of 384 or 512 rows ran at 122–125 GFLOP/s against 128–130 for one product with 1536 or 2048 rows (2 threads: 217–239 vs 225–235), so at most ~5% of the projections' time. Against PyTorch on the same machine, `tests/bench/harness.py --quick --only models` (d 256, T 512, 2 threads; transformer, gla, delta_net, gated_deltanet pure and 3:1; torch with the same OpenBLAS kernels) gave hyblua / torch 1.82–2.66× (geo-mean 2.17×) with the new tiling and 1.38–2.91× (1.95×) with the old in one pair of runs, and 1.17–3.01× vs 1.33–2.77× in a second pair half an hour later — torch's own tokens/s moved by up to 50% between runs of the same config (2257 vs 3525 for gla), so on this shared machine those runs do not separate the two builds. Interleaved single-config runs do: d 256 / T 512 / B 8 at 2 threads, old and new build alternating, 3 rounds, every round faster with the new tiling — gla 0.843 / 0.787 / 0.949 → 0.812 / 0.759 / 0.856 s, gated_deltanet 3:1 0.962 / 1.040 / 1.264 → 0.931 / 1.020 / 1.169 s (best: −4% and −3%; the d 512 / T 2048 figures above: −5 to −12%). The full 52-config table above is still the AMD EPYC run of 2026-11-27. tests/test_threads.lua checks bit-identical losses and parameters after two AdamW steps for 1, 2, 3, 5 and 16 threads (gated_deltanet 3:1, gla, transformer, kda, delta_net) and in simulation mode.")
+    w("* **Results independent of the thread count.** Every split depends on the shape only. Large fp32 matrix products are cut into tiles of C — also with 1 thread — because OpenBLAS chooses its kernels by the shape of each call: before this, a 320×192×64 product whole and in two 160-row halves differed in the last bit, and 1- and 2-thread training diverged. The tiling (core/linalg.c, gemm_tiles) is, among the grids of ≥ 16 tiles with sides ≥ 64 whose 16-thread makespan is within 2% of the best, the one that packs the fewest operand bytes (each tile is one BLAS call that packs its own rows of op(A) and columns of op(B): a grid of nr × nc tiles reads op(A) nc times and op(B) nr times), so a weight gradient (512 × 768 over 4096 tokens) becomes 4 × 4 tiles of 128 × 192 and a 4096 × 512 product 8 × 2 tiles of 512 × 256. Until 2026-12-06 it took the first grid of ≥ 32 tiles with the best makespan, which was the one with the narrowest columns (1024 × 64 for 4096 × 512: op(A) packed 8 times); measured then on one thread of this session's machine (OpenBLAS SkylakeX kernels, `build/bench/kernels_bench gemm`, old and new build interleaved, best of 2 × 3): the d 512 step's products (B·T = 4096) ran 1.06–1.50× faster with the new rule, at 0.67–0.92 of one whole cblas_sgemm of the same product (0.59–0.75 before; the weight gradients with K = 4096 and a small output lowest), and at 2 threads 0.98–1.70× faster; the training step (d 512, T 2048, B 2; old and new binary interleaved, best of 2 runs × 2 steps) went 5.84 → 5.46 s (gated_deltanet 3:1), 5.31 → 4.85 s (gla), 5.97 → 5.69 s (transformer) on 1 thread and 3.29 → 2.92, 2.46 → 2.16, 3.56 → 3.13 s on 2 threads. Fewer, squarer tiles also read less memory at 16 threads, where the step's products scaled 8–9.4× (below); that is not re-measured yet. Batching the projections that read the same input into one product (issue 15 item 2's question) would gain little now: on the same machine and build, 1 thread, x (4096 × 512) times one weight of 384 or 512 rows ran at 122–125 GFLOP/s against 128–130 for one product with 1536 or 2048 rows (2 threads: 217–239 vs 225–235), so at most ~5% of the projections' time. Against PyTorch on the same machine, `tests/bench/harness.py --quick --only models` (d 256, T 512, 2 threads; transformer, gla, delta_net, gated_deltanet pure and 3:1; torch with the same OpenBLAS kernels) gave hyblua / torch 1.82–2.66× (geo-mean 2.17×) with the new tiling and 1.38–2.91× (1.95×) with the old in one pair of runs, and 1.17–3.01× vs 1.33–2.77× in a second pair half an hour later — torch's own tokens/s moved by up to 50% between runs of the same config (2257 vs 3525 for gla), so on this shared machine those runs do not separate the two builds. Interleaved single-config runs do: d 256 / T 512 / B 8 at 2 threads, old and new build alternating, 3 rounds, every round faster with the new tiling — gla 0.843 / 0.787 / 0.949 → 0.812 / 0.759 / 0.856 s, gated_deltanet 3:1 0.962 / 1.040 / 1.264 → 0.931 / 1.020 / 1.169 s (best: −4% and −3%; the d 512 / T 2048 figures above: −5 to −12%). The full 52-config table above was re-run on 2026-12-07 16:23 UTC (the 2-core AMD EPYC Zen 5 machine, OpenBLAS's own Cooperlake kernels for both sides: 41 of 52 configs ≥ 2× torch, geo-mean 2.44×; the run of 2026-11-27 on another EPYC: 3 of 52, 1.47×). tests/test_threads.lua checks bit-identical losses and parameters after two AdamW steps for 1, 2, 3, 5 and 16 threads (gated_deltanet 3:1, gla, transformer, kda, delta_net) and in simulation mode.")
     w("* **No serial glue.** The element-wise primitives under autograd (copy, accumulate, fill, zeros: "
       "kernels/parallel.h's hb_parallel_range in fixed ranges of 32768 elements) and rmsnorm forward and "
       "backward (blocks of 64 rows; the weight gradient summed per block, then over blocks in order) run on the "
@@ -1082,7 +1141,9 @@ def write_report(path, meta, tc, mm, models, kernels, decodes, bf=None, nx=None)
     w("`tests/bench/run.sh --scaling [THREADS]` (default 1,2,4,8,16; no Python) measures training tokens/s per "
       "model type at d 512 / T 2048, prefill and batch-1 decode tokens/s of the same models, the chunked "
       "kernels' and the fp32 gemm's GFLOP/s and their ratio, each as speed-up and efficiency over 1 thread. Its "
-      "last table (tests/bench/results/scaling.md) follows: the 16-core run of 2026-12-06 (its step-part rows: "
+      "last table (tests/bench/results/scaling.md) follows: the 16-core run of 2026-12-07 16:38 UTC, with every "
+      "small block product of the kernels on kgemm's own kernel (as `HYBLUA_KGEMM=own` now; the 2026-12-06 run is "
+      "in tests/bench/results/device-2026-12-06-late/scaling_1_16.md) (its step-part rows: "
       "tokens/s of forward, backward and optimizer alone, and the share of each outside pool regions; MFU: "
       "6·N·tokens over the fp32 gemm at the same thread count, a lower bound that leaves out the mixers' own "
       "FLOPs).")

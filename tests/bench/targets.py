@@ -15,6 +15,7 @@ import os
 import re
 
 TRAIN_TARGET = 2.0       # training tokens/s hyblua / torch, every config
+MFU_TARGET = 0.5         # training model FLOPs utilisation at d 512
 KERNEL_TARGET = 50.0     # % of sgemm for the chunked kernels, D 64-128, T >= 1024
 KERNEL_MIN_T = 1024
 GEMM_SYMBOL = re.compile(r"\b[sd]gemm_|\bcblas_[sd]gemm\b")
@@ -88,6 +89,15 @@ def targets_section(models, kernels, mm, shares, kernel_names, bf=None):
           f"| **{'met' if len(met) == len(train) else 'missed'}** ({len(met)} of {len(train)} configs) "
           f"| geo-mean {_geo([r['train_ratio'] for r in train]):.2f}×, range {lo['train_ratio']:.2f}× "
           f"({lo['mixer']} d {lo['d']} T {lo['T']}) – {hi['train_ratio']:.2f}× ({hi['mixer']} d {hi['d']} T {hi['T']}) |")
+    mf = [r for r in models if r.get("mfu_hyblua") and r["d"] == 512]
+    if mf:
+        met = [r for r in mf if r["mfu_hyblua"] >= MFU_TARGET]
+        lo, hi = min(mf, key=lambda r: r["mfu_hyblua"]), max(mf, key=lambda r: r["mfu_hyblua"])
+        tm = [r["mfu_torch"] for r in mf if r.get("mfu_torch")]
+        w(f"| training MFU ≥ {MFU_TARGET:.0%} at d 512 (FLOPs per token × tokens/s over this run's sgemm; models "
+          f"section) | **{'met' if len(met) == len(mf) else 'missed'}** ({len(met)} of {len(mf)} configs) "
+          f"| {lo['mfu_hyblua']:.2f} ({lo['mixer']} T {lo['T']}) – {hi['mfu_hyblua']:.2f} ({hi['mixer']} T {hi['T']})"
+          + (f"; torch {min(tm):.2f}–{max(tm):.2f}" if tm else "") + " |")
     bm = [m for m in (bf or {}).get("models", []) if m.get("tok_s_hyblua_bf16") and m.get("tok_s_torch_fp32")]
     if bm:
         rs = [m["tok_s_hyblua_bf16"] / m["tok_s_torch_fp32"] for m in bm]
@@ -222,5 +232,23 @@ def targets_section(models, kernels, mm, shares, kernel_names, bf=None):
           "element-wise work and the strided copies.")
         w("")
         w("Since 2026-12-07 (afternoon) the GLA kernel's backward (GLA and HGRN-2) and the retention kernel's read the chunk states their forward saved (the mixer op keeps them, (NT,H,K,V) floats, as it does for the delta rule) instead of recomputing them: GLA drops its state pass, retention its whole forward sweep for dq (one backward sweep computes dq, dk and dv, and its dA once) — 2·T·K·V fewer FLOPs each (the formulas count 8·T·K·V since). Old and new interleaved, one thread, T = 2048, best of 3 rounds on the 2-core AMD EPYC (Zen 5) machine (tests/bench/results/gla_saved_ab.md): GLA fwd+bwd 1.09× (D 64) / 1.10× (D 128) with OpenBLAS's Haswell kernels, 1.12× / 1.12× with its SkylakeX kernels; retention 1.17× / 1.12× and 1.14× / 1.22×; the backwards alone 1.14–1.3×, the forwards up to 7% slower (they write the states). The D = 64 kernels on that machine, one thread, sgemm timed in the same process (T = 1024 / 2048), FLOPs as the formulas count them now: with the Haswell kernels its environment sets (sgemm 92–107 GFLOP/s) retention 46% / 47%, GLA 47% / 45%, delta rule 43% / 42%, gated delta 40% / 41%; with the SkylakeX kernels (sgemm 155–194 GFLOP/s) retention 53% / 49%, GLA 32% / 37%, delta rule 34% / 39%, gated delta 40% / 40% — the ratio depends on the kernels more than on these changes: the element-wise work and copies do not speed up with a faster sgemm. Retention at D 128: 61% / 63% (Haswell), 58% / 50% (SkylakeX).")
+        w("")
+        w("**kgemm's own kernel (2026-12-07 evening).** The block products can run on hyblua's own register-blocked "
+          "kernel (kernels/kgemm.c: 8 rows × 32 columns of C in AVX-512 registers, every element summed in the same "
+          "order wherever it falls, so sub-products give the same bits; `HYBLUA_KGEMM=own|blas`). One thread, T 2048, "
+          "old (OpenBLAS) and new interleaved, best of 2 rounds on the 2-core Zen 5 machine "
+          "(`kernels_bench train+sgemm`): against OpenBLAS's Haswell (AVX2) kernels, which this machine's environment "
+          "selects, every kernel ran 1.3–2.1× faster — D 64: GLA 37.0 → 22.6 ms, retention 29.7 → 14.1, delta rule "
+          "60.9 → 37.3, gated delta 57.4 → 32.7, KDA 68.5 → 45.5, Gated DeltaProduct 115.1 → 69.6, DPLR 86.3 → 53.6, "
+          "SSD 31.4 → 14.6, attention 223.8 → 166.7; D 128: 1.5–2.1× — and the D 64 kernels reached 56–94% of that "
+          "process's sgemm (an AVX2 yardstick: the own kernel uses AVX-512). Against OpenBLAS's AVX-512 (Cooperlake) "
+          "kernels it was 0.78–1.28× at D 64 (GLA 1.25×, the delta-rule family 0.8–1.0×) and 0.84–1.44× at D 128; on "
+          "the lent Xeon with the SkylakeX kernels 0.89–0.98× at D 64 and 1.07–1.48× at D 128 "
+          "(tests/bench/results/device-2026-12-07c/ab_kgemm.txt). So the default is the own kernel where OpenBLAS "
+          "runs AVX2 kernels on an AVX-512 CPU (this machine's setting; Debian's OpenBLAS 0.3.21 on CPUs it maps to "
+          "Haswell-class kernels), OpenBLAS otherwise, and OpenBLAS in AVX2 builds (the own AVX2 kernel was 1.0–1.05× "
+          "slower at D 64, 1.2–1.35× at D 128). A d 512 / T 2048 training step at 2 threads with the Haswell kernels: "
+          "Gated DeltaNet 3:1 3.19 / 3.11 → 3.01 / 2.88 s, GLA 2.28 / 2.52 → 2.46 / 2.40 s (two rounds; the step is "
+          "mostly the model's large products, which stay on OpenBLAS).")
         w("")
     return L
