@@ -7,6 +7,7 @@
  */
 #include "hyblua.h"
 #include "../kernels/alloc.h"
+#include "../kernels/kgemm.h"
 #include "../kernels/parallel.h"
 #include "lhyblua.h"
 #include "../core/interrupt.h"
@@ -31,6 +32,11 @@ static int l_get_num_threads(lua_State *L) {
 /* hb.blas_corename() → OpenBLAS's kernels ("SkylakeX", "Haswell", …): benchmarks print it */
 static int l_blas_corename(lua_State *L) {
     lua_pushstring(L, hb_blas_corename());
+    return 1;
+}
+/* hb.kgemm_path() → "own" | "blas": where the mixer kernels' small block products run (kernels/kgemm.h) */
+static int l_kgemm_path(lua_State *L) {
+    lua_pushstring(L, hb_kgemm_own() ? "own" : "blas");
     return 1;
 }
 const char *hyblua_blas_coretype_hint(void) { return hb_blas_coretype_hint(); }
@@ -225,7 +231,7 @@ static int l_fsync(lua_State *L) {
 
 static const luaL_Reg funcs[] = {{"interrupted", l_interrupted}, {"now", l_now}, {"thread_time", l_thread_time}, {"sleep", l_sleep}, {"defer_interrupts", l_defer_interrupts},
                                  {"isatty", l_isatty}, {"get_rng_state", l_get_rng_state},
-                                 {"set_rng_state", l_set_rng_state}, {"fsync", l_fsync},{"set_num_threads", l_set_num_threads}, {"get_num_threads", l_get_num_threads}, {"pool_stats", l_pool_stats}, {"blas_corename", l_blas_corename},
+                                 {"set_rng_state", l_set_rng_state}, {"fsync", l_fsync},{"set_num_threads", l_set_num_threads}, {"get_num_threads", l_get_num_threads}, {"pool_stats", l_pool_stats}, {"blas_corename", l_blas_corename}, {"kgemm_path", l_kgemm_path},
                                  {"set_matmul_precision", l_set_matmul_precision}, {"matmul_precision", l_matmul_precision},
                                  {"cat", l_cat}, {"where", l_where}, {"tensor_bytes", l_mem},
                                  {"memory_stats", l_memory_stats}, {"release_cache", l_release_cache},

@@ -2,7 +2,9 @@
 -- OpenBLAS's table of models gets SSE3 (Prescott) kernels, 5x slower; hyblua then re-runs itself with
 -- OPENBLAS_CORETYPE set. Checks: hb.blas_corename() names a core; on a CPU with AVX2 and FMA the core is
 -- never a pre-AVX2 one (this fails without the re-exec on such a CPU, e.g. an Emerald Rapids Xeon with
--- Debian 12's OpenBLAS 0.3.21); a user's OPENBLAS_CORETYPE is kept; the re-run keeps the arguments.
+-- Debian 12's OpenBLAS 0.3.21); a user's OPENBLAS_CORETYPE is kept; the re-run keeps the arguments. And
+-- kgemm's path (hb.kgemm_path): HYBLUA_KGEMM=own|blas is obeyed, another value reported on stderr, and by
+-- default OpenBLAS keeps the block products where it runs its AVX-512 kernels.
 local hb = require "hyblua"
 local T = dofile("tests/tap.lua")
 local name = hb.blas_corename()
@@ -31,4 +33,18 @@ f:close()
 ok, out = T.run("env -u OPENBLAS_CORETYPE HB_TEST_KEEP=yes ./hyblua " .. script .. " a 'b c'")
 os.remove(script)
 T.is(out, "a,b c|" .. script .. "|yes", "the re-run keeps the script, its arguments and the environment")
+-- kgemm's path (kernels/kgemm.h): HYBLUA_KGEMM chooses; a wrong value is reported and the default used
+ok, out = T.run("HYBLUA_KGEMM=blas ./hyblua -e 'io.write(hb.kgemm_path())'")
+T.is(out, "blas", "HYBLUA_KGEMM=blas puts the kernels' block products on OpenBLAS")
+local avx = has("avx2") and has("fma")
+ok, out = T.run("HYBLUA_KGEMM=own ./hyblua -e 'io.write(hb.kgemm_path())'")
+T.is(out, avx and "own" or "blas", "HYBLUA_KGEMM=own: the own kernel (where AVX2 + FMA are compiled in)")
+ok, out = T.run("HYBLUA_KGEMM=fast ./hyblua -e 'io.write(\"[\", hb.kgemm_path(), \"]\")'")
+T.ok(ok and (out:find("[own]", 1, true) or out:find("[blas]", 1, true))
+  and out:find("HYBLUA_KGEMM must be own or blas (got 'fast')", 1, true),
+  "HYBLUA_KGEMM=fast is reported, not silently taken, and the default runs", out)
+ok, out = T.run("env -u HYBLUA_KGEMM OPENBLAS_CORETYPE=SkylakeX ./hyblua -e 'io.write(hb.blas_corename(), \" \", hb.kgemm_path())'")
+local core, path = out:match("^(%S+) (%S+)$")
+T.ok(core and (core:lower() ~= "skylakex" or path == "blas"),
+  "by default OpenBLAS keeps the block products where it runs its AVX-512 kernels", out)
 T.done()

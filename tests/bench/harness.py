@@ -192,6 +192,8 @@ def machine_info():
         info["hyblua_version"] = subprocess.run([HYBLUA, "-v"], capture_output=True, text=True).stdout.strip()
         info["blas_core"] = subprocess.run([HYBLUA, "-e", "io.write(hb.blas_corename() or '?')"], capture_output=True,
                                            text=True).stdout.strip()
+        info["kgemm_path"] = subprocess.run([HYBLUA, "-e", "io.write(hb.kgemm_path())"], capture_output=True,
+                                            text=True).stdout.strip()
     except OSError:
         pass
     info["coretype_env"] = os.environ.get("OPENBLAS_CORETYPE")
@@ -895,7 +897,9 @@ def write_report(path, meta, tc, mm, models, kernels, decodes, bf=None, nx=None)
     if mi.get("blas_core"):  # runs before 2026-12-07 did not record it
         note = narrow_kernels(mi)
         w(f"* OpenBLAS kernels: {mi['blas_core']} (OPENBLAS_CORETYPE "
-          f"{'= ' + mi['coretype_env'] if mi.get('coretype_env') else 'unset'}; `hb.blas_corename()`)."
+          f"{'= ' + mi['coretype_env'] if mi.get('coretype_env') else 'unset'}; `hb.blas_corename()`)"
+          + (f"; the mixer kernels' block products on {'hyblua' + chr(39) + 's own kernel' if mi['kgemm_path'] == 'own' else 'OpenBLAS'} "
+             f"(`hb.kgemm_path()` {mi['kgemm_path']})" if mi.get("kgemm_path") else "") + "."
           + (f" **Note:** {note}." if note else ""))
     w(f"* Threads: **{meta['threads']}** on both sides (`HYBLUA_NUM_THREADS`, `OPENBLAS_NUM_THREADS`, "
       f"`OMP_NUM_THREADS` = {meta['threads']}, `OMP_WAIT_POLICY=PASSIVE`, all set before torch is imported).")
