@@ -982,8 +982,8 @@ def write_report(path, meta, tc, mm, models, kernels, decodes, bf=None, nx=None)
     w("")
     w("(\"fwd/bwd/AdamW time h/t\" are time ratios hyblua / torch of each phase: **> 1 means hyblua is slower** "
       "in that phase. MFU, model FLOPs utilisation: training FLOPs per token × tokens/s over the machine's fp32 "
-      f"peak, taken as this run's 1024³ `cblas_sgemm` at {meta['threads']} threads ({fmt(mm.get('sgemm'), '.1f')} "
-      "GFLOP/s, the matmul section; a measured peak, below the datasheet's). FLOPs per token: 6·N for the matrix "
+      f"peak, taken as the matmul section's 1024³ `cblas_sgemm` (its run: see the dates at the top) at {meta['threads']} threads ({fmt(mm.get('sgemm'), '.1f')} "
+      "GFLOP/s; a measured peak, below the datasheet's). FLOPs per token: 6·N for the matrix "
       "products (N the parameters less the input embedding, which is a lookup; the untied LM head counts) plus each "
       "layer's token mixer by the kernel section's chunked-algorithm formulas, divided by T (attention: the causal "
       "half, head dim 64; HGRN: 0, it is element-wise). Norms, gates, activations, the loss and AdamW are not "
