@@ -43,8 +43,7 @@ void hb_transpose_f32(float *restrict dst, int64_t ldd, const float *restrict sr
  * vectors (16 floats with AVX-512, 8 with AVX2; the last one masked) and the row blocks MR rows whose a_ik are
  * broadcast: an element's arithmetic does not depend on where its block starts or how wide it is, so any split
  * of a product into sub-products gives the same bits. op(B) = Bᵀ is transposed first into a per-thread buffer.
- * No library call, no shared state: OpenBLAS takes a lock around the buffer of every sgemm call
- * (blas_memory_alloc), which serialises threads that each run thousands of small products. */
+ * When it runs instead of OpenBLAS, and what it gained, is in kgemm.h. */
 #if defined(__AVX512F__)
 #define SM_VW 16
 #define SM_MR 8
@@ -199,24 +198,26 @@ int hb_kgemm_own(void) {
 void hb_kgemm_f32(CBLAS_ORDER order, CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int M, int N, int K, float alpha,
                   const float *A, int lda, const float *B, int ldb, float beta, float *C, int ldc) {
     static _Thread_local float bt[NT_MAX_BK] __attribute__((aligned(64)));
+    const int rowmajor = order == CblasRowMajor && M > 0 && N > 0;
+    const double mnk = (double)M * N * K;
+    int own = 0;
 #ifdef SM_VW
-    if (order == CblasRowMajor && M > 0 && N > 0 && K >= 0 && (double)M * N * K <= SM_MAX_MNK && hb_kgemm_own() &&
-        (tb == CblasNoTrans || (int64_t)N * K <= NT_MAX_BK)) {
-        if (alpha == 0) K = 0; /* C = beta·C, A and B not read (as BLAS) */
-        if (tb != CblasNoTrans) {
-            hb_transpose_f32(bt, N, B, ldb, N, K); /* B is N×K: bt (K×N) = Bᵀ */
-            B = bt, ldb = N;
-        }
-        if (ta == CblasNoTrans) sm_gemm(M, N, K, alpha, A, lda, 1, B, ldb, beta, C, ldc);
-        else sm_gemm(M, N, K, alpha, A, 1, lda, B, ldb, beta, C, ldc);
+    own = rowmajor && K >= 0 && mnk <= SM_MAX_MNK && hb_kgemm_own() && (tb == CblasNoTrans || (int64_t)N * K <= NT_MAX_BK);
+    if (own && alpha == 0) K = 0; /* C = beta·C, A and B not read (as BLAS) */
+#endif
+    /* op(B) = Bᵀ on the own kernel, or a small A·Bᵀ on OpenBLAS: B (N×K) transposed into bt (K×N) first */
+    if (own ? tb != CblasNoTrans
+            : rowmajor && ta == CblasNoTrans && tb == CblasTrans && K > 0 && (int64_t)N * K <= NT_MAX_BK &&
+                  mnk <= NT_MAX_MNK) {
+        hb_transpose_f32(bt, N, B, ldb, N, K);
+        B = bt, ldb = N, tb = CblasNoTrans;
+    }
+#ifdef SM_VW
+    if (own) {
+        const int nt = ta == CblasNoTrans;
+        sm_gemm(M, N, K, alpha, A, nt ? lda : 1, nt ? 1 : lda, B, ldb, beta, C, ldc);
         return;
     }
 #endif
-    if (order == CblasRowMajor && ta == CblasNoTrans && tb == CblasTrans && M > 0 && N > 0 && K > 0 &&
-        (int64_t)N * K <= NT_MAX_BK && (double)M * N * K <= NT_MAX_MNK) {
-        hb_transpose_f32(bt, N, B, ldb, N, K); /* B is N×K: bt (K×N) = Bᵀ */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, N, K, alpha, A, lda, bt, N, beta, C, ldc);
-        return;
-    }
     cblas_sgemm(order, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
