@@ -171,25 +171,39 @@ void hb_kgemm_force(int own) {
 #endif
 }
 
+const char *hb_kgemm_isa(void) {
+#if defined(__AVX512F__)
+    return "avx512";
+#elif defined(SM_VW)
+    return "avx2";
+#else
+    return "none";
+#endif
+}
+
 int hb_kgemm_own(void) {
     int c = atomic_load_explicit(&choice, memory_order_relaxed);
     if (c >= 0) return c;
-#ifdef SM_VW
     const char *e = getenv("HYBLUA_KGEMM");
-    if (e && !strcmp(e, "own")) c = 1;
-    else if (e && !strcmp(e, "blas")) c = 0;
-    else {
+    if (e && !strcmp(e, "own")) {
+#ifdef SM_VW
+        c = 1;
+#else
+        fprintf(stderr, "hyblua: HYBLUA_KGEMM=own, but this build has no own kernel (compiled without AVX2 + FMA: "
+                        "build with -march=native); using OpenBLAS\n");
+        c = 0;
+#endif
+    } else if (e && !strcmp(e, "blas")) {
+        c = 0;
+    } else {
         if (e && *e) fprintf(stderr, "hyblua: HYBLUA_KGEMM must be own or blas (got '%s'); using the default\n", e);
-#ifdef __AVX512F__
+#if defined(__AVX512F__)
         const char *n = openblas_get_corename();
         c = !(n && (!strcasecmp(n, "skylakex") || !strcasecmp(n, "cooperlake") || !strcasecmp(n, "sapphirerapids")));
 #else
-        c = 0; /* the AVX2 kernel: 1.0-1.05x slower than OpenBLAS's Haswell kernels at D 64, 1.2-1.35x at D 128 */
+        c = 0; /* AVX2 builds: 1.0-1.05x slower than OpenBLAS's Haswell kernels at D 64, 1.2-1.35x at D 128 */
 #endif
     }
-#else
-    c = 0;
-#endif
     int expect = -1;
     if (!atomic_compare_exchange_strong(&choice, &expect, c)) c = expect;
     return c;

@@ -31,6 +31,8 @@ void hb_kgemm_f32(CBLAS_ORDER order, CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int
 int hb_kgemm_own(void);
 /* set that choice (tests and benchmarks; 1 has no effect where the kernel is not compiled: no AVX2 + FMA) */
 void hb_kgemm_force(int own);
+/* the own kernel compiled into this build: "avx512", "avx2" or "none" (no AVX2 + FMA at compile time: -march) */
+const char *hb_kgemm_isa(void);
 
 /* dst (cols × rows, row stride ldd) = the transpose of src (rows × cols, row stride lds). 16×16 tiles
  * in registers where AVX-512 is compiled in, element by element otherwise and at the edges. */

@@ -34,10 +34,12 @@ static int l_blas_corename(lua_State *L) {
     lua_pushstring(L, hb_blas_corename());
     return 1;
 }
-/* hb.kgemm_path() → "own" | "blas": where the mixer kernels' small block products run (kernels/kgemm.h) */
+/* hb.kgemm_path() → "own" | "blas", and the own kernel compiled in ("avx512" | "avx2" | "none"): where the mixer
+ * kernels' small block products run (kernels/kgemm.h) */
 static int l_kgemm_path(lua_State *L) {
     lua_pushstring(L, hb_kgemm_own() ? "own" : "blas");
-    return 1;
+    lua_pushstring(L, hb_kgemm_isa());
+    return 2;
 }
 const char *hyblua_blas_coretype_hint(void) { return hb_blas_coretype_hint(); }
 

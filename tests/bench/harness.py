@@ -192,7 +192,7 @@ def machine_info():
         info["hyblua_version"] = subprocess.run([HYBLUA, "-v"], capture_output=True, text=True).stdout.strip()
         info["blas_core"] = subprocess.run([HYBLUA, "-e", "io.write(hb.blas_corename() or '?')"], capture_output=True,
                                            text=True).stdout.strip()
-        info["kgemm_path"] = subprocess.run([HYBLUA, "-e", "io.write(hb.kgemm_path())"], capture_output=True,
+        info["kgemm_path"] = subprocess.run([HYBLUA, "-e", "io.write((hb.kgemm_path()))"], capture_output=True,
                                             text=True).stdout.strip()
     except OSError:
         pass
