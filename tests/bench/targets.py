@@ -251,4 +251,18 @@ def targets_section(models, kernels, mm, shares, kernel_names, bf=None):
           "Gated DeltaNet 3:1 3.19 / 3.11 → 3.01 / 2.88 s, GLA 2.28 / 2.52 → 2.46 / 2.40 s (two rounds; the step is "
           "mostly the model's large products, which stay on OpenBLAS).")
         w("")
+        w("**Its full blocks unmasked (2026-12-07, 20:00–20:35 UTC).** With masked loads in the kernel's loop GCC kept one "
+          "of the two B vectors on the stack and reloaded it for each of the 8 rows; full blocks (8 rows × 32 columns) "
+          "now run on an unmasked kernel, the masked ones only at the edges (same arithmetic per element: sub-products "
+          "still give the same bits, tests/test_kgemm.c). One Zen 5 core, operands hot: 64×64×64 135 → 191–210 GFLOP/s "
+          "(NN / TN), NT 131 → 175 (B transposed first); OpenBLAS's Cooperlake small-matrix kernel 186–218, its Haswell "
+          "kernels 78–95. Chunked kernels fwd+bwd on the own path, one thread, T 2048, old and new interleaved "
+          "(tests/bench/results/kgemm_full_ab.md; a shared, loaded machine): 1.22–1.52× faster at D 64 with the Haswell "
+          "kernels beside it (gated delta 58.6 → 38.4 ms, delta 54.1 → 37.7, GLA 31.3 → 23.9, retention 23.6 → 17.6, "
+          "attention 192.9 → 140.6), 1.11–1.70× with the Cooperlake kernels. Against OpenBLAS's AVX-512 kernels the "
+          "own path now stands at 0.78–1.06× (D 64) and 0.84–1.32× (D 128): no clear gain, so the default rule stays as "
+          "above, and this table's kernels (OpenBLAS's Cooperlake kernels, the default there) do not change. Inside a "
+          "chunked kernel the products still run at about half their hot rate (gated delta D 64: ~50% of the time in "
+          "kgemm, at ~110 GFLOP/s): 64×64 operands of 16 KiB each, three per product, do not stay in a 48 KiB L1.")
+        w("")
     return L
