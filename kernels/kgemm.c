@@ -143,9 +143,10 @@ SM_KERNEL(sm_kern4, SM_R4)
 SM_KERNEL(sm_kern2, SM_R2)
 SM_KERNEL(sm_kern1, SM_R1)
 
-/* The common case at full speed: SM_MR rows × 2 full vectors of C, a(i, k) at A[k·acs + i] (rows of op(A)
- * adjacent: the broadcasts are constant offsets from one pointer), no masks. The same arithmetic per element
- * as SM_KERNEL (acc = fma(a_ik, b_kj, acc) from 0, then alpha·acc, then beta·c added by fma). */
+/* The common case at full speed: SM_MR rows × 2 full vectors of C, no masks, a(i, k) at A[i·ars + k·acs]. The
+ * same arithmetic per element as SM_KERNEL (acc = fma(a_ik, b_kj, acc) from 0, then alpha·acc, then beta·c added
+ * by fma). Two instances: sm_kern_full for ars = 1 (op(A) = Aᵀ: the broadcasts are constant offsets from one
+ * pointer) and sm_kern_full_s for any ars (op(A) = A: one pointer per row; as fast here, 191–204 GFLOP/s). */
 #define SM_FMAF(r)                                                                                             \
     {                                                                                                          \
         const smv ar = sm_set1(a[r * ars]);                                                                    \
