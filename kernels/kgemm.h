@@ -17,9 +17,9 @@
  * unmasked full-block kernel (2026-12-07 evening): it made the own path's kernels 1.2–1.5× faster (Zen 5, D 64,
  * every kernel), and against OpenBLAS's Cooperlake kernels it stands at 0.78–1.06× (D 64) and 0.84–1.32× (D 128),
  * its AVX2 form against the Haswell kernels at 0.73–1.37× / 0.72–1.16× (a loaded machine): still no clear gain
- * where OpenBLAS has kernels for the ISA, so the rule is unchanged (tests/bench/results/kgemm_full_ab.md). Without AVX2 + FMA, and
- * for larger or column-major products, cblas_sgemm (A·Bᵀ of small sizes as transpose + NoTrans × NoTrans:
- * OpenBLAS's NT form of them was slower on its SkylakeX kernels). Concurrent small products cost the same per
+ * where OpenBLAS has kernels for the ISA, so the rule is unchanged (tests/bench/results/kgemm_full_ab.md).
+ * Without AVX2 + FMA, and for larger or column-major products, cblas_sgemm (A·Bᵀ of small sizes as transpose +
+ * NoTrans × NoTrans: OpenBLAS's NT form of them was slower on its SkylakeX kernels). Concurrent small products cost the same per
  * thread on both paths (kernels_bench blocks: 0.73 / 0.78 of the 1-thread rate at 16 threads): OpenBLAS's
  * per-call buffer lock does not serialise the kernels. */
 #ifndef HB_KGEMM_H
