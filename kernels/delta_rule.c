@@ -75,6 +75,9 @@ typedef struct {
     real *o, *ht, *hs;                            /* forward outputs */
     real *dq, *dk, *dv, *dbeta, *dg;              /* backward outputs (+=) */
     const real *dout, *q, *k, *v, *beta, *g, *h0, *hsin;
+    real *wy;                                     /* forward: [OUT][OPTIONAL] every chunk's D and T (wy_d, wy_t) */
+    const real *wyin;                             /* backward: [IN][OPTIONAL] what that forward wrote (with hsin) */
+    int64_t Cr;                                   /* the caller's chunk length (≥ C): the row width of T in wy */
     const int64_t *cu;                            /* cu_seqlens (kernels/seqs.h) or NULL */
     const int64_t *choff;                         /* packed: first chunk of each document in hs, or NULL */
     real scale;
@@ -92,6 +95,18 @@ static int64_t hs_index(const args_t *a, int64_t b, int64_t j) {
     return a->choff[b] * a->HV + j * seq_chunks(a, b);
 }
 
+/* wy, the WY quantities the chunked forward saves for its backward (the mixer's saved buffer, after hs):
+ * per value head j, the rows of the flattened B·T token axis, first D (HV, B·T, V) then T (HV, B·T, Cr);
+ * the chunk starting at token row t0 has D rows t0.. and the n×n block of T in rows t0.. (row width Cr).
+ * With them the backward skips the triangular inverse and the two products of D; it reads bit for bit
+ * what it would recompute from hs. */
+static size_t wy_d(const args_t *a, int64_t j, int64_t row) {
+    return ((size_t)j * (size_t)(a->B * a->T) + (size_t)row) * (size_t)a->V;
+}
+static size_t wy_t(const args_t *a, int64_t j, int64_t row) {
+    return (size_t)(a->HV * a->B * a->T) * (size_t)a->V + ((size_t)j * (size_t)(a->B * a->T) + (size_t)row) * (size_t)a->Cr;
+}
+
 /* The checks shared by the full-sequence entry points; fills the sequence geometry of a (C clamped to
  * the longest sequence, NC its chunk count) and, when packed, the chunk offsets *choff (to free). */
 static int bad_dims(int64_t B, int64_t T, int64_t H, int64_t HV, int64_t K, int64_t V);
@@ -100,6 +115,7 @@ static int seq_setup(args_t *a, const int64_t *cu, int64_t N, int64_t C, int64_t
     if (bad_dims(a->B, a->T, a->H, a->HV, a->K, a->V) || C < 1 || hb_seqs_check(cu, N, a->B, a->T)) return -1;
     const int64_t maxlen = hb_seq_maxlen(cu, N, a->T);
     a->cu = cu;
+    a->Cr = C;
     a->C = C < maxlen ? C : (maxlen > 0 ? maxlen : 1); /* C > T: one chunk */
     a->NC = (maxlen + a->C - 1) / a->C;
     if (!cu) return 0;
@@ -333,7 +349,9 @@ static int bwd_ref(real *dq, real *dk, real *dv, real *dbeta, real *dg, const re
 /* Per-slot workspace of the chunked paths (C×C matrices with leading dimension C). */
 typedef struct {
     real *G, *eG, *eL;                /* (C) cumulative log decay, e^G, e^{G_last − G} */
-    real *Gam, *KK, *A, *Tm, *M, *dM; /* (C,C) */
+    real *Gam, *KK, *A, *Tm, *M, *dM; /* (C,C); Tm leading dimension ldt */
+    real *Ts, *Ds;                    /* the scratch of Tm and D, where they are not blocks of wy */
+    int64_t ldt;
     real *Z;                          /* (C,C) backward */
     real *Kb, *Y, *dQ, *dK;           /* (C,K) */
     real *Vb, *U, *D, *dD, *dOs, *QS, *X, *tmp; /* (C,V) */
@@ -356,9 +374,10 @@ static size_t carve(work_t *w, real *scr, const args_t *a, int bwd, int states) 
     size_t o = 0;
     w->G = take(scr, &o, C), w->eG = take(scr, &o, C), w->eL = take(scr, &o, C);
     w->Gam = take(scr, &o, C * C), w->KK = take(scr, &o, C * C), w->A = take(scr, &o, C * C);
-    w->Tm = take(scr, &o, C * C), w->M = take(scr, &o, C * C);
+    w->Tm = w->Ts = take(scr, &o, C * C), w->M = take(scr, &o, C * C);
+    w->ldt = C;
     w->Kb = take(scr, &o, C * K);
-    w->Vb = take(scr, &o, C * V), w->U = take(scr, &o, C * V), w->D = take(scr, &o, C * V);
+    w->Vb = take(scr, &o, C * V), w->U = take(scr, &o, C * V), w->D = w->Ds = take(scr, &o, C * V);
     w->Qp = take(scr, &o, C * K), w->Kp = take(scr, &o, C * K);
     w->Vp = take(scr, &o, C * V), w->Op = take(scr, &o, C * V), w->dOp = take(scr, &o, C * V);
     w->S = take(scr, &o, K * V);
@@ -380,6 +399,7 @@ static size_t carve(work_t *w, real *scr, const args_t *a, int bwd, int states) 
  * packed copies (chunk_pack) with row strides lq = K, lv = V; outputs go to the global rows. */
 typedef struct {
     int64_t n, lq, lv;
+    int64_t row, j;                     /* first token row (flattened B·T axis) and value head */
     const real *Q, *Kc, *Vc, *dO, *beta, *g; /* beta/g stride HV */
     int64_t bo;                         /* offset of (b, t0, j) in (B,T,HV) */
     int64_t vo;                         /* offset of (b, t0, j) in (B,T,HV,V) */
@@ -392,6 +412,7 @@ static chunk_t chunk_at(const args_t *a, int64_t b, int64_t h, int64_t j, int64_
     const hb_seq_t s = seq_of(a, b);
     const int64_t bt = s.start + t0;
     c.n = s.len - t0 < a->C ? s.len - t0 : a->C;
+    c.row = bt, c.j = j;
     c.lq = a->H * a->K;
     c.lv = a->HV * a->V;
     c.qo = (bt * a->H + h) * a->K;
@@ -439,37 +460,47 @@ static void chunk_pack(work_t *w, chunk_t *c, const args_t *a, int with_q, int w
 }
 
 
-/* T = (I + A)^{−1} for A strictly lower triangular (n×n, leading dimension C), block by block
+/* T = (I + A)^{−1} for A strictly lower triangular (n×n, leading dimension C; T's ldt), block by block
  * (blocks of TRI_BLOCK rows). A diagonal block is inverted by forward substitution (row r of T_II
  * is e_r − Σ_{m<r} A_rm T_m); from (I + A) T = I, the block row left of it is
  * T[I, :I0] = −T_II (A[I, :I0] T[:I0, :I0]), two gemms. tmp is (C,C) scratch. */
 #define TRI_BLOCK 16
-static void tri_inverse(real *Tm, const real *A, real *tmp, int64_t n, int64_t C) {
+static void tri_inverse(real *Tm, int64_t ldt, const real *A, real *tmp, int64_t n, int64_t C) {
     for (int64_t r = 0; r < n; r++)
-        for (int64_t s = 0; s < n; s++) Tm[r * C + s] = r == s;
+        for (int64_t s = 0; s < n; s++) Tm[r * ldt + s] = r == s;
     for (int64_t i0 = 0; i0 < n; i0 += TRI_BLOCK) {
         const int64_t bi = n - i0 < TRI_BLOCK ? n - i0 : TRI_BLOCK;
         for (int64_t r = i0; r < i0 + bi; r++) {
-            real *Tr = Tm + r * C;
+            real *Tr = Tm + r * ldt;
             for (int64_t m = i0; m < r; m++) {
                 const real arm = A[r * C + m];
-                const real *Tmm = Tm + m * C;
+                const real *Tmm = Tm + m * ldt;
                 for (int64_t s = i0; s <= m; s++) Tr[s] -= arm * Tmm[s];
             }
         }
         if (i0 == 0) continue;
-        kgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, bi, i0, i0, 1, A + i0 * C, C, Tm, C, 0,
+        kgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, bi, i0, i0, 1, A + i0 * C, C, Tm, ldt, 0,
               tmp, C);
-        kgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, bi, i0, bi, -1, Tm + i0 * C + i0, C, tmp,
-              C, 0, Tm + i0 * C, C);
+        kgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, bi, i0, bi, -1, Tm + i0 * ldt + i0, ldt, tmp,
+              C, 0, Tm + i0 * ldt, ldt);
     }
 }
 
 /* Recompute the WY quantities of a chunk entered with state S: G, e^G, e^{G_last−G}, Γ, KKᵀ, A,
- * T = (I+A)^{−1}, Kb = diag(βe^G)K, Vb = diag(β)V, D = T (Vb − Kb S). Clobbers M and U. */
+ * T = (I+A)^{−1}, Kb = diag(βe^G)K, Vb = diag(β)V, D = T (Vb − Kb S). Clobbers M and U. T and D are the
+ * chunk's blocks of wy when the forward saves them (written in place, no copy), and are read from there
+ * instead of computed in a backward after such a forward (a->wyin); else the scratch. */
 static void chunk_prep(work_t *w, const chunk_t *c, const real *S, const args_t *a) {
     const int64_t n = c->n, C = a->C, K = a->K, V = a->V, HV = a->HV;
+    const real *wy = a->wy ? a->wy : a->wyin;
+    if (wy) {
+        w->Tm = (real *)(uintptr_t)(wy + wy_t(a, c->j, c->row)), w->ldt = a->Cr;
+        w->D = (real *)(uintptr_t)(wy + wy_d(a, c->j, c->row));
+    } else {
+        w->Tm = w->Ts, w->D = w->Ds, w->ldt = C;
+    }
     real *G = w->G, *eG = w->eG, *eL = w->eL, *Gam = w->Gam, *A = w->A, *Tm = w->Tm;
+    const int64_t ldt = w->ldt;
     if (c->g) {
         real acc = 0;
         for (int64_t r = 0; r < n; r++) {
@@ -494,16 +525,17 @@ static void chunk_prep(work_t *w, const chunk_t *c, const real *S, const args_t 
         for (int64_t s = 0; s < r; s++) A[r * C + s] = br * Gam[r * C + s] * w->KK[r * C + s];
         for (int64_t s = r; s < n; s++) A[r * C + s] = 0;
     }
-    tri_inverse(Tm, A, w->M, n, C);
+    if (!a->wyin) tri_inverse(Tm, ldt, A, w->M, n, C);
     for (int64_t r = 0; r < n; r++) {
         const real br = c->beta[r * HV], bg = br * eG[r];
         const real *kr = c->Kc + r * c->lq, *vr = c->Vc + r * c->lv;
         for (int64_t i = 0; i < K; i++) w->Kb[r * K + i] = bg * kr[i];
         for (int64_t i = 0; i < V; i++) w->Vb[r * V + i] = br * vr[i];
     }
+    if (a->wyin) return;
     memcpy(w->U, w->Vb, (size_t)(n * V) * sizeof(real));
     kgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, V, K, -1, w->Kb, K, S, V, 1, w->U, V);
-    kgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, V, n, 1, Tm, C, w->U, V, 0, w->D, V);
+    kgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, V, n, 1, Tm, ldt, w->U, V, 0, w->D, V);
 }
 
 /* M = scale (Q Kᵀ ⊙ Γ) on s ≤ r, 0 above. */
@@ -546,7 +578,7 @@ static void fwd_chunk_item(const args_t *a, int64_t item, real *scr) {
         chunk_pack(&w, &c, a, 1, 0, ci + 1 < NC ? &next : NULL);
         real *O = w.Op;
         if (a->hs) memcpy(a->hs + (hs_index(a, b, j) + ci) * KV, S, (size_t)KV * sizeof(real));
-        chunk_prep(&w, &c, S, a);
+        chunk_prep(&w, &c, S, a); /* with a->wy: T and D written there for the backward */
         chunk_scores(&w, &c, a);
         /* O = scale diag(e^G) Q S + M D */
         kgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, V, K, 1, c.Q, c.lq, S, V, 0, O, V);
@@ -563,12 +595,12 @@ static void fwd_chunk_item(const args_t *a, int64_t item, real *scr) {
     if (a->ht) memcpy(a->ht + item * KV, S, (size_t)KV * sizeof(real));
 }
 
-static int fwd_chunk(real *o, real *ht, real *hs, const real *q, const real *k,
-                             const real *v, const real *beta, const real *g, const real *h0,
-                             real scale, const int64_t *cu, int64_t N, int64_t B, int64_t T, int64_t H,
-                             int64_t HV, int64_t K, int64_t V, int64_t C) {
+static int fwd_chunk_wy(real *o, real *ht, real *hs, real *wy, const real *q, const real *k,
+                        const real *v, const real *beta, const real *g, const real *h0,
+                        real scale, const int64_t *cu, int64_t N, int64_t B, int64_t T, int64_t H,
+                        int64_t HV, int64_t K, int64_t V, int64_t C) {
     if (T > 0 && (!o || !q || !k || !v || !beta)) return -1;
-    args_t a = {.o = o, .ht = ht, .hs = hs, .q = q, .k = k, .v = v, .beta = beta, .g = g,
+    args_t a = {.o = o, .ht = ht, .hs = hs, .wy = wy, .q = q, .k = k, .v = v, .beta = beta, .g = g,
                 .h0 = h0, .scale = scale, .B = B, .T = T, .H = H, .HV = HV, .K = K, .V = V};
     int64_t *choff;
     if (seq_setup(&a, cu, N, C, &choff)) return -1;
@@ -576,6 +608,11 @@ static int fwd_chunk(real *o, real *ht, real *hs, const real *q, const real *k,
     int rc = run_items(fwd_chunk_item, &a, hb_seq_count(cu, N, B) * HV, carve(&w, NULL, &a, 0, 0));
     free(choff);
     return rc;
+}
+static int fwd_chunk(real *o, real *ht, real *hs, const real *q, const real *k, const real *v, const real *beta,
+                     const real *g, const real *h0, real scale, const int64_t *cu, int64_t N, int64_t B, int64_t T,
+                     int64_t H, int64_t HV, int64_t K, int64_t V, int64_t C) {
+    return fwd_chunk_wy(o, ht, hs, NULL, q, k, v, beta, g, h0, scale, cu, N, B, T, H, HV, K, V, C);
 }
 
 /* ---------------------------------------------------------------------------------------------- */
@@ -645,11 +682,11 @@ static void chunk_bwd(work_t *w, const chunk_t *c, const real *S, const args_t *
 
     /* D = T (Vb − Kb S): X = Tᵀ dD, Y = −X Sᵀ, dA = −(X Vbᵀ + Y Kbᵀ) Tᵀ (kept in dM, only
      * s < r is used). */
-    kgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n, V, n, 1, w->Tm, C, w->dD, V, 0, w->X, V);
+    kgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n, V, n, 1, w->Tm, w->ldt, w->dD, V, 0, w->X, V);
     kgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, K, V, -1, w->X, V, S, V, 0, w->Y, K);
     kgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, n, V, 1, w->X, V, w->Vb, V, 0, w->Z, C);
     kgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, n, K, 1, w->Y, K, w->Kb, K, 1, w->Z, C);
-    kgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, n, n, -1, w->Z, C, w->Tm, C, 0, dM, C);
+    kgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, n, n, -1, w->Z, C, w->Tm, w->ldt, 0, dM, C);
 
     /* Vb = diag(β) V, Kb = diag(β e^G) K; dV = diag(β) X (added at the end). */
     for (int64_t r = 0; r < n; r++) {
@@ -748,14 +785,15 @@ static void bwd_chunk_item(const args_t *a, int64_t item, real *scr) {
     }
 }
 
-static int bwd_chunk(real *dq, real *dk, real *dv, real *dbeta, real *dg, const real *do_,
-                             const real *q, const real *k, const real *v, const real *beta,
-                             const real *g, const real *h0, const real *hs, real scale,
-                             const int64_t *cu, int64_t N, int64_t B, int64_t T, int64_t H, int64_t HV,
-                             int64_t K, int64_t V, int64_t C) {
+static int bwd_chunk_wy(real *dq, real *dk, real *dv, real *dbeta, real *dg, const real *do_,
+                        const real *q, const real *k, const real *v, const real *beta,
+                        const real *g, const real *h0, const real *hs, const real *wy, real scale,
+                        const int64_t *cu, int64_t N, int64_t B, int64_t T, int64_t H, int64_t HV,
+                        int64_t K, int64_t V, int64_t C) {
     if (T > 0 && (!do_ || !q || !k || !v || !beta)) return -1;
+    if (wy && !hs) return -1; /* wy is read beside the chunk states, never with a recomputed state pass */
     args_t a = {.dq = dq, .dk = dk, .dv = dv, .dbeta = dbeta, .dg = dg, .dout = do_, .q = q,
-                .k = k, .v = v, .beta = beta, .g = g, .h0 = h0, .hsin = hs, .scale = scale,
+                .k = k, .v = v, .beta = beta, .g = g, .h0 = h0, .hsin = hs, .wyin = wy, .scale = scale,
                 .B = B, .T = T, .H = H, .HV = HV, .K = K, .V = V};
     int64_t *choff;
     if (seq_setup(&a, cu, N, C, &choff)) return -1;
@@ -763,6 +801,13 @@ static int bwd_chunk(real *dq, real *dk, real *dv, real *dbeta, real *dg, const 
     int rc = run_items(bwd_chunk_item, &a, hb_seq_count(cu, N, B) * H, carve(&w, NULL, &a, 1, hs == NULL));
     free(choff);
     return rc;
+}
+static int bwd_chunk(real *dq, real *dk, real *dv, real *dbeta, real *dg, const real *do_, const real *q,
+                     const real *k, const real *v, const real *beta, const real *g, const real *h0, const real *hs,
+                     real scale, const int64_t *cu, int64_t N, int64_t B, int64_t T, int64_t H, int64_t HV, int64_t K,
+                     int64_t V, int64_t C) {
+    return bwd_chunk_wy(dq, dk, dv, dbeta, dg, do_, q, k, v, beta, g, h0, hs, NULL, scale, cu, N, B, T, H, HV, K, V,
+                        C);
 }
 
 /* ---------------------------------------------------------------------------------------------- */
@@ -797,20 +842,26 @@ static int step(real *o, real *state, const real *q, const real *k, const real *
 
 /* ---- the mixer descriptor's adapters (kernels/mixer.h) ------------------------------------------- */
 /* dims "B T H HV K V" (HV value heads, a multiple of the H q/k heads); inputs q, k, v, beta, g
- * (optional); scalar scale; saves the chunk states hs (B,HV,NC,K,V) for the chunked backward */
+ * (optional); scalar scale; saves the chunk states hs (B,HV,NC,K,V) and after them wy (wy_d, wy_t) for the
+ * chunked backward */
+static int64_t mixer_hs_numel(const hb_mixer_args_t *a) {
+    int64_t B = a->dim[0], T = a->dim[1], HV = a->dim[3], K = a->dim[4], V = a->dim[5];
+    return delta_rule_chunk_count(a->cu_seqlens, a->N, B, T, a->chunk) * HV * K * V;
+}
 static int mixer_fwd_chunk(const hb_mixer_args_t *a) {
     int64_t B = a->dim[0], T = a->dim[1], H = a->dim[2], HV = a->dim[3], K = a->dim[4], V = a->dim[5];
     const real *q = a->in[0], *k = a->in[1], *v = a->in[2], *beta = a->in[3], *g = a->in[4];
-    real scale = (real)a->scalar[0];
-    return fwd_chunk(a->o, a->ht, a->saved, q, k, v, beta, g, NULL, scale, a->cu_seqlens, a->N, B, T, H, HV, K, V,
-                     a->chunk);
+    real scale = (real)a->scalar[0], *hs = a->saved, *wy = hs ? hs + mixer_hs_numel(a) : NULL;
+    return fwd_chunk_wy(a->o, a->ht, hs, wy, q, k, v, beta, g, NULL, scale, a->cu_seqlens, a->N, B, T, H, HV, K, V,
+                        a->chunk);
 }
 static int mixer_bwd_chunk(const hb_mixer_args_t *a) {
     int64_t B = a->dim[0], T = a->dim[1], H = a->dim[2], HV = a->dim[3], K = a->dim[4], V = a->dim[5];
     const real *q = a->in[0], *k = a->in[1], *v = a->in[2], *beta = a->in[3], *g = a->in[4];
+    const real *hs = a->saved, *wy = hs ? hs + mixer_hs_numel(a) : NULL;
     real scale = (real)a->scalar[0];
-    return bwd_chunk(a->din[0], a->din[1], a->din[2], a->din[3], a->din[4], a->dout, q, k, v, beta, g, NULL, a->saved,
-                     scale, a->cu_seqlens, a->N, B, T, H, HV, K, V, a->chunk);
+    return bwd_chunk_wy(a->din[0], a->din[1], a->din[2], a->din[3], a->din[4], a->dout, q, k, v, beta, g, NULL, hs,
+                        wy, scale, a->cu_seqlens, a->N, B, T, H, HV, K, V, a->chunk);
 }
 static int mixer_fwd_recurrent(const hb_mixer_args_t *a) {
     int64_t B = a->dim[0], T = a->dim[1], H = a->dim[2], HV = a->dim[3], K = a->dim[4], V = a->dim[5];
@@ -908,11 +959,11 @@ int delta_rule_mixer_bwd_chunk_f32(const hb_mixer_args_t *a) { return mixer_bwd_
 int delta_rule_mixer_fwd_recurrent_f32(const hb_mixer_args_t *a) { return mixer_fwd_recurrent(a); }
 int delta_rule_mixer_bwd_recurrent_f32(const hb_mixer_args_t *a) { return mixer_bwd_recurrent(a); }
 int delta_rule_mixer_step_f32(const hb_mixer_args_t *a) { return mixer_step(a); }
-/* the chunk states hs that the chunked forward hands its backward: (B,HV,NC,K,V), NC = ceil(T/C), or
- * (HV, ceil(len_n/C), K, V) blocks per packed document */
+/* what the chunked forward hands its backward: the chunk states hs, (B,HV,NC,K,V), NC = ceil(T/C), or
+ * (HV, ceil(len_n/C), K, V) blocks per packed document; then wy, D (HV,B·T,V) and T (HV,B·T,C) */
 static int64_t mixer_saved_numel(const hb_mixer_args_t *a) {
-    int64_t B = a->dim[0], T = a->dim[1], HV = a->dim[3], K = a->dim[4], V = a->dim[5];
-    return delta_rule_chunk_count(a->cu_seqlens, a->N, B, T, a->chunk) * HV * K * V;
+    int64_t B = a->dim[0], T = a->dim[1], HV = a->dim[3], V = a->dim[5];
+    return mixer_hs_numel(a) + HV * B * T * (V + a->chunk);
 }
 /* the descriptor (compiled once, with the float pass; it names the double entry points too) */
 const hb_mixer_desc_t hb_mixer_delta_rule = {

@@ -10,9 +10,12 @@
  * bit-identical); bad arguments. Packed sequences (cu_seqlens): documents {1, 63, 64, 65, 200} in one
  * row give each document's own outputs, final states, chunk states and gradients (f32, rel ≤ 1e-5) in
  * both forms, with and without the saved chunk states, GVA and gated/ungated; float64 finite differences
- * through the packed kernels (an empty document included); bad layouts return −1.
+ * through the packed kernels (an empty document included); bad layouts return −1. The mixer entry points,
+ * which save D and T after the chunk states, give bit for bit the public functions' outputs and gradients
+ * (f32 and f64, packed too).
  */
 #include "../kernels/delta_rule.h"
+#include "../kernels/mixer.h"
 #include "../kernels/parallel.h"
 #include "ktest.h"
 #include <math.h>
@@ -602,6 +605,67 @@ static void test_packed(int64_t H, int64_t HV, int64_t K, int64_t V, int gm, int
     free_data(&d);
 }
 
+
+/* The mixer entry points save the WY quantities (D, T) after the chunk states and the backward reads them:
+ * outputs and gradients must be bit for bit those of the public functions, which recompute them from hs
+ * (same inputs, C, cu_seqlens), in float and in double. cu: NULL or a packed layout of N documents. */
+static int64_t wy_cu[PACK_N + 1];
+static void test_saved_wy(cfg_t c, int64_t C, int packed) {
+    const int64_t N = packed ? PACK_N : 0;
+    if (packed) c.B = 1, c.T = pack_cu(wy_cu, PACK_LENS, PACK_N);
+    const int64_t *cu = packed ? wy_cu : NULL;
+    data_t d = make_data(c);
+    const int64_t nhs = delta_rule_chunk_count(cu, N, c.B, c.T, C) * c.HV * c.K * c.V;
+    const int64_t len[6] = {d.nv, d.nq, d.nq, d.nv, d.nb, d.nb}; /* o dq dk dv dbeta dg */
+    int same32 = 1, same64 = 1, rc = 0;
+    for (int dbl = 0; dbl < 2; dbl++) {
+        const size_t es = dbl ? sizeof(double) : sizeof(float);
+        void *r[2][6];
+        for (int a = 0; a < 2; a++)
+            for (int i = 0; i < 6; i++) r[a][i] = calloc((size_t)len[i] + 1, es);
+        hb_mixer_args_t m;
+        memset(&m, 0, sizeof m);
+        const int64_t dim[6] = {c.B, c.T, c.H, c.HV, c.K, c.V};
+        memcpy(m.dim, dim, sizeof dim);
+        m.chunk = C, m.cu_seqlens = cu, m.N = N, m.scalar[0] = scale_of(&c);
+        if (dbl) m.in[0] = d.q, m.in[1] = d.k, m.in[2] = d.v, m.in[3] = d.beta, m.in[4] = d.g, m.dout = d.w;
+        else m.in[0] = d.qf, m.in[1] = d.kf, m.in[2] = d.vf, m.in[3] = d.betaf, m.in[4] = d.gf, m.dout = d.wf;
+        const int64_t ns = hb_mixer_delta_rule.saved_numel(&m);
+        void *saved = calloc((size_t)ns + 1, es), *hs = calloc((size_t)nhs + 1, es);
+        rc |= ns < nhs;
+        m.o = r[0][0], m.saved = saved;
+        const hb_mixer_kernels_t *kn = dbl ? &hb_mixer_delta_rule.f64 : &hb_mixer_delta_rule.f32;
+        rc |= kn->fwd_chunk(&m);
+        for (int i = 0; i < 5; i++) m.din[i] = r[0][i + 1];
+        if (!d.g) m.din[4] = NULL;
+        rc |= kn->bwd_chunk(&m);
+        void **p = r[1];
+        if (dbl) {
+            rc |= delta_rule_fwd_chunk_f64(p[0], NULL, hs, d.q, d.k, d.v, d.beta, d.g, NULL, m.scalar[0], cu, N, c.B,
+                                           c.T, c.H, c.HV, c.K, c.V, C);
+            rc |= delta_rule_bwd_chunk_f64(p[1], p[2], p[3], p[4], d.g ? p[5] : NULL, d.w, d.q, d.k, d.v, d.beta, d.g,
+                                           NULL, hs, m.scalar[0], cu, N, c.B, c.T, c.H, c.HV, c.K, c.V, C);
+        } else {
+            rc |= delta_rule_fwd_chunk_f32(p[0], NULL, hs, d.qf, d.kf, d.vf, d.betaf, d.gf, NULL, (float)m.scalar[0], cu,
+                                           N, c.B, c.T, c.H, c.HV, c.K, c.V, C);
+            rc |= delta_rule_bwd_chunk_f32(p[1], p[2], p[3], p[4], d.g ? p[5] : NULL, d.wf, d.qf, d.kf, d.vf, d.betaf,
+                                           d.gf, NULL, hs, (float)m.scalar[0], cu, N, c.B, c.T, c.H, c.HV, c.K, c.V, C);
+        }
+        int same = !memcmp(saved, hs, (size_t)nhs * es);
+        for (int i = 0; i < 6; i++) same &= !memcmp(r[0][i], r[1][i], (size_t)len[i] * es);
+        if (dbl) same64 = same; else same32 = same;
+        for (int a = 0; a < 2; a++)
+            for (int i = 0; i < 6; i++) free(r[a][i]);
+        free(saved), free(hs);
+    }
+    char name[200];
+    snprintf(name, sizeof name, "saved D, T (mixer entry points) == recomputed from hs, bitwise, f32 and f64 (%s, B=%d T=%d "
+             "H=%d HV=%d C=%d%s)", gname[c.gmode], (int)c.B, (int)c.T, (int)c.H, (int)c.HV, (int)C, packed ? ", packed" : "");
+    check(rc == 0 && same32 && same64, name, "rc %d, f32 %s, f64 %s", rc, same32 ? "same" : "differs",
+          same64 ? "same" : "differs");
+    free_data(&d);
+}
+
 static const int64_t *PCU; /* the packed gradient check's layout */
 static int64_t PN;
 static double *PH0;
@@ -702,5 +766,10 @@ int main(void) {
     test_packed_gradcheck(G_MOD);
     test_packed_gradcheck(G_NONE);
     test_packed_bad();
+    test_saved_wy((cfg_t){2, 100, 2, 4, 8, 12, G_MIX, 2.0, 0}, 16, 0);
+    test_saved_wy((cfg_t){3, 37, 1, 1, 16, 8, G_NONE, 1.0, 0}, 64, 0);
+    test_saved_wy((cfg_t){1, 130, 2, 2, 8, 8, G_MOD, 1.0, 0}, 64, 0);
+    test_saved_wy((cfg_t){1, 0, 2, 4, 8, 4, G_M20, 2.0, 0}, 16, 1);
+    test_saved_wy((cfg_t){1, 0, 1, 2, 4, 8, G_NONE, 1.0, 0}, 64, 1);
     return tap_done();
 }

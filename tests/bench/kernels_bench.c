@@ -4,8 +4,10 @@
  *   kernels_bench sgemm N REPS                   cblas_sgemm N×N×N, best time → GFLOP/s
  *   kernels_bench train KERNEL T[,T...] D REPS    chunked forward + backward of one mixer at B = 1 (or
  *                                                 HB_BENCH_B, for B·H work items on many threads),
- *                                                 H = 512/D heads of head dim D (K = V = D), chunk 64;
+ *                                                 H = 512/D heads (or HB_BENCH_H) of head dim D (K = V = D), chunk 64;
  *                                                 best of REPS after a warm-up (no warm-up for T > 1024)
+ *                                                 (delta / gdelta: through the mixer entry points, as
+ *                                                 training calls them; HB_BENCH_NOWY=1 the public functions)
  *   kernels_bench train+sgemm KERNEL T[,T...] D REPS   the same, with a 1024³ cblas_sgemm timed 3 times right
  *                                                 before and 3 times right after the kernel's repetitions
  *                                                 in the same process (not between them: that would evict
@@ -93,6 +95,12 @@ static int64_t bench_batch(void) {
     const char *s = getenv("HB_BENCH_B");
     long b = s ? strtol(s, NULL, 10) : 1;
     return b >= 1 && b <= 64 ? b : 1;
+}
+/* the heads of `train` runs at head size D: 512 / D, or HB_BENCH_H (1..64; a training config's B·H work items) */
+static int64_t bench_heads(int64_t D) {
+    const char *s = getenv("HB_BENCH_H");
+    long h = s ? strtol(s, NULL, 10) : 0;
+    return h >= 1 && h <= 64 ? h : 512 / D;
 }
 static int cmp(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
@@ -231,9 +239,11 @@ static void flops(const char *k, double T, double D, double C, double *ff, doubl
 }
 
 static int interleave_sgemm; /* train+sgemm: 1024³ sgemms right before and after the repetitions */
+static int dr_wy;                  /* delta / gdelta through the mixer entry points (saved D and T) */
+static hb_mixer_args_t dr_args;
 
 static int do_train(const char *kern, int64_t T, int64_t D, int reps) {
-    const int64_t B = bench_batch(), H = 512 / D, C = 64, K = D, V = D;
+    const int64_t B = bench_batch(), H = bench_heads(D), C = 64, K = D, V = D;
     const int64_t nk = B * T * H * K, nv = B * T * H * V, nb = B * T * H;
     float scale = (float)(1.0 / sqrt((double)K));
     float *q = buf(nk, -1, 1), *k = buf(nk, -1, 1), *v = buf(nv, -1, 1), *o = zbuf(nv), *dout = buf(nv, -1, 1);
@@ -250,8 +260,19 @@ static int do_train(const char *kern, int64_t T, int64_t D, int reps) {
         l2norm_rows(k, B * T * H, K);
         beta = buf(nb, 0.05, 0.95);
         db = zbuf(nb);
-        hs = zbuf(B * H * ((T + C - 1) / C) * K * V);
         if (!strcmp(kern, "gdelta")) { g = buf(nb, -0.2, -0.001); dg = zbuf(nb); }
+        /* as training runs it: the mixer entry points, which save the chunk states and the WY quantities
+         * (HB_BENCH_NOWY=1: the public functions, chunk states only; the backward recomputes D and T) */
+        dr_wy = !getenv("HB_BENCH_NOWY") || !*getenv("HB_BENCH_NOWY") || !strcmp(getenv("HB_BENCH_NOWY"), "0");
+        memset(&dr_args, 0, sizeof dr_args);
+        const int64_t dims[6] = {B, T, H, H, K, V};
+        memcpy(dr_args.dim, dims, sizeof dims);
+        dr_args.chunk = C, dr_args.scalar[0] = scale;
+        dr_args.in[0] = q, dr_args.in[1] = k, dr_args.in[2] = v, dr_args.in[3] = beta, dr_args.in[4] = g;
+        dr_args.din[0] = dq, dr_args.din[1] = dk, dr_args.din[2] = dv, dr_args.din[3] = db, dr_args.din[4] = dg;
+        dr_args.o = o, dr_args.dout = dout;
+        hs = zbuf(dr_wy ? hb_mixer_delta_rule.saved_numel(&dr_args) : B * H * ((T + C - 1) / C) * K * V);
+        dr_args.saved = hs;
     }
     if (!strcmp(kern, "attn")) lse = zbuf(B * H * T);
     /* issue 13's mixers (HV = H, G = H) */
@@ -315,6 +336,7 @@ static int do_train(const char *kern, int64_t T, int64_t D, int reps) {
         else if (is_ssd) rc = ssd_fwd_chunk_f32(o, NULL, hs, q, k, v, g, NULL, scale, 0, NULL, 0, B, T, H, H, K, V, C);
         else if (!strcmp(kern, "gla")) rc = gla_fwd_chunk_f32(o, NULL, hs, q, k, v, g, NULL, scale, NULL, 0, B, T, H, K, V, C);
         else if (!strcmp(kern, "retention")) rc = retention_fwd_chunk_f32(o, NULL, hs, q, k, v, NULL, lg, scale, NULL, 0, B, T, H, K, V, C);
+        else if (beta && dr_wy) rc = hb_mixer_delta_rule.f32.fwd_chunk(&dr_args);
         else if (beta) rc = delta_rule_fwd_chunk_f32(o, NULL, hs, q, k, v, beta, g, NULL, scale, NULL, 0, B, T, H, H, K, V, C);
         else if (!strcmp(kern, "attn")) rc = attn_fwd_f32(o, lse, q, k, v, scale, 0, NULL, 0, B, T, H, H, D, 64);
         else if (hx) rc = hgrn_fwd_chunk_f32(ho, NULL, hx, hg, NULL, NULL, 0, B, T, Dh, hC);
@@ -326,6 +348,7 @@ static int do_train(const char *kern, int64_t T, int64_t D, int reps) {
             else if (is_ssd) rc = ssd_bwd_chunk_f32(dq, dk, dv, dg, NULL, dout, NULL, q, k, v, g, NULL, hs, scale, 0, NULL, 0, B, T, H, H, K, V, C);
             else if (!strcmp(kern, "gla")) rc = gla_bwd_chunk_f32(dq, dk, dv, dg, NULL, dout, NULL, q, k, v, g, NULL, hs, scale, NULL, 0, B, T, H, K, V, C);
             else if (!strcmp(kern, "retention")) rc = retention_bwd_chunk_f32(dq, dk, dv, dout, q, k, v, NULL, hs, lg, scale, NULL, 0, B, T, H, K, V, C);
+            else if (beta && dr_wy) rc = hb_mixer_delta_rule.f32.bwd_chunk(&dr_args);
             else if (beta) rc = delta_rule_bwd_chunk_f32(dq, dk, dv, db, dg, dout, q, k, v, beta, g, NULL, hs, scale, NULL, 0, B, T, H, H, K, V, C);
             else if (!strcmp(kern, "attn")) rc = attn_bwd_f32(dq, dk, dv, q, k, v, o, lse, dout, scale, 0, NULL, 0, B, T, H, H, D, 64);
             else if (hx) rc = hgrn_bwd_chunk_f32(hdx, hdg, hdo, hg, ho, NULL, NULL, 0, B, T, Dh, hC);
