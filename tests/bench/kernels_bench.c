@@ -4,7 +4,8 @@
  *   kernels_bench sgemm N REPS                   cblas_sgemm N×N×N, best time → GFLOP/s
  *   kernels_bench train KERNEL T[,T...] D REPS    chunked forward + backward of one mixer at B = 1 (or
  *                                                 HB_BENCH_B, for B·H work items on many threads),
- *                                                 H = 512/D heads (or HB_BENCH_H) of head dim D (K = V = D), chunk 64;
+ *                                                 H = 512/D heads (or HB_BENCH_H) of head dim D (K = V = D, or
+ *                                                 V = HB_BENCH_V), chunk 64;
  *                                                 best of REPS after a warm-up (no warm-up for T > 1024)
  *                                                 (delta / gdelta: through the mixer entry points, as
  *                                                 training calls them; HB_BENCH_NOWY=1 the public functions)
@@ -95,6 +96,12 @@ static int64_t bench_batch(void) {
     const char *s = getenv("HB_BENCH_B");
     long b = s ? strtol(s, NULL, 10) : 1;
     return b >= 1 && b <= 64 ? b : 1;
+}
+/* the value dim of `train` runs: D, or HB_BENCH_V (1..1024; Gated DeltaNet's expand_v = 2 has V = 2K) */
+static int64_t bench_vdim(int64_t D) {
+    const char *s = getenv("HB_BENCH_V");
+    long v = s ? strtol(s, NULL, 10) : 0;
+    return v >= 1 && v <= 1024 ? v : D;
 }
 /* the heads of `train` runs at head size D: 512 / D, or HB_BENCH_H (1..64; a training config's B·H work items) */
 static int64_t bench_heads(int64_t D) {
@@ -208,7 +215,7 @@ static int do_gemm(const char *spec, int reps) {
 
 /* FLOPs of the chunked algorithms per (batch, head); see docs/performance.md */
 static void flops(const char *k, double T, double D, double C, double *ff, double *fb) {
-    double K = D, V = D;
+    double K = D, V = (double)bench_vdim((int64_t)D);
     if (!strcmp(k, "gla") || !strcmp(k, "retention")) { /* the backwards read the forward's chunk states: no
                                                             * recomputed state pass (since 2026-12-07) */
         *ff = 4 * T * K * V + T * (C + 1) * (K + V);
@@ -243,7 +250,7 @@ static int dr_wy;                  /* delta / gdelta through the mixer entry poi
 static hb_mixer_args_t dr_args;
 
 static int do_train(const char *kern, int64_t T, int64_t D, int reps) {
-    const int64_t B = bench_batch(), H = bench_heads(D), C = 64, K = D, V = D;
+    const int64_t B = bench_batch(), H = bench_heads(D), C = 64, K = D, V = bench_vdim(D);
     const int64_t nk = B * T * H * K, nv = B * T * H * V, nb = B * T * H;
     float scale = (float)(1.0 / sqrt((double)K));
     float *q = buf(nk, -1, 1), *k = buf(nk, -1, 1), *v = buf(nv, -1, 1), *o = zbuf(nv), *dout = buf(nv, -1, 1);
