@@ -91,7 +91,9 @@ int delta_rule_fwd_chunk_f64(double *o, double *ht, double *hs, const double *q,
 /* Chunked backward: walks the chunks backwards, recomputing the WY quantities of each chunk from
  * the inputs. Parallel over NS·H (value heads of a group looped inside). Same arguments and results
  * as delta_rule_bwd_ref, plus hs [IN][OPTIONAL] the chunk states written by
- * delta_rule_fwd_chunk with the same C, h0 and inputs (NULL = recompute them here), and C. */
+ * delta_rule_fwd_chunk with the same C, h0 and inputs (NULL = recompute them here), and C.
+ * (The mixer entry points of hb_mixer_delta_rule also save each chunk's T = (I + A)^-1 and D after the chunk
+ * states — saved_numel counts both — and their backward reads them instead of recomputing: the same bits.) */
 int delta_rule_bwd_chunk_f32(float *dq, float *dk, float *dv, float *dbeta, float *dg,
                              const float *do_, const float *q, const float *k, const float *v,
                              const float *beta, const float *g, const float *h0,

@@ -8,7 +8,8 @@
  *                                                 V = HB_BENCH_V), chunk 64;
  *                                                 best of REPS after a warm-up (no warm-up for T > 1024)
  *                                                 (delta / gdelta: through the mixer entry points, as
- *                                                 training calls them; HB_BENCH_NOWY=1 the public functions)
+ *                                                 training calls them; HB_BENCH_NOWY=1 the public functions;
+ *                                                 HB_BENCH_SCATTER=1: inputs rewritten over the pool first)
  *   kernels_bench train+sgemm KERNEL T[,T...] D REPS   the same, with a 1024³ cblas_sgemm timed 3 times right
  *                                                 before and 3 times right after the kernel's repetitions
  *                                                 in the same process (not between them: that would evict
@@ -245,6 +246,23 @@ static void flops(const char *k, double T, double D, double C, double *ff, doubl
     }
 }
 
+/* HB_BENCH_SCATTER=1: before the forward and again before the backward, the inputs (and dout) are rewritten by
+ * element ranges on the pool, as the ops before a mixer write them in a training step: each item then reads its
+ * rows from other cores' caches, not its own (the copies are not timed) */
+typedef struct { float *x; const float *src; } scat_t;
+static void scat_range(void *ctx, int64_t lo, int64_t hi) {
+    const scat_t *c = ctx;
+    for (int64_t i = lo; i < hi; i++) c->x[i] = c->src[i];
+}
+static void scatter(float *x, int64_t n) {
+    if (!x || n <= 0) return;
+    float *tmp = malloc((size_t)n * sizeof *tmp);
+    memcpy(tmp, x, (size_t)n * sizeof *tmp);
+    scat_t c = {x, tmp};
+    hb_parallel_range(n, HB_ELEM_GRAIN, scat_range, &c);
+    free(tmp);
+}
+
 static int interleave_sgemm; /* train+sgemm: 1024³ sgemms right before and after the repetitions */
 static int dr_wy;                  /* delta / gdelta through the mixer entry points (saved D and T) */
 static hb_mixer_args_t dr_args;
@@ -335,7 +353,9 @@ static int do_train(const char *kern, int64_t T, int64_t D, int reps) {
         }
     }
     int rc = 0;
+    const int scat = getenv("HB_BENCH_SCATTER") && atoi(getenv("HB_BENCH_SCATTER")) > 0;
     for (int r = T <= 1024 ? 0 : 1; r <= reps && !rc; r++) { /* r = 0 is a warm-up (skipped for long T) */
+        if (scat) scatter(q, nk), scatter(k, nk), scatter(v, nv), scatter(beta, nb), scatter(g, g == beta ? 0 : (is_kda || !strcmp(kern, "gla") || is_dplr ? nk : nb));
         double t0 = now();
         if (is_kda) rc = kda_fwd_chunk_f32(o, NULL, hs, q, k, v, g, beta, NULL, scale, NULL, 0, B, T, H, H, K, V, C);
         else if (is_dp) rc = deltaproduct_fwd_chunk_f32(o, NULL, hs, q, xk, xv, beta, g, NULL, scale, NULL, 0, B, T, DP_NH, H, H, K, V, C);
@@ -347,7 +367,8 @@ static int do_train(const char *kern, int64_t T, int64_t D, int reps) {
         else if (beta) rc = delta_rule_fwd_chunk_f32(o, NULL, hs, q, k, v, beta, g, NULL, scale, NULL, 0, B, T, H, H, K, V, C);
         else if (!strcmp(kern, "attn")) rc = attn_fwd_f32(o, lse, q, k, v, scale, 0, NULL, 0, B, T, H, H, D, 64);
         else if (hx) rc = hgrn_fwd_chunk_f32(ho, NULL, hx, hg, NULL, NULL, 0, B, T, Dh, hC);
-        double t1 = now();
+        double t1 = now(), t1s = t1;
+        if (scat) scatter(dout, nv), scatter(q, nk), scatter(k, nk), scatter(v, nv), t1s = now();
         if (!rc) {
             if (is_kda) rc = kda_bwd_chunk_f32(dq, dk, dv, dg, db, NULL, dout, NULL, q, k, v, g, beta, NULL, hs, scale, NULL, 0, B, T, H, H, K, V, C);
             else if (is_dp) rc = deltaproduct_bwd_chunk_f32(dq, xdk, xdv, db, dg, dout, q, xk, xv, beta, g, NULL, hs, scale, NULL, 0, B, T, DP_NH, H, H, K, V, C);
@@ -361,7 +382,7 @@ static int do_train(const char *kern, int64_t T, int64_t D, int reps) {
             else if (hx) rc = hgrn_bwd_chunk_f32(hdx, hdg, hdo, hg, ho, NULL, NULL, 0, B, T, Dh, hC);
         }
         double t2 = now();
-        if (r > 0) { tf[r - 1] = t1 - t0; tb[r - 1] = t2 - t1; tt[r - 1] = t2 - t0; }
+        if (r > 0) { tf[r - 1] = t1 - t0; tb[r - 1] = t2 - t1s; tt[r - 1] = (t1 - t0) + (t2 - t1s); }
     }
     if (rc) { fprintf(stderr, "kernel %s failed\n", kern); return 1; }
     for (int i = 3; interleave_sgemm && i < 6; i++) {
