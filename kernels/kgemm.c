@@ -209,14 +209,16 @@ static void sm_gemm(int64_t M, int64_t N, int64_t K, float alpha, const float *A
 
 extern char *openblas_get_corename(void);
 
-/* 1: small products on the kernel above, 0: on OpenBLAS. HYBLUA_KGEMM=own|blas chooses; by default the AVX-512
- * kernel unless OpenBLAS runs AVX-512 kernels too, and OpenBLAS in AVX2 builds (kgemm.h has the measurements).
- * Decided once per process, so every call and thread sums the same way. */
+/* 1: small products on the kernel above, 0: on OpenBLAS, 2: those of at most AVX2_OWN_MNK on the kernel, larger
+ * ones on OpenBLAS. HYBLUA_KGEMM=own|blas chooses 1 or 0; by default OpenBLAS (0) where it runs AVX-512 kernels,
+ * else the AVX-512 kernel (1), or 2 in AVX2 builds (kgemm.h has the measurements). Decided once per process and by
+ * the shape of each product, so every call and thread sums the same way. */
 static atomic_int choice = -1;
+#define AVX2_OWN_MNK (64.0 * 64 * 64)
 
 void hb_kgemm_force(int own) {
 #ifdef SM_VW
-    atomic_store(&choice, own ? 1 : 0);
+    atomic_store(&choice, own == 2 ? 2 : own ? 1 : 0);
 #else
     (void)own;
     atomic_store(&choice, 0);
@@ -249,11 +251,17 @@ int hb_kgemm_own(void) {
         c = 0;
     } else {
         if (e && *e) fprintf(stderr, "hyblua: HYBLUA_KGEMM must be own or blas (got '%s'); using the default\n", e);
-#if defined(__AVX512F__)
+#if defined(SM_VW)
         const char *n = openblas_get_corename();
-        c = !(n && (!strcasecmp(n, "skylakex") || !strcasecmp(n, "cooperlake") || !strcasecmp(n, "sapphirerapids")));
+        const int blas512 =
+            n && (!strcasecmp(n, "skylakex") || !strcasecmp(n, "cooperlake") || !strcasecmp(n, "sapphirerapids"));
+#if defined(__AVX512F__)
+        c = blas512 ? 0 : 1;
 #else
-        c = 0; /* AVX2 builds: no clear gain over OpenBLAS's Haswell kernels (kgemm.h) */
+        c = blas512 ? 0 : 2; /* AVX2 builds: the kernel wins up to 64³ products, OpenBLAS's AVX2 kernels above (kgemm.h) */
+#endif
+#else
+        c = 0;
 #endif
     }
     int expect = -1;
@@ -268,7 +276,8 @@ void hb_kgemm_f32(CBLAS_ORDER order, CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int
     const double mnk = (double)M * N * K;
     int own = 0;
 #ifdef SM_VW
-    own = rowmajor && K >= 0 && mnk <= SM_MAX_MNK && hb_kgemm_own() && (tb == CblasNoTrans || (int64_t)N * K <= NT_MAX_BK);
+    const int path = rowmajor && K >= 0 && mnk <= SM_MAX_MNK ? hb_kgemm_own() : 0;
+    own = (path == 1 || (path == 2 && mnk <= AVX2_OWN_MNK)) && (tb == CblasNoTrans || (int64_t)N * K <= NT_MAX_BK);
     if (own && alpha == 0) K = 0; /* C = beta·C, A and B not read (as BLAS) */
 #endif
     /* op(B) = Bᵀ on the own kernel, or a small A·Bᵀ on OpenBLAS: B (N×K) transposed into bt (K×N) first */

@@ -34,10 +34,12 @@ static int l_blas_corename(lua_State *L) {
     lua_pushstring(L, hb_blas_corename());
     return 1;
 }
-/* hb.kgemm_path() → "own" | "blas", and the own kernel compiled in ("avx512" | "avx2" | "none"): where the mixer
- * kernels' small block products run (kernels/kgemm.h) */
+/* hb.kgemm_path() → "own" | "own-small" | "blas", and the own kernel compiled in ("avx512" | "avx2" | "none"):
+ * where the mixer kernels' small block products run (kernels/kgemm.h; "own-small": products up to 64³ on the
+ * own kernel, larger ones on OpenBLAS) */
 static int l_kgemm_path(lua_State *L) {
-    lua_pushstring(L, hb_kgemm_own() ? "own" : "blas");
+    const int own = hb_kgemm_own();
+    lua_pushstring(L, own == 2 ? "own-small" : own ? "own" : "blas");
     lua_pushstring(L, hb_kgemm_isa());
     return 2;
 }

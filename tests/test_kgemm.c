@@ -13,7 +13,8 @@
  *   - NaN in B's row j poisons C's column j only;
  *   - the small-product path sums each element the same way wherever it falls: NN, NT, TN and TT products
  *     (M, N, K ≤ 200, odd sizes for the masked column and short row blocks) equal, bit for bit, the same
- *     products computed as sub-products of other row and column blocks; K = 0 gives C = beta·C.
+ *     products computed as sub-products of other row and column blocks; K = 0 gives C = beta·C;
+ *   - mode 2 (AVX2 builds' default): products up to 64³ on the own kernel, larger ones on OpenBLAS (bitwise).
  */
 #include "../kernels/kgemm.h"
 #include "ktest.h"
@@ -191,6 +192,25 @@ int main(void) {
         float A = 2, B = 3, C[2] = {5, 7};
         hb_kgemm_f32(CblasRowMajor, CblasNoTrans, CblasNoTrans, 1, 2, 0, 1, &A, 1, &B, 2, 0.5f, C, 2);
         ok(C[0] == 2.5f && C[1] == 3.5f, "K = 0: C = beta·C (%g, %g)", C[0], C[1]);
+        /* mode 2 (AVX2 builds' default): up to 64³ the own kernel's bits, above OpenBLAS's */
+        static const int sz[2][3] = {{64, 64, 64}, {64, 128, 64}};
+        int split_ok = 1;
+        for (int s = 0; s < 2; s++) {
+            int M = sz[s][0], N = sz[s][1], K = sz[s][2];
+            float *A2 = fzeros((int64_t)M * K), *B2 = fzeros((int64_t)K * N), *Cm[3];
+            for (int64_t i = 0; i < (int64_t)M * K; i++) A2[i] = (float)urand();
+            for (int64_t i = 0; i < (int64_t)K * N; i++) B2[i] = (float)urand();
+            for (int mode = 0; mode < 3; mode++) {
+                Cm[mode] = fzeros((int64_t)M * N);
+                hb_kgemm_force(mode);
+                hb_kgemm_f32(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, N, K, 1, A2, K, B2, N, 0, Cm[mode], N);
+            }
+            split_ok &= !memcmp(Cm[2], Cm[s == 0 ? 1 : 0], (size_t)M * N * sizeof(float));
+            if (s == 0) split_ok &= hb_kgemm_own() == 2;
+            free(A2), free(B2), free(Cm[0]), free(Cm[1]), free(Cm[2]);
+        }
+        hb_kgemm_force(1);
+        ok(split_ok, "mode 2: a 64×64×64 product has the own kernel's bits, a 64×128×64 one OpenBLAS's");
     }
     return tap_done();
 }
