@@ -267,6 +267,10 @@ def targets_section(models, kernels, mm, shares, kernel_names, bf=None):
           "own path now stands at 0.78–1.06× (D 64) and 0.84–1.32× (D 128): no clear gain, so the default rule stays as "
           "above, and this table's kernels (OpenBLAS's Cooperlake kernels, the default there) do not change. Inside a "
           "chunked kernel the products still run at about half their hot rate (gated delta D 64: ~50% of the time in "
-          "kgemm, at ~110 GFLOP/s): 64×64 operands of 16 KiB each, three per product, do not stay in a 48 KiB L1.")
+          "kgemm, at ~110 GFLOP/s): 64×64 operands of 16 KiB each, three per product, do not stay in a 48 KiB L1. "
+          "**AVX2 builds (2026-12-07, 23:10 UTC, quiet):** the own AVX2 kernel against OpenBLAS's Haswell kernels, one "
+          "Zen 5 core, fwd+bwd T 2048: 1.01–1.43× at D 64, 0.78–0.98× at D 128; so AVX2 builds now put products of at "
+          "most 64³ on the own kernel and larger ones on OpenBLAS (`hb.kgemm_path()` \"own-small\"): 1.02–1.10× the "
+          "all-OpenBLAS speed at D 64, the same within noise at D 128 (tests/bench/results/kgemm_avx2_split.md).")
         w("")
     return L
