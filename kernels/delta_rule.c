@@ -595,10 +595,11 @@ static void fwd_chunk_item(const args_t *a, int64_t item, real *scr) {
     if (a->ht) memcpy(a->ht + item * KV, S, (size_t)KV * sizeof(real));
 }
 
-static int fwd_chunk_wy(real *o, real *ht, real *hs, real *wy, const real *q, const real *k,
-                        const real *v, const real *beta, const real *g, const real *h0,
-                        real scale, const int64_t *cu, int64_t N, int64_t B, int64_t T, int64_t H,
-                        int64_t HV, int64_t K, int64_t V, int64_t C) {
+/* wy: NULL from the public functions, a block of the mixer's saved buffer from its entry points (wy_d, wy_t) */
+static int fwd_chunk(real *o, real *ht, real *hs, real *wy, const real *q, const real *k,
+                     const real *v, const real *beta, const real *g, const real *h0,
+                     real scale, const int64_t *cu, int64_t N, int64_t B, int64_t T, int64_t H,
+                     int64_t HV, int64_t K, int64_t V, int64_t C) {
     if (T > 0 && (!o || !q || !k || !v || !beta)) return -1;
     args_t a = {.o = o, .ht = ht, .hs = hs, .wy = wy, .q = q, .k = k, .v = v, .beta = beta, .g = g,
                 .h0 = h0, .scale = scale, .B = B, .T = T, .H = H, .HV = HV, .K = K, .V = V};
@@ -608,11 +609,6 @@ static int fwd_chunk_wy(real *o, real *ht, real *hs, real *wy, const real *q, co
     int rc = run_items(fwd_chunk_item, &a, hb_seq_count(cu, N, B) * HV, carve(&w, NULL, &a, 0, 0));
     free(choff);
     return rc;
-}
-static int fwd_chunk(real *o, real *ht, real *hs, const real *q, const real *k, const real *v, const real *beta,
-                     const real *g, const real *h0, real scale, const int64_t *cu, int64_t N, int64_t B, int64_t T,
-                     int64_t H, int64_t HV, int64_t K, int64_t V, int64_t C) {
-    return fwd_chunk_wy(o, ht, hs, NULL, q, k, v, beta, g, h0, scale, cu, N, B, T, H, HV, K, V, C);
 }
 
 /* ---------------------------------------------------------------------------------------------- */
@@ -785,11 +781,11 @@ static void bwd_chunk_item(const args_t *a, int64_t item, real *scr) {
     }
 }
 
-static int bwd_chunk_wy(real *dq, real *dk, real *dv, real *dbeta, real *dg, const real *do_,
-                        const real *q, const real *k, const real *v, const real *beta,
-                        const real *g, const real *h0, const real *hs, const real *wy, real scale,
-                        const int64_t *cu, int64_t N, int64_t B, int64_t T, int64_t H, int64_t HV,
-                        int64_t K, int64_t V, int64_t C) {
+static int bwd_chunk(real *dq, real *dk, real *dv, real *dbeta, real *dg, const real *do_,
+                     const real *q, const real *k, const real *v, const real *beta,
+                     const real *g, const real *h0, const real *hs, const real *wy, real scale,
+                     const int64_t *cu, int64_t N, int64_t B, int64_t T, int64_t H, int64_t HV,
+                     int64_t K, int64_t V, int64_t C) {
     if (T > 0 && (!do_ || !q || !k || !v || !beta)) return -1;
     if (wy && !hs) return -1; /* wy is read beside the chunk states, never with a recomputed state pass */
     args_t a = {.dq = dq, .dk = dk, .dv = dv, .dbeta = dbeta, .dg = dg, .dout = do_, .q = q,
@@ -801,13 +797,6 @@ static int bwd_chunk_wy(real *dq, real *dk, real *dv, real *dbeta, real *dg, con
     int rc = run_items(bwd_chunk_item, &a, hb_seq_count(cu, N, B) * H, carve(&w, NULL, &a, 1, hs == NULL));
     free(choff);
     return rc;
-}
-static int bwd_chunk(real *dq, real *dk, real *dv, real *dbeta, real *dg, const real *do_, const real *q,
-                     const real *k, const real *v, const real *beta, const real *g, const real *h0, const real *hs,
-                     real scale, const int64_t *cu, int64_t N, int64_t B, int64_t T, int64_t H, int64_t HV, int64_t K,
-                     int64_t V, int64_t C) {
-    return bwd_chunk_wy(dq, dk, dv, dbeta, dg, do_, q, k, v, beta, g, h0, hs, NULL, scale, cu, N, B, T, H, HV, K, V,
-                        C);
 }
 
 /* ---------------------------------------------------------------------------------------------- */
@@ -852,7 +841,7 @@ static int mixer_fwd_chunk(const hb_mixer_args_t *a) {
     int64_t B = a->dim[0], T = a->dim[1], H = a->dim[2], HV = a->dim[3], K = a->dim[4], V = a->dim[5];
     const real *q = a->in[0], *k = a->in[1], *v = a->in[2], *beta = a->in[3], *g = a->in[4];
     real scale = (real)a->scalar[0], *hs = a->saved, *wy = hs ? hs + mixer_hs_numel(a) : NULL;
-    return fwd_chunk_wy(a->o, a->ht, hs, wy, q, k, v, beta, g, NULL, scale, a->cu_seqlens, a->N, B, T, H, HV, K, V,
+    return fwd_chunk(a->o, a->ht, hs, wy, q, k, v, beta, g, NULL, scale, a->cu_seqlens, a->N, B, T, H, HV, K, V,
                         a->chunk);
 }
 static int mixer_bwd_chunk(const hb_mixer_args_t *a) {
@@ -860,7 +849,7 @@ static int mixer_bwd_chunk(const hb_mixer_args_t *a) {
     const real *q = a->in[0], *k = a->in[1], *v = a->in[2], *beta = a->in[3], *g = a->in[4];
     const real *hs = a->saved, *wy = hs ? hs + mixer_hs_numel(a) : NULL;
     real scale = (real)a->scalar[0];
-    return bwd_chunk_wy(a->din[0], a->din[1], a->din[2], a->din[3], a->din[4], a->dout, q, k, v, beta, g, NULL, hs,
+    return bwd_chunk(a->din[0], a->din[1], a->din[2], a->din[3], a->din[4], a->dout, q, k, v, beta, g, NULL, hs,
                         wy, scale, a->cu_seqlens, a->N, B, T, H, HV, K, V, a->chunk);
 }
 static int mixer_fwd_recurrent(const hb_mixer_args_t *a) {
@@ -902,14 +891,14 @@ int delta_rule_fwd_chunk_f64(double *o, double *ht, double *hs, const double *q,
                              const double *v, const double *beta, const double *g, const double *h0,
                              double scale, const int64_t *cu_seqlens, int64_t N,
                              int64_t B, int64_t T, int64_t H, int64_t HV, int64_t K, int64_t V, int64_t C) {
-    return fwd_chunk(o, ht, hs, q, k, v, beta, g, h0, scale, cu_seqlens, N, B, T, H, HV, K, V, C);
+    return fwd_chunk(o, ht, hs, NULL, q, k, v, beta, g, h0, scale, cu_seqlens, N, B, T, H, HV, K, V, C);
 }
 int delta_rule_bwd_chunk_f64(double *dq, double *dk, double *dv, double *dbeta, double *dg, const double *do_,
                              const double *q, const double *k, const double *v, const double *beta,
                              const double *g, const double *h0, const double *hs, double scale,
                              const int64_t *cu_seqlens, int64_t N,
                              int64_t B, int64_t T, int64_t H, int64_t HV, int64_t K, int64_t V, int64_t C) {
-    return bwd_chunk(dq, dk, dv, dbeta, dg, do_, q, k, v, beta, g, h0, hs, scale, cu_seqlens, N, B, T, H, HV, K, V,
+    return bwd_chunk(dq, dk, dv, dbeta, dg, do_, q, k, v, beta, g, h0, hs, NULL, scale, cu_seqlens, N, B, T, H, HV, K, V,
                      C);
 }
 int delta_rule_step_f64(double *o, double *state, const double *q, const double *k, const double *v,
@@ -939,14 +928,14 @@ int delta_rule_fwd_chunk_f32(float *o, float *ht, float *hs, const float *q, con
                              const float *v, const float *beta, const float *g, const float *h0,
                              float scale, const int64_t *cu_seqlens, int64_t N,
                              int64_t B, int64_t T, int64_t H, int64_t HV, int64_t K, int64_t V, int64_t C) {
-    return fwd_chunk(o, ht, hs, q, k, v, beta, g, h0, scale, cu_seqlens, N, B, T, H, HV, K, V, C);
+    return fwd_chunk(o, ht, hs, NULL, q, k, v, beta, g, h0, scale, cu_seqlens, N, B, T, H, HV, K, V, C);
 }
 int delta_rule_bwd_chunk_f32(float *dq, float *dk, float *dv, float *dbeta, float *dg, const float *do_,
                              const float *q, const float *k, const float *v, const float *beta,
                              const float *g, const float *h0, const float *hs, float scale,
                              const int64_t *cu_seqlens, int64_t N,
                              int64_t B, int64_t T, int64_t H, int64_t HV, int64_t K, int64_t V, int64_t C) {
-    return bwd_chunk(dq, dk, dv, dbeta, dg, do_, q, k, v, beta, g, h0, hs, scale, cu_seqlens, N, B, T, H, HV, K, V,
+    return bwd_chunk(dq, dk, dv, dbeta, dg, do_, q, k, v, beta, g, h0, hs, NULL, scale, cu_seqlens, N, B, T, H, HV, K, V,
                      C);
 }
 int delta_rule_step_f32(float *o, float *state, const float *q, const float *k, const float *v,

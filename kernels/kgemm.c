@@ -216,11 +216,11 @@ extern char *openblas_get_corename(void);
 static atomic_int choice = -1;
 #define AVX2_OWN_MNK (64.0 * 64 * 64)
 
-void hb_kgemm_force(int own) {
+void hb_kgemm_force(int mode) {
 #ifdef SM_VW
-    atomic_store(&choice, own == 2 ? 2 : own ? 1 : 0);
+    atomic_store(&choice, mode == 2 ? 2 : mode ? 1 : 0);
 #else
-    (void)own;
+    (void)mode;
     atomic_store(&choice, 0);
 #endif
 }

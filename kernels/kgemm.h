@@ -21,8 +21,9 @@
  * AVX2 builds, rerun on a quiet Zen 5 core (2026-12-07, tests/bench/results/kgemm_avx2_split.md): the own AVX2
  * kernel is 1.01–1.43× OpenBLAS's Haswell kernels at D 64 and 0.78–0.98× at D 128, whose products are larger;
  * so in AVX2 builds the default puts products of at most 64³ (M·N·K) on the own kernel and larger ones on
- * OpenBLAS (all on OpenBLAS where it runs AVX-512 kernels, as in AVX-512 builds) (hb_kgemm_own() = 2, hb.kgemm_path() "own-small"): 1.02–1.10× the all-OpenBLAS speed at D 64 on every
- * kernel, the same within noise at D 128.
+ * OpenBLAS (all on OpenBLAS where it runs AVX-512 kernels, as in AVX-512 builds; hb_kgemm_own() = 2,
+ * hb.kgemm_path() "own-small"): 1.02–1.10× the all-OpenBLAS speed at D 64 on every kernel, the same within noise
+ * at D 128.
  * Without AVX2 + FMA, and for larger or column-major products, cblas_sgemm (A·Bᵀ of small sizes as transpose +
  * NoTrans × NoTrans: OpenBLAS's NT form of them was slower on its SkylakeX kernels). Concurrent small products cost the same per
  * thread on both paths (kernels_bench blocks: 0.73 / 0.78 of the 1-thread rate at 16 threads): OpenBLAS's
@@ -35,13 +36,12 @@
 void hb_kgemm_f32(CBLAS_ORDER order, CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int M, int N, int K, float alpha,
                   const float *A, int lda, const float *B, int ldb, float beta, float *C, int ldc);
 
-/* 1 when small products run on kgemm.c's own kernel, 0 when on OpenBLAS (decided once: HYBLUA_KGEMM=own|blas,
- * else own unless OpenBLAS runs AVX-512 kernels) */
+/* where small products run, decided once (HYBLUA_KGEMM=own|blas, else the rule above): 1 on kgemm.c's own kernel,
+ * 0 on OpenBLAS, 2 those of at most 64³ on the own kernel and larger ones on OpenBLAS (AVX2 builds) */
 int hb_kgemm_own(void);
-/* set that choice (tests and benchmarks): 0 OpenBLAS, 1 the own kernel, 2 the own kernel for products of at most
- * 64³ and OpenBLAS above (AVX2 builds' default); 1 and 2 have no effect where the kernel is not compiled (no
- * AVX2 + FMA) */
-void hb_kgemm_force(int own);
+/* set that choice (tests and benchmarks): mode 0, 1 or 2 as above; 1 and 2 have no effect where the kernel is not
+ * compiled (no AVX2 + FMA) */
+void hb_kgemm_force(int mode);
 /* the own kernel compiled into this build: "avx512", "avx2" or "none" (no AVX2 + FMA at compile time: -march) */
 const char *hb_kgemm_isa(void);
 

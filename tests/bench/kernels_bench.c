@@ -92,24 +92,18 @@ static void l2norm_rows(float *x, int64_t rows, int64_t D) {
         for (int64_t j = 0; j < D; j++) x[r * D + j] *= inv;
     }
 }
+/* the integer in environment variable `name` when it lies in [lo, hi], else def */
+static int64_t env_int(const char *name, long lo, long hi, int64_t def) {
+    const char *s = getenv(name);
+    long v = s ? strtol(s, NULL, 10) : lo - 1;
+    return v >= lo && v <= hi ? v : def;
+}
 /* the batch of `train` runs: 1, or HB_BENCH_B (1..64) */
-static int64_t bench_batch(void) {
-    const char *s = getenv("HB_BENCH_B");
-    long b = s ? strtol(s, NULL, 10) : 1;
-    return b >= 1 && b <= 64 ? b : 1;
-}
+static int64_t bench_batch(void) { return env_int("HB_BENCH_B", 1, 64, 1); }
 /* the value dim of `train` runs: D, or HB_BENCH_V (1..1024; Gated DeltaNet's expand_v = 2 has V = 2K) */
-static int64_t bench_vdim(int64_t D) {
-    const char *s = getenv("HB_BENCH_V");
-    long v = s ? strtol(s, NULL, 10) : 0;
-    return v >= 1 && v <= 1024 ? v : D;
-}
+static int64_t bench_vdim(int64_t D) { return env_int("HB_BENCH_V", 1, 1024, D); }
 /* the heads of `train` runs at head size D: 512 / D, or HB_BENCH_H (1..64; a training config's B·H work items) */
-static int64_t bench_heads(int64_t D) {
-    const char *s = getenv("HB_BENCH_H");
-    long h = s ? strtol(s, NULL, 10) : 0;
-    return h >= 1 && h <= 64 ? h : 512 / D;
-}
+static int64_t bench_heads(int64_t D) { return env_int("HB_BENCH_H", 1, 64, 512 / D); }
 static int cmp(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
     return (x > y) - (x < y);
@@ -246,9 +240,9 @@ static void flops(const char *k, double T, double D, double C, double *ff, doubl
     }
 }
 
-/* HB_BENCH_SCATTER=1: before the forward and again before the backward, the inputs (and dout) are rewritten by
+/* HB_BENCH_SCATTER=1: before the forward q, k, v, beta and g, before the backward dout, q, k and v are rewritten by
  * element ranges on the pool, as the ops before a mixer write them in a training step: each item then reads its
- * rows from other cores' caches, not its own (the copies are not timed) */
+ * rows from other cores' caches, not its own (the copies are not timed; the mixers' other inputs are left alone) */
 typedef struct { float *x; const float *src; } scat_t;
 static void scat_range(void *ctx, int64_t lo, int64_t hi) {
     const scat_t *c = ctx;
@@ -257,6 +251,7 @@ static void scat_range(void *ctx, int64_t lo, int64_t hi) {
 static void scatter(float *x, int64_t n) {
     if (!x || n <= 0) return;
     float *tmp = malloc((size_t)n * sizeof *tmp);
+    if (!tmp) { fprintf(stderr, "scatter: out of memory\n"); return; }
     memcpy(tmp, x, (size_t)n * sizeof *tmp);
     scat_t c = {x, tmp};
     hb_parallel_range(n, HB_ELEM_GRAIN, scat_range, &c);
@@ -288,7 +283,7 @@ static int do_train(const char *kern, int64_t T, int64_t D, int reps) {
         if (!strcmp(kern, "gdelta")) { g = buf(nb, -0.2, -0.001); dg = zbuf(nb); }
         /* as training runs it: the mixer entry points, which save the chunk states and the WY quantities
          * (HB_BENCH_NOWY=1: the public functions, chunk states only; the backward recomputes D and T) */
-        dr_wy = !getenv("HB_BENCH_NOWY") || !*getenv("HB_BENCH_NOWY") || !strcmp(getenv("HB_BENCH_NOWY"), "0");
+        dr_wy = !env_int("HB_BENCH_NOWY", 1, 1, 0);
         memset(&dr_args, 0, sizeof dr_args);
         const int64_t dims[6] = {B, T, H, H, K, V};
         memcpy(dr_args.dim, dims, sizeof dims);
@@ -353,9 +348,10 @@ static int do_train(const char *kern, int64_t T, int64_t D, int reps) {
         }
     }
     int rc = 0;
-    const int scat = getenv("HB_BENCH_SCATTER") && atoi(getenv("HB_BENCH_SCATTER")) > 0;
+    const int scat = env_int("HB_BENCH_SCATTER", 1, 1, 0) == 1;
+    const int64_t ng = !g ? 0 : (is_kda || is_dplr || !strcmp(kern, "gla")) ? nk : nb; /* g's length, as allocated */
     for (int r = T <= 1024 ? 0 : 1; r <= reps && !rc; r++) { /* r = 0 is a warm-up (skipped for long T) */
-        if (scat) scatter(q, nk), scatter(k, nk), scatter(v, nv), scatter(beta, nb), scatter(g, g == beta ? 0 : (is_kda || !strcmp(kern, "gla") || is_dplr ? nk : nb));
+        if (scat) scatter(q, nk), scatter(k, nk), scatter(v, nv), scatter(beta, nb), scatter(g, ng);
         double t0 = now();
         if (is_kda) rc = kda_fwd_chunk_f32(o, NULL, hs, q, k, v, g, beta, NULL, scale, NULL, 0, B, T, H, H, K, V, C);
         else if (is_dp) rc = deltaproduct_fwd_chunk_f32(o, NULL, hs, q, xk, xv, beta, g, NULL, scale, NULL, 0, B, T, DP_NH, H, H, K, V, C);
