@@ -63,9 +63,9 @@ int hb_dtype_is_float(hb_dtype_t dt) { return dt == HB_F32 || dt == HB_F64; }
  * bytes), newest first, at most SMALL_LIMIT bytes in all (a block that would not fit empties the tier
  * first). A decode step makes about a thousand small tensors (norms, gates, one-token projections), a
  * serial part that more threads do not shorten; through glibc a third of each one's fixed cost was malloc,
- * free and consolidation (perf). With lua/ltensor.c collecting garbage tensors every 16 MiB of small blocks,
- * a small op reuses a block still in cache: 1.0–1.8 instead of 1.8–3.1 µs per op on one core
- * (tests/bench/op_overhead.lua). Under AddressSanitizer a cached block is poisoned, so a use after free is
+ * free and consolidation (perf). With lua/ltensor.c collecting garbage tensors after every few hundred KiB
+ * of small blocks (about the Lua heap's size), a small op reuses a block still in cache: 0.7–1.0 µs per op
+ * on one core (tests/bench/op_overhead.lua; 1.8–3.1 through glibc, 0.8–1.7 collected every 16 MiB). Under AddressSanitizer a cached block is poisoned, so a use after free is
  * still reported. */
 #define BLOCK_CACHE 512
 #define BLOCK_MIN ((size_t)1 << 20)
@@ -268,15 +268,57 @@ static size_t alloc_size(size_t nbytes) {
     return n ? n : 64;
 }
 
+/* Headers. A decode step or a Lua loop over small tensors makes and frees about a thousand tensor and
+ * storage headers per step, and the Lua collector frees them in bursts; through glibc those larger than its
+ * fast bins (a tensor header is ~220 bytes) went through its unsorted-bin sorting on every allocation (10%
+ * of a d 256 decode step in _int_malloc, perf). So up to HDR_CACHE freed headers of each kind are kept
+ * for reuse, newest first. Not under AddressSanitizer, which must see every header's free. */
+#define HDR_CACHE 4096
+typedef struct { pthread_mutex_t mu; void *head; int n; } hdr_list_t;
+static hdr_list_t tensor_hdrs = {PTHREAD_MUTEX_INITIALIZER, NULL, 0}, storage_hdrs = {PTHREAD_MUTEX_INITIALIZER, NULL, 0};
+
+static void hdr_put(hdr_list_t *l, void *p) {
+    if (!p) return;
+    if (!SANITIZED) {
+        pthread_mutex_lock(&l->mu);
+        int kept = l->n < HDR_CACHE;
+        if (kept) {
+            *(void **)p = l->head;
+            l->head = p;
+            l->n++;
+        }
+        pthread_mutex_unlock(&l->mu);
+        if (kept) return;
+    }
+    free(p);
+}
+
+static void *hdr_get(hdr_list_t *l, size_t n) {
+    if (SANITIZED) return hb_calloc(1, n);
+    pthread_mutex_lock(&l->mu);
+    void *p = l->head;
+    if (p) {
+        l->head = *(void **)p;
+        l->n--;
+    }
+    pthread_mutex_unlock(&l->mu);
+    if (!p) return hb_calloc(1, n);
+    if (hb_alloc_tick()) { /* the hook's failure, as hb_calloc would give it */
+        hdr_put(l, p);
+        return NULL;
+    }
+    return memset(p, 0, n);
+}
+
 static hb_storage_t *storage_new(size_t nbytes) {
-    hb_storage_t *s = hb_calloc(1, sizeof *s);
+    hb_storage_t *s = hdr_get(&storage_hdrs, sizeof *s);
     if (!s) { hb_seterr("out of memory allocating a storage header"); return NULL; }
     size_t n = alloc_size(nbytes);
     s->data = block_get(n);
     if (!s->data) s->data = hb_aligned_alloc(64, n);
     if (!s->data && hb_block_cache_release() > 0) s->data = hb_aligned_alloc(64, n);
     if (!s->data) {
-        free(s);
+        hdr_put(&storage_hdrs, s);
         hb_seterr("out of memory allocating %zu bytes of tensor storage", nbytes);
         return NULL;
     }
@@ -297,7 +339,7 @@ static void storage_release(hb_storage_t *s) {
         atomic_fetch_sub(&live_bytes, (long long)s->nbytes);
         block_put(s->data, alloc_size(s->nbytes));
     }
-    free(s);
+    hdr_put(&storage_hdrs, s);
 }
 
 /* ---- creation ---------------------------------------------------------------------------------- */
@@ -343,7 +385,7 @@ static hb_tensor_t *tensor_header(hb_dtype_t dt, int ndim, const int64_t *size) 
         }
         if (size[i] > 0) prod *= size[i];
     }
-    hb_tensor_t *t = hb_calloc(1, sizeof *t);
+    hb_tensor_t *t = hdr_get(&tensor_hdrs, sizeof *t);
     if (!t) { hb_seterr("out of memory allocating a tensor"); return NULL; }
     t->refcount = 1;
     t->dtype = dt;
@@ -361,9 +403,9 @@ hb_tensor_t *hb_tensor_empty(hb_dtype_t dt, int ndim, const int64_t *size) {
     hb_tensor_t *t = tensor_header(dt, ndim, size);
     if (!t) return NULL;
     int64_t n = hb_numel(t);
-    if (hb_check_numel(n, dt, "")) { free(t); return NULL; }
+    if (hb_check_numel(n, dt, "")) { hdr_put(&tensor_hdrs, t); return NULL; }
     t->storage = storage_new((size_t)n * hb_dtype_size(dt));
-    if (!t->storage) { free(t); return NULL; }
+    if (!t->storage) { hdr_put(&tensor_hdrs, t); return NULL; }
     return t;
 }
 
@@ -405,8 +447,8 @@ hb_tensor_t *hb_tensor_from_external(hb_dtype_t dt, int ndim, const int64_t *siz
                                      void (*release)(void *), void *ctx) {
     hb_tensor_t *t = tensor_header(dt, ndim, size);
     if (!t) return NULL;
-    t->storage = hb_calloc(1, sizeof *t->storage);
-    if (!t->storage) { free(t); hb_seterr("out of memory"); return NULL; }
+    t->storage = hdr_get(&storage_hdrs, sizeof *t->storage);
+    if (!t->storage) { hdr_put(&tensor_hdrs, t); hb_seterr("out of memory"); return NULL; }
     t->storage->data = data;
     t->storage->nbytes = (size_t)hb_numel(t) * hb_dtype_size(dt);
     t->storage->refcount = 1;
@@ -433,7 +475,7 @@ void hb_tensor_free(hb_tensor_t *t) {
     hb_tensor_free(t->grad);
     hb_tensor_free(t->bgrad);
     if (t->grad_fn) t->grad_fn_release(t->grad_fn);
-    free(t);
+    hdr_put(&tensor_hdrs, t);
 }
 
 /* ---- inspection -------------------------------------------------------------------------------- */
@@ -712,7 +754,7 @@ int hb_add_(hb_tensor_t *a, hb_tensor_t *b, double alpha) {
 
 /* ---- aliases ------------------------------------------------------------------------------------- */
 static hb_tensor_t *view_of(hb_tensor_t *t) {
-    hb_tensor_t *v = hb_calloc(1, sizeof *v);
+    hb_tensor_t *v = hdr_get(&tensor_hdrs, sizeof *v);
     if (!v) { hb_seterr("out of memory"); return NULL; }
     v->refcount = 1;
     v->storage = t->storage;

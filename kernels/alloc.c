@@ -31,6 +31,7 @@ void *hb_aligned_alloc(size_t align, size_t n) { return inject() ? NULL : aligne
 char *hb_strdup(const char *s) { return inject() ? NULL : strdup(s); }
 char *hb_strndup(const char *s, size_t n) { return inject() ? NULL : strndup(s, n); }
 void hb_free(void *p) { free(p); }
+int hb_alloc_tick(void) { return inject(); }
 
 void hb_malloc_policy(void) {
 #ifdef __GLIBC__

@@ -21,6 +21,9 @@ void *hb_aligned_alloc(size_t align, size_t n);
 char *hb_strdup(const char *s);
 char *hb_strndup(const char *s, size_t n);
 void hb_free(void *p);                      /* free(); NULL is safe */
+/* For allocators that serve some requests from their own free lists (core/tensor.c): counts one allocation
+ * as the wrappers do and returns 1 when the hook makes it fail, so that those requests can fail in tests too. */
+int hb_alloc_tick(void);
 
 /* The process's malloc policy for training, set once at start by the hyblua executable and by the C
  * benchmarks (so that they time kernels as hyblua runs them): large buffers stay on the heap and are

@@ -502,6 +502,7 @@ static hb_tensor_t *mib(double m) { /* a float32 tensor of m MiB */
     return hb_tensor_zeros(HB_F32, 1, &n);
 }
 static void case_small_blocks(void);
+static void case_headers(void);
 static void case_block_cache(void) {
     hb_block_cache_set_limit(-1);
     hb_block_cache_release();
@@ -605,7 +606,42 @@ static const struct {
     {"version counters", case_versions},
     {"block cache", case_block_cache},
     {"block cache: blocks below 1 MiB", case_small_blocks},
+    {"reused tensor headers", case_headers},
 };
+
+/* core/tensor.c keeps freed tensor and storage headers for reuse (not under AddressSanitizer): a reused one
+   must come back as a fresh one would, every field zero but what its constructor sets */
+static void case_headers(void) {
+    int64_t n4 = 4, sz[2] = {3, 5};
+    hb_tensor_t *a = hb_tensor_full(HB_F32, 1, &n4, 1.0);
+    a->requires_grad = 1;
+    a->retain_grad = 1;
+    a->graph_released = 1;
+    a->mark = 77;
+    a->storage->version = 9;
+    a->grad = hb_tensor_full(HB_F32, 1, &n4, 1.0);
+    hb_tensor_t *v = hb_detach(a);
+    hb_tensor_free(a); /* v keeps the storage; a's header and its grad go */
+    hb_tensor_t *b = hb_tensor_zeros(HB_F64, 2, sz), *c = hb_detach(b);
+    int fresh = 1;
+    for (hb_tensor_t *t = b; t; t = t == b ? c : NULL)
+        fresh &= t->requires_grad == 0 && t->retain_grad == 0 && t->graph_released == 0 && t->mark == 0 &&
+                 t->grad == NULL && t->grad_fn == NULL && t->bgrad == NULL && t->offset == 0 && t->refcount == 1;
+    ok(fresh, "headers made after others were freed have every field fresh");
+    ok(b->storage->version == 0 && b->storage->refcount == 2 && b->storage->bf16 == NULL && !b->storage->external &&
+       b->ndim == 2 && b->size[0] == 3 && b->size[1] == 5 && b->stride[0] == 5 && b->stride[1] == 1,
+       "a new storage's header is fresh too, and the shape is its own");
+    ok(((float *)hb_data(v))[3] == 1.0f && v->storage->refcount == 1, "a view outlives the tensor whose header was reused");
+    hb_tensor_free(c); hb_tensor_free(b); hb_tensor_free(v);
+    /* the failure hook still reaches a header served from the freed ones */
+    hb_tensor_free(hb_tensor_empty(HB_F32, 1, &n4));
+    hb_alloc_fail_after(0);
+    hb_tensor_t *f = hb_tensor_empty(HB_F32, 1, &n4);
+    hb_alloc_fail_after(-1);
+    ok(f == NULL && strstr(hb_errmsg(), "out of memory"), "an injected failure of the header's allocation fails cleanly (%s)",
+       hb_errmsg());
+    hb_tensor_free(f);
+}
 
 /* the small tier: exact sizes (multiples of 64 bytes), newest first, at most 64 MiB or the limit */
 static void case_small_blocks(void) {
