@@ -23,26 +23,37 @@ typedef struct {
     hb_tensor_t *t;
 } ltensor_t;
 
-/* Lua's collector sees a tensor as its 8-byte userdata, so garbage tensors are collected here, by two soft
- * limits on tensor memory. Live bytes: twice what was live after the last collection, at least 256 MiB
- * (large activations). Small storages (< 1 MiB, core/tensor.c's small tier) allocated since the last
- * collection: as many bytes as the Lua heap had after it, at least SMALL_GC_MIN and at most SMALL_GC_MAX.
- * A decode step's small tensors (norms, gates, one-token projections) then come back to the tier while
- * their blocks are still in L2: a d 256 model's decode step took 0.72 instead of 0.9-1.0 ms, its first steps
- * after a prefill (which frees blocks of other sizes) 0.73 instead of 1.4 ms, than with a fixed 16 MiB. A
- * collection traverses the whole Lua heap (~0.05-0.5 ms for a 340M model's, depending on what is in cache),
- * so the limit grows with the heap: a script holding a large Lua table is not traversed every 512 KiB. */
-#define SMALL_GC_MIN (512LL << 10)
-#define SMALL_GC_MAX (16LL << 20)
-static int64_t gc_threshold = 256LL << 20, small_next_gc = SMALL_GC_MIN;
+/* Lua's collector sees a tensor as its 8-byte userdata, so garbage tensors are collected here, by soft limits
+ * on tensor memory. Live bytes: a full collection at twice what was live after the last one, at least
+ * 256 MiB (large activations). Small storages (< 1 MiB, core/tensor.c's small tier): a young collection
+ * after every SMALL_GC_YOUNG bytes of them and a full one after every SMALL_GC_FULL. The collector runs in
+ * generational mode (set by lhb_open_tensor), where a young collection visits only the objects made since
+ * the last one, so it stays cheap however large the Lua heap is (a full one traverses all of it: ~0.2 ms for
+ * a 340M model's, its lines evicted by every decode step's weights). A decode step's temporaries (norms,
+ * gates, one-token projections) are young when they die: their blocks come back to the tier while still in
+ * L2. The full collections free the small tensors that died old. Measured against the rule before (a full
+ * collection every 16 MiB), one Zen 5 core: d 256 decode steps 1.2-1.4x faster (the first 16 after a
+ * prefill, which frees blocks of other sizes, 2x), small ops 0.4-0.7 instead of 0.7-1.7 us; a 340M decode
+ * step spends 0.9 ms per step collecting, 1.1 ms before, 2.3 ms with full collections every Lua heap's worth
+ * (tests/bench/results/small_gc_ab.md). A script that switches the collector to incremental mode makes the
+ * young collections incremental steps; the full ones still bound the garbage. */
+#define SMALL_GC_YOUNG (512LL << 10)
+#define SMALL_GC_FULL (16LL << 20)
+static int64_t gc_threshold = 256LL << 20, small_young_at = SMALL_GC_YOUNG, small_full_at = SMALL_GC_FULL;
 
 /* a full collection, then the next soft limits */
 static void collect_tensors(lua_State *L) {
     lua_gc(L, LUA_GCCOLLECT);
-    int64_t live = hb_alloc_bytes();
+    int64_t live = hb_alloc_bytes(), small = hb_small_alloc_bytes();
     gc_threshold = live * 2 > (256LL << 20) ? live * 2 : (256LL << 20);
-    int64_t heap = (int64_t)lua_gc(L, LUA_GCCOUNT) * 1024 + lua_gc(L, LUA_GCCOUNTB);
-    small_next_gc = hb_small_alloc_bytes() + (heap < SMALL_GC_MIN ? SMALL_GC_MIN : heap > SMALL_GC_MAX ? SMALL_GC_MAX : heap);
+    small_young_at = small + SMALL_GC_YOUNG;
+    small_full_at = small + SMALL_GC_FULL;
+}
+
+/* the tensors made since the last collection that are garbage now: one step of a generational collector */
+static void collect_young(lua_State *L) {
+    lua_gc(L, LUA_GCSTEP, 0);
+    small_young_at = hb_small_alloc_bytes() + SMALL_GC_YOUNG;
 }
 
 void lhb_push_tensor(lua_State *L, hb_tensor_t *t) {
@@ -50,7 +61,9 @@ void lhb_push_tensor(lua_State *L, hb_tensor_t *t) {
         luaL_error(L, "%s", hb_errmsg());
         return;
     }
-    if (hb_alloc_bytes() > gc_threshold || hb_small_alloc_bytes() >= small_next_gc) collect_tensors(L);
+    int64_t small = hb_small_alloc_bytes();
+    if (hb_alloc_bytes() > gc_threshold || small >= small_full_at) collect_tensors(L);
+    else if (small >= small_young_at) collect_young(L);
     ltensor_t *u = lua_newuserdatauv(L, sizeof *u, 0);
     u->t = t;
     luaL_setmetatable(L, TENSOR_MT);
@@ -826,6 +839,7 @@ static const luaL_Reg functions[] = {{"physical_memory", l_physical_memory},
 /* Register the metatable and add tensor functions + every method as a module function
  * (hb.exp(t) == t:exp()). Expects the module table on top of the stack. */
 void lhb_open_tensor(lua_State *L) {
+    lua_gc(L, LUA_GCGEN, 0, 0); /* generational: cheap young collections (collect_young), Lua's default parameters */
     luaL_newmetatable(L, TENSOR_MT);
     luaL_setfuncs(L, metamethods, 0);
     luaL_newlib(L, methods);
