@@ -63,10 +63,10 @@ int hb_dtype_is_float(hb_dtype_t dt) { return dt == HB_F32 || dt == HB_F64; }
  * bytes), newest first, at most SMALL_LIMIT bytes in all (a block that would not fit empties the tier
  * first). A decode step makes about a thousand small tensors (norms, gates, one-token projections), a
  * serial part that more threads do not shorten; through glibc a third of each one's fixed cost was malloc,
- * free and consolidation (perf). With lua/ltensor.c collecting garbage tensors after every few hundred KiB
- * of small blocks (about the Lua heap's size), a small op reuses a block still in cache: 0.7–1.0 µs per op
- * on one core (tests/bench/op_overhead.lua; 1.8–3.1 through glibc, 0.8–1.7 collected every 16 MiB). Under AddressSanitizer a cached block is poisoned, so a use after free is
- * still reported. */
+ * free and consolidation (perf). With lua/ltensor.c running a young collection after every 512 KiB of small
+ * blocks, a small op reuses a block still in cache: 0.4–0.7 µs per op on one core (tests/bench/op_overhead.lua;
+ * 1.8–3.1 through glibc, 0.7–1.7 with a full collection every 16 MiB only). Under AddressSanitizer a cached
+ * block is poisoned, so a use after free is still reported. */
 #define BLOCK_CACHE 512
 #define BLOCK_MIN ((size_t)1 << 20)
 #define SMALL_LISTS (BLOCK_MIN / 64)
@@ -275,7 +275,8 @@ static size_t alloc_size(size_t nbytes) {
  * for reuse, newest first. Not under AddressSanitizer, which must see every header's free. */
 #define HDR_CACHE 4096
 typedef struct { pthread_mutex_t mu; void *head; int n; } hdr_list_t;
-static hdr_list_t tensor_hdrs = {PTHREAD_MUTEX_INITIALIZER, NULL, 0}, storage_hdrs = {PTHREAD_MUTEX_INITIALIZER, NULL, 0};
+static hdr_list_t tensor_hdrs = {PTHREAD_MUTEX_INITIALIZER, NULL, 0};
+static hdr_list_t storage_hdrs = {PTHREAD_MUTEX_INITIALIZER, NULL, 0};
 
 static void hdr_put(hdr_list_t *l, void *p) {
     if (!p) return;

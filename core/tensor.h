@@ -72,8 +72,8 @@ const char *hb_errmsg(void);                 /* last error message of this threa
 void hb_seterr(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Byte counter of live tensor storage (for the Lua GC pressure); updated atomically. */
 int64_t hb_alloc_bytes(void);
-/* Bytes allocated so far in storages below 1 MiB (monotonic): the Lua binding collects garbage tensors
- * after every few hundred KiB of them, so that small blocks are reused while still in the CPU's caches. */
+/* Bytes allocated so far in storages below 1 MiB (monotonic): the Lua binding runs a young collection of
+ * garbage tensors after every 512 KiB of them, so that small blocks are reused while still in the CPU's caches. */
 int64_t hb_small_alloc_bytes(void);
 /* Tensor memory: live storage bytes, their high-water mark, and the block cache (core/tensor.c: freed
  * blocks of ≥ 1 MiB kept for reuse at the same size, up to cache_limit bytes). */

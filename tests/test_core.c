@@ -631,15 +631,16 @@ static void case_headers(void) {
     ok(b->storage->version == 0 && b->storage->refcount == 2 && b->storage->bf16 == NULL && !b->storage->external &&
        b->ndim == 2 && b->size[0] == 3 && b->size[1] == 5 && b->stride[0] == 5 && b->stride[1] == 1,
        "a new storage's header is fresh too, and the shape is its own");
-    ok(((float *)hb_data(v))[3] == 1.0f && v->storage->refcount == 1, "a view outlives the tensor whose header was reused");
+    ok(((float *)hb_data(v))[3] == 1.0f && v->storage->refcount == 1,
+       "a view outlives the tensor whose header was reused");
     hb_tensor_free(c); hb_tensor_free(b); hb_tensor_free(v);
     /* the failure hook still reaches a header served from the freed ones */
     hb_tensor_free(hb_tensor_empty(HB_F32, 1, &n4));
     hb_alloc_fail_after(0);
     hb_tensor_t *f = hb_tensor_empty(HB_F32, 1, &n4);
     hb_alloc_fail_after(-1);
-    ok(f == NULL && strstr(hb_errmsg(), "out of memory"), "an injected failure of the header's allocation fails cleanly (%s)",
-       hb_errmsg());
+    ok(f == NULL && strstr(hb_errmsg(), "out of memory"),
+       "an injected failure of the header's allocation fails cleanly (%s)", hb_errmsg());
     hb_tensor_free(f);
 }
 

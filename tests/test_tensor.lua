@@ -104,7 +104,9 @@ T.ok(peak < 600 * 1024 * 1024, "GC pressure keeps live tensor bytes bounded", st
 -- small temporaries (a decode step's): a young collection after every 512 KiB of them, so their blocks are
 -- reused while still in cache; with a full collection every 16 MiB only, this loop peaked at ~17 MB
 do
-  local p = io.popen([[./hyblua -e 'local x = hb.randn({1, 1, 1024}); hb.no_grad(function() for i = 1, 20000 do local _ = x + x end end); io.write(hb.memory_stats().peak)' 2>&1]])
+  local p = io.popen([[./hyblua -e 'local x = hb.randn({1, 1, 1024})
+    hb.no_grad(function() for i = 1, 20000 do local _ = x + x end end)
+    io.write(hb.memory_stats().peak)' 2>&1]])
   local out = p:read("a"); p:close()
   local pk = tonumber(out)
   T.ok(pk and pk < 6 * 2 ^ 20, "a loop of 4 KiB temporaries keeps its peak of tensor bytes small (young collections)",
