@@ -842,7 +842,7 @@ static int mixer_fwd_chunk(const hb_mixer_args_t *a) {
     const real *q = a->in[0], *k = a->in[1], *v = a->in[2], *beta = a->in[3], *g = a->in[4];
     real scale = (real)a->scalar[0], *hs = a->saved, *wy = hs ? hs + mixer_hs_numel(a) : NULL;
     return fwd_chunk(a->o, a->ht, hs, wy, q, k, v, beta, g, NULL, scale, a->cu_seqlens, a->N, B, T, H, HV, K, V,
-                        a->chunk);
+                     a->chunk);
 }
 static int mixer_bwd_chunk(const hb_mixer_args_t *a) {
     int64_t B = a->dim[0], T = a->dim[1], H = a->dim[2], HV = a->dim[3], K = a->dim[4], V = a->dim[5];
@@ -850,7 +850,7 @@ static int mixer_bwd_chunk(const hb_mixer_args_t *a) {
     const real *hs = a->saved, *wy = hs ? hs + mixer_hs_numel(a) : NULL;
     real scale = (real)a->scalar[0];
     return bwd_chunk(a->din[0], a->din[1], a->din[2], a->din[3], a->din[4], a->dout, q, k, v, beta, g, NULL, hs,
-                        wy, scale, a->cu_seqlens, a->N, B, T, H, HV, K, V, a->chunk);
+                     wy, scale, a->cu_seqlens, a->N, B, T, H, HV, K, V, a->chunk);
 }
 static int mixer_fwd_recurrent(const hb_mixer_args_t *a) {
     int64_t B = a->dim[0], T = a->dim[1], H = a->dim[2], HV = a->dim[3], K = a->dim[4], V = a->dim[5];
@@ -898,8 +898,8 @@ int delta_rule_bwd_chunk_f64(double *dq, double *dk, double *dv, double *dbeta, 
                              const double *g, const double *h0, const double *hs, double scale,
                              const int64_t *cu_seqlens, int64_t N,
                              int64_t B, int64_t T, int64_t H, int64_t HV, int64_t K, int64_t V, int64_t C) {
-    return bwd_chunk(dq, dk, dv, dbeta, dg, do_, q, k, v, beta, g, h0, hs, NULL, scale, cu_seqlens, N, B, T, H, HV, K, V,
-                     C);
+    return bwd_chunk(dq, dk, dv, dbeta, dg, do_, q, k, v, beta, g, h0, hs, NULL, scale, cu_seqlens, N, B, T, H, HV,
+                     K, V, C);
 }
 int delta_rule_step_f64(double *o, double *state, const double *q, const double *k, const double *v,
                         const double *beta, const double *g, double scale, int64_t B, int64_t H, int64_t HV,
@@ -935,8 +935,8 @@ int delta_rule_bwd_chunk_f32(float *dq, float *dk, float *dv, float *dbeta, floa
                              const float *g, const float *h0, const float *hs, float scale,
                              const int64_t *cu_seqlens, int64_t N,
                              int64_t B, int64_t T, int64_t H, int64_t HV, int64_t K, int64_t V, int64_t C) {
-    return bwd_chunk(dq, dk, dv, dbeta, dg, do_, q, k, v, beta, g, h0, hs, NULL, scale, cu_seqlens, N, B, T, H, HV, K, V,
-                     C);
+    return bwd_chunk(dq, dk, dv, dbeta, dg, do_, q, k, v, beta, g, h0, hs, NULL, scale, cu_seqlens, N, B, T, H, HV,
+                     K, V, C);
 }
 int delta_rule_step_f32(float *o, float *state, const float *q, const float *k, const float *v,
                         const float *beta, const float *g, float scale, int64_t B, int64_t H, int64_t HV,

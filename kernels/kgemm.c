@@ -258,7 +258,8 @@ int hb_kgemm_own(void) {
 #if defined(__AVX512F__)
         c = blas512 ? 0 : 1;
 #else
-        c = blas512 ? 0 : 2; /* AVX2 builds: the kernel wins up to 64³ products, OpenBLAS's AVX2 kernels above (kgemm.h) */
+        /* AVX2 builds: the kernel wins up to 64³ products, OpenBLAS's AVX2 kernels above (kgemm.h) */
+        c = blas512 ? 0 : 2;
 #endif
 #else
         c = 0;

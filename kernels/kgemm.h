@@ -12,10 +12,10 @@
  * in, the own kernel unless OpenBLAS runs its AVX-512 kernels (SkylakeX, Cooperlake, SapphireRapids). Against
  * OpenBLAS's AVX2 (Haswell) kernels it made every kernel 1.3–2.1× faster on a Zen 5 core; against its AVX-512
  * kernels it was 0.78–1.28× at D 64 and 0.84–1.44× at D 128 there, and 0.89–0.98× at D 64 / 1.07–1.48× at D 128 on a
- * Xeon (Sapphire/Emerald Rapids) — no clear gain, so OpenBLAS stays. In AVX2 builds OpenBLAS at first (the own AVX2
- * kernel was 1.0–1.05× slower at D 64 and 1.2–1.35× at D 128 than OpenBLAS's Haswell kernels). Those figures predate the
- * unmasked full-block kernel (2026-12-07 evening): it made the own path's kernels 1.2–1.5× faster (Zen 5, D 64,
- * every kernel), and against OpenBLAS's Cooperlake kernels it stands at 0.78–1.06× (D 64) and 0.84–1.32× (D 128),
+ * Xeon (Sapphire/Emerald Rapids) — no clear gain, so OpenBLAS stays. In AVX2 builds OpenBLAS at first (the own
+ * AVX2 kernel was 1.0–1.05× slower at D 64 and 1.2–1.35× at D 128 than OpenBLAS's Haswell kernels). Those figures
+ * predate the unmasked full-block kernel (2026-12-07 evening): it made the own path's kernels 1.2–1.5× faster (Zen 5,
+ * D 64, every kernel), and against OpenBLAS's Cooperlake kernels it stands at 0.78–1.06× (D 64) and 0.84–1.32× (D 128),
  * its AVX2 form against the Haswell kernels at 0.73–1.37× / 0.72–1.16× (a loaded machine): still no clear gain
  * where OpenBLAS has kernels for the ISA, so the rule is unchanged (tests/bench/results/kgemm_full_ab.md).
  * AVX2 builds, rerun on a quiet Zen 5 core (2026-12-07, tests/bench/results/kgemm_avx2_split.md): the own AVX2
